@@ -1,0 +1,52 @@
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, and /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from api.schema import schema
+from api.service import Service
+
+
+class _GraphQL(GraphQL[dict[str, Any], None]):
+    def __init__(self, svc: Service) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self._service = svc
+
+    async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
+        return {"service": self._service, "request": request, "response": response}
+
+
+def create_app(svc: Service) -> Starlette:
+    graphql = _GraphQL(svc)
+
+    async def healthz(_: Request) -> Response:
+        if not svc.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "runningSagas": svc.orchestrator.running})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+        ],
+        lifespan=lifespan,
+    )

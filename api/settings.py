@@ -1,0 +1,16 @@
+"""What a running service is configured with; filled from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.saga import SagaPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    policy: SagaPolicy = field(default_factory=SagaPolicy)
+    demo: bool = False
+    # Transactions written at once. SQLite has one writer, so one lane; PostgreSQL can take more.
+    commit_lanes: int | None = None

@@ -1,0 +1,224 @@
+"""GraphQL types. They are built from read-model rows (`from_row`), never from domain objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from sqlalchemy import Row
+from strawberry.types import Info
+
+from domain.model import OrderStatus as DomainOrderStatus
+from domain.model import StorageCondition as DomainStorageCondition
+from domain.problems import Problem
+from domain.problems import ProblemCode as DomainProblemCode
+from domain.saga import SagaStatus as DomainSagaStatus
+from domain.saga import Step, StepStatus
+
+if TYPE_CHECKING:
+    from api.service import Service
+
+SagaStatus = strawberry.enum(DomainSagaStatus, name="SagaStatus", description="Where an order saga is.")
+OrderStatus = strawberry.enum(DomainOrderStatus, name="OrderStatus")
+StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageCondition")
+ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
+SagaStepName = strawberry.enum(Step, name="SagaStepName")
+SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
+
+
+def service(info: Info) -> Service:
+    return info.context["service"]  # type: ignore[no-any-return]
+
+
+@strawberry.type(description="A refused input: a stable code, the input field at fault, and why.")
+class UserError:
+    code: ErrorCode  # type: ignore[valid-type]
+    field: str | None
+    message: str
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> UserError:
+        return cls(code=problem.code, field=problem.field, message=problem.message)
+
+
+@strawberry.type
+class OrderLine:
+    sku: str
+    quantity: int
+
+
+@strawberry.type(description="A quantity of one SKU taken from one section of one warehouse.")
+class Pick:
+    warehouse_code: str
+    section_code: str
+    sku: str
+    quantity: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Pick:
+        return cls(
+            warehouse_code=data["warehouseCode"],
+            section_code=data["sectionCode"],
+            sku=data["sku"],
+            quantity=data["quantity"],
+        )
+
+
+@strawberry.type(description="The instruction to ship an order: where each pick comes from.")
+class Shipment:
+    id: strawberry.ID
+    picks: list[Pick]
+
+
+@strawberry.type
+class Order:
+    id: strawberry.ID
+    status: OrderStatus  # type: ignore[valid-type]
+    customer_id: str
+    lines: list[OrderLine]
+    picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
+    shipment: Shipment | None
+    created_at: datetime
+    updated_at: datetime
+    saga_id: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Order:
+        picks = [Pick.from_json(p) for p in row.picks]
+        return cls(
+            id=strawberry.ID(row.id),
+            status=DomainOrderStatus(row.status),
+            customer_id=row.customer_id,
+            lines=[OrderLine(sku=x["sku"], quantity=x["quantity"]) for x in row.lines],
+            picks=picks,
+            shipment=Shipment(id=strawberry.ID(row.shipment_id), picks=picks) if row.shipment_id else None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            saga_id=row.saga_id,
+        )
+
+    @strawberry.field
+    async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.types")] | None:
+        row = await service(info).read.saga(self.saga_id)
+        return Saga.from_row(row) if row else None
+
+
+@strawberry.type
+class SagaStep:
+    name: SagaStepName  # type: ignore[valid-type]
+    status: SagaStepStatus  # type: ignore[valid-type]
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+
+
+@strawberry.type(description="One entry of a saga's journal.")
+class SagaEvent:
+    sequence: int
+    type: str
+    occurred_at: datetime
+    step: SagaStepName | None  # type: ignore[valid-type]
+    attempt: int | None
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> SagaEvent:
+        step = row.data.get("step")
+        return cls(
+            sequence=row.sequence,
+            type=row.type,
+            occurred_at=row.recorded_at,
+            step=Step(step) if step else None,
+            attempt=row.data.get("attempt"),
+            reason=row.data.get("reason"),
+        )
+
+
+@strawberry.type
+class Saga:
+    id: strawberry.ID
+    status: SagaStatus  # type: ignore[valid-type]
+    failure_reason: str | None
+    current_step: SagaStepName | None  # type: ignore[valid-type]
+    steps: list[SagaStep]
+    started_at: datetime
+    updated_at: datetime
+    order_id: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Saga:
+        return cls(
+            id=strawberry.ID(row.id),
+            status=DomainSagaStatus(row.status),
+            failure_reason=row.failure_reason,
+            current_step=Step(row.current_step) if row.current_step else None,
+            steps=[
+                SagaStep(
+                    name=Step(s["name"]),
+                    status=StepStatus(s["status"]),
+                    attempts=s["attempts"],
+                    started_at=datetime.fromisoformat(s["startedAt"]),
+                    finished_at=datetime.fromisoformat(s["finishedAt"]) if s["finishedAt"] else None,
+                    last_error=s["lastError"],
+                )
+                for s in row.steps
+            ],
+            started_at=row.started_at,
+            updated_at=row.updated_at,
+            order_id=row.order_id,
+        )
+
+    @strawberry.field
+    async def order(self, info: Info) -> Order | None:
+        row = await service(info).read.order(self.order_id)
+        return Order.from_row(row) if row else None
+
+    @strawberry.field(description="The saga's journal, in sequence order.")
+    async def events(self, info: Info) -> list[SagaEvent]:
+        rows = await service(info).read.saga_timeline(str(self.id))
+        return [SagaEvent.from_row(r) for r in rows]
+
+
+@strawberry.type
+class StockLevel:
+    warehouse_code: str
+    section_code: str
+    sku: str
+    on_hand: int
+    reserved: int
+
+    @strawberry.field
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @classmethod
+    def from_row(cls, row: Row) -> StockLevel:
+        return cls(
+            warehouse_code=row.warehouse_code,
+            section_code=row.section_code,
+            sku=row.sku,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+        )
+
+
+@strawberry.type
+class Section:
+    code: str
+    storage_condition: StorageCondition  # type: ignore[valid-type]
+
+
+@strawberry.type
+class Warehouse:
+    code: str
+    name: str
+    sections: list[Section]
+
+
+@strawberry.type
+class Product:
+    sku: str
+    name: str
+    storage_condition: StorageCondition  # type: ignore[valid-type]

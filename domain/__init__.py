@@ -1,0 +1,1 @@
+"""The pure model of ordersaga: orders, inventory allocation, the order saga and its orchestrator."""

@@ -1,0 +1,295 @@
+"""The in-process orchestrator: drives every saga from its journal to a terminal state.
+
+Each running saga has one driver task. A driver asks `next_action` what to do, waits where the saga
+must wait (its durable timers are its deadlines and retry times, kept in the journal), and advances
+the saga one participant call at a time: the call, the events it produces and their projection share
+one transaction, so a participant's effect is never kept without its journal entry, or the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from domain.model import OrderLine
+from domain.ports import (
+    Clock,
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    ParticipantGate,
+    ParticipantUnavailable,
+    Placement,
+    StepCommand,
+    Transaction,
+    TransactionRunner,
+)
+from domain.saga import (
+    Call,
+    Emit,
+    Finished,
+    Outcome,
+    SagaEvent,
+    SagaPolicy,
+    SagaStarted,
+    SagaState,
+    Step,
+    Unavailable,
+    Wait,
+    evolve,
+    fold,
+    next_action,
+    on_outcome,
+    on_timeout,
+    start,
+)
+
+log = logging.getLogger("ordersaga.saga")
+
+SagaListener = Callable[[SagaState], None]
+
+# After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to
+# the cap, and reloads the saga from its journal before trying again.
+_ERROR_BACKOFF = timedelta(milliseconds=50)
+_ERROR_BACKOFF_CAP = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    customer_id: str
+    lines: tuple[OrderLine, ...]
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        # Line order carries no meaning, so the same lines in another order are the same request.
+        canonical = "|".join([self.customer_id, *sorted(f"{x.sku}x{x.quantity}" for x in self.lines)])
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlaced:
+    saga_id: str
+    order_id: str
+    replayed: bool
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        runner: TransactionRunner,
+        clock: Clock,
+        policy: SagaPolicy,
+        gate: ParticipantGate | None = None,
+        listeners: Iterable[SagaListener] = (),
+    ) -> None:
+        self._runner = runner
+        self._clock = clock
+        self._policy = policy
+        self._gate = gate
+        self._listeners = list(listeners)
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._drivers)
+
+    def add_listener(self, listener: SagaListener) -> None:
+        self._listeners.append(listener)
+
+    async def place_order(self, command: PlaceOrder) -> OrderPlaced:
+        """Create the order and start its saga in one transaction; once this returns the order is
+        durable, and the saga runs on in the background."""
+        fingerprint = command.fingerprint()
+
+        async def work(tx: Transaction) -> tuple[OrderPlaced, SagaState | None]:
+            key = command.idempotency_key
+            if key is not None:
+                earlier = await tx.sagas.find_placement(key)
+                if earlier is not None:
+                    if earlier.fingerprint != fingerprint:
+                        raise IdempotencyKeyReused(key)
+                    return OrderPlaced(earlier.saga_id, earlier.order_id, replayed=True), None
+            saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
+            started = SagaStarted(order_id, command.customer_id, command.lines, now)
+            state = start(saga_id, started)
+            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER, now))
+            state, events = self._settle(state, [started], now)
+            placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
+            await tx.sagas.append(None, events, state, placement)
+            return OrderPlaced(saga_id, order_id, replayed=False), state
+
+        placed, state = await self._runner.run(work)
+        if state is not None:
+            self._publish(state)
+            self._spawn(state)
+        return placed
+
+    async def resume(self, saga_ids: Iterable[str]) -> None:
+        """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
+        for saga_id in saga_ids:
+            if saga_id not in self._drivers:
+                self._spawn(await self._load(saga_id))
+
+    async def stop(self) -> None:
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------ driving
+
+    def _spawn(self, state: SagaState) -> None:
+        task = asyncio.create_task(self._drive(state), name=f"saga-{state.saga_id}")
+        self._drivers[state.saga_id] = task
+        task.add_done_callback(lambda _: self._drivers.pop(state.saga_id, None))
+
+    async def _drive(self, state: SagaState) -> None:
+        backoff = _ERROR_BACKOFF
+        while True:
+            action = next_action(state, self._clock.now(), self._policy)
+            try:
+                match action:
+                    case Finished():
+                        return
+                    case Wait(until):
+                        await self._clock.sleep_until(until)
+                        continue
+                    case Emit():
+                        state = await self._advance(state, None)
+                    case Call():
+                        state = await self._call(state, action)
+                backoff = _ERROR_BACKOFF
+            except asyncio.CancelledError:
+                raise
+            except ConcurrencyConflict:
+                state = await self._load(state.saga_id)
+            except Exception:
+                log.exception("saga %s: advancing failed; retrying from its journal", state.saga_id)
+                await asyncio.sleep(backoff.total_seconds())
+                backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
+                with contextlib.suppress(Exception):
+                    state = await self._load(state.saga_id)
+
+    async def _call(self, state: SagaState, call: Call) -> SagaState:
+        if self._gate is not None:
+            try:
+                await self._admit(call)
+            except ParticipantUnavailable as refused:
+                return await self._advance(
+                    state, None, Unavailable(str(refused) or "participant unavailable")
+                )
+        try:
+            return await self._advance(state, call)
+        except ConcurrencyConflict:
+            raise
+        except Exception as error:
+            # The participant's work was rolled back with the transaction; count it as a failed
+            # attempt so the retry policy, not a tight loop, decides what happens next.
+            log.warning("saga %s: %s failed: %r", state.saga_id, call.step.value, error)
+            return await self._advance(state, None, Unavailable(f"{type(error).__name__}: {error}"))
+
+    async def _admit(self, call: Call) -> None:
+        """Wait for the gate, but no longer than the step's deadline: a participant slower than its
+        deadline is a timeout, which the transaction then records."""
+        assert self._gate is not None
+        admitted = asyncio.ensure_future(self._gate.admit(call.participant))
+        deadline = asyncio.ensure_future(self._clock.sleep_until(call.deadline))
+        try:
+            await asyncio.wait({admitted, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (admitted, deadline):
+                waiter.cancel()
+        if admitted.done() and not admitted.cancelled():
+            admitted.result()
+
+    async def _advance(
+        self, state: SagaState, call: Call | None, outcome: Outcome | None = None
+    ) -> SagaState:
+        async def work(tx: Transaction) -> SagaState:
+            now = self._clock.now()
+            events: list[SagaEvent] = []
+            current = state
+            if outcome is not None:
+                current, events = self._apply(
+                    current, events, on_outcome(current, outcome, now, self._policy)
+                )
+            elif call is not None:
+                if now >= call.deadline:
+                    produced = on_timeout(current, now, self._policy)
+                else:
+                    produced = on_outcome(
+                        current, await self._execute(tx, current, call.step, now), now, self._policy
+                    )
+                current, events = self._apply(current, events, produced)
+            current, events = self._settle(current, events, now)
+            await tx.sagas.append(state, events, current, None)
+            return current
+
+        advanced = await self._runner.run(work)
+        self._publish(advanced)
+        return advanced
+
+    def _settle(
+        self, state: SagaState, events: list[SagaEvent], now: datetime
+    ) -> tuple[SagaState, list[SagaEvent]]:
+        """Record the transitions that need no participant (starting the next step, say), up to the
+        next call or wait, so they share the transaction of what led to them."""
+        while isinstance(action := next_action(state, now, self._policy), Emit):
+            state, events = self._apply(state, events, action.events)
+        return state, events
+
+    @staticmethod
+    def _apply(
+        state: SagaState, events: list[SagaEvent], new: Iterable[SagaEvent]
+    ) -> tuple[SagaState, list[SagaEvent]]:
+        for event in new:
+            state = evolve(state, event)
+            events.append(event)
+        return state, events
+
+    async def _execute(self, tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
+        command = self._command(state, step, now)
+        match step:
+            case Step.RESERVE_STOCK:
+                return await tx.inventory.reserve_stock(command)
+            case Step.CONFIRM_ORDER:
+                return await tx.orders.confirm_order(command)
+            case Step.CREATE_SHIPMENT:
+                return await tx.shipments.create_shipment(command)
+            case Step.RELEASE_STOCK:
+                return await tx.inventory.release_stock(command)
+            case Step.CANCEL_ORDER:
+                return await tx.orders.cancel_order(command)
+            case Step.CREATE_ORDER:
+                raise ValueError("orders are created when the saga starts")
+
+    @staticmethod
+    def _command(state: SagaState, step: Step, now: datetime) -> StepCommand:
+        return StepCommand(
+            command_id=f"{state.saga_id}:{step.value}",
+            saga_id=state.saga_id,
+            order_id=state.order_id,
+            customer_id=state.customer_id,
+            lines=state.lines,
+            picks=state.picks,
+            reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
+            at=now,
+        )
+
+    async def _load(self, saga_id: str) -> SagaState:
+        async def work(tx: Transaction) -> list[SagaEvent]:
+            return await tx.sagas.load(saga_id)
+
+        return fold(saga_id, await self._runner.run(work))
+
+    def _publish(self, state: SagaState) -> None:
+        for listener in self._listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("saga %s: a listener failed", state.saga_id)

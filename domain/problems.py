@@ -1,0 +1,49 @@
+"""Why a request was refused: a stable code for programs, a field, and a sentence for people."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ProblemCode(enum.Enum):
+    REQUIRED = "REQUIRED"
+    TOO_LONG = "TOO_LONG"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    NO_LINES = "NO_LINES"
+    TOO_MANY_LINES = "TOO_MANY_LINES"
+    UNKNOWN_SKU = "UNKNOWN_SKU"
+    UNKNOWN_WAREHOUSE = "UNKNOWN_WAREHOUSE"
+    UNKNOWN_SECTION = "UNKNOWN_SECTION"
+    DUPLICATE_WAREHOUSE = "DUPLICATE_WAREHOUSE"
+    DUPLICATE_SECTION = "DUPLICATE_SECTION"
+    DUPLICATE_PRODUCT = "DUPLICATE_PRODUCT"
+    CONDITION_MISMATCH = "CONDITION_MISMATCH"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: ProblemCode
+    field: str
+    message: str
+
+
+MAX_CODE = 64
+MAX_TEXT = 200
+MAX_LINES = 100
+MAX_QUANTITY = 1_000_000
+
+
+def check_text(value: str, field: str, limit: int) -> list[Problem]:
+    if not value.strip():
+        return [Problem(ProblemCode.REQUIRED, field, f"{field} must not be empty")]
+    if len(value) > limit:
+        return [Problem(ProblemCode.TOO_LONG, field, f"{field} is longer than {limit} characters")]
+    return []
+
+
+def check_quantity(value: int, field: str) -> list[Problem]:
+    if not 1 <= value <= MAX_QUANTITY:
+        return [Problem(ProblemCode.INVALID_QUANTITY, field, f"{field} must be between 1 and {MAX_QUANTITY}")]
+    return []

@@ -1,0 +1,458 @@
+"""The order saga as data plus pure functions.
+
+`evolve` folds one event into the saga's state; `next_action` says what the orchestrator does next
+from a state and the time; `on_outcome` and `on_timeout` turn what a participant did into events.
+Nothing here performs I/O, so every state and message pair is a plain unit test.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from domain.model import OrderLine, Pick
+
+
+class SagaStatus(enum.Enum):
+    ORDER_CREATED = "ORDER_CREATED"
+    STOCK_RESERVING = "STOCK_RESERVING"
+    STOCK_RESERVED = "STOCK_RESERVED"
+    ORDER_CONFIRMING = "ORDER_CONFIRMING"
+    ORDER_CONFIRMED = "ORDER_CONFIRMED"
+    SHIPMENT_CREATING = "SHIPMENT_CREATING"
+    COMPLETED = "COMPLETED"
+    STOCK_RESERVATION_FAILED = "STOCK_RESERVATION_FAILED"
+    COMPENSATING = "COMPENSATING"
+    FAILED = "FAILED"
+    # A compensation (or the shipment, which comes after the point of no return) kept failing after
+    # all its retries: an operator has to look. It is never silently reported as FAILED.
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+
+
+TERMINAL_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED})
+
+
+class Step(enum.Enum):
+    CREATE_ORDER = "CREATE_ORDER"
+    RESERVE_STOCK = "RESERVE_STOCK"
+    CONFIRM_ORDER = "CONFIRM_ORDER"
+    CREATE_SHIPMENT = "CREATE_SHIPMENT"
+    RELEASE_STOCK = "RELEASE_STOCK"
+    CANCEL_ORDER = "CANCEL_ORDER"
+
+
+class Participant(enum.Enum):
+    ORDERS = "ORDERS"
+    INVENTORY = "INVENTORY"
+    SHIPMENT = "SHIPMENT"
+
+
+FORWARD_STEPS = (Step.CREATE_ORDER, Step.RESERVE_STOCK, Step.CONFIRM_ORDER, Step.CREATE_SHIPMENT)
+
+# What undoes a forward step. Confirming needs no undo of its own: cancelling the order undoes it.
+# The shipment is the last step, so nothing after it can fail and ask for its undo.
+COMPENSATION_OF = {Step.CREATE_ORDER: Step.CANCEL_ORDER, Step.RESERVE_STOCK: Step.RELEASE_STOCK}
+
+PARTICIPANT_OF = {
+    Step.CREATE_ORDER: Participant.ORDERS,
+    Step.CONFIRM_ORDER: Participant.ORDERS,
+    Step.CANCEL_ORDER: Participant.ORDERS,
+    Step.RESERVE_STOCK: Participant.INVENTORY,
+    Step.RELEASE_STOCK: Participant.INVENTORY,
+    Step.CREATE_SHIPMENT: Participant.SHIPMENT,
+}
+
+_RUNNING_STATUS = {
+    Step.RESERVE_STOCK: SagaStatus.STOCK_RESERVING,
+    Step.CONFIRM_ORDER: SagaStatus.ORDER_CONFIRMING,
+    Step.CREATE_SHIPMENT: SagaStatus.SHIPMENT_CREATING,
+}
+_DONE_STATUS = {
+    Step.CREATE_ORDER: SagaStatus.ORDER_CREATED,
+    Step.RESERVE_STOCK: SagaStatus.STOCK_RESERVED,
+    Step.CONFIRM_ORDER: SagaStatus.ORDER_CONFIRMED,
+    Step.CREATE_SHIPMENT: SagaStatus.COMPLETED,
+}
+
+# Steps whose timeout is retried rather than compensated: they are idempotent and come after the
+# order was confirmed (the shipment) or are themselves the way back (the compensations).
+_RETRY_ON_TIMEOUT = frozenset({Step.CREATE_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER})
+
+
+@dataclass(frozen=True, slots=True)
+class SagaPolicy:
+    reserve_timeout: timedelta = timedelta(seconds=10)
+    confirm_timeout: timedelta = timedelta(seconds=5)
+    shipment_timeout: timedelta = timedelta(seconds=5)
+    compensation_timeout: timedelta = timedelta(seconds=5)
+    max_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=1)
+
+    def timeout(self, step: Step) -> timedelta:
+        return {
+            Step.RESERVE_STOCK: self.reserve_timeout,
+            Step.CONFIRM_ORDER: self.confirm_timeout,
+            Step.CREATE_SHIPMENT: self.shipment_timeout,
+        }.get(step, self.compensation_timeout)
+
+    def backoff(self, failed_attempt: int) -> timedelta:
+        return self.retry_backoff * failed_attempt
+
+
+# ---------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class SagaStarted:
+    """The order was placed and created, in the same transaction that journals this event."""
+
+    order_id: str
+    customer_id: str
+    lines: tuple[OrderLine, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    step: Step
+    attempt: int
+    deadline: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    step: Step
+    at: datetime
+    picks: tuple[Pick, ...] = ()
+    shipment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """An attempt failed. `retry_at` is when the next attempt may start; None means no more attempts."""
+
+    step: Step
+    attempt: int
+    reason: str
+    transient: bool
+    retry_at: datetime | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimedOut:
+    step: Step
+    attempt: int
+    reason: str
+    retry_at: datetime | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationStarted:
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SagaParked:
+    reason: str
+    at: datetime
+
+
+SagaEvent = (
+    SagaStarted | StepStarted | StepSucceeded | StepFailed | StepTimedOut | CompensationStarted | SagaParked
+)
+
+
+# ----------------------------------------------------------------------------------------------- state
+
+
+class StepStatus(enum.Enum):
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """The history of one step, as the saga's readers see it."""
+
+    step: Step
+    status: StepStatus
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaState:
+    saga_id: str
+    order_id: str
+    customer_id: str
+    lines: tuple[OrderLine, ...]
+    status: SagaStatus
+    version: int
+    started_at: datetime
+    updated_at: datetime
+    done: tuple[Step, ...] = ()
+    compensations: tuple[Step, ...] = ()
+    step: Step | None = None
+    attempt: int = 0
+    deadline: datetime | None = None
+    retry_at: datetime | None = None
+    failure_reason: str | None = None
+    picks: tuple[Pick, ...] = ()
+    shipment_id: str | None = None
+    history: tuple[StepRecord, ...] = ()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def order_cancelled(self) -> bool:
+        return any(r.step is Step.CANCEL_ORDER and r.status is StepStatus.SUCCEEDED for r in self.history)
+
+    @property
+    def next_wakeup(self) -> datetime | None:
+        """When the saga must be looked at again without any outside message (a durable timer)."""
+        return self.retry_at or self.deadline
+
+
+def start(saga_id: str, event: SagaStarted) -> SagaState:
+    return SagaState(
+        saga_id=saga_id,
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        lines=event.lines,
+        status=SagaStatus.ORDER_CREATED,
+        version=1,
+        started_at=event.at,
+        updated_at=event.at,
+        done=(Step.CREATE_ORDER,),
+        history=(StepRecord(Step.CREATE_ORDER, StepStatus.SUCCEEDED, 1, event.at, event.at),),
+    )
+
+
+def evolve(state: SagaState, event: SagaEvent) -> SagaState:
+    """The state after `event`; the saga's state is always the fold of its journal through this."""
+    state = replace(state, version=state.version + 1, updated_at=event.at)
+    match event:
+        case StepStarted(step, attempt, deadline, at):
+            status = _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING)
+            return replace(
+                state,
+                status=status,
+                step=step,
+                attempt=attempt,
+                deadline=deadline,
+                retry_at=None,
+                history=_record_attempt(state.history, step, attempt, at),
+            )
+        case StepSucceeded(step, at, picks, shipment_id):
+            state = replace(
+                state,
+                step=None,
+                attempt=0,
+                deadline=None,
+                history=_finish(state.history, step, StepStatus.SUCCEEDED, at, None),
+            )
+            if step in _DONE_STATUS:
+                return replace(
+                    state,
+                    status=_DONE_STATUS[step],
+                    done=(*state.done, step),
+                    picks=picks or state.picks,
+                    shipment_id=shipment_id or state.shipment_id,
+                )
+            remaining = state.compensations[1:]
+            status = SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED
+            return replace(state, status=status, compensations=remaining)
+        case StepFailed(step, _, reason, _, retry_at, at):
+            final = StepStatus.FAILED
+            return _after_failure(state, step, reason, retry_at, at, final)
+        case StepTimedOut(step, _, reason, retry_at, at):
+            return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
+        case CompensationStarted(reason, _):
+            plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
+            return replace(
+                state, status=SagaStatus.COMPENSATING, compensations=plan, failure_reason=reason, step=None
+            )
+        case SagaParked(reason, _):
+            return replace(state, status=SagaStatus.NEEDS_ATTENTION, failure_reason=reason)
+        case SagaStarted():
+            raise ValueError("a saga starts only once")
+
+
+def _after_failure(
+    state: SagaState, step: Step, reason: str, retry_at: datetime | None, at: datetime, final: StepStatus
+) -> SagaState:
+    if retry_at is not None:
+        history = _finish(state.history, step, StepStatus.RETRYING, None, reason)
+        return replace(state, retry_at=retry_at, deadline=None, history=history)
+    status = SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status
+    history = _finish(state.history, step, final, at, reason)
+    return replace(state, status=status, step=None, deadline=None, retry_at=None, history=history)
+
+
+def _record_attempt(
+    history: tuple[StepRecord, ...], step: Step, attempt: int, at: datetime
+) -> tuple[StepRecord, ...]:
+    if history and history[-1].step is step:
+        return (*history[:-1], replace(history[-1], status=StepStatus.RUNNING, attempts=attempt))
+    return (*history, StepRecord(step, StepStatus.RUNNING, attempt, at))
+
+
+def _finish(
+    history: tuple[StepRecord, ...],
+    step: Step,
+    status: StepStatus,
+    at: datetime | None,
+    error: str | None,
+) -> tuple[StepRecord, ...]:
+    last = history[-1]
+    assert last.step is step, f"{step} finished while {last.step} was in flight"
+    return (*history[:-1], replace(last, status=status, finished_at=at, last_error=error or last.last_error))
+
+
+def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
+    first = events[0]
+    if not isinstance(first, SagaStarted):
+        raise ValueError(f"saga {saga_id} does not begin with SagaStarted")
+    state = start(saga_id, first)
+    for event in events[1:]:
+        state = evolve(state, event)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Record these events; no participant is involved."""
+
+    events: tuple[SagaEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Send the in-flight step's command to its participant, if its deadline has not passed."""
+
+    step: Step
+    attempt: int
+    deadline: datetime
+
+    @property
+    def participant(self) -> Participant:
+        return PARTICIPANT_OF[self.step]
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Nothing more happens without an operator (terminal, or parked)."""
+
+
+Action = Emit | Call | Wait | Finished
+
+
+def next_action(state: SagaState, now: datetime, policy: SagaPolicy) -> Action:
+    if state.is_terminal or state.status is SagaStatus.NEEDS_ATTENTION:
+        return Finished()
+    if state.step is not None:
+        if state.retry_at is not None:
+            if now < state.retry_at:
+                return Wait(state.retry_at)
+            return Emit((_begin(state.step, state.attempt + 1, now, policy),))
+        assert state.deadline is not None
+        return Call(state.step, state.attempt, state.deadline)
+    if state.status is SagaStatus.COMPENSATING:
+        return Emit((_begin(state.compensations[0], 1, now, policy),))
+    following = FORWARD_STEPS[FORWARD_STEPS.index(state.done[-1]) + 1]
+    return Emit((_begin(following, 1, now, policy),))
+
+
+def _begin(step: Step, attempt: int, now: datetime, policy: SagaPolicy) -> StepStarted:
+    return StepStarted(step, attempt, now + policy.timeout(step), now)
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    picks: tuple[Pick, ...] = ()
+    shipment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A business failure (a shortage, say): retrying cannot help."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A transient failure (a participant down, a contended row): a later attempt may succeed."""
+
+    reason: str
+
+
+Outcome = Succeeded | Rejected | Unavailable
+
+
+def on_outcome(
+    state: SagaState, outcome: Outcome, now: datetime, policy: SagaPolicy
+) -> tuple[SagaEvent, ...]:
+    step = _in_flight(state)
+    match outcome:
+        case Succeeded(picks, shipment_id):
+            return (StepSucceeded(step, now, picks, shipment_id),)
+        case Rejected(reason):
+            return (StepFailed(step, state.attempt, reason, False, None, now), *_give_up(step, reason, now))
+        case Unavailable(reason):
+            retry_at = _retry_at(state, now, policy)
+            failed = StepFailed(step, state.attempt, reason, True, retry_at, now)
+            exhausted = f"{step.value} failed after {state.attempt} attempts: {reason}"
+            return (failed,) if retry_at else (failed, *_give_up(step, exhausted, now))
+
+
+def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:
+    step = _in_flight(state)
+    reason = f"{step.value} timed out after {policy.timeout(step).total_seconds():g}s"
+    retry_at = _retry_at(state, now, policy) if step in _RETRY_ON_TIMEOUT else None
+    timed_out = StepTimedOut(step, state.attempt, reason, retry_at, now)
+    if retry_at:
+        return (timed_out,)
+    if step in _RETRY_ON_TIMEOUT:
+        reason = f"{reason}, {state.attempt} attempts"
+    return (timed_out, *_give_up(step, reason, now))
+
+
+def _in_flight(state: SagaState) -> Step:
+    if state.step is None or state.retry_at is not None:
+        raise ValueError(f"saga {state.saga_id} has no attempt in flight")
+    return state.step
+
+
+def _retry_at(state: SagaState, now: datetime, policy: SagaPolicy) -> datetime | None:
+    if state.attempt >= policy.max_attempts:
+        return None
+    return now + policy.backoff(state.attempt)
+
+
+def _give_up(step: Step, reason: str, now: datetime) -> tuple[SagaEvent, ...]:
+    # Before the order is confirmed the way out is back (compensate); once it is confirmed, or when
+    # the way back itself is blocked, only an operator may decide.
+    if step in (Step.RESERVE_STOCK, Step.CONFIRM_ORDER):
+        return (CompensationStarted(reason, now),)
+    return (SagaParked(reason, now),)

@@ -1,0 +1,1 @@
+"""Alembic migrations: the only place where the schema is defined in DDL."""

@@ -1,0 +1,87 @@
+"""Inventory administration: warehouses with their sections, products, and stock receipts.
+
+Each command checks what only the database can tell (does it exist, does the condition suit) and
+either changes everything it was asked to or nothing, returning the problems found.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.model import StorageCondition
+from domain.problems import Problem, ProblemCode
+from persistence.tables import products, sections, stock, warehouses
+
+
+async def register_warehouse(
+    conn: AsyncConnection, code: str, name: str, new_sections: list[tuple[str, StorageCondition]]
+) -> list[Problem]:
+    if (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == code))).first():
+        return [Problem(ProblemCode.DUPLICATE_WAREHOUSE, "code", f"warehouse {code} already exists")]
+    await conn.execute(insert(warehouses).values(code=code, name=name))
+    if new_sections:
+        await conn.execute(
+            insert(sections),
+            [{"warehouse_code": code, "code": s, "storage_condition": c.value} for s, c in new_sections],
+        )
+    return []
+
+
+async def register_product(
+    conn: AsyncConnection, sku: str, name: str, condition: StorageCondition
+) -> list[Problem]:
+    if (await conn.execute(select(products.c.sku).where(products.c.sku == sku))).first():
+        return [Problem(ProblemCode.DUPLICATE_PRODUCT, "sku", f"product {sku} already exists")]
+    await conn.execute(insert(products).values(sku=sku, name=name, storage_condition=condition.value))
+    return []
+
+
+async def receive_stock(
+    conn: AsyncConnection, sku: str, warehouse_code: str, section_code: str, quantity: int
+) -> list[Problem]:
+    product = (await conn.execute(select(products.c.storage_condition).where(products.c.sku == sku))).first()
+    if product is None:
+        return [Problem(ProblemCode.UNKNOWN_SKU, "sku", f"no product {sku}")]
+    if not (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == warehouse_code))).first():
+        return [Problem(ProblemCode.UNKNOWN_WAREHOUSE, "warehouseCode", f"no warehouse {warehouse_code}")]
+    section = (
+        await conn.execute(
+            select(sections.c.storage_condition).where(
+                sections.c.warehouse_code == warehouse_code, sections.c.code == section_code
+            )
+        )
+    ).first()
+    if section is None:
+        return [
+            Problem(
+                ProblemCode.UNKNOWN_SECTION,
+                "sectionCode",
+                f"warehouse {warehouse_code} has no section {section_code}",
+            )
+        ]
+    if section.storage_condition != product.storage_condition:
+        return [
+            Problem(
+                ProblemCode.CONDITION_MISMATCH,
+                "sectionCode",
+                f"{sku} needs {product.storage_condition} storage; section {section_code} is "
+                f"{section.storage_condition}",
+            )
+        ]
+    key = (stock.c.warehouse_code == warehouse_code, stock.c.section_code == section_code, stock.c.sku == sku)
+    added = await conn.execute(
+        update(stock).where(*key).values(on_hand=stock.c.on_hand + quantity, version=stock.c.version + 1)
+    )
+    if added.rowcount == 0:
+        await conn.execute(
+            insert(stock).values(
+                warehouse_code=warehouse_code,
+                section_code=section_code,
+                sku=sku,
+                on_hand=quantity,
+                reserved=0,
+                version=1,
+            )
+        )
+    return []

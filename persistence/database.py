@@ -1,0 +1,50 @@
+"""Engines for the embedded SQLite default and for PostgreSQL, with the same code above them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_DATABASE_FILE = "ordersaga.db"
+
+
+def default_database_url(directory: Path | None = None) -> str:
+    return f"sqlite+aiosqlite:///{(directory or Path.cwd()) / DEFAULT_DATABASE_FILE}"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine:
+    """An engine for `url`. On SQLite, `writer` engines take the write lock when a transaction begins
+    (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers begin
+    deferred and, under WAL, never wait for the writer."""
+    if not is_sqlite(url):
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 20)
+        return create_async_engine(url, pool_pre_ping=True, **options)
+    engine = create_async_engine(url, **options)
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin, so that
+        # BEGIN IMMEDIATE and savepoints behave as written.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine

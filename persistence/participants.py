@@ -1,0 +1,241 @@
+"""The saga's participants as local transactions on their own tables: orders, inventory, shipments.
+
+Each acts at most once per command: a repeated command id finds what the first one did (the
+reservation row, the shipment row) or meets a transition that is already made (a confirmed order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.allocation import Shortfall, StockSlot, allocate
+from domain.model import OrderStatus, Pick, StorageCondition
+from domain.ports import StepCommand
+from domain.saga import Outcome, Rejected, Succeeded, Unavailable
+from persistence.metrics import StoreMetrics
+from persistence.projection import picks_from_json, picks_json
+from persistence.tables import orders, products, reservations, sections, shipments, stock
+
+# A reservation whose rows moved under it re-reads and tries again this many times, with a jittered
+# pause growing by this much each time, before it reports a transient failure (never a shortage).
+CAS_ATTEMPTS = 5
+CAS_BACKOFF_S = 0.002
+
+
+class SqlOrders:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def create_order(self, command: StepCommand) -> None:
+        await self._conn.execute(
+            insert(orders).values(
+                id=command.order_id,
+                customer_id=command.customer_id,
+                status=OrderStatus.PENDING.value,
+                lines=[{"sku": line.sku, "quantity": line.quantity} for line in command.lines],
+                created_at=command.at,
+                updated_at=command.at,
+            )
+        )
+
+    async def confirm_order(self, command: StepCommand) -> Outcome:
+        confirmed = await self._set_status(
+            command, OrderStatus.CONFIRMED, (OrderStatus.PENDING, OrderStatus.CONFIRMED)
+        )
+        return Succeeded() if confirmed else Rejected(f"order {command.order_id} was cancelled")
+
+    async def cancel_order(self, command: StepCommand) -> Outcome:
+        await self._set_status(command, OrderStatus.CANCELLED, tuple(OrderStatus))
+        return Succeeded()
+
+    async def _set_status(
+        self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
+    ) -> bool:
+        result = await self._conn.execute(
+            update(orders)
+            .where(orders.c.id == command.order_id, orders.c.status.in_([s.value for s in allowed]))
+            .values(status=status.value, updated_at=command.at)
+        )
+        return result.rowcount == 1
+
+
+_SWAP = (
+    update(stock)
+    .where(
+        stock.c.warehouse_code == bindparam("w"),
+        stock.c.section_code == bindparam("s"),
+        stock.c.sku == bindparam("k"),
+        stock.c.version == bindparam("v"),
+        stock.c.on_hand - stock.c.reserved >= bindparam("q"),
+    )
+    .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
+)
+_RESTORE = (
+    update(stock)
+    .where(
+        stock.c.warehouse_code == bindparam("w"),
+        stock.c.section_code == bindparam("s"),
+        stock.c.sku == bindparam("k"),
+    )
+    .values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    slot: StockSlot
+    version: int
+
+
+class SqlInventory:
+    def __init__(self, conn: AsyncConnection, metrics: StoreMetrics) -> None:
+        self._conn = conn
+        self._metrics = metrics
+
+    async def reserve_stock(self, command: StepCommand) -> Outcome:
+        done = (
+            await self._conn.execute(
+                select(reservations.c.picks).where(reservations.c.id == command.reservation_id)
+            )
+        ).first()
+        if done is not None:
+            return Succeeded(picks=picks_from_json(done.picks))
+        self._metrics.stock_reservations += 1
+        for attempt in range(1, CAS_ATTEMPTS + 1):
+            slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
+            result = allocate(command.lines, [s.slot for s in slots], conditions)
+            if isinstance(result, Shortfall):
+                return Rejected(result.describe())
+            if await self._swap(result.picks, {_key(s.slot): s.version for s in slots}):
+                await self._conn.execute(
+                    insert(reservations).values(
+                        id=command.reservation_id,
+                        order_id=command.order_id,
+                        picks=picks_json(result.picks),
+                        created_at=command.at,
+                    )
+                )
+                return Succeeded(picks=result.picks)
+            self._metrics.stock_conflicts += 1
+            await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * attempt))
+        self._metrics.stock_conflicts_exhausted += 1
+        return Unavailable(
+            f"stock for order {command.order_id} stayed contended after {CAS_ATTEMPTS} attempts"
+        )
+
+    async def release_stock(self, command: StepCommand) -> Outcome:
+        # Marking the reservation released first makes a second release (a retry, another process)
+        # find nothing to do: stock comes back exactly once.
+        released = await self._conn.execute(
+            update(reservations)
+            .where(reservations.c.id == command.reservation_id, reservations.c.released_at.is_(None))
+            .values(released_at=command.at)
+            .returning(reservations.c.picks)
+        )
+        row = released.first()
+        if row is not None:
+            picks = sorted(picks_from_json(row.picks), key=_pick_key)
+            await self._conn.execute(_RESTORE, [_params(p) for p in picks])
+        return Succeeded()
+
+    async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
+        rows = await self._conn.execute(
+            select(
+                stock.c.warehouse_code,
+                stock.c.section_code,
+                stock.c.sku,
+                stock.c.on_hand,
+                stock.c.reserved,
+                stock.c.version,
+                sections.c.storage_condition,
+                products.c.storage_condition.label("product_condition"),
+            )
+            .join(
+                sections,
+                and_(
+                    sections.c.warehouse_code == stock.c.warehouse_code,
+                    sections.c.code == stock.c.section_code,
+                ),
+            )
+            .join(products, products.c.sku == stock.c.sku)
+            .where(stock.c.sku.in_(skus))
+        )
+        slots, conditions = [], {}
+        for r in rows:
+            condition = StorageCondition(r.storage_condition)
+            conditions[r.sku] = StorageCondition(r.product_condition)
+            slots.append(
+                _Slot(
+                    StockSlot(r.warehouse_code, r.section_code, r.sku, condition, r.on_hand - r.reserved),
+                    r.version,
+                )
+            )
+        if len(conditions) < len(skus):
+            missing = set(skus) - conditions.keys()
+            conditions.update(await self._conditions(sorted(missing)))
+        return slots, conditions
+
+    async def _conditions(self, skus: list[str]) -> dict[str, StorageCondition]:
+        rows = await self._conn.execute(
+            select(products.c.sku, products.c.storage_condition).where(products.c.sku.in_(skus))
+        )
+        return {r.sku: StorageCondition(r.storage_condition) for r in rows}
+
+    async def _swap(self, picks: tuple[Pick, ...], versions: dict[tuple[str, str, str], int]) -> bool:
+        """Compare-and-swap every picked row, in key order, or none of them."""
+        savepoint = await self._conn.begin_nested()
+        try:
+            for pick in sorted(picks, key=_pick_key):
+                swapped = await self._conn.execute(_SWAP, {**_params(pick), "v": versions[_pick_key(pick)]})
+                if swapped.rowcount != 1:
+                    await savepoint.rollback()
+                    return False
+        except DBAPIError as error:
+            # On PostgreSQL a row held by another transaction past lock_timeout is a conflict too.
+            await savepoint.rollback()
+            if "lock" not in str(error.orig).lower():
+                raise
+            return False
+        await savepoint.commit()
+        return True
+
+
+def _key(slot: StockSlot) -> tuple[str, str, str]:
+    return slot.warehouse_code, slot.section_code, slot.sku
+
+
+def _pick_key(pick: Pick) -> tuple[str, str, str]:
+    return pick.warehouse_code, pick.section_code, pick.sku
+
+
+def _params(pick: Pick) -> dict[str, object]:
+    return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
+
+
+class SqlShipments:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def create_shipment(self, command: StepCommand) -> Outcome:
+        existing = (
+            await self._conn.execute(select(shipments.c.id).where(shipments.c.order_id == command.order_id))
+        ).first()
+        if existing is not None:
+            return Succeeded(shipment_id=existing.id)
+        shipment_id = str(uuid.uuid4())
+        await self._conn.execute(
+            insert(shipments).values(
+                id=shipment_id,
+                order_id=command.order_id,
+                picks=picks_json(command.picks),
+                created_at=command.at,
+            )
+        )
+        return Succeeded(shipment_id=shipment_id)

@@ -1,0 +1,183 @@
+"""Every table, in SQLAlchemy Core. Alembic owns the DDL; `alembic check` keeps the two in step.
+
+Write side: the saga journal and placements (idempotency keys); each participant's own tables
+(orders; products, warehouses, sections, stock, reservations; shipments). Read side: saga_view and
+order_view, projected from the journal in the transaction that writes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = String(36)
+CODE = String(64)
+NAME = String(200)
+
+journal = Table(
+    "journal",
+    metadata,
+    # The primary key is the optimistic lock: two writers cannot both append sequence n.
+    Column("saga_id", ID, primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(40), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+placements = Table(
+    "placements",
+    metadata,
+    Column("idempotency_key", NAME, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("saga_id", ID, nullable=False),
+    Column("order_id", ID, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", NAME, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("lines", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", CODE, primary_key=True),
+    Column("name", NAME, nullable=False),
+    Column("storage_condition", String(20), nullable=False),
+)
+
+warehouses = Table(
+    "warehouses",
+    metadata,
+    Column("code", CODE, primary_key=True),
+    Column("name", NAME, nullable=False),
+)
+
+sections = Table(
+    "sections",
+    metadata,
+    Column("warehouse_code", CODE, ForeignKey("warehouses.code"), primary_key=True),
+    Column("code", CODE, primary_key=True),
+    Column("storage_condition", String(20), nullable=False),
+)
+
+stock = Table(
+    "stock",
+    metadata,
+    # Key order is the fixed order in which reservations touch rows, so two cannot deadlock.
+    Column("warehouse_code", CODE, primary_key=True),
+    Column("section_code", CODE, primary_key=True),
+    Column("sku", CODE, ForeignKey("products.sku"), primary_key=True),
+    Column("on_hand", Integer, nullable=False),
+    Column("reserved", Integer, nullable=False),
+    # Bumped by every change: a reservation is a compare-and-swap on it.
+    Column("version", Integer, nullable=False),
+    ForeignKeyConstraint(["warehouse_code", "section_code"], ["sections.warehouse_code", "sections.code"]),
+    CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+    Index("ix_stock_sku", "sku"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    # The saga's reserve command id: a second reserve with the same id finds this row and acts once.
+    Column("id", String(80), primary_key=True),
+    Column("order_id", ID, nullable=False),
+    Column("picks", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("released_at", UtcDateTime, nullable=True),
+)
+
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, nullable=False, unique=True),
+    Column("picks", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+saga_view = Table(
+    "saga_view",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, nullable=False),
+    Column("customer_id", NAME, nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("current_step", String(30), nullable=True),
+    Column("next_wakeup_at", UtcDateTime, nullable=True),
+    Column("steps", JSON, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_saga_view_status", "status"),
+)
+
+order_view = Table(
+    "order_view",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("saga_id", ID, nullable=False),
+    Column("customer_id", NAME, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("lines", JSON, nullable=False),
+    Column("picks", JSON, nullable=False),
+    Column("shipment_id", ID, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_order_view_customer_id", "customer_id"),
+)

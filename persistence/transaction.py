@@ -1,0 +1,17 @@
+"""One database transaction, seen as the domain's Transaction port."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.journal import SqlSagaStore
+from persistence.metrics import StoreMetrics
+from persistence.participants import SqlInventory, SqlOrders, SqlShipments
+
+
+class SqlTransaction:
+    def __init__(self, conn: AsyncConnection, metrics: StoreMetrics) -> None:
+        self.orders = SqlOrders(conn)
+        self.inventory = SqlInventory(conn, metrics)
+        self.shipments = SqlShipments(conn)
+        self.sagas = SqlSagaStore(conn)

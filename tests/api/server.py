@@ -1,0 +1,66 @@
+"""A real ordersaga server on a loopback port, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from api.service import Service
+
+
+@contextlib.asynccontextmanager
+async def serve(svc: Service) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        await task  # raises what stopped it
+        raise RuntimeError("the server did not start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def wait_for_saga(self, saga_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
+        saga: dict[str, Any] = {}
+        for _ in range(int(seconds / 0.05)):
+            saga = (await self(SAGA, id=saga_id))["saga"]
+            if saga["status"] in statuses:
+                return saga
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"saga did not reach {statuses}: {saga}")
+
+
+SAGA = """
+query ($id: ID!) {
+  saga(id: $id) {
+    id status failureReason
+    order { id status customerId lines { sku quantity } shipment { id picks { warehouseCode sectionCode sku quantity } } }
+    steps { name status attempts startedAt finishedAt }
+    events { sequence type occurredAt step }
+  }
+}
+"""

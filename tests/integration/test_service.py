@@ -1,0 +1,182 @@
+"""The whole write and read path on a real database (SQLite and PostgreSQL): orchestrator, participants,
+journal, projection, group commit, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from api.service import Service
+from api.settings import Settings
+from domain.model import OrderLine, Pick, StorageCondition
+from domain.orchestrator import PlaceOrder
+from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
+from domain.saga import Participant, SagaPolicy, SagaStatus, fold
+from persistence import catalog
+from persistence.projection import order_row, saga_row
+
+FAST = SagaPolicy(
+    reserve_timeout=timedelta(seconds=2),
+    confirm_timeout=timedelta(seconds=2),
+    shipment_timeout=timedelta(seconds=2),
+    retry_backoff=timedelta(milliseconds=50),
+)
+
+
+class HoldParticipant:
+    """A gate that holds one participant's calls until released."""
+
+    def __init__(self, participant: Participant) -> None:
+        self.participant = participant
+        self.released = asyncio.Event()
+
+    async def admit(self, participant: Participant) -> None:
+        if participant is self.participant:
+            await self.released.wait()
+
+
+async def start_service(url: str, **kwargs: object) -> Service:
+    svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
+    await svc.start()
+    return svc
+
+
+async def stock_catalog(svc: Service, quantity: int = 10) -> None:
+    async def load(conn) -> None:  # type: ignore[no-untyped-def]
+        await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
+        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
+
+    await svc.write(load)
+
+
+async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:
+    wanted = {s.value for s in statuses}
+    for _ in range(int(seconds / 0.02)):
+        row = await svc.read.saga(saga_id)
+        if row is not None and row.status in wanted:
+            return str(row.status)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
+
+
+@pytest.fixture
+async def svc(database_url: str) -> AsyncIterator[Service]:
+    service = await start_service(database_url)
+    await stock_catalog(service)
+    yield service
+    await service.stop()
+
+
+async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> None:
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 3),)))
+    await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED)
+
+    order = await svc.read.order(placed.order_id)
+    assert order is not None and order.status == "CONFIRMED" and order.shipment_id
+    assert order.picks == [{"warehouseCode": "W1", "sectionCode": "A", "sku": "SKU-1", "quantity": 3}]
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (10, 3)
+    timeline = await svc.read.saga_timeline(placed.saga_id)
+    assert [r.sequence for r in timeline] == list(range(1, 8))
+
+
+async def test_a_shortage_fails_the_saga_and_cancels_the_order(svc: Service) -> None:
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 11),)))
+    await wait_for_status(svc, placed.saga_id, SagaStatus.FAILED)
+
+    saga = await svc.read.saga(placed.saga_id)
+    assert saga is not None
+    assert saga.failure_reason == "insufficient stock: SKU-1 short by 1 (requested 11, available 10)"
+    order = await svc.read.order(placed.order_id)
+    assert order is not None and order.status == "CANCELLED"
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (10, 0)
+
+
+async def test_the_read_model_equals_the_fold_of_the_journal(svc: Service) -> None:
+    ids = [
+        await svc.orchestrator.place_order(PlaceOrder(f"c-{n}", (OrderLine("SKU-1", q),)))
+        for n, q in enumerate([2, 20, 1])
+    ]
+    for placed in ids:
+        await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+    for placed in ids:
+
+        async def load(tx: Transaction, saga_id: str = placed.saga_id) -> object:
+            return await tx.sagas.load(saga_id)
+
+        state = fold(placed.saga_id, await svc.runner.run(load))  # type: ignore[arg-type]
+        saga, order = await svc.read.saga(placed.saga_id), await svc.read.order(placed.order_id)
+        assert saga is not None and order is not None
+        assert dict(saga._mapping) == saga_row(state)
+        assert dict(order._mapping) == order_row(state)
+
+
+async def test_an_idempotency_key_yields_one_order_even_when_requests_race(svc: Service) -> None:
+    command = PlaceOrder("c-1", (OrderLine("SKU-1", 1),), idempotency_key="once")
+    results = await asyncio.gather(*(svc.orchestrator.place_order(command) for _ in range(8)))
+    assert len({r.saga_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await svc.orchestrator.place_order(PlaceOrder("c-2", (OrderLine("SKU-1", 1),), idempotency_key="once"))
+    await wait_for_status(svc, results[0].saga_id, SagaStatus.COMPLETED)
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert level.reserved == 1
+
+
+async def test_a_stale_append_is_refused_as_a_concurrency_conflict(svc: Service) -> None:
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),)))
+    await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED)
+
+    async def load(tx: Transaction) -> object:
+        return await tx.sagas.load(placed.saga_id)
+
+    events = await svc.runner.run(load)
+    stale = fold(placed.saga_id, events[:3])  # type: ignore[index]
+
+    async def append_stale(tx: Transaction) -> None:
+        await tx.sagas.append(stale, [events[3]], fold(placed.saga_id, events[:4]), None)  # type: ignore[index]
+
+    with pytest.raises(ConcurrencyConflict):
+        await svc.runner.run(append_stale)
+
+
+async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -> None:
+    from tests.integration.commands import command_for
+
+    async def reserve_then_release_twice(tx: Transaction) -> tuple[object, ...]:
+        command = command_for("saga-x", "SKU-1", 4)
+        reserved = await tx.inventory.reserve_stock(command)
+        again = await tx.inventory.reserve_stock(command)
+        await tx.inventory.release_stock(command)
+        await tx.inventory.release_stock(command)
+        return reserved, again
+
+    reserved, again = await svc.runner.run(reserve_then_release_twice)
+    assert reserved == again  # the second reserve with the same command id found the first
+    assert reserved.picks == (Pick("W1", "A", "SKU-1", 4),)  # type: ignore[attr-defined]
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (10, 0)
+
+
+async def test_a_restarted_service_resumes_unfinished_sagas(database_url: str) -> None:
+    hold = HoldParticipant(Participant.SHIPMENT)
+    first = await start_service(database_url, gate=hold)
+    await stock_catalog(first)
+    placed = await first.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 2),)))
+    await wait_for_status(first, placed.saga_id, SagaStatus.SHIPMENT_CREATING)
+    await first.stop()
+
+    second = await start_service(database_url)
+    try:
+        await wait_for_status(second, placed.saga_id, SagaStatus.COMPLETED)
+        order = await second.read.order(placed.order_id)
+        assert order is not None and order.shipment_id
+    finally:
+        await second.stop()

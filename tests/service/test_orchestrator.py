@@ -1,0 +1,227 @@
+"""The orchestrator with test participants and a controllable clock: the saga scenarios of the design."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from domain.model import OrderLine
+from domain.orchestrator import Orchestrator, PlaceOrder
+from domain.ports import IdempotencyKeyReused
+from domain.saga import Participant, SagaPolicy, SagaState, SagaStatus, Step, StepStatus, fold
+from tests.service.fakes import FakeClock, FakeRunner, ScriptedGate, World, settle
+
+POLICY = SagaPolicy()
+
+
+class Harness:
+    def __init__(self, stock: int = 10) -> None:
+        self.world = World(stock={"SKU-1": stock})
+        self.clock = FakeClock()
+        self.gate = ScriptedGate(self.clock)
+        self.seen: list[SagaState] = []
+        self.orchestrator = Orchestrator(
+            FakeRunner(self.world), self.clock, POLICY, self.gate, listeners=[self.seen.append]
+        )
+
+    async def place(self, quantity: int = 2, key: str | None = None) -> str:
+        placed = await self.orchestrator.place_order(PlaceOrder("customer-1", (OrderLine("SKU-1", quantity),), key))
+        await settle()
+        return placed.saga_id
+
+    def saga(self, saga_id: str) -> SagaState:
+        return fold(saga_id, self.world.journal[saga_id])
+
+    def statuses(self, saga_id: str) -> list[SagaStatus]:
+        """The status after each event of the saga's journal."""
+        events = self.world.journal[saga_id]
+        return [fold(saga_id, events[: n + 1]).status for n in range(len(events))]
+
+
+@pytest.fixture
+async def harness():
+    h = Harness()
+    yield h
+    await h.orchestrator.stop()
+
+
+async def test_happy_path_completes_with_the_participants_commands_in_order(harness: Harness) -> None:
+    saga_id = await harness.place()
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED
+    assert harness.world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+    assert [cid for _, cid in harness.world.commands] == [
+        f"{saga_id}:{s}" for s in ("CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT")
+    ]
+    assert harness.world.stock["SKU-1"] == 8
+    assert harness.world.orders[saga.order_id] == "CONFIRMED"
+    assert saga.shipment_id == f"shipment-{saga.order_id}"
+    assert harness.statuses(saga_id) == [
+        SagaStatus.ORDER_CREATED,
+        SagaStatus.STOCK_RESERVING,
+        SagaStatus.STOCK_RESERVED,
+        SagaStatus.ORDER_CONFIRMING,
+        SagaStatus.ORDER_CONFIRMED,
+        SagaStatus.SHIPMENT_CREATING,
+        SagaStatus.COMPLETED,
+    ]
+    assert harness.seen[-1].status is SagaStatus.COMPLETED
+    assert harness.orchestrator.running == 0
+
+
+async def test_stock_shortage_cancels_the_order_and_fails_with_the_reason() -> None:
+    harness = Harness(stock=1)
+    saga_id = await harness.place(quantity=5)
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.FAILED
+    assert saga.failure_reason == "insufficient stock: SKU-1"
+    assert harness.world.command_names() == ["create_order", "reserve_stock", "cancel_order"]
+    assert harness.world.orders[saga.order_id] == "CANCELLED"
+    assert harness.world.stock["SKU-1"] == 1
+    assert harness.statuses(saga_id) == [
+        SagaStatus.ORDER_CREATED,
+        SagaStatus.STOCK_RESERVING,
+        SagaStatus.STOCK_RESERVATION_FAILED,
+        SagaStatus.COMPENSATING,
+        SagaStatus.COMPENSATING,
+        SagaStatus.FAILED,
+    ]
+
+
+async def test_reservation_timeout_cancels_the_order_and_fails_saying_it_timed_out(harness: Harness) -> None:
+    harness.gate.delays[Participant.INVENTORY] = 60
+    saga_id = await harness.place()
+    assert harness.saga(saga_id).status is SagaStatus.STOCK_RESERVING
+
+    await harness.clock.advance(POLICY.reserve_timeout.total_seconds() - 1)
+    assert harness.saga(saga_id).status is SagaStatus.STOCK_RESERVING
+    await harness.clock.advance(1)
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.FAILED
+    assert "timed out" in (saga.failure_reason or "")
+    assert harness.world.command_names() == ["create_order", "cancel_order"]
+    assert harness.world.stock["SKU-1"] == 10
+
+
+async def test_confirmation_timeout_releases_stock_and_cancels_the_order(harness: Harness) -> None:
+    harness.gate.delays[Participant.ORDERS] = 60
+    saga_id = await harness.place()
+    assert harness.saga(saga_id).status is SagaStatus.ORDER_CONFIRMING
+    assert harness.world.stock["SKU-1"] == 8
+
+    harness.gate.delays.clear()
+    harness.gate.delays[Participant.ORDERS] = 0
+    await harness.clock.advance(POLICY.confirm_timeout.total_seconds())
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.FAILED
+    assert "CONFIRM_ORDER timed out" in (saga.failure_reason or "")
+    assert harness.world.command_names() == ["create_order", "reserve_stock", "release_stock", "cancel_order"]
+    assert harness.world.stock["SKU-1"] == 10
+    assert harness.world.orders[saga.order_id] == "CANCELLED"
+
+
+async def test_shipment_timeout_is_retried_then_completes(harness: Harness) -> None:
+    harness.gate.delays[Participant.SHIPMENT] = 60
+    saga_id = await harness.place()
+    assert harness.saga(saga_id).status is SagaStatus.SHIPMENT_CREATING
+
+    await harness.clock.advance(POLICY.shipment_timeout.total_seconds())
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.SHIPMENT_CREATING
+    assert saga.retry_at == harness.clock.now() + POLICY.retry_backoff
+
+    harness.gate.delays.clear()
+    await harness.clock.advance(POLICY.retry_backoff.total_seconds())
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED
+    shipment = next(r for r in saga.history if r.step is Step.CREATE_SHIPMENT)
+    assert (shipment.attempts, shipment.status) == (2, StepStatus.SUCCEEDED)
+    assert harness.world.command_names().count("create_shipment") == 1
+
+
+async def test_transient_failures_are_retried_with_backoff_then_succeed(harness: Harness) -> None:
+    harness.gate.refusals[Participant.INVENTORY] = 2
+    saga_id = await harness.place()
+    assert harness.saga(saga_id).status is SagaStatus.STOCK_RESERVING
+
+    await harness.clock.advance(POLICY.retry_backoff.total_seconds())  # attempt 2 fails, backs off 2 s
+    assert harness.saga(saga_id).status is SagaStatus.STOCK_RESERVING
+    await harness.clock.advance(2 * POLICY.retry_backoff.total_seconds())
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED
+    reserve = next(r for r in saga.history if r.step is Step.RESERVE_STOCK)
+    assert reserve.attempts == 3
+
+
+async def test_a_participant_that_raises_rolls_back_and_counts_as_a_failed_attempt(harness: Harness) -> None:
+    harness.world.failures["confirm_order"] = [RuntimeError("disk on fire")]
+    saga_id = await harness.place()
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.ORDER_CONFIRMING
+    assert "disk on fire" in (saga.history[-1].last_error or "")
+
+    await harness.clock.advance(POLICY.retry_backoff.total_seconds())
+    assert harness.saga(saga_id).status is SagaStatus.COMPLETED
+
+
+async def test_a_compensation_that_keeps_failing_parks_the_saga_for_an_operator() -> None:
+    harness = Harness(stock=1)
+    harness.gate.refusals[Participant.ORDERS] = 99
+    saga_id = await harness.place(quantity=5)
+    for attempt in range(1, POLICY.max_attempts):
+        await harness.clock.advance(POLICY.backoff(attempt).total_seconds())
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.NEEDS_ATTENTION
+    assert "CANCEL_ORDER failed after 3 attempts" in (saga.failure_reason or "")
+    assert harness.orchestrator.running == 0
+    await harness.orchestrator.stop()
+
+
+async def test_the_same_idempotency_key_returns_the_first_order_and_starts_nothing(harness: Harness) -> None:
+    first = await harness.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),), "key-1"))
+    again = await harness.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),), "key-1"))
+    assert (again.saga_id, again.order_id, again.replayed) == (first.saga_id, first.order_id, True)
+    assert len(harness.world.journal) == 1
+
+    with pytest.raises(IdempotencyKeyReused):
+        await harness.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 2),), "key-1"))
+
+
+async def test_a_restarted_orchestrator_resumes_a_saga_from_its_journal(harness: Harness) -> None:
+    harness.gate.delays[Participant.ORDERS] = 3
+    saga_id = await harness.place()
+    await harness.orchestrator.stop()  # the process dies while confirmation is slow
+    assert harness.saga(saga_id).status is SagaStatus.ORDER_CONFIRMING
+
+    harness.gate.delays.clear()
+    revived = Orchestrator(FakeRunner(harness.world), harness.clock, POLICY, harness.gate)
+    await revived.resume([saga_id])
+    await settle()
+    assert harness.saga(saga_id).status is SagaStatus.COMPLETED
+    assert harness.world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+    await revived.stop()
+
+
+async def test_a_deadline_that_passed_while_down_fires_on_resume(harness: Harness) -> None:
+    harness.gate.delays[Participant.INVENTORY] = 60
+    saga_id = await harness.place()
+    await harness.orchestrator.stop()
+    harness.gate.delays.clear()
+    await harness.clock.advance((POLICY.reserve_timeout + timedelta(seconds=1)).total_seconds())
+
+    revived = Orchestrator(FakeRunner(harness.world), harness.clock, POLICY, harness.gate)
+    await revived.resume([saga_id])
+    await settle()
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.FAILED
+    assert "RESERVE_STOCK timed out" in (saga.failure_reason or "")
+    assert "reserve_stock" not in harness.world.command_names()
+    await revived.stop()
