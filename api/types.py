@@ -42,6 +42,10 @@ class UserError:
         return cls(code=problem.code, field=problem.field, message=problem.message)
 
 
+def user_errors(problems: list[Problem]) -> list[UserError]:
+    return [UserError.from_problem(p) for p in problems]
+
+
 @strawberry.type
 class OrderLine:
     sku: str

@@ -1,0 +1,136 @@
+"""Inventory administration and stock queries: warehouses, sections, products, receipts."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from api.types import (
+    Product,
+    Section,
+    StockLevel,
+    StorageCondition,
+    UserError,
+    Warehouse,
+    service,
+    user_errors,
+)
+from domain.model import StorageCondition as DomainStorageCondition
+from domain.problems import MAX_CODE, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
+from persistence import catalog
+
+
+@strawberry.input
+class SectionInput:
+    code: str
+    storage_condition: StorageCondition  # type: ignore[valid-type]
+
+
+@strawberry.input
+class RegisterWarehouseInput:
+    code: str
+    name: str
+    sections: list[SectionInput]
+
+
+@strawberry.type
+class RegisterWarehousePayload:
+    warehouse: Warehouse | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RegisterProductInput:
+    sku: str
+    name: str
+    storage_condition: StorageCondition  # type: ignore[valid-type]
+
+
+@strawberry.type
+class RegisterProductPayload:
+    product: Product | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ReceiveStockInput:
+    sku: str
+    warehouse_code: str
+    section_code: str
+    quantity: int
+
+
+@strawberry.type
+class ReceiveStockPayload:
+    stock_level: StockLevel | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class InventoryQueries:
+    @strawberry.field(description="Stock of one SKU in every warehouse section that holds it.")
+    async def stock_levels(self, info: Info, sku: str) -> list[StockLevel]:
+        return [StockLevel.from_row(r) for r in await service(info).read.stock_levels(sku)]
+
+
+@strawberry.type
+class InventoryMutations:
+    @strawberry.mutation
+    async def register_warehouse(self, info: Info, input: RegisterWarehouseInput) -> RegisterWarehousePayload:
+        problems = check_text(input.code, "code", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
+        seen: set[str] = set()
+        for i, section in enumerate(input.sections):
+            field = f"sections[{i}].code"
+            problems += check_text(section.code, field, MAX_CODE)
+            if section.code in seen:
+                problems.append(
+                    Problem(ProblemCode.DUPLICATE_SECTION, field, f"section {section.code} is listed twice")
+                )
+            seen.add(section.code)
+        sections = [(s.code, DomainStorageCondition(s.storage_condition)) for s in input.sections]
+        if not problems:
+            problems = await service(info).write(
+                lambda conn: catalog.register_warehouse(conn, input.code, input.name, sections)
+            )
+        if problems:
+            return RegisterWarehousePayload(user_errors=user_errors(problems))
+        return RegisterWarehousePayload(
+            warehouse=Warehouse(
+                code=input.code,
+                name=input.name,
+                sections=[Section(code=code, storage_condition=condition) for code, condition in sections],
+            )
+        )
+
+    @strawberry.mutation
+    async def register_product(self, info: Info, input: RegisterProductInput) -> RegisterProductPayload:
+        condition = DomainStorageCondition(input.storage_condition)
+        problems = check_text(input.sku, "sku", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
+        if not problems:
+            problems = await service(info).write(
+                lambda conn: catalog.register_product(conn, input.sku, input.name, condition)
+            )
+        if problems:
+            return RegisterProductPayload(user_errors=user_errors(problems))
+        return RegisterProductPayload(
+            product=Product(sku=input.sku, name=input.name, storage_condition=condition)
+        )
+
+    @strawberry.mutation
+    async def receive_stock(self, info: Info, input: ReceiveStockInput) -> ReceiveStockPayload:
+        svc = service(info)
+        problems = check_quantity(input.quantity, "quantity")
+        if not problems:
+            problems = await svc.write(
+                lambda conn: catalog.receive_stock(
+                    conn, input.sku, input.warehouse_code, input.section_code, input.quantity
+                )
+            )
+        if problems:
+            return ReceiveStockPayload(user_errors=user_errors(problems))
+        level = next(
+            r
+            for r in await svc.read.stock_levels(input.sku)
+            if (r.warehouse_code, r.section_code) == (input.warehouse_code, input.section_code)
+        )
+        return ReceiveStockPayload(stock_level=StockLevel.from_row(level))

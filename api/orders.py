@@ -1,0 +1,100 @@
+"""Orders and their sagas: placing an order, and reading orders and sagas back."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from api.types import Order, Saga, UserError, service, user_errors
+from domain.model import OrderLine as DomainOrderLine
+from domain.orchestrator import PlaceOrder
+from domain.ports import IdempotencyKeyReused
+from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
+
+
+@strawberry.input
+class OrderLineInput:
+    sku: str
+    quantity: int
+
+
+@strawberry.input
+class PlaceOrderInput:
+    customer_id: str
+    lines: list[OrderLineInput]
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Repeat a request with the same key to get the same order, never a second one.",
+    )
+
+
+@strawberry.type
+class PlaceOrderPayload:
+    order: Order | None = None
+    saga: Saga | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OrderQueries:
+    @strawberry.field
+    async def saga(self, info: Info, id: strawberry.ID) -> Saga | None:
+        row = await service(info).read.saga(str(id))
+        return Saga.from_row(row) if row else None
+
+    @strawberry.field
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        row = await service(info).read.order(str(id))
+        return Order.from_row(row) if row else None
+
+
+@strawberry.type
+class OrderMutations:
+    @strawberry.mutation(description="Place an order; its saga runs on in the background.")
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
+        svc = service(info)
+        problems = _check_order(input)
+        skus = [line.sku for line in input.lines[:MAX_LINES]]
+        known = await svc.read.known_skus(skus)
+        problems += [
+            Problem(ProblemCode.UNKNOWN_SKU, f"lines[{i}].sku", f"no product {sku}")
+            for i, sku in enumerate(skus)
+            if sku and len(sku) <= MAX_CODE and sku not in known
+        ]
+        if problems:
+            return PlaceOrderPayload(user_errors=user_errors(problems))
+        command = PlaceOrder(
+            customer_id=input.customer_id,
+            lines=tuple(DomainOrderLine(x.sku, x.quantity) for x in input.lines),
+            idempotency_key=input.idempotency_key,
+        )
+        try:
+            placed = await svc.orchestrator.place_order(command)
+        except IdempotencyKeyReused:
+            problem = Problem(
+                ProblemCode.IDEMPOTENCY_KEY_REUSED,
+                "idempotencyKey",
+                "this idempotency key was already used for a different order",
+            )
+            return PlaceOrderPayload(user_errors=user_errors([problem]))
+        order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
+        if order_row is None or saga_row is None:
+            raise GraphQLError("the order was placed but cannot be read back")
+        return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
+
+
+def _check_order(order: PlaceOrderInput) -> list[Problem]:
+    problems = check_text(order.customer_id, "customerId", MAX_TEXT)
+    if order.idempotency_key is not None:
+        problems += check_text(order.idempotency_key, "idempotencyKey", MAX_TEXT)
+    if not order.lines:
+        problems.append(Problem(ProblemCode.NO_LINES, "lines", "an order needs at least one line"))
+    if len(order.lines) > MAX_LINES:
+        problems.append(
+            Problem(ProblemCode.TOO_MANY_LINES, "lines", f"an order has at most {MAX_LINES} lines")
+        )
+    for i, line in enumerate(order.lines[:MAX_LINES]):
+        problems += check_text(line.sku, f"lines[{i}].sku", MAX_CODE)
+        problems += check_quantity(line.quantity, f"lines[{i}].quantity")
+    return problems
