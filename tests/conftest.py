@@ -69,7 +69,11 @@ def postgres_url() -> Iterator[str]:
         run_apart(_migrate(url))
         yield url
     finally:
-        run_apart(_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', isolation_level="AUTOCOMMIT"))
+        run_apart(
+            _execute(
+                admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', isolation_level="AUTOCOMMIT"
+            )
+        )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -58,7 +58,10 @@ SAGA = """
 query ($id: ID!) {
   saga(id: $id) {
     id status failureReason
-    order { id status customerId lines { sku quantity } shipment { id picks { warehouseCode sectionCode sku quantity } } }
+    order {
+      id status customerId lines { sku quantity }
+      shipment { id picks { warehouseCode sectionCode sku quantity } }
+    }
     steps { name status attempts startedAt finishedAt }
     events { sequence type occurredAt step }
   }

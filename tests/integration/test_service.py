@@ -124,7 +124,9 @@ async def test_an_idempotency_key_yields_one_order_even_when_requests_race(svc: 
     assert len({r.saga_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     with pytest.raises(IdempotencyKeyReused):
-        await svc.orchestrator.place_order(PlaceOrder("c-2", (OrderLine("SKU-1", 1),), idempotency_key="once"))
+        await svc.orchestrator.place_order(
+            PlaceOrder("c-2", (OrderLine("SKU-1", 1),), idempotency_key="once")
+        )
     await wait_for_status(svc, results[0].saga_id, SagaStatus.COMPLETED)
     [level] = await svc.read.stock_levels("SKU-1")
     assert level.reserved == 1

@@ -26,7 +26,9 @@ class Harness:
         )
 
     async def place(self, quantity: int = 2, key: str | None = None) -> str:
-        placed = await self.orchestrator.place_order(PlaceOrder("customer-1", (OrderLine("SKU-1", quantity),), key))
+        placed = await self.orchestrator.place_order(
+            PlaceOrder("customer-1", (OrderLine("SKU-1", quantity),), key)
+        )
         await settle()
         return placed.saga_id
 
@@ -51,7 +53,12 @@ async def test_happy_path_completes_with_the_participants_commands_in_order(harn
 
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.COMPLETED
-    assert harness.world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+    assert harness.world.command_names() == [
+        "create_order",
+        "reserve_stock",
+        "confirm_order",
+        "create_shipment",
+    ]
     assert [cid for _, cid in harness.world.commands] == [
         f"{saga_id}:{s}" for s in ("CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT")
     ]
@@ -206,7 +213,12 @@ async def test_a_restarted_orchestrator_resumes_a_saga_from_its_journal(harness:
     await revived.resume([saga_id])
     await settle()
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
-    assert harness.world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+    assert harness.world.command_names() == [
+        "create_order",
+        "reserve_stock",
+        "confirm_order",
+        "create_shipment",
+    ]
     await revived.stop()
 
 
