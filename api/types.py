@@ -118,10 +118,11 @@ class SagaStep:
     last_error: str | None
 
 
-@strawberry.type(description="One entry of a saga's journal.")
+@strawberry.type(description="One entry of a saga's journal, with the saga's status right after it.")
 class SagaEvent:
     sequence: int
     type: str
+    status: SagaStatus  # type: ignore[valid-type]
     occurred_at: datetime
     step: SagaStepName | None  # type: ignore[valid-type]
     attempt: int | None
@@ -129,14 +130,14 @@ class SagaEvent:
 
     @classmethod
     def from_row(cls, row: Row) -> SagaEvent:
-        step = row.data.get("step")
         return cls(
             sequence=row.sequence,
             type=row.type,
-            occurred_at=row.recorded_at,
-            step=Step(step) if step else None,
-            attempt=row.data.get("attempt"),
-            reason=row.data.get("reason"),
+            status=DomainSagaStatus(row.status),
+            occurred_at=row.occurred_at,
+            step=Step(row.step) if row.step else None,
+            attempt=row.attempt,
+            reason=row.reason,
         )
 
 

@@ -11,6 +11,8 @@ from persistence.database import default_database_url, make_engine
 from persistence.tables import metadata
 
 config = context.config
+# `alembic -x url=...` points alembic's own commands (check, revision --autogenerate) at a database.
+url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
 
 
 def _run(connection: Connection) -> None:
@@ -22,7 +24,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_on_own_engine() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or default_database_url())
+    engine = make_engine(url or default_database_url())
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()
@@ -30,9 +32,7 @@ async def _run_on_own_engine() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(
-        url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True
-    )
+    context.configure(url=url, target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 elif (shared := config.attributes.get("connection")) is not None:

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
-from persistence.projection import order_row, saga_row
-from persistence.tables import journal, order_view, placements, saga_view
+from persistence.projection import order_row, saga_row, timeline_rows
+from persistence.tables import journal, order_view, placements, saga_timeline, saga_view
 
 _SAGA_CHANGES = (
     "status",
@@ -80,6 +80,7 @@ class SqlSagaStore:
             await self._conn.execute(insert(journal), rows)
         except IntegrityError as clash:
             raise ConcurrencyConflict(after.saga_id) from clash
+        await self._conn.execute(insert(saga_timeline), timeline_rows(before, events, after.saga_id))
         await self._project(before, after)
         if placement is not None:
             await self._conn.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.model import OrderStatus, Pick
-from domain.saga import SagaState, Step, StepStatus
+from domain.saga import SagaEvent, SagaStarted, SagaState, Step, StepStatus, evolve, start
 
 
 def saga_row(state: SagaState) -> dict[str, Any]:
@@ -36,6 +36,33 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         "started_at": state.started_at,
         "updated_at": state.updated_at,
     }
+
+
+def timeline_rows(before: SagaState | None, events: list[SagaEvent], saga_id: str) -> list[dict[str, Any]]:
+    """One row per event, each with the status the saga had right after it."""
+    rows, state = [], before
+    for event in events:
+        state = start(saga_id, event) if isinstance(event, SagaStarted) else evolve(_known(state), event)
+        step = getattr(event, "step", None)
+        rows.append(
+            {
+                "saga_id": saga_id,
+                "sequence": state.version,
+                "type": type(event).__name__,
+                "status": state.status.value,
+                "step": step.value if step else None,
+                "attempt": getattr(event, "attempt", None),
+                "reason": getattr(event, "reason", None),
+                "occurred_at": event.at,
+            }
+        )
+    return rows
+
+
+def _known(state: SagaState | None) -> SagaState:
+    if state is None:
+        raise ValueError("a saga's first event must be SagaStarted")
+    return state
 
 
 def order_status(state: SagaState) -> OrderStatus:

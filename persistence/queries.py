@@ -8,7 +8,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.saga import SagaStatus
-from persistence.tables import journal, order_view, products, saga_view, stock
+from persistence.tables import order_view, products, saga_timeline, saga_view, stock
 
 UNFINISHED = [
     s.value
@@ -29,9 +29,7 @@ class ReadModel:
 
     async def saga_timeline(self, saga_id: str) -> Sequence[Row]:
         return await self._all(
-            select(journal.c.sequence, journal.c.type, journal.c.recorded_at, journal.c.data)
-            .where(journal.c.saga_id == saga_id)
-            .order_by(journal.c.sequence)
+            select(saga_timeline).where(saga_timeline.c.saga_id == saga_id).order_by(saga_timeline.c.sequence)
         )
 
     async def stock_levels(self, sku: str) -> Sequence[Row]:

@@ -1,8 +1,8 @@
 """Every table, in SQLAlchemy Core. Alembic owns the DDL; `alembic check` keeps the two in step.
 
 Write side: the saga journal and placements (idempotency keys); each participant's own tables
-(orders; products, warehouses, sections, stock, reservations; shipments). Read side: saga_view and
-order_view, projected from the journal in the transaction that writes it.
+(orders; products, warehouses, sections, stock, reservations; shipments). Read side: saga_view,
+saga_timeline and order_view, projected from the journal in the transaction that writes it.
 """
 
 from __future__ import annotations
@@ -165,6 +165,21 @@ saga_view = Table(
     Column("started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_saga_view_status", "status"),
+)
+
+saga_timeline = Table(
+    "saga_timeline",
+    metadata,
+    # One row per journal event, with the saga's status after it: what a reader (or a subscriber)
+    # needs to show each transition without folding the journal itself.
+    Column("saga_id", ID, primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(40), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("step", String(30), nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
 )
 
 order_view = Table(

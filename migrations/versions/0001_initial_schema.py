@@ -76,6 +76,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reservations")),
     )
     op.create_table(
+        "saga_timeline",
+        sa.Column("saga_id", sa.String(length=36), nullable=False),
+        sa.Column("sequence", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=30), nullable=False),
+        sa.Column("step", sa.String(length=30), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("saga_id", "sequence", name=op.f("pk_saga_timeline")),
+    )
+    op.create_table(
         "saga_view",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("order_id", sa.String(length=36), nullable=False),
@@ -153,6 +165,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_saga_view_status")
 
     op.drop_table("saga_view")
+    op.drop_table("saga_timeline")
     op.drop_table("reservations")
     op.drop_table("products")
     op.drop_table("placements")

@@ -16,7 +16,7 @@ from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from domain.saga import Participant, SagaPolicy, SagaStatus, fold
 from persistence import catalog
-from persistence.projection import order_row, saga_row
+from persistence.projection import order_row, saga_row, timeline_rows
 
 FAST = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),
@@ -111,11 +111,15 @@ async def test_the_read_model_equals_the_fold_of_the_journal(svc: Service) -> No
         async def load(tx: Transaction, saga_id: str = placed.saga_id) -> object:
             return await tx.sagas.load(saga_id)
 
-        state = fold(placed.saga_id, await svc.runner.run(load))  # type: ignore[arg-type]
+        events = await svc.runner.run(load)
+        state = fold(placed.saga_id, events)  # type: ignore[arg-type]
         saga, order = await svc.read.saga(placed.saga_id), await svc.read.order(placed.order_id)
         assert saga is not None and order is not None
         assert dict(saga._mapping) == saga_row(state)
         assert dict(order._mapping) == order_row(state)
+        timeline = [dict(r._mapping) for r in await svc.read.saga_timeline(placed.saga_id)]
+        assert timeline == timeline_rows(None, events, placed.saga_id)  # type: ignore[arg-type]
+        assert timeline[-1]["status"] == state.status.value
 
 
 async def test_an_idempotency_key_yields_one_order_even_when_requests_race(svc: Service) -> None:
