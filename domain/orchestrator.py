@@ -51,7 +51,17 @@ from domain.saga import (
 
 log = logging.getLogger("ordersaga.saga")
 
-SagaListener = Callable[[SagaState], None]
+
+@dataclass(frozen=True, slots=True)
+class SagaChange:
+    """What one committed transaction did to a saga: published to listeners after the commit."""
+
+    before: SagaState | None
+    events: tuple[SagaEvent, ...]
+    after: SagaState
+
+
+SagaListener = Callable[[SagaChange], None]
 
 # After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to
 # the cap, and reloads the saga from its journal before trying again.
@@ -106,7 +116,7 @@ class Orchestrator:
         durable, and the saga runs on in the background."""
         fingerprint = command.fingerprint()
 
-        async def work(tx: Transaction) -> tuple[OrderPlaced, SagaState | None]:
+        async def work(tx: Transaction) -> tuple[OrderPlaced, SagaChange | None]:
             key = command.idempotency_key
             if key is not None:
                 earlier = await tx.sagas.find_placement(key)
@@ -121,12 +131,12 @@ class Orchestrator:
             state, events = self._settle(state, [started], now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(None, events, state, placement)
-            return OrderPlaced(saga_id, order_id, replayed=False), state
+            return OrderPlaced(saga_id, order_id, replayed=False), SagaChange(None, tuple(events), state)
 
-        placed, state = await self._runner.run(work)
-        if state is not None:
-            self._publish(state)
-            self._spawn(state)
+        placed, change = await self._runner.run(work)
+        if change is not None:
+            self._publish(change)
+            self._spawn(change.after)
         return placed
 
     async def resume(self, saga_ids: Iterable[str]) -> None:
@@ -210,7 +220,7 @@ class Orchestrator:
     async def _advance(
         self, state: SagaState, call: Call | None, outcome: Outcome | None = None
     ) -> SagaState:
-        async def work(tx: Transaction) -> SagaState:
+        async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
             events: list[SagaEvent] = []
             current = state
@@ -228,11 +238,11 @@ class Orchestrator:
                 current, events = self._apply(current, events, produced)
             current, events = self._settle(current, events, now)
             await tx.sagas.append(state, events, current, None)
-            return current
+            return SagaChange(state, tuple(events), current)
 
-        advanced = await self._runner.run(work)
-        self._publish(advanced)
-        return advanced
+        change = await self._runner.run(work)
+        self._publish(change)
+        return change.after
 
     def _settle(
         self, state: SagaState, events: list[SagaEvent], now: datetime
@@ -287,9 +297,9 @@ class Orchestrator:
 
         return fold(saga_id, await self._runner.run(work))
 
-    def _publish(self, state: SagaState) -> None:
+    def _publish(self, change: SagaChange) -> None:
         for listener in self._listeners:
             try:
-                listener(state)
+                listener(change)
             except Exception:
-                log.exception("saga %s: a listener failed", state.saga_id)
+                log.exception("saga %s: a listener failed", change.after.saga_id)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from domain.model import OrderLine
-from domain.orchestrator import Orchestrator, PlaceOrder
+from domain.orchestrator import Orchestrator, PlaceOrder, SagaChange
 from domain.ports import IdempotencyKeyReused
 from domain.saga import Participant, SagaPolicy, SagaState, SagaStatus, Step, StepStatus, fold
 from tests.service.fakes import FakeClock, FakeRunner, ScriptedGate, World, settle
@@ -20,7 +20,7 @@ class Harness:
         self.world = World(stock={"SKU-1": stock})
         self.clock = FakeClock()
         self.gate = ScriptedGate(self.clock)
-        self.seen: list[SagaState] = []
+        self.seen: list[SagaChange] = []
         self.orchestrator = Orchestrator(
             FakeRunner(self.world), self.clock, POLICY, self.gate, listeners=[self.seen.append]
         )
@@ -74,7 +74,8 @@ async def test_happy_path_completes_with_the_participants_commands_in_order(harn
         SagaStatus.SHIPMENT_CREATING,
         SagaStatus.COMPLETED,
     ]
-    assert harness.seen[-1].status is SagaStatus.COMPLETED
+    assert harness.seen[-1].after.status is SagaStatus.COMPLETED
+    assert sum(len(c.events) for c in harness.seen) == len(harness.world.journal[saga_id])
     assert harness.orchestrator.running == 0
 
 
