@@ -322,7 +322,7 @@ def _finish(
 
 
 def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
-    first = events[0]
+    first = events[0] if events else None
     if not isinstance(first, SagaStarted):
         raise ValueError(f"saga {saga_id} does not begin with SagaStarted")
     state = start(saga_id, first)
