@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model import StorageCondition
 from persistence import catalog
+from persistence.db import Db
 from persistence.tables import warehouses
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ STOCK = [
 
 
 async def load_demo_catalog(svc: Service) -> None:
-    async def load(conn: AsyncConnection) -> None:
+    async def load(conn: Db) -> None:
         if (await conn.execute(select(warehouses.c.code).limit(1))).first():
             return  # loaded before, or the operator's own catalog is there: leave it alone
         for code, name, sections in WAREHOUSES:

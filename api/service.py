@@ -6,13 +6,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.clock import SystemClock
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
-from persistence.database import is_sqlite, make_engine
+from persistence.database import is_sqlite, make_engine, make_writer_engine
+from persistence.db import Db
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
@@ -33,7 +34,7 @@ class Service:
         self.settings = settings
         self.metrics = StoreMetrics()
         sqlite = is_sqlite(settings.database_url)
-        self._writer = make_engine(settings.database_url, writer=True)
+        self._writer = make_writer_engine(settings.database_url)
         self._reader = make_engine(settings.database_url, writer=False)
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         self.runner = GroupCommitRunner(
@@ -60,9 +61,12 @@ class Service:
         self.ready = False
         await self.orchestrator.stop()
         await self.runner.stop()
-        await self._writer.dispose()
+        if isinstance(self._writer, AsyncEngine):
+            await self._writer.dispose()
+        else:
+            self._writer.dispose()
         await self._reader.dispose()
 
-    async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def write(self, work: Callable[[Db], Awaitable[T]]) -> T:
         """Run an administrative write (catalog, stock) through the same transaction runner as sagas."""
         return await self.runner.run_on_connection(work)

@@ -7,15 +7,15 @@ either changes everything it was asked to or nothing, returning the problems fou
 from __future__ import annotations
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model import StorageCondition
 from domain.problems import Problem, ProblemCode
+from persistence.db import Db
 from persistence.tables import products, sections, stock, warehouses
 
 
 async def register_warehouse(
-    conn: AsyncConnection, code: str, name: str, new_sections: list[tuple[str, StorageCondition]]
+    conn: Db, code: str, name: str, new_sections: list[tuple[str, StorageCondition]]
 ) -> list[Problem]:
     if (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == code))).first():
         return [Problem(ProblemCode.DUPLICATE_WAREHOUSE, "code", f"warehouse {code} already exists")]
@@ -28,9 +28,7 @@ async def register_warehouse(
     return []
 
 
-async def register_product(
-    conn: AsyncConnection, sku: str, name: str, condition: StorageCondition
-) -> list[Problem]:
+async def register_product(conn: Db, sku: str, name: str, condition: StorageCondition) -> list[Problem]:
     if (await conn.execute(select(products.c.sku).where(products.c.sku == sku))).first():
         return [Problem(ProblemCode.DUPLICATE_PRODUCT, "sku", f"product {sku} already exists")]
     await conn.execute(insert(products).values(sku=sku, name=name, storage_condition=condition.value))
@@ -38,7 +36,7 @@ async def register_product(
 
 
 async def receive_stock(
-    conn: AsyncConnection, sku: str, warehouse_code: str, section_code: str, quantity: int
+    conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int
 ) -> list[Problem]:
     product = (await conn.execute(select(products.c.storage_condition).where(products.c.sku == sku))).first()
     if product is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -21,17 +21,33 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine:
-    """An engine for `url`. On SQLite, `writer` engines take the write lock when a transaction begins
-    (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers begin
-    deferred and, under WAL, never wait for the writer."""
+    """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction
+    begins (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers
+    begin deferred and, under WAL, never wait for the writer."""
     if not is_sqlite(url):
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
         return create_async_engine(url, pool_pre_ping=True, **options)
     engine = create_async_engine(url, **options)
+    _configure_sqlite(engine.sync_engine, writer)
+    return engine
+
+
+def make_writer_engine(url: str) -> AsyncEngine | Engine:
+    """The engine the transaction runner writes with: on SQLite a blocking one (sqlite3), used from
+    the writer's own thread; elsewhere the async one."""
+    if not is_sqlite(url):
+        return make_engine(url)
+    blocking_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = create_engine(blocking_url, connect_args={"check_same_thread": False})
+    _configure_sqlite(engine, writer=True)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, writer: bool) -> None:
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin, so that
         # BEGIN IMMEDIATE and savepoints behave as written.
@@ -43,8 +59,6 @@ def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
-
-    return engine

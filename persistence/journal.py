@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
+from persistence.db import Db
 from persistence.projection import order_row, saga_row, timeline_rows
 from persistence.tables import journal, order_view, placements, saga_timeline, saga_view
 
@@ -37,7 +37,7 @@ _UPDATE_ORDER = (
 
 
 class SqlSagaStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Db) -> None:
         self._conn = conn
 
     async def load(self, saga_id: str) -> list[SagaEvent]:

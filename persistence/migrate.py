@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,11 +20,20 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+
+async def upgrade(engine: AsyncEngine | Engine) -> None:
+    if isinstance(engine, AsyncEngine):
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return
+
+    def run() -> None:
+        with engine.begin() as conn:
+            _upgrade(conn)
+
+    await asyncio.to_thread(run)

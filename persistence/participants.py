@@ -6,19 +6,18 @@ reservation row, the shipment row) or meets a transition that is already made (a
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.allocation import Shortfall, StockSlot, allocate
 from domain.model import OrderStatus, Pick, StorageCondition
 from domain.ports import StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
+from persistence.db import Db
 from persistence.metrics import StoreMetrics
 from persistence.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
@@ -30,7 +29,7 @@ CAS_BACKOFF_S = 0.002
 
 
 class SqlOrders:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Db) -> None:
         self._conn = conn
 
     async def create_order(self, command: StepCommand) -> None:
@@ -95,7 +94,7 @@ class _Slot:
 
 
 class SqlInventory:
-    def __init__(self, conn: AsyncConnection, metrics: StoreMetrics) -> None:
+    def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
         self._conn = conn
         self._metrics = metrics
 
@@ -124,7 +123,7 @@ class SqlInventory:
                 )
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
-            await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * attempt))
+            await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * attempt))
         self._metrics.stock_conflicts_exhausted += 1
         return Unavailable(
             f"stock for order {command.order_id} stayed contended after {CAS_ATTEMPTS} attempts"
@@ -220,7 +219,7 @@ def _params(pick: Pick) -> dict[str, object]:
 
 
 class SqlShipments:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Db) -> None:
         self._conn = conn
 
     async def create_shipment(self, command: StepCommand) -> Outcome:

@@ -4,6 +4,9 @@ Work queued while a transaction is being written joins the next one, so under lo
 fsync) carries dozens of sagas' steps, and with one saga alone nothing waits. If anything in a batch
 fails, the batch is rolled back and each piece of work runs again in a transaction of its own, so one
 failure only ever fails its own work.
+
+With an async engine (PostgreSQL) a lane writes its batches on the event loop; with a blocking one
+(SQLite) it writes each whole batch in a thread of its own (see persistence/db.py).
 """
 
 from __future__ import annotations
@@ -11,18 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.ports import Transaction
+from persistence.db import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.metrics import StoreMetrics
 
 T = TypeVar("T")
 log = logging.getLogger("ordersaga.store")
 
-Work = Callable[[AsyncConnection], Awaitable[Any]]
+Work = Callable[[Db], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -34,8 +40,8 @@ class _Job:
 class GroupCommitRunner:
     def __init__(
         self,
-        engine: AsyncEngine,
-        make_transaction: Callable[[AsyncConnection], Transaction],
+        engine: AsyncEngine | Engine,
+        make_transaction: Callable[[Db], Transaction],
         metrics: StoreMetrics,
         *,
         lanes: int = 1,
@@ -48,6 +54,7 @@ class GroupCommitRunner:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._threads = ThreadPoolExecutor(lanes, "ordersaga-writer") if isinstance(engine, Engine) else None
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._lane(), name=f"commit-lane-{i}") for i in range(self._lanes)]
@@ -58,12 +65,14 @@ class GroupCommitRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._queue.empty():
             self._queue.get_nowait().done.cancel()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
 
     async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         """TransactionRunner: `work` sees the participants and the saga store in one transaction."""
         return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)))
 
-    async def run_on_connection(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run_on_connection(self, work: Callable[[Db], Awaitable[T]]) -> T:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work)
@@ -83,8 +92,7 @@ class GroupCommitRunner:
         if not jobs:
             return
         try:
-            async with self._engine.begin() as conn:
-                results = [await job.work(conn) for job in jobs]
+            results = await self._write(jobs)
         except Exception as error:
             if len(jobs) == 1:
                 jobs[0].done.set_exception(error)
@@ -98,3 +106,18 @@ class GroupCommitRunner:
         self._metrics.committed_work += len(jobs)
         for job, result in zip(jobs, results, strict=True):
             job.done.set_result(result)
+
+    async def _write(self, jobs: list[_Job]) -> list[Any]:
+        """Run every job in one transaction and commit it."""
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.begin() as conn:
+                db = AsyncDb(conn)
+                return [await job.work(db) for job in jobs]
+        engine = self._engine
+
+        def write() -> list[Any]:
+            with engine.begin() as conn:
+                db = BlockingDb(conn)
+                return [run_blocking(job.work(db)) for job in jobs]  # type: ignore[arg-type]
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, write)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from persistence.db import Db
 from persistence.journal import SqlSagaStore
 from persistence.metrics import StoreMetrics
 from persistence.participants import SqlInventory, SqlOrders, SqlShipments
 
 
 class SqlTransaction:
-    def __init__(self, conn: AsyncConnection, metrics: StoreMetrics) -> None:
+    def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
         self.orders = SqlOrders(conn)
         self.inventory = SqlInventory(conn, metrics)
         self.shipments = SqlShipments(conn)

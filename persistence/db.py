@@ -1,0 +1,89 @@
+"""The connection that write-side work runs on, whatever the driver.
+
+Work inside a transaction (participants, journal, catalog) is written once, as coroutines over `Db`.
+On PostgreSQL it runs on the event loop over asyncpg (`AsyncDb`). On SQLite it runs in the writer's
+own thread over the sqlite3 module (`BlockingDb`), a whole group commit in one hop: there every await
+on the `Db` completes at once, so `run_blocking` runs the coroutine to its end without an event loop.
+That spares the per-statement thread hand-off of an async SQLite driver, which dominated the cost of
+a saga step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import CursorResult, Dialect, Executable
+from sqlalchemy.engine import Connection, NestedTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TypeVar("T")
+
+
+class Savepoint(Protocol):
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+class Db(Protocol):
+    @property
+    def dialect(self) -> Dialect: ...
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+    async def begin_nested(self) -> Savepoint: ...
+    async def pause(self, seconds: float) -> None:
+        """Wait inside the transaction (a backoff), in the way the driver allows."""
+        ...
+
+
+class AsyncDb:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return await self._conn.execute(statement, parameters)
+
+    async def begin_nested(self) -> Savepoint:
+        return await self._conn.begin_nested()
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class BlockingDb:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+    async def begin_nested(self) -> Savepoint:
+        return _BlockingSavepoint(self._conn.begin_nested())
+
+    async def pause(self, seconds: float) -> None:
+        time.sleep(seconds)  # noqa: ASYNC251 - runs in the writer's own thread, never on the event loop
+
+
+class _BlockingSavepoint:
+    def __init__(self, savepoint: NestedTransaction) -> None:
+        self._savepoint = savepoint
+
+    async def commit(self) -> None:
+        self._savepoint.commit()
+
+    async def rollback(self) -> None:
+        self._savepoint.rollback()
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that only awaits a `BlockingDb` to its end, here and now."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+    coroutine.close()
+    raise RuntimeError("work in a SQLite transaction awaited something other than its database")
