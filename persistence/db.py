@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import CursorResult, Dialect, Executable
@@ -20,6 +20,14 @@ from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Deferred")
+
+
+class Deferred(Protocol):
+    """Writes a transaction gathers from all its work and sends at once, just before it commits."""
+
+    def __init__(self, db: Db) -> None: ...
+    async def flush(self) -> None: ...
 
 
 class Savepoint(Protocol):
@@ -36,9 +44,31 @@ class Db(Protocol):
         """Wait inside the transaction (a backoff), in the way the driver allows."""
         ...
 
+    def deferred(self, kind: type[S]) -> S:
+        """This transaction's one instance of `kind`, flushed before the transaction commits."""
+        ...
 
-class AsyncDb:
+    async def before_commit(self) -> None: ...
+
+
+class _Transactional:
+    def __init__(self) -> None:
+        self._deferred: dict[type[Any], Deferred] = {}
+
+    def deferred(self, kind: type[S]) -> S:
+        found = self._deferred.get(kind)
+        if found is None:
+            found = self._deferred[kind] = kind(self)  # type: ignore[arg-type]
+        return found  # type: ignore[return-value]
+
+    async def before_commit(self) -> None:
+        for writes in self._deferred.values():
+            await writes.flush()
+
+
+class AsyncDb(_Transactional):
     def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
 
@@ -52,8 +82,9 @@ class AsyncDb:
         await asyncio.sleep(seconds)
 
 
-class BlockingDb:
+class BlockingDb(_Transactional):
     def __init__(self, conn: Connection) -> None:
+        super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
 
@@ -78,12 +109,13 @@ class _BlockingSavepoint:
         self._savepoint.rollback()
 
 
-def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that only awaits a `BlockingDb` to its end, here and now."""
+def run_blocking(work: Awaitable[T]) -> T:
+    """Run work that only awaits a `BlockingDb` to its end, here and now."""
+    steps = work.__await__()
     try:
-        coroutine.send(None)
+        steps.send(None)
     except StopIteration as finished:
         result: T = finished.value
         return result
-    coroutine.close()
+    steps.close()
     raise RuntimeError("work in a SQLite transaction awaited something other than its database")

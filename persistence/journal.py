@@ -1,7 +1,16 @@
 """The saga store: the journal (append with the expected version), idempotency placements, and the
-projection of each append into the read model, all on the caller's connection (its transaction)."""
+projection of each append into the read model, all in the caller's transaction.
+
+Appends are gathered per transaction (`SagaWrites`) and sent as one statement per table just before
+the commit, so a group commit of many sagas costs a handful of statements, not a handful per saga.
+Whatever reads the journal or the placements flushes first, so a transaction always reads its own
+writes. A version clash surfaces at the flush as ConcurrencyConflict; the transaction runner then
+reruns each piece of work alone, so only the stale one fails.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,26 +43,87 @@ _UPDATE_ORDER = (
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
 )
+_LOAD = (
+    select(journal.c.type, journal.c.data)
+    .where(journal.c.saga_id == bindparam("saga_id"))
+    .order_by(journal.c.sequence)
+)
+_FIND_PLACEMENT = select(placements).where(placements.c.idempotency_key == bindparam("key"))
+
+
+class SagaWrites:
+    """One transaction's appends, projections and placements, not yet sent."""
+
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._clear()
+
+    def _clear(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.new_sagas: list[dict[str, Any]] = []
+        self.new_orders: list[dict[str, Any]] = []
+        self.saga_updates: list[dict[str, Any]] = []
+        self.order_updates: list[dict[str, Any]] = []
+        self.placements: dict[str, Placement] = {}
+
+    async def flush(self) -> None:
+        db = self._db
+        try:
+            if self.events:
+                await db.execute(insert(journal), self.events)
+            if self.placements:
+                rows = [vars_of(p) for p in self.placements.values()]
+                await db.execute(insert(placements), rows)
+        except IntegrityError as clash:
+            raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+        for table, rows in (
+            (saga_timeline, self.timeline),
+            (saga_view, self.new_sagas),
+            (order_view, self.new_orders),
+        ):
+            if rows:
+                await db.execute(insert(table), rows)
+        if self.saga_updates:
+            await self._update_sagas(self.saga_updates)
+        if self.order_updates:
+            await db.execute(_UPDATE_ORDER, self.order_updates)
+        self._clear()
+
+    async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
+        # The version in the WHERE clause guards the read model as the journal's key guards the log.
+        if self._db.dialect.supports_sane_multi_rowcount:
+            changed = (await self._db.execute(_UPDATE_SAGA, updates)).rowcount
+        else:
+            changed = sum([(await self._db.execute(_UPDATE_SAGA, row)).rowcount for row in updates])
+        if changed != len(updates):
+            raise ConcurrencyConflict("a saga's read model moved on under this transaction")
+
+
+def vars_of(placement: Placement) -> dict[str, str]:
+    return {
+        "idempotency_key": placement.idempotency_key,
+        "fingerprint": placement.fingerprint,
+        "saga_id": placement.saga_id,
+        "order_id": placement.order_id,
+    }
 
 
 class SqlSagaStore:
-    def __init__(self, conn: Db) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._writes = db.deferred(SagaWrites)
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
-        rows = await self._conn.execute(
-            select(journal.c.type, journal.c.data)
-            .where(journal.c.saga_id == saga_id)
-            .order_by(journal.c.sequence)
-        )
+        await self._writes.flush()
+        rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
         return [codec.decode(row.type, row.data) for row in rows]
 
     async def find_placement(self, idempotency_key: str) -> Placement | None:
-        row = (
-            await self._conn.execute(
-                select(placements).where(placements.c.idempotency_key == idempotency_key)
-            )
-        ).first()
+        pending = self._writes.placements.get(idempotency_key)
+        if pending is not None:
+            return pending
+        row = (await self._db.execute(_FIND_PLACEMENT, {"key": idempotency_key})).first()
         return (
             None
             if row is None
@@ -63,11 +133,11 @@ class SqlSagaStore:
     async def append(
         self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
     ) -> None:
+        writes = self._writes
         first = 1 if before is None else before.version + 1
-        rows = []
         for sequence, event in enumerate(events, start=first):
             type_name, data = codec.encode(event)
-            rows.append(
+            writes.events.append(
                 {
                     "saga_id": after.saga_id,
                     "sequence": sequence,
@@ -76,36 +146,19 @@ class SqlSagaStore:
                     "recorded_at": event.at,
                 }
             )
-        try:
-            await self._conn.execute(insert(journal), rows)
-        except IntegrityError as clash:
-            raise ConcurrencyConflict(after.saga_id) from clash
-        await self._conn.execute(insert(saga_timeline), timeline_rows(before, events, after.saga_id))
-        await self._project(before, after)
+        writes.timeline.extend(timeline_rows(before, events, after.saga_id))
         if placement is not None:
-            await self._conn.execute(
-                insert(placements).values(
-                    idempotency_key=placement.idempotency_key,
-                    fingerprint=placement.fingerprint,
-                    saga_id=placement.saga_id,
-                    order_id=placement.order_id,
-                )
-            )
-
-    async def _project(self, before: SagaState | None, after: SagaState) -> None:
+            writes.placements[placement.idempotency_key] = placement
         saga, order = saga_row(after), order_row(after)
         if before is None:
-            await self._conn.execute(insert(saga_view).values(saga))
-            await self._conn.execute(insert(order_view).values(order))
+            writes.new_sagas.append(saga)
+            writes.new_orders.append(order)
             return
-        saga_changes = {f"new_{c}": saga[c] for c in _SAGA_CHANGES}
-        updated = await self._conn.execute(
-            _UPDATE_SAGA, {"key": after.saga_id, "expected": before.version, **saga_changes}
+        writes.saga_updates.append(
+            {"key": after.saga_id, "expected": before.version, **{f"new_{c}": saga[c] for c in _SAGA_CHANGES}}
         )
-        if updated.rowcount != 1:
-            raise ConcurrencyConflict(after.saga_id)
         previous = order_row(before)
         if any(order[c] != previous[c] for c in _ORDER_CHANGES if c != "updated_at"):
-            await self._conn.execute(
-                _UPDATE_ORDER, {"key": after.order_id, **{f"new_{c}": order[c] for c in _ORDER_CHANGES}}
+            writes.order_updates.append(
+                {"key": after.order_id, **{f"new_{c}": order[c] for c in _ORDER_CHANGES}}
             )

@@ -112,12 +112,16 @@ class GroupCommitRunner:
         if isinstance(self._engine, AsyncEngine):
             async with self._engine.begin() as conn:
                 db = AsyncDb(conn)
-                return [await job.work(db) for job in jobs]
+                results = [await job.work(db) for job in jobs]
+                await db.before_commit()
+                return results
         engine = self._engine
 
         def write() -> list[Any]:
             with engine.begin() as conn:
                 db = BlockingDb(conn)
-                return [run_blocking(job.work(db)) for job in jobs]  # type: ignore[arg-type]
+                results: list[Any] = [run_blocking(job.work(db)) for job in jobs]
+                run_blocking(db.before_commit())
+                return results
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
