@@ -28,20 +28,30 @@ CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
 
 
+# Statements are built once: building and keying a statement per call costs more than running it.
+_CREATE_ORDER = insert(orders)
+_SET_ORDER_STATUS = (
+    update(orders)
+    .where(orders.c.id == bindparam("order_id"), orders.c.status.in_(bindparam("allowed", expanding=True)))
+    .values(status=bindparam("status"), updated_at=bindparam("at"))
+)
+
+
 class SqlOrders:
     def __init__(self, conn: Db) -> None:
         self._conn = conn
 
     async def create_order(self, command: StepCommand) -> None:
         await self._conn.execute(
-            insert(orders).values(
-                id=command.order_id,
-                customer_id=command.customer_id,
-                status=OrderStatus.PENDING.value,
-                lines=[{"sku": line.sku, "quantity": line.quantity} for line in command.lines],
-                created_at=command.at,
-                updated_at=command.at,
-            )
+            _CREATE_ORDER,
+            {
+                "id": command.order_id,
+                "customer_id": command.customer_id,
+                "status": OrderStatus.PENDING.value,
+                "lines": [{"sku": line.sku, "quantity": line.quantity} for line in command.lines],
+                "created_at": command.at,
+                "updated_at": command.at,
+            },
         )
 
     async def confirm_order(self, command: StepCommand) -> Outcome:
@@ -58,9 +68,13 @@ class SqlOrders:
         self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
     ) -> bool:
         result = await self._conn.execute(
-            update(orders)
-            .where(orders.c.id == command.order_id, orders.c.status.in_([s.value for s in allowed]))
-            .values(status=status.value, updated_at=command.at)
+            _SET_ORDER_STATUS,
+            {
+                "order_id": command.order_id,
+                "allowed": [s.value for s in allowed],
+                "status": status.value,
+                "at": command.at,
+            },
         )
         return result.rowcount == 1
 
@@ -87,6 +101,10 @@ _RESTORE = (
 )
 
 
+_FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
+_RECORD_RESERVATION = insert(reservations)
+
+
 @dataclass(frozen=True, slots=True)
 class _Slot:
     slot: StockSlot
@@ -99,11 +117,7 @@ class SqlInventory:
         self._metrics = metrics
 
     async def reserve_stock(self, command: StepCommand) -> Outcome:
-        done = (
-            await self._conn.execute(
-                select(reservations.c.picks).where(reservations.c.id == command.reservation_id)
-            )
-        ).first()
+        done = (await self._conn.execute(_FIND_RESERVATION, {"id": command.reservation_id})).first()
         if done is not None:
             return Succeeded(picks=picks_from_json(done.picks))
         self._metrics.stock_reservations += 1
@@ -114,12 +128,13 @@ class SqlInventory:
                 return Rejected(result.describe())
             if await self._swap(result.picks, {_key(s.slot): s.version for s in slots}):
                 await self._conn.execute(
-                    insert(reservations).values(
-                        id=command.reservation_id,
-                        order_id=command.order_id,
-                        picks=picks_json(result.picks),
-                        created_at=command.at,
-                    )
+                    _RECORD_RESERVATION,
+                    {
+                        "id": command.reservation_id,
+                        "order_id": command.order_id,
+                        "picks": picks_json(result.picks),
+                        "created_at": command.at,
+                    },
                 )
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
@@ -218,23 +233,26 @@ def _params(pick: Pick) -> dict[str, object]:
     return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
 
 
+_FIND_SHIPMENT = select(shipments.c.id).where(shipments.c.order_id == bindparam("order_id"))
+_CREATE_SHIPMENT = insert(shipments)
+
+
 class SqlShipments:
     def __init__(self, conn: Db) -> None:
         self._conn = conn
 
     async def create_shipment(self, command: StepCommand) -> Outcome:
-        existing = (
-            await self._conn.execute(select(shipments.c.id).where(shipments.c.order_id == command.order_id))
-        ).first()
+        existing = (await self._conn.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
         if existing is not None:
             return Succeeded(shipment_id=existing.id)
         shipment_id = str(uuid.uuid4())
         await self._conn.execute(
-            insert(shipments).values(
-                id=shipment_id,
-                order_id=command.order_id,
-                picks=picks_json(command.picks),
-                created_at=command.at,
-            )
+            _CREATE_SHIPMENT,
+            {
+                "id": shipment_id,
+                "order_id": command.order_id,
+                "picks": picks_json(command.picks),
+                "created_at": command.at,
+            },
         )
         return Succeeded(shipment_id=shipment_id)
