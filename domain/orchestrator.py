@@ -185,7 +185,8 @@ class Orchestrator:
                 with contextlib.suppress(Exception):
                     state = await self._load(state.saga_id)
 
-    async def _call(self, state: SagaState, call: Call) -> SagaState:
+    async def _call(self, state: SagaState, call: Call, chain: bool = True) -> SagaState:
+        chain = chain and self._gate is None
         if self._gate is not None:
             try:
                 await self._admit(call)
@@ -194,10 +195,14 @@ class Orchestrator:
                     state, None, Unavailable(str(refused) or "participant unavailable")
                 )
         try:
-            return await self._advance(state, call)
+            return await self._advance(state, call, chain=chain)
         except ConcurrencyConflict:
             raise
         except Exception as error:
+            if chain:
+                # A chain rolls back whole; run this one step alone, so a failure is charged to
+                # the step that failed.
+                return await self._call(state, call, chain=False)
             # The participant's work was rolled back with the transaction; count it as a failed
             # attempt so the retry policy, not a tight loop, decides what happens next.
             log.warning("saga %s: %s failed: %r", state.saga_id, call.step.value, error)
@@ -218,8 +223,12 @@ class Orchestrator:
             admitted.result()
 
     async def _advance(
-        self, state: SagaState, call: Call | None, outcome: Outcome | None = None
+        self, state: SagaState, call: Call | None, outcome: Outcome | None = None, chain: bool = False
     ) -> SagaState:
+        """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
+        each following call is made in the same transaction too, up to a wait or the end: with no
+        gate to consult between steps, one commit then carries the rest of the saga."""
+
         async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
             events: list[SagaEvent] = []
@@ -228,14 +237,16 @@ class Orchestrator:
                 current, events = self._apply(
                     current, events, on_outcome(current, outcome, now, self._policy)
                 )
-            elif call is not None:
-                if now >= call.deadline:
+            next_call = call
+            while next_call is not None:
+                if now >= next_call.deadline:
                     produced = on_timeout(current, now, self._policy)
                 else:
-                    produced = on_outcome(
-                        current, await self._execute(tx, current, call.step, now), now, self._policy
-                    )
-                current, events = self._apply(current, events, produced)
+                    done = await self._execute(tx, current, next_call.step, now)
+                    produced = on_outcome(current, done, now, self._policy)
+                current, events = self._settle(*self._apply(current, events, produced), now)
+                following = next_action(current, now, self._policy)
+                next_call = following if chain and isinstance(following, Call) else None
             current, events = self._settle(current, events, now)
             await tx.sagas.append(state, events, current, None)
             return SagaChange(state, tuple(events), current)

@@ -168,8 +168,10 @@ class FakeRunner:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        self.transactions = 0
 
     async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        self.transactions += 1
         snapshot = copy.deepcopy(self.world.__dict__)
         try:
             return await work(FakeTransaction(self.world))

@@ -238,3 +238,38 @@ async def test_a_deadline_that_passed_while_down_fires_on_resume(harness: Harnes
     assert "RESERVE_STOCK timed out" in (saga.failure_reason or "")
     assert "reserve_stock" not in harness.world.command_names()
     await revived.stop()
+
+
+async def test_without_a_gate_the_steps_after_placement_share_one_transaction() -> None:
+    world = World(stock={"SKU-1": 5})
+    runner = FakeRunner(world)
+    orchestrator = Orchestrator(runner, FakeClock(), POLICY)
+    placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
+    await settle()
+
+    assert fold(placed.saga_id, world.journal[placed.saga_id]).status is SagaStatus.COMPLETED
+    assert runner.transactions == 2
+    assert world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+
+
+async def test_a_failure_inside_a_chain_is_charged_to_the_step_that_failed() -> None:
+    # Down for the chained try, and for the retry of the failing step alone.
+    world = World(stock={"SKU-1": 5}, failures={"confirm_order": [RuntimeError("orders down")] * 3})
+    clock = FakeClock()
+    orchestrator = Orchestrator(FakeRunner(world), clock, POLICY)
+    placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
+    await settle()
+
+    saga = fold(placed.saga_id, world.journal[placed.saga_id])
+    assert saga.status is SagaStatus.ORDER_CONFIRMING
+    assert [(r.step, r.status) for r in saga.history][1:] == [
+        (Step.RESERVE_STOCK, StepStatus.SUCCEEDED),
+        (Step.CONFIRM_ORDER, StepStatus.RETRYING),
+    ]
+    assert "orders down" in (saga.history[-1].last_error or "")
+    assert world.stock["SKU-1"] == 4
+
+    await clock.advance(POLICY.retry_backoff.total_seconds())
+    assert fold(placed.saga_id, world.journal[placed.saga_id]).status is SagaStatus.COMPLETED
+    assert world.stock["SKU-1"] == 4
+    await orchestrator.stop()
