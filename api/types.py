@@ -273,7 +273,8 @@ class Product(StockCounts):
 )
 class InventoryContention:
     stock_reservations: int = strawberry.field(
-        description="Stock reservations attempted; a retried step counts again."
+        description="Stock reservations attempted; a retried step, or one run again after its batch "
+        "failed, counts again."
     )
     cas_conflicts: int = strawberry.field(
         description="Compare-and-swaps that found a stock row changed (or locked) under them; the "
