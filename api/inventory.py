@@ -1,4 +1,5 @@
-"""Inventory administration and stock queries: warehouses, sections, products, receipts."""
+"""Inventory administration and stock queries: warehouses, sections, products, receipts, and how
+contended stock reservations are."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.types import (
+    InventoryContention,
     Product,
     Section,
     StockLevel,
@@ -72,6 +74,25 @@ class InventoryQueries:
     async def stock_levels(self, info: Info, sku: str) -> list[StockLevel]:
         return [StockLevel.from_row(r) for r in await service(info).read.stock_levels(sku)]
 
+    @strawberry.field(description="Every warehouse with its sections and the stock each section holds.")
+    async def warehouses(self, info: Info) -> list[Warehouse]:
+        return Warehouse.from_rows(await service(info).read.warehouses())
+
+    @strawberry.field(description="Every product, with its stock summed over all warehouse sections.")
+    async def products(self, info: Info) -> list[Product]:
+        return [Product.from_row(r) for r in await service(info).read.products()]
+
+    @strawberry.field(
+        description="Contention on stock rows, as seen by this server process since it started."
+    )
+    def inventory_contention(self, info: Info) -> InventoryContention:
+        metrics = service(info).metrics
+        return InventoryContention(
+            stock_reservations=metrics.stock_reservations,
+            cas_conflicts=metrics.stock_conflicts,
+            cas_conflicts_exhausted=metrics.stock_conflicts_exhausted,
+        )
+
 
 @strawberry.type
 class InventoryMutations:
@@ -98,7 +119,9 @@ class InventoryMutations:
             warehouse=Warehouse(
                 code=input.code,
                 name=input.name,
-                sections=[Section(code=code, storage_condition=condition) for code, condition in sections],
+                sections=[
+                    Section(code=code, storage_condition=condition, stock=[]) for code, condition in sections
+                ],
             )
         )
 
@@ -113,7 +136,9 @@ class InventoryMutations:
         if problems:
             return RegisterProductPayload(user_errors=user_errors(problems))
         return RegisterProductPayload(
-            product=Product(sku=input.sku, name=input.name, storage_condition=condition)
+            product=Product(
+                sku=input.sku, name=input.name, storage_condition=condition, on_hand=0, reserved=0
+            )
         )
 
     @strawberry.mutation

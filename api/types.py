@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from itertools import groupby
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -186,17 +188,21 @@ class Saga:
         return [SagaEvent.from_row(r) for r in rows]
 
 
-@strawberry.type
-class StockLevel:
-    warehouse_code: str
-    section_code: str
-    sku: str
+@strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")
+class StockCounts:
     on_hand: int
     reserved: int
 
-    @strawberry.field
+    @strawberry.field(description="What a new reservation can still take.")
     def available(self) -> int:
         return self.on_hand - self.reserved
+
+
+@strawberry.type
+class StockLevel(StockCounts):
+    warehouse_code: str
+    section_code: str
+    sku: str
 
     @classmethod
     def from_row(cls, row: Row) -> StockLevel:
@@ -213,6 +219,20 @@ class StockLevel:
 class Section:
     code: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
+    stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row]) -> list[Section]:
+        """Sections from one warehouse's `ReadModel.warehouses` rows."""
+        return [
+            cls(
+                code=code,
+                storage_condition=DomainStorageCondition(condition),
+                stock=[StockLevel.from_row(r) for r in held if r.sku is not None],
+            )
+            for (code, condition), held in groupby(rows, key=lambda r: (r.section_code, r.storage_condition))
+            if code is not None
+        ]
 
 
 @strawberry.type
@@ -221,9 +241,47 @@ class Warehouse:
     name: str
     sections: list[Section]
 
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row]) -> list[Warehouse]:
+        """Warehouses from `ReadModel.warehouses` rows: one per stock row in warehouse and section
+        order, with NULLs where a warehouse has no section or a section no stock."""
+        return [
+            cls(code=code, name=name, sections=Section.from_rows(held))
+            for (code, name), held in groupby(rows, key=lambda r: (r.warehouse_code, r.warehouse_name))
+        ]
 
-@strawberry.type
-class Product:
+
+@strawberry.type(description="A product, with its stock summed over every warehouse section.")
+class Product(StockCounts):
     sku: str
     name: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Product:
+        return cls(
+            sku=row.sku,
+            name=row.name,
+            storage_condition=DomainStorageCondition(row.storage_condition),
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+        )
+
+
+@strawberry.type(
+    description="Stock reservations and their compare-and-swap conflicts, counted by one server process "
+    "since it started."
+)
+class InventoryContention:
+    stock_reservations: int = strawberry.field(
+        description="Stock reservations attempted; a retried step, or one run again after its batch "
+        "failed, counts again."
+    )
+    cas_conflicts: int = strawberry.field(
+        description="Compare-and-swaps that found a stock row changed (or locked) under them; the "
+        "reservation then reads the stock again, unless its attempts are used up."
+    )
+    cas_conflicts_exhausted: int = strawberry.field(
+        description="Reservations that conflicted on every attempt and were reported as a transient "
+        "failure, which the saga retries (never as a shortage)."
+    )

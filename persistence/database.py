@@ -11,6 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DATABASE_FILE = "ordersaga.db"
 
+# On PostgreSQL a writer waits at most this long for a row lock, then fails the statement with
+# lock_not_available (55P03). Commit lanes write batches that each hold several sagas' stock rows, so
+# one lane can wait on another; a reservation treats the timeout as a compare-and-swap conflict and
+# tries again, so no lane stalls behind a slow batch or a lock taken outside the service. It is longer
+# than PostgreSQL's default deadlock_timeout (1 s), so a true cycle is still reported as a deadlock.
+WRITER_LOCK_TIMEOUT_MS = 2000
+
 
 def default_database_url(directory: Path | None = None) -> str:
     return f"sqlite+aiosqlite:///{(directory or Path.cwd()) / DEFAULT_DATABASE_FILE}"
@@ -21,12 +28,17 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine:
-    """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction
-    begins (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers
-    begin deferred and, under WAL, never wait for the writer."""
+    """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction begins
+    (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers begin
+    deferred and, under WAL, never wait for the writer. On PostgreSQL, `writer` engines wait for row
+    locks no longer than WRITER_LOCK_TIMEOUT_MS."""
     if not is_sqlite(url):
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
+        if writer:
+            options.setdefault(
+                "connect_args", {"server_settings": {"lock_timeout": str(WRITER_LOCK_TIMEOUT_MS)}}
+            )
         return create_async_engine(url, pool_pre_ping=True, **options)
     engine = create_async_engine(url, **options)
     _configure_sqlite(engine.sync_engine, writer)

@@ -26,6 +26,10 @@ from persistence.tables import orders, products, reservations, sections, shipmen
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
 CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
+# On PostgreSQL a row held by another transaction past lock_timeout (lock_not_available), or a wait
+# that closed a cycle with another commit lane (deadlock_detected), is a conflict too: the savepoint
+# undoes this reservation's swaps, which frees its locks for the other side.
+_LOCK_CONFLICTS = frozenset({"55P03", "40P01"})
 
 
 # Statements are built once: building and keying a statement per call costs more than running it.
@@ -122,6 +126,8 @@ class SqlInventory:
             return Succeeded(picks=picks_from_json(done.picks))
         self._metrics.stock_reservations += 1
         for attempt in range(1, CAS_ATTEMPTS + 1):
+            if attempt > 1:
+                await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * (attempt - 1)))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
             result = allocate(command.lines, [s.slot for s in slots], conditions)
             if isinstance(result, Shortfall):
@@ -138,7 +144,6 @@ class SqlInventory:
                 )
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
-            await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * attempt))
         self._metrics.stock_conflicts_exhausted += 1
         return Unavailable(
             f"stock for order {command.order_id} stayed contended after {CAS_ATTEMPTS} attempts"
@@ -212,9 +217,8 @@ class SqlInventory:
                     await savepoint.rollback()
                     return False
         except DBAPIError as error:
-            # On PostgreSQL a row held by another transaction past lock_timeout is a conflict too.
             await savepoint.rollback()
-            if "lock" not in str(error.orig).lower():
+            if getattr(error.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
                 raise
             return False
         await savepoint.commit()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.saga import SagaStatus
-from persistence.tables import order_view, products, saga_timeline, saga_view, stock
+from persistence.tables import order_view, products, saga_timeline, saga_view, sections, stock, warehouses
 
 UNFINISHED = [
     s.value
@@ -39,6 +39,48 @@ class ReadModel:
             )
             .where(stock.c.sku == sku)
             .order_by(stock.c.warehouse_code, stock.c.section_code)
+        )
+
+    async def warehouses(self) -> Sequence[Row]:
+        """Every warehouse, section and stock row in one query, ordered by warehouse, section and SKU:
+        one row per stock row, or one with NULLs for a section holding nothing (or a warehouse with no
+        sections)."""
+        return await self._all(
+            select(
+                warehouses.c.code.label("warehouse_code"),
+                warehouses.c.name.label("warehouse_name"),
+                sections.c.code.label("section_code"),
+                sections.c.storage_condition,
+                stock.c.sku,
+                stock.c.on_hand,
+                stock.c.reserved,
+            )
+            .select_from(warehouses)
+            .outerjoin(sections, sections.c.warehouse_code == warehouses.c.code)
+            .outerjoin(
+                stock,
+                and_(
+                    stock.c.warehouse_code == sections.c.warehouse_code,
+                    stock.c.section_code == sections.c.code,
+                ),
+            )
+            .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
+        )
+
+    async def products(self) -> Sequence[Row]:
+        """Every product with its stock summed over all sections, in SKU order."""
+        return await self._all(
+            select(
+                products.c.sku,
+                products.c.name,
+                products.c.storage_condition,
+                func.coalesce(func.sum(stock.c.on_hand), 0).label("on_hand"),
+                func.coalesce(func.sum(stock.c.reserved), 0).label("reserved"),
+            )
+            .select_from(products)
+            .outerjoin(stock, stock.c.sku == products.c.sku)
+            .group_by(products.c.sku, products.c.name, products.c.storage_condition)
+            .order_by(products.c.sku)
         )
 
     async def known_skus(self, skus: Sequence[str]) -> set[str]:

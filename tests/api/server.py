@@ -33,6 +33,14 @@ async def serve(svc: Service) -> AsyncIterator[str]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def graphql_client(svc: Service, **http_options: Any) -> AsyncIterator[GraphQLClient]:
+    """Serve `svc` and talk GraphQL to it over HTTP; `http_options` go to the httpx client."""
+    http_options.setdefault("timeout", 10)
+    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, **http_options) as http:
+        yield GraphQLClient(http)
+
+
 class GraphQLClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
@@ -65,5 +73,10 @@ query ($id: ID!) {
     steps { name status attempts startedAt finishedAt }
     events { sequence type occurredAt step }
   }
+}
+"""
+PLACE = """
+mutation ($input: PlaceOrderInput!) {
+  placeOrder(input: $input) { order { id status } saga { id status } userErrors { code field message } }
 }
 """

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from graphql import (
     build_client_schema,
@@ -20,14 +19,9 @@ from graphql import (
 from api.service import Service
 from api.settings import Settings
 from domain.saga import Participant, SagaPolicy
-from tests.api.server import GraphQLClient, serve
+from tests.api.server import PLACE, GraphQLClient, graphql_client
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema.graphql"
-PLACE = """
-mutation ($input: PlaceOrderInput!) {
-  placeOrder(input: $input) { order { id status } saga { id status } userErrors { code field message } }
-}
-"""
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=1),
     confirm_timeout=timedelta(seconds=1),
@@ -55,9 +49,9 @@ async def gate() -> SlowOnce:
 
 @pytest.fixture
 async def gql(database_url: str, gate: SlowOnce) -> AsyncIterator[GraphQLClient]:
-    svc = Service(Settings(database_url=database_url, policy=POLICY), gate=gate)
-    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        client = GraphQLClient(http)
+    async with graphql_client(
+        Service(Settings(database_url=database_url, policy=POLICY), gate=gate)
+    ) as client:
         await stock(client)
         yield client
 

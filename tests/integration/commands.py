@@ -8,13 +8,13 @@ from domain.model import OrderLine
 from domain.ports import StepCommand
 
 
-def command_for(saga_id: str, sku: str, quantity: int, step: str = "RESERVE_STOCK") -> StepCommand:
+def command_for(saga_id: str, *lines: OrderLine, step: str = "RESERVE_STOCK") -> StepCommand:
     return StepCommand(
         command_id=f"{saga_id}:{step}",
         saga_id=saga_id,
         order_id=f"order-{saga_id}",
         customer_id="c-1",
-        lines=(OrderLine(sku, quantity),),
+        lines=lines,
         picks=(),
         reservation_id=f"{saga_id}:RESERVE_STOCK",
         at=datetime.now(UTC),

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 
 from api.service import Service
-from api.settings import Settings
 from domain.model import OrderLine, Pick, StorageCondition
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
-from domain.saga import Participant, SagaPolicy, SagaStatus, fold
+from domain.saga import Participant, SagaStatus, fold
 from persistence import catalog
 from persistence.projection import order_row, saga_row, timeline_rows
-
-FAST = SagaPolicy(
-    reserve_timeout=timedelta(seconds=2),
-    confirm_timeout=timedelta(seconds=2),
-    shipment_timeout=timedelta(seconds=2),
-    retry_backoff=timedelta(milliseconds=50),
-)
+from tests.integration.commands import command_for
+from tests.integration.running import start_service, wait_for_status
 
 
 class HoldParticipant:
@@ -38,12 +31,6 @@ class HoldParticipant:
             await self.released.wait()
 
 
-async def start_service(url: str, **kwargs: object) -> Service:
-    svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
-    await svc.start()
-    return svc
-
-
 async def stock_catalog(svc: Service, quantity: int = 10) -> None:
     async def load(conn) -> None:  # type: ignore[no-untyped-def]
         await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
@@ -52,16 +39,6 @@ async def stock_catalog(svc: Service, quantity: int = 10) -> None:
         await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
 
     await svc.write(load)
-
-
-async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:
-    wanted = {s.value for s in statuses}
-    for _ in range(int(seconds / 0.02)):
-        row = await svc.read.saga(saga_id)
-        if row is not None and row.status in wanted:
-            return str(row.status)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
 
 
 @pytest.fixture
@@ -154,10 +131,8 @@ async def test_a_stale_append_is_refused_as_a_concurrency_conflict(svc: Service)
 
 
 async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -> None:
-    from tests.integration.commands import command_for
-
     async def reserve_then_release_twice(tx: Transaction) -> tuple[object, ...]:
-        command = command_for("saga-x", "SKU-1", 4)
+        command = command_for("saga-x", OrderLine("SKU-1", 4))
         reserved = await tx.inventory.reserve_stock(command)
         again = await tx.inventory.reserve_stock(command)
         await tx.inventory.release_stock(command)

@@ -1,0 +1,34 @@
+"""A service on a test database, and waiting for its sagas."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from api.service import Service
+from api.settings import Settings
+from domain.saga import SagaPolicy, SagaStatus
+
+FAST = SagaPolicy(
+    reserve_timeout=timedelta(seconds=2),
+    confirm_timeout=timedelta(seconds=2),
+    shipment_timeout=timedelta(seconds=2),
+    retry_backoff=timedelta(milliseconds=50),
+)
+TERMINAL = (SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.NEEDS_ATTENTION)
+
+
+async def start_service(url: str, **kwargs: object) -> Service:
+    svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
+    await svc.start()
+    return svc
+
+
+async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:
+    wanted = {s.value for s in statuses}
+    for _ in range(int(seconds / 0.02)):
+        row = await svc.read.saga(saga_id)
+        if row is not None and row.status in wanted:
+            return str(row.status)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")

@@ -1,0 +1,215 @@
+"""Stock reservations under contention, on SQLite and PostgreSQL: compare-and-swap conflicts are retried
+and counted, exhausted retries are transient (never a shortage), a multi-line reservation is all or
+nothing, and the database itself refuses stock rows that break onHand = available + reserved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from api.service import Service
+from domain.model import OrderLine, Pick, StorageCondition
+from domain.orchestrator import PlaceOrder
+from domain.ports import StepCommand, Transaction
+from domain.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
+from persistence import catalog
+from persistence.database import make_engine
+from persistence.db import Db
+from persistence.participants import CAS_ATTEMPTS, SqlInventory
+from persistence.tables import stock
+from tests.integration.commands import command_for
+from tests.integration.interleave import after_stock_reads, move_stock
+from tests.integration.running import TERMINAL, start_service, wait_for_status
+
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+async def svc(database_url: str) -> AsyncIterator[Service]:
+    """Warehouses W1 and W2 with one ambient section A each; ambient products APPLE and BREAD."""
+    service = await start_service(database_url)
+
+    async def load(conn: Db) -> None:
+        for code in ("W1", "W2"):
+            await catalog.register_warehouse(conn, code, code, [("A", StorageCondition.AMBIENT)])
+        for sku in ("APPLE", "BREAD"):
+            await catalog.register_product(conn, sku, sku.title(), StorageCondition.AMBIENT)
+
+    await service.write(load)
+    yield service
+    await service.stop()
+
+
+async def receive(svc: Service, sku: str, warehouse_code: str, quantity: int) -> None:
+    await svc.write(lambda conn: catalog.receive_stock(conn, sku, warehouse_code, "A", quantity))
+
+
+async def reserve(svc: Service, command: StepCommand) -> Outcome:
+    async def work(tx: Transaction) -> Outcome:
+        return await tx.inventory.reserve_stock(command)
+
+    return await svc.runner.run(work)
+
+
+async def levels(svc: Service, sku: str) -> dict[str, tuple[int, int]]:
+    """(onHand, reserved) of `sku` by warehouse."""
+    return {r.warehouse_code: (r.on_hand, r.reserved) for r in await svc.read.stock_levels(sku)}
+
+
+def contention(svc: Service) -> tuple[int, int, int]:
+    m = svc.metrics
+    return m.stock_reservations, m.stock_conflicts, m.stock_conflicts_exhausted
+
+
+async def test_a_reservation_whose_rows_move_under_it_reads_again_and_succeeds(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    after_stock_reads(monkeypatch, move_stock(["APPLE"]), times=2)
+
+    outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 3)))
+
+    assert outcome == Succeeded(picks=(Pick("W1", "A", "APPLE", 3),))
+    assert contention(svc) == (1, 2, 0)
+    assert await levels(svc, "APPLE") == {"W1": (5, 3)}
+
+
+async def test_a_reservation_that_conflicts_on_every_attempt_is_transient_never_a_shortage(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    after_stock_reads(monkeypatch, move_stock(["APPLE"]), times=CAS_ATTEMPTS)
+    command = command_for("s-1", OrderLine("APPLE", 3))
+
+    outcome = await reserve(svc, command)
+
+    assert isinstance(outcome, Unavailable) and "contended" in outcome.reason
+    assert contention(svc) == (1, CAS_ATTEMPTS, 1)
+    assert await levels(svc, "APPLE") == {"W1": (5, 0)}
+    # Nothing of the exhausted attempt was kept, so the saga's retry reserves afresh.
+    assert await reserve(svc, command) == Succeeded(picks=(Pick("W1", "A", "APPLE", 3),))
+    assert await levels(svc, "APPLE") == {"W1": (5, 3)}
+
+
+async def test_a_multi_line_reservation_takes_nothing_when_a_competitor_takes_the_last_units_of_a_line(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    await receive(svc, "BREAD", "W1", 3)
+    rival = command_for("rival", OrderLine("BREAD", 3))
+
+    async def rival_takes_the_bread(conn: Db) -> None:
+        taken = await SqlInventory(conn, svc.metrics).reserve_stock(rival)
+        assert taken == Succeeded(picks=(Pick("W1", "A", "BREAD", 3),))
+
+    after_stock_reads(monkeypatch, rival_takes_the_bread)
+
+    # APPLE comes first in key order, so its swap succeeds before BREAD's fails, and must be undone.
+    outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 2), OrderLine("BREAD", 3)))
+
+    assert outcome == Rejected("insufficient stock: BREAD short by 3 (requested 3, available 0)")
+    assert svc.metrics.stock_conflicts == 1
+    assert await levels(svc, "APPLE") == {"W1": (5, 0)}
+    assert await levels(svc, "BREAD") == {"W1": (3, 3)}
+
+
+async def test_a_multi_line_order_racing_competitors_gets_every_line_or_none(svc: Service) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    await receive(svc, "BREAD", "W1", 3)
+    both = PlaceOrder("both", (OrderLine("APPLE", 2), OrderLine("BREAD", 3)))
+    rivals = [PlaceOrder(f"rival-{n}", (OrderLine("BREAD", 1),)) for n in range(3)]
+
+    placed = await asyncio.gather(*(svc.orchestrator.place_order(c) for c in [both, *rivals]))
+    outcomes = [await wait_for_status(svc, p.saga_id, *TERMINAL) for p in placed]
+
+    if outcomes[0] == SagaStatus.COMPLETED.value:
+        assert outcomes[1:] == [SagaStatus.FAILED.value] * 3
+        assert await levels(svc, "APPLE") == {"W1": (5, 2)}
+    else:
+        assert outcomes == [SagaStatus.FAILED.value] + [SagaStatus.COMPLETED.value] * 3
+        saga = await svc.read.saga(placed[0].saga_id)
+        assert saga is not None and saga.failure_reason.startswith("insufficient stock: BREAD short by")
+        assert await levels(svc, "APPLE") == {"W1": (5, 0)}
+    assert await levels(svc, "BREAD") == {"W1": (3, 3)}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"reserved": 6}, {"reserved": -1}, {"on_hand": 1}, {"on_hand": -1}],
+    ids=["reserved-above-on-hand", "negative-reserved", "on-hand-below-reserved", "negative-on-hand"],
+)
+async def test_the_database_refuses_stock_that_breaks_on_hand_equals_available_plus_reserved(
+    svc: Service, change: dict[str, int]
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    await reserve(svc, command_for("s-1", OrderLine("APPLE", 2)))
+
+    with pytest.raises(IntegrityError):
+        await svc.write(lambda conn: conn.execute(update(stock).values(**change)))
+
+    assert await levels(svc, "APPLE") == {"W1": (5, 2)}
+
+
+@postgresql_only
+async def test_a_row_locked_past_the_lock_timeout_is_a_conflict_and_the_reservation_retries(
+    svc: Service, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    engine = make_engine(database_url, writer=False)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(select(stock.c.version).where(stock.c.sku == "APPLE").with_for_update())
+            reads = 0
+
+            async def release_after_the_first_attempt(_: Db) -> None:
+                nonlocal reads
+                reads += 1
+                if reads == 2:
+                    await holder.rollback()
+
+            after_stock_reads(monkeypatch, release_after_the_first_attempt, times=2)
+            async with asyncio.timeout(30):  # without a lock timeout it would wait forever
+                outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 3)))
+    finally:
+        await engine.dispose()
+
+    assert outcome == Succeeded(picks=(Pick("W1", "A", "APPLE", 3),))
+    assert contention(svc) == (1, 1, 0)
+
+
+@postgresql_only
+async def test_a_deadlock_with_another_writer_is_a_conflict_and_the_reservation_retries(
+    svc: Service, database_url: str
+) -> None:
+    await receive(svc, "APPLE", "W1", 1)
+    await receive(svc, "APPLE", "W2", 1)
+    row = select(stock.c.version).where(stock.c.sku == "APPLE").with_for_update()
+    engine = make_engine(database_url, writer=False)
+    try:
+        async with engine.connect() as holder:
+            # The reservation's side must be the one to detect the deadlock (and so to be refused).
+            await holder.execute(text("SET deadlock_timeout = '1min'"))
+            await holder.execute(row.where(stock.c.warehouse_code == "W2"))
+            reservation = asyncio.create_task(reserve(svc, command_for("s-1", OrderLine("APPLE", 2))))
+            # Swaps go in key order: the reservation holds W1 once it waits for W2.
+            blocked = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            for _ in range(3000):
+                if (await holder.execute(blocked)).scalar_one():
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the reservation never waited for the held row")
+            await holder.execute(row.where(stock.c.warehouse_code == "W1"))
+            await holder.rollback()
+            outcome = await reservation
+    finally:
+        await engine.dispose()
+
+    assert outcome == Succeeded(picks=(Pick("W1", "A", "APPLE", 1), Pick("W2", "A", "APPLE", 1)))
+    assert contention(svc) == (1, 1, 0)
