@@ -1,0 +1,1 @@
+"""The benchmark harness: ordersaga (engine only and full stack) beside DBOS Transact, with ceilings."""

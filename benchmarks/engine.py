@@ -1,0 +1,146 @@
+"""ordersaga's engine alone: the orchestrator in process, placing orders and awaiting their sagas.
+
+python -m benchmarks.engine --concurrency 64 --sagas 2000 [--hot] [--failure-rate 0.05] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from api.service import Service
+from api.settings import Settings
+from benchmarks import workload
+from domain.model import OrderLine, StorageCondition
+from domain.orchestrator import PlaceOrder, SagaChange
+from domain.saga import TERMINAL_STATUSES, SagaStatus
+from persistence import catalog
+from persistence.db import Db
+
+
+async def run(concurrency: int, sagas: int, hot: bool, failure_rate: float, workdir: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
+    svc = Service(Settings(database_url=f"sqlite+aiosqlite:///{workdir / 'engine.db'}"))
+    await svc.start()
+    await svc.write(lambda db: _stock(db, workload.skus(hot), workload.stock_per_sku(sagas)))
+    finished: dict[str, asyncio.Future[SagaStatus]] = {}
+
+    def on_change(change: SagaChange) -> None:
+        waiter = finished.get(change.after.saga_id)
+        if waiter is not None and change.after.status in TERMINAL_STATUSES and not waiter.done():
+            waiter.set_result(change.after.status)
+
+    svc.orchestrator.add_listener(on_change)
+    gate, latencies, outcomes = asyncio.Semaphore(concurrency), [], []
+
+    async def one(order: workload.Order) -> None:
+        async with gate:
+            started = time.perf_counter()
+            placed = await svc.orchestrator.place_order(
+                PlaceOrder("bench", (OrderLine(order.sku, order.quantity),))
+            )
+            waiter = finished.setdefault(placed.saga_id, asyncio.get_running_loop().create_future())
+            row = await svc.read.saga(placed.saga_id)  # it may have finished before the waiter existed
+            status = SagaStatus(row.status) if row is not None and row.status in _TERMINAL else await waiter
+            latencies.append(time.perf_counter() - started)
+            outcomes.append((order, status))
+
+    orders = workload.orders(sagas, hot, failure_rate)
+    metrics = svc.metrics
+    commits0, conflicts0, cpu0, t0 = (
+        metrics.commits,
+        metrics.stock_conflicts,
+        time.process_time(),
+        time.perf_counter(),
+    )
+    await asyncio.gather(*(one(o) for o in orders))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    checks = await _check_books(svc, outcomes, hot)
+    report = {
+        "mode": "engine",
+        "concurrency": concurrency,
+        "sagas": sagas,
+        "distribution": "hot" if hot else "uniform",
+        "failure_rate": failure_rate,
+        "loadavg_1m_before": round(load_before, 2),
+        "sagas_per_s": round(sagas / elapsed, 1),
+        **_latency(latencies),
+        "cpu_s_per_saga": round(cpu / sagas, 5),
+        "commits_per_saga": round((metrics.commits - commits0) / sagas, 3),
+        "cas_conflicts_per_reservation": round((metrics.stock_conflicts - conflicts0) / sagas, 4),
+        **checks,
+    }
+    await svc.stop()
+    return report
+
+
+_TERMINAL = {s.value for s in TERMINAL_STATUSES}
+
+
+def _latency(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": round(workload.percentile(ordered, 50) * 1000, 2),
+        "p99_ms": round(workload.percentile(ordered, 99) * 1000, 2),
+    }
+
+
+async def _stock(db: Db, skus: list[str], quantity: int) -> None:
+    await catalog.register_warehouse(db, "W1", "Bench", [("A", StorageCondition.AMBIENT)])
+    for sku in [*skus, workload.EMPTY_SKU]:
+        await catalog.register_product(db, sku, sku, StorageCondition.AMBIENT)
+    for sku in skus:
+        await catalog.receive_stock(db, sku, "W1", "A", quantity)
+
+
+async def _check_books(
+    svc: Service, outcomes: list[tuple[workload.Order, SagaStatus]], hot: bool
+) -> dict[str, Any]:
+    """Every saga ended as its order says it must, and stock is conserved."""
+    wrong = sum((status is SagaStatus.FAILED) != order.should_fail for order, status in outcomes)
+    wanted: dict[str, int] = {}
+    for order, status in outcomes:
+        if status is SagaStatus.COMPLETED:
+            wanted[order.sku] = wanted.get(order.sku, 0) + order.quantity
+    mismatched = 0
+    for sku in workload.skus(hot):
+        levels = await svc.read.stock_levels(sku)
+        reserved = sum(level.reserved for level in levels)
+        on_hand = sum(level.on_hand for level in levels)
+        mismatched += reserved != wanted.get(sku, 0) or on_hand != workload.stock_per_sku(len(outcomes))
+    completed = sum(status is SagaStatus.COMPLETED for _, status in outcomes)
+    return {
+        "completed": completed,
+        "failed": len(outcomes) - completed,
+        "wrong_outcome": wrong,
+        "skus_not_conserved": mismatched,
+        "correct": wrong == 0 and mismatched == 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sagas", type=int, default=2000)
+    parser.add_argument("--hot", action="store_true", help="every order on one SKU")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
+        report = asyncio.run(run(args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir)))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

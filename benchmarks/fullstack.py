@@ -1,0 +1,223 @@
+"""ordersaga over HTTP: a served instance (uvicorn, GraphQL), clients placing orders until each saga
+is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of the GraphQL stack.
+
+    python -m benchmarks.fullstack --concurrency 64 --sagas 1000 [--hot] [--failure-rate 0.05] [--json F]
+
+The server runs in a process of its own (its CPU time is read from /proc); the clients use aiohttp
+with keep-alive connections, lean enough not to be what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks import workload
+from benchmarks.ceilings import run_load
+
+PLACE = """mutation ($input: PlaceOrderInput!) {
+  placeOrder(input: $input) { saga { id status } userErrors { code message } } }"""
+STATUS = "query ($id: ID!) { saga(id: $id) { status } }"
+TERMINAL = {"COMPLETED", "FAILED"}
+POLL_S = 0.002
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from api.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite+aiosqlite:///{workdir / 'full.db'}",
+    ]
+    server = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{url}/healthz") as health:
+                        if health.status == 200:
+                            break
+                if server.returncode is not None:
+                    reason = (await server.stderr.read()).decode() if server.stderr else ""
+                    raise RuntimeError(f"the server exited: {reason}")
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the server did not become healthy")
+        yield f"{url}/graphql", server.pid
+    finally:
+        server.kill()
+        await server.wait()
+
+
+async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **variables: Any) -> dict[str, Any]:
+    async with session.post(url, json={"query": query, "variables": variables}) as response:
+        body = await response.json()
+    if "errors" in body:
+        raise RuntimeError(body["errors"])
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def _stock(session: aiohttp.ClientSession, url: str, skus: list[str], quantity: int) -> None:
+    await _graphql(
+        session,
+        url,
+        """mutation { registerWarehouse(input: {code: "W1", name: "Bench",
+        sections: [{code: "A", storageCondition: AMBIENT}]}) { userErrors { code } } }""",
+    )
+    for sku in [*skus, workload.EMPTY_SKU]:
+        await _graphql(
+            session,
+            url,
+            "mutation ($i: RegisterProductInput!) { registerProduct(input: $i) { userErrors { code } } }",
+            i={"sku": sku, "name": sku, "storageCondition": "AMBIENT"},
+        )
+    for sku in skus:
+        await _graphql(
+            session,
+            url,
+            "mutation ($i: ReceiveStockInput!) { receiveStock(input: $i) { userErrors { code } } }",
+            i={"sku": sku, "warehouseCode": "W1", "sectionCode": "A", "quantity": quantity},
+        )
+
+
+async def run(
+    concurrency: int, sagas: int, hot: bool, failure_rate: float, workdir: Path, ceiling_s: float = 5.0
+) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
+    orders = workload.orders(sagas, hot, failure_rate)
+    async with served(workdir) as (url, pid):
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await _stock(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
+            gate = asyncio.Semaphore(concurrency)
+            placing, finishing, outcomes, requests = [], [], [], 0
+
+            async def one(n: int, order: workload.Order) -> None:
+                nonlocal requests
+                async with gate:
+                    started = time.perf_counter()
+                    line = {"sku": order.sku, "quantity": order.quantity}
+                    placed = await _graphql(
+                        session, url, PLACE, input={"customerId": f"bench-{n}", "lines": [line]}
+                    )
+                    placing.append(time.perf_counter() - started)
+                    saga = placed["placeOrder"]["saga"]
+                    status, requests = saga["status"], requests + 1
+                    while status not in TERMINAL:
+                        await asyncio.sleep(POLL_S)
+                        status = (await _graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
+                        requests += 1
+                    finishing.append(time.perf_counter() - started)
+                    outcomes.append((order, status))
+
+            cpu0, t0 = server_cpu_s(pid), time.perf_counter()
+            await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
+            elapsed, cpu = time.perf_counter() - t0, server_cpu_s(pid) - cpu0
+            checks = await _check_books(session, url, outcomes, hot)
+        ceiling = await run_load(url, lambda _: {"query": "{ __typename }"}, concurrency, ceiling_s)
+    placing.sort()
+    finishing.sort()
+    return {
+        "mode": "full",
+        "concurrency": concurrency,
+        "sagas": sagas,
+        "distribution": "hot" if hot else "uniform",
+        "failure_rate": failure_rate,
+        "loadavg_1m_before": round(load_before, 2),
+        "sagas_per_s": round(sagas / elapsed, 1),
+        "p50_ms": round(workload.percentile(finishing, 50) * 1000, 2),
+        "p99_ms": round(workload.percentile(finishing, 99) * 1000, 2),
+        "place_order_p50_ms": round(workload.percentile(placing, 50) * 1000, 2),
+        "place_order_p99_ms": round(workload.percentile(placing, 99) * 1000, 2),
+        "requests_per_saga": round(requests / sagas, 2),
+        "server_cpu_s_per_saga": round(cpu / sagas, 5),
+        "trivial_query_per_s": ceiling["requests_per_s"],
+        **checks,
+    }
+
+
+async def _check_books(
+    session: aiohttp.ClientSession, url: str, outcomes: list[tuple[workload.Order, str]], hot: bool
+) -> dict[str, Any]:
+    wrong = sum((status == "FAILED") != order.should_fail for order, status in outcomes)
+    wanted: dict[str, int] = {}
+    for order, status in outcomes:
+        if status == "COMPLETED":
+            wanted[order.sku] = wanted.get(order.sku, 0) + order.quantity
+    mismatched = 0
+    for sku in workload.skus(hot):
+        levels = (
+            await _graphql(
+                session, url, "query ($s: String!) { stockLevels(sku: $s) { onHand reserved } }", s=sku
+            )
+        )["stockLevels"]
+        on_hand, reserved = sum(x["onHand"] for x in levels), sum(x["reserved"] for x in levels)
+        mismatched += reserved != wanted.get(sku, 0) or on_hand != workload.stock_per_sku(len(outcomes))
+    completed = sum(status == "COMPLETED" for _, status in outcomes)
+    return {
+        "completed": completed,
+        "failed": len(outcomes) - completed,
+        "wrong_outcome": wrong,
+        "skus_not_conserved": mismatched,
+        "correct": wrong == 0 and mismatched == 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sagas", type=int, default=1000)
+    parser.add_argument("--hot", action="store_true", help="every order on one SKU")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--ceiling-seconds", type=float, default=5.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
+        report = asyncio.run(
+            run(
+                args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), args.ceiling_seconds
+            )
+        )
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
