@@ -1,4 +1,4 @@
-"""The `ordersaga` command: serve, migrate, export-schema."""
+"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     _database_option(migrate)
     migrate.set_defaults(run=_migrate)
 
+    projections = commands.add_parser("projections", help="maintain the read tables")
+    projection_commands = projections.add_subparsers(required=True, metavar="COMMAND")
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="replay the journal into fresh read tables and check stock against it (service stopped)",
+    )
+    _database_option(rebuild)
+    rebuild.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="sagas per transaction (default 500)"
+    )
+    rebuild.set_defaults(run=_rebuild_projections)
+
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead")
     export.set_defaults(run=_export_schema)
@@ -110,6 +122,30 @@ def _migrate(args: argparse.Namespace) -> None:
 
     asyncio.run(run())
     print("database is up to date")
+
+
+def _rebuild_projections(args: argparse.Namespace) -> None:
+    from persistence.database import make_engine
+    from persistence.migrate import upgrade
+    from persistence.rebuild import RebuildReport, rebuild_projections
+
+    if args.batch_size < 1:
+        sys.exit("--batch-size must be at least 1")
+
+    async def run() -> RebuildReport:
+        engine = make_engine(args.database_url or default_database_url())
+        try:
+            await upgrade(engine)
+            return await rebuild_projections(engine, args.batch_size)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
+    if report.stock_mismatches:
+        lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)
+        sys.exit(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
+    print("stock agrees with the journal")
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -10,8 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
-from persistence.projection import order_row, saga_row, timeline_rows
-from persistence.tables import journal, order_view, placements, saga_timeline, saga_view
+from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
+from persistence.tables import (
+    journal,
+    order_view,
+    placements,
+    saga_step_view,
+    saga_timeline,
+    saga_view,
+    shipment_view,
+)
 
 _SAGA_CHANGES = (
     "status",
@@ -21,6 +29,8 @@ _SAGA_CHANGES = (
     "next_wakeup_at",
     "steps",
     "updated_at",
+    "failed_step",
+    "duration_ms",
 )
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at")
 # Bind names must differ from column names, hence the prefix.
@@ -33,6 +43,12 @@ _UPDATE_ORDER = (
     update(order_view)
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
+)
+_STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
+_UPDATE_STEP = (
+    update(saga_step_view)
+    .where(saga_step_view.c.saga_id == bindparam("key"), saga_step_view.c.position == bindparam("at"))
+    .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
 
 
@@ -93,6 +109,10 @@ class SqlSagaStore:
             )
 
     async def _project(self, before: SagaState | None, after: SagaState) -> None:
+        await self._project_steps(before, after)
+        shipment = shipment_row(after)
+        if shipment is not None and (before is None or before.shipment_id is None):
+            await self._conn.execute(insert(shipment_view).values(shipment))
         saga, order = saga_row(after), order_row(after)
         if before is None:
             await self._conn.execute(insert(saga_view).values(saga))
@@ -104,8 +124,22 @@ class SqlSagaStore:
         )
         if updated.rowcount != 1:
             raise ConcurrencyConflict(after.saga_id)
-        previous = order_row(before)
-        if any(order[c] != previous[c] for c in _ORDER_CHANGES if c != "updated_at"):
+        if order != order_row(before):
             await self._conn.execute(
                 _UPDATE_ORDER, {"key": after.order_id, **{f"new_{c}": order[c] for c in _ORDER_CHANGES}}
             )
+
+    async def _project_steps(self, before: SagaState | None, after: SagaState) -> None:
+        # A transaction changes the last step (another attempt, its end) and may start new ones.
+        known = {row["position"]: row for row in step_rows(before)} if before else {}
+        changed = [row for row in step_rows(after) if known.get(row["position"]) != row]
+        added = [row for row in changed if row["position"] not in known]
+        if added:
+            await self._conn.execute(insert(saga_step_view), added)
+        moved = [
+            {"key": row["saga_id"], "at": row["position"], **{f"new_{c}": row[c] for c in _STEP_CHANGES}}
+            for row in changed
+            if row["position"] in known
+        ]
+        if moved:
+            await self._conn.execute(_UPDATE_STEP, moved)
