@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from api.loaders import make_loaders
 from api.schema import schema
 from api.service import Service
 
@@ -23,7 +24,10 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
         self._service = svc
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
-        return {"service": self._service, "request": request, "response": response}
+        # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
+        # a subscription must not see the rows of its first event again.
+        loaders = make_loaders(self._service.read, cache=isinstance(request, Request))
+        return {"service": self._service, "request": request, "response": response, "loaders": loaders}
 
 
 def create_app(svc: Service) -> Starlette:

@@ -16,8 +16,9 @@ from strawberry.tools import merge_types
 
 from api.inventory import InventoryMutations, InventoryQueries
 from api.orders import OrderMutations, OrderQueries
+from api.relay import RelayQueries
 
-Query = merge_types("Query", (OrderQueries, InventoryQueries))
+Query = merge_types("Query", (OrderQueries, InventoryQueries, RelayQueries))
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
 
 schema = strawberry.Schema(

@@ -62,13 +62,17 @@ class Stage:
 
         await self.svc.write(load)
 
-    async def order(self, quantity: int, customer: str = "c-1") -> str:
-        """Place an order and run its saga, moving the clock only while the saga waits on it."""
+    async def place(self, quantity: int, customer: str = "c-1") -> str:
         placed = await self.svc.orchestrator.place_order(
             PlaceOrder(customer, (OrderLine("SKU-1", quantity),))
         )
-        await self.run_until(placed.saga_id, *SETTLED)
         return placed.saga_id
+
+    async def order(self, quantity: int, customer: str = "c-1") -> str:
+        """Place an order and run its saga, moving the clock only while the saga waits on it."""
+        saga_id = await self.place(quantity, customer)
+        await self.run_until(saga_id, *SETTLED)
+        return saga_id
 
     async def run_until(self, saga_id: str, *statuses: str) -> None:
         for _ in range(2000):
@@ -103,8 +107,13 @@ class Stage:
         return sagas
 
 
-async def start_stage(database_url: str, policy: SagaPolicy = POLICY) -> Stage:
+def make_stage(database_url: str) -> Stage:
     clock, gate = FakeClock(), StageGate()
-    svc = Service(Settings(database_url=database_url, policy=policy), clock=clock, gate=gate)
-    await svc.start()
+    svc = Service(Settings(database_url=database_url, policy=POLICY), clock=clock, gate=gate)
     return Stage(svc, clock, gate)
+
+
+async def start_stage(database_url: str) -> Stage:
+    stage = make_stage(database_url)
+    await stage.svc.start()
+    return stage
