@@ -12,6 +12,7 @@ from api.clock import SystemClock
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
+from persistence.analytics import SagaAnalytics
 from persistence.database import is_sqlite, make_engine
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
@@ -41,6 +42,7 @@ class Service:
         )
         self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
         self.read = ReadModel(self._reader)
+        self.analytics = SagaAnalytics(self._reader)
         self.ready = False
 
     async def start(self) -> None:
