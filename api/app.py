@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, and /healthz."""
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, /healthz (alive),
+/readyz (ready for traffic) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +40,14 @@ def create_app(svc: Service) -> Starlette:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ok", "runningSagas": svc.orchestrator.running})
 
+    async def readyz(_: Request) -> Response:
+        if await svc.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(svc.prometheus.render(), media_type=CONTENT_TYPE_LATEST)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await svc.start()
@@ -51,6 +61,8 @@ def create_app(svc: Service) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )

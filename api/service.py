@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.clock import SystemClock
+from api.prometheus import PrometheusMetrics
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
@@ -41,6 +42,8 @@ class Service:
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
         self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
+        self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
+        self.orchestrator.add_listener(self.prometheus.observe)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
         self.ready = False
@@ -64,6 +67,17 @@ class Service:
         await self.runner.stop()
         await self._writer.dispose()
         await self._reader.dispose()
+
+    async def is_ready(self) -> bool:
+        """Started, and the database answers."""
+        if not self.ready:
+            return False
+        try:
+            await self.read.ping()
+        except Exception:
+            log.warning("not ready: the database does not answer", exc_info=True)
+            return False
+        return True
 
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run an administrative write (catalog, stock) through the same transaction runner as sagas."""
