@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+from api.logs import LOG_FORMATS, configure_logging
 from api.settings import Settings
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url
@@ -16,8 +16,7 @@ from persistence.database import default_database_url
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(getattr(args, "log_format", "text"))
     args.run(args)
 
 
@@ -30,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     _database_option(serve)
     serve.add_argument("--demo", action="store_true", help="load a small demo catalog once")
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="log lines as text or JSON (default text)"
+    )
     defaults = SagaPolicy()
     for name, default in [
         ("reserve-timeout", defaults.reserve_timeout),

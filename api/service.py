@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.clock import SystemClock
+from api.logs import log_change
 from api.prometheus import PrometheusMetrics
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
@@ -44,6 +45,7 @@ class Service:
         self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
         self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
         self.orchestrator.add_listener(self.prometheus.observe)
+        self.orchestrator.add_listener(log_change)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
         self.ready = False

@@ -29,13 +29,18 @@ SETTLED = ("COMPLETED", "FAILED", "NEEDS_ATTENTION")
 
 @dataclass
 class StageGate:
-    """Refuses a participant's next calls, or holds them until their step's deadline gives up."""
+    """Refuses a participant's next calls, breaks on them (an unexpected error, not a refusal), or
+    holds them until their step's deadline gives up."""
 
     refusals: dict[Participant, int] = field(default_factory=dict)
+    breaks: dict[Participant, int] = field(default_factory=dict)
     holds: dict[Participant, int] = field(default_factory=dict)
     held: int = 0
 
     async def admit(self, participant: Participant) -> None:
+        if self.breaks.get(participant, 0) > 0:
+            self.breaks[participant] -= 1
+            raise RuntimeError(f"the {participant.value} link broke")
         if self.refusals.get(participant, 0) > 0:
             self.refusals[participant] -= 1
             raise ParticipantUnavailable(f"{participant.value} is down")
