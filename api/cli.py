@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from api.logs import LOG_FORMATS, configure_logging
-from api.settings import Settings
+from api.settings import OTLP_SETTINGS, Settings
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url
 
@@ -29,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     _database_option(serve)
     serve.add_argument("--demo", action="store_true", help="load a small demo catalog once")
+    serve.add_argument(
+        "--otel",
+        action="store_true",
+        help="send OpenTelemetry spans per saga and step over OTLP (on too when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set; needs the otel extra)",
+    )
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="text", help="log lines as text or JSON (default text)"
     )
@@ -97,7 +105,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_attempts=args.max_retries,
         retry_backoff=timedelta(seconds=args.retry_backoff),
     )
-    return Settings(database_url=args.database_url or default_database_url(), policy=policy, demo=args.demo)
+    return Settings(
+        database_url=args.database_url or default_database_url(),
+        policy=policy,
+        demo=args.demo,
+        otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -108,7 +121,10 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
-    app = create_app(Service(_settings(args)))
+    settings = _settings(args)
+    if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+        sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
+    app = create_app(Service(settings))
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

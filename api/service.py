@@ -46,6 +46,10 @@ class Service:
         self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
         self.orchestrator.add_listener(self.prometheus.observe)
         self.orchestrator.add_listener(log_change)
+        if settings.otel:
+            from api.tracing import install_tracing
+
+            self.orchestrator.add_listener(install_tracing())
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
         self.ready = False
