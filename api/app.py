@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, and /healthz."""
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, /healthz (alive),
+/readyz (ready for traffic) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from api.loaders import make_loaders
 from api.schema import schema
 from api.service import Service
 
@@ -23,7 +26,10 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
         self._service = svc
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
-        return {"service": self._service, "request": request, "response": response}
+        # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
+        # a subscription must not see the rows of its first event again.
+        loaders = make_loaders(self._service.read, cache=isinstance(request, Request))
+        return {"service": self._service, "request": request, "response": response, "loaders": loaders}
 
 
 def create_app(svc: Service) -> Starlette:
@@ -33,6 +39,14 @@ def create_app(svc: Service) -> Starlette:
         if not svc.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ok", "runningSagas": svc.orchestrator.running})
+
+    async def readyz(_: Request) -> Response:
+        if await svc.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(svc.prometheus.render(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -47,6 +61,8 @@ def create_app(svc: Service) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )

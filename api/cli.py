@@ -1,23 +1,24 @@
-"""The `ordersaga` command: serve, migrate, export-schema."""
+"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import importlib.util
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
-from api.settings import Settings
+from api.logs import LOG_FORMATS, configure_logging
+from api.settings import OTLP_SETTINGS, Settings
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(getattr(args, "log_format", "text"))
     args.run(args)
 
 
@@ -30,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     _database_option(serve)
     serve.add_argument("--demo", action="store_true", help="load a small demo catalog once")
+    serve.add_argument(
+        "--otel",
+        action="store_true",
+        help="send OpenTelemetry spans per saga and step over OTLP (on too when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set; needs the otel extra)",
+    )
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="log lines as text or JSON (default text)"
+    )
     defaults = SagaPolicy()
     for name, default in [
         ("reserve-timeout", defaults.reserve_timeout),
@@ -63,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     _database_option(migrate)
     migrate.set_defaults(run=_migrate)
 
+    projections = commands.add_parser("projections", help="maintain the read tables")
+    projection_commands = projections.add_subparsers(required=True, metavar="COMMAND")
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="replay the journal into fresh read tables and check stock against it (service stopped)",
+    )
+    _database_option(rebuild)
+    rebuild.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="sagas per transaction (default 500)"
+    )
+    rebuild.set_defaults(run=_rebuild_projections)
+
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead")
     export.set_defaults(run=_export_schema)
@@ -83,7 +105,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_attempts=args.max_retries,
         retry_backoff=timedelta(seconds=args.retry_backoff),
     )
-    return Settings(database_url=args.database_url or default_database_url(), policy=policy, demo=args.demo)
+    return Settings(
+        database_url=args.database_url or default_database_url(),
+        policy=policy,
+        demo=args.demo,
+        otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -94,7 +121,10 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
-    app = create_app(Service(_settings(args)))
+    settings = _settings(args)
+    if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+        sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
+    app = create_app(Service(settings))
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
@@ -110,6 +140,30 @@ def _migrate(args: argparse.Namespace) -> None:
 
     asyncio.run(run())
     print("database is up to date")
+
+
+def _rebuild_projections(args: argparse.Namespace) -> None:
+    from persistence.database import make_engine
+    from persistence.migrate import upgrade
+    from persistence.rebuild import RebuildReport, rebuild_projections
+
+    if args.batch_size < 1:
+        sys.exit("--batch-size must be at least 1")
+
+    async def run() -> RebuildReport:
+        engine = make_engine(args.database_url or default_database_url())
+        try:
+            await upgrade(engine)
+            return await rebuild_projections(engine, args.batch_size)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
+    if report.stock_mismatches:
+        lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)
+        sys.exit(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
+    print("stock agrees with the journal")
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -14,10 +14,12 @@ from strawberry.extensions import (
 )
 from strawberry.tools import merge_types
 
+from api.analytics import AnalyticsQueries
 from api.inventory import InventoryMutations, InventoryQueries
 from api.orders import OrderMutations, OrderQueries
+from api.relay import RelayQueries
 
-Query = merge_types("Query", (OrderQueries, InventoryQueries))
+Query = merge_types("Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries))
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
 
 schema = strawberry.Schema(

@@ -9,9 +9,12 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.clock import SystemClock
+from api.logs import log_change
+from api.prometheus import PrometheusMetrics
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
+from persistence.analytics import SagaAnalytics
 from persistence.database import is_sqlite, make_engine, make_writer_engine
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
@@ -41,7 +44,15 @@ class Service:
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
         self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
+        self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
+        self.orchestrator.add_listener(self.prometheus.observe)
+        self.orchestrator.add_listener(log_change)
+        if settings.otel:
+            from api.tracing import install_tracing
+
+            self.orchestrator.add_listener(install_tracing())
         self.read = ReadModel(self._reader)
+        self.analytics = SagaAnalytics(self._reader)
         self.ready = False
 
     async def start(self) -> None:
@@ -66,6 +77,17 @@ class Service:
         else:
             self._writer.dispose()
         await self._reader.dispose()
+
+    async def is_ready(self) -> bool:
+        """Started, and the database answers."""
+        if not self.ready:
+            return False
+        try:
+            await self.read.ping()
+        except Exception:
+            log.warning("not ready: the database does not answer", exc_info=True)
+            return False
+        return True
 
     async def write(self, work: Callable[[Db], Awaitable[T]]) -> T:
         """Run an administrative write (catalog, stock) through the same transaction runner as sagas."""

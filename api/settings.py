@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from domain.saga import SagaPolicy
 
+# Where to send spans; setting either turns tracing on, as `serve --otel` does.
+OTLP_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -14,3 +17,5 @@ class Settings:
     demo: bool = False
     # Transactions written at once. SQLite has one writer, so one lane; PostgreSQL can take more.
     commit_lanes: int | None = None
+    # OpenTelemetry spans per saga and step (needs the `otel` extra).
+    otel: bool = False

@@ -11,12 +11,13 @@ import strawberry
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.loaders import loaders
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
 from domain.problems import ProblemCode as DomainProblemCode
+from domain.saga import COMPENSATION_OF, Step, StepStatus
 from domain.saga import SagaStatus as DomainSagaStatus
-from domain.saga import Step, StepStatus
 
 if TYPE_CHECKING:
     from api.service import Service
@@ -27,6 +28,9 @@ StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageConditio
 ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
+
+
+COMPENSATIONS = frozenset(COMPENSATION_OF.values())
 
 
 def service(info: Info) -> Service:
@@ -71,42 +75,56 @@ class Pick:
         )
 
 
+@strawberry.interface(description="An object found by its id alone; saga and order ids are UUIDs.")
+class Node:
+    id: strawberry.ID
+
+
 @strawberry.type(description="The instruction to ship an order: where each pick comes from.")
 class Shipment:
     id: strawberry.ID
     picks: list[Pick]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Shipment:
+        return cls(
+            id=strawberry.ID(row.id), picks=[Pick.from_json(p) for p in row.picks], created_at=row.created_at
+        )
 
 
 @strawberry.type
-class Order:
+class Order(Node):
     id: strawberry.ID
     status: OrderStatus  # type: ignore[valid-type]
     customer_id: str
     lines: list[OrderLine]
     picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
-    shipment: Shipment | None
     created_at: datetime
     updated_at: datetime
     saga_id: strawberry.Private[str]
 
     @classmethod
     def from_row(cls, row: Row) -> Order:
-        picks = [Pick.from_json(p) for p in row.picks]
         return cls(
             id=strawberry.ID(row.id),
             status=DomainOrderStatus(row.status),
             customer_id=row.customer_id,
             lines=[OrderLine(sku=x["sku"], quantity=x["quantity"]) for x in row.lines],
-            picks=picks,
-            shipment=Shipment(id=strawberry.ID(row.shipment_id), picks=picks) if row.shipment_id else None,
+            picks=[Pick.from_json(p) for p in row.picks],
             created_at=row.created_at,
             updated_at=row.updated_at,
             saga_id=row.saga_id,
         )
 
     @strawberry.field
+    async def shipment(self, info: Info) -> Shipment | None:
+        row = await loaders(info).shipments.load(str(self.id))
+        return Shipment.from_row(row) if row else None
+
+    @strawberry.field
     async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.types")] | None:
-        row = await service(info).read.saga(self.saga_id)
+        row = await loaders(info).sagas.load(self.saga_id)
         return Saga.from_row(row) if row else None
 
 
@@ -144,7 +162,7 @@ class SagaEvent:
 
 
 @strawberry.type
-class Saga:
+class Saga(Node):
     id: strawberry.ID
     status: SagaStatus  # type: ignore[valid-type]
     failure_reason: str | None
@@ -177,15 +195,18 @@ class Saga:
             order_id=row.order_id,
         )
 
+    @strawberry.field(description="The compensation steps, in the order they ran, with their attempts.")
+    def compensations(self) -> list[SagaStep]:
+        return [s for s in self.steps if s.name in COMPENSATIONS]
+
     @strawberry.field
     async def order(self, info: Info) -> Order | None:
-        row = await service(info).read.order(self.order_id)
+        row = await loaders(info).orders.load(self.order_id)
         return Order.from_row(row) if row else None
 
     @strawberry.field(description="The saga's journal, in sequence order.")
     async def events(self, info: Info) -> list[SagaEvent]:
-        rows = await service(info).read.saga_timeline(str(self.id))
-        return [SagaEvent.from_row(r) for r in rows]
+        return [SagaEvent.from_row(r) for r in await loaders(info).timelines.load(str(self.id))]
 
 
 @strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")

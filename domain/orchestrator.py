@@ -14,6 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,6 +51,11 @@ from domain.saga import (
 )
 
 log = logging.getLogger("ordersaga.saga")
+
+# The saga (and step) the current task is working on, so that whoever records what happens (logs,
+# traces) can tell which saga it is about without every call passing it along.
+current_saga: ContextVar[str | None] = ContextVar("current_saga", default=None)
+current_step: ContextVar[str | None] = ContextVar("current_step", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +165,11 @@ class Orchestrator:
         task.add_done_callback(lambda _: self._drivers.pop(state.saga_id, None))
 
     async def _drive(self, state: SagaState) -> None:
+        # The task runs in a copy of its creator's context, so these are the driver's alone.
+        current_saga.set(state.saga_id)
         backoff = _ERROR_BACKOFF
         while True:
+            current_step.set(state.step.value if state.step else None)
             action = next_action(state, self._clock.now(), self._policy)
             try:
                 match action:
@@ -309,8 +318,12 @@ class Orchestrator:
         return fold(saga_id, await self._runner.run(work))
 
     def _publish(self, change: SagaChange) -> None:
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:
-                log.exception("saga %s: a listener failed", change.after.saga_id)
+        saga = current_saga.set(change.after.saga_id)
+        try:
+            for listener in self._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("saga %s: a listener failed", change.after.saga_id)
+        finally:
+            current_saga.reset(saga)

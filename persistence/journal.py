@@ -19,8 +19,16 @@ from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
 from persistence.db import Db
-from persistence.projection import order_row, saga_row, timeline_rows
-from persistence.tables import journal, order_view, placements, saga_timeline, saga_view
+from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
+from persistence.tables import (
+    journal,
+    order_view,
+    placements,
+    saga_step_view,
+    saga_timeline,
+    saga_view,
+    shipment_view,
+)
 
 _SAGA_CHANGES = (
     "status",
@@ -30,6 +38,8 @@ _SAGA_CHANGES = (
     "next_wakeup_at",
     "steps",
     "updated_at",
+    "failed_step",
+    "duration_ms",
 )
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at")
 # Bind names must differ from column names, hence the prefix.
@@ -42,6 +52,12 @@ _UPDATE_ORDER = (
     update(order_view)
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
+)
+_STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
+_UPDATE_STEP = (
+    update(saga_step_view)
+    .where(saga_step_view.c.saga_id == bindparam("key"), saga_step_view.c.position == bindparam("at"))
+    .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
 _LOAD = (
     select(journal.c.type, journal.c.data)
@@ -63,8 +79,11 @@ class SagaWrites:
         self.timeline: list[dict[str, Any]] = []
         self.new_sagas: list[dict[str, Any]] = []
         self.new_orders: list[dict[str, Any]] = []
+        self.new_steps: list[dict[str, Any]] = []
+        self.new_shipments: list[dict[str, Any]] = []
         self.saga_updates: list[dict[str, Any]] = []
         self.order_updates: list[dict[str, Any]] = []
+        self.step_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
 
     async def flush(self) -> None:
@@ -81,13 +100,16 @@ class SagaWrites:
             (saga_timeline, self.timeline),
             (saga_view, self.new_sagas),
             (order_view, self.new_orders),
+            (saga_step_view, self.new_steps),
+            (shipment_view, self.new_shipments),
         ):
             if rows:
                 await db.execute(insert(table), rows)
         if self.saga_updates:
             await self._update_sagas(self.saga_updates)
-        if self.order_updates:
-            await db.execute(_UPDATE_ORDER, self.order_updates)
+        for statement, rows in ((_UPDATE_ORDER, self.order_updates), (_UPDATE_STEP, self.step_updates)):
+            if rows:
+                await db.execute(statement, rows)
         self._clear()
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
@@ -149,6 +171,10 @@ class SqlSagaStore:
         writes.timeline.extend(timeline_rows(before, events, after.saga_id))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
+        self._project_steps(before, after)
+        shipment = shipment_row(after)
+        if shipment is not None and (before is None or before.shipment_id is None):
+            writes.new_shipments.append(shipment)
         saga, order = saga_row(after), order_row(after)
         if before is None:
             writes.new_sagas.append(saga)
@@ -157,8 +183,22 @@ class SqlSagaStore:
         writes.saga_updates.append(
             {"key": after.saga_id, "expected": before.version, **{f"new_{c}": saga[c] for c in _SAGA_CHANGES}}
         )
-        previous = order_row(before)
-        if any(order[c] != previous[c] for c in _ORDER_CHANGES if c != "updated_at"):
+        if order != order_row(before):
             writes.order_updates.append(
                 {"key": after.order_id, **{f"new_{c}": order[c] for c in _ORDER_CHANGES}}
             )
+
+    def _project_steps(self, before: SagaState | None, after: SagaState) -> None:
+        # A transaction changes the last step (another attempt, its end) and may start new ones.
+        known = {row["position"]: row for row in step_rows(before)} if before else {}
+        for row in step_rows(after):
+            if row["position"] not in known:
+                self._writes.new_steps.append(row)
+            elif known[row["position"]] != row:
+                self._writes.step_updates.append(
+                    {
+                        "key": row["saga_id"],
+                        "at": row["position"],
+                        **{f"new_{c}": row[c] for c in _STEP_CHANGES},
+                    }
+                )

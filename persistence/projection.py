@@ -1,4 +1,5 @@
-"""The read model as a function of a saga's state: one saga_view row and one order_view row.
+"""The read model as a function of a saga's state: its saga_view, saga_step_view, order_view and
+shipment_view rows (and the timeline rows of its events).
 
 Because the rows are computed from the folded state, the live projection (after each transaction)
 and a rebuild from the journal (after the last event) cannot disagree.
@@ -6,10 +7,15 @@ and a rebuild from the journal (after the last event) cannot disagree.
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from domain.model import OrderStatus, Pick
-from domain.saga import SagaEvent, SagaStarted, SagaState, Step, StepStatus, evolve, start
+from domain.saga import SagaEvent, SagaStarted, SagaState, Step, StepRecord, StepStatus, evolve, start
+
+# A step that ended in one of these, after its last attempt, is what the saga failed on.
+_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
 def saga_row(state: SagaState) -> dict[str, Any]:
@@ -35,7 +41,58 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         ],
         "started_at": state.started_at,
         "updated_at": state.updated_at,
+        "failed_step": next((r.step.value for r in reversed(state.history) if r.status in _FAILED), None),
+        "duration_ms": milliseconds(state.started_at, state.updated_at) if state.is_terminal else None,
     }
+
+
+def step_rows(state: SagaState) -> list[dict[str, Any]]:
+    return [step_row(state.saga_id, position, r) for position, r in enumerate(state.history, start=1)]
+
+
+def step_row(saga_id: str, position: int, record: StepRecord) -> dict[str, Any]:
+    finished = record.finished_at
+    return {
+        "saga_id": saga_id,
+        "position": position,
+        "step": record.step.value,
+        "status": record.status.value,
+        "attempts": record.attempts,
+        "started_at": record.started_at,
+        "finished_at": finished,
+        "duration_ms": None if finished is None else milliseconds(record.started_at, finished),
+    }
+
+
+def milliseconds(start: datetime, end: datetime) -> int:
+    return round((end - start).total_seconds() * 1000)
+
+
+def shipment_row(state: SagaState) -> dict[str, Any] | None:
+    if state.shipment_id is None:
+        return None
+    created = next(r.finished_at for r in state.history if r.step is Step.CREATE_SHIPMENT)
+    return {
+        "id": state.shipment_id,
+        "order_id": state.order_id,
+        "saga_id": state.saga_id,
+        "picks": picks_json(state.picks),
+        "created_at": created,
+    }
+
+
+def held_stock(state: SagaState) -> Counter[tuple[str, str, str]]:
+    """What the saga holds reserved, per (warehouse, section, sku): its picks, from the reservation
+    until stock is released. A shipment does not give stock back, so a shipped order still holds it."""
+    held: Counter[tuple[str, str, str]] = Counter()
+    if not _succeeded(state, Step.RELEASE_STOCK):
+        for p in state.picks:
+            held[p.warehouse_code, p.section_code, p.sku] += p.quantity
+    return held
+
+
+def _succeeded(state: SagaState, step: Step) -> bool:
+    return any(r.step is step and r.status is StepStatus.SUCCEEDED for r in state.history)
 
 
 def timeline_rows(before: SagaState | None, events: list[SagaEvent], saga_id: str) -> list[dict[str, Any]]:
@@ -68,8 +125,7 @@ def _known(state: SagaState | None) -> SagaState:
 def order_status(state: SagaState) -> OrderStatus:
     if state.order_cancelled:
         return OrderStatus.CANCELLED
-    confirmed = any(r.step is Step.CONFIRM_ORDER and r.status is StepStatus.SUCCEEDED for r in state.history)
-    return OrderStatus.CONFIRMED if confirmed else OrderStatus.PENDING
+    return OrderStatus.CONFIRMED if _succeeded(state, Step.CONFIRM_ORDER) else OrderStatus.PENDING
 
 
 def order_row(state: SagaState) -> dict[str, Any]:
@@ -82,8 +138,18 @@ def order_row(state: SagaState) -> dict[str, Any]:
         "picks": picks_json(state.picks),
         "shipment_id": state.shipment_id,
         "created_at": state.started_at,
-        "updated_at": state.updated_at,
+        "updated_at": _order_changed_at(state),
     }
+
+
+def _order_changed_at(state: SagaState) -> datetime:
+    # The order changes when a step that creates, reserves for, confirms, ships or cancels it
+    # succeeds; releasing stock, failures and retries change nothing the order shows.
+    return next(
+        r.finished_at
+        for r in reversed(state.history)
+        if r.status is StepStatus.SUCCEEDED and r.step is not Step.RELEASE_STOCK and r.finished_at
+    )
 
 
 def picks_json(picks: tuple[Pick, ...]) -> list[dict[str, Any]]:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Row, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.saga import SagaStatus
-from persistence.tables import order_view, products, saga_timeline, saga_view, sections, stock, warehouses
+from persistence.paging import PageFilter, Position, newest_first
+from persistence.tables import (
+    order_view,
+    products,
+    saga_timeline,
+    saga_view,
+    sections,
+    shipment_view,
+    stock,
+    warehouses,
+)
 
 UNFINISHED = [
     s.value
@@ -20,6 +30,10 @@ UNFINISHED = [
 class ReadModel:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     async def saga(self, saga_id: str) -> Row | None:
         return await self._one(select(saga_view).where(saga_view.c.id == saga_id))
@@ -94,6 +108,34 @@ class ReadModel:
     async def saga_count_by_status(self) -> dict[str, int]:
         rows = await self._all(select(saga_view.c.status, func.count()).group_by(saga_view.c.status))
         return {status: count for status, count in rows}
+
+    async def ping(self) -> None:
+        """Raises unless the database answers."""
+        await self._one(text("SELECT 1"))
+
+    # Batches for the API's DataLoaders: one query however many keys a request asks for.
+
+    async def sagas(self, ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(select(saga_view).where(saga_view.c.id.in_(ids)))
+
+    async def orders(self, ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(select(order_view).where(order_view.c.id.in_(ids)))
+
+    async def timelines(self, saga_ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(
+            select(saga_timeline)
+            .where(saga_timeline.c.saga_id.in_(saga_ids))
+            .order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence)
+        )
+
+    async def shipments(self, order_ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(select(shipment_view).where(shipment_view.c.order_id.in_(order_ids)))
+
+    async def saga_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
+        return await self._all(newest_first(saga_view, saga_view.c.started_at, where, after, limit))
+
+    async def order_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
+        return await self._all(newest_first(order_view, order_view.c.created_at, where, after, limit))
 
     async def _one(self, query: object) -> Row | None:
         async with self._engine.connect() as conn:

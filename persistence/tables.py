@@ -2,7 +2,8 @@
 
 Write side: the saga journal and placements (idempotency keys); each participant's own tables
 (orders; products, warehouses, sections, stock, reservations; shipments). Read side: saga_view,
-saga_timeline and order_view, projected from the journal in the transaction that writes it.
+saga_step_view, saga_timeline, order_view and shipment_view, projected from the journal in the
+transaction that writes it (and rebuilt from it by `ordersaga projections rebuild`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -164,7 +166,29 @@ saga_view = Table(
     Column("steps", JSON, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The step whose failure (after its last attempt) sent the saga back or to an operator.
+    Column("failed_step", String(30), nullable=True),
+    # From start to a terminal status; null until then.
+    Column("duration_ms", BigInteger, nullable=True),
     Index("ix_saga_view_status", "status"),
+    # Newest-first pages and time windows are keyset scans over (started_at, id).
+    Index("ix_saga_view_started_at", "started_at", "id"),
+    Index("ix_saga_view_customer_id", "customer_id"),
+)
+
+saga_step_view = Table(
+    "saga_step_view",
+    metadata,
+    # One row per step a saga ran, in the order run: what step metrics aggregate over.
+    Column("saga_id", ID, primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("step", String(30), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    # From the first attempt's start to the step's end, retries included; null until it ends.
+    Column("duration_ms", BigInteger, nullable=True),
 )
 
 saga_timeline = Table(
@@ -195,4 +219,16 @@ order_view = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_order_view_customer_id", "customer_id"),
+    Index("ix_order_view_created_at", "created_at", "id"),
+)
+
+shipment_view = Table(
+    "shipment_view",
+    metadata,
+    # Projected from the saga's StepSucceeded(CREATE_SHIPMENT): the shipment as the saga recorded it.
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, nullable=False, unique=True),
+    Column("saga_id", ID, nullable=False),
+    Column("picks", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )

@@ -1,0 +1,105 @@
+"""Saga metrics and failure analysis over a window of saga start times (`since` inclusive, `until`
+exclusive; either may be left open)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.types import SagaStepName, service
+from persistence import analytics
+
+
+@strawberry.type(description="How one step's attempts went in the window's sagas.")
+class StepMetrics:
+    name: SagaStepName  # type: ignore[valid-type]
+    attempts: int = strawberry.field(description="Attempts started.")
+    succeeded: int = strawberry.field(description="Attempts that succeeded (each ends its step).")
+    failed: int = strawberry.field(description="Attempts that failed, retried or not.")
+    timed_out: int = strawberry.field(description="Attempts that passed their deadline.")
+    average_duration_ms: float | None = strawberry.field(
+        description="From a step's first attempt to its end, retries included; null without data."
+    )
+    p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
+
+    @classmethod
+    def from_figures(cls, figures: analytics.StepFigures) -> StepMetrics:
+        return cls(
+            name=figures.step,
+            attempts=figures.attempts,
+            succeeded=figures.succeeded,
+            failed=figures.failed,
+            timed_out=figures.timed_out,
+            average_duration_ms=figures.durations.average_ms,
+            p95_duration_ms=figures.durations.p95_ms,
+        )
+
+
+@strawberry.type(description="Sagas started in a window, and how they went.")
+class SagaMetrics:
+    since: datetime | None
+    until: datetime | None
+    started: int
+    completed: int
+    failed: int
+    needs_attention: int
+    completion_rate: float | None = strawberry.field(
+        description="completed / (completed + failed): of the sagas that finished, the share that "
+        "completed; null when none finished."
+    )
+    average_duration_ms: float | None = strawberry.field(
+        description="From start to COMPLETED or FAILED; null when none finished."
+    )
+    p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
+    compensations: int = strawberry.field(description="Sagas that began compensating.")
+    timeouts: int = strawberry.field(description="Step attempts that passed their deadline.")
+    steps: list[StepMetrics] = strawberry.field(description="Every step, in saga order.")
+
+
+@strawberry.type(
+    description="Sagas that failed (or wait for an operator) on the same step, for the same reason."
+)
+class FailureGroup:
+    step: SagaStepName | None  # type: ignore[valid-type]
+    reason: str | None
+    count: int
+    last_seen_at: datetime = strawberry.field(description="When the latest of them last changed.")
+
+
+@strawberry.type
+class AnalyticsQueries:
+    @strawberry.field(description="Counts, rates and durations of the sagas started in the window.")
+    async def saga_metrics(
+        self, info: Info, since: datetime | None = None, until: datetime | None = None
+    ) -> SagaMetrics:
+        figures = await service(info).analytics.figures(since, until)
+        finished = figures.completed + figures.failed
+        return SagaMetrics(
+            since=since,
+            until=until,
+            started=figures.started,
+            completed=figures.completed,
+            failed=figures.failed,
+            needs_attention=figures.needs_attention,
+            completion_rate=figures.completed / finished if finished else None,
+            average_duration_ms=figures.durations.average_ms,
+            p95_duration_ms=figures.durations.p95_ms,
+            compensations=figures.compensations,
+            timeouts=figures.timeouts,
+            steps=[StepMetrics.from_figures(s) for s in figures.steps],
+        )
+
+    @strawberry.field(
+        description="FAILED and NEEDS_ATTENTION sagas started in the window, grouped by the step that "
+        f"failed and the reason; the {analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
+    )
+    async def saga_failures(
+        self, info: Info, since: datetime | None = None, until: datetime | None = None
+    ) -> list[FailureGroup]:
+        groups = await service(info).analytics.failures(since, until)
+        return [
+            FailureGroup(step=g.step, reason=g.reason, count=g.count, last_seen_at=g.last_seen_at)
+            for g in groups
+        ]

@@ -1,0 +1,89 @@
+"""Structured logs: every line about a saga carries its id (and the step in hand), in text or JSON.
+
+The orchestrator keeps the saga and step of the task at work in context variables; a filter on the
+handler copies them onto each record, so no log call has to pass them along. `log_change` is the
+orchestrator listener that tells, line by line, what happened to each saga.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO
+
+from pythonjsonlogger.json import JsonFormatter
+
+from api.changes import settled
+from domain.orchestrator import SagaChange, current_saga, current_step
+from domain.saga import CompensationStarted, SagaParked, SagaStatus, StepFailed, StepTimedOut
+
+LOG_FORMATS = ("text", "json")
+_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+log = logging.getLogger("ordersaga.saga")
+
+
+class SagaContext(logging.Filter):
+    """Adds `saga_id` and `step` to records logged while a saga is in hand."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        saga_id = current_saga.get()
+        if saga_id is not None and not hasattr(record, "saga_id"):
+            record.saga_id = saga_id
+            record.step = current_step.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The plain line, then `saga_id=… step=…` when the record is about a saga."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        saga_id = getattr(record, "saga_id", None)
+        if saga_id is None:
+            return line
+        step = getattr(record, "step", None)
+        return f"{line} saga_id={saga_id}" + (f" step={step}" if step else "")
+
+
+def log_handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(SagaContext())
+    handler.setFormatter(JsonFormatter(_FIELDS) if log_format == "json" else TextFormatter(_FIELDS))
+    return handler
+
+
+def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, handlers=[log_handler(log_format)])
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def log_change(change: SagaChange) -> None:
+    """The orchestrator's listener: a line for each failure, compensation and outcome of a saga."""
+    after = change.after
+    about = {"saga_id": after.saga_id}
+    if change.before is None:
+        log.debug("saga started for order %s", after.order_id, extra={**about, "step": None})
+    for event in change.events:
+        match event:
+            case StepFailed(step, attempt, reason, _, retry_at, _) | StepTimedOut(
+                step, attempt, reason, retry_at, _
+            ):
+                then = "will retry" if retry_at else "no attempts left"
+                what = "timed out" if isinstance(event, StepTimedOut) else "failed"
+                log.warning(
+                    "%s attempt %d %s (%s): %s",
+                    step.value,
+                    attempt,
+                    what,
+                    then,
+                    reason,
+                    extra={**about, "step": step.value},
+                )
+            case CompensationStarted(reason, _):
+                log.warning("compensating: %s", reason, extra={**about, "step": None})
+            case SagaParked(reason, _):
+                log.error("needs an operator: %s", reason, extra={**about, "step": None})
+    if settled(change) and after.is_terminal:
+        level = logging.INFO if after.status is SagaStatus.COMPLETED else logging.WARNING
+        log.log(level, "saga %s", after.status.value.lower(), extra={**about, "step": None})

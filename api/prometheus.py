@@ -1,0 +1,108 @@
+"""Prometheus metrics, in a registry of the service's own: saga counters and duration histograms fed
+by an orchestrator listener, and the persistence layer's counters read when scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.changes import finished_steps, settled
+from domain.orchestrator import SagaChange
+from domain.saga import CompensationStarted, SagaStatus, StepTimedOut
+from persistence.metrics import StoreMetrics
+from persistence.projection import milliseconds
+
+# Seconds: a step takes milliseconds when all is well, and up to minutes through timeouts and retries.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class PrometheusMetrics:
+    def __init__(self, store: StoreMetrics, running_sagas: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(f"ordersaga_{name}", doc, registry=self.registry)
+
+        self._started = counter("sagas_started", "Sagas started.")
+        self._completed = counter("sagas_completed", "Sagas that completed.")
+        self._failed = counter("sagas_failed", "Sagas that failed (after compensating).")
+        self._parked = counter("sagas_needing_attention", "Sagas parked for an operator.")
+        self._compensated = counter("sagas_compensated", "Sagas that began compensating.")
+        self._timed_out = counter("sagas_timed_out", "Step attempts that passed their deadline.")
+        self._saga_seconds = Histogram(
+            "ordersaga_saga_duration_seconds",
+            "From a saga's start to COMPLETED or FAILED.",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._step_seconds = Histogram(
+            "ordersaga_step_duration_seconds",
+            "From a step's first attempt to its end, retries included.",
+            ["step"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StoreCollector(store, running_sagas))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe(self, change: SagaChange) -> None:
+        """The orchestrator's listener: runs after every commit, so it only counts what changed."""
+        if change.before is None:
+            self._started.inc()
+        for event in change.events:
+            if isinstance(event, StepTimedOut):
+                self._timed_out.inc()
+            elif isinstance(event, CompensationStarted):
+                self._compensated.inc()
+        for record in finished_steps(change):
+            assert record.finished_at is not None
+            seconds = milliseconds(record.started_at, record.finished_at) / 1000
+            self._step_seconds.labels(record.step.value).observe(seconds)
+        if not settled(change):
+            return
+        after = change.after
+        if after.status is SagaStatus.NEEDS_ATTENTION:
+            self._parked.inc()
+            return
+        (self._completed if after.status is SagaStatus.COMPLETED else self._failed).inc()
+        self._saga_seconds.observe(milliseconds(after.started_at, after.updated_at) / 1000)
+
+
+class _StoreCollector(Collector):
+    """Reads the persistence layer's plain counters at scrape time: nothing on the hot path."""
+
+    def __init__(self, store: StoreMetrics, running_sagas: Callable[[], int]) -> None:
+        self._store = store
+        self._running_sagas = running_sagas
+
+    def collect(self) -> Iterator[Metric]:
+        store = self._store
+        for name, doc, value in [
+            ("commits", "Database transactions committed by the group-commit runner.", store.commits),
+            (
+                "committed_work",
+                "Units of work in those commits (their sum of batch sizes).",
+                store.committed_work,
+            ),
+            ("isolated_batches", "Batches rolled back and rerun one unit at a time.", store.isolated_batches),
+            ("stock_reservations", "Stock reservations attempted.", store.stock_reservations),
+            (
+                "stock_conflicts",
+                "Compare-and-swap conflicts on stock rows, each retried.",
+                store.stock_conflicts,
+            ),
+            (
+                "stock_conflicts_exhausted",
+                "Reservations that stayed contended through every retry.",
+                store.stock_conflicts_exhausted,
+            ),
+        ]:
+            yield CounterMetricFamily(f"ordersaga_{name}", doc, value=value)
+        yield GaugeMetricFamily(
+            "ordersaga_running_sagas", "Sagas with a driver in this process.", self._running_sagas()
+        )

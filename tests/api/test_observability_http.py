@@ -1,0 +1,76 @@
+"""/metrics in Prometheus text and /readyz, over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.app import create_app
+from api.service import Service
+from api.settings import Settings
+from tests.api.server import serve
+from tests.integration.staging import make_stage
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_count_what_the_sagas_did(database_url: str) -> None:
+    stage = make_stage(database_url)
+    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        await stage.stock()
+        await stage.outcomes()
+        response = await http.get("/metrics")
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
+
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    metrics = samples(response.text)
+    counts = {
+        name: metrics[(f"ordersaga_{name}_total", ())]
+        for name in [
+            "sagas_started",
+            "sagas_completed",
+            "sagas_failed",
+            "sagas_needing_attention",
+            "sagas_compensated",
+            "sagas_timed_out",
+            # The refused and the held reservation never reached the inventory.
+            "stock_reservations",
+            "stock_conflicts",
+        ]
+    }
+    assert counts == {
+        "sagas_started": 6,
+        "sagas_completed": 2,
+        "sagas_failed": 3,
+        "sagas_needing_attention": 1,
+        "sagas_compensated": 3,
+        "sagas_timed_out": 1,
+        "stock_reservations": 5,
+        "stock_conflicts": 0,
+    }
+    # Finished sagas took 0, 1, 0, 3 and 10 seconds.
+    assert metrics[("ordersaga_saga_duration_seconds_count", ())] == 5
+    assert metrics[("ordersaga_saga_duration_seconds_sum", ())] == 14
+    assert metrics[("ordersaga_saga_duration_seconds_bucket", (("le", "2.5"),))] == 3
+    reserve = (("step", "RESERVE_STOCK"),)
+    assert metrics[("ordersaga_step_duration_seconds_count", reserve)] == 6
+    assert metrics[("ordersaga_step_duration_seconds_sum", reserve)] == 11
+    assert metrics[("ordersaga_commits_total", ())] >= 1
+    assert metrics[("ordersaga_running_sagas", ())] == 0
+
+
+async def test_readyz_needs_a_started_service_and_an_answering_database() -> None:
+    # Nothing listens on port 1: the database does not answer.
+    svc = Service(Settings(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none"))
+    transport = httpx.ASGITransport(app=create_app(svc))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ordersaga") as http:
+        assert (await http.get("/readyz")).status_code == 503  # not started
+        svc.ready = True  # as if started, then the database went away
+        answer = await http.get("/readyz")
+        assert (answer.status_code, answer.json()) == (503, {"status": "unavailable"})

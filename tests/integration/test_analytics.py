@@ -1,0 +1,99 @@
+"""Saga metrics and failure groups, exact on both databases: the sagas are staged on a clock that
+moves only when told, so every count and every duration is known in advance."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from domain.saga import Participant, Step
+from persistence.analytics import Durations, FailureGroup, SagaFigures, StepFigures
+from tests.integration.staging import Stage, start_stage
+from tests.service.fakes import START
+
+
+@pytest.fixture
+async def stage(database_url: str) -> AsyncIterator[Stage]:
+    stage = await start_stage(database_url)
+    await stage.stock()
+    await stage.outcomes()
+    yield stage
+    await stage.svc.stop()
+
+
+def at(seconds: int) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+# What `Stage.outcomes` runs, a minute apart (plus the time each saga itself waited on the clock):
+#   completed          START+0    0 s
+#   retried            START+60   reserve refused once, retried after 1 s
+#   shortage           START+121  reserve rejected, order cancelled
+#   confirm_refused    START+181  confirm refused 3 times (1 s, 2 s pauses), stock released, cancelled
+#   reserve_timed_out  START+244  reserve held past its 10 s deadline, cancelled
+#   parked             START+314  shipment refused 3 times (1 s, 2 s pauses): needs attention
+SHORTAGE = "insufficient stock: SKU-1 short by 43 (requested 50, available 7)"
+
+
+async def test_metrics_over_every_saga(stage: Stage) -> None:
+    figures = await stage.svc.analytics.figures(None, None)
+    assert figures == SagaFigures(
+        started=6,
+        completed=2,
+        failed=3,
+        needs_attention=1,
+        compensations=3,
+        timeouts=1,
+        # Finished sagas took 0, 1000, 0, 3000 and 10000 ms; the parked one has not finished.
+        durations=Durations(2800.0, 10000),
+        steps=[
+            StepFigures(Step.CREATE_ORDER, 6, 6, 0, 0, Durations(0.0, 0)),
+            StepFigures(Step.RESERVE_STOCK, 7, 4, 2, 1, Durations(11000 / 6, 10000)),
+            StepFigures(Step.CONFIRM_ORDER, 6, 3, 3, 0, Durations(750.0, 3000)),
+            StepFigures(Step.CREATE_SHIPMENT, 5, 2, 3, 0, Durations(1000.0, 3000)),
+            StepFigures(Step.RELEASE_STOCK, 1, 1, 0, 0, Durations(0.0, 0)),
+            StepFigures(Step.CANCEL_ORDER, 3, 3, 0, 0, Durations(0.0, 0)),
+        ],
+    )
+
+
+async def test_metrics_over_a_window_of_start_times(stage: Stage) -> None:
+    window = await stage.svc.analytics.figures(START + at(121), START + at(244))  # shortage, confirm
+    assert (window.started, window.completed, window.failed, window.compensations) == (2, 0, 2, 2)
+    assert window.durations == Durations(1500.0, 3000)
+    confirm = next(s for s in window.steps if s.step is Step.CONFIRM_ORDER)
+    assert confirm == StepFigures(Step.CONFIRM_ORDER, 3, 0, 3, 0, Durations(3000.0, 3000))
+
+    empty = await stage.svc.analytics.figures(START + at(3600), None)
+    assert (empty.started, empty.durations) == (0, Durations())
+    assert all(s == StepFigures(s.step, 0, 0, 0, 0, Durations()) for s in empty.steps)
+
+
+async def test_failures_are_grouped_by_step_and_reason(stage: Stage) -> None:
+    await stage.clock.advance(60)
+    stage.gate.holds[Participant.INVENTORY] = 1
+    again = await stage.order(1)  # a second reservation timeout
+    again_at = (await stage.svc.read.saga(again)).updated_at  # type: ignore[union-attr]
+    timed_out = "RESERVE_STOCK timed out after 10s"
+
+    assert await stage.svc.analytics.failures(None, None) == [
+        FailureGroup(Step.RESERVE_STOCK, timed_out, 2, again_at),
+        FailureGroup(
+            Step.CREATE_SHIPMENT,
+            "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT is down",
+            1,
+            START + at(317),
+        ),
+        FailureGroup(
+            Step.CONFIRM_ORDER,
+            "CONFIRM_ORDER failed after 3 attempts: ORDERS is down",
+            1,
+            START + at(184),
+        ),
+        FailureGroup(Step.RESERVE_STOCK, SHORTAGE, 1, START + at(121)),
+    ]
+    assert await stage.svc.analytics.failures(START + at(200), START + at(300)) == [
+        FailureGroup(Step.RESERVE_STOCK, timed_out, 1, START + at(254)),
+    ]

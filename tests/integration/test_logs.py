@@ -1,0 +1,86 @@
+"""Every log line about a saga carries its id (and the step in hand), whoever logged it."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.logs import log_handler
+from domain.saga import Participant
+from tests.integration.staging import start_stage
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = log_handler("json", stream)
+    logger = logging.getLogger("ordersaga")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_lines_logged_while_driving_a_saga_carry_its_id(
+    tmp_path: Path, json_lines: io.StringIO
+) -> None:
+    stage = await start_stage(f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}")
+    try:
+        await stage.stock()
+        stage.gate.breaks[Participant.INVENTORY] = 1
+        broken = await stage.order(1)
+        stage.gate.refusals[Participant.SHIPMENT] = 1
+        refused = await stage.order(1)
+        orders = {s: (await stage.svc.read.saga(s)).order_id for s in (broken, refused)}  # type: ignore[union-attr]
+    finally:
+        await stage.svc.stop()
+
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    story = [
+        (line["saga_id"], line["step"], line["levelname"], line["message"])
+        for line in lines
+        if line["name"] == "ordersaga.saga"
+    ]
+    assert story == [
+        (broken, None, "DEBUG", f"saga started for order {orders[broken]}"),
+        # The orchestrator's own line, logged by the saga's driver with no id passed along.
+        (broken, "RESERVE_STOCK", "ERROR", f"saga {broken}: advancing failed; retrying from its journal"),
+        (broken, None, "INFO", "saga completed"),
+        (refused, None, "DEBUG", f"saga started for order {orders[refused]}"),
+        (
+            refused,
+            "CREATE_SHIPMENT",
+            "WARNING",
+            "CREATE_SHIPMENT attempt 1 failed (will retry): SHIPMENT is down",
+        ),
+        (refused, None, "INFO", "saga completed"),
+    ]
+    [crash] = [line for line in lines if line["levelname"] == "ERROR"]
+    assert "RuntimeError: the INVENTORY link broke" in crash["exc_info"]
+
+
+def test_text_lines_name_the_saga_and_step() -> None:
+    from domain.orchestrator import current_saga, current_step
+
+    stream = io.StringIO()
+    logger = logging.getLogger("ordersaga.test")
+    logger.addHandler(handler := log_handler("text", stream))
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("no saga in hand")
+        saga, step = current_saga.set("saga-1"), current_step.set("CONFIRM_ORDER")
+        logger.info("confirming")
+        current_step.reset(step)
+        current_saga.reset(saga)
+    finally:
+        logger.removeHandler(handler)
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("INFO ordersaga.test no saga in hand")
+    assert second.endswith("INFO ordersaga.test confirming saga_id=saga-1 step=CONFIRM_ORDER")
