@@ -5,13 +5,10 @@ back as userErrors and changes nothing."""
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import ASTValidationRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.tools import merge_types
 
 from api.analytics import AnalyticsQueries
@@ -22,6 +19,14 @@ from api.relay import RelayQueries
 Query = merge_types("Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries))
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
 
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 4000
+# The depth and alias limits as validation rules made once: strawberry's QueryDepthLimiter and
+# MaxAliasesLimiter make a new rule class per instance, which, with an instance per request, changes
+# the validation cache's key every time, so no validation would ever come from the cache.
+LIMITS: list[type[ASTValidationRule]] = [depth_limit(MAX_DEPTH, None), alias_limit(MAX_ALIASES)]
+
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
@@ -29,9 +34,8 @@ schema = strawberry.Schema(
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     extensions=[
         lambda: ParserCache(maxsize=1024),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
-        lambda: QueryDepthLimiter(max_depth=12),
-        lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
     ],
 )
