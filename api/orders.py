@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
@@ -11,6 +14,7 @@ from domain.model import OrderLine as DomainOrderLine
 from domain.orchestrator import PlaceOrder
 from domain.ports import IdempotencyKeyReused
 from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
+from persistence import projection
 
 
 @strawberry.input
@@ -78,10 +82,17 @@ class OrderMutations:
                 "this idempotency key was already used for a different order",
             )
             return PlaceOrderPayload(user_errors=user_errors([problem]))
-        order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
-        if order_row is None or saga_row is None:
+        order: Any
+        saga: Any
+        if placed.state is not None:
+            # The very rows this placement's transaction projected: no need to read them back.
+            order = SimpleNamespace(**projection.order_row(placed.state))
+            saga = SimpleNamespace(**projection.saga_row(placed.state))
+        else:
+            order, saga = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
+        if order is None or saga is None:
             raise GraphQLError("the order was placed but cannot be read back")
-        return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
+        return PlaceOrderPayload(order=Order.from_row(order), saga=Saga.from_row(saga))
 
 
 def _check_order(order: PlaceOrderInput) -> list[Problem]:

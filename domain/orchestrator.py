@@ -92,6 +92,8 @@ class OrderPlaced:
     saga_id: str
     order_id: str
     replayed: bool
+    # The saga as this placement committed it; None when the idempotency key replayed an earlier one.
+    state: SagaState | None = None
 
 
 class Orchestrator:
@@ -137,7 +139,8 @@ class Orchestrator:
             state, events = self._settle(state, [started], now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(None, events, state, placement)
-            return OrderPlaced(saga_id, order_id, replayed=False), SagaChange(None, tuple(events), state)
+            placed = OrderPlaced(saga_id, order_id, replayed=False, state=state)
+            return placed, SagaChange(None, tuple(events), state)
 
         placed, change = await self._runner.run(work)
         if change is not None:

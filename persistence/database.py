@@ -28,10 +28,10 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine:
-    """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction begins
-    (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers begin
-    deferred and, under WAL, never wait for the writer. On PostgreSQL, `writer` engines wait for row
-    locks no longer than WRITER_LOCK_TIMEOUT_MS."""
+    """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction
+    begins (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers
+    begin deferred and, under WAL, never wait for the writer. On PostgreSQL, `writer` engines wait for
+    row locks no longer than WRITER_LOCK_TIMEOUT_MS."""
     if not is_sqlite(url):
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
@@ -40,6 +40,10 @@ def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine
                 "connect_args", {"server_settings": {"lock_timeout": str(WRITER_LOCK_TIMEOUT_MS)}}
             )
         return create_async_engine(url, pool_pre_ping=True, **options)
+    # Each SQLite connection of the async driver is a thread of its own: a small fixed pool, which
+    # requests wait for, costs less than threads started and stopped for every burst.
+    options.setdefault("pool_size", 4)
+    options.setdefault("max_overflow", 0)
     engine = create_async_engine(url, **options)
     _configure_sqlite(engine.sync_engine, writer)
     return engine

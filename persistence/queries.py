@@ -30,6 +30,7 @@ UNFINISHED = [
 class ReadModel:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._known_skus: set[str] = set()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -98,8 +99,13 @@ class ReadModel:
         )
 
     async def known_skus(self, skus: Sequence[str]) -> set[str]:
-        rows = await self._all(select(products.c.sku).where(products.c.sku.in_(list(skus))))
-        return {r.sku for r in rows}
+        # Products are never removed, so a SKU once seen stays known (in every process); only the
+        # ones not seen yet are looked up.
+        unseen = [sku for sku in skus if sku not in self._known_skus]
+        if unseen:
+            rows = await self._all(select(products.c.sku).where(products.c.sku.in_(unseen)))
+            self._known_skus.update(r.sku for r in rows)
+        return {sku for sku in skus if sku in self._known_skus}
 
     async def unfinished_saga_ids(self) -> list[str]:
         rows = await self._all(select(saga_view.c.id).where(saga_view.c.status.in_(UNFINISHED)))
