@@ -51,7 +51,7 @@ class Service:
 
             await load_demo_catalog(self)
         unfinished = await self.read.unfinished_saga_ids()
-        await self.orchestrator.resume(unfinished)
+        self.orchestrator.resume(unfinished)
         if unfinished:
             log.info("resumed %d unfinished sagas", len(unfinished))
         self.ready = True

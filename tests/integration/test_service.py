@@ -4,26 +4,16 @@ journal, projection, group commit, recovery."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 
 from api.service import Service
-from api.settings import Settings
-from domain.model import OrderLine, Pick, StorageCondition
+from domain.model import OrderLine, Pick
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
-from domain.saga import Participant, SagaPolicy, SagaStatus, fold
-from persistence import catalog
+from domain.saga import Participant, SagaStatus, fold
 from persistence.projection import order_row, saga_row
-
-FAST = SagaPolicy(
-    reserve_timeout=timedelta(seconds=2),
-    confirm_timeout=timedelta(seconds=2),
-    shipment_timeout=timedelta(seconds=2),
-    retry_backoff=timedelta(milliseconds=50),
-)
+from tests.integration.support import start_service, stock_catalog, wait_for_status
 
 
 class HoldParticipant:
@@ -36,40 +26,6 @@ class HoldParticipant:
     async def admit(self, participant: Participant) -> None:
         if participant is self.participant:
             await self.released.wait()
-
-
-async def start_service(url: str, **kwargs: object) -> Service:
-    svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
-    await svc.start()
-    return svc
-
-
-async def stock_catalog(svc: Service, quantity: int = 10) -> None:
-    async def load(conn) -> None:  # type: ignore[no-untyped-def]
-        await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
-        await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
-        await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
-        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
-
-    await svc.write(load)
-
-
-async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:
-    wanted = {s.value for s in statuses}
-    for _ in range(int(seconds / 0.02)):
-        row = await svc.read.saga(saga_id)
-        if row is not None and row.status in wanted:
-            return str(row.status)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
-
-
-@pytest.fixture
-async def svc(database_url: str) -> AsyncIterator[Service]:
-    service = await start_service(database_url)
-    await stock_catalog(service)
-    yield service
-    await service.stop()
 
 
 async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> None:

@@ -1,0 +1,46 @@
+"""What the integration tests share: a fast saga policy, a started service, a small catalog, and waiting
+for a saga to reach a status."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from api.service import Service
+from api.settings import Settings
+from domain.model import StorageCondition
+from domain.saga import SagaPolicy, SagaStatus
+from persistence import catalog
+
+FAST = SagaPolicy(
+    reserve_timeout=timedelta(seconds=2),
+    confirm_timeout=timedelta(seconds=2),
+    shipment_timeout=timedelta(seconds=2),
+    retry_backoff=timedelta(milliseconds=50),
+)
+
+
+async def start_service(url: str, **kwargs: object) -> Service:
+    svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
+    await svc.start()
+    return svc
+
+
+async def stock_catalog(svc: Service, quantity: int = 10) -> None:
+    async def load(conn) -> None:  # type: ignore[no-untyped-def]
+        await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
+        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
+
+    await svc.write(load)
+
+
+async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:
+    wanted = {s.value for s in statuses}
+    for _ in range(int(seconds / 0.02)):
+        row = await svc.read.saga(saga_id)
+        if row is not None and row.status in wanted:
+            return str(row.status)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
