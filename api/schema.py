@@ -14,11 +14,13 @@ from strawberry.extensions import (
 )
 from strawberry.tools import merge_types
 
+from api.faults import FaultMutations, FaultQueries
 from api.inventory import InventoryMutations, InventoryQueries
+from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 
-Query = merge_types("Query", (OrderQueries, InventoryQueries))
-Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
+Query = merge_types("Query", (OrderQueries, InventoryQueries, OperationQueries, FaultQueries))
+Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations, OperationMutations, FaultMutations))
 
 schema = strawberry.Schema(
     query=Query,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.clock import SystemClock
 from api.settings import Settings
+from api.staged_faults import FaultInjector
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
 from persistence.database import is_sqlite, make_engine
@@ -39,7 +40,10 @@ class Service:
         self.runner = GroupCommitRunner(
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
-        self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
+        clock = clock or SystemClock()
+        # Staged faults, when enabled, are the participants' gate; `gate` is for tests' own.
+        self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
+        self.orchestrator = Orchestrator(self.runner, clock, settings.policy, gate or self.faults)
         self.read = ReadModel(self._reader)
         self.ready = False
 

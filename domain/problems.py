@@ -34,7 +34,7 @@ class ProblemCode(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Problem:
     code: ProblemCode
-    field: str
+    field: str | None  # the input field at fault; None when the request as a whole is refused
     message: str
 
 

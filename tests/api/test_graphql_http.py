@@ -20,14 +20,9 @@ from graphql import (
 from api.service import Service
 from api.settings import Settings
 from domain.saga import Participant, SagaPolicy
-from tests.api.server import GraphQLClient, serve
+from tests.api.server import PLACE, GraphQLClient, place, serve, stock
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema.graphql"
-PLACE = """
-mutation ($input: PlaceOrderInput!) {
-  placeOrder(input: $input) { order { id status } saga { id status } userErrors { code field message } }
-}
-"""
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=1),
     confirm_timeout=timedelta(seconds=1),
@@ -60,25 +55,6 @@ async def gql(database_url: str, gate: SlowOnce) -> AsyncIterator[GraphQLClient]
         client = GraphQLClient(http)
         await stock(client)
         yield client
-
-
-async def stock(gql: GraphQLClient) -> None:
-    await gql(
-        """mutation {
-          a: registerWarehouse(
-            input: {code: "W1", name: "One", sections: [{code: "A", storageCondition: AMBIENT}]}
-          ) { userErrors { code } }
-          b: registerProduct(input: {sku: "TEA", name: "Tea", storageCondition: AMBIENT}) {
-            userErrors { code } }
-          c: receiveStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A", quantity: 5}) {
-            stockLevel { onHand } userErrors { code } }
-        }"""
-    )
-
-
-async def place(gql: GraphQLClient, quantity: int, **extra: object) -> dict[str, object]:
-    order = {"customerId": "customer-1", "lines": [{"sku": "TEA", "quantity": quantity}], **extra}
-    return (await gql(PLACE, input=order))["placeOrder"]  # type: ignore[no-any-return]
 
 
 async def test_an_order_placed_over_http_completes_with_its_shipment(gql: GraphQLClient) -> None:
