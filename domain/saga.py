@@ -241,6 +241,9 @@ class SagaState:
     step: Step | None = None
     attempt: int = 0
     deadline: datetime | None = None
+    # What the latest attempt was given (its deadline less its start): a deadline that passes after a
+    # restart under other settings is reported as what it was.
+    attempt_timeout: timedelta = timedelta(0)
     retry_at: datetime | None = None
     # Why the saga turned back (and failed, once compensated).
     failure_reason: str | None = None
@@ -300,6 +303,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 step=step,
                 attempt=attempt,
                 deadline=deadline,
+                attempt_timeout=deadline - at,
                 retry_at=None,
                 history=_record_attempt(state.history, step, attempt, at),
             )
@@ -502,7 +506,7 @@ def on_outcome(
 
 def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:
     step = _in_flight(state)
-    reason = f"{step.value} timed out after {policy.timeout(step).total_seconds():g}s"
+    reason = f"{step.value} timed out after {state.attempt_timeout.total_seconds():g}s"
     retry_at = _retry_at(state, now, policy) if step in _RETRY_ON_TIMEOUT else None
     timed_out = StepTimedOut(step, state.attempt, reason, retry_at, now)
     if retry_at:

@@ -1,4 +1,5 @@
-"""Operators' and customers' requests on a saga, and how the saga's state takes them: pure functions."""
+"""Operators' and customers' requests on a saga, and how the saga's state takes them; deadlines kept
+across a restart. Pure functions."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ from domain.saga import (
     StepStarted,
     StepStatus,
     StepSucceeded,
+    StepTimedOut,
     evolve,
     fold,
     next_action,
+    on_timeout,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -219,3 +222,16 @@ def test_cancelling_a_shipped_or_cancelled_order_is_refused(
 ) -> None:
     refused = interventions.cancel_order(saga(*events), LATER)
     assert isinstance(refused, Refused) and refused.code is code
+
+
+# ------------------------------------------------------------------------------------------- deadlines
+
+
+def test_a_timeout_is_reported_as_the_attempt_was_given_not_as_the_policy_says_now() -> None:
+    given = StepStarted(Step.RESERVE_STOCK, 1, T0 + timedelta(seconds=3), T0)
+    state = saga(given)
+    restarted_with = SagaPolicy(reserve_timeout=timedelta(seconds=10))
+
+    (timed_out, compensate) = on_timeout(state, LATER, restarted_with)
+    assert isinstance(timed_out, StepTimedOut) and timed_out.reason == "RESERVE_STOCK timed out after 3s"
+    assert compensate == CompensationStarted("RESERVE_STOCK timed out after 3s", LATER)
