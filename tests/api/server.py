@@ -92,6 +92,22 @@ async def stock(gql: GraphQLClient, quantity: int = 5) -> None:
     )
 
 
-async def place(gql: GraphQLClient, quantity: int, **extra: object) -> dict[str, object]:
+async def place(gql: GraphQLClient, quantity: int, **extra: object) -> dict[str, Any]:
     order = {"customerId": "customer-1", "lines": [{"sku": "TEA", "quantity": quantity}], **extra}
     return (await gql(PLACE, input=order))["placeOrder"]  # type: ignore[no-any-return]
+
+
+FAULT = """
+mutation ($input: SetParticipantFaultInput!) {
+  setParticipantFault(input: $input) {
+    faults { participant delayMs failNext failureRate } userErrors { code field message }
+  }
+}
+"""
+
+
+async def stage(gql: GraphQLClient, participant: str, **fault: object) -> list[dict[str, Any]]:
+    """Stage a fault (fault injection must be on) and answer every fault staged now."""
+    payload = (await gql(FAULT, input={"participant": participant, **fault}))["setParticipantFault"]
+    assert payload["userErrors"] == []
+    return payload["faults"]  # type: ignore[no-any-return]

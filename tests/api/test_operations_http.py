@@ -13,7 +13,7 @@ import pytest
 from api.service import Service
 from api.settings import Settings
 from domain.saga import CUSTOMER_CANCELLED, SagaPolicy
-from tests.api.server import GraphQLClient, place, serve, stock
+from tests.api.server import FAULT, GraphQLClient, place, serve, stage, stock
 
 # Timeouts far beyond any test's pace: here faults and operators decide what happens, not the clock.
 POLICY = SagaPolicy(
@@ -23,13 +23,6 @@ POLICY = SagaPolicy(
     compensation_timeout=timedelta(seconds=30),
     retry_backoff=timedelta(milliseconds=50),
 )
-FAULT = """
-mutation ($input: SetParticipantFaultInput!) {
-  setParticipantFault(input: $input) {
-    faults { participant delayMs failNext failureRate } userErrors { code field message }
-  }
-}
-"""
 CLEAR = """
 mutation { clearParticipantFaults { faults { participant } userErrors { code field message } } }
 """
@@ -59,12 +52,6 @@ async def gql(database_url: str) -> AsyncIterator[GraphQLClient]:
         yield client
 
 
-async def stage(gql: GraphQLClient, participant: str, **fault: object) -> list[dict[str, Any]]:
-    payload = (await gql(FAULT, input={"participant": participant, **fault}))["setParticipantFault"]
-    assert payload["userErrors"] == []
-    return payload["faults"]  # type: ignore[no-any-return]
-
-
 def codes(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [(e["code"], e["field"]) for e in payload["userErrors"]]
 
@@ -72,7 +59,7 @@ def codes(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
 async def test_a_parked_compensation_is_listed_then_retried_to_failed(gql: GraphQLClient) -> None:
     await stage(gql, "ORDERS", failureRate=1.0)
     placed = await place(gql, 9)  # more than the 5 in stock: the order must be cancelled, and cannot be
-    saga_id = placed["saga"]["id"]  # type: ignore[index]
+    saga_id = placed["saga"]["id"]
     await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION")
 
     [parked] = (await gql(ATTENTION, limit=10))["sagasNeedingAttention"]
@@ -97,7 +84,7 @@ async def test_a_parked_compensation_is_listed_then_retried_to_failed(gql: Graph
 async def test_abort_during_a_slow_confirmation_compensates_with_the_reason(gql: GraphQLClient) -> None:
     await stage(gql, "ORDERS", delayMs=60_000)
     placed = await place(gql, 2)
-    saga_id = placed["saga"]["id"]  # type: ignore[index]
+    saga_id = placed["saga"]["id"]
     await gql.wait_for_saga(saga_id, "ORDER_CONFIRMING")
     await gql(CLEAR)
 
@@ -122,7 +109,7 @@ async def test_abort_during_a_slow_confirmation_compensates_with_the_reason(gql:
 async def test_a_shipment_that_keeps_failing_parks_and_an_abort_compensates_it(gql: GraphQLClient) -> None:
     await stage(gql, "SHIPMENT", failNext=3)
     placed = await place(gql, 2)
-    saga_id = placed["saga"]["id"]  # type: ignore[index]
+    saga_id = placed["saga"]["id"]
     parked = await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION")
     assert (
         parked["failureReason"] == "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT failed (staged fault)"
@@ -140,20 +127,20 @@ async def test_a_shipment_that_keeps_failing_parks_and_an_abort_compensates_it(g
 async def test_the_customer_cancels_before_the_shipment_but_not_after(gql: GraphQLClient) -> None:
     await stage(gql, "SHIPMENT", delayMs=60_000)
     first = await place(gql, 2)
-    await gql.wait_for_saga(first["saga"]["id"], "SHIPMENT_CREATING")  # type: ignore[index]
+    await gql.wait_for_saga(first["saga"]["id"], "SHIPMENT_CREATING")
     await gql(CLEAR)
 
-    cancelled = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]  # type: ignore[index]
+    cancelled = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert cancelled["userErrors"] == [] and cancelled["saga"]["status"] in ("COMPENSATING", "FAILED")
-    saga = await gql.wait_for_saga(first["saga"]["id"], "FAILED")  # type: ignore[index]
+    saga = await gql.wait_for_saga(first["saga"]["id"], "FAILED")
     assert (saga["failureReason"], saga["order"]["status"]) == (CUSTOMER_CANCELLED, "CANCELLED")
     assert saga["order"]["shipment"] is None
-    again = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]  # type: ignore[index]
+    again = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert codes(again) == [("ORDER_ALREADY_CANCELLED", "orderId")]
 
     second = await place(gql, 3)
-    await gql.wait_for_saga(second["saga"]["id"], "COMPLETED")  # type: ignore[index]
-    shipped = (await gql(CANCEL, id=second["order"]["id"]))["cancelOrder"]  # type: ignore[index]
+    await gql.wait_for_saga(second["saga"]["id"], "COMPLETED")
+    shipped = (await gql(CANCEL, id=second["order"]["id"]))["cancelOrder"]
     assert (shipped["order"], codes(shipped)) == (None, [("ORDER_ALREADY_SHIPPED", "orderId")])
     assert (await gql(STOCK))["stockLevels"] == [{"onHand": 5, "reserved": 3}]
     unknown = (await gql(CANCEL, id="no-such-order"))["cancelOrder"]
@@ -200,5 +187,5 @@ async def test_without_fault_injection_the_fault_mutations_refuse_and_change_not
         assert (await gql(FAULTS))["participantFaults"] == []
 
         placed = await place(gql, 1)
-        saga = await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")  # type: ignore[index]
+        saga = await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")
         assert all(s["attempts"] == 1 for s in saga["steps"])
