@@ -127,7 +127,12 @@ class Orchestrator:
             await tx.sagas.append(None, events, state, placement)
             return OrderPlaced(saga_id, order_id, replayed=False), state
 
-        placed, state = await self._runner.run(work)
+        while True:
+            try:
+                placed, state = await self._runner.run(work)
+                break
+            except ConcurrencyConflict:
+                continue  # a request with the same key bound it first: look again, and replay that
         if state is not None:
             self._publish(state)
             self._spawn(state.saga_id, state)

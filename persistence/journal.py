@@ -82,14 +82,17 @@ class SqlSagaStore:
             raise ConcurrencyConflict(after.saga_id) from clash
         await self._project(before, after)
         if placement is not None:
-            await self._conn.execute(
-                insert(placements).values(
-                    idempotency_key=placement.idempotency_key,
-                    fingerprint=placement.fingerprint,
-                    saga_id=placement.saga_id,
-                    order_id=placement.order_id,
+            try:
+                await self._conn.execute(
+                    insert(placements).values(
+                        idempotency_key=placement.idempotency_key,
+                        fingerprint=placement.fingerprint,
+                        saga_id=placement.saga_id,
+                        order_id=placement.order_id,
+                    )
                 )
-            )
+            except IntegrityError as clash:
+                raise ConcurrencyConflict(placement.saga_id) from clash
 
     async def _project(self, before: SagaState | None, after: SagaState) -> None:
         saga, order = saga_row(after), order_row(after)
