@@ -173,17 +173,20 @@ class Orchestrator:
         async with self._claims.hold(saga_id):
             try:
                 await self._halt(saga_id)
-                decided, state = await self._decide(saga_id, decide)
+                answer, latest = await self._decide(saga_id, decide)
             except BaseException:
                 self._spawn(saga_id, None)  # whatever happened, the journal says where the saga is
                 raise
-            if state is not None:
-                self._spawn(saga_id, state)
-            return decided
+            if latest is not None:
+                self._spawn(saga_id, latest)
+            return answer
 
     async def _decide(
         self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
     ) -> tuple[SagaState | Refused, SagaState | None]:
+        """The answer (the saga after the decision, or the refusal) and the saga as it now stands,
+        None if there is no such saga."""
+
         async def work(tx: Transaction) -> tuple[SagaState | Refused, SagaState | None]:
             journal = await tx.sagas.load(saga_id)
             if not journal:
@@ -198,12 +201,12 @@ class Orchestrator:
 
         while True:
             try:
-                decided, state = await self._runner.run(work)
+                answer, latest = await self._runner.run(work)
             except ConcurrencyConflict:
                 continue  # the stopped driver's last commit landed meanwhile: decide again
-            if isinstance(decided, SagaState):
-                self._publish(decided)
-            return decided, state
+            if isinstance(answer, SagaState):
+                self._publish(answer)
+            return answer, latest
 
     async def _halt(self, saga_id: str) -> None:
         driver = self._drivers.pop(saga_id, None)

@@ -61,12 +61,15 @@ async def test_a_parked_compensation_is_listed_then_retried_to_failed(gql: Graph
     placed = await place(gql, 9)  # more than the 5 in stock: the order must be cancelled, and cannot be
     saga_id = placed["saga"]["id"]
     await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION")
+    later = (await place(gql, 8))["saga"]["id"]
+    await gql.wait_for_saga(later, "NEEDS_ATTENTION")
 
-    [parked] = (await gql(ATTENTION, limit=10))["sagasNeedingAttention"]
-    assert parked["id"] == saga_id
-    assert (
-        parked["failureReason"] == "CANCEL_ORDER failed after 3 attempts: ORDERS failed (staged failure rate)"
+    parked = (await gql(ATTENTION, limit=10))["sagasNeedingAttention"]
+    assert [p["id"] for p in parked] == [saga_id, later]  # the longest waiting first
+    assert parked[0]["failureReason"] == (
+        "CANCEL_ORDER failed after 3 attempts: ORDERS failed (staged failure rate)"
     )
+    assert [p["id"] for p in (await gql(ATTENTION, limit=1))["sagasNeedingAttention"]] == [saga_id]
     assert (await gql(CLEAR))["clearParticipantFaults"] == {"faults": [], "userErrors": []}
 
     retried = (await gql(RETRY, id=saga_id))["retrySaga"]
@@ -75,7 +78,7 @@ async def test_a_parked_compensation_is_listed_then_retried_to_failed(gql: Graph
     assert saga["failureReason"] == "insufficient stock: TEA short by 4 (requested 9, available 5)"
     assert saga["order"]["status"] == "CANCELLED"
     assert "SagaRetried" in [e["type"] for e in saga["events"]]
-    assert (await gql(ATTENTION, limit=10))["sagasNeedingAttention"] == []
+    assert [p["id"] for p in (await gql(ATTENTION, limit=10))["sagasNeedingAttention"]] == [later]
 
     assert codes((await gql(RETRY, id=saga_id))["retrySaga"]) == [("SAGA_NOT_PARKED", "sagaId")]
     assert codes((await gql(RETRY, id="no-such-saga"))["retrySaga"]) == [("UNKNOWN_SAGA", "sagaId")]
