@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         ("reserve-timeout", defaults.reserve_timeout),
         ("confirm-timeout", defaults.confirm_timeout),
         ("shipment-timeout", defaults.shipment_timeout),
+        ("compensation-timeout", defaults.compensation_timeout),
     ]:
         serve.add_argument(
             f"--{name}",
@@ -66,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.retry_backoff.total_seconds(),
         metavar="S",
         help="seconds to wait after attempt n, times n (default %(default)s)",
+    )
+    serve.add_argument(
+        "--enable-fault-injection",
+        action="store_true",
+        help="let GraphQL stage slow or failing participants (setParticipantFault)",
+    )
+    serve.add_argument(
+        "--fault-seed", type=int, metavar="N", help="seed the draws of a staged failureRate, to repeat a run"
     )
     serve.set_defaults(run=_serve)
 
@@ -102,6 +111,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         reserve_timeout=timedelta(seconds=args.reserve_timeout),
         confirm_timeout=timedelta(seconds=args.confirm_timeout),
         shipment_timeout=timedelta(seconds=args.shipment_timeout),
+        compensation_timeout=timedelta(seconds=args.compensation_timeout),
         max_attempts=args.max_retries,
         retry_backoff=timedelta(seconds=args.retry_backoff),
     )
@@ -110,6 +120,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         policy=policy,
         demo=args.demo,
         otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
+        fault_injection=args.enable_fault_injection,
+        fault_seed=args.fault_seed,
     )
 
 
@@ -126,6 +138,8 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
     app = create_app(Service(settings))
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
+    if args.enable_fault_injection:
+        print("Fault injection is on: setParticipantFault makes a participant slow or failing", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

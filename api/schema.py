@@ -12,12 +12,16 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 
 from api.analytics import AnalyticsQueries
+from api.faults import FaultMutations, FaultQueries
 from api.inventory import InventoryMutations, InventoryQueries
+from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 from api.relay import RelayQueries
 
-Query = merge_types("Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries))
-Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
+Query = merge_types(
+    "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
+)
+Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations, OperationMutations, FaultMutations))
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30

@@ -12,6 +12,7 @@ from api.clock import SystemClock
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
 from api.settings import Settings
+from api.staged_faults import FaultInjector
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
 from persistence.analytics import SagaAnalytics
@@ -43,7 +44,10 @@ class Service:
         self.runner = GroupCommitRunner(
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
-        self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
+        clock = clock or SystemClock()
+        # Staged faults, when enabled, are the participants' gate; `gate` is for tests' own.
+        self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
+        self.orchestrator = Orchestrator(self.runner, clock, settings.policy, gate or self.faults)
         self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
         self.orchestrator.add_listener(self.prometheus.observe)
         self.orchestrator.add_listener(log_change)
@@ -63,7 +67,7 @@ class Service:
 
             await load_demo_catalog(self)
         unfinished = await self.read.unfinished_saga_ids()
-        await self.orchestrator.resume(unfinished)
+        self.orchestrator.resume(unfinished)
         if unfinished:
             log.info("resumed %d unfinished sagas", len(unfinished))
         self.ready = True

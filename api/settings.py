@@ -15,6 +15,9 @@ class Settings:
     database_url: str
     policy: SagaPolicy = field(default_factory=SagaPolicy)
     demo: bool = False
+    # Let users stage participant faults through GraphQL (setParticipantFault); seed for failureRate.
+    fault_injection: bool = False
+    fault_seed: int | None = None
     # Transactions written at once. SQLite has one writer, so one lane; PostgreSQL can take more.
     commit_lanes: int | None = None
     # OpenTelemetry spans per saga and step (needs the `otel` extra).

@@ -165,7 +165,9 @@ class SagaEvent:
 class Saga(Node):
     id: strawberry.ID
     status: SagaStatus  # type: ignore[valid-type]
-    failure_reason: str | None
+    failure_reason: str | None = strawberry.field(
+        description="Why the saga turned back; while it needs attention, why it does."
+    )
     current_step: SagaStepName | None  # type: ignore[valid-type]
     steps: list[SagaStep]
     started_at: datetime

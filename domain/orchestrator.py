@@ -13,11 +13,13 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from domain import interventions
+from domain.interventions import Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
     Clock,
@@ -30,6 +32,7 @@ from domain.ports import (
     Transaction,
     TransactionRunner,
 )
+from domain.problems import ProblemCode
 from domain.saga import (
     Call,
     Emit,
@@ -111,6 +114,7 @@ class Orchestrator:
         self._gate = gate
         self._listeners = list(listeners)
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._claims = _SagaClaims()
 
     @property
     def running(self) -> int:
@@ -142,17 +146,34 @@ class Orchestrator:
             placed = OrderPlaced(saga_id, order_id, replayed=False, state=state)
             return placed, SagaChange(None, tuple(events), state)
 
-        placed, change = await self._runner.run(work)
+        while True:
+            try:
+                placed, change = await self._runner.run(work)
+                break
+            except ConcurrencyConflict:
+                continue  # a request with the same key bound it first: look again, and replay that
         if change is not None:
             self._publish(change)
-            self._spawn(change.after)
+            self._spawn(change.after.saga_id, change.after)
         return placed
 
-    async def resume(self, saga_ids: Iterable[str]) -> None:
+    def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
         for saga_id in saga_ids:
             if saga_id not in self._drivers:
-                self._spawn(await self._load(saga_id))
+                self._spawn(saga_id, None)
+
+    async def retry(self, saga_id: str) -> SagaState | Refused:
+        """An operator sends a parked saga on: its parked step gets a fresh series of attempts."""
+        return await self._intervene(saga_id, interventions.retry)
+
+    async def abort(self, saga_id: str, reason: str) -> SagaState | Refused:
+        """An operator turns a running or parked saga back now, whatever step is in flight."""
+        return await self._intervene(saga_id, lambda state, now: interventions.abort(state, reason, now))
+
+    async def cancel_order(self, saga_id: str) -> SagaState | Refused:
+        """The customer cancels the order of this saga, which is compensated if it is not shipped."""
+        return await self._intervene(saga_id, interventions.cancel_order)
 
     async def stop(self) -> None:
         drivers = list(self._drivers.values())
@@ -160,22 +181,83 @@ class Orchestrator:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
 
+    # ------------------------------------------------------------------------------------ interventions
+
+    async def _intervene(
+        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+    ) -> SagaState | Refused:
+        """Stop the saga's driver, decide on the journal as it stands and record the decision at the
+        expected version, then drive the saga on from there. The stopped driver's commit, if one was
+        under way, lands or not; either way the decision is made on what the journal holds."""
+        async with self._claims.hold(saga_id):
+            try:
+                await self._halt(saga_id)
+                answer, latest = await self._decide(saga_id, decide)
+            except BaseException:
+                self._spawn(saga_id, None)  # whatever happened, the journal says where the saga is
+                raise
+            if latest is not None:
+                self._spawn(saga_id, latest)
+            return answer
+
+    async def _decide(
+        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+    ) -> tuple[SagaState | Refused, SagaState | None]:
+        """The answer (the saga after the decision, or the refusal) and the saga as it now stands,
+        None if there is no such saga."""
+
+        async def work(tx: Transaction) -> tuple[SagaState | Refused, SagaState | None, SagaChange | None]:
+            journal = await tx.sagas.load(saga_id)
+            if not journal:
+                return Refused(ProblemCode.UNKNOWN_SAGA, f"no saga {saga_id}"), None, None
+            before, now = fold(saga_id, journal), self._clock.now()
+            decision = decide(before, now)
+            if isinstance(decision, Refused):
+                return decision, before, None
+            after, events = self._settle(*self._apply(before, [], decision), now)
+            await tx.sagas.append(before, events, after, None)
+            return after, after, SagaChange(before, tuple(events), after)
+
+        while True:
+            try:
+                answer, latest, change = await self._runner.run(work)
+            except ConcurrencyConflict:
+                continue  # the stopped driver's last commit landed meanwhile: decide again
+            if change is not None:
+                self._publish(change)
+            return answer, latest
+
+    async def _halt(self, saga_id: str) -> None:
+        driver = self._drivers.pop(saga_id, None)
+        if driver is not None:
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
+
     # ------------------------------------------------------------------------------------------ driving
 
-    def _spawn(self, state: SagaState) -> None:
-        task = asyncio.create_task(self._drive(state), name=f"saga-{state.saga_id}")
-        self._drivers[state.saga_id] = task
-        task.add_done_callback(lambda _: self._drivers.pop(state.saga_id, None))
+    def _spawn(self, saga_id: str, state: SagaState | None) -> None:
+        """Start the saga's driver, from `state` or, when None, from its journal."""
+        task = asyncio.create_task(self._drive(saga_id, state), name=f"saga-{saga_id}")
+        self._drivers[saga_id] = task
 
-    async def _drive(self, state: SagaState) -> None:
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._drivers.get(saga_id) is done:
+                del self._drivers[saga_id]
+
+        task.add_done_callback(forget)
+
+    async def _drive(self, saga_id: str, state: SagaState | None) -> None:
         # The task runs in a copy of its creator's context, so these are the driver's alone.
-        current_saga.set(state.saga_id)
+        current_saga.set(saga_id)
         backoff = _ERROR_BACKOFF
         while True:
-            current_step.set(state.step.value if state.step else None)
-            action = next_action(state, self._clock.now(), self._policy)
+            current_step.set(state.step.value if state is not None and state.step else None)
             try:
-                match action:
+                if state is None:
+                    state = await self._load(saga_id)
+                    if state is None:
+                        return  # an intervention on an unknown id that failed: nothing to drive
+                match next_action(state, self._clock.now(), self._policy):
                     case Finished():
                         return
                     case Wait(until):
@@ -183,19 +265,18 @@ class Orchestrator:
                         continue
                     case Emit():
                         state = await self._advance(state, None)
-                    case Call():
-                        state = await self._call(state, action)
+                    case Call() as call:
+                        state = await self._call(state, call)
                 backoff = _ERROR_BACKOFF
             except asyncio.CancelledError:
                 raise
             except ConcurrencyConflict:
-                state = await self._load(state.saga_id)
+                state = None
             except Exception:
-                log.exception("saga %s: advancing failed; retrying from its journal", state.saga_id)
+                log.exception("saga %s: advancing failed; retrying from its journal", saga_id)
                 await asyncio.sleep(backoff.total_seconds())
                 backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
-                with contextlib.suppress(Exception):
-                    state = await self._load(state.saga_id)
+                state = None
 
     async def _call(self, state: SagaState, call: Call, chain: bool = True) -> SagaState:
         chain = chain and self._gate is None
@@ -314,11 +395,14 @@ class Orchestrator:
             at=now,
         )
 
-    async def _load(self, saga_id: str) -> SagaState:
+    async def _load(self, saga_id: str) -> SagaState | None:
+        """The saga as its journal holds it; None if there is no such saga."""
+
         async def work(tx: Transaction) -> list[SagaEvent]:
             return await tx.sagas.load(saga_id)
 
-        return fold(saga_id, await self._runner.run(work))
+        journal = await self._runner.run(work)
+        return fold(saga_id, journal) if journal else None
 
     def _publish(self, change: SagaChange) -> None:
         saga = current_saga.set(change.after.saga_id)
@@ -330,3 +414,25 @@ class Orchestrator:
                     log.exception("saga %s: a listener failed", change.after.saga_id)
         finally:
             current_saga.reset(saga)
+
+
+class _SagaClaims:
+    """One lock per saga, kept only while someone holds or awaits it: interventions on one saga take
+    turns, so that each stops the one driver there is and starts the next."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, saga_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(saga_id, (asyncio.Lock(), 0))
+        self._locks[saga_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[saga_id]
+            if users == 1:
+                del self._locks[saga_id]
+            else:
+                self._locks[saga_id] = (lock, users - 1)

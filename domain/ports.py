@@ -60,7 +60,8 @@ class SagaStore(Protocol):
         self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
     ) -> None:
         """Journal `events` after `before.version` and project `after`; ConcurrencyConflict if the saga
-        moved on meanwhile. `placement` binds an idempotency key to a new saga."""
+        moved on meanwhile. `placement` binds an idempotency key to a new saga; ConcurrencyConflict if
+        another request bound the key meanwhile."""
         ...
 
     async def find_placement(self, idempotency_key: str) -> Placement | None: ...

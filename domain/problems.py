@@ -20,12 +20,21 @@ class ProblemCode(enum.Enum):
     DUPLICATE_PRODUCT = "DUPLICATE_PRODUCT"
     CONDITION_MISMATCH = "CONDITION_MISMATCH"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    UNKNOWN_SAGA = "UNKNOWN_SAGA"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    SAGA_NOT_PARKED = "SAGA_NOT_PARKED"
+    SAGA_FINISHED = "SAGA_FINISHED"
+    SAGA_ALREADY_COMPENSATING = "SAGA_ALREADY_COMPENSATING"
+    ORDER_ALREADY_SHIPPED = "ORDER_ALREADY_SHIPPED"
+    ORDER_ALREADY_CANCELLED = "ORDER_ALREADY_CANCELLED"
+    FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     code: ProblemCode
-    field: str
+    field: str | None  # the input field at fault; None when the request as a whole is refused
     message: str
 
 

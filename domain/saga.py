@@ -162,8 +162,41 @@ class SagaParked:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SagaRetried:
+    """An operator sent a parked saga on: the step it was parked at gets a fresh series of attempts."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SagaAborted:
+    """An operator turned the saga back: the step in flight is abandoned, what was done is compensated."""
+
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCancelled:
+    """The customer cancelled the order before its shipment existed; it is compensated like a failure."""
+
+    at: datetime
+
+
+CUSTOMER_CANCELLED = "cancelled by the customer"
+
 SagaEvent = (
-    SagaStarted | StepStarted | StepSucceeded | StepFailed | StepTimedOut | CompensationStarted | SagaParked
+    SagaStarted
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | StepTimedOut
+    | CompensationStarted
+    | SagaParked
+    | SagaRetried
+    | SagaAborted
+    | CustomerCancelled
 )
 
 
@@ -176,6 +209,9 @@ class StepStatus(enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    # The saga was turned back (aborted, cancelled) before this attempt finished; with local
+    # participants an attempt takes effect only with its journal entry, so it had no effect.
+    ABANDONED = "ABANDONED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +241,14 @@ class SagaState:
     step: Step | None = None
     attempt: int = 0
     deadline: datetime | None = None
+    # What the latest attempt was given (its deadline less its start): a deadline that passes after a
+    # restart under other settings is reported as what it was.
+    attempt_timeout: timedelta = timedelta(0)
     retry_at: datetime | None = None
+    # Why the saga turned back (and failed, once compensated).
     failure_reason: str | None = None
+    # Why an operator is needed, while the saga is parked.
+    attention_reason: str | None = None
     picks: tuple[Pick, ...] = ()
     shipment_id: str | None = None
     history: tuple[StepRecord, ...] = ()
@@ -214,6 +256,15 @@ class SagaState:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_compensating(self) -> bool:
+        """Turning back: compensations remain (running, retrying or parked)."""
+        return bool(self.compensations)
+
+    @property
+    def is_shipped(self) -> bool:
+        return Step.CREATE_SHIPMENT in self.done
 
     @property
     def order_cancelled(self) -> bool:
@@ -252,6 +303,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 step=step,
                 attempt=attempt,
                 deadline=deadline,
+                attempt_timeout=deadline - at,
                 retry_at=None,
                 history=_record_attempt(state.history, step, attempt, at),
             )
@@ -279,15 +331,40 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             return _after_failure(state, step, reason, retry_at, at, final)
         case StepTimedOut(step, _, reason, retry_at, at):
             return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
-        case CompensationStarted(reason, _):
-            plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
-            return replace(
-                state, status=SagaStatus.COMPENSATING, compensations=plan, failure_reason=reason, step=None
-            )
+        case CompensationStarted(reason, at) | SagaAborted(reason, at):
+            return _turn_back(state, reason, at)
+        case CustomerCancelled(at):
+            return _turn_back(state, CUSTOMER_CANCELLED, at)
         case SagaParked(reason, _):
-            return replace(state, status=SagaStatus.NEEDS_ATTENTION, failure_reason=reason)
+            return replace(state, status=SagaStatus.NEEDS_ATTENTION, attention_reason=reason)
+        case SagaRetried():
+            # Parked in a compensation, that compensation runs again; parked at the shipment (the
+            # only forward step that parks), the step after the last one done starts again.
+            status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
+            return replace(state, status=status, attention_reason=None)
         case SagaStarted():
             raise ValueError("a saga starts only once")
+
+
+def _turn_back(state: SagaState, reason: str, at: datetime) -> SagaState:
+    """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
+    its effect commits together with its journal entry, and that entry was not written."""
+    history = state.history
+    if state.step is not None:
+        history = _finish(history, state.step, StepStatus.ABANDONED, at, None)
+    plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
+    return replace(
+        state,
+        status=SagaStatus.COMPENSATING,
+        compensations=plan,
+        failure_reason=reason,
+        attention_reason=None,
+        step=None,
+        attempt=0,
+        deadline=None,
+        retry_at=None,
+        history=history,
+    )
 
 
 def _after_failure(
@@ -304,7 +381,8 @@ def _after_failure(
 def _record_attempt(
     history: tuple[StepRecord, ...], step: Step, attempt: int, at: datetime
 ) -> tuple[StepRecord, ...]:
-    if history and history[-1].step is step:
+    # Attempt 1 begins a series of its own, also when an operator retries a step that was parked.
+    if attempt > 1 and history and history[-1].step is step:
         return (*history[:-1], replace(history[-1], status=StepStatus.RUNNING, attempts=attempt))
     return (*history, StepRecord(step, StepStatus.RUNNING, attempt, at))
 
@@ -428,7 +506,7 @@ def on_outcome(
 
 def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:
     step = _in_flight(state)
-    reason = f"{step.value} timed out after {policy.timeout(step).total_seconds():g}s"
+    reason = f"{step.value} timed out after {state.attempt_timeout.total_seconds():g}s"
     retry_at = _retry_at(state, now, policy) if step in _RETRY_ON_TIMEOUT else None
     timed_out = StepTimedOut(step, state.attempt, reason, retry_at, now)
     if retry_at:

@@ -24,7 +24,9 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         "order_id": state.order_id,
         "customer_id": state.customer_id,
         "status": state.status.value,
-        "failure_reason": state.failure_reason,
+        # While the saga is parked, the reason shown is why it needs an operator; once it moves on,
+        # why it turned back (if it did).
+        "failure_reason": state.attention_reason or state.failure_reason,
         "version": state.version,
         "current_step": state.step.value if state.step else None,
         "next_wakeup_at": state.next_wakeup,

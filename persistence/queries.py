@@ -107,6 +107,15 @@ class ReadModel:
             self._known_skus.update(r.sku for r in rows)
         return {sku for sku in skus if sku in self._known_skus}
 
+    async def sagas_needing_attention(self, limit: int) -> Sequence[Row]:
+        """Parked sagas, the longest waiting first."""
+        return await self._all(
+            select(saga_view)
+            .where(saga_view.c.status == SagaStatus.NEEDS_ATTENTION.value)
+            .order_by(saga_view.c.updated_at, saga_view.c.id)
+            .limit(limit)
+        )
+
     async def unfinished_saga_ids(self) -> list[str]:
         rows = await self._all(select(saga_view.c.id).where(saga_view.c.status.in_(UNFINISHED)))
         return [r.id for r in rows]

@@ -1,9 +1,13 @@
-"""The README's commands are the ones CI runs."""
+"""The README's commands are the ones CI runs, and its GraphQL examples fit the schema."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from graphql import build_schema, parse, validate
+
+from api.schema import schema
 
 ROOT = Path(__file__).parents[1]
 
@@ -21,3 +25,11 @@ def test_the_readme_opens_with_the_serve_and_the_test_command() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     test = readme_commands()[1]
     assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readme_graphql_examples_are_valid_against_the_schema() -> None:
+    served = build_schema(schema.as_str())
+    examples = re.findall(r"```graphql\n(.+?)\n```", (ROOT / "README.md").read_text(), re.DOTALL)
+    assert len(examples) >= 5
+    for example in examples:
+        assert validate(served, parse(example)) == [], example

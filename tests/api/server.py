@@ -75,8 +75,47 @@ query ($id: ID!) {
   }
 }
 """
+
+
 PLACE = """
 mutation ($input: PlaceOrderInput!) {
   placeOrder(input: $input) { order { id status } saga { id status } userErrors { code field message } }
 }
 """
+
+
+async def stock(gql: GraphQLClient, quantity: int = 5) -> None:
+    """One warehouse section holding `quantity` of the product TEA."""
+    await gql(
+        """mutation ($quantity: Int!) {
+          a: registerWarehouse(
+            input: {code: "W1", name: "One", sections: [{code: "A", storageCondition: AMBIENT}]}
+          ) { userErrors { code } }
+          b: registerProduct(input: {sku: "TEA", name: "Tea", storageCondition: AMBIENT}) {
+            userErrors { code } }
+          c: receiveStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A", quantity: $quantity}) {
+            stockLevel { onHand } userErrors { code } }
+        }""",
+        quantity=quantity,
+    )
+
+
+async def place(gql: GraphQLClient, quantity: int, **extra: object) -> dict[str, Any]:
+    order = {"customerId": "customer-1", "lines": [{"sku": "TEA", "quantity": quantity}], **extra}
+    return (await gql(PLACE, input=order))["placeOrder"]  # type: ignore[no-any-return]
+
+
+FAULT = """
+mutation ($input: SetParticipantFaultInput!) {
+  setParticipantFault(input: $input) {
+    faults { participant delayMs failNext failureRate } userErrors { code field message }
+  }
+}
+"""
+
+
+async def stage(gql: GraphQLClient, participant: str, **fault: object) -> list[dict[str, Any]]:
+    """Stage a fault (fault injection must be on) and answer every fault staged now."""
+    payload = (await gql(FAULT, input={"participant": participant, **fault}))["setParticipantFault"]
+    assert payload["userErrors"] == []
+    return payload["faults"]  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ from graphql import (
 from api.service import Service
 from api.settings import Settings
 from domain.saga import Participant, SagaPolicy
-from tests.api.server import PLACE, GraphQLClient, graphql_client
+from tests.api.server import PLACE, GraphQLClient, graphql_client, place, stock
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema.graphql"
 POLICY = SagaPolicy(
@@ -54,25 +54,6 @@ async def gql(database_url: str, gate: SlowOnce) -> AsyncIterator[GraphQLClient]
     ) as client:
         await stock(client)
         yield client
-
-
-async def stock(gql: GraphQLClient) -> None:
-    await gql(
-        """mutation {
-          a: registerWarehouse(
-            input: {code: "W1", name: "One", sections: [{code: "A", storageCondition: AMBIENT}]}
-          ) { userErrors { code } }
-          b: registerProduct(input: {sku: "TEA", name: "Tea", storageCondition: AMBIENT}) {
-            userErrors { code } }
-          c: receiveStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A", quantity: 5}) {
-            stockLevel { onHand } userErrors { code } }
-        }"""
-    )
-
-
-async def place(gql: GraphQLClient, quantity: int, **extra: object) -> dict[str, object]:
-    order = {"customerId": "customer-1", "lines": [{"sku": "TEA", "quantity": quantity}], **extra}
-    return (await gql(PLACE, input=order))["placeOrder"]  # type: ignore[no-any-return]
 
 
 async def test_an_order_placed_over_http_completes_with_its_shipment(gql: GraphQLClient) -> None:

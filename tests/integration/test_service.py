@@ -4,19 +4,17 @@ journal, projection, group commit, recovery."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from api.service import Service
-from domain.model import OrderLine, Pick, StorageCondition
+from domain.model import OrderLine, Pick
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from domain.saga import Participant, SagaStatus, fold
-from persistence import catalog
 from persistence.projection import order_row, saga_row, timeline_rows
 from tests.integration.commands import command_for
-from tests.integration.running import start_service, wait_for_status
+from tests.integration.support import start_service, stock_catalog, wait_for_status
 
 
 class HoldParticipant:
@@ -29,24 +27,6 @@ class HoldParticipant:
     async def admit(self, participant: Participant) -> None:
         if participant is self.participant:
             await self.released.wait()
-
-
-async def stock_catalog(svc: Service, quantity: int = 10) -> None:
-    async def load(conn) -> None:  # type: ignore[no-untyped-def]
-        await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
-        await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
-        await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
-        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
-
-    await svc.write(load)
-
-
-@pytest.fixture
-async def svc(database_url: str) -> AsyncIterator[Service]:
-    service = await start_service(database_url)
-    await stock_catalog(service)
-    yield service
-    await service.stop()
 
 
 async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> None:

@@ -23,7 +23,7 @@ from persistence.participants import CAS_ATTEMPTS, SqlInventory
 from persistence.tables import stock
 from tests.integration.commands import command_for
 from tests.integration.interleave import after_stock_reads, move_stock
-from tests.integration.running import TERMINAL, start_service, wait_for_status
+from tests.integration.support import TERMINAL, start_service, wait_for_status
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

@@ -139,7 +139,7 @@ class FakeSagaStore:
         self.world = world
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
-        return list(self.world.journal[saga_id])
+        return list(self.world.journal.get(saga_id, []))
 
     async def find_placement(self, idempotency_key: str) -> Placement | None:
         return self.world.placements.get(idempotency_key)

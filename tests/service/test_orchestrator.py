@@ -7,45 +7,11 @@ from datetime import timedelta
 import pytest
 
 from domain.model import OrderLine
-from domain.orchestrator import Orchestrator, PlaceOrder, SagaChange
+from domain.orchestrator import Orchestrator, PlaceOrder
 from domain.ports import IdempotencyKeyReused
-from domain.saga import Participant, SagaPolicy, SagaState, SagaStatus, Step, StepStatus, fold
-from tests.service.fakes import FakeClock, FakeRunner, ScriptedGate, World, settle
-
-POLICY = SagaPolicy()
-
-
-class Harness:
-    def __init__(self, stock: int = 10) -> None:
-        self.world = World(stock={"SKU-1": stock})
-        self.clock = FakeClock()
-        self.gate = ScriptedGate(self.clock)
-        self.seen: list[SagaChange] = []
-        self.orchestrator = Orchestrator(
-            FakeRunner(self.world), self.clock, POLICY, self.gate, listeners=[self.seen.append]
-        )
-
-    async def place(self, quantity: int = 2, key: str | None = None) -> str:
-        placed = await self.orchestrator.place_order(
-            PlaceOrder("customer-1", (OrderLine("SKU-1", quantity),), key)
-        )
-        await settle()
-        return placed.saga_id
-
-    def saga(self, saga_id: str) -> SagaState:
-        return fold(saga_id, self.world.journal[saga_id])
-
-    def statuses(self, saga_id: str) -> list[SagaStatus]:
-        """The status after each event of the saga's journal."""
-        events = self.world.journal[saga_id]
-        return [fold(saga_id, events[: n + 1]).status for n in range(len(events))]
-
-
-@pytest.fixture
-async def harness():
-    h = Harness()
-    yield h
-    await h.orchestrator.stop()
+from domain.saga import Participant, SagaStatus, Step, StepStatus, fold
+from tests.service.fakes import FakeClock, FakeRunner, World, settle
+from tests.service.harness import POLICY, Harness
 
 
 async def test_happy_path_completes_with_the_participants_commands_in_order(harness: Harness) -> None:
@@ -188,7 +154,8 @@ async def test_a_compensation_that_keeps_failing_parks_the_saga_for_an_operator(
 
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.NEEDS_ATTENTION
-    assert "CANCEL_ORDER failed after 3 attempts" in (saga.failure_reason or "")
+    assert "CANCEL_ORDER failed after 3 attempts" in (saga.attention_reason or "")
+    assert saga.failure_reason == "insufficient stock: SKU-1"
     assert harness.orchestrator.running == 0
     await harness.orchestrator.stop()
 
@@ -211,7 +178,7 @@ async def test_a_restarted_orchestrator_resumes_a_saga_from_its_journal(harness:
 
     harness.gate.delays.clear()
     revived = Orchestrator(FakeRunner(harness.world), harness.clock, POLICY, harness.gate)
-    await revived.resume([saga_id])
+    revived.resume([saga_id])
     await settle()
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
     assert harness.world.command_names() == [
@@ -231,7 +198,7 @@ async def test_a_deadline_that_passed_while_down_fires_on_resume(harness: Harnes
     await harness.clock.advance((POLICY.reserve_timeout + timedelta(seconds=1)).total_seconds())
 
     revived = Orchestrator(FakeRunner(harness.world), harness.clock, POLICY, harness.gate)
-    await revived.resume([saga_id])
+    revived.resume([saga_id])
     await settle()
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.FAILED

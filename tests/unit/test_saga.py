@@ -687,7 +687,7 @@ def test_a_rejected_shipment_parks_the_saga_for_an_operator_without_compensating
     state = run.state
     assert state.status is SagaStatus.NEEDS_ATTENTION
     assert not state.is_terminal
-    assert state.failure_reason == "address unknown"
+    assert state.attention_reason == "address unknown"
     assert state.compensations == ()
     assert state.done == (Step.CREATE_ORDER, RESERVE, CONFIRM)
     assert state.next_wakeup is None
@@ -718,7 +718,7 @@ def test_a_shipment_still_unavailable_after_max_attempts_parks_the_saga() -> Non
     reason = "CREATE_SHIPMENT failed after 3 attempts: carrier down"
     assert events == (StepFailed(SHIP, 3, "carrier down", True, None, run.now), SagaParked(reason, run.now))
     assert run.state.status is SagaStatus.NEEDS_ATTENTION
-    assert run.state.failure_reason == reason
+    assert run.state.attention_reason == reason
     assert record_of(run.state, SHIP).status is StepStatus.FAILED
     assert record_of(run.state, SHIP).attempts == 3
     assert run.state.next_wakeup is None
@@ -760,7 +760,7 @@ def test_a_shipment_timing_out_on_every_attempt_parks_the_saga() -> None:
         SagaParked(reason, run.now),
     )
     assert run.state.status is SagaStatus.NEEDS_ATTENTION
-    assert run.state.failure_reason == reason
+    assert run.state.attention_reason == reason
     assert record_of(run.state, SHIP).status is StepStatus.TIMED_OUT
     assert record_of(run.state, SHIP).attempts == 3
     assert not any(s in COMPENSATIONS for s in history_steps(run.state))
@@ -843,7 +843,7 @@ def test_a_rejected_compensation_parks_the_saga(step: Step) -> None:
     )
     state = run.state
     assert state.status is SagaStatus.NEEDS_ATTENTION
-    assert state.failure_reason == "no such reservation"
+    assert state.attention_reason == "no such reservation"
     assert state.compensations == remaining  # nothing after it was attempted
     assert last_record(state).status is StepStatus.FAILED
     assert last_record(state).attempts == 1
@@ -881,7 +881,7 @@ def test_a_compensation_still_unavailable_after_max_attempts_parks_the_saga(step
         SagaParked(reason, run.now),
     )
     assert run.state.status is SagaStatus.NEEDS_ATTENTION
-    assert run.state.failure_reason == reason
+    assert run.state.attention_reason == reason
     assert last_record(run.state).status is StepStatus.FAILED
     assert last_record(run.state).attempts == 3
     assert not run.state.order_cancelled
@@ -1244,7 +1244,7 @@ def test_a_failed_saga_cancelled_its_order_and_released_stock_iff_it_was_reserve
         assert history_steps(state)[-1] is CANCEL
         assert not succeeded(state, SHIP)
     if state.status is SagaStatus.NEEDS_ATTENTION:
-        assert state.failure_reason
+        assert state.attention_reason
         assert isinstance(run.journal[-1], SagaParked)
 
 

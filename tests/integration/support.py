@@ -1,4 +1,5 @@
-"""A service on a test database, and waiting for its sagas."""
+"""What the integration tests share: a fast saga policy, a started service, a small catalog, and waiting
+for a saga to reach a status."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from datetime import timedelta
 
 from api.service import Service
 from api.settings import Settings
+from domain.model import StorageCondition
 from domain.saga import SagaPolicy, SagaStatus
+from persistence import catalog
 
 FAST = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),
@@ -22,6 +25,16 @@ async def start_service(url: str, **kwargs: object) -> Service:
     svc = Service(Settings(database_url=url, policy=FAST), **kwargs)  # type: ignore[arg-type]
     await svc.start()
     return svc
+
+
+async def stock_catalog(svc: Service, quantity: int = 10) -> None:
+    async def load(conn) -> None:  # type: ignore[no-untyped-def]
+        await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
+        await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
+        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
+
+    await svc.write(load)
 
 
 async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, seconds: float = 10) -> str:

@@ -1,0 +1,101 @@
+"""Stepping into a saga from outside its own course: the customer's cancellation, an operator's retry
+and abort, and the sagas waiting for an operator. Each change is recorded in the saga's journal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from api.types import Order, Saga, UserError, service, user_errors
+from domain.interventions import Refused
+from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
+from domain.saga import SagaState
+
+if TYPE_CHECKING:
+    from api.service import Service
+
+MAX_ATTENTION_LIMIT = 200
+
+
+@strawberry.input
+class RetrySagaInput:
+    saga_id: strawberry.ID
+
+
+@strawberry.input
+class AbortSagaInput:
+    saga_id: strawberry.ID
+    reason: str = strawberry.field(description="Why; the saga's failureReason once it is compensated.")
+
+
+@strawberry.input
+class CancelOrderInput:
+    order_id: strawberry.ID
+
+
+@strawberry.type(description="The saga and its order after an intervention, or why it was refused.")
+class InterventionPayload:
+    saga: Saga | None = None
+    order: Order | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+    @classmethod
+    def refused(cls, problem: Problem) -> InterventionPayload:
+        return cls(user_errors=user_errors([problem]))
+
+
+async def _answer(svc: Service, result: SagaState | Refused, field: str) -> InterventionPayload:
+    if isinstance(result, Refused):
+        return InterventionPayload.refused(Problem(result.code, field, result.message))
+    saga_row, order_row = await svc.read.saga(result.saga_id), await svc.read.order(result.order_id)
+    if saga_row is None or order_row is None:
+        raise GraphQLError("the saga changed but cannot be read back")
+    return InterventionPayload(saga=Saga.from_row(saga_row), order=Order.from_row(order_row))
+
+
+@strawberry.type
+class OperationQueries:
+    @strawberry.field(
+        description="Sagas parked for an operator (a compensation or shipment that failed after all its "
+        "retries), the longest waiting first; failureReason says why each needs attention."
+    )
+    async def sagas_needing_attention(self, info: Info, limit: int = 50) -> list[Saga]:
+        if not 1 <= limit <= MAX_ATTENTION_LIMIT:
+            raise GraphQLError(f"limit must be between 1 and {MAX_ATTENTION_LIMIT}")
+        return [Saga.from_row(r) for r in await service(info).read.sagas_needing_attention(limit)]
+
+
+@strawberry.type
+class OperationMutations:
+    @strawberry.mutation(
+        description="Cancel an order that has not been shipped: its saga compensates what was done."
+    )
+    async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
+        svc = service(info)
+        order = await svc.read.order(str(input.order_id))
+        if order is None:
+            return InterventionPayload.refused(
+                Problem(ProblemCode.UNKNOWN_ORDER, "orderId", f"no order {input.order_id}")
+            )
+        return await _answer(svc, await svc.orchestrator.cancel_order(order.saga_id), "orderId")
+
+    @strawberry.mutation(
+        description="Send a saga that needs attention on: the step it was parked at is tried afresh."
+    )
+    async def retry_saga(self, info: Info, input: RetrySagaInput) -> InterventionPayload:
+        svc = service(info)
+        return await _answer(svc, await svc.orchestrator.retry(str(input.saga_id)), "sagaId")
+
+    @strawberry.mutation(
+        description="Turn a running or parked saga back now, whatever step is in flight: what was done "
+        "is compensated, and the saga fails with the reason given."
+    )
+    async def abort_saga(self, info: Info, input: AbortSagaInput) -> InterventionPayload:
+        svc = service(info)
+        problems = check_text(input.reason, "reason", MAX_TEXT)
+        if problems:
+            return InterventionPayload(user_errors=user_errors(problems))
+        return await _answer(svc, await svc.orchestrator.abort(str(input.saga_id), input.reason), "sagaId")

@@ -1,0 +1,65 @@
+"""Faults staged on purpose (`ordersaga serve --enable-fault-injection`): the participant gate through
+which a user makes a participant slow or failing at run time, to watch timeouts, retries and
+compensations happen. Faults live in memory only, so a restart always runs clean."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from domain.ports import Clock, ParticipantUnavailable
+from domain.saga import Participant
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Every call waits `delay` first; then the next `fail_next` calls fail, and after them each call
+    fails with probability `failure_rate`."""
+
+    delay: timedelta = timedelta(0)
+    fail_next: int = 0
+    failure_rate: float = 0.0
+
+    @property
+    def is_staged(self) -> bool:
+        return bool(self.delay or self.fail_next or self.failure_rate)
+
+
+class FaultInjector:
+    """A ParticipantGate with faults set per participant while the service runs. `seed` makes the
+    failures drawn for `failure_rate` repeatable."""
+
+    def __init__(self, clock: Clock, seed: int | None = None) -> None:
+        self._clock = clock
+        self._random = random.Random(seed)
+        self._faults: dict[Participant, Fault] = {}
+
+    @property
+    def faults(self) -> dict[Participant, Fault]:
+        """The staged faults, in participant order."""
+        return {p: self._faults[p] for p in Participant if p in self._faults}
+
+    def stage(self, participant: Participant, fault: Fault) -> None:
+        """Replace the participant's fault; a fault of all zeros makes it healthy again."""
+        if fault.is_staged:
+            self._faults[participant] = fault
+        else:
+            self._faults.pop(participant, None)
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    async def admit(self, participant: Participant) -> None:
+        fault = self._faults.get(participant)
+        if fault is not None and fault.delay:
+            await self._clock.sleep_until(self._clock.now() + fault.delay)
+            # Faults may have changed while the call waited: it meets the ones staged now.
+            fault = self._faults.get(participant)
+        if fault is None:
+            return
+        if fault.fail_next:
+            self.stage(participant, replace(fault, fail_next=fault.fail_next - 1))
+            raise ParticipantUnavailable(f"{participant.value} failed (staged fault)")
+        if fault.failure_rate and self._random.random() < fault.failure_rate:
+            raise ParticipantUnavailable(f"{participant.value} failed (staged failure rate)")

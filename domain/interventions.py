@@ -1,0 +1,59 @@
+"""What operators and customers may ask of a saga from outside its own course, decided purely.
+
+Each decision takes the saga's state and answers the events to journal, or why the request is refused.
+The events go into the journal like any other, so a saga's history says who intervened, and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.problems import ProblemCode
+from domain.saga import CustomerCancelled, SagaAborted, SagaEvent, SagaRetried, SagaState, SagaStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    code: ProblemCode
+    message: str
+
+
+Decision = tuple[SagaEvent, ...] | Refused
+
+
+def retry(state: SagaState, now: datetime) -> Decision:
+    """An operator sends a parked saga on, once whatever made it fail is mended."""
+    if state.status is not SagaStatus.NEEDS_ATTENTION:
+        return Refused(
+            ProblemCode.SAGA_NOT_PARKED,
+            f"saga {state.saga_id} is {state.status.value}; only a saga that needs attention is retried",
+        )
+    return (SagaRetried(now),)
+
+
+def abort(state: SagaState, reason: str, now: datetime) -> Decision:
+    """An operator turns a running or parked saga back now: what was done is compensated."""
+    if state.is_terminal:
+        return Refused(ProblemCode.SAGA_FINISHED, f"saga {state.saga_id} is already {state.status.value}")
+    if state.is_compensating:
+        return Refused(
+            ProblemCode.SAGA_ALREADY_COMPENSATING,
+            f"saga {state.saga_id} is already compensating; a parked compensation is retried instead",
+        )
+    return (SagaAborted(reason, now),)
+
+
+def cancel_order(state: SagaState, now: datetime) -> Decision:
+    """The customer cancels the order. That is possible until its shipment exists: while the shipment
+    is still being created (or retried, or parked), its creation and the cancellation are ordered by
+    the journal, and whichever is recorded first wins."""
+    if state.is_shipped:
+        return Refused(ProblemCode.ORDER_ALREADY_SHIPPED, f"order {state.order_id} has been shipped")
+    if state.status is SagaStatus.FAILED:
+        return Refused(ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already cancelled")
+    if state.is_compensating:
+        return Refused(
+            ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already being cancelled"
+        )
+    return (CustomerCancelled(now),)

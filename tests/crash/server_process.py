@@ -1,0 +1,82 @@
+"""A real `ordersaga serve` process on a loopback port, with fault injection on, for tests that kill it
+with SIGKILL. The process is always killed when its context ends, whatever happened in it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from tests.api.server import GraphQLClient
+
+ORDERSAGA = Path(sys.executable).with_name("ordersaga")
+STARTUP_SECONDS = 60
+
+
+class ServerProcess:
+    def __init__(self, process: asyncio.subprocess.Process, gql: GraphQLClient) -> None:
+        self.process = process
+        self.gql = gql
+        self.output: list[str] = []
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no goodbye."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+    async def collect_output(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.output.append(line.decode(errors="replace").rstrip())
+
+
+@contextlib.asynccontextmanager
+async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[ServerProcess]:
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "serve",
+        "--database-url",
+        database_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-fault-injection",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        server = ServerProcess(process, GraphQLClient(http))
+        collecting = asyncio.create_task(server.collect_output())
+        try:
+            await _wait_until_healthy(server)
+            yield server
+        finally:
+            await server.kill()
+            await collecting
+
+
+async def _wait_until_healthy(server: ServerProcess) -> None:
+    for _ in range(STARTUP_SECONDS * 10):
+        if server.process.returncode is not None:
+            break
+        with contextlib.suppress(httpx.TransportError):
+            if (await server.gql.http.get("/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # let the last of its output arrive
+    raise AssertionError("ordersaga serve did not become healthy:\n" + "\n".join(server.output[-40:]))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

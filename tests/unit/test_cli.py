@@ -1,0 +1,37 @@
+"""`ordersaga serve` options reach the service's settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from api.cli import _parser, _settings
+from api.settings import Settings
+from domain.saga import SagaPolicy
+
+
+def serve_settings(*argv: str) -> Settings:
+    return _settings(_parser().parse_args(["serve", *argv]))
+
+
+def test_fault_injection_is_off_unless_asked_for() -> None:
+    settings = serve_settings()
+    assert (settings.fault_injection, settings.fault_seed) == (False, None)
+    assert settings.policy == SagaPolicy()
+
+
+def test_fault_injection_its_seed_and_the_step_policy_come_from_the_command_line() -> None:
+    settings = serve_settings(
+        "--enable-fault-injection",
+        "--fault-seed=42",
+        "--compensation-timeout=2.5",
+        "--reserve-timeout=1",
+        "--max-retries=5",
+        "--retry-backoff=0.2",
+    )
+    assert (settings.fault_injection, settings.fault_seed) == (True, 42)
+    assert settings.policy == SagaPolicy(
+        reserve_timeout=timedelta(seconds=1),
+        compensation_timeout=timedelta(seconds=2.5),
+        max_attempts=5,
+        retry_backoff=timedelta(seconds=0.2),
+    )
