@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.schema import schema
 from api.service import Service
@@ -19,7 +20,15 @@ from api.service import Service
 
 class _GraphQL(GraphQL[dict[str, Any], None]):
     def __init__(self, svc: Service) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # Only graphql-transport-ws, the protocol current clients speak (GraphiQL, the graphql-ws
+        # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
+        # subscriptions-transport-ws, is refused.
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=svc.settings.connection_init_timeout,
+        )
         self._service = svc
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:

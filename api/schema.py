@@ -1,6 +1,6 @@
 """The GraphQL schema, merged from one module per area: queries read the read model; mutations
 validate at the edge, then hand a command to the orchestrator or the catalog. Refused input comes
-back as userErrors and changes nothing."""
+back as userErrors and changes nothing. Subscriptions follow sagas live."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 
 from api.inventory import InventoryMutations, InventoryQueries
 from api.orders import OrderMutations, OrderQueries
+from api.subscriptions import Subscription
 
 Query = merge_types("Query", (OrderQueries, InventoryQueries))
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
@@ -23,6 +24,7 @@ Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     # Factories: a fresh extension per request; the parse and validation caches live at module level,
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     extensions=[

@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.clock import SystemClock
+from api.hub import TransitionHub
 from api.settings import Settings
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
@@ -25,7 +26,8 @@ T = TypeVar("T")
 
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
-    read model. `start` migrates and resumes unfinished sagas; `stop` lets go of all of it."""
+    read model, the hub that tells live subscribers about commits. `start` migrates and resumes
+    unfinished sagas; `stop` lets go of all of it."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, gate: ParticipantGate | None = None
@@ -39,7 +41,10 @@ class Service:
         self.runner = GroupCommitRunner(
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
-        self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
+        self.hub = TransitionHub()
+        self.orchestrator = Orchestrator(
+            self.runner, clock or SystemClock(), settings.policy, gate, listeners=[self.hub.on_change]
+        )
         self.read = ReadModel(self._reader)
         self.ready = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from domain.saga import SagaPolicy
 
@@ -14,3 +15,6 @@ class Settings:
     demo: bool = False
     # Transactions written at once. SQLite has one writer, so one lane; PostgreSQL can take more.
     commit_lanes: int | None = None
+    # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
+    # never speak cannot pile up.
+    connection_init_timeout: timedelta = timedelta(seconds=10)
