@@ -6,23 +6,17 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
-from api.service import Service
 from api.settings import Settings
 from domain.saga import Participant
-from tests.api.server import GraphQLClient, serve
+from tests.api.live import Live, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
-from tests.api.test_graphql_http import place, stock
-from tests.polling import eventually
 
 UPDATES = """
 subscription ($id: ID!) {
@@ -55,64 +49,6 @@ SHORTAGE_PATH = [
     ("StepSucceeded", "FAILED"),
 ]
 SHORTAGE = "insufficient stock: TEA short by 4 (requested 9, available 5)"
-
-
-class Hold:
-    """A gate that holds a participant's calls until the test releases them."""
-
-    def __init__(self) -> None:
-        self._released: dict[Participant, asyncio.Event] = {}
-
-    def hold(self, participant: Participant) -> None:
-        self._released[participant] = asyncio.Event()
-
-    def release(self, participant: Participant) -> None:
-        self._released.pop(participant).set()
-
-    async def admit(self, participant: Participant) -> None:
-        if participant in self._released:
-            await self._released[participant].wait()
-
-
-@dataclass
-class Live:
-    svc: Service
-    url: str
-    gql: GraphQLClient
-    gate: Hold
-
-    async def place(self, quantity: int) -> str:
-        return (await place(self.gql, quantity))["saga"]["id"]  # type: ignore[index,no-any-return]
-
-    async def until_subscribed(self, count: int) -> None:
-        """Wait until the server has registered this many subscribers with the hub."""
-        await eventually(lambda: self.svc.hub.subscribers == count, f"{count} subscribers")
-
-
-async def serve_live(settings: Settings) -> AsyncIterator[Live]:
-    gate = Hold()
-    svc = Service(settings, gate=gate)
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        gql = GraphQLClient(http)
-        await stock(gql)
-        yield Live(svc, url, gql, gate)
-
-
-@pytest.fixture
-async def live(database_url: str) -> AsyncIterator[Live]:
-    async for served in serve_live(Settings(database_url=database_url)):
-        yield served
-
-
-@pytest.fixture
-async def live_sqlite(tmp_path: Path) -> AsyncIterator[Live]:
-    """For what does not depend on the database: the WebSocket protocol itself."""
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}",
-        connection_init_timeout=timedelta(milliseconds=200),
-    )
-    async for served in serve_live(settings):
-        yield served
 
 
 def path(updates: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -227,23 +163,30 @@ async def test_a_client_that_disconnects_mid_stream_leaves_no_subscriber_and_no_
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-async def test_only_graphql_transport_ws_is_spoken(live_sqlite: Live) -> None:
+async def test_only_graphql_transport_ws_is_spoken(live_on_sqlite: Live) -> None:
     legacy = websockets.Subprotocol("graphql-ws")
-    async with websockets.connect(websocket_url(live_sqlite.url), subprotocols=[legacy]) as socket:
+    async with websockets.connect(websocket_url(live_on_sqlite.url), subprotocols=[legacy]) as socket:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4406
 
 
-async def test_a_connection_that_never_initialises_is_closed(live_sqlite: Live) -> None:
-    async with websockets.connect(websocket_url(live_sqlite.url), subprotocols=[PROTOCOL]) as socket:
+async def test_a_connection_that_never_initialises_is_closed(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}",
+        connection_init_timeout=timedelta(milliseconds=200),
+    )
+    async with (
+        serve_live(settings) as live,
+        websockets.connect(websocket_url(live.url), subprotocols=[PROTOCOL]) as socket,
+    ):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
 
 
-async def test_subscribe_before_init_is_refused(live_sqlite: Live) -> None:
-    async with websockets.connect(websocket_url(live_sqlite.url), subprotocols=[PROTOCOL]) as socket:
+async def test_subscribe_before_init_is_refused(live_on_sqlite: Live) -> None:
+    async with websockets.connect(websocket_url(live_on_sqlite.url), subprotocols=[PROTOCOL]) as socket:
         subscribe = {"id": "1", "type": "subscribe", "payload": {"query": FEED}}
         await socket.send(json.dumps(subscribe))
         with pytest.raises(websockets.ConnectionClosed) as closed:
