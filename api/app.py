@@ -1,21 +1,26 @@
-"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, and /healthz."""
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, the live dashboard at
+/dashboard, and /healthz."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.schema import schema
 from api.service import Service
+
+DASHBOARD = Path(__file__).parent / "dashboard"
 
 
 class _GraphQL(GraphQL[dict[str, Any], None]):
@@ -56,6 +61,7 @@ def create_app(svc: Service) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True)),
         ],
         lifespan=lifespan,
     )
