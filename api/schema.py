@@ -16,7 +16,7 @@ from strawberry.tools import merge_types
 
 from api.inventory import InventoryMutations, InventoryQueries
 from api.orders import OrderMutations, OrderQueries
-from api.subscriptions import Subscription
+from api.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types("Query", (OrderQueries, InventoryQueries))
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations))
@@ -33,5 +33,6 @@ schema = strawberry.Schema(
         lambda: QueryDepthLimiter(max_depth=12),
         lambda: MaxTokensLimiter(max_token_count=4000),
         lambda: MaxAliasesLimiter(max_alias_count=30),
+        OnlyOverWebSocket,
     ],
 )

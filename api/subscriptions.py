@@ -9,11 +9,14 @@ many notices were merged while they were busy, they never skip one.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Iterator
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
+from starlette.websockets import WebSocket
+from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from api.hub import FellBehind, TransitionHub
 from api.types import Saga, SagaEvent, SagaStatus, service
@@ -75,6 +78,22 @@ async def updates_of_all_sagas(
                         yield update
                 if notice.status in TERMINAL_STATUSES and cursors.get(notice.saga_id) == notice.last:
                     del cursors[notice.saga_id]
+
+
+class OnlyOverWebSocket(SchemaExtension):
+    """Refuses subscriptions sent over HTTP with an error saying where they are served: strawberry
+    would otherwise run them as queries, which fail with a misleading error."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
+            context.context["request"], WebSocket
+        ):
+            refusal = GraphQLError(
+                "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
+            )
+            context.result = ExecutionResult(data=None, errors=[refusal])
+        yield
 
 
 @strawberry.type

@@ -192,3 +192,12 @@ async def test_subscribe_before_init_is_refused(live_on_sqlite: Live) -> None:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_a_subscription_over_http_is_told_where_subscriptions_are_served(
+    live_on_sqlite: Live,
+) -> None:
+    answer = await live_on_sqlite.gql.http.post("/graphql", json={"query": FEED})
+    assert [e["message"] for e in answer.json()["errors"]] == [
+        "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
+    ]
