@@ -41,10 +41,9 @@ class Service:
         self.runner = GroupCommitRunner(
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
+        self.orchestrator = Orchestrator(self.runner, clock or SystemClock(), settings.policy, gate)
         self.hub = TransitionHub()
-        self.orchestrator = Orchestrator(
-            self.runner, clock or SystemClock(), settings.policy, gate, listeners=[self.hub.on_change]
-        )
+        self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.ready = False
 
