@@ -17,6 +17,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from domain.saga import Participant
 from tests.api.live import Live
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -117,6 +118,10 @@ class Page:
             await asyncio.sleep(0.1)
         raise AssertionError(f"the page did not show {what} within {seconds:g}s")
 
+    async def until_connection(self, state: str) -> None:
+        shown = "return document.getElementById('connection').dataset.state === arguments[0]"
+        await self.until(shown, state, what=f"the connection {state}")
+
     async def texts(self, css: str) -> list[str]:
         """The text a person sees in each element matching `css`, read at one moment: rows are
         redrawn as updates arrive."""
@@ -148,7 +153,7 @@ async def test_the_dashboard_shows_sagas_complete_and_fail_live_without_a_reload
     page: Page, live: Live
 ) -> None:
     await page.open(f"{live.url}/dashboard")
-    await page.until("return document.getElementById('connection').dataset.state === 'live'", what="live")
+    await page.until_connection("live")
     await live.until_subscribed(1)
     await page.run("window.stillTheSamePage = true")
 
@@ -172,6 +177,43 @@ async def test_the_dashboard_shows_sagas_complete_and_fail_live_without_a_reload
     assert loaded and all(url.startswith(f"{live.url}/") for url in loaded), loaded
 
 
+async def test_after_a_lost_connection_the_dashboard_catches_up_on_what_it_missed(
+    page: Page, live_on_sqlite: Live
+) -> None:
+    live = live_on_sqlite
+    # While `offline` is set, the page's new WebSockets go to a closed port and fail.
+    await page.before_every_document(
+        """
+        const RealWebSocket = window.WebSocket;
+        window.sockets = [];
+        window.WebSocket = function (url, protocols) {
+          const target = new URL(url);
+          if (window.offline) target.port = "9";
+          const socket = new RealWebSocket(target, protocols);
+          window.sockets.push(socket);
+          return socket;
+        };
+        """
+    )
+    await page.open(f"{live.url}/dashboard/")
+    await page.until_connection("live")
+    await live.until_subscribed(1)
+    live.gate.hold(Participant.INVENTORY)
+    saga_id = await live.place(1)
+    row = 'return document.querySelector(`tr[data-saga-id="${arguments[0]}"]`)?.dataset.status'
+    await page.until(f"{row} === 'STOCK_RESERVING'", saga_id, what="the saga reserving stock")
+
+    await page.run("window.offline = true; window.sockets[0].close()")
+    await page.until_connection("offline")
+    await live.until_subscribed(0)
+    live.gate.release(Participant.INVENTORY)
+    await live.gql.wait_for_saga(saga_id, "COMPLETED")
+    await page.run("window.offline = false")
+
+    await page.until(f"{row} === 'COMPLETED'", saga_id, what="the saga COMPLETED after reconnecting")
+    assert await page.text(f'tr[data-saga-id="{saga_id}"] .status') == "COMPLETED"
+
+
 @pytest.mark.parametrize(
     ("answer", "shown"),
     [({"data": {"sagaMetrics": METRICS}}, True), ({"data": None, "errors": [{"message": "no"}]}, False)],
@@ -191,7 +233,7 @@ async def test_the_metrics_panel_shows_saga_metrics_and_is_left_out_when_the_que
         """
     )
     await page.open(f"{live_on_sqlite.url}/dashboard/")
-    await page.until("return document.getElementById('connection').dataset.state === 'live'", what="live")
+    await page.until_connection("live")
     state = "shown" if shown else "unavailable"
     polled = "return document.getElementById('metrics').dataset.state === arguments[0]"
     await page.until(polled, state, what=f"the metrics panel {state}")

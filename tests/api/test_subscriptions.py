@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from datetime import timedelta
@@ -183,15 +182,6 @@ async def test_a_connection_that_never_initialises_is_closed(tmp_path: Path) -> 
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
-
-
-async def test_subscribe_before_init_is_refused(live_on_sqlite: Live) -> None:
-    async with websockets.connect(websocket_url(live_on_sqlite.url), subprotocols=[PROTOCOL]) as socket:
-        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": FEED}}
-        await socket.send(json.dumps(subscribe))
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(socket.recv(), 10)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 async def test_a_subscription_over_http_is_told_where_subscriptions_are_served(
