@@ -176,6 +176,24 @@ async def test_the_dashboard_shows_sagas_complete_and_fail_live_without_a_reload
     loaded = await page.run("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(f"{live.url}/") for url in loaded), loaded
 
+    await page.run("document.querySelector('input[name=show][value=FAILED]').click()")
+    shown = "return [...document.querySelectorAll('#sagas tr:not([hidden])')].map(r => r.dataset.sagaId)"
+    assert await page.run(shown) == [failing]
+
+
+async def test_a_saga_first_seen_mid_way_shows_its_whole_history(page: Page, live_on_sqlite: Live) -> None:
+    live = live_on_sqlite
+    live.gate.hold(Participant.INVENTORY)
+    saga_id = await live.place(1)  # its first two transitions commit before the page opens
+    await page.open(f"{live.url}/dashboard/")
+    await page.until_connection("live")
+    await live.until_subscribed(1)
+    live.gate.release(Participant.INVENTORY)
+
+    history = f'tr[data-saga-id="{saga_id}"] summary'
+    found = "return document.querySelector(arguments[0])?.textContent"
+    assert await page.until(f"{found} === 'History (7 events)'", history, what="all 7 events")
+
 
 async def test_after_a_lost_connection_the_dashboard_catches_up_on_what_it_missed(
     page: Page, live_on_sqlite: Live
@@ -226,10 +244,15 @@ async def test_the_metrics_panel_shows_saga_metrics_and_is_left_out_when_the_que
     await page.before_every_document(
         f"""
         const serverFetch = window.fetch.bind(window);
-        window.fetch = (url, init) => (init && String(init.body).includes("sagaMetrics"))
-          ? Promise.resolve(new Response({json.dumps(json.dumps(answer))},
-              {{headers: {{"content-type": "application/json"}}}}))
-          : serverFetch(url, init);
+        window.metricsWindows = [];
+        window.fetch = (url, init) => {{
+          const request = init ? JSON.parse(init.body) : {{}};
+          if (!String(request.query).includes("sagaMetrics")) return serverFetch(url, init);
+          const {{since, until}} = request.variables;
+          window.metricsWindows.push((Date.parse(until) - Date.parse(since)) / 1000);
+          return Promise.resolve(new Response({json.dumps(json.dumps(answer))},
+            {{headers: {{"content-type": "application/json"}}}}));
+        }};
         """
     )
     await page.open(f"{live_on_sqlite.url}/dashboard/")
@@ -244,3 +267,9 @@ async def test_the_metrics_panel_shows_saga_metrics_and_is_left_out_when_the_que
         assert "Completion rate\n75.0 %" in figures and "p95 duration\n1.8 s" in figures
         assert "Average duration\n412 ms" in figures and "Timeouts\n1" in figures
         assert await page.texts("#step-metrics tr") == ["Reserve stock\t9\t6\t2\t1\t35 ms\t120 ms"]
+
+        choose = "const w = document.getElementById('metrics-window'); w.value = arguments[0];"
+        await page.run(f"{choose} w.dispatchEvent(new Event('change'))", "900")
+        asked = "return window.metricsWindows.at(-1) === 900"
+        assert await page.until(asked, what="the metrics of the last 15 minutes asked for")
+        assert await page.run("return window.metricsWindows[0]") == 3600
