@@ -1,28 +1,41 @@
-"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, /healthz (alive),
-/readyz (ready for traffic) and /metrics (Prometheus)."""
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, the live dashboard at
+/dashboard, /healthz (alive), /readyz (ready for traffic) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.loaders import make_loaders
 from api.schema import schema
 from api.service import Service
 
+DASHBOARD = Path(__file__).parent / "dashboard"
+
 
 class _GraphQL(GraphQL[dict[str, Any], None]):
     def __init__(self, svc: Service) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # Only graphql-transport-ws, the protocol current clients speak (GraphiQL, the graphql-ws
+        # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
+        # subscriptions-transport-ws, is refused.
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=svc.settings.connection_init_timeout,
+        )
         self._service = svc
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
@@ -63,6 +76,7 @@ def create_app(svc: Service) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True)),
         ],
         lifespan=lifespan,
     )

@@ -1,6 +1,6 @@
 """The GraphQL schema, merged from one module per area: queries read the read model; mutations
 validate at the edge, then hand a command to the orchestrator or the catalog. Refused input comes
-back as userErrors and changes nothing."""
+back as userErrors and changes nothing. Subscriptions follow sagas live."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from api.inventory import InventoryMutations, InventoryQueries
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 from api.relay import RelayQueries
+from api.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types(
     "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
@@ -34,6 +35,7 @@ LIMITS: list[type[ASTValidationRule]] = [depth_limit(MAX_DEPTH, None), alias_lim
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     # Factories: a fresh extension per request; the parse and validation caches live at module level,
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     extensions=[
@@ -41,5 +43,6 @@ schema = strawberry.Schema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
+        OnlyOverWebSocket,
     ],
 )

@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.clock import SystemClock
+from api.hub import TransitionHub
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
 from api.settings import Settings
@@ -30,7 +31,8 @@ T = TypeVar("T")
 
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
-    read model. `start` migrates and resumes unfinished sagas; `stop` lets go of all of it."""
+    read model, the hub that tells live subscribers about commits. `start` migrates and resumes
+    unfinished sagas; `stop` lets go of all of it."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, gate: ParticipantGate | None = None
@@ -55,6 +57,8 @@ class Service:
             from api.tracing import install_tracing
 
             self.orchestrator.add_listener(install_tracing())
+        self.hub = TransitionHub()
+        self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
         self.ready = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from domain.saga import SagaPolicy
 
@@ -22,3 +23,6 @@ class Settings:
     commit_lanes: int | None = None
     # OpenTelemetry spans per saga and step (needs the `otel` extra).
     otel: bool = False
+    # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
+    # never speak cannot pile up.
+    connection_init_timeout: timedelta = timedelta(seconds=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import strawberry
 from sqlalchemy import Row
@@ -147,10 +147,12 @@ class SagaEvent:
     step: SagaStepName | None  # type: ignore[valid-type]
     attempt: int | None
     reason: str | None
+    saga_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Row) -> SagaEvent:
+    def from_row(cls, row: Row) -> Self:
         return cls(
+            saga_id=row.saga_id,
             sequence=row.sequence,
             type=row.type,
             status=DomainSagaStatus(row.status),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Row, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,6 +46,29 @@ class ReadModel:
         return await self._all(
             select(saga_timeline).where(saga_timeline.c.saga_id == saga_id).order_by(saga_timeline.c.sequence)
         )
+
+    async def latest_transition(self, saga_id: str) -> Row | None:
+        """The saga's newest timeline row: its current status and the event that led to it."""
+        return await self._one(
+            select(saga_timeline)
+            .where(saga_timeline.c.saga_id == saga_id)
+            .order_by(saga_timeline.c.sequence.desc())
+            .limit(1)
+        )
+
+    async def transitions_after(self, cursors: Mapping[str, int]) -> list[Row]:
+        """Timeline rows of each saga in `cursors` with a sequence past its cursor, by saga and sequence."""
+        if not cursors:
+            return []
+        rows = await self._all(
+            select(saga_timeline)
+            .where(
+                saga_timeline.c.saga_id.in_(list(cursors)),
+                saga_timeline.c.sequence > min(cursors.values()),
+            )
+            .order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence)
+        )
+        return [row for row in rows if row.sequence > cursors[row.saga_id]]
 
     async def stock_levels(self, sku: str) -> Sequence[Row]:
         return await self._all(

@@ -1,0 +1,59 @@
+"""A graphql-transport-ws client over `websockets`, for subscription tests against a served instance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
+
+PROTOCOL = Subprotocol("graphql-transport-ws")
+
+
+def websocket_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://", 1) + "/graphql"
+
+
+class SubscriptionClient:
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self._inbox: dict[str | None, deque[dict[str, Any]]] = defaultdict(deque)
+
+    async def subscribe(self, operation_id: str, query: str, **variables: Any) -> None:
+        payload = {"query": query, "variables": variables}
+        await self.socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+
+    async def next(self, operation_id: str, seconds: float = 10) -> dict[str, Any] | None:
+        """The operation's next payload, or None once the server completed it."""
+        inbox = self._inbox[operation_id]
+        async with asyncio.timeout(seconds):
+            while not inbox:
+                message = json.loads(await self.socket.recv())
+                self._inbox[message.get("id")].append(message)
+        message = inbox.popleft()
+        if message["type"] == "complete":
+            return None
+        assert message["type"] == "next", message
+        return message["payload"]  # type: ignore[no-any-return]
+
+    async def until_complete(self, operation_id: str) -> list[dict[str, Any]]:
+        payloads = []
+        while (payload := await self.next(operation_id)) is not None:
+            payloads.append(payload)
+        return payloads
+
+
+@contextlib.asynccontextmanager
+async def subscriptions(base_url: str) -> AsyncIterator[SubscriptionClient]:
+    """A connection whose connection_init was acknowledged."""
+    async with websockets.connect(websocket_url(base_url), subprotocols=[PROTOCOL]) as socket:
+        await socket.send(json.dumps({"type": "connection_init"}))
+        async with asyncio.timeout(10):
+            assert json.loads(await socket.recv()) == {"type": "connection_ack"}
+        yield SubscriptionClient(socket)

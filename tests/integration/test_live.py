@@ -1,0 +1,121 @@
+"""Live updates read from the timeline on a real database (SQLite and PostgreSQL): a subscriber that
+was not reading while sagas moved on gets every transition it missed, once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api.hub import Committed, TransitionHub
+from api.service import Service
+from api.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder
+from domain.saga import Participant, SagaStatus
+from tests.integration.test_service import HoldParticipant, start_service, stock_catalog, wait_for_status
+from tests.polling import eventually
+
+ENDED = (SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+
+@pytest.fixture
+async def held(database_url: str) -> AsyncIterator[tuple[Service, HoldParticipant]]:
+    gate = HoldParticipant(Participant.INVENTORY)
+    service = await start_service(database_url, gate=gate)
+    await stock_catalog(service)
+    yield service, gate
+    await service.stop()
+
+
+async def place(svc: Service, quantity: int) -> str:
+    return (await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", quantity),)))).saga_id
+
+
+async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
+    held: tuple[Service, HoldParticipant],
+) -> None:
+    svc, gate = held
+    gate.released.set()
+    first, second = await place(svc, 1), await place(svc, 20)
+    for saga_id in (first, second):
+        await wait_for_status(svc, saga_id, *ENDED)
+
+    latest = await svc.read.latest_transition(first)
+    assert latest is not None and (latest.sequence, latest.status) == (7, "COMPLETED")
+    assert await svc.read.latest_transition("no-such-saga") is None
+    rows = await svc.read.transitions_after({first: 5, second: 2})
+    assert [(r.saga_id, r.sequence) for r in rows if r.saga_id == first] == [(first, 6), (first, 7)]
+    assert [r.sequence for r in rows if r.saga_id == second] == [3, 4, 5, 6]
+    assert await svc.read.transitions_after({}) == []
+
+
+async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_completes(
+    held: tuple[Service, HoldParticipant],
+) -> None:
+    svc, gate = held
+    saga_id = await place(svc, 2)
+    updates = updates_of_saga(svc.read, svc.hub, saga_id)
+    current = await anext(updates)
+    assert (current.sequence, current.status) == (2, SagaStatus.STOCK_RESERVING)
+
+    gate.released.set()
+    await wait_for_status(svc, saga_id, SagaStatus.COMPLETED)  # all of it committed while not reading
+    rest = [update async for update in updates]
+
+    assert [u.sequence for u in rest] == [3, 4, 5, 6, 7]
+    assert rest[-1].status is SagaStatus.COMPLETED
+    assert svc.hub.subscribers == 0
+
+
+async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
+    held: tuple[Service, HoldParticipant],
+) -> None:
+    svc, gate = held
+    gate.released.set()
+    feed = updates_of_all_sagas(svc.read, svc.hub, None)
+    first = asyncio.ensure_future(anext(feed))
+    await eventually(lambda: svc.hub.subscribers == 1, "the feed to subscribe")
+    completing, failing = await place(svc, 1), await place(svc, 20)
+    for saga_id in (completing, failing):
+        await wait_for_status(svc, saga_id, *ENDED)
+
+    seen: list[SagaUpdate] = [await first]
+    async with asyncio.timeout(10):
+        while len(seen) < 7 + 6:
+            seen.append(await anext(feed))
+        later = await place(svc, 1)
+        following = await anext(feed)
+    await feed.aclose()
+
+    assert [u.sequence for u in seen if u.saga_id == completing] == [1, 2, 3, 4, 5, 6, 7]
+    assert [u.sequence for u in seen if u.saga_id == failing] == [1, 2, 3, 4, 5, 6]
+    assert (following.saga_id, following.sequence) == (later, 1)
+    assert svc.hub.subscribers == 0
+
+
+async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
+    held: tuple[Service, HoldParticipant],
+) -> None:
+    # A read can see commits whose notices are still on their way; this hub is fed by hand to hold
+    # the notices back on purpose.
+    svc, gate = held
+    gate.released.set()
+    saga_id, other = await place(svc, 1), await place(svc, 1)
+    for done in (saga_id, other):
+        await wait_for_status(svc, done, SagaStatus.COMPLETED)
+    hub = TransitionHub()
+    feed = updates_of_all_sagas(svc.read, hub, None)
+    first = asyncio.ensure_future(anext(feed))
+    await eventually(lambda: hub.subscribers == 1, "the feed to subscribe")
+
+    hub.publish(Committed(saga_id, 1, 2, SagaStatus.STOCK_RESERVING))
+    seen = [await first] + [await anext(feed) for _ in range(6)]
+    hub.publish(Committed(saga_id, 3, 7, SagaStatus.COMPLETED))
+    hub.publish(Committed(other, 1, 2, SagaStatus.STOCK_RESERVING))
+    following = await anext(feed)
+    await feed.aclose()
+
+    assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
+    assert (following.saga_id, following.sequence) == (other, 1)
