@@ -105,6 +105,27 @@ _RESTORE = (
 )
 
 
+_READ_STOCK = (
+    select(
+        stock.c.warehouse_code,
+        stock.c.section_code,
+        stock.c.sku,
+        stock.c.on_hand,
+        stock.c.reserved,
+        stock.c.version,
+        sections.c.storage_condition,
+        products.c.storage_condition.label("product_condition"),
+    )
+    .join(
+        sections,
+        and_(sections.c.warehouse_code == stock.c.warehouse_code, sections.c.code == stock.c.section_code),
+    )
+    .join(products, products.c.sku == stock.c.sku)
+    .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
+)
+_READ_CONDITIONS = select(products.c.sku, products.c.storage_condition).where(
+    products.c.sku.in_(bindparam("skus", expanding=True))
+)
 _FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
 _RECORD_RESERVATION = insert(reservations)
 
@@ -165,27 +186,7 @@ class SqlInventory:
         return Succeeded()
 
     async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
-        rows = await self._conn.execute(
-            select(
-                stock.c.warehouse_code,
-                stock.c.section_code,
-                stock.c.sku,
-                stock.c.on_hand,
-                stock.c.reserved,
-                stock.c.version,
-                sections.c.storage_condition,
-                products.c.storage_condition.label("product_condition"),
-            )
-            .join(
-                sections,
-                and_(
-                    sections.c.warehouse_code == stock.c.warehouse_code,
-                    sections.c.code == stock.c.section_code,
-                ),
-            )
-            .join(products, products.c.sku == stock.c.sku)
-            .where(stock.c.sku.in_(skus))
-        )
+        rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
@@ -202,26 +203,33 @@ class SqlInventory:
         return slots, conditions
 
     async def _conditions(self, skus: list[str]) -> dict[str, StorageCondition]:
-        rows = await self._conn.execute(
-            select(products.c.sku, products.c.storage_condition).where(products.c.sku.in_(skus))
-        )
+        rows = await self._conn.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
     async def _swap(self, picks: tuple[Pick, ...], versions: dict[tuple[str, str, str], int]) -> bool:
         """Compare-and-swap every picked row, in key order, or none of them."""
-        savepoint = await self._conn.begin_nested()
+        # A savepoint undoes the swaps already made when a later one fails, and keeps a lock error
+        # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
+        # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
+        # row or nothing. That spares two statements on the commonest reservation.
+        guarded = len(picks) > 1 or self._conn.dialect.name != "sqlite"
+        savepoint = await self._conn.begin_nested() if guarded else None
         try:
             for pick in sorted(picks, key=_pick_key):
                 swapped = await self._conn.execute(_SWAP, {**_params(pick), "v": versions[_pick_key(pick)]})
                 if swapped.rowcount != 1:
-                    await savepoint.rollback()
+                    if savepoint is not None:
+                        await savepoint.rollback()
                     return False
         except DBAPIError as error:
+            if savepoint is None:
+                raise
             await savepoint.rollback()
             if getattr(error.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
                 raise
             return False
-        await savepoint.commit()
+        if savepoint is not None:
+            await savepoint.commit()
         return True
 
 
