@@ -13,10 +13,11 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from domain import interventions
 from domain.interventions import Decision, Refused
@@ -53,6 +54,7 @@ from domain.saga import (
     start,
 )
 
+R = TypeVar("R")
 log = logging.getLogger("ordersaga.saga")
 
 # The saga (and step) the current task is working on, so that whoever records what happens (logs,
@@ -146,16 +148,18 @@ class Orchestrator:
             placed = OrderPlaced(saga_id, order_id, replayed=False, state=state)
             return placed, SagaChange(None, tuple(events), state)
 
+        def started(result: tuple[OrderPlaced, SagaChange | None]) -> None:
+            change = result[1]
+            if change is not None:
+                self._publish(change)
+                self._spawn(change.after.saga_id, change.after)
+
         while True:
             try:
-                placed, change = await self._runner.run(work)
-                break
+                placed, _ = await self._committed(work, started)
+                return placed
             except ConcurrencyConflict:
                 continue  # a request with the same key bound it first: look again, and replay that
-        if change is not None:
-            self._publish(change)
-            self._spawn(change.after.saga_id, change.after)
-        return placed
 
     def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
@@ -218,14 +222,16 @@ class Orchestrator:
             await tx.sagas.append(before, events, after, None)
             return after, after, SagaChange(before, tuple(events), after)
 
+        def decided(result: tuple[SagaState | Refused, SagaState | None, SagaChange | None]) -> None:
+            if result[2] is not None:
+                self._publish(result[2])
+
         while True:
             try:
-                answer, latest, change = await self._runner.run(work)
+                answer, latest, _ = await self._committed(work, decided)
+                return answer, latest
             except ConcurrencyConflict:
                 continue  # the stopped driver's last commit landed meanwhile: decide again
-            if change is not None:
-                self._publish(change)
-            return answer, latest
 
     async def _halt(self, saga_id: str) -> None:
         driver = self._drivers.pop(saga_id, None)
@@ -344,9 +350,23 @@ class Orchestrator:
             await tx.sagas.append(state, events, current, None)
             return SagaChange(state, tuple(events), current)
 
-        change = await self._runner.run(work)
-        self._publish(change)
+        change = await self._committed(work, self._publish)
         return change.after
+
+    async def _committed(
+        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None]
+    ) -> R:
+        """Run `work` in a transaction and, once it has committed, `settled` with its result, even when
+        the caller stopped waiting meanwhile (a driver halted by an intervention, a client gone): what
+        has committed is always announced, and a placed order always driven."""
+        transaction = asyncio.ensure_future(self._runner.run(work))
+
+        def on_commit(done: asyncio.Future[R]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                settled(done.result())
+
+        transaction.add_done_callback(on_commit)
+        return await asyncio.shield(transaction)
 
     def _settle(
         self, state: SagaState, events: list[SagaEvent], now: datetime

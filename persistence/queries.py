@@ -143,10 +143,6 @@ class ReadModel:
         rows = await self._all(select(saga_view.c.id).where(saga_view.c.status.in_(UNFINISHED)))
         return [r.id for r in rows]
 
-    async def saga_count_by_status(self) -> dict[str, int]:
-        rows = await self._all(select(saga_view.c.status, func.count()).group_by(saga_view.c.status))
-        return {status: count for status, count in rows}
-
     async def ping(self) -> None:
         """Raises unless the database answers."""
         await self._one(text("SELECT 1"))

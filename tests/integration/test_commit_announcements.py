@@ -1,0 +1,49 @@
+"""What commits is announced, and a placed order is driven, even when whoever waited for the commit
+has stopped waiting: a driver halted by an intervention, a client that went away."""
+
+from __future__ import annotations
+
+import asyncio
+
+from api.service import Service
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder, SagaChange
+from domain.saga import SagaStatus
+from persistence.paging import PageFilter
+from persistence.queries import ReadModel
+from tests.integration.support import TERMINAL, wait_for_status
+
+
+async def test_a_halted_drivers_commit_is_still_announced(svc: Service) -> None:
+    announced: dict[str, SagaChange] = {}
+    svc.orchestrator.add_listener(lambda change: announced.__setitem__(change.after.saga_id, change))
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),)))
+    await asyncio.sleep(0)  # the driver has sent the rest of the saga to be committed
+
+    await svc.orchestrator.cancel_order(placed.saga_id)  # halts that driver while its commit is on the way
+    final = await wait_for_status(svc, placed.saga_id, *TERMINAL)
+
+    saga = await svc.read.saga(placed.saga_id)
+    assert saga is not None
+    last = announced[placed.saga_id].after
+    assert (last.status.value, last.version) == (final, saga.version)
+
+
+async def test_an_order_whose_client_went_away_is_still_driven(svc: Service) -> None:
+    placing = asyncio.create_task(svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the placement is queued for its commit
+    placing.cancel()
+
+    [saga_id] = await _sagas(svc.read)
+    assert await wait_for_status(svc, saga_id, SagaStatus.COMPLETED) == "COMPLETED"
+
+
+async def _sagas(read: ReadModel) -> list[str]:
+    """The ids of the sagas there are, once there are any (bounded wait)."""
+    for _ in range(250):
+        page = await read.saga_page(PageFilter(), None, 10)
+        if page:
+            return [row.id for row in page]
+        await asyncio.sleep(0.02)
+    return []
