@@ -15,7 +15,17 @@ from pythonjsonlogger.json import JsonFormatter
 
 from api.changes import settled
 from domain.orchestrator import SagaChange, current_saga, current_step
-from domain.saga import CompensationStarted, SagaParked, SagaStatus, StepFailed, StepTimedOut
+from domain.saga import (
+    CUSTOMER_CANCELLED,
+    CompensationStarted,
+    CustomerCancelled,
+    SagaAborted,
+    SagaParked,
+    SagaRetried,
+    SagaStatus,
+    StepFailed,
+    StepTimedOut,
+)
 
 LOG_FORMATS = ("text", "json")
 _FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -82,6 +92,12 @@ def log_change(change: SagaChange) -> None:
                 )
             case CompensationStarted(reason, _):
                 log.warning("compensating: %s", reason, extra={**about, "step": None})
+            case SagaAborted(reason, _):
+                log.warning("aborted by an operator, compensating: %s", reason, extra={**about, "step": None})
+            case CustomerCancelled():
+                log.info("compensating: %s", CUSTOMER_CANCELLED, extra={**about, "step": None})
+            case SagaRetried():
+                log.info("retried by an operator", extra={**about, "step": None})
             case SagaParked(reason, _):
                 log.error("needs an operator: %s", reason, extra={**about, "step": None})
     if settled(change) and after.is_terminal:

@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 from api.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
-from domain.saga import CompensationStarted, SagaStatus, StepTimedOut
+from domain.saga import TURNING_BACK, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics
 from persistence.projection import milliseconds
 
@@ -57,7 +57,7 @@ class PrometheusMetrics:
         for event in change.events:
             if isinstance(event, StepTimedOut):
                 self._timed_out.inc()
-            elif isinstance(event, CompensationStarted):
+            elif isinstance(event, TURNING_BACK):
                 self._compensated.inc()
         for record in finished_steps(change):
             assert record.finished_at is not None

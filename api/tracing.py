@@ -17,7 +17,15 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from api.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
-from domain.saga import CompensationStarted, SagaParked, SagaStatus, StepFailed, StepStatus, StepTimedOut
+from domain.saga import (
+    CUSTOMER_CANCELLED,
+    TURNING_BACK,
+    SagaParked,
+    SagaStatus,
+    StepFailed,
+    StepStatus,
+    StepTimedOut,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -44,9 +52,10 @@ class SagaTracer:
             )
             self._open[state.saga_id] = span
         for event in change.events:
-            if isinstance(event, StepFailed | StepTimedOut | CompensationStarted | SagaParked):
+            if isinstance(event, (StepFailed, StepTimedOut, SagaParked, *TURNING_BACK)):
                 step = getattr(event, "step", None)
-                attributes = {"reason": event.reason, **({"step": step.value} if step else {})}
+                reason = getattr(event, "reason", CUSTOMER_CANCELLED)
+                attributes = {"reason": reason, **({"step": step.value} if step else {})}
                 span.add_event(type(event).__name__, attributes, timestamp=_ns(event.at))
         parent = trace.set_span_in_context(span)
         for record in finished_steps(change):

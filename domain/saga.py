@@ -199,6 +199,9 @@ SagaEvent = (
     | CustomerCancelled
 )
 
+# Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
+TURNING_BACK = (CompensationStarted, SagaAborted, CustomerCancelled)
+
 
 # ----------------------------------------------------------------------------------------------- state
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.saga import SagaStatus, Step, StepStatus
+from domain.saga import TURNING_BACK, SagaStatus, Step, StepStatus
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.
@@ -80,7 +80,7 @@ class SagaAnalytics:
             completed=statuses.get(SagaStatus.COMPLETED.value, 0),
             failed=statuses.get(SagaStatus.FAILED.value, 0),
             needs_attention=statuses.get(SagaStatus.NEEDS_ATTENTION.value, 0),
-            compensations=events.get((None, "CompensationStarted"), 0),
+            compensations=sum(events.get((None, kind.__name__), 0) for kind in TURNING_BACK),
             timeouts=sum(n for (_, kind), n in events.items() if kind == "StepTimedOut"),
             durations=saga_durations.get(None, Durations()),
             steps=[
@@ -143,8 +143,8 @@ async def _count_attempts(
 async def _count_events(
     conn: AsyncConnection, window: Sequence[ColumnElement[bool]]
 ) -> dict[tuple[str | None, str], int]:
-    """Per step and kind: failed and timed-out attempts, and compensations begun (no step)."""
-    kinds = ["StepFailed", "StepTimedOut", "CompensationStarted"]
+    """Per step and kind: failed and timed-out attempts, and turnings back begun (no step)."""
+    kinds = ["StepFailed", "StepTimedOut", *(kind.__name__ for kind in TURNING_BACK)]
     rows = await conn.execute(
         select(saga_timeline.c.step, saga_timeline.c.type, func.count())
         .join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)

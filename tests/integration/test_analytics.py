@@ -97,3 +97,18 @@ async def test_failures_are_grouped_by_step_and_reason(stage: Stage) -> None:
     assert await stage.svc.analytics.failures(START + at(200), START + at(300)) == [
         FailureGroup(Step.RESERVE_STOCK, timed_out, 1, START + at(254)),
     ]
+
+
+async def test_an_operator_abort_counts_as_compensating_in_metrics_and_prometheus(stage: Stage) -> None:
+    def prometheus_compensated() -> float:
+        value = stage.svc.prometheus.registry.get_sample_value("ordersaga_sagas_compensated_total")
+        return value or 0.0
+
+    before, counted = (await stage.svc.analytics.figures(None, None)).compensations, prometheus_compensated()
+    [parked] = await stage.svc.read.sagas_needing_attention(10)
+
+    await stage.svc.orchestrator.abort(parked.id, "no carrier will take it")
+    await stage.run_until(parked.id, "FAILED")
+
+    assert (await stage.svc.analytics.figures(None, None)).compensations == before + 1
+    assert prometheus_compensated() == counted + 1
