@@ -9,7 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from api.types import Order, Saga, UserError, service, user_errors
+from api.types import Order, Saga, UserError, as_committed, service, user_errors
 from domain.interventions import Refused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.saga import SagaState
@@ -50,10 +50,8 @@ class InterventionPayload:
 async def _answer(svc: Service, result: SagaState | Refused, field: str) -> InterventionPayload:
     if isinstance(result, Refused):
         return InterventionPayload.refused(Problem(result.code, field, result.message))
-    saga_row, order_row = await svc.read.saga(result.saga_id), await svc.read.order(result.order_id)
-    if saga_row is None or order_row is None:
-        raise GraphQLError("the saga changed but cannot be read back")
-    return InterventionPayload(saga=Saga.from_row(saga_row), order=Order.from_row(order_row))
+    saga, order = as_committed(result)
+    return InterventionPayload(saga=saga, order=order)
 
 
 @strawberry.type

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from api.types import Order, Saga, UserError, service, user_errors
+from api.types import Order, Saga, UserError, as_committed, service, user_errors
 from domain.model import OrderLine as DomainOrderLine
 from domain.orchestrator import PlaceOrder
 from domain.ports import IdempotencyKeyReused
 from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
-from persistence import projection
 
 
 @strawberry.input
@@ -82,17 +78,14 @@ class OrderMutations:
                 "this idempotency key was already used for a different order",
             )
             return PlaceOrderPayload(user_errors=user_errors([problem]))
-        order: Any
-        saga: Any
         if placed.state is not None:
-            # The very rows this placement's transaction projected: no need to read them back.
-            order = SimpleNamespace(**projection.order_row(placed.state))
-            saga = SimpleNamespace(**projection.saga_row(placed.state))
-        else:
-            order, saga = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
-        if order is None or saga is None:
+            saga, order = as_committed(placed.state)
+            return PlaceOrderPayload(order=order, saga=saga)
+        # The key replayed an earlier placement: answer that order as it stands now.
+        order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
+        if order_row is None or saga_row is None:
             raise GraphQLError("the order was placed but cannot be read back")
-        return PlaceOrderPayload(order=Order.from_row(order), saga=Saga.from_row(saga))
+        return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
 
 
 def _check_order(order: PlaceOrderInput) -> list[Problem]:

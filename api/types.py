@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import strawberry
@@ -17,7 +18,9 @@ from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
 from domain.problems import ProblemCode as DomainProblemCode
 from domain.saga import COMPENSATION_OF, Step, StepStatus
+from domain.saga import SagaState as DomainSagaState
 from domain.saga import SagaStatus as DomainSagaStatus
+from persistence import projection
 
 if TYPE_CHECKING:
     from api.service import Service
@@ -310,3 +313,11 @@ class InventoryContention:
         description="Reservations that conflicted on every attempt and were reported as a transient "
         "failure, which the saga retries (never as a shortage)."
     )
+
+
+def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
+    """A saga and its order as the transaction that produced `state` projected them: the very rows the
+    read model received, without reading them back (nor seeing what the saga did since)."""
+    saga = Saga.from_row(SimpleNamespace(**projection.saga_row(state)))  # type: ignore[arg-type]
+    order = Order.from_row(SimpleNamespace(**projection.order_row(state)))  # type: ignore[arg-type]
+    return saga, order
