@@ -31,7 +31,7 @@ log = logging.getLogger("ordersaga.store")
 Work = Callable[[Db], Awaitable[Any]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Job:
     work: Work
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -54,17 +54,24 @@ class GroupCommitRunner:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: set[_Job] = set()
         self._threads = ThreadPoolExecutor(lanes, "ordersaga-writer") if isinstance(engine, Engine) else None
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._lane(), name=f"commit-lane-{i}") for i in range(self._lanes)]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Stop writing. Work still queued, or in a batch that was being written, is answered with an
+        error (a batch already in the writer's thread may still commit: its callers cannot know, as
+        after a crash); the runner takes no work afterwards."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        while not self._queue.empty():
-            self._queue.get_nowait().done.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        unanswered = [*self._in_flight, *(self._queue.get_nowait() for _ in range(self._queue.qsize()))]
+        for job in unanswered:
+            if not job.done.done():
+                job.done.set_exception(RuntimeError("the transaction runner stopped"))
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
@@ -91,6 +98,7 @@ class GroupCommitRunner:
         jobs = [job for job in batch if not job.done.done()]
         if not jobs:
             return
+        self._in_flight.update(jobs)
         try:
             results = await self._write(jobs)
         except Exception as error:
@@ -102,6 +110,8 @@ class GroupCommitRunner:
             for job in jobs:
                 await self._commit([job])
             return
+        finally:
+            self._in_flight.difference_update(jobs)
         self._metrics.commits += 1
         self._metrics.committed_work += len(jobs)
         for job, result in zip(jobs, results, strict=True):

@@ -141,3 +141,10 @@ async def test_a_restarted_service_resumes_unfinished_sagas(database_url: str) -
         assert order is not None and order.shipment_id
     finally:
         await second.stop()
+
+
+async def test_a_stopped_service_refuses_work_rather_than_leaving_it_waiting(database_url: str) -> None:
+    svc = await start_service(database_url)
+    await svc.stop()
+    with pytest.raises(RuntimeError, match="not started"):
+        await asyncio.wait_for(svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))), 5)
