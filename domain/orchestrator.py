@@ -2,8 +2,9 @@
 
 Each running saga has one driver task. A driver asks `next_action` what to do, waits where the saga
 must wait (its durable timers are its deadlines and retry times, kept in the journal), and advances
-the saga one participant call at a time: the call, the events it produces and their projection share
-one transaction, so a participant's effect is never kept without its journal entry, or the reverse.
+the saga: a participant call, the events it produces and their projection share one transaction, so a
+participant's effect is never kept without its journal entry, or the reverse. With no gate to consult
+between steps, the calls that follow one another share that transaction too (see `_advance`).
 """
 
 from __future__ import annotations

@@ -59,9 +59,9 @@ class SagaStore(Protocol):
     async def append(
         self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
     ) -> None:
-        """Journal `events` after `before.version` and project `after`; ConcurrencyConflict if the saga
-        moved on meanwhile. `placement` binds an idempotency key to a new saga; ConcurrencyConflict if
-        another request bound the key meanwhile."""
+        """Journal `events` after `before.version` and project `after`. `placement` binds an
+        idempotency key to a new saga. If the saga moved on meanwhile, or another request bound the
+        key, the transaction fails with ConcurrencyConflict (here or when it commits)."""
         ...
 
     async def find_placement(self, idempotency_key: str) -> Placement | None: ...

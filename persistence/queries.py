@@ -1,4 +1,4 @@
-"""The read side: queries over the read model (and the journal's timeline), never the write model."""
+"""The read side: queries over the read tables, never the write model."""
 
 from __future__ import annotations
 
