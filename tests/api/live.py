@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,27 +10,9 @@ import httpx
 
 from api.service import Service
 from api.settings import Settings
-from domain.saga import Participant
-from tests.api.server import GraphQLClient, serve
-from tests.api.test_graphql_http import place, stock
+from tests.api.server import GraphQLClient, place, serve, stock
+from tests.gates import Hold
 from tests.polling import eventually
-
-
-class Hold:
-    """A gate that holds a participant's calls until the test releases them."""
-
-    def __init__(self) -> None:
-        self._released: dict[Participant, asyncio.Event] = {}
-
-    def hold(self, participant: Participant) -> None:
-        self._released[participant] = asyncio.Event()
-
-    def release(self, participant: Participant) -> None:
-        self._released.pop(participant).set()
-
-    async def admit(self, participant: Participant) -> None:
-        if participant in self._released:
-            await self._released[participant].wait()
 
 
 @dataclass

@@ -14,15 +14,16 @@ from api.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.saga import Participant, SagaStatus
-from tests.integration.test_service import HoldParticipant, start_service, stock_catalog, wait_for_status
+from tests.gates import Hold
+from tests.integration.support import start_service, stock_catalog, wait_for_status
 from tests.polling import eventually
 
 ENDED = (SagaStatus.COMPLETED, SagaStatus.FAILED)
 
 
 @pytest.fixture
-async def held(database_url: str) -> AsyncIterator[tuple[Service, HoldParticipant]]:
-    gate = HoldParticipant(Participant.INVENTORY)
+async def held(database_url: str) -> AsyncIterator[tuple[Service, Hold]]:
+    gate = Hold(Participant.INVENTORY)
     service = await start_service(database_url, gate=gate)
     await stock_catalog(service)
     yield service, gate
@@ -34,10 +35,10 @@ async def place(svc: Service, quantity: int) -> str:
 
 
 async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
-    held: tuple[Service, HoldParticipant],
+    held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
-    gate.released.set()
+    gate.release(Participant.INVENTORY)
     first, second = await place(svc, 1), await place(svc, 20)
     for saga_id in (first, second):
         await wait_for_status(svc, saga_id, *ENDED)
@@ -52,7 +53,7 @@ async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
 
 
 async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_completes(
-    held: tuple[Service, HoldParticipant],
+    held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
     saga_id = await place(svc, 2)
@@ -60,7 +61,7 @@ async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_c
     current = await anext(updates)
     assert (current.sequence, current.status) == (2, SagaStatus.STOCK_RESERVING)
 
-    gate.released.set()
+    gate.release(Participant.INVENTORY)
     await wait_for_status(svc, saga_id, SagaStatus.COMPLETED)  # all of it committed while not reading
     rest = [update async for update in updates]
 
@@ -70,10 +71,10 @@ async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_c
 
 
 async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
-    held: tuple[Service, HoldParticipant],
+    held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
-    gate.released.set()
+    gate.release(Participant.INVENTORY)
     feed = updates_of_all_sagas(svc.read, svc.hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: svc.hub.subscribers == 1, "the feed to subscribe")
@@ -96,12 +97,12 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 
 
 async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
-    held: tuple[Service, HoldParticipant],
+    held: tuple[Service, Hold],
 ) -> None:
     # A read can see commits whose notices are still on their way; this hub is fed by hand to hold
     # the notices back on purpose.
     svc, gate = held
-    gate.released.set()
+    gate.release(Participant.INVENTORY)
     saga_id, other = await place(svc, 1), await place(svc, 1)
     for done in (saga_id, other):
         await wait_for_status(svc, done, SagaStatus.COMPLETED)

@@ -13,20 +13,9 @@ from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from domain.saga import Participant, SagaStatus, fold
 from persistence.projection import order_row, saga_row, timeline_rows
+from tests.gates import Hold
 from tests.integration.commands import command_for
 from tests.integration.support import start_service, stock_catalog, wait_for_status
-
-
-class HoldParticipant:
-    """A gate that holds one participant's calls until released."""
-
-    def __init__(self, participant: Participant) -> None:
-        self.participant = participant
-        self.released = asyncio.Event()
-
-    async def admit(self, participant: Participant) -> None:
-        if participant is self.participant:
-            await self.released.wait()
 
 
 async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> None:
@@ -127,7 +116,7 @@ async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -
 
 
 async def test_a_restarted_service_resumes_unfinished_sagas(database_url: str) -> None:
-    hold = HoldParticipant(Participant.SHIPMENT)
+    hold = Hold(Participant.SHIPMENT)
     first = await start_service(database_url, gate=hold)
     await stock_catalog(first)
     placed = await first.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 2),)))
