@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
 from api.types import Order, Saga, UserError, as_committed, service, user_errors
 from domain.model import OrderLine as DomainOrderLine
-from domain.orchestrator import PlaceOrder
+from domain.orchestrator import OrderPlaced, PlaceOrder
 from domain.ports import IdempotencyKeyReused
 from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
+from domain.saga import TERMINAL_STATUSES, SagaState, SagaStatus
+
+if TYPE_CHECKING:
+    from api.service import Service
 
 
 @strawberry.input
@@ -26,6 +34,13 @@ class PlaceOrderInput:
     idempotency_key: str | None = strawberry.field(
         default=None,
         description="Repeat a request with the same key to get the same order, never a second one.",
+    )
+    await_outcome_ms: int = strawberry.field(
+        default=0,
+        description=(
+            "Wait up to this many milliseconds (at most 30000) for the saga to finish, or to need an "
+            "operator, and answer with that; 0 answers as soon as the order is placed."
+        ),
     )
 
 
@@ -78,18 +93,43 @@ class OrderMutations:
                 "this idempotency key was already used for a different order",
             )
             return PlaceOrderPayload(user_errors=user_errors([problem]))
-        if placed.state is not None:
-            saga, order = as_committed(placed.state)
+        state = placed.state
+        if input.await_outcome_ms:
+            state = await _outcome(svc, placed, timedelta(milliseconds=input.await_outcome_ms))
+        if state is not None:
+            saga, order = as_committed(state)
             return PlaceOrderPayload(order=order, saga=saga)
-        # The key replayed an earlier placement: answer that order as it stands now.
+        # A replayed placement, or one still on its way: answer the order as it stands now.
         order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
         if order_row is None or saga_row is None:
             raise GraphQLError("the order was placed but cannot be read back")
         return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
 
 
+async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> SagaState | None:
+    """The saga once it settles, if it does within `within`; None to answer it as it stands."""
+    watcher = svc.orchestrator.watch(placed.saga_id)  # before anything is awaited: none can slip by
+    try:
+        if placed.state is None:  # a replayed placement, which may have settled long ago
+            row = await svc.read.saga(placed.saga_id)
+            if row is None or row.status in _SETTLED:
+                return None
+        return await asyncio.wait_for(asyncio.shield(watcher), within.total_seconds())
+    except TimeoutError:
+        return None
+    finally:
+        svc.orchestrator.unwatch(placed.saga_id, watcher)
+
+
+_SETTLED = {s.value for s in SagaStatus if s in TERMINAL_STATUSES or s is SagaStatus.NEEDS_ATTENTION}
+MAX_AWAIT_MS = 30_000
+
+
 def _check_order(order: PlaceOrderInput) -> list[Problem]:
     problems = check_text(order.customer_id, "customerId", MAX_TEXT)
+    if not 0 <= order.await_outcome_ms <= MAX_AWAIT_MS:
+        message = f"awaitOutcomeMs must be between 0 and {MAX_AWAIT_MS}"
+        problems.append(Problem(ProblemCode.OUT_OF_RANGE, "awaitOutcomeMs", message))
     if order.idempotency_key is not None:
         problems += check_text(order.idempotency_key, "idempotencyKey", MAX_TEXT)
     if not order.lines:

@@ -32,6 +32,7 @@ PLACE = """mutation ($input: PlaceOrderInput!) {
 STATUS = "query ($id: ID!) { saga(id: $id) { status } }"
 TERMINAL = {"COMPLETED", "FAILED"}
 POLL_S = 0.002
+AWAIT_MS = 30_000
 
 
 def _free_port() -> int:
@@ -59,9 +60,9 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
         "--database-url",
         f"sqlite+aiosqlite:///{workdir / 'full.db'}",
     ]
-    server = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
+    # The server's log goes to a file: a pipe nobody drains would stall it once full.
+    log = (workdir / "server.log").open("wb")
+    server = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -71,8 +72,7 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
                         if health.status == 200:
                             break
                 if server.returncode is not None:
-                    reason = (await server.stderr.read()).decode() if server.stderr else ""
-                    raise RuntimeError(f"the server exited: {reason}")
+                    raise RuntimeError(f"the server exited: {(workdir / 'server.log').read_text()}")
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("the server did not become healthy")
@@ -80,6 +80,7 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
     finally:
         server.kill()
         await server.wait()
+        log.close()
 
 
 async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **variables: Any) -> dict[str, Any]:
@@ -130,9 +131,10 @@ async def run(
                 async with gate:
                     started = time.perf_counter()
                     line = {"sku": order.sku, "quantity": order.quantity}
-                    placed = await _graphql(
-                        session, url, PLACE, input={"customerId": f"bench-{n}", "lines": [line]}
-                    )
+                    # One request a saga: placeOrder answers once its saga has finished (polling takes
+                    # over only if it has not within the wait).
+                    order_input = {"customerId": f"bench-{n}", "lines": [line], "awaitOutcomeMs": AWAIT_MS}
+                    placed = await _graphql(session, url, PLACE, input=order_input)
                     placing.append(time.perf_counter() - started)
                     saga = placed["placeOrder"]["saga"]
                     status, requests = saga["status"], requests + 1

@@ -118,6 +118,7 @@ class Orchestrator:
         self._listeners = list(listeners)
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._claims = _SagaClaims()
+        self._watchers: dict[str, list[asyncio.Future[SagaState]]] = {}
 
     @property
     def running(self) -> int:
@@ -161,6 +162,21 @@ class Orchestrator:
                 return placed
             except ConcurrencyConflict:
                 continue  # a request with the same key bound it first: look again, and replay that
+
+    def watch(self, saga_id: str) -> asyncio.Future[SagaState]:
+        """A future of the saga once a commit settles it (finished, or parked for an operator). Only
+        commits after this call count, so watch a new saga before its driver runs (right after
+        `place_order` returns), and `unwatch` when no longer waiting."""
+        watcher: asyncio.Future[SagaState] = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(saga_id, []).append(watcher)
+        return watcher
+
+    def unwatch(self, saga_id: str, watcher: asyncio.Future[SagaState]) -> None:
+        watchers = self._watchers.get(saga_id, [])
+        if watcher in watchers:
+            watchers.remove(watcher)
+        if not watchers:
+            self._watchers.pop(saga_id, None)
 
     def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
@@ -435,6 +451,10 @@ class Orchestrator:
                     log.exception("saga %s: a listener failed", change.after.saga_id)
         finally:
             current_saga.reset(saga)
+        if change.after.is_settled:
+            for watcher in self._watchers.pop(change.after.saga_id, []):
+                if not watcher.done():
+                    watcher.set_result(change.after)
 
 
 class _SagaClaims:

@@ -261,6 +261,11 @@ class SagaState:
         return self.status in TERMINAL_STATUSES
 
     @property
+    def is_settled(self) -> bool:
+        """Nothing more happens on its own: finished, or waiting for an operator."""
+        return self.is_terminal or self.status is SagaStatus.NEEDS_ATTENTION
+
+    @property
     def is_compensating(self) -> bool:
         """Turning back: compensations remain (running, retrying or parked)."""
         return bool(self.compensations)

@@ -204,3 +204,30 @@ async def test_health_and_graphiql_are_served(gql: GraphQLClient) -> None:
     assert health.status_code == 200 and health.json()["status"] == "ok"
     page = await gql.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+async def test_place_order_can_await_the_outcome_of_its_saga(gql: GraphQLClient) -> None:
+    completed = await place(gql, 2, awaitOutcomeMs=10_000)
+    assert (completed["saga"]["status"], completed["order"]["status"]) == ("COMPLETED", "CONFIRMED")  # type: ignore[index]
+
+    failed = await place(gql, 9, awaitOutcomeMs=10_000)
+    assert (failed["saga"]["status"], failed["order"]["status"]) == ("FAILED", "CANCELLED")  # type: ignore[index]
+
+    replayed = await place(gql, 1, idempotencyKey="once", awaitOutcomeMs=10_000)
+    again = await place(gql, 1, idempotencyKey="once", awaitOutcomeMs=10_000)
+    assert again["saga"] == replayed["saga"] and again["saga"]["status"] == "COMPLETED"  # type: ignore[index]
+
+
+async def test_an_outcome_not_reached_in_time_answers_the_saga_as_it_stands(
+    gql: GraphQLClient, gate: SlowOnce
+) -> None:
+    gate.slow.add(Participant.SHIPMENT)  # the shipment waits out its timeout, then is retried
+    placed = await place(gql, 1, awaitOutcomeMs=50)
+    assert placed["saga"]["status"] not in ("COMPLETED", "FAILED")  # type: ignore[index]
+    await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")  # type: ignore[index]
+
+
+async def test_an_await_beyond_the_limit_is_refused(gql: GraphQLClient) -> None:
+    refused = await place(gql, 1, awaitOutcomeMs=30_001)
+    assert refused["order"] is None
+    assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [("OUT_OF_RANGE", "awaitOutcomeMs")]  # type: ignore[union-attr]
