@@ -133,7 +133,10 @@ def render(results: dict[str, Any]) -> str:
                 f"- c={c}: {_ratio(hot['engine']['sagas_per_s'], uniform['engine']['sagas_per_s'])}, "
                 f"{_ratio(hot['full']['sagas_per_s'], uniform['full']['sagas_per_s'])}"
             )
-    lines += ["", "The targets, what limits these figures and what was tried: [performance.md](performance.md)."]
+    lines += [
+        "",
+        "The targets, what limits these figures and what was tried: [performance.md](performance.md).",
+    ]
     return "\n".join(lines) + "\n"
 
 
