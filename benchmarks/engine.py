@@ -5,7 +5,6 @@ python -m benchmarks.engine --concurrency 64 --sagas 2000 [--hot] [--failure-rat
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -100,38 +99,17 @@ async def _stock(db: Db, skus: list[str], quantity: int) -> None:
 async def _check_books(
     svc: Service, outcomes: list[tuple[workload.Order, SagaStatus]], hot: bool
 ) -> dict[str, Any]:
-    """Every saga ended as its order says it must, and stock is conserved."""
-    wrong = sum((status is SagaStatus.FAILED) != order.should_fail for order, status in outcomes)
-    wanted: dict[str, int] = {}
-    for order, status in outcomes:
-        if status is SagaStatus.COMPLETED:
-            wanted[order.sku] = wanted.get(order.sku, 0) + order.quantity
-    mismatched = 0
+    stock = {}
     for sku in workload.skus(hot):
         levels = await svc.read.stock_levels(sku)
-        reserved = sum(level.reserved for level in levels)
-        on_hand = sum(level.on_hand for level in levels)
-        mismatched += reserved != wanted.get(sku, 0) or on_hand != workload.stock_per_sku(len(outcomes))
-    completed = sum(status is SagaStatus.COMPLETED for _, status in outcomes)
-    return {
-        "completed": completed,
-        "failed": len(outcomes) - completed,
-        "wrong_outcome": wrong,
-        "skus_not_conserved": mismatched,
-        "correct": wrong == 0 and mismatched == 0,
-    }
+        stock[sku] = (sum(level.on_hand for level in levels), sum(level.reserved for level in levels))
+    return workload.books([(order, status.value) for order, status in outcomes], stock)
 
 
 def main() -> None:
     # The failing sagas of a workload fail on purpose; their warnings would only be noise here.
     logging.basicConfig(level=logging.ERROR)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--sagas", type=int, default=2000)
-    parser.add_argument("--hot", action="store_true", help="every order on one SKU")
-    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser = workload.cell_arguments(__doc__, sagas=2000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:

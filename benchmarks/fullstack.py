@@ -9,7 +9,6 @@ with keep-alive connections, lean enough not to be what is measured.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -174,38 +173,16 @@ async def run(
 async def _check_books(
     session: aiohttp.ClientSession, url: str, outcomes: list[tuple[workload.Order, str]], hot: bool
 ) -> dict[str, Any]:
-    wrong = sum((status == "FAILED") != order.should_fail for order, status in outcomes)
-    wanted: dict[str, int] = {}
-    for order, status in outcomes:
-        if status == "COMPLETED":
-            wanted[order.sku] = wanted.get(order.sku, 0) + order.quantity
-    mismatched = 0
+    stock = {}
     for sku in workload.skus(hot):
-        levels = (
-            await _graphql(
-                session, url, "query ($s: String!) { stockLevels(sku: $s) { onHand reserved } }", s=sku
-            )
-        )["stockLevels"]
-        on_hand, reserved = sum(x["onHand"] for x in levels), sum(x["reserved"] for x in levels)
-        mismatched += reserved != wanted.get(sku, 0) or on_hand != workload.stock_per_sku(len(outcomes))
-    completed = sum(status == "COMPLETED" for _, status in outcomes)
-    return {
-        "completed": completed,
-        "failed": len(outcomes) - completed,
-        "wrong_outcome": wrong,
-        "skus_not_conserved": mismatched,
-        "correct": wrong == 0 and mismatched == 0,
-    }
+        query = "query ($s: String!) { stockLevels(sku: $s) { onHand reserved } }"
+        levels = (await _graphql(session, url, query, s=sku))["stockLevels"]
+        stock[sku] = (sum(x["onHand"] for x in levels), sum(x["reserved"] for x in levels))
+    return workload.books(outcomes, stock)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--sagas", type=int, default=1000)
-    parser.add_argument("--hot", action="store_true", help="every order on one SKU")
-    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

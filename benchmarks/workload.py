@@ -6,8 +6,10 @@ cancelling the order; the DBOS peer (benchmarks/peer_dbos/run.py) draws its orde
 
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass
+from typing import Any
 
 MAX_QUANTITY = 3
 EMPTY_SKU = "SKU-EMPTY"
@@ -48,3 +50,36 @@ def percentile(sorted_values: list[float], pct: float) -> float:
         return float("nan")
     rank = max(1, round(pct / 100 * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def books(outcomes: list[tuple[Order, str]], stock: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """Every saga ended as its order requires (FAILED exactly for the failing ones), and stock is
+    conserved: per SKU, on hand as received and reserved what the completed orders took.
+    `stock` maps each SKU to (on hand, reserved) summed over its sections."""
+    wrong = sum((status == "FAILED") != order.should_fail for order, status in outcomes)
+    wanted: dict[str, int] = {}
+    for order, status in outcomes:
+        if status == "COMPLETED":
+            wanted[order.sku] = wanted.get(order.sku, 0) + order.quantity
+    received = stock_per_sku(len(outcomes))
+    mismatched = sum(stock[sku] != (received, wanted.get(sku, 0)) for sku in stock)
+    completed = sum(status == "COMPLETED" for _, status in outcomes)
+    return {
+        "completed": completed,
+        "failed": len(outcomes) - completed,
+        "wrong_outcome": wrong,
+        "skus_not_conserved": mismatched,
+        "correct": wrong == 0 and mismatched == 0,
+    }
+
+
+def cell_arguments(description: str | None, sagas: int) -> argparse.ArgumentParser:
+    """The command line of one benchmark cell."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sagas", type=int, default=sagas)
+    parser.add_argument("--hot", action="store_true", help="every order on one SKU")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    return parser
