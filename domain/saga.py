@@ -252,6 +252,8 @@ class SagaState:
     failure_reason: str | None = None
     # Why an operator is needed, while the saga is parked.
     attention_reason: str | None = None
+    # The step whose failure turned the saga back; None when an operator or the customer did.
+    failed_step: Step | None = None
     picks: tuple[Pick, ...] = ()
     shipment_id: str | None = None
     history: tuple[StepRecord, ...] = ()
@@ -339,10 +341,13 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             return _after_failure(state, step, reason, retry_at, at, final)
         case StepTimedOut(step, _, reason, retry_at, at):
             return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
-        case CompensationStarted(reason, at) | SagaAborted(reason, at):
-            return _turn_back(state, reason, at)
+        case CompensationStarted(reason, at):
+            # It follows, in the same decision, the step that gave up: the last one recorded.
+            return _turn_back(state, reason, at, cause=state.history[-1].step)
+        case SagaAborted(reason, at):
+            return _turn_back(state, reason, at, cause=None)
         case CustomerCancelled(at):
-            return _turn_back(state, CUSTOMER_CANCELLED, at)
+            return _turn_back(state, CUSTOMER_CANCELLED, at, cause=None)
         case SagaParked(reason, _):
             return replace(state, status=SagaStatus.NEEDS_ATTENTION, attention_reason=reason)
         case SagaRetried():
@@ -354,7 +359,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             raise ValueError("a saga starts only once")
 
 
-def _turn_back(state: SagaState, reason: str, at: datetime) -> SagaState:
+def _turn_back(state: SagaState, reason: str, at: datetime, cause: Step | None) -> SagaState:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
     its effect commits together with its journal entry, and that entry was not written."""
     history = state.history
@@ -366,6 +371,7 @@ def _turn_back(state: SagaState, reason: str, at: datetime) -> SagaState:
         status=SagaStatus.COMPENSATING,
         compensations=plan,
         failure_reason=reason,
+        failed_step=cause,
         attention_reason=None,
         step=None,
         attempt=0,

@@ -43,9 +43,17 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         ],
         "started_at": state.started_at,
         "updated_at": state.updated_at,
-        "failed_step": next((r.step.value for r in reversed(state.history) if r.status in _FAILED), None),
+        "failed_step": _failed_step(state),
         "duration_ms": milliseconds(state.started_at, state.updated_at) if state.is_terminal else None,
     }
+
+
+def _failed_step(state: SagaState) -> str | None:
+    """The step that goes with the reason shown: while parked, the step that would not finish;
+    otherwise the step whose failure turned the saga back (none for an abort or a cancel)."""
+    if state.attention_reason is not None:
+        return next((r.step.value for r in reversed(state.history) if r.status in _FAILED), None)
+    return state.failed_step.value if state.failed_step else None
 
 
 def step_rows(state: SagaState) -> list[dict[str, Any]]:
