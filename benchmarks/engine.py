@@ -6,7 +6,6 @@ python -m benchmarks.engine --concurrency 64 --sagas 2000 [--hot] [--failure-rat
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import tempfile
@@ -110,14 +109,10 @@ def main() -> None:
     # The failing sagas of a workload fail on purpose; their warnings would only be noise here.
     logging.basicConfig(level=logging.ERROR)
     parser = workload.cell_arguments(__doc__, sagas=2000)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
         report = asyncio.run(run(args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir)))
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    workload.emit(report, args.json)
 
 
 if __name__ == "__main__":

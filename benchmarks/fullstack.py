@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -184,7 +183,6 @@ async def _check_books(
 def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
         report = asyncio.run(
@@ -192,10 +190,7 @@ def main() -> None:
                 args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), args.ceiling_seconds
             )
         )
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    workload.emit(report, args.json)
 
 
 if __name__ == "__main__":

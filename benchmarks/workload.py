@@ -7,8 +7,10 @@ cancelling the order; the DBOS peer (benchmarks/peer_dbos/run.py) draws its orde
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 MAX_QUANTITY = 3
@@ -82,4 +84,13 @@ def cell_arguments(description: str | None, sagas: int) -> argparse.ArgumentPars
     parser.add_argument("--sagas", type=int, default=sagas)
     parser.add_argument("--hot", action="store_true", help="every order on one SKU")
     parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--json", type=Path, help="write the report here too")
     return parser
+
+
+def emit(report: dict[str, Any], path: Path | None) -> None:
+    """Print a cell's report, and write it to `path` if given."""
+    text = json.dumps(report, indent=2)
+    if path is not None:
+        path.write_text(text)
+    print(text)
