@@ -204,6 +204,8 @@ saga_timeline = Table(
     Column("attempt", Integer, nullable=True),
     Column("reason", Text, nullable=True),
     Column("occurred_at", UtcDateTime, nullable=False),
+    # Activity per minute reads a window of transitions by time.
+    Index("ix_saga_timeline_occurred_at", "occurred_at"),
 )
 
 order_view = Table(
