@@ -68,7 +68,8 @@ class SagaActivity:
     completed: int = strawberry.field(description="Sagas that completed.")
     failed: int = strawberry.field(description="Sagas that ended FAILED.")
     compensated: int = strawberry.field(
-        description="Sagas that began compensating: a failed step, an operator's abort or a customer's cancel."
+        description="Sagas that began compensating: a failed step, an operator's abort or a customer's "
+        "cancel."
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.remote.webdriver import WebDriver
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -94,6 +95,10 @@ class Page:
 
     async def click(self, css: str) -> None:
         await self.run("document.querySelector(arguments[0]).click()", css)
+
+    async def press(self, *keys: str) -> None:
+        """Keys typed on the keyboard, into whatever has the focus."""
+        await asyncio.to_thread(ActionChains(self.driver).send_keys(*keys).perform)
 
     async def before_every_document(self, source: str) -> None:
         added = await asyncio.to_thread(

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from api.settings import Settings
 from domain.saga import SagaPolicy
@@ -205,7 +206,9 @@ async def test_the_saga_page_by_its_address_tells_the_whole_story(page: Page, li
     await assert_only_loopback(page, live)
 
 
-async def test_the_retry_button_moves_a_parked_saga_on(page: Page, live_with_faults: Live) -> None:
+async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
+    page: Page, live_with_faults: Live
+) -> None:
     live = live_with_faults
     saga_id = await parked_saga(live)
     await page.open(f"{live.url}/dashboard/#/sagas/{saga_id}")
@@ -213,10 +216,23 @@ async def test_the_retry_button_moves_a_parked_saga_on(page: Page, live_with_fau
     actions = await page.until(f"return {buttons}.length && {buttons}", what="the actions")
     assert actions == ["retry", "abort", "cancel"]
 
-    await page.click("#saga-actions [data-action=retry]")
-    assert await page.run("return document.getElementById('action-dialog').open"), "not asked to confirm"
+    # By keyboard: the button takes the focus, Enter asks, Escape keeps the saga as it is.
+    await page.run("document.querySelector('#saga-actions [data-action=retry]').focus()")
+    await page.press(Keys.ENTER)
+    dialog_open = "return document.getElementById('action-dialog').open"
+    assert await page.until(dialog_open, what="a question before retrying")
     await page.screenshot("retry-confirm")
-    await page.click("#action-confirm")
+    await page.press(Keys.ESCAPE)
+    assert not await page.run(dialog_open)
+    assert (await live.gql.wait_for_saga(saga_id, "NEEDS_ATTENTION"))["status"] == "NEEDS_ATTENTION"
+    assert await page.run(f"return {ANSWER}.innerText") == ""
+
+    # Enter again, and Enter on the confirmation, which has the focus.
+    await page.run("document.querySelector('#saga-actions [data-action=retry]').focus()")
+    await page.press(Keys.ENTER)
+    await page.until(dialog_open, what="a question before retrying")
+    assert await page.run("return document.activeElement.id") == "action-confirm"
+    await page.press(Keys.ENTER)
     assert await page.until(f"return {ANSWER}.dataset.outcome === 'done'", what="the retry's answer")
     await live.gql.wait_for_saga(saga_id, "COMPLETED")
     status = "return document.getElementById('saga-page').dataset.status"
