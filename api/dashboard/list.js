@@ -15,18 +15,20 @@ const PAGE = `query ($first: Int, $after: String, $status: [SagaStatus!], $custo
                      $startedAfter: DateTime, $startedBefore: DateTime) {
   sagas(first: $first, after: $after, status: $status, customerId: $customerId,
         startedAfter: $startedAfter, startedBefore: $startedBefore) {
-    edges { cursor node { ${SAGA_FIELDS} } }
+    edges { node { ${SAGA_FIELDS} } }
     pageInfo { hasNextPage endCursor }
   }
 }`;
 const PAGE_SIZE = 50;
-// Rows shown at most: past it the oldest go, and paging resumes after the last row kept.
+// Rows shown at most, so the page stays quick: past it the oldest go, and older sagas are reached by
+// narrowing the filter (an earlier "until", a status, a customer) rather than by paging further.
 const SHOWN = 1000;
 
-const rows = new Map(); // saga id -> {saga, cursor}
+const rows = new Map(); // saga id -> the saga as last seen
 let filter = {};
 let next = { hasNextPage: false, endCursor: null };
 let loading = 0; // a newer load makes the answers of older ones moot
+let arrived = null; // sagas the feed brought while a first page was being read
 
 // Newest first, as the connection orders them: by start time, then id.
 const newer = (a, b) => at(a.startedAt) - at(b.startedAt) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -42,12 +44,21 @@ function matches(saga) {
 export async function reload(newFilter = filter) {
   filter = newFilter;
   const mine = ++loading;
+  arrived = [];
   $("sagas-state").dataset.state = "loading";
   const page = await graphql(PAGE, { ...filter, first: PAGE_SIZE }).catch(showError);
-  if (!page || mine !== loading) return;
+  if (mine !== loading) return; // a newer load took over, and `arrived` with it
+  if (!page) {
+    arrived = null;
+    return;
+  }
   rows.clear();
   $("sagas").replaceChildren();
   take(page.sagas);
+  // The page may have been read before some of them moved: merged again, the newest wins.
+  const meanwhile = arrived;
+  arrived = null;
+  for (const saga of meanwhile) merge(saga);
 }
 
 export async function loadMore() {
@@ -57,7 +68,7 @@ export async function loadMore() {
 }
 
 function take(connection) {
-  for (const { cursor, node } of connection.edges) show(node, cursor);
+  for (const { node } of connection.edges) show(node);
   next = connection.pageInfo;
   trim();
   showState();
@@ -70,32 +81,34 @@ function showError(error) {
 
 // A saga from the feed or from a saga page's query: shown if it belongs in the list as it stands.
 export function merge(saga) {
+  arrived?.push(saga);
   const shown = rows.get(saga.id);
   if (shown) {
-    if (at(saga.updatedAt) < at(shown.saga.updatedAt)) return;
+    if (at(saga.updatedAt) < at(shown.updatedAt)) return;
     if (!matches(saga)) return forget(saga.id);
-    return show(saga, shown.cursor);
+    return show(saga);
   }
   if (!matches(saga)) return;
-  const oldest = [...rows.values()].at(-1)?.saga;
+  const body = $("sagas");
+  const oldest = body.rows.length ? rows.get(body.rows[body.rows.length - 1].dataset.sagaId) : null;
   if (next.hasNextPage && oldest && newer(saga, oldest) < 0) return; // the next pages hold it
-  show(saga, null);
+  show(saga);
   trim();
   showState();
 }
 
 export function movingSagas() {
-  return [...rows.values()].filter(({ saga }) => !ENDED.has(saga.status)).map(({ saga }) => saga.id);
+  return [...rows.values()].filter((saga) => !ENDED.has(saga.status)).map((saga) => saga.id);
 }
 
-function show(saga, cursor) {
-  rows.set(saga.id, { saga, cursor });
+function show(saga) {
+  rows.set(saga.id, saga);
   const row = render(saga);
   const shown = document.querySelector(`#sagas tr[data-saga-id="${saga.id}"]`);
   if (shown) return shown.replaceWith(row);
   const body = $("sagas");
   // Rows are few and ordered, so the first older one is found by a scan from the top.
-  const older = [...body.rows].find((other) => newer(rows.get(other.dataset.sagaId).saga, saga) < 0);
+  const older = [...body.rows].find((other) => newer(rows.get(other.dataset.sagaId), saga) < 0);
   body.insertBefore(row, older ?? null);
 }
 
@@ -108,11 +121,7 @@ function forget(id) {
 function trim() {
   const body = $("sagas");
   while (body.rows.length > SHOWN) forget(body.rows[body.rows.length - 1].dataset.sagaId);
-  if (rows.size >= SHOWN) {
-    // Resume after the lowest row a page brought; rows a page repeats are merged, not doubled.
-    const paged = [...body.rows].reverse().find((row) => rows.get(row.dataset.sagaId).cursor);
-    next = { hasNextPage: true, endCursor: paged ? rows.get(paged.dataset.sagaId).cursor : null };
-  }
+  if (rows.size >= SHOWN) next = { hasNextPage: false, endCursor: null, capped: true };
 }
 
 function showState() {
@@ -121,7 +130,9 @@ function showState() {
     ? ""
     : "No saga matches. Place an order (or widen the filter) and it shows up here.";
   $("more").hidden = !next.hasNextPage;
-  $("sagas-count").textContent = `${rows.size.toLocaleString()} shown${next.hasNextPage ? ", more below" : ""}`;
+  $("sagas-count").textContent = next.capped
+    ? `the newest ${rows.size.toLocaleString()} shown; narrow the filter to reach older ones`
+    : `${rows.size.toLocaleString()} shown${next.hasNextPage ? ", more below" : ""}`;
 }
 
 // ------------------------------------------------------------------------------------------- a row
