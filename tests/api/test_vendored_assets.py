@@ -53,3 +53,8 @@ async def test_graphiql_is_served_from_vendored_files_only(live_on_sqlite: Live)
         for asset in assets[1:]:
             assert (await http.get(asset)).status_code == 200, asset
         assert (await http.get("/vendor/manifest.json")).status_code == 200
+        bundle = "/vendor/graphiql/graphiql.min.js"
+        async with http.stream("GET", bundle, headers={"accept-encoding": "gzip"}) as compressed:
+            assert compressed.headers["content-encoding"] == "gzip"
+            sent = b"".join([chunk async for chunk in compressed.aiter_raw()])
+        assert len(sent) < (MANIFEST.parent / "graphiql" / "graphiql.min.js").stat().st_size / 3
