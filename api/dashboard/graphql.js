@@ -14,6 +14,7 @@ export class GraphQLError extends Error {
   }
 }
 
+const unauthenticated = (errors) => errors?.some?.((error) => error.extensions?.code === "UNAUTHENTICATED");
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 const authorization = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
 
@@ -75,6 +76,7 @@ export function subscribe(query, { onData, onState, onLive }) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/graphql`, "graphql-transport-ws");
     const send = (message) => socket.send(JSON.stringify(message));
+    let refused = null; // why the server would not let this socket subscribe, if it said so
     socket.onopen = () => send({ type: "connection_init", payload: authorization() });
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
@@ -86,13 +88,21 @@ export function subscribe(query, { onData, onState, onLive }) {
           onLive();
           break;
         case "next":
-          if (message.payload.errors) socket.close(); // it fell behind, or was refused: start over
-          else onData(message.payload.data);
+          if (message.payload.errors) {
+            // It fell behind, or was refused: start over (with a token, if that was why).
+            if (unauthenticated(message.payload.errors)) refused = message.payload.errors[0].message;
+            socket.close();
+          } else {
+            onData(message.payload.data);
+          }
           break;
         case "ping":
           send({ type: "pong" });
           break;
         case "error":
+          if (unauthenticated(message.payload)) refused = message.payload[0].message;
+          socket.close();
+          break;
         case "complete":
           socket.close();
           break;
@@ -100,9 +110,9 @@ export function subscribe(query, { onData, onState, onLive }) {
     };
     socket.onclose = async (event) => {
       onState("offline", "Disconnected, reconnecting…");
-      if (REFUSED_CREDENTIALS.has(event.code)) {
+      if (refused || REFUSED_CREDENTIALS.has(event.code)) {
         forgetToken();
-        await askForToken(event.reason || "The server asks for a token to follow sagas live.");
+        await askForToken(refused || event.reason || "The server asks for a token to follow sagas live.");
       }
       setTimeout(() => connect(retries + 1), Math.min(10000, 500 * 2 ** retries));
     };

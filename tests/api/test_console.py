@@ -331,3 +331,36 @@ async def test_the_console_asks_for_a_token_when_the_server_wants_one(
     await page.open(f"{live_on_sqlite.url}/dashboard/")
     init = "return window.sentMessages.find(m => m.type === 'connection_init')"
     assert (await page.until(init, what="a connection_init"))["payload"] == {"Authorization": "Bearer s3cret"}
+
+
+async def test_a_subscription_refused_as_unauthenticated_asks_for_a_token(
+    page: Page, live_on_sqlite: Live
+) -> None:
+    # As a server with authentication does: a subscription from a socket whose connection_init
+    # carried no token is answered with an UNAUTHENTICATED error.
+    await page.before_every_document(
+        RECORD_REQUESTS
+        + """
+        const passOn = WebSocket.prototype.send;
+        WebSocket.prototype.send = function (data) {
+          const message = JSON.parse(data);
+          if (message.type === "connection_init") this.token = message.payload?.Authorization;
+          if (message.type === "subscribe" && !this.token) {
+            const refusal = [{message: "no token", extensions: {code: "UNAUTHENTICATED"}}];
+            const answer = {id: message.id, type: "error", payload: refusal};
+            setTimeout(() => this.dispatchEvent(new MessageEvent("message", {data: JSON.stringify(answer)})));
+            return;
+          }
+          return passOn.call(this, data);
+        };
+        """
+    )
+    await page.open(f"{live_on_sqlite.url}/dashboard/")
+    asked = "return document.getElementById('token-dialog').open"
+    assert await page.until(asked, what="the token dialog")
+    assert await page.text("#token-why") == "no token"
+    await page.run("document.querySelector('#token-dialog input').value = 't0ken'")
+    await page.click("#token-dialog button[value=save]")
+    await page.until_connection("live")
+    inits = await page.run("return window.sentMessages.filter(m => m.type === 'connection_init')")
+    assert inits[-1]["payload"] == {"Authorization": "Bearer t0ken"}
