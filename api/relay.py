@@ -63,7 +63,7 @@ def decode_cursor(cursor: str) -> Position:
         position = Position(as_utc(datetime.fromisoformat(at)), str(uuid.UUID(id)))
         if encode_cursor(position) == cursor:
             return position
-    except (binascii.Error, ValueError, TypeError, AttributeError, GraphQLError):
+    except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError, GraphQLError):
         pass
     raise client_error("invalid cursor: pass an endCursor this API returned", ClientErrorCode.BAD_USER_INPUT)
 

@@ -88,14 +88,17 @@ class PlaceOrder:
     lines: tuple[OrderLine, ...]
     idempotency_key: str | None = None
 
-    def fingerprint(self) -> str:
-        """SHA-256 (hex) of the request in canonical JSON (sorted keys, no spaces, ASCII escapes):
-        requests with the same customer and the same lines share it, whatever the lines' order, which
-        carries no meaning; any other two differ, as no customer id or SKU can pass for JSON's
-        punctuation the way it could for a separator in joined text."""
+    def canonical(self) -> str:
+        """The request as canonical JSON (sorted keys, no spaces, ASCII escapes), its lines sorted,
+        as their order carries no meaning: equal requests give equal text, and the text decodes back
+        to the request, so no customer id or SKU can pass for another field the way it could for a
+        separator in joined text."""
         request = {"customerId": self.customer_id, "lines": sorted([x.sku, x.quantity] for x in self.lines)}
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return json.dumps(request, sort_keys=True, separators=(",", ":"))
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of `canonical()`: what an idempotency key's placement is compared by."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
