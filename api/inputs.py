@@ -17,9 +17,19 @@ from typing import Any
 
 import dateutil.parser
 import strawberry
-from graphql import GraphQLObjectType, GraphQLResolveInfo, OperationType, get_nullable_type
+from graphql import (
+    DocumentNode,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    OperationType,
+    StringValueNode,
+    Visitor,
+    get_nullable_type,
+    visit,
+)
 from graphql.pyutils import AwaitableOrValue
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from api.errors import ClientErrorCode, client_error
 from api.types import UserError
@@ -76,7 +86,20 @@ def unstorable_text(value: Any, path: str = "") -> Iterator[str]:
 
 
 class StorableText(SchemaExtension):
-    """Refuses a field whose arguments hold text that cannot be stored, before its resolver runs."""
+    """Refuses a field whose arguments hold text that cannot be stored, before its resolver runs.
+    A subscription's root field is started by graphql-core without the resolver middleware, so its
+    arguments are checked as the client sent them (variables and the document's string literals)
+    before it starts."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.operation_type is StrawberryOperationType.SUBSCRIPTION:
+            sent: list[object] = [context.variables or {}]
+            if context.graphql_document is not None:
+                sent.append(_string_literals(context.graphql_document))
+            if next(unstorable_text(sent), None) is not None:
+                raise client_error(f"an argument {_MESSAGE}", ClientErrorCode.BAD_USER_INPUT)
+        yield
 
     def resolve(
         self,
@@ -92,8 +115,22 @@ class StorableText(SchemaExtension):
         return _next(root, info, *args, **kwargs)
 
 
+_MESSAGE = "holds a NUL character or a lone surrogate, which cannot be stored"
+
+
+def _string_literals(document: DocumentNode) -> list[str]:
+    found: list[str] = []
+
+    class Strings(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+            found.append(node.value)
+
+    visit(document, Strings())
+    return found
+
+
 def _refuse(info: GraphQLResolveInfo, path: str) -> object:
-    message = f"{path} holds a NUL character or a lone surrogate, which cannot be stored"
+    message = f"{path} {_MESSAGE}"
     if info.operation.operation is not OperationType.MUTATION or info.path.prev is not None:
         raise client_error(message, ClientErrorCode.BAD_USER_INPUT, argument=path)
     # A mutation's payload carries refused input as userErrors; its field names are relative to

@@ -327,3 +327,17 @@ async def test_a_time_without_an_offset_means_utc_whatever_the_servers_time_zone
     assert (await ask(gql, ORDERS_AFTER, at=(now + timedelta(minutes=1)).isoformat()))["orders"][
         "edges"
     ] == []
+
+
+async def test_text_that_cannot_be_stored_is_refused_in_subscription_arguments(
+    served: tuple[Service, GraphQLClient],
+) -> None:
+    _, gql = served
+    async with subscriptions(str(gql.http.base_url)) as ws:
+        for n, text in enumerate((NUL, LONE_SURROGATE)):
+            await ws.subscribe(
+                str(n), "subscription ($id: ID!) { sagaUpdates(sagaId: $id) { sequence } }", id=text
+            )
+            payload = await ws.next(str(n))
+            assert payload is not None
+            assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"], payload
