@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from graphql import GraphQLObjectType, get_nullable_type
 from sqlalchemy import update
 
 from api.errors import MASKED_MESSAGE
+from api.schema import schema
 from api.service import Service
 from api.settings import Settings
 from domain.problems import MAX_COUNT
@@ -341,3 +343,14 @@ async def test_text_that_cannot_be_stored_is_refused_in_subscription_arguments(
             payload = await ws.next(str(n))
             assert payload is not None
             assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"], payload
+
+
+def test_every_mutation_can_answer_refused_text_as_a_user_error() -> None:
+    """StorableText answers a mutation with its payload holding userErrors alone: every payload must
+    take that, so a new mutation cannot escape the check."""
+    mutation = schema._schema.mutation_type
+    assert mutation is not None
+    for name, field in mutation.fields.items():
+        payload = get_nullable_type(field.type)
+        assert isinstance(payload, GraphQLObjectType) and "userErrors" in payload.fields, name
+        payload.extensions["strawberry-definition"].origin(user_errors=[])
