@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import dateutil.parser
 import strawberry
 from graphql import (
     DocumentNode,
@@ -54,8 +53,8 @@ def _parse_date_time(value: object) -> datetime:
     if not isinstance(value, str):
         raise client_error("a DateTime is an ISO 8601 string", ClientErrorCode.BAD_USER_INPUT)
     try:
-        parsed = dateutil.parser.isoparse(value)
-    except (ValueError, OverflowError):
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
         raise client_error(
             f"{value!r} is not an ISO 8601 date and time", ClientErrorCode.BAD_USER_INPUT
         ) from None
