@@ -354,3 +354,22 @@ def test_every_mutation_can_answer_refused_text_as_a_user_error() -> None:
         payload = get_nullable_type(field.type)
         assert isinstance(payload, GraphQLObjectType) and "userErrors" in payload.fields, name
         payload.extensions["strawberry-definition"].origin(user_errors=[])
+
+
+async def test_an_idempotency_key_replays_only_the_same_request(
+    served: tuple[Service, GraphQLClient],
+) -> None:
+    _, gql = served
+    await ask(
+        gql,
+        """mutation { registerProduct(input: {sku: "MUG", name: "Mug", storageCondition: AMBIENT}) {
+        userErrors { code } } }""",
+    )
+    alice = {"customerId": "alice", "lines": [{"sku": "MUG", "quantity": 1}, {"sku": "TEA", "quantity": 1}]}
+    impostor = {"customerId": "alice|MUGx1", "lines": [{"sku": "TEA", "quantity": 1}]}
+    first = (await ask(gql, PLACE, input={**alice, "idempotencyKey": "k"}))["placeOrder"]
+    again = await ask(gql, PLACE, input={**alice, "lines": alice["lines"][::-1], "idempotencyKey": "k"})
+    assert again["placeOrder"]["order"]["id"] == first["order"]["id"]
+    other = (await ask(gql, PLACE, input={**impostor, "idempotencyKey": "k"}))["placeOrder"]
+    assert other["order"] is None
+    assert [e["code"] for e in other["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
