@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import ASTValidationRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.tools import merge_types
@@ -14,6 +14,7 @@ from strawberry.tools import merge_types
 from api.analytics import AnalyticsQueries
 from api.faults import FaultMutations, FaultQueries
 from api.inventory import InventoryMutations, InventoryQueries
+from api.operation_document import CachedParse, OperationNameRequired
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 from api.relay import RelayQueries
@@ -39,10 +40,11 @@ schema = strawberry.Schema(
     # Factories: a fresh extension per request; the parse and validation caches live at module level,
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     extensions=[
-        lambda: ParserCache(maxsize=1024),
+        lambda: CachedParse(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
+        OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
         OnlyOverWebSocket,
     ],
 )

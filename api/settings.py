@@ -26,3 +26,9 @@ class Settings:
     # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
     # never speak cannot pile up.
     connection_init_timeout: timedelta = timedelta(seconds=10)
+    # Request bodies (and WebSocket messages) larger than this are refused (413); bodies must arrive
+    # within body_timeout of the request's start (408), headers within header_timeout of the
+    # connection's or the request's start, so a slow client cannot hold a connection.
+    max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 30.0
+    header_timeout: float = 10.0
