@@ -178,13 +178,23 @@ def _serve(args: argparse.Namespace) -> None:
     from api.app import create_app
     from api.http_server import AnnouncingServer, server_config
     from api.service import Service
+    from persistence.serving import DatabaseInUse, claim_database
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
-    _on_database(settings.database_url, _ping)
+
+    async def check(engine: AsyncEngine) -> None:
+        await _ping(engine)
+        async with claim_database(settings.database_url, exclusive=False):
+            pass  # no rebuild holds it now; the service claims it for good as it starts
+
+    try:
+        _on_database(settings.database_url, check)
+    except DatabaseInUse:
+        sys.exit("a projections rebuild is using the database: serve once it has finished")
 
     def listening(base_url: str) -> None:
         print(f"GraphiQL: {base_url}/graphql")

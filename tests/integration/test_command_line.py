@@ -37,27 +37,25 @@ def assert_one_line_failure(status: int, stderr: str, *words: str) -> None:
     assert line.startswith("cannot use the database") and all(w in line for w in words), line
 
 
-@pytest.mark.parametrize(
-    ("url", "says"),
-    [
-        ("not a url", "Could not parse"),
-        ("sqlite+aiosqlite:////no/such/directory/ordersaga.db", "no directory /no/such/directory"),
-        ("sqlite:///ordersaga.db", "async driver"),
-        ("postgresql+asyncpg://postgres:secret@127.0.0.1:9/ordersaga", "Connect call failed"),
-    ],
-)
-async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure(url: str, says: str) -> None:
-    status, _, stderr = await ordersaga("migrate", "--database-url", url)
-    assert_one_line_failure(status, stderr, says)
-    assert "secret" not in stderr
+BAD_DATABASES = [
+    ("not a url", "Could not parse"),
+    ("sqlite+aiosqlite:////no/such/directory/ordersaga.db", "no directory /no/such/directory"),
+    ("sqlite:///ordersaga.db", "async driver"),
+    ("postgresql+asyncpg://postgres:secret@127.0.0.1:9/ordersaga", "Connect call failed"),
+]
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["projections", "rebuild"]])
-async def test_every_command_says_so_in_one_line(command: list[str]) -> None:
-    url = "postgresql+asyncpg://postgres@127.0.0.1:9/ordersaga"
-    status, stdout, stderr = await ordersaga(*command, "--database-url", url)
-    assert_one_line_failure(status, stderr, "127.0.0.1:9")
-    assert stdout == ""
+async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure_for_every_command() -> None:
+    unreachable = BAD_DATABASES[-1][0]
+    runs = [("migrate", url, says) for url, says in BAD_DATABASES] + [
+        (command, unreachable, "127.0.0.1:9") for command in ("serve --port=0", "projections rebuild")
+    ]
+    results = await asyncio.gather(
+        *(ordersaga(*command.split(), "--database-url", url) for command, url, _ in runs)
+    )
+    for (_, _, says), (status, stdout, stderr) in zip(runs, results, strict=True):
+        assert_one_line_failure(status, stderr, says)
+        assert stdout == "" and "secret" not in stderr
 
 
 async def test_migrate_says_what_it_applied_and_up_to_date_only_when_it_is(tmp_path: Path) -> None:
@@ -124,7 +122,10 @@ async def test_a_server_does_not_start_while_a_rebuild_has_the_database(database
     async with claim_database(database_url, exclusive=True):
         with pytest.raises(DatabaseInUse):
             await svc.start()
+        status, stdout, stderr = await ordersaga("serve", "--port=0", "--database-url", database_url)
     await svc.stop()
+    assert status != 0 and "GraphiQL" not in stdout
+    assert stderr.strip() == "a projections rebuild is using the database: serve once it has finished"
 
 
 async def test_servers_share_the_database(database_url: str) -> None:
