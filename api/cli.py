@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import text
+from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,9 +25,9 @@ from persistence.database import default_database_url, is_sqlite
 T = TypeVar("T")
 
 # What a database URL that names nothing usable, or a database that does not answer, raises: the URL
-# (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535) or
-# the database itself (DBAPIError).
-DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError)
+# (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535), the
+# database itself (DBAPIError), or its migrations (CommandError: a revision this version does not know).
+DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,6 +178,7 @@ def _serve(args: argparse.Namespace) -> None:
     from api.app import create_app
     from api.http_server import AnnouncingServer, server_config
     from api.service import Service
+    from persistence.migrate import upgrade
     from persistence.serving import DatabaseInUse, claim_database
 
     if args.max_retries < 1:
@@ -186,13 +187,13 @@ def _serve(args: argparse.Namespace) -> None:
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
 
-    async def check(engine: AsyncEngine) -> None:
-        await _ping(engine)
+    async def prepare(engine: AsyncEngine) -> None:
+        # Here rather than in the service's start, so that a failure is one line, not a traceback.
         async with claim_database(settings.database_url, exclusive=False):
-            pass  # no rebuild holds it now; the service claims it for good as it starts
+            await upgrade(engine)
 
     try:
-        _on_database(settings.database_url, check)
+        _on_database(settings.database_url, prepare)
     except DatabaseInUse:
         sys.exit("a projections rebuild is using the database: serve once it has finished")
 
@@ -260,11 +261,6 @@ def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except DATABASE_FAILURES as failure:
         sys.exit(f"cannot use the database {_shown(url)}: {_reason(failure)}")
-
-
-async def _ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
 
 
 def _check_sqlite_directory(url: str) -> None:

@@ -4,7 +4,9 @@ what `migrate` applied, the GraphiQL URL once the port is bound, a rebuild that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -45,11 +47,19 @@ BAD_DATABASES = [
 ]
 
 
-async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure_for_every_command() -> None:
-    unreachable = BAD_DATABASES[-1][0]
+async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure_for_every_command(
+    tmp_path: Path,
+) -> None:
+    newer = tmp_path / "newer.db"  # migrated by a version of ordersaga that knows a later revision
+    with contextlib.closing(sqlite3.connect(newer)) as db, db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version VALUES ('9999')")
+    unreachable, newer_url = BAD_DATABASES[-1][0], f"sqlite+aiosqlite:///{newer}"
     runs = [("migrate", url, says) for url, says in BAD_DATABASES] + [
         (command, unreachable, "127.0.0.1:9") for command in ("serve --port=0", "projections rebuild")
     ]
+    unknown = "revision identified by '9999'"
+    runs += [(command, newer_url, unknown) for command in ("migrate", "serve --port=0")]
     results = await asyncio.gather(
         *(ordersaga(*command.split(), "--database-url", url) for command, url, _ in runs)
     )
