@@ -14,7 +14,8 @@ import json
 
 
 def catalog_id(kind: str, *key: str) -> str:
-    """The global id of the catalog object of `kind` ("Product", "Warehouse", "Section") at `key`."""
+    """The global id of the catalog object of `kind` ("Product", "Warehouse", "Section",
+    "StockLevel") at `key`."""
     raw = json.dumps([kind, *key], separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -20,7 +20,18 @@ from strawberry.types import Info
 
 from api.loaders import loaders
 from api.node_ids import catalog_key
-from api.types import Node, Order, OrderStatus, Product, Saga, SagaStatus, Shipment, Warehouse, service
+from api.types import (
+    Node,
+    Order,
+    OrderStatus,
+    Product,
+    Saga,
+    SagaStatus,
+    Shipment,
+    StockLevel,
+    Warehouse,
+    service,
+)
 from persistence.paging import PageFilter, Position
 
 DEFAULT_PAGE = 20
@@ -122,14 +133,17 @@ async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | No
         case "Section", [warehouse_code, code]:
             warehouses = Warehouse.from_rows(await read.warehouses([warehouse_code]))
             return next((s for w in warehouses for s in w.sections if s.code == code), None)
+        case "StockLevel", [warehouse_code, section_code, sku]:
+            held = [r for r in await read.stock_levels(sku) if r.warehouse_code == warehouse_code]
+            return next((StockLevel.from_row(r) for r in held if r.section_code == section_code), None)
     return None
 
 
 @strawberry.type
 class RelayQueries:
     @strawberry.field(
-        description="The object with this global id (a saga, order, shipment, product, warehouse or "
-        "section), or null when there is none."
+        description="The object with this global id (a saga, order, shipment, product, warehouse, "
+        "section or stock level), or null when there is none."
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await find_node(info, str(id))

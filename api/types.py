@@ -231,7 +231,8 @@ class StockCounts:
 
 
 @strawberry.type
-class StockLevel(StockCounts):
+class StockLevel(StockCounts, Node):
+    id: strawberry.ID
     warehouse_code: str
     section_code: str
     sku: str
@@ -239,6 +240,7 @@ class StockLevel(StockCounts):
     @classmethod
     def from_row(cls, row: Row) -> StockLevel:
         return cls(
+            id=strawberry.ID(catalog_id("StockLevel", row.warehouse_code, row.section_code, row.sku)),
             warehouse_code=row.warehouse_code,
             section_code=row.section_code,
             sku=row.sku,

@@ -163,7 +163,8 @@ NODE = """query ($id: ID!) {
     ... on Shipment { picks { sku quantity } }
     ... on Product { sku onHand }
     ... on Warehouse { code sections { id code } }
-    ... on Section { code stock { sku } }
+    ... on Section { code stock { id sku } }
+    ... on StockLevel { warehouseCode sectionCode sku available }
   }
 }"""
 IDENTIFIED = """{
@@ -185,14 +186,25 @@ async def test_every_object_with_an_identity_is_a_node_that_node_finds(
     shipment = saga["order"]["shipment"]
 
     ids = [saga["id"], saga["order"]["id"], shipment["id"], product["id"], warehouse["id"], section["id"]]
-    assert len(set(ids)) == len(ids)
     found = {node["__typename"]: node for node in [(await gql(NODE, id=id))["node"] for id in ids]}
-    kinds = ["Saga", "Order", "Shipment", "Product", "Warehouse", "Section"]
+    [level] = found["Section"]["stock"]
+    ids.append(level["id"])
+    found["StockLevel"] = (await gql(NODE, id=level["id"]))["node"]
+    assert len(set(ids)) == len(ids)
+    kinds = ["Saga", "Order", "Shipment", "Product", "Warehouse", "Section", "StockLevel"]
     assert [found[kind]["id"] for kind in kinds] == ids
     assert found["Shipment"]["picks"] == [{"sku": "SKU-1", "quantity": 2}]
     assert (found["Product"]["sku"], found["Product"]["onHand"]) == ("SKU-1", 1000)
     assert found["Warehouse"]["sections"] == [section]
-    assert (found["Section"]["code"], found["Section"]["stock"]) == ("A", [{"sku": "SKU-1"}])
+    assert found["Section"]["code"] == "A"
+    assert found["StockLevel"] == {
+        "__typename": "StockLevel",
+        "id": level["id"],
+        "warehouseCode": "W1",
+        "sectionCode": "A",
+        "sku": "SKU-1",
+        "available": 998,
+    }
 
 
 async def test_a_product_and_a_warehouse_with_the_same_code_have_different_ids(
@@ -220,6 +232,8 @@ async def test_a_product_and_a_warehouse_with_the_same_code_have_different_ids(
         catalog_id("Warehouse", "NOWHERE"),
         catalog_id("Section", "W1", "Z"),
         catalog_id("Section", "W1"),  # a key of the wrong length
+        catalog_id("StockLevel", "W1", "A", "NO-SUCH-SKU"),
+        catalog_id("StockLevel", "W1", "Z", "SKU-1"),
         catalog_id("Planet", "Mars"),
         "not an id",
         "WyJQcm9kdWN0IiwxXQ",  # ["Product", 1]
