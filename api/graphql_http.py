@@ -7,7 +7,8 @@
   validation, the choice of operation, variable coercion) answers 400 with `errors` and no `data`;
   with `application/json` it answers 200 with `data: null`, as before.
 - A request that is not GraphQL over HTTP (a body that is not UTF-8, not JSON, or JSON but not an
-  object; a wrong method or content type) answers 4xx with a GraphQL-shaped body,
+  object; a wrong content type) answers 400, a method other than GET and POST (or a mutation sent
+  with GET) 405, both with a GraphQL-shaped body,
   `{"errors": [{"message", "extensions": {"code": "BAD_REQUEST"}}]}`, never 500.
 """
 
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from api.errors import ClientErrorCode, client_error
@@ -85,7 +87,18 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
         except HTTPException as refused:
             media_type = response_media_type(request.headers.get("accept"))
             response = request_error_response(refused.reason, refused.status_code, media_type=media_type)
+            if refused.status_code == 405:
+                response.headers["allow"] = "GET, POST"
         await response(scope, receive, send)
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as refused:
+            # A mutation sent with GET: the draft says 405, strawberry says 400.
+            if isinstance(refused.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, refused.reason) from refused.__cause__
+            raise
 
     def parse_json(self, data: str | bytes) -> Any:
         # JSON bodies are UTF-8 (RFC 8259); json.loads would guess UTF-16 or UTF-32 from the bytes, or

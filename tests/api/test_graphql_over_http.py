@@ -97,6 +97,22 @@ async def test_a_body_that_is_not_a_json_object_in_utf8_is_a_graphql_shaped_400(
     assert error["message"]
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_a_method_graphql_over_http_lacks_is_a_graphql_shaped_405(
+    http: httpx.AsyncClient, method: str
+) -> None:
+    answer = await http.request(method, "/graphql", json={"query": "{ __typename }"})
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, POST"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_mutation_over_get_is_refused_in_the_graphql_shape(http: httpx.AsyncClient) -> None:
+    mutation = "mutation { clearParticipantFaults { faults { participant } } }"
+    answer = await http.get("/graphql", params={"query": mutation})
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, POST"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 async def test_several_operations_need_an_operation_name(http: httpx.AsyncClient) -> None:
     document = "query A { __typename } query B { b: __typename }"
     refused = await http.post("/graphql", json={"query": document})

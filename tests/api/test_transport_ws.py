@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import websockets
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.graphql_ws import close_reason, protocol_violation
 from api.settings import Settings
@@ -86,6 +88,23 @@ async def test_a_malformed_message_closes_the_socket_with_4400(live: Live, messa
 )
 def test_well_formed_messages_pass(message: Any) -> None:
     assert protocol_violation(message) is None
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+MESSAGE_TYPES = st.sampled_from(["connection_init", "ping", "pong", "subscribe", "complete", "next"])
+
+
+@given(JSON | st.fixed_dictionaries({"type": MESSAGE_TYPES}, optional={"id": JSON, "payload": JSON}))
+def test_any_json_value_is_a_message_or_a_reason(value: Any) -> None:
+    violation = protocol_violation(value)
+    if violation is None:
+        assert isinstance(value, dict) and isinstance(value["type"], str)
+    else:
+        assert isinstance(violation, str) and violation
 
 
 def test_a_close_reason_fits_a_close_frame() -> None:
