@@ -1,5 +1,6 @@
 """Relay-style reading: `node(id)` finds a saga or an order, and `orders` / `sagas` are connections,
-newest first, paged with opaque keyset cursors (`first` / `after`) that stay put as new rows arrive."""
+newest first, paged with opaque keyset cursors (`first` / `after`) that stay put as new rows arrive.
+A customer finds only its own: another's reads as null, and lists hold only its own rows."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.loaders import loaders
-from api.types import Node, Order, OrderStatus, Saga, SagaStatus, service
+from api.rules import customer_filter, may_act_for
+from api.types import Node, Order, OrderStatus, Saga, SagaStatus, principal, service
 from persistence.paging import PageFilter, Position
 
 DEFAULT_PAGE = 20
@@ -74,6 +77,11 @@ def _page_size(first: int | None) -> int:
     return first
 
 
+def _may_list(caller: Principal, customer_id: str | None) -> bool:
+    """A list asked for another customer is empty to a customer, as if it had no rows."""
+    return customer_id is None or may_act_for(caller, customer_id)
+
+
 def _connection(rows: Sequence[Row], first: int, time: str, node: Callable[[Row], T]) -> Connection[T]:
     edges = [Edge(cursor=encode_cursor(Position(getattr(r, time), r.id)), node=node(r)) for r in rows[:first]]
     return Connection(
@@ -89,9 +97,11 @@ class RelayQueries:
         saga, order = await asyncio.gather(
             loaders(info).sagas.load(str(id)), loaders(info).orders.load(str(id))
         )
-        if saga is not None:
+        if saga is not None and may_act_for(principal(info), saga.customer_id):
             return Saga.from_row(saga)
-        return Order.from_row(order) if order is not None else None
+        if order is not None and may_act_for(principal(info), order.customer_id):
+            return Order.from_row(order)
+        return None
 
     @strawberry.field(description=f"Orders, newest first; at most {MAX_PAGE} a page.")
     async def orders(
@@ -104,9 +114,11 @@ class RelayQueries:
         placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Order]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, placed_after, placed_before)
-        rows = await service(info).read.order_page(where, _position(after), first + 1)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.order_page(where, _position(after), first + 1)
         return _connection(rows, first, "created_at", Order.from_row)
 
     @strawberry.field(description=f"Sagas, newest first; at most {MAX_PAGE} a page.")
@@ -120,9 +132,13 @@ class RelayQueries:
         started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Saga]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, started_after, started_before)
-        rows = await service(info).read.saga_page(where, _position(after), first + 1)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(
+            _values(status), customer_filter(caller, customer_id), started_after, started_before
+        )
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.saga_page(where, _position(after), first + 1)
         for row in rows:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)

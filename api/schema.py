@@ -13,6 +13,7 @@ from strawberry.tools import merge_types
 
 from api.analytics import AnalyticsQueries
 from api.faults import FaultMutations, FaultQueries
+from api.guard import Authorization
 from api.inventory import InventoryMutations, InventoryQueries
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
@@ -44,5 +45,6 @@ schema = strawberry.Schema(
         lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
         OnlyOverWebSocket,
+        Authorization,
     ],
 )

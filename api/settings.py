@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from api.auth import AuthConfig
 from domain.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
@@ -26,3 +27,8 @@ class Settings:
     # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
     # never speak cannot pile up.
     connection_init_timeout: timedelta = timedelta(seconds=10)
+    # How bearer tokens are trusted; unconfigured, the service is in development mode (all admin).
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    # Per-principal limits on mutations in the `limits` notation; None: DEFAULT_MUTATION_LIMITS when
+    # auth is configured, no limit in development mode.
+    mutation_limits: str | None = None
