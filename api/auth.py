@@ -83,9 +83,10 @@ class Authenticator:
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
         self._jwks = (
+            # The whole key set is cached (for PyJWKClient's lifespan, 5 minutes), not single keys,
+            # which it would keep with no expiry: a key the provider withdrew must stop working.
             jwt.PyJWKClient(
                 config.jwks_url,
-                cache_keys=True,
                 cooldown_duration=config.jwks_refresh_cooldown.total_seconds(),
                 timeout=10,
             )

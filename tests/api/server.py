@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.app import create_app
 from api.service import Service
@@ -16,7 +17,14 @@ from api.service import Service
 
 @contextlib.asynccontextmanager
 async def serve(svc: Service) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=0, log_level="warning"))
+    async with serve_app(create_app(svc)) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port, in this event loop; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():

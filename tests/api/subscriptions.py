@@ -50,10 +50,15 @@ class SubscriptionClient:
 
 
 @contextlib.asynccontextmanager
-async def subscriptions(base_url: str) -> AsyncIterator[SubscriptionClient]:
-    """A connection whose connection_init was acknowledged."""
+async def subscriptions(
+    base_url: str, init: dict[str, Any] | None = None
+) -> AsyncIterator[SubscriptionClient]:
+    """A connection whose connection_init (with `init` as its payload) was acknowledged."""
     async with websockets.connect(websocket_url(base_url), subprotocols=[PROTOCOL]) as socket:
-        await socket.send(json.dumps({"type": "connection_init"}))
+        message = (
+            {"type": "connection_init"} if init is None else {"type": "connection_init", "payload": init}
+        )
+        await socket.send(json.dumps(message))
         async with asyncio.timeout(10):
             assert json.loads(await socket.recv()) == {"type": "connection_ack"}
         yield SubscriptionClient(socket)
