@@ -125,3 +125,16 @@ async def _sagas_until_completed(client: Any, operation_id: str, last_saga: str)
         seen.add(update["saga"]["id"])
         if update["saga"]["id"] == last_saga and update["status"] == "COMPLETED":
             return seen
+
+
+async def test_the_rules_hold_for_every_operation_sent_over_the_socket(server: Served) -> None:
+    async with subscriptions(server.url, {"Authorization": _bearer("customer-a", "customer")}) as client:
+        await client.subscribe("1", "{ sagaMetrics { started } }")
+        assert (await _refusal(client, "1"))[0]["extensions"]["code"] == "FORBIDDEN"
+    async with subscriptions(server.url, {"Authorization": f"Bearer {token('nobody')}"}) as client:
+        await client.subscribe("1", FEED)  # a valid token without a role may do nothing
+        assert (await _refusal(client, "1"))[0]["extensions"]["code"] == "FORBIDDEN"
+    async with subscriptions(server.url, {"Authorization": _bearer("admin-1", "admin")}) as client:
+        await client.subscribe("1", "{ sagaMetrics { started } }")
+        answer = await client.next("1")
+        assert answer == {"data": {"sagaMetrics": {"started": 0}}}
