@@ -49,12 +49,16 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
         # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
         # a subscription must not see the rows of its first event again.
         loaders = make_loaders(self._service.read, cache=isinstance(request, Request))
-        context: dict[str, Any] = {"service": self._service, "request": request, "response": response}
         # A WebSocket says who it is in connection_init (`on_ws_connect`), before any operation.
         authorization = request.headers.get("authorization") if isinstance(request, Request) else None
-        context["identity"] = await self._authenticate(authorization)
-        context["loaders"] = loaders
-        return context
+        identity = await self._authenticate(authorization)
+        return {
+            "service": self._service,
+            "request": request,
+            "response": response,
+            "loaders": loaders,
+            "identity": identity,
+        }
 
     async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType:
         """Closes the socket with 4403 when connection_init carries a token that is not valid; without
