@@ -23,7 +23,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import NotAuthenticated, Principal, bearer_of
+from api.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
 from api.loaders import make_loaders
 from api.rules import METRICS_READERS
 from api.schema import schema
@@ -62,11 +62,15 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
 
     async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType:
         """Closes the socket with 4403 when connection_init carries a token that is not valid; without
-        one, its operations answer UNAUTHENTICATED (unless in development mode)."""
+        one, its operations answer UNAUTHENTICATED (unless in development mode), and SERVICE_UNAVAILABLE
+        while the token cannot be checked."""
         params = context.get("connection_params")
         authorization = bearer_of(params) if isinstance(params, dict) else None
         context["identity"] = await self._authenticate(authorization)
-        if authorization is not None and isinstance(context["identity"], NotAuthenticated):
+        refusal = context["identity"]
+        # A token that cannot be checked for now is no reason to reject: its operations say to retry.
+        bad_token = isinstance(refusal, NotAuthenticated) and not isinstance(refusal, KeysUnavailable)
+        if authorization is not None and bad_token:
             raise ConnectionRejectionError()
         return UNSET
 
@@ -93,6 +97,8 @@ def create_app(svc: Service) -> Starlette:
     async def metrics(request: Request) -> Response:
         try:
             caller = await svc.authenticator.authenticate(request.headers.get("authorization"))
+        except KeysUnavailable as refusal:
+            return JSONResponse({"error": str(refusal)}, status_code=503)
         except NotAuthenticated as refusal:
             return JSONResponse(
                 {"error": str(refusal)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}

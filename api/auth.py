@@ -49,6 +49,11 @@ class NotAuthenticated(Exception):
     """No token, or one that cannot be trusted; the message says which, without echoing the token."""
 
 
+class KeysUnavailable(NotAuthenticated):
+    """The token cannot be checked now: the provider's JWKS cannot be fetched. Not the caller's
+    fault; it may try again later."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     """How tokens are trusted: a shared secret, or an OIDC provider's JWKS URL; neither is
@@ -138,7 +143,7 @@ class Authenticator:
         except jwt.ExpiredSignatureError as error:
             raise NotAuthenticated("the token has expired") from error
         except jwt.PyJWKClientConnectionError as error:
-            raise NotAuthenticated("the token's signing keys cannot be fetched now") from error
+            raise KeysUnavailable("the token's signing keys cannot be fetched now") from error
         except jwt.PyJWTError as error:
             raise NotAuthenticated(f"the token is not valid: {error}") from error
 

@@ -2,7 +2,8 @@
 
 One schema extension, for queries, mutations and subscriptions, over HTTP and WebSocket: it reads
 the operation's root fields from the validated document (through fragments too), and refuses the
-whole operation when the caller is not authenticated (UNAUTHENTICATED), when one of them is not
+whole operation when the caller is not authenticated (UNAUTHENTICATED; SERVICE_UNAVAILABLE when its
+token cannot be checked for now), when one of them is not
 allowed to the caller's roles (FORBIDDEN), or when its mutations pass the caller's rate limit
 (RATE_LIMITED, with `retryAfterSeconds`). Introspection is open to anyone.
 """
@@ -23,7 +24,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from api.auth import NotAuthenticated, Principal
+from api.auth import KeysUnavailable, NotAuthenticated, Principal
 from api.errors import ClientErrorCode, client_error
 from api.rules import RULES
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from api.service import Service
 
 INTROSPECTION = frozenset({"__schema", "__type", "__typename"})
+# When the identity provider's keys cannot be fetched: PyJWKClient's own timeout is 10 s.
+KEYS_RETRY_AFTER = 10
 
 
 class Authorization(SchemaExtension):
@@ -49,6 +52,10 @@ class Authorization(SchemaExtension):
 
     def _check(self, context: Mapping[str, object], kind: OperationType, fields: list[str]) -> None:
         who = context["identity"]
+        if isinstance(who, KeysUnavailable):
+            raise client_error(
+                str(who), ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=KEYS_RETRY_AFTER
+            )
         if isinstance(who, NotAuthenticated):
             raise client_error(str(who), ClientErrorCode.UNAUTHENTICATED)
         assert isinstance(who, Principal)

@@ -42,6 +42,15 @@ class SubscriptionClient:
         assert message["type"] == "next", message
         return message["payload"]  # type: ignore[no-any-return]
 
+    async def refusal(self, operation_id: str, seconds: float = 10) -> list[dict[str, Any]]:
+        """The errors the operation was refused with, whether sent as `error` or as a `next` that
+        holds only errors."""
+        async with asyncio.timeout(seconds):
+            message = json.loads(await self.socket.recv())
+        assert message["id"] == operation_id, message
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        return errors  # type: ignore[no-any-return]
+
     async def until_complete(self, operation_id: str) -> list[dict[str, Any]]:
         payloads = []
         while (payload := await self.next(operation_id)) is not None:

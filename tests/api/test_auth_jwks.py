@@ -24,6 +24,7 @@ from starlette.routing import Route
 from api.auth import AuthConfig
 from api.settings import Settings
 from tests.api.server import serve_app
+from tests.api.subscriptions import subscriptions
 from tests.api.tokens import Caller, codes, served
 
 ISSUER = "https://id.example.test/"
@@ -159,11 +160,20 @@ def _hs256_with(secret: bytes, claims: dict[str, Any], kid: str) -> str:
     return f"{signing_input}.{part(signature)}"
 
 
-async def test_an_unreachable_provider_leaves_callers_unauthenticated(database_url: str) -> None:
+async def test_while_the_provider_is_unreachable_callers_are_told_to_retry(database_url: str) -> None:
     auth = AuthConfig(jwks_url="http://127.0.0.1:9/jwks", issuer=ISSUER, audience=AUDIENCE)
     provider = Provider()
     provider.add_rsa("rsa-1")
+    token = provider.token("rsa-1")
     async with served(Settings(database_url=database_url, auth=auth)) as server:
-        body = await _caller(server.http, provider.token("rsa-1"))(QUERY)
-    assert codes(body) == ["UNAUTHENTICATED"]
+        body = await _caller(server.http, token)(QUERY)
+        metrics = await server.http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        # The socket is not closed as if the token were bad: its operations say to retry.
+        async with subscriptions(server.url, {"Authorization": f"Bearer {token}"}) as client:
+            await client.subscribe("1", QUERY)
+            over_socket = await client.refusal("1")
+    assert metrics.status_code == 503
+    assert [error["extensions"]["code"] for error in over_socket] == ["SERVICE_UNAVAILABLE"]
+    assert codes(body) == ["SERVICE_UNAVAILABLE"]
     assert body["errors"][0]["message"] == "the token's signing keys cannot be fetched now"
+    assert body["errors"][0]["extensions"]["retryAfterSeconds"] == 10

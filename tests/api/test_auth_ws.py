@@ -72,17 +72,8 @@ async def test_a_socket_without_a_token_is_answered_unauthenticated(server: Serv
     url = server.url
     async with subscriptions(url) as client:
         await client.subscribe("1", FEED)
-        refused = await _refusal(client, "1")
+        refused = await client.refusal("1")
     assert refused[0]["extensions"]["code"] == "UNAUTHENTICATED"
-
-
-async def _refusal(client: Any, operation_id: str) -> list[dict[str, Any]]:
-    """The errors an operation was refused with, sent as `error` or as a `next` holding errors."""
-    async with asyncio.timeout(10):
-        message = json.loads(await client.socket.recv())
-    assert message["id"] == operation_id, message
-    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-    return errors  # type: ignore[no-any-return]
 
 
 async def test_another_customers_saga_is_unknown_to_saga_updates(server: Served) -> None:
@@ -90,7 +81,7 @@ async def test_another_customers_saga_is_unknown_to_saga_updates(server: Served)
     placed = await place(Caller(http, CUSTOMER_A))
     async with subscriptions(url, {"Authorization": _bearer("customer-b", "customer")}) as client:
         await client.subscribe("1", UPDATES, id=placed["saga"]["id"])
-        refused = await _refusal(client, "1")
+        refused = await client.refusal("1")
     assert refused[0]["message"] == f"no saga with id {placed['saga']['id']}"
     async with subscriptions(url, {"Authorization": _bearer("operator-1", "operator")}) as client:
         await client.subscribe("1", UPDATES, id=placed["saga"]["id"])
@@ -130,10 +121,10 @@ async def _sagas_until_completed(client: Any, operation_id: str, last_saga: str)
 async def test_the_rules_hold_for_every_operation_sent_over_the_socket(server: Served) -> None:
     async with subscriptions(server.url, {"Authorization": _bearer("customer-a", "customer")}) as client:
         await client.subscribe("1", "{ sagaMetrics { started } }")
-        assert (await _refusal(client, "1"))[0]["extensions"]["code"] == "FORBIDDEN"
+        assert (await client.refusal("1"))[0]["extensions"]["code"] == "FORBIDDEN"
     async with subscriptions(server.url, {"Authorization": f"Bearer {token('nobody')}"}) as client:
         await client.subscribe("1", FEED)  # a valid token without a role may do nothing
-        assert (await _refusal(client, "1"))[0]["extensions"]["code"] == "FORBIDDEN"
+        assert (await client.refusal("1"))[0]["extensions"]["code"] == "FORBIDDEN"
     async with subscriptions(server.url, {"Authorization": _bearer("admin-1", "admin")}) as client:
         await client.subscribe("1", "{ sagaMetrics { started } }")
         answer = await client.next("1")
