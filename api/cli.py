@@ -120,8 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     _auth_secret_option(token)
-    token.add_argument("--auth-issuer", default=os.environ.get("ORDERSAGA_AUTH_ISSUER"), help="iss claim")
-    token.add_argument("--auth-audience", default=os.environ.get("ORDERSAGA_AUTH_AUDIENCE"), help="aud claim")
+    for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
+        env = f"ORDERSAGA_AUTH_{claim.upper()}"
+        token.add_argument(f"--auth-{claim}", default=os.environ.get(env), metavar=metavar, help=f"env {env}")
     token.set_defaults(run=_token)
     return parser
 
@@ -138,13 +139,15 @@ def _auth_secret_option(parser: argparse.ArgumentParser) -> None:
 
 def _auth_options(parser: argparse.ArgumentParser) -> None:
     _auth_secret_option(parser)
-    for name, what in [
-        ("jwks-url", "the OIDC provider's JWKS URL (RS256/ES256 keys)"),
-        ("issuer", "the iss every token must carry"),
-        ("audience", "the aud every token must carry"),
+    for name, metavar, what in [
+        ("jwks-url", "URL", "the OIDC provider's JWKS URL (RS256/ES256 keys)"),
+        ("issuer", "ISS", "the iss every token must carry"),
+        ("audience", "AUD", "the aud every token must carry"),
     ]:
         env = f"ORDERSAGA_AUTH_{name.replace('-', '_').upper()}"
-        parser.add_argument(f"--auth-{name}", default=os.environ.get(env), help=f"{what}; env {env}")
+        parser.add_argument(
+            f"--auth-{name}", default=os.environ.get(env), metavar=metavar, help=f"{what}; env {env}"
+        )
 
 
 def _auth_config(args: argparse.Namespace) -> AuthConfig:
