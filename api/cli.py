@@ -1,10 +1,11 @@
-"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema."""
+"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema, token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib.util
+import ipaddress
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import AuthConfig, Role, mint_token, read_secret
 from api.logs import LOG_FORMATS, configure_logging
 from api.settings import OTLP_SETTINGS, Settings
 from domain.saga import SagaPolicy
@@ -119,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a request's headers may take to arrive before the connection is closed "
         "(default %(default)g)",
     )
+    _auth_options(serve)
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve a non-loopback --host without authentication (everyone is admin)",
+    )
+    serve.add_argument(
+        "--mutation-rate-limit",
+        default=os.environ.get("ORDERSAGA_MUTATION_RATE_LIMIT"),
+        metavar="LIMITS",
+        help="mutations per principal, e.g. '20/second;600/minute' (the default with authentication; "
+        "none without); env ORDERSAGA_MUTATION_RATE_LIMIT",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -140,7 +155,68 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead")
     export.set_defaults(run=_export_schema)
+
+    token = commands.add_parser("token", help="print a signed token (HS256) for trying roles out")
+    token.add_argument("--subject", required=True, help="the token's sub: for a customer, its customer id")
+    token.add_argument(
+        "--role", action="append", required=True, choices=[r.value for r in Role], help="repeat for several"
+    )
+    token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
+    _auth_secret_option(token)
+    for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
+        env = f"ORDERSAGA_AUTH_{claim.upper()}"
+        token.add_argument(f"--auth-{claim}", default=os.environ.get(env), metavar=metavar, help=f"env {env}")
+    token.set_defaults(run=_token)
     return parser
+
+
+def _auth_secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--auth-secret-file",
+        type=Path,
+        default=os.environ.get("ORDERSAGA_AUTH_SECRET_FILE"),
+        metavar="PATH",
+        help="a file holding the HS256 secret (at least 32 bytes); env ORDERSAGA_AUTH_SECRET_FILE",
+    )
+
+
+def _auth_options(parser: argparse.ArgumentParser) -> None:
+    _auth_secret_option(parser)
+    for name, metavar, what in [
+        ("jwks-url", "URL", "the OIDC provider's JWKS URL (RS256/ES256 keys)"),
+        ("issuer", "ISS", "the iss every token must carry"),
+        ("audience", "AUD", "the aud every token must carry"),
+    ]:
+        env = f"ORDERSAGA_AUTH_{name.replace('-', '_').upper()}"
+        parser.add_argument(
+            f"--auth-{name}", default=os.environ.get(env), metavar=metavar, help=f"{what}; env {env}"
+        )
+
+
+def _auth_config(args: argparse.Namespace) -> AuthConfig:
+    if args.auth_secret_file and args.auth_jwks_url:
+        sys.exit("choose one of --auth-secret-file and --auth-jwks-url")
+    secret = _secret(args.auth_secret_file) if args.auth_secret_file else None
+    return AuthConfig(
+        secret=secret, jwks_url=args.auth_jwks_url, issuer=args.auth_issuer, audience=args.auth_audience
+    )
+
+
+def _secret(path: str | Path) -> str:
+    try:
+        return read_secret(Path(path))
+    except (OSError, ValueError) as error:
+        sys.exit(f"cannot use the auth secret: {error}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a --host value) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +247,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
         header_timeout=args.header_timeout,
+        auth=_auth_config(args),
+        mutation_limits=args.mutation_rate_limit,
     )
 
 
@@ -186,6 +264,15 @@ def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
+    if not settings.auth.configured and not is_loopback(args.host) and not args.allow_anonymous:
+        sys.exit(
+            f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
+            "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
+        )
+    try:
+        app = create_app(Service(settings))
+    except ValueError as error:  # a rate limit that does not parse
+        sys.exit(f"cannot serve: {error}")
 
     async def prepare(engine: AsyncEngine) -> None:
         # Here rather than in the service's start, so that a failure is one line, not a traceback.
@@ -203,8 +290,7 @@ def _serve(args: argparse.Namespace) -> None:
             print("Fault injection is on: setParticipantFault makes a participant slow or failing")
         sys.stdout.flush()
 
-    config = server_config(create_app(Service(settings)), settings, args.host, args.port)
-    AnnouncingServer(config, listening).run()
+    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run()
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -283,6 +369,17 @@ def _reason(failure: BaseException) -> str:
     cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig is not None else failure
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(cause).__name__
+
+
+def _token(args: argparse.Namespace) -> None:
+    if args.auth_secret_file is None:
+        sys.exit("--auth-secret-file (or ORDERSAGA_AUTH_SECRET_FILE) is needed to sign a token")
+    if args.ttl <= 0:
+        sys.exit("--ttl must be positive")
+    secret = _secret(args.auth_secret_file)
+    roles = [Role(role) for role in dict.fromkeys(args.role)]
+    ttl = timedelta(seconds=args.ttl)
+    print(mint_token(secret, args.subject, roles, ttl, issuer=args.auth_issuer, audience=args.auth_audience))
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """Relay-style reading: `node(id)` finds any object with an identity by its global id (`find_node`),
 and `orders` / `sagas` are connections, newest first, paged with opaque keyset cursors (`first` /
-`after`) that stay put as new rows arrive."""
+`after`) that stay put as new rows arrive. A customer finds only its own: another's reads as null,
+and lists hold only its own rows."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.errors import ClientErrorCode, client_error
 from api.inputs import as_utc
 from api.loaders import loaders
 from api.node_ids import catalog_key
+from api.rules import customer_filter, may_act_for, may_find_catalog
 from api.types import (
     Node,
     Order,
@@ -33,6 +36,7 @@ from api.types import (
     Shipment,
     StockLevel,
     Warehouse,
+    principal,
     service,
 )
 from persistence.paging import PageFilter, Position
@@ -106,6 +110,11 @@ def _page_size(first: int | None) -> int:
     return first
 
 
+def _may_list(caller: Principal, customer_id: str | None) -> bool:
+    """A list asked for another customer is empty to a customer, as if it had no rows."""
+    return customer_id is None or may_act_for(caller, customer_id)
+
+
 def _connection(
     rows: Sequence[Row], first: int, after: str | None, time: str, node: Callable[[Row], T]
 ) -> Connection[T]:
@@ -123,18 +132,24 @@ def _connection(
 
 
 async def find_node(info: Info, id: str) -> Node | None:
-    """The object whose global id is `id` (`api.node_ids`), or None when there is none: the one place
-    where an id becomes an object."""
+    """The object whose global id is `id` (`api.node_ids`), or None when there is none or the caller
+    may not see it (`api.rules`): the one place where an id becomes an object."""
+    caller = principal(info)
     if (catalog := catalog_key(id)) is not None:
-        return await _find_catalog_node(info, *catalog)
+        kind, key = catalog
+        return await _find_catalog_node(info, kind, key) if may_find_catalog(caller, kind) else None
     saga, order, shipment = await asyncio.gather(
         loaders(info).sagas.load(id), loaders(info).orders.load(id), loaders(info).shipments_by_id.load(id)
     )
     if saga is not None:
-        return Saga.from_row(saga)
+        return Saga.from_row(saga) if may_act_for(caller, saga.customer_id) else None
     if order is not None:
-        return Order.from_row(order)
-    return Shipment.from_row(shipment) if shipment is not None else None
+        return Order.from_row(order) if may_act_for(caller, order.customer_id) else None
+    if shipment is not None:
+        shipped = await loaders(info).orders.load(shipment.order_id)
+        owner = shipped.customer_id if shipped is not None else None
+        return Shipment.from_row(shipment) if owner is not None and may_act_for(caller, owner) else None
+    return None
 
 
 async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | None:
@@ -173,9 +188,11 @@ class RelayQueries:
         placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Order]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, placed_after, placed_before)
-        rows = await service(info).read.order_page(where, _position(after), first + 1)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.order_page(where, _position(after), first + 1)
         return _connection(rows, first, after, "created_at", Order.from_row)
 
     @strawberry.field(description=f"Sagas, newest first; at most {MAX_PAGE} a page.")
@@ -189,9 +206,13 @@ class RelayQueries:
         started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Saga]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, started_after, started_before)
-        rows = await service(info).read.saga_page(where, _position(after), first + 1)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(
+            _values(status), customer_filter(caller, customer_id), started_after, started_before
+        )
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.saga_page(where, _position(after), first + 1)
         for row in rows:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)

@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 from api.analytics import AnalyticsQueries
 from api.errors import EdgeErrors, report
 from api.faults import FaultMutations, FaultQueries
+from api.guard import Authorization
 from api.inputs import DateTime, StorableText
 from api.inventory import InventoryMutations, InventoryQueries
 from api.operation_document import CachedParse, OperationNameRequired
@@ -65,6 +66,7 @@ schema = EdgeSchema(
         lambda: ValidationCache(maxsize=1024),
         OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
         OnlyOverWebSocket,
+        Authorization,
         EdgeErrors,
         StorableText,
     ],

@@ -9,10 +9,12 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import Authenticator
 from api.clock import SystemClock
 from api.hub import TransitionHub
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
+from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from domain.orchestrator import Orchestrator
@@ -71,10 +73,20 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
+        self.authenticator = Authenticator(settings.auth)
+        limits = settings.mutation_limits or (
+            None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
+        )
+        self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
         self.ready = False
         self._claim = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        if self.authenticator.development:
+            log.warning(
+                "development mode: no authentication is configured, so every caller acts as admin; "
+                "configure --auth-secret-file or --auth-jwks-url before serving anyone else"
+            )
         await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=False))
         await upgrade(self._writer)
         await self.runner.start()

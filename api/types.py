@@ -12,6 +12,7 @@ import strawberry
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.loaders import loaders
 from api.node_ids import catalog_id
 from domain.model import OrderStatus as DomainOrderStatus
@@ -39,6 +40,13 @@ COMPENSATIONS = frozenset(COMPENSATION_OF.values())
 
 def service(info: Info) -> Service:
     return info.context["service"]  # type: ignore[no-any-return]
+
+
+def principal(info: Info) -> Principal:
+    """Who the operation acts for; `api/guard.py` has refused every operation without one."""
+    who = info.context["identity"]
+    assert isinstance(who, Principal)
+    return who
 
 
 @strawberry.type(description="A refused input: a stable code, the input field at fault, and why.")
@@ -154,6 +162,10 @@ class SagaEvent:
     step: SagaStepName | None  # type: ignore[valid-type]
     attempt: int | None
     reason: str | None
+    actor: str | None = strawberry.field(
+        description="Who stepped in (the subject of their token), on SagaRetried, SagaAborted and "
+        "CustomerCancelled; null on other events and on those recorded before it was kept."
+    )
     saga_id: strawberry.Private[str]
 
     @classmethod
@@ -167,6 +179,7 @@ class SagaEvent:
             step=Step(row.step) if row.step else None,
             attempt=row.attempt,
             reason=row.reason,
+            actor=row.actor,
         )
 
 
