@@ -125,14 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-anonymous",
         action="store_true",
-        help="serve a non-loopback --host without authentication (everyone is admin)",
+        help="serve a non-loopback --host without authentication, everyone admin (default off)",
     )
     serve.add_argument(
         "--mutation-rate-limit",
         default=os.environ.get("ORDERSAGA_MUTATION_RATE_LIMIT"),
         metavar="LIMITS",
-        help="mutations per principal, e.g. '20/second;600/minute' (the default with authentication; "
-        "none without); env ORDERSAGA_MUTATION_RATE_LIMIT",
+        help="mutations per principal, e.g. '5/second;100/minute'; env ORDERSAGA_MUTATION_RATE_LIMIT "
+        "(default: '20/second;600/minute' with authentication, none without)",
     )
     serve.set_defaults(run=_serve)
 
@@ -176,7 +176,8 @@ def _auth_secret_option(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=os.environ.get("ORDERSAGA_AUTH_SECRET_FILE"),
         metavar="PATH",
-        help="a file holding the HS256 secret (at least 32 bytes); env ORDERSAGA_AUTH_SECRET_FILE",
+        help="a file holding the HS256 secret (at least 32 bytes); env ORDERSAGA_AUTH_SECRET_FILE "
+        "(default: none; with no --auth-jwks-url either, development mode: everyone is admin)",
     )
 
 
@@ -189,7 +190,10 @@ def _auth_options(parser: argparse.ArgumentParser) -> None:
     ]:
         env = f"ORDERSAGA_AUTH_{name.replace('-', '_').upper()}"
         parser.add_argument(
-            f"--auth-{name}", default=os.environ.get(env), metavar=metavar, help=f"{what}; env {env}"
+            f"--auth-{name}",
+            default=os.environ.get(env),
+            metavar=metavar,
+            help=f"{what}; env {env} (default: none)",
         )
 
 

@@ -84,8 +84,9 @@ CATALOG_LISTS = {
 
 
 def may_find_catalog(principal: Principal, kind: str) -> bool:
-    """Whether `principal` may find the catalog object of `kind` (a key of CATALOG_LISTS) by its id."""
-    return bool(principal.roles & RULES[OperationType.QUERY][CATALOG_LISTS[kind]])
+    """Whether `principal` may find a catalog object of `kind` ('Product', 'Warehouse', ...) by its id."""
+    lister = CATALOG_LISTS.get(kind)  # None: no such kind, nothing to find
+    return lister is not None and bool(principal.roles & RULES[OperationType.QUERY][lister])
 
 
 def customer_filter(principal: Principal, requested: str | None) -> str | None:

@@ -406,3 +406,24 @@ async def test_development_mode_makes_every_caller_an_admin(database_url: str) -
         assert (await http.get("/metrics")).status_code == 200
         bogus = Caller(http, {"Authorization": "Bearer whatever"})
         assert "errors" not in await bogus("{ participantFaults { participant } }")
+
+
+async def test_node_finds_for_a_customer_only_its_own_shipments_and_of_the_catalog_only_products(
+    http: httpx.AsyncClient,
+) -> None:
+    await stock(http)
+    a, b, operator = Caller(http, CUSTOMER_A), Caller(http, CUSTOMER_B), Caller(http, OPERATOR)
+    placed = await place(a)
+    await saga_reaches(a, placed["saga"]["id"], "COMPLETED")
+    order = await a.data("query ($id: ID!) { order(id: $id) { shipment { id } } }", id=placed["order"]["id"])
+    shipment_id = order["order"]["shipment"]["id"]
+    product_id = (await a.data("{ products { id } }"))["products"][0]["id"]
+    warehouse_id = (await operator.data("{ warehouses { id } }"))["warehouses"][0]["id"]
+    find = "query ($id: ID!) { node(id: $id) { id } }"
+
+    assert (await a.data(find, id=shipment_id))["node"] == {"id": shipment_id}
+    assert (await b.data(find, id=shipment_id))["node"] is None
+    assert (await b.data(find, id=product_id))["node"] == {"id": product_id}
+    assert (await b.data(find, id=warehouse_id))["node"] is None  # warehouses are for staff
+    assert (await operator.data(find, id=warehouse_id))["node"] == {"id": warehouse_id}
+    assert (await operator.data(find, id=shipment_id))["node"] == {"id": shipment_id}
