@@ -16,6 +16,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from persistence.database import is_transient
 
@@ -74,6 +75,8 @@ def report(error: GraphQLError) -> None:
     if not is_client_error(error):
         if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
             code = ClientErrorCode.GRAPHQL_PARSE_FAILED
+        elif isinstance(error.original_error, CannotGetOperationTypeError):  # no such operationName
+            code = ClientErrorCode.BAD_REQUEST
         elif _refused_value(error):
             code = ClientErrorCode.BAD_USER_INPUT
         elif error.original_error is not None and is_transient(error.original_error):
