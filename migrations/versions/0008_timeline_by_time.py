@@ -1,7 +1,7 @@
 """saga_timeline indexed by time, so activity per minute reads only its window's transitions
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
