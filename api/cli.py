@@ -157,6 +157,7 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _rebuild_projections(args: argparse.Namespace) -> None:
+    from persistence.codec import UnreadableEvent
     from persistence.database import make_engine
     from persistence.migrate import upgrade
     from persistence.rebuild import RebuildReport, rebuild_projections
@@ -172,7 +173,10 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
         finally:
             await engine.dispose()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except UnreadableEvent as unreadable:
+        sys.exit(f"the journal holds an event this release cannot read: {unreadable}")
     print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
     if report.stock_mismatches:
         lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)

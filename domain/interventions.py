@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.problems import ProblemCode
-from domain.saga import CustomerCancelled, SagaAborted, SagaEvent, SagaRetried, SagaState, SagaStatus
+from domain.saga import (
+    CUSTOMER_CANCELLED,
+    CustomerCancelled,
+    SagaAborted,
+    SagaEvent,
+    SagaRetried,
+    SagaState,
+    SagaStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +64,4 @@ def cancel_order(state: SagaState, now: datetime) -> Decision:
         return Refused(
             ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already being cancelled"
         )
-    return (CustomerCancelled(now),)
+    return (CustomerCancelled(now, CUSTOMER_CANCELLED),)

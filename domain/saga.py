@@ -177,14 +177,16 @@ class SagaAborted:
     at: datetime
 
 
+CUSTOMER_CANCELLED = "cancelled by the customer"
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerCancelled:
-    """The customer cancelled the order before its shipment existed; it is compensated like a failure."""
+    """The customer cancelled the order; it is compensated like a failure, for `reason`."""
 
     at: datetime
+    reason: str
 
-
-CUSTOMER_CANCELLED = "cancelled by the customer"
 
 SagaEvent = (
     SagaStarted
@@ -346,8 +348,8 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             return _turn_back(state, reason, at, cause=state.history[-1].step)
         case SagaAborted(reason, at):
             return _turn_back(state, reason, at, cause=None)
-        case CustomerCancelled(at):
-            return _turn_back(state, CUSTOMER_CANCELLED, at, cause=None)
+        case CustomerCancelled(at, reason):
+            return _turn_back(state, reason, at, cause=None)
         case SagaParked(reason, _):
             return replace(state, status=SagaStatus.NEEDS_ATTENTION, attention_reason=reason)
         case SagaRetried():

@@ -60,7 +60,7 @@ _UPDATE_STEP = (
     .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
 _LOAD = (
-    select(journal.c.type, journal.c.data)
+    select(journal.c.type, journal.c.version, journal.c.data)
     .where(journal.c.saga_id == bindparam("saga_id"))
     .order_by(journal.c.sequence)
 )
@@ -139,7 +139,7 @@ class SqlSagaStore:
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
         rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
-        return [codec.decode(row.type, row.data) for row in rows]
+        return [codec.decode(row.type, row.version, row.data) for row in rows]
 
     async def find_placement(self, idempotency_key: str) -> Placement | None:
         pending = self._writes.placements.get(idempotency_key)
@@ -158,12 +158,13 @@ class SqlSagaStore:
         writes = self._writes
         first = 1 if before is None else before.version + 1
         for sequence, event in enumerate(events, start=first):
-            type_name, data = codec.encode(event)
+            type_name, version, data = codec.encode(event)
             writes.events.append(
                 {
                     "saga_id": after.saga_id,
                     "sequence": sequence,
                     "type": type_name,
+                    "version": version,
                     "data": data,
                     "recorded_at": event.at,
                 }

@@ -98,14 +98,14 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
         )
     ).scalars()
     entries = await conn.execute(
-        select(journal.c.saga_id, journal.c.type, journal.c.data)
+        select(journal.c.saga_id, journal.c.type, journal.c.version, journal.c.data)
         .where(journal.c.saga_id.in_(list(ids)))
         .order_by(journal.c.saga_id, journal.c.sequence)
     )
     rows: dict[str, list[dict[str, object]]] = {t.name: [] for t in READ_TABLES}
     states = []
     for saga_id, group in groupby(entries, key=lambda entry: entry.saga_id):
-        events = [codec.decode(entry.type, entry.data) for entry in group]
+        events = [codec.decode(entry.type, entry.version, entry.data) for entry in group]
         state = fold(saga_id, events)
         states.append(state)
         rows[saga_view.name].append(saga_row(state))

@@ -69,6 +69,8 @@ journal = Table(
     Column("saga_id", ID, primary_key=True),
     Column("sequence", Integer, primary_key=True, autoincrement=False),
     Column("type", String(40), nullable=False),
+    # The event's format version (persistence/codec.py); entries from before versions were kept are 1.
+    Column("version", Integer, nullable=False, server_default="1"),
     Column("data", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
 )

@@ -38,7 +38,7 @@ def jsonable(value: Any) -> Any:
 
 
 def folded(saga_id: str, entries: list[dict[str, Any]]) -> SagaState:
-    return fold(saga_id, [codec.decode(e["type"], e["data"]) for e in entries])
+    return fold(saga_id, [codec.decode(e["type"], e.get("version", 1), e["data"]) for e in entries])
 
 
 PARTICIPANT_TABLES = (orders, reservations, shipments)

@@ -12,7 +12,7 @@ from sqlalchemy import Table, select, update
 from api.cli import main
 from persistence.database import make_engine
 from persistence.rebuild import READ_TABLES, StockMismatch, rebuild_projections
-from persistence.tables import shipments, stock
+from persistence.tables import journal, shipments, stock
 from tests.conftest import run_apart
 from tests.integration.staging import Stage, start_stage
 
@@ -98,3 +98,24 @@ def test_the_rebuild_command_reports_stock_that_disagrees_with_the_journal(
     assert str(exit.value) == (
         f"stock disagrees with the journal's unreleased reservations:\n  {mismatch.describe()}"
     )
+
+
+def test_the_rebuild_command_refuses_a_journal_from_a_later_release(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def stage_from_the_future() -> None:
+        stage = await start_stage(database_url)
+        try:
+            await stage.stock()
+            await stage.order(1)
+        finally:
+            await stage.svc.stop()
+        engine = make_engine(database_url)
+        async with engine.begin() as conn:
+            await conn.execute(update(journal).where(journal.c.sequence == 1).values(version=99))
+        await engine.dispose()
+
+    run_apart(stage_from_the_future())
+    with pytest.raises(SystemExit) as exit:
+        main(["projections", "rebuild", "--database-url", database_url])
+    assert "SagaStarted at format version 99 is unknown to this release" in str(exit.value)

@@ -191,7 +191,9 @@ def test_interventions_are_recorded_as_events() -> None:
     parked = saga(*COMPENSATION_PARKED)
     assert interventions.retry(parked, LATER) == (SagaRetried(LATER),)
     assert interventions.abort(saga(*RESERVING), "why", LATER) == (SagaAborted("why", LATER),)
-    assert interventions.cancel_order(saga(*RESERVING), LATER) == (CustomerCancelled(LATER),)
+    assert interventions.cancel_order(saga(*RESERVING), LATER) == (
+        CustomerCancelled(LATER, CUSTOMER_CANCELLED),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- cancel
