@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from domain import interventions
+from domain import interventions, shipment
 from domain.interventions import Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
@@ -143,7 +143,7 @@ class Orchestrator:
             saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
             started = SagaStarted(order_id, command.customer_id, command.lines, now)
             state = start(saga_id, started)
-            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER, now))
+            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER.value, now))
             state, events = self._settle(state, [started], now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(None, events, state, placement)
@@ -196,6 +196,19 @@ class Orchestrator:
         """The customer cancels the order of this saga, which is compensated if it is not shipped."""
         return await self._intervene(saga_id, interventions.cancel_order)
 
+    async def dispatch_shipment(self, saga_id: str, shipment_id: str) -> SagaState | Refused:
+        """The warehouse dispatched the saga's shipment: in the transaction that journals it, the
+        picked stock leaves its sections, the shipment is dispatched and the order shipped."""
+
+        async def dispatched(tx: Transaction, command: StepCommand) -> None:
+            await tx.inventory.dispatch_stock(command)
+            await tx.shipments.dispatch_shipment(command)
+            await tx.orders.ship_order(command)
+
+        return await self._intervene(
+            saga_id, lambda state, now: shipment.dispatch(state, shipment_id, now), dispatched
+        )
+
     async def stop(self) -> None:
         drivers = list(self._drivers.values())
         for task in drivers:
@@ -205,15 +218,19 @@ class Orchestrator:
     # ------------------------------------------------------------------------------------ interventions
 
     async def _intervene(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None = None,
     ) -> SagaState | Refused:
         """Stop the saga's driver, decide on the journal as it stands and record the decision at the
-        expected version, then drive the saga on from there. The stopped driver's commit, if one was
-        under way, lands or not; either way the decision is made on what the journal holds."""
+        expected version (with the participants' `effect` of it, if any, in the same transaction),
+        then drive the saga on from there. The stopped driver's commit, if one was under way, lands
+        or not; either way the decision is made on what the journal holds."""
         async with self._claims.hold(saga_id):
             try:
                 await self._halt(saga_id)
-                answer, latest = await self._decide(saga_id, decide)
+                answer, latest = await self._decide(saga_id, decide, effect)
             except BaseException:
                 self._spawn(saga_id, None)  # whatever happened, the journal says where the saga is
                 raise
@@ -222,7 +239,10 @@ class Orchestrator:
             return answer
 
     async def _decide(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None,
     ) -> tuple[SagaState | Refused, SagaState | None]:
         """The answer (the saga after the decision, or the refusal) and the saga as it now stands,
         None if there is no such saga."""
@@ -235,6 +255,8 @@ class Orchestrator:
             decision = decide(before, now)
             if isinstance(decision, Refused):
                 return decision, before, None
+            if effect is not None:
+                await effect(tx, self._command(before, type(decision[0]).__name__, now))
             after, events = self._settle(*self._apply(before, [], decision), now)
             await tx.sagas.append(before, events, after, None)
             return after, after, SagaChange(before, tuple(events), after)
@@ -404,7 +426,7 @@ class Orchestrator:
         return state, events
 
     async def _execute(self, tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
-        command = self._command(state, step, now)
+        command = self._command(state, step.value, now)
         match step:
             case Step.RESERVE_STOCK:
                 return await tx.inventory.reserve_stock(command)
@@ -416,13 +438,16 @@ class Orchestrator:
                 return await tx.inventory.release_stock(command)
             case Step.CANCEL_ORDER:
                 return await tx.orders.cancel_order(command)
+            case Step.CANCEL_SHIPMENT:
+                return await tx.shipments.cancel_shipment(command)
             case Step.CREATE_ORDER:
                 raise ValueError("orders are created when the saga starts")
 
     @staticmethod
-    def _command(state: SagaState, step: Step, now: datetime) -> StepCommand:
+    def _command(state: SagaState, action: str, now: datetime) -> StepCommand:
+        """The command for `action` (a step's name, or an intervention's event) of the saga."""
         return StepCommand(
-            command_id=f"{state.saga_id}:{step.value}",
+            command_id=f"{state.saga_id}:{action}",
             saga_id=state.saga_id,
             order_id=state.order_id,
             customer_id=state.customer_id,

@@ -40,6 +40,7 @@ class Step(enum.Enum):
     CREATE_SHIPMENT = "CREATE_SHIPMENT"
     RELEASE_STOCK = "RELEASE_STOCK"
     CANCEL_ORDER = "CANCEL_ORDER"
+    CANCEL_SHIPMENT = "CANCEL_SHIPMENT"
 
 
 class Participant(enum.Enum):
@@ -51,8 +52,13 @@ class Participant(enum.Enum):
 FORWARD_STEPS = (Step.CREATE_ORDER, Step.RESERVE_STOCK, Step.CONFIRM_ORDER, Step.CREATE_SHIPMENT)
 
 # What undoes a forward step. Confirming needs no undo of its own: cancelling the order undoes it.
-# The shipment is the last step, so nothing after it can fail and ask for its undo.
-COMPENSATION_OF = {Step.CREATE_ORDER: Step.CANCEL_ORDER, Step.RESERVE_STOCK: Step.RELEASE_STOCK}
+# The shipment is the last step, so only the customer's cancellation, until the shipment is
+# dispatched, asks for its undo.
+COMPENSATION_OF = {
+    Step.CREATE_ORDER: Step.CANCEL_ORDER,
+    Step.RESERVE_STOCK: Step.RELEASE_STOCK,
+    Step.CREATE_SHIPMENT: Step.CANCEL_SHIPMENT,
+}
 
 PARTICIPANT_OF = {
     Step.CREATE_ORDER: Participant.ORDERS,
@@ -61,6 +67,7 @@ PARTICIPANT_OF = {
     Step.RESERVE_STOCK: Participant.INVENTORY,
     Step.RELEASE_STOCK: Participant.INVENTORY,
     Step.CREATE_SHIPMENT: Participant.SHIPMENT,
+    Step.CANCEL_SHIPMENT: Participant.SHIPMENT,
 }
 
 _RUNNING_STATUS = {
@@ -77,7 +84,9 @@ _DONE_STATUS = {
 
 # Steps whose timeout is retried rather than compensated: they are idempotent and come after the
 # order was confirmed (the shipment) or are themselves the way back (the compensations).
-_RETRY_ON_TIMEOUT = frozenset({Step.CREATE_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER})
+_RETRY_ON_TIMEOUT = frozenset(
+    {Step.CREATE_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER, Step.CANCEL_SHIPMENT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +197,14 @@ class CustomerCancelled:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ShipmentDispatched:
+    """The warehouse picked and sent the completed saga's shipment: its picks left their sections."""
+
+    shipment_id: str
+    at: datetime
+
+
 SagaEvent = (
     SagaStarted
     | StepStarted
@@ -199,6 +216,7 @@ SagaEvent = (
     | SagaRetried
     | SagaAborted
     | CustomerCancelled
+    | ShipmentDispatched
 )
 
 # Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
@@ -259,6 +277,8 @@ class SagaState:
     picks: tuple[Pick, ...] = ()
     shipment_id: str | None = None
     history: tuple[StepRecord, ...] = ()
+    # When the shipment left the warehouse; None until it is dispatched.
+    dispatched_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -275,8 +295,8 @@ class SagaState:
         return bool(self.compensations)
 
     @property
-    def is_shipped(self) -> bool:
-        return Step.CREATE_SHIPMENT in self.done
+    def is_dispatched(self) -> bool:
+        return self.dispatched_at is not None
 
     @property
     def order_cancelled(self) -> bool:
@@ -357,6 +377,8 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             # only forward step that parks), the step after the last one done starts again.
             status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
             return replace(state, status=status, attention_reason=None)
+        case ShipmentDispatched(_, at):
+            return replace(state, dispatched_at=at)
         case SagaStarted():
             raise ValueError("a saga starts only once")
 

@@ -41,7 +41,8 @@ _SAGA_CHANGES = (
     "failed_step",
     "duration_ms",
 )
-_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at")
+_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
+_SHIPMENT_CHANGES = ("status", "dispatched_at")
 # Bind names must differ from column names, hence the prefix.
 _UPDATE_SAGA = (
     update(saga_view)
@@ -52,6 +53,11 @@ _UPDATE_ORDER = (
     update(order_view)
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
+)
+_UPDATE_SHIPMENT = (
+    update(shipment_view)
+    .where(shipment_view.c.id == bindparam("key"))
+    .values({c: bindparam(f"new_{c}") for c in _SHIPMENT_CHANGES})
 )
 _STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
 _UPDATE_STEP = (
@@ -84,6 +90,7 @@ class SagaWrites:
         self.saga_updates: list[dict[str, Any]] = []
         self.order_updates: list[dict[str, Any]] = []
         self.step_updates: list[dict[str, Any]] = []
+        self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
 
     async def flush(self) -> None:
@@ -107,7 +114,11 @@ class SagaWrites:
                 await db.execute(insert(table), rows)
         if self.saga_updates:
             await self._update_sagas(self.saga_updates)
-        for statement, rows in ((_UPDATE_ORDER, self.order_updates), (_UPDATE_STEP, self.step_updates)):
+        for statement, rows in (
+            (_UPDATE_ORDER, self.order_updates),
+            (_UPDATE_STEP, self.step_updates),
+            (_UPDATE_SHIPMENT, self.shipment_updates),
+        ):
             if rows:
                 await db.execute(statement, rows)
         self._clear()
@@ -173,9 +184,13 @@ class SqlSagaStore:
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
         self._project_steps(before, after)
-        shipment = shipment_row(after)
-        if shipment is not None and (before is None or before.shipment_id is None):
+        shipment, shipped_before = shipment_row(after), before and shipment_row(before)
+        if shipment is not None and not shipped_before:
             writes.new_shipments.append(shipment)
+        elif shipment is not None and shipment != shipped_before:
+            writes.shipment_updates.append(
+                {"key": shipment["id"], **{f"new_{c}": shipment[c] for c in _SHIPMENT_CHANGES}}
+            )
         saga, order = saga_row(after), order_row(after)
         if before is None:
             writes.new_sagas.append(saga)

@@ -143,6 +143,8 @@ reservations = Table(
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("released_at", UtcDateTime, nullable=True),
+    # When its picks left the warehouse with the shipment; a dispatched reservation is never released.
+    Column("dispatched_at", UtcDateTime, nullable=True),
 )
 
 shipments = Table(
@@ -152,6 +154,9 @@ shipments = Table(
     Column("order_id", ID, nullable=False, unique=True),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # domain/shipment.py's ShipmentStatus: PENDING, DISPATCHED or CANCELLED.
+    Column("status", String(20), nullable=False, server_default="PENDING"),
+    Column("dispatched_at", UtcDateTime, nullable=True),
 )
 
 saga_view = Table(
@@ -220,6 +225,8 @@ order_view = Table(
     Column("shipment_id", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When its shipment was dispatched (the order SHIPPED); null until then.
+    Column("shipped_at", UtcDateTime, nullable=True),
     Index("ix_order_view_customer_id", "customer_id"),
     Index("ix_order_view_created_at", "created_at", "id"),
 )
@@ -233,4 +240,6 @@ shipment_view = Table(
     Column("saga_id", ID, nullable=False),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False, server_default="PENDING"),
+    Column("dispatched_at", UtcDateTime, nullable=True),
 )

@@ -55,6 +55,7 @@ async def test_metrics_over_every_saga(stage: Stage) -> None:
             StepFigures(Step.CREATE_SHIPMENT, 5, 2, 3, 0, Durations(1000.0, 3000)),
             StepFigures(Step.RELEASE_STOCK, 1, 1, 0, 0, Durations(0.0, 0)),
             StepFigures(Step.CANCEL_ORDER, 3, 3, 0, 0, Durations(0.0, 0)),
+            StepFigures(Step.CANCEL_SHIPMENT, 0, 0, 0, 0, Durations()),
         ],
     )
 

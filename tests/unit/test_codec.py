@@ -17,6 +17,7 @@ from domain.saga import (
     SagaParked,
     SagaRetried,
     SagaStarted,
+    ShipmentDispatched,
     Step,
     StepFailed,
     StepStarted,
@@ -40,6 +41,7 @@ EVERY_EVENT: list[SagaEvent] = [
     SagaRetried(AT),
     SagaAborted("the carrier lost the parcel", AT),
     CustomerCancelled(AT, CUSTOMER_CANCELLED),
+    ShipmentDispatched("shipment-1", LATER),
 ]
 
 
