@@ -20,6 +20,7 @@ from domain.problems import ProblemCode as DomainProblemCode
 from domain.saga import COMPENSATION_OF, Step, StepStatus
 from domain.saga import SagaState as DomainSagaState
 from domain.saga import SagaStatus as DomainSagaStatus
+from domain.shipment import ShipmentStatus as DomainShipmentStatus
 from persistence import projection
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageConditio
 ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
+ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -88,11 +90,19 @@ class Shipment:
     id: strawberry.ID
     picks: list[Pick]
     created_at: datetime
+    status: ShipmentStatus  # type: ignore[valid-type]
+    dispatched_at: datetime | None = strawberry.field(
+        description="When the warehouse dispatched it (its picks left their sections); null until then."
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> Shipment:
         return cls(
-            id=strawberry.ID(row.id), picks=[Pick.from_json(p) for p in row.picks], created_at=row.created_at
+            id=strawberry.ID(row.id),
+            picks=[Pick.from_json(p) for p in row.picks],
+            created_at=row.created_at,
+            status=DomainShipmentStatus(row.status),
+            dispatched_at=row.dispatched_at,
         )
 
 
@@ -105,6 +115,9 @@ class Order(Node):
     picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
     created_at: datetime
     updated_at: datetime
+    shipped_at: datetime | None = strawberry.field(
+        description="When its shipment was dispatched and the order became SHIPPED; null until then."
+    )
     saga_id: strawberry.Private[str]
 
     @classmethod
@@ -117,6 +130,7 @@ class Order(Node):
             picks=[Pick.from_json(p) for p in row.picks],
             created_at=row.created_at,
             updated_at=row.updated_at,
+            shipped_at=row.shipped_at,
             saga_id=row.saga_id,
         )
 
@@ -321,3 +335,9 @@ def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     saga = Saga.from_row(SimpleNamespace(**projection.saga_row(state)))  # type: ignore[arg-type]
     order = Order.from_row(SimpleNamespace(**projection.order_row(state)))  # type: ignore[arg-type]
     return saga, order
+
+
+def shipment_as_committed(state: DomainSagaState) -> Shipment | None:
+    """The saga's shipment as the transaction that produced `state` projected it (see as_committed)."""
+    row = projection.shipment_row(state)
+    return Shipment.from_row(SimpleNamespace(**row)) if row else None  # type: ignore[arg-type]

@@ -162,6 +162,9 @@ class ReadModel:
             .order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence)
         )
 
+    async def shipment(self, shipment_id: str) -> Row | None:
+        return await self._one(select(shipment_view).where(shipment_view.c.id == shipment_id))
+
     async def shipments(self, order_ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(shipment_view).where(shipment_view.c.order_id.in_(order_ids)))
 
