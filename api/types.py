@@ -13,6 +13,7 @@ from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.loaders import loaders
+from domain.model import MovementKind as DomainMovementKind
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
@@ -33,6 +34,7 @@ ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Wh
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
 ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
+MovementKind = strawberry.enum(DomainMovementKind, name="MovementKind", description="Why stock changed.")
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -254,6 +256,38 @@ class StockLevel(StockCounts):
             sku=row.sku,
             on_hand=row.on_hand,
             reserved=row.reserved,
+        )
+
+
+@strawberry.type(
+    description="One change of a section's stock. A section's movements add up to its onHand and reserved."
+)
+class StockMovement:
+    id: strawberry.ID
+    kind: MovementKind  # type: ignore[valid-type]
+    warehouse_code: str
+    section_code: str
+    sku: str
+    on_hand_change: int = strawberry.field(description="Units on hand added (negative: taken away).")
+    reserved_change: int = strawberry.field(description="Units reserved added (negative: given back).")
+    reference: str | None = strawberry.field(
+        description="The order (reservation, release, dispatch), or the adjustment's reason; "
+        "none for a receipt."
+    )
+    occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> StockMovement:
+        return cls(
+            id=strawberry.ID(row.id),
+            kind=DomainMovementKind(row.kind),
+            warehouse_code=row.warehouse_code,
+            section_code=row.section_code,
+            sku=row.sku,
+            on_hand_change=row.on_hand_change,
+            reserved_change=row.reserved_change,
+            reference=row.reference,
+            occurred_at=row.occurred_at,
         )
 
 

@@ -31,6 +31,7 @@ class ProblemCode(enum.Enum):
     FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
     UNKNOWN_SHIPMENT = "UNKNOWN_SHIPMENT"
     SHIPMENT_ALREADY_DISPATCHED = "SHIPMENT_ALREADY_DISPATCHED"
+    BELOW_RESERVED = "BELOW_RESERVED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ MAX_CODE = 64
 MAX_TEXT = 200
 MAX_LINES = 100
 MAX_QUANTITY = 1_000_000
+# A section's stock counts are 32-bit integer columns.
+MAX_STOCK = 2_147_483_647
 
 
 def check_text(value: str, field: str, limit: int) -> list[Problem]:
@@ -51,6 +54,16 @@ def check_text(value: str, field: str, limit: int) -> list[Problem]:
         return [Problem(ProblemCode.REQUIRED, field, f"{field} must not be empty")]
     if len(value) > limit:
         return [Problem(ProblemCode.TOO_LONG, field, f"{field} is longer than {limit} characters")]
+    return []
+
+
+def check_stock_delta(value: int, field: str) -> list[Problem]:
+    """A change of a stock count: not zero, and within what a count can hold (MAX_STOCK either way)."""
+    if value == 0:
+        return [Problem(ProblemCode.INVALID_QUANTITY, field, f"{field} must not be 0")]
+    if abs(value) > MAX_STOCK:
+        message = f"{field} must be between -{MAX_STOCK} and {MAX_STOCK}"
+        return [Problem(ProblemCode.OUT_OF_RANGE, field, message)]
     return []
 
 

@@ -10,18 +10,19 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Column, Update, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from domain.allocation import Shortfall, StockSlot, allocate
-from domain.model import OrderStatus, Pick, StorageCondition
+from domain.model import MovementKind, OrderStatus, Pick, StorageCondition
 from domain.ports import ConcurrencyConflict, StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
 from domain.shipment import ShipmentStatus
+from persistence import movements
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
+from persistence.movements import pick_movements
 from persistence.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 
@@ -141,6 +142,11 @@ _READ_CONDITIONS = select(products.c.sku, products.c.storage_condition).where(
 _FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
 _RECORD_RESERVATION = insert(reservations)
 _HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
+# How a reservation ends: the column that marks it, and what it does to its picks' stock.
+_ENDINGS = {
+    MovementKind.RELEASE: (reservations.c.released_at, _RESTORE),
+    MovementKind.DISPATCH: (reservations.c.dispatched_at, _TAKE_AWAY),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,10 @@ class SqlInventory:
                         "created_at": command.at,
                     },
                 )
+                reserved = pick_movements(
+                    result.picks, MovementKind.RESERVATION, command.at, command.order_id
+                )
+                await movements.record(self._conn, reserved)
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
         self._metrics.stock_conflicts_exhausted += 1
@@ -184,20 +194,21 @@ class SqlInventory:
         )
 
     async def release_stock(self, command: StepCommand) -> Outcome:
-        await self._end_reservation(command, reservations.c.released_at, _RESTORE)
+        await self._end_reservation(command, MovementKind.RELEASE)
         return Succeeded()
 
     async def dispatch_stock(self, command: StepCommand) -> None:
-        if not await self._end_reservation(command, reservations.c.dispatched_at, _TAKE_AWAY):
+        if not await self._end_reservation(command, MovementKind.DISPATCH):
             # Another transaction dispatched (or released) it after this one read the saga's journal.
             raise ConcurrencyConflict(f"the reservation of order {command.order_id} is no longer held")
 
-    async def _end_reservation(self, command: StepCommand, mark: Column[Any], change: Update) -> bool:
-        """If the command's reservation is still held, mark it ended (`mark`: released or
-        dispatched, now) and `change` the stock of its picks; False if it was not held.
+    async def _end_reservation(self, command: StepCommand, how: MovementKind) -> bool:
+        """If the command's reservation is still held, mark it ended (released or dispatched, now),
+        move the stock of its picks and record the movements; False if it was not held.
 
         Marking first makes a second release or dispatch (a retry, another process, a racing
         request, which waits for this one's row lock) find nothing held: stock moves exactly once."""
+        mark, change = _ENDINGS[how]
         ended = await self._conn.execute(
             update(reservations)
             .where(reservations.c.id == command.reservation_id, *_HELD)
@@ -209,6 +220,7 @@ class SqlInventory:
             return False
         picks = sorted(picks_from_json(row.picks), key=_pick_key)
         await self._conn.execute(change, [_params(p) for p in picks])
+        await movements.record(self._conn, pick_movements(picks, how, command.at, command.order_id))
         return True
 
     async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:

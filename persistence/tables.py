@@ -159,6 +159,25 @@ shipments = Table(
     Column("dispatched_at", UtcDateTime, nullable=True),
 )
 
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    # Every change of a section's stock, written in the transaction that makes it: summed per section,
+    # the changes are the section's on_hand and reserved.
+    Column("id", ID, primary_key=True),
+    Column("warehouse_code", CODE, nullable=False),
+    Column("section_code", CODE, nullable=False),
+    Column("sku", CODE, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("on_hand_change", Integer, nullable=False),
+    Column("reserved_change", Integer, nullable=False),
+    # The order (reservation, release, dispatch), the adjustment's reason, or none (a receipt).
+    Column("reference", NAME, nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    # A SKU's movements, newest first, are a keyset scan.
+    Index("ix_stock_movements_sku", "sku", "occurred_at", "id"),
+)
+
 saga_view = Table(
     "saga_view",
     metadata,

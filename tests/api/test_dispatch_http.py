@@ -5,15 +5,10 @@ after dispatch are refused and change nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from api.service import Service
-from api.settings import Settings
-from tests.api.server import GraphQLClient, place, serve, stock
-from tests.integration.support import FAST
+from tests.api.server import GraphQLClient, place
 
 SHIPMENT = "shipment { id status dispatchedAt } order { id status shippedAt updatedAt }"
 DISPATCH = (
@@ -24,15 +19,6 @@ CANCEL = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { order { sta
 STOCK = '{ stockLevels(sku: "TEA") { onHand reserved available } }'
 ORDER = "query ($id: ID!) { order(id: $id) { status shippedAt shipment { id status dispatchedAt } } }"
 SHIPPED = "{ orders(first: 10, status: [SHIPPED]) { edges { node { id status } } } }"
-
-
-@pytest.fixture
-async def gql(database_url: str) -> AsyncIterator[GraphQLClient]:
-    settings = Settings(database_url=database_url, policy=FAST)
-    async with serve(Service(settings)) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        client = GraphQLClient(http)
-        await stock(client)
-        yield client
 
 
 async def _completed(gql: GraphQLClient, quantity: int) -> tuple[str, str, str]:
