@@ -19,6 +19,7 @@ from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
 from domain.problems import ProblemCode as DomainProblemCode
 from domain.saga import COMPENSATION_OF, Step, StepStatus
+from domain.saga import FailureKind as DomainFailureKind
 from domain.saga import SagaState as DomainSagaState
 from domain.saga import SagaStatus as DomainSagaStatus
 from domain.shipment import ShipmentStatus as DomainShipmentStatus
@@ -34,6 +35,7 @@ ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Wh
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
 ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
+FailureKind = strawberry.enum(DomainFailureKind, name="FailureKind")
 MovementKind = strawberry.enum(DomainMovementKind, name="MovementKind", description="Why stock changed.")
 
 
@@ -115,7 +117,7 @@ class Order(Node):
     customer_id: str
     lines: list[OrderLine]
     picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
-    created_at: datetime
+    created_at: datetime = strawberry.field(deprecation_reason="Use placedAt, which it equals.")
     updated_at: datetime
     shipped_at: datetime | None = strawberry.field(
         description="When its shipment was dispatched and the order became SHIPPED; null until then."
@@ -135,6 +137,13 @@ class Order(Node):
             shipped_at=row.shipped_at,
             saga_id=row.saga_id,
         )
+
+    @strawberry.field(
+        description="When the order was placed; the orders connection's placedAfter and placedBefore "
+        "filter on it."
+    )
+    def placed_at(self) -> datetime:
+        return self.created_at
 
     @strawberry.field
     async def shipment(self, info: Info) -> Shipment | None:

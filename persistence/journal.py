@@ -40,6 +40,7 @@ _SAGA_CHANGES = (
     "updated_at",
     "failed_step",
     "duration_ms",
+    "failure_kind",
 )
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
 _SHIPMENT_CHANGES = ("status", "dispatched_at")

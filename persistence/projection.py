@@ -45,6 +45,7 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         "started_at": state.started_at,
         "updated_at": state.updated_at,
         "failed_step": _failed_step(state),
+        "failure_kind": _failure_kind(state),
         "duration_ms": milliseconds(state.started_at, state.updated_at) if state.is_terminal else None,
     }
 
@@ -55,6 +56,12 @@ def _failed_step(state: SagaState) -> str | None:
     if state.attention_reason is not None:
         return next((r.step.value for r in reversed(state.history) if r.status in _FAILED), None)
     return state.failed_step.value if state.failed_step else None
+
+
+def _failure_kind(state: SagaState) -> str | None:
+    """The kind of the reason shown: why the saga is parked while it is, else why it turned back."""
+    kind = state.attention_kind if state.attention_reason is not None else state.failure_kind
+    return kind.value if kind else None
 
 
 def step_rows(state: SagaState) -> list[dict[str, Any]]:
@@ -137,7 +144,10 @@ def _known(state: SagaState | None) -> SagaState:
 
 
 def order_status(state: SagaState) -> OrderStatus:
-    if state.order_cancelled:
+    # Once the saga turns back, the order's cancellation is decided (its step may still be running,
+    # waiting for a retry or for an operator): the order reads CANCELLED from then on, as cancelOrder,
+    # dispatchShipment and the saga's COMPENSATING status all already treat it.
+    if state.order_cancelled or state.is_compensating:
         return OrderStatus.CANCELLED
     if state.is_dispatched:
         return OrderStatus.SHIPPED

@@ -196,6 +196,8 @@ saga_view = Table(
     Column("failed_step", String(30), nullable=True),
     # From start to a terminal status; null until then.
     Column("duration_ms", BigInteger, nullable=True),
+    # domain/saga.py's FailureKind of failure_reason: what failure analysis groups by.
+    Column("failure_kind", String(30), nullable=True),
     Index("ix_saga_view_status", "status"),
     # Newest-first pages and time windows are keyset scans over (started_at, id).
     Index("ix_saga_view_started_at", "started_at", "id"),

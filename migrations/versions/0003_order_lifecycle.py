@@ -32,6 +32,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("order_view") as batch:
         batch.add_column(sa.Column("shipped_at", sa.DateTime(timezone=True), nullable=True))
+    # Filled for existing sagas by `ordersaga projections rebuild`, for new ones as they go.
+    with op.batch_alter_table("saga_view") as batch:
+        batch.add_column(sa.Column("failure_kind", sa.String(length=30), nullable=True))
     movements = op.create_table(
         "stock_movements",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -80,6 +83,8 @@ def _open_the_books(movements: sa.Table) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("saga_view") as batch:
+        batch.drop_column("failure_kind")
     op.drop_index("ix_stock_movements_sku", table_name="stock_movements")
     op.drop_table("stock_movements")
     with op.batch_alter_table("order_view") as batch:

@@ -135,8 +135,11 @@ async def test_the_customer_cancels_before_the_dispatch_but_not_after(gql: Graph
 
     cancelled = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert cancelled["userErrors"] == [] and cancelled["saga"]["status"] in ("COMPENSATING", "FAILED")
+    # The answer is consistent: a saga turning back for a cancellation, its order cancelled.
+    assert cancelled["order"]["status"] == "CANCELLED"
     saga = await gql.wait_for_saga(first["saga"]["id"], "FAILED")
     assert (saga["failureReason"], saga["order"]["status"]) == (CUSTOMER_CANCELLED, "CANCELLED")
+    assert [e["reason"] for e in saga["events"] if e["type"] == "CustomerCancelled"] == [CUSTOMER_CANCELLED]
     assert saga["order"]["shipment"] is None
     again = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert codes(again) == [("ORDER_ALREADY_CANCELLED", "orderId")]
