@@ -90,7 +90,9 @@ class OperationQueries:
 @strawberry.type
 class OperationMutations:
     @strawberry.mutation(
-        description="Cancel an order that has not been shipped: its saga compensates what was done."
+        description="Cancel an order whose shipment has not been dispatched: its saga compensates what "
+        "was done (a completed saga's shipment is cancelled first). ORDER_ALREADY_SHIPPED once "
+        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled."
     )
     async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
         svc = service(info)
