@@ -37,8 +37,15 @@ class SagaTracer:
         self._tracer = tracer
         self._open: dict[str, Span] = {}
 
+    @property
+    def open_spans(self) -> int:
+        """Sagas whose span is open: started, not yet settled."""
+        return len(self._open)
+
     def __call__(self, change: SagaChange) -> None:
         state = change.after
+        if change.before is not None and change.before.is_terminal and state.is_terminal:
+            return  # a completed saga's shipment dispatched: its span has ended, nothing to open
         span = self._open.get(state.saga_id)
         if span is None:
             span = self._tracer.start_span(

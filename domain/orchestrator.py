@@ -193,7 +193,7 @@ class Orchestrator:
         return await self._intervene(saga_id, lambda state, now: interventions.abort(state, reason, now))
 
     async def cancel_order(self, saga_id: str) -> SagaState | Refused:
-        """The customer cancels the order of this saga, which is compensated if it is not shipped."""
+        """The customer cancels the order of this saga, which is compensated if it is not dispatched."""
         return await self._intervene(saga_id, interventions.cancel_order)
 
     async def dispatch_shipment(self, saga_id: str, shipment_id: str) -> SagaState | Refused:
