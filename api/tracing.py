@@ -18,7 +18,6 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from api.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
 from domain.saga import (
-    CUSTOMER_CANCELLED,
     TURNING_BACK,
     SagaParked,
     SagaStatus,
@@ -61,7 +60,7 @@ class SagaTracer:
         for event in change.events:
             if isinstance(event, (StepFailed, StepTimedOut, SagaParked, *TURNING_BACK)):
                 step = getattr(event, "step", None)
-                reason = getattr(event, "reason", CUSTOMER_CANCELLED)
+                reason = event.reason
                 attributes = {"reason": reason, **({"step": step.value} if step else {})}
                 span.add_event(type(event).__name__, attributes, timestamp=_ns(event.at))
         parent = trace.set_span_in_context(span)

@@ -280,8 +280,8 @@ class StockMovement:
     on_hand_change: int = strawberry.field(description="Units on hand added (negative: taken away).")
     reserved_change: int = strawberry.field(description="Units reserved added (negative: given back).")
     reference: str | None = strawberry.field(
-        description="The order (reservation, release, dispatch), or the adjustment's reason; "
-        "none for a receipt."
+        description="The order (reservation, release), the shipment (dispatch), or the adjustment's "
+        "reason; none for a receipt."
     )
     occurred_at: datetime
 

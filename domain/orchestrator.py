@@ -455,6 +455,7 @@ class Orchestrator:
             picks=state.picks,
             reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
             at=now,
+            shipment_id=state.shipment_id,
         )
 
     async def _load(self, saga_id: str) -> SagaState | None:

@@ -26,6 +26,8 @@ class StepCommand:
     picks: tuple[Pick, ...]
     reservation_id: str
     at: datetime
+    # The saga's shipment, once created: what a dispatch or a cancellation of it acts on.
+    shipment_id: str | None = None
 
 
 class OrdersPort(Protocol):

@@ -45,10 +45,10 @@ def movement(
 
 
 def pick_movements(
-    picks: Iterable[Pick], kind: MovementKind, at: datetime, order_id: str
+    picks: Iterable[Pick], kind: MovementKind, at: datetime, reference: str | None
 ) -> list[dict[str, Any]]:
-    """The movements of an order's picks: reserved (up), released (reserved down) or dispatched (both
-    down)."""
+    """The movements of an order's picks: reserved or released (reserved up or down; `reference` is
+    the order), or dispatched (both down; `reference` is the shipment)."""
     sign = 1 if kind is MovementKind.RESERVATION else -1
     taken = kind is MovementKind.DISPATCH
     return [
@@ -56,7 +56,7 @@ def pick_movements(
             (p.warehouse_code, p.section_code, p.sku),
             kind,
             at,
-            order_id,
+            reference,
             on_hand=-p.quantity if taken else 0,
             reserved=sign * p.quantity,
         )

@@ -220,7 +220,8 @@ class SqlInventory:
             return False
         picks = sorted(picks_from_json(row.picks), key=_pick_key)
         await self._conn.execute(change, [_params(p) for p in picks])
-        await movements.record(self._conn, pick_movements(picks, how, command.at, command.order_id))
+        reference = command.shipment_id if how is MovementKind.DISPATCH else command.order_id
+        await movements.record(self._conn, pick_movements(picks, how, command.at, reference))
         return True
 
     async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:

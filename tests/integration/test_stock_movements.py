@@ -63,7 +63,7 @@ async def test_the_movements_of_a_section_explain_its_stock(svc: Service) -> Non
         }
     )
     references = {kind: ref for kind, _, _, ref in await _movements(svc)}
-    assert references["DISPATCH"] == shipped_order and references["RELEASE"] == cancelled_order
+    assert references["DISPATCH"] == order.shipment_id and references["RELEASE"] == cancelled_order
     assert (references["ADJUSTMENT"], references["RECEIPT"]) == ("a damaged pallet", None)
     [level] = await svc.read.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (6, 0)
