@@ -1,14 +1,14 @@
 """Write golden journals: one saga down every path, run by this release on SQLite with a clock that
-moves only when told, stored as its journal rows (events as stored) with the state they fold to and
-the read rows they project to.
+moves only when told, stored as its journal rows (events as stored) and its participants' rows, with
+the state they fold to and the read rows they project to, in `journals/<release version>/`.
 
-    .venv/bin/python -m tests.golden.generate            # write journals of a new release's format
+    .venv/bin/python -m tests.golden.generate             # this release's journals (once per release)
     .venv/bin/python -m tests.golden.generate --expected  # re-derive expected state and rows only
 
-A journal, once committed, is never rewritten: it is what an older release left in a database, and
-`tests/integration/test_golden_journals.py` holds every later release to folding and projecting it.
-`--expected` re-derives only the expected state and rows from the committed journals, for a
-deliberate change of the read model, which the diff then shows line by line.
+A journal, once committed, is never rewritten: it is what a release left in a database, and
+`tests/integration/test_golden_journals.py` holds every later release to folding, projecting and
+finishing it. `--expected` re-derives only the expected state and rows of every committed journal,
+for a deliberate change of the read model, which the diff then shows line by line.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import json
 import tempfile
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,23 @@ async def compensation_timed_out(stage: Stage) -> str:
     return saga_id
 
 
+async def dispatched(stage: Stage) -> str:
+    saga_id = await stage.order(1)
+    saga = await stage.svc.read.saga(saga_id)
+    order = saga and await stage.svc.read.order(saga.order_id)
+    assert order is not None
+    await stage.svc.orchestrator.dispatch_shipment(saga_id, order.shipment_id)
+    return saga_id
+
+
+async def cancelled_after_completion(stage: Stage) -> str:
+    # Completed, then cancelled before its shipment was dispatched: the shipment is cancelled first.
+    saga_id = await stage.order(1)
+    await stage.svc.orchestrator.cancel_order(saga_id)
+    await stage.run_until(saga_id, "FAILED")
+    return saga_id
+
+
 async def waiting_for_retry(stage: Stage) -> str:
     # Left in flight: a release must finish what this one started.
     stage.gate.refusals[Participant.INVENTORY] = 1
@@ -137,6 +155,8 @@ SCENARIOS: dict[str, Scenario] = {
     "parked_then_aborted": parked_then_aborted,
     "cancelled": cancelled,
     "compensation_timed_out": compensation_timed_out,
+    "dispatched": dispatched,
+    "cancelled_after_completion": cancelled_after_completion,
     "waiting_for_retry": waiting_for_retry,
 }
 
@@ -173,8 +193,7 @@ async def record(url: str) -> dict[str, dict[str, Any]]:
         await engine.dispose()
 
 
-def write(name: str, golden: dict[str, Any]) -> None:
-    path = GOLDEN / f"{name}.json"
+def write(path: Path, golden: dict[str, Any]) -> None:
     path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
 
 
@@ -182,19 +201,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--expected", action="store_true", help="re-derive expected state and rows only")
     args = parser.parse_args()
-    GOLDEN.mkdir(exist_ok=True)
     if args.expected:
-        for path in sorted(GOLDEN.glob("*.json")):
+        for path in golden_files():
             golden = json.loads(path.read_text())
-            write(path.stem, {**golden, **asyncio.run(expected_of(golden["saga_id"], golden["journal"]))})
+            write(path, {**golden, **asyncio.run(expected_of(golden["saga_id"], golden["journal"]))})
         return
+    release = GOLDEN / version("ordersaga")
+    if release.exists():
+        raise SystemExit(f"{release} exists: a committed journal is never rewritten")
     with tempfile.TemporaryDirectory() as scratch:
         recorded = asyncio.run(record(f"sqlite+aiosqlite:///{scratch}/golden.db"))
+    release.mkdir(parents=True)
     for name, golden in recorded.items():
-        if (GOLDEN / f"{name}.json").exists():
-            raise SystemExit(f"{name}.json exists: a committed journal is never rewritten")
         state = asyncio.run(expected_of(golden["saga_id"], golden["journal"]))["state"]
-        write(name, {**golden, "state": state})
+        write(release / f"{name}.json", {**golden, "state": state})
+
+
+def golden_files() -> list[Path]:
+    """Every committed golden journal, of every release."""
+    return sorted(GOLDEN.glob("*/*.json"))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.rebuild import rebuild_projections
 from persistence.tables import journal
-from tests.golden.generate import GOLDEN
+from tests.golden.generate import golden_files
 from tests.golden.rows import PARTICIPANT_TABLES, folded, jsonable, read_rows, stored_rows
 from tests.integration.staging import start_stage
 
-GOLDEN_FILES = sorted(GOLDEN.glob("*.json"))
+GOLDEN_FILES = golden_files()
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -57,12 +57,13 @@ def test_the_golden_journals_cover_every_path() -> None:
         "SagaRetried",
         "SagaAborted",
         "CustomerCancelled",
+        "ShipmentDispatched",
     }
     statuses = {_load(path)["state"]["status"] for path in GOLDEN_FILES}
     assert statuses >= {"COMPLETED", "FAILED", "NEEDS_ATTENTION", "STOCK_RESERVING"}
 
 
-@pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in GOLDEN_FILES])
 def test_a_golden_journal_folds_to_its_expected_state(path: Path) -> None:
     golden = _load(path)
     assert jsonable(folded(golden["saga_id"], golden["journal"])) == golden["state"]
