@@ -5,6 +5,7 @@ is refused and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from sqlalchemy import select
@@ -96,3 +97,21 @@ async def test_an_adjustment_of_stock_the_section_does_not_hold_is_refused(svc: 
     )
     assert [p.code for p in problems] == [ProblemCode.UNKNOWN_WAREHOUSE]
     assert [kind for kind, *_ in await _movements(svc)] == ["RECEIPT"]
+
+
+async def test_adjustments_racing_reservations_never_undercut_them(svc: Service) -> None:
+    async def reserve() -> str:
+        placed = await svc.orchestrator.place_order(PlaceOrder("bob", (OrderLine("SKU-1", 1),)))
+        return await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+    outcomes = await asyncio.gather(*(reserve() for _ in range(8)), *(_adjust(svc, -1) for _ in range(4)))
+
+    completed = sum(1 for o in outcomes if o == "COMPLETED")
+    adjusted = sum(1 for o in outcomes if o == [])
+    refused = [o for o in outcomes if isinstance(o, list) and o]
+    assert all(codes == [ProblemCode.BELOW_RESERVED] for codes in refused)
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (10 - adjusted, completed)
+    assert completed + adjusted <= 10 and completed >= 6  # 10 units, 4 adjustments of one at most
+    async with svc.read.engine.connect() as conn:
+        assert await unexplained_stock(conn) == []
