@@ -29,6 +29,7 @@ class ProblemCode(enum.Enum):
     ORDER_ALREADY_SHIPPED = "ORDER_ALREADY_SHIPPED"
     ORDER_ALREADY_CANCELLED = "ORDER_ALREADY_CANCELLED"
     FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
+    INVALID_TEXT = "INVALID_TEXT"
     UNKNOWN_SHIPMENT = "UNKNOWN_SHIPMENT"
     SHIPMENT_ALREADY_DISPATCHED = "SHIPMENT_ALREADY_DISPATCHED"
     BELOW_RESERVED = "BELOW_RESERVED"
@@ -45,8 +46,22 @@ MAX_CODE = 64
 MAX_TEXT = 200
 MAX_LINES = 100
 MAX_QUANTITY = 1_000_000
-# A section's stock counts are 32-bit integer columns.
-MAX_STOCK = 2_147_483_647
+# Every count the service keeps and serves (stock on hand, per section and per product) fits GraphQL's
+# Int, a signed 32-bit integer (GraphQL spec, section 3.5.1), and PostgreSQL's integer columns.
+MAX_COUNT = 2**31 - 1
+
+
+def is_storable(text: str) -> bool:
+    """Whether every database keeps `text` as it is: no NUL (PostgreSQL refuses it in text columns,
+    SQLite keeps it) and only Unicode scalar values (a lone surrogate, which JSON can carry, has no
+    UTF-8 encoding)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_text(value: str, field: str, limit: int) -> list[Problem]:
@@ -58,11 +73,11 @@ def check_text(value: str, field: str, limit: int) -> list[Problem]:
 
 
 def check_stock_delta(value: int, field: str) -> list[Problem]:
-    """A change of a stock count: not zero, and within what a count can hold (MAX_STOCK either way)."""
+    """A change of a stock count: not zero, and within what a count can hold (MAX_COUNT either way)."""
     if value == 0:
         return [Problem(ProblemCode.INVALID_QUANTITY, field, f"{field} must not be 0")]
-    if abs(value) > MAX_STOCK:
-        message = f"{field} must be between -{MAX_STOCK} and {MAX_STOCK}"
+    if abs(value) > MAX_COUNT:
+        message = f"{field} must be between -{MAX_COUNT} and {MAX_COUNT}"
         return [Problem(ProblemCode.OUT_OF_RANGE, field, message)]
     return []
 

@@ -1,17 +1,18 @@
 """Inventory administration: warehouses with their sections, products, stock receipts and adjustments.
 
-Each command checks what only the database can tell (does it exist, does the condition suit) and
-either changes everything it was asked to or nothing, returning the problems found.
+Each command checks what only the database can tell (does it exist, does the condition suit, does
+the stock still fit a 32-bit count) and either changes everything it was asked to or nothing,
+returning the problems found.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, cast, insert, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, update
 
 from domain.model import MovementKind, StorageCondition
-from domain.problems import MAX_STOCK, Problem, ProblemCode
+from domain.problems import MAX_COUNT, Problem, ProblemCode
 from persistence import movements
 from persistence.db import Db
 from persistence.movements import movement
@@ -42,8 +43,10 @@ async def register_product(conn: Db, sku: str, name: str, condition: StorageCond
 async def receive_stock(
     conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int, at: datetime
 ) -> list[Problem]:
-    """Goods came in: `quantity` more on hand in the section, recorded as a RECEIPT movement at `at`."""
+    """Goods came in: `quantity` more on hand in the section, recorded as a RECEIPT movement at `at`.
+    Refused past MAX_COUNT in the section or for the product (OUT_OF_RANGE)."""
     problems = await _check_place(conn, sku, warehouse_code, section_code)
+    problems = problems or await _check_room(conn, sku, warehouse_code, section_code, quantity, "quantity")
     if problems:
         return problems
     key = _stock_row(sku, warehouse_code, section_code)
@@ -71,14 +74,19 @@ async def adjust_stock(
 ) -> list[Problem]:
     """Correct the section's on-hand by `delta` (a cycle count, damage, a write-off), recorded as an
     ADJUSTMENT movement with `reason` at `at`. Refused, changing nothing, when the section holds no
-    such stock, below what is reserved there (BELOW_RESERVED) or past MAX_STOCK (OUT_OF_RANGE)."""
+    such stock, below what is reserved there (BELOW_RESERVED) or past MAX_COUNT in the section or for
+    the product (OUT_OF_RANGE)."""
+    if delta > 0:
+        problems = await _check_room(conn, sku, warehouse_code, section_code, delta, "quantityDelta")
+        if problems:
+            return problems
     key = _stock_row(sku, warehouse_code, section_code)
     # One conditional statement, so a reservation committed meanwhile is counted, never undercut.
     # The new count is compared as a 64-bit sum: in 32 bits the comparison itself would overflow.
     after = cast(stock.c.on_hand, BigInteger) + literal(delta, BigInteger)
     adjusted = await conn.execute(
         update(stock)
-        .where(*key, after >= stock.c.reserved, after <= MAX_STOCK)
+        .where(*key, after >= stock.c.reserved, after <= MAX_COUNT)
         .values(on_hand=stock.c.on_hand + delta, version=stock.c.version + 1)
     )
     if adjusted.rowcount == 0:
@@ -103,8 +111,31 @@ async def _why_not_adjusted(
             f"reserved, so the change can be at least {level.reserved - level.on_hand}"
         )
         return [Problem(ProblemCode.BELOW_RESERVED, "quantityDelta", message)]
-    message = f"{level.on_hand} on hand: on-hand cannot exceed {MAX_STOCK}"
+    message = f"{level.on_hand} on hand: on-hand cannot exceed {MAX_COUNT}"
     return [Problem(ProblemCode.OUT_OF_RANGE, "quantityDelta", message)]
+
+
+async def _check_room(
+    conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int, field: str
+) -> list[Problem]:
+    """Whether `quantity` more of `sku` in the section keeps the section's and the product's on-hand
+    within MAX_COUNT: every count the service serves is a GraphQL Int."""
+    # The product row is locked (on PostgreSQL) so that additions of one SKU to different sections
+    # take turns, and the total checked here is the total they add to.
+    await conn.execute(select(products.c.sku).where(products.c.sku == sku).with_for_update())
+    key = _stock_row(sku, warehouse_code, section_code)
+    held = (await conn.execute(select(stock.c.on_hand).where(*key))).scalar() or 0
+    total = (await conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == sku))).scalar() or 0
+    if max(held, total) + quantity > MAX_COUNT:
+        return [
+            Problem(
+                ProblemCode.OUT_OF_RANGE,
+                field,
+                f"this would take the stock of {sku} past {MAX_COUNT} units "
+                f"(the section holds {held}, all sections {total})",
+            )
+        ]
+    return []
 
 
 def _stock_row(sku: str, warehouse_code: str, section_code: str) -> tuple[ColumnElement[bool], ...]:

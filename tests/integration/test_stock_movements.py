@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.service import Service
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
-from domain.problems import MAX_STOCK, ProblemCode
+from domain.problems import MAX_COUNT, ProblemCode
 from domain.saga import SagaState, SagaStatus
 from persistence import catalog
 from persistence.movements import unexplained_stock
@@ -76,15 +76,15 @@ async def test_an_adjustment_never_goes_below_what_is_reserved(svc: Service) -> 
     await _order(svc, 4, SagaStatus.COMPLETED)  # 10 on hand, 4 reserved
 
     assert await _adjust(svc, -7) == [ProblemCode.BELOW_RESERVED]
-    assert await _adjust(svc, MAX_STOCK) == [ProblemCode.OUT_OF_RANGE]
+    assert await _adjust(svc, MAX_COUNT) == [ProblemCode.OUT_OF_RANGE]
     [level] = await svc.read.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 4)
     assert [kind for kind, *_ in await _movements(svc)] == ["RECEIPT", "RESERVATION"]
 
     assert await _adjust(svc, -6) == []
-    assert await _adjust(svc, MAX_STOCK - 4) == []
+    assert await _adjust(svc, MAX_COUNT - 4) == []
     [level] = await svc.read.stock_levels("SKU-1")
-    assert (level.on_hand, level.reserved) == (MAX_STOCK, 4)
+    assert (level.on_hand, level.reserved) == (MAX_COUNT, 4)
 
 
 async def test_an_adjustment_of_stock_the_section_does_not_hold_is_refused(svc: Service) -> None:
@@ -115,3 +115,15 @@ async def test_adjustments_racing_reservations_never_undercut_them(svc: Service)
     assert completed + adjusted <= 10 and completed >= 6  # 10 units, 4 adjustments of one at most
     async with svc.read.engine.connect() as conn:
         assert await unexplained_stock(conn) == []
+
+
+async def test_an_adjustment_never_takes_a_products_total_past_a_count(svc: Service) -> None:
+    problems = await svc.write(
+        lambda conn: catalog.receive_stock(conn, "SKU-1", "W2", "A", 5, svc.clock.now())
+    )
+    assert problems == []  # 10 in W1/A, 5 in W2/A
+
+    assert await _adjust(svc, MAX_COUNT - 12) == [ProblemCode.OUT_OF_RANGE]  # W1/A fits, the total not
+    assert await _adjust(svc, MAX_COUNT - 15) == []
+    products = await svc.read.products()
+    assert [(p.sku, p.on_hand) for p in products] == [("SKU-1", MAX_COUNT)]

@@ -5,15 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.problems import MAX_STOCK, ProblemCode, check_stock_delta
+from domain.problems import MAX_COUNT, ProblemCode, check_stock_delta
 
 
-@given(st.integers(-MAX_STOCK, MAX_STOCK).filter(bool))
+@given(st.integers(-MAX_COUNT, MAX_COUNT).filter(bool))
 def test_a_change_within_a_count_is_accepted(delta: int) -> None:
     assert check_stock_delta(delta, "quantityDelta") == []
 
 
-@given(st.integers(min_value=MAX_STOCK + 1) | st.integers(max_value=-MAX_STOCK - 1))
+@given(st.integers(min_value=MAX_COUNT + 1) | st.integers(max_value=-MAX_COUNT - 1))
 def test_a_change_past_a_count_is_out_of_range(delta: int) -> None:
     [problem] = check_stock_delta(delta, "quantityDelta")
     assert (problem.code, problem.field) == (ProblemCode.OUT_OF_RANGE, "quantityDelta")
