@@ -10,22 +10,24 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from api.graphql_http import GraphQLOverHTTP
 from api.loaders import make_loaders
+from api.request_limits import BodyLimits
 from api.schema import schema
 from api.service import Service
 
 DASHBOARD = Path(__file__).parent / "dashboard"
 
 
-class _GraphQL(GraphQL[dict[str, Any], None]):
+class _GraphQL(GraphQLOverHTTP):
     def __init__(self, svc: Service) -> None:
         # Only graphql-transport-ws, the protocol current clients speak (GraphiQL, the graphql-ws
         # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
@@ -71,7 +73,9 @@ def create_app(svc: Service) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, which answers the ones GraphQL over HTTP lacks (405)
+            # in the GraphQL shape too.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -79,4 +83,11 @@ def create_app(svc: Service) -> Starlette:
             Mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True)),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                BodyLimits,
+                max_bytes=svc.settings.max_body_bytes,
+                timeout_seconds=svc.settings.body_timeout,
+            )
+        ],
     )

@@ -7,13 +7,27 @@ import asyncio
 import importlib.util
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
+
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.logs import LOG_FORMATS, configure_logging
 from api.settings import OTLP_SETTINGS, Settings
 from domain.saga import SagaPolicy
-from persistence.database import default_database_url
+from persistence.database import default_database_url, is_sqlite
+
+T = TypeVar("T")
+
+# What a database URL that names nothing usable, or a database that does not answer, raises: the URL
+# (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535), the
+# database itself (DBAPIError), or its migrations (CommandError: a revision this version does not know).
+DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,14 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP and WebSocket")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on, 0 for any free one (default %(default)s)"
+    )
     _database_option(serve)
-    serve.add_argument("--demo", action="store_true", help="load a small demo catalog once")
+    serve.add_argument("--demo", action="store_true", help="load a small demo catalog once (default off)")
     serve.add_argument(
         "--otel",
         action="store_true",
-        help="send OpenTelemetry spans per saga and step over OTLP (on too when "
+        help="send OpenTelemetry spans per saga and step over OTLP (default off, on when "
         "OTEL_EXPORTER_OTLP_ENDPOINT is set; needs the otel extra)",
     )
     serve.add_argument(
@@ -71,10 +87,37 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--enable-fault-injection",
         action="store_true",
-        help="let GraphQL stage slow or failing participants (setParticipantFault)",
+        help="let GraphQL stage slow or failing participants (setParticipantFault; default off)",
     )
     serve.add_argument(
-        "--fault-seed", type=int, metavar="N", help="seed the draws of a staged failureRate, to repeat a run"
+        "--fault-seed",
+        type=int,
+        metavar="N",
+        help="seed the draws of a staged failureRate, to repeat a run (default: a fresh seed each run)",
+    )
+    limits = Settings(database_url="")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=limits.max_body_bytes,
+        metavar="N",
+        help="largest request body (and WebSocket message) accepted; larger ones get 413 "
+        "(default %(default)s)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=limits.body_timeout,
+        metavar="S",
+        help="seconds a request body may take to arrive; slower ones get 408 (default %(default)g)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=limits.header_timeout,
+        metavar="S",
+        help="seconds a request's headers may take to arrive before the connection is closed "
+        "(default %(default)g)",
     )
     serve.set_defaults(run=_serve)
 
@@ -102,7 +145,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--database-url", default=None, help="SQLAlchemy async URL (default: ordersaga.db here, SQLite)"
+        "--database-url",
+        default=None,
+        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db (default: SQLite, ordersaga.db "
+        "in the working directory)",
     )
 
 
@@ -122,65 +168,82 @@ def _settings(args: argparse.Namespace) -> Settings:
         otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
         fault_injection=args.enable_fault_injection,
         fault_seed=args.fault_seed,
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
     )
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from api.app import create_app
+    from api.http_server import AnnouncingServer, server_config
     from api.service import Service
+    from persistence.migrate import upgrade
+    from persistence.serving import DatabaseInUse, claim_database
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
-    app = create_app(Service(settings))
-    print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
-    if args.enable_fault_injection:
-        print("Fault injection is on: setParticipantFault makes a participant slow or failing", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+    async def prepare(engine: AsyncEngine) -> None:
+        # Here rather than in the service's start, so that a failure is one line, not a traceback.
+        async with claim_database(settings.database_url, exclusive=False):
+            await upgrade(engine)
+
+    try:
+        _on_database(settings.database_url, prepare)
+    except DatabaseInUse:
+        sys.exit("a projections rebuild is using the database: serve once it has finished")
+
+    def listening(base_url: str) -> None:
+        print(f"GraphiQL: {base_url}/graphql")
+        if args.enable_fault_injection:
+            print("Fault injection is on: setParticipantFault makes a participant slow or failing")
+        sys.stdout.flush()
+
+    config = server_config(create_app(Service(settings)), settings, args.host, args.port)
+    AnnouncingServer(config, listening).run()
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from persistence.database import make_engine
-    from persistence.migrate import upgrade
+    from persistence.migrate import current_revision, upgrade
 
-    async def run() -> None:
-        engine = make_engine(args.database_url or default_database_url())
-        await upgrade(engine)
-        await engine.dispose()
+    async def migrate(engine: AsyncEngine) -> tuple[list[str], str | None]:
+        applied = await upgrade(engine)
+        return [f"applied {m.revision}: {m.doc}" for m in applied], await current_revision(engine)
 
-    asyncio.run(run())
-    print("database is up to date")
+    applied, revision = _on_database(args.database_url or default_database_url(), migrate)
+    print("\n".join(applied) if applied else f"database is up to date (revision {revision})")
 
 
 def _rebuild_projections(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from persistence.codec import UnreadableEvent
-    from persistence.database import make_engine
     from persistence.migrate import upgrade
     from persistence.rebuild import RebuildReport, count_events, rebuild_projections
+    from persistence.serving import DatabaseInUse, claim_database
 
     if args.batch_size < 1:
         sys.exit("--batch-size must be at least 1")
+    url = args.database_url or default_database_url()
 
-    async def run() -> RebuildReport:
-        engine = make_engine(args.database_url or default_database_url())
-        try:
+    async def rebuild(engine: AsyncEngine) -> RebuildReport:
+        # Alone: a server's projection would write the read tables while they are rebuilt.
+        async with claim_database(url, exclusive=True):
             await upgrade(engine)
             # On a terminal, the events replayed so far, their rate and the time left.
             with tqdm(
                 total=await count_events(engine), unit=" events", disable=not sys.stderr.isatty()
             ) as bar:
                 return await rebuild_projections(engine, args.batch_size, bar.update)
-        finally:
-            await engine.dispose()
 
     try:
-        report = asyncio.run(run())
+        report = _on_database(url, rebuild)
+    except DatabaseInUse:
+        sys.exit("a server is using the database: stop every ordersaga serve on it, then rebuild")
     except UnreadableEvent as unreadable:
         sys.exit(f"the journal holds an event this release cannot read: {unreadable}")
     print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
@@ -194,6 +257,47 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
     if problems:
         sys.exit("\n".join(problems))
     print("stock agrees with the journal and with its movements")
+
+
+def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` on an engine for `url`. A URL that names no usable database, or a database that
+    cannot be reached, ends the command with one line saying so (exit status 1), not a traceback."""
+    from persistence.database import make_engine
+
+    async def run() -> T:
+        engine = make_engine(url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        _check_sqlite_directory(url)
+        return asyncio.run(run())
+    except DATABASE_FAILURES as failure:
+        sys.exit(f"cannot use the database {_shown(url)}: {_reason(failure)}")
+
+
+def _check_sqlite_directory(url: str) -> None:
+    # Said plainly here; SQLite itself only says "unable to open database file".
+    if is_sqlite(url) and (database := make_url(url).database) and database != ":memory:":
+        directory = Path(database).parent
+        if not directory.is_dir():
+            raise OSError(f"no directory {directory} to hold the SQLite database")
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
+def _reason(failure: BaseException) -> str:
+    """The first line of what went wrong, without SQLAlchemy's wrapping (statement, parameters, link)."""
+    cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig is not None else failure
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -40,7 +40,10 @@ class ClientErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"  # too many requests: retry after `retryAfterSeconds`
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # overloaded or starting: retry after `retryAfterSeconds`
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"  # a fault of ours, logged under `errorId`
-    BAD_REQUEST = "BAD_REQUEST"  # the operation cannot be served as sent (a subscription over HTTP)
+    # not a well-formed GraphQL request (its body, operationName, a subscription over HTTP): fix it
+    BAD_REQUEST = "BAD_REQUEST"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # the body is over `maxBytes`: send a smaller request
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the body did not arrive within `timeoutSeconds`: send it again
 
 
 def client_error(message: str, code: ClientErrorCode, **extensions: Any) -> GraphQLError:

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import ClientErrorCode, client_error
+from api.loaders import loaders
 from api.types import (
     Order,
     Saga,
@@ -135,7 +136,7 @@ class OperationMutations:
         svc = service(info)
         shipment_id = str(input.shipment_id)
         problems = check_text(shipment_id, "shipmentId", MAX_TEXT)
-        row = None if problems else await svc.read.shipment(shipment_id)
+        row = None if problems else await loaders(info).shipments_by_id.load(shipment_id)
         if row is None:
             unknown = Problem(ProblemCode.UNKNOWN_SHIPMENT, "shipmentId", f"no shipment {shipment_id}")
             return DispatchShipmentPayload(user_errors=user_errors(problems or [unknown]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -23,6 +24,7 @@ from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
 from persistence.runner import GroupCommitRunner
+from persistence.serving import claim_database
 from persistence.transaction import SqlTransaction
 
 log = logging.getLogger("ordersaga")
@@ -31,8 +33,9 @@ T = TypeVar("T")
 
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
-    read model, the hub that tells live subscribers about commits. `start` migrates and resumes
-    unfinished sagas; `stop` lets go of all of it."""
+    read model, the hub that tells live subscribers about commits. `start` claims the database (shared
+    with other servers; raises persistence.serving.DatabaseInUse while a command that needs it alone
+    runs), migrates and resumes unfinished sagas; `stop` lets go of all of it."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, gate: ParticipantGate | None = None
@@ -70,8 +73,10 @@ class Service:
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
         self.ready = False
+        self._claim = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=False))
         await upgrade(self._writer)
         await self.runner.start()
         if self.settings.demo:
@@ -93,6 +98,7 @@ class Service:
         else:
             self._writer.dispose()
         await self._reader.dispose()
+        await self._claim.aclose()
 
     async def is_ready(self) -> bool:
         """Started, and the database answers."""

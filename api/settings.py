@@ -31,3 +31,9 @@ class Settings:
     pool_timeout: timedelta = timedelta(seconds=5)
     # Connections the read pool holds; None keeps the engine's default for the database.
     read_pool_size: int | None = None
+    # Request bodies (and WebSocket messages) larger than this are refused (413); bodies must arrive
+    # within body_timeout of the request's start (408), headers within header_timeout of the
+    # connection's or the request's start, so a slow client cannot hold a connection.
+    max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 30.0
+    header_timeout: float = 10.0

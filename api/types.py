@@ -13,6 +13,7 @@ from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.loaders import loaders
+from api.node_ids import catalog_id
 from domain.model import MovementKind as DomainMovementKind
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
@@ -84,13 +85,16 @@ class Pick:
         )
 
 
-@strawberry.interface(description="An object found by its id alone; saga and order ids are UUIDs.")
+@strawberry.interface(
+    description="An object found by its id alone, with `node(id:)`: a global id, unique across all types. "
+    "Saga, order and shipment ids are UUIDs; catalog ids are opaque."
+)
 class Node:
     id: strawberry.ID
 
 
 @strawberry.type(description="The instruction to ship an order: where each pick comes from.")
-class Shipment:
+class Shipment(Node):
     id: strawberry.ID
     picks: list[Pick]
     created_at: datetime
@@ -252,7 +256,8 @@ class StockCounts:
 
 
 @strawberry.type
-class StockLevel(StockCounts):
+class StockLevel(StockCounts, Node):
+    id: strawberry.ID
     warehouse_code: str
     section_code: str
     sku: str
@@ -260,6 +265,7 @@ class StockLevel(StockCounts):
     @classmethod
     def from_row(cls, row: Row) -> StockLevel:
         return cls(
+            id=strawberry.ID(catalog_id("StockLevel", row.warehouse_code, row.section_code, row.sku)),
             warehouse_code=row.warehouse_code,
             section_code=row.section_code,
             sku=row.sku,
@@ -301,16 +307,18 @@ class StockMovement:
 
 
 @strawberry.type
-class Section:
+class Section(Node):
+    id: strawberry.ID
     code: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
     stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row]) -> list[Section]:
+    def from_rows(cls, warehouse_code: str, rows: Iterable[Row]) -> list[Section]:
         """Sections from one warehouse's `ReadModel.warehouses` rows."""
         return [
             cls(
+                id=strawberry.ID(catalog_id("Section", warehouse_code, code)),
                 code=code,
                 storage_condition=DomainStorageCondition(condition),
                 stock=[StockLevel.from_row(r) for r in held if r.sku is not None],
@@ -321,7 +329,8 @@ class Section:
 
 
 @strawberry.type
-class Warehouse:
+class Warehouse(Node):
+    id: strawberry.ID
     code: str
     name: str
     sections: list[Section]
@@ -331,13 +340,19 @@ class Warehouse:
         """Warehouses from `ReadModel.warehouses` rows: one per stock row in warehouse and section
         order, with NULLs where a warehouse has no section or a section no stock."""
         return [
-            cls(code=code, name=name, sections=Section.from_rows(held))
+            cls(
+                id=strawberry.ID(catalog_id("Warehouse", code)),
+                code=code,
+                name=name,
+                sections=Section.from_rows(code, held),
+            )
             for (code, name), held in groupby(rows, key=lambda r: (r.warehouse_code, r.warehouse_name))
         ]
 
 
 @strawberry.type(description="A product, with its stock summed over every warehouse section.")
-class Product(StockCounts):
+class Product(StockCounts, Node):
+    id: strawberry.ID
     sku: str
     name: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
@@ -345,6 +360,7 @@ class Product(StockCounts):
     @classmethod
     def from_row(cls, row: Row) -> Product:
         return cls(
+            id=strawberry.ID(catalog_id("Product", row.sku)),
             sku=row.sku,
             name=row.name,
             storage_condition=DomainStorageCondition(row.storage_condition),

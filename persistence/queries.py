@@ -80,11 +80,11 @@ class ReadModel:
             .order_by(stock.c.warehouse_code, stock.c.section_code)
         )
 
-    async def warehouses(self) -> Sequence[Row]:
-        """Every warehouse, section and stock row in one query, ordered by warehouse, section and SKU:
-        one row per stock row, or one with NULLs for a section holding nothing (or a warehouse with no
-        sections)."""
-        return await self._all(
+    async def warehouses(self, codes: Sequence[str] | None = None) -> Sequence[Row]:
+        """Every warehouse (or those with these `codes`), section and stock row in one query, ordered
+        by warehouse, section and SKU: one row per stock row, or one with NULLs for a section holding
+        nothing (or a warehouse with no sections)."""
+        query = (
             select(
                 warehouses.c.code.label("warehouse_code"),
                 warehouses.c.name.label("warehouse_name"),
@@ -105,10 +105,12 @@ class ReadModel:
             )
             .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
         )
+        return await self._all(query if codes is None else query.where(warehouses.c.code.in_(codes)))
 
-    async def products(self) -> Sequence[Row]:
-        """Every product with its stock summed over all sections, in SKU order."""
-        return await self._all(
+    async def products(self, skus: Sequence[str] | None = None) -> Sequence[Row]:
+        """Every product (or those with these `skus`) with its stock summed over all sections, in SKU
+        order."""
+        query = (
             select(
                 products.c.sku,
                 products.c.name,
@@ -121,6 +123,7 @@ class ReadModel:
             .group_by(products.c.sku, products.c.name, products.c.storage_condition)
             .order_by(products.c.sku)
         )
+        return await self._all(query if skus is None else query.where(products.c.sku.in_(skus)))
 
     async def known_skus(self, skus: Sequence[str]) -> set[str]:
         # Products are never removed, so a SKU once seen stays known (in every process); only the
@@ -163,11 +166,11 @@ class ReadModel:
             .order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence)
         )
 
-    async def shipment(self, shipment_id: str) -> Row | None:
-        return await self._one(select(shipment_view).where(shipment_view.c.id == shipment_id))
-
     async def shipments(self, order_ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(shipment_view).where(shipment_view.c.order_id.in_(order_ids)))
+
+    async def shipments_by_id(self, ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(select(shipment_view).where(shipment_view.c.id.in_(ids)))
 
     async def stock_movement_page(
         self,

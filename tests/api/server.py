@@ -11,12 +11,13 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from api.http_server import server_config
 from api.service import Service
 
 
 @contextlib.asynccontextmanager
 async def serve(svc: Service) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(server_config(create_app(svc), svc.settings, "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
