@@ -309,8 +309,11 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _rebuild_projections(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from persistence.codec import UnreadableEvent
     from persistence.migrate import upgrade
-    from persistence.rebuild import RebuildReport, rebuild_projections
+    from persistence.rebuild import RebuildReport, count_events, rebuild_projections
     from persistence.serving import DatabaseInUse, claim_database
 
     if args.batch_size < 1:
@@ -321,17 +324,29 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
         # Alone: a server's projection would write the read tables while they are rebuilt.
         async with claim_database(url, exclusive=True):
             await upgrade(engine)
-            return await rebuild_projections(engine, args.batch_size)
+            # On a terminal, the events replayed so far, their rate and the time left.
+            with tqdm(
+                total=await count_events(engine), unit=" events", disable=not sys.stderr.isatty()
+            ) as bar:
+                return await rebuild_projections(engine, args.batch_size, bar.update)
 
     try:
         report = _on_database(url, rebuild)
     except DatabaseInUse:
         sys.exit("a server is using the database: stop every ordersaga serve on it, then rebuild")
+    except UnreadableEvent as unreadable:
+        sys.exit(f"the journal holds an event this release cannot read: {unreadable}")
     print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
+    problems = []
     if report.stock_mismatches:
         lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)
-        sys.exit(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
-    print("stock agrees with the journal")
+        problems.append(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
+    if report.unexplained_stock:
+        lines = "\n".join(f"  {u.describe()}" for u in report.unexplained_stock)
+        problems.append(f"stock disagrees with its movements:\n{lines}")
+    if problems:
+        sys.exit("\n".join(problems))
+    print("stock agrees with the journal and with its movements")
 
 
 def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -48,6 +48,6 @@ async def load_demo_catalog(svc: Service) -> None:
         for sku, name, condition in PRODUCTS:
             await catalog.register_product(conn, sku, name, condition)
         for sku, warehouse, section, quantity in STOCK:
-            await catalog.receive_stock(conn, sku, warehouse, section, quantity)
+            await catalog.receive_stock(conn, sku, warehouse, section, quantity, svc.clock.now())
 
     await svc.write(load)

@@ -16,13 +16,13 @@ from pythonjsonlogger.json import JsonFormatter
 from api.changes import settled
 from domain.orchestrator import SagaChange, current_saga, current_step
 from domain.saga import (
-    CUSTOMER_CANCELLED,
     CompensationStarted,
     CustomerCancelled,
     SagaAborted,
     SagaParked,
     SagaRetried,
     SagaStatus,
+    ShipmentDispatched,
     StepFailed,
     StepTimedOut,
 )
@@ -94,12 +94,14 @@ def log_change(change: SagaChange) -> None:
                 log.warning("compensating: %s", reason, extra={**about, "step": None})
             case SagaAborted(reason, _):
                 log.warning("aborted by an operator, compensating: %s", reason, extra={**about, "step": None})
-            case CustomerCancelled():
-                log.info("compensating: %s", CUSTOMER_CANCELLED, extra={**about, "step": None})
+            case CustomerCancelled(_, reason):
+                log.info("compensating: %s", reason, extra={**about, "step": None})
             case SagaRetried():
                 log.info("retried by an operator", extra={**about, "step": None})
             case SagaParked(reason, _):
                 log.error("needs an operator: %s", reason, extra={**about, "step": None})
+            case ShipmentDispatched(shipment_id, _):
+                log.info("shipment %s dispatched", shipment_id, extra={**about, "step": None})
     if settled(change) and after.is_terminal:
         level = logging.INFO if after.status is SagaStatus.COMPLETED else logging.WARNING
         log.log(level, "saga %s", after.status.value.lower(), extra={**about, "step": None})

@@ -40,7 +40,8 @@ class PrometheusMetrics:
         )
         self._step_seconds = Histogram(
             "ordersaga_step_duration_seconds",
-            "From a step's first attempt to its end, retries included.",
+            "From a step's first attempt to its end, retries included, as the journal records them: "
+            "steps run in one transaction (chained) share its time, so they observe 0.",
             ["step"],
             buckets=BUCKETS,
             registry=self.registry,

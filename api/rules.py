@@ -40,6 +40,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "sagaFailures": STAFF,
         "sagasNeedingAttention": STAFF,
         "participantFaults": ADMINS,
+        "stockMovements": STAFF,  # the warehouse's own ledger
     },
     OperationType.MUTATION: {
         "placeOrder": EVERYONE,  # a customer only in its own name
@@ -49,6 +50,8 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "receiveStock": STAFF,
         "retrySaga": STAFF,
         "abortSaga": STAFF,
+        "dispatchShipment": STAFF,  # the warehouse reports what it sent
+        "adjustStock": STAFF,
         "setParticipantFault": ADMINS,
         "clearParticipantFaults": ADMINS,
     },

@@ -59,6 +59,7 @@ class Service:
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
         )
         clock = clock or SystemClock()
+        self.clock = clock
         # Staged faults, when enabled, are the participants' gate; `gate` is for tests' own.
         self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
         self.orchestrator = Orchestrator(self.runner, clock, settings.policy, gate or self.faults)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from domain import interventions
+from domain import interventions, shipment
 from domain.interventions import Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
@@ -151,7 +151,7 @@ class Orchestrator:
             saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
             started = SagaStarted(order_id, command.customer_id, command.lines, now)
             state = start(saga_id, started)
-            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER, now))
+            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER.value, now))
             state, events = self._settle(state, [started], now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(None, events, state, placement)
@@ -205,9 +205,22 @@ class Orchestrator:
 
     async def cancel_order(self, saga_id: str, actor: str) -> SagaState | Refused:
         """The customer (or an operator, `actor`) cancels the order of this saga, which is compensated
-        if it is not shipped."""
+        if it is not dispatched."""
         return await self._intervene(
             saga_id, lambda state, now: interventions.cancel_order(state, now, actor)
+        )
+
+    async def dispatch_shipment(self, saga_id: str, shipment_id: str) -> SagaState | Refused:
+        """The warehouse dispatched the saga's shipment: in the transaction that journals it, the
+        picked stock leaves its sections, the shipment is dispatched and the order shipped."""
+
+        async def dispatched(tx: Transaction, command: StepCommand) -> None:
+            await tx.inventory.dispatch_stock(command)
+            await tx.shipments.dispatch_shipment(command)
+            await tx.orders.ship_order(command)
+
+        return await self._intervene(
+            saga_id, lambda state, now: shipment.dispatch(state, shipment_id, now), dispatched
         )
 
     async def stop(self) -> None:
@@ -219,24 +232,31 @@ class Orchestrator:
     # ------------------------------------------------------------------------------------ interventions
 
     async def _intervene(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None = None,
     ) -> SagaState | Refused:
         """Stop the saga's driver, decide on the journal as it stands and record the decision at the
-        expected version, then drive the saga on from there. The stopped driver's commit, if one was
-        under way, lands or not; either way the decision is made on what the journal holds.
+        expected version (with the participants' `effect` of it, if any, in the same transaction),
+        then drive the saga on from there. The stopped driver's commit, if one was under way, lands
+        or not; either way the decision is made on what the journal holds.
         A driver is started only for a saga the journal holds: by the commit of a decision, or, when
         nothing was decided (a refusal, an error), again for the saga whose driver was stopped. An id
         that is malformed or unknown thus leaves nothing running."""
         async with self._claims.hold(saga_id):
             halted = await self._halt(saga_id)
             try:
-                return await self._decide(saga_id, decide)
+                return await self._decide(saga_id, decide, effect)
             finally:
                 if halted and saga_id not in self._drivers:
                     self._spawn(saga_id, None)  # from the journal, which says where the saga is
 
     async def _decide(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None,
     ) -> SagaState | Refused:
         """The saga after the decision, whose commit starts its driver, or the refusal."""
 
@@ -248,6 +268,8 @@ class Orchestrator:
             decision = decide(before, now)
             if isinstance(decision, Refused):
                 return decision, None
+            if effect is not None:
+                await effect(tx, self._command(before, type(decision[0]).__name__, now))
             after, events = self._settle(*self._apply(before, [], decision), now)
             await tx.sagas.append(before, events, after, None)
             return after, SagaChange(before, tuple(events), after)
@@ -437,7 +459,7 @@ class Orchestrator:
         return state, events
 
     async def _execute(self, tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
-        command = self._command(state, step, now)
+        command = self._command(state, step.value, now)
         match step:
             case Step.RESERVE_STOCK:
                 return await tx.inventory.reserve_stock(command)
@@ -449,13 +471,16 @@ class Orchestrator:
                 return await tx.inventory.release_stock(command)
             case Step.CANCEL_ORDER:
                 return await tx.orders.cancel_order(command)
+            case Step.CANCEL_SHIPMENT:
+                return await tx.shipments.cancel_shipment(command)
             case Step.CREATE_ORDER:
                 raise ValueError("orders are created when the saga starts")
 
     @staticmethod
-    def _command(state: SagaState, step: Step, now: datetime) -> StepCommand:
+    def _command(state: SagaState, action: str, now: datetime) -> StepCommand:
+        """The command for `action` (a step's name, or an intervention's event) of the saga."""
         return StepCommand(
-            command_id=f"{state.saga_id}:{step.value}",
+            command_id=f"{state.saga_id}:{action}",
             saga_id=state.saga_id,
             order_id=state.order_id,
             customer_id=state.customer_id,
@@ -463,6 +488,7 @@ class Orchestrator:
             picks=state.picks,
             reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
             at=now,
+            shipment_id=state.shipment_id,
         )
 
     async def _load(self, saga_id: str) -> SagaState | None:

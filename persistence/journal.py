@@ -40,8 +40,10 @@ _SAGA_CHANGES = (
     "updated_at",
     "failed_step",
     "duration_ms",
+    "failure_kind",
 )
-_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at")
+_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
+_SHIPMENT_CHANGES = ("status", "dispatched_at")
 # Bind names must differ from column names, hence the prefix.
 _UPDATE_SAGA = (
     update(saga_view)
@@ -53,6 +55,11 @@ _UPDATE_ORDER = (
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
 )
+_UPDATE_SHIPMENT = (
+    update(shipment_view)
+    .where(shipment_view.c.id == bindparam("key"))
+    .values({c: bindparam(f"new_{c}") for c in _SHIPMENT_CHANGES})
+)
 _STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
 _UPDATE_STEP = (
     update(saga_step_view)
@@ -60,7 +67,7 @@ _UPDATE_STEP = (
     .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
 _LOAD = (
-    select(journal.c.type, journal.c.data)
+    select(journal.c.type, journal.c.version, journal.c.data)
     .where(journal.c.saga_id == bindparam("saga_id"))
     .order_by(journal.c.sequence)
 )
@@ -84,6 +91,7 @@ class SagaWrites:
         self.saga_updates: list[dict[str, Any]] = []
         self.order_updates: list[dict[str, Any]] = []
         self.step_updates: list[dict[str, Any]] = []
+        self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
 
     async def flush(self) -> None:
@@ -107,7 +115,11 @@ class SagaWrites:
                 await db.execute(insert(table), rows)
         if self.saga_updates:
             await self._update_sagas(self.saga_updates)
-        for statement, rows in ((_UPDATE_ORDER, self.order_updates), (_UPDATE_STEP, self.step_updates)):
+        for statement, rows in (
+            (_UPDATE_ORDER, self.order_updates),
+            (_UPDATE_STEP, self.step_updates),
+            (_UPDATE_SHIPMENT, self.shipment_updates),
+        ):
             if rows:
                 await db.execute(statement, rows)
         self._clear()
@@ -139,7 +151,7 @@ class SqlSagaStore:
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
         rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
-        return [codec.decode(row.type, row.data) for row in rows]
+        return [codec.decode(row.type, row.version, row.data) for row in rows]
 
     async def find_placement(self, idempotency_key: str) -> Placement | None:
         pending = self._writes.placements.get(idempotency_key)
@@ -158,12 +170,13 @@ class SqlSagaStore:
         writes = self._writes
         first = 1 if before is None else before.version + 1
         for sequence, event in enumerate(events, start=first):
-            type_name, data = codec.encode(event)
+            type_name, version, data = codec.encode(event)
             writes.events.append(
                 {
                     "saga_id": after.saga_id,
                     "sequence": sequence,
                     "type": type_name,
+                    "version": version,
                     "data": data,
                     "recorded_at": event.at,
                 }
@@ -172,9 +185,13 @@ class SqlSagaStore:
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
         self._project_steps(before, after)
-        shipment = shipment_row(after)
-        if shipment is not None and (before is None or before.shipment_id is None):
+        shipment, shipped_before = shipment_row(after), before and shipment_row(before)
+        if shipment is not None and not shipped_before:
             writes.new_shipments.append(shipment)
+        elif shipment is not None and shipment != shipped_before:
+            writes.shipment_updates.append(
+                {"key": shipment["id"], **{f"new_{c}": shipment[c] for c in _SHIPMENT_CHANGES}}
+            )
         saga, order = saga_row(after), order_row(after)
         if before is None:
             writes.new_sagas.append(saga)

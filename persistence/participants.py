@@ -9,16 +9,20 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from domain.allocation import Shortfall, StockSlot, allocate
-from domain.model import OrderStatus, Pick, StorageCondition
-from domain.ports import StepCommand
+from domain.model import MovementKind, OrderStatus, Pick, StorageCondition
+from domain.ports import ConcurrencyConflict, StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
+from domain.shipment import ShipmentStatus
+from persistence import movements
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
+from persistence.movements import pick_movements
 from persistence.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 
@@ -65,8 +69,14 @@ class SqlOrders:
         return Succeeded() if confirmed else Rejected(f"order {command.order_id} was cancelled")
 
     async def cancel_order(self, command: StepCommand) -> Outcome:
-        await self._set_status(command, OrderStatus.CANCELLED, tuple(OrderStatus))
+        # A shipped order is never cancelled: the saga refuses the cancellation of a dispatched one.
+        cancellable = (OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.CANCELLED)
+        await self._set_status(command, OrderStatus.CANCELLED, cancellable)
         return Succeeded()
+
+    async def ship_order(self, command: StepCommand) -> None:
+        if not await self._set_status(command, OrderStatus.SHIPPED, (OrderStatus.CONFIRMED,)):
+            raise ConcurrencyConflict(f"order {command.order_id} is no longer confirmed")
 
     async def _set_status(
         self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
@@ -94,14 +104,17 @@ _SWAP = (
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
 )
-_RESTORE = (
-    update(stock)
-    .where(
-        stock.c.warehouse_code == bindparam("w"),
-        stock.c.section_code == bindparam("s"),
-        stock.c.sku == bindparam("k"),
-    )
-    .values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+_PICKED_ROW = update(stock).where(
+    stock.c.warehouse_code == bindparam("w"),
+    stock.c.section_code == bindparam("s"),
+    stock.c.sku == bindparam("k"),
+)
+# A released pick is available again; a dispatched one has left the section.
+_RESTORE = _PICKED_ROW.values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+_TAKE_AWAY = _PICKED_ROW.values(
+    on_hand=stock.c.on_hand - bindparam("q"),
+    reserved=stock.c.reserved - bindparam("q"),
+    version=stock.c.version + 1,
 )
 
 
@@ -128,6 +141,12 @@ _READ_CONDITIONS = select(products.c.sku, products.c.storage_condition).where(
 )
 _FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
 _RECORD_RESERVATION = insert(reservations)
+_HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
+# How a reservation ends: the column that marks it, and what it does to its picks' stock.
+_ENDINGS = {
+    MovementKind.RELEASE: (reservations.c.released_at, _RESTORE),
+    MovementKind.DISPATCH: (reservations.c.dispatched_at, _TAKE_AWAY),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +182,10 @@ class SqlInventory:
                         "created_at": command.at,
                     },
                 )
+                reserved = pick_movements(
+                    result.picks, MovementKind.RESERVATION, command.at, command.order_id
+                )
+                await movements.record(self._conn, reserved)
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
         self._metrics.stock_conflicts_exhausted += 1
@@ -171,19 +194,35 @@ class SqlInventory:
         )
 
     async def release_stock(self, command: StepCommand) -> Outcome:
-        # Marking the reservation released first makes a second release (a retry, another process)
-        # find nothing to do: stock comes back exactly once.
-        released = await self._conn.execute(
+        await self._end_reservation(command, MovementKind.RELEASE)
+        return Succeeded()
+
+    async def dispatch_stock(self, command: StepCommand) -> None:
+        if not await self._end_reservation(command, MovementKind.DISPATCH):
+            # Another transaction dispatched (or released) it after this one read the saga's journal.
+            raise ConcurrencyConflict(f"the reservation of order {command.order_id} is no longer held")
+
+    async def _end_reservation(self, command: StepCommand, how: MovementKind) -> bool:
+        """If the command's reservation is still held, mark it ended (released or dispatched, now),
+        move the stock of its picks and record the movements; False if it was not held.
+
+        Marking first makes a second release or dispatch (a retry, another process, a racing
+        request, which waits for this one's row lock) find nothing held: stock moves exactly once."""
+        mark, change = _ENDINGS[how]
+        ended = await self._conn.execute(
             update(reservations)
-            .where(reservations.c.id == command.reservation_id, reservations.c.released_at.is_(None))
-            .values(released_at=command.at)
+            .where(reservations.c.id == command.reservation_id, *_HELD)
+            .values({mark: command.at})
             .returning(reservations.c.picks)
         )
-        row = released.first()
-        if row is not None:
-            picks = sorted(picks_from_json(row.picks), key=_pick_key)
-            await self._conn.execute(_RESTORE, [_params(p) for p in picks])
-        return Succeeded()
+        row = ended.first()
+        if row is None:
+            return False
+        picks = sorted(picks_from_json(row.picks), key=_pick_key)
+        await self._conn.execute(change, [_params(p) for p in picks])
+        reference = command.shipment_id if how is MovementKind.DISPATCH else command.order_id
+        await movements.record(self._conn, pick_movements(picks, how, command.at, reference))
+        return True
 
     async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
         rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
@@ -245,8 +284,15 @@ def _params(pick: Pick) -> dict[str, object]:
     return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
 
 
-_FIND_SHIPMENT = select(shipments.c.id).where(shipments.c.order_id == bindparam("order_id"))
+_FIND_SHIPMENT = select(shipments.c.id, shipments.c.status).where(
+    shipments.c.order_id == bindparam("order_id")
+)
 _CREATE_SHIPMENT = insert(shipments)
+_SET_SHIPMENT_STATUS = (
+    update(shipments)
+    .where(shipments.c.order_id == bindparam("of_order"), shipments.c.status == ShipmentStatus.PENDING.value)
+    .values(status=bindparam("new_status"), dispatched_at=bindparam("at"))
+)
 
 
 class SqlShipments:
@@ -265,6 +311,24 @@ class SqlShipments:
                 "order_id": command.order_id,
                 "picks": picks_json(command.picks),
                 "created_at": command.at,
+                "status": ShipmentStatus.PENDING.value,
             },
         )
         return Succeeded(shipment_id=shipment_id)
+
+    async def cancel_shipment(self, command: StepCommand) -> Outcome:
+        if await self._set_status(command, ShipmentStatus.CANCELLED, None):
+            return Succeeded()
+        existing = (await self._conn.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
+        if existing is not None and existing.status == ShipmentStatus.DISPATCHED.value:
+            return Rejected(f"the shipment of order {command.order_id} was dispatched")
+        return Succeeded()  # cancelled already, or never created: nothing to undo
+
+    async def dispatch_shipment(self, command: StepCommand) -> None:
+        if not await self._set_status(command, ShipmentStatus.DISPATCHED, command.at):
+            raise ConcurrencyConflict(f"the shipment of order {command.order_id} is no longer pending")
+
+    async def _set_status(self, command: StepCommand, status: ShipmentStatus, at: datetime | None) -> bool:
+        """Move the order's pending shipment to `status`; False if it has none pending."""
+        params = {"of_order": command.order_id, "new_status": status.value, "at": at}
+        return (await self._conn.execute(_SET_SHIPMENT_STATUS, params)).rowcount == 1

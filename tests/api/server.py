@@ -81,7 +81,7 @@ query ($id: ID!) {
       shipment { id picks { warehouseCode sectionCode sku quantity } }
     }
     steps { name status attempts startedAt finishedAt }
-    events { sequence type occurredAt step }
+    events { sequence type occurredAt step reason }
   }
 }
 """

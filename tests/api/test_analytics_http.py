@@ -17,7 +17,7 @@ query ($since: DateTime, $until: DateTime) {
     compensations timeouts
     steps { name attempts succeeded failed timedOut averageDurationMs p95DurationMs }
   }
-  sagaFailures(since: $since, until: $until) { step reason count lastSeenAt }
+  sagaFailures(since: $since, until: $until) { step kind reason count lastSeenAt }
 }
 """
 
@@ -60,6 +60,7 @@ async def test_metrics_failures_and_compensations_over_http(database_url: str) -
         assert window["sagaFailures"] == [
             {
                 "step": "CREATE_SHIPMENT",
+                "kind": "UNAVAILABLE",
                 "reason": "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT is down",
                 "count": 1,
                 "lastSeenAt": (START + timedelta(seconds=317)).isoformat(),

@@ -39,6 +39,8 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
         stage.gate.refusals[Participant.SHIPMENT] = 1
         refused = await stage.order(1)
         orders = {s: (await stage.svc.read.saga(s)).order_id for s in (broken, refused)}  # type: ignore[union-attr]
+        shipment = (await stage.svc.read.order(orders[refused])).shipment_id  # type: ignore[union-attr]
+        await stage.svc.orchestrator.dispatch_shipment(refused, shipment)
     finally:
         await stage.svc.stop()
 
@@ -61,6 +63,7 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
             "CREATE_SHIPMENT attempt 1 failed (will retry): SHIPMENT is down",
         ),
         (refused, None, "INFO", "saga completed"),
+        (refused, None, "INFO", f"shipment {shipment} dispatched"),
     ]
     [crash] = [line for line in lines if line["levelname"] == "ERROR"]
     assert "RuntimeError: the INVENTORY link broke" in crash["exc_info"]

@@ -45,7 +45,9 @@ async def svc(database_url: str) -> AsyncIterator[Service]:
 
 
 async def receive(svc: Service, sku: str, warehouse_code: str, quantity: int) -> None:
-    await svc.write(lambda conn: catalog.receive_stock(conn, sku, warehouse_code, "A", quantity))
+    await svc.write(
+        lambda conn: catalog.receive_stock(conn, sku, warehouse_code, "A", quantity, svc.clock.now())
+    )
 
 
 async def reserve(svc: Service, command: StepCommand) -> Outcome:
