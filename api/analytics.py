@@ -1,5 +1,5 @@
 """Saga metrics and failure analysis over a window of saga start times (`since` inclusive, `until`
-exclusive; either may be left open)."""
+exclusive; either may be left open), and saga activity per minute over a bounded window of time."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from api.errors import ClientErrorCode, client_error
 from api.types import FailureKind, SagaStepName, service
 from persistence import analytics
 
@@ -26,6 +27,7 @@ class StepMetrics:
         "waiting (deadlines, retries, slow participants), not the work inside a commit."
     )
     p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
+    p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
 
     @classmethod
     def from_figures(cls, figures: analytics.StepFigures) -> StepMetrics:
@@ -37,6 +39,7 @@ class StepMetrics:
             timed_out=figures.timed_out,
             average_duration_ms=figures.durations.average_ms,
             p95_duration_ms=figures.durations.p95_ms,
+            p50_duration_ms=figures.durations.p50_ms,
         )
 
 
@@ -59,6 +62,18 @@ class SagaMetrics:
     compensations: int = strawberry.field(description="Sagas that began compensating.")
     timeouts: int = strawberry.field(description="Step attempts that passed their deadline.")
     steps: list[StepMetrics] = strawberry.field(description="Every step, in saga order.")
+    p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
+
+
+@strawberry.type(description="What happened to sagas in one UTC minute.")
+class SagaActivity:
+    start: datetime = strawberry.field(description="The minute's first instant.")
+    completed: int = strawberry.field(description="Sagas that completed.")
+    failed: int = strawberry.field(description="Sagas that ended FAILED.")
+    compensated: int = strawberry.field(
+        description="Sagas that began compensating: a failed step, an operator's abort or a customer's "
+        "cancel."
+    )
 
 
 @strawberry.type(
@@ -99,6 +114,7 @@ class AnalyticsQueries:
             compensations=figures.compensations,
             timeouts=figures.timeouts,
             steps=[StepMetrics.from_figures(s) for s in figures.steps],
+            p50_duration_ms=figures.durations.p50_ms,
         )
 
     @strawberry.field(
@@ -115,4 +131,20 @@ class AnalyticsQueries:
                 step=g.step, kind=g.kind, reason=g.example_reason, count=g.count, last_seen_at=g.last_seen_at
             )
             for g in groups
+        ]
+
+    @strawberry.field(
+        description="Sagas completed, failed and compensated per UTC minute, from the minute holding "
+        "`since` (inclusive) to `until` (exclusive), one entry per minute, empty minutes included. "
+        f"The window must be at most {analytics.MAX_ACTIVITY_MINUTES} minutes long (BAD_USER_INPUT "
+        "otherwise)."
+    )
+    async def saga_activity(self, info: Info, since: datetime, until: datetime) -> list[SagaActivity]:
+        try:
+            buckets = await service(info).analytics.activity(since, until)
+        except ValueError as refused:
+            raise client_error(str(refused), ClientErrorCode.BAD_USER_INPUT, argument="until") from None
+        return [
+            SagaActivity(start=b.start, completed=b.completed, failed=b.failed, compensated=b.compensated)
+            for b in buckets
         ]

@@ -38,6 +38,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "inventoryContention": STAFF,
         "sagaMetrics": STAFF,
         "sagaFailures": STAFF,
+        "sagaActivity": STAFF,
         "sagasNeedingAttention": STAFF,
         "participantFaults": ADMINS,
         "stockMovements": STAFF,  # the warehouse's own ledger

@@ -44,6 +44,10 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "inventoryContention": ({OPS, ADM}, "{ inventoryContention { stockReservations } }"),
     "sagaMetrics": ({OPS, ADM}, "{ sagaMetrics { started } }"),
     "sagaFailures": ({OPS, ADM}, "{ sagaFailures { count } }"),
+    "sagaActivity": (
+        {OPS, ADM},
+        '{ sagaActivity(since: "2026-01-01T00:00:00Z", until: "2026-01-01T01:00:00Z") { completed } }',
+    ),
     "sagasNeedingAttention": ({OPS, ADM}, "{ sagasNeedingAttention { id } }"),
     "participantFaults": ({ADM}, "{ participantFaults { participant } }"),
     "stockMovements": ({OPS, ADM}, '{ stockMovements(sku: "TEA") { edges { node { onHandChange } } } }'),
