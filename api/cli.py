@@ -5,20 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from api.logs import LOG_FORMATS, configure_logging
-from api.settings import OTLP_SETTINGS, Settings
+from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
 from domain.saga import SagaPolicy
-from persistence.database import default_database_url
+from persistence.database import DatabaseInUse, default_database_url, hold_sqlite_database, is_sqlite
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+# `serve --workers N` hands its command line to the worker processes through the environment.
+_WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
-    configure_logging(getattr(args, "log_format", "text"))
+    args.argv = argv
+    configure_logging(getattr(args, "log_format", "text"), default_instance())
     args.run(args)
 
 
@@ -76,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fault-seed", type=int, metavar="N", help="seed the draws of a staged failureRate, to repeat a run"
     )
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=DEFAULT_LEASE_TTL.total_seconds(),
+        metavar="S",
+        help="PostgreSQL: seconds a saga's lease lasts unless renewed, so how long a dead process's "
+        "sagas wait before another takes them over (default %(default)g)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="PostgreSQL: serve from N processes sharing the port (default 1)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -122,6 +147,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
         fault_injection=args.enable_fault_injection,
         fault_seed=args.fault_seed,
+        lease_ttl=timedelta(seconds=args.lease_ttl),
     )
 
 
@@ -133,14 +159,51 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
+    if args.workers < 1:
+        sys.exit("--workers must be at least 1")
+    if args.lease_ttl <= 0:
+        sys.exit("--lease-ttl must be more than 0 seconds")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
-    app = create_app(Service(settings))
+    if is_sqlite(settings.database_url):
+        if args.workers > 1:
+            sys.exit(
+                "--workers needs PostgreSQL: a SQLite database is served by one process, which "
+                "drives every saga; serve several processes over PostgreSQL (--database-url)"
+            )
+        try:
+            args.database_lock = hold_sqlite_database(settings.database_url)
+        except DatabaseInUse as in_use:
+            sys.exit(
+                f"{in_use} is already served by another ordersaga process; a SQLite database "
+                "takes one: stop that one, or serve several processes over PostgreSQL"
+            )
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
     if args.enable_fault_injection:
         print("Fault injection is on: setParticipantFault makes a participant slow or failing", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.workers > 1:
+        os.environ[_WORKER_ARGS] = json.dumps(args.argv)
+        uvicorn.run(
+            "api.cli:worker_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
+        return
+    uvicorn.run(create_app(Service(settings)), host=args.host, port=args.port, log_level="warning")
+
+
+def worker_app() -> Starlette:
+    """The application of one `serve --workers N` process, from the command line `serve` was given."""
+    from api.app import create_app
+    from api.service import Service
+
+    args = _parser().parse_args(json.loads(os.environ[_WORKER_ARGS]))
+    configure_logging(args.log_format, default_instance())
+    return create_app(Service(_settings(args)))
 
 
 def _migrate(args: argparse.Namespace) -> None:

@@ -166,6 +166,15 @@ class SagaEvent:
         )
 
 
+@strawberry.type(description="A running saga's lease: the one process that may drive it, and until when.")
+class SagaLease:
+    owner: str = strawberry.field(description="The owning process's instance name (host:pid by default).")
+    expires_at: datetime = strawberry.field(
+        description="When the lease ends unless its owner renews it (it does every third of the lease "
+        "time); past it, another process takes the saga over."
+    )
+
+
 @strawberry.type
 class Saga(Node):
     id: strawberry.ID
@@ -214,6 +223,14 @@ class Saga(Node):
     @strawberry.field(description="The saga's journal, in sequence order.")
     async def events(self, info: Info) -> list[SagaEvent]:
         return [SagaEvent.from_row(r) for r in await loaders(info).timelines.load(str(self.id))]
+
+    @strawberry.field(
+        description="Which process drives the saga, with several processes over one PostgreSQL; "
+        "null when the saga is settled (nothing drives it), or on SQLite, where one process drives all."
+    )
+    async def lease(self, info: Info) -> SagaLease | None:
+        row = await loaders(info).leases.load(str(self.id))
+        return SagaLease(owner=row.owner, expires_at=row.expires_at) if row else None
 
 
 @strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")

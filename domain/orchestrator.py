@@ -30,6 +30,7 @@ from domain.ports import (
     ParticipantGate,
     ParticipantUnavailable,
     Placement,
+    SagaLeases,
     StepCommand,
     Transaction,
     TransactionRunner,
@@ -110,8 +111,11 @@ class Orchestrator:
         policy: SagaPolicy,
         gate: ParticipantGate | None = None,
         listeners: Iterable[SagaListener] = (),
+        leases: SagaLeases | None = None,
     ) -> None:
         self._runner = runner
+        # None: this process is the only one (SQLite) and drives every saga.
+        self._leases = leases
         self._clock = clock
         self._policy = policy
         self._gate = gate
@@ -182,6 +186,20 @@ class Orchestrator:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
         for saga_id in saga_ids:
             if saga_id not in self._drivers:
+                self._spawn(saga_id, None)
+
+    async def let_go(self, saga_ids: Iterable[str]) -> None:
+        """Stop driving these sagas: their leases went to another process. A commit already queued
+        lands or not; if the new owner wrote first, the journal's expected version refuses it."""
+        await asyncio.gather(*(self._halt(saga_id) for saga_id in saga_ids))
+
+    async def redrive(self, saga_id: str) -> None:
+        """Another process changed a saga this one drives (an operator's intervention sent to it):
+        restart the driver from the journal, so that it acts on the change now rather than when its
+        own next commit is refused."""
+        async with self._claims.hold(saga_id):
+            if saga_id in self._drivers:
+                await self._halt(saga_id)
                 self._spawn(saga_id, None)
 
     async def retry(self, saga_id: str) -> SagaState | Refused:
@@ -275,6 +293,11 @@ class Orchestrator:
         backoff = _ERROR_BACKOFF
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
+            if self._leases is not None and not self._leases.holds(saga_id):
+                # Another process drives it (or will, once the lease this one lost has expired):
+                # step back rather than write, or retry against its commits forever.
+                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
+                return
             try:
                 if state is None:
                     state = await self._load(saga_id)

@@ -99,6 +99,14 @@ class ParticipantGate(Protocol):
     async def admit(self, participant: Participant) -> None: ...
 
 
+class SagaLeases(Protocol):
+    """Which running sagas this process may drive. With several processes over one database, each
+    running saga is leased to one of them at a time; a process that does not hold a saga's lease (it
+    never had it, or lost it to a pause) must not write to it."""
+
+    def holds(self, saga_id: str) -> bool: ...
+
+
 class ParticipantUnavailable(Exception):
     pass
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -78,3 +79,25 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+class DatabaseInUse(Exception):
+    """Another process serves this SQLite database."""
+
+
+def hold_sqlite_database(url: str) -> IO[bytes] | None:
+    """Claim a SQLite database file for this process alone, for as long as the returned file stays
+    open (the lock goes with the process, however it ends). SQLite itself would let a second
+    process write, but sagas are driven by the one process that placed or resumed them: a second
+    one would resume, and drive, the same sagas. Raises DatabaseInUse if another process holds it;
+    answers None for an in-memory database."""
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return None
+    lock = Path(f"{path}.serve-lock").open("wb")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DatabaseInUse(path) from None
+    return lock

@@ -19,6 +19,8 @@ from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
 from persistence.db import Db
+from persistence.leases import Fleet, lease_change, write_leases
+from persistence.notifications import CommitNotice, notify
 from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
@@ -72,6 +74,8 @@ class SagaWrites:
 
     def __init__(self, db: Db) -> None:
         self._db = db
+        # Set by the store when this process is one of several over PostgreSQL (leases, notices).
+        self.fleet: Fleet | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -85,6 +89,8 @@ class SagaWrites:
         self.order_updates: list[dict[str, Any]] = []
         self.step_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
+        self.leases: dict[str, bool] = {}
+        self.notices: list[CommitNotice] = []
 
     async def flush(self) -> None:
         db = self._db
@@ -110,6 +116,11 @@ class SagaWrites:
         for statement, rows in ((_UPDATE_ORDER, self.order_updates), (_UPDATE_STEP, self.step_updates)):
             if rows:
                 await db.execute(statement, rows)
+        if self.fleet is not None:
+            if self.leases:
+                await write_leases(db, self.fleet, self.leases)
+            if self.notices:
+                await notify(db, self.notices)
         self._clear()
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
@@ -132,9 +143,10 @@ def vars_of(placement: Placement) -> dict[str, str]:
 
 
 class SqlSagaStore:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, fleet: Fleet | None = None) -> None:
         self._db = db
         self._writes = db.deferred(SagaWrites)
+        self._writes.fleet = fleet
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
@@ -171,6 +183,12 @@ class SqlSagaStore:
         writes.timeline.extend(timeline_rows(before, events, after.saga_id))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
+        if writes.fleet is not None:
+            lease = lease_change(before, after)
+            if lease is not None:
+                writes.leases[after.saga_id] = lease
+            notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
+            writes.notices.append(notice)
         self._project_steps(before, after)
         shipment = shipment_row(after)
         if shipment is not None and (before is None or before.shipment_id is None):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
@@ -83,13 +82,17 @@ class SqlOrders:
         return result.rowcount == 1
 
 
+# A conditional decrement rather than a compare-and-swap on the row's version: the condition is
+# what must hold (enough available), so a row that another reservation changed meanwhile still takes
+# this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
+# re-checks the condition on the row as committed and goes on, instead of missing and starting over:
+# reservations on a hot SKU queue once per row instead of convoying through retries.
 _SWAP = (
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
         stock.c.section_code == bindparam("s"),
         stock.c.sku == bindparam("k"),
-        stock.c.version == bindparam("v"),
         stock.c.on_hand - stock.c.reserved >= bindparam("q"),
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
@@ -112,7 +115,6 @@ _READ_STOCK = (
         stock.c.sku,
         stock.c.on_hand,
         stock.c.reserved,
-        stock.c.version,
         sections.c.storage_condition,
         products.c.storage_condition.label("product_condition"),
     )
@@ -130,12 +132,6 @@ _FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bind
 _RECORD_RESERVATION = insert(reservations)
 
 
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    slot: StockSlot
-    version: int
-
-
 class SqlInventory:
     def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
         self._conn = conn
@@ -150,10 +146,10 @@ class SqlInventory:
             if attempt > 1:
                 await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * (attempt - 1)))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
-            result = allocate(command.lines, [s.slot for s in slots], conditions)
+            result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
-            if await self._swap(result.picks, {_key(s.slot): s.version for s in slots}):
+            if await self._swap(result.picks):
                 await self._conn.execute(
                     _RECORD_RESERVATION,
                     {
@@ -185,18 +181,14 @@ class SqlInventory:
             await self._conn.execute(_RESTORE, [_params(p) for p in picks])
         return Succeeded()
 
-    async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
+    async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
         rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
             conditions[r.sku] = StorageCondition(r.product_condition)
-            slots.append(
-                _Slot(
-                    StockSlot(r.warehouse_code, r.section_code, r.sku, condition, r.on_hand - r.reserved),
-                    r.version,
-                )
-            )
+            available = r.on_hand - r.reserved
+            slots.append(StockSlot(r.warehouse_code, r.section_code, r.sku, condition, available))
         if len(conditions) < len(skus):
             missing = set(skus) - conditions.keys()
             conditions.update(await self._conditions(sorted(missing)))
@@ -206,8 +198,8 @@ class SqlInventory:
         rows = await self._conn.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
-    async def _swap(self, picks: tuple[Pick, ...], versions: dict[tuple[str, str, str], int]) -> bool:
-        """Compare-and-swap every picked row, in key order, or none of them."""
+    async def _swap(self, picks: tuple[Pick, ...]) -> bool:
+        """Take every pick from its row if the row still has enough, in key order, or none of them."""
         # A savepoint undoes the swaps already made when a later one fails, and keeps a lock error
         # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
         # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
@@ -216,7 +208,7 @@ class SqlInventory:
         savepoint = await self._conn.begin_nested() if guarded else None
         try:
             for pick in sorted(picks, key=_pick_key):
-                swapped = await self._conn.execute(_SWAP, {**_params(pick), "v": versions[_pick_key(pick)]})
+                swapped = await self._conn.execute(_SWAP, _params(pick))
                 if swapped.rowcount != 1:
                     if savepoint is not None:
                         await savepoint.rollback()
@@ -231,10 +223,6 @@ class SqlInventory:
         if savepoint is not None:
             await savepoint.commit()
         return True
-
-
-def _key(slot: StockSlot) -> tuple[str, str, str]:
-    return slot.warehouse_code, slot.section_code, slot.sku
 
 
 def _pick_key(pick: Pick) -> tuple[str, str, str]:

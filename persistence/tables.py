@@ -232,3 +232,15 @@ shipment_view = Table(
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+saga_leases = Table(
+    "saga_leases",
+    metadata,
+    # On PostgreSQL with several processes: the process that drives a running saga, and until when.
+    # The owner renews it; once it has expired another process may claim it (persistence/leases.py).
+    Column("saga_id", ID, primary_key=True),
+    Column("owner", NAME, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_saga_leases_expires_at", "expires_at"),
+    Index("ix_saga_leases_owner", "owner"),
+)

@@ -1,0 +1,109 @@
+"""Every process's commits, heard in this one: PostgreSQL LISTEN, published to the hub.
+
+Commits of this process reach its hub in-process (the orchestrator listener); this task adds the
+others', from the notifications their transactions sent (persistence/notifications.py). A
+notification of a saga this process drives, sent by another (an operator's intervention that
+landed there), restarts the saga's driver from its journal.
+
+A listening connection that drops loses whatever was sent meanwhile. So the task checks its
+connection every second, and after reconnecting publishes a notice for each saga with transitions
+since the connection was last known alive (less a little for notifications still in flight then):
+subscribers read from the timeline past what they sent, so a notice for something already sent
+costs a read, never a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.hub import Committed, TransitionHub
+from domain.orchestrator import Orchestrator
+from domain.ports import Clock
+from persistence.leases import LeaseBook
+from persistence.notifications import CHANNEL, CommitNotice, changed_since
+
+log = logging.getLogger("ordersaga.fanout")
+
+HEARTBEAT_S = 1.0
+RECONNECT_S = 1.0
+# Notifications of commits made just before the connection was last seen alive may still have been
+# on their way; the catch-up after a reconnect reaches back this much further.
+IN_FLIGHT = timedelta(seconds=2)
+
+
+class CommitFanout:
+    def __init__(
+        self,
+        database_url: str,
+        reader: AsyncEngine,
+        hub: TransitionHub,
+        leases: LeaseBook,
+        orchestrator: Orchestrator,
+        clock: Clock,
+    ) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._reader = reader
+        self._hub = hub
+        self._leases = leases
+        self._orchestrator = orchestrator
+        self._clock = clock
+        self._redrives: set[asyncio.Task[None]] = set()
+        self.listening = asyncio.Event()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting and catching up whenever the connection drops."""
+        alive_at: datetime | None = None
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError):
+                log.warning("cannot listen for other processes' commits; trying again", exc_info=True)
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            try:
+                await connection.add_listener(CHANNEL, self._heard)
+                if alive_at is not None:
+                    missed = await changed_since(self._reader, alive_at - IN_FLIGHT)
+                    log.info("listening again; catching up on %d sagas", len(missed))
+                    for notice in missed:
+                        self._deliver(notice)
+                self.listening.set()
+                while True:
+                    alive_at = self._clock.now()
+                    await connection.fetchval("SELECT 1")
+                    await asyncio.sleep(HEARTBEAT_S)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("lost the connection that listens for other processes' commits", exc_info=True)
+            finally:
+                self.listening.clear()
+                await _close(connection)
+            await asyncio.sleep(RECONNECT_S)
+
+    def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notice = CommitNotice.parse(payload)
+        except ValueError:
+            log.warning("ignored a notification that is not a commit notice: %r", payload)
+            return
+        if notice.instance != self._leases.fleet.instance:
+            self._deliver(notice)
+
+    def _deliver(self, notice: CommitNotice) -> None:
+        self._hub.publish(Committed(notice.saga_id, notice.first, notice.last, notice.status))
+        if self._leases.holds(notice.saga_id):
+            task = asyncio.create_task(self._orchestrator.redrive(notice.saga_id))
+            self._redrives.add(task)
+            task.add_done_callback(self._redrives.discard)
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(connection.close(), timeout=2)
+    except Exception:
+        connection.terminate()
