@@ -293,12 +293,8 @@ class Orchestrator:
         backoff = _ERROR_BACKOFF
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
-            if self._leases is not None and not self._leases.holds(saga_id):
-                # Another process drives it (or will, once the lease this one lost has expired):
-                # step back rather than write, or retry against its commits forever.
-                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
-                return
             try:
+                self._check_lease(saga_id)
                 if state is None:
                     state = await self._load(saga_id)
                     if state is None:
@@ -316,6 +312,11 @@ class Orchestrator:
                 backoff = _ERROR_BACKOFF
             except asyncio.CancelledError:
                 raise
+            except _LeaseLost:
+                # Another process drives it (or will, once the lease this one lost has expired):
+                # step back rather than write, or retry against its commits forever.
+                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
+                return
             except ConcurrencyConflict:
                 state = None
             except Exception:
@@ -335,7 +336,7 @@ class Orchestrator:
                 )
         try:
             return await self._advance(state, call, chain=chain)
-        except ConcurrencyConflict:
+        except (ConcurrencyConflict, _LeaseLost):
             raise
         except Exception as error:
             if chain:
@@ -367,6 +368,8 @@ class Orchestrator:
         """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
         each following call is made in the same transaction too, up to a wait or the end: with no
         gate to consult between steps, one commit then carries the rest of the saga."""
+        # Checked again here: a participant (or the gate) may have kept the driver past its lease.
+        self._check_lease(state.saga_id)
 
         async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
@@ -464,6 +467,10 @@ class Orchestrator:
         journal = await self._runner.run(work)
         return fold(saga_id, journal) if journal else None
 
+    def _check_lease(self, saga_id: str) -> None:
+        if self._leases is not None and not self._leases.holds(saga_id):
+            raise _LeaseLost(saga_id)
+
     def _publish(self, change: SagaChange) -> None:
         saga = current_saga.set(change.after.saga_id)
         try:
@@ -478,6 +485,10 @@ class Orchestrator:
             for watcher in self._watchers.pop(change.after.saga_id, []):
                 if not watcher.done():
                     watcher.set_result(change.after)
+
+
+class _LeaseLost(Exception):
+    """This process does not hold the saga's lease, so it must not write to the saga."""
 
 
 class _SagaClaims:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.leases import Fleet, lease_change, write_leases
 from persistence.notifications import CommitNotice, notify
@@ -102,6 +103,11 @@ class SagaWrites:
                 await db.execute(insert(placements), rows)
         except IntegrityError as clash:
             raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+        except DBAPIError as waited:
+            # Another writer (another process, say) holds the same key and has not committed yet.
+            if getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:
+                raise ConcurrencyConflict("another writer is appending to the same saga") from waited
+            raise
         for table, rows in (
             (saga_timeline, self.timeline),
             (saga_view, self.new_sagas),

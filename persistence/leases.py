@@ -80,11 +80,14 @@ async def write_leases(db: Db, fleet: Fleet, changes: dict[str, bool]) -> None:
         await db.execute(_DROP, {"ids": dropped})
 
 
+# Renewing skips the rows a commit of this process has locked (one settling or taking the saga,
+# which drops the lease or sets a fresh one), so that a renewal never waits for a commit lane, nor a
+# lane for it; which leases are still owned is then read, not locked.
+_MINE = select(saga_leases.c.saga_id).where(saga_leases.c.owner == bindparam("me"))
 _RENEW = (
     update(saga_leases)
-    .where(saga_leases.c.owner == bindparam("me"))
+    .where(saga_leases.c.saga_id.in_(_MINE.with_for_update(skip_locked=True).scalar_subquery()))
     .values(expires_at=func.now() + bindparam("ttl", type_=Interval()))
-    .returning(saga_leases.c.saga_id)
 )
 _DUE = (
     select(saga_leases.c.saga_id)
@@ -147,8 +150,8 @@ class LeaseBook:
         started = self._monotonic()
         believed = set(self._held)
         async with self._engine.begin() as conn:
-            rows = await conn.execute(_RENEW, self._params())
-            owned = {r.saga_id for r in rows}
+            await conn.execute(_RENEW, self._params())
+            owned = {r.saga_id for r in await conn.execute(_MINE, self._params())}
         self._valid_until = started + self._fleet.lease_ttl.total_seconds()
         lost = believed - owned
         self._held -= lost

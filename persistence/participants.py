@@ -16,6 +16,7 @@ from domain.allocation import Shortfall, StockSlot, allocate
 from domain.model import OrderStatus, Pick, StorageCondition
 from domain.ports import StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
 from persistence.projection import picks_from_json, picks_json
@@ -25,11 +26,6 @@ from persistence.tables import orders, products, reservations, sections, shipmen
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
 CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
-# On PostgreSQL a row held by another transaction past lock_timeout (lock_not_available), or a wait
-# that closed a cycle with another commit lane (deadlock_detected), is a conflict too: the savepoint
-# undoes this reservation's swaps, which frees its locks for the other side.
-_LOCK_CONFLICTS = frozenset({"55P03", "40P01"})
-
 
 # Statements are built once: building and keying a statement per call costs more than running it.
 _CREATE_ORDER = insert(orders)
@@ -214,10 +210,13 @@ class SqlInventory:
                         await savepoint.rollback()
                     return False
         except DBAPIError as error:
+            # On PostgreSQL a row held by another transaction past lock_timeout, or a wait that
+            # closed a cycle with another commit lane, is a conflict too: rolling back the savepoint
+            # frees this reservation's locks for the other side.
             if savepoint is None:
                 raise
             await savepoint.rollback()
-            if getattr(error.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
+            if getattr(error.orig, "sqlstate", None) not in LOCK_CONFLICTS:
                 raise
             return False
         if savepoint is not None:
