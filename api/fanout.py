@@ -61,7 +61,9 @@ class CommitFanout:
         alive_at: datetime | None = None
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn)
+                # Named, so that operators see in pg_stat_activity which process listens where.
+                name = f"ordersaga listen {self._leases.fleet.instance}"[:63]
+                connection = await asyncpg.connect(self._dsn, server_settings={"application_name": name})
             except (OSError, asyncpg.PostgresError):
                 log.warning("cannot listen for other processes' commits; trying again", exc_info=True)
                 await asyncio.sleep(RECONNECT_S)

@@ -18,11 +18,14 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from api.hub import FellBehind, TransitionHub
+from api.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
 from api.types import Saga, SagaEvent, SagaStatus, service
 from domain.saga import TERMINAL_STATUSES
 from domain.saga import SagaStatus as DomainSagaStatus
 from persistence.queries import ReadModel
+
+# As many finished sagas as a subscriber may have pending notices for.
+FINISHED_MEMORY = DEFAULT_LIMIT
 
 
 @strawberry.type(description="A saga's transition, sent as it commits: one per journal event.")
@@ -62,9 +65,12 @@ async def updates_of_all_sagas(
         # The last sequence read per saga; dropped once the saga's terminal commit has been read, as
         # nothing more can come for it.
         cursors: dict[str, int] = {}
+        # Sagas whose end was sent, the latest FINISHED_MEMORY of them: a late notice of one (a
+        # catch-up after another process's reconnect) must not send its transitions again.
+        finished: dict[str, None] = {}
         while True:
             try:
-                batch = await notices.next()
+                batch = [n for n in await notices.next() if n.saga_id not in finished]
             except FellBehind as behind:
                 raise GraphQLError(f"{behind}; subscribe again") from behind
             after = {n.saga_id: cursors.get(n.saga_id, n.first - 1) for n in batch}
@@ -78,6 +84,9 @@ async def updates_of_all_sagas(
                         yield update
                 if notice.status in TERMINAL_STATUSES and cursors.get(notice.saga_id) == notice.last:
                     del cursors[notice.saga_id]
+                    finished[notice.saga_id] = None
+                    if len(finished) > FINISHED_MEMORY:
+                        del finished[next(iter(finished))]
 
 
 class OnlyOverWebSocket(SchemaExtension):

@@ -314,8 +314,8 @@ class Product(StockCounts):
 
 
 @strawberry.type(
-    description="Stock reservations and their compare-and-swap conflicts, counted by one server process "
-    "since it started."
+    description="Stock reservations and their conflicts, counted by the one server process that answers "
+    "since it started (sum them over the processes of a deployment)."
 )
 class InventoryContention:
     stock_reservations: int = strawberry.field(
@@ -323,8 +323,9 @@ class InventoryContention:
         "failed, counts again."
     )
     cas_conflicts: int = strawberry.field(
-        description="Compare-and-swaps that found a stock row changed (or locked) under them; the "
-        "reservation then reads the stock again, unless its attempts are used up."
+        description="Conditional stock writes that found too little left on a row read a moment before "
+        "(or the row locked too long); the reservation then reads the stock again, unless its attempts "
+        "are used up. The name is kept from when they were compare-and-swaps."
     )
     cas_conflicts_exhausted: int = strawberry.field(
         description="Reservations that conflicted on every attempt and were reported as a transient "

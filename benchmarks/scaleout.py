@@ -64,12 +64,13 @@ def _cpu_of_group(pids: list[int]) -> float:
 
 
 @contextlib.asynccontextmanager
-async def database() -> AsyncIterator[str]:
-    admin = os.environ.get(POSTGRES_ENV, "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-    name = f"ordersaga_bench_{uuid.uuid4().hex[:10]}"
+async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """The URL of a new, empty PostgreSQL database on the server of `admin_url` (not even migrated),
+    dropped when the block is left."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     async def execute(statement: str) -> None:
-        engine = make_engine(admin, isolation_level="AUTOCOMMIT")
+        engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as conn:
                 await conn.execute(text(statement))
@@ -78,7 +79,7 @@ async def database() -> AsyncIterator[str]:
 
     await execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         await execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -129,33 +130,36 @@ def _own_cpu_s() -> float:
 
 async def run(processes: int, workers: bool, hot: bool, concurrency: int, sagas: int) -> dict[str, Any]:
     orders = workload.orders(sagas, hot, failure_rate=0.0)
-    with tempfile.TemporaryDirectory(prefix="ordersaga-scaleout-") as workdir:
-        async with database() as url, fleet(url, processes, workers, Path(workdir)) as (urls, pids):
-            connector = aiohttp.TCPConnector(limit=concurrency)
-            async with aiohttp.ClientSession(connector=connector) as session:
-                await _stock(session, urls[0], workload.skus(hot), workload.stock_per_sku(sagas))
-                gate = asyncio.Semaphore(concurrency)
-                finishing: list[float] = []
-                placing: list[float] = []
-                outcomes: list[tuple[workload.Order, str]] = []
+    admin = os.environ.get(POSTGRES_ENV, "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    async with contextlib.AsyncExitStack() as cell:
+        workdir = Path(cell.enter_context(tempfile.TemporaryDirectory(prefix="ordersaga-scaleout-")))
+        url = await cell.enter_async_context(scratch_database(admin, "ordersaga_bench"))
+        urls, pids = await cell.enter_async_context(fleet(url, processes, workers, workdir))
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        session = await cell.enter_async_context(aiohttp.ClientSession(connector=connector))
+        await _stock(session, urls[0], workload.skus(hot), workload.stock_per_sku(sagas))
+        gate = asyncio.Semaphore(concurrency)
+        finishing: list[float] = []
+        placing: list[float] = []
+        outcomes: list[tuple[workload.Order, str]] = []
 
-                async def one(n: int, order: workload.Order) -> None:
-                    async with gate:  # round robin over the servers, as a load balancer would
-                        place_s, finish_s, status = await _saga(session, urls[n % len(urls)], n, order)
-                    placing.append(place_s)
-                    finishing.append(finish_s)
-                    outcomes.append((order, status))
+        async def one(n: int, order: workload.Order) -> None:
+            async with gate:  # round robin over the servers, as a load balancer would
+                place_s, finish_s, status = await _saga(session, urls[n % len(urls)], n, order)
+            placing.append(place_s)
+            finishing.append(finish_s)
+            outcomes.append((order, status))
 
-                cpu0, own0, t0 = _cpu_of_group(pids), _own_cpu_s(), time.perf_counter()
-                await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
-                elapsed = time.perf_counter() - t0
-                cpu, own = _cpu_of_group(pids) - cpu0, _own_cpu_s() - own0
-                checks = await _check_books(session, urls[0], outcomes, hot)
-                conflicts = 0
-                if not workers:  # each process counts its own; with workers, one answers at random
-                    for target in urls:
-                        counts = (await _graphql(session, target, CONTENTION))["inventoryContention"]
-                        conflicts += counts["casConflicts"]
+        cpu0, own0, t0 = _cpu_of_group(pids), _own_cpu_s(), time.perf_counter()
+        await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
+        elapsed = time.perf_counter() - t0
+        cpu, own = _cpu_of_group(pids) - cpu0, _own_cpu_s() - own0
+        checks = await _check_books(session, urls[0], outcomes, hot)
+        conflicts = 0
+        if not workers:  # each process counts its own; with workers, one answers at random
+            for target in urls:
+                counts = (await _graphql(session, target, CONTENTION))["inventoryContention"]
+                conflicts += counts["casConflicts"]
     placing.sort()
     finishing.sort()
     return {

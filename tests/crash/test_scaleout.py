@@ -11,24 +11,24 @@ import contextlib
 import os
 import socket
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
+from benchmarks import scaleout
+from benchmarks.scaleout import scratch_database
 from domain.saga import StepTimedOut
 from persistence.database import make_engine
 from persistence.migrate import alembic_config
 from persistence.tables import orders
 from tests.api.server import place, stage, stock
 from tests.api.subscriptions import subscriptions
-from tests.conftest import POSTGRES_ENV, run_apart
+from tests.conftest import POSTGRES_ENV
 from tests.crash.audit import audit, journal_of, saga_statuses
 from tests.crash.server_process import ORDERSAGA, ServerProcess, ordersaga_serve
 from tests.crash.test_sigkill import FAST_RETRIES, acknowledge, wait_until_all_finished
@@ -65,24 +65,10 @@ def instance_of(server: ServerProcess) -> str:
 
 
 @pytest.fixture
-def new_database(postgres_url: str) -> Iterator[str]:
+async def new_database(postgres_url: str) -> AsyncIterator[str]:
     """A PostgreSQL database with nothing in it, not even migrations."""
-    admin = os.environ[POSTGRES_ENV]
-    name = f"ordersaga_new_{uuid.uuid4().hex[:12]}"
-
-    async def execute(statement: str) -> None:
-        engine = make_engine(admin, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    run_apart(execute(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        run_apart(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    async with scratch_database(os.environ[POSTGRES_ENV], "ordersaga_new") as url:
+        yield url
 
 
 async def test_processes_started_together_on_a_new_database_migrate_it_once_and_all_serve(
@@ -283,3 +269,10 @@ async def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(tmp_path:
     # Killed with the context: the lock went with the process, and the file can be served again.
     async with ordersaga_serve(url) as again:
         assert (await again.gql.http.get("/readyz")).status_code == 200
+
+
+@postgresql_only
+async def test_the_scaleout_benchmark_runs_a_cell_and_checks_its_books(database_url: str) -> None:
+    cell = await scaleout.run(processes=2, workers=False, hot=True, concurrency=4, sagas=12)
+    assert cell["correct"] and cell["completed"] == 12 and cell["layout"] == "2 x serve"
+    assert "| 2 x serve | hot |" in scaleout.render([cell])
