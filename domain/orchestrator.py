@@ -393,16 +393,16 @@ class Orchestrator:
             await tx.sagas.append(state, events, current, None)
             return SagaChange(state, tuple(events), current)
 
-        change = await self._committed(work, self._publish)
+        change = await self._committed(work, self._publish, min(line.sku for line in state.lines))
         return change.after
 
     async def _committed(
-        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None]
+        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None], lock_order: str = ""
     ) -> R:
         """Run `work` in a transaction and, once it has committed, `settled` with its result, even when
         the caller stopped waiting meanwhile (a driver halted by an intervention, a client gone): what
         has committed is always announced, and a placed order always driven."""
-        transaction = asyncio.ensure_future(self._runner.run(work))
+        transaction = asyncio.ensure_future(self._runner.run(work, lock_order))
 
         def on_commit(done: asyncio.Future[R]) -> None:
             if not done.cancelled() and done.exception() is None:

@@ -82,9 +82,14 @@ class Transaction(Protocol):
 
 class TransactionRunner(Protocol):
     """Runs `work` in a transaction and returns its result once committed (possibly alongside other
-    sagas' work in the same commit). If `work` raises, none of its writes are kept."""
+    sagas' work in the same commit). If `work` raises, none of its writes are kept.
 
-    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T: ...
+    Work that shares a commit runs in ascending `lock_order`. Work that takes stock passes the first
+    SKU it may lock, so that two commits being written at once (two lanes, two processes) take
+    their rows in one order and wait for each other, rather than each holding what the other
+    wants until a lock timeout breaks the cycle."""
+
+    async def run(self, work: Callable[[Transaction], Awaitable[T]], lock_order: str = "") -> T: ...
 
 
 class Clock(Protocol):

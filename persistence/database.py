@@ -14,13 +14,13 @@ DEFAULT_DATABASE_FILE = "ordersaga.db"
 
 # On PostgreSQL a writer waits at most this long for a row lock, then fails the statement with
 # lock_not_available (55P03). Commit lanes (several per process, and several processes) write batches
-# that each hold several sagas' stock rows until they commit, so one lane can wait on another, and
-# two can wait on each other. A reservation treats the timeout as a conflict and tries again, after
-# its savepoint has freed the rows it held. It is well below PostgreSQL's deadlock_timeout (1 s): a
-# cycle between batches is broken after a fifth of a second instead of a second, and a convoy behind
-# a slow batch never forms; an ordinary wait for another batch's commit takes milliseconds.
+# that each hold several sagas' stock rows until they commit, so one lane can wait on another. The
+# runner orders a batch's work by SKU, so batches take rows in one order and such waits end with the
+# other batch's commit; a reservation treats a timeout as a conflict and tries again, so no lane stalls
+# behind a lock taken outside the service. It is longer than PostgreSQL's default deadlock_timeout
+# (1 s), so a true cycle (orders of several lines can still make one) is reported as a deadlock.
 LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
-WRITER_LOCK_TIMEOUT_MS = 200
+WRITER_LOCK_TIMEOUT_MS = 2000
 
 
 def default_database_url(directory: Path | None = None) -> str:

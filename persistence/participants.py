@@ -225,7 +225,9 @@ class SqlInventory:
 
 
 def _pick_key(pick: Pick) -> tuple[str, str, str]:
-    return pick.warehouse_code, pick.section_code, pick.sku
+    # SKU first: the commit runner orders a batch's work by the first SKU each may lock, so rows
+    # are taken SKU by SKU across a whole batch, and two batches wait for each other in one order.
+    return pick.sku, pick.warehouse_code, pick.section_code
 
 
 def _params(pick: Pick) -> dict[str, object]:
