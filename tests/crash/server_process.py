@@ -51,6 +51,9 @@ async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[Ser
         "--port",
         str(port),
         "--enable-fault-injection",
+        # On PostgreSQL a restarted process takes over the killed one's sagas once their leases
+        # expire: 2 s keeps the tests short. A test's own option comes later, and wins.
+        "--lease-ttl=2",
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
