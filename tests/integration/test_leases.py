@@ -1,13 +1,14 @@
 """Saga leases on PostgreSQL, with two services over one database in one event loop: the process that
 places a saga holds its lease; one whose lease lapsed (a long pause, here its lease rounds stopped)
 steps back without writing, even when its participant answers afterwards; another claims the expired
-lease and finishes the saga; a settled saga keeps no lease."""
+lease and finishes the saga; a settled saga keeps no lease. And the rule by which commits take and
+drop leases."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,8 +17,9 @@ from api.service import Service
 from api.settings import Settings
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
-from domain.saga import Participant, SagaStatus
+from domain.saga import Participant, SagaStarted, SagaStatus, start
 from persistence.database import make_engine
+from persistence.leases import lease_change
 from persistence.tables import journal, reservations, saga_leases
 from tests.gates import Hold
 from tests.integration.support import FAST, stock_catalog, wait_for_status
@@ -103,3 +105,17 @@ async def test_a_process_whose_lease_lapsed_steps_back_and_another_finishes_its_
     finally:
         await other.stop()
         await paused.stop()
+
+
+def test_a_commit_takes_the_lease_when_it_sets_a_saga_moving_and_drops_it_when_it_settles() -> None:
+    now = datetime.now(UTC)
+    placed = start("s-1", SagaStarted("o-1", "c", (OrderLine("SKU-1", 1),), now))
+    running = replace(placed, status=SagaStatus.STOCK_RESERVING)
+    parked = replace(placed, status=SagaStatus.NEEDS_ATTENTION)
+    finished = replace(placed, status=SagaStatus.COMPLETED)
+
+    assert lease_change(None, placed) is True  # placed
+    assert lease_change(placed, running) is None  # moving on: the lease stays as it is
+    assert lease_change(running, parked) is False  # parked for an operator
+    assert lease_change(parked, running) is True  # an operator sent it on, from this process
+    assert lease_change(running, finished) is False
