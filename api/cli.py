@@ -173,6 +173,7 @@ def _serve(args: argparse.Namespace) -> None:
                 "drives every saga; serve several processes over PostgreSQL (--database-url)"
             )
         try:
+            # Kept on `args`, which lives as long as `serve` does: the lock is the open file.
             args.database_lock = hold_sqlite_database(settings.database_url)
         except DatabaseInUse as in_use:
             sys.exit(

@@ -254,9 +254,20 @@ async def refusal(*arguments: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def test_workers_on_sqlite_are_refused_with_a_clear_message(tmp_path: Path) -> None:
-    status, output = await refusal("--workers=2", f"--database-url=sqlite+aiosqlite:///{tmp_path / 'one.db'}")
-    assert status != 0 and "--workers needs PostgreSQL" in output
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--workers=2", "--workers needs PostgreSQL"),
+        ("--workers=0", "--workers must be at least 1"),
+        ("--lease-ttl=0", "--lease-ttl must be more than 0 seconds"),
+    ],
+)
+async def test_serve_refuses_what_it_cannot_do_with_a_clear_message(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    status, output = await refusal(option, f"--database-url=sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    assert status != 0 and message in output
+    assert not (tmp_path / "one.db").exists(), "a refused start touches nothing"
 
 
 async def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
