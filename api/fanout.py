@@ -3,7 +3,8 @@
 Commits of this process reach its hub in-process (the orchestrator listener); this task adds the
 others', from the notifications their transactions sent (persistence/notifications.py). A
 notification of a saga this process drives, sent by another (an operator's intervention that
-landed there), restarts the saga's driver from its journal.
+landed there), restarts the saga's driver from its journal; one that settles a saga a request here
+waits for (`placeOrder(awaitOutcomeMs)` replaying a placement made there) answers it.
 
 A listening connection that drops loses whatever was sent meanwhile. So the task checks its
 connection every second, and after reconnecting publishes a notice for each saga with transitions
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.hub import Committed, TransitionHub
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock
+from domain.saga import TERMINAL_STATUSES, SagaStatus
 from persistence.leases import LeaseBook
 from persistence.notifications import CHANNEL, CommitNotice, changed_since
 
@@ -35,6 +38,8 @@ RECONNECT_S = 1.0
 # Notifications of commits made just before the connection was last seen alive may still have been
 # on their way; the catch-up after a reconnect reaches back this much further.
 IN_FLIGHT = timedelta(seconds=2)
+# Statuses after which nothing happens on its own: what a request awaiting an outcome waits for.
+_SETTLED = TERMINAL_STATUSES | {SagaStatus.NEEDS_ATTENTION}
 
 
 class CommitFanout:
@@ -53,7 +58,7 @@ class CommitFanout:
         self._leases = leases
         self._orchestrator = orchestrator
         self._clock = clock
-        self._redrives: set[asyncio.Task[None]] = set()
+        self._reactions: set[asyncio.Task[None]] = set()
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
@@ -99,9 +104,14 @@ class CommitFanout:
     def _deliver(self, notice: CommitNotice) -> None:
         self._hub.publish(Committed(notice.saga_id, notice.first, notice.last, notice.status))
         if self._leases.holds(notice.saga_id):
-            task = asyncio.create_task(self._orchestrator.redrive(notice.saga_id))
-            self._redrives.add(task)
-            task.add_done_callback(self._redrives.discard)
+            self._spawn(self._orchestrator.redrive(notice.saga_id))
+        if notice.status in _SETTLED and self._orchestrator.watching(notice.saga_id):
+            self._spawn(self._orchestrator.settled_elsewhere(notice.saga_id))
+
+    def _spawn(self, reaction: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(reaction)
+        self._reactions.add(task)
+        task.add_done_callback(self._reactions.discard)
 
 
 async def _close(connection: asyncpg.Connection) -> None:

@@ -182,6 +182,20 @@ class Orchestrator:
         if not watchers:
             self._watchers.pop(saga_id, None)
 
+    def watching(self, saga_id: str) -> bool:
+        return saga_id in self._watchers
+
+    async def settled_elsewhere(self, saga_id: str) -> None:
+        """Another process's commit settled a saga watched here (a replayed placement, a saga driven
+        there): read it from the journal and tell the watchers."""
+        if not self.watching(saga_id):
+            return
+        state = await self._load(saga_id)
+        if state is not None and state.is_settled:
+            for watcher in self._watchers.pop(saga_id, []):
+                if not watcher.done():
+                    watcher.set_result(state)
+
     def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
         for saga_id in saga_ids:

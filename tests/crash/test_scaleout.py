@@ -206,6 +206,21 @@ async def test_one_idempotency_key_sent_to_two_processes_at_once_makes_one_order
 
 
 @postgresql_only
+async def test_a_replayed_key_awaiting_its_outcome_is_answered_when_the_other_process_settles_it(
+    database_url: str,
+) -> None:
+    async with fleet(database_url, 2, *LEASED) as (driver, other):
+        await stock(driver.gql, quantity=5)
+        await stage(driver.gql, "SHIPMENT", delayMs=1500)
+        placed = await place(driver.gql, 1, idempotencyKey="await-there")
+        # The same request sent to the other process, waiting longer than the client will: it is
+        # answered when the driving process settles the saga, not when the wait runs out.
+        replay = await place(other.gql, 1, idempotencyKey="await-there", awaitOutcomeMs=30_000)
+    assert replay["saga"]["id"] == placed["saga"]["id"]
+    assert (replay["saga"]["status"], replay["order"]["status"]) == ("COMPLETED", "CONFIRMED")
+
+
+@postgresql_only
 async def test_a_storm_spread_over_processes_sells_the_stock_there_is_and_no_more(database_url: str) -> None:
     orders_sent, on_hand = 90, 30
     async with fleet(database_url, 2, "--reserve-timeout=60", "--confirm-timeout=60", *LEASED) as servers:
