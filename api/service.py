@@ -10,11 +10,13 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import Authenticator
 from api.clock import SystemClock
 from api.fanout import CommitFanout
 from api.hub import TransitionHub
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
+from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.takeover import keep_leases, lease_round
@@ -28,6 +30,7 @@ from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
 from persistence.runner import GroupCommitRunner
+from persistence.serving import claim_database
 from persistence.transaction import SqlTransaction
 
 log = logging.getLogger("ordersaga")
@@ -36,8 +39,9 @@ T = TypeVar("T")
 
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
-    read model, the hub that tells live subscribers about commits. `start` migrates and resumes
-    unfinished sagas; `stop` lets go of all of it.
+    read model, the hub that tells live subscribers about commits. `start` claims the database (shared
+    with other servers on PostgreSQL, alone on SQLite; raises persistence.serving.DatabaseInUse while
+    that cannot be had), migrates and resumes unfinished sagas; `stop` lets go of all of it.
 
     On PostgreSQL the process is one of a fleet that may share the database: it drives only the
     sagas it holds leases for (taking over expired ones in lease rounds), and hears the others'
@@ -50,7 +54,14 @@ class Service:
         self.metrics = StoreMetrics()
         sqlite = is_sqlite(settings.database_url)
         self._writer = make_writer_engine(settings.database_url)
-        self._reader = make_engine(settings.database_url, writer=False)
+        pool = (
+            {}
+            if settings.read_pool_size is None
+            else {"pool_size": settings.read_pool_size, "max_overflow": 0}
+        )
+        self._reader = make_engine(
+            settings.database_url, writer=False, pool_timeout=settings.pool_timeout.total_seconds(), **pool
+        )
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)
         self.runner = GroupCommitRunner(
@@ -81,6 +92,11 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
+        self.authenticator = Authenticator(settings.auth)
+        limits = settings.mutation_limits or (
+            None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
+        )
+        self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
         self.fanout = None
         if self.leases is not None:
             self.fanout = CommitFanout(
@@ -88,8 +104,17 @@ class Service:
             )
         self._background: list[asyncio.Task[None]] = []
         self.ready = False
+        self._claim = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        if self.authenticator.development:
+            log.warning(
+                "development mode: no authentication is configured, so every caller acts as admin; "
+                "configure --auth-secret-file or --auth-jwks-url before serving anyone else"
+            )
+        # On SQLite the one process drives every saga, so a server needs the file alone.
+        alone = is_sqlite(self.settings.database_url)
+        await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=alone))
         await upgrade(self._writer)
         await self.runner.start()
         if self.settings.demo:
@@ -126,6 +151,7 @@ class Service:
         else:
             self._writer.dispose()
         await self._reader.dispose()
+        await self._claim.aclose()
 
     async def is_ready(self) -> bool:
         """Started, and the database answers."""

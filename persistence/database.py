@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_errors
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -21,6 +21,17 @@ DEFAULT_DATABASE_FILE = "ordersaga.db"
 # (1 s), so a true cycle (orders of several lines can still make one) is reported as a deadlock.
 LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
 WRITER_LOCK_TIMEOUT_MS = 2000
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says the database is busy or away rather than that the statement is wrong, so
+    the same work may succeed later: no connection free within the pool's timeout, a connection lost
+    or refused, a lock or statement timeout, SQLite's "database is locked"."""
+    if isinstance(error, sa_errors.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error, sa_errors.TimeoutError | sa_errors.OperationalError | sa_errors.InterfaceError | OSError
+    )
 
 
 def default_database_url(directory: Path | None = None) -> str:
@@ -83,24 +94,3 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
 
-
-class DatabaseInUse(Exception):
-    """Another process serves this SQLite database."""
-
-
-def hold_sqlite_database(url: str) -> IO[bytes] | None:
-    """Claim a SQLite database file for this process alone, for as long as the returned file stays
-    open (the lock goes with the process, however it ends). SQLite itself would let a second
-    process write, but sagas are driven by the one process that placed or resumed them: a second
-    one would resume, and drive, the same sagas. Raises DatabaseInUse if another process holds it;
-    answers None for an in-memory database."""
-    path = make_url(url).database
-    if not path or path == ":memory:":
-        return None
-    lock = Path(f"{path}.serve-lock").open("wb")  # noqa: SIM115 - held open for the process's life
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise DatabaseInUse(path) from None
-    return lock

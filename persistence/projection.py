@@ -120,6 +120,7 @@ def timeline_rows(before: SagaState | None, events: list[SagaEvent], saga_id: st
                 "step": step.value if step else None,
                 "attempt": getattr(event, "attempt", None),
                 "reason": getattr(event, "reason", None),
+                "actor": getattr(event, "actor", None),
                 "occurred_at": event.at,
             }
         )
