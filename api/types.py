@@ -15,6 +15,7 @@ from strawberry.types import Info
 from api.auth import Principal
 from api.loaders import loaders
 from api.node_ids import catalog_id
+from api.rules import sees_every_customer
 from domain.model import MovementKind as DomainMovementKind
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
@@ -208,6 +209,15 @@ class SagaEvent:
         )
 
 
+@strawberry.type(description="A running saga's lease: the one process that may drive it, and until when.")
+class SagaLease:
+    owner: str = strawberry.field(description="The owning process's instance name (host:pid by default).")
+    expires_at: datetime = strawberry.field(
+        description="When the lease ends unless its owner renews it (it does every third of the lease "
+        "time); past it, another process takes the saga over."
+    )
+
+
 @strawberry.type
 class Saga(Node):
     id: strawberry.ID
@@ -256,6 +266,17 @@ class Saga(Node):
     @strawberry.field(description="The saga's journal, in sequence order.")
     async def events(self, info: Info) -> list[SagaEvent]:
         return [SagaEvent.from_row(r) for r in await loaders(info).timelines.load(str(self.id))]
+
+    @strawberry.field(
+        description="Which process drives the saga, with several processes over one PostgreSQL; "
+        "null when the saga is settled (nothing drives it), on SQLite, where one process drives all, and "
+        "to customers, to whom the service's processes are no concern."
+    )
+    async def lease(self, info: Info) -> SagaLease | None:
+        if not sees_every_customer(principal(info)):
+            return None
+        row = await loaders(info).leases.load(str(self.id))
+        return SagaLease(owner=row.owner, expires_at=row.expires_at) if row else None
 
 
 @strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")
@@ -383,8 +404,8 @@ class Product(StockCounts, Node):
 
 
 @strawberry.type(
-    description="Stock reservations and their compare-and-swap conflicts, counted by one server process "
-    "since it started."
+    description="Stock reservations and their conflicts, counted by the one server process that answers "
+    "since it started (sum them over the processes of a deployment)."
 )
 class InventoryContention:
     stock_reservations: int = strawberry.field(
@@ -392,8 +413,9 @@ class InventoryContention:
         "failed, counts again."
     )
     cas_conflicts: int = strawberry.field(
-        description="Compare-and-swaps that found a stock row changed (or locked) under them; the "
-        "reservation then reads the stock again, unless its attempts are used up."
+        description="Conditional stock writes that found too little left on a row read a moment before "
+        "(or the row locked too long); the reservation then reads the stock again, unless its attempts "
+        "are used up. The name is kept from when they were compare-and-swaps."
     )
     cas_conflicts_exhausted: int = strawberry.field(
         description="Reservations that conflicted on every attempt and were reported as a transient "

@@ -31,6 +31,7 @@ from domain.ports import (
     ParticipantGate,
     ParticipantUnavailable,
     Placement,
+    SagaLeases,
     StepCommand,
     Transaction,
     TransactionRunner,
@@ -118,8 +119,11 @@ class Orchestrator:
         policy: SagaPolicy,
         gate: ParticipantGate | None = None,
         listeners: Iterable[SagaListener] = (),
+        leases: SagaLeases | None = None,
     ) -> None:
         self._runner = runner
+        # None: this process is the only one (SQLite) and drives every saga.
+        self._leases = leases
         self._clock = clock
         self._policy = policy
         self._gate = gate
@@ -186,10 +190,38 @@ class Orchestrator:
         if not watchers:
             self._watchers.pop(saga_id, None)
 
+    def watching(self, saga_id: str) -> bool:
+        return saga_id in self._watchers
+
+    async def settled_elsewhere(self, saga_id: str) -> None:
+        """Another process's commit settled a saga watched here (a replayed placement, a saga driven
+        there): read it from the journal and tell the watchers."""
+        if not self.watching(saga_id):
+            return
+        state = await self._load(saga_id)
+        if state is not None and state.is_settled:
+            for watcher in self._watchers.pop(saga_id, []):
+                if not watcher.done():
+                    watcher.set_result(state)
+
     def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
         for saga_id in saga_ids:
             if saga_id not in self._drivers:
+                self._spawn(saga_id, None)
+
+    async def let_go(self, saga_ids: Iterable[str]) -> None:
+        """Stop driving these sagas: their leases went to another process. A commit already queued
+        lands or not; if the new owner wrote first, the journal's expected version refuses it."""
+        await asyncio.gather(*(self._halt(saga_id) for saga_id in saga_ids))
+
+    async def redrive(self, saga_id: str) -> None:
+        """Another process changed a saga this one drives (an operator's intervention sent to it):
+        restart the driver from the journal, so that it acts on the change now rather than when its
+        own next commit is refused."""
+        async with self._claims.hold(saga_id):
+            if saga_id in self._drivers:
+                await self._halt(saga_id)
                 self._spawn(saga_id, None)
 
     async def retry(self, saga_id: str, actor: str) -> SagaState | Refused:
@@ -321,6 +353,7 @@ class Orchestrator:
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
             try:
+                self._check_lease(saga_id)
                 if state is None:
                     state = await self._load(saga_id)
                     if state is None:
@@ -338,6 +371,11 @@ class Orchestrator:
                 backoff = _ERROR_BACKOFF
             except asyncio.CancelledError:
                 raise
+            except _LeaseLost:
+                # Another process drives it (or will, once the lease this one lost has expired):
+                # step back rather than write, or retry against its commits forever.
+                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
+                return
             except ConcurrencyConflict:
                 state = None
             except Exception as error:
@@ -367,7 +405,7 @@ class Orchestrator:
                 )
         try:
             return await self._advance(state, call, chain=chain)
-        except ConcurrencyConflict:
+        except (ConcurrencyConflict, _LeaseLost):
             raise
         except Exception as error:
             if chain:
@@ -399,6 +437,8 @@ class Orchestrator:
         """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
         each following call is made in the same transaction too, up to a wait or the end: with no
         gate to consult between steps, one commit then carries the rest of the saga."""
+        # Checked again here: a participant (or the gate) may have kept the driver past its lease.
+        self._check_lease(state.saga_id)
 
         async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
@@ -422,16 +462,16 @@ class Orchestrator:
             await tx.sagas.append(state, events, current, None)
             return SagaChange(state, tuple(events), current)
 
-        change = await self._committed(work, self._publish)
+        change = await self._committed(work, self._publish, min(line.sku for line in state.lines))
         return change.after
 
     async def _committed(
-        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None]
+        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None], lock_order: str = ""
     ) -> R:
         """Run `work` in a transaction and, once it has committed, `settled` with its result, even when
         the caller stopped waiting meanwhile (a driver halted by an intervention, a client gone): what
         has committed is always announced, and a placed order always driven."""
-        transaction = asyncio.ensure_future(self._runner.run(work))
+        transaction = asyncio.ensure_future(self._runner.run(work, lock_order))
 
         def on_commit(done: asyncio.Future[R]) -> None:
             if not done.cancelled() and done.exception() is None:
@@ -500,6 +540,10 @@ class Orchestrator:
         journal = await self._runner.run(work)
         return fold(saga_id, journal) if journal else None
 
+    def _check_lease(self, saga_id: str) -> None:
+        if self._leases is not None and not self._leases.holds(saga_id):
+            raise _LeaseLost(saga_id)
+
     def _publish(self, change: SagaChange) -> None:
         saga = current_saga.set(change.after.saga_id)
         try:
@@ -514,6 +558,10 @@ class Orchestrator:
             for watcher in self._watchers.pop(change.after.saga_id, []):
                 if not watcher.done():
                     watcher.set_result(change.after)
+
+
+class _LeaseLost(Exception):
+    """This process does not hold the saga's lease, so it must not write to the saga."""
 
 
 class _SagaClaims:

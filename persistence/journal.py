@@ -13,12 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaEvent, SagaState
 from persistence import codec
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
+from persistence.leases import Fleet, lease_change, write_leases
+from persistence.notifications import CommitNotice, notify
 from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
@@ -79,6 +82,8 @@ class SagaWrites:
 
     def __init__(self, db: Db) -> None:
         self._db = db
+        # Set by the store when this process is one of several over PostgreSQL (leases, notices).
+        self.fleet: Fleet | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -93,6 +98,8 @@ class SagaWrites:
         self.step_updates: list[dict[str, Any]] = []
         self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
+        self.leases: dict[str, bool] = {}
+        self.notices: list[CommitNotice] = []
 
     async def flush(self) -> None:
         db = self._db
@@ -104,6 +111,11 @@ class SagaWrites:
                 await db.execute(insert(placements), rows)
         except IntegrityError as clash:
             raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+        except DBAPIError as waited:
+            # Another writer (another process, say) holds the same key and has not committed yet.
+            if getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:
+                raise ConcurrencyConflict("another writer is appending to the same saga") from waited
+            raise
         for table, rows in (
             (saga_timeline, self.timeline),
             (saga_view, self.new_sagas),
@@ -122,6 +134,11 @@ class SagaWrites:
         ):
             if rows:
                 await db.execute(statement, rows)
+        if self.fleet is not None:
+            if self.leases:
+                await write_leases(db, self.fleet, self.leases)
+            if self.notices:
+                await notify(db, self.notices)
         self._clear()
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
@@ -144,9 +161,10 @@ def vars_of(placement: Placement) -> dict[str, str]:
 
 
 class SqlSagaStore:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, fleet: Fleet | None = None) -> None:
         self._db = db
         self._writes = db.deferred(SagaWrites)
+        self._writes.fleet = fleet
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
@@ -184,6 +202,12 @@ class SqlSagaStore:
         writes.timeline.extend(timeline_rows(before, events, after.saga_id))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
+        if writes.fleet is not None:
+            lease = lease_change(before, after)
+            if lease is not None:
+                writes.leases[after.saga_id] = lease
+            notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
+            writes.notices.append(notice)
         self._project_steps(before, after)
         shipment, shipped_before = shipment_row(after), before and shipment_row(before)
         if shipment is not None and not shipped_before:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -20,6 +19,7 @@ from domain.ports import ConcurrencyConflict, StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
 from domain.shipment import ShipmentStatus
 from persistence import movements
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
 from persistence.movements import pick_movements
@@ -30,11 +30,6 @@ from persistence.tables import orders, products, reservations, sections, shipmen
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
 CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
-# On PostgreSQL a row held by another transaction past lock_timeout (lock_not_available), or a wait
-# that closed a cycle with another commit lane (deadlock_detected), is a conflict too: the savepoint
-# undoes this reservation's swaps, which frees its locks for the other side.
-_LOCK_CONFLICTS = frozenset({"55P03", "40P01"})
-
 
 # Statements are built once: building and keying a statement per call costs more than running it.
 _CREATE_ORDER = insert(orders)
@@ -93,13 +88,17 @@ class SqlOrders:
         return result.rowcount == 1
 
 
+# A conditional decrement rather than a compare-and-swap on the row's version: the condition is
+# what must hold (enough available), so a row that another reservation changed meanwhile still takes
+# this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
+# re-checks the condition on the row as committed and goes on, instead of missing and starting over:
+# reservations on a hot SKU queue once per row instead of convoying through retries.
 _SWAP = (
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
         stock.c.section_code == bindparam("s"),
         stock.c.sku == bindparam("k"),
-        stock.c.version == bindparam("v"),
         stock.c.on_hand - stock.c.reserved >= bindparam("q"),
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
@@ -125,7 +124,6 @@ _READ_STOCK = (
         stock.c.sku,
         stock.c.on_hand,
         stock.c.reserved,
-        stock.c.version,
         sections.c.storage_condition,
         products.c.storage_condition.label("product_condition"),
     )
@@ -149,12 +147,6 @@ _ENDINGS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    slot: StockSlot
-    version: int
-
-
 class SqlInventory:
     def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
         self._conn = conn
@@ -169,10 +161,10 @@ class SqlInventory:
             if attempt > 1:
                 await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * (attempt - 1)))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
-            result = allocate(command.lines, [s.slot for s in slots], conditions)
+            result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
-            if await self._swap(result.picks, {_key(s.slot): s.version for s in slots}):
+            if await self._swap(result.picks):
                 await self._conn.execute(
                     _RECORD_RESERVATION,
                     {
@@ -224,18 +216,14 @@ class SqlInventory:
         await movements.record(self._conn, pick_movements(picks, how, command.at, reference))
         return True
 
-    async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
+    async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
         rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
             conditions[r.sku] = StorageCondition(r.product_condition)
-            slots.append(
-                _Slot(
-                    StockSlot(r.warehouse_code, r.section_code, r.sku, condition, r.on_hand - r.reserved),
-                    r.version,
-                )
-            )
+            available = r.on_hand - r.reserved
+            slots.append(StockSlot(r.warehouse_code, r.section_code, r.sku, condition, available))
         if len(conditions) < len(skus):
             missing = set(skus) - conditions.keys()
             conditions.update(await self._conditions(sorted(missing)))
@@ -245,8 +233,8 @@ class SqlInventory:
         rows = await self._conn.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
-    async def _swap(self, picks: tuple[Pick, ...], versions: dict[tuple[str, str, str], int]) -> bool:
-        """Compare-and-swap every picked row, in key order, or none of them."""
+    async def _swap(self, picks: tuple[Pick, ...]) -> bool:
+        """Take every pick from its row if the row still has enough, in key order, or none of them."""
         # A savepoint undoes the swaps already made when a later one fails, and keeps a lock error
         # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
         # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
@@ -255,16 +243,19 @@ class SqlInventory:
         savepoint = await self._conn.begin_nested() if guarded else None
         try:
             for pick in sorted(picks, key=_pick_key):
-                swapped = await self._conn.execute(_SWAP, {**_params(pick), "v": versions[_pick_key(pick)]})
+                swapped = await self._conn.execute(_SWAP, _params(pick))
                 if swapped.rowcount != 1:
                     if savepoint is not None:
                         await savepoint.rollback()
                     return False
         except DBAPIError as error:
+            # On PostgreSQL a row held by another transaction past lock_timeout, or a wait that
+            # closed a cycle with another commit lane, is a conflict too: rolling back the savepoint
+            # frees this reservation's locks for the other side.
             if savepoint is None:
                 raise
             await savepoint.rollback()
-            if getattr(error.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
+            if getattr(error.orig, "sqlstate", None) not in LOCK_CONFLICTS:
                 raise
             return False
         if savepoint is not None:
@@ -272,12 +263,10 @@ class SqlInventory:
         return True
 
 
-def _key(slot: StockSlot) -> tuple[str, str, str]:
-    return slot.warehouse_code, slot.section_code, slot.sku
-
-
 def _pick_key(pick: Pick) -> tuple[str, str, str]:
-    return pick.warehouse_code, pick.section_code, pick.sku
+    # SKU first: the commit runner orders a batch's work by the first SKU each may lock, so rows
+    # are taken SKU by SKU across a whole batch, and two batches wait for each other in one order.
+    return pick.sku, pick.warehouse_code, pick.section_code
 
 
 def _params(pick: Pick) -> dict[str, object]:

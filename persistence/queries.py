@@ -12,6 +12,7 @@ from persistence.paging import PageFilter, Position, newest_first
 from persistence.tables import (
     order_view,
     products,
+    saga_leases,
     saga_timeline,
     saga_view,
     sections,
@@ -156,6 +157,11 @@ class ReadModel:
         await self._one(text("SELECT 1"))
 
     # Batches for the API's DataLoaders: one query however many keys a request asks for.
+
+    async def leases(self, saga_ids: Sequence[str]) -> Sequence[Row]:
+        """The leases of these sagas (saga_id, owner, expires_at): only running sagas on PostgreSQL
+        have one."""
+        return await self._all(select(saga_leases).where(saga_leases.c.saga_id.in_(saga_ids)))
 
     async def sagas(self, ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(saga_view).where(saga_view.c.id.in_(ids)))

@@ -268,3 +268,15 @@ shipment_view = Table(
     Column("status", String(20), nullable=False, server_default="PENDING"),
     Column("dispatched_at", UtcDateTime, nullable=True),
 )
+
+saga_leases = Table(
+    "saga_leases",
+    metadata,
+    # On PostgreSQL with several processes: the process that drives a running saga, and until when.
+    # The owner renews it; once it has expired another process may claim it (persistence/leases.py).
+    Column("saga_id", ID, primary_key=True),
+    Column("owner", NAME, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_saga_leases_expires_at", "expires_at"),
+    Index("ix_saga_leases_owner", "owner"),
+)

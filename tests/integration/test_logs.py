@@ -87,3 +87,20 @@ def test_text_lines_name_the_saga_and_step() -> None:
     first, second = stream.getvalue().splitlines()
     assert first.endswith("INFO ordersaga.test no saga in hand")
     assert second.endswith("INFO ordersaga.test confirming saga_id=saga-1 step=CONFIRM_ORDER")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_line_names_the_process_that_wrote_it(log_format: str) -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("ordersaga.instance-test")
+    logger.addHandler(handler := log_handler(log_format, stream, instance="host-a:41"))
+    try:
+        logger.warning("lease round failed")
+    finally:
+        logger.removeHandler(handler)
+
+    line = stream.getvalue().strip()
+    if log_format == "json":
+        assert json.loads(line)["instance"] == "host-a:41"
+    else:
+        assert line.endswith("lease round failed instance=host-a:41")

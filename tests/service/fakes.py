@@ -192,7 +192,7 @@ class FakeRunner:
         self.world = world
         self.transactions = 0
 
-    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Any], Awaitable[T]], lock_order: str = "") -> T:
         self.transactions += 1
         snapshot = copy.deepcopy(self.world.__dict__)
         try:
