@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import ClientErrorCode, client_error
-from api.types import SagaStepName, service
+from api.types import FailureKind, SagaStepName, service
 from persistence import analytics
 
 
@@ -21,7 +21,10 @@ class StepMetrics:
     failed: int = strawberry.field(description="Attempts that failed, retried or not.")
     timed_out: int = strawberry.field(description="Attempts that passed their deadline.")
     average_duration_ms: float | None = strawberry.field(
-        description="From a step's first attempt to its end, retries included; null without data."
+        description="From a step's first attempt to its end, retries included, as the journal records "
+        "them; null without data. Steps that run in one transaction (chained, when no participant gate "
+        "sits between steps) share that transaction's time, so they count 0 ms: the figure measures "
+        "waiting (deadlines, retries, slow participants), not the work inside a commit."
     )
     p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
     p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
@@ -74,11 +77,18 @@ class SagaActivity:
 
 
 @strawberry.type(
-    description="Sagas that failed (or wait for an operator) on the same step, for the same reason."
+    description="Sagas that failed (or wait for an operator) on the same step (none for an operator's "
+    "abort or a customer's cancel), for the same kind of failure."
 )
 class FailureGroup:
     step: SagaStepName | None  # type: ignore[valid-type]
-    reason: str | None
+    kind: FailureKind | None = strawberry.field(  # type: ignore[valid-type]
+        description="Why, as a stable kind; null only for sagas that failed before kinds were recorded "
+        "and have not been through `ordersaga projections rebuild`."
+    )
+    reason: str | None = strawberry.field(
+        description="An example of the group's reasons, whose texts differ (quantities, ids)."
+    )
     count: int
     last_seen_at: datetime = strawberry.field(description="When the latest of them last changed.")
 
@@ -109,14 +119,17 @@ class AnalyticsQueries:
 
     @strawberry.field(
         description="FAILED and NEEDS_ATTENTION sagas started in the window, grouped by the step that "
-        f"failed and the reason; the {analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
+        "failed and the kind of failure, with an example reason; the "
+        f"{analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
     )
     async def saga_failures(
         self, info: Info, since: datetime | None = None, until: datetime | None = None
     ) -> list[FailureGroup]:
         groups = await service(info).analytics.failures(since, until)
         return [
-            FailureGroup(step=g.step, reason=g.reason, count=g.count, last_seen_at=g.last_seen_at)
+            FailureGroup(
+                step=g.step, kind=g.kind, reason=g.example_reason, count=g.count, last_seen_at=g.last_seen_at
+            )
             for g in groups
         ]
 

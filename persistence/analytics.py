@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from domain.saga import TURNING_BACK, SagaStatus, Step, StepStatus
+from domain.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.
@@ -75,7 +75,8 @@ class ActivityBucket:
 @dataclass(frozen=True, slots=True)
 class FailureGroup:
     step: Step | None
-    reason: str | None
+    kind: FailureKind | None
+    example_reason: str | None  # one of the group's reasons, whose texts differ (quantities, ids)
     count: int
     last_seen_at: datetime
 
@@ -117,23 +118,25 @@ class SagaAnalytics:
         )
 
     async def failures(self, since: datetime | None, until: datetime | None) -> list[FailureGroup]:
-        """FAILED and NEEDS_ATTENTION sagas grouped by the step that failed and the reason recorded."""
+        """FAILED and NEEDS_ATTENTION sagas grouped by the step that failed and the kind of failure,
+        each group with an example of its reasons."""
         seen = func.max(saga_view.c.updated_at)
+        view = saga_view.c
         query = (
-            select(saga_view.c.failed_step, saga_view.c.failure_reason, func.count(), seen)
+            select(view.failed_step, view.failure_kind, func.max(view.failure_reason), func.count(), seen)
             .where(
-                saga_view.c.status.in_([SagaStatus.FAILED.value, SagaStatus.NEEDS_ATTENTION.value]),
+                view.status.in_([SagaStatus.FAILED.value, SagaStatus.NEEDS_ATTENTION.value]),
                 *_window(since, until),
             )
-            .group_by(saga_view.c.failed_step, saga_view.c.failure_reason)
-            .order_by(func.count().desc(), seen.desc(), saga_view.c.failed_step, saga_view.c.failure_reason)
+            .group_by(view.failed_step, view.failure_kind)
+            .order_by(func.count().desc(), seen.desc(), view.failed_step, view.failure_kind)
             .limit(MAX_FAILURE_GROUPS)
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            FailureGroup(Step(step) if step else None, reason, count, last_seen)
-            for step, reason, count, last_seen in rows
+            FailureGroup(Step(step) if step else None, FailureKind(kind) if kind else None, reason, n, last)
+            for step, kind, reason, n, last in rows
         ]
 
     async def activity(self, since: datetime, until: datetime) -> list[ActivityBucket]:

@@ -18,7 +18,7 @@ query ($since: DateTime, $until: DateTime) {
     steps { name attempts succeeded failed timedOut averageDurationMs p95DurationMs p50DurationMs }
     p50DurationMs
   }
-  sagaFailures(since: $since, until: $until) { step reason count lastSeenAt }
+  sagaFailures(since: $since, until: $until) { step kind reason count lastSeenAt }
 }
 """
 
@@ -63,6 +63,7 @@ async def test_metrics_failures_and_compensations_over_http(database_url: str) -
         assert window["sagaFailures"] == [
             {
                 "step": "CREATE_SHIPMENT",
+                "kind": "UNAVAILABLE",
                 "reason": "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT is down",
                 "count": 1,
                 "lastSeenAt": (START + timedelta(seconds=317)).isoformat(),

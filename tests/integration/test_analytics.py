@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from domain.saga import Participant, Step
+from domain.saga import FailureKind, Participant, Step
 from persistence.analytics import (
     MAX_ACTIVITY_MINUTES,
     ActivityBucket,
@@ -62,6 +62,7 @@ async def test_metrics_over_every_saga(stage: Stage) -> None:
             StepFigures(Step.CREATE_SHIPMENT, 5, 2, 3, 0, Durations(1000.0, 3000, 0)),
             StepFigures(Step.RELEASE_STOCK, 1, 1, 0, 0, Durations(0.0, 0, 0)),
             StepFigures(Step.CANCEL_ORDER, 3, 3, 0, 0, Durations(0.0, 0, 0)),
+            StepFigures(Step.CANCEL_SHIPMENT, 0, 0, 0, 0, Durations()),
         ],
     )
 
@@ -104,31 +105,38 @@ async def test_activity_refuses_an_empty_or_overlong_window(stage: Stage, minute
         await stage.svc.analytics.activity(START, START + timedelta(minutes=minutes))
 
 
-async def test_failures_are_grouped_by_step_and_reason(stage: Stage) -> None:
+async def test_failures_are_grouped_by_step_and_kind_with_an_example_reason(stage: Stage) -> None:
     await stage.clock.advance(60)
     stage.gate.holds[Participant.INVENTORY] = 1
     again = await stage.order(1)  # a second reservation timeout
     again_at = (await stage.svc.read.saga(again)).updated_at  # type: ignore[union-attr]
+    await stage.clock.advance(60)
+    larger = await stage.order(60)  # a second shortage of the same SKU, other quantities in its reason
+    larger_at = (await stage.svc.read.saga(larger)).updated_at  # type: ignore[union-attr]
     timed_out = "RESERVE_STOCK timed out after 10s"
+    larger_shortage = "insufficient stock: SKU-1 short by 54 (requested 60, available 6)"
 
     assert await stage.svc.analytics.failures(None, None) == [
-        FailureGroup(Step.RESERVE_STOCK, timed_out, 2, again_at),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.INSUFFICIENT_STOCK, larger_shortage, 2, larger_at),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.TIMED_OUT, timed_out, 2, again_at),
         FailureGroup(
             Step.CREATE_SHIPMENT,
+            FailureKind.UNAVAILABLE,
             "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT is down",
             1,
             START + at(317),
         ),
         FailureGroup(
             Step.CONFIRM_ORDER,
+            FailureKind.UNAVAILABLE,
             "CONFIRM_ORDER failed after 3 attempts: ORDERS is down",
             1,
             START + at(184),
         ),
-        FailureGroup(Step.RESERVE_STOCK, SHORTAGE, 1, START + at(121)),
     ]
+    assert larger_shortage > SHORTAGE  # the example is one of the group's reasons
     assert await stage.svc.analytics.failures(START + at(200), START + at(300)) == [
-        FailureGroup(Step.RESERVE_STOCK, timed_out, 1, START + at(254)),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.TIMED_OUT, timed_out, 1, START + at(254)),
     ]
 
 

@@ -1,6 +1,6 @@
 """saga_timeline indexed by time, so activity per minute reads only its window's transitions
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
