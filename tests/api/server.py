@@ -25,8 +25,15 @@ async def serve(svc: Service) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port, in this event loop; its base URL."""
-    server = uvicorn.Server(server_config(app, settings or Settings(), "127.0.0.1", 0))
+    """Serve an ASGI app on a free loopback port, in this event loop; its base URL. ordersaga is served
+    as `ordersaga serve` serves it, with its `settings`' limits; another app (a stub identity
+    provider) with uvicorn's defaults."""
+    config = (
+        server_config(app, settings, "127.0.0.1", 0)
+        if settings is not None
+        else uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
