@@ -24,9 +24,10 @@ async def serve(svc: Service) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port, in this event loop; its base URL."""
-    server = uvicorn.Server(server_config(app, settings or Settings(), "127.0.0.1", 0))
+async def serve_app(app: ASGIApp, settings: Settings) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port with the HTTP bounds of `settings`, in this event
+    loop; its base URL."""
+    server = uvicorn.Server(server_config(app, settings, "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
