@@ -21,6 +21,7 @@ class Loaders:
     timelines: DataLoader[str, list[Row]]
     shipments: DataLoader[str, Row | None]  # by order id
     shipments_by_id: DataLoader[str, Row | None]
+    leases: DataLoader[str, Row | None]  # by saga id
 
 
 def make_loaders(read: ReadModel, *, cache: bool = True) -> Loaders:
@@ -30,6 +31,7 @@ def make_loaders(read: ReadModel, *, cache: bool = True) -> Loaders:
         timelines=DataLoader(_all_each(read.timelines, "saga_id"), cache=cache),
         shipments=DataLoader(_one_each(read.shipments, "order_id"), cache=cache),
         shipments_by_id=DataLoader(_one_each(read.shipments_by_id, "id"), cache=cache),
+        leases=DataLoader(_one_each(read.leases, "saga_id"), cache=cache),
     )
 
 

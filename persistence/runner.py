@@ -34,6 +34,7 @@ Work = Callable[[Db], Awaitable[Any]]
 @dataclass(slots=True, eq=False)
 class _Job:
     work: Work
+    lock_order: str = ""
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -75,14 +76,14 @@ class GroupCommitRunner:
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
-    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Transaction], Awaitable[T]], lock_order: str = "") -> T:
         """TransactionRunner: `work` sees the participants and the saga store in one transaction."""
-        return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)))
+        return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)), lock_order)
 
-    async def run_on_connection(self, work: Callable[[Db], Awaitable[T]]) -> T:
+    async def run_on_connection(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
-        job = _Job(work)
+        job = _Job(work, lock_order)
         self._queue.put_nowait(job)
         result: T = await asyncio.shield(job.done)
         return result
@@ -95,7 +96,7 @@ class GroupCommitRunner:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Job]) -> None:
-        jobs = [job for job in batch if not job.done.done()]
+        jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
             return
         self._in_flight.update(jobs)

@@ -71,7 +71,7 @@ def test_the_timeline_names_who_intervened_and_journals_from_before_that_still_f
     rows = timeline_rows(before, [SagaAborted("wrong address", AT, "operator-1")], "saga-1")
     assert [(r["type"], r["actor"]) for r in rows] == [("SagaAborted", "operator-1")]
     # An intervention journalled before its actor was kept has none in its JSON.
-    old = codec.decode("SagaAborted", {"reason": "wrong address", "at": AT.isoformat()})
+    old = codec.decode("SagaAborted", 1, {"reason": "wrong address", "at": AT.isoformat()})
     assert old == SagaAborted("wrong address", AT, None)
     assert timeline_rows(before, [old], "saga-1")[0]["actor"] is None
     assert codec.decode(*codec.encode(SagaRetried(AT, "operator-1"))) == SagaRetried(AT, "operator-1")
