@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from api.loaders import make_loaders
+from api.loaders import Loaders
 from api.schema import schema
 from api.service import Service
 
@@ -41,7 +41,7 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
         # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
         # a subscription must not see the rows of its first event again.
-        loaders = make_loaders(self._service.read, cache=isinstance(request, Request))
+        loaders = Loaders(self._service.read, cache=isinstance(request, Request))
         return {"service": self._service, "request": request, "response": response, "loaders": loaders}
 
 
