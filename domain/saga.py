@@ -8,6 +8,7 @@ Nothing here performs I/O, so every state and message pair is a plain unit test.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -302,14 +303,18 @@ def start(saga_id: str, event: SagaStarted) -> SagaState:
 
 
 def evolve(state: SagaState, event: SagaEvent) -> SagaState:
-    """The state after `event`; the saga's state is always the fold of its journal through this."""
-    state = replace(state, version=state.version + 1, updated_at=event.at)
+    """The state after `event`; the saga's state is always the fold of its journal through this.
+
+    Each event makes one new state (one `replace`): this runs for every event of every saga, on the
+    one core that writes."""
+    version, updated_at = state.version + 1, event.at
     match event:
         case StepStarted(step, attempt, deadline, at):
-            status = _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING)
             return replace(
                 state,
-                status=status,
+                version=version,
+                updated_at=updated_at,
+                status=_RUNNING_STATUS.get(step, SagaStatus.COMPENSATING),
                 step=step,
                 attempt=attempt,
                 deadline=deadline,
@@ -318,48 +323,64 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 history=_record_attempt(state.history, step, attempt, at),
             )
         case StepSucceeded(step, at, picks, shipment_id):
-            state = replace(
-                state,
-                step=None,
-                attempt=0,
-                deadline=None,
-                history=_finish(state.history, step, StepStatus.SUCCEEDED, at, None),
-            )
+            history = _finish(state.history, step, StepStatus.SUCCEEDED, at, None)
             if step in _DONE_STATUS:
                 return replace(
                     state,
+                    version=version,
+                    updated_at=updated_at,
                     status=_DONE_STATUS[step],
+                    step=None,
+                    attempt=0,
+                    deadline=None,
+                    history=history,
                     done=(*state.done, step),
                     picks=picks or state.picks,
                     shipment_id=shipment_id or state.shipment_id,
                 )
             remaining = state.compensations[1:]
-            status = SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED
-            return replace(state, status=status, compensations=remaining)
+            return replace(
+                state,
+                version=version,
+                updated_at=updated_at,
+                status=SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED,
+                step=None,
+                attempt=0,
+                deadline=None,
+                history=history,
+                compensations=remaining,
+            )
         case StepFailed(step, _, reason, _, retry_at, at):
-            final = StepStatus.FAILED
-            return _after_failure(state, step, reason, retry_at, at, final)
+            return _after_failure(state, version, step, reason, retry_at, at, StepStatus.FAILED)
         case StepTimedOut(step, _, reason, retry_at, at):
-            return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
+            return _after_failure(state, version, step, reason, retry_at, at, StepStatus.TIMED_OUT)
         case CompensationStarted(reason, at):
             # It follows, in the same decision, the step that gave up: the last one recorded.
-            return _turn_back(state, reason, at, cause=state.history[-1].step)
+            return _turn_back(state, version, reason, at, cause=state.history[-1].step)
         case SagaAborted(reason, at):
-            return _turn_back(state, reason, at, cause=None)
+            return _turn_back(state, version, reason, at, cause=None)
         case CustomerCancelled(at):
-            return _turn_back(state, CUSTOMER_CANCELLED, at, cause=None)
+            return _turn_back(state, version, CUSTOMER_CANCELLED, at, cause=None)
         case SagaParked(reason, _):
-            return replace(state, status=SagaStatus.NEEDS_ATTENTION, attention_reason=reason)
+            return replace(
+                state,
+                version=version,
+                updated_at=updated_at,
+                status=SagaStatus.NEEDS_ATTENTION,
+                attention_reason=reason,
+            )
         case SagaRetried():
             # Parked in a compensation, that compensation runs again; parked at the shipment (the
             # only forward step that parks), the step after the last one done starts again.
             status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
-            return replace(state, status=status, attention_reason=None)
+            return replace(
+                state, version=version, updated_at=updated_at, status=status, attention_reason=None
+            )
         case SagaStarted():
             raise ValueError("a saga starts only once")
 
 
-def _turn_back(state: SagaState, reason: str, at: datetime, cause: Step | None) -> SagaState:
+def _turn_back(state: SagaState, version: int, reason: str, at: datetime, cause: Step | None) -> SagaState:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
     its effect commits together with its journal entry, and that entry was not written."""
     history = state.history
@@ -368,6 +389,8 @@ def _turn_back(state: SagaState, reason: str, at: datetime, cause: Step | None) 
     plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
     return replace(
         state,
+        version=version,
+        updated_at=at,
         status=SagaStatus.COMPENSATING,
         compensations=plan,
         failure_reason=reason,
@@ -382,14 +405,31 @@ def _turn_back(state: SagaState, reason: str, at: datetime, cause: Step | None) 
 
 
 def _after_failure(
-    state: SagaState, step: Step, reason: str, retry_at: datetime | None, at: datetime, final: StepStatus
+    state: SagaState,
+    version: int,
+    step: Step,
+    reason: str,
+    retry_at: datetime | None,
+    at: datetime,
+    final: StepStatus,
 ) -> SagaState:
     if retry_at is not None:
         history = _finish(state.history, step, StepStatus.RETRYING, None, reason)
-        return replace(state, retry_at=retry_at, deadline=None, history=history)
+        return replace(
+            state, version=version, updated_at=at, retry_at=retry_at, deadline=None, history=history
+        )
     status = SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status
     history = _finish(state.history, step, final, at, reason)
-    return replace(state, status=status, step=None, deadline=None, retry_at=None, history=history)
+    return replace(
+        state,
+        version=version,
+        updated_at=at,
+        status=status,
+        step=None,
+        deadline=None,
+        retry_at=None,
+        history=history,
+    )
 
 
 def _record_attempt(
@@ -397,7 +437,11 @@ def _record_attempt(
 ) -> tuple[StepRecord, ...]:
     # Attempt 1 begins a series of its own, also when an operator retries a step that was parked.
     if attempt > 1 and history and history[-1].step is step:
-        return (*history[:-1], replace(history[-1], status=StepStatus.RUNNING, attempts=attempt))
+        last = history[-1]
+        again = StepRecord(
+            step, StepStatus.RUNNING, attempt, last.started_at, last.finished_at, last.last_error
+        )
+        return (*history[:-1], again)
     return (*history, StepRecord(step, StepStatus.RUNNING, attempt, at))
 
 
@@ -410,17 +454,58 @@ def _finish(
 ) -> tuple[StepRecord, ...]:
     last = history[-1]
     assert last.step is step, f"{step} finished while {last.step} was in flight"
-    return (*history[:-1], replace(last, status=status, finished_at=at, last_error=error or last.last_error))
+    # Made directly rather than by `replace`, which costs several times as much for a record.
+    done = StepRecord(step, status, last.attempts, last.started_at, at, error or last.last_error)
+    return (*history[:-1], done)
 
 
-def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
+@dataclass(frozen=True, slots=True)
+class SagaChange:
+    """What one transaction does to a saga: `events` appended after `before` (None for a new saga),
+    the status the saga had right after each of them (`statuses`, what its timeline shows), and the
+    state they lead to. Each event is folded once, here, for the decision and the read model alike."""
+
+    before: SagaState | None
+    events: tuple[SagaEvent, ...]
+    after: SagaState
+    statuses: tuple[SagaStatus, ...]
+
+    @staticmethod
+    def from_state(state: SagaState) -> SagaChange:
+        """Nothing changed yet: the start of a transaction on an existing saga."""
+        return SagaChange(state, (), state, ())
+
+    @staticmethod
+    def started(saga_id: str, event: SagaStarted) -> SagaChange:
+        """A new saga: its first event, folded."""
+        state = start(saga_id, event)
+        return SagaChange(None, (event,), state, (state.status,))
+
+    def apply(self, events: Iterable[SagaEvent]) -> SagaChange:
+        """This change and then `events`."""
+        state, statuses = self.after, list(self.statuses)
+        new = tuple(events)
+        for event in new:
+            state = evolve(state, event)
+            statuses.append(state.status)
+        return SagaChange(self.before, self.events + new, state, tuple(statuses))
+
+    @property
+    def first_sequence(self) -> int:
+        """The journal sequence of the first of `events`."""
+        return 1 if self.before is None else self.before.version + 1
+
+
+def replay(saga_id: str, events: list[SagaEvent]) -> SagaChange:
+    """A whole journal as one change from nothing: its state and each event's status."""
     first = events[0] if events else None
     if not isinstance(first, SagaStarted):
         raise ValueError(f"saga {saga_id} does not begin with SagaStarted")
-    state = start(saga_id, first)
-    for event in events[1:]:
-        state = evolve(state, event)
-    return state
+    return SagaChange.started(saga_id, first).apply(events[1:])
+
+
+def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
+    return replay(saga_id, events).after
 
 
 # ---------------------------------------------------------------------------------------------- deciding

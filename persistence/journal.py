@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
-from domain.saga import SagaEvent, SagaState
+from domain.saga import SagaChange, SagaEvent, SagaState
 from persistence import codec
 from persistence.db import Db
 from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
@@ -152,12 +152,9 @@ class SqlSagaStore:
             else Placement(row.idempotency_key, row.fingerprint, row.saga_id, row.order_id)
         )
 
-    async def append(
-        self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
-    ) -> None:
-        writes = self._writes
-        first = 1 if before is None else before.version + 1
-        for sequence, event in enumerate(events, start=first):
+    async def append(self, change: SagaChange, placement: Placement | None) -> None:
+        writes, before, after = self._writes, change.before, change.after
+        for sequence, event in enumerate(change.events, start=change.first_sequence):
             type_name, data = codec.encode(event)
             writes.events.append(
                 {
@@ -168,7 +165,7 @@ class SqlSagaStore:
                     "recorded_at": event.at,
                 }
             )
-        writes.timeline.extend(timeline_rows(before, events, after.saga_id))
+        writes.timeline.extend(timeline_rows(change))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
         self._project_steps(before, after)
