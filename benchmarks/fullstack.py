@@ -2,6 +2,7 @@
 is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of the GraphQL stack.
 
     python -m benchmarks.fullstack --concurrency 64 --sagas 1000 [--hot] [--failure-rate 0.05] [--json F]
+                                   [--postgres postgresql://user@host/db]
 
 The server runs in a process of its own (its CPU time is read from /proc); the clients use aiohttp
 with keep-alive connections, lean enough not to be what is measured.
@@ -24,6 +25,7 @@ import aiohttp
 
 from benchmarks import workload
 from benchmarks.ceilings import run_load
+from benchmarks.databases import Database, fresh_database
 
 PLACE = """mutation ($input: PlaceOrderInput!) {
   placeOrder(input: $input) { saga { id status } userErrors { code message } } }"""
@@ -46,7 +48,7 @@ def server_cpu_s(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
+async def served(workdir: Path, database: Database) -> AsyncIterator[tuple[str, int]]:
     port = _free_port()
     command = [
         sys.executable,
@@ -56,7 +58,7 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
         "--port",
         str(port),
         "--database-url",
-        f"sqlite+aiosqlite:///{workdir / 'full.db'}",
+        database.async_url,
     ]
     # The server's log goes to a file: a pipe nobody drains would stall it once full.
     log = (workdir / "server.log").open("wb")
@@ -113,11 +115,17 @@ async def _stock(session: aiohttp.ClientSession, url: str, skus: list[str], quan
 
 
 async def run(
-    concurrency: int, sagas: int, hot: bool, failure_rate: float, workdir: Path, ceiling_s: float = 5.0
+    concurrency: int,
+    sagas: int,
+    hot: bool,
+    failure_rate: float,
+    workdir: Path,
+    database: Database,
+    ceiling_s: float = 5.0,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     orders = workload.orders(sagas, hot, failure_rate)
-    async with served(workdir) as (url, pid):
+    async with served(workdir, database) as (url, pid):
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await _stock(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
@@ -152,6 +160,7 @@ async def run(
     finishing.sort()
     return {
         "mode": "full",
+        "database": database.kind,
         "concurrency": concurrency,
         "sagas": sagas,
         "distribution": "hot" if hot else "uniform",
@@ -184,12 +193,12 @@ def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
-        report = asyncio.run(
-            run(
-                args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), args.ceiling_seconds
-            )
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
+        fresh_database(args.postgres, Path(workdir), "full") as database,
+    ):
+        cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
+        report = asyncio.run(run(*cell, ceiling_s=args.ceiling_seconds))
     workload.emit(report, args.json)
 
 
