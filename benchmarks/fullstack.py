@@ -83,7 +83,9 @@ async def served(workdir: Path, database: Database) -> AsyncIterator[tuple[str, 
         log.close()
 
 
-async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **variables: Any) -> dict[str, Any]:
+async def post_graphql(
+    session: aiohttp.ClientSession, url: str, query: str, **variables: Any
+) -> dict[str, Any]:
     async with session.post(url, json={"query": query, "variables": variables}) as response:
         body = await response.json()
     if "errors" in body:
@@ -91,22 +93,22 @@ async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **varia
     return body["data"]  # type: ignore[no-any-return]
 
 
-async def _stock(session: aiohttp.ClientSession, url: str, skus: list[str], quantity: int) -> None:
-    await _graphql(
+async def stock_catalog(session: aiohttp.ClientSession, url: str, skus: list[str], quantity: int) -> None:
+    await post_graphql(
         session,
         url,
         """mutation { registerWarehouse(input: {code: "W1", name: "Bench",
         sections: [{code: "A", storageCondition: AMBIENT}]}) { userErrors { code } } }""",
     )
     for sku in [*skus, workload.EMPTY_SKU]:
-        await _graphql(
+        await post_graphql(
             session,
             url,
             "mutation ($i: RegisterProductInput!) { registerProduct(input: $i) { userErrors { code } } }",
             i={"sku": sku, "name": sku, "storageCondition": "AMBIENT"},
         )
     for sku in skus:
-        await _graphql(
+        await post_graphql(
             session,
             url,
             "mutation ($i: ReceiveStockInput!) { receiveStock(input: $i) { userErrors { code } } }",
@@ -128,7 +130,7 @@ async def run(
     async with served(workdir, database) as (url, pid):
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await _stock(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
+            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
             gate = asyncio.Semaphore(concurrency)
             placing, finishing, outcomes, requests = [], [], [], 0
 
@@ -140,13 +142,13 @@ async def run(
                     # One request a saga: placeOrder answers once its saga has finished (polling takes
                     # over only if it has not within the wait).
                     order_input = {"customerId": f"bench-{n}", "lines": [line], "awaitOutcomeMs": AWAIT_MS}
-                    placed = await _graphql(session, url, PLACE, input=order_input)
+                    placed = await post_graphql(session, url, PLACE, input=order_input)
                     placing.append(time.perf_counter() - started)
                     saga = placed["placeOrder"]["saga"]
                     status, requests = saga["status"], requests + 1
                     while status not in TERMINAL:
                         await asyncio.sleep(POLL_S)
-                        status = (await _graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
+                        status = (await post_graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
                         requests += 1
                     finishing.append(time.perf_counter() - started)
                     outcomes.append((order, status))
@@ -184,7 +186,7 @@ async def _check_books(
     stock = {}
     for sku in workload.skus(hot):
         query = "query ($s: String!) { stockLevels(sku: $s) { onHand reserved } }"
-        levels = (await _graphql(session, url, query, s=sku))["stockLevels"]
+        levels = (await post_graphql(session, url, query, s=sku))["stockLevels"]
         stock[sku] = (sum(x["onHand"] for x in levels), sum(x["reserved"] for x in levels))
     return workload.books(outcomes, stock)
 

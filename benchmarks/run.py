@@ -29,6 +29,7 @@ from benchmarks.ceilings import commit_ceiling
 from benchmarks.chart import draw
 
 CONCURRENCY = (1, 16, 64)
+FANOUT = (1000, 10)  # sagaFeed subscribers, sagas placed
 WORKLOADS = (("uniform", 0.0), ("hot", 0.05))
 
 
@@ -71,6 +72,12 @@ def ours(
     if mode == "full":
         args += ["--ceiling-seconds", str(ceiling_s)]
     return _module(f"benchmarks.{'engine' if mode == 'engine' else 'fullstack'}", *args, *_on(postgres))
+
+
+def fanout(subscribers: int, sagas: int, postgres: str | None) -> dict[str, Any]:
+    return _module(
+        "benchmarks.fanout", "--subscribers", str(subscribers), "--sagas", str(sagas), *_on(postgres)
+    )
 
 
 def machine() -> str:
@@ -131,6 +138,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
                     f"- c={c}: {_ratio(hot['engine']['sagas_per_s'], uniform['engine']['sagas_per_s'])}, "
                     f"{_ratio(hot['full']['sagas_per_s'], uniform['full']['sagas_per_s'])}"
                 )
+    lines += ["", "## Live updates fanned out", "", *_fanout_table(results["fanout"])]
     lines += [
         "",
         "The targets, what limits these figures and what was tried: [performance.md](performance.md).",
@@ -174,6 +182,23 @@ def _table(rows: list[dict[str, Any]], ceiling: float | None) -> list[str]:
 SIDES = ("dbos", "dbos_plain", "engine", "full")
 
 
+def _fanout_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "`sagaFeed { sequence type status saga { id status } }` subscribers over WebSocket, sagas placed",
+        "once all are live; every subscriber must get every transition of every saga, in order.",
+        "",
+        "| database | subscribers x sagas | messages | seconds | messages/s | server CPU ms/message "
+        "| in order |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c['database']} | {c['subscribers']} x {c['sagas']} | {c['messages']} | {c['elapsed_s']} "
+            f"| {c['messages_per_s']} | {c['server_cpu_ms_per_message']} | {c['in_order']} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,9 +214,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as tmp:
         results["commit_ceiling"] = commit_ceiling(ceiling_s, Path(tmp))
     cells = []
-    for database, server in (("sqlite", None), ("postgresql", args.postgres)):
-        if database == "postgresql" and server is None:
-            continue
+    databases = [("sqlite", None)] + ([("postgresql", args.postgres)] if args.postgres else [])
+    for database, server in databases:
         for workload, failure_rate in WORKLOADS:
             for concurrency in levels:
                 cell_of = (concurrency, sagas, workload, failure_rate)
@@ -212,6 +236,8 @@ def main() -> None:
                 )
                 cells.append(cell)
     results["cells"] = cells
+    subscribers, fanned_sagas = (20, 2) if args.smoke else FANOUT
+    results["fanout"] = [fanout(subscribers, fanned_sagas, server) for _, server in databases]
     chart = None
     if args.report:
         chart_path = args.report.with_suffix(".png")
@@ -223,8 +249,9 @@ def main() -> None:
     if args.report:
         args.report.write_text(report)
     print(report)
-    if not all(all(cell[k]["correct"] for k in SIDES) for cell in cells):
-        sys.exit("a benchmark cell ended with wrong outcomes or unconserved stock")
+    fanned_out = all(cell["correct"] for cell in results["fanout"])
+    if not fanned_out or not all(all(cell[k]["correct"] for k in SIDES) for cell in cells):
+        sys.exit("a benchmark cell ended with wrong outcomes, unconserved stock or updates out of order")
 
 
 if __name__ == "__main__":

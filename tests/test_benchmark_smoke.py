@@ -30,4 +30,5 @@ def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> Non
     assert "| DBOS plain sagas/s |" in table
     assert "| False |" not in table
     assert "](benchmarks.png)" in table
+    assert table.count("| 20 x 2 | 280 |") == (1 if server is None else 2)  # 7 transitions a saga
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
