@@ -40,6 +40,7 @@ class Subscriber:
         self.received: dict[str, list[int]] = {}
         self._awaited: set[str] = set()
         self._ended: set[str] = set()
+        self.subscribed = asyncio.Event()
         self.done = asyncio.Event()
 
     @property
@@ -60,6 +61,7 @@ class Subscriber:
             if ack.get("type") != "connection_ack":
                 raise RuntimeError(f"no connection_ack: {ack}")
             await socket.send_json({"id": "feed", "type": "subscribe", "payload": {"query": FEED}})
+            self.subscribed.set()
             async for frame in socket:
                 message = json.loads(frame.data)
                 if message.get("type") != "next" or "errors" in message["payload"]:
@@ -93,6 +95,7 @@ async def run(
             following = [asyncio.create_task(feed.follow(session, ws_url)) for feed in feeds]
             try:
                 async with asyncio.timeout(limit_s):
+                    await _first_error_or(asyncio.gather(*(f.subscribed.wait() for f in feeds)), following)
                     for _ in range(PROBES_AT_MOST):
                         await _place_and_deliver(session, url, feeds, following, [skus[0]], PROBE_WAIT_S)
                         if all(feed.live for feed in feeds):
@@ -124,9 +127,10 @@ async def run(
     }
 
 
-# Subscriptions go live as the server gets to them; a probe saga every PROBE_WAIT_S tells when all are.
-PROBES_AT_MOST = 120
-PROBE_WAIT_S = 0.5
+# A subscription goes live once the server has run it, shortly after its request was sent; a probe
+# saga tells when all are, and the next probe is placed only if one was missed within PROBE_WAIT_S.
+PROBES_AT_MOST = 5
+PROBE_WAIT_S = 30
 
 
 async def _place_and_deliver(
@@ -152,18 +156,22 @@ async def _place_and_deliver(
     saga_ids = set(await asyncio.gather(*(place(n, sku) for n, sku in enumerate(skus))))
     for feed in feeds:
         feed.await_end_of(saga_ids)
-    delivered = asyncio.gather(*(feed.done.wait() for feed in feeds))
-    # A subscriber whose connection failed would never be done: its error ends the wait instead.
-    await asyncio.wait([delivered, *following], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    await _first_error_or(asyncio.gather(*(feed.done.wait() for feed in feeds)), following, wait_s)
+    return saga_ids
+
+
+async def _first_error_or(
+    waiting: asyncio.Future[Any], following: list[asyncio.Task[None]], wait_s: float | None = None
+) -> None:
+    """Wait for `waiting` (no longer than `wait_s`, if given); a subscriber whose connection failed
+    would never get there, so its error ends the wait instead."""
+    await asyncio.wait([waiting, *following], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
     for task in following:
         if task.done():
             task.result()
-    if wait_s is None:
-        await delivered
-    else:
-        delivered.cancel()
-        await asyncio.gather(delivered, return_exceptions=True)
-    return saga_ids
+    if not waiting.done():
+        waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
 
 
 def main() -> None:
