@@ -213,7 +213,7 @@ STEP_BODIES = (create_order, reserve_stock, confirm_order, create_shipment, rele
 def as_steps(variant: Variant, app_engine: sa.Engine) -> dict[str, Callable[..., Any]]:
     """Each step body registered with DBOS as the variant says, by its own name."""
     if variant == "datasource":
-        ds = SQLAlchemyDatasource.create(str(app_engine.url), engine=app_engine)
+        ds = SQLAlchemyDatasource.create(app_engine.url.render_as_string(False), engine=app_engine)
         decorate: Callable[[Callable[..., Any]], Callable[..., Any]] = ds.transaction()
 
         def run(body: Callable[..., T], args: tuple[Any, ...]) -> T:
