@@ -85,7 +85,25 @@ class Subscriber:
 async def run(
     subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float
 ) -> dict[str, Any]:
-    load_before = os.getloadavg()[0]
+    """The cell's figures; a feed that failed (an error in its stream, a closed connection) or a
+    delivery that did not finish within `limit_s` is reported as `error`, not raised, so that a
+    whole benchmark run still writes its report."""
+    cell: dict[str, Any] = {
+        "mode": "fanout",
+        "database": database.kind,
+        "subscribers": subscribers,
+        "sagas": sagas,
+        "loadavg_1m_before": round(os.getloadavg()[0], 2),
+    }
+    try:
+        return cell | await _deliver(subscribers, sagas, workdir, database, limit_s)
+    except (RuntimeError, TimeoutError, aiohttp.ClientError) as failure:
+        return cell | {"error": str(failure) or type(failure).__name__, "in_order": False, "correct": False}
+
+
+async def _deliver(
+    subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float
+) -> dict[str, Any]:
     skus = workload.skus(False)
     async with served(workdir, database) as (url, pid):
         ws_url = url.replace("http://", "ws://", 1)
@@ -113,11 +131,6 @@ async def run(
     messages = sum(len(feed.received[saga_id]) for feed in feeds for saga_id in measured)
     in_order = all(feed.in_order(saga_id) for feed in feeds for saga_id in measured)
     return {
-        "mode": "fanout",
-        "database": database.kind,
-        "subscribers": subscribers,
-        "sagas": sagas,
-        "loadavg_1m_before": round(load_before, 2),
         "messages": messages,
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(messages / elapsed, 1),
@@ -165,13 +178,14 @@ async def _first_error_or(
 ) -> None:
     """Wait for `waiting` (no longer than `wait_s`, if given); a subscriber whose connection failed
     would never get there, so its error ends the wait instead."""
-    await asyncio.wait([waiting, *following], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-    for task in following:
-        if task.done():
-            task.result()
-    if not waiting.done():
+    try:
+        await asyncio.wait([waiting, *following], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        for task in following:
+            if task.done():
+                task.result()
+    finally:
         waiting.cancel()
-    await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 def main() -> None:

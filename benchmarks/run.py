@@ -192,6 +192,13 @@ def _fanout_table(cells: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for c in cells:
+        if "error" in c:
+            # One line of the error, and nothing that would end a table cell.
+            c = c | {"error": c["error"].splitlines()[0].replace("|", "/")}
+            lines.append(
+                f"| {c['database']} | {c['subscribers']} x {c['sagas']} | failed: {c['error']} |||| False |"
+            )
+            continue
         lines.append(
             f"| {c['database']} | {c['subscribers']} x {c['sagas']} | {c['messages']} | {c['elapsed_s']} "
             f"| {c['messages_per_s']} | {c['server_cpu_ms_per_message']} | {c['in_order']} |"
