@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +85,12 @@ class TransactionRunner(Protocol):
     sagas' work in the same commit). If `work` raises, none of its writes are kept."""
 
     async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T: ...
+
+    def submit(self, work: Callable[[Transaction], Awaitable[T]]) -> asyncio.Future[T]:
+        """Queue `work` and answer at once with the future of its result, set once it has committed.
+        The work goes ahead whether or not anyone awaits the future (await it through
+        `asyncio.shield`): cancelling the future itself withdraws work that has not begun."""
+        ...
 
 
 class Clock(Protocol):

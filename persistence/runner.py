@@ -76,19 +76,25 @@ class GroupCommitRunner:
 
     async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         """TransactionRunner: `work` sees the participants and the saga store in one transaction."""
-        return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)))
+        return await self.submit(work)
+
+    def submit(self, work: Callable[[Transaction], Awaitable[T]]) -> asyncio.Future[T]:
+        """TransactionRunner: `work` queued, and the future of its result."""
+        return self._enqueue(lambda conn: work(self._make_transaction(conn)))
 
     async def run_on_connection(self, work: Callable[[Db], Awaitable[T]]) -> T:
         """Run `work` on the transaction's connection. A caller that stops waiting before its batch
         is written withdraws the work (it never runs); one that stops while the batch is written
         leaves it to commit or not with the batch, as after a crash."""
+        # Awaited as it is: cancelling the caller cancels the future, which is how the lane knows.
+        return await self._enqueue(work)
+
+    def _enqueue(self, work: Callable[[Db], Awaitable[T]]) -> asyncio.Future[T]:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work)
         self._queue.put_nowait(job)
-        # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
-        result: T = await job.done
-        return result
+        return job.done
 
     async def _lane(self) -> None:
         while True:

@@ -168,6 +168,9 @@ class FakeRunner:
         self.world = world
         self.transactions = 0
 
+    def submit(self, work: Callable[[Any], Awaitable[T]]) -> asyncio.Future[T]:
+        return asyncio.ensure_future(self.run(work))
+
     async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
         self.transactions += 1
         snapshot = copy.deepcopy(self.world.__dict__)
