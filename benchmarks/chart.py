@@ -84,7 +84,8 @@ def _cpu_per_saga(ax: Any, cells: list[dict[str, Any]], colours: dict[str, str])
     )
     ax.set(title=f"CPU per saga ({cells[0]['workload']} SKUs)", ylabel="CPU ms per saga", yscale="log")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    # Below the bars, which a legend inside would hide.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
 
 
 def main() -> None:
