@@ -3,15 +3,30 @@
 Expected failures of a whole operation (bad arguments, no or bad credentials, a missing permission,
 a limit hit, an overloaded service) are raised as `client_error(...)`; failures of one input inside
 a mutation stay userErrors in the payload. Anything else that escapes a resolver is unexpected and is
-masked at the edge with an error id.
+masked at the edge with an error id (`EdgeErrors`, `report`).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from persistence.database import is_transient
+
+log = logging.getLogger("ordersaga.api")
+
+# What a client reads in place of an unexpected error; the details are in the log, under the error id.
+MASKED_MESSAGE = "Internal server error; quote the errorId when reporting it"
+# What a client reads when the database was busy or away; it may send the same request again after
+# RETRY_AFTER_SECONDS.
+BUSY_MESSAGE = "The service is busy; send the request again shortly"
+RETRY_AFTER_SECONDS = 1
 
 
 class ClientErrorCode(enum.StrEnum):
@@ -25,6 +40,7 @@ class ClientErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"  # too many requests: retry after `retryAfterSeconds`
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # overloaded or starting: retry after `retryAfterSeconds`
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"  # a fault of ours, logged under `errorId`
+    BAD_REQUEST = "BAD_REQUEST"  # the operation cannot be served as sent (a subscription over HTTP)
 
 
 def client_error(message: str, code: ClientErrorCode, **extensions: Any) -> GraphQLError:
@@ -35,3 +51,75 @@ def client_error(message: str, code: ClientErrorCode, **extensions: Any) -> Grap
 def is_client_error(error: GraphQLError) -> bool:
     """Whether `error` was made for the client (it carries a code), so it is shown, not masked."""
     return bool(error.extensions and "code" in error.extensions)
+
+
+def _refused_value(error: GraphQLError) -> bool:
+    """graphql-core's own refusal of a variable's value, made before any resolver ran: it has no
+    path, and no exception of ours behind it."""
+    return error.path is None and (
+        error.original_error is None or isinstance(error.original_error, GraphQLError)
+    )
+
+
+def report(error: GraphQLError) -> None:
+    """Log `error` and make it what the client may see, in place (every transport formats the same
+    object): an expected error gets its code if it has none and is logged at INFO without a
+    traceback; an unexpected one is logged at ERROR with its traceback under a new error id, and
+    the client sees only `MASKED_MESSAGE`, the code INTERNAL_SERVER_ERROR and the id. A transient
+    database error (no connection free within the pool's timeout, a connection lost) is the service
+    being busy: SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING."""
+    if not is_client_error(error):
+        if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
+            code = ClientErrorCode.GRAPHQL_PARSE_FAILED
+        elif _refused_value(error):
+            code = ClientErrorCode.BAD_USER_INPUT
+        elif error.original_error is not None and is_transient(error.original_error):
+            _retry_later(error)
+            return
+        else:
+            _mask(error)
+            return
+        error.extensions = {**(error.extensions or {}), "code": code.value}
+    assert error.extensions is not None
+    log.info("refused %s at %s: %s", error.extensions["code"], error.path or "-", error.message)
+
+
+def _retry_later(error: GraphQLError) -> None:
+    assert error.original_error is not None
+    log.warning("busy at %s: %s", error.path or "-", type(error.original_error).__name__)
+    error.message = BUSY_MESSAGE
+    error.extensions = {
+        "code": ClientErrorCode.SERVICE_UNAVAILABLE.value,
+        "retryAfterSeconds": RETRY_AFTER_SECONDS,
+    }
+    error.original_error = None
+
+
+def _mask(error: GraphQLError) -> None:
+    error_id = str(uuid.uuid4())
+    cause = error.original_error or error
+    log.error(
+        "internal error %s at %s: %s",
+        error_id,
+        error.path or "-",
+        error.message,
+        exc_info=(type(cause), cause, cause.__traceback__),
+        extra={"error_id": error_id},
+    )
+    error.message = MASKED_MESSAGE
+    error.extensions = {"code": ClientErrorCode.INTERNAL_SERVER_ERROR.value, "errorId": error_id}
+    error.original_error = None
+
+
+class EdgeErrors(SchemaExtension):
+    """Codes the document's validation errors GRAPHQL_VALIDATION_FAILED, which cannot be told apart
+    from other refusals once validation is over; the schema's `process_errors` does the rest."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        for error in self.execution_context.pre_execution_errors or ():
+            if not is_client_error(error):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": ClientErrorCode.GRAPHQL_VALIDATION_FAILED.value,
+                }

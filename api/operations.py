@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.types import Info
 
+from api.errors import ClientErrorCode, client_error
 from api.types import Order, Saga, UserError, as_committed, service, user_errors
 from domain.interventions import Refused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
@@ -62,7 +62,11 @@ class OperationQueries:
     )
     async def sagas_needing_attention(self, info: Info, limit: int = 50) -> list[Saga]:
         if not 1 <= limit <= MAX_ATTENTION_LIMIT:
-            raise GraphQLError(f"limit must be between 1 and {MAX_ATTENTION_LIMIT}")
+            raise client_error(
+                f"limit must be between 1 and {MAX_ATTENTION_LIMIT}",
+                ClientErrorCode.BAD_USER_INPUT,
+                argument="limit",
+            )
         return [Saga.from_row(r) for r in await service(info).read.sagas_needing_attention(limit)]
 
 

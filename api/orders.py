@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.types import Info
 
 from api.types import Order, Saga, UserError, as_committed, service, user_errors
@@ -102,7 +101,7 @@ class OrderMutations:
         # A replayed placement, or one still on its way: answer the order as it stands now.
         order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
         if order_row is None or saga_row is None:
-            raise GraphQLError("the order was placed but cannot be read back")
+            raise RuntimeError(f"order {placed.order_id} was placed but cannot be read back")
         return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
 
 

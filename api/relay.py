@@ -8,6 +8,7 @@ import base64
 import binascii
 import enum
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
@@ -17,6 +18,8 @@ from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.errors import ClientErrorCode, client_error
+from api.inputs import as_utc
 from api.loaders import loaders
 from api.types import Node, Order, OrderStatus, Saga, SagaStatus, service
 from persistence.paging import PageFilter, Position
@@ -51,11 +54,18 @@ def encode_cursor(position: Position) -> str:
 
 
 def decode_cursor(cursor: str) -> Position:
+    """The position `cursor` stands for. Raises BAD_USER_INPUT "invalid cursor" unless it is one
+    this API made (a UTC time and a UUID) and only if encoding its position again gives it back, so
+    whatever else it holds (other JSON, a time that cannot be moved to UTC, a number or text for an
+    id) is refused here, never handed to the database."""
     try:
-        at, id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return Position(datetime.fromisoformat(at), str(id))
-    except (binascii.Error, ValueError, TypeError) as bad:
-        raise GraphQLError(f"invalid cursor {cursor!r}: pass an endCursor this API returned") from bad
+        at, id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        position = Position(as_utc(datetime.fromisoformat(at)), str(uuid.UUID(id)))
+        if encode_cursor(position) == cursor:
+            return position
+    except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError, GraphQLError):
+        pass
+    raise client_error("invalid cursor: pass an endCursor this API returned", ClientErrorCode.BAD_USER_INPUT)
 
 
 def _values(statuses: Sequence[enum.Enum] | None) -> list[str]:
@@ -70,7 +80,11 @@ def _page_size(first: int | None) -> int:
     if first is None:
         return DEFAULT_PAGE
     if not 0 <= first <= MAX_PAGE:
-        raise GraphQLError(f"first must be between 0 and {MAX_PAGE}, got {first}")
+        raise client_error(
+            f"first must be between 0 and {MAX_PAGE}, got {first}",
+            ClientErrorCode.BAD_USER_INPUT,
+            argument="first",
+        )
     return first
 
 

@@ -4,15 +4,21 @@ back as userErrors and changes nothing. Subscriptions follow sagas live."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
-from graphql import ASTValidationRule
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from api.analytics import AnalyticsQueries
+from api.errors import EdgeErrors, report
 from api.faults import FaultMutations, FaultQueries
+from api.inputs import DateTime, StorableText
 from api.inventory import InventoryMutations, InventoryQueries
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
@@ -32,7 +38,20 @@ MAX_TOKENS = 4000
 # the validation cache's key every time, so no validation would ever come from the cache.
 LIMITS: list[type[ASTValidationRule]] = [depth_limit(MAX_DEPTH, None), alias_limit(MAX_ALIASES)]
 
-schema = strawberry.Schema(
+
+class EdgeSchema(strawberry.Schema):
+    """The schema, with every error reported once, on every transport and operation type: strawberry
+    hands each error to `process_errors` before the result is formatted, in place of its own logging
+    (which logged every error, a client's mistakes too, with a traceback at ERROR)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            report(error)
+
+
+schema = EdgeSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
@@ -44,5 +63,8 @@ schema = strawberry.Schema(
         lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
         OnlyOverWebSocket,
+        EdgeErrors,
+        StorableText,
     ],
+    config=StrawberryConfig(scalar_map={datetime: DateTime}),
 )

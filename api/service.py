@@ -41,7 +41,14 @@ class Service:
         self.metrics = StoreMetrics()
         sqlite = is_sqlite(settings.database_url)
         self._writer = make_writer_engine(settings.database_url)
-        self._reader = make_engine(settings.database_url, writer=False)
+        pool = (
+            {}
+            if settings.read_pool_size is None
+            else {"pool_size": settings.read_pool_size, "max_overflow": 0}
+        )
+        self._reader = make_engine(
+            settings.database_url, writer=False, pool_timeout=settings.pool_timeout.total_seconds(), **pool
+        )
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         self.runner = GroupCommitRunner(
             self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes

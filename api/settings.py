@@ -26,3 +26,8 @@ class Settings:
     # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
     # never speak cannot pile up.
     connection_init_timeout: timedelta = timedelta(seconds=10)
+    # Work that finds every connection of the read pool busy waits this long for one, then is answered
+    # SERVICE_UNAVAILABLE (retry later) rather than queue without bound.
+    pool_timeout: timedelta = timedelta(seconds=5)
+    # Connections the read pool holds; None keeps the engine's default for the database.
+    read_pool_size: int | None = None

@@ -3,35 +3,66 @@
 Both read transitions from `saga_timeline`, past the last sequence they sent, whenever the hub says a
 saga has new ones. They subscribe to the hub before their first read, so no commit can fall between
 that read and the first notice; reading past a cursor, they never repeat a transition, and however
-many notices were merged while they were busy, they never skip one.
+many notices were merged while they were busy, they never skip one. A read that meets a transient
+database error (no connection free in time, a connection lost) is tried again, later and later, so
+the stream outlives the database's bad moments instead of ending.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Collection, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterator
+from functools import partial
+from typing import TypeVar
 
 import strawberry
-from graphql import ExecutionResult, GraphQLError
+from graphql import ExecutionResult
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
+from api.errors import ClientErrorCode, client_error
 from api.hub import FellBehind, TransitionHub
 from api.types import Saga, SagaEvent, SagaStatus, service
 from domain.saga import TERMINAL_STATUSES
 from domain.saga import SagaStatus as DomainSagaStatus
+from persistence.database import is_transient
 from persistence.queries import ReadModel
+
+T = TypeVar("T")
+log = logging.getLogger("ordersaga.api")
+
+# A read that met a transient database error waits this long before its next try, doubling each time.
+RETRY_FIRST = 0.1
+RETRY_CAP = 5.0
+
+
+async def patiently(read: Callable[[], Awaitable[T]]) -> T:
+    """`read()`, tried again after each transient database error (`is_transient`), waiting from
+    RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors raise."""
+    wait = RETRY_FIRST
+    while True:
+        try:
+            return await read()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, RETRY_CAP)
 
 
 @strawberry.type(description="A saga's transition, sent as it commits: one per journal event.")
 class SagaUpdate(SagaEvent):
     @strawberry.field(description="The saga as it is when this update is sent: at this transition or later.")
     async def saga(self, info: Info) -> Saga:
-        row = await service(info).read.saga(self.saga_id)
+        read = service(info).read
+        row = await patiently(partial(read.saga, self.saga_id))
         if row is None:
-            raise GraphQLError(f"saga {self.saga_id} cannot be read")
+            raise RuntimeError(f"saga {self.saga_id} has a transition but no saga_view row")
         return Saga.from_row(row)
 
 
@@ -41,14 +72,16 @@ async def updates_of_saga(
     """The saga's newest transition (its current state), then every later one in sequence order, up
     to and including a terminal status."""
     with hub.subscribe(saga_id) as notices:
-        latest = await read.latest_transition(saga_id)
+        latest = await patiently(partial(read.latest_transition, saga_id))
         if latest is None:
-            raise GraphQLError(f"no saga with id {saga_id}")
+            raise client_error(
+                f"no saga with id {saga_id}", ClientErrorCode.BAD_USER_INPUT, argument="sagaId"
+            )
         sent = SagaUpdate.from_row(latest)
         yield sent
         while sent.status not in TERMINAL_STATUSES:
             await notices.next()
-            for row in await read.transitions_after({saga_id: sent.sequence}):
+            for row in await patiently(partial(read.transitions_after, {saga_id: sent.sequence})):
                 sent = SagaUpdate.from_row(row)
                 yield sent
 
@@ -66,10 +99,12 @@ async def updates_of_all_sagas(
             try:
                 batch = await notices.next()
             except FellBehind as behind:
-                raise GraphQLError(f"{behind}; subscribe again") from behind
+                raise client_error(
+                    f"{behind}; subscribe again", ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=0
+                ) from behind
             after = {n.saga_id: cursors.get(n.saga_id, n.first - 1) for n in batch}
             read_now: dict[str, list[SagaUpdate]] = defaultdict(list)
-            for row in await read.transitions_after(after):
+            for row in await patiently(partial(read.transitions_after, after)):
                 read_now[row.saga_id].append(SagaUpdate.from_row(row))
             for notice in batch:
                 for update in read_now[notice.saga_id]:
@@ -89,8 +124,9 @@ class OnlyOverWebSocket(SchemaExtension):
         if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
             context.context["request"], WebSocket
         ):
-            refusal = GraphQLError(
-                "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
+            refusal = client_error(
+                "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
+                ClientErrorCode.BAD_REQUEST,
             )
             context.result = ExecutionResult(data=None, errors=[refusal])
         yield

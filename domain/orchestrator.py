@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -69,7 +70,7 @@ SagaListener = Callable[[SagaChange], None]
 # After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to
 # the cap, and reloads the saga from its journal before trying again.
 _ERROR_BACKOFF = timedelta(milliseconds=50)
-_ERROR_BACKOFF_CAP = timedelta(seconds=5)
+_ERROR_BACKOFF_CAP = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +79,17 @@ class PlaceOrder:
     lines: tuple[OrderLine, ...]
     idempotency_key: str | None = None
 
+    def canonical(self) -> str:
+        """The request as canonical JSON (sorted keys, no spaces, ASCII escapes), its lines sorted,
+        as their order carries no meaning: equal requests give equal text, and the text decodes back
+        to the request, so no customer id or SKU can pass for another field the way it could for a
+        separator in joined text."""
+        request = {"customerId": self.customer_id, "lines": sorted([x.sku, x.quantity] for x in self.lines)}
+        return json.dumps(request, sort_keys=True, separators=(",", ":"))
+
     def fingerprint(self) -> str:
-        # Line order carries no meaning, so the same lines in another order are the same request.
-        canonical = "|".join([self.customer_id, *sorted(f"{x.sku}x{x.quantity}" for x in self.lines)])
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """SHA-256 (hex) of `canonical()`: what an idempotency key's placement is compared by."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,57 +207,66 @@ class Orchestrator:
     ) -> SagaState | Refused:
         """Stop the saga's driver, decide on the journal as it stands and record the decision at the
         expected version, then drive the saga on from there. The stopped driver's commit, if one was
-        under way, lands or not; either way the decision is made on what the journal holds."""
+        under way, lands or not; either way the decision is made on what the journal holds.
+        A driver is started only for a saga the journal holds: by the commit of a decision, or, when
+        nothing was decided (a refusal, an error), again for the saga whose driver was stopped. An id
+        that is malformed or unknown thus leaves nothing running."""
         async with self._claims.hold(saga_id):
+            halted = await self._halt(saga_id)
             try:
-                await self._halt(saga_id)
-                answer, latest = await self._decide(saga_id, decide)
-            except BaseException:
-                self._spawn(saga_id, None)  # whatever happened, the journal says where the saga is
-                raise
-            if latest is not None:
-                self._spawn(saga_id, latest)
-            return answer
+                return await self._decide(saga_id, decide)
+            finally:
+                if halted and saga_id not in self._drivers:
+                    self._spawn(saga_id, None)  # from the journal, which says where the saga is
 
     async def _decide(
         self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
-    ) -> tuple[SagaState | Refused, SagaState | None]:
-        """The answer (the saga after the decision, or the refusal) and the saga as it now stands,
-        None if there is no such saga."""
+    ) -> SagaState | Refused:
+        """The saga after the decision, whose commit starts its driver, or the refusal."""
 
-        async def work(tx: Transaction) -> tuple[SagaState | Refused, SagaState | None, SagaChange | None]:
+        async def work(tx: Transaction) -> tuple[SagaState | Refused, SagaChange | None]:
             journal = await tx.sagas.load(saga_id)
             if not journal:
-                return Refused(ProblemCode.UNKNOWN_SAGA, f"no saga {saga_id}"), None, None
+                return Refused(ProblemCode.UNKNOWN_SAGA, f"no saga {saga_id}"), None
             before, now = fold(saga_id, journal), self._clock.now()
             decision = decide(before, now)
             if isinstance(decision, Refused):
-                return decision, before, None
+                return decision, None
             change = self._settle(SagaChange.from_state(before).apply(decision), now)
             await tx.sagas.append(change, None)
-            return change.after, change.after, change
+            return change.after, change
 
-        def decided(result: tuple[SagaState | Refused, SagaState | None, SagaChange | None]) -> None:
-            if result[2] is not None:
-                self._publish(result[2])
+        def decided(result: tuple[SagaState | Refused, SagaChange | None]) -> None:
+            change = result[1]
+            if change is not None:
+                self._publish(change)
+                self._spawn(saga_id, change.after)
 
         while True:
             try:
-                answer, latest, _ = await self._committed(work, decided)
-                return answer, latest
+                answer, _ = await self._committed(work, decided)
+                return answer
             except ConcurrencyConflict:
                 continue  # the stopped driver's last commit landed meanwhile: decide again
 
-    async def _halt(self, saga_id: str) -> None:
+    async def _halt(self, saga_id: str) -> bool:
+        """Stop the saga's driver; whether it had one."""
         driver = self._drivers.pop(saga_id, None)
-        if driver is not None:
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
+        if driver is None:
+            return False
+        driver.cancel()
+        await asyncio.gather(driver, return_exceptions=True)
+        return True
 
     # ------------------------------------------------------------------------------------------ driving
 
     def _spawn(self, saga_id: str, state: SagaState | None) -> None:
-        """Start the saga's driver, from `state` or, when None, from its journal."""
+        """Start the saga's driver, from `state` or, when None, from its journal, in place of any it
+        has: one driver per saga (a stopped one's commit in flight still lands, and the journal's
+        expected version makes the new one reload)."""
+        earlier = self._drivers.get(saga_id)
+        if earlier is not None:
+            earlier.cancel()
         task = asyncio.create_task(self._drive(saga_id, state), name=f"saga-{saga_id}")
         self._drivers[saga_id] = task
 
@@ -285,8 +302,18 @@ class Orchestrator:
                 raise
             except ConcurrencyConflict:
                 state = None
-            except Exception:
-                log.exception("saga %s: advancing failed; retrying from its journal", saga_id)
+            except Exception as error:
+                # The first failure of a run is logged with its traceback; those that follow, one line
+                # per backoff, so a saga that keeps failing does not flood the log.
+                if backoff == _ERROR_BACKOFF:
+                    log.exception("saga %s: advancing failed; retrying from its journal", saga_id)
+                else:
+                    log.warning(
+                        "saga %s: advancing still fails (%s); next try in %.1f s",
+                        saga_id,
+                        type(error).__name__,
+                        backoff.total_seconds(),
+                    )
                 await asyncio.sleep(backoff.total_seconds())
                 backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
                 state = None

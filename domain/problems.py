@@ -29,6 +29,7 @@ class ProblemCode(enum.Enum):
     ORDER_ALREADY_SHIPPED = "ORDER_ALREADY_SHIPPED"
     ORDER_ALREADY_CANCELLED = "ORDER_ALREADY_CANCELLED"
     FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
+    INVALID_TEXT = "INVALID_TEXT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,22 @@ MAX_CODE = 64
 MAX_TEXT = 200
 MAX_LINES = 100
 MAX_QUANTITY = 1_000_000
+# Every count the service keeps and serves (stock on hand, per section and per product) fits GraphQL's
+# Int, a signed 32-bit integer (GraphQL spec, section 3.5.1), and PostgreSQL's integer columns.
+MAX_COUNT = 2**31 - 1
+
+
+def is_storable(text: str) -> bool:
+    """Whether every database keeps `text` as it is: no NUL (PostgreSQL refuses it in text columns,
+    SQLite keeps it) and only Unicode scalar values (a lone surrogate, which JSON can carry, has no
+    UTF-8 encoding)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_text(value: str, field: str, limit: int) -> list[Problem]:

@@ -1,15 +1,16 @@
 """Inventory administration: warehouses with their sections, products, and stock receipts.
 
-Each command checks what only the database can tell (does it exist, does the condition suit) and
-either changes everything it was asked to or nothing, returning the problems found.
+Each command checks what only the database can tell (does it exist, does the condition suit, does
+the stock still fit a 32-bit count) and either changes everything it was asked to or nothing,
+returning the problems found.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from domain.model import StorageCondition
-from domain.problems import Problem, ProblemCode
+from domain.problems import MAX_COUNT, Problem, ProblemCode
 from persistence.db import Db
 from persistence.tables import products, sections, stock, warehouses
 
@@ -38,7 +39,13 @@ async def register_product(conn: Db, sku: str, name: str, condition: StorageCond
 async def receive_stock(
     conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int
 ) -> list[Problem]:
-    product = (await conn.execute(select(products.c.storage_condition).where(products.c.sku == sku))).first()
+    # Locked (on PostgreSQL) so that receipts of one SKU into different sections take turns, and the
+    # total checked below is the total they add to.
+    product = (
+        await conn.execute(
+            select(products.c.storage_condition).where(products.c.sku == sku).with_for_update()
+        )
+    ).first()
     if product is None:
         return [Problem(ProblemCode.UNKNOWN_SKU, "sku", f"no product {sku}")]
     if not (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == warehouse_code))).first():
@@ -68,6 +75,17 @@ async def receive_stock(
             )
         ]
     key = (stock.c.warehouse_code == warehouse_code, stock.c.section_code == section_code, stock.c.sku == sku)
+    held = (await conn.execute(select(stock.c.on_hand).where(*key))).scalar() or 0
+    total = (await conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == sku))).scalar() or 0
+    if max(held, total) + quantity > MAX_COUNT:
+        return [
+            Problem(
+                ProblemCode.OUT_OF_RANGE,
+                "quantity",
+                f"the receipt would take the stock of {sku} past {MAX_COUNT} units "
+                f"(the section holds {held}, all sections {total})",
+            )
+        ]
     added = await conn.execute(
         update(stock).where(*key).values(on_hand=stock.c.on_hand + quantity, version=stock.c.version + 1)
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_errors
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -17,6 +18,17 @@ DEFAULT_DATABASE_FILE = "ordersaga.db"
 # tries again, so no lane stalls behind a slow batch or a lock taken outside the service. It is longer
 # than PostgreSQL's default deadlock_timeout (1 s), so a true cycle is still reported as a deadlock.
 WRITER_LOCK_TIMEOUT_MS = 2000
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says the database is busy or away rather than that the statement is wrong, so
+    the same work may succeed later: no connection free within the pool's timeout, a connection lost
+    or refused, a lock or statement timeout, SQLite's "database is locked"."""
+    if isinstance(error, sa_errors.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error, sa_errors.TimeoutError | sa_errors.OperationalError | sa_errors.InterfaceError | OSError
+    )
 
 
 def default_database_url(directory: Path | None = None) -> str:

@@ -1,0 +1,52 @@
+"""More concurrent work than the database pool holds: requests wait a bounded time, then are told to
+retry; subscriptions ride out the wait and keep their stream. A read pool of one connection, held by
+the test, stands for a pool that load has used up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from api.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
+from api.settings import Settings
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder
+from tests.api.live import Live, serve_live
+from tests.api.subscriptions import subscriptions
+
+WAIT = timedelta(milliseconds=300)
+
+
+@pytest.fixture
+async def live(database_url: str) -> AsyncIterator[Live]:
+    settings = Settings(database_url=database_url, read_pool_size=1, pool_timeout=WAIT)
+    async with serve_live(settings) as served:
+        yield served
+
+
+async def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(live: Live) -> None:
+    async with live.svc.read.engine.connect():  # the pool's only connection
+        response = await live.gql.http.post("/graphql", json={"query": "{ products { sku } }"})
+    assert response.status_code == 200
+    (error,) = response.json()["errors"]
+    assert error["message"] == BUSY_MESSAGE
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfterSeconds": RETRY_AFTER_SECONDS}
+    assert await live.gql("{ products { sku } }") == {"products": [{"sku": "TEA"}]}
+
+
+async def test_the_saga_feed_rides_out_a_pool_with_no_connection_free(live: Live) -> None:
+    async with subscriptions(live.url) as ws:
+        await ws.subscribe("feed", "subscription { sagaFeed { sequence status saga { id } } }")
+        await live.until_subscribed(1)
+        async with live.svc.read.engine.connect():
+            placed = await live.svc.orchestrator.place_order(PlaceOrder("c", (OrderLine("TEA", 1),)))
+            await asyncio.sleep(4 * WAIT.total_seconds())  # the feed's reads time out meanwhile
+        updates = [await ws.next("feed") for _ in range(7)]
+    assert all(u is not None and "errors" not in u for u in updates), updates
+    feed = [u["data"]["sagaFeed"] for u in updates if u is not None]
+    assert [u["sequence"] for u in feed] == list(range(1, 8))
+    assert feed[-1]["status"] == "COMPLETED"
+    assert {u["saga"]["id"] for u in feed} == {placed.saga_id}
