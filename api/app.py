@@ -1,5 +1,8 @@
 """The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, the live dashboard at
-/dashboard, /healthz (alive), /readyz (ready for traffic) and /metrics (Prometheus)."""
+/dashboard, /healthz (alive), /readyz (ready for traffic) and /metrics (Prometheus, for staff).
+
+Who calls is settled here, once per request or WebSocket, from its bearer token (`api/auth.py`), and
+put in the context as `identity`, which `api/guard.py` holds against `api/rules.py`."""
 
 from __future__ import annotations
 
@@ -10,22 +13,28 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
+from api.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
+from api.graphql_http import GraphQLOverHTTP
 from api.loaders import Loaders
+from api.request_limits import BodyLimits
+from api.rules import METRICS_READERS
 from api.schema import schema
 from api.service import Service
 
 DASHBOARD = Path(__file__).parent / "dashboard"
 
 
-class _GraphQL(GraphQL[dict[str, Any], None]):
+class _GraphQL(GraphQLOverHTTP):
     def __init__(self, svc: Service) -> None:
         # Only graphql-transport-ws, the protocol current clients speak (GraphiQL, the graphql-ws
         # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
@@ -42,7 +51,36 @@ class _GraphQL(GraphQL[dict[str, Any], None]):
         # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
         # a subscription must not see the rows of its first event again.
         loaders = Loaders(self._service.read, cache=isinstance(request, Request))
-        return {"service": self._service, "request": request, "response": response, "loaders": loaders}
+        # A WebSocket says who it is in connection_init (`on_ws_connect`), before any operation.
+        authorization = request.headers.get("authorization") if isinstance(request, Request) else None
+        identity = await self._authenticate(authorization)
+        return {
+            "service": self._service,
+            "request": request,
+            "response": response,
+            "loaders": loaders,
+            "identity": identity,
+        }
+
+    async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType:
+        """Closes the socket with 4403 when connection_init carries a token that is not valid; without
+        one, its operations answer UNAUTHENTICATED (unless in development mode), and SERVICE_UNAVAILABLE
+        while the token cannot be checked."""
+        params = context.get("connection_params")
+        authorization = bearer_of(params) if isinstance(params, dict) else None
+        context["identity"] = await self._authenticate(authorization)
+        refusal = context["identity"]
+        # A token that cannot be checked for now is no reason to reject: its operations say to retry.
+        bad_token = isinstance(refusal, NotAuthenticated) and not isinstance(refusal, KeysUnavailable)
+        if authorization is not None and bad_token:
+            raise ConnectionRejectionError()
+        return UNSET
+
+    async def _authenticate(self, authorization: str | None) -> Principal | NotAuthenticated:
+        try:
+            return await self._service.authenticator.authenticate(authorization)
+        except NotAuthenticated as refusal:
+            return refusal
 
 
 def create_app(svc: Service) -> Starlette:
@@ -58,7 +96,17 @@ def create_app(svc: Service) -> Starlette:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        try:
+            caller = await svc.authenticator.authenticate(request.headers.get("authorization"))
+        except KeysUnavailable as refusal:
+            return JSONResponse({"error": str(refusal)}, status_code=503)
+        except NotAuthenticated as refusal:
+            return JSONResponse(
+                {"error": str(refusal)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not caller.roles & METRICS_READERS:
+            return JSONResponse({"error": "metrics are for operators and admins"}, status_code=403)
         return Response(svc.prometheus.render(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
@@ -71,7 +119,9 @@ def create_app(svc: Service) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, which answers the ones GraphQL over HTTP lacks (405)
+            # in the GraphQL shape too.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -79,4 +129,11 @@ def create_app(svc: Service) -> Starlette:
             Mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True)),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                BodyLimits,
+                max_bytes=svc.settings.max_body_bytes,
+                timeout_seconds=svc.settings.body_timeout,
+            )
+        ],
     )

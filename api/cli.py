@@ -1,19 +1,35 @@
-"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema."""
+"""The `ordersaga` command: serve, migrate, projections rebuild, export-schema, token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib.util
+import ipaddress
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.auth import AuthConfig, Role, mint_token, read_secret
 from api.logs import LOG_FORMATS, configure_logging
 from api.settings import OTLP_SETTINGS, Settings
 from domain.saga import SagaPolicy
-from persistence.database import default_database_url
+from persistence.database import default_database_url, is_sqlite
+
+T = TypeVar("T")
+
+# What a database URL that names nothing usable, or a database that does not answer, raises: the URL
+# (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535), the
+# database itself (DBAPIError), or its migrations (CommandError: a revision this version does not know).
+DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,14 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP and WebSocket")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on, 0 for any free one (default %(default)s)"
+    )
     _database_option(serve)
-    serve.add_argument("--demo", action="store_true", help="load a small demo catalog once")
+    serve.add_argument("--demo", action="store_true", help="load a small demo catalog once (default off)")
     serve.add_argument(
         "--otel",
         action="store_true",
-        help="send OpenTelemetry spans per saga and step over OTLP (on too when "
+        help="send OpenTelemetry spans per saga and step over OTLP (default off, on when "
         "OTEL_EXPORTER_OTLP_ENDPOINT is set; needs the otel extra)",
     )
     serve.add_argument(
@@ -71,10 +89,50 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--enable-fault-injection",
         action="store_true",
-        help="let GraphQL stage slow or failing participants (setParticipantFault)",
+        help="let GraphQL stage slow or failing participants (setParticipantFault; default off)",
     )
     serve.add_argument(
-        "--fault-seed", type=int, metavar="N", help="seed the draws of a staged failureRate, to repeat a run"
+        "--fault-seed",
+        type=int,
+        metavar="N",
+        help="seed the draws of a staged failureRate, to repeat a run (default: a fresh seed each run)",
+    )
+    limits = Settings(database_url="")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=limits.max_body_bytes,
+        metavar="N",
+        help="largest request body (and WebSocket message) accepted; larger ones get 413 "
+        "(default %(default)s)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=limits.body_timeout,
+        metavar="S",
+        help="seconds a request body may take to arrive; slower ones get 408 (default %(default)g)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=limits.header_timeout,
+        metavar="S",
+        help="seconds a request's headers may take to arrive before the connection is closed "
+        "(default %(default)g)",
+    )
+    _auth_options(serve)
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve a non-loopback --host without authentication, everyone admin (default off)",
+    )
+    serve.add_argument(
+        "--mutation-rate-limit",
+        default=os.environ.get("ORDERSAGA_MUTATION_RATE_LIMIT"),
+        metavar="LIMITS",
+        help="mutations per principal, e.g. '5/second;100/minute'; env ORDERSAGA_MUTATION_RATE_LIMIT "
+        "(default: '20/second;600/minute' with authentication, none without)",
     )
     serve.set_defaults(run=_serve)
 
@@ -97,12 +155,80 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead")
     export.set_defaults(run=_export_schema)
+
+    token = commands.add_parser("token", help="print a signed token (HS256) for trying roles out")
+    token.add_argument("--subject", required=True, help="the token's sub: for a customer, its customer id")
+    token.add_argument(
+        "--role", action="append", required=True, choices=[r.value for r in Role], help="repeat for several"
+    )
+    token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
+    _auth_secret_option(token)
+    for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
+        env = f"ORDERSAGA_AUTH_{claim.upper()}"
+        token.add_argument(f"--auth-{claim}", default=os.environ.get(env), metavar=metavar, help=f"env {env}")
+    token.set_defaults(run=_token)
     return parser
+
+
+def _auth_secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--auth-secret-file",
+        type=Path,
+        default=os.environ.get("ORDERSAGA_AUTH_SECRET_FILE"),
+        metavar="PATH",
+        help="a file holding the HS256 secret (at least 32 bytes); env ORDERSAGA_AUTH_SECRET_FILE "
+        "(default: none; with no --auth-jwks-url either, development mode: everyone is admin)",
+    )
+
+
+def _auth_options(parser: argparse.ArgumentParser) -> None:
+    _auth_secret_option(parser)
+    for name, metavar, what in [
+        ("jwks-url", "URL", "the OIDC provider's JWKS URL (RS256/ES256 keys)"),
+        ("issuer", "ISS", "the iss every token must carry"),
+        ("audience", "AUD", "the aud every token must carry"),
+    ]:
+        env = f"ORDERSAGA_AUTH_{name.replace('-', '_').upper()}"
+        parser.add_argument(
+            f"--auth-{name}",
+            default=os.environ.get(env),
+            metavar=metavar,
+            help=f"{what}; env {env} (default: none)",
+        )
+
+
+def _auth_config(args: argparse.Namespace) -> AuthConfig:
+    if args.auth_secret_file and args.auth_jwks_url:
+        sys.exit("choose one of --auth-secret-file and --auth-jwks-url")
+    secret = _secret(args.auth_secret_file) if args.auth_secret_file else None
+    return AuthConfig(
+        secret=secret, jwks_url=args.auth_jwks_url, issuer=args.auth_issuer, audience=args.auth_audience
+    )
+
+
+def _secret(path: str | Path) -> str:
+    try:
+        return read_secret(Path(path))
+    except (OSError, ValueError) as error:
+        sys.exit(f"cannot use the auth secret: {error}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a --host value) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--database-url", default=None, help="SQLAlchemy async URL (default: ordersaga.db here, SQLite)"
+        "--database-url",
+        default=None,
+        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db (default: SQLite, ordersaga.db "
+        "in the working directory)",
     )
 
 
@@ -122,62 +248,142 @@ def _settings(args: argparse.Namespace) -> Settings:
         otel=args.otel or any(os.environ.get(name) for name in OTLP_SETTINGS),
         fault_injection=args.enable_fault_injection,
         fault_seed=args.fault_seed,
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
+        auth=_auth_config(args),
+        mutation_limits=args.mutation_rate_limit,
     )
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from api.app import create_app
+    from api.http_server import AnnouncingServer, server_config
     from api.service import Service
+    from persistence.migrate import upgrade
+    from persistence.serving import DatabaseInUse, claim_database
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
-    app = create_app(Service(settings))
-    print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
-    if args.enable_fault_injection:
-        print("Fault injection is on: setParticipantFault makes a participant slow or failing", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if not settings.auth.configured and not is_loopback(args.host) and not args.allow_anonymous:
+        sys.exit(
+            f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
+            "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
+        )
+    try:
+        app = create_app(Service(settings))
+    except ValueError as error:  # a rate limit that does not parse
+        sys.exit(f"cannot serve: {error}")
+
+    async def prepare(engine: AsyncEngine) -> None:
+        # Here rather than in the service's start, so that a failure is one line, not a traceback.
+        async with claim_database(settings.database_url, exclusive=False):
+            await upgrade(engine)
+
+    try:
+        _on_database(settings.database_url, prepare)
+    except DatabaseInUse:
+        sys.exit("a projections rebuild is using the database: serve once it has finished")
+
+    def listening(base_url: str) -> None:
+        print(f"GraphiQL: {base_url}/graphql")
+        if args.enable_fault_injection:
+            print("Fault injection is on: setParticipantFault makes a participant slow or failing")
+        sys.stdout.flush()
+
+    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run()
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from persistence.database import make_engine
-    from persistence.migrate import upgrade
+    from persistence.migrate import current_revision, upgrade
 
-    async def run() -> None:
-        engine = make_engine(args.database_url or default_database_url())
-        await upgrade(engine)
-        await engine.dispose()
+    async def migrate(engine: AsyncEngine) -> tuple[list[str], str | None]:
+        applied = await upgrade(engine)
+        return [f"applied {m.revision}: {m.doc}" for m in applied], await current_revision(engine)
 
-    asyncio.run(run())
-    print("database is up to date")
+    applied, revision = _on_database(args.database_url or default_database_url(), migrate)
+    print("\n".join(applied) if applied else f"database is up to date (revision {revision})")
 
 
 def _rebuild_projections(args: argparse.Namespace) -> None:
-    from persistence.database import make_engine
     from persistence.migrate import upgrade
     from persistence.rebuild import RebuildReport, rebuild_projections
+    from persistence.serving import DatabaseInUse, claim_database
 
     if args.batch_size < 1:
         sys.exit("--batch-size must be at least 1")
+    url = args.database_url or default_database_url()
 
-    async def run() -> RebuildReport:
-        engine = make_engine(args.database_url or default_database_url())
-        try:
+    async def rebuild(engine: AsyncEngine) -> RebuildReport:
+        # Alone: a server's projection would write the read tables while they are rebuilt.
+        async with claim_database(url, exclusive=True):
             await upgrade(engine)
             return await rebuild_projections(engine, args.batch_size)
-        finally:
-            await engine.dispose()
 
-    report = asyncio.run(run())
+    try:
+        report = _on_database(url, rebuild)
+    except DatabaseInUse:
+        sys.exit("a server is using the database: stop every ordersaga serve on it, then rebuild")
     print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
     if report.stock_mismatches:
         lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)
         sys.exit(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
     print("stock agrees with the journal")
+
+
+def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` on an engine for `url`. A URL that names no usable database, or a database that
+    cannot be reached, ends the command with one line saying so (exit status 1), not a traceback."""
+    from persistence.database import make_engine
+
+    async def run() -> T:
+        engine = make_engine(url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        _check_sqlite_directory(url)
+        return asyncio.run(run())
+    except DATABASE_FAILURES as failure:
+        sys.exit(f"cannot use the database {_shown(url)}: {_reason(failure)}")
+
+
+def _check_sqlite_directory(url: str) -> None:
+    # Said plainly here; SQLite itself only says "unable to open database file".
+    if is_sqlite(url) and (database := make_url(url).database) and database != ":memory:":
+        directory = Path(database).parent
+        if not directory.is_dir():
+            raise OSError(f"no directory {directory} to hold the SQLite database")
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
+def _reason(failure: BaseException) -> str:
+    """The first line of what went wrong, without SQLAlchemy's wrapping (statement, parameters, link)."""
+    cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig is not None else failure
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+def _token(args: argparse.Namespace) -> None:
+    if args.auth_secret_file is None:
+        sys.exit("--auth-secret-file (or ORDERSAGA_AUTH_SECRET_FILE) is needed to sign a token")
+    if args.ttl <= 0:
+        sys.exit("--ttl must be positive")
+    secret = _secret(args.auth_secret_file)
+    roles = [Role(role) for role in dict.fromkeys(args.role)]
+    ttl = timedelta(seconds=args.ttl)
+    print(mint_token(secret, args.subject, roles, ttl, issuer=args.auth_issuer, audience=args.auth_audience))
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from persistence.database import is_transient
 
@@ -40,7 +41,10 @@ class ClientErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"  # too many requests: retry after `retryAfterSeconds`
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # overloaded or starting: retry after `retryAfterSeconds`
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"  # a fault of ours, logged under `errorId`
-    BAD_REQUEST = "BAD_REQUEST"  # the operation cannot be served as sent (a subscription over HTTP)
+    # not a well-formed GraphQL request (its body, operationName, a subscription over HTTP): fix it
+    BAD_REQUEST = "BAD_REQUEST"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # the body is over `maxBytes`: send a smaller request
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the body did not arrive within `timeoutSeconds`: send it again
 
 
 def client_error(message: str, code: ClientErrorCode, **extensions: Any) -> GraphQLError:
@@ -71,6 +75,8 @@ def report(error: GraphQLError) -> None:
     if not is_client_error(error):
         if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
             code = ClientErrorCode.GRAPHQL_PARSE_FAILED
+        elif isinstance(error.original_error, CannotGetOperationTypeError):  # no such operationName
+            code = ClientErrorCode.BAD_REQUEST
         elif _refused_value(error):
             code = ClientErrorCode.BAD_USER_INPUT
         elif error.original_error is not None and is_transient(error.original_error):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
+from api.node_ids import catalog_id
 from api.types import (
     InventoryContention,
     Product,
@@ -117,10 +118,17 @@ class InventoryMutations:
             return RegisterWarehousePayload(user_errors=user_errors(problems))
         return RegisterWarehousePayload(
             warehouse=Warehouse(
+                id=strawberry.ID(catalog_id("Warehouse", input.code)),
                 code=input.code,
                 name=input.name,
                 sections=[
-                    Section(code=code, storage_condition=condition, stock=[]) for code, condition in sections
+                    Section(
+                        id=strawberry.ID(catalog_id("Section", input.code, code)),
+                        code=code,
+                        storage_condition=condition,
+                        stock=[],
+                    )
+                    for code, condition in sections
                 ],
             )
         )
@@ -137,7 +145,12 @@ class InventoryMutations:
             return RegisterProductPayload(user_errors=user_errors(problems))
         return RegisterProductPayload(
             product=Product(
-                sku=input.sku, name=input.name, storage_condition=condition, on_hand=0, reserved=0
+                id=strawberry.ID(catalog_id("Product", input.sku)),
+                sku=input.sku,
+                name=input.name,
+                storage_condition=condition,
+                on_hand=0,
+                reserved=0,
             )
         )
 

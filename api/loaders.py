@@ -40,6 +40,10 @@ class Loaders:
         """By order id."""
         return DataLoader(_one_each(self._read.shipments, "order_id"), cache=self._cache)
 
+    @cached_property
+    def shipments_by_id(self) -> DataLoader[str, Row | None]:
+        return DataLoader(_one_each(self._read.shipments_by_id, "id"), cache=self._cache)
+
 
 def loaders(info: Info) -> Loaders:
     return info.context["loaders"]  # type: ignore[no-any-return]

@@ -9,7 +9,8 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import ClientErrorCode, client_error
-from api.types import Order, Saga, UserError, as_committed, service, user_errors
+from api.rules import may_act_for
+from api.types import Order, Saga, UserError, as_committed, principal, service, user_errors
 from domain.interventions import Refused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.saga import SagaState
@@ -76,20 +77,23 @@ class OperationMutations:
         description="Cancel an order that has not been shipped: its saga compensates what was done."
     )
     async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
-        svc = service(info)
+        svc, caller = service(info), principal(info)
         order = await svc.read.order(str(input.order_id))
-        if order is None:
+        # Another customer's order is answered as unknown, so that ids tell nothing.
+        if order is None or not may_act_for(caller, order.customer_id):
             return InterventionPayload.refused(
                 Problem(ProblemCode.UNKNOWN_ORDER, "orderId", f"no order {input.order_id}")
             )
-        return await _answer(svc, await svc.orchestrator.cancel_order(order.saga_id), "orderId")
+        cancelled = await svc.orchestrator.cancel_order(order.saga_id, caller.subject)
+        return await _answer(svc, cancelled, "orderId")
 
     @strawberry.mutation(
         description="Send a saga that needs attention on: the step it was parked at is tried afresh."
     )
     async def retry_saga(self, info: Info, input: RetrySagaInput) -> InterventionPayload:
         svc = service(info)
-        return await _answer(svc, await svc.orchestrator.retry(str(input.saga_id)), "sagaId")
+        retried = await svc.orchestrator.retry(str(input.saga_id), principal(info).subject)
+        return await _answer(svc, retried, "sagaId")
 
     @strawberry.mutation(
         description="Turn a running or parked saga back now, whatever step is in flight: what was done "
@@ -100,4 +104,5 @@ class OperationMutations:
         problems = check_text(input.reason, "reason", MAX_TEXT)
         if problems:
             return InterventionPayload(user_errors=user_errors(problems))
-        return await _answer(svc, await svc.orchestrator.abort(str(input.saga_id), input.reason), "sagaId")
+        aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, principal(info).subject)
+        return await _answer(svc, aborted, "sagaId")

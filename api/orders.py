@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry.types import Info
 
-from api.types import Order, Saga, UserError, as_committed, service, user_errors
+from api.rules import may_act_for
+from api.types import Order, Saga, UserError, as_committed, principal, service, user_errors
 from domain.model import OrderLine as DomainOrderLine
 from domain.orchestrator import OrderPlaced, PlaceOrder
 from domain.ports import IdempotencyKeyReused
@@ -17,6 +20,7 @@ from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode,
 from domain.saga import TERMINAL_STATUSES, SagaState, SagaStatus
 
 if TYPE_CHECKING:
+    from api.auth import Principal
     from api.service import Service
 
 
@@ -28,11 +32,14 @@ class OrderLineInput:
 
 @strawberry.input
 class PlaceOrderInput:
-    customer_id: str
+    customer_id: str | None = strawberry.field(
+        default=None, description="Whose order; omitted, the caller's own (its token's subject)."
+    )
     lines: list[OrderLineInput]
     idempotency_key: str | None = strawberry.field(
         default=None,
-        description="Repeat a request with the same key to get the same order, never a second one.",
+        description="Repeat a request with the same key to get the same order, never a second one. "
+        "Keys are the caller's own: another caller's same key is another key.",
     )
     await_outcome_ms: int = strawberry.field(
         default=0,
@@ -55,20 +62,24 @@ class OrderQueries:
     @strawberry.field
     async def saga(self, info: Info, id: strawberry.ID) -> Saga | None:
         row = await service(info).read.saga(str(id))
-        return Saga.from_row(row) if row else None
+        return Saga.from_row(row) if row and may_act_for(principal(info), row.customer_id) else None
 
     @strawberry.field
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         row = await service(info).read.order(str(id))
-        return Order.from_row(row) if row else None
+        return Order.from_row(row) if row and may_act_for(principal(info), row.customer_id) else None
 
 
 @strawberry.type
 class OrderMutations:
     @strawberry.mutation(description="Place an order; its saga runs on in the background.")
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
-        svc = service(info)
-        problems = _check_order(input)
+        svc, caller = service(info), principal(info)
+        customer_id = caller.subject if input.customer_id is None else input.customer_id
+        problems = _check_order(input, customer_id)
+        if not problems and not may_act_for(caller, customer_id):
+            message = "an order can be placed only in the caller's own name"
+            problems.append(Problem(ProblemCode.FORBIDDEN, "customerId", message))
         skus = [line.sku for line in input.lines[:MAX_LINES]]
         known = await svc.read.known_skus(skus)
         problems += [
@@ -79,9 +90,9 @@ class OrderMutations:
         if problems:
             return PlaceOrderPayload(user_errors=user_errors(problems))
         command = PlaceOrder(
-            customer_id=input.customer_id,
+            customer_id=customer_id,
             lines=tuple(DomainOrderLine(x.sku, x.quantity) for x in input.lines),
-            idempotency_key=input.idempotency_key,
+            idempotency_key=None if input.idempotency_key is None else own_key(caller, input.idempotency_key),
         )
         try:
             placed = await svc.orchestrator.place_order(command)
@@ -125,8 +136,16 @@ _SETTLED = {s.value for s in SagaStatus if s in TERMINAL_STATUSES or s is SagaSt
 MAX_AWAIT_MS = 30_000
 
 
-def _check_order(order: PlaceOrderInput) -> list[Problem]:
-    problems = check_text(order.customer_id, "customerId", MAX_TEXT)
+def own_key(caller: Principal, idempotency_key: str) -> str:
+    """The key under which a placement is bound: the client's key within the caller's own space (as
+    Stripe scopes keys to an account), so one caller's key can never replay another's order. A
+    digest, so that any subject and key fit the column and no two pairs run together."""
+    pair = json.dumps([caller.subject, idempotency_key])
+    return hashlib.sha256(pair.encode()).hexdigest()
+
+
+def _check_order(order: PlaceOrderInput, customer_id: str) -> list[Problem]:
+    problems = check_text(customer_id, "customerId", MAX_TEXT)
     if not 0 <= order.await_outcome_ms <= MAX_AWAIT_MS:
         message = f"awaitOutcomeMs must be between 0 and {MAX_AWAIT_MS}"
         problems.append(Problem(ProblemCode.OUT_OF_RANGE, "awaitOutcomeMs", message))

@@ -1,5 +1,7 @@
-"""Relay-style reading: `node(id)` finds a saga or an order, and `orders` / `sagas` are connections,
-newest first, paged with opaque keyset cursors (`first` / `after`) that stay put as new rows arrive."""
+"""Relay-style reading: `node(id)` finds any object with an identity by its global id (`find_node`),
+and `orders` / `sagas` are connections, newest first, paged with opaque keyset cursors (`first` /
+`after`) that stay put as new rows arrive. A customer finds only its own: another's reads as null,
+and lists hold only its own rows."""
 
 from __future__ import annotations
 
@@ -18,10 +20,25 @@ from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.errors import ClientErrorCode, client_error
 from api.inputs import as_utc
 from api.loaders import loaders
-from api.types import Node, Order, OrderStatus, Saga, SagaStatus, service
+from api.node_ids import catalog_key
+from api.rules import customer_filter, may_act_for, may_find_catalog
+from api.types import (
+    Node,
+    Order,
+    OrderStatus,
+    Product,
+    Saga,
+    SagaStatus,
+    Shipment,
+    StockLevel,
+    Warehouse,
+    principal,
+    service,
+)
 from persistence.paging import PageFilter, Position
 
 DEFAULT_PAGE = 20
@@ -30,10 +47,15 @@ MAX_PAGE = 100
 T = TypeVar("T")
 
 
-@strawberry.type
+@strawberry.type(description="Where a page sits among all edges (Relay cursor connections).")
 class PageInfo:
     has_next_page: bool
-    end_cursor: str | None
+    has_previous_page: bool = strawberry.field(
+        description="Whether edges come before this page: true for a page asked for `after` a cursor "
+        "(that cursor's edge comes before it), false for the first page."
+    )
+    start_cursor: str | None = strawberry.field(description="The first edge's cursor; null when empty.")
+    end_cursor: str | None = strawberry.field(description="The last edge's cursor; null when empty.")
 
 
 @strawberry.type
@@ -88,24 +110,72 @@ def _page_size(first: int | None) -> int:
     return first
 
 
-def _connection(rows: Sequence[Row], first: int, time: str, node: Callable[[Row], T]) -> Connection[T]:
+def _may_list(caller: Principal, customer_id: str | None) -> bool:
+    """A list asked for another customer is empty to a customer, as if it had no rows."""
+    return customer_id is None or may_act_for(caller, customer_id)
+
+
+def _connection(
+    rows: Sequence[Row], first: int, after: str | None, time: str, node: Callable[[Row], T]
+) -> Connection[T]:
+    """A page of the `first` rows (one more was read to tell whether a next page exists)."""
     edges = [Edge(cursor=encode_cursor(Position(getattr(r, time), r.id)), node=node(r)) for r in rows[:first]]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None),
+        page_info=PageInfo(
+            has_next_page=len(rows) > first,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
     )
+
+
+async def find_node(info: Info, id: str) -> Node | None:
+    """The object whose global id is `id` (`api.node_ids`), or None when there is none or the caller
+    may not see it (`api.rules`): the one place where an id becomes an object."""
+    caller = principal(info)
+    if (catalog := catalog_key(id)) is not None:
+        kind, key = catalog
+        return await _find_catalog_node(info, kind, key) if may_find_catalog(caller, kind) else None
+    saga, order, shipment = await asyncio.gather(
+        loaders(info).sagas.load(id), loaders(info).orders.load(id), loaders(info).shipments_by_id.load(id)
+    )
+    if saga is not None:
+        return Saga.from_row(saga) if may_act_for(caller, saga.customer_id) else None
+    if order is not None:
+        return Order.from_row(order) if may_act_for(caller, order.customer_id) else None
+    if shipment is not None:
+        shipped = await loaders(info).orders.load(shipment.order_id)
+        owner = shipped.customer_id if shipped is not None else None
+        return Shipment.from_row(shipment) if owner is not None and may_act_for(caller, owner) else None
+    return None
+
+
+async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | None:
+    read = service(info).read
+    match kind, key:
+        case "Product", [sku]:
+            return next((Product.from_row(r) for r in await read.products([sku])), None)
+        case "Warehouse", [code]:
+            return next(iter(Warehouse.from_rows(await read.warehouses([code]))), None)
+        case "Section", [warehouse_code, code]:
+            warehouses = Warehouse.from_rows(await read.warehouses([warehouse_code]))
+            return next((s for w in warehouses for s in w.sections if s.code == code), None)
+        case "StockLevel", [warehouse_code, section_code, sku]:
+            held = [r for r in await read.stock_levels(sku) if r.warehouse_code == warehouse_code]
+            return next((StockLevel.from_row(r) for r in held if r.section_code == section_code), None)
+    return None
 
 
 @strawberry.type
 class RelayQueries:
-    @strawberry.field(description="The saga or order with this id.")
+    @strawberry.field(
+        description="The object with this global id (a saga, order, shipment, product, warehouse, "
+        "section or stock level), or null when there is none."
+    )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        saga, order = await asyncio.gather(
-            loaders(info).sagas.load(str(id)), loaders(info).orders.load(str(id))
-        )
-        if saga is not None:
-            return Saga.from_row(saga)
-        return Order.from_row(order) if order is not None else None
+        return await find_node(info, str(id))
 
     @strawberry.field(description=f"Orders, newest first; at most {MAX_PAGE} a page.")
     async def orders(
@@ -118,10 +188,12 @@ class RelayQueries:
         placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Order]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, placed_after, placed_before)
-        rows = await service(info).read.order_page(where, _position(after), first + 1)
-        return _connection(rows, first, "created_at", Order.from_row)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.order_page(where, _position(after), first + 1)
+        return _connection(rows, first, after, "created_at", Order.from_row)
 
     @strawberry.field(description=f"Sagas, newest first; at most {MAX_PAGE} a page.")
     async def sagas(
@@ -134,10 +206,14 @@ class RelayQueries:
         started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Saga]:
-        first = _page_size(first)
-        where = PageFilter(_values(status), customer_id, started_after, started_before)
-        rows = await service(info).read.saga_page(where, _position(after), first + 1)
+        first, caller = _page_size(first), principal(info)
+        where = PageFilter(
+            _values(status), customer_filter(caller, customer_id), started_after, started_before
+        )
+        rows: Sequence[Row] = []
+        if _may_list(caller, customer_id):
+            rows = await service(info).read.saga_page(where, _position(after), first + 1)
         for row in rows:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)
-        return _connection(rows, first, "started_at", Saga.from_row)
+        return _connection(rows, first, after, "started_at", Saga.from_row)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
@@ -18,8 +18,10 @@ from strawberry.types import ExecutionContext
 from api.analytics import AnalyticsQueries
 from api.errors import EdgeErrors, report
 from api.faults import FaultMutations, FaultQueries
+from api.guard import Authorization
 from api.inputs import DateTime, StorableText
 from api.inventory import InventoryMutations, InventoryQueries
+from api.operation_document import CachedParse, OperationNameRequired
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 from api.relay import RelayQueries
@@ -58,11 +60,13 @@ schema = EdgeSchema(
     # Factories: a fresh extension per request; the parse and validation caches live at module level,
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     extensions=[
-        lambda: ParserCache(maxsize=1024),
+        lambda: CachedParse(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(LIMITS),
         lambda: ValidationCache(maxsize=1024),
+        OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
         OnlyOverWebSocket,
+        Authorization,
         EdgeErrors,
         StorableText,
     ],

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import Authenticator
 from api.clock import SystemClock
 from api.hub import TransitionHub
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
+from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from domain.orchestrator import Orchestrator
@@ -23,6 +26,7 @@ from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
 from persistence.runner import GroupCommitRunner
+from persistence.serving import claim_database
 from persistence.transaction import SqlTransaction
 
 log = logging.getLogger("ordersaga")
@@ -31,8 +35,9 @@ T = TypeVar("T")
 
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
-    read model, the hub that tells live subscribers about commits. `start` migrates and resumes
-    unfinished sagas; `stop` lets go of all of it."""
+    read model, the hub that tells live subscribers about commits. `start` claims the database (shared
+    with other servers; raises persistence.serving.DatabaseInUse while a command that needs it alone
+    runs), migrates and resumes unfinished sagas; `stop` lets go of all of it."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, gate: ParticipantGate | None = None
@@ -68,9 +73,21 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.analytics = SagaAnalytics(self._reader)
+        self.authenticator = Authenticator(settings.auth)
+        limits = settings.mutation_limits or (
+            None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
+        )
+        self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
         self.ready = False
+        self._claim = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        if self.authenticator.development:
+            log.warning(
+                "development mode: no authentication is configured, so every caller acts as admin; "
+                "configure --auth-secret-file or --auth-jwks-url before serving anyone else"
+            )
+        await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=False))
         await upgrade(self._writer)
         await self.runner.start()
         if self.settings.demo:
@@ -92,6 +109,7 @@ class Service:
         else:
             self._writer.dispose()
         await self._reader.dispose()
+        await self._claim.aclose()
 
     async def is_ready(self) -> bool:
         """Started, and the database answers."""

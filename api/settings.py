@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from api.auth import AuthConfig
 from domain.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
@@ -31,3 +32,14 @@ class Settings:
     pool_timeout: timedelta = timedelta(seconds=5)
     # Connections the read pool holds; None keeps the engine's default for the database.
     read_pool_size: int | None = None
+    # Request bodies (and WebSocket messages) larger than this are refused (413); bodies must arrive
+    # within body_timeout of the request's start (408), headers within header_timeout of the
+    # connection's or the request's start, so a slow client cannot hold a connection.
+    max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 30.0
+    header_timeout: float = 10.0
+    # How bearer tokens are trusted; unconfigured, the service is in development mode (all admin).
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    # Per-principal limits on mutations in the `limits` notation; None: DEFAULT_MUTATION_LIMITS when
+    # auth is configured, no limit in development mode.
+    mutation_limits: str | None = None

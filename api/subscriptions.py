@@ -26,7 +26,8 @@ from strawberry.types.graphql import OperationType
 
 from api.errors import ClientErrorCode, client_error
 from api.hub import FellBehind, TransitionHub
-from api.types import Saga, SagaEvent, SagaStatus, service
+from api.rules import customer_filter
+from api.types import Saga, SagaEvent, SagaStatus, principal, service
 from domain.saga import TERMINAL_STATUSES
 from domain.saga import SagaStatus as DomainSagaStatus
 from persistence.database import is_transient
@@ -67,16 +68,19 @@ class SagaUpdate(SagaEvent):
 
 
 async def updates_of_saga(
-    read: ReadModel, hub: TransitionHub, saga_id: str
+    read: ReadModel, hub: TransitionHub, saga_id: str, customer_id: str | None = None
 ) -> AsyncGenerator[SagaUpdate, None]:
     """The saga's newest transition (its current state), then every later one in sequence order, up
-    to and including a terminal status."""
+    to and including a terminal status. With `customer_id`, another customer's saga is unknown."""
+    unknown = client_error(f"no saga with id {saga_id}", ClientErrorCode.BAD_USER_INPUT, argument="sagaId")
+    if customer_id is not None:
+        row = await read.saga(saga_id)
+        if row is None or row.customer_id != customer_id:
+            raise unknown
     with hub.subscribe(saga_id) as notices:
         latest = await patiently(partial(read.latest_transition, saga_id))
         if latest is None:
-            raise client_error(
-                f"no saga with id {saga_id}", ClientErrorCode.BAD_USER_INPUT, argument="sagaId"
-            )
+            raise unknown
         sent = SagaUpdate.from_row(latest)
         yield sent
         while sent.status not in TERMINAL_STATUSES:
@@ -87,10 +91,14 @@ async def updates_of_saga(
 
 
 async def updates_of_all_sagas(
-    read: ReadModel, hub: TransitionHub, statuses: Collection[DomainSagaStatus] | None
+    read: ReadModel,
+    hub: TransitionHub,
+    statuses: Collection[DomainSagaStatus] | None,
+    customer_id: str | None = None,
 ) -> AsyncGenerator[SagaUpdate, None]:
     """Every saga's transitions committed from now on, in sequence order per saga; with `statuses`,
-    only those after which the saga is in one of them. It never completes."""
+    only those after which the saga is in one of them; with `customer_id`, only that customer's
+    sagas. It never completes."""
     with hub.subscribe() as notices:
         # The last sequence read per saga; dropped once the saga's terminal commit has been read, as
         # nothing more can come for it.
@@ -104,7 +112,7 @@ async def updates_of_all_sagas(
                 ) from behind
             after = {n.saga_id: cursors.get(n.saga_id, n.first - 1) for n in batch}
             read_now: dict[str, list[SagaUpdate]] = defaultdict(list)
-            for row in await patiently(partial(read.transitions_after, after)):
+            for row in await patiently(partial(read.transitions_after, after, customer_id)):
                 read_now[row.saga_id].append(SagaUpdate.from_row(row))
             for notice in batch:
                 for update in read_now[notice.saga_id]:
@@ -140,7 +148,7 @@ class Subscription:
     )
     def saga_updates(self, info: Info, saga_id: strawberry.ID) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
-        return updates_of_saga(svc.read, svc.hub, str(saga_id))
+        return updates_of_saga(svc.read, svc.hub, str(saga_id), customer_filter(principal(info), None))
 
     @strawberry.subscription(
         description="Every saga's transitions from now on, in sequence order per saga; with `status`, "
@@ -153,4 +161,4 @@ class Subscription:
     ) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
         statuses = None if status is None else {DomainSagaStatus(s) for s in status}
-        return updates_of_all_sagas(svc.read, svc.hub, statuses)
+        return updates_of_all_sagas(svc.read, svc.hub, statuses, customer_filter(principal(info), None))

@@ -12,7 +12,9 @@ import strawberry
 from sqlalchemy import Row
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.loaders import loaders
+from api.node_ids import catalog_id
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
@@ -38,6 +40,13 @@ COMPENSATIONS = frozenset(COMPENSATION_OF.values())
 
 def service(info: Info) -> Service:
     return info.context["service"]  # type: ignore[no-any-return]
+
+
+def principal(info: Info) -> Principal:
+    """Who the operation acts for; `api/guard.py` has refused every operation without one."""
+    who = info.context["identity"]
+    assert isinstance(who, Principal)
+    return who
 
 
 @strawberry.type(description="A refused input: a stable code, the input field at fault, and why.")
@@ -78,13 +87,16 @@ class Pick:
         )
 
 
-@strawberry.interface(description="An object found by its id alone; saga and order ids are UUIDs.")
+@strawberry.interface(
+    description="An object found by its id alone, with `node(id:)`: a global id, unique across all types. "
+    "Saga, order and shipment ids are UUIDs; catalog ids are opaque."
+)
 class Node:
     id: strawberry.ID
 
 
 @strawberry.type(description="The instruction to ship an order: where each pick comes from.")
-class Shipment:
+class Shipment(Node):
     id: strawberry.ID
     picks: list[Pick]
     created_at: datetime
@@ -150,6 +162,10 @@ class SagaEvent:
     step: SagaStepName | None  # type: ignore[valid-type]
     attempt: int | None
     reason: str | None
+    actor: str | None = strawberry.field(
+        description="Who stepped in (the subject of their token), on SagaRetried, SagaAborted and "
+        "CustomerCancelled; null on other events and on those recorded before it was kept."
+    )
     saga_id: strawberry.Private[str]
 
     @classmethod
@@ -163,6 +179,7 @@ class SagaEvent:
             step=Step(row.step) if row.step else None,
             attempt=row.attempt,
             reason=row.reason,
+            actor=row.actor,
         )
 
 
@@ -227,7 +244,8 @@ class StockCounts:
 
 
 @strawberry.type
-class StockLevel(StockCounts):
+class StockLevel(StockCounts, Node):
+    id: strawberry.ID
     warehouse_code: str
     section_code: str
     sku: str
@@ -235,6 +253,7 @@ class StockLevel(StockCounts):
     @classmethod
     def from_row(cls, row: Row) -> StockLevel:
         return cls(
+            id=strawberry.ID(catalog_id("StockLevel", row.warehouse_code, row.section_code, row.sku)),
             warehouse_code=row.warehouse_code,
             section_code=row.section_code,
             sku=row.sku,
@@ -244,16 +263,18 @@ class StockLevel(StockCounts):
 
 
 @strawberry.type
-class Section:
+class Section(Node):
+    id: strawberry.ID
     code: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
     stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row]) -> list[Section]:
+    def from_rows(cls, warehouse_code: str, rows: Iterable[Row]) -> list[Section]:
         """Sections from one warehouse's `ReadModel.warehouses` rows."""
         return [
             cls(
+                id=strawberry.ID(catalog_id("Section", warehouse_code, code)),
                 code=code,
                 storage_condition=DomainStorageCondition(condition),
                 stock=[StockLevel.from_row(r) for r in held if r.sku is not None],
@@ -264,7 +285,8 @@ class Section:
 
 
 @strawberry.type
-class Warehouse:
+class Warehouse(Node):
+    id: strawberry.ID
     code: str
     name: str
     sections: list[Section]
@@ -274,13 +296,19 @@ class Warehouse:
         """Warehouses from `ReadModel.warehouses` rows: one per stock row in warehouse and section
         order, with NULLs where a warehouse has no section or a section no stock."""
         return [
-            cls(code=code, name=name, sections=Section.from_rows(held))
+            cls(
+                id=strawberry.ID(catalog_id("Warehouse", code)),
+                code=code,
+                name=name,
+                sections=Section.from_rows(code, held),
+            )
             for (code, name), held in groupby(rows, key=lambda r: (r.warehouse_code, r.warehouse_name))
         ]
 
 
 @strawberry.type(description="A product, with its stock summed over every warehouse section.")
-class Product(StockCounts):
+class Product(StockCounts, Node):
+    id: strawberry.ID
     sku: str
     name: str
     storage_condition: StorageCondition  # type: ignore[valid-type]
@@ -288,6 +316,7 @@ class Product(StockCounts):
     @classmethod
     def from_row(cls, row: Row) -> Product:
         return cls(
+            id=strawberry.ID(catalog_id("Product", row.sku)),
             sku=row.sku,
             name=row.name,
             storage_condition=DomainStorageCondition(row.storage_condition),

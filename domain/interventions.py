@@ -22,17 +22,17 @@ class Refused:
 Decision = tuple[SagaEvent, ...] | Refused
 
 
-def retry(state: SagaState, now: datetime) -> Decision:
+def retry(state: SagaState, now: datetime, actor: str) -> Decision:
     """An operator sends a parked saga on, once whatever made it fail is mended."""
     if state.status is not SagaStatus.NEEDS_ATTENTION:
         return Refused(
             ProblemCode.SAGA_NOT_PARKED,
             f"saga {state.saga_id} is {state.status.value}; only a saga that needs attention is retried",
         )
-    return (SagaRetried(now),)
+    return (SagaRetried(now, actor),)
 
 
-def abort(state: SagaState, reason: str, now: datetime) -> Decision:
+def abort(state: SagaState, reason: str, now: datetime, actor: str) -> Decision:
     """An operator turns a running or parked saga back now: what was done is compensated."""
     if state.is_terminal:
         return Refused(ProblemCode.SAGA_FINISHED, f"saga {state.saga_id} is already {state.status.value}")
@@ -41,10 +41,10 @@ def abort(state: SagaState, reason: str, now: datetime) -> Decision:
             ProblemCode.SAGA_ALREADY_COMPENSATING,
             f"saga {state.saga_id} is already compensating; a parked compensation is retried instead",
         )
-    return (SagaAborted(reason, now),)
+    return (SagaAborted(reason, now, actor),)
 
 
-def cancel_order(state: SagaState, now: datetime) -> Decision:
+def cancel_order(state: SagaState, now: datetime, actor: str) -> Decision:
     """The customer cancels the order. That is possible until its shipment exists: while the shipment
     is still being created (or retried, or parked), its creation and the cancellation are ordered by
     the journal, and whichever is recorded first wins."""
@@ -56,4 +56,4 @@ def cancel_order(state: SagaState, now: datetime) -> Decision:
         return Refused(
             ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already being cancelled"
         )
-    return (CustomerCancelled(now),)
+    return (CustomerCancelled(now, actor),)

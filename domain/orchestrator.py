@@ -182,17 +182,23 @@ class Orchestrator:
             if saga_id not in self._drivers:
                 self._spawn(saga_id, None)
 
-    async def retry(self, saga_id: str) -> SagaState | Refused:
-        """An operator sends a parked saga on: its parked step gets a fresh series of attempts."""
-        return await self._intervene(saga_id, interventions.retry)
+    async def retry(self, saga_id: str, actor: str) -> SagaState | Refused:
+        """An operator (`actor`, recorded in the journal) sends a parked saga on: its parked step gets
+        a fresh series of attempts."""
+        return await self._intervene(saga_id, lambda state, now: interventions.retry(state, now, actor))
 
-    async def abort(self, saga_id: str, reason: str) -> SagaState | Refused:
-        """An operator turns a running or parked saga back now, whatever step is in flight."""
-        return await self._intervene(saga_id, lambda state, now: interventions.abort(state, reason, now))
+    async def abort(self, saga_id: str, reason: str, actor: str) -> SagaState | Refused:
+        """An operator (`actor`) turns a running or parked saga back now, whatever step is in flight."""
+        return await self._intervene(
+            saga_id, lambda state, now: interventions.abort(state, reason, now, actor)
+        )
 
-    async def cancel_order(self, saga_id: str) -> SagaState | Refused:
-        """The customer cancels the order of this saga, which is compensated if it is not shipped."""
-        return await self._intervene(saga_id, interventions.cancel_order)
+    async def cancel_order(self, saga_id: str, actor: str) -> SagaState | Refused:
+        """The customer (or an operator, `actor`) cancels the order of this saga, which is compensated
+        if it is not shipped."""
+        return await self._intervene(
+            saga_id, lambda state, now: interventions.cancel_order(state, now, actor)
+        )
 
     async def stop(self) -> None:
         drivers = list(self._drivers.values())

@@ -30,6 +30,7 @@ class ProblemCode(enum.Enum):
     ORDER_ALREADY_CANCELLED = "ORDER_ALREADY_CANCELLED"
     FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
     INVALID_TEXT = "INVALID_TEXT"
+    FORBIDDEN = "FORBIDDEN"  # the caller may not do this for that customer
 
 
 @dataclass(frozen=True, slots=True)

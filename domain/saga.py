@@ -168,6 +168,8 @@ class SagaRetried:
     """An operator sent a parked saga on: the step it was parked at gets a fresh series of attempts."""
 
     at: datetime
+    # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +178,18 @@ class SagaAborted:
 
     reason: str
     at: datetime
+    # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CustomerCancelled:
-    """The customer cancelled the order before its shipment existed; it is compensated like a failure."""
+    """The customer (or an operator for it) cancelled the order before its shipment existed; it is
+    compensated like a failure."""
 
     at: datetime
+    # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
+    actor: str | None = None
 
 
 CUSTOMER_CANCELLED = "cancelled by the customer"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,20 +22,32 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection) -> list[Script]:
     config = alembic_config()
     config.attributes["connection"] = connection
+    before = MigrationContext.configure(connection).get_current_heads()
     command.upgrade(config, "head")
+    after = MigrationContext.configure(connection).get_current_heads()
+    # Newest first, down to but not including what the database was at.
+    applied = ScriptDirectory.from_config(config).iterate_revisions(after, before or "base")
+    return list(reversed(list(applied)))
 
 
-async def upgrade(engine: AsyncEngine | Engine) -> None:
+async def upgrade(engine: AsyncEngine | Engine) -> list[Script]:
+    """Apply every pending migration in one transaction; answer those applied, oldest first (empty
+    when the database was up to date)."""
     if isinstance(engine, AsyncEngine):
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
-        return
+            return await conn.run_sync(_upgrade)
 
-    def run() -> None:
+    def run() -> list[Script]:
         with engine.begin() as conn:
-            _upgrade(conn)
+            return _upgrade(conn)
 
-    await asyncio.to_thread(run)
+    return await asyncio.to_thread(run)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, None before the first migration."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())

@@ -122,6 +122,7 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
                 "step": step.value if step else None,
                 "attempt": getattr(event, "attempt", None),
                 "reason": getattr(event, "reason", None),
+                "actor": getattr(event, "actor", None),
                 "occurred_at": event.at,
             }
         )

@@ -56,18 +56,22 @@ class ReadModel:
             .limit(1)
         )
 
-    async def transitions_after(self, cursors: Mapping[str, int]) -> list[Row]:
-        """Timeline rows of each saga in `cursors` with a sequence past its cursor, by saga and sequence."""
+    async def transitions_after(
+        self, cursors: Mapping[str, int], customer_id: str | None = None
+    ) -> list[Row]:
+        """Timeline rows of each saga in `cursors` with a sequence past its cursor, by saga and sequence;
+        with `customer_id`, only of that customer's sagas."""
         if not cursors:
             return []
-        rows = await self._all(
-            select(saga_timeline)
-            .where(
-                saga_timeline.c.saga_id.in_(list(cursors)),
-                saga_timeline.c.sequence > min(cursors.values()),
-            )
-            .order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence)
+        query = select(saga_timeline).where(
+            saga_timeline.c.saga_id.in_(list(cursors)),
+            saga_timeline.c.sequence > min(cursors.values()),
         )
+        if customer_id is not None:
+            query = query.join(saga_view, saga_view.c.id == saga_timeline.c.saga_id).where(
+                saga_view.c.customer_id == customer_id
+            )
+        rows = await self._all(query.order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence))
         return [row for row in rows if row.sequence > cursors[row.saga_id]]
 
     async def stock_levels(self, sku: str) -> Sequence[Row]:
@@ -79,11 +83,11 @@ class ReadModel:
             .order_by(stock.c.warehouse_code, stock.c.section_code)
         )
 
-    async def warehouses(self) -> Sequence[Row]:
-        """Every warehouse, section and stock row in one query, ordered by warehouse, section and SKU:
-        one row per stock row, or one with NULLs for a section holding nothing (or a warehouse with no
-        sections)."""
-        return await self._all(
+    async def warehouses(self, codes: Sequence[str] | None = None) -> Sequence[Row]:
+        """Every warehouse (or those with these `codes`), section and stock row in one query, ordered
+        by warehouse, section and SKU: one row per stock row, or one with NULLs for a section holding
+        nothing (or a warehouse with no sections)."""
+        query = (
             select(
                 warehouses.c.code.label("warehouse_code"),
                 warehouses.c.name.label("warehouse_name"),
@@ -104,10 +108,12 @@ class ReadModel:
             )
             .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
         )
+        return await self._all(query if codes is None else query.where(warehouses.c.code.in_(codes)))
 
-    async def products(self) -> Sequence[Row]:
-        """Every product with its stock summed over all sections, in SKU order."""
-        return await self._all(
+    async def products(self, skus: Sequence[str] | None = None) -> Sequence[Row]:
+        """Every product (or those with these `skus`) with its stock summed over all sections, in SKU
+        order."""
+        query = (
             select(
                 products.c.sku,
                 products.c.name,
@@ -120,6 +126,7 @@ class ReadModel:
             .group_by(products.c.sku, products.c.name, products.c.storage_condition)
             .order_by(products.c.sku)
         )
+        return await self._all(query if skus is None else query.where(products.c.sku.in_(skus)))
 
     async def known_skus(self, skus: Sequence[str]) -> set[str]:
         # Products are never removed, so a SKU once seen stays known (in every process); only the
@@ -164,6 +171,9 @@ class ReadModel:
 
     async def shipments(self, order_ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(shipment_view).where(shipment_view.c.order_id.in_(order_ids)))
+
+    async def shipments_by_id(self, ids: Sequence[str]) -> Sequence[Row]:
+        return await self._all(select(shipment_view).where(shipment_view.c.id.in_(ids)))
 
     async def saga_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
         return await self._all(newest_first(saga_view, saga_view.c.started_at, where, after, limit))

@@ -204,6 +204,8 @@ saga_timeline = Table(
     Column("attempt", Integer, nullable=True),
     Column("reason", Text, nullable=True),
     Column("occurred_at", UtcDateTime, nullable=False),
+    # Who stepped in (the caller's token subject), on the events of an intervention.
+    Column("actor", NAME, nullable=True),
 )
 
 order_view = Table(

@@ -9,14 +9,24 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.app import create_app
+from api.http_server import server_config
 from api.service import Service
+from api.settings import Settings
 
 
 @contextlib.asynccontextmanager
 async def serve(svc: Service) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=0, log_level="warning"))
+    async with serve_app(create_app(svc), svc.settings) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port, in this event loop; its base URL."""
+    server = uvicorn.Server(server_config(app, settings or Settings(), "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():

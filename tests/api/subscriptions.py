@@ -42,6 +42,15 @@ class SubscriptionClient:
         assert message["type"] == "next", message
         return message["payload"]  # type: ignore[no-any-return]
 
+    async def refusal(self, operation_id: str, seconds: float = 10) -> list[dict[str, Any]]:
+        """The errors the operation was refused with, whether sent as `error` or as a `next` that
+        holds only errors."""
+        async with asyncio.timeout(seconds):
+            message = json.loads(await self.socket.recv())
+        assert message["id"] == operation_id, message
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        return errors  # type: ignore[no-any-return]
+
     async def until_complete(self, operation_id: str) -> list[dict[str, Any]]:
         payloads = []
         while (payload := await self.next(operation_id)) is not None:
@@ -50,10 +59,15 @@ class SubscriptionClient:
 
 
 @contextlib.asynccontextmanager
-async def subscriptions(base_url: str) -> AsyncIterator[SubscriptionClient]:
-    """A connection whose connection_init was acknowledged."""
+async def subscriptions(
+    base_url: str, init: dict[str, Any] | None = None
+) -> AsyncIterator[SubscriptionClient]:
+    """A connection whose connection_init (with `init` as its payload) was acknowledged."""
     async with websockets.connect(websocket_url(base_url), subprotocols=[PROTOCOL]) as socket:
-        await socket.send(json.dumps({"type": "connection_init"}))
+        message = (
+            {"type": "connection_init"} if init is None else {"type": "connection_init", "payload": init}
+        )
+        await socket.send(json.dumps(message))
         async with asyncio.timeout(10):
             assert json.loads(await socket.recv()) == {"type": "connection_ack"}
         yield SubscriptionClient(socket)

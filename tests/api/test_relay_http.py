@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from api.node_ids import catalog_id
 from tests.api.server import GraphQLClient, serve
 from tests.integration.staging import Stage, make_stage
 from tests.service.fakes import START
@@ -21,7 +22,7 @@ query ($first: Int, $after: String, $status: [SagaStatus!], $customerId: String,
   sagas(first: $first, after: $after, status: $status, customerId: $customerId,
         startedAfter: $startedAfter, startedBefore: $startedBefore) {
     edges { cursor node { id status } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }
 """
@@ -31,7 +32,7 @@ query ($first: Int, $after: String, $status: [OrderStatus!], $customerId: String
   orders(first: $first, after: $after, status: $status, customerId: $customerId,
          placedAfter: $placedAfter, placedBefore: $placedBefore) {
     edges { node { id status customerId } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }
 """
@@ -74,10 +75,15 @@ async def test_saga_pages_run_newest_first_and_stay_put_as_new_sagas_arrive(
 
     assert ids(first) + ids(second) + ids(third) == newest_first
     assert [p["pageInfo"]["hasNextPage"] for p in (first, second, third)] == [True, True, False]
+    assert [p["pageInfo"]["hasPreviousPage"] for p in (first, second, third)] == [False, True, True]
     assert third["pageInfo"]["endCursor"] == third["edges"][-1]["cursor"]
+    assert second["pageInfo"]["startCursor"] == second["edges"][0]["cursor"]
     assert ids((await gql(SAGA_PAGE, first=2))["sagas"]) == sorted(arrived, reverse=True)
     empty = (await gql(SAGA_PAGE, first=0))["sagas"]
-    assert empty == {"edges": [], "pageInfo": {"hasNextPage": True, "endCursor": None}}
+    assert empty == {
+        "edges": [],
+        "pageInfo": {"hasNextPage": True, "hasPreviousPage": False, "startCursor": None, "endCursor": None},
+    }
 
 
 async def test_connections_filter_by_status_customer_and_time(served: tuple[Stage, GraphQLClient]) -> None:
@@ -112,7 +118,12 @@ async def test_connections_filter_by_status_customer_and_time(served: tuple[Stag
     two = (await gql(ORDER_PAGE, first=2))["orders"]
     rest = (await gql(ORDER_PAGE, first=2, after=two["pageInfo"]["endCursor"]))["orders"]
     assert ids(two) + ids(rest) == [order_of[late], order_of[failed], order_of[early]]
-    assert rest["pageInfo"] == {"hasNextPage": False, "endCursor": rest["pageInfo"]["endCursor"]}
+    assert rest["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "startCursor": rest["pageInfo"]["startCursor"],
+        "endCursor": rest["pageInfo"]["endCursor"],
+    }
 
 
 async def test_page_sizes_are_capped_and_cursors_checked(served: tuple[Stage, GraphQLClient]) -> None:
@@ -144,6 +155,93 @@ async def test_node_finds_a_saga_or_an_order_by_id(served: tuple[Stage, GraphQLC
         "customerId": "c-1",
     }
     assert (await gql(query, id="00000000-0000-0000-0000-000000000000"))["node"] is None
+
+
+NODE = """query ($id: ID!) {
+  node(id: $id) {
+    __typename id
+    ... on Shipment { picks { sku quantity } }
+    ... on Product { sku onHand }
+    ... on Warehouse { code sections { id code } }
+    ... on Section { code stock { id sku } }
+    ... on StockLevel { warehouseCode sectionCode sku available }
+  }
+}"""
+IDENTIFIED = """{
+  saga: sagas(first: 1) { edges { node { id order { id shipment { id } } } } }
+  products { id sku }
+  warehouses { id code sections { id code } }
+}"""
+
+
+async def test_every_object_with_an_identity_is_a_node_that_node_finds(
+    served: tuple[Stage, GraphQLClient],
+) -> None:
+    stage, gql = served
+    await stage.order(2)
+    listed = await gql(IDENTIFIED)
+    [saga] = [edge["node"] for edge in listed["saga"]["edges"]]
+    [product], [warehouse] = listed["products"], listed["warehouses"]
+    [section] = warehouse["sections"]
+    shipment = saga["order"]["shipment"]
+
+    ids = [saga["id"], saga["order"]["id"], shipment["id"], product["id"], warehouse["id"], section["id"]]
+    found = {node["__typename"]: node for node in [(await gql(NODE, id=id))["node"] for id in ids]}
+    [level] = found["Section"]["stock"]
+    ids.append(level["id"])
+    found["StockLevel"] = (await gql(NODE, id=level["id"]))["node"]
+    assert len(set(ids)) == len(ids)
+    kinds = ["Saga", "Order", "Shipment", "Product", "Warehouse", "Section", "StockLevel"]
+    assert [found[kind]["id"] for kind in kinds] == ids
+    assert found["Shipment"]["picks"] == [{"sku": "SKU-1", "quantity": 2}]
+    assert (found["Product"]["sku"], found["Product"]["onHand"]) == ("SKU-1", 1000)
+    assert found["Warehouse"]["sections"] == [section]
+    assert found["Section"]["code"] == "A"
+    assert found["StockLevel"] == {
+        "__typename": "StockLevel",
+        "id": level["id"],
+        "warehouseCode": "W1",
+        "sectionCode": "A",
+        "sku": "SKU-1",
+        "available": 998,
+    }
+
+
+async def test_a_product_and_a_warehouse_with_the_same_code_have_different_ids(
+    served: tuple[Stage, GraphQLClient],
+) -> None:
+    _, gql = served
+    await gql(
+        """mutation {
+          registerWarehouse(input: {code: "TEA", name: "Tea house", sections: []}) { warehouse { id } }
+          registerProduct(input: {sku: "TEA", name: "Tea", storageCondition: AMBIENT}) { product { id } }
+        }"""
+    )
+    listed = await gql("{ products { id sku } warehouses { id code } }")
+    product = next(p for p in listed["products"] if p["sku"] == "TEA")
+    warehouse = next(w for w in listed["warehouses"] if w["code"] == "TEA")
+    assert product["id"] != warehouse["id"]
+    assert (await gql(NODE, id=product["id"]))["node"]["__typename"] == "Product"
+    assert (await gql(NODE, id=warehouse["id"]))["node"]["__typename"] == "Warehouse"
+
+
+@pytest.mark.parametrize(
+    "id",
+    [
+        catalog_id("Product", "NO-SUCH-SKU"),
+        catalog_id("Warehouse", "NOWHERE"),
+        catalog_id("Section", "W1", "Z"),
+        catalog_id("Section", "W1"),  # a key of the wrong length
+        catalog_id("StockLevel", "W1", "A", "NO-SUCH-SKU"),
+        catalog_id("StockLevel", "W1", "Z", "SKU-1"),
+        catalog_id("Planet", "Mars"),
+        "not an id",
+        "WyJQcm9kdWN0IiwxXQ",  # ["Product", 1]
+    ],
+)
+async def test_an_id_that_names_nothing_finds_null(served: tuple[Stage, GraphQLClient], id: str) -> None:
+    _, gql = served
+    assert (await gql(NODE, id=id))["node"] is None
 
 
 async def test_a_page_with_nested_fields_takes_the_same_few_statements_whatever_its_size(

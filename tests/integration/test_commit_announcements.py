@@ -20,7 +20,8 @@ async def test_a_halted_drivers_commit_is_still_announced(svc: Service) -> None:
     placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),)))
     await asyncio.sleep(0)  # the driver has sent the rest of the saga to be committed
 
-    await svc.orchestrator.cancel_order(placed.saga_id)  # halts that driver while its commit is on the way
+    # Halts that driver while its commit is on the way.
+    await svc.orchestrator.cancel_order(placed.saga_id, "customer-1")
     final = await wait_for_status(svc, placed.saga_id, *TERMINAL)
 
     saga = await svc.read.saga(placed.saga_id)

@@ -46,9 +46,9 @@ async def test_interventions_racing_running_sagas_leave_stock_and_orders_exact(s
         n = int(state.customer_id)
         if state.status is points[n % len(points)] and state.customer_id not in interventions:
             if n >= len(points):
-                attempt = svc.orchestrator.cancel_order(state.saga_id)
+                attempt = svc.orchestrator.cancel_order(state.saga_id, "customer-1")
             else:
-                attempt = svc.orchestrator.abort(state.saga_id, "racing")
+                attempt = svc.orchestrator.abort(state.saga_id, "racing", "operator-1")
             interventions[state.customer_id] = asyncio.create_task(attempt)
 
     svc.orchestrator.add_listener(intervene)

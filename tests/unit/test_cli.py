@@ -35,3 +35,12 @@ def test_fault_injection_its_seed_and_the_step_policy_come_from_the_command_line
         max_attempts=5,
         retry_backoff=timedelta(seconds=0.2),
     )
+
+
+def test_serve_help_shows_every_default() -> None:
+    serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    options = [action for action in serve._actions if action.dest != "help"]
+    assert len(options) > 15
+    undocumented = [action.option_strings[0] for action in options if "default" not in (action.help or "")]
+    assert undocumented == []
+    assert "(default 1048576)" in " ".join(serve.format_help().split())

@@ -20,7 +20,8 @@ from domain.saga import (
     evolve,
     start,
 )
-from persistence.projection import saga_row
+from persistence import codec
+from persistence.projection import saga_row, timeline_rows
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 SHORT = "insufficient stock: SKU-1 short by 1 (requested 2, available 1)"
@@ -63,3 +64,14 @@ def test_once_retried_to_failed_the_step_shown_is_the_one_that_turned_the_saga_b
 def test_an_aborted_saga_shows_no_failed_step() -> None:
     row = saga_row(run(begin(Step.RESERVE_STOCK), SagaAborted("wrong address", AT)))
     assert (row["failed_step"], row["failure_reason"]) == (None, "wrong address")
+
+
+def test_the_timeline_names_who_intervened_and_journals_from_before_that_still_fold() -> None:
+    before = run(begin(Step.RESERVE_STOCK))
+    rows = timeline_rows(before, [SagaAborted("wrong address", AT, "operator-1")], "saga-1")
+    assert [(r["type"], r["actor"]) for r in rows] == [("SagaAborted", "operator-1")]
+    # An intervention journalled before its actor was kept has none in its JSON.
+    old = codec.decode("SagaAborted", {"reason": "wrong address", "at": AT.isoformat()})
+    assert old == SagaAborted("wrong address", AT, None)
+    assert timeline_rows(before, [old], "saga-1")[0]["actor"] is None
+    assert codec.decode(*codec.encode(SagaRetried(AT, "operator-1"))) == SagaRetried(AT, "operator-1")

@@ -1,0 +1,138 @@
+"""GraphQL over HTTP as the GraphQL-over-HTTP specification draft says, on top of strawberry's view.
+
+- The answer's media type follows `Accept`: `application/graphql-response+json` when the client
+  accepts it at least as much as `application/json`; `application/json` otherwise (also with no
+  `Accept` or only wildcards, the spec's rule for clients that predate the new type).
+- With `application/graphql-response+json`, a request that fails before execution (parse,
+  validation, the choice of operation, variable coercion) answers 400 with `errors` and no `data`;
+  with `application/json` it answers 200 with `data: null`, as before.
+- A request that is not GraphQL over HTTP (a body that is not UTF-8, not JSON, or JSON but not an
+  object; a wrong content type) answers 400, a method other than GET and POST (or a mutation sent
+  with GET) 405, both with a GraphQL-shaped body,
+  `{"errors": [{"message", "extensions": {"code": "BAD_REQUEST"}}]}`, never 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+
+from api.errors import ClientErrorCode, client_error
+from api.graphql_ws import StrictTransportWS
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+
+
+def response_media_type(accept: str | None) -> str:
+    """`GRAPHQL_RESPONSE_JSON` or `JSON`, whichever `accept` (an HTTP Accept header) prefers; a tie
+    goes to the GraphQL type, and `JSON` when neither is named (RFC 9110 quality values)."""
+    quality: dict[str, float] = {}
+    for item in (accept or "").split(","):
+        media_type, *parameters = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media_type.lower()] = max(q, quality.get(media_type.lower(), 0.0))
+    graphql = quality.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return GRAPHQL_RESPONSE_JSON if graphql > 0 and graphql >= quality.get(JSON, 0.0) else JSON
+
+
+def failed_before_execution(result: ExecutionResult) -> bool:
+    """Whether `result` is a request error: no data, and no error with a path (every error raised
+    while executing a field has one), so execution never began."""
+    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors or ())
+
+
+def request_error_response(
+    message: str,
+    status_code: int,
+    code: ClientErrorCode = ClientErrorCode.BAD_REQUEST,
+    media_type: str = JSON,
+    **extensions: Any,
+) -> Response:
+    """A GraphQL-shaped answer to a request that is not a well-formed GraphQL request, for
+    example `{"errors": [{"message": "...", "extensions": {"code": "BAD_REQUEST"}}]}`."""
+    body = {"errors": [client_error(message, code, **extensions).formatted]}
+    return Response(json.dumps(body), status_code, media_type=media_type)
+
+
+class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
+    """strawberry's ASGI view, answering as the GraphQL-over-HTTP draft says and speaking
+    graphql-transport-ws strictly (`api.graphql_ws`)."""
+
+    graphql_transport_ws_handler_class = StrictTransportWS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as refused:
+            media_type = response_media_type(request.headers.get("accept"))
+            response = request_error_response(refused.reason, refused.status_code, media_type=media_type)
+            if refused.status_code == 405:
+                response.headers["allow"] = "GET, POST"
+        await response(scope, receive, send)
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as refused:
+            # A mutation sent with GET: the draft says 405, strawberry says 400.
+            if isinstance(refused.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, refused.reason) from refused.__cause__
+            raise
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # JSON bodies are UTF-8 (RFC 8259); json.loads would guess UTF-16 or UTF-32 from the bytes, or
+        # fail with an error strawberry does not expect.
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise HTTPException(400, "The request body is not UTF-8.") from error
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):  # a list is a batch, which strawberry refuses itself
+            raise HTTPException(400, f"Expected a JSON object, got {json.dumps(parsed)[:40]}.")
+        return parsed
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if failed_before_execution(result) and response_media_type(request.headers.get("accept")) == (
+            GRAPHQL_RESPONSE_JSON
+        ):
+            del response["data"]
+        return response
+
+    async def get_sub_response(self, request: Request | Any) -> Response:
+        response = await super().get_sub_response(request)
+        response.media_type = response_media_type(request.headers.get("accept"))
+        return response
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = sub_response.media_type or JSON
+        response.headers["content-type"] = f"{media_type}; charset=utf-8"
+        failed = isinstance(response_data, dict) and "data" not in response_data
+        if media_type == GRAPHQL_RESPONSE_JSON and failed and not sub_response.status_code:
+            response.status_code = 400
+        return response

@@ -1,0 +1,53 @@
+"""From a request's document to the operation it runs, the same over HTTP and WebSocket: parsed
+through a bounded cache that keeps syntax errors as the request's errors, and chosen as GraphQL's
+GetOperation says (several operations need an `operationName`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import GraphQLError, OperationDefinitionNode
+from strawberry.extensions import ParserCache, SchemaExtension
+
+from api.errors import ClientErrorCode, client_error
+
+
+class CachedParse(ParserCache):
+    """strawberry's ParserCache, except that a document that does not parse is left to strawberry's
+    own parse, which reports the syntax error as the request's error. The cache's parse raises it from
+    inside the extension hook instead, where a subscription cannot catch it: its stream ends with
+    `complete` alone, as if it had succeeded. Only failing documents are parsed twice."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        except GraphQLError:
+            context.graphql_document = None
+        yield
+
+
+class OperationNameRequired(SchemaExtension):
+    """A document with several operations and no `operationName` is a request error (GraphQL spec,
+    GetOperation), not "run the first one" as strawberry does; code BAD_REQUEST.
+
+    Placed after the validation cache in the schema's extensions, it acts on the cache's clean verdict
+    (an empty list of errors), before strawberry reads it: an error added after validation would be
+    too late, and one added before it would stop validation from running."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # strawberry fills `operation_name` with the first operation's name when none was given, so
+        # only the name the client provided tells whether it chose.
+        provided = context._provided_operation_name  # noqa: SLF001
+        if document is not None and provided is None and context.pre_execution_errors == []:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                context.pre_execution_errors = [
+                    client_error(
+                        "Must provide operationName if the document contains several operations.",
+                        ClientErrorCode.BAD_REQUEST,
+                    )
+                ]
+        yield

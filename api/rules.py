@@ -1,0 +1,95 @@
+"""Who may do what: every root field of the schema with the roles that may call it, and the ownership
+rule that narrows what a customer sees and does. `api/guard.py` enforces the table on every
+operation, over HTTP and WebSocket alike; a root field without a row here is refused to everyone.
+
+The roles (a token's `roles` claim):
+
+- customer: its own orders and sagas only (the token's `sub` is its customer id), and the products
+  a shop shows. Another customer's order or saga reads as null, never as forbidden, so ids leak
+  nothing; lists and the feed are filtered to its own.
+- operator: every customer's orders and sagas, orders placed on a customer's behalf, the catalog and
+  stock, repairing sagas (retry, abort) and the figures that tell which need it.
+- admin: everything, and staging participant faults (on a service run with fault injection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from strawberry.types.graphql import OperationType
+
+from api.auth import Principal, Role
+
+EVERYONE = frozenset(Role)
+STAFF = frozenset({Role.OPERATOR, Role.ADMIN})
+ADMINS = frozenset({Role.ADMIN})
+
+# Operation -> the roles that may call it. Ownership (below) narrows what EVERYONE's rows return.
+RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
+    OperationType.QUERY: {
+        "order": EVERYONE,
+        "saga": EVERYONE,
+        "node": EVERYONE,
+        "orders": EVERYONE,
+        "sagas": EVERYONE,
+        "products": EVERYONE,  # what the shop sells and how much is available
+        "stockLevels": STAFF,  # where stock lies, warehouse by warehouse, is the business's own
+        "warehouses": STAFF,
+        "inventoryContention": STAFF,
+        "sagaMetrics": STAFF,
+        "sagaFailures": STAFF,
+        "sagasNeedingAttention": STAFF,
+        "participantFaults": ADMINS,
+    },
+    OperationType.MUTATION: {
+        "placeOrder": EVERYONE,  # a customer only in its own name
+        "cancelOrder": EVERYONE,  # a customer only its own orders
+        "registerWarehouse": STAFF,
+        "registerProduct": STAFF,
+        "receiveStock": STAFF,
+        "retrySaga": STAFF,
+        "abortSaga": STAFF,
+        "setParticipantFault": ADMINS,
+        "clearParticipantFaults": ADMINS,
+    },
+    OperationType.SUBSCRIPTION: {
+        "sagaUpdates": EVERYONE,
+        "sagaFeed": EVERYONE,
+    },
+}
+
+# Outside GraphQL, /healthz, /readyz and /dashboard (a page shell that holds no data: it reads through
+# GraphQL, with its caller's token) are open to anyone; /metrics is for these roles:
+METRICS_READERS = STAFF
+
+
+def sees_every_customer(principal: Principal) -> bool:
+    """Staff see and act for every customer; anyone else only for itself."""
+    return bool(principal.roles & STAFF)
+
+
+def may_act_for(principal: Principal, customer_id: str) -> bool:
+    """The ownership rule: whether `principal` may see, place or cancel the orders (and sagas) of
+    `customer_id`."""
+    return sees_every_customer(principal) or customer_id == principal.subject
+
+
+# `node(id)` shows a catalog object to the roles that may list it: the row of its list above.
+CATALOG_LISTS = {
+    "Product": "products",
+    "Warehouse": "warehouses",
+    "Section": "warehouses",
+    "StockLevel": "stockLevels",
+}
+
+
+def may_find_catalog(principal: Principal, kind: str) -> bool:
+    """Whether `principal` may find a catalog object of `kind` ('Product', 'Warehouse', ...) by its id."""
+    lister = CATALOG_LISTS.get(kind)  # None: no such kind, nothing to find
+    return lister is not None and bool(principal.roles & RULES[OperationType.QUERY][lister])
+
+
+def customer_filter(principal: Principal, requested: str | None) -> str | None:
+    """The customer a list's rows must belong to (None: any): what was asked for, for staff; the
+    principal itself for anyone else (a list asked for another customer is empty: `may_act_for`)."""
+    return requested if sees_every_customer(principal) else principal.subject

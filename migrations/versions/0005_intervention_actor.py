@@ -1,0 +1,25 @@
+"""saga_timeline.actor: who stepped in, on the events of an intervention
+
+Revision ID: 0005
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Nullable: events recorded before it was kept (and all but interventions) have no actor.
+    op.add_column("saga_timeline", sa.Column("actor", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("saga_timeline") as batch:
+        batch.drop_column("actor")

@@ -1,0 +1,78 @@
+"""Who is using a database: every server holds a shared claim on it while it runs, and work that must
+run alone (`ordersaga projections rebuild`) takes the claim exclusively, or is refused. A claim dies
+with the process that holds it, so a crashed server leaves nothing to clean up.
+
+- PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock_shared` for servers,
+  `pg_try_advisory_lock` for exclusive work) on a connection kept open, outside any transaction, for
+  as long as the claim lasts. Advisory locks are per database, so databases on one server do not
+  meet.
+- SQLite: `flock` on a file beside the database (`<database>-serving.lock`); SQLite's own locks are
+  per transaction and cannot say that a process has the database open. An in-memory database
+  belongs to one process and needs no claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from sqlalchemy import NullPool, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from persistence.database import is_sqlite
+
+# The advisory lock's key: "ordersag" in ASCII, a 64-bit number no other user of the database is
+# likely to pick.
+ADVISORY_KEY = int.from_bytes(b"ordersag", "big")
+
+
+class DatabaseInUse(Exception):
+    """The claim is held in a way that excludes the one asked for."""
+
+
+@contextlib.asynccontextmanager
+async def claim_database(url: str, *, exclusive: bool) -> AsyncIterator[None]:
+    """Hold a claim on the database at `url` for the block: shared (servers) or exclusive. Raises
+    DatabaseInUse at once, without waiting, when it cannot be had."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        with _file_lock(Path(f"{database}-serving.lock"), exclusive):
+            yield
+        return
+    async with _advisory_lock(url, exclusive):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, exclusive: bool) -> Iterator[None]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUse(path) from None
+        yield  # closing the descriptor releases the lock
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.asynccontextmanager
+async def _advisory_lock(url: str, exclusive: bool) -> AsyncIterator[None]:
+    # A pool of its own, so the claim's connection is neither lent out nor counted against the
+    # service's pool; closed, it ends the session and with it the lock.
+    engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            function = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+            if not await connection.scalar(text(f"SELECT {function}(:key)"), {"key": ADVISORY_KEY}):
+                raise DatabaseInUse(url)
+            yield
+    finally:
+        await engine.dispose()

@@ -1,0 +1,136 @@
+"""GraphQL over HTTP as the specification draft says, over real HTTP: media types, request errors,
+bodies that are not GraphQL requests, and graphql-http's conformance audits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type
+from api.service import Service
+from api.settings import Settings
+from tests.api.server import serve
+from tests.protocol.node import run_node
+
+GRAPHQL_RESPONSE = {"accept": GRAPHQL_RESPONSE_JSON}
+PROTOCOL = Path(__file__).parents[1] / "protocol"
+
+
+@pytest.fixture(scope="module")
+async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The protocol does not depend on the database: one SQLite server for the module."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('http') / 'ordersaga.db'}"
+    async with serve(Service(Settings(database_url=url))) as served:
+        yield served
+
+
+@pytest.fixture
+async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, "application/json"),
+        ("*/*", "application/json"),
+        ("application/json", "application/json"),
+        (GRAPHQL_RESPONSE_JSON, GRAPHQL_RESPONSE_JSON),
+        (f"application/json, {GRAPHQL_RESPONSE_JSON}", GRAPHQL_RESPONSE_JSON),
+        (f"{GRAPHQL_RESPONSE_JSON};q=0.5, application/json", "application/json"),
+        (f"{GRAPHQL_RESPONSE_JSON};q=0", "application/json"),
+        (f"{GRAPHQL_RESPONSE_JSON};q=bad, application/json;q=0.1", "application/json"),
+    ],
+)
+def test_the_answer_is_in_the_media_type_the_client_prefers(accept: str | None, expected: str) -> None:
+    assert response_media_type(accept) == expected
+
+
+async def test_a_query_answers_in_the_accepted_media_type(http: httpx.AsyncClient) -> None:
+    modern = await http.post("/graphql", json={"query": "{ __typename }"}, headers=GRAPHQL_RESPONSE)
+    legacy = await http.post("/graphql", json={"query": "{ __typename }"})
+    assert modern.status_code == legacy.status_code == 200
+    assert modern.headers["content-type"].startswith(GRAPHQL_RESPONSE_JSON)
+    assert legacy.headers["content-type"].startswith("application/json")
+    assert modern.json() == legacy.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize("query", ["{", "{ noSuchField }", "query ($n: Int!) { __typename }"])
+async def test_a_request_error_is_400_without_data_when_graphql_response_json_is_accepted(
+    http: httpx.AsyncClient, query: str
+) -> None:
+    modern = await http.post("/graphql", json={"query": query}, headers=GRAPHQL_RESPONSE)
+    assert modern.status_code == 400
+    assert "data" not in modern.json() and modern.json()["errors"]
+
+    legacy = await http.post("/graphql", json={"query": query})
+    assert legacy.status_code == 200
+    assert legacy.json()["data"] is None and legacy.json()["errors"]
+
+
+async def test_a_field_error_is_not_a_request_error(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/graphql", json={"query": "{ orders(first: -1) { edges { cursor } } }"})
+    modern = await http.post(
+        "/graphql", json={"query": "{ orders(first: -1) { edges { cursor } } }"}, headers=GRAPHQL_RESPONSE
+    )
+    assert answer.status_code == modern.status_code == 200
+    assert "data" in modern.json() and modern.json()["errors"][0]["path"] == ["orders"]
+
+
+@pytest.mark.parametrize("body", [b"42", b'"x"', b"null", b"true", b"{", b"\xff\xfe{}", b'{"query": "\xff"}'])
+@pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE_JSON])
+async def test_a_body_that_is_not_a_json_object_in_utf8_is_a_graphql_shaped_400(
+    http: httpx.AsyncClient, body: bytes, accept: str
+) -> None:
+    answer = await http.post(
+        "/graphql", content=body, headers={"content-type": "application/json", "accept": accept}
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith(accept)
+    [error] = answer.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["message"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_a_method_graphql_over_http_lacks_is_a_graphql_shaped_405(
+    http: httpx.AsyncClient, method: str
+) -> None:
+    answer = await http.request(method, "/graphql", json={"query": "{ __typename }"})
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, POST"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_mutation_over_get_is_refused_in_the_graphql_shape(http: httpx.AsyncClient) -> None:
+    mutation = "mutation { clearParticipantFaults { faults { participant } } }"
+    answer = await http.get("/graphql", params={"query": mutation})
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, POST"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_several_operations_need_an_operation_name(http: httpx.AsyncClient) -> None:
+    document = "query A { __typename } query B { b: __typename }"
+    refused = await http.post("/graphql", json={"query": document})
+    assert refused.status_code == 200
+    [error] = refused.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "operationName" in error["message"]
+    modern = await http.post("/graphql", json={"query": document}, headers=GRAPHQL_RESPONSE)
+    assert modern.status_code == 400
+
+    chosen = await http.post("/graphql", json={"query": document, "operationName": "B"})
+    assert chosen.json() == {"data": {"b": "Query"}}
+
+
+async def test_graphql_http_server_audits_all_pass(base_url: str) -> None:
+    """The npm package graphql-http's serverAudits, the GraphQL-over-HTTP conformance suite."""
+    output = await run_node(PROTOCOL / "audit-server.mjs", f"{base_url}/graphql")
+    results = [json.loads(line) for line in output.splitlines()]
+    assert len(results) > 50
+    failing = [r for r in results if r["status"] != "ok"]
+    assert failing == []

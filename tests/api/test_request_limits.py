@@ -1,0 +1,156 @@
+"""Requests are bounded in size and in time, over real sockets: large bodies are refused unread,
+slow bodies and slow headers cannot hold a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import websockets
+
+from api.cli import _parser, _settings
+from api.service import Service
+from api.settings import Settings
+from tests.api.server import serve
+from tests.api.subscriptions import PROTOCOL, websocket_url
+
+MAX_BYTES = 2048
+TIMEOUT = 1.0  # seconds, for both the headers and the body
+QUERY = b'{"query": "{ __typename }"}'
+
+
+@pytest.fixture(scope="module")
+async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('limits') / 'ordersaga.db'}"
+    settings = Settings(
+        database_url=url, max_body_bytes=MAX_BYTES, body_timeout=TIMEOUT, header_timeout=TIMEOUT
+    )
+    async with serve(Service(settings)) as served:
+        yield served
+
+
+@pytest.fixture
+async def connection(base_url: str) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    address = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+def request_head(content_length: int | None = None) -> bytes:
+    length = "transfer-encoding: chunked" if content_length is None else f"content-length: {content_length}"
+    head = f"POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n{length}\r\n\r\n"
+    return head.encode()
+
+
+async def answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
+    """Status and JSON body of the response; the server closes the connection after it."""
+    async with asyncio.timeout(5):
+        raw = await reader.read()  # to EOF
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_sent(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(request_head(50 * 1024 * 1024) + b'{"query": ')  # and never the other 50 MiB
+    status, body = await answer(reader)
+    assert status == 413
+    assert body["errors"] == [
+        {
+            "message": f"The request body is larger than {MAX_BYTES} bytes.",
+            "extensions": {"code": "PAYLOAD_TOO_LARGE", "maxBytes": MAX_BYTES},
+        }
+    ]
+
+
+async def test_a_streamed_body_is_refused_once_it_passes_the_limit(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(request_head())
+    chunk = b" " * 1000
+    for _ in range(3):  # 3000 bytes, past the limit; the server may answer as soon as it passes it
+        writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    status, body = await answer(reader)
+    assert status == 413
+    assert body["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"  # type: ignore[index]
+
+
+async def test_a_body_up_to_the_limit_is_served(base_url: str) -> None:
+    prefix, suffix = b'{"query": "{ __typename }", "extensions": {"pad": "', b'"}}'
+    padding = MAX_BYTES - len(prefix) - len(suffix)
+    at_limit, over_limit = (prefix + b"x" * size + suffix for size in (padding, padding + 1))
+    json_body = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        served = await http.post("/graphql", content=at_limit, headers=json_body)
+        refused = await http.post("/graphql", content=over_limit, headers=json_body)
+    assert served.status_code == 200 and served.json() == {"data": {"__typename": "Query"}}
+    assert refused.status_code == 413
+
+
+async def test_a_body_that_dribbles_in_is_cut_off_with_408(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(request_head(len(QUERY)))
+    # A byte every quarter of the timeout: each arrives well in time, the whole body never does. Then
+    # silence, so that nothing is sent after the server's answer (which would reset the connection).
+    for byte in QUERY[:3]:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(TIMEOUT / 4)
+    status, body = await answer(reader)
+    assert status == 408
+    assert body["errors"][0]["extensions"] == {  # type: ignore[index]
+        "code": "REQUEST_TIMEOUT",
+        "timeoutSeconds": TIMEOUT,
+    }
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /graphql HTTP/1.1\r\nhost: te"])
+async def test_headers_that_do_not_arrive_in_time_close_the_connection(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], sent: bytes
+) -> None:
+    reader, writer = connection
+    writer.write(sent)
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the server, nothing answered
+
+
+async def test_a_kept_alive_connection_gets_a_fresh_header_deadline_per_request(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    for _ in range(3):  # three requests over TIMEOUT in all, each sent at once
+        writer.write(request_head(len(QUERY)) + QUERY)
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+            await reader.readuntil(b'{"data":{"__typename":"Query"}}')
+        await asyncio.sleep(TIMEOUT / 2)
+
+
+async def test_a_websocket_message_over_the_limit_closes_the_socket(base_url: str) -> None:
+    async with websockets.connect(websocket_url(base_url), subprotocols=[PROTOCOL]) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {"pad": "x" * MAX_BYTES}}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                await socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+
+
+def test_the_limits_come_from_the_command_line() -> None:
+    defaults = _settings(_parser().parse_args(["serve"]))
+    assert (defaults.max_body_bytes, defaults.body_timeout, defaults.header_timeout) == (1024 * 1024, 30, 10)
+    chosen = _settings(
+        _parser().parse_args(["serve", "--max-body-bytes=5000", "--body-timeout=2", "--header-timeout=3"])
+    )
+    assert (chosen.max_body_bytes, chosen.body_timeout, chosen.header_timeout) == (5000, 2, 3)

@@ -1,0 +1,150 @@
+"""The `ordersaga` command as a user meets it, run as real processes: database failures in one line,
+what `migrate` applied, the GraphiQL URL once the port is bound, a rebuild that waits for no server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.service import Service
+from api.settings import Settings
+from persistence.serving import DatabaseInUse, claim_database
+from tests.crash.server_process import ORDERSAGA, ordersaga_serve
+
+COMMAND_SECONDS = 60
+
+
+async def ordersaga(*args: str) -> tuple[int, str, str]:
+    """Run `ordersaga args...` to its end: exit status, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    async with asyncio.timeout(COMMAND_SECONDS):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def assert_one_line_failure(status: int, stderr: str, *words: str) -> None:
+    assert status != 0
+    assert "Traceback" not in stderr
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("cannot use the database") and all(w in line for w in words), line
+
+
+BAD_DATABASES = [
+    ("not a url", "Could not parse"),
+    ("sqlite+aiosqlite:////no/such/directory/ordersaga.db", "no directory /no/such/directory"),
+    ("sqlite:///ordersaga.db", "async driver"),
+    ("postgresql+asyncpg://postgres:secret@127.0.0.1:9/ordersaga", "Connect call failed"),
+]
+
+
+async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure_for_every_command(
+    tmp_path: Path,
+) -> None:
+    newer = tmp_path / "newer.db"  # migrated by a version of ordersaga that knows a later revision
+    with contextlib.closing(sqlite3.connect(newer)) as db, db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version VALUES ('9999')")
+    unreachable, newer_url = BAD_DATABASES[-1][0], f"sqlite+aiosqlite:///{newer}"
+    runs = [("migrate", url, says) for url, says in BAD_DATABASES] + [
+        (command, unreachable, "127.0.0.1:9") for command in ("serve --port=0", "projections rebuild")
+    ]
+    unknown = "revision identified by '9999'"
+    runs += [(command, newer_url, unknown) for command in ("migrate", "serve --port=0")]
+    results = await asyncio.gather(
+        *(ordersaga(*command.split(), "--database-url", url) for command, url, _ in runs)
+    )
+    for (_, _, says), (status, stdout, stderr) in zip(runs, results, strict=True):
+        assert_one_line_failure(status, stderr, says)
+        assert stdout == "" and "secret" not in stderr
+
+
+async def test_migrate_says_what_it_applied_and_up_to_date_only_when_it_is(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    status, first, _ = await ordersaga("migrate", "--database-url", url)
+    assert status == 0
+    assert first.splitlines()[0] == "applied 0001: initial schema"
+    assert "up to date" not in first
+
+    status, again, _ = await ordersaga("migrate", "--database-url", url)
+    last = first.splitlines()[-1].removeprefix("applied ").split(":")[0]
+    assert (status, again) == (0, f"database is up to date (revision {last})\n")
+
+
+async def test_the_graphiql_url_is_printed_once_the_port_is_bound(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "serve",
+        "--port=0",  # the printed URL tells which port it got
+        f"--database-url=sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}",
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(COMMAND_SECONDS):
+            line = (await process.stdout.readline()).decode().strip()
+        assert line.startswith("GraphiQL: http://127.0.0.1:") and line.endswith("/graphql")
+        async with httpx.AsyncClient() as http:  # at once: no retry, no wait
+            page = await http.get(line.removeprefix("GraphiQL: "), headers={"accept": "text/html"})
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_no_url_is_printed_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stdout, stderr = await ordersaga(
+            "serve", f"--port={port}", f"--database-url=sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}"
+        )
+    assert status != 0
+    assert "GraphiQL" not in stdout
+    assert "address already in use" in stderr
+
+
+async def test_rebuild_refuses_while_a_server_uses_the_database(database_url: str) -> None:
+    async with ordersaga_serve(database_url) as server:
+        status, stdout, stderr = await ordersaga("projections", "rebuild", "--database-url", database_url)
+        assert status != 0 and stdout == ""
+        assert stderr.strip() == (
+            "a server is using the database: stop every ordersaga serve on it, then rebuild"
+        )
+        await server.kill()  # SIGKILL: a crashed server leaves no claim behind
+
+    status, stdout, _ = await ordersaga("projections", "rebuild", "--database-url", database_url)
+    assert status == 0 and "stock agrees with the journal" in stdout
+
+
+async def test_a_server_does_not_start_while_a_rebuild_has_the_database(database_url: str) -> None:
+    svc = Service(Settings(database_url=database_url))
+    async with claim_database(database_url, exclusive=True):
+        with pytest.raises(DatabaseInUse):
+            await svc.start()
+        status, stdout, stderr = await ordersaga("serve", "--port=0", "--database-url", database_url)
+    await svc.stop()
+    assert status != 0 and "GraphiQL" not in stdout
+    assert stderr.strip() == "a projections rebuild is using the database: serve once it has finished"
+
+
+async def test_servers_share_the_database(database_url: str) -> None:
+    first, second = Service(Settings(database_url=database_url)), Service(Settings(database_url=database_url))
+    await first.start()
+    try:
+        await second.start()
+        await second.stop()
+    finally:
+        await first.stop()
+    async with claim_database(database_url, exclusive=True):
+        pass  # both gone, so the database is free again

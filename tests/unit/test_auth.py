@@ -1,0 +1,170 @@
+"""The pure parts of authentication and authorization: where a WebSocket's token is found, which
+hosts are loopback, the root fields an operation touches, per-principal mutation limits, the
+ownership rule, and the `ordersaga token` / `serve` options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api.auth import AuthConfig, Principal, Role, bearer_of, read_secret
+from api.cli import _parser, _settings, is_loopback, main
+from api.guard import root_fields
+from api.rate_limits import MutationRateLimit
+from api.rules import customer_filter, may_act_for
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"Authorization": "Bearer t"},
+        {"authorization": "Bearer t"},
+        {"headers": {"Authorization": "Bearer t"}},
+        {"headers": {"authorization": "Bearer t"}},
+    ],
+)
+def test_the_token_is_found_in_each_shape_of_connection_init(payload: dict[str, object]) -> None:
+    assert bearer_of(payload) == "Bearer t"
+
+
+def test_connection_init_without_a_token_has_none() -> None:
+    assert bearer_of({}) is None
+    assert bearer_of({"headers": "Authorization"}) is None
+    assert bearer_of({"Authorization": 42}) is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost"])
+def test_loopback_hosts(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com", ""])
+def test_other_hosts_are_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
+
+
+def _fields(document: str) -> list[str]:
+    parsed = parse(document)
+    fragments = {d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)}
+    (operation,) = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
+    return list(root_fields(operation.selection_set, fragments))
+
+
+def test_root_fields_are_found_through_fragments_and_counted_per_alias() -> None:
+    document = """
+      query {
+        a: orders { edges { cursor } } b: orders { edges { cursor } }
+        ...F ... on Query { saga(id: "x") { id } }
+      }
+      fragment F on Query { sagaMetrics { started } ...G }
+      fragment G on Query { __typename }
+    """
+    assert _fields(document) == ["orders", "orders", "sagaMetrics", "__typename", "saga"]
+
+
+@given(st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=40))
+def test_a_principal_gets_exactly_its_limit_and_others_keep_theirs(limit: int, attempts: int) -> None:
+    limits = MutationRateLimit(f"{limit}/minute")
+    admitted = [limits.admit("a", 1) is None for _ in range(attempts)]
+    assert admitted == [True] * min(attempts, limit) + [False] * max(0, attempts - limit)
+    assert limits.admit("b", 1) is None
+
+
+def test_a_refused_batch_counts_nothing_and_says_when_to_try_again() -> None:
+    limits = MutationRateLimit("5/minute")
+    assert limits.admit("a", 4) is None
+    retry_after = limits.admit("a", 2)
+    assert retry_after is not None and 1 <= retry_after <= 60
+    assert limits.admit("a", 1) is None  # the refused two were not counted
+
+
+def test_a_rate_limit_that_does_not_parse_is_refused() -> None:
+    with pytest.raises(ValueError):
+        MutationRateLimit("many per second")
+
+
+CUSTOMER = Principal("alice", frozenset({Role.CUSTOMER}))
+OPERATOR = Principal("op", frozenset({Role.OPERATOR}))
+NOBODY = Principal("nobody", frozenset())
+
+
+def test_a_customer_acts_only_for_itself_and_staff_for_everyone() -> None:
+    assert may_act_for(CUSTOMER, "alice") and not may_act_for(CUSTOMER, "bob")
+    assert may_act_for(OPERATOR, "alice") and may_act_for(OPERATOR, "bob")
+    assert not may_act_for(NOBODY, "alice")
+    assert customer_filter(CUSTOMER, None) == customer_filter(CUSTOMER, "bob") == "alice"
+    assert customer_filter(OPERATOR, None) is None and customer_filter(OPERATOR, "bob") == "bob"
+
+
+def test_a_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("too short\n")
+    with pytest.raises(ValueError, match="shorter than 32 bytes"):
+        read_secret(short)
+    good = tmp_path / "good"
+    good.write_text("x" * 32 + "\n")
+    assert read_secret(good) == "x" * 32
+
+
+def test_the_token_command_prints_a_token_the_secret_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    main(
+        [
+            "token",
+            "--subject",
+            "alice",
+            "--role",
+            "customer",
+            "--role",
+            "operator",
+            "--ttl",
+            "60",
+            "--auth-secret-file",
+            str(secret),
+        ]
+    )
+    claims = jwt.decode(capsys.readouterr().out.strip(), "s" * 40, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["roles"] == ["customer", "operator"]
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_the_token_command_needs_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERSAGA_AUTH_SECRET_FILE", raising=False)
+    with pytest.raises(SystemExit, match="--auth-secret-file"):
+        main(["token", "--subject", "alice", "--role", "customer"])
+
+
+def test_serve_takes_its_auth_settings_from_options_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    monkeypatch.setenv("ORDERSAGA_AUTH_ISSUER", "https://id.example.test/")
+    monkeypatch.setenv("ORDERSAGA_MUTATION_RATE_LIMIT", "5/second")
+    settings = _settings(
+        _parser().parse_args(["serve", "--auth-secret-file", str(secret), "--auth-audience", "a"])
+    )
+    assert settings.auth == AuthConfig(secret="s" * 40, issuer="https://id.example.test/", audience="a")
+    assert settings.mutation_limits == "5/second"
+    jwks = _settings(_parser().parse_args(["serve", "--auth-jwks-url", "https://id.example.test/jwks"]))
+    assert jwks.auth.jwks_url == "https://id.example.test/jwks" and jwks.auth.secret is None
+    with pytest.raises(SystemExit, match="choose one"):
+        _settings(
+            _parser().parse_args(
+                ["serve", "--auth-secret-file", str(secret), "--auth-jwks-url", "https://x/"]
+            )
+        )
+
+
+def test_without_auth_options_the_service_is_in_development_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SECRET_FILE", "JWKS_URL", "ISSUER", "AUDIENCE"):
+        monkeypatch.delenv(f"ORDERSAGA_AUTH_{name}", raising=False)
+    assert not _settings(_parser().parse_args(["serve"])).auth.configured
