@@ -1,5 +1,5 @@
 """Saga metrics and failure analysis over a window of saga start times (`since` inclusive, `until`
-exclusive; either may be left open)."""
+exclusive; either may be left open), and saga activity per minute over a bounded window of time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from api.types import SagaStepName, service
+from api.errors import ClientErrorCode, client_error
+from api.types import FailureKind, SagaStepName, service
 from persistence import analytics
 
 
@@ -20,9 +21,13 @@ class StepMetrics:
     failed: int = strawberry.field(description="Attempts that failed, retried or not.")
     timed_out: int = strawberry.field(description="Attempts that passed their deadline.")
     average_duration_ms: float | None = strawberry.field(
-        description="From a step's first attempt to its end, retries included; null without data."
+        description="From a step's first attempt to its end, retries included, as the journal records "
+        "them; null without data. Steps that run in one transaction (chained, when no participant gate "
+        "sits between steps) share that transaction's time, so they count 0 ms: the figure measures "
+        "waiting (deadlines, retries, slow participants), not the work inside a commit."
     )
     p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
+    p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
 
     @classmethod
     def from_figures(cls, figures: analytics.StepFigures) -> StepMetrics:
@@ -34,6 +39,7 @@ class StepMetrics:
             timed_out=figures.timed_out,
             average_duration_ms=figures.durations.average_ms,
             p95_duration_ms=figures.durations.p95_ms,
+            p50_duration_ms=figures.durations.p50_ms,
         )
 
 
@@ -56,14 +62,33 @@ class SagaMetrics:
     compensations: int = strawberry.field(description="Sagas that began compensating.")
     timeouts: int = strawberry.field(description="Step attempts that passed their deadline.")
     steps: list[StepMetrics] = strawberry.field(description="Every step, in saga order.")
+    p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
+
+
+@strawberry.type(description="What happened to sagas in one UTC minute.")
+class SagaActivity:
+    start: datetime = strawberry.field(description="The minute's first instant.")
+    completed: int = strawberry.field(description="Sagas that completed.")
+    failed: int = strawberry.field(description="Sagas that ended FAILED.")
+    compensated: int = strawberry.field(
+        description="Sagas that began compensating: a failed step, an operator's abort or a customer's "
+        "cancel."
+    )
 
 
 @strawberry.type(
-    description="Sagas that failed (or wait for an operator) on the same step, for the same reason."
+    description="Sagas that failed (or wait for an operator) on the same step (none for an operator's "
+    "abort or a customer's cancel), for the same kind of failure."
 )
 class FailureGroup:
     step: SagaStepName | None  # type: ignore[valid-type]
-    reason: str | None
+    kind: FailureKind | None = strawberry.field(  # type: ignore[valid-type]
+        description="Why, as a stable kind; null only for sagas that failed before kinds were recorded "
+        "and have not been through `ordersaga projections rebuild`."
+    )
+    reason: str | None = strawberry.field(
+        description="An example of the group's reasons, whose texts differ (quantities, ids)."
+    )
     count: int
     last_seen_at: datetime = strawberry.field(description="When the latest of them last changed.")
 
@@ -89,17 +114,37 @@ class AnalyticsQueries:
             compensations=figures.compensations,
             timeouts=figures.timeouts,
             steps=[StepMetrics.from_figures(s) for s in figures.steps],
+            p50_duration_ms=figures.durations.p50_ms,
         )
 
     @strawberry.field(
         description="FAILED and NEEDS_ATTENTION sagas started in the window, grouped by the step that "
-        f"failed and the reason; the {analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
+        "failed and the kind of failure, with an example reason; the "
+        f"{analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
     )
     async def saga_failures(
         self, info: Info, since: datetime | None = None, until: datetime | None = None
     ) -> list[FailureGroup]:
         groups = await service(info).analytics.failures(since, until)
         return [
-            FailureGroup(step=g.step, reason=g.reason, count=g.count, last_seen_at=g.last_seen_at)
+            FailureGroup(
+                step=g.step, kind=g.kind, reason=g.example_reason, count=g.count, last_seen_at=g.last_seen_at
+            )
             for g in groups
+        ]
+
+    @strawberry.field(
+        description="Sagas completed, failed and compensated per UTC minute, from the minute holding "
+        "`since` (inclusive) to `until` (exclusive), one entry per minute, empty minutes included. "
+        f"The window must be at most {analytics.MAX_ACTIVITY_MINUTES} minutes long (BAD_USER_INPUT "
+        "otherwise)."
+    )
+    async def saga_activity(self, info: Info, since: datetime, until: datetime) -> list[SagaActivity]:
+        try:
+            buckets = await service(info).analytics.activity(since, until)
+        except ValueError as refused:
+            raise client_error(str(refused), ClientErrorCode.BAD_USER_INPUT, argument="until") from None
+        return [
+            SagaActivity(start=b.start, completed=b.completed, failed=b.failed, compensated=b.compensated)
+            for b in buckets
         ]

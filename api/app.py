@@ -1,5 +1,6 @@
-"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, the live dashboard at
-/dashboard, /healthz (alive), /readyz (ready for traffic) and /metrics (Prometheus, for staff).
+"""The ASGI application: GraphQL (HTTP and WebSocket) with GraphiQL at /graphql, the operator console at
+/dashboard, the vendored browser libraries at /vendor, /healthz (alive), /readyz (ready for traffic)
+and /metrics (Prometheus, for staff).
 
 Who calls is settled here, once per request or WebSocket, from its bearer token (`api/auth.py`), and
 put in the context as `identity`, which `api/guard.py` holds against `api/rules.py`."""
@@ -14,8 +15,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -32,6 +34,9 @@ from api.schema import schema
 from api.service import Service
 
 DASHBOARD = Path(__file__).parent / "dashboard"
+VENDOR = Path(__file__).parent / "vendor"
+# Strawberry's own GraphiQL page loads React and GraphiQL from a CDN; this one loads them from /vendor.
+GRAPHIQL = (Path(__file__).parent / "graphiql.html").read_text()
 
 
 class _GraphQL(GraphQLOverHTTP):
@@ -46,6 +51,9 @@ class _GraphQL(GraphQLOverHTTP):
             connection_init_wait_timeout=svc.settings.connection_init_timeout,
         )
         self._service = svc
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(GRAPHIQL)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
         # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
@@ -127,6 +135,8 @@ def create_app(svc: Service) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True)),
+            # GraphiQL's bundle is some megabytes of text: compressed, a fraction goes over the wire.
+            Mount("/vendor", GZipMiddleware(StaticFiles(directory=VENDOR))),
         ],
         lifespan=lifespan,
         middleware=[

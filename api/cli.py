@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import importlib.util
 import ipaddress
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
@@ -20,9 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import AuthConfig, Role, mint_token, read_secret
 from api.logs import LOG_FORMATS, configure_logging
-from api.settings import OTLP_SETTINGS, Settings
+from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url, is_sqlite
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 T = TypeVar("T")
 
@@ -30,11 +34,15 @@ T = TypeVar("T")
 # (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535), the
 # database itself (DBAPIError), or its migrations (CommandError: a revision this version does not know).
 DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
+# `serve --workers N` hands its command line to the worker processes through the environment.
+_WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
-    configure_logging(getattr(args, "log_format", "text"))
+    args.argv = argv
+    configure_logging(getattr(args, "log_format", "text"), default_instance())
     args.run(args)
 
 
@@ -133,6 +141,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LIMITS",
         help="mutations per principal, e.g. '5/second;100/minute'; env ORDERSAGA_MUTATION_RATE_LIMIT "
         "(default: '20/second;600/minute' with authentication, none without)",
+    )
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=DEFAULT_LEASE_TTL.total_seconds(),
+        metavar="S",
+        help="PostgreSQL: seconds a saga's lease lasts unless renewed, so how long a dead process's "
+        "sagas wait before another takes them over (default %(default)g)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="PostgreSQL: serve from N processes sharing the port (default 1)",
     )
     serve.set_defaults(run=_serve)
 
@@ -253,6 +276,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         header_timeout=args.header_timeout,
         auth=_auth_config(args),
         mutation_limits=args.mutation_rate_limit,
+        lease_ttl=timedelta(seconds=args.lease_ttl),
     )
 
 
@@ -265,9 +289,18 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
+    if args.workers < 1:
+        sys.exit("--workers must be at least 1")
+    if args.lease_ttl <= 0:
+        sys.exit("--lease-ttl must be more than 0 seconds")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
+    if is_sqlite(settings.database_url) and args.workers > 1:
+        sys.exit(
+            "--workers needs PostgreSQL: a SQLite database is served by one process, which "
+            "drives every saga; serve several processes over PostgreSQL (--database-url)"
+        )
     if not settings.auth.configured and not is_loopback(args.host) and not args.allow_anonymous:
         sys.exit(
             f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
@@ -277,16 +310,28 @@ def _serve(args: argparse.Namespace) -> None:
         app = create_app(Service(settings))
     except ValueError as error:  # a rate limit that does not parse
         sys.exit(f"cannot serve: {error}")
+    # On SQLite the one process drives every saga, so a server needs the file alone.
+    alone = is_sqlite(settings.database_url)
 
     async def prepare(engine: AsyncEngine) -> None:
         # Here rather than in the service's start, so that a failure is one line, not a traceback.
-        async with claim_database(settings.database_url, exclusive=False):
+        async with claim_database(settings.database_url, exclusive=alone):
             await upgrade(engine)
 
     try:
         _on_database(settings.database_url, prepare)
     except DatabaseInUse:
+        if alone:
+            sys.exit(
+                f"{make_url(settings.database_url).database} is already served by another ordersaga "
+                "process (or rebuilt): a SQLite database takes one; stop that one, or serve several "
+                "processes over PostgreSQL"
+            )
         sys.exit("a projections rebuild is using the database: serve once it has finished")
+
+    if args.workers > 1:
+        _serve_workers(args, settings)  # each worker builds its own; `app` only checked the settings
+        return
 
     def listening(base_url: str) -> None:
         print(f"GraphiQL: {base_url}/graphql")
@@ -295,6 +340,40 @@ def _serve(args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
     AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run()
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
+    """N processes accepting on one socket (uvicorn's supervisor), each building its own service
+    from this command line (`worker_app`)."""
+    import uvicorn
+
+    os.environ[_WORKER_ARGS] = json.dumps(args.argv)
+    print(f"GraphiQL: http://{args.host}:{args.port}/graphql ({args.workers} workers)", flush=True)
+    uvicorn.run(
+        "api.cli:worker_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        # The same protocol and limits as one process; see worker_app for the header timeout.
+        http="api.http_server:HeaderDeadline",
+        ws_max_size=settings.max_body_bytes,
+    )
+
+
+def worker_app() -> Starlette:
+    """The application of one `serve --workers N` process, from the command line `serve` was given."""
+    from api.app import create_app
+    from api.http_server import HeaderDeadline
+    from api.service import Service
+
+    args = _parser().parse_args(json.loads(os.environ[_WORKER_ARGS]))
+    configure_logging(args.log_format, default_instance())
+    settings = _settings(args)
+    # uvicorn loads the protocol by name in each worker; its deadline is set here, in that worker.
+    HeaderDeadline.header_timeout = settings.header_timeout
+    return create_app(Service(settings))
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -309,8 +388,11 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _rebuild_projections(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from persistence.codec import UnreadableEvent
     from persistence.migrate import upgrade
-    from persistence.rebuild import RebuildReport, rebuild_projections
+    from persistence.rebuild import RebuildReport, count_events, rebuild_projections
     from persistence.serving import DatabaseInUse, claim_database
 
     if args.batch_size < 1:
@@ -321,17 +403,29 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
         # Alone: a server's projection would write the read tables while they are rebuilt.
         async with claim_database(url, exclusive=True):
             await upgrade(engine)
-            return await rebuild_projections(engine, args.batch_size)
+            # On a terminal, the events replayed so far, their rate and the time left.
+            with tqdm(
+                total=await count_events(engine), unit=" events", disable=not sys.stderr.isatty()
+            ) as bar:
+                return await rebuild_projections(engine, args.batch_size, bar.update)
 
     try:
         report = _on_database(url, rebuild)
     except DatabaseInUse:
         sys.exit("a server is using the database: stop every ordersaga serve on it, then rebuild")
+    except UnreadableEvent as unreadable:
+        sys.exit(f"the journal holds an event this release cannot read: {unreadable}")
     print(f"rebuilt the read tables from {report.sagas} sagas in {report.batches} batches")
+    problems = []
     if report.stock_mismatches:
         lines = "\n".join(f"  {m.describe()}" for m in report.stock_mismatches)
-        sys.exit(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
-    print("stock agrees with the journal")
+        problems.append(f"stock disagrees with the journal's unreleased reservations:\n{lines}")
+    if report.unexplained_stock:
+        lines = "\n".join(f"  {u.describe()}" for u in report.unexplained_stock)
+        problems.append(f"stock disagrees with its movements:\n{lines}")
+    if problems:
+        sys.exit("\n".join(problems))
+    print("stock agrees with the journal and with its movements")
 
 
 def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -3,6 +3,8 @@ contended stock reservations are."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import strawberry
 from strawberry.types import Info
 
@@ -19,8 +21,19 @@ from api.types import (
     user_errors,
 )
 from domain.model import StorageCondition as DomainStorageCondition
-from domain.problems import MAX_CODE, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
+from domain.problems import (
+    MAX_CODE,
+    MAX_TEXT,
+    Problem,
+    ProblemCode,
+    check_quantity,
+    check_stock_delta,
+    check_text,
+)
 from persistence import catalog
+
+if TYPE_CHECKING:
+    from api.service import Service
 
 
 @strawberry.input
@@ -65,6 +78,21 @@ class ReceiveStockInput:
 
 @strawberry.type
 class ReceiveStockPayload:
+    stock_level: StockLevel | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class AdjustStockInput:
+    sku: str
+    warehouse_code: str
+    section_code: str
+    quantity_delta: int = strawberry.field(description="Units on hand to add, or (negative) take away.")
+    reason: str = strawberry.field(description="Why: a cycle count, damage, a write-off. Required.")
+
+
+@strawberry.type
+class AdjustStockPayload:
     stock_level: StockLevel | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
@@ -161,14 +189,49 @@ class InventoryMutations:
         if not problems:
             problems = await svc.write(
                 lambda conn: catalog.receive_stock(
-                    conn, input.sku, input.warehouse_code, input.section_code, input.quantity
+                    conn, input.sku, input.warehouse_code, input.section_code, input.quantity, svc.clock.now()
                 )
             )
         if problems:
             return ReceiveStockPayload(user_errors=user_errors(problems))
-        level = next(
-            r
-            for r in await svc.read.stock_levels(input.sku)
-            if (r.warehouse_code, r.section_code) == (input.warehouse_code, input.section_code)
+        return ReceiveStockPayload(
+            stock_level=await _level(svc, input.sku, input.warehouse_code, input.section_code)
         )
-        return ReceiveStockPayload(stock_level=StockLevel.from_row(level))
+
+    @strawberry.mutation(
+        description="Correct a section's on-hand (a cycle count, damage, a write-off) by quantityDelta, "
+        "recorded as an ADJUSTMENT movement with its reason. Refused, changing nothing, below what the "
+        "section holds reserved (BELOW_RESERVED), past 2147483647 (OUT_OF_RANGE), for 0, and for a "
+        "section that holds no such stock."
+    )
+    async def adjust_stock(self, info: Info, input: AdjustStockInput) -> AdjustStockPayload:
+        svc = service(info)
+        problems = check_stock_delta(input.quantity_delta, "quantityDelta")
+        problems += check_text(input.reason, "reason", MAX_TEXT)
+        if not problems:
+            problems = await svc.write(
+                lambda conn: catalog.adjust_stock(
+                    conn,
+                    input.sku,
+                    input.warehouse_code,
+                    input.section_code,
+                    input.quantity_delta,
+                    input.reason,
+                    svc.clock.now(),
+                )
+            )
+        if problems:
+            return AdjustStockPayload(user_errors=user_errors(problems))
+        return AdjustStockPayload(
+            stock_level=await _level(svc, input.sku, input.warehouse_code, input.section_code)
+        )
+
+
+async def _level(svc: Service, sku: str, warehouse_code: str, section_code: str) -> StockLevel:
+    """The stock level of one section, as it is now."""
+    level = next(
+        r
+        for r in await svc.read.stock_levels(sku)
+        if (r.warehouse_code, r.section_code) == (warehouse_code, section_code)
+    )
+    return StockLevel.from_row(level)

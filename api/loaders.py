@@ -44,6 +44,11 @@ class Loaders:
     def shipments_by_id(self) -> DataLoader[str, Row | None]:
         return DataLoader(_one_each(self._read.shipments_by_id, "id"), cache=self._cache)
 
+    @cached_property
+    def leases(self) -> DataLoader[str, Row | None]:
+        """By saga id."""
+        return DataLoader(_one_each(self._read.leases, "saga_id"), cache=self._cache)
+
 
 def loaders(info: Info) -> Loaders:
     return info.context["loaders"]  # type: ignore[no-any-return]

@@ -16,13 +16,13 @@ from pythonjsonlogger.json import JsonFormatter
 from api.changes import settled
 from domain.orchestrator import SagaChange, current_saga, current_step
 from domain.saga import (
-    CUSTOMER_CANCELLED,
     CompensationStarted,
     CustomerCancelled,
     SagaAborted,
     SagaParked,
     SagaRetried,
     SagaStatus,
+    ShipmentDispatched,
     StepFailed,
     StepTimedOut,
 )
@@ -44,11 +44,26 @@ class SagaContext(logging.Filter):
         return True
 
 
+class InstanceLabel(logging.Filter):
+    """Adds `instance`, the process's name among several over one database, to every record."""
+
+    def __init__(self, instance: str) -> None:
+        super().__init__()
+        self._instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance = self._instance
+        return True
+
+
 class TextFormatter(logging.Formatter):
-    """The plain line, then `saga_id=… step=…` when the record is about a saga."""
+    """The plain line, then `instance=…`, then `saga_id=… step=…` when the record is about a saga."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
+        instance = getattr(record, "instance", None)
+        if instance is not None:
+            line = f"{line} instance={instance}"
         saga_id = getattr(record, "saga_id", None)
         if saga_id is None:
             return line
@@ -56,15 +71,21 @@ class TextFormatter(logging.Formatter):
         return f"{line} saga_id={saga_id}" + (f" step={step}" if step else "")
 
 
-def log_handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:
+def log_handler(
+    log_format: str, stream: IO[str] | None = None, instance: str | None = None
+) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(SagaContext())
+    if instance is not None:
+        handler.addFilter(InstanceLabel(instance))
     handler.setFormatter(JsonFormatter(_FIELDS) if log_format == "json" else TextFormatter(_FIELDS))
     return handler
 
 
-def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, handlers=[log_handler(log_format)])
+def configure_logging(
+    log_format: str = "text", instance: str | None = None, level: int = logging.INFO
+) -> None:
+    logging.basicConfig(level=level, handlers=[log_handler(log_format, instance=instance)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -94,12 +115,14 @@ def log_change(change: SagaChange) -> None:
                 log.warning("compensating: %s", reason, extra={**about, "step": None})
             case SagaAborted(reason, _):
                 log.warning("aborted by an operator, compensating: %s", reason, extra={**about, "step": None})
-            case CustomerCancelled():
-                log.info("compensating: %s", CUSTOMER_CANCELLED, extra={**about, "step": None})
+            case CustomerCancelled(_, reason):
+                log.info("compensating: %s", reason, extra={**about, "step": None})
             case SagaRetried():
                 log.info("retried by an operator", extra={**about, "step": None})
             case SagaParked(reason, _):
                 log.error("needs an operator: %s", reason, extra={**about, "step": None})
+            case ShipmentDispatched(shipment_id, _):
+                log.info("shipment %s dispatched", shipment_id, extra={**about, "step": None})
     if settled(change) and after.is_terminal:
         level = logging.INFO if after.status is SagaStatus.COMPLETED else logging.WARNING
         log.log(level, "saga %s", after.status.value.lower(), extra={**about, "step": None})

@@ -9,8 +9,19 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import ClientErrorCode, client_error
+from api.loaders import loaders
 from api.rules import may_act_for
-from api.types import Order, Saga, UserError, as_committed, principal, service, user_errors
+from api.types import (
+    Order,
+    Saga,
+    Shipment,
+    UserError,
+    as_committed,
+    principal,
+    service,
+    shipment_as_committed,
+    user_errors,
+)
 from domain.interventions import Refused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.saga import SagaState
@@ -35,6 +46,18 @@ class AbortSagaInput:
 @strawberry.input
 class CancelOrderInput:
     order_id: strawberry.ID
+
+
+@strawberry.input
+class DispatchShipmentInput:
+    shipment_id: strawberry.ID
+
+
+@strawberry.type(description="The shipment and its order once dispatched, or why it was refused.")
+class DispatchShipmentPayload:
+    shipment: Shipment | None = None
+    order: Order | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type(description="The saga and its order after an intervention, or why it was refused.")
@@ -74,7 +97,9 @@ class OperationQueries:
 @strawberry.type
 class OperationMutations:
     @strawberry.mutation(
-        description="Cancel an order that has not been shipped: its saga compensates what was done."
+        description="Cancel an order whose shipment has not been dispatched: its saga compensates what "
+        "was done (a completed saga's shipment is cancelled first). ORDER_ALREADY_SHIPPED once "
+        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled."
     )
     async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
         svc, caller = service(info), principal(info)
@@ -106,3 +131,24 @@ class OperationMutations:
             return InterventionPayload(user_errors=user_errors(problems))
         aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, principal(info).subject)
         return await _answer(svc, aborted, "sagaId")
+
+    @strawberry.mutation(
+        description="Record that the warehouse picked and sent a shipment, in one transaction: its picks "
+        "leave their sections (onHand and reserved go down, available stays), the shipment becomes "
+        "DISPATCHED and its order SHIPPED. Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), "
+        "for a cancelled order (ORDER_ALREADY_CANCELLED) and for an unknown id (UNKNOWN_SHIPMENT)."
+    )
+    async def dispatch_shipment(self, info: Info, input: DispatchShipmentInput) -> DispatchShipmentPayload:
+        svc = service(info)
+        shipment_id = str(input.shipment_id)
+        problems = check_text(shipment_id, "shipmentId", MAX_TEXT)
+        row = None if problems else await loaders(info).shipments_by_id.load(shipment_id)
+        if row is None:
+            unknown = Problem(ProblemCode.UNKNOWN_SHIPMENT, "shipmentId", f"no shipment {shipment_id}")
+            return DispatchShipmentPayload(user_errors=user_errors(problems or [unknown]))
+        result = await svc.orchestrator.dispatch_shipment(row.saga_id, shipment_id)
+        if isinstance(result, Refused):
+            return DispatchShipmentPayload(
+                user_errors=user_errors([Problem(result.code, "shipmentId", result.message)])
+            )
+        return DispatchShipmentPayload(shipment=shipment_as_committed(result), order=as_committed(result)[1])

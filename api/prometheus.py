@@ -1,5 +1,6 @@
 """Prometheus metrics, in a registry of the service's own: saga counters and duration histograms fed
-by an orchestrator listener, and the persistence layer's counters read when scraped."""
+by an orchestrator listener, and the persistence layer's counters read when scraped. Every sample
+carries an `instance` label naming the process: each process counts only what it did itself."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 
 
 class PrometheusMetrics:
-    def __init__(self, store: StoreMetrics, running_sagas: Callable[[], int]) -> None:
+    def __init__(self, store: StoreMetrics, running_sagas: Callable[[], int], instance: str) -> None:
         self.registry = CollectorRegistry()
+        self._labelled = CollectorRegistry()
+        self._labelled.register(_Labelled(self.registry, {"instance": instance}))
 
         def counter(name: str, doc: str) -> Counter:
             return Counter(f"ordersaga_{name}", doc, registry=self.registry)
@@ -40,7 +43,8 @@ class PrometheusMetrics:
         )
         self._step_seconds = Histogram(
             "ordersaga_step_duration_seconds",
-            "From a step's first attempt to its end, retries included.",
+            "From a step's first attempt to its end, retries included, as the journal records them: "
+            "steps run in one transaction (chained) share its time, so they observe 0.",
             ["step"],
             buckets=BUCKETS,
             registry=self.registry,
@@ -48,7 +52,7 @@ class PrometheusMetrics:
         self.registry.register(_StoreCollector(store, running_sagas))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._labelled)
 
     def observe(self, change: SagaChange) -> None:
         """The orchestrator's listener: runs after every commit, so it only counts what changed."""
@@ -71,6 +75,19 @@ class PrometheusMetrics:
             return
         (self._completed if after.status is SagaStatus.COMPLETED else self._failed).inc()
         self._saga_seconds.observe(milliseconds(after.started_at, after.updated_at) / 1000)
+
+
+class _Labelled(Collector):
+    """Another registry's metrics, with these labels added to every sample."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._registry = registry
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [s._replace(labels={**s.labels, **self._labels}) for s in metric.samples]
+            yield metric
 
 
 class _StoreCollector(Collector):

@@ -1,7 +1,7 @@
 """Relay-style reading: `node(id)` finds any object with an identity by its global id (`find_node`),
-and `orders` / `sagas` are connections, newest first, paged with opaque keyset cursors (`first` /
-`after`) that stay put as new rows arrive. A customer finds only its own: another's reads as null,
-and lists hold only its own rows."""
+and `orders` / `sagas` / `stockMovements` are connections, newest first, paged with opaque keyset
+cursors (`first` / `after`) that stay put as new rows arrive. A customer finds only its own: another's
+reads as null, and lists hold only its own rows."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from api.types import (
     SagaStatus,
     Shipment,
     StockLevel,
+    StockMovement,
     Warehouse,
     principal,
     service,
@@ -217,3 +218,25 @@ class RelayQueries:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)
         return _connection(rows, first, after, "started_at", Saga.from_row)
+
+    @strawberry.field(
+        description=f"The stock movements of one SKU (in one warehouse or section if given), newest "
+        f"first; at most {MAX_PAGE} a page. Added up per section, they are its onHand and reserved."
+    )
+    async def stock_movements(
+        self,
+        info: Info,
+        sku: str,
+        warehouse_code: str | None = None,
+        section_code: str | None = None,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+        occurred_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
+        occurred_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
+    ) -> Connection[StockMovement]:
+        first = _page_size(first)
+        where = PageFilter(since=occurred_after, until=occurred_before)
+        rows = await service(info).read.stock_movement_page(
+            sku, warehouse_code, section_code, where, _position(after), first + 1
+        )
+        return _connection(rows, first, after, "occurred_at", StockMovement.from_row)

@@ -38,8 +38,10 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "inventoryContention": STAFF,
         "sagaMetrics": STAFF,
         "sagaFailures": STAFF,
+        "sagaActivity": STAFF,
         "sagasNeedingAttention": STAFF,
         "participantFaults": ADMINS,
+        "stockMovements": STAFF,  # the warehouse's own ledger
     },
     OperationType.MUTATION: {
         "placeOrder": EVERYONE,  # a customer only in its own name
@@ -49,6 +51,8 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "receiveStock": STAFF,
         "retrySaga": STAFF,
         "abortSaga": STAFF,
+        "dispatchShipment": STAFF,  # the warehouse reports what it sent
+        "adjustStock": STAFF,
         "setParticipantFault": ADMINS,
         "clearParticipantFaults": ADMINS,
     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -11,17 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Authenticator
 from api.clock import SystemClock
+from api.fanout import CommitFanout
 from api.hub import TransitionHub
 from api.logs import log_change
 from api.prometheus import PrometheusMetrics
 from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.settings import Settings
 from api.staged_faults import FaultInjector
+from api.takeover import keep_leases, lease_round
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
 from persistence.analytics import SagaAnalytics
 from persistence.database import is_sqlite, make_engine, make_writer_engine
 from persistence.db import Db
+from persistence.leases import Fleet, LeaseBook
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
@@ -36,8 +40,12 @@ T = TypeVar("T")
 class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
     read model, the hub that tells live subscribers about commits. `start` claims the database (shared
-    with other servers; raises persistence.serving.DatabaseInUse while a command that needs it alone
-    runs), migrates and resumes unfinished sagas; `stop` lets go of all of it."""
+    with other servers on PostgreSQL, alone on SQLite; raises persistence.serving.DatabaseInUse while
+    that cannot be had), migrates and resumes unfinished sagas; `stop` lets go of all of it.
+
+    On PostgreSQL the process is one of a fleet that may share the database: it drives only the
+    sagas it holds leases for (taking over expired ones in lease rounds), and hears the others'
+    commits through LISTEN. On SQLite it is the only process and drives every saga."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, gate: ParticipantGate | None = None
@@ -55,14 +63,26 @@ class Service:
             settings.database_url, writer=False, pool_timeout=settings.pool_timeout.total_seconds(), **pool
         )
         lanes = settings.commit_lanes or (1 if sqlite else 2)
+        fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)
         self.runner = GroupCommitRunner(
-            self._writer, lambda conn: SqlTransaction(conn, self.metrics), self.metrics, lanes=lanes
+            self._writer, lambda conn: SqlTransaction(conn, self.metrics, fleet), self.metrics, lanes=lanes
         )
         clock = clock or SystemClock()
+        self.clock = clock
         # Staged faults, when enabled, are the participants' gate; `gate` is for tests' own.
         self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
-        self.orchestrator = Orchestrator(self.runner, clock, settings.policy, gate or self.faults)
-        self.prometheus = PrometheusMetrics(self.metrics, lambda: self.orchestrator.running)
+        self.leases = None
+        if fleet is not None:
+            assert isinstance(self._writer, AsyncEngine)
+            self.leases = LeaseBook(self._writer, fleet)
+        self.orchestrator = Orchestrator(
+            self.runner, clock, settings.policy, gate or self.faults, leases=self.leases
+        )
+        if self.leases is not None:
+            self.orchestrator.add_listener(self.leases.on_change)
+        self.prometheus = PrometheusMetrics(
+            self.metrics, lambda: self.orchestrator.running, settings.instance
+        )
         self.orchestrator.add_listener(self.prometheus.observe)
         self.orchestrator.add_listener(log_change)
         if settings.otel:
@@ -78,6 +98,12 @@ class Service:
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
         self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
+        self.fanout = None
+        if self.leases is not None:
+            self.fanout = CommitFanout(
+                settings.database_url, self._reader, self.hub, self.leases, self.orchestrator, clock
+            )
+        self._background: list[asyncio.Task[None]] = []
         self.ready = False
         self._claim = contextlib.AsyncExitStack()
 
@@ -87,22 +113,39 @@ class Service:
                 "development mode: no authentication is configured, so every caller acts as admin; "
                 "configure --auth-secret-file or --auth-jwks-url before serving anyone else"
             )
-        await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=False))
+        # On SQLite the one process drives every saga, so a server needs the file alone.
+        alone = is_sqlite(self.settings.database_url)
+        await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=alone))
         await upgrade(self._writer)
         await self.runner.start()
         if self.settings.demo:
             from api.demo import load_demo_catalog
 
             await load_demo_catalog(self)
-        unfinished = await self.read.unfinished_saga_ids()
-        self.orchestrator.resume(unfinished)
-        if unfinished:
-            log.info("resumed %d unfinished sagas", len(unfinished))
+        if self.leases is not None and self.fanout is not None:
+            # Listening before serving: a subscription opened here must not miss a commit made there.
+            self._background.append(asyncio.create_task(self.fanout.run(), name="commit-fanout"))
+            await self.fanout.listening.wait()
+            await lease_round(self.leases, self.orchestrator)
+            self._background.append(
+                asyncio.create_task(keep_leases(self.leases, self.orchestrator), name="lease-rounds")
+            )
+        else:
+            unfinished = await self.read.unfinished_saga_ids()
+            self.orchestrator.resume(unfinished)
+            if unfinished:
+                log.info("resumed %d unfinished sagas", len(unfinished))
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.orchestrator.stop()
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                await self.leases.hand_back()  # the others take over now, not a lease time later
         await self.runner.stop()
         if isinstance(self._writer, AsyncEngine):
             await self._writer.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,6 +12,7 @@ from domain.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
 OTLP_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+DEFAULT_LEASE_TTL = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +46,13 @@ class Settings:
     # Per-principal limits on mutations in the `limits` notation; None: DEFAULT_MUTATION_LIMITS when
     # auth is configured, no limit in development mode.
     mutation_limits: str | None = None
+    # With several processes over one PostgreSQL: how long a saga's lease lasts unless its owner
+    # renews it, which is how long a dead process's sagas wait before another takes them over.
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL
+    # This process's name among several: in leases, logs and metrics.
+    instance: str = field(default_factory=lambda: default_instance())
+
+
+def default_instance() -> str:
+    """host:pid, unique among the processes of one database while they run."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -25,7 +25,7 @@ from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
 from api.errors import ClientErrorCode, client_error
-from api.hub import FellBehind, TransitionHub
+from api.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
 from api.rules import customer_filter
 from api.types import Saga, SagaEvent, SagaStatus, principal, service
 from domain.saga import TERMINAL_STATUSES
@@ -54,6 +54,8 @@ async def patiently(read: Callable[[], Awaitable[T]]) -> T:
             log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
         await asyncio.sleep(wait)
         wait = min(wait * 2, RETRY_CAP)
+# As many finished sagas as a subscriber may have pending notices for.
+FINISHED_MEMORY = DEFAULT_LIMIT
 
 
 @strawberry.type(description="A saga's transition, sent as it commits: one per journal event.")
@@ -103,9 +105,12 @@ async def updates_of_all_sagas(
         # The last sequence read per saga; dropped once the saga's terminal commit has been read, as
         # nothing more can come for it.
         cursors: dict[str, int] = {}
+        # Sagas whose end was sent, the latest FINISHED_MEMORY of them: a late notice of one (a
+        # catch-up after another process's reconnect) must not send its transitions again.
+        finished: dict[str, None] = {}
         while True:
             try:
-                batch = await notices.next()
+                batch = [n for n in await notices.next() if n.saga_id not in finished]
             except FellBehind as behind:
                 raise client_error(
                     f"{behind}; subscribe again", ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=0
@@ -121,6 +126,9 @@ async def updates_of_all_sagas(
                         yield update
                 if notice.status in TERMINAL_STATUSES and cursors.get(notice.saga_id) == notice.last:
                     del cursors[notice.saga_id]
+                    finished[notice.saga_id] = None
+                    if len(finished) > FINISHED_MEMORY:
+                        del finished[next(iter(finished))]
 
 
 class OnlyOverWebSocket(SchemaExtension):

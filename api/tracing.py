@@ -18,7 +18,6 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from api.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
 from domain.saga import (
-    CUSTOMER_CANCELLED,
     TURNING_BACK,
     SagaParked,
     SagaStatus,
@@ -37,8 +36,15 @@ class SagaTracer:
         self._tracer = tracer
         self._open: dict[str, Span] = {}
 
+    @property
+    def open_spans(self) -> int:
+        """Sagas whose span is open: started, not yet settled."""
+        return len(self._open)
+
     def __call__(self, change: SagaChange) -> None:
         state = change.after
+        if change.before is not None and change.before.is_terminal and state.is_terminal:
+            return  # a completed saga's shipment dispatched: its span has ended, nothing to open
         span = self._open.get(state.saga_id)
         if span is None:
             span = self._tracer.start_span(
@@ -54,7 +60,7 @@ class SagaTracer:
         for event in change.events:
             if isinstance(event, (StepFailed, StepTimedOut, SagaParked, *TURNING_BACK)):
                 step = getattr(event, "step", None)
-                reason = getattr(event, "reason", CUSTOMER_CANCELLED)
+                reason = event.reason
                 attributes = {"reason": reason, **({"step": step.value} if step else {})}
                 span.add_event(type(event).__name__, attributes, timestamp=_ns(event.at))
         parent = trace.set_span_in_context(span)

@@ -15,13 +15,17 @@ from strawberry.types import Info
 from api.auth import Principal
 from api.loaders import loaders
 from api.node_ids import catalog_id
+from api.rules import sees_every_customer
+from domain.model import MovementKind as DomainMovementKind
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
 from domain.problems import Problem
 from domain.problems import ProblemCode as DomainProblemCode
 from domain.saga import COMPENSATION_OF, Step, StepStatus
+from domain.saga import FailureKind as DomainFailureKind
 from domain.saga import SagaState as DomainSagaState
 from domain.saga import SagaStatus as DomainSagaStatus
+from domain.shipment import ShipmentStatus as DomainShipmentStatus
 from persistence import projection
 
 if TYPE_CHECKING:
@@ -33,6 +37,9 @@ StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageConditio
 ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
+ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
+FailureKind = strawberry.enum(DomainFailureKind, name="FailureKind")
+MovementKind = strawberry.enum(DomainMovementKind, name="MovementKind", description="Why stock changed.")
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -100,11 +107,19 @@ class Shipment(Node):
     id: strawberry.ID
     picks: list[Pick]
     created_at: datetime
+    status: ShipmentStatus  # type: ignore[valid-type]
+    dispatched_at: datetime | None = strawberry.field(
+        description="When the warehouse dispatched it (its picks left their sections); null until then."
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> Shipment:
         return cls(
-            id=strawberry.ID(row.id), picks=[Pick.from_json(p) for p in row.picks], created_at=row.created_at
+            id=strawberry.ID(row.id),
+            picks=[Pick.from_json(p) for p in row.picks],
+            created_at=row.created_at,
+            status=DomainShipmentStatus(row.status),
+            dispatched_at=row.dispatched_at,
         )
 
 
@@ -115,8 +130,11 @@ class Order(Node):
     customer_id: str
     lines: list[OrderLine]
     picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
-    created_at: datetime
+    created_at: datetime = strawberry.field(deprecation_reason="Use placedAt, which it equals.")
     updated_at: datetime
+    shipped_at: datetime | None = strawberry.field(
+        description="When its shipment was dispatched and the order became SHIPPED; null until then."
+    )
     saga_id: strawberry.Private[str]
 
     @classmethod
@@ -129,8 +147,16 @@ class Order(Node):
             picks=[Pick.from_json(p) for p in row.picks],
             created_at=row.created_at,
             updated_at=row.updated_at,
+            shipped_at=row.shipped_at,
             saga_id=row.saga_id,
         )
+
+    @strawberry.field(
+        description="When the order was placed; the orders connection's placedAfter and placedBefore "
+        "filter on it."
+    )
+    def placed_at(self) -> datetime:
+        return self.created_at
 
     @strawberry.field
     async def shipment(self, info: Info) -> Shipment | None:
@@ -183,6 +209,15 @@ class SagaEvent:
         )
 
 
+@strawberry.type(description="A running saga's lease: the one process that may drive it, and until when.")
+class SagaLease:
+    owner: str = strawberry.field(description="The owning process's instance name (host:pid by default).")
+    expires_at: datetime = strawberry.field(
+        description="When the lease ends unless its owner renews it (it does every third of the lease "
+        "time); past it, another process takes the saga over."
+    )
+
+
 @strawberry.type
 class Saga(Node):
     id: strawberry.ID
@@ -232,6 +267,17 @@ class Saga(Node):
     async def events(self, info: Info) -> list[SagaEvent]:
         return [SagaEvent.from_row(r) for r in await loaders(info).timelines.load(str(self.id))]
 
+    @strawberry.field(
+        description="Which process drives the saga, with several processes over one PostgreSQL; "
+        "null when the saga is settled (nothing drives it), on SQLite, where one process drives all, and "
+        "to customers, to whom the service's processes are no concern."
+    )
+    async def lease(self, info: Info) -> SagaLease | None:
+        if not sees_every_customer(principal(info)):
+            return None
+        row = await loaders(info).leases.load(str(self.id))
+        return SagaLease(owner=row.owner, expires_at=row.expires_at) if row else None
+
 
 @strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")
 class StockCounts:
@@ -259,6 +305,38 @@ class StockLevel(StockCounts, Node):
             sku=row.sku,
             on_hand=row.on_hand,
             reserved=row.reserved,
+        )
+
+
+@strawberry.type(
+    description="One change of a section's stock. A section's movements add up to its onHand and reserved."
+)
+class StockMovement:
+    id: strawberry.ID
+    kind: MovementKind  # type: ignore[valid-type]
+    warehouse_code: str
+    section_code: str
+    sku: str
+    on_hand_change: int = strawberry.field(description="Units on hand added (negative: taken away).")
+    reserved_change: int = strawberry.field(description="Units reserved added (negative: given back).")
+    reference: str | None = strawberry.field(
+        description="The order (reservation, release), the shipment (dispatch), or the adjustment's "
+        "reason; none for a receipt."
+    )
+    occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> StockMovement:
+        return cls(
+            id=strawberry.ID(row.id),
+            kind=DomainMovementKind(row.kind),
+            warehouse_code=row.warehouse_code,
+            section_code=row.section_code,
+            sku=row.sku,
+            on_hand_change=row.on_hand_change,
+            reserved_change=row.reserved_change,
+            reference=row.reference,
+            occurred_at=row.occurred_at,
         )
 
 
@@ -326,8 +404,8 @@ class Product(StockCounts, Node):
 
 
 @strawberry.type(
-    description="Stock reservations and their compare-and-swap conflicts, counted by one server process "
-    "since it started."
+    description="Stock reservations and their conflicts, counted by the one server process that answers "
+    "since it started (sum them over the processes of a deployment)."
 )
 class InventoryContention:
     stock_reservations: int = strawberry.field(
@@ -335,8 +413,9 @@ class InventoryContention:
         "failed, counts again."
     )
     cas_conflicts: int = strawberry.field(
-        description="Compare-and-swaps that found a stock row changed (or locked) under them; the "
-        "reservation then reads the stock again, unless its attempts are used up."
+        description="Conditional stock writes that found too little left on a row read a moment before "
+        "(or the row locked too long); the reservation then reads the stock again, unless its attempts "
+        "are used up. The name is kept from when they were compare-and-swaps."
     )
     cas_conflicts_exhausted: int = strawberry.field(
         description="Reservations that conflicted on every attempt and were reported as a transient "
@@ -350,3 +429,9 @@ def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     saga = Saga.from_row(SimpleNamespace(**projection.saga_row(state)))  # type: ignore[arg-type]
     order = Order.from_row(SimpleNamespace(**projection.order_row(state)))  # type: ignore[arg-type]
     return saga, order
+
+
+def shipment_as_committed(state: DomainSagaState) -> Shipment | None:
+    """The saga's shipment as the transaction that produced `state` projected it (see as_committed)."""
+    row = projection.shipment_row(state)
+    return Shipment.from_row(SimpleNamespace(**row)) if row else None  # type: ignore[arg-type]

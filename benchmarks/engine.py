@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ async def _stock(db: Db, skus: list[str], quantity: int) -> None:
     for sku in [*skus, workload.EMPTY_SKU]:
         await catalog.register_product(db, sku, sku, StorageCondition.AMBIENT)
     for sku in skus:
-        await catalog.receive_stock(db, sku, "W1", "A", quantity)
+        await catalog.receive_stock(db, sku, "W1", "A", quantity, datetime.now(UTC))
 
 
 async def _check_books(

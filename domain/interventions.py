@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.problems import ProblemCode
-from domain.saga import CustomerCancelled, SagaAborted, SagaEvent, SagaRetried, SagaState, SagaStatus
+from domain.saga import (
+    CUSTOMER_CANCELLED,
+    CustomerCancelled,
+    SagaAborted,
+    SagaEvent,
+    SagaRetried,
+    SagaState,
+    SagaStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +53,10 @@ def abort(state: SagaState, reason: str, now: datetime, actor: str) -> Decision:
 
 
 def cancel_order(state: SagaState, now: datetime, actor: str) -> Decision:
-    """The customer cancels the order. That is possible until its shipment exists: while the shipment
-    is still being created (or retried, or parked), its creation and the cancellation are ordered by
-    the journal, and whichever is recorded first wins."""
-    if state.is_shipped:
+    """The customer (or an operator for it, `actor`) cancels the order. That is possible until its
+    shipment is dispatched: a completed saga then compensates too, cancelling the shipment first. A
+    dispatch and a cancellation are ordered by the journal, and whichever is recorded first wins."""
+    if state.is_dispatched:
         return Refused(ProblemCode.ORDER_ALREADY_SHIPPED, f"order {state.order_id} has been shipped")
     if state.status is SagaStatus.FAILED:
         return Refused(ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already cancelled")
@@ -56,4 +64,4 @@ def cancel_order(state: SagaState, now: datetime, actor: str) -> Decision:
         return Refused(
             ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already being cancelled"
         )
-    return (CustomerCancelled(now, actor),)
+    return (CustomerCancelled(now, CUSTOMER_CANCELLED, actor),)

@@ -19,6 +19,16 @@ class OrderStatus(enum.Enum):
     CANCELLED = "CANCELLED"
 
 
+class MovementKind(enum.Enum):
+    """Why a section's stock changed."""
+
+    RECEIPT = "RECEIPT"  # goods came in: on-hand up
+    RESERVATION = "RESERVATION"  # an order's saga reserved them: reserved up
+    RELEASE = "RELEASE"  # a compensation gave them back: reserved down
+    DISPATCH = "DISPATCH"  # they left with a shipment: on-hand and reserved down
+    ADJUSTMENT = "ADJUSTMENT"  # a cycle count, damage or write-off: on-hand up or down
+
+
 @dataclass(frozen=True, slots=True)
 class OrderLine:
     sku: str

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from domain import interventions
+from domain import interventions, shipment
 from domain.interventions import Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
@@ -31,6 +31,7 @@ from domain.ports import (
     ParticipantGate,
     ParticipantUnavailable,
     Placement,
+    SagaLeases,
     StepCommand,
     Transaction,
     TransactionRunner,
@@ -109,8 +110,11 @@ class Orchestrator:
         policy: SagaPolicy,
         gate: ParticipantGate | None = None,
         listeners: Iterable[SagaListener] = (),
+        leases: SagaLeases | None = None,
     ) -> None:
         self._runner = runner
+        # None: this process is the only one (SQLite) and drives every saga.
+        self._leases = leases
         self._clock = clock
         self._policy = policy
         self._gate = gate
@@ -142,7 +146,7 @@ class Orchestrator:
             saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
             started = SagaStarted(order_id, command.customer_id, command.lines, now)
             change = SagaChange.started(saga_id, started)
-            await tx.orders.create_order(self._command(change.after, Step.CREATE_ORDER, now))
+            await tx.orders.create_order(self._command(change.after, Step.CREATE_ORDER.value, now))
             change = self._settle(change, now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(change, placement)
@@ -176,10 +180,38 @@ class Orchestrator:
         if not watchers:
             self._watchers.pop(saga_id, None)
 
+    def watching(self, saga_id: str) -> bool:
+        return saga_id in self._watchers
+
+    async def settled_elsewhere(self, saga_id: str) -> None:
+        """Another process's commit settled a saga watched here (a replayed placement, a saga driven
+        there): read it from the journal and tell the watchers."""
+        if not self.watching(saga_id):
+            return
+        state = await self._load(saga_id)
+        if state is not None and state.is_settled:
+            for watcher in self._watchers.pop(saga_id, []):
+                if not watcher.done():
+                    watcher.set_result(state)
+
     def resume(self, saga_ids: Iterable[str]) -> None:
         """Pick up sagas left unfinished (by a crash, a restart): each continues from its journal."""
         for saga_id in saga_ids:
             if saga_id not in self._drivers:
+                self._spawn(saga_id, None)
+
+    async def let_go(self, saga_ids: Iterable[str]) -> None:
+        """Stop driving these sagas: their leases went to another process. A commit already queued
+        lands or not; if the new owner wrote first, the journal's expected version refuses it."""
+        await asyncio.gather(*(self._halt(saga_id) for saga_id in saga_ids))
+
+    async def redrive(self, saga_id: str) -> None:
+        """Another process changed a saga this one drives (an operator's intervention sent to it):
+        restart the driver from the journal, so that it acts on the change now rather than when its
+        own next commit is refused."""
+        async with self._claims.hold(saga_id):
+            if saga_id in self._drivers:
+                await self._halt(saga_id)
                 self._spawn(saga_id, None)
 
     async def retry(self, saga_id: str, actor: str) -> SagaState | Refused:
@@ -195,9 +227,22 @@ class Orchestrator:
 
     async def cancel_order(self, saga_id: str, actor: str) -> SagaState | Refused:
         """The customer (or an operator, `actor`) cancels the order of this saga, which is compensated
-        if it is not shipped."""
+        if it is not dispatched."""
         return await self._intervene(
             saga_id, lambda state, now: interventions.cancel_order(state, now, actor)
+        )
+
+    async def dispatch_shipment(self, saga_id: str, shipment_id: str) -> SagaState | Refused:
+        """The warehouse dispatched the saga's shipment: in the transaction that journals it, the
+        picked stock leaves its sections, the shipment is dispatched and the order shipped."""
+
+        async def dispatched(tx: Transaction, command: StepCommand) -> None:
+            await tx.inventory.dispatch_stock(command)
+            await tx.shipments.dispatch_shipment(command)
+            await tx.orders.ship_order(command)
+
+        return await self._intervene(
+            saga_id, lambda state, now: shipment.dispatch(state, shipment_id, now), dispatched
         )
 
     async def stop(self) -> None:
@@ -209,24 +254,31 @@ class Orchestrator:
     # ------------------------------------------------------------------------------------ interventions
 
     async def _intervene(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None = None,
     ) -> SagaState | Refused:
         """Stop the saga's driver, decide on the journal as it stands and record the decision at the
-        expected version, then drive the saga on from there. The stopped driver's commit, if one was
-        under way, lands or not; either way the decision is made on what the journal holds.
+        expected version (with the participants' `effect` of it, if any, in the same transaction),
+        then drive the saga on from there. The stopped driver's commit, if one was under way, lands
+        or not; either way the decision is made on what the journal holds.
         A driver is started only for a saga the journal holds: by the commit of a decision, or, when
         nothing was decided (a refusal, an error), again for the saga whose driver was stopped. An id
         that is malformed or unknown thus leaves nothing running."""
         async with self._claims.hold(saga_id):
             halted = await self._halt(saga_id)
             try:
-                return await self._decide(saga_id, decide)
+                return await self._decide(saga_id, decide, effect)
             finally:
                 if halted and saga_id not in self._drivers:
                     self._spawn(saga_id, None)  # from the journal, which says where the saga is
 
     async def _decide(
-        self, saga_id: str, decide: Callable[[SagaState, datetime], Decision]
+        self,
+        saga_id: str,
+        decide: Callable[[SagaState, datetime], Decision],
+        effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None,
     ) -> SagaState | Refused:
         """The saga after the decision, whose commit starts its driver, or the refusal."""
 
@@ -238,6 +290,8 @@ class Orchestrator:
             decision = decide(before, now)
             if isinstance(decision, Refused):
                 return decision, None
+            if effect is not None:
+                await effect(tx, self._command(before, type(decision[0]).__name__, now))
             change = self._settle(SagaChange.from_state(before).apply(decision), now)
             await tx.sagas.append(change, None)
             return change.after, change
@@ -289,6 +343,7 @@ class Orchestrator:
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
             try:
+                self._check_lease(saga_id)
                 if state is None:
                     state = await self._load(saga_id)
                     if state is None:
@@ -306,6 +361,11 @@ class Orchestrator:
                 backoff = _ERROR_BACKOFF
             except asyncio.CancelledError:
                 raise
+            except _LeaseLost:
+                # Another process drives it (or will, once the lease this one lost has expired):
+                # step back rather than write, or retry against its commits forever.
+                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
+                return
             except ConcurrencyConflict:
                 state = None
             except Exception as error:
@@ -335,7 +395,7 @@ class Orchestrator:
                 )
         try:
             return await self._advance(state, call, chain=chain)
-        except ConcurrencyConflict:
+        except (ConcurrencyConflict, _LeaseLost):
             raise
         except Exception as error:
             if chain:
@@ -367,6 +427,8 @@ class Orchestrator:
         """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
         each following call is made in the same transaction too, up to a wait or the end: with no
         gate to consult between steps, one commit then carries the rest of the saga."""
+        # Checked again here: a participant (or the gate) may have kept the driver past its lease.
+        self._check_lease(state.saga_id)
 
         async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
@@ -388,17 +450,16 @@ class Orchestrator:
             await tx.sagas.append(change, None)
             return change
 
-        change = await self._committed(work, self._publish)
+        change = await self._committed(work, self._publish, min(line.sku for line in state.lines))
         return change.after
 
     async def _committed(
-        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None]
+        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None], lock_order: str = ""
     ) -> R:
         """Run `work` in a transaction and, once it has committed, `settled` with its result, even when
         the caller stopped waiting meanwhile (a driver halted by an intervention, a client gone): what
         has committed is always announced, and a placed order always driven."""
-        # The runner's own future, not a task wrapped around it: one task fewer per transaction.
-        transaction = self._runner.submit(work)
+        transaction = asyncio.ensure_future(self._runner.run(work, lock_order))
 
         def on_commit(done: asyncio.Future[R]) -> None:
             if not done.cancelled() and done.exception() is None:
@@ -415,7 +476,7 @@ class Orchestrator:
         return change
 
     async def _execute(self, tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
-        command = self._command(state, step, now)
+        command = self._command(state, step.value, now)
         match step:
             case Step.RESERVE_STOCK:
                 return await tx.inventory.reserve_stock(command)
@@ -427,13 +488,16 @@ class Orchestrator:
                 return await tx.inventory.release_stock(command)
             case Step.CANCEL_ORDER:
                 return await tx.orders.cancel_order(command)
+            case Step.CANCEL_SHIPMENT:
+                return await tx.shipments.cancel_shipment(command)
             case Step.CREATE_ORDER:
                 raise ValueError("orders are created when the saga starts")
 
     @staticmethod
-    def _command(state: SagaState, step: Step, now: datetime) -> StepCommand:
+    def _command(state: SagaState, action: str, now: datetime) -> StepCommand:
+        """The command for `action` (a step's name, or an intervention's event) of the saga."""
         return StepCommand(
-            command_id=f"{state.saga_id}:{step.value}",
+            command_id=f"{state.saga_id}:{action}",
             saga_id=state.saga_id,
             order_id=state.order_id,
             customer_id=state.customer_id,
@@ -441,6 +505,7 @@ class Orchestrator:
             picks=state.picks,
             reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
             at=now,
+            shipment_id=state.shipment_id,
         )
 
     async def _load(self, saga_id: str) -> SagaState | None:
@@ -451,6 +516,10 @@ class Orchestrator:
 
         journal = await self._runner.run(work)
         return fold(saga_id, journal) if journal else None
+
+    def _check_lease(self, saga_id: str) -> None:
+        if self._leases is not None and not self._leases.holds(saga_id):
+            raise _LeaseLost(saga_id)
 
     def _publish(self, change: SagaChange) -> None:
         saga = current_saga.set(change.after.saga_id)
@@ -466,6 +535,10 @@ class Orchestrator:
             for watcher in self._watchers.pop(change.after.saga_id, []):
                 if not watcher.done():
                     watcher.set_result(change.after)
+
+
+class _LeaseLost(Exception):
+    """This process does not hold the saga's lease, so it must not write to the saga."""
 
 
 class _SagaClaims:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,21 +26,29 @@ class StepCommand:
     picks: tuple[Pick, ...]
     reservation_id: str
     at: datetime
+    # The saga's shipment, once created: what a dispatch or a cancellation of it acts on.
+    shipment_id: str | None = None
 
 
 class OrdersPort(Protocol):
     async def create_order(self, command: StepCommand) -> None: ...
     async def confirm_order(self, command: StepCommand) -> Outcome: ...
     async def cancel_order(self, command: StepCommand) -> Outcome: ...
+    async def ship_order(self, command: StepCommand) -> None: ...
 
 
 class InventoryPort(Protocol):
     async def reserve_stock(self, command: StepCommand) -> Outcome: ...
     async def release_stock(self, command: StepCommand) -> Outcome: ...
+    async def dispatch_stock(self, command: StepCommand) -> None:
+        """The reservation's picks leave their sections: on-hand and reserved both go down."""
+        ...
 
 
 class ShipmentsPort(Protocol):
     async def create_shipment(self, command: StepCommand) -> Outcome: ...
+    async def cancel_shipment(self, command: StepCommand) -> Outcome: ...
+    async def dispatch_shipment(self, command: StepCommand) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +89,14 @@ class Transaction(Protocol):
 
 class TransactionRunner(Protocol):
     """Runs `work` in a transaction and returns its result once committed (possibly alongside other
-    sagas' work in the same commit). If `work` raises, none of its writes are kept."""
+    sagas' work in the same commit). If `work` raises, none of its writes are kept.
 
-    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T: ...
+    Work that shares a commit runs in ascending `lock_order`. Work that takes stock passes the first
+    SKU it may lock, so that two commits being written at once (two lanes, two processes) take
+    their rows in one order and wait for each other, rather than each holding what the other
+    wants until a lock timeout breaks the cycle."""
 
-    def submit(self, work: Callable[[Transaction], Awaitable[T]]) -> asyncio.Future[T]:
-        """Queue `work` and answer at once with the future of its result, set once it has committed.
-        The work goes ahead whether or not anyone awaits the future (await it through
-        `asyncio.shield`): cancelling the future itself withdraws work that has not begun."""
-        ...
+    async def run(self, work: Callable[[Transaction], Awaitable[T]], lock_order: str = "") -> T: ...
 
 
 class Clock(Protocol):
@@ -103,6 +109,14 @@ class ParticipantGate(Protocol):
     (a slow participant) or raise ParticipantUnavailable (a failing one)."""
 
     async def admit(self, participant: Participant) -> None: ...
+
+
+class SagaLeases(Protocol):
+    """Which running sagas this process may drive. With several processes over one database, each
+    running saga is leased to one of them at a time; a process that does not hold a saga's lease (it
+    never had it, or lost it to a pause) must not write to it."""
+
+    def holds(self, saga_id: str) -> bool: ...
 
 
 class ParticipantUnavailable(Exception):

@@ -31,6 +31,9 @@ class ProblemCode(enum.Enum):
     FAULT_INJECTION_DISABLED = "FAULT_INJECTION_DISABLED"
     INVALID_TEXT = "INVALID_TEXT"
     FORBIDDEN = "FORBIDDEN"  # the caller may not do this for that customer
+    UNKNOWN_SHIPMENT = "UNKNOWN_SHIPMENT"
+    SHIPMENT_ALREADY_DISPATCHED = "SHIPMENT_ALREADY_DISPATCHED"
+    BELOW_RESERVED = "BELOW_RESERVED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,16 @@ def check_text(value: str, field: str, limit: int) -> list[Problem]:
         return [Problem(ProblemCode.REQUIRED, field, f"{field} must not be empty")]
     if len(value) > limit:
         return [Problem(ProblemCode.TOO_LONG, field, f"{field} is longer than {limit} characters")]
+    return []
+
+
+def check_stock_delta(value: int, field: str) -> list[Problem]:
+    """A change of a stock count: not zero, and within what a count can hold (MAX_COUNT either way)."""
+    if value == 0:
+        return [Problem(ProblemCode.INVALID_QUANTITY, field, f"{field} must not be 0")]
+    if abs(value) > MAX_COUNT:
+        message = f"{field} must be between -{MAX_COUNT} and {MAX_COUNT}"
+        return [Problem(ProblemCode.OUT_OF_RANGE, field, message)]
     return []
 
 

@@ -41,6 +41,18 @@ class Step(enum.Enum):
     CREATE_SHIPMENT = "CREATE_SHIPMENT"
     RELEASE_STOCK = "RELEASE_STOCK"
     CANCEL_ORDER = "CANCEL_ORDER"
+    CANCEL_SHIPMENT = "CANCEL_SHIPMENT"
+
+
+class FailureKind(enum.Enum):
+    """Why a saga turned back or waits for an operator, as a stable kind (the reason's text varies)."""
+
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"  # the reservation found too little stock
+    REJECTED = "REJECTED"  # another participant refused the step: retrying cannot help
+    UNAVAILABLE = "UNAVAILABLE"  # the participant kept failing transiently, all attempts used
+    TIMED_OUT = "TIMED_OUT"  # the step passed its deadline, on its last attempt
+    ABORTED = "ABORTED"  # an operator turned the saga back
+    CANCELLED = "CANCELLED"  # the customer cancelled the order
 
 
 class Participant(enum.Enum):
@@ -52,8 +64,13 @@ class Participant(enum.Enum):
 FORWARD_STEPS = (Step.CREATE_ORDER, Step.RESERVE_STOCK, Step.CONFIRM_ORDER, Step.CREATE_SHIPMENT)
 
 # What undoes a forward step. Confirming needs no undo of its own: cancelling the order undoes it.
-# The shipment is the last step, so nothing after it can fail and ask for its undo.
-COMPENSATION_OF = {Step.CREATE_ORDER: Step.CANCEL_ORDER, Step.RESERVE_STOCK: Step.RELEASE_STOCK}
+# The shipment is the last step, so only the customer's cancellation, until the shipment is
+# dispatched, asks for its undo.
+COMPENSATION_OF = {
+    Step.CREATE_ORDER: Step.CANCEL_ORDER,
+    Step.RESERVE_STOCK: Step.RELEASE_STOCK,
+    Step.CREATE_SHIPMENT: Step.CANCEL_SHIPMENT,
+}
 
 PARTICIPANT_OF = {
     Step.CREATE_ORDER: Participant.ORDERS,
@@ -62,6 +79,7 @@ PARTICIPANT_OF = {
     Step.RESERVE_STOCK: Participant.INVENTORY,
     Step.RELEASE_STOCK: Participant.INVENTORY,
     Step.CREATE_SHIPMENT: Participant.SHIPMENT,
+    Step.CANCEL_SHIPMENT: Participant.SHIPMENT,
 }
 
 _RUNNING_STATUS = {
@@ -78,7 +96,9 @@ _DONE_STATUS = {
 
 # Steps whose timeout is retried rather than compensated: they are idempotent and come after the
 # order was confirmed (the shipment) or are themselves the way back (the compensations).
-_RETRY_ON_TIMEOUT = frozenset({Step.CREATE_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER})
+_RETRY_ON_TIMEOUT = frozenset(
+    {Step.CREATE_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER, Step.CANCEL_SHIPMENT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +202,27 @@ class SagaAborted:
     actor: str | None = None
 
 
+CUSTOMER_CANCELLED = "cancelled by the customer"
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerCancelled:
-    """The customer (or an operator for it) cancelled the order before its shipment existed; it is
-    compensated like a failure."""
+    """The customer (or an operator for it) cancelled the order before its shipment was dispatched; it
+    is compensated like a failure, for `reason`."""
 
     at: datetime
+    reason: str
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
     actor: str | None = None
 
 
-CUSTOMER_CANCELLED = "cancelled by the customer"
+@dataclass(frozen=True, slots=True)
+class ShipmentDispatched:
+    """The warehouse picked and sent the completed saga's shipment: its picks left their sections."""
+
+    shipment_id: str
+    at: datetime
+
 
 SagaEvent = (
     SagaStarted
@@ -205,6 +235,7 @@ SagaEvent = (
     | SagaRetried
     | SagaAborted
     | CustomerCancelled
+    | ShipmentDispatched
 )
 
 # Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
@@ -262,9 +293,15 @@ class SagaState:
     attention_reason: str | None = None
     # The step whose failure turned the saga back; None when an operator or the customer did.
     failed_step: Step | None = None
+    # The kinds of `failure_reason` and `attention_reason`, and of the last step that gave up.
+    failure_kind: FailureKind | None = None
+    attention_kind: FailureKind | None = None
+    gave_up_on: FailureKind | None = None
     picks: tuple[Pick, ...] = ()
     shipment_id: str | None = None
     history: tuple[StepRecord, ...] = ()
+    # When the shipment left the warehouse; None until it is dispatched.
+    dispatched_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -281,8 +318,8 @@ class SagaState:
         return bool(self.compensations)
 
     @property
-    def is_shipped(self) -> bool:
-        return Step.CREATE_SHIPMENT in self.done
+    def is_dispatched(self) -> bool:
+        return self.dispatched_at is not None
 
     @property
     def order_cancelled(self) -> bool:
@@ -310,18 +347,14 @@ def start(saga_id: str, event: SagaStarted) -> SagaState:
 
 
 def evolve(state: SagaState, event: SagaEvent) -> SagaState:
-    """The state after `event`; the saga's state is always the fold of its journal through this.
-
-    Each event makes one new state (one `replace`): this runs for every event of every saga, on the
-    one core that writes."""
-    version, updated_at = state.version + 1, event.at
+    """The state after `event`; the saga's state is always the fold of its journal through this."""
+    state = replace(state, version=state.version + 1, updated_at=event.at)
     match event:
         case StepStarted(step, attempt, deadline, at):
+            status = _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING)
             return replace(
                 state,
-                version=version,
-                updated_at=updated_at,
-                status=_RUNNING_STATUS.get(step, SagaStatus.COMPENSATING),
+                status=status,
                 step=step,
                 attempt=attempt,
                 deadline=deadline,
@@ -330,64 +363,67 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 history=_record_attempt(state.history, step, attempt, at),
             )
         case StepSucceeded(step, at, picks, shipment_id):
-            history = _finish(state.history, step, StepStatus.SUCCEEDED, at, None)
+            state = replace(
+                state,
+                step=None,
+                attempt=0,
+                deadline=None,
+                history=_finish(state.history, step, StepStatus.SUCCEEDED, at, None),
+            )
             if step in _DONE_STATUS:
                 return replace(
                     state,
-                    version=version,
-                    updated_at=updated_at,
                     status=_DONE_STATUS[step],
-                    step=None,
-                    attempt=0,
-                    deadline=None,
-                    history=history,
                     done=(*state.done, step),
                     picks=picks or state.picks,
                     shipment_id=shipment_id or state.shipment_id,
                 )
             remaining = state.compensations[1:]
-            return replace(
-                state,
-                version=version,
-                updated_at=updated_at,
-                status=SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED,
-                step=None,
-                attempt=0,
-                deadline=None,
-                history=history,
-                compensations=remaining,
-            )
-        case StepFailed(step, _, reason, _, retry_at, at):
-            return _after_failure(state, version, step, reason, retry_at, at, StepStatus.FAILED)
+            status = SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED
+            return replace(state, status=status, compensations=remaining)
+        case StepFailed(step, _, reason, transient, retry_at, at):
+            if retry_at is None:
+                state = replace(state, gave_up_on=_kind_of_failure(step, transient))
+            return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED)
         case StepTimedOut(step, _, reason, retry_at, at):
-            return _after_failure(state, version, step, reason, retry_at, at, StepStatus.TIMED_OUT)
+            if retry_at is None:
+                state = replace(state, gave_up_on=FailureKind.TIMED_OUT)
+            return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
         case CompensationStarted(reason, at):
             # It follows, in the same decision, the step that gave up: the last one recorded.
-            return _turn_back(state, version, reason, at, cause=state.history[-1].step)
+            return _turn_back(state, reason, at, cause=state.history[-1].step, kind=state.gave_up_on)
         case SagaAborted(reason, at):
-            return _turn_back(state, version, reason, at, cause=None)
-        case CustomerCancelled(at):
-            return _turn_back(state, version, CUSTOMER_CANCELLED, at, cause=None)
+            return _turn_back(state, reason, at, cause=None, kind=FailureKind.ABORTED)
+        case CustomerCancelled(at, reason):
+            return _turn_back(state, reason, at, cause=None, kind=FailureKind.CANCELLED)
         case SagaParked(reason, _):
             return replace(
                 state,
-                version=version,
-                updated_at=updated_at,
                 status=SagaStatus.NEEDS_ATTENTION,
                 attention_reason=reason,
+                attention_kind=state.gave_up_on,
             )
         case SagaRetried():
             # Parked in a compensation, that compensation runs again; parked at the shipment (the
             # only forward step that parks), the step after the last one done starts again.
             status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
-            return replace(
-                state, version=version, updated_at=updated_at, status=status, attention_reason=None
-            )
+            return replace(state, status=status, attention_reason=None, attention_kind=None)
+        case ShipmentDispatched(_, at):
+            return replace(state, dispatched_at=at)
         case SagaStarted():
             raise ValueError("a saga starts only once")
 
 
-def _turn_back(state: SagaState, version: int, reason: str, at: datetime, cause: Step | None) -> SagaState:
+def _kind_of_failure(step: Step, transient: bool) -> FailureKind:
+    if transient:
+        return FailureKind.UNAVAILABLE
+    # The inventory refuses a reservation only for want of stock.
+    return FailureKind.INSUFFICIENT_STOCK if step is Step.RESERVE_STOCK else FailureKind.REJECTED
+
+
+def _turn_back(
+    state: SagaState, reason: str, at: datetime, cause: Step | None, kind: FailureKind | None
+) -> SagaState:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
     its effect commits together with its journal entry, and that entry was not written."""
     history = state.history
@@ -396,13 +432,13 @@ def _turn_back(state: SagaState, version: int, reason: str, at: datetime, cause:
     plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
     return replace(
         state,
-        version=version,
-        updated_at=at,
         status=SagaStatus.COMPENSATING,
         compensations=plan,
         failure_reason=reason,
+        failure_kind=kind,
         failed_step=cause,
         attention_reason=None,
+        attention_kind=None,
         step=None,
         attempt=0,
         deadline=None,
@@ -412,31 +448,14 @@ def _turn_back(state: SagaState, version: int, reason: str, at: datetime, cause:
 
 
 def _after_failure(
-    state: SagaState,
-    version: int,
-    step: Step,
-    reason: str,
-    retry_at: datetime | None,
-    at: datetime,
-    final: StepStatus,
+    state: SagaState, step: Step, reason: str, retry_at: datetime | None, at: datetime, final: StepStatus
 ) -> SagaState:
     if retry_at is not None:
         history = _finish(state.history, step, StepStatus.RETRYING, None, reason)
-        return replace(
-            state, version=version, updated_at=at, retry_at=retry_at, deadline=None, history=history
-        )
+        return replace(state, retry_at=retry_at, deadline=None, history=history)
     status = SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status
     history = _finish(state.history, step, final, at, reason)
-    return replace(
-        state,
-        version=version,
-        updated_at=at,
-        status=status,
-        step=None,
-        deadline=None,
-        retry_at=None,
-        history=history,
-    )
+    return replace(state, status=status, step=None, deadline=None, retry_at=None, history=history)
 
 
 def _record_attempt(
@@ -444,11 +463,7 @@ def _record_attempt(
 ) -> tuple[StepRecord, ...]:
     # Attempt 1 begins a series of its own, also when an operator retries a step that was parked.
     if attempt > 1 and history and history[-1].step is step:
-        last = history[-1]
-        again = StepRecord(
-            step, StepStatus.RUNNING, attempt, last.started_at, last.finished_at, last.last_error
-        )
-        return (*history[:-1], again)
+        return (*history[:-1], replace(history[-1], status=StepStatus.RUNNING, attempts=attempt))
     return (*history, StepRecord(step, StepStatus.RUNNING, attempt, at))
 
 
@@ -461,9 +476,7 @@ def _finish(
 ) -> tuple[StepRecord, ...]:
     last = history[-1]
     assert last.step is step, f"{step} finished while {last.step} was in flight"
-    # Made directly rather than by `replace`, which costs several times as much for a record.
-    done = StepRecord(step, status, last.attempts, last.started_at, at, error or last.last_error)
-    return (*history[:-1], done)
+    return (*history[:-1], replace(last, status=status, finished_at=at, last_error=error or last.last_error))
 
 
 @dataclass(frozen=True, slots=True)

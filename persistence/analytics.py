@@ -3,23 +3,32 @@ the read tables (saga_view, saga_step_view, saga_timeline), so the work stays in
 only a few rows per step come back, however many sagas the window holds.
 
 Percentiles are nearest-rank: the p95 is the smallest duration that at least 95% of durations do
-not exceed, an actual observation.
+not exceed, an actual observation (likewise the p50).
+
+Activity over time is counted per whole UTC minute, bucketed in SQL from `saga_timeline`, and the
+window it covers is bounded (`MAX_ACTIVITY_MINUTES`), so the answer is too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, null, select
+from sqlalchemy import ColumnElement, Integer, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-from domain.saga import TURNING_BACK, SagaStatus, Step, StepStatus
+from domain.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.
 MAX_FAILURE_GROUPS = 100
+# The longest window `activity` buckets: a day of minutes.
+MAX_ACTIVITY_MINUTES = 24 * 60
 
 _OF_SAGA = saga_view.c.id == saga_step_view.c.saga_id
 
@@ -28,6 +37,7 @@ _OF_SAGA = saga_view.c.id == saga_step_view.c.saga_id
 class Durations:
     average_ms: float | None = None
     p95_ms: int | None = None
+    p50_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,20 @@ class SagaFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    """What happened to sagas in the minute that starts at `start`."""
+
+    start: datetime
+    completed: int = 0
+    failed: int = 0
+    compensated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FailureGroup:
     step: Step | None
-    reason: str | None
+    kind: FailureKind | None
+    example_reason: str | None  # one of the group's reasons, whose texts differ (quantities, ids)
     count: int
     last_seen_at: datetime
 
@@ -97,24 +118,84 @@ class SagaAnalytics:
         )
 
     async def failures(self, since: datetime | None, until: datetime | None) -> list[FailureGroup]:
-        """FAILED and NEEDS_ATTENTION sagas grouped by the step that failed and the reason recorded."""
+        """FAILED and NEEDS_ATTENTION sagas grouped by the step that failed and the kind of failure,
+        each group with an example of its reasons."""
         seen = func.max(saga_view.c.updated_at)
+        view = saga_view.c
         query = (
-            select(saga_view.c.failed_step, saga_view.c.failure_reason, func.count(), seen)
+            select(view.failed_step, view.failure_kind, func.max(view.failure_reason), func.count(), seen)
             .where(
-                saga_view.c.status.in_([SagaStatus.FAILED.value, SagaStatus.NEEDS_ATTENTION.value]),
+                view.status.in_([SagaStatus.FAILED.value, SagaStatus.NEEDS_ATTENTION.value]),
                 *_window(since, until),
             )
-            .group_by(saga_view.c.failed_step, saga_view.c.failure_reason)
-            .order_by(func.count().desc(), seen.desc(), saga_view.c.failed_step, saga_view.c.failure_reason)
+            .group_by(view.failed_step, view.failure_kind)
+            .order_by(func.count().desc(), seen.desc(), view.failed_step, view.failure_kind)
             .limit(MAX_FAILURE_GROUPS)
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            FailureGroup(Step(step) if step else None, reason, count, last_seen)
-            for step, reason, count, last_seen in rows
+            FailureGroup(Step(step) if step else None, FailureKind(kind) if kind else None, reason, n, last)
+            for step, kind, reason, n, last in rows
         ]
+
+    async def activity(self, since: datetime, until: datetime) -> list[ActivityBucket]:
+        """Sagas that completed, failed, and began compensating (a failed step, an operator's abort, a
+        customer's cancel) in each UTC minute from the one holding `since` to the one before `until`,
+        counting transitions at or after `since` and before `until`: one bucket per minute, empty ones
+        included. Raises ValueError unless 0 < until - since <= MAX_ACTIVITY_MINUTES minutes."""
+        if not timedelta(0) < until - since <= timedelta(minutes=MAX_ACTIVITY_MINUTES):
+            raise ValueError(f"the window must be longer than 0 and at most {MAX_ACTIVITY_MINUTES} minutes")
+        kind = case(
+            (saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]), "compensated"),
+            (saga_timeline.c.status == SagaStatus.COMPLETED.value, "completed"),
+            else_="failed",
+        )
+        minute = _EpochMinute(saga_timeline.c.occurred_at)
+        query = (
+            select(minute, kind, func.count())
+            .where(
+                saga_timeline.c.occurred_at >= since,
+                saga_timeline.c.occurred_at < until,
+                # A saga's last transition into COMPLETED or FAILED is the one that reaches it:
+                # neither status is ever left.
+                (saga_timeline.c.status.in_([SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]))
+                | saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]),
+            )
+            .group_by(minute, kind)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        counts: dict[int, dict[str, int]] = {}
+        for at_minute, what, count in rows:
+            counts.setdefault(int(at_minute), {})[what] = count
+        first, last = _epoch_minute(since), _epoch_minute(until - timedelta(microseconds=1))
+        return [
+            ActivityBucket(datetime.fromtimestamp(m * 60, UTC), **counts.get(m, {}))
+            for m in range(first, last + 1)
+        ]
+
+
+class _EpochMinute(FunctionElement[int]):
+    """Whole minutes since 1970-01-01 UTC of a timestamp column, computed by the database."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_EpochMinute, "postgresql")
+def _epoch_minute_postgresql(element: _EpochMinute, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)}) / 60) AS BIGINT)"
+
+
+@compiles(_EpochMinute, "sqlite")
+def _epoch_minute_sqlite(element: _EpochMinute, compiler: SQLCompiler, **kw: Any) -> str:
+    # UtcDateTime stores UTC text there; strftime('%s') reads it as whole seconds since the epoch.
+    return f"(CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER) / 60)"
+
+
+def _epoch_minute(moment: datetime) -> int:
+    return int(moment.timestamp() // 60)
 
 
 def _window(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
@@ -160,7 +241,8 @@ async def _durations(
     group: ColumnElement[str] | None,
     window: Sequence[ColumnElement[bool]],
 ) -> dict[str | None, Durations]:
-    """Average and nearest-rank p95 of `duration`, per `group` (or overall under None), in one query."""
+    """Average and nearest-rank p50 and p95 of `duration`, per `group` (or overall under None), in one
+    query."""
     source = saga_view if group is None else saga_step_view.join(saga_view, _OF_SAGA)
     ranked = (
         select(
@@ -174,7 +256,17 @@ async def _durations(
         .where(duration.is_not(None), *window)
         .subquery()
     )
+    p50, p95 = (ranked.c.n * 50 + 99) // 100, (ranked.c.n * 95 + 99) // 100
     rows = await conn.execute(
-        select(ranked.c.key, ranked.c.ms, ranked.c.mean).where(ranked.c.rank == (ranked.c.n * 95 + 99) // 100)
+        select(ranked.c.key, ranked.c.ms, ranked.c.mean, ranked.c.rank == p50, ranked.c.rank == p95).where(
+            (ranked.c.rank == p50) | (ranked.c.rank == p95)
+        )
     )
-    return {key: Durations(float(mean), int(ms)) for key, ms, mean in rows}
+    found: dict[str | None, dict[str, Any]] = {}
+    for key, ms, mean, is_p50, is_p95 in rows:
+        figures = found.setdefault(key, {"average_ms": float(mean)})
+        if is_p50:
+            figures["p50_ms"] = int(ms)
+        if is_p95:
+            figures["p95_ms"] = int(ms)
+    return {key: Durations(**figures) for key, figures in found.items()}

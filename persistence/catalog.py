@@ -1,4 +1,4 @@
-"""Inventory administration: warehouses with their sections, products, and stock receipts.
+"""Inventory administration: warehouses with their sections, products, stock receipts and adjustments.
 
 Each command checks what only the database can tell (does it exist, does the condition suit, does
 the stock still fit a 32-bit count) and either changes everything it was asked to or nothing,
@@ -7,11 +7,15 @@ returning the problems found.
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from datetime import datetime
 
-from domain.model import StorageCondition
+from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, update
+
+from domain.model import MovementKind, StorageCondition
 from domain.problems import MAX_COUNT, Problem, ProblemCode
+from persistence import movements
 from persistence.db import Db
+from persistence.movements import movement
 from persistence.tables import products, sections, stock, warehouses
 
 
@@ -37,15 +41,114 @@ async def register_product(conn: Db, sku: str, name: str, condition: StorageCond
 
 
 async def receive_stock(
-    conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int
+    conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int, at: datetime
 ) -> list[Problem]:
-    # Locked (on PostgreSQL) so that receipts of one SKU into different sections take turns, and the
-    # total checked below is the total they add to.
-    product = (
+    """Goods came in: `quantity` more on hand in the section, recorded as a RECEIPT movement at `at`.
+    Refused past MAX_COUNT in the section or for the product (OUT_OF_RANGE)."""
+    problems = await _check_place(conn, sku, warehouse_code, section_code)
+    problems = problems or await _check_room(conn, sku, warehouse_code, section_code, quantity, "quantity")
+    if problems:
+        return problems
+    key = _stock_row(sku, warehouse_code, section_code)
+    added = await conn.execute(
+        update(stock).where(*key).values(on_hand=stock.c.on_hand + quantity, version=stock.c.version + 1)
+    )
+    if added.rowcount == 0:
         await conn.execute(
-            select(products.c.storage_condition).where(products.c.sku == sku).with_for_update()
+            insert(stock).values(
+                warehouse_code=warehouse_code,
+                section_code=section_code,
+                sku=sku,
+                on_hand=quantity,
+                reserved=0,
+                version=1,
+            )
         )
-    ).first()
+    place = (warehouse_code, section_code, sku)
+    await movements.record(conn, [movement(place, MovementKind.RECEIPT, at, None, on_hand=quantity)])
+    return []
+
+
+async def adjust_stock(
+    conn: Db, sku: str, warehouse_code: str, section_code: str, delta: int, reason: str, at: datetime
+) -> list[Problem]:
+    """Correct the section's on-hand by `delta` (a cycle count, damage, a write-off), recorded as an
+    ADJUSTMENT movement with `reason` at `at`. Refused, changing nothing, when the section holds no
+    such stock, below what is reserved there (BELOW_RESERVED) or past MAX_COUNT in the section or for
+    the product (OUT_OF_RANGE)."""
+    if delta > 0:
+        problems = await _check_room(conn, sku, warehouse_code, section_code, delta, "quantityDelta")
+        if problems:
+            return problems
+    key = _stock_row(sku, warehouse_code, section_code)
+    # One conditional statement, so a reservation committed meanwhile is counted, never undercut.
+    # The new count is compared as a 64-bit sum: in 32 bits the comparison itself would overflow.
+    after = cast(stock.c.on_hand, BigInteger) + literal(delta, BigInteger)
+    adjusted = await conn.execute(
+        update(stock)
+        .where(*key, after >= stock.c.reserved, after <= MAX_COUNT)
+        .values(on_hand=stock.c.on_hand + delta, version=stock.c.version + 1)
+    )
+    if adjusted.rowcount == 0:
+        return await _why_not_adjusted(conn, sku, warehouse_code, section_code, delta)
+    place = (warehouse_code, section_code, sku)
+    await movements.record(conn, [movement(place, MovementKind.ADJUSTMENT, at, reason, on_hand=delta)])
+    return []
+
+
+async def _why_not_adjusted(
+    conn: Db, sku: str, warehouse_code: str, section_code: str, delta: int
+) -> list[Problem]:
+    key = _stock_row(sku, warehouse_code, section_code)
+    level = (await conn.execute(select(stock.c.on_hand, stock.c.reserved).where(*key))).first()
+    if level is None:
+        problems = await _check_place(conn, sku, warehouse_code, section_code)
+        where = f"section {warehouse_code}/{section_code}"
+        return problems or [Problem(ProblemCode.UNKNOWN_SKU, "sku", f"{where} holds no {sku}")]
+    if level.on_hand + delta < level.reserved:
+        message = (
+            f"{level.on_hand} on hand, {level.reserved} reserved: on-hand cannot go below what is "
+            f"reserved, so the change can be at least {level.reserved - level.on_hand}"
+        )
+        return [Problem(ProblemCode.BELOW_RESERVED, "quantityDelta", message)]
+    message = f"{level.on_hand} on hand: on-hand cannot exceed {MAX_COUNT}"
+    return [Problem(ProblemCode.OUT_OF_RANGE, "quantityDelta", message)]
+
+
+async def _check_room(
+    conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int, field: str
+) -> list[Problem]:
+    """Whether `quantity` more of `sku` in the section keeps the section's and the product's on-hand
+    within MAX_COUNT: every count the service serves is a GraphQL Int."""
+    # The product row is locked (on PostgreSQL) so that additions of one SKU to different sections
+    # take turns, and the total checked here is the total they add to.
+    await conn.execute(select(products.c.sku).where(products.c.sku == sku).with_for_update())
+    key = _stock_row(sku, warehouse_code, section_code)
+    held = (await conn.execute(select(stock.c.on_hand).where(*key))).scalar() or 0
+    total = (await conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == sku))).scalar() or 0
+    if max(held, total) + quantity > MAX_COUNT:
+        return [
+            Problem(
+                ProblemCode.OUT_OF_RANGE,
+                field,
+                f"this would take the stock of {sku} past {MAX_COUNT} units "
+                f"(the section holds {held}, all sections {total})",
+            )
+        ]
+    return []
+
+
+def _stock_row(sku: str, warehouse_code: str, section_code: str) -> tuple[ColumnElement[bool], ...]:
+    return (
+        stock.c.warehouse_code == warehouse_code,
+        stock.c.section_code == section_code,
+        stock.c.sku == sku,
+    )
+
+
+async def _check_place(conn: Db, sku: str, warehouse_code: str, section_code: str) -> list[Problem]:
+    """Whether the product, the warehouse and its section exist, and the section suits the product."""
+    product = (await conn.execute(select(products.c.storage_condition).where(products.c.sku == sku))).first()
     if product is None:
         return [Problem(ProblemCode.UNKNOWN_SKU, "sku", f"no product {sku}")]
     if not (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == warehouse_code))).first():
@@ -74,30 +177,4 @@ async def receive_stock(
                 f"{section.storage_condition}",
             )
         ]
-    key = (stock.c.warehouse_code == warehouse_code, stock.c.section_code == section_code, stock.c.sku == sku)
-    held = (await conn.execute(select(stock.c.on_hand).where(*key))).scalar() or 0
-    total = (await conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == sku))).scalar() or 0
-    if max(held, total) + quantity > MAX_COUNT:
-        return [
-            Problem(
-                ProblemCode.OUT_OF_RANGE,
-                "quantity",
-                f"the receipt would take the stock of {sku} past {MAX_COUNT} units "
-                f"(the section holds {held}, all sections {total})",
-            )
-        ]
-    added = await conn.execute(
-        update(stock).where(*key).values(on_hand=stock.c.on_hand + quantity, version=stock.c.version + 1)
-    )
-    if added.rowcount == 0:
-        await conn.execute(
-            insert(stock).values(
-                warehouse_code=warehouse_code,
-                section_code=section_code,
-                sku=sku,
-                on_hand=quantity,
-                reserved=0,
-                version=1,
-            )
-        )
     return []

@@ -1,6 +1,10 @@
-"""Saga events to and from the JSON kept in the journal.
+"""Saga events to and from the JSON kept in the journal, each stored with its format version.
 
-Conversion follows each event class's field types, so a new event or field needs no code here.
+Conversion follows each event class's field types, so a new event type needs no code here. A change
+to the fields of an event already in journals raises that type's version in `EVENT_VERSIONS` and adds
+an upcaster taking the previous version's data to the new one: a saga journalled by an earlier release
+then folds, and finishes, under this one. An event newer than this release reads is refused with
+`UnreadableEvent`, never guessed at. tests/golden holds journals of earlier releases to prove it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import dataclasses
 import enum
 import types
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -20,12 +25,51 @@ EVENT_TYPES: dict[str, Any] = {cls.__name__: cls for cls in typing.get_args(saga
 _NAMESPACE = {"OrderLine": OrderLine, "Pick": Pick, **vars(saga)}
 
 
-def encode(event: saga.SagaEvent) -> tuple[str, dict[str, Any]]:
-    return type(event).__name__, {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+Data = dict[str, Any]
+
+# The format version this release writes, per event type; a type not listed is at version 1.
+EVENT_VERSIONS: dict[str, int] = {
+    # 2: `reason`, so the journal says what the saga's failure reason says; 3: `actor`, who asked.
+    "CustomerCancelled": 3,
+    # 2: `actor`, who asked for it.
+    "SagaAborted": 2,
+    "SagaRetried": 2,
+}
+
+# (type, version) -> a function from that version's data to the next version's.
+UPCASTERS: dict[tuple[str, int], Callable[[Data], Data]] = {
+    ("CustomerCancelled", 1): lambda data: {**data, "reason": saga.CUSTOMER_CANCELLED},
+    # Who asked was not kept before version 2 (3): nobody is named.
+    ("CustomerCancelled", 2): lambda data: {**data, "actor": None},
+    ("SagaAborted", 1): lambda data: {**data, "actor": None},
+    ("SagaRetried", 1): lambda data: {**data, "actor": None},
+}
 
 
-def decode(type_name: str, data: dict[str, Any]) -> saga.SagaEvent:
-    cls = EVENT_TYPES[type_name]
+class UnreadableEvent(ValueError):
+    """A journal entry this release cannot read: an unknown type, or a version newer than it knows.
+    Run the release that wrote it (or a later one) instead."""
+
+
+def encode(event: saga.SagaEvent) -> tuple[str, int, Data]:
+    """The event's stored form: its type name, format version and JSON data."""
+    type_name = type(event).__name__
+    data = {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+    return type_name, EVENT_VERSIONS.get(type_name, 1), data
+
+
+def decode(type_name: str, version: int, data: Data) -> saga.SagaEvent:
+    """The event stored as `type_name` at format `version`, upcast to this release's version first.
+    Raises UnreadableEvent for an unknown type or a version newer than this release writes."""
+    cls = EVENT_TYPES.get(type_name)
+    current = EVENT_VERSIONS.get(type_name, 1)
+    if cls is None or version > current:
+        raise UnreadableEvent(
+            f"journal event {type_name} at format version {version} is unknown to this release "
+            f"(it reads {type_name} up to version {current if cls else 0}); run a release that knows it"
+        )
+    for older in range(version, current):
+        data = UPCASTERS[type_name, older](data)
     hints = _hints(cls)
     return typing.cast(
         saga.SagaEvent, cls(**{name: _from_json(hints[name], value) for name, value in data.items()})

@@ -13,10 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 DEFAULT_DATABASE_FILE = "ordersaga.db"
 
 # On PostgreSQL a writer waits at most this long for a row lock, then fails the statement with
-# lock_not_available (55P03). Commit lanes write batches that each hold several sagas' stock rows, so
-# one lane can wait on another; a reservation treats the timeout as a compare-and-swap conflict and
-# tries again, so no lane stalls behind a slow batch or a lock taken outside the service. It is longer
-# than PostgreSQL's default deadlock_timeout (1 s), so a true cycle is still reported as a deadlock.
+# lock_not_available (55P03). Commit lanes (several per process, and several processes) write batches
+# that each hold several sagas' stock rows until they commit, so one lane can wait on another. The
+# runner orders a batch's work by SKU, so batches take rows in one order and such waits end with the
+# other batch's commit; a reservation treats a timeout as a conflict and tries again, so no lane stalls
+# behind a lock taken outside the service. It is longer than PostgreSQL's default deadlock_timeout
+# (1 s), so a true cycle (orders of several lines can still make one) is reported as a deadlock.
+LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
 WRITER_LOCK_TIMEOUT_MS = 2000
 
 
@@ -90,3 +93,4 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+

@@ -13,12 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaChange, SagaEvent, SagaState
 from persistence import codec
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
+from persistence.leases import Fleet, lease_change, write_leases
+from persistence.notifications import CommitNotice, notify
 from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
@@ -40,8 +43,10 @@ _SAGA_CHANGES = (
     "updated_at",
     "failed_step",
     "duration_ms",
+    "failure_kind",
 )
-_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at")
+_ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
+_SHIPMENT_CHANGES = ("status", "dispatched_at")
 # Bind names must differ from column names, hence the prefix.
 _UPDATE_SAGA = (
     update(saga_view)
@@ -53,6 +58,11 @@ _UPDATE_ORDER = (
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
 )
+_UPDATE_SHIPMENT = (
+    update(shipment_view)
+    .where(shipment_view.c.id == bindparam("key"))
+    .values({c: bindparam(f"new_{c}") for c in _SHIPMENT_CHANGES})
+)
 _STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
 _UPDATE_STEP = (
     update(saga_step_view)
@@ -60,7 +70,7 @@ _UPDATE_STEP = (
     .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
 _LOAD = (
-    select(journal.c.type, journal.c.data)
+    select(journal.c.type, journal.c.version, journal.c.data)
     .where(journal.c.saga_id == bindparam("saga_id"))
     .order_by(journal.c.sequence)
 )
@@ -72,6 +82,8 @@ class SagaWrites:
 
     def __init__(self, db: Db) -> None:
         self._db = db
+        # Set by the store when this process is one of several over PostgreSQL (leases, notices).
+        self.fleet: Fleet | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -84,7 +96,10 @@ class SagaWrites:
         self.saga_updates: list[dict[str, Any]] = []
         self.order_updates: list[dict[str, Any]] = []
         self.step_updates: list[dict[str, Any]] = []
+        self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
+        self.leases: dict[str, bool] = {}
+        self.notices: list[CommitNotice] = []
 
     async def flush(self) -> None:
         db = self._db
@@ -96,6 +111,11 @@ class SagaWrites:
                 await db.execute(insert(placements), rows)
         except IntegrityError as clash:
             raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+        except DBAPIError as waited:
+            # Another writer (another process, say) holds the same key and has not committed yet.
+            if getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:
+                raise ConcurrencyConflict("another writer is appending to the same saga") from waited
+            raise
         for table, rows in (
             (saga_timeline, self.timeline),
             (saga_view, self.new_sagas),
@@ -107,9 +127,18 @@ class SagaWrites:
                 await db.execute(insert(table), rows)
         if self.saga_updates:
             await self._update_sagas(self.saga_updates)
-        for statement, rows in ((_UPDATE_ORDER, self.order_updates), (_UPDATE_STEP, self.step_updates)):
+        for statement, rows in (
+            (_UPDATE_ORDER, self.order_updates),
+            (_UPDATE_STEP, self.step_updates),
+            (_UPDATE_SHIPMENT, self.shipment_updates),
+        ):
             if rows:
                 await db.execute(statement, rows)
+        if self.fleet is not None:
+            if self.leases:
+                await write_leases(db, self.fleet, self.leases)
+            if self.notices:
+                await notify(db, self.notices)
         self._clear()
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
@@ -132,14 +161,15 @@ def vars_of(placement: Placement) -> dict[str, str]:
 
 
 class SqlSagaStore:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, fleet: Fleet | None = None) -> None:
         self._db = db
         self._writes = db.deferred(SagaWrites)
+        self._writes.fleet = fleet
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
         rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
-        return [codec.decode(row.type, row.data) for row in rows]
+        return [codec.decode(row.type, row.version, row.data) for row in rows]
 
     async def find_placement(self, idempotency_key: str) -> Placement | None:
         pending = self._writes.placements.get(idempotency_key)
@@ -155,12 +185,13 @@ class SqlSagaStore:
     async def append(self, change: SagaChange, placement: Placement | None) -> None:
         writes, before, after = self._writes, change.before, change.after
         for sequence, event in enumerate(change.events, start=change.first_sequence):
-            type_name, data = codec.encode(event)
+            type_name, version, data = codec.encode(event)
             writes.events.append(
                 {
                     "saga_id": after.saga_id,
                     "sequence": sequence,
                     "type": type_name,
+                    "version": version,
                     "data": data,
                     "recorded_at": event.at,
                 }
@@ -168,10 +199,21 @@ class SqlSagaStore:
         writes.timeline.extend(timeline_rows(change))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
+        if writes.fleet is not None:
+            lease = lease_change(before, after)
+            if lease is not None:
+                writes.leases[after.saga_id] = lease
+            first = change.first_sequence
+            notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
+            writes.notices.append(notice)
         self._project_steps(before, after)
-        shipment = shipment_row(after)
-        if shipment is not None and (before is None or before.shipment_id is None):
+        shipment, shipped_before = shipment_row(after), before and shipment_row(before)
+        if shipment is not None and not shipped_before:
             writes.new_shipments.append(shipment)
+        elif shipment is not None and shipment != shipped_before:
+            writes.shipment_updates.append(
+                {"key": shipment["id"], **{f"new_{c}": shipment[c] for c in _SHIPMENT_CHANGES}}
+            )
         saga, order = saga_row(after), order_row(after)
         if before is None:
             writes.new_sagas.append(saga)

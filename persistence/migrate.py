@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +22,16 @@ def alembic_config() -> Config:
     return config
 
 
+# Processes started together on one PostgreSQL database take turns to migrate under this advisory
+# lock (any fixed number, the same in every process): the first applies what is pending, the others
+# wait for its commit, then find nothing left to do. SQLite needs none: BEGIN IMMEDIATE serialises.
+MIGRATION_LOCK = 0x6F7264657273  # "orders"
+
+
 def _upgrade(connection: Connection) -> list[Script]:
+    if connection.dialect.name == "postgresql":
+        # Held until the migrating transaction ends, so a crash mid-way releases it too.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     config = alembic_config()
     config.attributes["connection"] = connection
     before = MigrationContext.configure(connection).get_current_heads()

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from domain.allocation import Shortfall, StockSlot, allocate
-from domain.model import OrderStatus, Pick, StorageCondition
-from domain.ports import StepCommand
+from domain.model import MovementKind, OrderStatus, Pick, StorageCondition
+from domain.ports import ConcurrencyConflict, StepCommand
 from domain.saga import Outcome, Rejected, Succeeded, Unavailable
+from domain.shipment import ShipmentStatus
+from persistence import movements
+from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
+from persistence.movements import pick_movements
 from persistence.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 
@@ -26,11 +30,6 @@ from persistence.tables import orders, products, reservations, sections, shipmen
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
 CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
-# On PostgreSQL a row held by another transaction past lock_timeout (lock_not_available), or a wait
-# that closed a cycle with another commit lane (deadlock_detected), is a conflict too: the savepoint
-# undoes this reservation's swaps, which frees its locks for the other side.
-_LOCK_CONFLICTS = frozenset({"55P03", "40P01"})
-
 
 # Statements are built once: building and keying a statement per call costs more than running it.
 _CREATE_ORDER = insert(orders)
@@ -65,8 +64,14 @@ class SqlOrders:
         return Succeeded() if confirmed else Rejected(f"order {command.order_id} was cancelled")
 
     async def cancel_order(self, command: StepCommand) -> Outcome:
-        await self._set_status(command, OrderStatus.CANCELLED, tuple(OrderStatus))
+        # A shipped order is never cancelled: the saga refuses the cancellation of a dispatched one.
+        cancellable = (OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.CANCELLED)
+        await self._set_status(command, OrderStatus.CANCELLED, cancellable)
         return Succeeded()
+
+    async def ship_order(self, command: StepCommand) -> None:
+        if not await self._set_status(command, OrderStatus.SHIPPED, (OrderStatus.CONFIRMED,)):
+            raise ConcurrencyConflict(f"order {command.order_id} is no longer confirmed")
 
     async def _set_status(
         self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
@@ -83,25 +88,32 @@ class SqlOrders:
         return result.rowcount == 1
 
 
+# A conditional decrement rather than a compare-and-swap on the row's version: the condition is
+# what must hold (enough available), so a row that another reservation changed meanwhile still takes
+# this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
+# re-checks the condition on the row as committed and goes on, instead of missing and starting over:
+# reservations on a hot SKU queue once per row instead of convoying through retries.
 _SWAP = (
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
         stock.c.section_code == bindparam("s"),
         stock.c.sku == bindparam("k"),
-        stock.c.version == bindparam("v"),
         stock.c.on_hand - stock.c.reserved >= bindparam("q"),
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
 )
-_RESTORE = (
-    update(stock)
-    .where(
-        stock.c.warehouse_code == bindparam("w"),
-        stock.c.section_code == bindparam("s"),
-        stock.c.sku == bindparam("k"),
-    )
-    .values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+_PICKED_ROW = update(stock).where(
+    stock.c.warehouse_code == bindparam("w"),
+    stock.c.section_code == bindparam("s"),
+    stock.c.sku == bindparam("k"),
+)
+# A released pick is available again; a dispatched one has left the section.
+_RESTORE = _PICKED_ROW.values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+_TAKE_AWAY = _PICKED_ROW.values(
+    on_hand=stock.c.on_hand - bindparam("q"),
+    reserved=stock.c.reserved - bindparam("q"),
+    version=stock.c.version + 1,
 )
 
 
@@ -112,7 +124,6 @@ _READ_STOCK = (
         stock.c.sku,
         stock.c.on_hand,
         stock.c.reserved,
-        stock.c.version,
         sections.c.storage_condition,
         products.c.storage_condition.label("product_condition"),
     )
@@ -128,12 +139,12 @@ _READ_CONDITIONS = select(products.c.sku, products.c.storage_condition).where(
 )
 _FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
 _RECORD_RESERVATION = insert(reservations)
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    slot: StockSlot
-    version: int
+_HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
+# How a reservation ends: the column that marks it, and what it does to its picks' stock.
+_ENDINGS = {
+    MovementKind.RELEASE: (reservations.c.released_at, _RESTORE),
+    MovementKind.DISPATCH: (reservations.c.dispatched_at, _TAKE_AWAY),
+}
 
 
 class SqlInventory:
@@ -150,10 +161,10 @@ class SqlInventory:
             if attempt > 1:
                 await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * (attempt - 1)))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
-            result = allocate(command.lines, [s.slot for s in slots], conditions)
+            result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
-            if await self._swap(result.picks, {_key(s.slot): s.version for s in slots}):
+            if await self._swap(result.picks):
                 await self._conn.execute(
                     _RECORD_RESERVATION,
                     {
@@ -163,6 +174,10 @@ class SqlInventory:
                         "created_at": command.at,
                     },
                 )
+                reserved = pick_movements(
+                    result.picks, MovementKind.RESERVATION, command.at, command.order_id
+                )
+                await movements.record(self._conn, reserved)
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
         self._metrics.stock_conflicts_exhausted += 1
@@ -171,32 +186,44 @@ class SqlInventory:
         )
 
     async def release_stock(self, command: StepCommand) -> Outcome:
-        # Marking the reservation released first makes a second release (a retry, another process)
-        # find nothing to do: stock comes back exactly once.
-        released = await self._conn.execute(
-            update(reservations)
-            .where(reservations.c.id == command.reservation_id, reservations.c.released_at.is_(None))
-            .values(released_at=command.at)
-            .returning(reservations.c.picks)
-        )
-        row = released.first()
-        if row is not None:
-            picks = sorted(picks_from_json(row.picks), key=_pick_key)
-            await self._conn.execute(_RESTORE, [_params(p) for p in picks])
+        await self._end_reservation(command, MovementKind.RELEASE)
         return Succeeded()
 
-    async def _read(self, skus: list[str]) -> tuple[list[_Slot], dict[str, StorageCondition]]:
+    async def dispatch_stock(self, command: StepCommand) -> None:
+        if not await self._end_reservation(command, MovementKind.DISPATCH):
+            # Another transaction dispatched (or released) it after this one read the saga's journal.
+            raise ConcurrencyConflict(f"the reservation of order {command.order_id} is no longer held")
+
+    async def _end_reservation(self, command: StepCommand, how: MovementKind) -> bool:
+        """If the command's reservation is still held, mark it ended (released or dispatched, now),
+        move the stock of its picks and record the movements; False if it was not held.
+
+        Marking first makes a second release or dispatch (a retry, another process, a racing
+        request, which waits for this one's row lock) find nothing held: stock moves exactly once."""
+        mark, change = _ENDINGS[how]
+        ended = await self._conn.execute(
+            update(reservations)
+            .where(reservations.c.id == command.reservation_id, *_HELD)
+            .values({mark: command.at})
+            .returning(reservations.c.picks)
+        )
+        row = ended.first()
+        if row is None:
+            return False
+        picks = sorted(picks_from_json(row.picks), key=_pick_key)
+        await self._conn.execute(change, [_params(p) for p in picks])
+        reference = command.shipment_id if how is MovementKind.DISPATCH else command.order_id
+        await movements.record(self._conn, pick_movements(picks, how, command.at, reference))
+        return True
+
+    async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
         rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
             conditions[r.sku] = StorageCondition(r.product_condition)
-            slots.append(
-                _Slot(
-                    StockSlot(r.warehouse_code, r.section_code, r.sku, condition, r.on_hand - r.reserved),
-                    r.version,
-                )
-            )
+            available = r.on_hand - r.reserved
+            slots.append(StockSlot(r.warehouse_code, r.section_code, r.sku, condition, available))
         if len(conditions) < len(skus):
             missing = set(skus) - conditions.keys()
             conditions.update(await self._conditions(sorted(missing)))
@@ -206,8 +233,8 @@ class SqlInventory:
         rows = await self._conn.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
-    async def _swap(self, picks: tuple[Pick, ...], versions: dict[tuple[str, str, str], int]) -> bool:
-        """Compare-and-swap every picked row, in key order, or none of them."""
+    async def _swap(self, picks: tuple[Pick, ...]) -> bool:
+        """Take every pick from its row if the row still has enough, in key order, or none of them."""
         # A savepoint undoes the swaps already made when a later one fails, and keeps a lock error
         # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
         # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
@@ -216,16 +243,19 @@ class SqlInventory:
         savepoint = await self._conn.begin_nested() if guarded else None
         try:
             for pick in sorted(picks, key=_pick_key):
-                swapped = await self._conn.execute(_SWAP, {**_params(pick), "v": versions[_pick_key(pick)]})
+                swapped = await self._conn.execute(_SWAP, _params(pick))
                 if swapped.rowcount != 1:
                     if savepoint is not None:
                         await savepoint.rollback()
                     return False
         except DBAPIError as error:
+            # On PostgreSQL a row held by another transaction past lock_timeout, or a wait that
+            # closed a cycle with another commit lane, is a conflict too: rolling back the savepoint
+            # frees this reservation's locks for the other side.
             if savepoint is None:
                 raise
             await savepoint.rollback()
-            if getattr(error.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
+            if getattr(error.orig, "sqlstate", None) not in LOCK_CONFLICTS:
                 raise
             return False
         if savepoint is not None:
@@ -233,20 +263,25 @@ class SqlInventory:
         return True
 
 
-def _key(slot: StockSlot) -> tuple[str, str, str]:
-    return slot.warehouse_code, slot.section_code, slot.sku
-
-
 def _pick_key(pick: Pick) -> tuple[str, str, str]:
-    return pick.warehouse_code, pick.section_code, pick.sku
+    # SKU first: the commit runner orders a batch's work by the first SKU each may lock, so rows
+    # are taken SKU by SKU across a whole batch, and two batches wait for each other in one order.
+    return pick.sku, pick.warehouse_code, pick.section_code
 
 
 def _params(pick: Pick) -> dict[str, object]:
     return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
 
 
-_FIND_SHIPMENT = select(shipments.c.id).where(shipments.c.order_id == bindparam("order_id"))
+_FIND_SHIPMENT = select(shipments.c.id, shipments.c.status).where(
+    shipments.c.order_id == bindparam("order_id")
+)
 _CREATE_SHIPMENT = insert(shipments)
+_SET_SHIPMENT_STATUS = (
+    update(shipments)
+    .where(shipments.c.order_id == bindparam("of_order"), shipments.c.status == ShipmentStatus.PENDING.value)
+    .values(status=bindparam("new_status"), dispatched_at=bindparam("at"))
+)
 
 
 class SqlShipments:
@@ -265,6 +300,24 @@ class SqlShipments:
                 "order_id": command.order_id,
                 "picks": picks_json(command.picks),
                 "created_at": command.at,
+                "status": ShipmentStatus.PENDING.value,
             },
         )
         return Succeeded(shipment_id=shipment_id)
+
+    async def cancel_shipment(self, command: StepCommand) -> Outcome:
+        if await self._set_status(command, ShipmentStatus.CANCELLED, None):
+            return Succeeded()
+        existing = (await self._conn.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
+        if existing is not None and existing.status == ShipmentStatus.DISPATCHED.value:
+            return Rejected(f"the shipment of order {command.order_id} was dispatched")
+        return Succeeded()  # cancelled already, or never created: nothing to undo
+
+    async def dispatch_shipment(self, command: StepCommand) -> None:
+        if not await self._set_status(command, ShipmentStatus.DISPATCHED, command.at):
+            raise ConcurrencyConflict(f"the shipment of order {command.order_id} is no longer pending")
+
+    async def _set_status(self, command: StepCommand, status: ShipmentStatus, at: datetime | None) -> bool:
+        """Move the order's pending shipment to `status`; False if it has none pending."""
+        params = {"of_order": command.order_id, "new_status": status.value, "at": at}
+        return (await self._conn.execute(_SET_SHIPMENT_STATUS, params)).rowcount == 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.model import OrderStatus, Pick
 from domain.saga import SagaChange, SagaState, Step, StepRecord, StepStatus
+from domain.shipment import shipment_status
 
 # A step that ended in one of these, after its last attempt, is what the saga failed on.
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
@@ -44,6 +45,7 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         "started_at": state.started_at,
         "updated_at": state.updated_at,
         "failed_step": _failed_step(state),
+        "failure_kind": _failure_kind(state),
         "duration_ms": milliseconds(state.started_at, state.updated_at) if state.is_terminal else None,
     }
 
@@ -54,6 +56,12 @@ def _failed_step(state: SagaState) -> str | None:
     if state.attention_reason is not None:
         return next((r.step.value for r in reversed(state.history) if r.status in _FAILED), None)
     return state.failed_step.value if state.failed_step else None
+
+
+def _failure_kind(state: SagaState) -> str | None:
+    """The kind of the reason shown: why the saga is parked while it is, else why it turned back."""
+    kind = state.attention_kind if state.attention_reason is not None else state.failure_kind
+    return kind.value if kind else None
 
 
 def step_rows(state: SagaState) -> list[dict[str, Any]]:
@@ -79,7 +87,8 @@ def milliseconds(start: datetime, end: datetime) -> int:
 
 
 def shipment_row(state: SagaState) -> dict[str, Any] | None:
-    if state.shipment_id is None:
+    status = shipment_status(state)
+    if state.shipment_id is None or status is None:
         return None
     created = next(r.finished_at for r in state.history if r.step is Step.CREATE_SHIPMENT)
     return {
@@ -88,14 +97,16 @@ def shipment_row(state: SagaState) -> dict[str, Any] | None:
         "saga_id": state.saga_id,
         "picks": picks_json(state.picks),
         "created_at": created,
+        "status": status.value,
+        "dispatched_at": state.dispatched_at,
     }
 
 
 def held_stock(state: SagaState) -> Counter[tuple[str, str, str]]:
     """What the saga holds reserved, per (warehouse, section, sku): its picks, from the reservation
-    until stock is released. A shipment does not give stock back, so a shipped order still holds it."""
+    until stock is released or leaves the warehouse with the dispatched shipment."""
     held: Counter[tuple[str, str, str]] = Counter()
-    if not _succeeded(state, Step.RELEASE_STOCK):
+    if not _succeeded(state, Step.RELEASE_STOCK) and not state.is_dispatched:
         for p in state.picks:
             held[p.warehouse_code, p.section_code, p.sku] += p.quantity
     return held
@@ -130,8 +141,13 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
 
 
 def order_status(state: SagaState) -> OrderStatus:
-    if state.order_cancelled:
+    # Once the saga turns back, the order's cancellation is decided (its step may still be running,
+    # waiting for a retry or for an operator): the order reads CANCELLED from then on, as cancelOrder,
+    # dispatchShipment and the saga's COMPENSATING status all already treat it.
+    if state.order_cancelled or state.is_compensating:
         return OrderStatus.CANCELLED
+    if state.is_dispatched:
+        return OrderStatus.SHIPPED
     return OrderStatus.CONFIRMED if _succeeded(state, Step.CONFIRM_ORDER) else OrderStatus.PENDING
 
 
@@ -146,12 +162,16 @@ def order_row(state: SagaState) -> dict[str, Any]:
         "shipment_id": state.shipment_id,
         "created_at": state.started_at,
         "updated_at": _order_changed_at(state),
+        "shipped_at": state.dispatched_at,
     }
 
 
 def _order_changed_at(state: SagaState) -> datetime:
     # The order changes when a step that creates, reserves for, confirms, ships or cancels it
-    # succeeds; releasing stock, failures and retries change nothing the order shows.
+    # succeeds, and when it is dispatched (after which nothing changes it); releasing stock, failures
+    # and retries change nothing the order shows.
+    if state.dispatched_at is not None:
+        return state.dispatched_at
     return next(
         r.finished_at
         for r in reversed(state.history)

@@ -12,11 +12,13 @@ from persistence.paging import PageFilter, Position, newest_first
 from persistence.tables import (
     order_view,
     products,
+    saga_leases,
     saga_timeline,
     saga_view,
     sections,
     shipment_view,
     stock,
+    stock_movements,
     warehouses,
 )
 
@@ -156,6 +158,11 @@ class ReadModel:
 
     # Batches for the API's DataLoaders: one query however many keys a request asks for.
 
+    async def leases(self, saga_ids: Sequence[str]) -> Sequence[Row]:
+        """The leases of these sagas (saga_id, owner, expires_at): only running sagas on PostgreSQL
+        have one."""
+        return await self._all(select(saga_leases).where(saga_leases.c.saga_id.in_(saga_ids)))
+
     async def sagas(self, ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(saga_view).where(saga_view.c.id.in_(ids)))
 
@@ -174,6 +181,23 @@ class ReadModel:
 
     async def shipments_by_id(self, ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(shipment_view).where(shipment_view.c.id.in_(ids)))
+
+    async def stock_movement_page(
+        self,
+        sku: str,
+        warehouse_code: str | None,
+        section_code: str | None,
+        where: PageFilter,
+        after: Position | None,
+        limit: int,
+    ) -> Sequence[Row]:
+        m = stock_movements.c
+        query = newest_first(stock_movements, m.occurred_at, where, after, limit).where(m.sku == sku)
+        if warehouse_code is not None:
+            query = query.where(m.warehouse_code == warehouse_code)
+        if section_code is not None:
+            query = query.where(m.section_code == section_code)
+        return await self._all(query)
 
     async def saga_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
         return await self._all(newest_first(saga_view, saga_view.c.started_at, where, after, limit))

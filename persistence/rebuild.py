@@ -5,20 +5,23 @@ in batches of whole journals, one transaction per batch, so memory stays bounded
 journal is; if a rebuild stops half-way, running it again starts over from empty tables.
 
 Stock levels are not projected (receipts are not saga events), so the rebuild checks them instead:
-what each `stock` row holds reserved must equal what the journal says sagas still hold there.
+what each `stock` row holds reserved must equal what the journal says sagas still hold there, and
+each row's on-hand and reserved must be what the section's stock movements add up to.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.saga import SagaState, replay
 from persistence import codec
+from persistence.movements import unexplained_stock
 from persistence.projection import (
     held_stock,
     order_row,
@@ -60,13 +63,43 @@ class StockMismatch:
 
 
 @dataclass(frozen=True, slots=True)
+class UnexplainedStock:
+    """A stock row that is not what its section's movements add up to."""
+
+    warehouse_code: str
+    section_code: str
+    sku: str
+    held: tuple[int, int]  # (on_hand, reserved) in the stock row
+    moved: tuple[int, int]  # (on_hand, reserved) summed from the movements
+
+    def describe(self) -> str:
+        return (
+            f"{self.warehouse_code}/{self.section_code}/{self.sku}: {self.held[0]} on hand and "
+            f"{self.held[1]} reserved, movements add up to {self.moved[0]} and {self.moved[1]}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RebuildReport:
     sagas: int
     batches: int
     stock_mismatches: list[StockMismatch] = field(default_factory=list)
+    unexplained_stock: list[UnexplainedStock] = field(default_factory=list)
 
 
-async def rebuild_projections(engine: AsyncEngine, batch_size: int = 500) -> RebuildReport:
+# Told, after each batch, how many journal events it replayed.
+Progress = Callable[[int], None]
+
+
+async def count_events(engine: AsyncEngine) -> int:
+    """How many events the journal holds: what a rebuild replays."""
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(journal))).scalar_one())
+
+
+async def rebuild_projections(
+    engine: AsyncEngine, batch_size: int = 500, progress: Progress | None = None
+) -> RebuildReport:
     async with engine.begin() as conn:
         for table in READ_TABLES:
             await conn.execute(delete(table))
@@ -81,9 +114,15 @@ async def rebuild_projections(engine: AsyncEngine, batch_size: int = 500) -> Reb
         for state in states:
             held.update(held_stock(state))
         sagas, batches, last = sagas + len(states), batches + 1, states[-1].saga_id
+        if progress is not None:
+            progress(sum(state.version for state in states))
     async with engine.connect() as conn:
         mismatches = await check_stock(conn, held)
-    return RebuildReport(sagas, batches, mismatches)
+        unexplained = [
+            UnexplainedStock(*key, held=stock_held, moved=moved)
+            for key, stock_held, moved in await unexplained_stock(conn)
+        ]
+    return RebuildReport(sagas, batches, mismatches, unexplained)
 
 
 async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[SagaState]:
@@ -98,14 +137,14 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
         )
     ).scalars()
     entries = await conn.execute(
-        select(journal.c.saga_id, journal.c.type, journal.c.data)
+        select(journal.c.saga_id, journal.c.type, journal.c.version, journal.c.data)
         .where(journal.c.saga_id.in_(list(ids)))
         .order_by(journal.c.saga_id, journal.c.sequence)
     )
     rows: dict[str, list[dict[str, object]]] = {t.name: [] for t in READ_TABLES}
     states = []
     for saga_id, group in groupby(entries, key=lambda entry: entry.saga_id):
-        events = [codec.decode(entry.type, entry.data) for entry in group]
+        events = [codec.decode(entry.type, entry.version, entry.data) for entry in group]
         change = replay(saga_id, events)
         state = change.after
         states.append(state)

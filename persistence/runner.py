@@ -34,6 +34,7 @@ Work = Callable[[Db], Awaitable[Any]]
 @dataclass(slots=True, eq=False)
 class _Job:
     work: Work
+    lock_order: str = ""
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -74,27 +75,21 @@ class GroupCommitRunner:
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
-    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Transaction], Awaitable[T]], lock_order: str = "") -> T:
         """TransactionRunner: `work` sees the participants and the saga store in one transaction."""
-        return await self.submit(work)
+        return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)), lock_order)
 
-    def submit(self, work: Callable[[Transaction], Awaitable[T]]) -> asyncio.Future[T]:
-        """TransactionRunner: `work` queued, and the future of its result."""
-        return self._enqueue(lambda conn: work(self._make_transaction(conn)))
-
-    async def run_on_connection(self, work: Callable[[Db], Awaitable[T]]) -> T:
+    async def run_on_connection(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
         """Run `work` on the transaction's connection. A caller that stops waiting before its batch
         is written withdraws the work (it never runs); one that stops while the batch is written
         leaves it to commit or not with the batch, as after a crash."""
-        # Awaited as it is: cancelling the caller cancels the future, which is how the lane knows.
-        return await self._enqueue(work)
-
-    def _enqueue(self, work: Callable[[Db], Awaitable[T]]) -> asyncio.Future[T]:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
-        job = _Job(work)
+        job = _Job(work, lock_order)
         self._queue.put_nowait(job)
-        return job.done
+        # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
+        result: T = await job.done
+        return result
 
     async def _lane(self) -> None:
         while True:
@@ -105,7 +100,7 @@ class GroupCommitRunner:
 
     async def _commit(self, batch: list[_Job]) -> None:
         # A job already answered was withdrawn by its caller (cancelled) or stopped with the runner.
-        jobs = [job for job in batch if not job.done.done()]
+        jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
             return
         self._in_flight.update(jobs)

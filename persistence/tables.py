@@ -69,6 +69,8 @@ journal = Table(
     Column("saga_id", ID, primary_key=True),
     Column("sequence", Integer, primary_key=True, autoincrement=False),
     Column("type", String(40), nullable=False),
+    # The event's format version (persistence/codec.py); entries from before versions were kept are 1.
+    Column("version", Integer, nullable=False, server_default="1"),
     Column("data", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
 )
@@ -141,6 +143,8 @@ reservations = Table(
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("released_at", UtcDateTime, nullable=True),
+    # When its picks left the warehouse with the shipment; a dispatched reservation is never released.
+    Column("dispatched_at", UtcDateTime, nullable=True),
 )
 
 shipments = Table(
@@ -150,6 +154,28 @@ shipments = Table(
     Column("order_id", ID, nullable=False, unique=True),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # domain/shipment.py's ShipmentStatus: PENDING, DISPATCHED or CANCELLED.
+    Column("status", String(20), nullable=False, server_default="PENDING"),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+)
+
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    # Every change of a section's stock, written in the transaction that makes it: summed per section,
+    # the changes are the section's on_hand and reserved.
+    Column("id", ID, primary_key=True),
+    Column("warehouse_code", CODE, nullable=False),
+    Column("section_code", CODE, nullable=False),
+    Column("sku", CODE, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("on_hand_change", Integer, nullable=False),
+    Column("reserved_change", Integer, nullable=False),
+    # The order (reservation, release, dispatch), the adjustment's reason, or none (a receipt).
+    Column("reference", NAME, nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    # A SKU's movements, newest first, are a keyset scan.
+    Index("ix_stock_movements_sku", "sku", "occurred_at", "id"),
 )
 
 saga_view = Table(
@@ -170,6 +196,8 @@ saga_view = Table(
     Column("failed_step", String(30), nullable=True),
     # From start to a terminal status; null until then.
     Column("duration_ms", BigInteger, nullable=True),
+    # domain/saga.py's FailureKind of failure_reason: what failure analysis groups by.
+    Column("failure_kind", String(30), nullable=True),
     Index("ix_saga_view_status", "status"),
     # Newest-first pages and time windows are keyset scans over (started_at, id).
     Index("ix_saga_view_started_at", "started_at", "id"),
@@ -206,6 +234,8 @@ saga_timeline = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     # Who stepped in (the caller's token subject), on the events of an intervention.
     Column("actor", NAME, nullable=True),
+    # Activity per minute reads a window of transitions by time.
+    Index("ix_saga_timeline_occurred_at", "occurred_at"),
 )
 
 order_view = Table(
@@ -220,6 +250,8 @@ order_view = Table(
     Column("shipment_id", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When its shipment was dispatched (the order SHIPPED); null until then.
+    Column("shipped_at", UtcDateTime, nullable=True),
     Index("ix_order_view_customer_id", "customer_id"),
     Index("ix_order_view_created_at", "created_at", "id"),
 )
@@ -233,4 +265,18 @@ shipment_view = Table(
     Column("saga_id", ID, nullable=False),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False, server_default="PENDING"),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+)
+
+saga_leases = Table(
+    "saga_leases",
+    metadata,
+    # On PostgreSQL with several processes: the process that drives a running saga, and until when.
+    # The owner renews it; once it has expired another process may claim it (persistence/leases.py).
+    Column("saga_id", ID, primary_key=True),
+    Column("owner", NAME, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_saga_leases_expires_at", "expires_at"),
+    Index("ix_saga_leases_owner", "owner"),
 )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from persistence.db import Db
 from persistence.journal import SqlSagaStore
+from persistence.leases import Fleet
 from persistence.metrics import StoreMetrics
 from persistence.participants import SqlInventory, SqlOrders, SqlShipments
 
 
 class SqlTransaction:
-    def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
+    def __init__(self, conn: Db, metrics: StoreMetrics, fleet: Fleet | None = None) -> None:
         self.orders = SqlOrders(conn)
         self.inventory = SqlInventory(conn, metrics)
         self.shipments = SqlShipments(conn)
-        self.sagas = SqlSagaStore(conn)
+        self.sagas = SqlSagaStore(conn, fleet)

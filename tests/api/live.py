@@ -33,8 +33,10 @@ class Live:
 
 @contextlib.asynccontextmanager
 async def serve_live(settings: Settings) -> AsyncIterator[Live]:
+    """Served with the test's gate, or, with fault injection on, with the faults GraphQL stages (and
+    a gate that holds nothing)."""
     gate = Hold()
-    svc = Service(settings, gate=gate)
+    svc = Service(settings, gate=None if settings.fault_injection else gate)
     async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         gql = GraphQLClient(http)
         await stock(gql)

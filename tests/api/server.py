@@ -25,8 +25,9 @@ async def serve(svc: Service) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port, in this event loop; its base URL."""
-    server = uvicorn.Server(server_config(app, settings or Settings(), "127.0.0.1", 0))
+    """Serve an ASGI app on a free loopback port, in this event loop, with `settings`' limits (the
+    defaults without); its base URL."""
+    server = uvicorn.Server(server_config(app, settings or Settings(database_url=""), "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
@@ -81,7 +82,7 @@ query ($id: ID!) {
       shipment { id picks { warehouseCode sectionCode sku quantity } }
     }
     steps { name status attempts startedAt finishedAt }
-    events { sequence type occurredAt step }
+    events { sequence type occurredAt step reason }
   }
 }
 """

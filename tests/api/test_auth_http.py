@@ -44,8 +44,13 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "inventoryContention": ({OPS, ADM}, "{ inventoryContention { stockReservations } }"),
     "sagaMetrics": ({OPS, ADM}, "{ sagaMetrics { started } }"),
     "sagaFailures": ({OPS, ADM}, "{ sagaFailures { count } }"),
+    "sagaActivity": (
+        {OPS, ADM},
+        '{ sagaActivity(since: "2026-01-01T00:00:00Z", until: "2026-01-01T01:00:00Z") { completed } }',
+    ),
     "sagasNeedingAttention": ({OPS, ADM}, "{ sagasNeedingAttention { id } }"),
     "participantFaults": ({ADM}, "{ participantFaults { participant } }"),
+    "stockMovements": ({OPS, ADM}, '{ stockMovements(sku: "TEA") { edges { node { onHandChange } } } }'),
     "placeOrder": (
         {CUS, OPS, ADM},
         'mutation { placeOrder(input: {lines: [{sku: "TEA", quantity: 1}]}) { userErrors { code } } }',
@@ -73,6 +78,15 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "abortSaga": (
         {OPS, ADM},
         'mutation { abortSaga(input: {sagaId: "none", reason: "test"}) { userErrors { code } } }',
+    ),
+    "dispatchShipment": (
+        {OPS, ADM},
+        'mutation { dispatchShipment(input: {shipmentId: "none"}) { userErrors { code } } }',
+    ),
+    "adjustStock": (
+        {OPS, ADM},
+        'mutation { adjustStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A", '
+        'quantityDelta: 1, reason: "count"}) { userErrors { code } } }',
     ),
     "setParticipantFault": (
         {ADM},

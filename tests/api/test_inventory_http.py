@@ -16,7 +16,7 @@ from api.settings import Settings
 from domain.saga import SagaPolicy
 from persistence.participants import CAS_ATTEMPTS
 from tests.api.server import PLACE, GraphQLClient, graphql_client
-from tests.integration.interleave import after_stock_reads, move_stock
+from tests.integration.interleave import contend_for_stock
 
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=10),
@@ -133,7 +133,7 @@ async def test_inventory_contention_counts_conflicts_and_exhausted_reservations(
     }
     # Every attempt of the first reservation finds its rows moved: it is exhausted, and the saga's
     # retry then reserves.
-    after_stock_reads(monkeypatch, move_stock(["TEA"]), times=CAS_ATTEMPTS)
+    contend_for_stock(monkeypatch, ["TEA"], times=CAS_ATTEMPTS)
 
     saga = await order_tea(gql, 1)
 

@@ -12,12 +12,15 @@ from tests.api.server import serve
 from tests.integration.staging import make_stage
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+def samples(text: str, instance: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by name and labels, once checked that each names the process it came from."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("instance") == instance, sample
+            found[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return found
 
 
 async def test_metrics_count_what_the_sagas_did(database_url: str) -> None:
@@ -29,7 +32,7 @@ async def test_metrics_count_what_the_sagas_did(database_url: str) -> None:
         assert (await http.get("/readyz")).json() == {"status": "ready"}
 
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    metrics = samples(response.text)
+    metrics = samples(response.text, stage.svc.settings.instance)
     counts = {
         name: metrics[(f"ordersaga_{name}_total", ())]
         for name in [

@@ -127,7 +127,7 @@ async def test_a_shipment_that_keeps_failing_parks_and_an_abort_compensates_it(g
     assert (await gql(STOCK))["stockLevels"] == [{"onHand": 5, "reserved": 0}]
 
 
-async def test_the_customer_cancels_before_the_shipment_but_not_after(gql: GraphQLClient) -> None:
+async def test_the_customer_cancels_before_the_dispatch_but_not_after(gql: GraphQLClient) -> None:
     await stage(gql, "SHIPMENT", delayMs=60_000)
     first = await place(gql, 2)
     await gql.wait_for_saga(first["saga"]["id"], "SHIPMENT_CREATING")
@@ -135,17 +135,23 @@ async def test_the_customer_cancels_before_the_shipment_but_not_after(gql: Graph
 
     cancelled = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert cancelled["userErrors"] == [] and cancelled["saga"]["status"] in ("COMPENSATING", "FAILED")
+    # The answer is consistent: a saga turning back for a cancellation, its order cancelled.
+    assert cancelled["order"]["status"] == "CANCELLED"
     saga = await gql.wait_for_saga(first["saga"]["id"], "FAILED")
     assert (saga["failureReason"], saga["order"]["status"]) == (CUSTOMER_CANCELLED, "CANCELLED")
+    assert [e["reason"] for e in saga["events"] if e["type"] == "CustomerCancelled"] == [CUSTOMER_CANCELLED]
     assert saga["order"]["shipment"] is None
     again = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert codes(again) == [("ORDER_ALREADY_CANCELLED", "orderId")]
 
     second = await place(gql, 3)
-    await gql.wait_for_saga(second["saga"]["id"], "COMPLETED")
+    saga = await gql.wait_for_saga(second["saga"]["id"], "COMPLETED")
+    dispatch = "mutation ($id: ID!) { dispatchShipment(input: {shipmentId: $id}) { userErrors { code } } }"
+    dispatched = await gql(dispatch, id=saga["order"]["shipment"]["id"])
+    assert dispatched["dispatchShipment"]["userErrors"] == []
     shipped = (await gql(CANCEL, id=second["order"]["id"]))["cancelOrder"]
     assert (shipped["order"], codes(shipped)) == (None, [("ORDER_ALREADY_SHIPPED", "orderId")])
-    assert (await gql(STOCK))["stockLevels"] == [{"onHand": 5, "reserved": 3}]
+    assert (await gql(STOCK))["stockLevels"] == [{"onHand": 2, "reserved": 0}]
     unknown = (await gql(CANCEL, id="no-such-order"))["cancelOrder"]
     assert codes(unknown) == [("UNKNOWN_ORDER", "orderId")]
 

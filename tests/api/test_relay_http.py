@@ -115,6 +115,9 @@ async def test_connections_filter_by_status_customer_and_time(served: tuple[Stag
         order_of[late],
         order_of[failed],
     ]
+    # The filters' time is the order's placedAt (createdAt, deprecated, is the same).
+    placed = await gql("query ($id: ID!) { order(id: $id) { placedAt createdAt } }", id=order_of[failed])
+    assert placed["order"] == {"placedAt": minute.isoformat(), "createdAt": minute.isoformat()}
     two = (await gql(ORDER_PAGE, first=2))["orders"]
     rest = (await gql(ORDER_PAGE, first=2, after=two["pageInfo"]["endCursor"]))["orders"]
     assert ids(two) + ids(rest) == [order_of[late], order_of[failed], order_of[early]]

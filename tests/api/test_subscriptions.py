@@ -191,3 +191,43 @@ async def test_a_subscription_over_http_is_told_where_subscriptions_are_served(
     assert [e["message"] for e in answer.json()["errors"]] == [
         "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
     ]
+
+
+async def test_the_feed_follows_a_completed_saga_to_its_dispatch_and_a_cancel_after_completion(
+    live: Live,
+) -> None:
+    dispatched, cancelled = await live.place(1), await live.place(1)
+    for saga_id in (dispatched, cancelled):
+        await live.gql.wait_for_saga(saga_id, "COMPLETED")
+    async with subscriptions(live.url) as client:
+        await client.subscribe("all", FEED)
+        await live.until_subscribed(1)
+        shipment = (await live.gql.wait_for_saga(dispatched, "COMPLETED"))["order"]["shipment"]["id"]
+        dispatch = (
+            "mutation ($id: ID!) { dispatchShipment(input: {shipmentId: $id}) { userErrors { code } } }"
+        )
+        assert (await live.gql(dispatch, id=shipment))["dispatchShipment"]["userErrors"] == []
+        update = (await client.next("all"))["data"]["sagaFeed"]  # type: ignore[index]
+        assert (update["saga"]["id"], update["type"], update["status"]) == (
+            dispatched,
+            "ShipmentDispatched",
+            "COMPLETED",
+        )
+
+        order = (await live.gql.wait_for_saga(cancelled, "COMPLETED"))["order"]["id"]
+        cancel = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { userErrors { code } } }"
+        assert (await live.gql(cancel, id=order))["cancelOrder"]["userErrors"] == []
+        after: list[tuple[str, str, str | None]] = []
+        while not after or after[-1][1] != "FAILED":
+            update = (await client.next("all"))["data"]["sagaFeed"]  # type: ignore[index]
+            after.append((update["type"], update["status"], update["step"]))
+
+    assert after == [
+        ("CustomerCancelled", "COMPENSATING", None),
+        ("StepStarted", "COMPENSATING", "CANCEL_SHIPMENT"),
+        ("StepSucceeded", "COMPENSATING", "CANCEL_SHIPMENT"),
+        ("StepStarted", "COMPENSATING", "RELEASE_STOCK"),
+        ("StepSucceeded", "COMPENSATING", "RELEASE_STOCK"),
+        ("StepStarted", "COMPENSATING", "CANCEL_ORDER"),
+        ("StepSucceeded", "FAILED", "CANCEL_ORDER"),
+    ]

@@ -59,7 +59,7 @@ async def audit(database_url: str, acknowledged: dict[str, str], on_hand: int) -
     states = {}
     for saga_id, saga_entries in journals.items():
         assert [e.sequence for e in saga_entries] == list(range(1, len(saga_entries) + 1)), saga_id
-        state = fold(saga_id, [codec.decode(e.type, e.data) for e in saga_entries])
+        state = fold(saga_id, [codec.decode(e.type, e.version, e.data) for e in saga_entries])
         assert state.is_terminal, f"saga {saga_id} is {state.status.value}"
         assert (views[saga_id].status, views[saga_id].version) == (state.status.value, state.version)
         assert state.order_id == acknowledged.get(saga_id, state.order_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -25,9 +27,9 @@ class ServerProcess:
         self.output: list[str] = []
 
     async def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush, no goodbye."""
+        """SIGKILL to the process and any workers of its own: no shutdown, no flush, no goodbye."""
         if self.process.returncode is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
 
     async def collect_output(self) -> None:
@@ -49,9 +51,13 @@ async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[Ser
         "--port",
         str(port),
         "--enable-fault-injection",
+        # On PostgreSQL a restarted process takes over the killed one's sagas once their leases
+        # expire: 2 s keeps the tests short. A test's own option comes later, and wins.
+        "--lease-ttl=2",
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # a process group of its own, so that a kill reaches its workers
     )
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         server = ServerProcess(process, GraphQLClient(http))

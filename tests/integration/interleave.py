@@ -1,13 +1,14 @@
 """Races made deterministic: run a competitor's work between a reservation's read of the stock and its
-compare-and-swap, exactly where a concurrent commit would land."""
+conditional write, exactly where a concurrent commit would land."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from domain.model import Pick
 from persistence.db import Db
 from persistence.participants import SqlInventory
 from persistence.tables import stock
@@ -32,10 +33,31 @@ def after_stock_reads(monkeypatch: pytest.MonkeyPatch, interloper: Interloper, t
     monkeypatch.setattr(SqlInventory, "_read", read_then_interlope)
 
 
-def move_stock(skus: Sequence[str]) -> Interloper:
-    """A competitor's commit as the reservation sees it: every stock row of `skus` at a new version."""
+def contend_for_stock(monkeypatch: pytest.MonkeyPatch, skus: Sequence[str], times: int) -> None:
+    """For the next `times` writes of a reservation, a competitor holds every unit of `skus` still
+    available while the write runs, and gives them back after it: as if its commit landed between
+    the reservation's read and its write, and its compensation right after. The write misses; the
+    stock is as it was."""
+    swap = SqlInventory._swap
+    left = times
 
-    async def move(conn: Db) -> None:
-        await conn.execute(update(stock).where(stock.c.sku.in_(skus)).values(version=stock.c.version + 1))
+    async def contended_swap(self: SqlInventory, picks: tuple[Pick, ...]) -> bool:
+        nonlocal left
+        if left == 0:
+            return await swap(self, picks)
+        left -= 1
+        key = (stock.c.warehouse_code, stock.c.section_code, stock.c.sku)
+        held = select(*key, (stock.c.on_hand - stock.c.reserved).label("free")).where(stock.c.sku.in_(skus))
+        rows = (await self._conn.execute(held)).all()
+        await self._conn.execute(update(stock).where(stock.c.sku.in_(skus)).values(reserved=stock.c.on_hand))
+        try:
+            return await swap(self, picks)
+        finally:
+            for row in rows:
+                await self._conn.execute(
+                    update(stock)
+                    .where(*(column == value for column, value in zip(key, row[:3], strict=True)))
+                    .values(reserved=stock.c.reserved - row.free)
+                )
 
-    return move
+    monkeypatch.setattr(SqlInventory, "_swap", contended_swap)

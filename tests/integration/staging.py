@@ -63,7 +63,7 @@ class Stage:
         async def load(conn) -> None:  # type: ignore[no-untyped-def]
             await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
             await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
-            await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
+            await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity, self.clock.now())
 
         await self.svc.write(load)
 

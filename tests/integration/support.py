@@ -32,7 +32,7 @@ async def stock_catalog(svc: Service, quantity: int = 10) -> None:
         await catalog.register_warehouse(conn, "W1", "One", [("A", StorageCondition.AMBIENT)])
         await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
         await catalog.register_product(conn, "SKU-1", "Thing", StorageCondition.AMBIENT)
-        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity)
+        await catalog.receive_stock(conn, "SKU-1", "W1", "A", quantity, svc.clock.now())
 
     await svc.write(load)
 

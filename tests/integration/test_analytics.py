@@ -8,8 +8,15 @@ from datetime import timedelta
 
 import pytest
 
-from domain.saga import Participant, Step
-from persistence.analytics import Durations, FailureGroup, SagaFigures, StepFigures
+from domain.saga import FailureKind, Participant, Step
+from persistence.analytics import (
+    MAX_ACTIVITY_MINUTES,
+    ActivityBucket,
+    Durations,
+    FailureGroup,
+    SagaFigures,
+    StepFigures,
+)
 from tests.integration.staging import Stage, start_stage
 from tests.service.fakes import START
 
@@ -47,14 +54,15 @@ async def test_metrics_over_every_saga(stage: Stage) -> None:
         compensations=3,
         timeouts=1,
         # Finished sagas took 0, 1000, 0, 3000 and 10000 ms; the parked one has not finished.
-        durations=Durations(2800.0, 10000),
+        durations=Durations(2800.0, 10000, 1000),
         steps=[
-            StepFigures(Step.CREATE_ORDER, 6, 6, 0, 0, Durations(0.0, 0)),
-            StepFigures(Step.RESERVE_STOCK, 7, 4, 2, 1, Durations(11000 / 6, 10000)),
-            StepFigures(Step.CONFIRM_ORDER, 6, 3, 3, 0, Durations(750.0, 3000)),
-            StepFigures(Step.CREATE_SHIPMENT, 5, 2, 3, 0, Durations(1000.0, 3000)),
-            StepFigures(Step.RELEASE_STOCK, 1, 1, 0, 0, Durations(0.0, 0)),
-            StepFigures(Step.CANCEL_ORDER, 3, 3, 0, 0, Durations(0.0, 0)),
+            StepFigures(Step.CREATE_ORDER, 6, 6, 0, 0, Durations(0.0, 0, 0)),
+            StepFigures(Step.RESERVE_STOCK, 7, 4, 2, 1, Durations(11000 / 6, 10000, 0)),
+            StepFigures(Step.CONFIRM_ORDER, 6, 3, 3, 0, Durations(750.0, 3000, 0)),
+            StepFigures(Step.CREATE_SHIPMENT, 5, 2, 3, 0, Durations(1000.0, 3000, 0)),
+            StepFigures(Step.RELEASE_STOCK, 1, 1, 0, 0, Durations(0.0, 0, 0)),
+            StepFigures(Step.CANCEL_ORDER, 3, 3, 0, 0, Durations(0.0, 0, 0)),
+            StepFigures(Step.CANCEL_SHIPMENT, 0, 0, 0, 0, Durations()),
         ],
     )
 
@@ -62,40 +70,73 @@ async def test_metrics_over_every_saga(stage: Stage) -> None:
 async def test_metrics_over_a_window_of_start_times(stage: Stage) -> None:
     window = await stage.svc.analytics.figures(START + at(121), START + at(244))  # shortage, confirm
     assert (window.started, window.completed, window.failed, window.compensations) == (2, 0, 2, 2)
-    assert window.durations == Durations(1500.0, 3000)
+    assert window.durations == Durations(1500.0, 3000, 0)
     confirm = next(s for s in window.steps if s.step is Step.CONFIRM_ORDER)
-    assert confirm == StepFigures(Step.CONFIRM_ORDER, 3, 0, 3, 0, Durations(3000.0, 3000))
+    assert confirm == StepFigures(Step.CONFIRM_ORDER, 3, 0, 3, 0, Durations(3000.0, 3000, 3000))
 
     empty = await stage.svc.analytics.figures(START + at(3600), None)
     assert (empty.started, empty.durations) == (0, Durations())
     assert all(s == StepFigures(s.step, 0, 0, 0, 0, Durations()) for s in empty.steps)
 
 
-async def test_failures_are_grouped_by_step_and_reason(stage: Stage) -> None:
+async def test_activity_counts_each_minute_in_the_database(stage: Stage) -> None:
+    minute = [START + timedelta(minutes=m) for m in range(6)]
+    assert await stage.svc.analytics.activity(START, START + at(360)) == [
+        ActivityBucket(minute[0], completed=1),
+        ActivityBucket(minute[1], completed=1),  # the retried saga, at +61 s
+        ActivityBucket(minute[2], failed=1, compensated=1),  # the shortage
+        ActivityBucket(minute[3], failed=1, compensated=1),  # confirmation refused
+        ActivityBucket(minute[4], failed=1, compensated=1),  # the reservation timed out, at +254 s
+        ActivityBucket(minute[5]),  # the parked saga neither finished nor compensated
+    ]
+    # Buckets are whole minutes; what they count is only what happened inside the window.
+    assert await stage.svc.analytics.activity(START + at(30), START + at(245)) == [
+        ActivityBucket(minute[0]),
+        ActivityBucket(minute[1], completed=1),
+        ActivityBucket(minute[2], failed=1, compensated=1),
+        ActivityBucket(minute[3], failed=1, compensated=1),
+        ActivityBucket(minute[4]),
+    ]
+
+
+@pytest.mark.parametrize("minutes", [0, -1, MAX_ACTIVITY_MINUTES + 1])
+async def test_activity_refuses_an_empty_or_overlong_window(stage: Stage, minutes: int) -> None:
+    with pytest.raises(ValueError, match="window"):
+        await stage.svc.analytics.activity(START, START + timedelta(minutes=minutes))
+
+
+async def test_failures_are_grouped_by_step_and_kind_with_an_example_reason(stage: Stage) -> None:
     await stage.clock.advance(60)
     stage.gate.holds[Participant.INVENTORY] = 1
     again = await stage.order(1)  # a second reservation timeout
     again_at = (await stage.svc.read.saga(again)).updated_at  # type: ignore[union-attr]
+    await stage.clock.advance(60)
+    larger = await stage.order(60)  # a second shortage of the same SKU, other quantities in its reason
+    larger_at = (await stage.svc.read.saga(larger)).updated_at  # type: ignore[union-attr]
     timed_out = "RESERVE_STOCK timed out after 10s"
+    larger_shortage = "insufficient stock: SKU-1 short by 54 (requested 60, available 6)"
 
     assert await stage.svc.analytics.failures(None, None) == [
-        FailureGroup(Step.RESERVE_STOCK, timed_out, 2, again_at),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.INSUFFICIENT_STOCK, larger_shortage, 2, larger_at),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.TIMED_OUT, timed_out, 2, again_at),
         FailureGroup(
             Step.CREATE_SHIPMENT,
+            FailureKind.UNAVAILABLE,
             "CREATE_SHIPMENT failed after 3 attempts: SHIPMENT is down",
             1,
             START + at(317),
         ),
         FailureGroup(
             Step.CONFIRM_ORDER,
+            FailureKind.UNAVAILABLE,
             "CONFIRM_ORDER failed after 3 attempts: ORDERS is down",
             1,
             START + at(184),
         ),
-        FailureGroup(Step.RESERVE_STOCK, SHORTAGE, 1, START + at(121)),
     ]
+    assert larger_shortage > SHORTAGE  # the example is one of the group's reasons
     assert await stage.svc.analytics.failures(START + at(200), START + at(300)) == [
-        FailureGroup(Step.RESERVE_STOCK, timed_out, 1, START + at(254)),
+        FailureGroup(Step.RESERVE_STOCK, FailureKind.TIMED_OUT, timed_out, 1, START + at(254)),
     ]
 
 

@@ -4,7 +4,7 @@ was not reading while sagas moved on gets every transition it missed, once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -96,12 +96,12 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
     assert svc.hub.subscribers == 0
 
 
-async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
-    held: tuple[Service, Hold],
-) -> None:
-    # A read can see commits whose notices are still on their way; this hub is fed by hand to hold
-    # the notices back on purpose.
-    svc, gate = held
+HandFedFeed = tuple[str, str, TransitionHub, AsyncGenerator[SagaUpdate, None], asyncio.Future[SagaUpdate]]
+
+
+async def hand_fed_feed(svc: Service, gate: Hold) -> HandFedFeed:
+    """Two completed sagas, and a feed subscribed to a hub of its own, which the test feeds notices
+    by hand; the feed's first update is awaited in the future."""
     gate.release(Participant.INVENTORY)
     saga_id, other = await place(svc, 1), await place(svc, 1)
     for done in (saga_id, other):
@@ -110,11 +110,38 @@ async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
     feed = updates_of_all_sagas(svc.read, hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: hub.subscribers == 1, "the feed to subscribe")
+    return saga_id, other, hub, feed, first
+
+
+async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
+    held: tuple[Service, Hold],
+) -> None:
+    # A read can see commits whose notices are still on their way; this hub is fed by hand to hold
+    # the notices back on purpose.
+    saga_id, other, hub, feed, first = await hand_fed_feed(*held)
 
     hub.publish(Committed(saga_id, 1, 2, SagaStatus.STOCK_RESERVING))
     seen = [await first] + [await anext(feed) for _ in range(6)]
     hub.publish(Committed(saga_id, 3, 7, SagaStatus.COMPLETED))
     hub.publish(Committed(other, 1, 2, SagaStatus.STOCK_RESERVING))
+    following = await anext(feed)
+    await feed.aclose()
+
+    assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
+    assert (following.saga_id, following.sequence) == (other, 1)
+
+
+async def test_a_late_notice_of_a_saga_whose_end_was_sent_sends_nothing_again(
+    held: tuple[Service, Hold],
+) -> None:
+    # After another process's listener reconnected, it may announce again, from its first
+    # sequence, a saga that has finished since: the feed has sent that end already.
+    saga_id, other, hub, feed, first = await hand_fed_feed(*held)
+
+    hub.publish(Committed(saga_id, 1, 7, SagaStatus.COMPLETED))
+    seen = [await first] + [await anext(feed) for _ in range(6)]
+    hub.publish(Committed(saga_id, 1, 7, SagaStatus.COMPLETED))  # the catch-up, late
+    hub.publish(Committed(other, 1, 7, SagaStatus.COMPLETED))
     following = await anext(feed)
     await feed.aclose()
 

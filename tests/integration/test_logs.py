@@ -39,6 +39,8 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
         stage.gate.refusals[Participant.SHIPMENT] = 1
         refused = await stage.order(1)
         orders = {s: (await stage.svc.read.saga(s)).order_id for s in (broken, refused)}  # type: ignore[union-attr]
+        shipment = (await stage.svc.read.order(orders[refused])).shipment_id  # type: ignore[union-attr]
+        await stage.svc.orchestrator.dispatch_shipment(refused, shipment)
     finally:
         await stage.svc.stop()
 
@@ -61,6 +63,7 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
             "CREATE_SHIPMENT attempt 1 failed (will retry): SHIPMENT is down",
         ),
         (refused, None, "INFO", "saga completed"),
+        (refused, None, "INFO", f"shipment {shipment} dispatched"),
     ]
     [crash] = [line for line in lines if line["levelname"] == "ERROR"]
     assert "RuntimeError: the INVENTORY link broke" in crash["exc_info"]
@@ -84,3 +87,20 @@ def test_text_lines_name_the_saga_and_step() -> None:
     first, second = stream.getvalue().splitlines()
     assert first.endswith("INFO ordersaga.test no saga in hand")
     assert second.endswith("INFO ordersaga.test confirming saga_id=saga-1 step=CONFIRM_ORDER")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_line_names_the_process_that_wrote_it(log_format: str) -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("ordersaga.instance-test")
+    logger.addHandler(handler := log_handler(log_format, stream, instance="host-a:41"))
+    try:
+        logger.warning("lease round failed")
+    finally:
+        logger.removeHandler(handler)
+
+    line = stream.getvalue().strip()
+    if log_format == "json":
+        assert json.loads(line)["instance"] == "host-a:41"
+    else:
+        assert line.endswith("lease round failed instance=host-a:41")

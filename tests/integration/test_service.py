@@ -4,6 +4,7 @@ journal, projection, group commit, recovery."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from domain.model import OrderLine, Pick
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from domain.saga import Participant, SagaChange, SagaStatus, fold, replay
+from persistence.db import Db
 from persistence.projection import order_row, saga_row, timeline_rows
 from tests.gates import Hold
 from tests.integration.commands import command_for
@@ -137,3 +139,19 @@ async def test_a_stopped_service_refuses_work_rather_than_leaving_it_waiting(dat
     await svc.stop()
     with pytest.raises(RuntimeError, match="not started"):
         await asyncio.wait_for(svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))), 5)
+
+
+async def test_work_sharing_a_commit_runs_in_lock_order(svc: Service) -> None:
+    ran: list[str] = []
+
+    def work(name: str) -> Callable[[Db], Awaitable[None]]:
+        async def record(_: Db) -> None:
+            ran.append(name)
+
+        return record
+
+    # Queued together, so that they share one commit: stock-taking work comes in SKU order, whatever
+    # order it was queued in, and two commits being written at once take their rows in one order.
+    await asyncio.gather(*(svc.runner.run_on_connection(work(k), lock_order=k) for k in ["C", "A", "B"]))
+
+    assert ran == ["A", "B", "C"]

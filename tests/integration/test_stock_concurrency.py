@@ -22,7 +22,7 @@ from persistence.db import Db
 from persistence.participants import CAS_ATTEMPTS, SqlInventory
 from persistence.tables import stock
 from tests.integration.commands import command_for
-from tests.integration.interleave import after_stock_reads, move_stock
+from tests.integration.interleave import after_stock_reads, contend_for_stock
 from tests.integration.support import TERMINAL, start_service, wait_for_status
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -45,7 +45,9 @@ async def svc(database_url: str) -> AsyncIterator[Service]:
 
 
 async def receive(svc: Service, sku: str, warehouse_code: str, quantity: int) -> None:
-    await svc.write(lambda conn: catalog.receive_stock(conn, sku, warehouse_code, "A", quantity))
+    await svc.write(
+        lambda conn: catalog.receive_stock(conn, sku, warehouse_code, "A", quantity, svc.clock.now())
+    )
 
 
 async def reserve(svc: Service, command: StepCommand) -> Outcome:
@@ -69,7 +71,7 @@ async def test_a_reservation_whose_rows_move_under_it_reads_again_and_succeeds(
     svc: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await receive(svc, "APPLE", "W1", 5)
-    after_stock_reads(monkeypatch, move_stock(["APPLE"]), times=2)
+    contend_for_stock(monkeypatch, ["APPLE"], times=2)
 
     outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 3)))
 
@@ -82,7 +84,7 @@ async def test_a_reservation_that_conflicts_on_every_attempt_is_transient_never_
     svc: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await receive(svc, "APPLE", "W1", 5)
-    after_stock_reads(monkeypatch, move_stock(["APPLE"]), times=CAS_ATTEMPTS)
+    contend_for_stock(monkeypatch, ["APPLE"], times=CAS_ATTEMPTS)
     command = command_for("s-1", OrderLine("APPLE", 3))
 
     outcome = await reserve(svc, command)

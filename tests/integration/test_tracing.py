@@ -26,14 +26,15 @@ SECOND = 1_000_000_000
 
 
 @pytest.fixture
-async def traced(tmp_path: Path) -> AsyncIterator[tuple[Stage, InMemorySpanExporter]]:
+async def traced(tmp_path: Path) -> AsyncIterator[tuple[Stage, InMemorySpanExporter, SagaTracer]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     stage = await start_stage(f"sqlite+aiosqlite:///{tmp_path / 'traces.db'}")
-    stage.svc.orchestrator.add_listener(SagaTracer(provider.get_tracer("test")))
+    tracer = SagaTracer(provider.get_tracer("test"))
+    stage.svc.orchestrator.add_listener(tracer)
     await stage.stock()
-    yield stage, exporter
+    yield stage, exporter, tracer
     await stage.svc.stop()
 
 
@@ -46,17 +47,28 @@ def spans_of(exporter: InMemorySpanExporter, saga_id: str) -> tuple[ReadableSpan
     return saga, steps
 
 
-async def test_a_saga_span_holds_a_span_per_step(traced: tuple[Stage, InMemorySpanExporter]) -> None:
-    stage, exporter = traced
+async def test_a_saga_span_holds_a_span_per_step(
+    traced: tuple[Stage, InMemorySpanExporter, SagaTracer],
+) -> None:
+    stage, exporter, tracer = traced
     completed = await stage.order(1)
     saga, steps = spans_of(exporter, completed)
     assert [s.name for s in steps] == ["CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT"]
     assert saga.attributes is not None and saga.attributes["saga.status"] == "COMPLETED"
     assert saga.status.status_code is StatusCode.UNSET
 
+    # Dispatching the shipment later opens no span that would never end.
+    order = await stage.svc.read.order((await stage.svc.read.saga(completed)).order_id)  # type: ignore[union-attr]
+    assert order is not None
+    await stage.svc.orchestrator.dispatch_shipment(completed, order.shipment_id)
+    assert tracer.open_spans == 0
+    assert len([s for s in exporter.get_finished_spans() if s.name == "order saga"]) == 1
 
-async def test_failures_show_on_the_step_and_the_saga(traced: tuple[Stage, InMemorySpanExporter]) -> None:
-    stage, exporter = traced
+
+async def test_failures_show_on_the_step_and_the_saga(
+    traced: tuple[Stage, InMemorySpanExporter, SagaTracer],
+) -> None:
+    stage, exporter, _ = traced
     stage.gate.refusals[Participant.ORDERS] = 3
     failed = await stage.order(1)
     saga, steps = spans_of(exporter, failed)

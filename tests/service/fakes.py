@@ -59,7 +59,9 @@ class World:
     orders: dict[str, str] = field(default_factory=dict)
     reservations: dict[str, tuple[Pick, ...]] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    dispatched: set[str] = field(default_factory=set)
     shipments: dict[str, str] = field(default_factory=dict)
+    shipment_statuses: dict[str, str] = field(default_factory=dict)
     journal: dict[str, list[SagaEvent]] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)
@@ -96,6 +98,10 @@ class FakeOrders:
         self.world.orders[command.order_id] = "CANCELLED"
         return Succeeded()
 
+    async def ship_order(self, command: StepCommand) -> None:
+        self.world.called("ship_order", command)
+        self.world.orders[command.order_id] = "SHIPPED"
+
 
 class FakeInventory:
     def __init__(self, world: World) -> None:
@@ -123,6 +129,10 @@ class FakeInventory:
                 self.world.stock[pick.sku] += pick.quantity
         return Succeeded()
 
+    async def dispatch_stock(self, command: StepCommand) -> None:
+        self.world.called("dispatch_stock", command)
+        self.world.dispatched.add(command.reservation_id)
+
 
 class FakeShipments:
     def __init__(self, world: World) -> None:
@@ -131,7 +141,19 @@ class FakeShipments:
     async def create_shipment(self, command: StepCommand) -> Outcome:
         self.world.called("create_shipment", command)
         shipment = self.world.shipments.setdefault(command.order_id, f"shipment-{command.order_id}")
+        self.world.shipment_statuses.setdefault(command.order_id, "PENDING")
         return Succeeded(shipment_id=shipment)
+
+    async def cancel_shipment(self, command: StepCommand) -> Outcome:
+        self.world.called("cancel_shipment", command)
+        if self.world.shipment_statuses.get(command.order_id) == "DISPATCHED":
+            return Rejected("dispatched")
+        self.world.shipment_statuses[command.order_id] = "CANCELLED"
+        return Succeeded()
+
+    async def dispatch_shipment(self, command: StepCommand) -> None:
+        self.world.called("dispatch_shipment", command)
+        self.world.shipment_statuses[command.order_id] = "DISPATCHED"
 
 
 class FakeSagaStore:
@@ -168,10 +190,7 @@ class FakeRunner:
         self.world = world
         self.transactions = 0
 
-    def submit(self, work: Callable[[Any], Awaitable[T]]) -> asyncio.Future[T]:
-        return asyncio.ensure_future(self.run(work))
-
-    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Any], Awaitable[T]], lock_order: str = "") -> T:
         self.transactions += 1
         snapshot = copy.deepcopy(self.world.__dict__)
         try:

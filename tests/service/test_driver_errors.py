@@ -51,7 +51,7 @@ async def test_an_intervention_that_fails_on_an_id_with_no_driver_starts_none() 
     orchestrator = Orchestrator(DatabaseAway(), FakeClock(), POLICY)
     for intervene in (orchestrator.retry, orchestrator.cancel_order):
         with pytest.raises(ConnectionRefusedError):
-            await intervene("no-such-saga")
+            await intervene("no-such-saga", "operator-1")
     with pytest.raises(ConnectionRefusedError):
-        await orchestrator.abort("no-such-saga", "why")
+        await orchestrator.abort("no-such-saga", "why", "operator-1")
     assert orchestrator.running == 0

@@ -102,15 +102,43 @@ async def test_the_customer_cancels_while_the_shipment_is_slow(harness: Harness)
     assert isinstance(again, Refused) and again.code is ProblemCode.ORDER_ALREADY_CANCELLED
 
 
-async def test_a_shipped_order_cannot_be_cancelled_and_nothing_changes(harness: Harness) -> None:
+async def test_a_dispatched_order_cannot_be_cancelled_and_nothing_changes(harness: Harness) -> None:
     saga_id = await harness.place()
+    shipment_id = harness.saga(saga_id).shipment_id
+    assert shipment_id is not None
+    dispatched = await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
+    assert isinstance(dispatched, SagaState) and dispatched.is_dispatched
+    assert harness.world.command_names()[-3:] == ["dispatch_stock", "dispatch_shipment", "ship_order"]
     before = list(harness.world.journal[saga_id])
 
     refused = await harness.orchestrator.cancel_order(saga_id, "customer-1")
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_SHIPPED
+    again = await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
+    assert isinstance(again, Refused) and again.code is ProblemCode.SHIPMENT_ALREADY_DISPATCHED
     assert harness.world.journal[saga_id] == before
     await settle()
     assert harness.orchestrator.running == 0
+
+
+async def test_a_completed_order_cancelled_before_dispatch_compensates_from_its_shipment(
+    harness: Harness,
+) -> None:
+    saga_id = await harness.place()
+    cancelled = await harness.orchestrator.cancel_order(saga_id, "customer-1")
+    assert isinstance(cancelled, SagaState) and cancelled.status is SagaStatus.COMPENSATING
+    await settle()
+
+    saga = harness.saga(saga_id)
+    assert (saga.status, saga.failure_reason) == (SagaStatus.FAILED, CUSTOMER_CANCELLED)
+    assert [r.step for r in saga.history[-3:]] == [
+        Step.CANCEL_SHIPMENT,
+        Step.RELEASE_STOCK,
+        Step.CANCEL_ORDER,
+    ]
+    assert harness.world.stock["SKU-1"] == 10
+    assert harness.world.shipment_statuses == {saga.order_id: "CANCELLED"}
+    refused = await harness.orchestrator.dispatch_shipment(saga_id, str(saga.shipment_id))
+    assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_CANCELLED
 
 
 async def test_a_refused_intervention_leaves_the_saga_running(harness: Harness) -> None:

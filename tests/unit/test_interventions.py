@@ -196,15 +196,15 @@ def test_interventions_are_recorded_as_events() -> None:
         SagaAborted("why", LATER, "operator-1"),
     )
     assert interventions.cancel_order(saga(*RESERVING), LATER, "customer-1") == (
-        CustomerCancelled(LATER, "customer-1"),
+        CustomerCancelled(LATER, CUSTOMER_CANCELLED, "customer-1"),
     )
 
 
 # ----------------------------------------------------------------------------------------------- cancel
 
 
-@pytest.mark.parametrize("events", [(), RESERVING, CONFIRMING, SHIPPING, SHIPMENT_PARKED])
-def test_the_customer_may_cancel_until_the_shipment_exists(events: tuple[SagaEvent, ...]) -> None:
+@pytest.mark.parametrize("events", [(), RESERVING, CONFIRMING, SHIPPING, SHIPMENT_PARKED, COMPLETED])
+def test_the_customer_may_cancel_until_the_shipment_is_dispatched(events: tuple[SagaEvent, ...]) -> None:
     before = saga(*events)
     state = then(before, interventions.cancel_order(before, LATER, "customer-1"))
 
@@ -212,12 +212,12 @@ def test_the_customer_may_cancel_until_the_shipment_exists(events: tuple[SagaEve
     assert state.failure_reason == CUSTOMER_CANCELLED
     assert state.compensations[-1] is Step.CANCEL_ORDER
     assert (Step.RELEASE_STOCK in state.compensations) is (Step.RESERVE_STOCK in before.done)
+    assert (state.compensations[:1] == (Step.CANCEL_SHIPMENT,)) is (Step.CREATE_SHIPMENT in before.done)
 
 
 @pytest.mark.parametrize(
     ("events", "code"),
     [
-        (COMPLETED, ProblemCode.ORDER_ALREADY_SHIPPED),
         (FAILED, ProblemCode.ORDER_ALREADY_CANCELLED),
         (COMPENSATING, ProblemCode.ORDER_ALREADY_CANCELLED),
         (COMPENSATION_PARKED, ProblemCode.ORDER_ALREADY_CANCELLED),

@@ -1,0 +1,69 @@
+"""Commit notices across processes on PostgreSQL, with two services over one database in one event
+loop: a feed on one follows sagas the other drives, also across a lost LISTEN connection, whose
+missed notifications are made up from the timeline once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from api.service import Service
+from api.settings import Settings
+from api.subscriptions import SagaUpdate, updates_of_all_sagas
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder
+from domain.saga import SagaStatus
+from persistence.database import make_engine
+from tests.integration.support import FAST, stock_catalog, wait_for_status
+from tests.polling import eventually
+
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+COMPLETED_SAGA = 7  # transitions of a saga that completes
+
+
+async def drop_listening_connection(database_url: str, instance: str) -> None:
+    engine = make_engine(database_url, writer=False)
+    try:
+        async with engine.connect() as conn:
+            dropped = await conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": f"ordersaga listen {instance}"},
+            )
+            assert dropped.all() == [(True,)]
+    finally:
+        await engine.dispose()
+
+
+async def take(feed: object, count: int) -> list[SagaUpdate]:
+    async with asyncio.timeout(15):
+        return [await anext(feed) for _ in range(count)]  # type: ignore[call-overload]
+
+
+@postgresql_only
+async def test_a_feed_follows_another_process_across_a_lost_listening_connection(database_url: str) -> None:
+    driver = Service(Settings(database_url=database_url, policy=FAST, instance="driver"))
+    follower = Service(Settings(database_url=database_url, policy=FAST, instance="follower"))
+    await driver.start()
+    await follower.start()
+    try:
+        await stock_catalog(driver)
+        feed = updates_of_all_sagas(follower.read, follower.hub, None)
+        first = asyncio.ensure_future(anext(feed))
+        await eventually(lambda: follower.hub.subscribers == 1, "the feed to subscribe")
+
+        heard = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id
+        seen = [await first, *await take(feed, COMPLETED_SAGA - 1)]
+        assert [(u.saga_id, u.sequence) for u in seen] == [(heard, n) for n in range(1, 8)]
+
+        # Committed while the follower is not listening: its notifications are gone for it.
+        await drop_listening_connection(database_url, "follower")
+        missed = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id
+        await wait_for_status(driver, missed, SagaStatus.COMPLETED)
+        caught_up = await take(feed, COMPLETED_SAGA)
+        await feed.aclose()
+        assert [(u.saga_id, u.sequence) for u in caught_up] == [(missed, n) for n in range(1, 8)]
+    finally:
+        await follower.stop()
+        await driver.stop()
