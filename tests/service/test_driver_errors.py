@@ -27,9 +27,6 @@ class DatabaseAway:
         self.transactions += 1
         raise ConnectionRefusedError("the database is away")
 
-    def submit(self, work: Callable[[Any], Awaitable[T]]) -> asyncio.Future[T]:
-        return asyncio.ensure_future(self.run(work))
-
 
 async def test_a_driver_that_keeps_failing_backs_off_and_logs_one_traceback_then_a_line_per_backoff(
     caplog: pytest.LogCaptureFixture,
