@@ -42,8 +42,8 @@ from benchmarks.fullstack import (
     _check_books,
     _free_port,
     post_graphql,
-    stock_catalog,
     server_cpu_s,
+    stock_catalog,
 )
 from persistence.database import make_engine
 
