@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.auth import AuthConfig, Role, mint_token, read_secret
-from api.logs import LOG_FORMATS, configure_logging
+from api.access.auth import AuthConfig, Role, mint_token, read_secret
+from api.observability.logs import LOG_FORMATS, configure_logging
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url, is_sqlite
@@ -281,9 +281,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from api.app import create_app
-    from api.http_server import AnnouncingServer, server_config
     from api.service import Service
+    from api.web.app import create_app
+    from api.web.http_server import AnnouncingServer, server_config
     from persistence.migrate import upgrade
     from persistence.serving import DatabaseInUse, claim_database
 
@@ -357,16 +357,16 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         log_level="warning",
         # The same protocol and limits as one process; see worker_app for the header timeout.
-        http="api.http_server:HeaderDeadline",
+        http="api.web.http_server:HeaderDeadline",
         ws_max_size=settings.max_body_bytes,
     )
 
 
 def worker_app() -> Starlette:
     """The application of one `serve --workers N` process, from the command line `serve` was given."""
-    from api.app import create_app
-    from api.http_server import HeaderDeadline
     from api.service import Service
+    from api.web.app import create_app
+    from api.web.http_server import HeaderDeadline
 
     args = _parser().parse_args(json.loads(os.environ[_WORKER_ARGS]))
     configure_logging(args.log_format, default_instance())
@@ -481,7 +481,7 @@ def _token(args: argparse.Namespace) -> None:
 
 
 def _export_schema(args: argparse.Namespace) -> None:
-    from api.schema import schema
+    from api.graphql.schema import schema
 
     sdl = schema.as_str() + "\n"
     if args.output:

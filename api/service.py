@@ -10,13 +10,13 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.auth import Authenticator
+from api.access.auth import Authenticator
+from api.access.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.clock import SystemClock
 from api.fanout import CommitFanout
 from api.hub import TransitionHub
-from api.logs import log_change
-from api.prometheus import PrometheusMetrics
-from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
+from api.observability.logs import log_change
+from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.takeover import keep_leases, lease_round
@@ -86,7 +86,7 @@ class Service:
         self.orchestrator.add_listener(self.prometheus.observe)
         self.orchestrator.add_listener(log_change)
         if settings.otel:
-            from api.tracing import install_tracing
+            from api.observability.tracing import install_tracing
 
             self.orchestrator.add_listener(install_tracing())
         self.hub = TransitionHub()

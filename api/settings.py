@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from api.auth import AuthConfig
+from api.access.auth import AuthConfig
 from domain.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.

@@ -1,11 +1,11 @@
-"""Vendor the browser libraries listed in api/vendor/manifest.json from the npm registry.
+"""Vendor the browser libraries listed in api/web/vendor/manifest.json from the npm registry.
 
     python scripts/vendor_assets.py           # fetch each package with `npm pack`, copy its files
     python scripts/vendor_assets.py --check   # verify the vendored files against the manifest
 
 Each package is fetched at the version the manifest pins. The tarball's integrity (npm's sha512)
 must equal the one recorded, unless the version changed or none is recorded yet: then the new one is
-recorded. The listed files and the package's licence are copied to api/vendor/<package>/ under their
+recorded. The listed files and the package's licence are copied to api/web/vendor/<package>/ under their
 own names, and the SHA-256 of every copied file is recorded, so `--check` (run by the tests) notices
 a vendored file that was edited by hand or left behind by an update.
 """
@@ -23,12 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VENDOR = Path(__file__).resolve().parent.parent / "api" / "vendor"
+VENDOR = Path(__file__).resolve().parent.parent / "api" / "web" / "vendor"
 MANIFEST = VENDOR / "manifest.json"
 
 
 def directory(name: str) -> Path:
-    """Where a package's files go: `@graphiql/plugin-explorer` -> api/vendor/graphiql-plugin-explorer."""
+    """Where a package's files go: `@graphiql/plugin-explorer` -> api/web/vendor/graphiql-plugin-explorer."""
     return VENDOR / name.removeprefix("@").replace("/", "-")
 
 
@@ -37,7 +37,7 @@ def sha256(path: Path) -> str:
 
 
 def vendored(package: dict[str, Any]) -> dict[str, str]:
-    """The files a package puts in api/vendor, relative to it, with their recorded SHA-256."""
+    """The files a package puts in api/web/vendor, relative to it, with their recorded SHA-256."""
     return package.get("sha256", {})
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from graphql import build_schema, parse, validate
 
-from api.schema import schema
+from api.graphql.schema import schema
 
 ROOT = Path(__file__).parents[1]
 

@@ -11,10 +11,10 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from api.app import create_app
-from api.http_server import server_config
 from api.service import Service
 from api.settings import Settings
+from api.web.app import create_app
+from api.web.http_server import server_config
 
 
 @contextlib.asynccontextmanager

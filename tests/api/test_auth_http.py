@@ -13,8 +13,8 @@ import jwt
 import pytest
 from strawberry.types.graphql import OperationType
 
-from api.rules import RULES
-from api.schema import schema
+from api.access.rules import RULES
+from api.graphql.schema import schema
 from api.settings import Settings
 from domain.saga import SagaPolicy
 from tests.api.tokens import (
@@ -30,7 +30,7 @@ from tests.api.tokens import (
     token,
 )
 
-# Who may call each operation, written out apart from api/rules.py so that each row is checked.
+# Who may call each operation, written out apart from api/access/rules.py so that each row is checked.
 CUS, OPS, ADM = "customer", "operator", "admin"
 EXPECTED: dict[str, tuple[set[str], str]] = {
     "order": ({CUS, OPS, ADM}, '{ order(id: "none") { id } }'),

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api.auth import AuthConfig
+from api.access.auth import AuthConfig
 from api.settings import Settings
 from tests.api.server import serve_app
 from tests.api.subscriptions import subscriptions

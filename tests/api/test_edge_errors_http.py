@@ -18,8 +18,8 @@ import pytest
 from graphql import GraphQLObjectType, get_nullable_type
 from sqlalchemy import update
 
-from api.errors import MASKED_MESSAGE
-from api.schema import schema
+from api.graphql.errors import MASKED_MESSAGE
+from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings
 from domain.problems import MAX_COUNT

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
-from api.schema import schema
+from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings
 from domain.problems import MAX_COUNT

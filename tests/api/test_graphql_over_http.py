@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type
 from api.service import Service
 from api.settings import Settings
+from api.web.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type
 from tests.api.server import serve
 from tests.protocol.node import run_node
 

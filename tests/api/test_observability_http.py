@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.app import create_app
 from api.service import Service
 from api.settings import Settings
+from api.web.app import create_app
 from tests.api.server import serve
 from tests.integration.staging import make_stage
 

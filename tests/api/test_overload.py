@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
+from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder

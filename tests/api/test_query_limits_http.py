@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.schema import MAX_ALIASES, MAX_DEPTH
+from api.graphql.schema import MAX_ALIASES, MAX_DEPTH
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, graphql_client

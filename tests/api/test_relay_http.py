@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from api.node_ids import catalog_id
+from api.graphql.node_ids import catalog_id
 from tests.api.server import GraphQLClient, serve
 from tests.integration.staging import Stage, make_stage
 from tests.service.fakes import START

@@ -15,8 +15,8 @@ import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.graphql_ws import close_reason, protocol_violation
 from api.settings import Settings
+from api.web.graphql_ws import close_reason, protocol_violation
 from domain.saga import Participant
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url

@@ -14,7 +14,7 @@ import httpx
 from tests.api.live import Live
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = ROOT / "api" / "vendor" / "manifest.json"
+MANIFEST = ROOT / "api" / "web" / "vendor" / "manifest.json"
 
 
 def test_every_vendored_file_matches_its_recorded_checksum() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from api.auth import AuthConfig, Role, mint_token
+from api.access.auth import AuthConfig, Role, mint_token
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import serve

@@ -9,9 +9,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas
 from api.service import Service
 from api.settings import Settings
-from api.subscriptions import SagaUpdate, updates_of_all_sagas
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.saga import SagaStatus

@@ -8,9 +8,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
+from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
 from api.hub import Committed, TransitionHub
 from api.service import Service
-from api.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.saga import Participant, SagaStatus

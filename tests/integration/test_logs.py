@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api.logs import log_handler
+from api.observability.logs import log_handler
 from domain.saga import Participant
 from tests.integration.staging import start_stage
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
 
-from api.tracing import SagaTracer  # noqa: E402
+from api.observability.tracing import SagaTracer  # noqa: E402
 
 SECOND = 1_000_000_000
 
@@ -92,7 +92,7 @@ async def test_failures_show_on_the_step_and_the_saga(
 def test_nothing_imports_opentelemetry_unless_tracing_is_asked_for(tmp_path: Path) -> None:
     program = f"""
 import sys
-from api.app import create_app
+from api.web.app import create_app
 from api.cli import main
 from api.service import Service
 from api.settings import Settings

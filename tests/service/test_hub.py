@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from graphql import GraphQLError
 
+from api.graphql.subscriptions import updates_of_all_sagas
 from api.hub import Committed, FellBehind, TransitionHub
-from api.subscriptions import updates_of_all_sagas
 from domain.model import OrderLine
 from domain.orchestrator import Orchestrator, PlaceOrder
 from domain.saga import SagaPolicy, SagaStatus, fold

@@ -12,11 +12,11 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.auth import AuthConfig, Principal, Role, bearer_of, read_secret
+from api.access.auth import AuthConfig, Principal, Role, bearer_of, read_secret
+from api.access.guard import root_fields
+from api.access.rate_limits import MutationRateLimit
+from api.access.rules import customer_filter, may_act_for
 from api.cli import _parser, _settings, is_loopback, main
-from api.guard import root_fields
-from api.rate_limits import MutationRateLimit
-from api.rules import customer_filter, may_act_for
 
 
 @pytest.mark.parametrize(

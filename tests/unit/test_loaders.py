@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from strawberry.dataloader import DataLoader
 
-from api import loaders as loaders_module
-from api.loaders import Loaders
+from api.graphql import loaders as loaders_module
+from api.graphql.loaders import Loaders
 
 
 class _ReadModel:

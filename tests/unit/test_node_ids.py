@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.node_ids import catalog_id, catalog_key
+from api.graphql.node_ids import catalog_id, catalog_key
 
 codes = st.text(max_size=40)
 

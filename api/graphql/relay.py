@@ -20,13 +20,13 @@ from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry.types import Info
 
-from api.auth import Principal
-from api.errors import ClientErrorCode, client_error
-from api.inputs import as_utc
-from api.loaders import loaders
-from api.node_ids import catalog_key
-from api.rules import customer_filter, may_act_for, may_find_catalog
-from api.types import (
+from api.access.auth import Principal
+from api.access.rules import customer_filter, may_act_for, may_find_catalog
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.inputs import as_utc
+from api.graphql.loaders import loaders
+from api.graphql.node_ids import catalog_key
+from api.graphql.types import (
     Node,
     Order,
     OrderStatus,
@@ -133,8 +133,8 @@ def _connection(
 
 
 async def find_node(info: Info, id: str) -> Node | None:
-    """The object whose global id is `id` (`api.node_ids`), or None when there is none or the caller
-    may not see it (`api.rules`): the one place where an id becomes an object."""
+    """The object whose global id is `id` (`api.graphql.node_ids`), or None when there is none or the caller
+    may not see it (`api.access.rules`): the one place where an id becomes an object."""
     caller = principal(info)
     if (catalog := catalog_key(id)) is not None:
         kind, key = catalog

@@ -3,7 +3,7 @@ and announcing where it listens only once it does.
 
 uvicorn bounds the idle time between a connection's requests (keep-alive, 5 s) but not the time a
 request's headers take to arrive; `HeaderDeadline` adds that. Bodies are bounded by
-`api.request_limits.BodyLimits`, WebSocket messages by the same size limit.
+`api.web.request_limits.BodyLimits`, WebSocket messages by the same size limit.
 """
 
 from __future__ import annotations

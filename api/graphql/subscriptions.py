@@ -24,10 +24,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from api.errors import ClientErrorCode, client_error
+from api.access.rules import customer_filter
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.types import Saga, SagaEvent, SagaStatus, principal, service
 from api.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
-from api.rules import customer_filter
-from api.types import Saga, SagaEvent, SagaStatus, principal, service
 from domain.saga import TERMINAL_STATUSES
 from domain.saga import SagaStatus as DomainSagaStatus
 from persistence.database import is_transient

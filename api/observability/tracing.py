@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from api.changes import finished_steps, settled
+from api.observability.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
 from domain.saga import (
     TURNING_BACK,

@@ -16,8 +16,8 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ClientErrorCode
-from api.graphql_http import request_error_response
+from api.graphql.errors import ClientErrorCode
+from api.web.graphql_http import request_error_response
 
 
 class _BodyRefused(Exception):

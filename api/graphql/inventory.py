@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import strawberry
 from strawberry.types import Info
 
-from api.node_ids import catalog_id
-from api.types import (
+from api.graphql.node_ids import catalog_id
+from api.graphql.types import (
     InventoryContention,
     Product,
     Section,

@@ -15,17 +15,17 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from api.analytics import AnalyticsQueries
-from api.errors import EdgeErrors, report
-from api.faults import FaultMutations, FaultQueries
-from api.guard import Authorization
-from api.inputs import DateTime, StorableText
-from api.inventory import InventoryMutations, InventoryQueries
-from api.operation_document import CachedParse, OperationNameRequired
-from api.operations import OperationMutations, OperationQueries
-from api.orders import OrderMutations, OrderQueries
-from api.relay import RelayQueries
-from api.subscriptions import OnlyOverWebSocket, Subscription
+from api.access.guard import Authorization
+from api.graphql.analytics import AnalyticsQueries
+from api.graphql.errors import EdgeErrors, report
+from api.graphql.faults import FaultMutations, FaultQueries
+from api.graphql.inputs import DateTime, StorableText
+from api.graphql.inventory import InventoryMutations, InventoryQueries
+from api.graphql.operation_document import CachedParse, OperationNameRequired
+from api.graphql.operations import OperationMutations, OperationQueries
+from api.graphql.orders import OrderMutations, OrderQueries
+from api.graphql.relay import RelayQueries
+from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types(
     "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import strawberry
 from strawberry.types import Info
 
-from api.errors import ClientErrorCode, client_error
-from api.loaders import loaders
-from api.rules import may_act_for
-from api.types import (
+from api.access.rules import may_act_for
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.loaders import loaders
+from api.graphql.types import (
     Order,
     Saga,
     Shipment,

@@ -12,10 +12,10 @@ import strawberry
 from sqlalchemy import Row
 from strawberry.types import Info
 
-from api.auth import Principal
-from api.loaders import loaders
-from api.node_ids import catalog_id
-from api.rules import sees_every_customer
+from api.access.auth import Principal
+from api.access.rules import sees_every_customer
+from api.graphql.loaders import loaders
+from api.graphql.node_ids import catalog_id
 from domain.model import MovementKind as DomainMovementKind
 from domain.model import OrderStatus as DomainOrderStatus
 from domain.model import StorageCondition as DomainStorageCondition
@@ -50,7 +50,7 @@ def service(info: Info) -> Service:
 
 
 def principal(info: Info) -> Principal:
-    """Who the operation acts for; `api/guard.py` has refused every operation without one."""
+    """Who the operation acts for; `api/access/guard.py` has refused every operation without one."""
     who = info.context["identity"]
     assert isinstance(who, Principal)
     return who
@@ -164,7 +164,7 @@ class Order(Node):
         return Shipment.from_row(row) if row else None
 
     @strawberry.field
-    async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.types")] | None:
+    async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.graphql.types")] | None:
         row = await loaders(info).sagas.load(self.saga_id)
         return Saga.from_row(row) if row else None
 

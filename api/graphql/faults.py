@@ -7,8 +7,8 @@ from datetime import timedelta
 import strawberry
 from strawberry.types import Info
 
+from api.graphql.types import UserError, service, user_errors
 from api.staged_faults import Fault
-from api.types import UserError, service, user_errors
 from domain.problems import Problem, ProblemCode
 from domain.saga import Participant as DomainParticipant
 

@@ -1,4 +1,4 @@
-"""Enforces `api/rules.py` on every operation, before any of its resolvers runs.
+"""Enforces `api/access/rules.py` on every operation, before any of its resolvers runs.
 
 One schema extension, for queries, mutations and subscriptions, over HTTP and WebSocket: it reads
 the operation's root fields from the validated document (through fragments too), and refuses the
@@ -24,9 +24,9 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from api.auth import KeysUnavailable, NotAuthenticated, Principal
-from api.errors import ClientErrorCode, client_error
-from api.rules import RULES
+from api.access.auth import KeysUnavailable, NotAuthenticated, Principal
+from api.access.rules import RULES
+from api.graphql.errors import ClientErrorCode, client_error
 
 if TYPE_CHECKING:
     from api.service import Service

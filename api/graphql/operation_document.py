@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import ParserCache, SchemaExtension
 
-from api.errors import ClientErrorCode, client_error
+from api.graphql.errors import ClientErrorCode, client_error
 
 
 class CachedParse(ParserCache):

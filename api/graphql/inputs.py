@@ -30,8 +30,8 @@ from graphql.pyutils import AwaitableOrValue
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from api.errors import ClientErrorCode, client_error
-from api.types import UserError
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.types import UserError
 from domain.problems import Problem, ProblemCode, is_storable
 
 

@@ -2,8 +2,8 @@
 /dashboard, the vendored browser libraries at /vendor, /healthz (alive), /readyz (ready for traffic)
 and /metrics (Prometheus, for staff).
 
-Who calls is settled here, once per request or WebSocket, from its bearer token (`api/auth.py`), and
-put in the context as `identity`, which `api/guard.py` holds against `api/rules.py`."""
+Who calls is settled here, once per request or WebSocket, from its bearer token (`api/access/auth.py`), and
+put in the context as `identity`, which `api/access/guard.py` holds against `api/access/rules.py`."""
 
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
-from api.graphql_http import GraphQLOverHTTP
-from api.loaders import Loaders
-from api.request_limits import BodyLimits
-from api.rules import METRICS_READERS
-from api.schema import schema
+from api.access.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
+from api.access.rules import METRICS_READERS
+from api.graphql.loaders import Loaders
+from api.graphql.schema import schema
 from api.service import Service
+from api.web.graphql_http import GraphQLOverHTTP
+from api.web.request_limits import BodyLimits
 
 DASHBOARD = Path(__file__).parent / "dashboard"
 VENDOR = Path(__file__).parent / "vendor"

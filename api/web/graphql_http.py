@@ -26,8 +26,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api.errors import ClientErrorCode, client_error
-from api.graphql_ws import StrictTransportWS
+from api.graphql.errors import ClientErrorCode, client_error
+from api.web.graphql_ws import StrictTransportWS
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -73,7 +73,7 @@ def request_error_response(
 
 class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
     """strawberry's ASGI view, answering as the GraphQL-over-HTTP draft says and speaking
-    graphql-transport-ws strictly (`api.graphql_ws`)."""
+    graphql-transport-ws strictly (`api.web.graphql_ws`)."""
 
     graphql_transport_ws_handler_class = StrictTransportWS
 

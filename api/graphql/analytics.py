@@ -8,8 +8,8 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from api.errors import ClientErrorCode, client_error
-from api.types import FailureKind, SagaStepName, service
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.types import FailureKind, SagaStepName, service
 from persistence import analytics
 
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import strawberry
 from strawberry.types import Info
 
-from api.rules import may_act_for
-from api.types import Order, Saga, UserError, as_committed, principal, service, user_errors
+from api.access.rules import may_act_for
+from api.graphql.types import Order, Saga, UserError, as_committed, principal, service, user_errors
 from domain.model import OrderLine as DomainOrderLine
 from domain.orchestrator import OrderPlaced, PlaceOrder
 from domain.ports import IdempotencyKeyReused
@@ -20,7 +20,7 @@ from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode,
 from domain.saga import TERMINAL_STATUSES, SagaState, SagaStatus
 
 if TYPE_CHECKING:
-    from api.auth import Principal
+    from api.access.auth import Principal
     from api.service import Service
 
 

@@ -13,7 +13,7 @@ from typing import IO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from api.changes import settled
+from api.observability.changes import settled
 from domain.orchestrator import SagaChange, current_saga, current_step
 from domain.saga import (
     CompensationStarted,

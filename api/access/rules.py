@@ -1,5 +1,5 @@
 """Who may do what: every root field of the schema with the roles that may call it, and the ownership
-rule that narrows what a customer sees and does. `api/guard.py` enforces the table on every
+rule that narrows what a customer sees and does. `api/access/guard.py` enforces the table on every
 operation, over HTTP and WebSocket alike; a root field without a row here is refused to everyone.
 
 The roles (a token's `roles` claim):
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from strawberry.types.graphql import OperationType
 
-from api.auth import Principal, Role
+from api.access.auth import Principal, Role
 
 EVERYONE = frozenset(Role)
 STAFF = frozenset({Role.OPERATOR, Role.ADMIN})

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api.changes import finished_steps, settled
+from api.observability.changes import finished_steps, settled
 from domain.orchestrator import SagaChange
 from domain.saga import TURNING_BACK, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics

@@ -1,0 +1,1 @@
+"""Who may do what: bearer tokens, the rules table, the guard that enforces it, rate limits."""
