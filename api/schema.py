@@ -25,6 +25,7 @@ from api.operation_document import CachedParse, OperationNameRequired
 from api.operations import OperationMutations, OperationQueries
 from api.orders import OrderMutations, OrderQueries
 from api.relay import RelayQueries
+from api.renditions import RenderOnce
 from api.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types(
@@ -71,4 +72,6 @@ schema = EdgeSchema(
         StorableText,
     ],
     config=StrawberryConfig(scalar_map={datetime: DateTime}),
+    # Subscription events many subscribers send are rendered once per selection.
+    execution_context_class=RenderOnce,
 )

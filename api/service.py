@@ -19,6 +19,7 @@ from api.prometheus import PrometheusMetrics
 from api.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.settings import Settings
 from api.staged_faults import FaultInjector
+from api.subscriptions import live_transitions
 from api.takeover import keep_leases, lease_round
 from domain.orchestrator import Orchestrator
 from domain.ports import Clock, ParticipantGate
@@ -92,6 +93,7 @@ class Service:
         self.hub = TransitionHub()
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
+        self.live = live_transitions(self.read)
         self.analytics = SagaAnalytics(self._reader)
         self.authenticator = Authenticator(settings.auth)
         limits = settings.mutation_limits or (

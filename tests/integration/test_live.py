@@ -57,7 +57,7 @@ async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_c
 ) -> None:
     svc, gate = held
     saga_id = await place(svc, 2)
-    updates = updates_of_saga(svc.read, svc.hub, saga_id)
+    updates = updates_of_saga(svc.live, svc.hub, saga_id)
     current = await anext(updates)
     assert (current.sequence, current.status) == (2, SagaStatus.STOCK_RESERVING)
 
@@ -75,7 +75,7 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 ) -> None:
     svc, gate = held
     gate.release(Participant.INVENTORY)
-    feed = updates_of_all_sagas(svc.read, svc.hub, None)
+    feed = updates_of_all_sagas(svc.live, svc.hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: svc.hub.subscribers == 1, "the feed to subscribe")
     completing, failing = await place(svc, 1), await place(svc, 20)
@@ -107,7 +107,7 @@ async def hand_fed_feed(svc: Service, gate: Hold) -> HandFedFeed:
     for done in (saga_id, other):
         await wait_for_status(svc, done, SagaStatus.COMPLETED)
     hub = TransitionHub()
-    feed = updates_of_all_sagas(svc.read, hub, None)
+    feed = updates_of_all_sagas(svc.live, hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: hub.subscribers == 1, "the feed to subscribe")
     return saga_id, other, hub, feed, first
