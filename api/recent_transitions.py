@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Protocol, TypeVar
 
@@ -87,6 +87,18 @@ class _Kept(Generic[Update]):
         return self.updates[wanted.after + 1 - self.first :]
 
 
+@dataclass(slots=True)
+class _Reading(Generic[Update]):
+    """A read under way; once `done` is set, `read` holds what it read past each saga's cursor."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    read: dict[str, _Kept[Update]] = field(default_factory=dict)
+
+    def past(self, saga_id: str, want: Wanted) -> list[Update] | None:
+        read = self.read.get(saga_id)
+        return None if read is None else read.past(want)
+
+
 class RecentTransitions(Generic[Update]):
     def __init__(
         self,
@@ -104,7 +116,7 @@ class RecentTransitions(Generic[Update]):
         self._sagas = sagas
         self._per_saga = per_saga
         self._kept: OrderedDict[str, _Kept[Update]] = OrderedDict()
-        self._reading: dict[str, asyncio.Event] = {}
+        self._reading: dict[str, _Reading[Update]] = {}
         self.reads = 0  # how many times the timeline was read, for those who watch the sharing
 
     @property
@@ -117,7 +129,7 @@ class RecentTransitions(Generic[Update]):
         than a transient error."""
         found: dict[str, list[Update]] = {}
         unread: dict[str, Wanted] = {}
-        awaited: dict[str, tuple[Wanted, asyncio.Event]] = {}
+        awaited: dict[str, tuple[Wanted, _Reading[Update]]] = {}
         for saga_id, want in wanted.items():
             updates = self._kept_past(saga_id, want)
             if want.through <= want.after:
@@ -132,8 +144,8 @@ class RecentTransitions(Generic[Update]):
             found |= await self._read_now(unread)
         missed: dict[str, Wanted] = {}
         for saga_id, (want, reading) in awaited.items():
-            await reading.wait()
-            updates = self._kept_past(saga_id, want)
+            await reading.done.wait()
+            updates = reading.past(saga_id, want) or self._kept_past(saga_id, want)
             if updates is None:
                 missed[saga_id] = want  # that read began before this notice, or further on
             else:
@@ -150,31 +162,36 @@ class RecentTransitions(Generic[Update]):
         return kept.past(want)
 
     async def _read_now(self, wanted: Mapping[str, Wanted]) -> dict[str, list[Update]]:
-        done = asyncio.Event()
+        reading: _Reading[Update] = _Reading()
         for saga_id in wanted:
-            self._reading[saga_id] = done
+            self._reading[saga_id] = reading
         try:
             self.reads += 1
             after = {saga_id: want.after for saga_id, want in wanted.items()}
             rows = await patiently(partial(self._read.transitions_after, after))
             saga_ids = list({row.saga_id for row in rows})
             sagas = {saga.id: saga for saga in await patiently(partial(self._read.sagas, saga_ids))}
-            read: dict[str, list[Update]] = defaultdict(list)
+            made: dict[str, list[Update]] = defaultdict(list)
             for row in rows:
-                read[row.saga_id].append(self._make(row, sagas.get(row.saga_id)))
-            return {saga_id: self._keep(saga_id, after[saga_id], read[saga_id]) for saga_id in wanted}
+                made[row.saga_id].append(self._make(row, sagas.get(row.saga_id)))
+            for saga_id, cursor in after.items():
+                reading.read[saga_id] = _Kept(cursor + 1, self._keep(saga_id, cursor, made[saga_id]))
+            return {saga_id: read.updates for saga_id, read in reading.read.items()}
         finally:
             for saga_id in wanted:
-                if self._reading.get(saga_id) is done:
+                if self._reading.get(saga_id) is reading:
                     del self._reading[saga_id]
-            done.set()
+            reading.done.set()
 
     def _keep(self, saga_id: str, after: int, updates: list[Update]) -> list[Update]:
         """Keeps the transitions read past `after` with those kept already (whose objects win, as they
         may have been rendered); the merged ones past `after`."""
         kept = self._kept.pop(saga_id, None)
-        if kept is not None and kept.first <= after + 1 <= kept.last + 1:
-            merged = _Kept(kept.first, kept.updates + [u for u in updates if u.sequence > kept.last])
+        if kept is not None and after + 1 <= kept.last + 1:
+            # This read reaches from `after` to now, so it overlaps or continues what is kept.
+            older = [u for u in updates if u.sequence < kept.first]
+            newer = [u for u in updates if u.sequence > kept.last]
+            merged = _Kept(min(kept.first, after + 1), older + kept.updates + newer)
         else:
             merged = _Kept(after + 1, updates)
         past = merged.updates[after + 1 - merged.first :]

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import pytest
 
 from api.hub import Committed, TransitionHub
+from api.recent_transitions import RecentTransitions, Wanted
 from api.service import Service
 from api.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
 from domain.model import OrderLine
@@ -147,3 +148,35 @@ async def test_a_late_notice_of_a_saga_whose_end_was_sent_sends_nothing_again(
 
     assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
     assert (following.saga_id, following.sequence) == (other, 1)
+
+
+async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_are_read_again(
+    held: tuple[Service, Hold],
+) -> None:
+    svc, gate = held
+    gate.release(Participant.INVENTORY)
+    first, second = await place(svc, 1), await place(svc, 1)
+    for saga_id in (first, second):
+        await wait_for_status(svc, saga_id, SagaStatus.COMPLETED)
+    recent = RecentTransitions(svc.read, SagaUpdate.of, sagas=1, per_saga=3)
+
+    answers = await asyncio.gather(*(recent.past({first: Wanted(0, 7)}) for _ in range(5)))
+    shared = answers[0][first]
+    assert recent.reads == 1
+    assert [u.sequence for u in shared] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(a[first][n] is shared[n] for a in answers for n in range(7))
+    assert all(u.saga_row is not None and u.saga_row.status == "COMPLETED" for u in shared)
+    assert {u.customer_id for u in shared} == {"c-1"}
+
+    # The last three are kept; a notice that came late reads nothing either.
+    assert (await recent.past({first: Wanted(4, 7)}))[first] == shared[4:]
+    assert (await recent.past({first: Wanted(7, 7)}))[first] == []
+    assert recent.reads == 1
+    # Older ones are read again, around the kept ones, which stay the objects subscribers had.
+    older = (await recent.past({first: Wanted(2, 7)}))[first]
+    assert recent.reads == 2 and [u.sequence for u in older] == [3, 4, 5, 6, 7]
+    assert all(a is b for a, b in zip(older[2:], shared[4:], strict=True))
+    # One saga is kept: asking about another forgets the first.
+    assert [u.sequence for u in (await recent.past({second: Wanted(5, 7)}))[second]] == [6, 7]
+    await recent.past({first: Wanted(5, 7)})
+    assert recent.reads == 4
