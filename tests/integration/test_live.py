@@ -35,14 +35,20 @@ async def place(svc: Service, quantity: int) -> str:
     return (await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", quantity),)))).saga_id
 
 
+async def ended(svc: Service, gate: Hold, *quantities: int) -> list[str]:
+    """Sagas of these quantities, run to their end; their ids."""
+    gate.release(Participant.INVENTORY)
+    saga_ids = [await place(svc, quantity) for quantity in quantities]
+    for saga_id in saga_ids:
+        await wait_for_status(svc, saga_id, *ENDED)
+    return saga_ids
+
+
 async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
     held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
-    gate.release(Participant.INVENTORY)
-    first, second = await place(svc, 1), await place(svc, 20)
-    for saga_id in (first, second):
-        await wait_for_status(svc, saga_id, *ENDED)
+    first, second = await ended(svc, gate, 1, 20)
 
     latest = await svc.read.latest_transition(first)
     assert latest is not None and (latest.sequence, latest.status) == (7, "COMPLETED")
@@ -103,10 +109,7 @@ HandFedFeed = tuple[str, str, TransitionHub, AsyncGenerator[SagaUpdate, None], a
 async def hand_fed_feed(svc: Service, gate: Hold) -> HandFedFeed:
     """Two completed sagas, and a feed subscribed to a hub of its own, which the test feeds notices
     by hand; the feed's first update is awaited in the future."""
-    gate.release(Participant.INVENTORY)
-    saga_id, other = await place(svc, 1), await place(svc, 1)
-    for done in (saga_id, other):
-        await wait_for_status(svc, done, SagaStatus.COMPLETED)
+    saga_id, other = await ended(svc, gate, 1, 1)
     hub = TransitionHub()
     feed = updates_of_all_sagas(svc.live, hub, None)
     first = asyncio.ensure_future(anext(feed))
@@ -154,10 +157,7 @@ async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_a
     held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
-    gate.release(Participant.INVENTORY)
-    first, second = await place(svc, 1), await place(svc, 1)
-    for saga_id in (first, second):
-        await wait_for_status(svc, saga_id, SagaStatus.COMPLETED)
+    first, second = await ended(svc, gate, 1, 1)
     recent = RecentTransitions(svc.read, SagaUpdate.of, sagas=1, per_saga=3)
 
     answers = await asyncio.gather(*(recent.past({first: Wanted(0, 7)}) for _ in range(5)))
