@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 import websockets
-from sqlalchemy import Row, event
+from sqlalchemy import event
 
 from api.settings import Settings
-from api.types import Saga
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.saga import Participant
-from tests.api.live import Live, serve_live
+from tests.api.live import Live, saga_renderings, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 
 UPDATES = """
@@ -242,14 +241,7 @@ async def test_subscribers_with_one_selection_share_one_read_and_one_rendering_o
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     selections = [FEED, "subscription { sagaFeed { sequence status saga { status } } }"]
-    rendered: list[str] = []
-    render = Saga.from_row
-
-    def counted(row: Row) -> Saga:
-        rendered.append(row.id)
-        return render(row)
-
-    monkeypatch.setattr(Saga, "from_row", counted)
+    rendered = saga_renderings(monkeypatch)
     reads: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
