@@ -24,7 +24,7 @@ from itertools import groupby
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.saga import SagaState, fold
+from domain.saga import SagaState, replay
 from persistence import codec
 from persistence.movements import unexplained_stock
 from persistence.projection import (
@@ -175,11 +175,12 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
     states = []
     for saga_id, group in groupby(entries, key=lambda entry: entry.saga_id):
         events = [codec.decode(entry.type, entry.version, entry.data) for entry in group]
-        state = fold(saga_id, events)
+        change = replay(saga_id, events)
+        state = change.after
         states.append(state)
         rows[saga_view.name].append(saga_row(state))
         rows[saga_step_view.name] += step_rows(state)
-        rows[saga_timeline.name] += timeline_rows(None, events, saga_id)
+        rows[saga_timeline.name] += timeline_rows(change)
         rows[order_view.name].append(order_row(state))
         if (shipment := shipment_row(state)) is not None:
             rows[shipment_view.name].append(shipment)
