@@ -14,6 +14,7 @@ from api.access.auth import Authenticator
 from api.access.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.clock import SystemClock
 from api.fanout import CommitFanout
+from api.graphql.subscriptions import live_transitions
 from api.hub import TransitionHub
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
@@ -92,6 +93,7 @@ class Service:
         self.hub = TransitionHub()
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
+        self.live = live_transitions(self.read)
         self.analytics = SagaAnalytics(self._reader)
         self.authenticator = Authenticator(settings.auth)
         limits = settings.mutation_limits or (

@@ -58,21 +58,15 @@ class ReadModel:
             .limit(1)
         )
 
-    async def transitions_after(
-        self, cursors: Mapping[str, int], customer_id: str | None = None
-    ) -> list[Row]:
-        """Timeline rows of each saga in `cursors` with a sequence past its cursor, by saga and sequence;
-        with `customer_id`, only of that customer's sagas."""
+    async def transitions_after(self, cursors: Mapping[str, int]) -> list[Row]:
+        """Timeline rows of each saga in `cursors` with a sequence past its cursor, by saga and
+        sequence."""
         if not cursors:
             return []
         query = select(saga_timeline).where(
             saga_timeline.c.saga_id.in_(list(cursors)),
             saga_timeline.c.sequence > min(cursors.values()),
         )
-        if customer_id is not None:
-            query = query.join(saga_view, saga_view.c.id == saga_timeline.c.saga_id).where(
-                saga_view.c.customer_id == customer_id
-            )
         rows = await self._all(query.order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence))
         return [row for row in rows if row.sequence > cursors[row.saga_id]]
 

@@ -25,6 +25,7 @@ from api.graphql.operation_document import CachedParse, OperationNameRequired
 from api.graphql.operations import OperationMutations, OperationQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
+from api.graphql.renditions import RenderOnce
 from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types(
@@ -71,4 +72,6 @@ schema = EdgeSchema(
         StorableText,
     ],
     config=StrawberryConfig(scalar_map={datetime: DateTime}),
+    # Subscription events many subscribers send are rendered once per selection.
+    execution_context_class=RenderOnce,
 )

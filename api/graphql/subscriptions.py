@@ -1,24 +1,21 @@
 """Live subscriptions: one saga's transitions, or every saga's, as they commit.
 
-Both read transitions from `saga_timeline`, past the last sequence they sent, whenever the hub says a
-saga has new ones. They subscribe to the hub before their first read, so no commit can fall between
-that read and the first notice; reading past a cursor, they never repeat a transition, and however
-many notices were merged while they were busy, they never skip one. A read that meets a transient
-database error (no connection free in time, a connection lost) is tried again, later and later, so
-the stream outlives the database's bad moments instead of ending.
+Both take transitions from `saga_timeline`, past the last sequence they sent, whenever the hub says a
+saga has new ones; the process reads each once for all its subscribers (api/recent_transitions.py).
+They subscribe to the hub before their first read, so no commit can fall between that read and the
+first notice; taking what is past a cursor, they never repeat a transition, and however many
+notices were merged while they were busy, they never skip one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections import defaultdict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterator
+import dataclasses
+from collections.abc import AsyncGenerator, Collection, Iterator
 from functools import partial
-from typing import TypeVar
 
 import strawberry
 from graphql import ExecutionResult
+from sqlalchemy import Row
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
@@ -26,74 +23,71 @@ from strawberry.types.graphql import OperationType
 
 from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, SagaStatus, principal, service
 from api.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
+from api.recent_transitions import RecentTransitions, Wanted, patiently
 from domain.saga import TERMINAL_STATUSES
 from domain.saga import SagaStatus as DomainSagaStatus
-from persistence.database import is_transient
 from persistence.queries import ReadModel
 
-T = TypeVar("T")
-log = logging.getLogger("ordersaga.api")
-
-# A read that met a transient database error waits this long before its next try, doubling each time.
-RETRY_FIRST = 0.1
-RETRY_CAP = 5.0
-
-
-async def patiently(read: Callable[[], Awaitable[T]]) -> T:
-    """`read()`, tried again after each transient database error (`is_transient`), waiting from
-    RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors raise."""
-    wait = RETRY_FIRST
-    while True:
-        try:
-            return await read()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, RETRY_CAP)
 # As many finished sagas as a subscriber may have pending notices for.
 FINISHED_MEMORY = DEFAULT_LIMIT
 
 
 @strawberry.type(description="A saga's transition, sent as it commits: one per journal event.")
 class SagaUpdate(SagaEvent):
+    # The saga_view row read right after this transition's: the saga at this transition or later.
+    saga_row: strawberry.Private[Row | None] = None
+    renditions: strawberry.Private[Renditions] = dataclasses.field(default_factory=Renditions)
+
+    @classmethod
+    def of(cls, transition: Row, saga: Row | None) -> SagaUpdate:
+        return cls.from_row(transition, saga_row=saga)
+
+    @property
+    def customer_id(self) -> str | None:
+        return None if self.saga_row is None else self.saga_row.customer_id  # type: ignore[no-any-return]
+
     @strawberry.field(description="The saga as it is when this update is sent: at this transition or later.")
-    async def saga(self, info: Info) -> Saga:
-        read = service(info).read
-        row = await patiently(partial(read.saga, self.saga_id))
-        if row is None:
+    def saga(self) -> Saga:
+        if self.saga_row is None:
             raise RuntimeError(f"saga {self.saga_id} has a transition but no saga_view row")
-        return Saga.from_row(row)
+        return Saga.from_row(self.saga_row)
+
+
+LiveTransitions = RecentTransitions[SagaUpdate]
+
+
+def live_transitions(read: ReadModel) -> LiveTransitions:
+    """The transitions this process's subscriptions send, each read and made once."""
+    return RecentTransitions(read, SagaUpdate.of)
 
 
 async def updates_of_saga(
-    read: ReadModel, hub: TransitionHub, saga_id: str, customer_id: str | None = None
+    transitions: LiveTransitions, hub: TransitionHub, saga_id: str, customer_id: str | None = None
 ) -> AsyncGenerator[SagaUpdate, None]:
     """The saga's newest transition (its current state), then every later one in sequence order, up
     to and including a terminal status. With `customer_id`, another customer's saga is unknown."""
     unknown = client_error(f"no saga with id {saga_id}", ClientErrorCode.BAD_USER_INPUT, argument="sagaId")
-    if customer_id is not None:
-        row = await read.saga(saga_id)
-        if row is None or row.customer_id != customer_id:
-            raise unknown
+    read = transitions.read_model
     with hub.subscribe(saga_id) as notices:
         latest = await patiently(partial(read.latest_transition, saga_id))
         if latest is None:
             raise unknown
-        sent = SagaUpdate.from_row(latest)
+        sent = SagaUpdate.of(latest, await patiently(partial(read.saga, saga_id)))
+        if customer_id is not None and sent.customer_id != customer_id:
+            raise unknown
         yield sent
         while sent.status not in TERMINAL_STATUSES:
-            await notices.next()
-            for row in await patiently(partial(read.transitions_after, {saga_id: sent.sequence})):
-                sent = SagaUpdate.from_row(row)
+            (notice,) = await notices.next()  # one per saga, and this subscriber hears of one saga
+            for update in (await transitions.past({saga_id: Wanted(sent.sequence, notice.last)}))[saga_id]:
+                sent = update
                 yield sent
 
 
 async def updates_of_all_sagas(
-    read: ReadModel,
+    transitions: LiveTransitions,
     hub: TransitionHub,
     statuses: Collection[DomainSagaStatus] | None,
     customer_id: str | None = None,
@@ -102,7 +96,7 @@ async def updates_of_all_sagas(
     only those after which the saga is in one of them; with `customer_id`, only that customer's
     sagas. It never completes."""
     with hub.subscribe() as notices:
-        # The last sequence read per saga; dropped once the saga's terminal commit has been read, as
+        # The last sequence sent per saga; dropped once the saga's terminal commit has been sent, as
         # nothing more can come for it.
         cursors: dict[str, int] = {}
         # Sagas whose end was sent, the latest FINISHED_MEMORY of them: a late notice of one (a
@@ -115,12 +109,13 @@ async def updates_of_all_sagas(
                 raise client_error(
                     f"{behind}; subscribe again", ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=0
                 ) from behind
-            after = {n.saga_id: cursors.get(n.saga_id, n.first - 1) for n in batch}
-            read_now: dict[str, list[SagaUpdate]] = defaultdict(list)
-            for row in await patiently(partial(read.transitions_after, after, customer_id)):
-                read_now[row.saga_id].append(SagaUpdate.from_row(row))
+            wanted = {n.saga_id: Wanted(cursors.get(n.saga_id, n.first - 1), n.last) for n in batch}
+            taken = await transitions.past(wanted)
             for notice in batch:
-                for update in read_now[notice.saga_id]:
+                updates = taken.get(notice.saga_id, [])
+                if customer_id is not None and updates and updates[0].customer_id != customer_id:
+                    continue
+                for update in updates:
                     cursors[notice.saga_id] = update.sequence
                     if statuses is None or update.status in statuses:
                         yield update
@@ -156,7 +151,7 @@ class Subscription:
     )
     def saga_updates(self, info: Info, saga_id: strawberry.ID) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
-        return updates_of_saga(svc.read, svc.hub, str(saga_id), customer_filter(principal(info), None))
+        return updates_of_saga(svc.live, svc.hub, str(saga_id), customer_filter(principal(info), None))
 
     @strawberry.subscription(
         description="Every saga's transitions from now on, in sequence order per saga; with `status`, "
@@ -169,4 +164,4 @@ class Subscription:
     ) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
         statuses = None if status is None else {DomainSagaStatus(s) for s in status}
-        return updates_of_all_sagas(svc.read, svc.hub, statuses, customer_filter(principal(info), None))
+        return updates_of_all_sagas(svc.live, svc.hub, statuses, customer_filter(principal(info), None))

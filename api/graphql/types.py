@@ -195,7 +195,8 @@ class SagaEvent:
     saga_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Row) -> Self:
+    def from_row(cls, row: Row, **private: Any) -> Self:
+        """The event of a saga_timeline row; `private` sets a subclass's private fields."""
         return cls(
             saga_id=row.saga_id,
             sequence=row.sequence,
@@ -206,6 +207,7 @@ class SagaEvent:
             attempt=row.attempt,
             reason=row.reason,
             actor=row.actor,
+            **private,
         )
 
 

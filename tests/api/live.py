@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import pytest
+from sqlalchemy import Row
 
+from api.graphql.types import Saga
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, place, serve, stock
@@ -41,3 +44,16 @@ async def serve_live(settings: Settings, headers: dict[str, str] | None = None) 
         gql = GraphQLClient(http)
         await stock(gql)
         yield Live(svc, url, gql, gate)
+
+
+def saga_renderings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the sagas rendered from now on, one entry per rendering, whatever asked for it."""
+    rendered: list[str] = []
+    render = Saga.from_row
+
+    def counted(row: Row) -> Saga:
+        rendered.append(row.id)
+        return render(row)
+
+    monkeypatch.setattr(Saga, "from_row", counted)
+    return rendered

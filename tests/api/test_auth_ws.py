@@ -5,6 +5,7 @@ only their own sagas in sagaUpdates and sagaFeed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,9 @@ import pytest
 import websockets
 
 from api.settings import Settings
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder
+from tests.api.live import saga_renderings
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 from tests.api.test_auth_http import place, stock
 from tests.api.tokens import AUTH, CUSTOMER_A, CUSTOMER_B, Caller, Served, served, token
@@ -105,6 +109,28 @@ async def test_the_feed_shows_a_customer_only_its_own_sagas_and_an_operator_all(
         assert seen_by_b == {own["saga"]["id"]}
         seen_by_operator = await _sagas_until_completed(feed_operator, "o", own["saga"]["id"])
         assert seen_by_operator == {theirs["saga"]["id"], own["saga"]["id"]}
+
+
+async def test_a_transition_is_rendered_once_for_each_visibility_among_its_subscribers(
+    server: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A customer's answer may differ from staff's (a saga's lease is staff's business), so the two
+    # share no rendering; two subscribers who see alike share one.
+    rendered = saga_renderings(monkeypatch)
+    inits = [{"Authorization": _bearer(who, role)} for who, role in [("customer-b", "customer")] * 2] + [
+        {"Authorization": _bearer(f"operator-{n}", "operator")} for n in (1, 2)
+    ]
+    async with contextlib.AsyncExitStack() as connections:
+        feeds = [await connections.enter_async_context(subscriptions(server.url, init)) for init in inits]
+        for feed in feeds:
+            await feed.subscribe("f", FEED)
+        await eventually(lambda: server.svc.hub.subscribers == len(feeds), "every feed subscribed")
+        # Placed past GraphQL, whose answer would render a saga of its own.
+        placed = await server.svc.orchestrator.place_order(PlaceOrder("customer-b", (OrderLine("TEA", 1),)))
+        for feed in feeds:
+            assert await _sagas_until_completed(feed, "f", placed.saga_id) == {placed.saga_id}
+
+    assert rendered == [placed.saga_id] * 7 * 2
 
 
 async def _sagas_until_completed(client: Any, operation_id: str, last_saga: str) -> set[str]:

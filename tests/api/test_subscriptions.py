@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import timedelta
@@ -11,10 +12,13 @@ from typing import Any
 
 import pytest
 import websockets
+from sqlalchemy import event
 
 from api.settings import Settings
+from domain.model import OrderLine
+from domain.orchestrator import PlaceOrder
 from domain.saga import Participant
-from tests.api.live import Live, serve_live
+from tests.api.live import Live, saga_renderings, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 
 UPDATES = """
@@ -231,3 +235,39 @@ async def test_the_feed_follows_a_completed_saga_to_its_dispatch_and_a_cancel_af
         ("StepStarted", "COMPENSATING", "CANCEL_ORDER"),
         ("StepSucceeded", "FAILED", "CANCEL_ORDER"),
     ]
+
+
+async def test_subscribers_with_one_selection_share_one_read_and_one_rendering_of_each_transition(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    selections = [FEED, "subscription { sagaFeed { sequence status saga { status } } }"]
+    rendered = saga_renderings(monkeypatch)
+    reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "saga_view" in statement:
+            reads.append(statement)
+
+    engine = live.svc.read.engine.sync_engine
+    async with contextlib.AsyncExitStack() as connections:
+        clients = [await connections.enter_async_context(subscriptions(live.url)) for _ in range(8)]
+        for n, client in enumerate(clients):
+            await client.subscribe("feed", selections[n % 2])
+        await live.until_subscribed(len(clients))
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            # Placed past GraphQL, whose answer would render a saga of its own.
+            placed = await live.svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("TEA", 1),)))
+            received = [
+                [(await client.next("feed"))["data"]["sagaFeed"] for _ in COMPLETED_PATH]  # type: ignore[index]
+                for client in clients
+            ]
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+    assert all([u["sequence"] for u in updates] == list(range(1, 8)) for updates in received)
+    assert all(u["saga"] for updates in received for u in updates)
+    # At most one read of the saga per commit, whatever the number of subscribers; each transition
+    # rendered once per selection.
+    assert 0 < len(reads) <= len(COMPLETED_PATH)
+    assert rendered == [placed.saga_id] * len(COMPLETED_PATH) * len(selections)

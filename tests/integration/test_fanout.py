@@ -49,7 +49,7 @@ async def test_a_feed_follows_another_process_across_a_lost_listening_connection
     await follower.start()
     try:
         await stock_catalog(driver)
-        feed = updates_of_all_sagas(follower.read, follower.hub, None)
+        feed = updates_of_all_sagas(follower.live, follower.hub, None)
         first = asyncio.ensure_future(anext(feed))
         await eventually(lambda: follower.hub.subscribers == 1, "the feed to subscribe")
 

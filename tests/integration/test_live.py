@@ -10,6 +10,7 @@ import pytest
 
 from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
 from api.hub import Committed, TransitionHub
+from api.recent_transitions import RecentTransitions, Wanted
 from api.service import Service
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
@@ -34,14 +35,20 @@ async def place(svc: Service, quantity: int) -> str:
     return (await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", quantity),)))).saga_id
 
 
+async def ended(svc: Service, gate: Hold, *quantities: int) -> list[str]:
+    """Sagas of these quantities, run to their end; their ids."""
+    gate.release(Participant.INVENTORY)
+    saga_ids = [await place(svc, quantity) for quantity in quantities]
+    for saga_id in saga_ids:
+        await wait_for_status(svc, saga_id, *ENDED)
+    return saga_ids
+
+
 async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
     held: tuple[Service, Hold],
 ) -> None:
     svc, gate = held
-    gate.release(Participant.INVENTORY)
-    first, second = await place(svc, 1), await place(svc, 20)
-    for saga_id in (first, second):
-        await wait_for_status(svc, saga_id, *ENDED)
+    first, second = await ended(svc, gate, 1, 20)
 
     latest = await svc.read.latest_transition(first)
     assert latest is not None and (latest.sequence, latest.status) == (7, "COMPLETED")
@@ -57,7 +64,7 @@ async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_c
 ) -> None:
     svc, gate = held
     saga_id = await place(svc, 2)
-    updates = updates_of_saga(svc.read, svc.hub, saga_id)
+    updates = updates_of_saga(svc.live, svc.hub, saga_id)
     current = await anext(updates)
     assert (current.sequence, current.status) == (2, SagaStatus.STOCK_RESERVING)
 
@@ -75,7 +82,7 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 ) -> None:
     svc, gate = held
     gate.release(Participant.INVENTORY)
-    feed = updates_of_all_sagas(svc.read, svc.hub, None)
+    feed = updates_of_all_sagas(svc.live, svc.hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: svc.hub.subscribers == 1, "the feed to subscribe")
     completing, failing = await place(svc, 1), await place(svc, 20)
@@ -102,12 +109,9 @@ HandFedFeed = tuple[str, str, TransitionHub, AsyncGenerator[SagaUpdate, None], a
 async def hand_fed_feed(svc: Service, gate: Hold) -> HandFedFeed:
     """Two completed sagas, and a feed subscribed to a hub of its own, which the test feeds notices
     by hand; the feed's first update is awaited in the future."""
-    gate.release(Participant.INVENTORY)
-    saga_id, other = await place(svc, 1), await place(svc, 1)
-    for done in (saga_id, other):
-        await wait_for_status(svc, done, SagaStatus.COMPLETED)
+    saga_id, other = await ended(svc, gate, 1, 1)
     hub = TransitionHub()
-    feed = updates_of_all_sagas(svc.read, hub, None)
+    feed = updates_of_all_sagas(svc.live, hub, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: hub.subscribers == 1, "the feed to subscribe")
     return saga_id, other, hub, feed, first
@@ -147,3 +151,32 @@ async def test_a_late_notice_of_a_saga_whose_end_was_sent_sends_nothing_again(
 
     assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
     assert (following.saga_id, following.sequence) == (other, 1)
+
+
+async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_are_read_again(
+    held: tuple[Service, Hold],
+) -> None:
+    svc, gate = held
+    first, second = await ended(svc, gate, 1, 1)
+    recent = RecentTransitions(svc.read, SagaUpdate.of, sagas=1, per_saga=3)
+
+    answers = await asyncio.gather(*(recent.past({first: Wanted(0, 7)}) for _ in range(5)))
+    shared = answers[0][first]
+    assert recent.reads == 1
+    assert [u.sequence for u in shared] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(a[first][n] is shared[n] for a in answers for n in range(7))
+    assert all(u.saga_row is not None and u.saga_row.status == "COMPLETED" for u in shared)
+    assert {u.customer_id for u in shared} == {"c-1"}
+
+    # The last three are kept; a notice that came late reads nothing either.
+    assert (await recent.past({first: Wanted(4, 7)}))[first] == shared[4:]
+    assert (await recent.past({first: Wanted(7, 7)}))[first] == []
+    assert recent.reads == 1
+    # Older ones are read again, around the kept ones, which stay the objects subscribers had.
+    older = (await recent.past({first: Wanted(2, 7)}))[first]
+    assert recent.reads == 2 and [u.sequence for u in older] == [3, 4, 5, 6, 7]
+    assert all(a is b for a, b in zip(older[2:], shared[4:], strict=True))
+    # One saga is kept: asking about another forgets the first.
+    assert [u.sequence for u in (await recent.past({second: Wanted(5, 7)}))[second]] == [6, 7]
+    await recent.past({first: Wanted(5, 7)})
+    assert recent.reads == 4
