@@ -23,7 +23,7 @@ class DatabaseAway:
     def __init__(self) -> None:
         self.transactions = 0
 
-    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Any], Awaitable[T]], lock_order: str = "") -> T:
         self.transactions += 1
         raise ConnectionRefusedError("the database is away")
 
