@@ -27,7 +27,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
 from api.graphql_http import GraphQLOverHTTP
-from api.loaders import make_loaders
+from api.loaders import Loaders
 from api.request_limits import BodyLimits
 from api.rules import METRICS_READERS
 from api.schema import schema
@@ -58,7 +58,7 @@ class _GraphQL(GraphQLOverHTTP):
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> dict[str, Any]:
         # A WebSocket's context lasts as long as its connection, so its loaders batch but never cache:
         # a subscription must not see the rows of its first event again.
-        loaders = make_loaders(self._service.read, cache=isinstance(request, Request))
+        loaders = Loaders(self._service.read, cache=isinstance(request, Request))
         # A WebSocket says who it is in connection_init (`on_ws_connect`), before any operation.
         authorization = request.headers.get("authorization") if isinstance(request, Request) else None
         identity = await self._authenticate(authorization)

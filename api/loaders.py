@@ -1,11 +1,12 @@
-"""DataLoaders, made per request: every saga, order, timeline or shipment that a response needs is
-read in one query per kind, however many objects ask for it (no N+1)."""
+"""DataLoaders, per request: every saga, order, timeline or shipment that a response needs is read in
+one query per kind, however many objects ask for it (no N+1). Each loader is made when a resolver
+first asks for it, so a request that reads none of them (placeOrder, most mutations) pays for none."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import Row
 from strawberry.dataloader import DataLoader
@@ -14,25 +15,39 @@ from strawberry.types import Info
 from persistence.queries import ReadModel
 
 
-@dataclass(frozen=True, slots=True)
 class Loaders:
-    sagas: DataLoader[str, Row | None]
-    orders: DataLoader[str, Row | None]
-    timelines: DataLoader[str, list[Row]]
-    shipments: DataLoader[str, Row | None]  # by order id
-    shipments_by_id: DataLoader[str, Row | None]
-    leases: DataLoader[str, Row | None]  # by saga id
+    """One request's loaders. With `cache` off they batch the loads of one tick but remember nothing
+    (a WebSocket's context lives as long as its connection)."""
 
+    def __init__(self, read: ReadModel, *, cache: bool = True) -> None:
+        self._read = read
+        self._cache = cache
 
-def make_loaders(read: ReadModel, *, cache: bool = True) -> Loaders:
-    return Loaders(
-        sagas=DataLoader(_one_each(read.sagas, "id"), cache=cache),
-        orders=DataLoader(_one_each(read.orders, "id"), cache=cache),
-        timelines=DataLoader(_all_each(read.timelines, "saga_id"), cache=cache),
-        shipments=DataLoader(_one_each(read.shipments, "order_id"), cache=cache),
-        shipments_by_id=DataLoader(_one_each(read.shipments_by_id, "id"), cache=cache),
-        leases=DataLoader(_one_each(read.leases, "saga_id"), cache=cache),
-    )
+    @cached_property
+    def sagas(self) -> DataLoader[str, Row | None]:
+        return DataLoader(_one_each(self._read.sagas, "id"), cache=self._cache)
+
+    @cached_property
+    def orders(self) -> DataLoader[str, Row | None]:
+        return DataLoader(_one_each(self._read.orders, "id"), cache=self._cache)
+
+    @cached_property
+    def timelines(self) -> DataLoader[str, list[Row]]:
+        return DataLoader(_all_each(self._read.timelines, "saga_id"), cache=self._cache)
+
+    @cached_property
+    def shipments(self) -> DataLoader[str, Row | None]:
+        """By order id."""
+        return DataLoader(_one_each(self._read.shipments, "order_id"), cache=self._cache)
+
+    @cached_property
+    def shipments_by_id(self) -> DataLoader[str, Row | None]:
+        return DataLoader(_one_each(self._read.shipments_by_id, "id"), cache=self._cache)
+
+    @cached_property
+    def leases(self) -> DataLoader[str, Row | None]:
+        """By saga id."""
+        return DataLoader(_one_each(self._read.leases, "saga_id"), cache=self._cache)
 
 
 def loaders(info: Info) -> Loaders:

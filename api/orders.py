@@ -124,7 +124,8 @@ async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> Saga
             row = await svc.read.saga(placed.saga_id)
             if row is None or row.status in _SETTLED:
                 return None
-        return await asyncio.wait_for(asyncio.shield(watcher), within.total_seconds())
+        # Cancelled when the wait times out, which is all a watcher needs: it is unwatched below.
+        return await asyncio.wait_for(watcher, within.total_seconds())
     except TimeoutError:
         return None
     finally:

@@ -1,6 +1,7 @@
 """ordersaga's engine alone: the orchestrator in process, placing orders and awaiting their sagas.
 
 python -m benchmarks.engine --concurrency 64 --sagas 2000 [--hot] [--failure-rate 0.05] [--json F]
+                            [--postgres postgresql://user@host/db]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from api.service import Service
 from api.settings import Settings
 from benchmarks import workload
+from benchmarks.databases import Database, fresh_database
 from domain.model import OrderLine, StorageCondition
 from domain.orchestrator import PlaceOrder, SagaChange
 from domain.saga import TERMINAL_STATUSES, SagaStatus
@@ -24,9 +26,11 @@ from persistence import catalog
 from persistence.db import Db
 
 
-async def run(concurrency: int, sagas: int, hot: bool, failure_rate: float, workdir: Path) -> dict[str, Any]:
+async def run(
+    concurrency: int, sagas: int, hot: bool, failure_rate: float, database: Database
+) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
-    svc = Service(Settings(database_url=f"sqlite+aiosqlite:///{workdir / 'engine.db'}"))
+    svc = Service(Settings(database_url=database.async_url))
     await svc.start()
     await svc.write(lambda db: _stock(db, workload.skus(hot), workload.stock_per_sku(sagas)))
     finished: dict[str, asyncio.Future[SagaStatus]] = {}
@@ -64,6 +68,7 @@ async def run(concurrency: int, sagas: int, hot: bool, failure_rate: float, work
     checks = await _check_books(svc, outcomes, hot)
     report = {
         "mode": "engine",
+        "database": database.kind,
         "concurrency": concurrency,
         "sagas": sagas,
         "distribution": "hot" if hot else "uniform",
@@ -111,8 +116,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     parser = workload.cell_arguments(__doc__, sagas=2000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
-        report = asyncio.run(run(args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir)))
+    with (
+        tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
+        fresh_database(args.postgres, Path(workdir), "engine") as database,
+    ):
+        report = asyncio.run(run(args.concurrency, args.sagas, args.hot, args.failure_rate, database))
     workload.emit(report, args.json)
 
 

@@ -2,6 +2,7 @@
 is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of the GraphQL stack.
 
     python -m benchmarks.fullstack --concurrency 64 --sagas 1000 [--hot] [--failure-rate 0.05] [--json F]
+                                   [--postgres postgresql://user@host/db]
 
 The server runs in a process of its own (its CPU time is read from /proc); the clients use aiohttp
 with keep-alive connections, lean enough not to be what is measured.
@@ -24,6 +25,7 @@ import aiohttp
 
 from benchmarks import workload
 from benchmarks.ceilings import run_load
+from benchmarks.databases import Database, fresh_database
 
 PLACE = """mutation ($input: PlaceOrderInput!) {
   placeOrder(input: $input) { saga { id status } userErrors { code message } } }"""
@@ -46,7 +48,7 @@ def server_cpu_s(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
+async def served(workdir: Path, database: Database) -> AsyncIterator[tuple[str, int]]:
     port = _free_port()
     command = [
         sys.executable,
@@ -56,7 +58,7 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
         "--port",
         str(port),
         "--database-url",
-        f"sqlite+aiosqlite:///{workdir / 'full.db'}",
+        database.async_url,
     ]
     # The server's log goes to a file: a pipe nobody drains would stall it once full.
     log = (workdir / "server.log").open("wb")
@@ -81,7 +83,9 @@ async def served(workdir: Path) -> AsyncIterator[tuple[str, int]]:
         log.close()
 
 
-async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **variables: Any) -> dict[str, Any]:
+async def post_graphql(
+    session: aiohttp.ClientSession, url: str, query: str, **variables: Any
+) -> dict[str, Any]:
     async with session.post(url, json={"query": query, "variables": variables}) as response:
         body = await response.json()
     if "errors" in body:
@@ -89,22 +93,22 @@ async def _graphql(session: aiohttp.ClientSession, url: str, query: str, **varia
     return body["data"]  # type: ignore[no-any-return]
 
 
-async def _stock(session: aiohttp.ClientSession, url: str, skus: list[str], quantity: int) -> None:
-    await _graphql(
+async def stock_catalog(session: aiohttp.ClientSession, url: str, skus: list[str], quantity: int) -> None:
+    await post_graphql(
         session,
         url,
         """mutation { registerWarehouse(input: {code: "W1", name: "Bench",
         sections: [{code: "A", storageCondition: AMBIENT}]}) { userErrors { code } } }""",
     )
     for sku in [*skus, workload.EMPTY_SKU]:
-        await _graphql(
+        await post_graphql(
             session,
             url,
             "mutation ($i: RegisterProductInput!) { registerProduct(input: $i) { userErrors { code } } }",
             i={"sku": sku, "name": sku, "storageCondition": "AMBIENT"},
         )
     for sku in skus:
-        await _graphql(
+        await post_graphql(
             session,
             url,
             "mutation ($i: ReceiveStockInput!) { receiveStock(input: $i) { userErrors { code } } }",
@@ -113,14 +117,20 @@ async def _stock(session: aiohttp.ClientSession, url: str, skus: list[str], quan
 
 
 async def run(
-    concurrency: int, sagas: int, hot: bool, failure_rate: float, workdir: Path, ceiling_s: float = 5.0
+    concurrency: int,
+    sagas: int,
+    hot: bool,
+    failure_rate: float,
+    workdir: Path,
+    database: Database,
+    ceiling_s: float = 5.0,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     orders = workload.orders(sagas, hot, failure_rate)
-    async with served(workdir) as (url, pid):
+    async with served(workdir, database) as (url, pid):
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await _stock(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
+            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
             gate = asyncio.Semaphore(concurrency)
             placing, finishing, outcomes, requests = [], [], [], 0
 
@@ -132,13 +142,13 @@ async def run(
                     # One request a saga: placeOrder answers once its saga has finished (polling takes
                     # over only if it has not within the wait).
                     order_input = {"customerId": f"bench-{n}", "lines": [line], "awaitOutcomeMs": AWAIT_MS}
-                    placed = await _graphql(session, url, PLACE, input=order_input)
+                    placed = await post_graphql(session, url, PLACE, input=order_input)
                     placing.append(time.perf_counter() - started)
                     saga = placed["placeOrder"]["saga"]
                     status, requests = saga["status"], requests + 1
                     while status not in TERMINAL:
                         await asyncio.sleep(POLL_S)
-                        status = (await _graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
+                        status = (await post_graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
                         requests += 1
                     finishing.append(time.perf_counter() - started)
                     outcomes.append((order, status))
@@ -152,6 +162,7 @@ async def run(
     finishing.sort()
     return {
         "mode": "full",
+        "database": database.kind,
         "concurrency": concurrency,
         "sagas": sagas,
         "distribution": "hot" if hot else "uniform",
@@ -175,7 +186,7 @@ async def _check_books(
     stock = {}
     for sku in workload.skus(hot):
         query = "query ($s: String!) { stockLevels(sku: $s) { onHand reserved } }"
-        levels = (await _graphql(session, url, query, s=sku))["stockLevels"]
+        levels = (await post_graphql(session, url, query, s=sku))["stockLevels"]
         stock[sku] = (sum(x["onHand"] for x in levels), sum(x["reserved"] for x in levels))
     return workload.books(outcomes, stock)
 
@@ -184,12 +195,12 @@ def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir:
-        report = asyncio.run(
-            run(
-                args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), args.ceiling_seconds
-            )
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
+        fresh_database(args.postgres, Path(workdir), "full") as database,
+    ):
+        cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
+        report = asyncio.run(run(*cell, ceiling_s=args.ceiling_seconds))
     workload.emit(report, args.json)
 
 

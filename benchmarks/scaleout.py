@@ -41,9 +41,9 @@ from benchmarks.fullstack import (
     TERMINAL,
     _check_books,
     _free_port,
-    _graphql,
-    _stock,
+    post_graphql,
     server_cpu_s,
+    stock_catalog,
 )
 from persistence.database import make_engine
 
@@ -137,7 +137,7 @@ async def run(processes: int, workers: bool, hot: bool, concurrency: int, sagas:
         urls, pids = await cell.enter_async_context(fleet(url, processes, workers, workdir))
         connector = aiohttp.TCPConnector(limit=concurrency)
         session = await cell.enter_async_context(aiohttp.ClientSession(connector=connector))
-        await _stock(session, urls[0], workload.skus(hot), workload.stock_per_sku(sagas))
+        await stock_catalog(session, urls[0], workload.skus(hot), workload.stock_per_sku(sagas))
         gate = asyncio.Semaphore(concurrency)
         finishing: list[float] = []
         placing: list[float] = []
@@ -158,7 +158,7 @@ async def run(processes: int, workers: bool, hot: bool, concurrency: int, sagas:
         conflicts = 0
         if not workers:  # each process counts its own; with workers, one answers at random
             for target in urls:
-                counts = (await _graphql(session, target, CONTENTION))["inventoryContention"]
+                counts = (await post_graphql(session, target, CONTENTION))["inventoryContention"]
                 conflicts += counts["casConflicts"]
     placing.sort()
     finishing.sort()
@@ -187,12 +187,12 @@ async def _saga(
     started = time.perf_counter()
     line = {"sku": order.sku, "quantity": order.quantity}
     order_input = {"customerId": f"bench-{n}", "lines": [line], "awaitOutcomeMs": AWAIT_MS}
-    saga = (await _graphql(session, url, PLACE, input=order_input))["placeOrder"]["saga"]
+    saga = (await post_graphql(session, url, PLACE, input=order_input))["placeOrder"]["saga"]
     placed = time.perf_counter() - started
     status = saga["status"]
     while status not in TERMINAL:
         await asyncio.sleep(POLL_S)
-        status = (await _graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
+        status = (await post_graphql(session, url, STATUS, id=saga["id"]))["saga"]["status"]
     return placed, time.perf_counter() - started, status
 
 

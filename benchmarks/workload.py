@@ -85,6 +85,7 @@ def cell_arguments(description: str | None, sagas: int) -> argparse.ArgumentPars
     parser.add_argument("--hot", action="store_true", help="every order on one SKU")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="write the report here too")
+    parser.add_argument("--postgres", help="a PostgreSQL server URL to run on; a SQLite file without it")
     return parser
 
 

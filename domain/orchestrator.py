@@ -42,6 +42,7 @@ from domain.saga import (
     Emit,
     Finished,
     Outcome,
+    SagaChange,
     SagaEvent,
     SagaPolicy,
     SagaStarted,
@@ -49,12 +50,10 @@ from domain.saga import (
     Step,
     Unavailable,
     Wait,
-    evolve,
     fold,
     next_action,
     on_outcome,
     on_timeout,
-    start,
 )
 
 R = TypeVar("R")
@@ -66,15 +65,7 @@ current_saga: ContextVar[str | None] = ContextVar("current_saga", default=None)
 current_step: ContextVar[str | None] = ContextVar("current_step", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class SagaChange:
-    """What one committed transaction did to a saga: published to listeners after the commit."""
-
-    before: SagaState | None
-    events: tuple[SagaEvent, ...]
-    after: SagaState
-
-
+# Listeners receive each committed SagaChange (domain/saga.py) after the commit.
 SagaListener = Callable[[SagaChange], None]
 
 # After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to
@@ -154,13 +145,12 @@ class Orchestrator:
                     return OrderPlaced(earlier.saga_id, earlier.order_id, replayed=True), None
             saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
             started = SagaStarted(order_id, command.customer_id, command.lines, now)
-            state = start(saga_id, started)
-            await tx.orders.create_order(self._command(state, Step.CREATE_ORDER.value, now))
-            state, events = self._settle(state, [started], now)
+            change = SagaChange.started(saga_id, started)
+            await tx.orders.create_order(self._command(change.after, Step.CREATE_ORDER.value, now))
+            change = self._settle(change, now)
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
-            await tx.sagas.append(None, events, state, placement)
-            placed = OrderPlaced(saga_id, order_id, replayed=False, state=state)
-            return placed, SagaChange(None, tuple(events), state)
+            await tx.sagas.append(change, placement)
+            return OrderPlaced(saga_id, order_id, replayed=False, state=change.after), change
 
         def started(result: tuple[OrderPlaced, SagaChange | None]) -> None:
             change = result[1]
@@ -302,9 +292,9 @@ class Orchestrator:
                 return decision, None
             if effect is not None:
                 await effect(tx, self._command(before, type(decision[0]).__name__, now))
-            after, events = self._settle(*self._apply(before, [], decision), now)
-            await tx.sagas.append(before, events, after, None)
-            return after, SagaChange(before, tuple(events), after)
+            change = self._settle(SagaChange.from_state(before).apply(decision), now)
+            await tx.sagas.append(change, None)
+            return change.after, change
 
         def decided(result: tuple[SagaState | Refused, SagaChange | None]) -> None:
             change = result[1]
@@ -442,25 +432,23 @@ class Orchestrator:
 
         async def work(tx: Transaction) -> SagaChange:
             now = self._clock.now()
-            events: list[SagaEvent] = []
-            current = state
+            change = SagaChange.from_state(state)
             if outcome is not None:
-                current, events = self._apply(
-                    current, events, on_outcome(current, outcome, now, self._policy)
-                )
+                change = change.apply(on_outcome(state, outcome, now, self._policy))
             next_call = call
             while next_call is not None:
+                current = change.after
                 if now >= next_call.deadline:
                     produced = on_timeout(current, now, self._policy)
                 else:
                     done = await self._execute(tx, current, next_call.step, now)
                     produced = on_outcome(current, done, now, self._policy)
-                current, events = self._settle(*self._apply(current, events, produced), now)
-                following = next_action(current, now, self._policy)
+                change = self._settle(change.apply(produced), now)
+                following = next_action(change.after, now, self._policy)
                 next_call = following if chain and isinstance(following, Call) else None
-            current, events = self._settle(current, events, now)
-            await tx.sagas.append(state, events, current, None)
-            return SagaChange(state, tuple(events), current)
+            change = self._settle(change, now)
+            await tx.sagas.append(change, None)
+            return change
 
         change = await self._committed(work, self._publish, min(line.sku for line in state.lines))
         return change.after
@@ -480,23 +468,12 @@ class Orchestrator:
         transaction.add_done_callback(on_commit)
         return await asyncio.shield(transaction)
 
-    def _settle(
-        self, state: SagaState, events: list[SagaEvent], now: datetime
-    ) -> tuple[SagaState, list[SagaEvent]]:
+    def _settle(self, change: SagaChange, now: datetime) -> SagaChange:
         """Record the transitions that need no participant (starting the next step, say), up to the
         next call or wait, so they share the transaction of what led to them."""
-        while isinstance(action := next_action(state, now, self._policy), Emit):
-            state, events = self._apply(state, events, action.events)
-        return state, events
-
-    @staticmethod
-    def _apply(
-        state: SagaState, events: list[SagaEvent], new: Iterable[SagaEvent]
-    ) -> tuple[SagaState, list[SagaEvent]]:
-        for event in new:
-            state = evolve(state, event)
-            events.append(event)
-        return state, events
+        while isinstance(action := next_action(change.after, now, self._policy), Emit):
+            change = change.apply(action.events)
+        return change
 
     async def _execute(self, tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
         command = self._command(state, step.value, now)

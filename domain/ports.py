@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from domain.model import OrderLine, Pick
-from domain.saga import Outcome, Participant, SagaEvent, SagaState
+from domain.saga import Outcome, Participant, SagaChange, SagaEvent
 
 T = TypeVar("T")
 
@@ -64,12 +64,11 @@ class Placement:
 class SagaStore(Protocol):
     async def load(self, saga_id: str) -> list[SagaEvent]: ...
 
-    async def append(
-        self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
-    ) -> None:
-        """Journal `events` after `before.version` and project `after`. `placement` binds an
-        idempotency key to a new saga. If the saga moved on meanwhile, or another request bound the
-        key, the transaction fails with ConcurrencyConflict (here or when it commits)."""
+    async def append(self, change: SagaChange, placement: Placement | None) -> None:
+        """Journal `change.events` after `change.before.version` and project `change.after` (and each
+        event's status, on the timeline). `placement` binds an idempotency key to a new saga. If the
+        saga moved on meanwhile, or another request bound the key, the transaction fails with
+        ConcurrencyConflict (here or when it commits)."""
         ...
 
     async def find_placement(self, idempotency_key: str) -> Placement | None: ...

@@ -8,6 +8,7 @@ Nothing here performs I/O, so every state and message pair is a plain unit test.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -478,14 +479,53 @@ def _finish(
     return (*history[:-1], replace(last, status=status, finished_at=at, last_error=error or last.last_error))
 
 
-def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
+@dataclass(frozen=True, slots=True)
+class SagaChange:
+    """What one transaction does to a saga: `events` appended after `before` (None for a new saga),
+    the status the saga had right after each of them (`statuses`, what its timeline shows), and the
+    state they lead to. Each event is folded once, here, for the decision and the read model alike."""
+
+    before: SagaState | None
+    events: tuple[SagaEvent, ...]
+    after: SagaState
+    statuses: tuple[SagaStatus, ...]
+
+    @staticmethod
+    def from_state(state: SagaState) -> SagaChange:
+        """Nothing changed yet: the start of a transaction on an existing saga."""
+        return SagaChange(state, (), state, ())
+
+    @staticmethod
+    def started(saga_id: str, event: SagaStarted) -> SagaChange:
+        """A new saga: its first event, folded."""
+        state = start(saga_id, event)
+        return SagaChange(None, (event,), state, (state.status,))
+
+    def apply(self, events: Iterable[SagaEvent]) -> SagaChange:
+        """This change and then `events`."""
+        state, statuses = self.after, list(self.statuses)
+        new = tuple(events)
+        for event in new:
+            state = evolve(state, event)
+            statuses.append(state.status)
+        return SagaChange(self.before, self.events + new, state, tuple(statuses))
+
+    @property
+    def first_sequence(self) -> int:
+        """The journal sequence of the first of `events`."""
+        return 1 if self.before is None else self.before.version + 1
+
+
+def replay(saga_id: str, events: list[SagaEvent]) -> SagaChange:
+    """A whole journal as one change from nothing: its state and each event's status."""
     first = events[0] if events else None
     if not isinstance(first, SagaStarted):
         raise ValueError(f"saga {saga_id} does not begin with SagaStarted")
-    state = start(saga_id, first)
-    for event in events[1:]:
-        state = evolve(state, event)
-    return state
+    return SagaChange.started(saga_id, first).apply(events[1:])
+
+
+def fold(saga_id: str, events: list[SagaEvent]) -> SagaState:
+    return replay(saga_id, events).after
 
 
 # ---------------------------------------------------------------------------------------------- deciding

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
-from domain.saga import SagaEvent, SagaState
+from domain.saga import SagaChange, SagaEvent, SagaState
 from persistence import codec
 from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
@@ -182,12 +182,9 @@ class SqlSagaStore:
             else Placement(row.idempotency_key, row.fingerprint, row.saga_id, row.order_id)
         )
 
-    async def append(
-        self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
-    ) -> None:
-        writes = self._writes
-        first = 1 if before is None else before.version + 1
-        for sequence, event in enumerate(events, start=first):
+    async def append(self, change: SagaChange, placement: Placement | None) -> None:
+        writes, before, after = self._writes, change.before, change.after
+        for sequence, event in enumerate(change.events, start=change.first_sequence):
             type_name, version, data = codec.encode(event)
             writes.events.append(
                 {
@@ -199,13 +196,14 @@ class SqlSagaStore:
                     "recorded_at": event.at,
                 }
             )
-        writes.timeline.extend(timeline_rows(before, events, after.saga_id))
+        writes.timeline.extend(timeline_rows(change))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
         if writes.fleet is not None:
             lease = lease_change(before, after)
             if lease is not None:
                 writes.leases[after.saga_id] = lease
+            first = change.first_sequence
             notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
             writes.notices.append(notice)
         self._project_steps(before, after)

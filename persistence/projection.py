@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.model import OrderStatus, Pick
-from domain.saga import SagaEvent, SagaStarted, SagaState, Step, StepRecord, StepStatus, evolve, start
+from domain.saga import SagaChange, SagaState, Step, StepRecord, StepStatus
 from domain.shipment import shipment_status
 
 # A step that ended in one of these, after its last attempt, is what the saga failed on.
@@ -116,18 +116,20 @@ def _succeeded(state: SagaState, step: Step) -> bool:
     return any(r.step is step and r.status is StepStatus.SUCCEEDED for r in state.history)
 
 
-def timeline_rows(before: SagaState | None, events: list[SagaEvent], saga_id: str) -> list[dict[str, Any]]:
-    """One row per event, each with the status the saga had right after it."""
-    rows, state = [], before
-    for event in events:
-        state = start(saga_id, event) if isinstance(event, SagaStarted) else evolve(_known(state), event)
+def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
+    """One row per event of `change`, each with the status the saga had right after it."""
+    saga_id = change.after.saga_id
+    rows = []
+    for sequence, (event, status) in enumerate(
+        zip(change.events, change.statuses, strict=True), start=change.first_sequence
+    ):
         step = getattr(event, "step", None)
         rows.append(
             {
                 "saga_id": saga_id,
-                "sequence": state.version,
+                "sequence": sequence,
                 "type": type(event).__name__,
-                "status": state.status.value,
+                "status": status.value,
                 "step": step.value if step else None,
                 "attempt": getattr(event, "attempt", None),
                 "reason": getattr(event, "reason", None),
@@ -136,12 +138,6 @@ def timeline_rows(before: SagaState | None, events: list[SagaEvent], saga_id: st
             }
         )
     return rows
-
-
-def _known(state: SagaState | None) -> SagaState:
-    if state is None:
-        raise ValueError("a saga's first event must be SagaStarted")
-    return state
 
 
 def order_status(state: SagaState) -> OrderStatus:

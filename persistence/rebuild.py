@@ -7,6 +7,10 @@ journal is; if a rebuild stops half-way, running it again starts over from empty
 Stock levels are not projected (receipts are not saga events), so the rebuild checks them instead:
 what each `stock` row holds reserved must equal what the journal says sagas still hold there, and
 each row's on-hand and reserved must be what the section's stock movements add up to.
+
+On PostgreSQL, where several processes lease the sagas they drive, a saga that moves on its own
+and has no lease (its journal restored or copied in without one) gets an expired lease, which the
+first process to look claims: no replayed saga is left without a driver.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import groupby
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.saga import SagaState, fold
+from domain.saga import SagaState, replay
 from persistence import codec
 from persistence.movements import unexplained_stock
 from persistence.projection import (
@@ -33,6 +38,7 @@ from persistence.projection import (
 from persistence.tables import (
     journal,
     order_view,
+    saga_leases,
     saga_step_view,
     saga_timeline,
     saga_view,
@@ -104,6 +110,7 @@ async def rebuild_projections(
         for table in READ_TABLES:
             await conn.execute(delete(table))
     held: Counter[StockKey] = Counter()
+    moving: list[str] = []
     sagas = batches = 0
     last = ""
     while True:
@@ -113,9 +120,13 @@ async def rebuild_projections(
             break
         for state in states:
             held.update(held_stock(state))
+        moving += [state.saga_id for state in states if not state.is_settled]
         sagas, batches, last = sagas + len(states), batches + 1, states[-1].saga_id
         if progress is not None:
             progress(sum(state.version for state in states))
+    if engine.dialect.name == "postgresql":  # SQLite has one process, which drives every saga
+        async with engine.begin() as conn:
+            await _lease_unleased(conn, moving)
     async with engine.connect() as conn:
         mismatches = await check_stock(conn, held)
         unexplained = [
@@ -123,6 +134,25 @@ async def rebuild_projections(
             for key, stock_held, moved in await unexplained_stock(conn)
         ]
     return RebuildReport(sagas, batches, mismatches, unexplained)
+
+
+# As the migration that brought leases gave the sagas then moving: expired since the epoch.
+EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def _lease_unleased(conn: AsyncConnection, moving: list[str]) -> None:
+    """Give each saga of `moving` that has no lease an expired one (persistence/leases.py: a lease row
+    exists exactly while a saga moves on its own)."""
+    for start in range(0, len(moving), 500):
+        chunk = moving[start : start + 500]
+        leased = set(
+            (await conn.execute(select(saga_leases.c.saga_id).where(saga_leases.c.saga_id.in_(chunk))))
+            .scalars()
+            .all()
+        )
+        orphans = [{"saga_id": s, "owner": "", "expires_at": EXPIRED} for s in chunk if s not in leased]
+        if orphans:
+            await conn.execute(insert(saga_leases), orphans)
 
 
 async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[SagaState]:
@@ -145,11 +175,12 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
     states = []
     for saga_id, group in groupby(entries, key=lambda entry: entry.saga_id):
         events = [codec.decode(entry.type, entry.version, entry.data) for entry in group]
-        state = fold(saga_id, events)
+        change = replay(saga_id, events)
+        state = change.after
         states.append(state)
         rows[saga_view.name].append(saga_row(state))
         rows[saga_step_view.name] += step_rows(state)
-        rows[saga_timeline.name] += timeline_rows(None, events, saga_id)
+        rows[saga_timeline.name] += timeline_rows(change)
         rows[order_view.name].append(order_row(state))
         if (shipment := shipment_row(state)) is not None:
             rows[shipment_view.name].append(shipment)

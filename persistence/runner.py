@@ -71,8 +71,7 @@ class GroupCommitRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         unanswered = [*self._in_flight, *(self._queue.get_nowait() for _ in range(self._queue.qsize()))]
         for job in unanswered:
-            if not job.done.done():
-                job.done.set_exception(RuntimeError("the transaction runner stopped"))
+            _answer(job, error=RuntimeError("the transaction runner stopped"))
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
@@ -81,11 +80,15 @@ class GroupCommitRunner:
         return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)), lock_order)
 
     async def run_on_connection(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
+        """Run `work` on the transaction's connection. A caller that stops waiting before its batch
+        is written withdraws the work (it never runs); one that stops while the batch is written
+        leaves it to commit or not with the batch, as after a crash."""
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work, lock_order)
         self._queue.put_nowait(job)
-        result: T = await asyncio.shield(job.done)
+        # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
+        result: T = await job.done
         return result
 
     async def _lane(self) -> None:
@@ -96,6 +99,7 @@ class GroupCommitRunner:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Job]) -> None:
+        # A job already answered was withdrawn by its caller (cancelled) or stopped with the runner.
         jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
             return
@@ -104,7 +108,7 @@ class GroupCommitRunner:
             results = await self._write(jobs)
         except Exception as error:
             if len(jobs) == 1:
-                jobs[0].done.set_exception(error)
+                _answer(jobs[0], error=error)
                 return
             log.debug("batch of %d failed (%r); running each alone", len(jobs), error)
             self._metrics.isolated_batches += 1
@@ -116,7 +120,7 @@ class GroupCommitRunner:
         self._metrics.commits += 1
         self._metrics.committed_work += len(jobs)
         for job, result in zip(jobs, results, strict=True):
-            job.done.set_result(result)
+            _answer(job, result=result)
 
     async def _write(self, jobs: list[_Job]) -> list[Any]:
         """Run every job in one transaction and commit it."""
@@ -136,3 +140,13 @@ class GroupCommitRunner:
                 return results
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
+
+
+def _answer(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    """Answer `job`, unless its caller stopped waiting (its future is cancelled) while it was written."""
+    if job.done.done():
+        return
+    if error is not None:
+        job.done.set_exception(error)
+    else:
+        job.done.set_result(result)

@@ -30,8 +30,9 @@ function route() {
 function live() {
   // Registered with the server now, so a page read from here on misses nothing the feed will not
   // bring. What moved while the page was not subscribed was not sent: read the list's first page
-  // and the sagas it shows as moving again.
+  // and the sagas it shows as moving again, and the saga whose page is open.
   reload(readFilter());
+  refreshIfShown();
   for (const id of movingSagas()) {
     graphql(SAGA, { id }).then(({ saga }) => saga && merge(saga), () => {});
   }

@@ -10,7 +10,7 @@ const SAGA = `query ($id: ID!) {
     id status failureReason currentStep startedAt updatedAt
     steps { ${STEP_FIELDS} }
     compensations { ${STEP_FIELDS} }
-    events { sequence type status step attempt reason occurredAt }
+    events { sequence type status step attempt reason occurredAt actor }
     order {
       id status customerId createdAt updatedAt lines { sku quantity } picks { ${PICK_FIELDS} }
       shipment { id createdAt picks { ${PICK_FIELDS} } }
@@ -69,9 +69,10 @@ async function load(id) {
   return saga;
 }
 
-// Read the page's saga again if `id` is it (the feed says it moved).
-export function refreshIfShown(id) {
-  if (shown?.id === id && !$("saga-page").hidden) load(id);
+// Read the page's saga again if `id` is it (the feed says it moved), or whatever it is when `id` is
+// not given (the feed was not listening for a while).
+export function refreshIfShown(id = shown?.id) {
+  if (shown && shown.id === id && !$("saga-page").hidden) load(id);
 }
 
 function showMissing(id, message) {
@@ -186,6 +187,13 @@ function orderSection(order) {
   );
 }
 
+// Who made an intervention: what they did, and the subject of their token when it was recorded.
+function who(event) {
+  const did = INTERVENTIONS[event.type];
+  if (!did) return "";
+  return event.actor ? `${did} (${event.actor})` : did;
+}
+
 function journal(events) {
   return table(
     `Journal (${events.length} ${events.length === 1 ? "event" : "events"})`,
@@ -202,7 +210,7 @@ function journal(events) {
         element("td", {}, e.attempt ? String(e.attempt) : ""),
         element("td", {}, e.status),
         element("td", {}, e.reason ?? ""),
-        element("td", {}, INTERVENTIONS[e.type] ?? ""),
+        element("td", {}, who(e)),
       ),
     ),
   );

@@ -1,7 +1,14 @@
 """Drive the DBOS peer saga at fixed concurrency levels and check its books.
 
     python -m benchmarks.peer_dbos.run --concurrency 1 16 64 --sagas 300 \\
-        --uniform --failure-rate 0 --json out.json --workdir DIR
+        --uniform --failure-rate 0 --json out.json --workdir DIR \\
+        [--variant datasource|plain] [--postgres postgresql://user@host/db]
+
+``--variant`` picks how the steps are written (see saga.py: ``datasource``, the
+default, is DBOS's recommendation for steps that write to an application
+database; ``plain`` steps are at-least-once). ``--postgres`` puts both of DBOS's
+databases on that server (fresh ones per level, dropped afterwards) instead of
+SQLite files.
 
 Each concurrency level runs in its own spawned process: DBOS keeps process-wide
 state, and a fresh interpreter keeps one level's CPU time and warm caches out of
@@ -37,7 +44,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from benchmarks import workload
-from benchmarks.peer_dbos.saga import OrderInput, Peer, SagaResult, build
+from benchmarks.databases import fresh_database
+from benchmarks.peer_dbos.saga import VARIANTS, OrderInput, Peer, SagaResult, Variant, build
 from benchmarks.workload import EMPTY_SKU, percentile
 
 
@@ -52,6 +60,8 @@ class RunSpec:
     warmup: int
     seed: int
     workdir: str
+    variant: Variant = "datasource"
+    postgres: str | None = None
 
 
 def make_orders(spec: RunSpec) -> tuple[list[OrderInput], dict[str, int]]:
@@ -74,7 +84,9 @@ def check_books(peer: Peer, orders: list[OrderInput], results: list[SagaResult])
         rows = conn.execute(sa.text("SELECT order_id, sku, quantity, status FROM orders")).all()
         shipments = conn.execute(sa.text("SELECT count(*) FROM shipments")).scalar_one()
     with peer.sys_engine.connect() as conn:
-        status_counts = sa.text("SELECT status, count(*) FROM workflow_status GROUP BY status")
+        # DBOS keeps its tables in a schema of their own on PostgreSQL.
+        table = "workflow_status" if conn.dialect.name == "sqlite" else "dbos.workflow_status"
+        status_counts = sa.text(f"SELECT status, count(*) FROM {table} GROUP BY status")
         wf_statuses: dict[str, int] = {s: n for s, n in conn.execute(status_counts)}
     want_row = {"COMPLETED": "SHIPPED", "FAILED": "CANCELLED"}
     wrong_rows = sum(want_row[expected[oid]] != status for oid, _, _, status in rows)
@@ -114,8 +126,17 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     workdir = Path(spec.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    with (
+        fresh_database(spec.postgres, workdir, "peer_app") as app,
+        fresh_database(spec.postgres, workdir, "peer_sys") as system,
+    ):
+        return _measure(spec, load_before, app.blocking_url, system.blocking_url)
+
+
+def _measure(spec: RunSpec, load_before: float, app_url: str, system_url: str) -> dict[str, Any]:
     orders, stock = make_orders(spec)
-    peer = build(workdir, stock, pool_size=spec.pool_size)
+    peer = build(app_url, system_url, stock, spec.variant, pool_size=spec.pool_size)
     launch = peer.run if spec.launch == "start" else peer.run_inline
 
     def timed(order: OrderInput) -> tuple[SagaResult, float]:
@@ -180,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--variant", choices=VARIANTS, default="datasource")
+    parser.add_argument("--postgres", help="a PostgreSQL server URL; SQLite files without it")
     args = parser.parse_args(argv)
 
     base = args.workdir or Path(tempfile.mkdtemp(prefix="peer-dbos-"))
@@ -195,13 +218,15 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             seed=args.seed,
             workdir=str(base / f"{args.distribution}-c{concurrency}"),
+            variant=args.variant,
+            postgres=args.postgres,
         )
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as proc:
             result = proc.submit(run_one, spec).result()
         runs.append(result)
         print(
-            f"dbos {spec.distribution} c={concurrency}: {result['sagas_per_s']} sagas/s"
+            f"dbos {spec.variant} {spec.distribution} c={concurrency}: {result['sagas_per_s']} sagas/s"
             f" p50={result['p50_ms']}ms p99={result['p99_ms']}ms"
             f" cpu/saga={result['cpu_s_per_saga'] * 1000:.2f}ms"
             f" commits/saga={result['commits_per_saga']}"

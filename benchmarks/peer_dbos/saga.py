@@ -1,24 +1,32 @@
-"""The four-step order saga written idiomatically on DBOS Transact 3.x.
+"""The four-step order saga written idiomatically on DBOS Transact 3.x, in two variants.
 
 Steps: create order -> reserve stock (compare-and-swap on a versioned row) ->
 confirm order -> create shipment.  A business failure after the order exists
 runs the compensations in reverse (release stock, cancel order), so the saga
 ends FAILED with its stock back on the shelf.
 
-Every database step is a *datasource transaction* (``@ds.transaction()``), not a
-plain ``@DBOS.step()``.  DBOS 3 removed ``@DBOS.transaction()`` together with the
-application database and recommends datasources for database work because the
-step's own writes and its DBOS checkpoint (a row in ``datasource_outputs``) commit
-in one transaction: the step runs exactly once even if the process dies between
-the write and the checkpoint, whereas a plain step writing to the database could
-be re-executed on recovery.  That is the guarantee our own engine gives, so it is
-the fair comparison.
+``datasource`` (the peer at its best, and the fair comparison): every database
+step is a *datasource transaction* (``@ds.transaction()``).  DBOS 3 removed
+``@DBOS.transaction()`` together with the application database and recommends
+datasources for steps that write to an application database, because the
+step's own writes and its DBOS checkpoint (a row in ``datasource_outputs``)
+commit in one transaction: the step runs exactly once even if the process dies
+between the write and the checkpoint.  That is the guarantee our own engine
+gives (a step's effect and its journal entry commit together).
+
+``plain``: every step is a ``@DBOS.step()`` that writes in a transaction of its
+own, and DBOS checkpoints its result afterwards in the system database.  Cheaper
+(no checkpoint table in the application database, no SERIALIZABLE transaction),
+but a crash between a step's commit and its checkpoint runs the step again on
+recovery: at-least-once, which a reservation or a shipment would have to make
+idempotent by hand.  It is measured beside the other so that the gap is visible.
 
 Both the application database and DBOS's system database are SQLite files in WAL
-mode with ``synchronous=FULL``.  DBOS only sets ``busy_timeout``/``foreign_keys`` and
-``BEGIN IMMEDIATE`` on its own SQLite connections (leaving SQLite's default rollback
-journal), so we hand it engines built here that add the two durability pragmas
-and otherwise match what DBOS would have done.
+mode with ``synchronous=FULL`` (or PostgreSQL databases, with its defaults).
+DBOS only sets ``busy_timeout``/``foreign_keys`` and ``BEGIN IMMEDIATE`` on its
+own SQLite connections (leaving SQLite's default rollback journal), so we hand
+it engines built here that add the two durability pragmas and otherwise match
+what DBOS would have done.
 """
 
 from __future__ import annotations
@@ -26,11 +34,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, Protocol, TypedDict, TypeVar, cast
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, SetWorkflowID, SQLAlchemyDatasource
+
+T = TypeVar("T")
+Variant = Literal["datasource", "plain"]
+VARIANTS: tuple[Variant, ...] = ("datasource", "plain")
 
 # A version clash means another saga reserved the same SKU between our read and
 # our write; a few re-reads always suffice in practice (under SQLite the retry
@@ -50,8 +61,7 @@ APP_SCHEMA = (
         quantity INTEGER NOT NULL,
         status TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS shipments (
-        shipment_id INTEGER PRIMARY KEY,
-        order_id TEXT NOT NULL UNIQUE REFERENCES orders(order_id),
+        order_id TEXT PRIMARY KEY REFERENCES orders(order_id),
         sku TEXT NOT NULL,
         quantity INTEGER NOT NULL)""",
 )
@@ -106,8 +116,8 @@ class SagaResult(TypedDict):
 class SqlCounter:
     """Counts statements and durable commits on the engines it is attached to.
 
-    A commit counts only when the SQLite connection really has a transaction open:
-    pysqlite opens one lazily at the first write, so committing a read-only
+    On SQLite a commit counts only when the connection really has a transaction
+    open: pysqlite opens one lazily at the first write, so committing a read-only
     SQLAlchemy transaction costs no fsync and is not counted.
     """
 
@@ -124,7 +134,9 @@ class SqlCounter:
         @sa.event.listens_for(engine, "commit")
         def _commit(conn: sa.Connection) -> None:
             dbapi = conn.connection.dbapi_connection
-            if dbapi is not None and dbapi.in_transaction:
+            # sqlite3 tells whether a transaction is open; PostgreSQL flushes nothing for a
+            # read-only one, but psycopg does not say, so there every commit counts.
+            if dbapi is not None and getattr(dbapi, "in_transaction", True):
                 with self._lock:
                     self.commits += 1
 
@@ -133,10 +145,13 @@ class SqlCounter:
             return self.commits, self.statements
 
 
-def sqlite_engine(path: Path, pool_size: int) -> sa.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}", pool_size=pool_size, max_overflow=0, pool_timeout=60)
+def engine(url: str, pool_size: int) -> sa.Engine:
+    """A synchronous engine on `url` (a SQLite file or a PostgreSQL database)."""
+    made = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+    if made.dialect.name != "sqlite":
+        return made
 
-    @sa.event.listens_for(engine, "connect")
+    @sa.event.listens_for(made, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         # The first three are what DBOS sets on the SQLite engines it creates.
         # (Inside a datasource transaction SQLAlchemy's isolation_level option
@@ -150,7 +165,76 @@ def sqlite_engine(path: Path, pool_size: int) -> sa.Engine:
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
         dbapi_conn.execute("PRAGMA synchronous=FULL")
 
-    return engine
+    return made
+
+
+class Sql(Protocol):
+    """A Session or a Connection: all a step body needs."""
+
+    def execute(self, statement: sa.Executable, parameters: Any = None) -> Any: ...
+
+
+def create_order(db: Sql, order_id: str, sku: str, quantity: int) -> None:
+    db.execute(INSERT_ORDER, {"order_id": order_id, "sku": sku, "q": quantity})
+
+
+def reserve_stock(db: Sql, sku: str, quantity: int) -> int:
+    """Reserve by compare-and-swap; returns how many version clashes it rode out."""
+    for clashes in range(CAS_ATTEMPTS):
+        available, version = db.execute(SELECT_STOCK, {"sku": sku}).one()
+        if available < quantity:
+            raise OutOfStock(f"{sku}: {available} available, {quantity} wanted")
+        swapped = db.execute(RESERVE, {"sku": sku, "q": quantity, "v": version})
+        if cast("sa.CursorResult[Any]", swapped).rowcount == 1:
+            return clashes
+    raise ReservationContended(f"{sku}: {CAS_ATTEMPTS} version clashes")
+
+
+def confirm_order(db: Sql, order_id: str) -> None:
+    db.execute(SET_STATUS, {"order_id": order_id, "old": "PENDING", "new": "CONFIRMED"})
+
+
+def create_shipment(db: Sql, order_id: str, sku: str, quantity: int) -> None:
+    db.execute(INSERT_SHIPMENT, {"order_id": order_id, "sku": sku, "q": quantity})
+    db.execute(SET_STATUS, {"order_id": order_id, "old": "CONFIRMED", "new": "SHIPPED"})
+
+
+def release_stock(db: Sql, sku: str, quantity: int) -> None:
+    db.execute(RELEASE, {"sku": sku, "q": quantity})
+
+
+def cancel_order(db: Sql, order_id: str) -> None:
+    db.execute(CANCEL, {"order_id": order_id})
+
+
+STEP_BODIES = (create_order, reserve_stock, confirm_order, create_shipment, release_stock, cancel_order)
+
+
+def as_steps(variant: Variant, app_engine: sa.Engine) -> dict[str, Callable[..., Any]]:
+    """Each step body registered with DBOS as the variant says, by its own name."""
+    if variant == "datasource":
+        ds = SQLAlchemyDatasource.create(app_engine.url.render_as_string(False), engine=app_engine)
+        decorate: Callable[[Callable[..., Any]], Callable[..., Any]] = ds.transaction()
+
+        def run(body: Callable[..., T], args: tuple[Any, ...]) -> T:
+            return body(ds.sql_session(), *args)
+
+    else:
+        decorate = DBOS.step()
+
+        def run(body: Callable[..., T], args: tuple[Any, ...]) -> T:
+            with app_engine.begin() as conn:
+                return body(conn, *args)
+
+    def register(body: Callable[..., T]) -> Callable[..., T]:
+        def step(*args: Any) -> T:
+            return run(body, args)
+
+        # DBOS knows a step by its qualified name, so each needs its own.
+        step.__name__ = step.__qualname__ = body.__name__
+        return decorate(step)
+
+    return {body.__name__: register(body) for body in STEP_BODIES}
 
 
 @dataclass
@@ -178,14 +262,15 @@ class Peer:
         self.sys_engine.dispose()
 
 
-def build(workdir: Path, stock: dict[str, int], pool_size: int = 20) -> Peer:
-    """Create fresh databases under workdir, seed stock, register and launch the saga.
+def build(
+    app_url: str, system_url: str, stock: dict[str, int], variant: Variant = "datasource", pool_size: int = 20
+) -> Peer:
+    """Seed stock in the (fresh, empty) application database, register and launch the saga.
 
     DBOS keeps global state, so call this once per process.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    app_engine = sqlite_engine(workdir / "app.sqlite", pool_size)
-    sys_engine = sqlite_engine(workdir / "dbos_sys.sqlite", pool_size)
+    app_engine = engine(app_url, pool_size)
+    sys_engine = engine(system_url, pool_size)
 
     with app_engine.begin() as conn:
         for ddl in APP_SCHEMA:
@@ -197,59 +282,24 @@ def build(workdir: Path, stock: dict[str, int], pool_size: int = 20) -> Peer:
             [{"sku": sku, "n": n} for sku, n in stock.items()],
         )
 
-    ds = SQLAlchemyDatasource.create(str(app_engine.url), engine=app_engine)
-
-    @ds.transaction()
-    def create_order(order_id: str, sku: str, quantity: int) -> None:
-        ds.sql_session().execute(INSERT_ORDER, {"order_id": order_id, "sku": sku, "q": quantity})
-
-    @ds.transaction()
-    def reserve_stock(sku: str, quantity: int) -> int:
-        """Reserve by compare-and-swap; returns how many version clashes it rode out."""
-        session = ds.sql_session()
-        for clashes in range(CAS_ATTEMPTS):
-            available, version = session.execute(SELECT_STOCK, {"sku": sku}).one()
-            if available < quantity:
-                raise OutOfStock(f"{sku}: {available} available, {quantity} wanted")
-            swapped = session.execute(RESERVE, {"sku": sku, "q": quantity, "v": version})
-            if cast("sa.CursorResult[Any]", swapped).rowcount == 1:
-                return clashes
-        raise ReservationContended(f"{sku}: {CAS_ATTEMPTS} version clashes")
-
-    @ds.transaction()
-    def confirm_order(order_id: str) -> None:
-        ds.sql_session().execute(SET_STATUS, {"order_id": order_id, "old": "PENDING", "new": "CONFIRMED"})
-
-    @ds.transaction()
-    def create_shipment(order_id: str, sku: str, quantity: int) -> None:
-        session = ds.sql_session()
-        session.execute(INSERT_SHIPMENT, {"order_id": order_id, "sku": sku, "q": quantity})
-        session.execute(SET_STATUS, {"order_id": order_id, "old": "CONFIRMED", "new": "SHIPPED"})
-
-    @ds.transaction()
-    def release_stock(sku: str, quantity: int) -> None:
-        ds.sql_session().execute(RELEASE, {"sku": sku, "q": quantity})
-
-    @ds.transaction()
-    def cancel_order(order_id: str) -> None:
-        ds.sql_session().execute(CANCEL, {"order_id": order_id})
+    step = as_steps(variant, app_engine)
 
     @DBOS.workflow()
     def order_saga(order: OrderInput) -> SagaResult:
         order_id, sku, quantity = order["order_id"], order["sku"], order["quantity"]
-        create_order(order_id, sku, quantity)
+        step["create_order"](order_id, sku, quantity)
         try:
-            conflicts = reserve_stock(sku, quantity)
+            conflicts = step["reserve_stock"](sku, quantity)
         except BusinessError as e:
-            cancel_order(order_id)
+            step["cancel_order"](order_id)
             return SagaResult(order_id=order_id, status="FAILED", cas_conflicts=0, reason=str(e))
         try:
-            confirm_order(order_id)
-            create_shipment(order_id, sku, quantity)
+            step["confirm_order"](order_id)
+            step["create_shipment"](order_id, sku, quantity)
         except BusinessError as e:
             # Undo in reverse order of the steps that succeeded.
-            release_stock(sku, quantity)
-            cancel_order(order_id)
+            step["release_stock"](sku, quantity)
+            step["cancel_order"](order_id)
             return SagaResult(order_id=order_id, status="FAILED", cas_conflicts=conflicts, reason=str(e))
         return SagaResult(order_id=order_id, status="COMPLETED", cas_conflicts=conflicts, reason=None)
 

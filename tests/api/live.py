@@ -32,12 +32,12 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def serve_live(settings: Settings) -> AsyncIterator[Live]:
+async def serve_live(settings: Settings, headers: dict[str, str] | None = None) -> AsyncIterator[Live]:
     """Served with the test's gate, or, with fault injection on, with the faults GraphQL stages (and
-    a gate that holds nothing)."""
+    a gate that holds nothing). The test's own requests carry `headers` (a token, say)."""
     gate = Hold()
     svc = Service(settings, gate=None if settings.fault_injection else gate)
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
         gql = GraphQLClient(http)
         await stock(gql)
         yield Live(svc, url, gql, gate)

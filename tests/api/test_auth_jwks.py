@@ -5,6 +5,7 @@ and no algorithm but the one the key is for."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -81,11 +82,12 @@ async def provider_and_service(database_url: str) -> AsyncIterator[tuple[Provide
         provider.fetches += 1
         return JSONResponse(provider.document())
 
-    async with serve_app(Starlette(routes=[Route("/jwks", jwks)])) as idp_url:
+    settings = Settings(database_url=database_url)
+    async with serve_app(Starlette(routes=[Route("/jwks", jwks)]), settings) as idp_url:
         auth = AuthConfig(
             jwks_url=f"{idp_url}/jwks", issuer=ISSUER, audience=AUDIENCE, jwks_refresh_cooldown=timedelta(0)
         )
-        async with served(Settings(database_url=database_url, auth=auth)) as server:
+        async with served(dataclasses.replace(settings, auth=auth)) as server:
             yield provider, server.http
 
 

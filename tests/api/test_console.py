@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -19,6 +20,7 @@ from domain.saga import SagaPolicy
 from tests.api.browser import Page
 from tests.api.live import Live, serve_live
 from tests.api.server import stage
+from tests.api.tokens import ADMIN, AUTH, token
 
 # Page expressions, for `return ...` in the page's scripts.
 JOURNAL_TYPES = "[...document.querySelectorAll('#journal tbody tr')].map(r => r.dataset.type)"
@@ -49,14 +51,23 @@ WebSocket.prototype.send = function (data) {
 """
 
 
-@pytest.fixture
-async def live_with_faults(tmp_path: Path) -> AsyncIterator[Live]:
+def with_faults(tmp_path: Path, **more: Any) -> Settings:
     """Fault injection on and quick retries, so a saga can be parked in a moment."""
     policy = SagaPolicy(retry_backoff=timedelta(milliseconds=20))
-    settings = Settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}", policy=policy, fault_injection=True
-    )
-    async with serve_live(settings) as served:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}"
+    return Settings(database, policy=policy, fault_injection=True, **more)
+
+
+@pytest.fixture
+async def live_with_faults(tmp_path: Path) -> AsyncIterator[Live]:
+    async with serve_live(with_faults(tmp_path)) as served:
+        yield served
+
+
+@pytest.fixture
+async def live_with_auth(tmp_path: Path) -> AsyncIterator[Live]:
+    """Authentication on; the test itself calls as an admin."""
+    async with serve_live(with_faults(tmp_path, auth=AUTH), headers=ADMIN) as served:
         yield served
 
 
@@ -263,7 +274,9 @@ async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     status = "return document.getElementById('saga-page').dataset.status"
     assert await page.until(f"{status} === 'COMPLETED'", what="the saga COMPLETED on its page")
     assert "SagaRetried" in await page.run(f"return {JOURNAL_TYPES}")
-    assert await page.texts("#journal tr.intervention td:last-child") == ["an operator retried it"]
+    assert await page.texts("#journal tr.intervention td:last-child") == [
+        "an operator retried it (developer)"
+    ]
     await page.screenshot("retried")
 
 
@@ -364,3 +377,33 @@ async def test_a_subscription_refused_as_unauthenticated_asks_for_a_token(
     await page.until_connection("live")
     inits = await page.run("return window.sentMessages.filter(m => m.type === 'connection_init')")
     assert inits[-1]["payload"] == {"Authorization": "Bearer t0ken"}
+
+
+async def test_with_authentication_an_operator_signs_in_and_retries_on_record(
+    page: Page, live_with_auth: Live
+) -> None:
+    live = live_with_auth
+    await page.before_every_document(RECORD_REQUESTS)
+    saga_id = await parked_saga(live)
+    await page.open(f"{live.url}/dashboard/#/sagas/{saga_id}")
+    assert await page.until("return document.getElementById('token-dialog').open", what="a sign-in")
+    signed = token("ops-7", "operator")
+    await page.run("document.querySelector('#token-dialog input').value = arguments[0]", signed)
+    await page.click("#token-dialog button[value=save]")
+
+    await page.until("return document.querySelector('#saga-actions [data-action=retry]')", what="retry")
+    await page.click("#saga-actions [data-action=retry]")
+    await page.click("#action-confirm")
+    assert await page.until(f"return {ANSWER}.dataset.outcome === 'done'", what="the retry's answer")
+    await live.gql.wait_for_saga(saga_id, "COMPLETED")
+    who = "[...document.querySelectorAll('#journal tr.intervention td:last-child')].map(e => e.innerText)"
+    assert await page.until(f"return {who}.length && {who}", what="who retried it") == [
+        "an operator retried it (ops-7)"
+    ]
+    # The page follows the saga to its end over a socket that carries the token.
+    status = "return document.getElementById('saga-page').dataset.status"
+    assert await page.until(f"{status} === 'COMPLETED'", what="the saga COMPLETED on its page")
+    await page.until_connection("live")
+    inits = await page.run("return window.sentMessages.filter(m => m.type === 'connection_init')")
+    assert inits[-1]["payload"] == {"Authorization": f"Bearer {signed}"}
+    await page.screenshot("signed-in")

@@ -138,17 +138,17 @@ async def test_a_server_does_not_start_while_a_rebuild_has_the_database(database
         status, stdout, stderr = await ordersaga("serve", "--port=0", "--database-url", database_url)
     await svc.stop()
     assert status != 0 and "GraphiQL" not in stdout
-    if is_sqlite(database_url):  # a SQLite file takes one process, server or rebuild, and says so
-        assert "is already served by another ordersaga process (or rebuilt)" in stderr.strip()
+    if is_sqlite(database_url):  # a SQLite database is served by one process at a time
+        assert "is already served by another ordersaga process (or rebuilt)" in stderr
     else:
         assert stderr.strip() == "a projections rebuild is using the database: serve once it has finished"
 
 
-async def test_servers_share_a_postgresql_database_and_not_a_sqlite_file(database_url: str) -> None:
+async def test_servers_share_a_postgresql_database_and_take_a_sqlite_one_alone(database_url: str) -> None:
     first, second = Service(Settings(database_url=database_url)), Service(Settings(database_url=database_url))
     await first.start()
     try:
-        if is_sqlite(database_url):  # one process drives every saga of a SQLite file: a second is refused
+        if is_sqlite(database_url):  # one process drives every saga there
             with pytest.raises(DatabaseInUse):
                 await second.start()
         else:

@@ -27,11 +27,10 @@ async def _completed_order(svc: Service, quantity: int) -> tuple[str, str, str]:
     return placed.saga_id, placed.order_id, order.shipment_id
 
 
-async def test_two_services_racing_to_dispatch_a_shipment_dispatch_it_once(
-    svc: Service, database_url: str
-) -> None:
+async def test_racing_dispatches_of_a_shipment_dispatch_it_once(svc: Service, database_url: str) -> None:
     saga_id, order_id, shipment_id = await _completed_order(svc, 3)
-    # A SQLite file is served by one service alone: there the race is between two of its requests.
+    # A SQLite database is served by one process, so there the race is inside it; on PostgreSQL it is
+    # between two services.
     other = svc if is_sqlite(database_url) else await start_service(database_url)
     try:
         answers = await asyncio.gather(

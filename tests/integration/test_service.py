@@ -12,7 +12,7 @@ from api.service import Service
 from domain.model import OrderLine, Pick
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
-from domain.saga import Participant, SagaStatus, fold
+from domain.saga import Participant, SagaChange, SagaStatus, fold, replay
 from persistence.db import Db
 from persistence.projection import order_row, saga_row, timeline_rows
 from tests.gates import Hold
@@ -66,7 +66,7 @@ async def test_the_read_model_equals_the_fold_of_the_journal(svc: Service) -> No
         assert dict(saga._mapping) == saga_row(state)
         assert dict(order._mapping) == order_row(state)
         timeline = [dict(r._mapping) for r in await svc.read.saga_timeline(placed.saga_id)]
-        assert timeline == timeline_rows(None, events, placed.saga_id)  # type: ignore[arg-type]
+        assert timeline == timeline_rows(replay(placed.saga_id, events))  # type: ignore[arg-type]
         assert timeline[-1]["status"] == state.status.value
 
 
@@ -95,7 +95,7 @@ async def test_a_stale_append_is_refused_as_a_concurrency_conflict(svc: Service)
     stale = fold(placed.saga_id, events[:3])  # type: ignore[index]
 
     async def append_stale(tx: Transaction) -> None:
-        await tx.sagas.append(stale, [events[3]], fold(placed.saga_id, events[:4]), None)  # type: ignore[index]
+        await tx.sagas.append(SagaChange.from_state(stale).apply([events[3]]), None)  # type: ignore[index]
 
     with pytest.raises(ConcurrencyConflict):
         await svc.runner.run(append_stale)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from domain.model import Pick
 from domain.ports import ConcurrencyConflict, ParticipantUnavailable, Placement, StepCommand
-from domain.saga import Outcome, Participant, Rejected, SagaEvent, SagaState, Succeeded
+from domain.saga import Outcome, Participant, Rejected, SagaChange, SagaEvent, Succeeded
 
 T = TypeVar("T")
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -166,13 +166,11 @@ class FakeSagaStore:
     async def find_placement(self, idempotency_key: str) -> Placement | None:
         return self.world.placements.get(idempotency_key)
 
-    async def append(
-        self, before: SagaState | None, events: list[SagaEvent], after: SagaState, placement: Placement | None
-    ) -> None:
-        journal = self.world.journal.setdefault(after.saga_id, [])
-        if len(journal) != (before.version if before else 0):
-            raise ConcurrencyConflict(after.saga_id)
-        journal.extend(events)
+    async def append(self, change: SagaChange, placement: Placement | None) -> None:
+        journal = self.world.journal.setdefault(change.after.saga_id, [])
+        if len(journal) != change.first_sequence - 1:
+            raise ConcurrencyConflict(change.after.saga_id)
+        journal.extend(change.events)
         if placement is not None:
             self.world.placements[placement.idempotency_key] = placement
 

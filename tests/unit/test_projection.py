@@ -8,6 +8,7 @@ from domain.model import OrderLine
 from domain.saga import (
     CompensationStarted,
     SagaAborted,
+    SagaChange,
     SagaEvent,
     SagaParked,
     SagaRetried,
@@ -68,10 +69,12 @@ def test_an_aborted_saga_shows_no_failed_step() -> None:
 
 def test_the_timeline_names_who_intervened_and_journals_from_before_that_still_fold() -> None:
     before = run(begin(Step.RESERVE_STOCK))
-    rows = timeline_rows(before, [SagaAborted("wrong address", AT, "operator-1")], "saga-1")
+    rows = timeline_rows(
+        SagaChange.from_state(before).apply([SagaAborted("wrong address", AT, "operator-1")])
+    )
     assert [(r["type"], r["actor"]) for r in rows] == [("SagaAborted", "operator-1")]
     # An intervention journalled before its actor was kept has none in its JSON.
     old = codec.decode("SagaAborted", 1, {"reason": "wrong address", "at": AT.isoformat()})
     assert old == SagaAborted("wrong address", AT, None)
-    assert timeline_rows(before, [old], "saga-1")[0]["actor"] is None
+    assert timeline_rows(SagaChange.from_state(before).apply([old]))[0]["actor"] is None
     assert codec.decode(*codec.encode(SagaRetried(AT, "operator-1"))) == SagaRetried(AT, "operator-1")

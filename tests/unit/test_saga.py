@@ -26,6 +26,7 @@ from domain.saga import (
     Outcome,
     Participant,
     Rejected,
+    SagaChange,
     SagaEvent,
     SagaParked,
     SagaPolicy,
@@ -47,6 +48,7 @@ from domain.saga import (
     next_action,
     on_outcome,
     on_timeout,
+    replay,
     start,
 )
 
@@ -1198,6 +1200,24 @@ def test_the_state_is_always_the_fold_of_the_journal(case: tuple[list[str], list
     for length, state in enumerate(run.states, start=1):
         assert state.version == length
         assert fold(SAGA_ID, run.journal[:length]) == state
+
+
+@settings(max_examples=300, deadline=None)
+@given(run_strategy, st.data())
+def test_a_change_folds_each_event_once_into_the_state_and_the_status_after_it(
+    case: tuple[list[str], list[int], SagaPolicy], data: st.DataObject
+) -> None:
+    moves, delays, policy = case
+    run = drive(moves, delays, policy)
+    whole = replay(SAGA_ID, run.journal)
+    assert whole.after == run.state
+    assert whole.statuses == tuple(state.status for state in run.states)
+    # The same journal recorded over two transactions: the second change starts where the first ended.
+    cut = data.draw(st.integers(1, len(run.journal)))
+    second = SagaChange.from_state(fold(SAGA_ID, run.journal[:cut])).apply(run.journal[cut:])
+    assert second.after == run.state
+    assert second.first_sequence == cut + 1
+    assert second.statuses == whole.statuses[cut:]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,63 @@
+"""The group-commit runner when callers stop waiting: withdrawn work never runs, and a caller gone
+while its batch is written leaves the runner serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api.service import Service
+from api.settings import Settings
+from persistence.db import Db
+
+
+@pytest.fixture
+async def svc(database_url: str) -> AsyncIterator[Service]:
+    """One commit lane, so that one held write holds the whole runner."""
+    service = Service(Settings(database_url=database_url, commit_lanes=1))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def _hold_the_writer(svc: Service, seconds: float) -> asyncio.Task[str]:
+    """A write that keeps the runner's lane busy for `seconds`, once it has begun."""
+    began = threading.Event()
+
+    async def hold(db: Db) -> str:
+        began.set()
+        await db.pause(seconds)
+        return "held"
+
+    task = asyncio.create_task(svc.write(hold))
+    assert await asyncio.to_thread(began.wait, 5)  # set in the writer's thread (SQLite) or on the loop
+    return task
+
+
+async def test_work_whose_caller_stopped_waiting_before_its_transaction_never_runs(svc: Service) -> None:
+    holding = await _hold_the_writer(svc, 0.3)
+    ran = threading.Event()
+
+    async def withdrawn(db: Db) -> None:
+        ran.set()
+
+    waiting = asyncio.create_task(svc.write(withdrawn))
+    await asyncio.sleep(0.01)  # queued behind the held batch
+    waiting.cancel()
+    assert await holding == "held"
+    assert await asyncio.wait_for(svc.write(_answer), 5) == 42
+    assert not ran.is_set()
+
+
+async def test_a_caller_gone_while_its_batch_is_written_leaves_the_runner_serving(svc: Service) -> None:
+    holding = await _hold_the_writer(svc, 0.2)
+    holding.cancel()  # mid-write: the batch commits or not, as after a crash
+    await asyncio.gather(holding, return_exceptions=True)
+    assert await asyncio.wait_for(svc.write(_answer), 5) == 42
+
+
+async def _answer(db: Db) -> int:
+    return 42
