@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import ipaddress
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -296,7 +297,10 @@ def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
-    if is_sqlite(settings.database_url) and args.workers > 1:
+    with _database_failures_in_one_line(settings.database_url):  # a URL that does not parse
+        # On SQLite the one process drives every saga, so a server needs the file alone.
+        alone = is_sqlite(settings.database_url)
+    if alone and args.workers > 1:
         sys.exit(
             "--workers needs PostgreSQL: a SQLite database is served by one process, which "
             "drives every saga; serve several processes over PostgreSQL (--database-url)"
@@ -307,11 +311,10 @@ def _serve(args: argparse.Namespace) -> None:
             "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
         )
     try:
-        app = create_app(Service(settings))
+        with _database_failures_in_one_line(settings.database_url):  # a driver missing or not async
+            app = create_app(Service(settings))
     except ValueError as error:  # a rate limit that does not parse
         sys.exit(f"cannot serve: {error}")
-    # On SQLite the one process drives every saga, so a server needs the file alone.
-    alone = is_sqlite(settings.database_url)
 
     async def prepare(engine: AsyncEngine) -> None:
         # Here rather than in the service's start, so that a failure is one line, not a traceback.
@@ -440,9 +443,17 @@ def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         finally:
             await engine.dispose()
 
-    try:
+    with _database_failures_in_one_line(url):
         _check_sqlite_directory(url)
         return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def _database_failures_in_one_line(url: str) -> Iterator[None]:
+    """Ends the command with one line (exit status 1) when the block fails for want of a usable
+    database at `url`, not with a traceback."""
+    try:
+        yield
     except DATABASE_FAILURES as failure:
         sys.exit(f"cannot use the database {_shown(url)}: {_reason(failure)}")
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from graphql import build_schema, parse, validate
 
+from api.access.auth import Role
+from api.access.rules import RULES
 from api.graphql.schema import schema
 
 ROOT = Path(__file__).parents[1]
@@ -33,3 +35,16 @@ def test_the_readme_graphql_examples_are_valid_against_the_schema() -> None:
     assert len(examples) >= 5
     for example in examples:
         assert validate(served, parse(example)) == [], example
+
+
+def test_the_readme_roles_table_is_the_rules_table() -> None:
+    """Every operation of `api/access/rules.py` has a row in the README's table, with its rule's roles."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| operations | customer | operator | admin |") :].split("\n\n")[0]
+    documented: dict[str, frozenset[Role]] = {}
+    for row in table.splitlines()[2:]:
+        names, *cells = (cell.strip() for cell in row.strip("|").split("|"))
+        roles = frozenset(role for role, cell in zip(Role, cells, strict=True) if cell)
+        documented.update((name, roles) for name in re.findall(r"`(\w+)`", names))
+    rules = {field: roles for fields in RULES.values() for field, roles in fields.items()}
+    assert {field: documented.get(field) for field in rules} == rules

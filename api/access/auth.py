@@ -20,6 +20,8 @@ from typing import Any
 
 import jwt
 
+from domain.problems import is_storable
+
 LEEWAY = timedelta(seconds=30)
 SECRET_ALGORITHM = "HS256"
 # What an OIDC provider's keys may sign with; each key is held to the one algorithm it is for.
@@ -150,8 +152,9 @@ class Authenticator:
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
     subject, roles = claims["sub"], claims.get("roles", [])
-    if not isinstance(subject, str) or not subject:
-        raise NotAuthenticated("the token's sub is not a non-empty string")
+    # The subject is a customer id the databases must store and match alike, as any input's text.
+    if not isinstance(subject, str) or not subject or not is_storable(subject):
+        raise NotAuthenticated("the token's sub is not a non-empty string without NUL or lone surrogates")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise NotAuthenticated("the token's roles claim is not a list of strings")
     known = {role.value for role in Role}

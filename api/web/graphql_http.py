@@ -6,9 +6,9 @@
 - With `application/graphql-response+json`, a request that fails before execution (parse,
   validation, the choice of operation, variable coercion) answers 400 with `errors` and no `data`;
   with `application/json` it answers 200 with `data: null`, as before.
-- A request that is not GraphQL over HTTP (a body that is not UTF-8, not JSON, or JSON but not an
-  object; a wrong content type) answers 400, a method other than GET and POST (or a mutation sent
-  with GET) 405, both with a GraphQL-shaped body,
+- A request that is not GraphQL over HTTP (a body that is not UTF-8, not JSON (nested too deeply
+  for the decoder included), or JSON but not an object; a wrong content type) answers 400, a method
+  other than GET and POST (or a mutation sent with GET) 405, both with a GraphQL-shaped body,
   `{"errors": [{"message", "extensions": {"code": "BAD_REQUEST"}}]}`, never 500.
 """
 
@@ -99,6 +99,14 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
             if isinstance(refused.__cause__, InvalidOperationTypeError):
                 raise HTTPException(405, refused.reason) from refused.__cause__
             raise
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Python's decoder recurses per nesting level: JSON nested past its recursion limit is as
+        # unreadable to it as malformed JSON, and is refused like it (400 on HTTP, 4400 on WebSocket).
+        try:
+            return super().decode_json(data)
+        except RecursionError as error:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from error
 
     def parse_json(self, data: str | bytes) -> Any:
         # JSON bodies are UTF-8 (RFC 8259); json.loads would guess UTF-16 or UTF-32 from the bytes, or

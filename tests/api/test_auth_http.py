@@ -200,6 +200,8 @@ BAD_TOKENS = {
     "without exp": _signed(_claims(exp=None)),
     "without sub": _signed(_claims(sub=None)),
     "roles not a list": _signed(_claims(roles="admin")),
+    "sub with NUL": _signed(_claims(sub="customer-a\x00")),
+    "sub with a lone surrogate": _signed(_claims(sub="customer-a\ud800")),
 }
 
 

@@ -82,7 +82,19 @@ async def test_a_field_error_is_not_a_request_error(http: httpx.AsyncClient) -> 
     assert "data" in modern.json() and modern.json()["errors"][0]["path"] == ["orders"]
 
 
-@pytest.mark.parametrize("body", [b"42", b'"x"', b"null", b"true", b"{", b"\xff\xfe{}", b'{"query": "\xff"}'])
+DEEP = b"[" * 10_000 + b"]" * 10_000  # deeper than Python's JSON decoder can recurse
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        *[b"42", b'"x"', b"null", b"true", b"{", b"\xff\xfe{}", b'{"query": "\xff"}'],
+        pytest.param(DEEP, id="nested-too-deeply"),
+        pytest.param(
+            b'{"query": "{ __typename }", "variables": {"v": ' + DEEP + b"}}", id="variables-too-deep"
+        ),
+    ],
+)
 @pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE_JSON])
 async def test_a_body_that_is_not_a_json_object_in_utf8_is_a_graphql_shaped_400(
     http: httpx.AsyncClient, body: bytes, accept: str

@@ -76,6 +76,15 @@ async def test_a_malformed_message_closes_the_socket_with_4400(live: Live, messa
     assert closed.value.rcvd.reason
 
 
+async def test_json_nested_past_the_decoder_s_depth_closes_the_socket_with_4400(live: Live) -> None:
+    async with subscriptions(live.url) as client:
+        await client.socket.send("[" * 10_000 + "]" * 10_000)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                await client.socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+
+
 @pytest.mark.parametrize(
     "message",
     [
