@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.access.auth import AuthConfig, Role, mint_token, read_secret
 from api.observability.logs import LOG_FORMATS, configure_logging
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
+from domain.problems import is_storable
 from domain.saga import SagaPolicy
 from persistence.database import default_database_url, is_sqlite
 
@@ -485,6 +486,9 @@ def _token(args: argparse.Namespace) -> None:
         sys.exit("--auth-secret-file (or ORDERSAGA_AUTH_SECRET_FILE) is needed to sign a token")
     if args.ttl <= 0:
         sys.exit("--ttl must be positive")
+    if not args.subject.strip() or not is_storable(args.subject):
+        # The server refuses such a subject (UNAUTHENTICATED), so a token for it would be of no use.
+        sys.exit("--subject must be text with no NUL, lone surrogate or nothing but spaces")
     secret = _secret(args.auth_secret_file)
     roles = [Role(role) for role in dict.fromkeys(args.role)]
     ttl = timedelta(seconds=args.ttl)

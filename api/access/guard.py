@@ -66,6 +66,11 @@ class Authorization(SchemaExtension):
                 raise client_error(f"{field} is not allowed to {roles}", ClientErrorCode.FORBIDDEN)
         limit = cast("Service", context["service"]).mutation_rate_limit
         if kind is OperationType.MUTATION and limit is not None:
+            if len(fields) > limit.most_at_once:
+                raise client_error(
+                    f"an operation may hold at most {limit.most_at_once} mutations; send them in several",
+                    ClientErrorCode.BAD_REQUEST,
+                )
             retry_after = limit.admit(who.subject, len(fields))
             if retry_after is not None:
                 raise client_error(

@@ -22,6 +22,9 @@ class MutationRateLimit:
         self.spec = spec
         self._limits: list[RateLimitItem] = parse_many(spec)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        # The most mutations one operation may hold: more could never be admitted, however long the
+        # caller waited.
+        self.most_at_once = min(limit.amount for limit in self._limits)
 
     def admit(self, subject: str, mutations: int) -> float | None:
         """Count `mutations` for `subject` and answer None, or, when that would pass a limit, count

@@ -414,6 +414,22 @@ async def test_mutations_past_the_rate_limit_are_refused_with_a_retry_hint(datab
         assert "errors" not in await b(cancel)  # another principal has its own count
 
 
+async def test_an_operation_with_more_mutations_than_a_limit_admits_is_refused_outright(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url, auth=AUTH, mutation_limits="3/minute")
+    async with served(settings) as server:
+        a = Caller(server.http, CUSTOMER_A)
+        one = 'cancelOrder(input: {orderId: "none"}) { userErrors { code } }'
+        four = " ".join(f"c{n}: {one}" for n in range(4))
+        refused = await a(f"mutation {{ {four} }}")
+        # Waiting would never help: the operation is refused as too large, and counts nothing.
+        assert codes(refused) == ["BAD_REQUEST"] and "at most 3 mutations" in refused["errors"][0]["message"]
+        cancel = 'mutation { cancelOrder(input: {orderId: "none"}) { userErrors { code } } }'
+        for _ in range(3):
+            assert (await a.data(cancel))["cancelOrder"]["userErrors"] == [{"code": "UNKNOWN_ORDER"}]
+
+
 async def test_development_mode_makes_every_caller_an_admin(database_url: str) -> None:
     async with served(Settings(database_url=database_url)) as server:
         http = server.http

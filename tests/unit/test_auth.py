@@ -144,6 +144,14 @@ def test_the_token_command_needs_a_secret(monkeypatch: pytest.MonkeyPatch) -> No
         main(["token", "--subject", "alice", "--role", "customer"])
 
 
+@pytest.mark.parametrize("subject", ["", "   ", "a\x00b"])
+def test_the_token_command_refuses_a_subject_the_server_would_refuse(tmp_path: Path, subject: str) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    with pytest.raises(SystemExit, match="--subject"):
+        main(["token", "--subject", subject, "--role", "customer", "--auth-secret-file", str(secret)])
+
+
 def test_serve_takes_its_auth_settings_from_options_or_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
