@@ -66,7 +66,11 @@ class Service:
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)
         self.runner = GroupCommitRunner(
-            self._writer, lambda conn: SqlTransaction(conn, self.metrics, fleet), self.metrics, lanes=lanes
+            self._writer,
+            lambda conn: SqlTransaction(conn, self.metrics, fleet),
+            self.metrics,
+            lanes=lanes,
+            admission_timeout=settings.write_timeout.total_seconds(),
         )
         clock = clock or SystemClock()
         self.clock = clock

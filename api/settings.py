@@ -33,6 +33,10 @@ class Settings:
     # Work that finds every connection of the read pool busy waits this long for one, then is answered
     # SERVICE_UNAVAILABLE (retry later) rather than queue without bound.
     pool_timeout: timedelta = timedelta(seconds=5)
+    # Write work that no commit lane has taken within this long is withdrawn (it never runs) and
+    # answered SERVICE_UNAVAILABLE. Longer than the read pool's: a burst on one hot SKU queues writes
+    # for seconds and should still go through.
+    write_timeout: timedelta = timedelta(seconds=30)
     # Connections the read pool holds; None keeps the engine's default for the database.
     read_pool_size: int | None = None
     # Request bodies (and WebSocket messages) larger than this are refused (413); bodies must arrive

@@ -7,6 +7,10 @@ failure only ever fails its own work.
 
 With an async engine (PostgreSQL) a lane writes its batches on the event loop; with a blocking one
 (SQLite) it writes each whole batch in a thread of its own (see persistence/db.py).
+
+Under overload, work that no lane has taken within `admission_timeout` is withdrawn and answered
+`WritersBusy`: it never runs, so a caller told so may send it again without doing it twice. Work a
+lane has taken is left to commit, however long its batch takes.
 """
 
 from __future__ import annotations
@@ -31,11 +35,17 @@ log = logging.getLogger("ordersaga.store")
 Work = Callable[[Db], Awaitable[Any]]
 
 
+class WritersBusy(TimeoutError):
+    """No commit lane took the work within the admission timeout; it was withdrawn and never ran.
+    A TimeoutError, so the edge reads it as the database being busy: retry later."""
+
+
 @dataclass(slots=True, eq=False)
 class _Job:
     work: Work
     lock_order: str = ""
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    expiry: asyncio.TimerHandle | None = None
 
 
 class GroupCommitRunner:
@@ -47,12 +57,16 @@ class GroupCommitRunner:
         *,
         lanes: int = 1,
         max_batch: int = 128,
+        admission_timeout: float | None = None,
     ) -> None:
+        """`admission_timeout`: seconds work may wait for a lane before it is withdrawn (None: no
+        limit)."""
         self._engine = engine
         self._make_transaction = make_transaction
         self._metrics = metrics
         self._lanes = lanes
         self._max_batch = max_batch
+        self._admission_timeout = admission_timeout
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[_Job] = set()
@@ -86,6 +100,8 @@ class GroupCommitRunner:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work, lock_order)
+        if self._admission_timeout is not None:
+            job.expiry = asyncio.get_running_loop().call_later(self._admission_timeout, _expire, job)
         self._queue.put_nowait(job)
         # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
         result: T = await job.done
@@ -103,6 +119,9 @@ class GroupCommitRunner:
         jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
             return
+        for job in jobs:  # taken: from here on the work commits or fails with its batch
+            if job.expiry is not None:
+                job.expiry.cancel()
         self._in_flight.update(jobs)
         try:
             results = await self._write(jobs)
@@ -140,6 +159,12 @@ class GroupCommitRunner:
                 return results
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
+
+
+def _expire(job: _Job) -> None:
+    """Withdraw `job`, which no lane has taken in time (a taken job's expiry is cancelled)."""
+    if not job.done.done():
+        job.done.set_exception(WritersBusy("every commit lane stayed busy; the work was not done"))
 
 
 def _answer(job: _Job, result: Any = None, error: BaseException | None = None) -> None:

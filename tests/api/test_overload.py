@@ -5,6 +5,7 @@ the test, stands for a pool that load has used up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
+from persistence.db import Db
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions
 
@@ -50,3 +52,28 @@ async def test_the_saga_feed_rides_out_a_pool_with_no_connection_free(live: Live
     assert [u["sequence"] for u in feed] == list(range(1, 8))
     assert feed[-1]["status"] == "COMPLETED"
     assert {u["saga"]["id"] for u in feed} == {placed.saga_id}
+
+
+async def test_an_order_that_no_commit_lane_takes_in_time_is_told_to_retry_and_is_not_placed(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url, commit_lanes=1, write_timeout=WAIT)
+    async with serve_live(settings) as live:
+        began = threading.Event()
+
+        async def hold(db: Db) -> None:  # the only commit lane, busy past the write timeout
+            began.set()
+            await db.pause(4 * WAIT.total_seconds())
+
+        holding = asyncio.create_task(live.svc.write(hold))
+        assert await asyncio.to_thread(began.wait, 5)
+        place = (
+            'mutation { placeOrder(input: {customerId: "c", lines: [{sku: "TEA", quantity: 1}]}) '
+            "{ order { id } } }"
+        )
+        response = await live.gql.http.post("/graphql", json={"query": place})
+        await holding
+        (error,) = response.json()["errors"]
+        busy = {"code": "SERVICE_UNAVAILABLE", "retryAfterSeconds": RETRY_AFTER_SECONDS}
+        assert error["extensions"] == busy
+        assert await live.gql("{ orders { edges { node { id } } } }") == {"orders": {"edges": []}}

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
 from api.service import Service
 from api.settings import Settings
+from persistence.database import is_transient
 from persistence.db import Db
+from persistence.runner import WritersBusy
 
 
 @pytest.fixture
@@ -57,6 +60,27 @@ async def test_a_caller_gone_while_its_batch_is_written_leaves_the_runner_servin
     holding.cancel()  # mid-write: the batch commits or not, as after a crash
     await asyncio.gather(holding, return_exceptions=True)
     assert await asyncio.wait_for(svc.write(_answer), 5) == 42
+
+
+async def test_work_no_lane_takes_in_time_is_withdrawn_as_busy_and_never_runs(database_url: str) -> None:
+    settings = Settings(database_url=database_url, commit_lanes=1, write_timeout=timedelta(seconds=0.1))
+    service = Service(settings)
+    await service.start()
+    try:
+        holding = await _hold_the_writer(service, 0.5)
+        ran = threading.Event()
+
+        async def queued(db: Db) -> None:
+            ran.set()
+
+        with pytest.raises(WritersBusy):
+            await service.write(queued)
+        assert await holding == "held"  # work a lane had taken is left to finish
+        assert await asyncio.wait_for(service.write(_answer), 5) == 42
+        assert not ran.is_set()
+        assert is_transient(WritersBusy())  # so the edge answers SERVICE_UNAVAILABLE, retry later
+    finally:
+        await service.stop()
 
 
 async def _answer(db: Db) -> int:
