@@ -19,7 +19,8 @@ MANIFEST = ROOT / "api" / "web" / "vendor" / "manifest.json"
 
 def test_every_vendored_file_matches_its_recorded_checksum() -> None:
     checked = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "vendor_assets.py"), "--check"],
+        [sys.executable, "-m", "api.web.vendor_assets", "--check"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )

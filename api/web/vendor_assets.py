@@ -1,7 +1,7 @@
 """Vendor the browser libraries listed in api/web/vendor/manifest.json from the npm registry.
 
-    python scripts/vendor_assets.py           # fetch each package with `npm pack`, copy its files
-    python scripts/vendor_assets.py --check   # verify the vendored files against the manifest
+    python -m api.web.vendor_assets           # fetch each package with `npm pack`, copy its files
+    python -m api.web.vendor_assets --check   # verify the vendored files against the manifest
 
 Each package is fetched at the version the manifest pins. The tarball's integrity (npm's sha512)
 must equal the one recorded, unless the version changed or none is recorded yet: then the new one is
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VENDOR = Path(__file__).resolve().parent.parent / "api" / "web" / "vendor"
+VENDOR = Path(__file__).resolve().parent / "vendor"
 MANIFEST = VENDOR / "manifest.json"
 
 
