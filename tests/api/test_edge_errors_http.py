@@ -155,7 +155,7 @@ async def test_expected_errors_keep_their_codes_and_are_logged_below_error_witho
     assert mine and all(r.levelno < logging.ERROR and r.exc_info is None for r in mine)
 
 
-# ------------------------------------------------------------------------------------------ the issue
+# ------------------------------------------------------------------------ the reported examples
 
 
 async def test_a_time_that_cannot_be_moved_to_utc_is_bad_user_input(
