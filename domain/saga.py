@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from domain.model import OrderLine, Pick
 
@@ -348,47 +349,42 @@ def start(saga_id: str, event: SagaStarted) -> SagaState:
 
 def evolve(state: SagaState, event: SagaEvent) -> SagaState:
     """The state after `event`; the saga's state is always the fold of its journal through this."""
-    state = replace(state, version=state.version + 1, updated_at=event.at)
+    # One new state per event: `replace` copies every field, and a saga folds each of its events.
+    return replace(state, version=state.version + 1, updated_at=event.at, **_changes(state, event))
+
+
+def _changes(state: SagaState, event: SagaEvent) -> dict[str, Any]:
+    """The fields `event` changes, besides the version and the time."""
     match event:
         case StepStarted(step, attempt, deadline, at):
-            status = _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING)
-            return replace(
-                state,
-                status=status,
-                step=step,
-                attempt=attempt,
-                deadline=deadline,
-                attempt_timeout=deadline - at,
-                retry_at=None,
-                history=_record_attempt(state.history, step, attempt, at),
-            )
+            return {
+                "status": _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING),
+                "step": step,
+                "attempt": attempt,
+                "deadline": deadline,
+                "attempt_timeout": deadline - at,
+                "retry_at": None,
+                "history": _record_attempt(state.history, step, attempt, at),
+            }
         case StepSucceeded(step, at, picks, shipment_id):
-            state = replace(
-                state,
-                step=None,
-                attempt=0,
-                deadline=None,
-                history=_finish(state.history, step, StepStatus.SUCCEEDED, at, None),
-            )
+            history = _finish(state.history, step, StepStatus.SUCCEEDED, at, None)
+            settled = {"step": None, "attempt": 0, "deadline": None, "history": history}
             if step in _DONE_STATUS:
-                return replace(
-                    state,
-                    status=_DONE_STATUS[step],
-                    done=(*state.done, step),
-                    picks=picks or state.picks,
-                    shipment_id=shipment_id or state.shipment_id,
-                )
+                return settled | {
+                    "status": _DONE_STATUS[step],
+                    "done": (*state.done, step),
+                    "picks": picks or state.picks,
+                    "shipment_id": shipment_id or state.shipment_id,
+                }
             remaining = state.compensations[1:]
             status = SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED
-            return replace(state, status=status, compensations=remaining)
+            return settled | {"status": status, "compensations": remaining}
         case StepFailed(step, _, reason, transient, retry_at, at):
-            if retry_at is None:
-                state = replace(state, gave_up_on=_kind_of_failure(step, transient))
-            return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED)
+            gave_up = {} if retry_at is not None else {"gave_up_on": _kind_of_failure(step, transient)}
+            return gave_up | _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED)
         case StepTimedOut(step, _, reason, retry_at, at):
-            if retry_at is None:
-                state = replace(state, gave_up_on=FailureKind.TIMED_OUT)
-            return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
+            gave_up = {} if retry_at is not None else {"gave_up_on": FailureKind.TIMED_OUT}
+            return gave_up | _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
         case CompensationStarted(reason, at):
             # It follows, in the same decision, the step that gave up: the last one recorded.
             return _turn_back(state, reason, at, cause=state.history[-1].step, kind=state.gave_up_on)
@@ -397,19 +393,18 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
         case CustomerCancelled(at, reason):
             return _turn_back(state, reason, at, cause=None, kind=FailureKind.CANCELLED)
         case SagaParked(reason, _):
-            return replace(
-                state,
-                status=SagaStatus.NEEDS_ATTENTION,
-                attention_reason=reason,
-                attention_kind=state.gave_up_on,
-            )
+            return {
+                "status": SagaStatus.NEEDS_ATTENTION,
+                "attention_reason": reason,
+                "attention_kind": state.gave_up_on,
+            }
         case SagaRetried():
             # Parked in a compensation, that compensation runs again; parked at the shipment (the
             # only forward step that parks), the step after the last one done starts again.
             status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
-            return replace(state, status=status, attention_reason=None, attention_kind=None)
+            return {"status": status, "attention_reason": None, "attention_kind": None}
         case ShipmentDispatched(_, at):
-            return replace(state, dispatched_at=at)
+            return {"dispatched_at": at}
         case SagaStarted():
             raise ValueError("a saga starts only once")
 
@@ -423,39 +418,38 @@ def _kind_of_failure(step: Step, transient: bool) -> FailureKind:
 
 def _turn_back(
     state: SagaState, reason: str, at: datetime, cause: Step | None, kind: FailureKind | None
-) -> SagaState:
+) -> dict[str, Any]:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
     its effect commits together with its journal entry, and that entry was not written."""
     history = state.history
     if state.step is not None:
         history = _finish(history, state.step, StepStatus.ABANDONED, at, None)
     plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
-    return replace(
-        state,
-        status=SagaStatus.COMPENSATING,
-        compensations=plan,
-        failure_reason=reason,
-        failure_kind=kind,
-        failed_step=cause,
-        attention_reason=None,
-        attention_kind=None,
-        step=None,
-        attempt=0,
-        deadline=None,
-        retry_at=None,
-        history=history,
-    )
+    return {
+        "status": SagaStatus.COMPENSATING,
+        "compensations": plan,
+        "failure_reason": reason,
+        "failure_kind": kind,
+        "failed_step": cause,
+        "attention_reason": None,
+        "attention_kind": None,
+        "step": None,
+        "attempt": 0,
+        "deadline": None,
+        "retry_at": None,
+        "history": history,
+    }
 
 
 def _after_failure(
     state: SagaState, step: Step, reason: str, retry_at: datetime | None, at: datetime, final: StepStatus
-) -> SagaState:
+) -> dict[str, Any]:
     if retry_at is not None:
         history = _finish(state.history, step, StepStatus.RETRYING, None, reason)
-        return replace(state, retry_at=retry_at, deadline=None, history=history)
+        return {"retry_at": retry_at, "deadline": None, "history": history}
     status = SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status
     history = _finish(state.history, step, final, at, reason)
-    return replace(state, status=status, step=None, deadline=None, retry_at=None, history=history)
+    return {"status": status, "step": None, "deadline": None, "retry_at": None, "history": history}
 
 
 def _record_attempt(

@@ -93,4 +93,3 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
-

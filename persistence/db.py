@@ -5,19 +5,23 @@ On PostgreSQL it runs on the event loop over asyncpg (`AsyncDb`). On SQLite it r
 own thread over the sqlite3 module (`BlockingDb`), a whole group commit in one hop: there every await
 on the `Db` completes at once, so `run_blocking` runs the coroutine to its end without an event loop.
 That spares the per-statement thread hand-off of an async SQLite driver, which dominated the cost of
-a saga step.
+a saga step. There, too, the hot statements (`Prepared`) go straight to sqlite3
+(persistence/prepared.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from sqlalchemy import CursorResult, Dialect, Executable
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.prepared import Prepared, Rows
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Deferred")
@@ -38,6 +42,9 @@ class Savepoint(Protocol):
 class Db(Protocol):
     @property
     def dialect(self) -> Dialect: ...
+    @overload
+    async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
+    @overload
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
     async def begin_nested(self) -> Savepoint: ...
     async def pause(self, seconds: float) -> None:
@@ -51,9 +58,20 @@ class Db(Protocol):
     async def before_commit(self) -> None: ...
 
 
-class _Transactional:
+class _Transactional(ABC):
     def __init__(self) -> None:
         self._deferred: dict[type[Any], Deferred] = {}
+
+    @overload
+    async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
+    @overload
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+    async def execute(self, statement: Executable | Prepared, parameters: Any = None) -> Any:
+        return await self._execute(statement, parameters)
+
+    @abstractmethod
+    async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
+        """Run a statement on this transaction's connection, a prepared one as the driver allows."""
 
     def deferred(self, kind: type[S]) -> S:
         found = self._deferred.get(kind)
@@ -72,7 +90,9 @@ class AsyncDb(_Transactional):
         self._conn = conn
         self.dialect = conn.dialect
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
+        if isinstance(statement, Prepared):
+            statement = statement.statement
         return await self._conn.execute(statement, parameters)
 
     async def begin_nested(self) -> Savepoint:
@@ -87,8 +107,12 @@ class BlockingDb(_Transactional):
         super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
+        # The transaction's own sqlite3 connection, which SQLAlchemy began (BEGIN IMMEDIATE).
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
+        if isinstance(statement, Prepared):
+            return statement.run(self._cursor, self.dialect, parameters)
         return self._conn.execute(statement, parameters)
 
     async def begin_nested(self) -> Savepoint:

@@ -22,6 +22,7 @@ from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.leases import Fleet, lease_change, write_leases
 from persistence.notifications import CommitNotice, notify
+from persistence.prepared import Prepared
 from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
@@ -48,33 +49,37 @@ _SAGA_CHANGES = (
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
 _SHIPMENT_CHANGES = ("status", "dispatched_at")
 # Bind names must differ from column names, hence the prefix.
-_UPDATE_SAGA = (
+_UPDATE_SAGA = Prepared(
     update(saga_view)
     .where(saga_view.c.id == bindparam("key"), saga_view.c.version == bindparam("expected"))
     .values({c: bindparam(f"new_{c}") for c in _SAGA_CHANGES})
 )
-_UPDATE_ORDER = (
+_UPDATE_ORDER = Prepared(
     update(order_view)
     .where(order_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _ORDER_CHANGES})
 )
-_UPDATE_SHIPMENT = (
+_UPDATE_SHIPMENT = Prepared(
     update(shipment_view)
     .where(shipment_view.c.id == bindparam("key"))
     .values({c: bindparam(f"new_{c}") for c in _SHIPMENT_CHANGES})
 )
 _STEP_CHANGES = ("status", "attempts", "finished_at", "duration_ms")
-_UPDATE_STEP = (
+_UPDATE_STEP = Prepared(
     update(saga_step_view)
     .where(saga_step_view.c.saga_id == bindparam("key"), saga_step_view.c.position == bindparam("at"))
     .values({c: bindparam(f"new_{c}") for c in _STEP_CHANGES})
 )
-_LOAD = (
+_LOAD = Prepared(
     select(journal.c.type, journal.c.version, journal.c.data)
     .where(journal.c.saga_id == bindparam("saga_id"))
     .order_by(journal.c.sequence)
 )
-_FIND_PLACEMENT = select(placements).where(placements.c.idempotency_key == bindparam("key"))
+_FIND_PLACEMENT = Prepared(select(placements).where(placements.c.idempotency_key == bindparam("key")))
+_INSERT = {
+    table: Prepared(insert(table))
+    for table in (journal, placements, saga_timeline, saga_view, order_view, saga_step_view, shipment_view)
+}
 
 
 class SagaWrites:
@@ -105,10 +110,10 @@ class SagaWrites:
         db = self._db
         try:
             if self.events:
-                await db.execute(insert(journal), self.events)
+                await db.execute(_INSERT[journal], self.events)
             if self.placements:
                 rows = [vars_of(p) for p in self.placements.values()]
-                await db.execute(insert(placements), rows)
+                await db.execute(_INSERT[placements], rows)
         except IntegrityError as clash:
             raise ConcurrencyConflict("another writer appended to the same saga first") from clash
         except DBAPIError as waited:
@@ -124,7 +129,7 @@ class SagaWrites:
             (shipment_view, self.new_shipments),
         ):
             if rows:
-                await db.execute(insert(table), rows)
+                await db.execute(_INSERT[table], rows)
         if self.saga_updates:
             await self._update_sagas(self.saga_updates)
         for statement, rows in (

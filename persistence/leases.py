@@ -73,9 +73,7 @@ async def write_leases(db: Db, fleet: Fleet, changes: dict[str, bool]) -> None:
     taken = [saga_id for saga_id, take in changes.items() if take]
     dropped = [saga_id for saga_id, take in changes.items() if not take]
     if taken:
-        await db.execute(
-            _TAKE, [{"saga": s, "me": fleet.instance, "ttl": fleet.lease_ttl} for s in taken]
-        )
+        await db.execute(_TAKE, [{"saga": s, "me": fleet.instance, "ttl": fleet.lease_ttl} for s in taken])
     if dropped:
         await db.execute(_DROP, {"ids": dropped})
 

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model import MovementKind, Pick
 from persistence.db import Db
+from persistence.prepared import Prepared
 from persistence.tables import stock, stock_movements
 
-_RECORD = insert(stock_movements)
+_RECORD = Prepared(insert(stock_movements))
 
 StockKey = tuple[str, str, str]
 

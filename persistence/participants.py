@@ -23,6 +23,7 @@ from persistence.database import LOCK_CONFLICTS
 from persistence.db import Db
 from persistence.metrics import StoreMetrics
 from persistence.movements import pick_movements
+from persistence.prepared import Prepared
 from persistence.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 
@@ -31,9 +32,10 @@ from persistence.tables import orders, products, reservations, sections, shipmen
 CAS_ATTEMPTS = 5
 CAS_BACKOFF_S = 0.002
 
-# Statements are built once: building and keying a statement per call costs more than running it.
-_CREATE_ORDER = insert(orders)
-_SET_ORDER_STATUS = (
+# Statements are built once: building and keying a statement per call costs more than running it;
+# the hot ones are prepared for the driver (persistence/prepared.py).
+_CREATE_ORDER = Prepared(insert(orders))
+_SET_ORDER_STATUS = Prepared(
     update(orders)
     .where(orders.c.id == bindparam("order_id"), orders.c.status.in_(bindparam("allowed", expanding=True)))
     .values(status=bindparam("status"), updated_at=bindparam("at"))
@@ -93,7 +95,7 @@ class SqlOrders:
 # this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
 # re-checks the condition on the row as committed and goes on, instead of missing and starting over:
 # reservations on a hot SKU queue once per row instead of convoying through retries.
-_SWAP = (
+_SWAP = Prepared(
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
@@ -109,15 +111,19 @@ _PICKED_ROW = update(stock).where(
     stock.c.sku == bindparam("k"),
 )
 # A released pick is available again; a dispatched one has left the section.
-_RESTORE = _PICKED_ROW.values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
-_TAKE_AWAY = _PICKED_ROW.values(
-    on_hand=stock.c.on_hand - bindparam("q"),
-    reserved=stock.c.reserved - bindparam("q"),
-    version=stock.c.version + 1,
+_RESTORE = Prepared(
+    _PICKED_ROW.values(reserved=stock.c.reserved - bindparam("q"), version=stock.c.version + 1)
+)
+_TAKE_AWAY = Prepared(
+    _PICKED_ROW.values(
+        on_hand=stock.c.on_hand - bindparam("q"),
+        reserved=stock.c.reserved - bindparam("q"),
+        version=stock.c.version + 1,
+    )
 )
 
 
-_READ_STOCK = (
+_READ_STOCK = Prepared(
     select(
         stock.c.warehouse_code,
         stock.c.section_code,
@@ -134,11 +140,13 @@ _READ_STOCK = (
     .join(products, products.c.sku == stock.c.sku)
     .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
 )
-_READ_CONDITIONS = select(products.c.sku, products.c.storage_condition).where(
-    products.c.sku.in_(bindparam("skus", expanding=True))
+_READ_CONDITIONS = Prepared(
+    select(products.c.sku, products.c.storage_condition).where(
+        products.c.sku.in_(bindparam("skus", expanding=True))
+    )
 )
-_FIND_RESERVATION = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
-_RECORD_RESERVATION = insert(reservations)
+_FIND_RESERVATION = Prepared(select(reservations.c.picks).where(reservations.c.id == bindparam("id")))
+_RECORD_RESERVATION = Prepared(insert(reservations))
 _HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
 # How a reservation ends: the column that marks it, and what it does to its picks' stock.
 _ENDINGS = {
@@ -273,11 +281,11 @@ def _params(pick: Pick) -> dict[str, object]:
     return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
 
 
-_FIND_SHIPMENT = select(shipments.c.id, shipments.c.status).where(
-    shipments.c.order_id == bindparam("order_id")
+_FIND_SHIPMENT = Prepared(
+    select(shipments.c.id, shipments.c.status).where(shipments.c.order_id == bindparam("order_id"))
 )
-_CREATE_SHIPMENT = insert(shipments)
-_SET_SHIPMENT_STATUS = (
+_CREATE_SHIPMENT = Prepared(insert(shipments))
+_SET_SHIPMENT_STATUS = Prepared(
     update(shipments)
     .where(shipments.c.order_id == bindparam("of_order"), shipments.c.status == ShipmentStatus.PENDING.value)
     .values(status=bindparam("new_status"), dispatched_at=bindparam("at"))
