@@ -8,20 +8,23 @@ from datetime import datetime
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.access.guard import Authorization
 from api.graphql.analytics import AnalyticsQueries
+from api.graphql.coercion import prepare_inputs
 from api.graphql.errors import EdgeErrors, report
 from api.graphql.faults import FaultMutations, FaultQueries
 from api.graphql.inputs import DateTime, StorableText
 from api.graphql.inventory import InventoryMutations, InventoryQueries
-from api.graphql.operation_document import CachedParse, OperationNameRequired
+from api.graphql.lifecycle import PreparedExtensionsRunner
+from api.graphql.operation_document import CachedParse, CachedValidation, OperationNameRequired
 from api.graphql.operations import OperationMutations, OperationQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
@@ -45,13 +48,19 @@ LIMITS: list[type[ASTValidationRule]] = [depth_limit(MAX_DEPTH, None), alias_lim
 class EdgeSchema(strawberry.Schema):
     """The schema, with every error reported once, on every transport and operation type: strawberry
     hands each error to `process_errors` before the result is formatted, in place of its own logging
-    (which logged every error, a client's mistakes too, with a traceback at ERROR)."""
+    (which logged every error, a client's mistakes too, with a traceback at ERROR). Its extensions'
+    hooks are found once, not per request (`api/graphql/lifecycle.py`)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
             report(error)
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return PreparedExtensionsRunner(execution_context, extensions)
 
 
 schema = EdgeSchema(
@@ -64,7 +73,7 @@ schema = EdgeSchema(
         lambda: CachedParse(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(LIMITS),
-        lambda: ValidationCache(maxsize=1024),
+        lambda: CachedValidation(maxsize=1024),
         OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
         OnlyOverWebSocket,
         Authorization,
@@ -75,3 +84,4 @@ schema = EdgeSchema(
     # Subscription events many subscribers send are rendered once per selection.
     execution_context_class=RenderOnce,
 )
+prepare_inputs(schema)

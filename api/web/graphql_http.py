@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -33,6 +34,9 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
 
+# Read twice a request, and a client sends the same header every time. Bounded: the header is the
+# client's to choose.
+@functools.lru_cache(maxsize=256)
 def response_media_type(accept: str | None) -> str:
     """`GRAPHQL_RESPONSE_JSON` or `JSON`, whichever `accept` (an HTTP Accept header) prefers; a tie
     goes to the GraphQL type, and `JSON` when neither is named (RFC 9110 quality values)."""
