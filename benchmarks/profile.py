@@ -8,11 +8,11 @@ ms per saga per bucket; with --compare, a chart of the buckets beside an earlier
 The cell (`benchmarks.engine`, or `benchmarks.fullstack` whose served process alone is counted) runs
 at concurrency 64 on SQLite from `--checkout` (this tree by default), so two revisions are profiled
 by the same command. A sample belongs to the bucket of its innermost frame that one names (time
-inside the database driver shows as SQLAlchemy's `do_execute`, whose frame is the innermost in
-Python); its share of the samples times the cell's CPU per saga is the bucket's CPU per saga. The
-samples cover the whole process, start-up and stocking included (mostly in `other`), while the CPU
-per saga they are scaled to is the measured window's; and py-spy samples threads that are not
-idle, so the shares follow CPU closely, not exactly.
+inside the database driver shows as the innermost Python frame that called it: SQLAlchemy's
+`do_execute`, or `Prepared.run`); its share of the samples times the cell's CPU per saga is the
+bucket's CPU per saga. Start-up's samples and those of threads waiting are left out (`WAITS`);
+stocking's remain (mostly in `other`), while the CPU per saga they are scaled to is the measured
+window's, so the shares follow CPU closely, not exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
 # (bucket, what a frame's text contains): the first rule that a frame matches, innermost frame first.
 RULES = (
+    # On SQLite the hot statements reach sqlite3 from `Prepared.run`, whose own Python is a few lines.
+    ("database driver", "Prepared.run (persistence/prepared.py"),
     ("database driver", "do_execute ("),
     ("database driver", "do_executemany ("),
     ("database driver", "do_commit ("),
@@ -51,6 +53,16 @@ RULES = (
     ("asyncio", "asyncio/"),
 )
 OTHER = "other"
+# Samples that are no CPU of the measured window, left out: start-up (imports), and threads waiting
+# inside a C call that py-spy's idle detection does not see as waiting (an event loop's poll, a
+# worker thread's queue).
+START_UP = "importlib._bootstrap"
+WAITS = (
+    "select (selectors.py",
+    "Runner.run (asyncio/runners.py",  # uvloop's loop polls in C under this frame
+    "_worker (concurrent/futures/thread.py:81)",
+    "_connection_worker_thread (aiosqlite/core.py:59)",
+)
 BUCKETS = tuple(dict.fromkeys(bucket for bucket, _ in RULES)) + (OTHER,)
 
 
@@ -72,6 +84,8 @@ def shares(raw: str, only_process: str | None = None) -> dict[str, float]:
         frames = stack.split(";")
         processes = [f for f in frames if f.startswith("process ")]  # outermost parent first
         if only_process is not None and not (processes and only_process in processes[-1]):
+            continue
+        if any(wait in frames[-1] for wait in WAITS) or any(START_UP in frame for frame in frames):
             continue
         counts[bucket_of(frames)] += int(count)
     total = sum(counts.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.profile import OTHER, bucket_of, draw, shares
+from benchmarks.profile import BUCKETS, OTHER, bucket_of, draw, shares
 
 SERVER = 'process 10:"python -m benchmarks.fullstack";process 11:"python -c from api.cli import main"'
 CLIENT = 'process 10:"python -m benchmarks.fullstack"'
@@ -61,6 +61,22 @@ def test_shares_count_samples_and_can_keep_one_process() -> None:
     assert served["folding saga state"] == 3 / 4
     assert served["HTTP and WebSocket (starlette, uvicorn)"] == 1 / 4
     assert sum(served.values()) == pytest.approx(1)
+
+
+def test_start_up_and_waiting_threads_are_left_out() -> None:
+    raw = "\n".join(
+        [
+            f"{SERVER};thread (1);evolve (domain/saga.py:2) 1",
+            f"{SERVER};thread (1);_find_and_load (<frozen importlib._bootstrap>:1);x (api/cli.py:1) 5",
+            f"{SERVER};thread (1);run (asyncio/runners.py:1);EpollSelector.select (selectors.py:468) 7",
+            f"{SERVER};thread (2);_worker (concurrent/futures/thread.py:81) 9",
+            f"{SERVER};thread (2);w (persistence/runner.py:1);Prepared.run (persistence/prepared.py:66) 1",
+        ]
+    )
+    assert shares(raw) == {bucket: 0.0 for bucket in BUCKETS} | {
+        "folding saga state": 1 / 2,
+        "database driver": 1 / 2,
+    }
 
 
 def test_the_chart_of_two_profiles_is_a_png(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ journal, projection, group commit, recovery."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -139,6 +140,15 @@ async def test_a_stopped_service_refuses_work_rather_than_leaving_it_waiting(dat
     await svc.stop()
     with pytest.raises(RuntimeError, match="not started"):
         await asyncio.wait_for(svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))), 5)
+
+
+async def test_a_running_service_keeps_what_start_up_made_out_of_collections(database_url: str) -> None:
+    svc = await start_service(database_url)
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        await svc.stop()
+    assert gc.get_freeze_count() == 0
 
 
 async def test_work_sharing_a_commit_runs_in_lock_order(svc: Service) -> None:
