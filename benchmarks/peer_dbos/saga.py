@@ -31,7 +31,9 @@ what DBOS would have done.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, TypeVar, cast
@@ -44,9 +46,13 @@ Variant = Literal["datasource", "plain"]
 VARIANTS: tuple[Variant, ...] = ("datasource", "plain")
 
 # A version clash means another saga reserved the same SKU between our read and
-# our write; a few re-reads always suffice in practice (under SQLite the retry
-# runs holding the write lock, so the second attempt cannot clash again).
-CAS_ATTEMPTS = 5
+# our write (under SQLite the retry runs holding the write lock, so the second
+# attempt cannot clash again). On PostgreSQL, a hot SKU under 64 workflows at
+# once made five plain re-reads run out and fail orders that had stock, so each
+# re-read waits a jittered moment longer, and as many tries are allowed as
+# ordersaga's reservation gets (5 in each of its step's 3 attempts).
+CAS_ATTEMPTS = 15
+CAS_BACKOFF_S = 0.002
 
 APP_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS stock (
@@ -181,6 +187,8 @@ def create_order(db: Sql, order_id: str, sku: str, quantity: int) -> None:
 def reserve_stock(db: Sql, sku: str, quantity: int) -> int:
     """Reserve by compare-and-swap; returns how many version clashes it rode out."""
     for clashes in range(CAS_ATTEMPTS):
+        if clashes:
+            time.sleep(random.uniform(0, CAS_BACKOFF_S * clashes))
         available, version = db.execute(SELECT_STOCK, {"sku": sku}).one()
         if available < quantity:
             raise OutOfStock(f"{sku}: {available} available, {quantity} wanted")
