@@ -135,7 +135,8 @@ class _Form:
         return (self._expand(lengths) if lengths else self.sql), values
 
     def _expand(self, lengths: tuple[int, ...]) -> str:
-        # An expanding IN list is rendered once per length: `IN (?, ?, ?)` for three values.
+        # An expanding IN list is rendered once per length: `IN (?, ?, ?)` for three values. The
+        # lengths are an order's SKUs or a few statuses, bounded by the domain (MAX_LINES).
         sql = self.expanded.get(lengths)
         if sql is None:
             if 0 in lengths:
