@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
@@ -83,6 +83,7 @@ class Prepared:
 @dataclass(frozen=True, slots=True)
 class _Bind:
     key: str
+    name: str  # as compiled: an expanding one's placeholder is `__[POSTCOMPILE_<name>]`
     given: bool  # taken from each row of parameters; otherwise the statement's own value
     value: Any
     expanding: bool
@@ -104,17 +105,25 @@ class _Form:
             raise ValueError(f"prepared statements run on sqlite3 (qmark parameters), not {dialect.name}")
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
+        # What SQLAlchemy's execution context would add, which this path has not: Python-side
+        # column defaults computed per row, and rows returned by an INSERT, UPDATE or DELETE.
+        if compiled.insert_prefetch or compiled.update_prefetch or compiled.effective_returning:
+            raise ValueError("a prepared statement takes no Python-side column default and no RETURNING")
         binds = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
             given = bind.key in keys
+            if not given and bind.required:
+                # As SQLAlchemy refuses it, rather than binding NULL.
+                raise InvalidRequestError(f"A value is required for bind parameter {bind.key!r}")
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             value = None if given else bind.effective_value
-            binds.append(_Bind(bind.key, given, value, bind.expanding, process))
+            binds.append(_Bind(bind.key, name, given, value, bind.expanding, process))
         columns = None
         if isinstance(statement, Select):
             selected = list(statement.selected_columns)
-            row = namedtuple("Row", [c.key for c in selected], rename=True)  # type: ignore[misc]
+            # Two columns of one key (or a key that is no identifier) are refused, not renamed.
+            row = namedtuple("Row", [c.key for c in selected])  # type: ignore[misc]
             processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected]
             columns = (row, processors)
         return cls(compiled.string, tuple(binds), columns, {})
@@ -131,7 +140,8 @@ class _Form:
                 else:
                     flat.append(value if bind.process is None else bind.process(value))
             values.append(flat)
-        lengths = tuple(len(rows[0][b.key]) for b in self.binds if b.expanding)
+        first = rows[0]
+        lengths = tuple(len(first[b.key] if b.given else b.value) for b in self.binds if b.expanding)
         return (self._expand(lengths) if lengths else self.sql), values
 
     def _expand(self, lengths: tuple[int, ...]) -> str:
@@ -143,7 +153,7 @@ class _Form:
                 raise ValueError("an expanding parameter of a prepared statement takes at least one value")
             sql = self.sql
             for bind, length in zip((b for b in self.binds if b.expanding), lengths, strict=True):
-                sql = sql.replace(f"__[POSTCOMPILE_{bind.key}]", ", ".join("?" * length), 1)
+                sql = sql.replace(f"__[POSTCOMPILE_{bind.name}]", ", ".join("?" * length), 1)
             self.expanded[lengths] = sql
         return sql
 

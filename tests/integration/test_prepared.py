@@ -13,15 +13,28 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import DateTime, Engine, bindparam, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
 from persistence.database import make_writer_engine
 from persistence.db import BlockingDb, run_blocking
 from persistence.migrate import upgrade
 from persistence.prepared import Prepared
-from persistence.tables import UtcDateTime, journal
+from persistence.tables import UtcDateTime, journal, saga_timeline
 
 INSERT = Prepared(insert(journal))
 READ = Prepared(
@@ -137,6 +150,45 @@ def test_a_driver_error_is_sqlalchemy_s_exception(engine: Engine) -> None:
         run_blocking(db.execute(INSERT, rows("s-1")))
         with pytest.raises(IntegrityError):
             run_blocking(db.execute(INSERT, rows("s-1")[:1]))
+
+
+def test_a_parameter_left_out_is_refused_as_sqlalchemy_refuses_it(engine: Engine) -> None:
+    with engine.begin() as conn:
+        db = BlockingDb(conn)
+        run_blocking(db.execute(INSERT, rows("s-1")))
+        with pytest.raises(StatementError, match="required for bind parameter 'at'"):
+            run_blocking(db.execute(BUMP.statement, {"saga": "s-1"}))
+        # Not `sequence = NULL`, which would match nothing and look like a lost race.
+        with pytest.raises(InvalidRequestError, match="required for bind parameter 'at'"):
+            run_blocking(db.execute(BUMP, {"saga": "s-1"}))
+
+
+def test_a_list_written_into_the_statement_matches_as_in_sqlalchemy(engine: Engine) -> None:
+    with engine.begin() as conn:
+        run_blocking(BlockingDb(conn).execute(INSERT, rows("s-1")))
+    literal = Prepared(select(journal.c.sequence).where(journal.c.type.in_(["SagaStarted", "StepSucceeded"])))
+    prepared, plain = both(engine, literal, None)
+    assert [tuple(r) for r in prepared] == [tuple(r) for r in plain] == [(1,), (3,)]
+
+
+_DEFAULTED = Table(
+    "journal", MetaData(), Column("saga_id", String, primary_key=True), Column("version", Integer, default=1)
+)
+
+
+@pytest.mark.parametrize(
+    ("statement", "parameters"),
+    [
+        (insert(_DEFAULTED), {"saga_id": "s-1"}),  # the version would be NULL, not 1
+        (update(journal).values(version=2).returning(journal.c.version), None),  # no rows would come back
+        (select(journal.c.saga_id, saga_timeline.c.saga_id), None),  # one name for two columns
+    ],
+)
+def test_what_the_driver_path_cannot_do_as_sqlalchemy_does_is_refused(
+    engine: Engine, statement: Any, parameters: Any
+) -> None:
+    with pytest.raises(ValueError):
+        both(engine, Prepared(statement), parameters)
 
 
 @given(st.datetimes(timezones=st.timezones()))
