@@ -144,7 +144,10 @@ class Service:
                 log.info("resumed %d unfinished sagas", len(unfinished))
         # What start-up made (modules, the schema, the catalog) lives as long as the process: frozen
         # out of the collector's generations, it is no longer scanned by every full collection,
-        # which under load cost about a sixth of the server's CPU (docs/performance.md).
+        # which under load cost about a sixth of the server's CPU (docs/performance.md). Collected
+        # first: start-up's garbage (migrations, cycles awaiting a full collection) would otherwise
+        # be frozen with it, out of the collector's reach while the service runs.
+        gc.collect()
         gc.freeze()
         self.ready = True
 

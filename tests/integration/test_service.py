@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -149,6 +150,25 @@ async def test_a_running_service_keeps_what_start_up_made_out_of_collections(dat
     finally:
         await svc.stop()
     assert gc.get_freeze_count() == 0
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_start_up_s_garbage_is_collected_not_frozen(database_url: str) -> None:
+    gc.disable()  # no collection of its own may free the cycle before start-up freezes
+    try:
+        garbage = weakref.ref(_Cycle())
+        svc = await start_service(database_url)
+        try:
+            gc.collect()
+            assert garbage() is None
+        finally:
+            await svc.stop()
+    finally:
+        gc.enable()
 
 
 async def test_work_sharing_a_commit_runs_in_lock_order(svc: Service) -> None:
