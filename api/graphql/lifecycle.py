@@ -37,8 +37,10 @@ Hook = tuple[int, Callable[..., Any], bool]
 
 
 @functools.cache
-def hook_plan(kinds: Kinds, hook_name: str) -> tuple[Hook, ...]:
-    """The hooks named `hook_name` of extensions of these classes, in this order."""
+def hook_plan(kinds: Kinds, hook_name: str) -> tuple[Hook, ...] | None:
+    """The hooks named `hook_name` of extensions of these classes, in this order; None if one of
+    them is a plain function, which strawberry also allows and which is left to strawberry's own
+    lookup."""
     default = getattr(SchemaExtension, hook_name)
     plan: list[Hook] = []
     for position, kind in enumerate(kinds):
@@ -50,7 +52,7 @@ def hook_plan(kinds: Kinds, hook_name: str) -> tuple[Hook, ...]:
         elif inspect.isasyncgenfunction(hook):
             plan.append((position, contextlib.asynccontextmanager(hook), True))
         else:
-            raise TypeError(f"{kind.__name__}.{hook_name} must yield once, as a generator")
+            return None
     return tuple(plan)
 
 
@@ -63,9 +65,13 @@ def reporting(kinds: Kinds) -> tuple[int, ...]:
 class _Prepared(ExtensionContextManagerBase):
     def __init__(self, extensions: Sequence[SchemaExtension], kinds: Kinds) -> None:
         # In place of the base's own __init__, which looks the hooks up again.
+        plan = hook_plan(kinds, self.HOOK_NAME)
+        if plan is None:
+            ExtensionContextManagerBase.__init__(self, list(extensions))
+            return
         self.hooks = [
             WrappedHook(extensions[at], functools.partial(factory, extensions[at]), is_async)
-            for at, factory, is_async in hook_plan(kinds, self.HOOK_NAME)
+            for at, factory, is_async in plan
         ]
 
 

@@ -91,6 +91,27 @@ async def test_hooks_run_in_order_on_each_requests_own_extensions() -> None:
     assert sorted(Inner.seen) == [("alone", "alone")] + [(f"n{i}", f"n{i}") for i in range(5)]
 
 
+class PlainHooks(SchemaExtension):
+    """Hooks written as plain functions, which strawberry runs before the step, sync or async."""
+
+    log: ClassVar[list[str]] = []
+
+    def on_operation(self) -> None:  # type: ignore[override]
+        self.log.append("operation")
+
+    async def on_execute(self) -> None:  # type: ignore[override]
+        self.log.append("execute")
+
+
+async def test_hooks_written_as_plain_functions_run_as_strawberry_runs_them() -> None:
+    query = '{ echo(name: "x") }'
+    plain = await strawberry.Schema(query=Query, extensions=[PlainHooks, Outer]).execute(query)
+    expected, PlainHooks.log[:] = list(PlainHooks.log), []
+    prepared = await PreparedSchema(query=Query, extensions=[PlainHooks, Outer]).execute(query)
+    assert prepared.errors is None and prepared.data == plain.data == {"echo": "x"}
+    assert PlainHooks.log == expected == ["operation", "execute"]
+
+
 async def test_input_classes_are_built_as_strawberry_builds_them() -> None:
     query = """{
       a: order(order: {lines: [{skuCode: "X"}, {skuCode: "Y", quantity: 3}], note: null})
