@@ -60,8 +60,9 @@ START_UP = "importlib._bootstrap"
 WAITS = (
     "select (selectors.py",
     "Runner.run (asyncio/runners.py",  # uvloop's loop polls in C under this frame
-    "_worker (concurrent/futures/thread.py:81)",
-    "_connection_worker_thread (aiosqlite/core.py:59)",
+    # Innermost, these loops are between work items: the items run in frames below them.
+    "_worker (concurrent/futures/thread.py",
+    "_connection_worker_thread (aiosqlite/core.py",
 )
 BUCKETS = tuple(dict.fromkeys(bucket for bucket, _ in RULES)) + (OTHER,)
 

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +150,15 @@ async def test_a_running_service_keeps_what_start_up_made_out_of_collections(dat
         assert gc.get_freeze_count() > 0
     finally:
         await svc.stop()
+    assert gc.get_freeze_count() == 0
+
+
+async def test_the_frozen_objects_are_given_back_when_the_last_service_stops(tmp_path: Path) -> None:
+    first = await start_service(f"sqlite+aiosqlite:///{tmp_path / 'first.db'}")
+    second = await start_service(f"sqlite+aiosqlite:///{tmp_path / 'second.db'}")
+    await first.stop()
+    assert gc.get_freeze_count() > 0  # the second still runs on what start-up made
+    await second.stop()
     assert gc.get_freeze_count() == 0
 
 
