@@ -52,7 +52,7 @@ class Prepared:
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
-        self._forms: dict[tuple[str, ...], _Form] = {}
+        self._forms: dict[tuple[str, ...], _Form] = {}  # by dialect name and parameter names
 
     def run(self, cursor: sqlite3.Cursor, dialect: Dialect, parameters: Any = None) -> Rows:
         """Run the statement on `cursor` (one row of parameters, a list of rows for executemany,
@@ -74,9 +74,10 @@ class Prepared:
         return _Fetched(form.read(fetched), cursor.rowcount)
 
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
-        form = self._forms.get(keys)
+        shape = (dialect.name, *keys)
+        form = self._forms.get(shape)
         if form is None:
-            form = self._forms[keys] = _Form.compile(self.statement, dialect, keys)
+            form = self._forms[shape] = _Form.compile(self.statement, dialect, keys)
         return form
 
 
