@@ -339,6 +339,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     def listening(base_url: str) -> None:
         print(f"GraphiQL: {base_url}/graphql")
+        print(f"Console: {base_url}/dashboard")
         if args.enable_fault_injection:
             print("Fault injection is on: setParticipantFault makes a participant slow or failing")
         sys.stdout.flush()
@@ -352,7 +353,9 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     os.environ[_WORKER_ARGS] = json.dumps(args.argv)
-    print(f"GraphiQL: http://{args.host}:{args.port}/graphql ({args.workers} workers)", flush=True)
+    base_url = f"http://{args.host}:{args.port}"
+    print(f"GraphiQL: {base_url}/graphql ({args.workers} workers)")
+    print(f"Console: {base_url}/dashboard", flush=True)
     uvicorn.run(
         "api.cli:worker_app",
         factory=True,

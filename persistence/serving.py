@@ -1,6 +1,6 @@
 """Who is using a database: every server holds a shared claim on it while it runs, and work that must
 run alone (`ordersaga projections rebuild`) takes the claim exclusively, or is refused. A claim dies
-with the process that holds it, so a crashed server leaves nothing to clean up.
+with the process that holds it, so a crashed server leaves no claim behind.
 
 - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock_shared` for servers,
   `pg_try_advisory_lock` for exclusive work) on a connection kept open, outside any transaction, for
@@ -52,15 +52,36 @@ async def claim_database(url: str, *, exclusive: bool) -> AsyncIterator[None]:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, exclusive: bool) -> Iterator[None]:
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Hold a flock on `path` for the block, and remove the file when the last holder lets go.
+
+    Removing a lock file races with its next taker: one that opened the file just before it was
+    removed locks a file no longer at `path`, while a third creates and locks a new one. So a lock
+    counts only while `path` still names the locked file, and a taker that finds otherwise tries
+    again; and the file is removed only by a holder that can take it exclusively, before it lets go."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(descriptor)
             raise DatabaseInUse(path) from None
-        yield  # closing the descriptor releases the lock
+        if _names(path, descriptor):
+            break
+        os.close(descriptor)  # removed by its last holder meanwhile: take the one at `path` now
+    try:
+        yield
     finally:
-        os.close(descriptor)
+        with contextlib.suppress(BlockingIOError):
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while others share it
+            path.unlink(missing_ok=True)
+        os.close(descriptor)  # releases the lock
+
+
+def _names(path: Path, descriptor: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(descriptor).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.asynccontextmanager

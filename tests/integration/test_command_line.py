@@ -83,25 +83,33 @@ async def test_migrate_says_what_it_applied_and_up_to_date_only_when_it_is(tmp_p
     assert (status, again) == (0, f"database is up to date (revision {last})\n")
 
 
-async def test_the_graphiql_url_is_printed_once_the_port_is_bound(tmp_path: Path) -> None:
+async def test_the_graphiql_and_console_urls_are_printed_once_the_port_is_bound(tmp_path: Path) -> None:
+    database = tmp_path / "ordersaga.db"
+    claim = tmp_path / "ordersaga.db-serving.lock"
     process = await asyncio.create_subprocess_exec(
         str(ORDERSAGA),
         "serve",
-        "--port=0",  # the printed URL tells which port it got
-        f"--database-url=sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}",
+        "--port=0",  # the printed URLs tell which port it got
+        f"--database-url=sqlite+aiosqlite:///{database}",
         stdout=subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
         async with asyncio.timeout(COMMAND_SECONDS):
-            line = (await process.stdout.readline()).decode().strip()
-        assert line.startswith("GraphiQL: http://127.0.0.1:") and line.endswith("/graphql")
-        async with httpx.AsyncClient() as http:  # at once: no retry, no wait
-            page = await http.get(line.removeprefix("GraphiQL: "), headers={"accept": "text/html"})
-        assert page.status_code == 200 and "graphiql" in page.text.lower()
+            graphiql = (await process.stdout.readline()).decode().strip()
+            console = (await process.stdout.readline()).decode().strip()
+        assert graphiql.startswith("GraphiQL: http://127.0.0.1:") and graphiql.endswith("/graphql")
+        assert console == graphiql.replace("GraphiQL: ", "Console: ").replace("/graphql", "/dashboard")
+        async with httpx.AsyncClient(follow_redirects=True) as http:  # at once: no retry, no wait
+            page = await http.get(graphiql.removeprefix("GraphiQL: "), headers={"accept": "text/html"})
+            assert page.status_code == 200 and "graphiql" in page.text.lower()
+            page = await http.get(console.removeprefix("Console: "))
+            assert page.status_code == 200 and "<html" in page.text.lower()
+        assert claim.exists()  # the claim, while it serves
     finally:
         process.terminate()
         await process.wait()
+    assert not claim.exists()  # a stopped server leaves nothing behind
 
 
 async def test_no_url_is_printed_when_the_port_is_taken(tmp_path: Path) -> None:
@@ -158,3 +166,20 @@ async def test_servers_share_a_postgresql_database_and_take_a_sqlite_one_alone(d
         await first.stop()
     async with claim_database(database_url, exclusive=True):
         pass  # both gone, so the database is free again
+
+
+async def test_a_sqlite_claim_file_lasts_as_long_as_its_last_holder(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}"
+    claim = tmp_path / "ordersaga.db-serving.lock"
+    async with claim_database(url, exclusive=False), claim_database(url, exclusive=False):
+        pass
+    assert not claim.exists()
+    async with claim_database(url, exclusive=False):
+        async with claim_database(url, exclusive=False):
+            assert claim.exists()
+        assert claim.exists()  # still held by the first
+        with pytest.raises(DatabaseInUse):
+            async with claim_database(url, exclusive=True):
+                pass
+    assert not claim.exists()
+
