@@ -79,6 +79,9 @@ class PlaceOrder:
     customer_id: str
     lines: tuple[OrderLine, ...]
     idempotency_key: str | None = None
+    # The client's key as sent, under which release 0.1.0 bound it for the order's customer: looked
+    # up with `idempotency_key`, never bound anew (SagaStore.find_placement).
+    unscoped_key: str | None = None
 
     def canonical(self) -> str:
         """The request as canonical JSON (sorted keys, no spaces, ASCII escapes), its lines sorted,
@@ -138,7 +141,7 @@ class Orchestrator:
         async def work(tx: Transaction) -> tuple[OrderPlaced, SagaChange | None]:
             key = command.idempotency_key
             if key is not None:
-                earlier = await tx.sagas.find_placement(key)
+                earlier = await tx.sagas.find_placement(key, command.unscoped_key, command.customer_id)
                 if earlier is not None:
                     if earlier.fingerprint != fingerprint:
                         raise IdempotencyKeyReused(key)

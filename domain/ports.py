@@ -71,7 +71,14 @@ class SagaStore(Protocol):
         ConcurrencyConflict (here or when it commits)."""
         ...
 
-    async def find_placement(self, idempotency_key: str) -> Placement | None: ...
+    async def find_placement(
+        self, idempotency_key: str, unscoped_key: str | None = None, customer_id: str | None = None
+    ) -> Placement | None:
+        """The placement bound to `idempotency_key`, or, first, the one release 0.1.0 bound to
+        `unscoped_key` (the client's key as sent) for an order of `customer_id`: that release did not
+        scope keys to callers, so its keys belong to their order's customer (migration 0007). None
+        when neither is bound."""
+        ...
 
 
 class Transaction(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.ports import ConcurrencyConflict, Placement
@@ -75,7 +75,22 @@ _LOAD = Prepared(
     .where(journal.c.saga_id == bindparam("saga_id"))
     .order_by(journal.c.sequence)
 )
-_FIND_PLACEMENT = Prepared(select(placements).where(placements.c.idempotency_key == bindparam("key")))
+# One lookup by primary key for both kinds of placement; a customer's key from release 0.1.0 comes
+# first, as it was acknowledged before any the caller bound since (see find_placement).
+_FIND_PLACEMENT = Prepared(
+    select(placements)
+    .where(
+        or_(
+            and_(placements.c.idempotency_key == bindparam("key"), placements.c.customer_scope.is_(None)),
+            and_(
+                placements.c.idempotency_key == bindparam("unscoped_key"),
+                placements.c.customer_scope == bindparam("customer_id"),
+            ),
+        )
+    )
+    .order_by(placements.c.customer_scope.is_(None))
+    .limit(1)
+)
 _INSERT = {
     table: Prepared(insert(table))
     for table in (journal, placements, saga_timeline, saga_view, order_view, saga_step_view, shipment_view)
@@ -176,11 +191,16 @@ class SqlSagaStore:
         rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
         return [codec.decode(row.type, row.version, row.data) for row in rows]
 
-    async def find_placement(self, idempotency_key: str) -> Placement | None:
+    async def find_placement(
+        self, idempotency_key: str, unscoped_key: str | None = None, customer_id: str | None = None
+    ) -> Placement | None:
+        """See SagaStore.find_placement. Both kinds are found in one statement, by primary key, so a
+        key never bound costs the same single read it did before 0.1.0 keys were looked for."""
         pending = self._writes.placements.get(idempotency_key)
         if pending is not None:
-            return pending
-        row = (await self._db.execute(_FIND_PLACEMENT, {"key": idempotency_key})).first()
+            return pending  # only keys scoped to a caller are ever bound, so only these are pending
+        keys = {"key": idempotency_key, "unscoped_key": unscoped_key, "customer_id": customer_id}
+        row = (await self._db.execute(_FIND_PLACEMENT, keys)).first()
         return (
             None
             if row is None

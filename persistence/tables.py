@@ -93,6 +93,10 @@ placements = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("saga_id", ID, nullable=False),
     Column("order_id", ID, nullable=False),
+    # NULL for a key scoped to its caller (api/graphql/orders.py's own_key). A key release 0.1.0 bound
+    # as the client sent it, before keys were scoped to callers, belongs to its order's customer:
+    # this is that customer (migration 0007).
+    Column("customer_scope", NAME, nullable=True),
 )
 
 orders = Table(

@@ -93,6 +93,8 @@ class OrderMutations:
             customer_id=customer_id,
             lines=tuple(DomainOrderLine(x.sku, x.quantity) for x in input.lines),
             idempotency_key=None if input.idempotency_key is None else own_key(caller, input.idempotency_key),
+            # Found for this customer only, which the caller was just found entitled to act for.
+            unscoped_key=input.idempotency_key,
         )
         try:
             placed = await svc.orchestrator.place_order(command)

@@ -9,8 +9,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,9 +41,22 @@ class ServerProcess:
 
 @contextlib.asynccontextmanager
 async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[ServerProcess]:
+    # On PostgreSQL a restarted process takes over the killed one's sagas once their leases expire:
+    # 2 s keeps the tests short. A test's own option comes later, and wins.
+    options = ("--enable-fault-injection", "--lease-ttl=2", *options)
+    async with serve_process([str(ORDERSAGA)], database_url, *options) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    command: Sequence[str], database_url: str, *options: str, **spawn: Any
+) -> AsyncIterator[ServerProcess]:
+    """`command serve` on `database_url` and a free loopback port, with `options`, until healthy;
+    `spawn` goes to the process (`cwd`, `env`: another release's source, say)."""
     port = _free_port()
     process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
+        *command,
         "serve",
         "--database-url",
         database_url,
@@ -50,14 +64,11 @@ async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[Ser
         "127.0.0.1",
         "--port",
         str(port),
-        "--enable-fault-injection",
-        # On PostgreSQL a restarted process takes over the killed one's sagas once their leases
-        # expire: 2 s keeps the tests short. A test's own option comes later, and wins.
-        "--lease-ttl=2",
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,  # a process group of its own, so that a kill reaches its workers
+        **spawn,
     )
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         server = ServerProcess(process, GraphQLClient(http))

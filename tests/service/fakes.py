@@ -163,8 +163,10 @@ class FakeSagaStore:
     async def load(self, saga_id: str) -> list[SagaEvent]:
         return list(self.world.journal.get(saga_id, []))
 
-    async def find_placement(self, idempotency_key: str) -> Placement | None:
-        return self.world.placements.get(idempotency_key)
+    async def find_placement(
+        self, idempotency_key: str, unscoped_key: str | None = None, customer_id: str | None = None
+    ) -> Placement | None:
+        return self.world.placements.get(idempotency_key)  # the world holds no 0.1.0 placements
 
     async def append(self, change: SagaChange, placement: Placement | None) -> None:
         journal = self.world.journal.setdefault(change.after.saga_id, [])
