@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from api.access.auth import AuthConfig, Principal, Role, bearer_of, read_secret
 from api.access.guard import root_fields
 from api.access.rate_limits import MutationRateLimit
-from api.access.rules import customer_filter, may_act_for
+from api.access.rules import acting_role, customer_filter, may_act_for, shown_actor
 from api.cli import _parser, _settings, is_loopback, main
 
 
@@ -190,3 +190,19 @@ def test_the_leeway_is_an_option_or_an_environment_variable_and_never_negative(
     assert _settings(_parser().parse_args(["serve"])).auth.leeway == timedelta(seconds=2.5)
     with pytest.raises(SystemExit, match="--auth-leeway"):
         _settings(_parser().parse_args(["serve", "--auth-leeway", "-1"]))
+
+
+def test_a_customer_is_shown_staff_who_stepped_in_as_their_role_and_staff_the_subject() -> None:
+    customer = Principal("alice", frozenset({Role.CUSTOMER}))
+    operator = Principal("op1", frozenset({Role.OPERATOR}))
+    assert shown_actor(customer, "op1", "operator") == "operator"
+    assert shown_actor(customer, "alice", "customer") == "alice"
+    assert shown_actor(customer, "op1", None) == "staff"  # journalled before roles were kept
+    assert shown_actor(customer, None, None) is None
+    assert shown_actor(operator, "admin-1", "admin") == "admin-1"
+    assert shown_actor(operator, "op1", None) == "op1"
+
+
+def test_an_intervention_is_recorded_in_the_callers_most_powerful_role() -> None:
+    roles = [Role.CUSTOMER, Role.OPERATOR, Role.ADMIN]
+    assert [acting_role(Principal("x", frozenset(roles[: n + 1]))) for n in range(3)] == roles
