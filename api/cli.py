@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.access.auth import AuthConfig, Role, mint_token, read_secret
+from api.access.auth import DEFAULT_LEEWAY, AuthConfig, Role, mint_token, read_secret
 from api.observability.logs import LOG_FORMATS, configure_logging
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
 from domain.problems import is_storable
@@ -220,14 +220,29 @@ def _auth_options(parser: argparse.ArgumentParser) -> None:
             metavar=metavar,
             help=f"{what}; env {env} (default: none)",
         )
+    parser.add_argument(
+        "--auth-leeway",
+        type=float,
+        # A string default goes through `type` too, so a bad environment value is refused like an option.
+        default=os.environ.get("ORDERSAGA_AUTH_LEEWAY", str(DEFAULT_LEEWAY.total_seconds())),
+        metavar="SECONDS",
+        help="how long past its exp a token is still taken, for clock skew; a WebSocket ends then; "
+        f"env ORDERSAGA_AUTH_LEEWAY (default {DEFAULT_LEEWAY.total_seconds():g})",
+    )
 
 
 def _auth_config(args: argparse.Namespace) -> AuthConfig:
     if args.auth_secret_file and args.auth_jwks_url:
         sys.exit("choose one of --auth-secret-file and --auth-jwks-url")
     secret = _secret(args.auth_secret_file) if args.auth_secret_file else None
+    if args.auth_leeway < 0:
+        sys.exit("--auth-leeway must be 0 seconds or more")
     return AuthConfig(
-        secret=secret, jwks_url=args.auth_jwks_url, issuer=args.auth_issuer, audience=args.auth_audience
+        secret=secret,
+        jwks_url=args.auth_jwks_url,
+        issuer=args.auth_issuer,
+        audience=args.auth_audience,
+        leeway=timedelta(seconds=args.auth_leeway),
     )
 
 

@@ -22,6 +22,15 @@ from domain.saga import (
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who steps in, as the journal records it: the subject of their token, and the role they act in
+    ("customer", "operator" or "admin"), which is all a customer is shown of staff."""
+
+    subject: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     code: ProblemCode
     message: str
@@ -30,17 +39,17 @@ class Refused:
 Decision = tuple[SagaEvent, ...] | Refused
 
 
-def retry(state: SagaState, now: datetime, actor: str) -> Decision:
+def retry(state: SagaState, now: datetime, actor: Actor) -> Decision:
     """An operator sends a parked saga on, once whatever made it fail is mended."""
     if state.status is not SagaStatus.NEEDS_ATTENTION:
         return Refused(
             ProblemCode.SAGA_NOT_PARKED,
             f"saga {state.saga_id} is {state.status.value}; only a saga that needs attention is retried",
         )
-    return (SagaRetried(now, actor),)
+    return (SagaRetried(now, actor.subject, actor.role),)
 
 
-def abort(state: SagaState, reason: str, now: datetime, actor: str) -> Decision:
+def abort(state: SagaState, reason: str, now: datetime, actor: Actor) -> Decision:
     """An operator turns a running or parked saga back now: what was done is compensated."""
     if state.is_terminal:
         return Refused(ProblemCode.SAGA_FINISHED, f"saga {state.saga_id} is already {state.status.value}")
@@ -49,10 +58,10 @@ def abort(state: SagaState, reason: str, now: datetime, actor: str) -> Decision:
             ProblemCode.SAGA_ALREADY_COMPENSATING,
             f"saga {state.saga_id} is already compensating; a parked compensation is retried instead",
         )
-    return (SagaAborted(reason, now, actor),)
+    return (SagaAborted(reason, now, actor.subject, actor.role),)
 
 
-def cancel_order(state: SagaState, now: datetime, actor: str) -> Decision:
+def cancel_order(state: SagaState, now: datetime, actor: Actor) -> Decision:
     """The customer (or an operator for it, `actor`) cancels the order. That is possible until its
     shipment is dispatched: a completed saga then compensates too, cancelling the shipment first. A
     dispatch and a cancellation are ordered by the journal, and whichever is recorded first wins."""
@@ -64,4 +73,4 @@ def cancel_order(state: SagaState, now: datetime, actor: str) -> Decision:
         return Refused(
             ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already being cancelled"
         )
-    return (CustomerCancelled(now, CUSTOMER_CANCELLED, actor),)
+    return (CustomerCancelled(now, CUSTOMER_CANCELLED, actor.subject, actor.role),)

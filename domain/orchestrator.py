@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from domain import interventions, shipment
-from domain.interventions import Decision, Refused
+from domain.interventions import Actor, Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
     Clock,
@@ -217,18 +217,18 @@ class Orchestrator:
                 await self._halt(saga_id)
                 self._spawn(saga_id, None)
 
-    async def retry(self, saga_id: str, actor: str) -> SagaState | Refused:
+    async def retry(self, saga_id: str, actor: Actor) -> SagaState | Refused:
         """An operator (`actor`, recorded in the journal) sends a parked saga on: its parked step gets
         a fresh series of attempts."""
         return await self._intervene(saga_id, lambda state, now: interventions.retry(state, now, actor))
 
-    async def abort(self, saga_id: str, reason: str, actor: str) -> SagaState | Refused:
+    async def abort(self, saga_id: str, reason: str, actor: Actor) -> SagaState | Refused:
         """An operator (`actor`) turns a running or parked saga back now, whatever step is in flight."""
         return await self._intervene(
             saga_id, lambda state, now: interventions.abort(state, reason, now, actor)
         )
 
-    async def cancel_order(self, saga_id: str, actor: str) -> SagaState | Refused:
+    async def cancel_order(self, saga_id: str, actor: Actor) -> SagaState | Refused:
         """The customer (or an operator, `actor`) cancels the order of this saga, which is compensated
         if it is not dispatched."""
         return await self._intervene(

@@ -191,6 +191,8 @@ class SagaRetried:
     at: datetime
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
     actor: str | None = None
+    # The role they asked in (an `Actor`'s); None in journals written before it was kept.
+    actor_role: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,8 @@ class SagaAborted:
     at: datetime
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
     actor: str | None = None
+    # The role they asked in (an `Actor`'s); None in journals written before it was kept.
+    actor_role: str | None = None
 
 
 CUSTOMER_CANCELLED = "cancelled by the customer"
@@ -215,6 +219,8 @@ class CustomerCancelled:
     reason: str
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
     actor: str | None = None
+    # The role they asked in (an `Actor`'s); None in journals written before it was kept.
+    actor_role: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,12 @@ Data = dict[str, Any]
 
 # The format version this release writes, per event type; a type not listed is at version 1.
 EVENT_VERSIONS: dict[str, int] = {
-    # 2: `reason`, so the journal says what the saga's failure reason says; 3: `actor`, who asked.
-    "CustomerCancelled": 3,
-    # 2: `actor`, who asked for it.
-    "SagaAborted": 2,
-    "SagaRetried": 2,
+    # 2: `reason`, so the journal says what the saga's failure reason says; 3: `actor`, who asked;
+    # 4: `actor_role`, the role they asked in.
+    "CustomerCancelled": 4,
+    # 2: `actor`, who asked for it; 3: `actor_role`, the role they asked in.
+    "SagaAborted": 3,
+    "SagaRetried": 3,
 }
 
 # (type, version) -> a function from that version's data to the next version's.
@@ -43,6 +44,10 @@ UPCASTERS: dict[tuple[str, int], Callable[[Data], Data]] = {
     ("CustomerCancelled", 2): lambda data: {**data, "actor": None},
     ("SagaAborted", 1): lambda data: {**data, "actor": None},
     ("SagaRetried", 1): lambda data: {**data, "actor": None},
+    # The role was not kept before: unknown, which a customer is shown as staff.
+    ("CustomerCancelled", 3): lambda data: {**data, "actor_role": None},
+    ("SagaAborted", 2): lambda data: {**data, "actor_role": None},
+    ("SagaRetried", 2): lambda data: {**data, "actor_role": None},
 }
 
 

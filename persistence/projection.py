@@ -134,6 +134,7 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
                 "attempt": getattr(event, "attempt", None),
                 "reason": getattr(event, "reason", None),
                 "actor": getattr(event, "actor", None),
+                "actor_role": getattr(event, "actor_role", None),
                 "occurred_at": event.at,
             }
         )

@@ -249,6 +249,8 @@ saga_timeline = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     # Who stepped in (the caller's token subject), on the events of an intervention.
     Column("actor", NAME, nullable=True),
+    # The role they stepped in as ("customer", "operator", "admin"); null before it was recorded.
+    Column("actor_role", String(20), nullable=True),
     # Activity per minute reads a window of transitions by time.
     Index("ix_saga_timeline_occurred_at", "occurred_at"),
 )

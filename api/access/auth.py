@@ -3,9 +3,10 @@
 Two ways to trust a token, as deployments do: a shared secret (HS256), or the signing keys an OIDC
 provider publishes as a JWKS document (RS256 or ES256, fetched, cached, and fetched again when a
 token names a key id not seen yet, at most once per cooldown). Either way the algorithm is pinned to
-the key (never `none`), `exp` and `sub` are required, expiry has a small leeway for clock skew, and
-`iss`/`aud` are checked when configured. Without either, the service runs in development mode and
-every caller is `DEVELOPER`, an admin.
+the key (never `none`), `exp` and `sub` are required, expiry has a leeway for clock skew (30 s
+unless configured), and `iss`/`aud` are checked when configured. A verified token is good until its
+`exp` plus that leeway: a WebSocket opened with it ends then (`api/web/ws_session.py`). Without
+either way, the service runs in development mode and every caller is `DEVELOPER`, an admin.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jwt
 
 from domain.problems import is_storable
 
-LEEWAY = timedelta(seconds=30)
+DEFAULT_LEEWAY = timedelta(seconds=30)
 SECRET_ALGORITHM = "HS256"
 # What an OIDC provider's keys may sign with; each key is held to the one algorithm it is for.
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
@@ -47,6 +48,16 @@ class Principal:
 DEVELOPER = Principal("developer", frozenset({Role.ADMIN}))
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A verified token: who it names, and until when it is good (its `exp` plus the leeway, UTC);
+    `valid_until` is None when that is never: the development mode's `DEVELOPER`, or an `exp` past
+    the last date Python can hold."""
+
+    principal: Principal
+    valid_until: datetime | None
+
+
 class NotAuthenticated(Exception):
     """No token, or one that cannot be trusted; the message says which, without echoing the token."""
 
@@ -68,6 +79,8 @@ class AuthConfig:
     # The least time between two fetches of the JWKS for unknown key ids, so that tokens with made-up
     # key ids cannot make the service hammer the provider.
     jwks_refresh_cooldown: timedelta = timedelta(seconds=30)
+    # How long past its `exp` a token is still taken, for clocks that disagree a little.
+    leeway: timedelta = DEFAULT_LEEWAY
 
     @property
     def configured(self) -> bool:
@@ -108,15 +121,20 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal of a `Bearer <JWT>` credential (RFC 6750)."""
+        return (await self.verify(authorization)).principal
+
+    async def verify(self, authorization: str | None) -> Credential:
+        """The principal of a `Bearer <JWT>` credential (RFC 6750) and until when its token is good;
+        NotAuthenticated (KeysUnavailable while the provider's keys cannot be fetched) otherwise."""
         if self.development:
-            return DEVELOPER
+            return Credential(DEVELOPER, None)
         if not authorization:
             raise NotAuthenticated("no token: send Authorization: Bearer <token>")
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("the Authorization value is not Bearer <token>")
         claims = await self._verify(token.strip())
-        return _principal(claims)
+        return Credential(_principal(claims), _valid_until(claims["exp"], self.config.leeway))
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -136,7 +154,7 @@ class Authenticator:
                 algorithms=algorithms,
                 issuer=self.config.issuer,
                 audience=self.config.audience,
-                leeway=LEEWAY,
+                leeway=self.config.leeway,
                 options={
                     "require": ["exp", "sub"],
                     "verify_aud": self.config.audience is not None,
@@ -161,9 +179,18 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     return Principal(subject, frozenset(Role(role) for role in roles if role in known))
 
 
+def _valid_until(exp: Any, leeway: timedelta) -> datetime | None:
+    # PyJWT has checked that `exp` is a NumericDate (RFC 7519 2: seconds since the epoch, UTC).
+    try:
+        return datetime.fromtimestamp(int(exp), UTC) + leeway
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def bearer_of(payload: Mapping[str, Any]) -> str | None:
-    """The Authorization value in a `connection_init` payload, in the shapes clients send it:
-    `{"Authorization": ...}`, `{"authorization": ...}`, or either inside `{"headers": {...}}`."""
+    """The Authorization value in a `connection_init` (or a renewing `ping`) payload, in the shapes
+    clients send it: `{"Authorization": ...}`, `{"authorization": ...}`, or either inside
+    `{"headers": {...}}`."""
     headers = payload.get("headers")
     for holder in (payload, headers if isinstance(headers, Mapping) else {}):
         for key in ("Authorization", "authorization"):

@@ -10,6 +10,9 @@ The roles (a token's `roles` claim):
 - operator: every customer's orders and sagas, orders placed on a customer's behalf, the catalog and
   stock, repairing sagas (retry, abort) and the figures that tell which need it.
 - admin: everything, and staging participant faults (on a service run with fault injection).
+
+Who stepped in on a saga (retried, aborted or cancelled it) is recorded with the role they acted in;
+staff are shown the person, a customer only the role (`shown_actor`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,25 @@ METRICS_READERS = STAFF
 def sees_every_customer(principal: Principal) -> bool:
     """Staff see and act for every customer; anyone else only for itself."""
     return bool(principal.roles & STAFF)
+
+
+def acting_role(principal: Principal) -> Role:
+    """The role an intervention of `principal` is recorded in: its most powerful one."""
+    return next((role for role in (Role.ADMIN, Role.OPERATOR) if role in principal.roles), Role.CUSTOMER)
+
+
+# Shown to a customer for someone who stepped in before the journal kept their role: only staff
+# could, then, besides the customer itself.
+UNRECORDED_ROLE = "staff"
+
+
+def shown_actor(viewer: Principal, actor: str | None, actor_role: str | None) -> str | None:
+    """Who stepped in (`actor`, a token subject, in `actor_role`) as `viewer` may know it: staff see
+    the subject; a customer sees itself as itself and anyone else as the role they acted in
+    ("operator", "admin"; UNRECORDED_ROLE when not recorded), never who it was."""
+    if actor is None or sees_every_customer(viewer) or actor == viewer.subject:
+        return actor
+    return actor_role or UNRECORDED_ROLE
 
 
 def may_act_for(principal: Principal, customer_id: str) -> bool:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import strawberry
 from strawberry.types import Info
 
-from api.access.rules import may_act_for
+from api.access.auth import Principal
+from api.access.rules import acting_role, may_act_for
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.loaders import loaders
 from api.graphql.types import (
@@ -22,7 +23,7 @@ from api.graphql.types import (
     shipment_as_committed,
     user_errors,
 )
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.saga import SagaState
 
@@ -71,6 +72,11 @@ class InterventionPayload:
         return cls(user_errors=user_errors([problem]))
 
 
+def _actor(caller: Principal) -> Actor:
+    """The caller as the journal records an intervention of theirs."""
+    return Actor(caller.subject, acting_role(caller).value)
+
+
 async def _answer(svc: Service, result: SagaState | Refused, field: str) -> InterventionPayload:
     if isinstance(result, Refused):
         return InterventionPayload.refused(Problem(result.code, field, result.message))
@@ -109,7 +115,7 @@ class OperationMutations:
             return InterventionPayload.refused(
                 Problem(ProblemCode.UNKNOWN_ORDER, "orderId", f"no order {input.order_id}")
             )
-        cancelled = await svc.orchestrator.cancel_order(order.saga_id, caller.subject)
+        cancelled = await svc.orchestrator.cancel_order(order.saga_id, _actor(caller))
         return await _answer(svc, cancelled, "orderId")
 
     @strawberry.mutation(
@@ -117,7 +123,7 @@ class OperationMutations:
     )
     async def retry_saga(self, info: Info, input: RetrySagaInput) -> InterventionPayload:
         svc = service(info)
-        retried = await svc.orchestrator.retry(str(input.saga_id), principal(info).subject)
+        retried = await svc.orchestrator.retry(str(input.saga_id), _actor(principal(info)))
         return await _answer(svc, retried, "sagaId")
 
     @strawberry.mutation(
@@ -129,7 +135,7 @@ class OperationMutations:
         problems = check_text(input.reason, "reason", MAX_TEXT)
         if problems:
             return InterventionPayload(user_errors=user_errors(problems))
-        aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, principal(info).subject)
+        aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, _actor(principal(info)))
         return await _answer(svc, aborted, "sagaId")
 
     @strawberry.mutation(

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.access.auth import Principal
-from api.access.rules import sees_every_customer
+from api.access.rules import sees_every_customer, shown_actor
 from api.graphql.loaders import loaders
 from api.graphql.node_ids import catalog_id
 from domain.model import MovementKind as DomainMovementKind
@@ -188,11 +188,18 @@ class SagaEvent:
     step: SagaStepName | None  # type: ignore[valid-type]
     attempt: int | None
     reason: str | None
-    actor: str | None = strawberry.field(
-        description="Who stepped in (the subject of their token), on SagaRetried, SagaAborted and "
-        "CustomerCancelled; null on other events and on those recorded before it was kept."
-    )
+    actor_subject: strawberry.Private[str | None]
+    actor_role: strawberry.Private[str | None]
     saga_id: strawberry.Private[str]
+
+    @strawberry.field(
+        description="Who stepped in, on SagaRetried, SagaAborted and CustomerCancelled: for staff, the "
+        "subject of their token; for a customer, itself as itself and anyone else as the role they "
+        "acted in (operator, admin; staff if recorded before roles were kept). Null on other events "
+        "and on those recorded before it was kept."
+    )
+    def actor(self, info: Info) -> str | None:
+        return shown_actor(principal(info), self.actor_subject, self.actor_role)
 
     @classmethod
     def from_row(cls, row: Row, **private: Any) -> Self:
@@ -206,7 +213,8 @@ class SagaEvent:
             step=Step(row.step) if row.step else None,
             attempt=row.attempt,
             reason=row.reason,
-            actor=row.actor,
+            actor_subject=row.actor,
+            actor_role=row.actor_role,
             **private,
         )
 

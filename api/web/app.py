@@ -3,7 +3,9 @@
 and /metrics (Prometheus, for staff).
 
 Who calls is settled here, once per request or WebSocket, from its bearer token (`api/access/auth.py`), and
-put in the context as `identity`, which `api/access/guard.py` holds against `api/access/rules.py`."""
+put in the context as `identity`, which `api/access/guard.py` holds against `api/access/rules.py`; a
+WebSocket's also gets `valid_until`, when its token runs out and the socket ends
+(`api/web/ws_session.py`)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from api.graphql.schema import schema
 from api.service import Service
 from api.web.graphql_http import GraphQLOverHTTP
 from api.web.request_limits import BodyLimits
+from api.web.ws_session import SessionTransportWS
 
 DASHBOARD = Path(__file__).parent / "dashboard"
 VENDOR = Path(__file__).parent / "vendor"
@@ -40,6 +43,8 @@ GRAPHIQL = (Path(__file__).parent / "graphiql.html").read_text()
 
 
 class _GraphQL(GraphQLOverHTTP):
+    graphql_transport_ws_handler_class = SessionTransportWS
+
     def __init__(self, svc: Service) -> None:
         # Only graphql-transport-ws, the protocol current clients speak (GraphiQL, the graphql-ws
         # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
@@ -73,15 +78,18 @@ class _GraphQL(GraphQLOverHTTP):
     async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType:
         """Closes the socket with 4403 when connection_init carries a token that is not valid; without
         one, its operations answer UNAUTHENTICATED (unless in development mode), and SERVICE_UNAVAILABLE
-        while the token cannot be checked."""
+        while the token cannot be checked. A valid token's end is the socket's (`valid_until`)."""
         params = context.get("connection_params")
         authorization = bearer_of(params) if isinstance(params, dict) else None
-        context["identity"] = await self._authenticate(authorization)
-        refusal = context["identity"]
-        # A token that cannot be checked for now is no reason to reject: its operations say to retry.
-        bad_token = isinstance(refusal, NotAuthenticated) and not isinstance(refusal, KeysUnavailable)
-        if authorization is not None and bad_token:
-            raise ConnectionRejectionError()
+        try:
+            credential = await self._service.authenticator.verify(authorization)
+        except NotAuthenticated as refusal:
+            context["identity"] = refusal
+            # A token that cannot be checked for now is no reason to reject: its operations say to retry.
+            if authorization is not None and not isinstance(refusal, KeysUnavailable):
+                raise ConnectionRejectionError() from refusal
+            return UNSET
+        context["identity"], context["valid_until"] = credential.principal, credential.valid_until
         return UNSET
 
     async def _authenticate(self, authorization: str | None) -> Principal | NotAuthenticated:

@@ -31,16 +31,25 @@ class SubscriptionClient:
 
     async def next(self, operation_id: str, seconds: float = 10) -> dict[str, Any] | None:
         """The operation's next payload, or None once the server completed it."""
+        message = await self._take(operation_id, seconds)
+        if message["type"] == "complete":
+            return None
+        assert message["type"] == "next", message
+        return message["payload"]  # type: ignore[no-any-return]
+
+    async def pong(self, seconds: float = 10) -> dict[str, Any] | None:
+        """The payload of the next message without an id, which must be a `pong`."""
+        message = await self._take(None, seconds)
+        assert message["type"] == "pong", message
+        return message.get("payload")
+
+    async def _take(self, operation_id: str | None, seconds: float) -> dict[str, Any]:
         inbox = self._inbox[operation_id]
         async with asyncio.timeout(seconds):
             while not inbox:
                 message = json.loads(await self.socket.recv())
                 self._inbox[message.get("id")].append(message)
-        message = inbox.popleft()
-        if message["type"] == "complete":
-            return None
-        assert message["type"] == "next", message
-        return message["payload"]  # type: ignore[no-any-return]
+        return inbox.popleft()
 
     async def refusal(self, operation_id: str, seconds: float = 10) -> list[dict[str, Any]]:
         """The errors the operation was refused with, whether sent as `error` or as a `next` that

@@ -353,9 +353,10 @@ async def saga_reaches(caller: Caller, saga_id: str, status: str) -> list[dict[s
     raise AssertionError(f"saga {saga_id} did not reach {status}: {saga}")
 
 
-async def test_interventions_record_who_made_them_and_operators_act_for_every_customer(
+async def test_interventions_record_who_made_them_shown_to_customers_as_their_role_only(
     database_url: str,
 ) -> None:
+    # Operators act for every customer; a customer sees itself as itself, staff as their role.
     settings = Settings(
         database_url=database_url, auth=AUTH, fault_injection=True, policy=SagaPolicy(max_attempts=1)
     )
@@ -375,27 +376,48 @@ async def test_interventions_record_who_made_them_and_operators_act_for_every_cu
         )
         assert retry["retrySaga"]["userErrors"] == []
         events = await saga_reaches(a, parked["saga"]["id"], "COMPLETED")
-        assert [e["actor"] for e in events if e["actor"]] == ["operator-1"]
+        assert [e["actor"] for e in events if e["actor"]] == ["operator"]
+        assert {"type": "SagaRetried", "actor": "operator"} in events
+        events = await saga_reaches(operator, parked["saga"]["id"], "COMPLETED")
         assert {"type": "SagaRetried", "actor": "operator-1"} in events
 
         await admin.data(fault, f={"participant": "SHIPMENT", "delayMs": 60000})
-        cancelled, aborted = await place(a), await place(a)
+        cancelled, aborted, by_admin = await place(a), await place(a), await place(a)
         await saga_reaches(a, aborted["saga"]["id"], "SHIPMENT_CREATING")
         cancel = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { userErrors { code } } }"
         assert (await a.data(cancel, id=cancelled["order"]["id"]))["cancelOrder"]["userErrors"] == []
+        assert (await admin.data(cancel, id=by_admin["order"]["id"]))["cancelOrder"]["userErrors"] == []
         abort = await operator.data(
             SAGA_ACTION % ("AbortSaga", "abortSaga"),
             input={"sagaId": aborted["saga"]["id"], "reason": "fraud"},
         )
         assert abort["abortSaga"]["userErrors"] == []
-        cancel_events = await saga_reaches(a, cancelled["saga"]["id"], "FAILED")
-        abort_events = await saga_reaches(a, aborted["saga"]["id"], "FAILED")
-        assert {"type": "CustomerCancelled", "actor": "customer-a"} in cancel_events
-        assert {"type": "SagaAborted", "actor": "operator-1"} in abort_events
-        assert all(e["actor"] is None for e in abort_events if e["type"] != "SagaAborted")
+        interventions = {"own cancel": cancelled, "operator's abort": aborted, "admin's cancel": by_admin}
+        shown = {
+            caller: {
+                kind: [
+                    e["actor"]
+                    for e in await saga_reaches(caller, placed["saga"]["id"], "FAILED")
+                    if e["actor"] is not None
+                ]
+                for kind, placed in interventions.items()
+            }
+            for caller in (a, operator, admin)
+        }
+        assert shown[a] == {
+            "own cancel": ["customer-a"],
+            "operator's abort": ["operator"],
+            "admin's cancel": ["admin"],
+        }
+        staff = {
+            "own cancel": ["customer-a"],
+            "operator's abort": ["operator-1"],
+            "admin's cancel": ["admin-1"],
+        }
+        assert shown[operator] == shown[admin] == staff
 
         every = await operator.data("{ orders { edges { node { customerId } } } }")
-        assert [e["node"]["customerId"] for e in every["orders"]["edges"]] == ["customer-a"] * 3
+        assert [e["node"]["customerId"] for e in every["orders"]["edges"]] == ["customer-a"] * 4
 
 
 async def test_mutations_past_the_rate_limit_are_refused_with_a_retry_hint(database_url: str) -> None:

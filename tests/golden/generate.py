@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from domain.interventions import Actor
 from domain.saga import Participant
 from persistence.database import make_engine
 from tests.golden.rows import expected_of, jsonable, participant_rows, read_rows
@@ -85,14 +86,16 @@ async def parked(stage: Stage) -> str:
 
 async def parked_then_retried(stage: Stage) -> str:
     saga_id = await parked(stage)
-    await stage.svc.orchestrator.retry(saga_id, "operator-1")
+    await stage.svc.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
     await stage.run_until(saga_id, "COMPLETED")
     return saga_id
 
 
 async def parked_then_aborted(stage: Stage) -> str:
     saga_id = await parked(stage)
-    await stage.svc.orchestrator.abort(saga_id, "the carrier lost the parcel", "operator-1")
+    await stage.svc.orchestrator.abort(
+        saga_id, "the carrier lost the parcel", Actor("operator-1", "operator")
+    )
     await stage.run_until(saga_id, "FAILED")
     return saga_id
 
@@ -101,7 +104,7 @@ async def cancelled(stage: Stage) -> str:
     stage.gate.refusals[Participant.ORDERS] = 1
     saga_id = await stage.place(1)
     await _retrying(stage, saga_id)
-    await stage.svc.orchestrator.cancel_order(saga_id, "customer-1")
+    await stage.svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     await stage.run_until(saga_id, "FAILED")
     return saga_id
 
@@ -112,7 +115,7 @@ async def compensation_timed_out(stage: Stage) -> str:
     saga_id = await stage.place(1)
     await _retrying(stage, saga_id)
     stage.gate.holds[Participant.INVENTORY] = 1
-    await stage.svc.orchestrator.cancel_order(saga_id, "customer-1")
+    await stage.svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     await stage.run_until(saga_id, "FAILED")
     return saga_id
 
@@ -129,7 +132,7 @@ async def dispatched(stage: Stage) -> str:
 async def cancelled_after_completion(stage: Stage) -> str:
     # Completed, then cancelled before its shipment was dispatched: the shipment is cancelled first.
     saga_id = await stage.order(1)
-    await stage.svc.orchestrator.cancel_order(saga_id, "customer-1")
+    await stage.svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     await stage.run_until(saga_id, "FAILED")
     return saga_id
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain.interventions import Actor
 from domain.saga import FailureKind, Participant, Step
 from persistence.analytics import (
     MAX_ACTIVITY_MINUTES,
@@ -148,7 +149,7 @@ async def test_an_operator_abort_counts_as_compensating_in_metrics_and_prometheu
     before, counted = (await stage.svc.analytics.figures(None, None)).compensations, prometheus_compensated()
     [parked] = await stage.svc.read.sagas_needing_attention(10)
 
-    await stage.svc.orchestrator.abort(parked.id, "no carrier will take it", "operator-1")
+    await stage.svc.orchestrator.abort(parked.id, "no carrier will take it", Actor("operator-1", "operator"))
     await stage.run_until(parked.id, "FAILED")
 
     assert (await stage.svc.analytics.figures(None, None)).compensations == before + 1

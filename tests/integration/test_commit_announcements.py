@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from api.service import Service
+from domain.interventions import Actor
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder, SagaChange
 from domain.saga import SagaStatus
@@ -21,7 +22,7 @@ async def test_a_halted_drivers_commit_is_still_announced(svc: Service) -> None:
     await asyncio.sleep(0)  # the driver has sent the rest of the saga to be committed
 
     # Halts that driver while its commit is on the way.
-    await svc.orchestrator.cancel_order(placed.saga_id, "customer-1")
+    await svc.orchestrator.cancel_order(placed.saga_id, Actor("customer-1", "customer"))
     final = await wait_for_status(svc, placed.saga_id, *TERMINAL)
 
     saga = await svc.read.saga(placed.saga_id)

@@ -9,7 +9,7 @@ import asyncio
 from sqlalchemy import select
 
 from api.service import Service
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.problems import ProblemCode
@@ -67,7 +67,7 @@ async def test_a_dispatched_order_is_not_cancelled_and_nothing_changes(svc: Serv
     assert isinstance(await svc.orchestrator.dispatch_shipment(saga_id, shipment_id), SagaState)
     before = await svc.read.saga_timeline(saga_id)
 
-    refused = await svc.orchestrator.cancel_order(saga_id, "customer-1")
+    refused = await svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
 
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_SHIPPED
     assert await svc.read.saga_timeline(saga_id) == before
@@ -78,7 +78,7 @@ async def test_a_dispatched_order_is_not_cancelled_and_nothing_changes(svc: Serv
 async def test_a_completed_order_cancelled_before_dispatch_gives_its_stock_back(svc: Service) -> None:
     saga_id, order_id, shipment_id = await _completed_order(svc, 2)
 
-    cancelled = await svc.orchestrator.cancel_order(saga_id, "customer-1")
+    cancelled = await svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     assert isinstance(cancelled, SagaState)
     await wait_for_status(svc, saga_id, SagaStatus.FAILED)
 

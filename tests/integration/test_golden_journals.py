@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from domain.interventions import Actor
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.rebuild import rebuild_projections
@@ -98,7 +99,7 @@ async def test_sagas_an_earlier_release_left_unfinished_finish(database_url: str
         for golden in goldens:
             saga_id, status = golden["saga_id"], golden["state"]["status"]
             if status == "NEEDS_ATTENTION":
-                await stage.svc.orchestrator.retry(saga_id, "operator-1")
+                await stage.svc.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
             if status not in ("COMPLETED", "FAILED"):
                 await stage.run_until(saga_id, "COMPLETED")
     finally:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from api.service import Service
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder, SagaChange
 from domain.problems import ProblemCode
@@ -46,9 +46,9 @@ async def test_interventions_racing_running_sagas_leave_stock_and_orders_exact(s
         n = int(state.customer_id)
         if state.status is points[n % len(points)] and state.customer_id not in interventions:
             if n >= len(points):
-                attempt = svc.orchestrator.cancel_order(state.saga_id, "customer-1")
+                attempt = svc.orchestrator.cancel_order(state.saga_id, Actor("customer-1", "customer"))
             else:
-                attempt = svc.orchestrator.abort(state.saga_id, "racing", "operator-1")
+                attempt = svc.orchestrator.abort(state.saga_id, "racing", Actor("operator-1", "operator"))
             interventions[state.customer_id] = asyncio.create_task(attempt)
 
     svc.orchestrator.add_listener(intervene)

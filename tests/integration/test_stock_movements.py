@@ -11,6 +11,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from api.service import Service
+from domain.interventions import Actor
 from domain.model import OrderLine
 from domain.orchestrator import PlaceOrder
 from domain.problems import MAX_COUNT, ProblemCode
@@ -48,7 +49,9 @@ async def test_the_movements_of_a_section_explain_its_stock(svc: Service) -> Non
     dispatched = await svc.orchestrator.dispatch_shipment(shipped_saga, order.shipment_id)
     assert isinstance(dispatched, SagaState)
     cancelled_saga, cancelled_order = await _order(svc, 2, SagaStatus.COMPLETED)
-    assert isinstance(await svc.orchestrator.cancel_order(cancelled_saga, "customer-1"), SagaState)
+    assert isinstance(
+        await svc.orchestrator.cancel_order(cancelled_saga, Actor("customer-1", "customer")), SagaState
+    )
     await wait_for_status(svc, cancelled_saga, SagaStatus.FAILED)
     assert await _adjust(svc, -1, "a damaged pallet") == []
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from domain.interventions import Actor
 from domain.orchestrator import Orchestrator
 from tests.service.fakes import FakeClock
 from tests.service.harness import POLICY
@@ -48,7 +49,7 @@ async def test_an_intervention_that_fails_on_an_id_with_no_driver_starts_none() 
     orchestrator = Orchestrator(DatabaseAway(), FakeClock(), POLICY)
     for intervene in (orchestrator.retry, orchestrator.cancel_order):
         with pytest.raises(ConnectionRefusedError):
-            await intervene("no-such-saga", "operator-1")
+            await intervene("no-such-saga", Actor("operator-1", "operator"))
     with pytest.raises(ConnectionRefusedError):
-        await orchestrator.abort("no-such-saga", "why", "operator-1")
+        await orchestrator.abort("no-such-saga", "why", Actor("operator-1", "operator"))
     assert orchestrator.running == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.orchestrator import Orchestrator
 from domain.problems import ProblemCode
 from domain.saga import CUSTOMER_CANCELLED, Participant, SagaState, SagaStatus, Step, StepStatus
@@ -33,7 +33,9 @@ async def test_abort_during_a_slow_confirmation_releases_stock_and_cancels(harne
     assert harness.saga(saga_id).status is SagaStatus.ORDER_CONFIRMING
     harness.gate.delays.clear()
 
-    aborted = await harness.orchestrator.abort(saga_id, "address is a parking lot", "operator-1")
+    aborted = await harness.orchestrator.abort(
+        saga_id, "address is a parking lot", Actor("operator-1", "operator")
+    )
     assert isinstance(aborted, SagaState) and aborted.status is SagaStatus.COMPENSATING
     await settle()
 
@@ -59,7 +61,7 @@ async def test_a_retried_compensation_finishes_the_saga_as_failed_with_its_first
     harness = Harness(stock=1)
     saga_id = await park_a_compensation(harness)
 
-    retried = await harness.orchestrator.retry(saga_id, "operator-1")
+    retried = await harness.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
     assert isinstance(retried, SagaState)
     await settle()
 
@@ -80,7 +82,7 @@ async def test_a_retried_shipment_completes_the_saga(harness: Harness) -> None:
         await harness.clock.advance(POLICY.backoff(attempt).total_seconds())
     assert harness.saga(saga_id).status is SagaStatus.NEEDS_ATTENTION
 
-    await harness.orchestrator.retry(saga_id, "operator-1")
+    await harness.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
     await settle()
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
     assert harness.world.command_names().count("create_shipment") == 1
@@ -91,14 +93,14 @@ async def test_the_customer_cancels_while_the_shipment_is_slow(harness: Harness)
     saga_id = await harness.place()
     assert harness.saga(saga_id).status is SagaStatus.SHIPMENT_CREATING
 
-    await harness.orchestrator.cancel_order(saga_id, "customer-1")
+    await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     await harness.clock.advance(3)
 
     saga = harness.saga(saga_id)
     assert (saga.status, saga.failure_reason) == (SagaStatus.FAILED, CUSTOMER_CANCELLED)
     assert harness.world.shipments == {}
     assert harness.world.stock["SKU-1"] == 10
-    again = await harness.orchestrator.cancel_order(saga_id, "customer-1")
+    again = await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     assert isinstance(again, Refused) and again.code is ProblemCode.ORDER_ALREADY_CANCELLED
 
 
@@ -111,7 +113,7 @@ async def test_a_dispatched_order_cannot_be_cancelled_and_nothing_changes(harnes
     assert harness.world.command_names()[-3:] == ["dispatch_stock", "dispatch_shipment", "ship_order"]
     before = list(harness.world.journal[saga_id])
 
-    refused = await harness.orchestrator.cancel_order(saga_id, "customer-1")
+    refused = await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_SHIPPED
     again = await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
     assert isinstance(again, Refused) and again.code is ProblemCode.SHIPMENT_ALREADY_DISPATCHED
@@ -124,7 +126,7 @@ async def test_a_completed_order_cancelled_before_dispatch_compensates_from_its_
     harness: Harness,
 ) -> None:
     saga_id = await harness.place()
-    cancelled = await harness.orchestrator.cancel_order(saga_id, "customer-1")
+    cancelled = await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
     assert isinstance(cancelled, SagaState) and cancelled.status is SagaStatus.COMPENSATING
     await settle()
 
@@ -145,7 +147,7 @@ async def test_a_refused_intervention_leaves_the_saga_running(harness: Harness) 
     harness.gate.delays[Participant.INVENTORY] = 3
     saga_id = await harness.place()
 
-    refused = await harness.orchestrator.retry(saga_id, "operator-1")
+    refused = await harness.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.SAGA_NOT_PARKED
     harness.gate.delays.clear()
     await harness.clock.advance(0)
@@ -154,9 +156,9 @@ async def test_a_refused_intervention_leaves_the_saga_running(harness: Harness) 
 
 async def test_an_unknown_saga_is_refused_and_starts_nothing(harness: Harness) -> None:
     refusals = [
-        await harness.orchestrator.retry("nope", "operator-1"),
-        await harness.orchestrator.abort("nope", "why", "operator-1"),
-        await harness.orchestrator.cancel_order("nope", "customer-1"),
+        await harness.orchestrator.retry("nope", Actor("operator-1", "operator")),
+        await harness.orchestrator.abort("nope", "why", Actor("operator-1", "operator")),
+        await harness.orchestrator.cancel_order("nope", Actor("customer-1", "customer")),
     ]
     assert [r.code for r in refusals if isinstance(r, Refused)] == [ProblemCode.UNKNOWN_SAGA] * 3
     await settle()
@@ -168,9 +170,9 @@ async def test_racing_interventions_take_turns_and_only_the_first_is_recorded(ha
     saga_id = await harness.place()
 
     results = await asyncio.gather(
-        harness.orchestrator.abort(saga_id, "first", "operator-1"),
-        harness.orchestrator.cancel_order(saga_id, "customer-1"),
-        harness.orchestrator.abort(saga_id, "third", "operator-1"),
+        harness.orchestrator.abort(saga_id, "first", Actor("operator-1", "operator")),
+        harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer")),
+        harness.orchestrator.abort(saga_id, "third", Actor("operator-1", "operator")),
     )
     assert isinstance(results[0], SagaState)
     assert [r.code for r in results[1:] if isinstance(r, Refused)] == [
@@ -191,7 +193,7 @@ async def test_a_parked_saga_is_retried_after_a_restart() -> None:
     await harness.orchestrator.stop()
 
     revived = Orchestrator(FakeRunner(harness.world), harness.clock, POLICY, harness.gate)
-    await revived.retry(saga_id, "operator-1")
+    await revived.retry(saga_id, Actor("operator-1", "operator"))
     await settle()
     assert harness.saga(saga_id).status is SagaStatus.FAILED
     await revived.stop()

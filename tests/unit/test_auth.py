@@ -4,6 +4,7 @@ ownership rule, and the `ordersaga token` / `serve` options."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import jwt
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from api.access.auth import AuthConfig, Principal, Role, bearer_of, read_secret
 from api.access.guard import root_fields
 from api.access.rate_limits import MutationRateLimit
-from api.access.rules import customer_filter, may_act_for
+from api.access.rules import acting_role, customer_filter, may_act_for, shown_actor
 from api.cli import _parser, _settings, is_loopback, main
 
 
@@ -163,6 +164,7 @@ def test_serve_takes_its_auth_settings_from_options_or_the_environment(
         _parser().parse_args(["serve", "--auth-secret-file", str(secret), "--auth-audience", "a"])
     )
     assert settings.auth == AuthConfig(secret="s" * 40, issuer="https://id.example.test/", audience="a")
+    assert settings.auth.leeway == timedelta(seconds=30)
     assert settings.mutation_limits == "5/second"
     jwks = _settings(_parser().parse_args(["serve", "--auth-jwks-url", "https://id.example.test/jwks"]))
     assert jwks.auth.jwks_url == "https://id.example.test/jwks" and jwks.auth.secret is None
@@ -178,3 +180,29 @@ def test_without_auth_options_the_service_is_in_development_mode(monkeypatch: py
     for name in ("SECRET_FILE", "JWKS_URL", "ISSUER", "AUDIENCE"):
         monkeypatch.delenv(f"ORDERSAGA_AUTH_{name}", raising=False)
     assert not _settings(_parser().parse_args(["serve"])).auth.configured
+
+
+def test_the_leeway_is_an_option_or_an_environment_variable_and_never_negative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _settings(_parser().parse_args(["serve", "--auth-leeway", "0"])).auth.leeway == timedelta(0)
+    monkeypatch.setenv("ORDERSAGA_AUTH_LEEWAY", "2.5")
+    assert _settings(_parser().parse_args(["serve"])).auth.leeway == timedelta(seconds=2.5)
+    with pytest.raises(SystemExit, match="--auth-leeway"):
+        _settings(_parser().parse_args(["serve", "--auth-leeway", "-1"]))
+
+
+def test_a_customer_is_shown_staff_who_stepped_in_as_their_role_and_staff_the_subject() -> None:
+    customer = Principal("alice", frozenset({Role.CUSTOMER}))
+    operator = Principal("op1", frozenset({Role.OPERATOR}))
+    assert shown_actor(customer, "op1", "operator") == "operator"
+    assert shown_actor(customer, "alice", "customer") == "alice"
+    assert shown_actor(customer, "op1", None) == "staff"  # journalled before roles were kept
+    assert shown_actor(customer, None, None) is None
+    assert shown_actor(operator, "admin-1", "admin") == "admin-1"
+    assert shown_actor(operator, "op1", None) == "op1"
+
+
+def test_an_intervention_is_recorded_in_the_callers_most_powerful_role() -> None:
+    roles = [Role.CUSTOMER, Role.OPERATOR, Role.ADMIN]
+    assert [acting_role(Principal("x", frozenset(roles[: n + 1]))) for n in range(3)] == roles

@@ -38,9 +38,9 @@ EVERY_EVENT: list[SagaEvent] = [
     StepTimedOut(Step.RELEASE_STOCK, 3, "RELEASE_STOCK timed out after 5s", None, AT),
     CompensationStarted("short of SKU-1", AT),
     SagaParked("CREATE_SHIPMENT failed after 3 attempts", AT),
-    SagaRetried(AT),
-    SagaAborted("the carrier lost the parcel", AT),
-    CustomerCancelled(AT, CUSTOMER_CANCELLED),
+    SagaRetried(AT, "operator-1", "operator"),
+    SagaAborted("the carrier lost the parcel", AT, "admin-1", "admin"),
+    CustomerCancelled(AT, CUSTOMER_CANCELLED, "alice", "customer"),
     ShipmentDispatched("shipment-1", LATER),
 ]
 
@@ -65,9 +65,18 @@ def test_a_customer_cancellation_of_the_first_format_reads_with_the_customer_rea
     assert codec.decode("CustomerCancelled", 1, stored) == CustomerCancelled(AT, CUSTOMER_CANCELLED)
 
 
+def test_an_intervention_recorded_before_roles_were_kept_reads_with_no_role() -> None:
+    stored = {"reason": "no carrier", "at": AT.isoformat(), "actor": "operator-1"}
+    assert codec.decode("SagaAborted", 2, stored) == SagaAborted("no carrier", AT, "operator-1", None)
+    cancelled = {"at": AT.isoformat(), "reason": CUSTOMER_CANCELLED, "actor": "alice"}
+    assert codec.decode("CustomerCancelled", 3, cancelled) == CustomerCancelled(
+        AT, CUSTOMER_CANCELLED, "alice"
+    )
+
+
 def test_an_event_newer_than_this_release_is_refused() -> None:
     type_name, version, data = codec.encode(SagaRetried(AT))
-    with pytest.raises(codec.UnreadableEvent, match="SagaRetried at format version 3 is unknown"):
+    with pytest.raises(codec.UnreadableEvent, match="SagaRetried at format version 4 is unknown"):
         codec.decode(type_name, version + 1, data)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain import interventions
+from domain.interventions import Actor
 from domain.saga import (
     CompensationStarted,
     FailureKind,
@@ -72,8 +73,13 @@ def test_a_step_that_gave_up_turns_the_saga_back_with_its_kind(
 
 
 def test_an_abort_and_a_cancel_are_kinds_of_their_own() -> None:
-    aborted = then(saga(*RESERVING), interventions.abort(saga(*RESERVING), "fraud", LATER, "operator-1"))
-    cancelled = then(saga(*RESERVING), interventions.cancel_order(saga(*RESERVING), LATER, "customer-1"))
+    aborted = then(
+        saga(*RESERVING),
+        interventions.abort(saga(*RESERVING), "fraud", LATER, Actor("operator-1", "operator")),
+    )
+    cancelled = then(
+        saga(*RESERVING), interventions.cancel_order(saga(*RESERVING), LATER, Actor("customer-1", "customer"))
+    )
     assert (aborted.failure_kind, cancelled.failure_kind) == (FailureKind.ABORTED, FailureKind.CANCELLED)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain import interventions
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.model import OrderLine, Pick
 from domain.problems import ProblemCode
 from domain.saga import (
@@ -98,7 +98,8 @@ def first_step(state: SagaState) -> StepStarted:
 
 def test_aborting_a_reservation_in_flight_abandons_it_and_cancels_the_order() -> None:
     state = then(
-        saga(*RESERVING), interventions.abort(saga(*RESERVING), "fraud suspected", LATER, "operator-1")
+        saga(*RESERVING),
+        interventions.abort(saga(*RESERVING), "fraud suspected", LATER, Actor("operator-1", "operator")),
     )
 
     assert state.status is SagaStatus.COMPENSATING
@@ -115,7 +116,10 @@ def test_aborting_a_reservation_in_flight_abandons_it_and_cancels_the_order() ->
 
 
 def test_aborting_during_confirmation_releases_the_reserved_stock_first() -> None:
-    state = then(saga(*CONFIRMING), interventions.abort(saga(*CONFIRMING), "operator", LATER, "operator-1"))
+    state = then(
+        saga(*CONFIRMING),
+        interventions.abort(saga(*CONFIRMING), "operator", LATER, Actor("operator-1", "operator")),
+    )
 
     assert state.compensations == (Step.RELEASE_STOCK, Step.CANCEL_ORDER)
     assert state.history[-1].status is StepStatus.ABANDONED
@@ -126,14 +130,14 @@ def test_aborting_a_step_that_waits_for_its_retry_stops_the_retry() -> None:
     waiting = saga(*CONFIRMING, failed(Step.CONFIRM_ORDER, "ORDERS down", retry=True))
     assert waiting.retry_at is not None
 
-    state = then(waiting, interventions.abort(waiting, "operator", LATER, "operator-1"))
+    state = then(waiting, interventions.abort(waiting, "operator", LATER, Actor("operator-1", "operator")))
     assert (state.status, state.retry_at, state.step) == (SagaStatus.COMPENSATING, None, None)
     assert state.history[-1].status is StepStatus.ABANDONED
 
 
 def test_aborting_a_parked_shipment_compensates_the_confirmed_order() -> None:
     parked = saga(*SHIPMENT_PARKED)
-    state = then(parked, interventions.abort(parked, "no carrier", LATER, "operator-1"))
+    state = then(parked, interventions.abort(parked, "no carrier", LATER, Actor("operator-1", "operator")))
 
     assert state.status is SagaStatus.COMPENSATING
     assert (state.failure_reason, state.attention_reason) == ("no carrier", None)
@@ -152,7 +156,7 @@ def test_aborting_a_parked_shipment_compensates_the_confirmed_order() -> None:
 def test_abort_is_refused_when_finished_or_already_compensating(
     events: tuple[SagaEvent, ...], code: ProblemCode
 ) -> None:
-    refused = interventions.abort(saga(*events), "operator", LATER, "operator-1")
+    refused = interventions.abort(saga(*events), "operator", LATER, Actor("operator-1", "operator"))
     assert isinstance(refused, Refused) and refused.code is code
 
 
@@ -164,7 +168,7 @@ def test_retrying_a_parked_compensation_runs_it_again_with_fresh_attempts() -> N
     assert parked.status is SagaStatus.NEEDS_ATTENTION
     assert parked.attention_reason == "CANCEL_ORDER failed after 3 attempts: ORDERS down"
 
-    state = then(parked, interventions.retry(parked, LATER, "operator-1"))
+    state = then(parked, interventions.retry(parked, LATER, Actor("operator-1", "operator")))
     assert state.status is SagaStatus.COMPENSATING
     assert (state.attention_reason, state.failure_reason) == (None, "insufficient stock")
     assert first_step(state) == StepStarted(Step.CANCEL_ORDER, 1, LATER + POLICY.compensation_timeout, LATER)
@@ -176,7 +180,7 @@ def test_retrying_a_parked_compensation_runs_it_again_with_fresh_attempts() -> N
 
 def test_retrying_a_parked_shipment_creates_it_again() -> None:
     parked = saga(*SHIPMENT_PARKED)
-    state = then(parked, interventions.retry(parked, LATER, "operator-1"))
+    state = then(parked, interventions.retry(parked, LATER, Actor("operator-1", "operator")))
 
     assert state.status is SagaStatus.ORDER_CONFIRMED
     assert state.failure_reason is None and state.attention_reason is None
@@ -185,18 +189,19 @@ def test_retrying_a_parked_shipment_creates_it_again() -> None:
 
 @pytest.mark.parametrize("events", [RESERVING, COMPENSATING, COMPLETED, FAILED])
 def test_only_a_parked_saga_is_retried(events: tuple[SagaEvent, ...]) -> None:
-    refused = interventions.retry(saga(*events), LATER, "operator-1")
+    refused = interventions.retry(saga(*events), LATER, Actor("operator-1", "operator"))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.SAGA_NOT_PARKED
 
 
 def test_interventions_are_recorded_as_events() -> None:
     parked = saga(*COMPENSATION_PARKED)
-    assert interventions.retry(parked, LATER, "operator-1") == (SagaRetried(LATER, "operator-1"),)
-    assert interventions.abort(saga(*RESERVING), "why", LATER, "operator-1") == (
-        SagaAborted("why", LATER, "operator-1"),
+    operator, customer = Actor("operator-1", "operator"), Actor("customer-1", "customer")
+    assert interventions.retry(parked, LATER, operator) == (SagaRetried(LATER, "operator-1", "operator"),)
+    assert interventions.abort(saga(*RESERVING), "why", LATER, operator) == (
+        SagaAborted("why", LATER, "operator-1", "operator"),
     )
-    assert interventions.cancel_order(saga(*RESERVING), LATER, "customer-1") == (
-        CustomerCancelled(LATER, CUSTOMER_CANCELLED, "customer-1"),
+    assert interventions.cancel_order(saga(*RESERVING), LATER, customer) == (
+        CustomerCancelled(LATER, CUSTOMER_CANCELLED, "customer-1", "customer"),
     )
 
 
@@ -206,7 +211,7 @@ def test_interventions_are_recorded_as_events() -> None:
 @pytest.mark.parametrize("events", [(), RESERVING, CONFIRMING, SHIPPING, SHIPMENT_PARKED, COMPLETED])
 def test_the_customer_may_cancel_until_the_shipment_is_dispatched(events: tuple[SagaEvent, ...]) -> None:
     before = saga(*events)
-    state = then(before, interventions.cancel_order(before, LATER, "customer-1"))
+    state = then(before, interventions.cancel_order(before, LATER, Actor("customer-1", "customer")))
 
     assert state.status is SagaStatus.COMPENSATING
     assert state.failure_reason == CUSTOMER_CANCELLED
@@ -226,7 +231,7 @@ def test_the_customer_may_cancel_until_the_shipment_is_dispatched(events: tuple[
 def test_cancelling_a_shipped_or_cancelled_order_is_refused(
     events: tuple[SagaEvent, ...], code: ProblemCode
 ) -> None:
-    refused = interventions.cancel_order(saga(*events), LATER, "customer-1")
+    refused = interventions.cancel_order(saga(*events), LATER, Actor("customer-1", "customer"))
     assert isinstance(refused, Refused) and refused.code is code
 
 

@@ -70,9 +70,11 @@ def test_an_aborted_saga_shows_no_failed_step() -> None:
 def test_the_timeline_names_who_intervened_and_journals_from_before_that_still_fold() -> None:
     before = run(begin(Step.RESERVE_STOCK))
     rows = timeline_rows(
-        SagaChange.from_state(before).apply([SagaAborted("wrong address", AT, "operator-1")])
+        SagaChange.from_state(before).apply([SagaAborted("wrong address", AT, "operator-1", "operator")])
     )
-    assert [(r["type"], r["actor"]) for r in rows] == [("SagaAborted", "operator-1")]
+    assert [(r["type"], r["actor"], r["actor_role"]) for r in rows] == [
+        ("SagaAborted", "operator-1", "operator")
+    ]
     # An intervention journalled before its actor was kept has none in its JSON.
     old = codec.decode("SagaAborted", 1, {"reason": "wrong address", "at": AT.isoformat()})
     assert old == SagaAborted("wrong address", AT, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from domain import interventions, shipment
-from domain.interventions import Refused
+from domain.interventions import Actor, Refused
 from domain.problems import ProblemCode
 from domain.saga import SagaEvent, SagaStatus, ShipmentDispatched, Step, StepSucceeded
 from domain.shipment import ShipmentStatus
@@ -49,7 +49,9 @@ def test_a_dispatch_is_refused_once_done_or_for_another_shipment(
 
 
 def test_a_cancelled_orders_shipment_is_cancelled_first_and_never_dispatched() -> None:
-    cancelled = then(saga(*COMPLETED), interventions.cancel_order(saga(*COMPLETED), LATER, "customer-1"))
+    cancelled = then(
+        saga(*COMPLETED), interventions.cancel_order(saga(*COMPLETED), LATER, Actor("customer-1", "customer"))
+    )
     assert cancelled.compensations == (Step.CANCEL_SHIPMENT, Step.RELEASE_STOCK, Step.CANCEL_ORDER)
     assert shipment.shipment_status(cancelled) is ShipmentStatus.PENDING
 
@@ -63,5 +65,5 @@ def test_a_cancelled_orders_shipment_is_cancelled_first_and_never_dispatched() -
 
 
 def test_a_dispatched_order_is_not_cancelled() -> None:
-    refused = interventions.cancel_order(saga(*DISPATCHED), LATER, "customer-1")
+    refused = interventions.cancel_order(saga(*DISPATCHED), LATER, Actor("customer-1", "customer"))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_SHIPPED
