@@ -106,16 +106,18 @@ DateTime = strawberry.scalar(
 
 
 def unstorable_text(value: Any, path: str = "") -> Iterator[str]:
-    """The paths (`lines[0].sku`) of the strings in a coerced GraphQL value that cannot be stored."""
-    if isinstance(value, str):
-        if not is_storable(value):
-            yield path
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            yield from unstorable_text(item, f"{path}.{name}" if path else name)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from unstorable_text(item, f"{path}[{index}]")
+    """The paths (`lines[0].sku`) of the strings in a coerced GraphQL value that cannot be stored,
+    in the value's order. Walked with a stack of its own: variables nest as deep as their JSON."""
+    stack = [(path, value)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not is_storable(value):
+                yield path
+        elif isinstance(value, dict):
+            stack += [(f"{path}.{name}" if path else name, item) for name, item in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{index}]", value[index]) for index in reversed(range(len(value)))]
 
 
 class StorableText(SchemaExtension):

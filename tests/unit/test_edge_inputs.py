@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.graphql.inputs import as_utc, parse_date_time
+from api.graphql.inputs import as_utc, parse_date_time, unstorable_text
 from api.graphql.relay import decode_cursor, encode_cursor
 from persistence.paging import Position
 
@@ -132,3 +132,13 @@ def test_what_rfc_3339_does_not_allow_is_refused(value: str) -> None:
     with pytest.raises(GraphQLError) as refusal:
         parse_date_time(value)
     assert refused(refusal.value)
+
+
+def test_text_is_checked_however_deep_the_variables_nest() -> None:
+    nested: list[object] = []
+    for _ in range(100_000):  # JSON a client may send, far past the interpreter's recursion limit
+        nested = [nested]
+    assert list(unstorable_text({"extra": [nested, "a\x00b"], "ok": ["fine", {"x": "\ud800"}]})) == [
+        "extra[1]",
+        "ok[1].x",
+    ]
