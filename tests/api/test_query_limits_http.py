@@ -144,6 +144,12 @@ async def test_nesting_is_bounded_whatever_nests(gql: GraphQLClient, query: str,
     assert too_complex(await answer(gql.http, query))["limit"] == limit
 
 
+async def test_a_spread_of_an_unknown_fragment_is_a_validation_error(gql: GraphQLClient) -> None:
+    (error,) = (await answer(gql.http, "{ ...Nowhere }"))["errors"]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert "Unknown fragment 'Nowhere'" in error["message"]
+
+
 async def test_fields_too_many_to_compare_are_refused_as_too_complex(gql: GraphQLClient) -> None:
     # OverlappingFieldsCanBeMerged compares every pair of same-named fields.
     same_named = "{ " + " ".join("products { sku name }" for _ in range(700)) + " }"
