@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
@@ -35,6 +36,8 @@ class ClientErrorCode(enum.StrEnum):
 
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"  # the document is not GraphQL: fix the query
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"  # it does not fit the schema: fix the query
+    # it asks for more work than one request may do (`extensions.limit` says which): simplify or split it
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     BAD_USER_INPUT = "BAD_USER_INPUT"  # an argument's value is refused: change it
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no valid credentials: sign in (again)
     FORBIDDEN = "FORBIDDEN"  # the credentials lack the permission: ask for it, do not retry
@@ -117,15 +120,23 @@ def _mask(error: GraphQLError) -> None:
     error.original_error = None
 
 
+# graphql-core's message when it gives up validating: the rule OverlappingFieldsCanBeMerged spent
+# its budget, or the document nests fragments past the interpreter's recursion limit.
+_GAVE_UP = "Validation aborted."
+_TOO_COSTLY_TO_VALIDATE = "The document takes more work to validate than one request may do"
+
+
 class EdgeErrors(SchemaExtension):
     """Codes the document's validation errors GRAPHQL_VALIDATION_FAILED, which cannot be told apart
-    from other refusals once validation is over; the schema's `process_errors` does the rest."""
+    from other refusals once validation is over, and graphql-core's giving up QUERY_TOO_COMPLEX; the
+    schema's `process_errors` does the rest."""
 
     def on_validate(self) -> Iterator[None]:
         yield
         for error in self.execution_context.pre_execution_errors or ():
-            if not is_client_error(error):
-                error.extensions = {
-                    **(error.extensions or {}),
-                    "code": ClientErrorCode.GRAPHQL_VALIDATION_FAILED.value,
-                }
+            if is_client_error(error):
+                continue
+            code = ClientErrorCode.GRAPHQL_VALIDATION_FAILED
+            if isinstance(error, ValidationAbortedError) and error.message == _GAVE_UP:
+                error.message, code = _TOO_COSTLY_TO_VALIDATE, ClientErrorCode.QUERY_TOO_COMPLEX
+            error.extensions = {**(error.extensions or {}), "code": code.value}

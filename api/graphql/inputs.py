@@ -4,20 +4,25 @@
   (`domain.problems.is_storable`). `StorableText` checks the coerced arguments of every field before
   its resolver runs, so a new argument cannot miss the check: a mutation answers its payload with a
   userError (INVALID_TEXT), any other operation the error BAD_USER_INPUT.
-- Times: the `DateTime` scalar reads an ISO 8601 date and time; one without an offset means UTC,
-  whatever the server's time zone, and one that cannot be moved to UTC (year 1 or 9999 with an
-  offset) is BAD_USER_INPUT. Cursors hold their times the same way (`as_utc`).
+- Times: the `DateTime` scalar reads an RFC 3339 date-time, its offset required, and nothing else;
+  one that cannot be moved to UTC (year 1 or 9999 with an offset) is BAD_USER_INPUT. Cursors hold
+  their times in UTC too (`as_utc`).
+- Text decoded from what a client sent (the key inside a global id) is checked as if it had been
+  sent as it is (`refuse_unstorable`).
 """
 
 from __future__ import annotations
 
+import re
+import reprlib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import strawberry
 from graphql import (
     DocumentNode,
+    GraphQLError,
     GraphQLObjectType,
     GraphQLResolveInfo,
     OperationType,
@@ -49,39 +54,70 @@ def as_utc(value: datetime) -> datetime:
         ) from None
 
 
-def _parse_date_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise client_error("a DateTime is an ISO 8601 string", ClientErrorCode.BAD_USER_INPUT)
+# RFC 3339 section 5.6: full-date "T" full-time, the offset required; "T" and "Z" in either case.
+# A fraction finer than a nanosecond has no use and no bound, so at most 9 digits; Python keeps 6.
+_RFC_3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def parse_date_time(value: object) -> datetime:
+    """The instant an RFC 3339 date-time (`2026-01-31T09:30:00Z`, `2026-01-31T10:30:00.5+01:00`)
+    stands for, in UTC. Raises BAD_USER_INPUT for anything else: no offset, a date alone, the basic
+    format, a space for "T", a fraction of over 9 digits (beyond 6 it is cut), a day or offset that
+    does not exist, a leap second (which Python's datetimes do not hold), or an instant UTC cannot
+    hold (`as_utc`)."""
+    match = _RFC_3339.fullmatch(value) if isinstance(value, str) else None
+    shown = reprlib.repr(value)  # shortened: the value is the client's, of any length
+    if match is None:
+        raise client_error(
+            f"{shown} is not an RFC 3339 date-time such as 2026-01-31T09:30:00Z",
+            ClientErrorCode.BAD_USER_INPUT,
+        )
+    year, month, day, hour, minute, second, fraction, sign, offset_hours, offset_minutes = match.groups()
     try:
-        parsed = datetime.fromisoformat(value)
+        offset = UTC
+        if sign is not None:
+            if int(offset_hours) > 23 or int(offset_minutes) > 59:
+                raise ValueError("no such offset")
+            minutes = int(offset_hours) * 60 + int(offset_minutes)
+            offset = timezone(timedelta(minutes=-minutes if sign == "-" else minutes))
+        microsecond = int((fraction or "0").ljust(6, "0")[:6])
+        parsed = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), microsecond, offset
+        )
     except ValueError:
         raise client_error(
-            f"{value!r} is not an ISO 8601 date and time", ClientErrorCode.BAD_USER_INPUT
+            f"{shown} is not a date-time that exists (RFC 3339)", ClientErrorCode.BAD_USER_INPUT
         ) from None
     return as_utc(parsed)
 
 
 DateTime = strawberry.scalar(
     name="DateTime",
-    description="An ISO 8601 date and time, such as 2026-01-31T09:30:00Z. One without an offset means "
-    "UTC, whatever the server's time zone; one that cannot be moved to UTC (year 1 or 9999 with an "
-    "offset) is refused with BAD_USER_INPUT. The service answers in UTC.",
+    description="An RFC 3339 date-time, such as 2026-01-31T09:30:00Z or 2026-01-31T10:30:00.5+01:00: "
+    "the offset is required, a fraction has at most 9 digits (the service keeps 6). Anything else, and "
+    "a time that cannot be moved to UTC (year 1 or 9999 with an offset), is refused with "
+    "BAD_USER_INPUT. The service answers in UTC.",
     serialize=datetime.isoformat,
-    parse_value=_parse_date_time,
+    parse_value=parse_date_time,
 )
 
 
 def unstorable_text(value: Any, path: str = "") -> Iterator[str]:
-    """The paths (`lines[0].sku`) of the strings in a coerced GraphQL value that cannot be stored."""
-    if isinstance(value, str):
-        if not is_storable(value):
-            yield path
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            yield from unstorable_text(item, f"{path}.{name}" if path else name)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from unstorable_text(item, f"{path}[{index}]")
+    """The paths (`lines[0].sku`) of the strings in a coerced GraphQL value that cannot be stored,
+    in the value's order. Walked with a stack of its own: variables nest as deep as their JSON."""
+    stack = [(path, value)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not is_storable(value):
+                yield path
+        elif isinstance(value, dict):
+            stack += [(f"{path}.{name}" if path else name, item) for name, item in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{index}]", value[index]) for index in reversed(range(len(value)))]
 
 
 class StorableText(SchemaExtension):
@@ -128,10 +164,22 @@ def _string_literals(document: DocumentNode) -> list[str]:
     return found
 
 
+def refuse_unstorable(argument: str, value: object) -> None:
+    """Raises BAD_USER_INPUT, naming `argument`, when `value` (a string, or lists and dicts of them)
+    holds text that cannot be stored: for text decoded from an argument, such as the key inside a
+    global id, which `StorableText` sees only encoded."""
+    if next(unstorable_text(value), None) is not None:
+        raise _unstorable(argument)
+
+
+def _unstorable(argument: str) -> GraphQLError:
+    return client_error(f"{argument} {_MESSAGE}", ClientErrorCode.BAD_USER_INPUT, argument=argument)
+
+
 def _refuse(info: GraphQLResolveInfo, path: str) -> object:
     message = f"{path} {_MESSAGE}"
     if info.operation.operation is not OperationType.MUTATION or info.path.prev is not None:
-        raise client_error(message, ClientErrorCode.BAD_USER_INPUT, argument=path)
+        raise _unstorable(path)
     # A mutation's payload carries refused input as userErrors; its field names are relative to
     # the `input` argument, like those of every other refusal.
     field = path.removeprefix("input.")

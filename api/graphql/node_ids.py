@@ -24,7 +24,7 @@ def catalog_key(id: str) -> tuple[str, list[str]] | None:
     """The kind and key that `id` was made from by `catalog_id`, or None if it was not made so."""
     try:
         decoded = json.loads(base64.urlsafe_b64decode(id + "=" * (-len(id) % 4)))
-    except (binascii.Error, ValueError):  # not base64, not UTF-8 or not JSON
+    except (binascii.Error, ValueError, RecursionError):  # not base64, not UTF-8, not JSON, or too deep
         return None
     if not (isinstance(decoded, list) and len(decoded) >= 2 and all(isinstance(p, str) for p in decoded)):
         return None

@@ -1,6 +1,7 @@
 """From a request's document to the operation it runs, the same over HTTP and WebSocket: parsed
-through a bounded cache that keeps syntax errors as the request's errors, validated through another,
-and chosen as GraphQL's GetOperation says (several operations need an `operationName`)."""
+through a bounded cache that keeps syntax errors as the request's errors, measured against the
+limits of `api.graphql.document_limits` and then validated, through another, and chosen as
+GraphQL's GetOperation says (several operations need an `operationName`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from api.graphql.document_limits import too_costly
 from api.graphql.errors import ClientErrorCode, client_error
 
 
@@ -52,7 +54,10 @@ class CachedValidation(SchemaExtension):
         if (entry := _VERDICTS.get(key)) is not None:
             _VERDICTS.move_to_end(key)
         else:
-            entry = _VERDICTS[key] = (document, validate_document(schema, document, rules))
+            # The rules run only on a document whose cost is bounded (`api.graphql.document_limits`).
+            refusal = too_costly(document)
+            verdict = [refusal] if refusal else validate_document(schema, document, rules)
+            entry = _VERDICTS[key] = (document, verdict)
             if len(_VERDICTS) > self.maxsize:
                 _VERDICTS.popitem(last=False)
         context.pre_execution_errors = entry[1]

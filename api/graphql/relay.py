@@ -23,7 +23,7 @@ from strawberry.types import Info
 from api.access.auth import Principal
 from api.access.rules import customer_filter, may_act_for, may_find_catalog
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.inputs import as_utc
+from api.graphql.inputs import as_utc, refuse_unstorable
 from api.graphql.loaders import loaders
 from api.graphql.node_ids import catalog_key
 from api.graphql.types import (
@@ -138,6 +138,7 @@ async def find_node(info: Info, id: str) -> Node | None:
     caller = principal(info)
     if (catalog := catalog_key(id)) is not None:
         kind, key = catalog
+        refuse_unstorable("id", [kind, *key])  # what the id holds, checked as if sent as it is
         return await _find_catalog_node(info, kind, key) if may_find_catalog(caller, kind) else None
     saga, order, shipment = await asyncio.gather(
         loaders(info).sagas.load(id), loaders(info).orders.load(id), loaders(info).shipments_by_id.load(id)

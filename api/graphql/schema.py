@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
-from strawberry.extensions.max_aliases import create_validator as alias_limit
-from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
+from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -19,6 +17,7 @@ from strawberry.types import ExecutionContext
 from api.access.guard import Authorization
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.coercion import prepare_inputs
+from api.graphql.document_limits import MAX_TOKENS
 from api.graphql.errors import EdgeErrors, report
 from api.graphql.faults import FaultMutations, FaultQueries
 from api.graphql.inputs import DateTime, StorableText
@@ -35,14 +34,6 @@ Query = merge_types(
     "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
 )
 Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations, OperationMutations, FaultMutations))
-
-MAX_DEPTH = 12
-MAX_ALIASES = 30
-MAX_TOKENS = 4000
-# The depth and alias limits as validation rules made once: strawberry's QueryDepthLimiter and
-# MaxAliasesLimiter make a new rule class per instance, which, with an instance per request, changes
-# the validation cache's key every time, so no validation would ever come from the cache.
-LIMITS: list[type[ASTValidationRule]] = [depth_limit(MAX_DEPTH, None), alias_limit(MAX_ALIASES)]
 
 
 class EdgeSchema(strawberry.Schema):
@@ -72,7 +63,7 @@ schema = EdgeSchema(
     extensions=[
         lambda: CachedParse(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules(LIMITS),
+        # Validates a document within the limits of `api.graphql.document_limits` only.
         lambda: CachedValidation(maxsize=1024),
         OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
         OnlyOverWebSocket,

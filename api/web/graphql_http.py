@@ -10,16 +10,18 @@
   for the decoder included), or JSON but not an object; a wrong content type) answers 400, a method
   other than GET and POST (or a mutation sent with GET) 405, both with a GraphQL-shaped body,
   `{"errors": [{"message", "extensions": {"code": "BAD_REQUEST"}}]}`, never 500.
+- A client that leaves before its body is complete is logged in one line at INFO, and not answered.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -29,6 +31,8 @@ from strawberry.types import ExecutionResult
 
 from api.graphql.errors import ClientErrorCode, client_error
 from api.web.graphql_ws import StrictTransportWS
+
+log = logging.getLogger("ordersaga.api")
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -88,6 +92,11 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
         request = Request(scope, receive)
         try:
             response = await self.run(request)
+        except ClientDisconnect:
+            # The client closed the connection before its body was complete: nobody is left to
+            # answer, and nothing went wrong here.
+            log.info("client left before its request body was complete: %s %s", request.method, scope["path"])
+            return
         except HTTPException as refused:
             media_type = response_media_type(request.headers.get("accept"))
             response = request_error_response(refused.reason, refused.status_code, media_type=media_type)

@@ -1,20 +1,42 @@
-"""Abuse limits on GraphQL documents hold, and do not cost the validation cache its hits."""
+"""Abuse limits on GraphQL documents hold over HTTP and WebSocket, no document costs more than its
+size (however its fragments multiply), and the limits do not cost the validation cache its hits."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from graphql import DocumentNode, GraphQLError, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, get_introspection_query
 from strawberry.schema.schema import validate_document
 
 from api.graphql import operation_document
-from api.graphql.schema import MAX_ALIASES, MAX_DEPTH
+from api.graphql.document_limits import LIMITS, Limit
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, graphql_client
+from tests.api.subscriptions import subscriptions
+from tests.crash.server_process import ServerProcess, ordersaga_serve
+from tests.polling import eventually
+
+MAX_DEPTH, MAX_ALIASES = LIMITS[Limit.DEPTH], LIMITS[Limit.ALIASES]
+
+
+def doubled(levels: int) -> str:
+    """Each of `levels` fragments spreads the next twice: some 60 bytes a level, 2**levels spreads."""
+    fragments = [
+        f"fragment F{n} on Query {{ products {{ sku }} ...F{n + 1} ...F{n + 1} }}" for n in range(levels)
+    ]
+    return " ".join(["{ ...F0 }", *fragments, f"fragment F{levels} on Query {{ products {{ sku }} }}"])
+
+
+def chain(length: int) -> str:
+    """Each of `length` fragments spreads the next once."""
+    fragments = [f"fragment F{n} on Query {{ products {{ sku }} ...F{n + 1} }}" for n in range(length)]
+    return " ".join(["{ ...F0 }", *fragments, f"fragment F{length} on Query {{ products {{ sku }} }}"])
 
 
 @pytest.fixture
@@ -24,15 +46,42 @@ async def gql(tmp_path: Path) -> AsyncIterator[GraphQLClient]:
         yield client
 
 
+@pytest.fixture
+async def process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """A server of its own, so that a request that held its event loop could not hold the test's."""
+    async with ordersaga_serve(f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}") as server:
+        yield server
+
+
+async def answer(http: httpx.AsyncClient, query: str) -> dict[str, Any]:
+    response = await http.post("/graphql", json={"query": query})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
 async def messages(gql: GraphQLClient, query: str) -> list[str]:
-    response = await gql.http.post("/graphql", json={"query": query})
-    return [e["message"] for e in response.json().get("errors", [])]
+    return [e["message"] for e in (await answer(gql.http, query)).get("errors", [])]
+
+
+def too_complex(body: dict[str, Any]) -> dict[str, Any]:
+    """The single error's extensions, checked to be QUERY_TOO_COMPLEX."""
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX", error
+    return error["extensions"]  # type: ignore[no-any-return]
 
 
 async def test_a_document_nested_deeper_than_the_limit_is_refused(gql: GraphQLClient) -> None:
     nested = "order { saga { " * MAX_DEPTH + "id" + " } }" * MAX_DEPTH
     deep = '{ saga(id: "x") { ' + nested + " } }"
     assert any("exceeds maximum operation depth" in m for m in await messages(gql, deep))
+    # Through fragments too, each spread once per level.
+    levels = [f"fragment L{n} on Saga {{ order {{ saga {{ ...L{n + 1} }} }} }}" for n in range(MAX_DEPTH)]
+    spread = " ".join(['{ saga(id: "x") { ...L0 } }', *levels, f"fragment L{MAX_DEPTH} on Saga {{ id }}"])
+    assert too_complex(await answer(gql.http, spread)) == {
+        "code": "QUERY_TOO_COMPLEX",
+        "limit": "depth",
+        "maximum": 12,
+    }
 
 
 async def test_a_document_with_more_aliases_than_the_limit_is_refused(gql: GraphQLClient) -> None:
@@ -40,6 +89,86 @@ async def test_a_document_with_more_aliases_than_the_limit_is_refused(gql: Graph
     assert any("aliases" in m for m in await messages(gql, aliased))
     within = "{ " + " ".join(f"a{n}: __typename" for n in range(MAX_ALIASES)) + " }"
     assert await messages(gql, within) == []
+    # A fragment's aliases count again at every spread.
+    fragment = (
+        "fragment A on Query { " + " ".join(f"a{n}: __typename" for n in range(MAX_ALIASES // 2 + 1)) + " }"
+    )
+    assert (
+        too_complex(await answer(gql.http, "{ ...A ... on Query { ...A } } " + fragment))["limit"]
+        == "aliases"
+    )
+
+
+async def test_fragments_doubled_thirty_deep_are_refused_while_the_server_keeps_answering(
+    process: ServerProcess,
+) -> None:
+    http = process.gql.http
+    refused = asyncio.create_task(answer(http, doubled(30)))
+    health = await http.get("/healthz", timeout=5)
+    assert health.status_code == 200
+    extensions = too_complex(await refused)
+    assert extensions == {
+        "code": "QUERY_TOO_COMPLEX",
+        "limit": "selections",
+        "maximum": LIMITS[Limit.SELECTIONS],
+    }
+    # As many fields as the limit allows, through doubled fragments, are answered.
+    assert (await answer(http, doubled(9)))["data"] == {"products": []}
+
+
+async def test_a_chain_of_300_spreads_is_refused_with_one_log_line(process: ServerProcess) -> None:
+    http, output = process.gql.http, process.output
+    start = len(output)
+    assert too_complex(await answer(http, chain(300)))["limit"] == "nesting"
+    # A refusal logged after it, so that everything the chain wrote has arrived.
+    assert (await answer(http, "{ nothing }"))["errors"]
+    await eventually(
+        lambda: any("GRAPHQL_VALIDATION_FAILED" in line for line in output[start:]), "the next refusal"
+    )
+    logged = [line for line in output[start:] if "GRAPHQL_VALIDATION_FAILED" not in line]
+    assert len(logged) == 1 and "refused QUERY_TOO_COMPLEX" in logged[0], logged[:5]
+
+
+@pytest.mark.parametrize(
+    ("query", "limit"),
+    [
+        # Selections inside selections, deeper than any depth the limit allows: introspection
+        # fields do not count towards depth, but every level is a level of recursion.
+        ("{ __schema { types { fields { type { " + "ofType { " * 70 + "name" + " }" * 74 + " }", "nesting"),
+        ("{ " + "... on Query { " * 70 + "__typename" + " }" * 71, "nesting"),
+        # A fragment no operation spreads is validated all the same.
+        (chain(100).replace("{ ...F0 }", "{ __typename }"), "nesting"),
+    ],
+)
+async def test_nesting_is_bounded_whatever_nests(gql: GraphQLClient, query: str, limit: str) -> None:
+    assert too_complex(await answer(gql.http, query))["limit"] == limit
+
+
+async def test_a_spread_of_an_unknown_fragment_is_a_validation_error(gql: GraphQLClient) -> None:
+    (error,) = (await answer(gql.http, "{ ...Nowhere }"))["errors"]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert "Unknown fragment 'Nowhere'" in error["message"]
+
+
+async def test_fields_too_many_to_compare_are_refused_as_too_complex(gql: GraphQLClient) -> None:
+    # OverlappingFieldsCanBeMerged compares every pair of same-named fields.
+    same_named = "{ " + " ".join("products { sku name }" for _ in range(700)) + " }"
+    extensions = too_complex(await answer(gql.http, same_named))
+    assert extensions == {"code": "QUERY_TOO_COMPLEX"}
+
+
+async def test_the_introspection_query_graphiql_sends_is_within_the_limits(gql: GraphQLClient) -> None:
+    introspection = await answer(gql.http, get_introspection_query(descriptions=True))
+    assert "errors" not in introspection and introspection["data"]["__schema"]["types"]
+
+
+async def test_a_subscription_is_held_to_the_same_limits(gql: GraphQLClient) -> None:
+    spread = "subscription { ...S } fragment S on Subscription { sagaFeed { sequence } ...S2 ...S2 } "
+    doubling = " ".join(f"fragment S{n} on Subscription {{ ...S{n + 1} ...S{n + 1} }}" for n in range(2, 30))
+    async with subscriptions(str(gql.http.base_url)) as ws:
+        await ws.subscribe("1", spread + doubling + " fragment S30 on Subscription { sagaFeed { sequence } }")
+        (error,) = await ws.refusal("1")
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
 async def test_a_repeated_document_is_validated_once(

@@ -3,6 +3,7 @@ and nested fields loaded in batches (a constant number of statements per page)."
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -240,11 +241,42 @@ async def test_a_product_and_a_warehouse_with_the_same_code_have_different_ids(
         catalog_id("Planet", "Mars"),
         "not an id",
         "WyJQcm9kdWN0IiwxXQ",  # ["Product", 1]
+        base64.urlsafe_b64encode(b"[" * 100_000).decode(),  # JSON past the decoder's depth
     ],
 )
 async def test_an_id_that_names_nothing_finds_null(served: tuple[Stage, GraphQLClient], id: str) -> None:
     _, gql = served
     assert (await gql(NODE, id=id))["node"] is None
+
+
+@pytest.mark.parametrize(
+    "id",
+    [
+        "WyJQcm9kdWN0IiwiXHVkODAwIl0=",  # ["Product","\ud800"]: a lone surrogate
+        "WyJQcm9kdWN0IiwgIkFcdTAwMDAiXQ",  # ["Product", "A\u0000"]
+        catalog_id("Section", "W1", "A\x00"),
+        catalog_id("Warehouse\x00", "W1"),
+    ],
+)
+async def test_an_id_holding_text_that_cannot_be_stored_is_refused_like_that_text(
+    served: tuple[Stage, GraphQLClient], id: str
+) -> None:
+    _, gql = served
+    response = await gql.http.post("/graphql", json={"query": NODE, "variables": {"id": id}})
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}
+    assert "cannot be stored" in error["message"]
+
+
+async def test_an_id_holding_text_longer_than_any_code_finds_null(
+    served: tuple[Stage, GraphQLClient],
+) -> None:
+    _, gql = served
+    for id in (
+        catalog_id("Product", "X" * 100_000),
+        catalog_id("StockLevel", "W1", "A", "\U0001f375" * 50_000),
+    ):
+        assert (await gql(NODE, id=id))["node"] is None
 
 
 async def test_a_page_with_nested_fields_takes_the_same_few_statements_whatever_its_size(

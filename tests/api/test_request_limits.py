@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from api.service import Service
 from api.settings import Settings
 from tests.api.server import serve
 from tests.api.subscriptions import PROTOCOL, websocket_url
+from tests.polling import eventually
 
 MAX_BYTES = 2048
 TIMEOUT = 1.0  # seconds, for both the headers and the body
@@ -114,6 +116,20 @@ async def test_a_body_that_dribbles_in_is_cut_off_with_408(
         "code": "REQUEST_TIMEOUT",
         "timeoutSeconds": TIMEOUT,
     }
+
+
+async def test_a_client_that_leaves_mid_body_is_logged_in_one_quiet_line(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    _, writer = connection
+    writer.write(request_head(len(QUERY)) + QUERY[:10])
+    await writer.drain()
+    writer.close()  # before the rest of the body
+    await eventually(lambda: any("left before" in r.getMessage() for r in caplog.records), "the line logged")
+    (left,) = [r for r in caplog.records if r.levelno >= logging.INFO and "ordersaga" in r.name]
+    assert left.levelno == logging.INFO and left.exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize("sent", [b"", b"POST /graphql HTTP/1.1\r\nhost: te"])

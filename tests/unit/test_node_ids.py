@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 from hypothesis import given
@@ -32,3 +33,7 @@ def test_no_uuid_is_taken_for_a_catalog_id(id: uuid.UUID) -> None:
 def test_any_text_is_a_catalog_id_or_none(text: str) -> None:
     decoded = catalog_key(text)
     assert decoded is None or (isinstance(decoded[0], str) and all(isinstance(k, str) for k in decoded[1]))
+
+
+def test_an_id_nested_past_the_json_decoder_s_depth_is_not_a_catalog_id() -> None:
+    assert catalog_key(base64.urlsafe_b64encode(b"[" * 100_000).decode()) is None
