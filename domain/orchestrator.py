@@ -175,7 +175,8 @@ class Orchestrator:
         # A conflict: a request with the same key bound it first; looked at again, that one replays.
         placed = await until_settled(attempt, "placing an order", keyed=command.idempotency_key is not None)
         if lost and placed.replayed:
-            # The commit that started the saga lost its answer, so nothing here drives it yet.
+            # The commit that started the saga lost its answer, so nothing here drives it yet. (With
+            # leases, that driver steps back until a lease round finds the saga's lease here.)
             self.resume([placed.saga_id])
         return placed
 
