@@ -23,8 +23,10 @@ from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.takeover import keep_leases, lease_round
+from domain.attempts import until_settled
 from domain.orchestrator import Orchestrator
-from domain.ports import Clock, ParticipantGate
+from domain.ports import Clock, KeyedRequest, ParticipantGate
+from domain.problems import Problem
 from persistence.analytics import SagaAnalytics
 from persistence.database import is_sqlite, make_engine, make_writer_engine
 from persistence.db import Db
@@ -32,6 +34,7 @@ from persistence.leases import Fleet, LeaseBook
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.queries import ReadModel
+from persistence.requests import at_most_once
 from persistence.runner import GroupCommitRunner
 from persistence.serving import claim_database
 from persistence.transaction import SqlTransaction
@@ -70,17 +73,19 @@ class Service:
         )
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)
+        clock = clock or SystemClock()
+        self.clock = clock
+        # Staged faults, when enabled, are the participants' gate (`gate` is for tests' own) and, on
+        # PostgreSQL, how the runner commits.
+        self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
         self.runner = GroupCommitRunner(
             self._writer,
             lambda conn: SqlTransaction(conn, self.metrics, fleet),
             self.metrics,
             lanes=lanes,
             admission_timeout=settings.write_timeout.total_seconds(),
+            commit=None if self.faults is None else self.faults.commit,
         )
-        clock = clock or SystemClock()
-        self.clock = clock
-        # Staged faults, when enabled, are the participants' gate; `gate` is for tests' own.
-        self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
         self.leases = None
         if fleet is not None:
             assert isinstance(self._writer, AsyncEngine)
@@ -187,6 +192,26 @@ class Service:
             return False
         return True
 
-    async def write(self, work: Callable[[Db], Awaitable[T]]) -> T:
-        """Run an administrative write (catalog, stock) through the same transaction runner as sagas."""
-        return await self.runner.run_on_connection(work)
+    async def write(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
+        """Run an administrative write (catalog, stock) through the same transaction runner as sagas.
+        `lock_order`: the first SKU whose stock it may lock, so that it takes its row locks in the
+        order the sagas' reservations do (see domain.ports.TransactionRunner)."""
+        return await self.runner.run_on_connection(work, lock_order)
+
+    async def write_once(
+        self,
+        request: KeyedRequest | None,
+        work: Callable[[Db], Awaitable[list[Problem]]],
+        lock_order: str,
+    ) -> list[Problem] | None:
+        """An administrative write that says why it changed nothing (its problems), under `request`'s
+        idempotency key (persistence/requests.py): None when the key replayed an earlier request,
+        which did the work. A commit whose answer was lost is found out by running it again under
+        the key (domain/attempts.py). Raises IdempotencyKeyReused; OutcomeUnknown when the answer
+        was lost and there is no key; StillContended."""
+
+        async def attempt() -> list[Problem] | None:
+            now = self.clock.now()
+            return await self.write(lambda conn: at_most_once(conn, request, now, work), lock_order)
+
+        return await until_settled(attempt, "an administrative write", keyed=request is not None)

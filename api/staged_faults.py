@@ -1,6 +1,8 @@
 """Faults staged on purpose (`ordersaga serve --enable-fault-injection`): the participant gate through
 which a user makes a participant slow or failing at run time, to watch timeouts, retries and
-compensations happen. Faults live in memory only, so a restart always runs clean."""
+compensations happen; and, on PostgreSQL, commits whose answer is lost, to watch what a client is
+told when its write's outcome is unknown. Faults live in memory only, so a restart always runs
+clean."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from domain.ports import Clock, ParticipantUnavailable
 from domain.saga import Participant
+from persistence.commit_faults import commit_losing_answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class FaultInjector:
         self._clock = clock
         self._random = random.Random(seed)
         self._faults: dict[Participant, Fault] = {}
+        self.lost_commit_answers = 0
 
     @property
     def faults(self) -> dict[Participant, Fault]:
@@ -49,6 +55,16 @@ class FaultInjector:
 
     def clear(self) -> None:
         self._faults.clear()
+        self.lost_commit_answers = 0
+
+    async def commit(self, conn: AsyncConnection) -> None:
+        """How the transaction runner commits on PostgreSQL: the next `lost_commit_answers` commits
+        lose their answer (persistence/commit_faults.py), the rest commit as usual."""
+        if self.lost_commit_answers:
+            self.lost_commit_answers -= 1
+            await commit_losing_answer(conn)
+        else:
+            await conn.commit()
 
     async def admit(self, participant: Participant) -> None:
         fault = self._faults.get(participant)

@@ -22,12 +22,15 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from domain import interventions, shipment
+from domain.attempts import CONFLICT_ATTEMPTS, until_settled
 from domain.interventions import Actor, Decision, Refused
 from domain.model import OrderLine
 from domain.ports import (
     Clock,
     ConcurrencyConflict,
     IdempotencyKeyReused,
+    KeyedRequest,
+    OutcomeUnknown,
     ParticipantGate,
     ParticipantUnavailable,
     Placement,
@@ -161,12 +164,24 @@ class Orchestrator:
                 self._publish(change)
                 self._spawn(change.after.saga_id, change.after)
 
-        while True:
+        lost = False
+
+        async def attempt() -> OrderPlaced:
+            nonlocal lost
             try:
                 placed, _ = await self._committed(work, started)
-                return placed
-            except ConcurrencyConflict:
-                continue  # a request with the same key bound it first: look again, and replay that
+            except OutcomeUnknown:
+                lost = True
+                raise
+            return placed
+
+        # A conflict: a request with the same key bound it first; looked at again, that one replays.
+        placed = await until_settled(attempt, "placing an order", keyed=command.idempotency_key is not None)
+        if lost and placed.replayed:
+            # The commit that started the saga lost its answer, so nothing here drives it yet. (With
+            # leases, that driver steps back until a lease round finds the saga's lease here.)
+            self.resume([placed.saga_id])
+        return placed
 
     def watch(self, saga_id: str) -> asyncio.Future[SagaState]:
         """A future of the saga once a commit settles it (finished, or parked for an operator). Only
@@ -235,17 +250,28 @@ class Orchestrator:
             saga_id, lambda state, now: interventions.cancel_order(state, now, actor)
         )
 
-    async def dispatch_shipment(self, saga_id: str, shipment_id: str) -> SagaState | Refused:
+    async def dispatch_shipment(
+        self, saga_id: str, shipment_id: str, request: KeyedRequest | None = None, lock_order: str = ""
+    ) -> SagaState | Refused:
         """The warehouse dispatched the saga's shipment: in the transaction that journals it, the
-        picked stock leaves its sections, the shipment is dispatched and the order shipped."""
+        picked stock leaves its sections, the shipment is dispatched and the order shipped.
+        `request`'s key, if any, is bound in that transaction: the same request again answers the
+        saga as it stands, doing nothing (IdempotencyKeyReused for another request under the key).
+        `lock_order`: the first SKU of the picks (see TransactionRunner)."""
 
         async def dispatched(tx: Transaction, command: StepCommand) -> None:
+            if request is not None:
+                await tx.requests.bind(request, command.at)
             await tx.inventory.dispatch_stock(command)
             await tx.shipments.dispatch_shipment(command)
             await tx.orders.ship_order(command)
 
         return await self._intervene(
-            saga_id, lambda state, now: shipment.dispatch(state, shipment_id, now), dispatched
+            saga_id,
+            lambda state, now: shipment.dispatch(state, shipment_id, now),
+            dispatched,
+            request,
+            lock_order,
         )
 
     async def stop(self) -> None:
@@ -261,10 +287,13 @@ class Orchestrator:
         saga_id: str,
         decide: Callable[[SagaState, datetime], Decision],
         effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None = None,
+        request: KeyedRequest | None = None,
+        lock_order: str = "",
     ) -> SagaState | Refused:
         """Stop the saga's driver, decide on the journal as it stands and record the decision at the
         expected version (with the participants' `effect` of it, if any, in the same transaction),
-        then drive the saga on from there. The stopped driver's commit, if one was under way, lands
+        then drive the saga on from there. A `request` whose key is bound already is answered the
+        saga as it stands (`effect` binds the key). The stopped driver's commit, if one was under way, lands
         or not; either way the decision is made on what the journal holds.
         A driver is started only for a saga the journal holds: by the commit of a decision, or, when
         nothing was decided (a refusal, an error), again for the saga whose driver was stopped. An id
@@ -272,7 +301,7 @@ class Orchestrator:
         async with self._claims.hold(saga_id):
             halted = await self._halt(saga_id)
             try:
-                return await self._decide(saga_id, decide, effect)
+                return await self._decide(saga_id, decide, effect, request, lock_order)
             finally:
                 if halted and saga_id not in self._drivers:
                     self._spawn(saga_id, None)  # from the journal, which says where the saga is
@@ -282,6 +311,8 @@ class Orchestrator:
         saga_id: str,
         decide: Callable[[SagaState, datetime], Decision],
         effect: Callable[[Transaction, StepCommand], Awaitable[None]] | None,
+        request: KeyedRequest | None,
+        lock_order: str,
     ) -> SagaState | Refused:
         """The saga after the decision, whose commit starts its driver, or the refusal."""
 
@@ -290,6 +321,12 @@ class Orchestrator:
             if not journal:
                 return Refused(ProblemCode.UNKNOWN_SAGA, f"no saga {saga_id}"), None
             before, now = fold(saga_id, journal), self._clock.now()
+            if request is not None:
+                earlier = await tx.requests.bound(request.idempotency_key)
+                if earlier is not None:
+                    if earlier != request.fingerprint:
+                        raise IdempotencyKeyReused(request.idempotency_key)
+                    return before, None  # a replay: the saga as it stands, nothing done again
             decision = decide(before, now)
             if isinstance(decision, Refused):
                 return decision, None
@@ -305,12 +342,12 @@ class Orchestrator:
                 self._publish(change)
                 self._spawn(saga_id, change.after)
 
-        while True:
-            try:
-                answer, _ = await self._committed(work, decided)
-                return answer
-            except ConcurrencyConflict:
-                continue  # the stopped driver's last commit landed meanwhile: decide again
+        async def attempt() -> SagaState | Refused:
+            answer, _ = await self._committed(work, decided, lock_order)
+            return answer
+
+        # A conflict: the stopped driver's last commit landed meanwhile; decided again, on that.
+        return await until_settled(attempt, f"saga {saga_id}: an intervention", keyed=request is not None)
 
     async def _halt(self, saga_id: str) -> bool:
         """Stop the saga's driver; whether it had one."""
@@ -342,7 +379,7 @@ class Orchestrator:
     async def _drive(self, saga_id: str, state: SagaState | None) -> None:
         # The task runs in a copy of its creator's context, so these are the driver's alone.
         current_saga.set(saga_id)
-        backoff = _ERROR_BACKOFF
+        backoff, conflicts = _ERROR_BACKOFF, 0
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
             try:
@@ -361,7 +398,7 @@ class Orchestrator:
                         state = await self._advance(state, None)
                     case Call() as call:
                         state = await self._call(state, call)
-                backoff = _ERROR_BACKOFF
+                backoff, conflicts = _ERROR_BACKOFF, 0
             except asyncio.CancelledError:
                 raise
             except _LeaseLost:
@@ -370,7 +407,18 @@ class Orchestrator:
                 log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
                 return
             except ConcurrencyConflict:
-                state = None
+                # Another writer moved the saga on: reload it. One that keeps doing so (a stale
+                # driver racing the live one) is paced like an error rather than spun on.
+                state, conflicts = None, conflicts + 1
+                if conflicts >= CONFLICT_ATTEMPTS:
+                    log.warning(
+                        "saga %s: %d conflicts in a row; next try in %.1f s",
+                        saga_id,
+                        conflicts,
+                        backoff.total_seconds(),
+                    )
+                    await asyncio.sleep(backoff.total_seconds())
+                    backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
             except Exception as error:
                 # The first failure of a run is logged with its traceback; those that follow, one line
                 # per backoff, so a saga that keeps failing does not flood the log.

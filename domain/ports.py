@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +63,35 @@ class Placement:
     order_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """A request sent under an idempotency key (already scoped to its caller), with a fingerprint of
+    what it asks: a later request under the key is a replay if its fingerprint is the same."""
+
+    idempotency_key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, idempotency_key: str, operation: str, **fields: object) -> KeyedRequest:
+        """The fingerprint is SHA-256 (hex) of the operation's name and `fields` as canonical JSON
+        (sorted keys, no spaces): equal requests give equal text, and no field can pass for another."""
+        canonical = json.dumps({"operation": operation, **fields}, sort_keys=True, separators=(",", ":"))
+        return cls(idempotency_key, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+class RequestKeys(Protocol):
+    """The idempotency keys of requests that took effect, bound in the transaction of their effect."""
+
+    async def bound(self, idempotency_key: str) -> str | None:
+        """The fingerprint of the request the key is bound to; None if it is bound to none."""
+        ...
+
+    async def bind(self, request: KeyedRequest, at: datetime) -> None:
+        """Bind the request's key to it. If another transaction bound the key first, the transaction
+        fails with ConcurrencyConflict (here or when it commits): run it again to find that one."""
+        ...
+
+
 class SagaStore(Protocol):
     async def load(self, saga_id: str) -> list[SagaEvent]: ...
 
@@ -92,6 +123,8 @@ class Transaction(Protocol):
     def shipments(self) -> ShipmentsPort: ...
     @property
     def sagas(self) -> SagaStore: ...
+    @property
+    def requests(self) -> RequestKeys: ...
 
 
 class TransactionRunner(Protocol):
@@ -131,7 +164,17 @@ class ParticipantUnavailable(Exception):
 
 
 class ConcurrencyConflict(Exception):
-    """Someone else appended to the saga's journal first."""
+    """Someone else appended to the saga's journal (or bound the idempotency key) first."""
+
+
+class StillContended(Exception):
+    """Work met a ConcurrencyConflict on each of its attempts and gave up: nothing of it was kept,
+    so the same request may be sent again later."""
+
+
+class OutcomeUnknown(Exception):
+    """The connection was lost while the transaction committed: it may have committed or not, and
+    nobody can tell from here. Only a lookup of its effect (a key it bound) can say which."""
 
 
 class IdempotencyKeyReused(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy import exc as sa_errors
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -21,12 +21,43 @@ DEFAULT_DATABASE_FILE = "ordersaga.db"
 # (1 s), so a true cycle (orders of several lines can still make one) is reported as a deadlock.
 LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
 WRITER_LOCK_TIMEOUT_MS = 2000
+# What other transactions did to this one, which rolled it back whole: it may succeed when run again.
+CONTENTION = LOCK_CONFLICTS | {"40001"}  # and serialization_failure
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error (None for any other error, and on SQLite)."""
+    if not isinstance(error, sa_errors.DBAPIError):
+        return None
+    return getattr(error.orig, "sqlstate", None)
+
+
+def is_contention(error: BaseException) -> bool:
+    """Whether `error` is a lock wait past lock_timeout, a deadlock or a serialization failure: the
+    transaction was rolled back because of others, not because of what it says."""
+    return sqlstate(error) in CONTENTION
+
+
+def is_key_clash(error: sa_errors.IntegrityError, table: Table) -> bool:
+    """Whether `error` is a second row for a key of `table`'s primary key, and no other constraint.
+    PostgreSQL names the constraint (pk_<table>, the metadata's naming convention); SQLite names the
+    key's columns."""
+    driver_error = error.orig.__cause__ if error.orig is not None else None
+    constraint = getattr(driver_error, "constraint_name", None)
+    if constraint is not None:
+        return bool(constraint == f"pk_{table.name}")
+    columns = ", ".join(f"{table.name}.{column.name}" for column in table.primary_key.columns)
+    return str(error.orig) == f"UNIQUE constraint failed: {columns}"
 
 
 def is_transient(error: BaseException) -> bool:
     """Whether `error` says the database is busy or away rather than that the statement is wrong, so
     the same work may succeed later: no connection free within the pool's timeout, a connection lost
-    or refused, a lock or statement timeout, SQLite's "database is locked"."""
+    or refused, a lock or statement timeout, a deadlock, SQLite's "database is locked".
+    (A connection lost while committing is not among them: the runner reports that as
+    domain.ports.OutcomeUnknown.)"""
+    if is_contention(error):
+        return True
     if isinstance(error, sa_errors.DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(

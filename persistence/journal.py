@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from domain.ports import ConcurrencyConflict, Placement
 from domain.saga import SagaChange, SagaEvent, SagaState
 from persistence import codec
-from persistence.database import LOCK_CONFLICTS
+from persistence.database import LOCK_CONFLICTS, is_key_clash
 from persistence.db import Db
 from persistence.leases import Fleet, lease_change, write_leases
 from persistence.notifications import CommitNotice, notify
@@ -130,7 +130,13 @@ class SagaWrites:
                 rows = [vars_of(p) for p in self.placements.values()]
                 await db.execute(_INSERT[placements], rows)
         except IntegrityError as clash:
-            raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+            # Only a second entry at a saga's sequence, or a second placement of a key, is another
+            # writer first; any other violation is a fault, reported as it is, never retried.
+            if is_key_clash(clash, journal):
+                raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+            if is_key_clash(clash, placements):
+                raise ConcurrencyConflict("another request bound the same idempotency key first") from clash
+            raise
         except DBAPIError as waited:
             # Another writer (another process, say) holds the same key and has not committed yet.
             if getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:

@@ -17,3 +17,6 @@ class StoreMetrics:
     stock_reservations: int = 0
     stock_conflicts: int = 0
     stock_conflicts_exhausted: int = 0
+    # Work rolled back by contention (a lock timeout, a deadlock, a serialization failure) and run
+    # again by the transaction runner.
+    contention_retries: int = 0

@@ -11,21 +11,29 @@ With an async engine (PostgreSQL) a lane writes its batches on the event loop; w
 Under overload, work that no lane has taken within `admission_timeout` is withdrawn and answered
 `WritersBusy`: it never runs, so a caller told so may send it again without doing it twice. Work a
 lane has taken is left to commit, however long its batch takes.
+
+Work rolled back by contention (a lock wait past the lock timeout, a deadlock, a serialization
+failure: what other transactions did, not what it says) runs again, up to CONTENTION_ATTEMPTS times
+with a jittered, growing pause; then its caller gets the error, which the edge answers as the
+service being busy. A commit whose connection is lost has an unknown outcome: every piece of work in
+that batch is answered OutcomeUnknown, and none runs again, as it may have committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.ports import Transaction
+from domain.ports import OutcomeUnknown, Transaction
+from persistence.database import is_contention, sqlstate
 from persistence.db import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.metrics import StoreMetrics
 
@@ -33,6 +41,11 @@ T = TypeVar("T")
 log = logging.getLogger("ordersaga.store")
 
 Work = Callable[[Db], Awaitable[Any]]
+# How a transaction on the async engine commits: AsyncConnection.commit, unless a fault is staged.
+Commit = Callable[[AsyncConnection], Awaitable[None]]
+
+CONTENTION_ATTEMPTS = 3
+CONTENTION_BACKOFF_S = 0.05
 
 
 class WritersBusy(TimeoutError):
@@ -58,15 +71,18 @@ class GroupCommitRunner:
         lanes: int = 1,
         max_batch: int = 128,
         admission_timeout: float | None = None,
+        commit: Commit | None = None,
     ) -> None:
         """`admission_timeout`: seconds work may wait for a lane before it is withdrawn (None: no
-        limit)."""
+        limit). `commit`: how a batch on the async engine commits (api/staged_faults.py stages a
+        lost answer there)."""
         self._engine = engine
         self._make_transaction = make_transaction
         self._metrics = metrics
         self._lanes = lanes
         self._max_batch = max_batch
         self._admission_timeout = admission_timeout
+        self._commit_batch = commit or _commit
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[_Job] = set()
@@ -83,8 +99,9 @@ class GroupCommitRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        unanswered = [*self._in_flight, *(self._queue.get_nowait() for _ in range(self._queue.qsize()))]
-        for job in unanswered:
+        for job in self._in_flight:
+            _answer(job, error=OutcomeUnknown("the transaction runner stopped while the work was written"))
+        for job in (self._queue.get_nowait() for _ in range(self._queue.qsize())):
             _answer(job, error=RuntimeError("the transaction runner stopped"))
         if self._threads is not None:
             self._threads.shutdown(wait=True)
@@ -94,9 +111,23 @@ class GroupCommitRunner:
         return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)), lock_order)
 
     async def run_on_connection(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
-        """Run `work` on the transaction's connection. A caller that stops waiting before its batch
-        is written withdraws the work (it never runs); one that stops while the batch is written
-        leaves it to commit or not with the batch, as after a crash."""
+        """Run `work` on the transaction's connection, again after contention (see above). A caller
+        that stops waiting before its batch is written withdraws the work (it never runs); one that
+        stops while the batch is written leaves it to commit or not with the batch, as after a
+        crash. Raises OutcomeUnknown when the commit's connection was lost."""
+        attempt = 1
+        while True:
+            try:
+                return await self._run_once(work, lock_order)
+            except Exception as error:
+                if attempt == CONTENTION_ATTEMPTS or not is_contention(error):
+                    raise
+                log.info("contention (SQLSTATE %s); running the work again", sqlstate(error))
+            self._metrics.contention_retries += 1
+            await asyncio.sleep(random.uniform(0.5, 1) * CONTENTION_BACKOFF_S * 2 ** (attempt - 1))
+            attempt += 1
+
+    async def _run_once(self, work: Callable[[Db], Awaitable[T]], lock_order: str) -> T:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work, lock_order)
@@ -126,8 +157,10 @@ class GroupCommitRunner:
         try:
             results = await self._write(jobs)
         except Exception as error:
-            if len(jobs) == 1:
-                _answer(jobs[0], error=error)
+            if len(jobs) == 1 or isinstance(error, OutcomeUnknown):
+                # Run again, work that may have committed could take effect twice.
+                for job in jobs:
+                    _answer(job, error=error)
                 return
             log.debug("batch of %d failed (%r); running each alone", len(jobs), error)
             self._metrics.isolated_batches += 1
@@ -142,23 +175,40 @@ class GroupCommitRunner:
             _answer(job, result=result)
 
     async def _write(self, jobs: list[_Job]) -> list[Any]:
-        """Run every job in one transaction and commit it."""
+        """Run every job in one transaction and commit it. Raises OutcomeUnknown if the commit
+        itself fails: whatever failed there (the connection, its answer), the transaction may have
+        committed, and a failure the database reports at commit needs a deferred constraint, which
+        no table has."""
         if isinstance(self._engine, AsyncEngine):
-            async with self._engine.begin() as conn:
+            async with self._engine.connect() as conn:
+                await conn.begin()
                 db = AsyncDb(conn)
                 results = [await job.work(db) for job in jobs]
                 await db.before_commit()
+                try:
+                    await self._commit_batch(conn)
+                except Exception as lost:
+                    raise OutcomeUnknown("the connection was lost while the transaction committed") from lost
                 return results
         engine = self._engine
 
         def write() -> list[Any]:
-            with engine.begin() as conn:
+            with engine.connect() as conn:
+                conn.begin()
                 db = BlockingDb(conn)
                 results: list[Any] = [run_blocking(job.work(db)) for job in jobs]
                 run_blocking(db.before_commit())
+                try:
+                    conn.commit()
+                except Exception as lost:
+                    raise OutcomeUnknown("the transaction's commit failed; it may have committed") from lost
                 return results
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
+
+
+async def _commit(conn: AsyncConnection) -> None:
+    await conn.commit()
 
 
 def _expire(job: _Job) -> None:

@@ -1,6 +1,7 @@
 """Every table, in SQLAlchemy Core. Alembic owns the DDL; `alembic check` keeps the two in step.
 
-Write side: the saga journal and placements (idempotency keys); each participant's own tables
+Write side: the saga journal and placements (placeOrder's idempotency keys); the other writes'
+idempotency keys (request_keys); each participant's own tables
 (orders; products, warehouses, sections, stock, reservations; shipments). Read side: saga_view,
 saga_step_view, saga_timeline, order_view and shipment_view, projected from the journal in the
 transaction that writes it (and rebuilt from it by `ordersaga projections rebuild`).
@@ -97,6 +98,16 @@ placements = Table(
     # as the client sent it, before keys were scoped to callers, belongs to its order's customer:
     # this is that customer (migration 0007).
     Column("customer_scope", NAME, nullable=True),
+)
+
+request_keys = Table(
+    "request_keys",
+    metadata,
+    # The idempotency keys of receiveStock, adjustStock and dispatchShipment that took effect, each
+    # bound in the transaction of its effect (placeOrder's are its placements).
+    Column("idempotency_key", NAME, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("bound_at", UtcDateTime, nullable=False),
 )
 
 orders = Table(

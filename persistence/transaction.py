@@ -7,6 +7,7 @@ from persistence.journal import SqlSagaStore
 from persistence.leases import Fleet
 from persistence.metrics import StoreMetrics
 from persistence.participants import SqlInventory, SqlOrders, SqlShipments
+from persistence.requests import SqlRequestKeys
 
 
 class SqlTransaction:
@@ -15,3 +16,4 @@ class SqlTransaction:
         self.inventory = SqlInventory(conn, metrics)
         self.shipments = SqlShipments(conn)
         self.sagas = SqlSagaStore(conn, fleet)
+        self.requests = SqlRequestKeys(conn)

@@ -58,6 +58,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "adjustStock": STAFF,
         "setParticipantFault": ADMINS,
         "clearParticipantFaults": ADMINS,
+        "loseCommitAnswers": ADMINS,
     },
     OperationType.SUBSCRIPTION: {
         "sagaUpdates": EVERYONE,

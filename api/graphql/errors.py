@@ -19,6 +19,7 @@ from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
+from domain.ports import OutcomeUnknown, StillContended
 from persistence.database import is_transient
 
 log = logging.getLogger("ordersaga.api")
@@ -29,6 +30,12 @@ MASKED_MESSAGE = "Internal server error; quote the errorId when reporting it"
 # RETRY_AFTER_SECONDS.
 BUSY_MESSAGE = "The service is busy; send the request again shortly"
 RETRY_AFTER_SECONDS = 1
+# What a client reads when the connection was lost as its write committed: it may have taken effect.
+UNKNOWN_OUTCOME_MESSAGE = (
+    "The outcome is unknown: the database connection was lost while the change was committed, so it "
+    "may have taken effect. Send the request again with the same idempotencyKey (it then takes effect "
+    "at most once), or read back whether it took effect before sending it again"
+)
 
 
 class ClientErrorCode(enum.StrEnum):
@@ -43,6 +50,8 @@ class ClientErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"  # the credentials lack the permission: ask for it, do not retry
     RATE_LIMITED = "RATE_LIMITED"  # too many requests: retry after `retryAfterSeconds`
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # overloaded or starting: retry after `retryAfterSeconds`
+    # the write may or may not have taken effect: retry with the same idempotency key, or check first
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"  # a fault of ours, logged under `errorId`
     # not a well-formed GraphQL request (its body, operationName, a subscription over HTTP): fix it
     BAD_REQUEST = "BAD_REQUEST"
@@ -73,8 +82,10 @@ def report(error: GraphQLError) -> None:
     object): an expected error gets its code if it has none and is logged at INFO without a
     traceback; an unexpected one is logged at ERROR with its traceback under a new error id, and
     the client sees only `MASKED_MESSAGE`, the code INTERNAL_SERVER_ERROR and the id. A transient
-    database error (no connection free within the pool's timeout, a connection lost) is the service
-    being busy: SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING."""
+    database error (no connection free within the pool's timeout, a connection lost, a lock
+    timeout, a deadlock), or work that met a conflict on every attempt, is the service being busy:
+    SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING. A connection lost while the
+    work committed is OUTCOME_UNKNOWN, logged at WARNING: it may have taken effect."""
     if not is_client_error(error):
         if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
             code = ClientErrorCode.GRAPHQL_PARSE_FAILED
@@ -82,7 +93,12 @@ def report(error: GraphQLError) -> None:
             code = ClientErrorCode.BAD_REQUEST
         elif _refused_value(error):
             code = ClientErrorCode.BAD_USER_INPUT
-        elif error.original_error is not None and is_transient(error.original_error):
+        elif isinstance(error.original_error, OutcomeUnknown):
+            _outcome_unknown(error)
+            return
+        elif isinstance(error.original_error, StillContended) or (
+            error.original_error is not None and is_transient(error.original_error)
+        ):
             _retry_later(error)
             return
         else:
@@ -101,6 +117,13 @@ def _retry_later(error: GraphQLError) -> None:
         "code": ClientErrorCode.SERVICE_UNAVAILABLE.value,
         "retryAfterSeconds": RETRY_AFTER_SECONDS,
     }
+    error.original_error = None
+
+
+def _outcome_unknown(error: GraphQLError) -> None:
+    log.warning("outcome unknown at %s: %s", error.path or "-", error.original_error)
+    error.message = UNKNOWN_OUTCOME_MESSAGE
+    error.extensions = {"code": ClientErrorCode.OUTCOME_UNKNOWN.value}
     error.original_error = None
 
 

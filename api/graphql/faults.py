@@ -11,11 +11,13 @@ from api.graphql.types import UserError, service, user_errors
 from api.staged_faults import Fault
 from domain.problems import Problem, ProblemCode
 from domain.saga import Participant as DomainParticipant
+from persistence.database import is_sqlite
 
 Participant = strawberry.enum(DomainParticipant, name="Participant", description="A saga participant.")
 
 MAX_DELAY_MS = 10 * 60 * 1000
 MAX_FAIL_NEXT = 1_000_000
+MAX_LOST_COMMITS = 1000
 DISABLED = Problem(
     ProblemCode.FAULT_INJECTION_DISABLED,
     None,
@@ -79,6 +81,19 @@ def _check(fault: SetParticipantFaultInput) -> list[Problem]:
     return problems
 
 
+@strawberry.input
+class LoseCommitAnswersInput:
+    count: int = strawberry.field(description="How many of the next commits lose their answer; 0: none.")
+
+
+@strawberry.type
+class LoseCommitAnswersPayload:
+    pending: int | None = strawberry.field(
+        default=None, description="How many of the next commits will lose their answer."
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type
 class FaultQueries:
     @strawberry.field(description="The participant faults staged now (none unless fault injection is on).")
@@ -100,6 +115,26 @@ class FaultMutations:
         fault = Fault(timedelta(milliseconds=input.delay_ms), input.fail_next, input.failure_rate)
         faults.stage(DomainParticipant(input.participant), fault)
         return ParticipantFaultsPayload(faults=_staged(info))
+
+    @strawberry.mutation(
+        description="PostgreSQL only: each of the next `count` commits takes effect, but its connection "
+        "is terminated (pg_terminate_backend) before the answer is read, so the service cannot tell "
+        "whether it did. Needs `ordersaga serve --enable-fault-injection`; clearParticipantFaults "
+        "undoes it too."
+    )
+    def lose_commit_answers(self, info: Info, input: LoseCommitAnswersInput) -> LoseCommitAnswersPayload:
+        svc = service(info)
+        problems = [DISABLED] if svc.faults is None else []
+        if not problems and is_sqlite(svc.settings.database_url):
+            message = "SQLite has no connection to lose; the fault needs PostgreSQL"
+            problems.append(Problem(ProblemCode.FAULT_NOT_SUPPORTED, None, message))
+        if not problems and not 0 <= input.count <= MAX_LOST_COMMITS:
+            message = f"count must be between 0 and {MAX_LOST_COMMITS}"
+            problems.append(Problem(ProblemCode.OUT_OF_RANGE, "count", message))
+        if svc.faults is None or problems:
+            return LoseCommitAnswersPayload(user_errors=user_errors(problems))
+        svc.faults.lost_commit_answers = input.count
+        return LoseCommitAnswersPayload(pending=input.count)
 
     @strawberry.mutation(description="Make every participant healthy again.")
     def clear_participant_faults(self, info: Info) -> ParticipantFaultsPayload:

@@ -3,11 +3,13 @@ contended stock reservations are."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry.types import Info
 
+from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.node_ids import catalog_id
 from api.graphql.types import (
     InventoryContention,
@@ -21,6 +23,7 @@ from api.graphql.types import (
     user_errors,
 )
 from domain.model import StorageCondition as DomainStorageCondition
+from domain.ports import IdempotencyKeyReused
 from domain.problems import (
     MAX_CODE,
     MAX_TEXT,
@@ -34,6 +37,8 @@ from persistence import catalog
 
 if TYPE_CHECKING:
     from api.service import Service
+    from domain.ports import KeyedRequest
+    from persistence.db import Db
 
 
 @strawberry.input
@@ -74,6 +79,7 @@ class ReceiveStockInput:
     warehouse_code: str
     section_code: str
     quantity: int
+    idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
 @strawberry.type
@@ -89,6 +95,7 @@ class AdjustStockInput:
     section_code: str
     quantity_delta: int = strawberry.field(description="Units on hand to add, or (negative) take away.")
     reason: str = strawberry.field(description="Why: a cycle count, damage, a write-off. Required.")
+    idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
 @strawberry.type
@@ -182,15 +189,29 @@ class InventoryMutations:
             )
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Goods came in: quantity more on hand in the section, recorded as a RECEIPT movement."
+    )
     async def receive_stock(self, info: Info, input: ReceiveStockInput) -> ReceiveStockPayload:
         svc = service(info)
-        problems = check_quantity(input.quantity, "quantity")
+        problems = check_quantity(input.quantity, "quantity") + check_key(input.idempotency_key)
         if not problems:
-            problems = await svc.write(
+            request = keyed(
+                info,
+                input.idempotency_key,
+                "receiveStock",
+                sku=input.sku,
+                warehouseCode=input.warehouse_code,
+                sectionCode=input.section_code,
+                quantity=input.quantity,
+            )
+            problems = await _once(
+                svc,
+                request,
                 lambda conn: catalog.receive_stock(
                     conn, input.sku, input.warehouse_code, input.section_code, input.quantity, svc.clock.now()
-                )
+                ),
+                input.sku,
             )
         if problems:
             return ReceiveStockPayload(user_errors=user_errors(problems))
@@ -207,9 +228,21 @@ class InventoryMutations:
     async def adjust_stock(self, info: Info, input: AdjustStockInput) -> AdjustStockPayload:
         svc = service(info)
         problems = check_stock_delta(input.quantity_delta, "quantityDelta")
-        problems += check_text(input.reason, "reason", MAX_TEXT)
+        problems += check_text(input.reason, "reason", MAX_TEXT) + check_key(input.idempotency_key)
         if not problems:
-            problems = await svc.write(
+            request = keyed(
+                info,
+                input.idempotency_key,
+                "adjustStock",
+                sku=input.sku,
+                warehouseCode=input.warehouse_code,
+                sectionCode=input.section_code,
+                quantityDelta=input.quantity_delta,
+                reason=input.reason,
+            )
+            problems = await _once(
+                svc,
+                request,
                 lambda conn: catalog.adjust_stock(
                     conn,
                     input.sku,
@@ -218,13 +251,25 @@ class InventoryMutations:
                     input.quantity_delta,
                     input.reason,
                     svc.clock.now(),
-                )
+                ),
+                input.sku,
             )
         if problems:
             return AdjustStockPayload(user_errors=user_errors(problems))
         return AdjustStockPayload(
             stock_level=await _level(svc, input.sku, input.warehouse_code, input.section_code)
         )
+
+
+async def _once(
+    svc: Service, request: KeyedRequest | None, work: Callable[[Db], Awaitable[list[Problem]]], sku: str
+) -> list[Problem]:
+    """A write to `sku`'s stock under `request`'s key: its problems (none for a replay, which
+    answers the stock as it stands, as the first request did)."""
+    try:
+        return await svc.write_once(request, work, lock_order=sku) or []
+    except IdempotencyKeyReused:
+        return [KEY_REUSED]
 
 
 async def _level(svc: Service, sku: str, warehouse_code: str, section_code: str) -> StockLevel:

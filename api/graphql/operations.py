@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.access.auth import Principal
 from api.access.rules import acting_role, may_act_for
 from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.loaders import loaders
 from api.graphql.types import (
     Order,
@@ -24,6 +25,7 @@ from api.graphql.types import (
     user_errors,
 )
 from domain.interventions import Actor, Refused
+from domain.ports import IdempotencyKeyReused
 from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.saga import SagaState
 
@@ -52,6 +54,7 @@ class CancelOrderInput:
 @strawberry.input
 class DispatchShipmentInput:
     shipment_id: strawberry.ID
+    idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The shipment and its order once dispatched, or why it was refused.")
@@ -147,12 +150,18 @@ class OperationMutations:
     async def dispatch_shipment(self, info: Info, input: DispatchShipmentInput) -> DispatchShipmentPayload:
         svc = service(info)
         shipment_id = str(input.shipment_id)
-        problems = check_text(shipment_id, "shipmentId", MAX_TEXT)
+        problems = check_text(shipment_id, "shipmentId", MAX_TEXT) + check_key(input.idempotency_key)
         row = None if problems else await loaders(info).shipments_by_id.load(shipment_id)
         if row is None:
             unknown = Problem(ProblemCode.UNKNOWN_SHIPMENT, "shipmentId", f"no shipment {shipment_id}")
             return DispatchShipmentPayload(user_errors=user_errors(problems or [unknown]))
-        result = await svc.orchestrator.dispatch_shipment(row.saga_id, shipment_id)
+        request = keyed(info, input.idempotency_key, "dispatchShipment", shipmentId=shipment_id)
+        # Its picks' stock rows are locked in SKU order, as the reservations lock theirs.
+        first_sku = min((pick["sku"] for pick in row.picks), default="")
+        try:
+            result = await svc.orchestrator.dispatch_shipment(row.saga_id, shipment_id, request, first_sku)
+        except IdempotencyKeyReused:
+            return DispatchShipmentPayload(user_errors=user_errors([KEY_REUSED]))
         if isinstance(result, Refused):
             return DispatchShipmentPayload(
                 user_errors=user_errors([Problem(result.code, "shipmentId", result.message)])

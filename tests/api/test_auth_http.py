@@ -93,6 +93,7 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
         "mutation { setParticipantFault(input: {participant: SHIPMENT}) { userErrors { code } } }",
     ),
     "clearParticipantFaults": ({ADM}, "mutation { clearParticipantFaults { userErrors { code } } }"),
+    "loseCommitAnswers": ({ADM}, "mutation { loseCommitAnswers(input: {count: 0}) { userErrors { code } } }"),
     # Subscriptions are tried over WebSocket (test_auth_ws.py).
     "sagaUpdates": ({CUS, OPS, ADM}, ""),
     "sagaFeed": ({CUS, OPS, ADM}, ""),

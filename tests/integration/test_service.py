@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from api.service import Service
 from domain.model import OrderLine, Pick
@@ -17,10 +18,12 @@ from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from domain.saga import Participant, SagaChange, SagaStatus, fold, replay
 from persistence.db import Db
+from persistence.journal import SagaWrites
 from persistence.projection import order_row, saga_row, timeline_rows
 from tests.gates import Hold
 from tests.integration.commands import command_for
 from tests.integration.support import start_service, stock_catalog, wait_for_status
+from tests.service.fakes import START as NOW
 
 
 async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> None:
@@ -102,6 +105,19 @@ async def test_a_stale_append_is_refused_as_a_concurrency_conflict(svc: Service)
 
     with pytest.raises(ConcurrencyConflict):
         await svc.runner.run(append_stale)
+
+
+async def test_an_integrity_error_other_than_a_journal_clash_is_not_a_concurrency_conflict(
+    svc: Service,
+) -> None:
+    async def append_without_a_type(conn: Db) -> None:
+        writes = conn.deferred(SagaWrites)
+        event = {"saga_id": "s", "sequence": 1, "type": None, "version": 1, "data": {}, "recorded_at": NOW}
+        writes.events.append(event)
+        await writes.flush()
+
+    with pytest.raises(IntegrityError):  # a fault to report, not a race to run again
+        await svc.write(append_without_a_type)
 
 
 async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -> None:

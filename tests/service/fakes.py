@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from domain.model import Pick
-from domain.ports import ConcurrencyConflict, ParticipantUnavailable, Placement, StepCommand
+from domain.ports import (
+    ConcurrencyConflict,
+    KeyedRequest,
+    ParticipantUnavailable,
+    Placement,
+    StepCommand,
+)
 from domain.saga import Outcome, Participant, Rejected, SagaChange, SagaEvent, Succeeded
 
 T = TypeVar("T")
@@ -64,6 +70,7 @@ class World:
     shipment_statuses: dict[str, str] = field(default_factory=dict)
     journal: dict[str, list[SagaEvent]] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
+    request_keys: dict[str, str] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)
     # Scripted misbehaviour: an exception to raise on a participant method's next calls.
     failures: dict[str, list[Exception]] = field(default_factory=dict)
@@ -177,12 +184,26 @@ class FakeSagaStore:
             self.world.placements[placement.idempotency_key] = placement
 
 
+class FakeRequestKeys:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def bound(self, idempotency_key: str) -> str | None:
+        return self.world.request_keys.get(idempotency_key)
+
+    async def bind(self, request: KeyedRequest, at: datetime) -> None:
+        if request.idempotency_key in self.world.request_keys:
+            raise ConcurrencyConflict(request.idempotency_key)
+        self.world.request_keys[request.idempotency_key] = request.fingerprint
+
+
 class FakeTransaction:
     def __init__(self, world: World) -> None:
         self.orders = FakeOrders(world)
         self.inventory = FakeInventory(world)
         self.shipments = FakeShipments(world)
         self.sagas = FakeSagaStore(world)
+        self.requests = FakeRequestKeys(world)
 
 
 class FakeRunner:

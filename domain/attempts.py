@@ -1,0 +1,51 @@
+"""Work run again when another writer got there first, a bounded number of times.
+
+A ConcurrencyConflict means the work's transaction was rolled back because another one wrote first
+(the saga moved on, a request with the same idempotency key bound it): run again, the work sees what
+the other did and acts on that. Work that finds its own earlier commit by an idempotency key may
+also be run again after OutcomeUnknown: the second run replays the first if it committed, and takes
+effect if it did not. Each attempt after the first waits a jittered, growing pause, so that writers
+racing for one key or one saga do not race again in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from domain.ports import ConcurrencyConflict, OutcomeUnknown, StillContended
+
+R = TypeVar("R")
+log = logging.getLogger("ordersaga.saga")
+
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF_S = 0.01
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait after the `attempt`-th conflict (1, 2, ...): half to all of a doubling step."""
+    return random.uniform(0.5, 1) * CONFLICT_BACKOFF_S * 2.0 ** (attempt - 1)
+
+
+async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bool) -> R:
+    """`run()`'s result, running it again after a ConcurrencyConflict and, when `keyed` (the work
+    finds its own earlier commit by an idempotency key), after OutcomeUnknown, up to
+    CONFLICT_ATTEMPTS runs in all. Raises StillContended when every run met a conflict (logged at
+    WARNING, naming `what`), and OutcomeUnknown when the last run's outcome was lost."""
+    attempt = 1
+    while True:
+        try:
+            return await run()
+        except ConcurrencyConflict as conflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                log.warning("%s: a conflict on each of %d attempts; giving up", what, attempt)
+                raise StillContended(f"{what}: {conflict}") from conflict
+        except OutcomeUnknown:
+            if not keyed or attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info("%s: its commit's outcome was lost; running it again under its key", what)
+        await asyncio.sleep(conflict_pause(attempt))
+        attempt += 1
