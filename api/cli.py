@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.access.auth import DEFAULT_LEEWAY, AuthConfig, Role, mint_token, read_secret
 from api.observability.logs import LOG_FORMATS, configure_logging
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
-from domain.problems import is_storable
-from domain.saga import SagaPolicy
+from domain.model.problems import is_storable
+from domain.model.saga import SagaPolicy
 from persistence.database import default_database_url, is_sqlite
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
 
     from persistence.codec import UnreadableEvent
     from persistence.migrate import upgrade
-    from persistence.rebuild import RebuildReport, count_events, rebuild_projections
+    from persistence.read.rebuild import RebuildReport, count_events, rebuild_projections
     from persistence.serving import DatabaseInUse, claim_database
 
     if args.batch_size < 1:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from domain.model import StorageCondition
-from persistence import catalog
-from persistence.db import Db
+from domain.model.values import StorageCondition
+from persistence.connection import Db
 from persistence.tables import warehouses
+from persistence.write import catalog
 
 if TYPE_CHECKING:
     from api.service import Service

@@ -15,29 +15,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.access.auth import Authenticator
 from api.access.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.clock import SystemClock
-from api.fanout import CommitFanout
 from api.graphql.subscriptions import live_transitions
-from api.hub import TransitionHub
+from api.live.hub import TransitionHub
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.takeover import keep_leases, lease_round
-from domain.attempts import until_settled
-from domain.orchestrator import Orchestrator
+from domain.model.problems import Problem
+from domain.orchestration.attempts import until_settled
+from domain.orchestration.orchestrator import Orchestrator
 from domain.ports import Clock, KeyedRequest, ParticipantGate
-from domain.problems import Problem
-from persistence.analytics import SagaAnalytics
+from persistence.connection import Db
 from persistence.database import is_sqlite, make_engine, make_writer_engine
-from persistence.db import Db
-from persistence.leases import Fleet, LeaseBook
+from persistence.fleet.commit_listener import CommitFanout
+from persistence.fleet.leases import Fleet, LeaseBook
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
-from persistence.queries import ReadModel
-from persistence.requests import at_most_once
-from persistence.runner import GroupCommitRunner
+from persistence.read.analytics import SagaAnalytics
+from persistence.read.queries import ReadModel
 from persistence.serving import claim_database
-from persistence.transaction import SqlTransaction
+from persistence.write.group_commit import GroupCommitRunner
+from persistence.write.requests import at_most_once
+from persistence.write.transaction import SqlTransaction
 
 log = logging.getLogger("ordersaga")
 # The services started and not yet stopped in this process: the collector's frozen objects are
@@ -205,10 +205,10 @@ class Service:
         lock_order: str,
     ) -> list[Problem] | None:
         """An administrative write that says why it changed nothing (its problems), under `request`'s
-        idempotency key (persistence/requests.py): None when the key replayed an earlier request,
-        which did the work. A commit whose answer was lost is found out by running it again under
-        the key (domain/attempts.py). Raises IdempotencyKeyReused; OutcomeUnknown when the answer
-        was lost and there is no key; StillContended."""
+        idempotency key (persistence/write/requests.py): None when the key replayed an earlier
+        request, which did the work. A commit whose answer was lost is found out by running it again
+        under the key (domain/orchestration/attempts.py). Raises IdempotencyKeyReused; OutcomeUnknown
+        when the answer was lost and there is no key; StillContended."""
 
         async def attempt() -> list[Problem] | None:
             now = self.clock.now()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from api.access.auth import AuthConfig
-from domain.saga import SagaPolicy
+from domain.model.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
 OTLP_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

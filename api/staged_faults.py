@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.model.saga import Participant
 from domain.ports import Clock, ParticipantUnavailable
-from domain.saga import Participant
-from persistence.commit_faults import commit_losing_answer
+from persistence.write.commit_faults import commit_losing_answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class FaultInjector:
 
     async def commit(self, conn: AsyncConnection) -> None:
         """How the transaction runner commits on PostgreSQL: the next `lost_commit_answers` commits
-        lose their answer (persistence/commit_faults.py), the rest commit as usual."""
+        lose their answer (persistence/write/commit_faults.py), the rest commit as usual."""
         if self.lost_commit_answers:
             self.lost_commit_answers -= 1
             await commit_losing_answer(conn)

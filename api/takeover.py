@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from domain.orchestrator import Orchestrator
-from persistence.leases import LeaseBook
+from domain.orchestration.orchestrator import Orchestrator
+from persistence.fleet.leases import LeaseBook
 
 log = logging.getLogger("ordersaga.leases")
 

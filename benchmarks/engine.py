@@ -19,11 +19,11 @@ from api.service import Service
 from api.settings import Settings
 from benchmarks import workload
 from benchmarks.databases import Database, fresh_database
-from domain.model import OrderLine, StorageCondition
-from domain.orchestrator import PlaceOrder, SagaChange
-from domain.saga import TERMINAL_STATUSES, SagaStatus
-from persistence import catalog
-from persistence.db import Db
+from domain.model.saga import TERMINAL_STATUSES, SagaChange, SagaStatus
+from domain.model.values import OrderLine, StorageCondition
+from domain.orchestration.orchestrator import PlaceOrder
+from persistence.connection import Db
+from persistence.write import catalog
 
 
 async def run(

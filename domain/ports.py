@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from domain.model import OrderLine, Pick
-from domain.saga import Outcome, Participant, SagaChange, SagaEvent
+from domain.model.saga import Outcome, Participant, SagaChange, SagaEvent
+from domain.model.values import OrderLine, Pick
 
 T = TypeVar("T")
 

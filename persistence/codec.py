@@ -18,8 +18,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from domain import saga
-from domain.model import OrderLine, Pick
+from domain.model import saga
+from domain.model.values import OrderLine, Pick
 
 EVENT_TYPES: dict[str, Any] = {cls.__name__: cls for cls in typing.get_args(saga.SagaEvent)}
 _NAMESPACE = {"OrderLine": OrderLine, "Pick": Pick, **vars(saga)}

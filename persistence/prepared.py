@@ -11,7 +11,7 @@ are converted by the same processors SQLAlchemy would apply, and sqlite3 runs it
 prepared statement in its own per-connection cache). Errors come back as SQLAlchemy's exceptions, so
 callers catch the same `IntegrityError` or `DBAPIError` on either path.
 
-Only SQLite's blocking writer takes this path (`persistence/db.py`'s `BlockingDb`); on PostgreSQL
+Only SQLite's blocking writer takes this path (`persistence/connection.py`'s `BlockingDb`); on PostgreSQL
 the statement runs through SQLAlchemy, whose asyncpg dialect already prepares statements once per
 connection.
 """

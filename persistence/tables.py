@@ -180,7 +180,7 @@ shipments = Table(
     Column("order_id", ID, nullable=False, unique=True),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    # domain/shipment.py's ShipmentStatus: PENDING, DISPATCHED or CANCELLED.
+    # domain/model/shipment.py's ShipmentStatus: PENDING, DISPATCHED or CANCELLED.
     Column("status", String(20), nullable=False, server_default="PENDING"),
     Column("dispatched_at", UtcDateTime, nullable=True),
 )
@@ -222,7 +222,7 @@ saga_view = Table(
     Column("failed_step", String(30), nullable=True),
     # From start to a terminal status; null until then.
     Column("duration_ms", BigInteger, nullable=True),
-    # domain/saga.py's FailureKind of failure_reason: what failure analysis groups by.
+    # domain/model/saga.py's FailureKind of failure_reason: what failure analysis groups by.
     Column("failure_kind", String(30), nullable=True),
     Index("ix_saga_view_status", "status"),
     # Newest-first pages and time windows are keyset scans over (started_at, id).
@@ -301,7 +301,7 @@ saga_leases = Table(
     "saga_leases",
     metadata,
     # On PostgreSQL with several processes: the process that drives a running saga, and until when.
-    # The owner renews it; once it has expired another process may claim it (persistence/leases.py).
+    # The owner renews it; once it has expired another process may claim it (persistence/fleet/leases.py).
     Column("saga_id", ID, primary_key=True),
     Column("owner", NAME, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),

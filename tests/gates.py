@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from domain.saga import Participant
+from domain.model.saga import Participant
 
 
 class Hold:

@@ -19,23 +19,26 @@ CLIENT = 'process 10:"python -m benchmarks.fullstack"'
         # Time in sqlite3's C code shows as SQLAlchemy's do_execute, the innermost Python frame.
         (
             [
-                "run (persistence/runner.py:1)",
+                "run (persistence/write/group_commit.py:1)",
                 "execute (sqlalchemy/engine/base.py:2)",
                 "do_execute (sqlalchemy/engine/default.py:3)",
             ],
             "database driver",
         ),
-        (["run (persistence/runner.py:1)", "_compile (sqlalchemy/sql/compiler.py:2)"], "SQLAlchemy"),
+        (
+            ["run (persistence/write/group_commit.py:1)", "_compile (sqlalchemy/sql/compiler.py:2)"],
+            "SQLAlchemy",
+        ),
         # A standard-library frame names no bucket: the caller's decides.
         (
             [
-                "_advance (domain/orchestrator.py:1)",
-                "evolve (domain/saga.py:2)",
+                "_advance (domain/orchestration/orchestrator.py:1)",
+                "evolve (domain/model/saga.py:2)",
                 "replace (dataclasses.py:3)",
             ],
             "folding saga state",
         ),
-        (["_advance (domain/orchestrator.py:1)", "dumps (json/__init__.py:2)"], "orchestrator"),
+        (["_advance (domain/orchestration/orchestrator.py:1)", "dumps (json/__init__.py:2)"], "orchestrator"),
         (
             ["handle (starlette/routing.py:1)", "execute (graphql/execution/execute.py:2)"],
             "GraphQL (strawberry, graphql-core)",
@@ -50,7 +53,7 @@ def test_a_sample_goes_to_the_bucket_of_its_innermost_named_frame(frames: list[s
 def test_shares_count_samples_and_can_keep_one_process() -> None:
     raw = "\n".join(
         [
-            f"{SERVER};thread (1);evolve (domain/saga.py:2) 3",
+            f"{SERVER};thread (1);evolve (domain/model/saga.py:2) 3",
             f"{SERVER};thread (1);dispatch (starlette/routing.py:2) 1",
             f"{CLIENT};thread (1);request (aiohttp/client.py:2) 4",
         ]
@@ -66,11 +69,12 @@ def test_shares_count_samples_and_can_keep_one_process() -> None:
 def test_start_up_and_waiting_threads_are_left_out() -> None:
     raw = "\n".join(
         [
-            f"{SERVER};thread (1);evolve (domain/saga.py:2) 1",
+            f"{SERVER};thread (1);evolve (domain/model/saga.py:2) 1",
             f"{SERVER};thread (1);_find_and_load (<frozen importlib._bootstrap>:1);x (api/cli.py:1) 5",
             f"{SERVER};thread (1);run (asyncio/runners.py:1);EpollSelector.select (selectors.py:468) 7",
             f"{SERVER};thread (2);_worker (concurrent/futures/thread.py:81) 9",
-            f"{SERVER};thread (2);w (persistence/runner.py:1);Prepared.run (persistence/prepared.py:66) 1",
+            f"{SERVER};thread (2);w (persistence/write/group_commit.py:1);"
+            "Prepared.run (persistence/prepared.py:66) 1",
         ]
     )
     assert shares(raw) == {bucket: 0.0 for bucket in BUCKETS} | {

@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from domain.problems import is_storable
+from domain.model.problems import is_storable
 
 DEFAULT_LEEWAY = timedelta(seconds=30)
 SECRET_ALGORITHM = "HS256"

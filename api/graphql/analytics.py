@@ -10,7 +10,7 @@ from strawberry.types import Info
 
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.types import FailureKind, SagaStepName, service
-from persistence import analytics
+from persistence.read import analytics
 
 
 @strawberry.type(description="How one step's attempts went in the window's sagas.")

@@ -9,8 +9,8 @@ from strawberry.types import Info
 
 from api.graphql.types import UserError, service, user_errors
 from api.staged_faults import Fault
-from domain.problems import Problem, ProblemCode
-from domain.saga import Participant as DomainParticipant
+from domain.model.problems import Problem, ProblemCode
+from domain.model.saga import Participant as DomainParticipant
 from persistence.database import is_sqlite
 
 Participant = strawberry.enum(DomainParticipant, name="Participant", description="A saga participant.")

@@ -7,8 +7,8 @@ from strawberry.types import Info
 
 from api.graphql.orders import own_key
 from api.graphql.types import principal
+from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.ports import KeyedRequest
-from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
 
 KEY_DESCRIPTION = (
     "Repeat a request with the same key to get the first one's answer, never a second effect; the same "

@@ -1,7 +1,7 @@
 """Input checked once, at the edge, by kind, with the same verdict on every database.
 
 - Text: every string and ID a client sends, in any argument or input field, must be storable
-  (`domain.problems.is_storable`). `StorableText` checks the coerced arguments of every field before
+  (`domain.model.problems.is_storable`). `StorableText` checks the coerced arguments of every field before
   its resolver runs, so a new argument cannot miss the check: a mutation answers its payload with a
   userError (INVALID_TEXT), any other operation the error BAD_USER_INPUT.
 - Times: the `DateTime` scalar reads an RFC 3339 date-time, its offset required, and nothing else;
@@ -37,7 +37,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.types import UserError
-from domain.problems import Problem, ProblemCode, is_storable
+from domain.model.problems import Problem, ProblemCode, is_storable
 
 
 def as_utc(value: datetime) -> datetime:

@@ -22,9 +22,7 @@ from api.graphql.types import (
     service,
     user_errors,
 )
-from domain.model import StorageCondition as DomainStorageCondition
-from domain.ports import IdempotencyKeyReused
-from domain.problems import (
+from domain.model.problems import (
     MAX_CODE,
     MAX_TEXT,
     Problem,
@@ -33,12 +31,14 @@ from domain.problems import (
     check_stock_delta,
     check_text,
 )
-from persistence import catalog
+from domain.model.values import StorageCondition as DomainStorageCondition
+from domain.ports import IdempotencyKeyReused
+from persistence.write import catalog
 
 if TYPE_CHECKING:
     from api.service import Service
     from domain.ports import KeyedRequest
-    from persistence.db import Db
+    from persistence.connection import Db
 
 
 @strawberry.input

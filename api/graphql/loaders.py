@@ -12,7 +12,7 @@ from sqlalchemy import Row
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from persistence.queries import ReadModel
+from persistence.read.queries import ReadModel
 
 
 class Loaders:

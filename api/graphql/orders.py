@@ -13,11 +13,19 @@ from strawberry.types import Info
 
 from api.access.rules import may_act_for
 from api.graphql.types import Order, Saga, UserError, as_committed, principal, service, user_errors
-from domain.model import OrderLine as DomainOrderLine
-from domain.orchestrator import OrderPlaced, PlaceOrder
+from domain.model.problems import (
+    MAX_CODE,
+    MAX_LINES,
+    MAX_TEXT,
+    Problem,
+    ProblemCode,
+    check_quantity,
+    check_text,
+)
+from domain.model.saga import TERMINAL_STATUSES, SagaState, SagaStatus
+from domain.model.values import OrderLine as DomainOrderLine
+from domain.orchestration.orchestrator import OrderPlaced, PlaceOrder
 from domain.ports import IdempotencyKeyReused
-from domain.problems import MAX_CODE, MAX_LINES, MAX_TEXT, Problem, ProblemCode, check_quantity, check_text
-from domain.saga import TERMINAL_STATUSES, SagaState, SagaStatus
 
 if TYPE_CHECKING:
     from api.access.auth import Principal

@@ -40,7 +40,7 @@ from api.graphql.types import (
     principal,
     service,
 )
-from persistence.paging import PageFilter, Position
+from persistence.read.paging import PageFilter, Position
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100

@@ -1,7 +1,7 @@
 """A subscription event rendered once per distinct selection, however many subscriptions send it.
 
 graphql-core executes an operation's selection on every event of every subscription. When many
-subscriptions send the same event object (one transition of a saga, api/recent_transitions.py),
+subscriptions send the same event object (one transition of a saga, api/live/recent_transitions.py),
 those with the same selection would compute the same answer: the event's `renditions` keep the
 first such result, and the others send it.
 

@@ -18,13 +18,13 @@ from api.access.guard import Authorization
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.coercion import prepare_inputs
 from api.graphql.document_limits import MAX_TOKENS
+from api.graphql.documents import CachedParse, CachedValidation, OperationNameRequired
 from api.graphql.errors import EdgeErrors, report
+from api.graphql.extensions_runner import PreparedExtensionsRunner
 from api.graphql.faults import FaultMutations, FaultQueries
 from api.graphql.inputs import DateTime, StorableText
+from api.graphql.interventions import OperationMutations, OperationQueries
 from api.graphql.inventory import InventoryMutations, InventoryQueries
-from api.graphql.lifecycle import PreparedExtensionsRunner
-from api.graphql.operation_document import CachedParse, CachedValidation, OperationNameRequired
-from api.graphql.operations import OperationMutations, OperationQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
 from api.graphql.renditions import RenderOnce
@@ -40,7 +40,7 @@ class EdgeSchema(strawberry.Schema):
     """The schema, with every error reported once, on every transport and operation type: strawberry
     hands each error to `process_errors` before the result is formatted, in place of its own logging
     (which logged every error, a client's mistakes too, with a traceback at ERROR). Its extensions'
-    hooks are found once, not per request (`api/graphql/lifecycle.py`)."""
+    hooks are found once, not per request (`api/graphql/extensions_runner.py`)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

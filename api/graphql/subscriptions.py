@@ -1,7 +1,7 @@
 """Live subscriptions: one saga's transitions, or every saga's, as they commit.
 
 Both take transitions from `saga_timeline`, past the last sequence they sent, whenever the hub says a
-saga has new ones; the process reads each once for all its subscribers (api/recent_transitions.py).
+saga has new ones; the process reads each once for all its subscribers (api/live/recent_transitions.py).
 They subscribe to the hub before their first read, so no commit can fall between that read and the
 first notice; taking what is past a cursor, they never repeat a transition, and however many
 notices were merged while they were busy, they never skip one.
@@ -25,11 +25,11 @@ from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, SagaStatus, principal, service
-from api.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
-from api.recent_transitions import RecentTransitions, Wanted, patiently
-from domain.saga import TERMINAL_STATUSES
-from domain.saga import SagaStatus as DomainSagaStatus
-from persistence.queries import ReadModel
+from api.live.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
+from api.live.recent_transitions import RecentTransitions, Wanted, patiently
+from domain.model.saga import TERMINAL_STATUSES
+from domain.model.saga import SagaStatus as DomainSagaStatus
+from persistence.read.queries import ReadModel
 
 # As many finished sagas as a subscriber may have pending notices for.
 FINISHED_MEMORY = DEFAULT_LIMIT

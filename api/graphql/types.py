@@ -16,17 +16,17 @@ from api.access.auth import Principal
 from api.access.rules import sees_every_customer, shown_actor
 from api.graphql.loaders import loaders
 from api.graphql.node_ids import catalog_id
-from domain.model import MovementKind as DomainMovementKind
-from domain.model import OrderStatus as DomainOrderStatus
-from domain.model import StorageCondition as DomainStorageCondition
-from domain.problems import Problem
-from domain.problems import ProblemCode as DomainProblemCode
-from domain.saga import COMPENSATION_OF, Step, StepStatus
-from domain.saga import FailureKind as DomainFailureKind
-from domain.saga import SagaState as DomainSagaState
-from domain.saga import SagaStatus as DomainSagaStatus
-from domain.shipment import ShipmentStatus as DomainShipmentStatus
-from persistence import projection
+from domain.model.problems import Problem
+from domain.model.problems import ProblemCode as DomainProblemCode
+from domain.model.saga import COMPENSATION_OF, Step, StepStatus
+from domain.model.saga import FailureKind as DomainFailureKind
+from domain.model.saga import SagaState as DomainSagaState
+from domain.model.saga import SagaStatus as DomainSagaStatus
+from domain.model.shipment import ShipmentStatus as DomainShipmentStatus
+from domain.model.values import MovementKind as DomainMovementKind
+from domain.model.values import OrderStatus as DomainOrderStatus
+from domain.model.values import StorageCondition as DomainStorageCondition
+from persistence.read import projection
 
 if TYPE_CHECKING:
     from api.service import Service

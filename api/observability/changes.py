@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from domain.orchestrator import SagaChange
-from domain.saga import SagaStatus, StepRecord
+from domain.model.saga import SagaChange, SagaStatus, StepRecord
 
 
 def finished_steps(change: SagaChange) -> list[StepRecord]:

@@ -14,11 +14,11 @@ from typing import IO
 from pythonjsonlogger.json import JsonFormatter
 
 from api.observability.changes import settled
-from domain.orchestrator import SagaChange, current_saga, current_step
-from domain.saga import (
+from domain.model.saga import (
     CompensationStarted,
     CustomerCancelled,
     SagaAborted,
+    SagaChange,
     SagaParked,
     SagaRetried,
     SagaStatus,
@@ -26,6 +26,7 @@ from domain.saga import (
     StepFailed,
     StepTimedOut,
 )
+from domain.orchestration.orchestrator import current_saga, current_step
 
 LOG_FORMATS = ("text", "json")
 _FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"

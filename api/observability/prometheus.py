@@ -11,10 +11,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.observability.changes import finished_steps, settled
-from domain.orchestrator import SagaChange
-from domain.saga import TURNING_BACK, SagaStatus, StepTimedOut
+from domain.model.saga import TURNING_BACK, SagaChange, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics
-from persistence.projection import milliseconds
+from persistence.read.projection import milliseconds
 
 # Seconds: a step takes milliseconds when all is well, and up to minutes through timeouts and retries.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)

@@ -16,9 +16,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from api.observability.changes import finished_steps, settled
-from domain.orchestrator import SagaChange
-from domain.saga import (
+from domain.model.saga import (
     TURNING_BACK,
+    SagaChange,
     SagaParked,
     SagaStatus,
     StepFailed,

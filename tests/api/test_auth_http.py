@@ -16,7 +16,7 @@ from strawberry.types.graphql import OperationType
 from api.access.rules import RULES
 from api.graphql.schema import schema
 from api.settings import Settings
-from domain.saga import SagaPolicy
+from domain.model.saga import SagaPolicy
 from tests.api.tokens import (
     ADMIN,
     AUTH,

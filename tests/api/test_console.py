@@ -16,7 +16,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from api.settings import Settings
-from domain.saga import SagaPolicy
+from domain.model.saga import SagaPolicy
 from tests.api.browser import Page
 from tests.api.live import Live, serve_live
 from tests.api.server import stage

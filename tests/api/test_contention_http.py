@@ -19,7 +19,7 @@ from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.service import Service
 from api.settings import Settings
 from persistence.database import make_engine
-from persistence.runner import CONTENTION_ATTEMPTS
+from persistence.write.group_commit import CONTENTION_ATTEMPTS
 from tests.api.server import GraphQLClient, serve
 from tests.integration.support import FAST
 from tests.polling import eventually

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.saga import Participant
+from domain.model.saga import Participant
 from tests.api.browser import Page
 from tests.api.live import Live
 

@@ -22,8 +22,8 @@ from api.graphql.errors import MASKED_MESSAGE
 from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings
-from domain.problems import MAX_COUNT
-from persistence.db import Db
+from domain.model.problems import MAX_COUNT
+from persistence.connection import Db
 from persistence.tables import stock as stock_table
 from tests.api.server import PLACE, GraphQLClient, graphql_client, place, stock
 from tests.api.subscriptions import subscriptions

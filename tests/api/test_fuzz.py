@@ -23,7 +23,7 @@ from hypothesis_graphql import Mode, from_schema, nodes
 from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings
-from domain.problems import MAX_COUNT
+from domain.model.problems import MAX_COUNT
 from tests.api.server import serve
 
 EXAMPLES = 200

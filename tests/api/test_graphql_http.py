@@ -18,7 +18,7 @@ from graphql import (
 
 from api.service import Service
 from api.settings import Settings
-from domain.saga import Participant, SagaPolicy
+from domain.model.saga import Participant, SagaPolicy
 from tests.api.server import PLACE, GraphQLClient, graphql_client, place, stock
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema.graphql"

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 
 from api.service import Service
 from api.settings import Settings
-from domain.saga import SagaPolicy
-from persistence.participants import CAS_ATTEMPTS
+from domain.model.saga import SagaPolicy
+from persistence.write.participants import CAS_ATTEMPTS
 from tests.api.server import PLACE, GraphQLClient, graphql_client
 from tests.integration.interleave import contend_for_stock
 

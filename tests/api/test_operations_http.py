@@ -12,7 +12,7 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
-from domain.saga import CUSTOMER_CANCELLED, SagaPolicy
+from domain.model.saga import CUSTOMER_CANCELLED, SagaPolicy
 from tests.api.server import FAULT, GraphQLClient, place, serve, stage, stock
 
 # Timeouts far beyond any test's pace: here faults and operators decide what happens, not the clock.

@@ -13,9 +13,9 @@ import pytest
 
 from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder
-from persistence.db import Db
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import PlaceOrder
+from persistence.connection import Db
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions
 

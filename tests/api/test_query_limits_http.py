@@ -13,7 +13,7 @@ import pytest
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, get_introspection_query
 from strawberry.schema.schema import validate_document
 
-from api.graphql import operation_document
+from api.graphql import documents
 from api.graphql.document_limits import LIMITS, Limit
 from api.service import Service
 from api.settings import Settings
@@ -180,7 +180,7 @@ async def test_a_repeated_document_is_validated_once(
         validated.append(document)
         return validate_document(schema, document, rules)
 
-    monkeypatch.setattr(operation_document, "validate_document", validate)
+    monkeypatch.setattr(documents, "validate_document", validate)
     # A text no other test sends, so the first request is the cache's first sight of it.
     query = '{ stockLevels(sku: "VALIDATED-ONCE") { onHand } }'
     await gql(query)

@@ -13,7 +13,7 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
-from domain.saga import SagaPolicy
+from domain.model.saga import SagaPolicy
 from tests.api.server import PLACE, GraphQLClient, graphql_client
 
 ORDERS = 200

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from api.settings import Settings
 from api.web.graphql_ws import close_reason, protocol_violation
-from domain.saga import Participant
+from domain.model.saga import Participant
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 from tests.protocol.node import run_node

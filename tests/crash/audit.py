@@ -7,12 +7,12 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
-from domain.saga import SagaEvent, SagaState, SagaStatus, Step, StepStatus, fold
+from domain.model.saga import SagaEvent, SagaState, SagaStatus, Step, StepStatus, fold
 from persistence import codec
+from persistence.connection import AsyncDb
 from persistence.database import make_engine
-from persistence.db import AsyncDb
-from persistence.journal import SqlSagaStore
 from persistence.tables import journal, orders, reservations, saga_view, shipments, stock
+from persistence.write.journal import SqlSagaStore
 
 
 async def saga_statuses(database_url: str) -> dict[str, str]:

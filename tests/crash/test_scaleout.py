@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text
 
 from benchmarks import scaleout
 from benchmarks.scaleout import scratch_database
-from domain.saga import StepTimedOut
+from domain.model.saga import StepTimedOut
 from persistence.database import make_engine
 from persistence.migrate import alembic_config
 from persistence.tables import orders

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from domain.saga import SagaStatus, Step, StepStarted, StepTimedOut
+from domain.model.saga import SagaStatus, Step, StepStarted, StepTimedOut
 from tests.api.server import place, stage, stock
 from tests.crash.audit import audit, journal_of, saga_statuses
 from tests.crash.server_process import ServerProcess, ordersaga_serve

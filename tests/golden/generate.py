@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from domain.interventions import Actor
-from domain.saga import Participant
+from domain.model.interventions import Actor
+from domain.model.saga import Participant
 from persistence.database import make_engine
 from tests.golden.rows import expected_of, jsonable, participant_rows, read_rows
 from tests.integration.staging import Stage, start_stage

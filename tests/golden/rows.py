@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.saga import SagaState, fold
+from domain.model.saga import SagaState, fold
 from persistence import codec
 from persistence.database import make_engine
 from persistence.migrate import upgrade
-from persistence.rebuild import READ_TABLES, rebuild_projections
+from persistence.read.rebuild import READ_TABLES, rebuild_projections
 from persistence.tables import UtcDateTime, journal, orders, reservations, shipments
 
 

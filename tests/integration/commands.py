@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.model import OrderLine
+from domain.model.values import OrderLine
 from domain.ports import StepCommand
 
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import pytest
 from sqlalchemy import select, update
 
-from domain.model import Pick
-from persistence.db import Db
-from persistence.participants import SqlInventory
+from domain.model.values import Pick
+from persistence.connection import Db
 from persistence.tables import stock
+from persistence.write.participants import SqlInventory
 
 Interloper = Callable[[Db], Awaitable[object]]
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from api.service import Service
 from api.settings import Settings
-from domain.model import OrderLine, StorageCondition
-from domain.orchestrator import PlaceOrder
+from domain.model.saga import Participant, SagaPolicy
+from domain.model.values import OrderLine, StorageCondition
+from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ParticipantUnavailable
-from domain.saga import Participant, SagaPolicy
-from persistence import catalog
+from persistence.write import catalog
 from tests.service.fakes import FakeClock
 
 POLICY = SagaPolicy(

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from api.service import Service
 from api.settings import Settings
-from domain.model import StorageCondition
-from domain.saga import SagaPolicy, SagaStatus
-from persistence import catalog
+from domain.model.saga import SagaPolicy, SagaStatus
+from domain.model.values import StorageCondition
+from persistence.write import catalog
 
 FAST = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),

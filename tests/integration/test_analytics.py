@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from domain.interventions import Actor
-from domain.saga import FailureKind, Participant, Step
-from persistence.analytics import (
+from domain.model.interventions import Actor
+from domain.model.saga import FailureKind, Participant, Step
+from persistence.read.analytics import (
     MAX_ACTIVITY_MINUTES,
     ActivityBucket,
     Durations,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from api.service import Service
-from domain.interventions import Actor
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder, SagaChange
-from domain.saga import SagaStatus
-from persistence.paging import PageFilter
-from persistence.queries import ReadModel
+from domain.model.interventions import Actor
+from domain.model.saga import SagaChange, SagaStatus
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import PlaceOrder
+from persistence.read.paging import PageFilter
+from persistence.read.queries import ReadModel
 from tests.integration.support import TERMINAL, wait_for_status
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from domain.interventions import Actor
+from domain.model.interventions import Actor
 from persistence.database import make_engine
 from persistence.migrate import upgrade
-from persistence.rebuild import rebuild_projections
+from persistence.read.rebuild import rebuild_projections
 from persistence.tables import journal
 from tests.golden.generate import golden_files
 from tests.golden.rows import PARTICIPANT_TABLES, folded, jsonable, read_rows, stored_rows

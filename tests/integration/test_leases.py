@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from api.service import Service
 from api.settings import Settings
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder
-from domain.saga import Participant, SagaStarted, SagaStatus, start
+from domain.model.saga import Participant, SagaStarted, SagaStatus, start
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import PlaceOrder
 from persistence.database import make_engine
-from persistence.leases import lease_change
+from persistence.fleet.leases import lease_change
 from persistence.tables import journal, reservations, saga_leases
 from tests.gates import Hold
 from tests.integration.support import FAST, stock_catalog, wait_for_status

@@ -30,8 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
+from persistence.connection import BlockingDb, run_blocking
 from persistence.database import make_writer_engine
-from persistence.db import BlockingDb, run_blocking
 from persistence.migrate import upgrade
 from persistence.prepared import Prepared
 from persistence.tables import UtcDateTime, journal, saga_timeline

@@ -21,7 +21,7 @@ from sqlalchemy import Table, select, update
 
 from api.cli import main
 from persistence.database import make_engine
-from persistence.rebuild import (
+from persistence.read.rebuild import (
     READ_TABLES,
     StockMismatch,
     UnexplainedStock,

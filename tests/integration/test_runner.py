@@ -12,9 +12,9 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
+from persistence.connection import Db
 from persistence.database import is_transient
-from persistence.db import Db
-from persistence.runner import WritersBusy
+from persistence.write.group_commit import WritersBusy
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from api.service import Service
-from domain.model import OrderLine, Pick
-from domain.orchestrator import PlaceOrder
+from domain.model.saga import Participant, SagaChange, SagaStatus, fold, replay
+from domain.model.values import OrderLine, Pick
+from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
-from domain.saga import Participant, SagaChange, SagaStatus, fold, replay
-from persistence.db import Db
-from persistence.journal import SagaWrites
-from persistence.projection import order_row, saga_row, timeline_rows
+from persistence.connection import Db
+from persistence.read.projection import order_row, saga_row, timeline_rows
+from persistence.write.journal import SagaWrites
 from tests.gates import Hold
 from tests.integration.commands import command_for
 from tests.integration.support import start_service, stock_catalog, wait_for_status

@@ -12,15 +12,15 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from api.service import Service
-from domain.model import OrderLine, Pick, StorageCondition
-from domain.orchestrator import PlaceOrder
+from domain.model.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
+from domain.model.values import OrderLine, Pick, StorageCondition
+from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import StepCommand, Transaction
-from domain.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
-from persistence import catalog
+from persistence.connection import Db
 from persistence.database import make_engine
-from persistence.db import Db
-from persistence.participants import CAS_ATTEMPTS, SqlInventory
 from persistence.tables import stock
+from persistence.write import catalog
+from persistence.write.participants import CAS_ATTEMPTS, SqlInventory
 from tests.integration.commands import command_for
 from tests.integration.interleave import after_stock_reads, contend_for_stock
 from tests.integration.support import TERMINAL, start_service, wait_for_status

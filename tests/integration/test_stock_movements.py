@@ -11,14 +11,14 @@ from collections import Counter
 from sqlalchemy import select
 
 from api.service import Service
-from domain.interventions import Actor
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder
-from domain.problems import MAX_COUNT, ProblemCode
-from domain.saga import SagaState, SagaStatus
-from persistence import catalog
-from persistence.movements import unexplained_stock
+from domain.model.interventions import Actor
+from domain.model.problems import MAX_COUNT, ProblemCode
+from domain.model.saga import SagaState, SagaStatus
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import PlaceOrder
 from persistence.tables import stock_movements
+from persistence.write import catalog
+from persistence.write.movements import unexplained_stock
 from tests.integration.support import wait_for_status
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.saga import Participant
+from domain.model.saga import Participant
 from tests.integration.staging import Stage, start_stage
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra: pip install -e '.[otel]'")

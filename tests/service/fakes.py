@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from domain.model import Pick
+from domain.model.saga import Outcome, Participant, Rejected, SagaChange, SagaEvent, Succeeded
+from domain.model.values import Pick
 from domain.ports import (
     ConcurrencyConflict,
     KeyedRequest,
@@ -18,7 +19,6 @@ from domain.ports import (
     Placement,
     StepCommand,
 )
-from domain.saga import Outcome, Participant, Rejected, SagaChange, SagaEvent, Succeeded
 
 T = TypeVar("T")
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

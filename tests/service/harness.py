@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from domain.model import OrderLine
-from domain.orchestrator import Orchestrator, PlaceOrder, SagaChange
-from domain.saga import SagaPolicy, SagaState, SagaStatus, fold
+from domain.model.saga import SagaChange, SagaPolicy, SagaState, SagaStatus, fold
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import Orchestrator, PlaceOrder
 from tests.service.fakes import FakeClock, FakeRunner, ScriptedGate, World, settle
 
 POLICY = SagaPolicy()

@@ -8,11 +8,11 @@ import logging
 
 import pytest
 
-from domain.attempts import CONFLICT_ATTEMPTS
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder
+from domain.model.saga import SagaStatus
+from domain.model.values import OrderLine
+from domain.orchestration.attempts import CONFLICT_ATTEMPTS
+from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, StillContended
-from domain.saga import SagaStatus
 from tests.polling import eventually
 from tests.service.harness import Harness
 

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from domain.interventions import Actor
-from domain.orchestrator import Orchestrator
+from domain.model.interventions import Actor
+from domain.orchestration.orchestrator import Orchestrator
 from tests.service.fakes import FakeClock
 from tests.service.harness import POLICY
 

@@ -9,10 +9,10 @@ import pytest
 from graphql import GraphQLError
 
 from api.graphql.subscriptions import updates_of_all_sagas
-from api.hub import Committed, FellBehind, TransitionHub
-from domain.model import OrderLine
-from domain.orchestrator import Orchestrator, PlaceOrder
-from domain.saga import SagaPolicy, SagaStatus, fold
+from api.live.hub import Committed, FellBehind, TransitionHub
+from domain.model.saga import SagaPolicy, SagaStatus, fold
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import Orchestrator, PlaceOrder
 from tests.service.fakes import FakeClock, FakeRunner, World, settle
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from domain.interventions import Actor, Refused
-from domain.orchestrator import Orchestrator
-from domain.problems import ProblemCode
-from domain.saga import CUSTOMER_CANCELLED, Participant, SagaState, SagaStatus, Step, StepStatus
+from domain.model.interventions import Actor, Refused
+from domain.model.problems import ProblemCode
+from domain.model.saga import CUSTOMER_CANCELLED, Participant, SagaState, SagaStatus, Step, StepStatus
+from domain.orchestration.orchestrator import Orchestrator
 from tests.service.fakes import FakeRunner, settle
 from tests.service.harness import POLICY, Harness
 

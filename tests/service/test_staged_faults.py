@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from api.staged_faults import Fault, FaultInjector
+from domain.model.saga import Participant
 from domain.ports import ParticipantUnavailable
-from domain.saga import Participant
 from tests.service.fakes import FakeClock, settle
 
 

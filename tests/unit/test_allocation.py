@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.allocation import Allocation, Shortage, Shortfall, StockSlot, allocate
-from domain.model import OrderLine, Pick, StorageCondition
+from domain.model.allocation import Allocation, Shortage, Shortfall, StockSlot, allocate
+from domain.model.values import OrderLine, Pick, StorageCondition
 
 AMBIENT = StorageCondition.AMBIENT
 CHILLED = StorageCondition.REFRIGERATED

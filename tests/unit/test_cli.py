@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from api.cli import _parser, _settings
 from api.settings import Settings
-from domain.saga import SagaPolicy
+from domain.model.saga import SagaPolicy
 
 
 def serve_settings(*argv: str) -> Settings:

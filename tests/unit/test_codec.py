@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.model import OrderLine, Pick
-from domain.saga import (
+from domain.model.saga import (
     CUSTOMER_CANCELLED,
     CompensationStarted,
     CustomerCancelled,
@@ -24,6 +23,7 @@ from domain.saga import (
     StepSucceeded,
     StepTimedOut,
 )
+from domain.model.values import OrderLine, Pick
 from persistence import codec
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from api.graphql.inputs import as_utc, parse_date_time, unstorable_text
 from api.graphql.relay import decode_cursor, encode_cursor
-from persistence.paging import Position
+from persistence.read.paging import Position
 
 offsets = st.none() | st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
 times = st.builds(lambda at, offset: at.replace(tzinfo=offset), st.datetimes(), offsets)

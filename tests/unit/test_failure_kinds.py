@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain import interventions
-from domain.interventions import Actor
-from domain.saga import (
+from domain.model import interventions
+from domain.model.interventions import Actor
+from domain.model.saga import (
     CompensationStarted,
     FailureKind,
     SagaEvent,

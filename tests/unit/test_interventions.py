@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain import interventions
-from domain.interventions import Actor, Refused
-from domain.model import OrderLine, Pick
-from domain.problems import ProblemCode
-from domain.saga import (
+from domain.model import interventions
+from domain.model.interventions import Actor, Refused
+from domain.model.problems import ProblemCode
+from domain.model.saga import (
     CUSTOMER_CANCELLED,
     CompensationStarted,
     CustomerCancelled,
@@ -35,6 +34,7 @@ from domain.saga import (
     next_action,
     on_timeout,
 )
+from domain.model.values import OrderLine, Pick
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.problems import MAX_COUNT, ProblemCode, check_stock_delta
+from domain.model.problems import MAX_COUNT, ProblemCode, check_stock_delta
 
 
 @given(st.integers(-MAX_COUNT, MAX_COUNT).filter(bool))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.model import OrderLine
-from domain.saga import (
+from domain.model.saga import (
     CompensationStarted,
     SagaAborted,
     SagaChange,
@@ -21,8 +20,9 @@ from domain.saga import (
     evolve,
     start,
 )
+from domain.model.values import OrderLine
 from persistence import codec
-from persistence.projection import saga_row, timeline_rows
+from persistence.read.projection import saga_row, timeline_rows
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 SHORT = "insufficient stock: SKU-1 short by 1 (requested 2, available 1)"

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.model import OrderLine, Pick
-from domain.saga import (
+from domain.model.saga import (
     COMPENSATION_OF,
     FORWARD_STEPS,
     Action,
@@ -51,6 +50,7 @@ from domain.saga import (
     replay,
     start,
 )
+from domain.model.values import OrderLine, Pick
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = SagaPolicy()

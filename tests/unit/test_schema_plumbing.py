@@ -14,7 +14,7 @@ from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 
 from api.graphql.coercion import prepare_inputs
-from api.graphql.lifecycle import PreparedExtensionsRunner
+from api.graphql.extensions_runner import PreparedExtensionsRunner
 
 
 class Outer(SchemaExtension):

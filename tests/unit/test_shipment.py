@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from domain import interventions, shipment
-from domain.interventions import Actor, Refused
-from domain.problems import ProblemCode
-from domain.saga import SagaEvent, SagaStatus, ShipmentDispatched, Step, StepSucceeded
-from domain.shipment import ShipmentStatus
+from domain.model import interventions, shipment
+from domain.model.interventions import Actor, Refused
+from domain.model.problems import ProblemCode
+from domain.model.saga import SagaEvent, SagaStatus, ShipmentDispatched, Step, StepSucceeded
+from domain.model.shipment import ShipmentStatus
 from tests.unit.test_interventions import (
     COMPLETED,
     LATER,

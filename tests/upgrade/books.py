@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from persistence.database import make_engine
-from persistence.projection import picks_from_json
+from persistence.read.projection import picks_from_json
 from persistence.tables import orders, reservations, saga_view, stock
 
 

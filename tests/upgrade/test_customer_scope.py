@@ -12,13 +12,13 @@ from alembic import command
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from domain.model import OrderLine
-from domain.orchestrator import PlaceOrder
+from domain.model.values import OrderLine
+from domain.orchestration.orchestrator import PlaceOrder
+from persistence.connection import AsyncDb
 from persistence.database import make_engine
-from persistence.db import AsyncDb
-from persistence.journal import SqlSagaStore
 from persistence.migrate import alembic_config, upgrade
 from persistence.tables import orders, placements
+from persistence.write.journal import SqlSagaStore
 
 LINES: list[dict[str, Any]] = [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain.model import OrderLine, Pick
+from domain.model.values import OrderLine, Pick
 
 
 class SagaStatus(enum.Enum):

@@ -24,10 +24,10 @@ from api.graphql.types import (
     shipment_as_committed,
     user_errors,
 )
-from domain.interventions import Actor, Refused
+from domain.model.interventions import Actor, Refused
+from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
+from domain.model.saga import SagaState
 from domain.ports import IdempotencyKeyReused
-from domain.problems import MAX_TEXT, Problem, ProblemCode, check_text
-from domain.saga import SagaState
 
 if TYPE_CHECKING:
     from api.service import Service

@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from domain.model.problems import Problem
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, KeyedRequest
-from domain.problems import Problem
+from persistence.connection import Db
 from persistence.database import is_key_clash
-from persistence.db import Db
 from persistence.prepared import Prepared
 from persistence.tables import request_keys
 

@@ -13,19 +13,19 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
-from domain.allocation import Shortfall, StockSlot, allocate
-from domain.model import MovementKind, OrderStatus, Pick, StorageCondition
+from domain.model.allocation import Shortfall, StockSlot, allocate
+from domain.model.saga import Outcome, Rejected, Succeeded, Unavailable
+from domain.model.shipment import ShipmentStatus
+from domain.model.values import MovementKind, OrderStatus, Pick, StorageCondition
 from domain.ports import ConcurrencyConflict, StepCommand
-from domain.saga import Outcome, Rejected, Succeeded, Unavailable
-from domain.shipment import ShipmentStatus
-from persistence import movements
+from persistence.connection import Db
 from persistence.database import LOCK_CONFLICTS
-from persistence.db import Db
 from persistence.metrics import StoreMetrics
-from persistence.movements import pick_movements
 from persistence.prepared import Prepared
-from persistence.projection import picks_from_json, picks_json
+from persistence.read.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
+from persistence.write import movements
+from persistence.write.movements import pick_movements
 
 # A reservation whose rows moved under it re-reads and tries again this many times, with a jittered
 # pause growing by this much each time, before it reports a transient failure (never a shortage).

@@ -15,15 +15,15 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from domain.model.saga import SagaChange, SagaEvent, SagaState
 from domain.ports import ConcurrencyConflict, Placement
-from domain.saga import SagaChange, SagaEvent, SagaState
 from persistence import codec
+from persistence.connection import Db
 from persistence.database import LOCK_CONFLICTS, is_key_clash
-from persistence.db import Db
-from persistence.leases import Fleet, lease_change, write_leases
-from persistence.notifications import CommitNotice, notify
+from persistence.fleet.leases import Fleet, lease_change, write_leases
+from persistence.fleet.notifications import CommitNotice, notify
 from persistence.prepared import Prepared
-from persistence.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
+from persistence.read.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
     order_view,

@@ -1,6 +1,6 @@
 """The transitions live subscribers send, read once per process however many subscribers send them.
 
-A notice (api/hub.py) wakes every subscriber of its saga, and each needs the same timeline rows and
+A notice (api/live/hub.py) wakes every subscriber of its saga, and each needs the same timeline rows and
 the saga as it is after them. The first to ask reads them: the rows past its cursor, then the rows of
 their sagas, one query each for all the sagas it asks about. Subscribers that ask while that read is
 under way wait for it, and later ones find the transitions kept here. A transition is made once
@@ -26,7 +26,7 @@ from typing import Generic, Protocol, TypeVar
 from sqlalchemy import Row
 
 from persistence.database import is_transient
-from persistence.queries import ReadModel
+from persistence.read.queries import ReadModel
 
 T = TypeVar("T")
 log = logging.getLogger("ordersaga.api")

@@ -27,9 +27,8 @@ from sqlalchemy import Interval, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.orchestrator import SagaChange
-from domain.saga import SagaState
-from persistence.db import Db
+from domain.model.saga import SagaChange, SagaState
+from persistence.connection import Db
 from persistence.tables import saga_leases
 
 # Most expired leases one claim round takes, so that a process coming up next to a dead one's

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.problems import ProblemCode
-from domain.saga import (
+from domain.model.problems import ProblemCode
+from domain.model.saga import (
     CUSTOMER_CANCELLED,
     CustomerCancelled,
     SagaAborted,

@@ -6,7 +6,7 @@ fails, the batch is rolled back and each piece of work runs again in a transacti
 failure only ever fails its own work.
 
 With an async engine (PostgreSQL) a lane writes its batches on the event loop; with a blocking one
-(SQLite) it writes each whole batch in a thread of its own (see persistence/db.py).
+(SQLite) it writes each whole batch in a thread of its own (see persistence/connection.py).
 
 Under overload, work that no lane has taken within `admission_timeout` is withdrawn and answered
 `WritersBusy`: it never runs, so a caller told so may send it again without doing it twice. Work a
@@ -33,8 +33,8 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.ports import OutcomeUnknown, Transaction
+from persistence.connection import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.database import is_contention, sqlstate
-from persistence.db import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.metrics import StoreMetrics
 
 T = TypeVar("T")

@@ -23,8 +23,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from domain.orchestrator import SagaChange
-from domain.saga import SagaStatus
+from domain.model.saga import SagaChange, SagaStatus
 
 # How many distinct sagas may wait, unread, for one subscriber. It is also the most sagas whose
 # timelines one catch-up reads in a single query, well within SQLite's and asyncpg's bind limits.

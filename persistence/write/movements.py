@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.model import MovementKind, Pick
-from persistence.db import Db
+from domain.model.values import MovementKind, Pick
+from persistence.connection import Db
 from persistence.prepared import Prepared
 from persistence.tables import stock, stock_movements
 

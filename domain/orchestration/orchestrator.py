@@ -21,26 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from domain import interventions, shipment
-from domain.attempts import CONFLICT_ATTEMPTS, until_settled
-from domain.interventions import Actor, Decision, Refused
-from domain.model import OrderLine
-from domain.ports import (
-    Clock,
-    ConcurrencyConflict,
-    IdempotencyKeyReused,
-    KeyedRequest,
-    OutcomeUnknown,
-    ParticipantGate,
-    ParticipantUnavailable,
-    Placement,
-    SagaLeases,
-    StepCommand,
-    Transaction,
-    TransactionRunner,
-)
-from domain.problems import ProblemCode
-from domain.saga import (
+from domain.model import interventions, shipment
+from domain.model.interventions import Actor, Decision, Refused
+from domain.model.problems import ProblemCode
+from domain.model.saga import (
     Call,
     Emit,
     Finished,
@@ -58,6 +42,22 @@ from domain.saga import (
     on_outcome,
     on_timeout,
 )
+from domain.model.values import OrderLine
+from domain.orchestration.attempts import CONFLICT_ATTEMPTS, until_settled
+from domain.ports import (
+    Clock,
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    KeyedRequest,
+    OutcomeUnknown,
+    ParticipantGate,
+    ParticipantUnavailable,
+    Placement,
+    SagaLeases,
+    StepCommand,
+    Transaction,
+    TransactionRunner,
+)
 
 R = TypeVar("R")
 log = logging.getLogger("ordersaga.saga")
@@ -68,7 +68,7 @@ current_saga: ContextVar[str | None] = ContextVar("current_saga", default=None)
 current_step: ContextVar[str | None] = ContextVar("current_step", default=None)
 
 
-# Listeners receive each committed SagaChange (domain/saga.py) after the commit.
+# Listeners receive each committed SagaChange (domain/model/saga.py) after the commit.
 SagaListener = Callable[[SagaChange], None]
 
 # After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to

@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from domain.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
+from domain.model.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.

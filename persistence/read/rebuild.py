@@ -24,10 +24,9 @@ from itertools import groupby
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.saga import SagaState, replay
+from domain.model.saga import SagaState, replay
 from persistence import codec
-from persistence.movements import unexplained_stock
-from persistence.projection import (
+from persistence.read.projection import (
     held_stock,
     order_row,
     saga_row,
@@ -45,6 +44,7 @@ from persistence.tables import (
     shipment_view,
     stock,
 )
+from persistence.write.movements import unexplained_stock
 
 READ_TABLES = (saga_view, saga_step_view, saga_timeline, order_view, shipment_view)
 
@@ -141,7 +141,7 @@ EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def _lease_unleased(conn: AsyncConnection, moving: list[str]) -> None:
-    """Give each saga of `moving` that has no lease an expired one (persistence/leases.py: a lease row
+    """Give each saga of `moving` that has no lease an expired one (persistence/fleet/leases.py: a lease row
     exists exactly while a saga moves on its own)."""
     for start in range(0, len(moving), 500):
         chunk = moving[start : start + 500]

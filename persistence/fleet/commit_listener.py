@@ -1,7 +1,7 @@
 """Every process's commits, heard in this one: PostgreSQL LISTEN, published to the hub.
 
 Commits of this process reach its hub in-process (the orchestrator listener); this task adds the
-others', from the notifications their transactions sent (persistence/notifications.py). A
+others', from the notifications their transactions sent (persistence/fleet/notifications.py). A
 notification of a saga this process drives, sent by another (an operator's intervention that
 landed there), restarts the saga's driver from its journal; one that settles a saga a request here
 waits for (`placeOrder(awaitOutcomeMs)` replaying a placement made there) answers it.
@@ -24,12 +24,12 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.hub import Committed, TransitionHub
-from domain.orchestrator import Orchestrator
+from api.live.hub import Committed, TransitionHub
+from domain.model.saga import TERMINAL_STATUSES, SagaStatus
+from domain.orchestration.orchestrator import Orchestrator
 from domain.ports import Clock
-from domain.saga import TERMINAL_STATUSES, SagaStatus
-from persistence.leases import LeaseBook
-from persistence.notifications import CHANNEL, CommitNotice, changed_since
+from persistence.fleet.leases import LeaseBook
+from persistence.fleet.notifications import CHANNEL, CommitNotice, changed_since
 
 log = logging.getLogger("ordersaga.fanout")
 

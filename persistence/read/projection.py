@@ -11,9 +11,9 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from domain.model import OrderStatus, Pick
-from domain.saga import SagaChange, SagaState, Step, StepRecord, StepStatus
-from domain.shipment import shipment_status
+from domain.model.saga import SagaChange, SagaState, Step, StepRecord, StepStatus
+from domain.model.shipment import shipment_status
+from domain.model.values import OrderStatus, Pick
 
 # A step that ended in one of these, after its last attempt, is what the saga failed on.
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from domain.interventions import Decision, Refused
-from domain.problems import ProblemCode
-from domain.saga import SagaState, SagaStatus, ShipmentDispatched, Step, StepStatus
+from domain.model.interventions import Decision, Refused
+from domain.model.problems import ProblemCode
+from domain.model.saga import SagaState, SagaStatus, ShipmentDispatched, Step, StepStatus
 
 
 class ShipmentStatus(enum.Enum):

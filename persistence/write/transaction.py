@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from persistence.db import Db
-from persistence.journal import SqlSagaStore
-from persistence.leases import Fleet
+from persistence.connection import Db
+from persistence.fleet.leases import Fleet
 from persistence.metrics import StoreMetrics
-from persistence.participants import SqlInventory, SqlOrders, SqlShipments
-from persistence.requests import SqlRequestKeys
+from persistence.write.journal import SqlSagaStore
+from persistence.write.participants import SqlInventory, SqlOrders, SqlShipments
+from persistence.write.requests import SqlRequestKeys
 
 
 class SqlTransaction:

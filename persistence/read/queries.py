@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import Row, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.saga import SagaStatus
-from persistence.paging import PageFilter, Position, newest_first
+from domain.model.saga import SagaStatus
+from persistence.read.paging import PageFilter, Position, newest_first
 from persistence.tables import (
     order_view,
     products,

@@ -11,12 +11,12 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, update
 
-from domain.model import MovementKind, StorageCondition
-from domain.problems import MAX_COUNT, Problem, ProblemCode
-from persistence import movements
-from persistence.db import Db
-from persistence.movements import movement
+from domain.model.problems import MAX_COUNT, Problem, ProblemCode
+from domain.model.values import MovementKind, StorageCondition
+from persistence.connection import Db
 from persistence.tables import products, sections, stock, warehouses
+from persistence.write import movements
+from persistence.write.movements import movement
 
 
 async def register_warehouse(

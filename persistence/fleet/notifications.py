@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.saga import SagaStatus
-from persistence.db import Db
+from domain.model.saga import SagaStatus
+from persistence.connection import Db
 from persistence.tables import saga_timeline, saga_view
 
 CHANNEL = "saga_committed"

@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from domain.model import OrderLine, Pick, StorageCondition
+from domain.model.values import OrderLine, Pick, StorageCondition
 
 
 @dataclass(frozen=True, slots=True)
