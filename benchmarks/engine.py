@@ -19,9 +19,9 @@ from api.service import Service
 from api.settings import Settings
 from benchmarks import workload
 from benchmarks.databases import Database, fresh_database
+from domain.model.commands import PlaceOrder
 from domain.model.saga import TERMINAL_STATUSES, SagaChange, SagaStatus
 from domain.model.values import OrderLine, StorageCondition
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.connection import Db
 from persistence.write import catalog
 

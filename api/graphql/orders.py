@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from api.access.rules import may_act_for
 from api.graphql.types import Order, Saga, UserError, as_committed, principal, service, user_errors
+from domain.model.commands import OrderPlaced, PlaceOrder
 from domain.model.problems import (
     MAX_CODE,
     MAX_LINES,
@@ -24,7 +25,6 @@ from domain.model.problems import (
 )
 from domain.model.saga import TERMINAL_STATUSES, SagaState, SagaStatus
 from domain.model.values import OrderLine as DomainOrderLine
-from domain.orchestration.orchestrator import OrderPlaced, PlaceOrder
 from domain.ports import IdempotencyKeyReused
 
 if TYPE_CHECKING:

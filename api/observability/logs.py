@@ -26,7 +26,7 @@ from domain.model.saga import (
     StepFailed,
     StepTimedOut,
 )
-from domain.orchestration.orchestrator import current_saga, current_step
+from domain.orchestration.context import current_saga, current_step
 
 LOG_FORMATS = ("text", "json")
 _FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"

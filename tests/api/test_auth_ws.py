@@ -14,8 +14,8 @@ import pytest
 import websockets
 
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from tests.api.live import saga_renderings
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 from tests.api.test_auth_http import place, stock

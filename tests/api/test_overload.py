@@ -13,8 +13,8 @@ import pytest
 
 from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.connection import Db
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions

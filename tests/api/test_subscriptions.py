@@ -15,9 +15,9 @@ import websockets
 from sqlalchemy import event
 
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from tests.api.live import Live, saga_renderings, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from api.service import Service
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaPolicy
 from domain.model.values import OrderLine, StorageCondition
-from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ParticipantUnavailable
 from persistence.write import catalog
 from tests.service.fakes import FakeClock

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
 from domain.model.saga import SagaChange, SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.read.paging import PageFilter
 from persistence.read.queries import ReadModel
 from tests.integration.support import TERMINAL, wait_for_status

@@ -9,11 +9,11 @@ import asyncio
 from sqlalchemy import select
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor, Refused
 from domain.model.problems import ProblemCode
 from domain.model.saga import SagaState, SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.database import is_sqlite
 from persistence.tables import orders, reservations, shipments
 from tests.integration.support import start_service, wait_for_status

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas
 from api.service import Service
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.saga import SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.database import make_engine
 from tests.integration.support import FAST, stock_catalog, wait_for_status
 from tests.polling import eventually

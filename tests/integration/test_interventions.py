@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor, Refused
 from domain.model.problems import ProblemCode
 from domain.model.saga import CUSTOMER_CANCELLED, Participant, SagaChange, SagaState, SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from tests.integration.support import start_service, stock_catalog, wait_for_status
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from api.service import Service
 from api.settings import Settings
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaStarted, SagaStatus, start
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.database import make_engine
 from persistence.fleet.leases import lease_change
 from persistence.tables import journal, reservations, saga_leases

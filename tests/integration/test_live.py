@@ -12,9 +12,9 @@ from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas, updates_
 from api.live.hub import Committed, TransitionHub
 from api.live.recent_transitions import RecentTransitions, Wanted
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from tests.gates import Hold
 from tests.integration.support import start_service, stock_catalog, wait_for_status
 from tests.polling import eventually

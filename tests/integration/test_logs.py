@@ -70,7 +70,7 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
 
 
 def test_text_lines_name_the_saga_and_step() -> None:
-    from domain.orchestration.orchestrator import current_saga, current_step
+    from domain.orchestration.context import current_saga, current_step
 
     stream = io.StringIO()
     logger = logging.getLogger("ordersaga.test")

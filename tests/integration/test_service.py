@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaChange, SagaStatus, fold, replay
 from domain.model.values import OrderLine, Pick
-from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from persistence.connection import Db
 from persistence.read.projection import order_row, saga_row, timeline_rows

@@ -12,9 +12,9 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
 from domain.model.values import OrderLine, Pick, StorageCondition
-from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import StepCommand, Transaction
 from persistence.connection import Db
 from persistence.database import make_engine

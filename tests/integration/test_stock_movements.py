@@ -11,11 +11,11 @@ from collections import Counter
 from sqlalchemy import select
 
 from api.service import Service
+from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
 from domain.model.problems import MAX_COUNT, ProblemCode
 from domain.model.saga import SagaState, SagaStatus
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.tables import stock_movements
 from persistence.write import catalog
 from persistence.write.movements import unexplained_stock

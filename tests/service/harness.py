@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from domain.model.commands import PlaceOrder
 from domain.model.saga import SagaChange, SagaPolicy, SagaState, SagaStatus, fold
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import Orchestrator, PlaceOrder
+from domain.orchestration.orchestrator import Orchestrator
 from tests.service.fakes import FakeClock, FakeRunner, ScriptedGate, World, settle
 
 POLICY = SagaPolicy()

@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
+from domain.model.commands import PlaceOrder
 from domain.model.saga import SagaStatus
 from domain.model.values import OrderLine
 from domain.orchestration.attempts import CONFLICT_ATTEMPTS
-from domain.orchestration.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, StillContended
 from tests.polling import eventually
 from tests.service.harness import Harness

@@ -10,9 +10,10 @@ from graphql import GraphQLError
 
 from api.graphql.subscriptions import updates_of_all_sagas
 from api.live.hub import Committed, FellBehind, TransitionHub
+from domain.model.commands import PlaceOrder
 from domain.model.saga import SagaPolicy, SagaStatus, fold
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import Orchestrator, PlaceOrder
+from domain.orchestration.orchestrator import Orchestrator
 from tests.service.fakes import FakeClock, FakeRunner, World, settle
 
 

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaStatus, Step, StepStatus, fold
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import Orchestrator, PlaceOrder
+from domain.orchestration.orchestrator import Orchestrator
 from domain.ports import IdempotencyKeyReused
 from tests.service.fakes import FakeClock, FakeRunner, World, settle
 from tests.service.harness import POLICY, Harness

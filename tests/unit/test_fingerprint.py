@@ -9,8 +9,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 
 # Text with the characters a joined encoding could confuse: separators, quotes, brackets, escapes.
 tricky_text = st.text(alphabet=st.sampled_from('ax|,:"[]{}\\ 1\u00e9'), max_size=8)

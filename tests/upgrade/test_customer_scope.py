@@ -12,8 +12,8 @@ from alembic import command
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
+from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
-from domain.orchestration.orchestrator import PlaceOrder
 from persistence.connection import AsyncDb
 from persistence.database import make_engine
 from persistence.migrate import alembic_config, upgrade

@@ -1,0 +1,205 @@
+"""Running a step: admit the call (the gate), make it, record its outcome and what follows from it
+in one transaction with the participant's effect, commit, and announce what committed.
+
+A participant call, the events it produces and their projection share one transaction, so a
+participant's effect is never kept without its journal entry, or the reverse. With no gate to
+consult between steps, the calls that follow one another share that transaction too (`advance`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+from domain.model.saga import (
+    Call,
+    Emit,
+    Outcome,
+    SagaChange,
+    SagaEvent,
+    SagaPolicy,
+    SagaState,
+    Step,
+    Unavailable,
+    fold,
+    next_action,
+    on_outcome,
+    on_timeout,
+)
+from domain.ports import (
+    Clock,
+    ConcurrencyConflict,
+    ParticipantGate,
+    ParticipantUnavailable,
+    SagaLeases,
+    StepCommand,
+    Transaction,
+    TransactionRunner,
+)
+
+R = TypeVar("R")
+log = logging.getLogger("ordersaga.saga")
+
+
+class LeaseLost(Exception):
+    """This process does not hold the saga's lease, so it must not write to the saga."""
+
+
+class Steps:
+    def __init__(
+        self,
+        runner: TransactionRunner,
+        clock: Clock,
+        policy: SagaPolicy,
+        publish: Callable[[SagaChange], None],
+        gate: ParticipantGate | None = None,
+        leases: SagaLeases | None = None,
+    ) -> None:
+        self._runner = runner
+        self._clock = clock
+        self._policy = policy
+        self._publish = publish
+        self._gate = gate
+        # None: this process is the only one (SQLite) and drives every saga.
+        self._leases = leases
+
+    async def call(self, state: SagaState, call: Call, chain: bool = True) -> SagaState:
+        """Make the step's call (after the gate admits it) and record its outcome; a call that fails
+        is recorded as an unavailable participant, so the retry policy decides what follows."""
+        chain = chain and self._gate is None
+        if self._gate is not None:
+            try:
+                await self._admit(self._gate, call)
+            except ParticipantUnavailable as refused:
+                return await self.advance(state, None, Unavailable(str(refused) or "participant unavailable"))
+        try:
+            return await self.advance(state, call, chain=chain)
+        except (ConcurrencyConflict, LeaseLost):
+            raise
+        except Exception as error:
+            if chain:
+                # A chain rolls back whole; run this one step alone, so a failure is charged to
+                # the step that failed.
+                return await self.call(state, call, chain=False)
+            # The participant's work was rolled back with the transaction; count it as a failed
+            # attempt so the retry policy, not a tight loop, decides what happens next.
+            log.warning("saga %s: %s failed: %r", state.saga_id, call.step.value, error)
+            return await self.advance(state, None, Unavailable(f"{type(error).__name__}: {error}"))
+
+    async def _admit(self, gate: ParticipantGate, call: Call) -> None:
+        """Wait for the gate, but no longer than the step's deadline: a participant slower than its
+        deadline is a timeout, which the transaction then records."""
+        admitted = asyncio.ensure_future(gate.admit(call.participant))
+        deadline = asyncio.ensure_future(self._clock.sleep_until(call.deadline))
+        try:
+            await asyncio.wait({admitted, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (admitted, deadline):
+                waiter.cancel()
+        if admitted.done() and not admitted.cancelled():
+            admitted.result()
+
+    async def advance(
+        self, state: SagaState, call: Call | None, outcome: Outcome | None = None, chain: bool = False
+    ) -> SagaState:
+        """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
+        each following call is made in the same transaction too, up to a wait or the end: with no
+        gate to consult between steps, one commit then carries the rest of the saga."""
+        # Checked again here: a participant (or the gate) may have kept the driver past its lease.
+        self.check_lease(state.saga_id)
+
+        async def work(tx: Transaction) -> SagaChange:
+            now = self._clock.now()
+            change = SagaChange.from_state(state)
+            if outcome is not None:
+                change = change.apply(on_outcome(state, outcome, now, self._policy))
+            next_call = call
+            while next_call is not None:
+                current = change.after
+                if now >= next_call.deadline:
+                    produced = on_timeout(current, now, self._policy)
+                else:
+                    done = await _execute(tx, current, next_call.step, now)
+                    produced = on_outcome(current, done, now, self._policy)
+                change = self.settle(change.apply(produced), now)
+                following = next_action(change.after, now, self._policy)
+                next_call = following if chain and isinstance(following, Call) else None
+            change = self.settle(change, now)
+            await tx.sagas.append(change, None)
+            return change
+
+        change = await self.committed(work, self._publish, min(line.sku for line in state.lines))
+        return change.after
+
+    async def committed(
+        self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None], lock_order: str = ""
+    ) -> R:
+        """Run `work` in a transaction and, once it has committed, `settled` with its result, even when
+        the caller stopped waiting meanwhile (a driver halted by an intervention, a client gone): what
+        has committed is always announced, and a placed order always driven."""
+        transaction = asyncio.ensure_future(self._runner.run(work, lock_order))
+
+        def on_commit(done: asyncio.Future[R]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                settled(done.result())
+
+        transaction.add_done_callback(on_commit)
+        return await asyncio.shield(transaction)
+
+    def settle(self, change: SagaChange, now: datetime) -> SagaChange:
+        """Record the transitions that need no participant (starting the next step, say), up to the
+        next call or wait, so they share the transaction of what led to them."""
+        while isinstance(action := next_action(change.after, now, self._policy), Emit):
+            change = change.apply(action.events)
+        return change
+
+    async def load(self, saga_id: str) -> SagaState | None:
+        """The saga as its journal holds it; None if there is no such saga."""
+
+        async def work(tx: Transaction) -> list[SagaEvent]:
+            return await tx.sagas.load(saga_id)
+
+        journal = await self._runner.run(work)
+        return fold(saga_id, journal) if journal else None
+
+    def check_lease(self, saga_id: str) -> None:
+        """Raises LeaseLost unless this process may write to the saga."""
+        if self._leases is not None and not self._leases.holds(saga_id):
+            raise LeaseLost(saga_id)
+
+
+def step_command(state: SagaState, action: str, now: datetime) -> StepCommand:
+    """The command for `action` (a step's name, or an intervention's event) of the saga."""
+    return StepCommand(
+        command_id=f"{state.saga_id}:{action}",
+        saga_id=state.saga_id,
+        order_id=state.order_id,
+        customer_id=state.customer_id,
+        lines=state.lines,
+        picks=state.picks,
+        reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
+        at=now,
+        shipment_id=state.shipment_id,
+    )
+
+
+async def _execute(tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
+    command = step_command(state, step.value, now)
+    match step:
+        case Step.RESERVE_STOCK:
+            return await tx.inventory.reserve_stock(command)
+        case Step.CONFIRM_ORDER:
+            return await tx.orders.confirm_order(command)
+        case Step.CREATE_SHIPMENT:
+            return await tx.shipments.create_shipment(command)
+        case Step.RELEASE_STOCK:
+            return await tx.inventory.release_stock(command)
+        case Step.CANCEL_ORDER:
+            return await tx.orders.cancel_order(command)
+        case Step.CANCEL_SHIPMENT:
+            return await tx.shipments.cancel_shipment(command)
+        case Step.CREATE_ORDER:
+            raise ValueError("orders are created when the saga starts")
