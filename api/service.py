@@ -16,20 +16,22 @@ from api.access.auth import Authenticator
 from api.access.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.clock import SystemClock
 from api.graphql.subscriptions import live_transitions
-from api.live.hub import TransitionHub
+from api.live.hub import Committed, TransitionHub
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
 from api.staged_faults import FaultInjector
-from api.takeover import keep_leases, lease_round
 from domain.model.problems import Problem
+from domain.model.saga import SETTLED_STATUSES
 from domain.orchestration.attempts import until_settled
 from domain.orchestration.orchestrator import Orchestrator
+from domain.orchestration.takeover import keep_leases, lease_round
 from domain.ports import Clock, KeyedRequest, ParticipantGate
 from persistence.connection import Db
 from persistence.database import is_sqlite, make_engine, make_writer_engine
-from persistence.fleet.commit_listener import CommitFanout
+from persistence.fleet.commit_listener import CommitListener
 from persistence.fleet.leases import Fleet, LeaseBook
+from persistence.fleet.notifications import CommitNotice
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
@@ -114,11 +116,12 @@ class Service:
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
         self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
-        self.fanout = None
-        if self.leases is not None:
-            self.fanout = CommitFanout(
-                settings.database_url, self._reader, self.hub, self.leases, self.orchestrator, clock
+        self.commit_listener = None
+        if fleet is not None:
+            self.commit_listener = CommitListener(
+                settings.database_url, self._reader, fleet.instance, clock, self._committed_elsewhere
             )
+        self._reactions: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self.ready = False
         self._claim = contextlib.AsyncExitStack()
@@ -138,14 +141,13 @@ class Service:
             from api.demo import load_demo_catalog
 
             await load_demo_catalog(self)
-        if self.leases is not None and self.fanout is not None:
+        if self.leases is not None and self.commit_listener is not None:
             # Listening before serving: a subscription opened here must not miss a commit made there.
-            self._background.append(asyncio.create_task(self.fanout.run(), name="commit-fanout"))
-            await self.fanout.listening.wait()
+            self._background.append(asyncio.create_task(self.commit_listener.run(), name="commit-fanout"))
+            await self.commit_listener.listening.wait()
             await lease_round(self.leases, self.orchestrator)
-            self._background.append(
-                asyncio.create_task(keep_leases(self.leases, self.orchestrator), name="lease-rounds")
-            )
+            rounds = keep_leases(self.leases, self.orchestrator, self.leases.fleet.lease_ttl)
+            self._background.append(asyncio.create_task(rounds, name="lease-rounds"))
         else:
             unfinished = await self.read.unfinished_saga_ids()
             self.orchestrator.resume(unfinished)
@@ -180,6 +182,21 @@ class Service:
             self._writer.dispose()
         await self._reader.dispose()
         await self._claim.aclose()
+
+    def _committed_elsewhere(self, notice: CommitNotice) -> None:
+        """Another process committed to a saga: its subscribers here hear of it; a saga driven here
+        restarts from its journal (an operator's intervention landed there); one that settled
+        answers the requests here awaiting its outcome (a placement replayed there)."""
+        self.hub.publish(Committed(notice.saga_id, notice.first, notice.last, notice.status))
+        reactions = []
+        if self.leases is not None and self.leases.holds(notice.saga_id):
+            reactions.append(self.orchestrator.redrive(notice.saga_id))
+        if notice.status in SETTLED_STATUSES and self.orchestrator.watching(notice.saga_id):
+            reactions.append(self.orchestrator.settled_elsewhere(notice.saga_id))
+        for reaction in reactions:
+            task = asyncio.create_task(reaction)
+            self._reactions.add(task)
+            task.add_done_callback(self._reactions.discard)
 
     async def is_ready(self) -> bool:
         """Started, and the database answers."""

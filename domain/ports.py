@@ -159,6 +159,18 @@ class SagaLeases(Protocol):
     def holds(self, saga_id: str) -> bool: ...
 
 
+class LeaseRounds(SagaLeases, Protocol):
+    """The rounds that keep this process's leases (domain/orchestration/takeover.py)."""
+
+    async def renew(self) -> tuple[set[str], set[str]]:
+        """Extend every lease this process owns; answers the sagas it holds and those it lost."""
+        ...
+
+    async def claim(self) -> set[str]:
+        """Take over leases that expired, whoever owned them; answers their sagas."""
+        ...
+
+
 class ParticipantUnavailable(Exception):
     pass
 

@@ -23,7 +23,7 @@ from domain.model.problems import (
     check_quantity,
     check_text,
 )
-from domain.model.saga import TERMINAL_STATUSES, SagaState, SagaStatus
+from domain.model.saga import SETTLED_STATUSES, SagaState, SagaStatus
 from domain.model.values import OrderLine as DomainOrderLine
 from domain.ports import IdempotencyKeyReused
 
@@ -132,7 +132,7 @@ async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> Saga
     try:
         if placed.state is None:  # a replayed placement, which may have settled long ago
             row = await svc.read.saga(placed.saga_id)
-            if row is None or row.status in _SETTLED:
+            if row is None or SagaStatus(row.status) in SETTLED_STATUSES:
                 return None
         # Cancelled when the wait times out, which is all a watcher needs: it is unwatched below.
         return await asyncio.wait_for(watcher, within.total_seconds())
@@ -142,7 +142,6 @@ async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> Saga
         svc.orchestrator.unwatch(placed.saga_id, watcher)
 
 
-_SETTLED = {s.value for s in SagaStatus if s in TERMINAL_STATUSES or s is SagaStatus.NEEDS_ATTENTION}
 MAX_AWAIT_MS = 30_000
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.model.saga import SagaChange, SagaStatus, StepRecord
+from domain.model.saga import SagaChange, StepRecord
 
 
 def finished_steps(change: SagaChange) -> list[StepRecord]:
@@ -19,4 +19,4 @@ def settled(change: SagaChange) -> bool:
     """Did the saga just reach the end of its road: a terminal status, or an operator's desk?"""
     after = change.after
     moved = change.before is None or change.before.status is not after.status
-    return moved and (after.is_terminal or after.status is SagaStatus.NEEDS_ATTENTION)
+    return moved and after.is_settled

@@ -33,6 +33,9 @@ class SagaStatus(enum.Enum):
 
 
 TERMINAL_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED})
+# Settled: nothing more happens on its own, the saga finished or waits for an operator. What a
+# request awaiting an outcome waits for.
+SETTLED_STATUSES = TERMINAL_STATUSES | {SagaStatus.NEEDS_ATTENTION}
 
 
 class Step(enum.Enum):
@@ -317,7 +320,7 @@ class SagaState:
     @property
     def is_settled(self) -> bool:
         """Nothing more happens on its own: finished, or waiting for an operator."""
-        return self.is_terminal or self.status is SagaStatus.NEEDS_ATTENTION
+        return self.status in SETTLED_STATUSES
 
     @property
     def is_compensating(self) -> bool:

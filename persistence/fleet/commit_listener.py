@@ -1,13 +1,12 @@
-"""Every process's commits, heard in this one: PostgreSQL LISTEN, published to the hub.
+"""Every process's commits, heard in this one: PostgreSQL LISTEN on the commit notices that other
+processes' transactions send (persistence/fleet/notifications.py).
 
-Commits of this process reach its hub in-process (the orchestrator listener); this task adds the
-others', from the notifications their transactions sent (persistence/fleet/notifications.py). A
-notification of a saga this process drives, sent by another (an operator's intervention that
-landed there), restarts the saga's driver from its journal; one that settles a saga a request here
-waits for (`placeOrder(awaitOutcomeMs)` replaying a placement made there) answers it.
+Commits of this process reach its listeners in-process (the orchestrator's); this task hears the
+others' and hands each notice to `heard`, which the composition root wires to the live fan-out and
+to the orchestrator's reactions (api/service.py).
 
 A listening connection that drops loses whatever was sent meanwhile. So the task checks its
-connection every second, and after reconnecting publishes a notice for each saga with transitions
+connection every second, and after reconnecting hands on a notice for each saga with transitions
 since the connection was last known alive (less a little for notifications still in flight then):
 subscribers read from the timeline past what they sent, so a notice for something already sent
 costs a read, never a repeat.
@@ -17,18 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.live.hub import Committed, TransitionHub
-from domain.model.saga import TERMINAL_STATUSES, SagaStatus
-from domain.orchestration.orchestrator import Orchestrator
 from domain.ports import Clock
-from persistence.fleet.leases import LeaseBook
 from persistence.fleet.notifications import CHANNEL, CommitNotice, changed_since
 
 log = logging.getLogger("ordersaga.fanout")
@@ -38,27 +33,24 @@ RECONNECT_S = 1.0
 # Notifications of commits made just before the connection was last seen alive may still have been
 # on their way; the catch-up after a reconnect reaches back this much further.
 IN_FLIGHT = timedelta(seconds=2)
-# Statuses after which nothing happens on its own: what a request awaiting an outcome waits for.
-_SETTLED = TERMINAL_STATUSES | {SagaStatus.NEEDS_ATTENTION}
 
 
-class CommitFanout:
+class CommitListener:
+    """Hears the commits of processes other than `instance` and calls `heard` with each notice."""
+
     def __init__(
         self,
         database_url: str,
         reader: AsyncEngine,
-        hub: TransitionHub,
-        leases: LeaseBook,
-        orchestrator: Orchestrator,
+        instance: str,
         clock: Clock,
+        heard: Callable[[CommitNotice], None],
     ) -> None:
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._reader = reader
-        self._hub = hub
-        self._leases = leases
-        self._orchestrator = orchestrator
+        self._instance = instance
         self._clock = clock
-        self._reactions: set[asyncio.Task[None]] = set()
+        self._deliver = heard
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,7 +59,7 @@ class CommitFanout:
         while True:
             try:
                 # Named, so that operators see in pg_stat_activity which process listens where.
-                name = f"ordersaga listen {self._leases.fleet.instance}"[:63]
+                name = f"ordersaga listen {self._instance}"[:63]
                 connection = await asyncpg.connect(self._dsn, server_settings={"application_name": name})
             except (OSError, asyncpg.PostgresError):
                 log.warning("cannot listen for other processes' commits; trying again", exc_info=True)
@@ -98,20 +90,8 @@ class CommitFanout:
         except ValueError:
             log.warning("ignored a notification that is not a commit notice: %r", payload)
             return
-        if notice.instance != self._leases.fleet.instance:
+        if notice.instance != self._instance:
             self._deliver(notice)
-
-    def _deliver(self, notice: CommitNotice) -> None:
-        self._hub.publish(Committed(notice.saga_id, notice.first, notice.last, notice.status))
-        if self._leases.holds(notice.saga_id):
-            self._spawn(self._orchestrator.redrive(notice.saga_id))
-        if notice.status in _SETTLED and self._orchestrator.watching(notice.saga_id):
-            self._spawn(self._orchestrator.settled_elsewhere(notice.saga_id))
-
-    def _spawn(self, reaction: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(reaction)
-        self._reactions.add(task)
-        task.add_done_callback(self._reactions.discard)
 
 
 async def _close(connection: asyncpg.Connection) -> None:

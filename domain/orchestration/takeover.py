@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from domain.orchestration.orchestrator import Orchestrator
-from persistence.fleet.leases import LeaseBook
+from domain.ports import LeaseRounds
 
 log = logging.getLogger("ordersaga.leases")
 
 ROUNDS_PER_LEASE = 3
 
 
-async def lease_round(book: LeaseBook, orchestrator: Orchestrator) -> None:
+async def lease_round(book: LeaseRounds, orchestrator: Orchestrator) -> None:
     """Renew, let go, claim, drive. A database that does not answer is logged and the round ends;
     the leases then lapse here before anyone else may claim them."""
     try:
@@ -37,9 +38,9 @@ async def lease_round(book: LeaseBook, orchestrator: Orchestrator) -> None:
     orchestrator.resume(owned | claimed)
 
 
-async def keep_leases(book: LeaseBook, orchestrator: Orchestrator) -> None:
-    """Run lease rounds until cancelled."""
-    period = book.fleet.lease_ttl.total_seconds() / ROUNDS_PER_LEASE
+async def keep_leases(book: LeaseRounds, orchestrator: Orchestrator, lease_ttl: timedelta) -> None:
+    """Run lease rounds, ROUNDS_PER_LEASE of them per `lease_ttl`, until cancelled."""
+    period = lease_ttl.total_seconds() / ROUNDS_PER_LEASE
     while True:
         await asyncio.sleep(period)
         await lease_round(book, orchestrator)
