@@ -48,7 +48,7 @@ from benchmarks.fullstack import (
 from persistence.database import make_engine
 
 POSTGRES_ENV = "ORDERSAGA_BENCH_POSTGRES_URL"
-CONTENTION = "{ inventoryContention { stockReservations casConflicts casConflictsExhausted } }"
+CONTENTION = "{ inventoryContention { stockReservations stockConflicts stockConflictsExhausted } }"
 # (processes, workers mode): one process, two processes on two ports, one serve --workers 2.
 LAYOUTS = ((1, False), (2, False), (2, True))
 
@@ -159,7 +159,7 @@ async def run(processes: int, workers: bool, hot: bool, concurrency: int, sagas:
         if not workers:  # each process counts its own; with workers, one answers at random
             for target in urls:
                 counts = (await post_graphql(session, target, CONTENTION))["inventoryContention"]
-                conflicts += counts["casConflicts"]
+                conflicts += counts["stockConflicts"]
     placing.sort()
     finishing.sort()
     return {

@@ -10,10 +10,10 @@ class StoreMetrics:
     commits: int = 0
     committed_work: int = 0
     isolated_batches: int = 0
-    # Compare-and-swap on stock rows. A reservation counts each time it runs (a retried step, or a
-    # re-run after its batch failed, counts again); a conflict is a version (or a row lock) that moved
-    # under it, after which it reads again; one that conflicts CAS_ATTEMPTS times is exhausted and
-    # reported as a transient failure.
+    # Conditional writes on stock rows. A reservation counts each time it runs (a retried step, or a
+    # re-run after its batch failed, counts again); a conflict is a row that no longer had enough
+    # left when written (or whose lock was held too long), after which it reads again; one that
+    # conflicts RESERVE_ATTEMPTS times is exhausted and reported as a transient failure.
     stock_reservations: int = 0
     stock_conflicts: int = 0
     stock_conflicts_exhausted: int = 0

@@ -153,7 +153,8 @@ stock = Table(
     Column("sku", CODE, ForeignKey("products.sku"), primary_key=True),
     Column("on_hand", Integer, nullable=False),
     Column("reserved", Integer, nullable=False),
-    # Bumped by every change: a reservation is a compare-and-swap on it.
+    # Bumped by every change to the row; a reservation's write is conditional on what is available,
+    # not on this.
     Column("version", Integer, nullable=False),
     ForeignKeyConstraint(["warehouse_code", "section_code"], ["sections.warehouse_code", "sections.code"]),
     CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),

@@ -125,6 +125,8 @@ class InventoryQueries:
         metrics = service(info).metrics
         return InventoryContention(
             stock_reservations=metrics.stock_reservations,
+            stock_conflicts=metrics.stock_conflicts,
+            stock_conflicts_exhausted=metrics.stock_conflicts_exhausted,
             cas_conflicts=metrics.stock_conflicts,
             cas_conflicts_exhausted=metrics.stock_conflicts_exhausted,
         )

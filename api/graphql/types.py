@@ -422,14 +422,23 @@ class InventoryContention:
         description="Stock reservations attempted; a retried step, or one run again after its batch "
         "failed, counts again."
     )
-    cas_conflicts: int = strawberry.field(
+    stock_conflicts: int = strawberry.field(
         description="Conditional stock writes that found too little left on a row read a moment before "
         "(or the row locked too long); the reservation then reads the stock again, unless its attempts "
-        "are used up. The name is kept from when they were compare-and-swaps."
+        "are used up."
     )
-    cas_conflicts_exhausted: int = strawberry.field(
+    stock_conflicts_exhausted: int = strawberry.field(
         description="Reservations that conflicted on every attempt and were reported as a transient "
         "failure, which the saga retries (never as a shortage)."
+    )
+    cas_conflicts: int = strawberry.field(
+        description="The same count as stockConflicts, under the name it had when reservations were "
+        "compare-and-swaps.",
+        deprecation_reason="Use stockConflicts: reservations are conditional writes, not compare-and-swaps.",
+    )
+    cas_conflicts_exhausted: int = strawberry.field(
+        description="The same count as stockConflictsExhausted.",
+        deprecation_reason="Use stockConflictsExhausted.",
     )
 
 

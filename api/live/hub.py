@@ -10,10 +10,10 @@ the same saga are merged into it), so one watching a single saga holds at most o
 every saga holds one per saga changed since it last caught up, up to a bound; past the bound it is
 told it fell behind rather than hold memory for a client that stopped reading.
 
-The seam for more than one process: `publish` is the only way in. A PostgreSQL LISTEN/NOTIFY fan-out
-replaces the orchestrator listener with a `NOTIFY` carrying the same four fields, sent in the
-transaction that commits the transitions, and one task per process that LISTENs and calls `publish`
-for each notification. Subscribers, and the subscriptions reading the timeline, stay as they are.
+`publish` is the only way in, and it has two callers: this process's commits arrive through the
+orchestrator's listener (`on_change`); other processes' through the commit listener
+(persistence/fleet/commit_listener.py), which hears the NOTIFY their transactions sent, carrying the
+same four fields, and which the composition root (api/service.py) wires to `publish`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from persistence.write.movements import pick_movements
 
 # A reservation whose rows moved under it re-reads and tries again this many times, with a jittered
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
-CAS_ATTEMPTS = 5
-CAS_BACKOFF_S = 0.002
+RESERVE_ATTEMPTS = 5
+RESERVE_BACKOFF_S = 0.002
 
 # Statements are built once: building and keying a statement per call costs more than running it;
 # the hot ones are prepared for the driver (persistence/prepared.py).
@@ -43,11 +43,11 @@ _SET_ORDER_STATUS = Prepared(
 
 
 class SqlOrders:
-    def __init__(self, conn: Db) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def create_order(self, command: StepCommand) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             _CREATE_ORDER,
             {
                 "id": command.order_id,
@@ -78,7 +78,7 @@ class SqlOrders:
     async def _set_status(
         self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
     ) -> bool:
-        result = await self._conn.execute(
+        result = await self._db.execute(
             _SET_ORDER_STATUS,
             {
                 "order_id": command.order_id,
@@ -90,12 +90,12 @@ class SqlOrders:
         return result.rowcount == 1
 
 
-# A conditional decrement rather than a compare-and-swap on the row's version: the condition is
+# A conditional write rather than a compare-and-swap on the row's version: the condition is
 # what must hold (enough available), so a row that another reservation changed meanwhile still takes
 # this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
 # re-checks the condition on the row as committed and goes on, instead of missing and starting over:
 # reservations on a hot SKU queue once per row instead of convoying through retries.
-_SWAP = Prepared(
+_RESERVE_IF_AVAILABLE = Prepared(
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
@@ -156,24 +156,24 @@ _ENDINGS = {
 
 
 class SqlInventory:
-    def __init__(self, conn: Db, metrics: StoreMetrics) -> None:
-        self._conn = conn
+    def __init__(self, db: Db, metrics: StoreMetrics) -> None:
+        self._db = db
         self._metrics = metrics
 
     async def reserve_stock(self, command: StepCommand) -> Outcome:
-        done = (await self._conn.execute(_FIND_RESERVATION, {"id": command.reservation_id})).first()
+        done = (await self._db.execute(_FIND_RESERVATION, {"id": command.reservation_id})).first()
         if done is not None:
             return Succeeded(picks=picks_from_json(done.picks))
         self._metrics.stock_reservations += 1
-        for attempt in range(1, CAS_ATTEMPTS + 1):
+        for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt > 1:
-                await self._conn.pause(random.uniform(0, CAS_BACKOFF_S * (attempt - 1)))
+                await self._db.pause(random.uniform(0, RESERVE_BACKOFF_S * (attempt - 1)))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
             result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
             if await self._swap(result.picks):
-                await self._conn.execute(
+                await self._db.execute(
                     _RECORD_RESERVATION,
                     {
                         "id": command.reservation_id,
@@ -185,12 +185,12 @@ class SqlInventory:
                 reserved = pick_movements(
                     result.picks, MovementKind.RESERVATION, command.at, command.order_id
                 )
-                await movements.record(self._conn, reserved)
+                await movements.record(self._db, reserved)
                 return Succeeded(picks=result.picks)
             self._metrics.stock_conflicts += 1
         self._metrics.stock_conflicts_exhausted += 1
         return Unavailable(
-            f"stock for order {command.order_id} stayed contended after {CAS_ATTEMPTS} attempts"
+            f"stock for order {command.order_id} stayed contended after {RESERVE_ATTEMPTS} attempts"
         )
 
     async def release_stock(self, command: StepCommand) -> Outcome:
@@ -209,7 +209,7 @@ class SqlInventory:
         Marking first makes a second release or dispatch (a retry, another process, a racing
         request, which waits for this one's row lock) find nothing held: stock moves exactly once."""
         mark, change = _ENDINGS[how]
-        ended = await self._conn.execute(
+        ended = await self._db.execute(
             update(reservations)
             .where(reservations.c.id == command.reservation_id, *_HELD)
             .values({mark: command.at})
@@ -219,13 +219,13 @@ class SqlInventory:
         if row is None:
             return False
         picks = sorted(picks_from_json(row.picks), key=_pick_key)
-        await self._conn.execute(change, [_params(p) for p in picks])
+        await self._db.execute(change, [_params(p) for p in picks])
         reference = command.shipment_id if how is MovementKind.DISPATCH else command.order_id
-        await movements.record(self._conn, pick_movements(picks, how, command.at, reference))
+        await movements.record(self._db, pick_movements(picks, how, command.at, reference))
         return True
 
     async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
-        rows = await self._conn.execute(_READ_STOCK, {"skus": skus})
+        rows = await self._db.execute(_READ_STOCK, {"skus": skus})
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
@@ -238,7 +238,7 @@ class SqlInventory:
         return slots, conditions
 
     async def _conditions(self, skus: list[str]) -> dict[str, StorageCondition]:
-        rows = await self._conn.execute(_READ_CONDITIONS, {"skus": skus})
+        rows = await self._db.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
     async def _swap(self, picks: tuple[Pick, ...]) -> bool:
@@ -247,12 +247,12 @@ class SqlInventory:
         # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
         # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
         # row or nothing. That spares two statements on the commonest reservation.
-        guarded = len(picks) > 1 or self._conn.dialect.name != "sqlite"
-        savepoint = await self._conn.begin_nested() if guarded else None
+        guarded = len(picks) > 1 or self._db.dialect.name != "sqlite"
+        savepoint = await self._db.begin_nested() if guarded else None
         try:
             for pick in sorted(picks, key=_pick_key):
-                swapped = await self._conn.execute(_SWAP, _params(pick))
-                if swapped.rowcount != 1:
+                taken = await self._db.execute(_RESERVE_IF_AVAILABLE, _params(pick))
+                if taken.rowcount != 1:
                     if savepoint is not None:
                         await savepoint.rollback()
                     return False
@@ -293,15 +293,15 @@ _SET_SHIPMENT_STATUS = Prepared(
 
 
 class SqlShipments:
-    def __init__(self, conn: Db) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def create_shipment(self, command: StepCommand) -> Outcome:
-        existing = (await self._conn.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
+        existing = (await self._db.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
         if existing is not None:
             return Succeeded(shipment_id=existing.id)
         shipment_id = str(uuid.uuid4())
-        await self._conn.execute(
+        await self._db.execute(
             _CREATE_SHIPMENT,
             {
                 "id": shipment_id,
@@ -316,7 +316,7 @@ class SqlShipments:
     async def cancel_shipment(self, command: StepCommand) -> Outcome:
         if await self._set_status(command, ShipmentStatus.CANCELLED, None):
             return Succeeded()
-        existing = (await self._conn.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
+        existing = (await self._db.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
         if existing is not None and existing.status == ShipmentStatus.DISPATCHED.value:
             return Rejected(f"the shipment of order {command.order_id} was dispatched")
         return Succeeded()  # cancelled already, or never created: nothing to undo
@@ -328,4 +328,4 @@ class SqlShipments:
     async def _set_status(self, command: StepCommand, status: ShipmentStatus, at: datetime | None) -> bool:
         """Move the order's pending shipment to `status`; False if it has none pending."""
         params = {"of_order": command.order_id, "new_status": status.value, "at": at}
-        return (await self._conn.execute(_SET_SHIPMENT_STATUS, params)).rowcount == 1
+        return (await self._db.execute(_SET_SHIPMENT_STATUS, params)).rowcount == 1

@@ -28,17 +28,17 @@ _BIND = Prepared(insert(request_keys))
 class SqlRequestKeys:
     """RequestKeys (domain/ports.py) in the transaction of `conn`."""
 
-    def __init__(self, conn: Db) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def bound(self, idempotency_key: str) -> str | None:
-        row = (await self._conn.execute(_FIND, {"key": idempotency_key})).first()
+        row = (await self._db.execute(_FIND, {"key": idempotency_key})).first()
         return None if row is None else str(row.fingerprint)
 
     async def bind(self, request: KeyedRequest, at: datetime) -> None:
         row = {"idempotency_key": request.idempotency_key, "fingerprint": request.fingerprint, "bound_at": at}
         try:
-            await self._conn.execute(_BIND, row)
+            await self._db.execute(_BIND, row)
         except IntegrityError as clash:
             if is_key_clash(clash, request_keys):
                 raise ConcurrencyConflict("another request bound the same idempotency key first") from clash

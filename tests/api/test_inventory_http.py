@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from api.service import Service
 from api.settings import Settings
 from domain.model.saga import SagaPolicy
-from persistence.write.participants import CAS_ATTEMPTS
+from persistence.write.participants import RESERVE_ATTEMPTS
 from tests.api.server import PLACE, GraphQLClient, graphql_client
 from tests.integration.interleave import contend_for_stock
 
@@ -48,7 +48,9 @@ WAREHOUSES = """{
   }
 }"""
 PRODUCTS = "{ products { sku name storageCondition onHand reserved available } }"
-CONTENTION = "{ inventoryContention { stockReservations casConflicts casConflictsExhausted } }"
+CONTENTION = """{ inventoryContention {
+  stockReservations stockConflicts stockConflictsExhausted casConflicts casConflictsExhausted
+} }"""
 
 
 @pytest.fixture
@@ -128,12 +130,14 @@ async def test_inventory_contention_counts_conflicts_and_exhausted_reservations(
 ) -> None:
     assert (await gql(CONTENTION))["inventoryContention"] == {
         "stockReservations": 0,
+        "stockConflicts": 0,
+        "stockConflictsExhausted": 0,
         "casConflicts": 0,
         "casConflictsExhausted": 0,
     }
     # Every attempt of the first reservation finds its rows moved: it is exhausted, and the saga's
     # retry then reserves.
-    contend_for_stock(monkeypatch, ["TEA"], times=CAS_ATTEMPTS)
+    contend_for_stock(monkeypatch, ["TEA"], times=RESERVE_ATTEMPTS)
 
     saga = await order_tea(gql, 1)
 
@@ -141,6 +145,9 @@ async def test_inventory_contention_counts_conflicts_and_exhausted_reservations(
     assert (reserve["status"], reserve["attempts"]) == ("SUCCEEDED", 2)
     assert (await gql(CONTENTION))["inventoryContention"] == {
         "stockReservations": 2,
-        "casConflicts": CAS_ATTEMPTS,
+        "stockConflicts": RESERVE_ATTEMPTS,
+        "stockConflictsExhausted": 1,
+        # The deprecated names answer the same counts.
+        "casConflicts": RESERVE_ATTEMPTS,
         "casConflictsExhausted": 1,
     }

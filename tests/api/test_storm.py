@@ -42,7 +42,7 @@ CATALOG = """mutation {
 STOCK_OF_HOT = """{
   stockLevels(sku: "HOT") { warehouseCode sectionCode onHand reserved available }
   products { sku onHand reserved available }
-  inventoryContention { stockReservations casConflicts casConflictsExhausted }
+  inventoryContention { stockReservations stockConflicts stockConflictsExhausted }
 }"""
 SHORT = "insufficient stock: HOT short by 1 (requested 1, available 0)"
 
@@ -91,4 +91,4 @@ async def test_a_storm_of_orders_sells_exactly_the_stock_there_is(gql: GraphQLCl
     assert stock["products"] == [{"sku": "HOT", "onHand": 50, "reserved": 50, "available": 0}]
     contention = stock["inventoryContention"]
     assert contention["stockReservations"] >= ORDERS
-    assert contention["casConflictsExhausted"] <= contention["casConflicts"]
+    assert contention["stockConflictsExhausted"] <= contention["stockConflicts"]

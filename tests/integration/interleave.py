@@ -27,7 +27,7 @@ def after_stock_reads(monkeypatch: pytest.MonkeyPatch, interloper: Interloper, t
         result = await read(self, skus)
         if left > 0:
             left -= 1
-            await interloper(self._conn)
+            await interloper(self._db)
         return result
 
     monkeypatch.setattr(SqlInventory, "_read", read_then_interlope)
@@ -48,13 +48,13 @@ def contend_for_stock(monkeypatch: pytest.MonkeyPatch, skus: Sequence[str], time
         left -= 1
         key = (stock.c.warehouse_code, stock.c.section_code, stock.c.sku)
         held = select(*key, (stock.c.on_hand - stock.c.reserved).label("free")).where(stock.c.sku.in_(skus))
-        rows = (await self._conn.execute(held)).all()
-        await self._conn.execute(update(stock).where(stock.c.sku.in_(skus)).values(reserved=stock.c.on_hand))
+        rows = (await self._db.execute(held)).all()
+        await self._db.execute(update(stock).where(stock.c.sku.in_(skus)).values(reserved=stock.c.on_hand))
         try:
             return await swap(self, picks)
         finally:
             for row in rows:
-                await self._conn.execute(
+                await self._db.execute(
                     update(stock)
                     .where(*(column == value for column, value in zip(key, row[:3], strict=True)))
                     .values(reserved=stock.c.reserved - row.free)

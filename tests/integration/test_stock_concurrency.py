@@ -20,7 +20,7 @@ from persistence.connection import Db
 from persistence.database import make_engine
 from persistence.tables import stock
 from persistence.write import catalog
-from persistence.write.participants import CAS_ATTEMPTS, SqlInventory
+from persistence.write.participants import RESERVE_ATTEMPTS, SqlInventory
 from tests.integration.commands import command_for
 from tests.integration.interleave import after_stock_reads, contend_for_stock
 from tests.integration.support import TERMINAL, start_service, wait_for_status
@@ -84,13 +84,13 @@ async def test_a_reservation_that_conflicts_on_every_attempt_is_transient_never_
     svc: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await receive(svc, "APPLE", "W1", 5)
-    contend_for_stock(monkeypatch, ["APPLE"], times=CAS_ATTEMPTS)
+    contend_for_stock(monkeypatch, ["APPLE"], times=RESERVE_ATTEMPTS)
     command = command_for("s-1", OrderLine("APPLE", 3))
 
     outcome = await reserve(svc, command)
 
     assert isinstance(outcome, Unavailable) and "contended" in outcome.reason
-    assert contention(svc) == (1, CAS_ATTEMPTS, 1)
+    assert contention(svc) == (1, RESERVE_ATTEMPTS, 1)
     assert await levels(svc, "APPLE") == {"W1": (5, 0)}
     # Nothing of the exhausted attempt was kept, so the saga's retry reserves afresh.
     assert await reserve(svc, command) == Succeeded(picks=(Pick("W1", "A", "APPLE", 3),))
