@@ -120,7 +120,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers that follow from what a test uses (`protocol` is marked where Node runs): `browser`
-    for a test with Chromium, `crash` for the tests of tests/crash, and `slow` for all of those."""
+    for a test with Chromium, `crash` for the tests of tests/crash, and `slow` for all of those.
+
+    Slow tests run first: over several processes (pytest -n), a test of many seconds handed out
+    last would keep one process busy while the others have nothing left to do."""
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -128,3 +131,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.crash)
         if any(item.get_closest_marker(kind) for kind in ("browser", "crash", "protocol")):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as collected
