@@ -294,6 +294,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         auth=_auth_config(args),
         mutation_limits=args.mutation_rate_limit,
         lease_ttl=timedelta(seconds=args.lease_ttl),
+        freeze_start_up=True,
     )
 
 

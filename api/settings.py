@@ -55,6 +55,10 @@ class Settings:
     lease_ttl: timedelta = DEFAULT_LEASE_TTL
     # This process's name among several: in leases, logs and metrics.
     instance: str = field(default_factory=lambda: default_instance())
+    # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
+    # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started
+    # inside another program (the tests start hundreds), whose start would pay a full collection.
+    freeze_start_up: bool = False
 
 
 def default_instance() -> str:
