@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 
 from api.access.guard import Authorization
 from api.graphql.analytics import AnalyticsQueries
+from api.graphql.bulk import BulkMutations
 from api.graphql.coercion import prepare_inputs
 from api.graphql.document_limits import MAX_TOKENS
 from api.graphql.errors import EdgeErrors, report
@@ -33,7 +34,9 @@ from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 Query = merge_types(
     "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
 )
-Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations, OperationMutations, FaultMutations))
+Mutation = merge_types(
+    "Mutation", (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations)
+)
 
 
 class EdgeSchema(strawberry.Schema):

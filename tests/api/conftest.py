@@ -52,4 +52,5 @@ def page(chromium: WebDriver, tmp_path: Path) -> Iterator[Page]:
     # The next test starts on a blank tab, with none of this test's scripts left.
     for identifier in opened.scripts:
         chromium.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": identifier})
+    chromium.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     chromium.get("about:blank")

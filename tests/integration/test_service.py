@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from api.cli import _parser, _settings
 from api.service import Service
 from api.settings import Settings
+from domain.interventions import Actor
 from domain.model import OrderLine, Pick
 from domain.orchestrator import PlaceOrder
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
@@ -39,6 +40,23 @@ async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> N
     assert (level.on_hand, level.reserved) == (10, 3)
     timeline = await svc.read.saga_timeline(placed.saga_id)
     assert [r.sequence for r in timeline] == list(range(1, 8))
+
+
+async def test_an_orders_picks_are_cleared_once_its_stock_is_released_or_dispatched(svc: Service) -> None:
+    placed = [await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 2),))) for _ in "ab"]
+    for order in placed:
+        await wait_for_status(svc, order.saga_id, SagaStatus.COMPLETED)
+    cancelled, dispatched = placed
+    await svc.orchestrator.cancel_order(cancelled.saga_id, Actor("c-1", "customer"))
+    await wait_for_status(svc, cancelled.saga_id, SagaStatus.FAILED)
+    shipment_id = (await svc.read.order(dispatched.order_id)).shipment_id  # type: ignore[union-attr]
+    await svc.orchestrator.dispatch_shipment(dispatched.saga_id, shipment_id)
+
+    for order in placed:
+        row = await svc.read.order(order.order_id)
+        assert row is not None and row.status in ("CANCELLED", "SHIPPED") and row.picks == []
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (8, 0)
 
 
 async def test_a_shortage_fails_the_saga_and_cancels_the_order(svc: Service) -> None:
