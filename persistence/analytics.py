@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from domain.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
+from domain.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepFailed, StepStatus, StepTimedOut
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.
@@ -101,8 +101,8 @@ class SagaAnalytics:
             completed=statuses.get(SagaStatus.COMPLETED.value, 0),
             failed=statuses.get(SagaStatus.FAILED.value, 0),
             needs_attention=statuses.get(SagaStatus.NEEDS_ATTENTION.value, 0),
-            compensations=sum(events.get((None, kind.__name__), 0) for kind in TURNING_BACK),
-            timeouts=sum(n for (_, kind), n in events.items() if kind == "StepTimedOut"),
+            compensations=sum(events.get((None, kind.type_name), 0) for kind in TURNING_BACK),
+            timeouts=sum(n for (_, kind), n in events.items() if kind == StepTimedOut.type_name),
             durations=saga_durations.get(None, Durations()),
             steps=[
                 StepFigures(
@@ -147,7 +147,7 @@ class SagaAnalytics:
         if not timedelta(0) < until - since <= timedelta(minutes=MAX_ACTIVITY_MINUTES):
             raise ValueError(f"the window must be longer than 0 and at most {MAX_ACTIVITY_MINUTES} minutes")
         kind = case(
-            (saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]), "compensated"),
+            (saga_timeline.c.type.in_([k.type_name for k in TURNING_BACK]), "compensated"),
             (saga_timeline.c.status == SagaStatus.COMPLETED.value, "completed"),
             else_="failed",
         )
@@ -160,7 +160,7 @@ class SagaAnalytics:
                 # A saga's last transition into COMPLETED or FAILED is the one that reaches it:
                 # neither status is ever left.
                 (saga_timeline.c.status.in_([SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]))
-                | saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]),
+                | saga_timeline.c.type.in_([k.type_name for k in TURNING_BACK]),
             )
             .group_by(minute, kind)
         )
@@ -225,7 +225,7 @@ async def _count_events(
     conn: AsyncConnection, window: Sequence[ColumnElement[bool]]
 ) -> dict[tuple[str | None, str], int]:
     """Per step and kind: failed and timed-out attempts, and turnings back begun (no step)."""
-    kinds = ["StepFailed", "StepTimedOut", *(kind.__name__ for kind in TURNING_BACK)]
+    kinds = [StepFailed.type_name, StepTimedOut.type_name, *(kind.type_name for kind in TURNING_BACK)]
     rows = await conn.execute(
         select(saga_timeline.c.step, saga_timeline.c.type, func.count())
         .join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)
