@@ -87,6 +87,7 @@ class Service:
             lanes=lanes,
             admission_timeout=settings.write_timeout.total_seconds(),
             commit=None if self.faults is None else self.faults.commit,
+            prepared=settings.fast_paths,
         )
         self.leases = None
         if fleet is not None:

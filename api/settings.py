@@ -53,6 +53,11 @@ class Settings:
     # With several processes over one PostgreSQL: how long a saga's lease lasts unless its owner
     # renews it, which is how long a dead process's sagas wait before another takes them over.
     lease_ttl: timedelta = DEFAULT_LEASE_TTL
+    # The shortcuts that make the hot paths cheaper by reaching into libraries' internals (the
+    # parse and validation caches, subscription messages rendered once per selection, SQLite's
+    # prepared statements; docs/library-internals.md). Off, the service runs on the libraries'
+    # public paths alone and answers the same: the way out when a library upgrade breaks one.
+    fast_paths: bool = True
     # This process's name among several: in leases, logs and metrics.
     instance: str = field(default_factory=lambda: default_instance())
     # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),

@@ -331,7 +331,7 @@ class Orchestrator:
             if isinstance(decision, Refused):
                 return decision, None
             if effect is not None:
-                await effect(tx, self._command(before, type(decision[0]).__name__, now))
+                await effect(tx, self._command(before, decision[0].type_name, now))
             change = self._settle(SagaChange.from_state(before).apply(decision), now)
             await tx.sagas.append(change, None)
             return change.after, change

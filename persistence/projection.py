@@ -135,7 +135,7 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
             {
                 "saga_id": saga_id,
                 "sequence": sequence,
-                "type": type(event).__name__,
+                "type": event.type_name,
                 "status": status.value,
                 "step": step.value if step else None,
                 "attempt": getattr(event, "attempt", None),

@@ -35,8 +35,8 @@ class Renditions(dict[Hashable, ExecutionResult | asyncio.Future[ExecutionResult
 
 
 class RenderOnce(StrawberryGraphQLCoreExecutionContext):
-    """The schema's executor: a subscription event that has `renditions` is executed once per
-    selection; anything else as graphql-core executes it."""
+    """The schema's executor with the fast paths on (`Settings.fast_paths`): a subscription event
+    that has `renditions` is executed once per selection; anything else as graphql-core executes it."""
 
     _selection: Hashable | None = None
 

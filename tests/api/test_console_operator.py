@@ -103,7 +103,9 @@ async def test_all_parked_sagas_are_selected_confirmed_by_count_and_retried_with
     await page.click(f"#sagas tr[data-saga-id='{done}'] .select")
     await page.click("#bulk-retry")
     await page.click("#bulk-confirm")
-    assert await page.until(finished, what="the second run finished")
+    # The first run's state says "done" until the dialog's close starts the second: wait for its row.
+    second = f"return {RESULTS}.length === 1 && {finished.removeprefix('return ')}"
+    assert await page.until(second, what="the second run finished")
     assert await page.run(f"return {RESULTS}") == [[done, "ALREADY"]]
     assert "SAGA_NOT_PARKED" in await page.text("#bulk-results tbody td:last-child")
 
