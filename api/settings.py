@@ -30,6 +30,10 @@ class Settings:
     # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
     # never speak cannot pile up.
     connection_init_timeout: timedelta = timedelta(seconds=10)
+    # A WebSocket message that cannot be handed to the socket within this long (its client has not
+    # read what the server's buffers hold) closes the socket with 1013, so a client that stopped
+    # reading holds no more than those buffers (api/web/ws_session.py).
+    send_timeout: timedelta = timedelta(seconds=10)
     # Work that finds every connection of the read pool busy waits this long for one, then is answered
     # SERVICE_UNAVAILABLE (retry later) rather than queue without bound.
     pool_timeout: timedelta = timedelta(seconds=5)
