@@ -38,6 +38,8 @@ T = TypeVar("T")
 DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
 # `serve --workers N` hands its command line to the worker processes through the environment.
 _WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
+# Set to 0, the same as `serve --no-fast-paths`.
+FAST_PATHS_SETTING = "ORDERSAGA_FAST_PATHS"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a request's headers may take to arrive before the connection is closed "
         "(default %(default)g)",
+    )
+    serve.add_argument(
+        "--no-fast-paths",
+        dest="fast_paths",
+        action="store_false",
+        default=os.environ.get(FAST_PATHS_SETTING, "1") != "0",
+        help="run on the libraries' public paths only, without the shortcuts that reach into their "
+        f"internals (docs/library-internals.md); answers are the same (default on; {FAST_PATHS_SETTING}=0 "
+        "turns them off too)",
     )
     _auth_options(serve)
     serve.add_argument(
@@ -294,6 +305,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         auth=_auth_config(args),
         mutation_limits=args.mutation_rate_limit,
         lease_ttl=timedelta(seconds=args.lease_ttl),
+        freeze_start_up=True,
+        fast_paths=args.fast_paths,
     )
 
 

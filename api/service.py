@@ -42,9 +42,10 @@ from persistence.write.requests import at_most_once
 from persistence.write.transaction import SqlTransaction
 
 log = logging.getLogger("ordersaga")
-# The services started and not yet stopped in this process: the collector's frozen objects are
-# given back when the last one stops (gc.freeze and gc.unfreeze act on the whole process).
-_running: weakref.WeakSet[Service] = weakref.WeakSet()
+# The services started with `freeze_start_up` and not yet stopped in this process: the collector's
+# frozen objects are given back when the last one stops (gc.freeze and gc.unfreeze act on the whole
+# process).
+_freezing: weakref.WeakSet[Service] = weakref.WeakSet()
 T = TypeVar("T")
 
 
@@ -52,7 +53,8 @@ class Service:
     """Everything a running ordersaga holds: engines, the transaction runner, the orchestrator, the
     read model, the hub that tells live subscribers about commits. `start` claims the database (shared
     with other servers on PostgreSQL, alone on SQLite; raises persistence.serving.DatabaseInUse while
-    that cannot be had), migrates and resumes unfinished sagas; `stop` lets go of all of it.
+    that cannot be had), migrates, resumes unfinished sagas and, with `settings.freeze_start_up`,
+    freezes what it made out of the garbage collector; `stop` lets go of all of it.
 
     On PostgreSQL the process is one of a fleet that may share the database: it drives only the
     sagas it holds leases for (taking over expired ones in lease rounds), and hears the others'
@@ -87,6 +89,7 @@ class Service:
             lanes=lanes,
             admission_timeout=settings.write_timeout.total_seconds(),
             commit=None if self.faults is None else self.faults.commit,
+            prepared=settings.fast_paths,
         )
         self.leases = None
         if fleet is not None:
@@ -153,21 +156,24 @@ class Service:
             self.orchestrator.resume(unfinished)
             if unfinished:
                 log.info("resumed %d unfinished sagas", len(unfinished))
-        # What start-up made (modules, the schema, the catalog) lives as long as the process: frozen
-        # out of the collector's generations, it is no longer scanned by every full collection,
-        # which under load took about a tenth of the server's CPU (docs/performance.md, lever 13).
-        # Collected first: start-up's garbage (migrations, cycles awaiting a full collection) would
-        # otherwise be frozen with it, out of the collector's reach while the service runs.
-        gc.collect()
-        gc.freeze()
-        _running.add(self)
+        if self.settings.freeze_start_up:
+            # What start-up made (modules, the schema, the catalog) lives as long as the process:
+            # frozen out of the collector's generations, it is no longer scanned by every full
+            # collection, which under load took about a tenth of the server's CPU
+            # (docs/performance.md, lever 13). Collected first: start-up's garbage (migrations,
+            # cycles awaiting a full collection) would otherwise be frozen with it, out of the
+            # collector's reach while the service runs.
+            gc.collect()
+            gc.freeze()
+            _freezing.add(self)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
-        _running.discard(self)
-        if not _running:  # what the starts froze may be garbage once no service runs
-            gc.unfreeze()
+        if self in _freezing:
+            _freezing.discard(self)
+            if not _freezing:  # what the starts froze may be garbage once no such service runs
+                gc.unfreeze()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -30,6 +30,10 @@ class Settings:
     # A WebSocket that has not sent connection_init by then is closed (4408), so idle sockets that
     # never speak cannot pile up.
     connection_init_timeout: timedelta = timedelta(seconds=10)
+    # A WebSocket message that cannot be handed to the socket within this long (its client has not
+    # read what the server's buffers hold) closes the socket with 1013, so a client that stopped
+    # reading holds no more than those buffers (api/web/ws_session.py).
+    send_timeout: timedelta = timedelta(seconds=10)
     # Work that finds every connection of the read pool busy waits this long for one, then is answered
     # SERVICE_UNAVAILABLE (retry later) rather than queue without bound.
     pool_timeout: timedelta = timedelta(seconds=5)
@@ -53,8 +57,17 @@ class Settings:
     # With several processes over one PostgreSQL: how long a saga's lease lasts unless its owner
     # renews it, which is how long a dead process's sagas wait before another takes them over.
     lease_ttl: timedelta = DEFAULT_LEASE_TTL
+    # The shortcuts that make the hot paths cheaper by reaching into libraries' internals (the
+    # parse and validation caches, subscription messages rendered once per selection, SQLite's
+    # prepared statements; docs/library-internals.md). Off, the service runs on the libraries'
+    # public paths alone and answers the same: the way out when a library upgrade breaks one.
+    fast_paths: bool = True
     # This process's name among several: in leases, logs and metrics.
     instance: str = field(default_factory=lambda: default_instance())
+    # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
+    # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started
+    # inside another program (the tests start hundreds), whose start would pay a full collection.
+    freeze_start_up: bool = False
 
 
 def default_instance() -> str:

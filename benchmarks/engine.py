@@ -30,7 +30,7 @@ async def run(
     concurrency: int, sagas: int, hot: bool, failure_rate: float, database: Database
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
-    svc = Service(Settings(database_url=database.async_url))
+    svc = Service(Settings(database_url=database.async_url, freeze_start_up=True))  # as `serve` runs
     await svc.start()
     await svc.write(lambda db: _stock(db, workload.skus(hot), workload.stock_per_sku(sagas)))
     finished: dict[str, asyncio.Future[SagaStatus]] = {}

@@ -21,7 +21,7 @@ from typing import Any
 from domain.model import saga
 from domain.model.values import OrderLine, Pick
 
-EVENT_TYPES: dict[str, Any] = {cls.__name__: cls for cls in typing.get_args(saga.SagaEvent)}
+EVENT_TYPES: dict[str, Any] = {cls.type_name: cls for cls in typing.get_args(saga.SagaEvent)}
 _NAMESPACE = {"OrderLine": OrderLine, "Pick": Pick, **vars(saga)}
 
 
@@ -58,7 +58,7 @@ class UnreadableEvent(ValueError):
 
 def encode(event: saga.SagaEvent) -> tuple[str, int, Data]:
     """The event's stored form: its type name, format version and JSON data."""
-    type_name = type(event).__name__
+    type_name = event.type_name
     data = {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
     return type_name, EVENT_VERSIONS.get(type_name, 1), data
 

@@ -103,16 +103,22 @@ class AsyncDb(_Transactional):
 
 
 class BlockingDb(_Transactional):
-    def __init__(self, conn: Connection) -> None:
+    """`prepared`: whether `Prepared` statements go straight to sqlite3 (the fast path) or, like any
+    other, through SQLAlchemy."""
+
+    def __init__(self, conn: Connection, prepared: bool = True) -> None:
         super().__init__()
         self._conn = conn
+        self._prepared = prepared
         self.dialect = conn.dialect
         # The transaction's own sqlite3 connection, which SQLAlchemy began (BEGIN IMMEDIATE).
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
-            return statement.run(self._cursor, self.dialect, parameters)
+            if self._prepared:
+                return statement.run(self._cursor, self.dialect, parameters)
+            statement = statement.statement
         return self._conn.execute(statement, parameters)
 
     async def begin_nested(self) -> Savepoint:

@@ -11,9 +11,11 @@ are converted by the same processors SQLAlchemy would apply, and sqlite3 runs it
 prepared statement in its own per-connection cache). Errors come back as SQLAlchemy's exceptions, so
 callers catch the same `IntegrityError` or `DBAPIError` on either path.
 
-Only SQLite's blocking writer takes this path (`persistence/connection.py`'s `BlockingDb`); on PostgreSQL
-the statement runs through SQLAlchemy, whose asyncpg dialect already prepares statements once per
-connection.
+Only SQLite's blocking writer takes this path (`persistence/connection.py`'s `BlockingDb`), and only with
+the fast paths on (`Settings.fast_paths`): it leans on SQLAlchemy's compiler internals (`positiontup`,
+`binds`, the `__[POSTCOMPILE_name]` placeholder; docs/library-internals.md). Otherwise, and always on
+PostgreSQL, the statement runs through SQLAlchemy, whose asyncpg dialect already prepares statements
+once per connection.
 """
 
 from __future__ import annotations

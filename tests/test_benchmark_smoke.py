@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).parents[1]
+pytestmark = pytest.mark.slow  # every cell of the benchmark, in processes of its own
 
 
 def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> None:

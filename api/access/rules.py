@@ -54,6 +54,8 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "receiveStock": STAFF,
         "retrySaga": STAFF,
         "abortSaga": STAFF,
+        "retrySagas": STAFF,
+        "abortSagas": STAFF,
         "dispatchShipment": STAFF,  # the warehouse reports what it sent
         "adjustStock": STAFF,
         "setParticipantFault": ADMINS,

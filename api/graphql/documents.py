@@ -1,7 +1,10 @@
-"""From a request's document to the operation it runs, the same over HTTP and WebSocket: parsed
-through a bounded cache that keeps syntax errors as the request's errors, measured against the
-limits of `api.graphql.document_limits` and then validated, through another, and chosen as
-GraphQL's GetOperation says (several operations need an `operationName`)."""
+"""From a request's document to the operation it runs, the same over HTTP and WebSocket: parsed,
+measured against the limits of `api.graphql.document_limits` and then validated, and chosen as
+GraphQL's GetOperation says (several operations need an `operationName`).
+
+With the fast paths (`Settings.fast_paths`), the parse and the verdict go through bounded caches
+(`CachedParse`, `CachedValidation`); without them every request is parsed and validated again
+(`BoundedValidation`), with the same answers."""
 
 from __future__ import annotations
 
@@ -31,6 +34,29 @@ class CachedParse(ParserCache):
         yield
 
 
+def verdict(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    """The errors of `document`: its refusal, or else what the validation rules (and strawberry's
+    own, which `validate_document` adds) find. The rules run only on a document whose cost is bounded
+    (`api.graphql.document_limits`)."""
+    refusal = too_costly(document)
+    return [refusal] if refusal else validate_document(schema, document, rules)
+
+
+class BoundedValidation(SchemaExtension):
+    """Validation of every request's document, after its cost is measured: in place of strawberry's,
+    which would run the rules on a document of any cost."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None, "strawberry validates only a parsed document"
+        context.pre_execution_errors = verdict(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
+        yield
+
+
 # (schema, id of the document, validation rules) -> (the document, its validation errors)
 _VERDICTS: OrderedDict[
     tuple[GraphQLSchema, int, tuple[type[ASTValidationRule], ...]], tuple[DocumentNode, list[GraphQLError]]
@@ -54,10 +80,7 @@ class CachedValidation(SchemaExtension):
         if (entry := _VERDICTS.get(key)) is not None:
             _VERDICTS.move_to_end(key)
         else:
-            # The rules run only on a document whose cost is bounded (`api.graphql.document_limits`).
-            refusal = too_costly(document)
-            verdict = [refusal] if refusal else validate_document(schema, document, rules)
-            entry = _VERDICTS[key] = (document, verdict)
+            entry = _VERDICTS[key] = (document, verdict(schema, document, rules))
             if len(_VERDICTS) > self.maxsize:
                 _VERDICTS.popitem(last=False)
         context.pre_execution_errors = entry[1]
@@ -66,9 +89,10 @@ class CachedValidation(SchemaExtension):
 
 class OperationNameRequired(SchemaExtension):
     """A document with several operations and no `operationName` is a request error (GraphQL spec,
-    GetOperation), not "run the first one" as strawberry does; code BAD_REQUEST.
+    GetOperation), not "run the first one" as strawberry does; code BAD_REQUEST. A correction, not a
+    shortcut: on with or without the fast paths.
 
-    Placed after the validation cache in the schema's extensions, it acts on the cache's clean verdict
+    Placed after the validation in the schema's extensions, it acts on its clean verdict
     (an empty list of errors), before strawberry reads it: an error added after validation would be
     too late, and one added before it would stop validation from running."""
 

@@ -75,7 +75,7 @@ class InterventionPayload:
         return cls(user_errors=user_errors([problem]))
 
 
-def _actor(caller: Principal) -> Actor:
+def actor_of(caller: Principal) -> Actor:
     """The caller as the journal records an intervention of theirs."""
     return Actor(caller.subject, acting_role(caller).value)
 
@@ -118,7 +118,7 @@ class OperationMutations:
             return InterventionPayload.refused(
                 Problem(ProblemCode.UNKNOWN_ORDER, "orderId", f"no order {input.order_id}")
             )
-        cancelled = await svc.orchestrator.cancel_order(order.saga_id, _actor(caller))
+        cancelled = await svc.orchestrator.cancel_order(order.saga_id, actor_of(caller))
         return await _answer(svc, cancelled, "orderId")
 
     @strawberry.mutation(
@@ -126,7 +126,7 @@ class OperationMutations:
     )
     async def retry_saga(self, info: Info, input: RetrySagaInput) -> InterventionPayload:
         svc = service(info)
-        retried = await svc.orchestrator.retry(str(input.saga_id), _actor(principal(info)))
+        retried = await svc.orchestrator.retry(str(input.saga_id), actor_of(principal(info)))
         return await _answer(svc, retried, "sagaId")
 
     @strawberry.mutation(
@@ -138,7 +138,7 @@ class OperationMutations:
         problems = check_text(input.reason, "reason", MAX_TEXT)
         if problems:
             return InterventionPayload(user_errors=user_errors(problems))
-        aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, _actor(principal(info)))
+        aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, actor_of(principal(info)))
         return await _answer(svc, aborted, "sagaId")
 
     @strawberry.mutation(

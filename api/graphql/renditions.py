@@ -35,8 +35,8 @@ class Renditions(dict[Hashable, ExecutionResult | asyncio.Future[ExecutionResult
 
 
 class RenderOnce(StrawberryGraphQLCoreExecutionContext):
-    """The schema's executor: a subscription event that has `renditions` is executed once per
-    selection; anything else as graphql-core executes it."""
+    """The schema's executor with the fast paths on (`Settings.fast_paths`): a subscription event
+    that has `renditions` is executed once per selection; anything else as graphql-core executes it."""
 
     _selection: Hashable | None = None
 
@@ -82,7 +82,13 @@ class RenderOnce(StrawberryGraphQLCoreExecutionContext):
 
     def build_per_event_executor(self, payload: Any) -> Any:
         self._selection_key()  # once, on the subscription's executor, which each event's copies
-        return super().build_per_event_executor(payload)
+        executor = super().build_per_event_executor(payload)
+        # graphql-core (3.3) makes each event's executor a shallow copy sharing the subscription's memo
+        # of collected subfields, keyed by the identity of field lists that every event collects anew:
+        # kept for the subscription's life, it grew by an entry or two per event rendered, never
+        # looked up again. Each event's executor memoizes for itself and lets go with the event.
+        executor._relevant_sub_fields = {}
+        return executor
 
 
 async def _awaited(result: Awaitable[ExecutionResult] | ExecutionResult) -> ExecutionResult:

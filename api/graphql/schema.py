@@ -4,23 +4,27 @@ back as userErrors and changes nothing. Subscriptions follow sagas live."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, SchemaExtension
-from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.access.guard import Authorization
 from api.graphql.analytics import AnalyticsQueries
-from api.graphql.coercion import prepare_inputs
+from api.graphql.bulk import BulkMutations
 from api.graphql.document_limits import MAX_TOKENS
-from api.graphql.documents import CachedParse, CachedValidation, OperationNameRequired
+from api.graphql.documents import (
+    BoundedValidation,
+    CachedParse,
+    CachedValidation,
+    OperationNameRequired,
+)
 from api.graphql.errors import EdgeErrors, report
-from api.graphql.extensions_runner import PreparedExtensionsRunner
 from api.graphql.faults import FaultMutations, FaultQueries
 from api.graphql.inputs import DateTime, StorableText
 from api.graphql.interventions import OperationMutations, OperationQueries
@@ -33,14 +37,15 @@ from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 Query = merge_types(
     "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
 )
-Mutation = merge_types("Mutation", (OrderMutations, InventoryMutations, OperationMutations, FaultMutations))
+Mutation = merge_types(
+    "Mutation", (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations)
+)
 
 
 class EdgeSchema(strawberry.Schema):
     """The schema, with every error reported once, on every transport and operation type: strawberry
     hands each error to `process_errors` before the result is formatted, in place of its own logging
-    (which logged every error, a client's mistakes too, with a traceback at ERROR). Its extensions'
-    hooks are found once, not per request (`api/graphql/extensions_runner.py`)."""
+    (which logged every error, a client's mistakes too, with a traceback at ERROR)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -48,31 +53,35 @@ class EdgeSchema(strawberry.Schema):
         for error in errors:
             report(error)
 
-    def create_extensions_runner(
-        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
-    ) -> SchemaExtensionsRunner:
-        return PreparedExtensionsRunner(execution_context, extensions)
 
-
-schema = EdgeSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
+@functools.cache
+def build_schema(fast_paths: bool = True) -> EdgeSchema:
+    """The schema, built once per value of `fast_paths` (`Settings.fast_paths`). With the fast paths,
+    documents' parses and verdicts are cached (api/graphql/documents.py) and a subscription
+    event many subscribers send is rendered once per selection (api/graphql/renditions.py); without
+    them, both are strawberry's and graphql-core's own. The answers are the same."""
     # Factories: a fresh extension per request; the parse and validation caches live at module level,
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
-    extensions=[
-        lambda: CachedParse(maxsize=1024),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        # Validates a document within the limits of `api.graphql.document_limits` only.
-        lambda: CachedValidation(maxsize=1024),
-        OperationNameRequired,  # after the validation cache: it adds to the cache's verdict
-        OnlyOverWebSocket,
-        Authorization,
-        EdgeErrors,
-        StorableText,
-    ],
-    config=StrawberryConfig(scalar_map={datetime: DateTime}),
-    # Subscription events many subscribers send are rendered once per selection.
-    execution_context_class=RenderOnce,
-)
-prepare_inputs(schema)
+    parsing = [lambda: CachedParse(maxsize=1024)] if fast_paths else []
+    validation = (lambda: CachedValidation(maxsize=1024)) if fast_paths else BoundedValidation
+    return EdgeSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            *parsing,
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # Validates a document within the limits of `api.graphql.document_limits` only.
+            validation,
+            OperationNameRequired,  # after the validation: it adds to its verdict
+            OnlyOverWebSocket,
+            Authorization,
+            EdgeErrors,
+            StorableText,
+        ],
+        config=StrawberryConfig(scalar_map={datetime: DateTime}),
+        execution_context_class=RenderOnce if fast_paths else None,
+    )
+
+
+schema = build_schema()

@@ -129,7 +129,10 @@ class Order(Node):
     status: OrderStatus  # type: ignore[valid-type]
     customer_id: str
     lines: list[OrderLine]
-    picks: list[Pick] = strawberry.field(description="Where the reserved stock is held.")
+    picks: list[Pick] = strawberry.field(
+        description="Where its stock is held reserved; empty before the reservation, once the stock is "
+        "released (a cancellation, a failure) and once it left with the dispatched shipment."
+    )
     created_at: datetime = strawberry.field(deprecation_reason="Use placedAt, which it equals.")
     updated_at: datetime
     shipped_at: datetime | None = strawberry.field(

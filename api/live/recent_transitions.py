@@ -151,7 +151,10 @@ class RecentTransitions(Generic[Update]):
             else:
                 found[saga_id] = updates
         if missed:
-            found |= await self._read_now(missed)
+            # Asked again rather than read now: every subscriber that waited on that read missed
+            # alike, and the first of them to ask reads for all the others, who wait for its read
+            # instead of each taking a connection of the read pool that requests need too.
+            found |= await self.past(missed)
         return found
 
     def _kept_past(self, saga_id: str, want: Wanted) -> list[Update] | None:

@@ -30,7 +30,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from api.access.auth import KeysUnavailable, NotAuthenticated, Principal, bearer_of
 from api.access.rules import METRICS_READERS
 from api.graphql.loaders import Loaders
-from api.graphql.schema import schema
+from api.graphql.schema import build_schema
 from api.service import Service
 from api.web.graphql_http import GraphQLOverHTTP
 from api.web.request_limits import BodyLimits
@@ -50,7 +50,7 @@ class _GraphQL(GraphQLOverHTTP):
         # library, the dashboard); the older protocol named graphql-ws, of the unmaintained
         # subscriptions-transport-ws, is refused.
         super().__init__(
-            schema,
+            build_schema(svc.settings.fast_paths),
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=svc.settings.connection_init_timeout,

@@ -17,6 +17,14 @@ the `pong` says, and the client may ping again.
 
 Sockets in development mode, and sockets opened without a token (whose operations are all refused),
 have no end.
+
+A socket also ends when its client does not read. Every message waits until the socket can take it:
+the server's buffers for one socket hold at most the transport's (64 KiB past the operating system's
+own) and one message per operation. A message that has waited `send_timeout` (settings, 10 s) closes
+the socket with 1013 (Try Again Later): its operations are stopped, and its subscriptions hold no
+notices while it is not read, instead of each keeping up to the hub's bound (api/live/hub.py). The close
+frame follows what was sent before it, once the client reads again; a client that subscribes again
+receives what commits from then on.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from api.web.graphql_ws import StrictTransportWS, close_reason
 
 FORBIDDEN = 4403
 EXPIRED = "Forbidden: the token has expired"
+TRY_AGAIN_LATER = 1013
+NOT_READING = "Try Again Later: the client did not read what was sent"
 
 
 class SessionTransportWS(StrictTransportWS):
@@ -48,6 +58,7 @@ class SessionTransportWS(StrictTransportWS):
         self._valid_until: datetime | None = None
         self._timer: asyncio.Task[None] | None = None
         self._ended = False
+        self._ending: asyncio.Task[None] | None = None
 
     async def handle_message(self, message: Message) -> None:
         if self._ended:
@@ -86,11 +97,24 @@ class SessionTransportWS(StrictTransportWS):
         expires_at = None if self._valid_until is None else self._valid_until.isoformat()
         await self.send_message({"type": "pong", "payload": {"expiresAt": expires_at}})
 
+    async def send_message(self, message: Message) -> None:
+        try:
+            async with asyncio.timeout(self.context["service"].settings.send_timeout.total_seconds()):
+                await super().send_message(message)
+        except TimeoutError:
+            if self._ending is None:
+                # A task of its own: stopping the operations cancels the one that is sending this.
+                self._ending = asyncio.create_task(self._end(NOT_READING, TRY_AGAIN_LATER))
+
     async def shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             with suppress(asyncio.CancelledError):
                 await self._timer
+        if self._ending is not None:
+            self._ending.cancel()
+            with suppress(Exception, asyncio.CancelledError):  # the client left before the close
+                await self._ending
         await super().shutdown()
 
     def _expired(self) -> bool:
@@ -113,11 +137,11 @@ class SessionTransportWS(StrictTransportWS):
         except Exception as error:  # noqa: BLE001 - reported as strawberry reports its own timers'
             await self.handle_task_exception(error)
 
-    async def _end(self, reason: str) -> None:
-        """Stop every operation of the socket, then close it with 4403 and `reason`."""
+    async def _end(self, reason: str, code: int = FORBIDDEN) -> None:
+        """Stop every operation of the socket, then close it with `code` and `reason`."""
         if self._ended:
             return
         self._ended = True
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        await self.websocket.close(code=FORBIDDEN, reason=close_reason(reason))
+        await self.websocket.close(code=code, reason=close_reason(reason))

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import ClassVar, assert_never
 
 from domain.model.values import OrderLine, Pick
 
@@ -127,10 +127,16 @@ class SagaPolicy:
 
 # ---------------------------------------------------------------------------------------------- events
 
+# Each event's `type_name` is the name the journal stores it under (persistence/codec.py) and that
+# command ids are made of: it stays what it is, whatever the class is called, so a journal written by an
+# earlier release reads back (tests/golden) and a participant recognises a command it has seen.
+
 
 @dataclass(frozen=True, slots=True)
 class SagaStarted:
     """The order was placed and created, in the same transaction that journals this event."""
+
+    type_name: ClassVar[str] = "SagaStarted"
 
     order_id: str
     customer_id: str
@@ -140,6 +146,8 @@ class SagaStarted:
 
 @dataclass(frozen=True, slots=True)
 class StepStarted:
+    type_name: ClassVar[str] = "StepStarted"
+
     step: Step
     attempt: int
     deadline: datetime
@@ -148,6 +156,8 @@ class StepStarted:
 
 @dataclass(frozen=True, slots=True)
 class StepSucceeded:
+    type_name: ClassVar[str] = "StepSucceeded"
+
     step: Step
     at: datetime
     picks: tuple[Pick, ...] = ()
@@ -157,6 +167,8 @@ class StepSucceeded:
 @dataclass(frozen=True, slots=True)
 class StepFailed:
     """An attempt failed. `retry_at` is when the next attempt may start; None means no more attempts."""
+
+    type_name: ClassVar[str] = "StepFailed"
 
     step: Step
     attempt: int
@@ -168,6 +180,8 @@ class StepFailed:
 
 @dataclass(frozen=True, slots=True)
 class StepTimedOut:
+    type_name: ClassVar[str] = "StepTimedOut"
+
     step: Step
     attempt: int
     reason: str
@@ -177,12 +191,16 @@ class StepTimedOut:
 
 @dataclass(frozen=True, slots=True)
 class CompensationStarted:
+    type_name: ClassVar[str] = "CompensationStarted"
+
     reason: str
     at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class SagaParked:
+    type_name: ClassVar[str] = "SagaParked"
+
     reason: str
     at: datetime
 
@@ -190,6 +208,8 @@ class SagaParked:
 @dataclass(frozen=True, slots=True)
 class SagaRetried:
     """An operator sent a parked saga on: the step it was parked at gets a fresh series of attempts."""
+
+    type_name: ClassVar[str] = "SagaRetried"
 
     at: datetime
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
@@ -201,6 +221,8 @@ class SagaRetried:
 @dataclass(frozen=True, slots=True)
 class SagaAborted:
     """An operator turned the saga back: the step in flight is abandoned, what was done is compensated."""
+
+    type_name: ClassVar[str] = "SagaAborted"
 
     reason: str
     at: datetime
@@ -218,6 +240,8 @@ class CustomerCancelled:
     """The customer (or an operator for it) cancelled the order before its shipment was dispatched; it
     is compensated like a failure, for `reason`."""
 
+    type_name: ClassVar[str] = "CustomerCancelled"
+
     at: datetime
     reason: str
     # Who asked for it (the subject of the caller's token); None in journals written before it was kept.
@@ -229,6 +253,8 @@ class CustomerCancelled:
 @dataclass(frozen=True, slots=True)
 class ShipmentDispatched:
     """The warehouse picked and sent the completed saga's shipment: its picks left their sections."""
+
+    type_name: ClassVar[str] = "ShipmentDispatched"
 
     shipment_id: str
     at: datetime
@@ -357,65 +383,92 @@ def start(saga_id: str, event: SagaStarted) -> SagaState:
 
 
 def evolve(state: SagaState, event: SagaEvent) -> SagaState:
-    """The state after `event`; the saga's state is always the fold of its journal through this."""
-    # One new state per event: `replace` copies every field, and a saga folds each of its events.
-    return replace(state, version=state.version + 1, updated_at=event.at, **_changes(state, event))
-
-
-def _changes(state: SagaState, event: SagaEvent) -> dict[str, Any]:
-    """The fields `event` changes, besides the version and the time."""
+    """The state after `event`; the saga's state is always the fold of its journal through this.
+    Raises ValueError for a second SagaStarted."""
+    # One new state per event (`replace` copies every field, and a saga folds each of its events),
+    # with the fields `event` changes besides the version and the time.
+    version, at = state.version + 1, event.at
     match event:
-        case StepStarted(step, attempt, deadline, at):
-            return {
-                "status": _RUNNING_STATUS.get(step, SagaStatus.COMPENSATING),
-                "step": step,
-                "attempt": attempt,
-                "deadline": deadline,
-                "attempt_timeout": deadline - at,
-                "retry_at": None,
-                "history": _record_attempt(state.history, step, attempt, at),
-            }
-        case StepSucceeded(step, at, picks, shipment_id):
+        case StepStarted(step, attempt, deadline, _):
+            return replace(
+                state,
+                version=version,
+                updated_at=at,
+                status=_RUNNING_STATUS.get(step, SagaStatus.COMPENSATING),
+                step=step,
+                attempt=attempt,
+                deadline=deadline,
+                attempt_timeout=deadline - at,
+                retry_at=None,
+                history=_record_attempt(state.history, step, attempt, at),
+            )
+        case StepSucceeded(step, _, picks, shipment_id):
             history = _finish(state.history, step, StepStatus.SUCCEEDED, at, None)
-            settled = {"step": None, "attempt": 0, "deadline": None, "history": history}
             if step in _DONE_STATUS:
-                return settled | {
-                    "status": _DONE_STATUS[step],
-                    "done": (*state.done, step),
-                    "picks": picks or state.picks,
-                    "shipment_id": shipment_id or state.shipment_id,
-                }
+                return replace(
+                    state,
+                    version=version,
+                    updated_at=at,
+                    status=_DONE_STATUS[step],
+                    done=(*state.done, step),
+                    picks=picks or state.picks,
+                    shipment_id=shipment_id or state.shipment_id,
+                    step=None,
+                    attempt=0,
+                    deadline=None,
+                    history=history,
+                )
             remaining = state.compensations[1:]
-            status = SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED
-            return settled | {"status": status, "compensations": remaining}
-        case StepFailed(step, _, reason, transient, retry_at, at):
-            gave_up = {} if retry_at is not None else {"gave_up_on": _kind_of_failure(step, transient)}
-            return gave_up | _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED)
-        case StepTimedOut(step, _, reason, retry_at, at):
-            gave_up = {} if retry_at is not None else {"gave_up_on": FailureKind.TIMED_OUT}
-            return gave_up | _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT)
-        case CompensationStarted(reason, at):
+            return replace(
+                state,
+                version=version,
+                updated_at=at,
+                status=SagaStatus.COMPENSATING if remaining else SagaStatus.FAILED,
+                compensations=remaining,
+                step=None,
+                attempt=0,
+                deadline=None,
+                history=history,
+            )
+        case StepFailed(step, _, reason, transient, retry_at, _):
+            gave_up = None if retry_at is not None else _kind_of_failure(step, transient)
+            return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED, gave_up)
+        case StepTimedOut(step, _, reason, retry_at, _):
+            gave_up = None if retry_at is not None else FailureKind.TIMED_OUT
+            return _after_failure(state, step, reason, retry_at, at, StepStatus.TIMED_OUT, gave_up)
+        case CompensationStarted(reason, _):
             # It follows, in the same decision, the step that gave up: the last one recorded.
             return _turn_back(state, reason, at, cause=state.history[-1].step, kind=state.gave_up_on)
-        case SagaAborted(reason, at):
+        case SagaAborted(reason, _):
             return _turn_back(state, reason, at, cause=None, kind=FailureKind.ABORTED)
-        case CustomerCancelled(at, reason):
+        case CustomerCancelled(_, reason):
             return _turn_back(state, reason, at, cause=None, kind=FailureKind.CANCELLED)
         case SagaParked(reason, _):
-            return {
-                "status": SagaStatus.NEEDS_ATTENTION,
-                "attention_reason": reason,
-                "attention_kind": state.gave_up_on,
-            }
+            return replace(
+                state,
+                version=version,
+                updated_at=at,
+                status=SagaStatus.NEEDS_ATTENTION,
+                attention_reason=reason,
+                attention_kind=state.gave_up_on,
+            )
         case SagaRetried():
             # Parked in a compensation, that compensation runs again; parked at the shipment (the
             # only forward step that parks), the step after the last one done starts again.
-            status = SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]]
-            return {"status": status, "attention_reason": None, "attention_kind": None}
-        case ShipmentDispatched(_, at):
-            return {"dispatched_at": at}
+            return replace(
+                state,
+                version=version,
+                updated_at=at,
+                status=SagaStatus.COMPENSATING if state.is_compensating else _DONE_STATUS[state.done[-1]],
+                attention_reason=None,
+                attention_kind=None,
+            )
+        case ShipmentDispatched(_, dispatched_at):
+            return replace(state, version=version, updated_at=at, dispatched_at=dispatched_at)
         case SagaStarted():
             raise ValueError("a saga starts only once")
+        case _:
+            assert_never(event)
 
 
 def _kind_of_failure(step: Step, transient: bool) -> FailureKind:
@@ -427,38 +480,58 @@ def _kind_of_failure(step: Step, transient: bool) -> FailureKind:
 
 def _turn_back(
     state: SagaState, reason: str, at: datetime, cause: Step | None, kind: FailureKind | None
-) -> dict[str, Any]:
+) -> SagaState:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
     its effect commits together with its journal entry, and that entry was not written."""
     history = state.history
     if state.step is not None:
         history = _finish(history, state.step, StepStatus.ABANDONED, at, None)
-    plan = tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF)
-    return {
-        "status": SagaStatus.COMPENSATING,
-        "compensations": plan,
-        "failure_reason": reason,
-        "failure_kind": kind,
-        "failed_step": cause,
-        "attention_reason": None,
-        "attention_kind": None,
-        "step": None,
-        "attempt": 0,
-        "deadline": None,
-        "retry_at": None,
-        "history": history,
-    }
+    return replace(
+        state,
+        version=state.version + 1,
+        updated_at=at,
+        status=SagaStatus.COMPENSATING,
+        compensations=tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF),
+        failure_reason=reason,
+        failure_kind=kind,
+        failed_step=cause,
+        attention_reason=None,
+        attention_kind=None,
+        step=None,
+        attempt=0,
+        deadline=None,
+        retry_at=None,
+        history=history,
+    )
 
 
 def _after_failure(
-    state: SagaState, step: Step, reason: str, retry_at: datetime | None, at: datetime, final: StepStatus
-) -> dict[str, Any]:
+    state: SagaState,
+    step: Step,
+    reason: str,
+    retry_at: datetime | None,
+    at: datetime,
+    final: StepStatus,
+    gave_up: FailureKind | None,
+) -> SagaState:
+    """After a failed attempt: another one at `retry_at`, or none (None), the step having given up
+    for the reason of kind `gave_up`."""
     if retry_at is not None:
         history = _finish(state.history, step, StepStatus.RETRYING, None, reason)
-        return {"retry_at": retry_at, "deadline": None, "history": history}
-    status = SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status
-    history = _finish(state.history, step, final, at, reason)
-    return {"status": status, "step": None, "deadline": None, "retry_at": None, "history": history}
+        return replace(
+            state, version=state.version + 1, updated_at=at, retry_at=retry_at, deadline=None, history=history
+        )
+    return replace(
+        state,
+        version=state.version + 1,
+        updated_at=at,
+        status=SagaStatus.STOCK_RESERVATION_FAILED if step is Step.RESERVE_STOCK else state.status,
+        gave_up_on=gave_up,
+        step=None,
+        deadline=None,
+        retry_at=None,
+        history=_finish(state.history, step, final, at, reason),
+    )
 
 
 def _record_attempt(
@@ -624,6 +697,8 @@ def on_outcome(
             failed = StepFailed(step, state.attempt, reason, True, retry_at, now)
             exhausted = f"{step.value} failed after {state.attempt} attempts: {reason}"
             return (failed,) if retry_at else (failed, *_give_up(step, exhausted, now))
+        case _:
+            assert_never(outcome)
 
 
 def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:

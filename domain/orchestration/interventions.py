@@ -132,7 +132,7 @@ class Interventions:
             if isinstance(decision, Refused):
                 return decision, None
             if effect is not None:
-                await effect(tx, step_command(before, type(decision[0]).__name__, now))
+                await effect(tx, step_command(before, decision[0].type_name, now))
             change = self._steps.settle(SagaChange.from_state(before).apply(decision), now)
             await tx.sagas.append(change, None)
             return change.after, change

@@ -22,7 +22,16 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from domain.model.saga import TURNING_BACK, FailureKind, SagaStatus, Step, StepStatus
+from domain.model.saga import (
+    TURNING_BACK,
+    FailureKind,
+    SagaStatus,
+    Step,
+    StepFailed,
+    StepStatus,
+    StepSucceeded,
+    StepTimedOut,
+)
 from persistence.tables import saga_step_view, saga_timeline, saga_view
 
 # Failure groups returned at most, the most frequent first.
@@ -101,8 +110,8 @@ class SagaAnalytics:
             completed=statuses.get(SagaStatus.COMPLETED.value, 0),
             failed=statuses.get(SagaStatus.FAILED.value, 0),
             needs_attention=statuses.get(SagaStatus.NEEDS_ATTENTION.value, 0),
-            compensations=sum(events.get((None, kind.__name__), 0) for kind in TURNING_BACK),
-            timeouts=sum(n for (_, kind), n in events.items() if kind == "StepTimedOut"),
+            compensations=sum(events.get((None, kind.type_name), 0) for kind in TURNING_BACK),
+            timeouts=sum(n for (_, kind), n in events.items() if kind == StepTimedOut.type_name),
             durations=saga_durations.get(None, Durations()),
             steps=[
                 StepFigures(
@@ -143,24 +152,35 @@ class SagaAnalytics:
         """Sagas that completed, failed, and began compensating (a failed step, an operator's abort, a
         customer's cancel) in each UTC minute from the one holding `since` to the one before `until`,
         counting transitions at or after `since` and before `until`: one bucket per minute, empty ones
-        included. Raises ValueError unless 0 < until - since <= MAX_ACTIVITY_MINUTES minutes."""
+        included. A saga counts as completed once, in the minute it completed, and only while it stays
+        COMPLETED: a dispatch is not another completion, and a completed saga cancelled later counts
+        where it fails instead. So over a window holding whole sagas the counts add up to
+        `figures`' completed, failed and compensations. Raises ValueError unless
+        0 < until - since <= MAX_ACTIVITY_MINUTES minutes."""
         if not timedelta(0) < until - since <= timedelta(minutes=MAX_ACTIVITY_MINUTES):
             raise ValueError(f"the window must be longer than 0 and at most {MAX_ACTIVITY_MINUTES} minutes")
+        timeline, turning_back = saga_timeline.c, [k.type_name for k in TURNING_BACK]
+        # The step whose success completes a saga is the one event that moves it into COMPLETED; later
+        # events of a completed saga (its dispatch) leave it there.
+        completion = (timeline.status == SagaStatus.COMPLETED.value) & (
+            timeline.type == StepSucceeded.type_name
+        )
         kind = case(
-            (saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]), "compensated"),
-            (saga_timeline.c.status == SagaStatus.COMPLETED.value, "completed"),
+            (timeline.type.in_(turning_back), "compensated"),
+            (timeline.status == SagaStatus.COMPLETED.value, "completed"),
             else_="failed",
         )
-        minute = _EpochMinute(saga_timeline.c.occurred_at)
+        minute = _EpochMinute(timeline.occurred_at)
         query = (
             select(minute, kind, func.count())
+            .join_from(saga_timeline, saga_view, saga_view.c.id == timeline.saga_id)
             .where(
-                saga_timeline.c.occurred_at >= since,
-                saga_timeline.c.occurred_at < until,
-                # A saga's last transition into COMPLETED or FAILED is the one that reaches it:
-                # neither status is ever left.
-                (saga_timeline.c.status.in_([SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]))
-                | saga_timeline.c.type.in_([k.__name__ for k in TURNING_BACK]),
+                timeline.occurred_at >= since,
+                timeline.occurred_at < until,
+                (completion & (saga_view.c.status == SagaStatus.COMPLETED.value))
+                # FAILED is never left: the one transition that reaches it is the saga's last.
+                | (timeline.status == SagaStatus.FAILED.value)
+                | timeline.type.in_(turning_back),
             )
             .group_by(minute, kind)
         )
@@ -225,7 +245,7 @@ async def _count_events(
     conn: AsyncConnection, window: Sequence[ColumnElement[bool]]
 ) -> dict[tuple[str | None, str], int]:
     """Per step and kind: failed and timed-out attempts, and turnings back begun (no step)."""
-    kinds = ["StepFailed", "StepTimedOut", *(kind.__name__ for kind in TURNING_BACK)]
+    kinds = [StepFailed.type_name, StepTimedOut.type_name, *(kind.type_name for kind in TURNING_BACK)]
     rows = await conn.execute(
         select(saga_timeline.c.step, saga_timeline.c.type, func.count())
         .join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)

@@ -106,10 +106,17 @@ def held_stock(state: SagaState) -> Counter[tuple[str, str, str]]:
     """What the saga holds reserved, per (warehouse, section, sku): its picks, from the reservation
     until stock is released or leaves the warehouse with the dispatched shipment."""
     held: Counter[tuple[str, str, str]] = Counter()
-    if not _succeeded(state, Step.RELEASE_STOCK) and not state.is_dispatched:
-        for p in state.picks:
-            held[p.warehouse_code, p.section_code, p.sku] += p.quantity
+    for p in reserved_picks(state):
+        held[p.warehouse_code, p.section_code, p.sku] += p.quantity
     return held
+
+
+def reserved_picks(state: SagaState) -> tuple[Pick, ...]:
+    """The saga's picks while they hold stock reserved: none once it is released, or once it left the
+    warehouse with the dispatched shipment (whose own picks say what left)."""
+    if _succeeded(state, Step.RELEASE_STOCK) or state.is_dispatched:
+        return ()
+    return state.picks
 
 
 def _succeeded(state: SagaState, step: Step) -> bool:
@@ -128,7 +135,7 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
             {
                 "saga_id": saga_id,
                 "sequence": sequence,
-                "type": type(event).__name__,
+                "type": event.type_name,
                 "status": status.value,
                 "step": step.value if step else None,
                 "attempt": getattr(event, "attempt", None),
@@ -159,7 +166,7 @@ def order_row(state: SagaState) -> dict[str, Any]:
         "customer_id": state.customer_id,
         "status": order_status(state).value,
         "lines": [{"sku": line.sku, "quantity": line.quantity} for line in state.lines],
-        "picks": picks_json(state.picks),
+        "picks": picks_json(reserved_picks(state)),
         "shipment_id": state.shipment_id,
         "created_at": state.started_at,
         "updated_at": _order_changed_at(state),

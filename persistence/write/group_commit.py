@@ -72,10 +72,12 @@ class GroupCommitRunner:
         max_batch: int = 128,
         admission_timeout: float | None = None,
         commit: Commit | None = None,
+        prepared: bool = True,
     ) -> None:
         """`admission_timeout`: seconds work may wait for a lane before it is withdrawn (None: no
         limit). `commit`: how a batch on the async engine commits (api/staged_faults.py stages a
-        lost answer there)."""
+        lost answer there). `prepared`: whether SQLite's hot statements go straight to sqlite3
+        (persistence/prepared.py) rather than through SQLAlchemy."""
         self._engine = engine
         self._make_transaction = make_transaction
         self._metrics = metrics
@@ -83,6 +85,7 @@ class GroupCommitRunner:
         self._max_batch = max_batch
         self._admission_timeout = admission_timeout
         self._commit_batch = commit or _commit
+        self._prepared = prepared
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[_Job] = set()
@@ -195,7 +198,7 @@ class GroupCommitRunner:
         def write() -> list[Any]:
             with engine.connect() as conn:
                 conn.begin()
-                db = BlockingDb(conn)
+                db = BlockingDb(conn, self._prepared)
                 results: list[Any] = [run_blocking(job.work(db)) for job in jobs]
                 run_blocking(db.before_commit())
                 try:

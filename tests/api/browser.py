@@ -106,6 +106,13 @@ class Page:
         )
         self.scripts.append(added["identifier"])
 
+    async def prefer_color_scheme(self, scheme: str) -> None:
+        """Make the page see `prefers-color-scheme: scheme` ("light" or "dark")."""
+        features = [{"name": "prefers-color-scheme", "value": scheme}]
+        await asyncio.to_thread(
+            self.driver.execute_cdp_cmd, "Emulation.setEmulatedMedia", {"features": features}
+        )
+
     async def loaded_from(self) -> list[str]:
         """Every resource the page has loaded (scripts, styles, requests), by URL."""
         return await self.run("return performance.getEntriesByType('resource').map(e => e.name)")  # type: ignore[no-any-return]

@@ -24,10 +24,9 @@ async def live(database_url: str) -> AsyncIterator[Live]:
 
 
 @pytest.fixture
-async def live_on_sqlite(tmp_path: Path) -> AsyncIterator[Live]:
+async def live_on_sqlite(sqlite_url: str) -> AsyncIterator[Live]:
     """For what does not depend on the database, such as the WebSocket protocol itself."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}"
-    async with serve_live(Settings(database_url=url)) as served:
+    async with serve_live(Settings(database_url=sqlite_url)) as served:
         yield served
 
 
@@ -53,4 +52,5 @@ def page(chromium: WebDriver, tmp_path: Path) -> Iterator[Page]:
     # The next test starts on a blank tab, with none of this test's scripts left.
     for identifier in opened.scripts:
         chromium.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": identifier})
+    chromium.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     chromium.get("about:blank")

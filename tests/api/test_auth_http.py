@@ -79,6 +79,11 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
         {OPS, ADM},
         'mutation { abortSaga(input: {sagaId: "none", reason: "test"}) { userErrors { code } } }',
     ),
+    "retrySagas": ({OPS, ADM}, 'mutation { retrySagas(input: {sagaIds: ["none"]}) { userErrors { code } } }'),
+    "abortSagas": (
+        {OPS, ADM},
+        'mutation { abortSagas(input: {sagaIds: ["none"], reason: "test"}) { userErrors { code } } }',
+    ),
     "dispatchShipment": (
         {OPS, ADM},
         'mutation { dispatchShipment(input: {shipmentId: "none"}) { userErrors { code } } }',

@@ -59,7 +59,16 @@ async def test_the_console_is_served_and_loads_nothing_from_elsewhere(live_on_sq
             assert not re.search(r"https?://|@import|url\(", served.text), asset
             imported = re.findall(r'from "\./([\w.]+)"', served.text)
             pending += [f"/dashboard/{name}" for name in imported if f"/dashboard/{name}" not in seen]
-        modules = ("dashboard.css", "dashboard.js", "graphql.js", "dom.js", "list.js", "saga.js", "charts.js")
+        modules = (
+            "dashboard.css",
+            "dashboard.js",
+            "graphql.js",
+            "dom.js",
+            "list.js",
+            "saga.js",
+            "charts.js",
+            "bulk.js",
+        )
         assert seen == {f"/dashboard/{name}" for name in modules}
 
 
@@ -78,7 +87,7 @@ async def test_the_dashboard_shows_sagas_complete_and_fail_live_without_a_reload
 
     done, failed = f'tr[data-saga-id="{completing}"]', f'tr[data-saga-id="{failing}"]'
     assert await page.text(f"{done} .status") == "COMPLETED"
-    assert await page.texts(f"{done} td:nth-child(3) .step") == [
+    assert await page.texts(f"{done} td:nth-child(4) .step") == [
         f"{step}\nSucceeded" for step in ("Create order", "Reserve stock", "Confirm order", "Create shipment")
     ]
     assert await page.text(f"{failed} .status") == "FAILED"

@@ -139,6 +139,7 @@ async def test_several_operations_need_an_operation_name(http: httpx.AsyncClient
     assert chosen.json() == {"data": {"b": "Query"}}
 
 
+@pytest.mark.protocol
 async def test_graphql_http_server_audits_all_pass(base_url: str) -> None:
     """The npm package graphql-http's serverAudits, the GraphQL-over-HTTP conformance suite."""
     output = await run_node(PROTOCOL / "audit-server.mjs", f"{base_url}/graphql")

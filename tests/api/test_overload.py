@@ -20,6 +20,7 @@ from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions
 
 WAIT = timedelta(milliseconds=300)
+pytestmark = pytest.mark.slow  # each waits out real timeouts, some several times WAIT
 
 
 @pytest.fixture

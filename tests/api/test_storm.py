@@ -17,6 +17,7 @@ from domain.model.saga import SagaPolicy
 from tests.api.server import PLACE, GraphQLClient, graphql_client
 
 ORDERS = 200
+pytestmark = pytest.mark.slow  # ORDERS orders at once
 STOCK = {("W1", "A"): 30, ("W2", "B"): 20}
 # Generous deadlines: the storm queues every saga's steps at once on a shared machine, and a step that
 # timed out would fail its order for a reason other than stock. Contention is transient and retried.

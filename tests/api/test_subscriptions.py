@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import websockets
+from graphql.execution.collect_fields import CollectedFields
 from sqlalchemy import event
 
 from api.settings import Settings
@@ -271,3 +273,28 @@ async def test_subscribers_with_one_selection_share_one_read_and_one_rendering_o
     # rendered once per selection.
     assert 0 < len(reads) <= len(COMPLETED_PATH)
     assert rendered == [placed.saga_id] * len(COMPLETED_PATH) * len(selections)
+
+
+def collected_field_sets() -> int:
+    """How many field sets graphql-core's executors hold, collected or memoized, alive now."""
+    gc.collect()
+    return sum(isinstance(o, CollectedFields) for o in gc.get_objects())
+
+
+async def test_a_long_subscription_keeps_nothing_per_event_it_sent(live: Live) -> None:
+    async with subscriptions(live.url) as client:
+        await client.subscribe("feed", FEED)
+        await live.until_subscribed(1)
+
+        async def one_saga() -> None:
+            # Placed past GraphQL, so that only the subscription's events are executed.
+            await live.svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("TEA", 1),)))
+            for _ in COMPLETED_PATH:
+                await client.next("feed")
+
+        await one_saga()
+        after_one = collected_field_sets()
+        for _ in range(4):
+            await one_saga()
+        # Each event's execution collects its selection's fields anew; none of them outlives it.
+        assert collected_field_sets() == after_one

@@ -157,6 +157,7 @@ async def run_reference_client(live: Live, query: str, **variables: Any) -> list
     return [json.loads(line) for line in output.splitlines()]
 
 
+@pytest.mark.protocol
 async def test_the_reference_client_subscribes_receives_and_completes(live: Live) -> None:
     live.gate.hold(Participant.INVENTORY)
     saga_id = await live.place(1)
@@ -174,6 +175,7 @@ async def test_the_reference_client_subscribes_receives_and_completes(live: Live
     assert updates[-1]["status"] == "COMPLETED"
 
 
+@pytest.mark.protocol
 async def test_the_reference_client_is_told_of_a_syntax_error(live: Live) -> None:
     [event] = await run_reference_client(live, "subscription {")
     [error] = event["error"]

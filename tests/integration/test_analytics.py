@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from domain.model.interventions import Actor
-from domain.model.saga import FailureKind, Participant, Step
+from domain.model.interventions import Actor, Refused
+from domain.model.saga import FailureKind, Participant, SagaStatus, Step
 from persistence.read.analytics import (
     MAX_ACTIVITY_MINUTES,
     ActivityBucket,
@@ -18,6 +18,7 @@ from persistence.read.analytics import (
     SagaFigures,
     StepFigures,
 )
+from persistence.read.paging import PageFilter
 from tests.integration.staging import Stage, start_stage
 from tests.service.fakes import START
 
@@ -98,6 +99,31 @@ async def test_activity_counts_each_minute_in_the_database(stage: Stage) -> None
         ActivityBucket(minute[3], failed=1, compensated=1),
         ActivityBucket(minute[4]),
     ]
+
+
+async def test_activity_counts_a_completion_once_and_agrees_with_the_metrics(stage: Stage) -> None:
+    completed = await stage.svc.read.saga_page(PageFilter([SagaStatus.COMPLETED.value]), None, 10)
+    # Newest first: the retried saga is dispatched (not another completion); the first saga is
+    # cancelled after it completed, so it counts where it failed.
+    dispatched, cancelled = completed
+    order = await stage.svc.read.order(dispatched.order_id)
+    assert order is not None and order.shipment_id is not None
+    assert not isinstance(
+        await stage.svc.orchestrator.dispatch_shipment(dispatched.id, order.shipment_id), Refused
+    )
+    operator = Actor("operator-1", "operator")
+    assert not isinstance(await stage.svc.orchestrator.cancel_order(cancelled.id, operator), Refused)
+    await stage.run_until(cancelled.id, "FAILED")
+
+    since, until = START, stage.clock.now() + at(60)
+    figures, buckets = (
+        await stage.svc.analytics.figures(since, until),
+        await stage.svc.analytics.activity(since, until),
+    )
+    counted = [sum(getattr(b, kind) for b in buckets) for kind in ("completed", "failed", "compensated")]
+    assert counted == [figures.completed, figures.failed, figures.compensations] == [1, 4, 4]
+    # The first saga completed at START and was cancelled; the retried one completed a minute later.
+    assert buckets[:2] == [ActivityBucket(START), ActivityBucket(START + at(60), completed=1)]
 
 
 @pytest.mark.parametrize("minutes", [0, -1, MAX_ACTIVITY_MINUTES + 1])

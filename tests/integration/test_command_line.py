@@ -20,6 +20,7 @@ from persistence.serving import DatabaseInUse, claim_database
 from tests.crash.server_process import ORDERSAGA, ordersaga_serve
 
 COMMAND_SECONDS = 60
+pytestmark = pytest.mark.slow  # most run `ordersaga` processes
 
 
 async def ordersaga(*args: str) -> tuple[int, str, str]:

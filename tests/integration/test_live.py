@@ -180,3 +180,20 @@ async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_a
     assert [u.sequence for u in (await recent.past({second: Wanted(5, 7)}))[second]] == [6, 7]
     await recent.past({first: Wanted(5, 7)})
     assert recent.reads == 4
+
+
+async def test_subscribers_whom_a_shared_read_did_not_serve_share_the_next_one(
+    held: tuple[Service, Hold],
+) -> None:
+    svc, gate = held
+    (saga,) = await ended(svc, gate, 1)
+    recent = RecentTransitions(svc.read, SagaUpdate.of)
+
+    # The first read is of the transitions past 4; those asking meanwhile for all of them wait for it,
+    # find it did not reach back far enough, and then wait for one read among them.
+    later, *whole = await asyncio.gather(
+        recent.past({saga: Wanted(4, 7)}), *(recent.past({saga: Wanted(0, 7)}) for _ in range(5))
+    )
+    assert [u.sequence for u in later[saga]] == [5, 6, 7]
+    assert all([u.sequence for u in answer[saga]] == [1, 2, 3, 4, 5, 6, 7] for answer in whole)
+    assert recent.reads == 2

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from api.cli import _parser, _settings
 from api.service import Service
+from api.settings import Settings
 from domain.model.commands import PlaceOrder
+from domain.model.interventions import Actor
 from domain.model.saga import Participant, SagaChange, SagaStatus, fold, replay
 from domain.model.values import OrderLine, Pick
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
@@ -22,7 +25,7 @@ from persistence.read.projection import order_row, saga_row, timeline_rows
 from persistence.write.journal import SagaWrites
 from tests.gates import Hold
 from tests.integration.commands import command_for
-from tests.integration.support import start_service, stock_catalog, wait_for_status
+from tests.integration.support import FAST, start_service, stock_catalog, wait_for_status
 from tests.service.fakes import START as NOW
 
 
@@ -37,6 +40,23 @@ async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> N
     assert (level.on_hand, level.reserved) == (10, 3)
     timeline = await svc.read.saga_timeline(placed.saga_id)
     assert [r.sequence for r in timeline] == list(range(1, 8))
+
+
+async def test_an_orders_picks_are_cleared_once_its_stock_is_released_or_dispatched(svc: Service) -> None:
+    placed = [await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 2),))) for _ in "ab"]
+    for order in placed:
+        await wait_for_status(svc, order.saga_id, SagaStatus.COMPLETED)
+    cancelled, dispatched = placed
+    await svc.orchestrator.cancel_order(cancelled.saga_id, Actor("c-1", "customer"))
+    await wait_for_status(svc, cancelled.saga_id, SagaStatus.FAILED)
+    shipment_id = (await svc.read.order(dispatched.order_id)).shipment_id  # type: ignore[union-attr]
+    await svc.orchestrator.dispatch_shipment(dispatched.saga_id, shipment_id)
+
+    for order in placed:
+        row = await svc.read.order(order.order_id)
+        assert row is not None and row.status in ("CANCELLED", "SHIPPED") and row.picks == []
+    [level] = await svc.read.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (8, 0)
 
 
 async def test_a_shortage_fails_the_saga_and_cancels_the_order(svc: Service) -> None:
@@ -160,8 +180,19 @@ async def test_a_stopped_service_refuses_work_rather_than_leaving_it_waiting(dat
         await asyncio.wait_for(svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))), 5)
 
 
+async def start_freezing(url: str) -> Service:
+    """A service started as `ordersaga serve` starts it, freezing what start-up made."""
+    svc = Service(Settings(database_url=url, policy=FAST, freeze_start_up=True))
+    await svc.start()
+    return svc
+
+
+def test_serve_freezes_what_start_up_made() -> None:
+    assert _settings(_parser().parse_args(["serve"])).freeze_start_up
+
+
 async def test_a_running_service_keeps_what_start_up_made_out_of_collections(database_url: str) -> None:
-    svc = await start_service(database_url)
+    svc = await start_freezing(database_url)
     try:
         assert gc.get_freeze_count() > 0
     finally:
@@ -169,9 +200,20 @@ async def test_a_running_service_keeps_what_start_up_made_out_of_collections(dat
     assert gc.get_freeze_count() == 0
 
 
+async def test_a_service_not_asked_to_freeze_leaves_the_collector_alone(database_url: str) -> None:
+    svc = await start_service(database_url)
+    try:
+        assert gc.get_freeze_count() == 0
+    finally:
+        await svc.stop()
+
+
 async def test_the_frozen_objects_are_given_back_when_the_last_service_stops(tmp_path: Path) -> None:
-    first = await start_service(f"sqlite+aiosqlite:///{tmp_path / 'first.db'}")
-    second = await start_service(f"sqlite+aiosqlite:///{tmp_path / 'second.db'}")
+    first = await start_freezing(f"sqlite+aiosqlite:///{tmp_path / 'first.db'}")
+    second = await start_freezing(f"sqlite+aiosqlite:///{tmp_path / 'second.db'}")
+    third = await start_service(f"sqlite+aiosqlite:///{tmp_path / 'third.db'}")  # freezes nothing
+    await third.stop()
+    assert gc.get_freeze_count() > 0
     await first.stop()
     assert gc.get_freeze_count() > 0  # the second still runs on what start-up made
     await second.stop()
@@ -187,7 +229,7 @@ async def test_start_up_s_garbage_is_collected_not_frozen(database_url: str) -> 
     gc.disable()  # no collection of its own may free the cycle before start-up freezes
     try:
         garbage = weakref.ref(_Cycle())
-        svc = await start_service(database_url)
+        svc = await start_freezing(database_url)
         try:
             gc.collect()
             assert garbage() is None

@@ -5,6 +5,7 @@ other people wrote. Their npm packages are pinned by package-lock.json here and 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import os
 import shutil
@@ -23,9 +24,13 @@ def _installed() -> str | None:
     """None once the packages are installed, or why they cannot be."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         return "the protocol tests need Node.js and npm (apt-get install -y nodejs npm)"
-    if not (PACKAGES / "node_modules").exists():
-        npm_ci = ["npm", "ci", "--no-audit", "--no-fund"]
-        subprocess.run(npm_ci, cwd=PACKAGES, check=True, capture_output=True, timeout=300)
+    # Test processes running side by side (pytest -n) take turns: one installs, the others then find
+    # the packages there, rather than see a half-written node_modules or install over each other.
+    with (PACKAGES / "package-lock.json").open() as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (PACKAGES / "node_modules").exists():
+            npm_ci = ["npm", "ci", "--no-audit", "--no-fund"]
+            subprocess.run(npm_ci, cwd=PACKAGES, check=True, capture_output=True, timeout=300)
     return None
 
 

@@ -1,7 +1,8 @@
 // The metrics panel: sagaMetrics' figures and step table, and two uPlot charts (the library is served
 // from /vendor): sagas completed, failed and compensated per minute (sagaActivity), and each step's
-// p50 and p95 duration. Lines differ by dash and bars by fill as well as by colour. The panel stays
-// hidden while sagaMetrics fails.
+// p50 and p95 duration. Lines differ by colour, dash, width and marker, and bars by fill as well as by
+// colour. Colours come from the stylesheet,
+// so they follow its light or dark scheme. The panel stays hidden while sagaMetrics fails.
 import { graphql } from "./graphql.js";
 import { $, count, duration, element, words } from "./dom.js";
 
@@ -45,6 +46,14 @@ export async function pollMetrics() {
   timer = setTimeout(pollMetrics, next);
 }
 
+// A change of the browser's scheme draws the charts afresh in its colours.
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+  activityChart?.destroy();
+  durationChart?.destroy();
+  activityChart = durationChart = null;
+  pollMetrics();
+});
+
 function showPanel(state) {
   $("metrics").dataset.state = state;
   $("metrics").hidden = state !== "shown";
@@ -84,6 +93,27 @@ function renderMetrics(m) {
 }
 
 const width = (id) => Math.max(320, $(id).clientWidth);
+const colour = (name) => getComputedStyle(document.documentElement).getPropertyValue(`--${name}`).trim();
+// Axes in the page's ink, with faint grid lines.
+const axis = (options) => ({
+  stroke: colour("ink"),
+  grid: { stroke: colour("line") },
+  ticks: { stroke: colour("line") },
+  ...options,
+});
+
+// Markers on the minutes where something happened (not on the many empty ones), however dense the line.
+const eventful = (u, series) => u.data[series].flatMap((n, i) => (n > 0 ? [i] : []));
+const marker = (size, fill, width = 1) => ({ size, fill, width, filter: eventful });
+
+// Where the lines coincide (each failure compensates, say), a thin dotted line runs inside a wide dashed
+// one, and the markers nest: a small dot (compensated) on a larger one (completed) inside a hollow ring
+// (failed), so every series stays visible.
+const activitySeries = () => [
+  { label: "Completed", stroke: colour("chart-completed"), width: 2, points: marker(10, colour("chart-completed")) },
+  { label: "Failed", stroke: colour("chart-failed"), width: 4, dash: [10, 5], points: marker(17, "transparent", 2) },
+  { label: "Compensated", stroke: colour("chart-compensated"), width: 1.5, dash: [2, 3], points: marker(5, colour("chart-compensated")) },
+];
 
 function drawActivity(buckets) {
   const data = [
@@ -100,19 +130,22 @@ function drawActivity(buckets) {
       .map((name, i) => `${count(data[i + 1].reduce((a, b) => a + b, 0))} ${name}`)
       .join(", ");
   if (activityChart) return activityChart.setData(data);
+  const series = activitySeries();
+  // How each line is drawn, for whoever reads the page rather than the canvas.
+  $("activity-chart").dataset.series = JSON.stringify(
+    series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash ?? [], width: s.width, marker: s.points })),
+  );
   activityChart = new uPlot(
     {
       width: width("activity-chart"),
       height: HEIGHT,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
-      series: [
-        { label: "Minute" },
-        { label: "Completed", stroke: "#1b7f3b", width: 2 },
-        { label: "Failed", stroke: "#b3261e", width: 2, dash: [8, 4] },
-        { label: "Compensated", stroke: "#8a5a00", width: 2, dash: [2, 3] },
-      ],
+      series: [{ label: "Minute" }, ...series],
       // Whole sagas only on the count axis.
-      axes: [{}, { label: "sagas per minute", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }],
+      axes: [
+        axis({}),
+        axis({ label: "sagas per minute", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }),
+      ],
     },
     data,
     $("activity-chart"),
@@ -145,12 +178,12 @@ function drawDurations(steps) {
       },
       series: [
         { label: "Step", value: (u, i) => u.names?.[i]?.replace("\n", " ") ?? "" },
-        { label: "p50", fill: "#3b6ea8", stroke: "#3b6ea8", paths: bars(-1), points: { show: false }, value: (u, ms) => duration(ms) },
-        { label: "p95", fill: "rgba(59,110,168,0.12)", stroke: "#1d3a5c", width: 2, dash: [4, 3], paths: bars(1), points: { show: false }, value: (u, ms) => duration(ms) },
+        { label: "p50", fill: colour("chart-p50"), stroke: colour("chart-p50"), paths: bars(-1), points: { show: false }, value: (u, ms) => duration(ms) },
+        { label: "p95", fill: colour("chart-p95-fill"), stroke: colour("chart-p95"), width: 2, dash: [4, 3], paths: bars(1), points: { show: false }, value: (u, ms) => duration(ms) },
       ],
       axes: [
-        { size: 48, splits: (u) => u.data[0], values: (u, splits) => splits.map((i) => u.names?.[i] ?? "") },
-        { label: "duration", size: 64, values: (u, ticks) => ticks.map((ms) => duration(ms)) },
+        axis({ size: 48, splits: (u) => u.data[0], values: (u, splits) => splits.map((i) => u.names?.[i] ?? "") }),
+        axis({ label: "duration", size: 64, values: (u, ticks) => ticks.map((ms) => duration(ms)) }),
       ],
     },
     data,

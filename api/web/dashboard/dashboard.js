@@ -2,7 +2,8 @@
 // charts, all kept live by the sagaFeed subscription. Plain ES modules, no build step, and nothing
 // loaded from another host (uPlot comes from /vendor).
 import { graphql, subscribe } from "./graphql.js";
-import { $ } from "./dom.js";
+import { $, RUNNING } from "./dom.js";
+import { setUpBulk } from "./bulk.js";
 import { SAGA_FIELDS, loadMore, merge, movingSagas, reload } from "./list.js";
 import { openSaga, refreshIfShown } from "./saga.js";
 import { pollMetrics } from "./charts.js";
@@ -52,15 +53,24 @@ function showConnection(state, text) {
 
 function readFilter() {
   const form = $("filter");
-  const status = [...form.querySelectorAll("input[name=status]:checked")].map((box) => box.value);
+  const status = [...form.querySelectorAll("input[name=status]:checked")].flatMap((box) =>
+    box.value === "RUNNING" ? RUNNING : [box.value],
+  );
   const time = (name) => (form.elements[name].value ? new Date(form.elements[name].value).toISOString() : null);
   const customer = form.elements.customer.value.trim();
+  // "In the last …" counts back from when the filter is applied; "between…" takes the two fields.
+  const within = form.elements.within.value;
+  const between = within === "between";
   return {
     status: status.length ? status : null,
     customerId: customer || null,
-    startedAfter: time("after"),
-    startedBefore: time("before"),
+    startedAfter: between ? time("after") : within ? new Date(Date.now() - Number(within) * 1000).toISOString() : null,
+    startedBefore: between ? time("before") : null,
   };
+}
+
+function showBetween() {
+  $("between").hidden = $("filter").elements.within.value !== "between";
 }
 
 async function search(event) {
@@ -91,12 +101,19 @@ $("filter").addEventListener("submit", (event) => {
   event.preventDefault();
   reload(readFilter());
 });
-$("filter").addEventListener("reset", () => setTimeout(() => reload(readFilter())));
+$("filter").addEventListener("reset", () =>
+  setTimeout(() => {
+    showBetween();
+    reload(readFilter());
+  }),
+);
+$("filter").elements.within.addEventListener("change", showBetween);
 $("more").addEventListener("click", loadMore);
 $("metrics-window").addEventListener("change", pollMetrics);
 window.addEventListener("hashchange", route);
 
 route();
+setUpBulk(readFilter);
 reload(readFilter()); // shown at once; read again when the feed is live
 subscribe(FEED, { onData: receive, onState: showConnection, onLive: live });
 pollMetrics();

@@ -16,6 +16,15 @@ export function element(tag, attributes = {}, ...children) {
 
 export const FORWARD = ["CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT"];
 export const ENDED = new Set(["COMPLETED", "FAILED"]);
+// Moving forward, not yet completed: what the filter's "Running" stands for.
+export const RUNNING = [
+  "ORDER_CREATED",
+  "STOCK_RESERVING",
+  "STOCK_RESERVED",
+  "ORDER_CONFIRMING",
+  "ORDER_CONFIRMED",
+  "SHIPMENT_CREATING",
+];
 
 // CREATE_ORDER -> "Create order"
 export const words = (name) => name.charAt(0) + name.slice(1).toLowerCase().replaceAll("_", " ");

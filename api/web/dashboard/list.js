@@ -5,6 +5,7 @@
 // page or in the feed (no gaps); a saga the feed brings in is shown when it falls within the range
 // the loaded pages cover, and older ones come with the next page.
 import { graphql } from "./graphql.js";
+import { selectBox } from "./bulk.js";
 import { $, ENDED, FORWARD, at, element, sagaLink, statusBadge, time, words } from "./dom.js";
 
 export const SAGA_FIELDS = `
@@ -141,6 +142,7 @@ function render(saga) {
   return element(
     "tr",
     { "data-saga-id": saga.id, "data-status": saga.status, "data-started": saga.startedAt },
+    element("td", {}, selectBox(saga.id)),
     element("td", {}, sagaCell(saga)),
     element("td", {}, statusCell(saga)),
     element("td", {}, stepsCell(saga)),

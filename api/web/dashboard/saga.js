@@ -13,7 +13,7 @@ const SAGA = `query ($id: ID!) {
     events { sequence type status step attempt reason occurredAt actor }
     order {
       id status customerId createdAt updatedAt lines { sku quantity } picks { ${PICK_FIELDS} }
-      shipment { id createdAt picks { ${PICK_FIELDS} } }
+      shipment { id status createdAt picks { ${PICK_FIELDS} } }
     }
   }
 }`;
@@ -87,7 +87,7 @@ function render(saga) {
   $("saga-page").dataset.state = "shown";
   $("saga-page").dataset.status = saga.status;
   $("saga-title").replaceChildren("Saga ", element("code", {}, saga.id));
-  $("saga-actions").replaceChildren(...actionsFor(saga));
+  $("saga-actions").replaceChildren(...actionsFor(saga), download(saga));
   $("saga-body").replaceChildren(
     element(
       "dl",
@@ -104,6 +104,21 @@ function render(saga) {
       : element("p", { class: "muted" }, "Nothing was compensated."),
     orderSection(saga.order),
     journal(saga.events),
+  );
+}
+
+let downloaded = null; // the object URL of the shown saga's history, let go when it is redrawn
+
+// The saga's whole history as the page read it (journal events, steps, compensations, order and
+// shipment), as a JSON file to keep or attach to a ticket.
+function download(saga) {
+  if (downloaded) URL.revokeObjectURL(downloaded);
+  const history = { exportedAt: new Date().toISOString(), saga };
+  downloaded = URL.createObjectURL(new Blob([JSON.stringify(history, null, 2)], { type: "application/json" }));
+  return element(
+    "a",
+    { id: "saga-download", class: "button", href: downloaded, download: `saga-${saga.id}.json` },
+    "Download history (JSON)",
   );
 }
 
@@ -178,7 +193,16 @@ function orderSection(order) {
       ? element(
           "div",
           {},
-          element("p", {}, "Shipment ", element("code", {}, order.shipment.id), " created ", time(order.shipment.createdAt, true)),
+          element(
+            "p",
+            { id: "shipment" },
+            "Shipment ",
+            element("code", {}, order.shipment.id),
+            " ",
+            statusBadge(order.shipment.status),
+            " created ",
+            time(order.shipment.createdAt, true),
+          ),
           picks("Picks", "shipment-picks", order.shipment.picks),
         )
       : order.picks.length
@@ -221,11 +245,12 @@ function journal(events) {
 function actionsFor(saga) {
   const parked = saga.status === "NEEDS_ATTENTION";
   const turningBack = ["STOCK_RESERVATION_FAILED", "COMPENSATING"].includes(saga.status);
-  const order = saga.order;
   const available = {
     retry: parked,
     abort: !ENDED.has(saga.status) && !turningBack,
-    cancel: order && !["SHIPPED", "CANCELLED"].includes(order.status) && !ENDED.has(saga.status),
+    // As cancelOrder allows: until the shipment is dispatched, a COMPLETED saga too. An order turning
+    // back or turned back reads CANCELLED.
+    cancel: Boolean(saga.order) && !["SHIPPED", "CANCELLED"].includes(saga.order.status),
   };
   return Object.entries(ACTIONS)
     .filter(([name]) => available[name])
