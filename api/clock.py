@@ -11,4 +11,9 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep_until(self, when: datetime) -> None:
-        await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
+        """Return once `now()` has reached `when`, never before: a deadline waited for has passed
+        when the waiter looks. asyncio times its sleeps with the monotonic clock and may wake a timer
+        up to its resolution early, while deadlines are wall-clock times, so one sleep can end a
+        little short of `when`; the rest is slept again."""
+        while (left := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110 (a time, not an event)
+            await asyncio.sleep(left)
