@@ -21,6 +21,7 @@ from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
 from api.staged_faults import FaultInjector
+from api.supervision import Supervisor
 from domain.model.problems import Problem
 from domain.model.saga import SETTLED_STATUSES
 from domain.orchestration.attempts import until_settled
@@ -125,7 +126,7 @@ class Service:
                 settings.database_url, self._reader, fleet.instance, clock, self._committed_elsewhere
             )
         self._reactions: set[asyncio.Task[None]] = set()
-        self._background: list[asyncio.Task[None]] = []
+        self.background = Supervisor()
         self.ready = False
         self._claim = contextlib.AsyncExitStack()
 
@@ -146,11 +147,11 @@ class Service:
             await load_demo_catalog(self)
         if self.leases is not None and self.commit_listener is not None:
             # Listening before serving: a subscription opened here must not miss a commit made there.
-            self._background.append(asyncio.create_task(self.commit_listener.run(), name="commit-fanout"))
+            self.background.keep("commit-listener", self.commit_listener.run)
             await self.commit_listener.listening.wait()
             await lease_round(self.leases, self.orchestrator)
-            rounds = keep_leases(self.leases, self.orchestrator, self.leases.fleet.lease_ttl)
-            self._background.append(asyncio.create_task(rounds, name="lease-rounds"))
+            leases, ttl = self.leases, self.leases.fleet.lease_ttl
+            self.background.keep("lease-rounds", lambda: keep_leases(leases, self.orchestrator, ttl))
         else:
             unfinished = await self.read.unfinished_saga_ids()
             self.orchestrator.resume(unfinished)
@@ -174,9 +175,7 @@ class Service:
             _freezing.discard(self)
             if not _freezing:  # what the starts froze may be garbage once no such service runs
                 gc.unfreeze()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.background.stop()
         await self.orchestrator.stop()
         if self.leases is not None:
             with contextlib.suppress(Exception):
@@ -205,8 +204,8 @@ class Service:
             task.add_done_callback(self._reactions.discard)
 
     async def is_ready(self) -> bool:
-        """Started, and the database answers."""
-        if not self.ready:
+        """Started, every background task running, and the database answers."""
+        if not self.ready or self.background.down:
             return False
         try:
             await self.read.ping()

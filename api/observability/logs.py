@@ -123,7 +123,9 @@ def log_change(change: SagaChange) -> None:
             case SagaParked(reason, _):
                 log.error("needs an operator: %s", reason, extra={**about, "step": None})
             case ShipmentDispatched(shipment_id, _):
-                log.info("shipment %s dispatched", shipment_id, extra={**about, "step": None})
+                log.debug("shipment %s dispatched", shipment_id, extra={**about, "step": None})
     if settled(change) and after.is_terminal:
-        level = logging.INFO if after.status is SagaStatus.COMPLETED else logging.WARNING
+        # A saga's normal course (started, completed, dispatched) is DEBUG, so that a steady load
+        # logs nothing per saga at INFO; what went wrong is WARNING or worse.
+        level = logging.DEBUG if after.status is SagaStatus.COMPLETED else logging.WARNING
         log.log(level, "saga %s", after.status.value.lower(), extra={**about, "step": None})

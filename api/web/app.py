@@ -110,7 +110,9 @@ def create_app(svc: Service) -> Starlette:
     async def readyz(_: Request) -> Response:
         if await svc.is_ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        # Which background tasks wait to be restarted (their reasons are in the log, not here).
+        restarting = sorted(svc.background.down)
+        return JSONResponse({"status": "unavailable", "restarting": restarting}, status_code=503)
 
     async def metrics(request: Request) -> Response:
         try:

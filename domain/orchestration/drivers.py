@@ -102,7 +102,8 @@ class Drivers:
             except LeaseLost:
                 # Another process drives it (or will, once the lease this one lost has expired):
                 # step back rather than write, or retry against its commits forever.
-                log.info("saga %s: not leased to this process; leaving it to its owner", saga_id)
+                # DEBUG: with several processes this is routine, once per saga another one drives.
+                log.debug("saga %s: not leased to this process; leaving it to its owner", saga_id)
                 return
             except ConcurrencyConflict:
                 # Another writer moved the saga on: reload it. One that keeps doing so (a stale

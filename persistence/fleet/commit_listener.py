@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.ports import Clock
@@ -77,7 +78,9 @@ class CommitListener:
                     alive_at = self._clock.now()
                     await connection.fetchval("SELECT 1")
                     await asyncio.sleep(HEARTBEAT_S)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, SQLAlchemyError):
+                # SQLAlchemyError: the catch-up's read, on the read pool, failed or found no free
+                # connection in time; listening again catches up again.
                 log.warning("lost the connection that listens for other processes' commits", exc_info=True)
             finally:
                 self.listening.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -10,6 +12,7 @@ from api.settings import Settings
 from api.web.app import create_app
 from tests.api.server import serve
 from tests.integration.staging import make_stage
+from tests.polling import eventually
 
 
 def samples(text: str, instance: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -76,4 +79,25 @@ async def test_readyz_needs_a_started_service_and_an_answering_database() -> Non
         assert (await http.get("/readyz")).status_code == 503  # not started
         svc.ready = True  # as if started, then the database went away
         answer = await http.get("/readyz")
-        assert (answer.status_code, answer.json()) == (503, {"status": "unavailable"})
+        assert (answer.status_code, answer.json()) == (503, {"status": "unavailable", "restarting": []})
+
+
+async def test_readyz_says_which_background_task_waits_to_be_restarted(database_url: str) -> None:
+    stage = make_stage(database_url)
+    dying = asyncio.Event()
+
+    async def dies() -> None:
+        dying.set()
+        raise ConnectionError("the listening connection is gone")
+
+    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        stage.svc.background.keep("commit-listener", dies)
+        await dying.wait()
+        await eventually(lambda: bool(stage.svc.background.down), "the death to be reported")
+        response = await http.get("/readyz")
+        assert (response.status_code, response.json()) == (
+            503,
+            {"status": "unavailable", "restarting": ["commit-listener"]},
+        )
+        assert "listening connection" not in response.text  # the reason is for the log

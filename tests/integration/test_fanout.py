@@ -5,8 +5,12 @@ missed notifications are made up from the timeline once it is back."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 
 from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas
@@ -34,6 +38,11 @@ async def drop_listening_connection(database_url: str, instance: str) -> None:
             assert dropped.all() == [(True,)]
     finally:
         await engine.dispose()
+
+
+def timed_out(record: logging.LogRecord) -> bool:
+    """A record of the catch-up's read finding no free connection in the read pool."""
+    return record.exc_info is not None and isinstance(record.exc_info[1], sqlalchemy.exc.TimeoutError)
 
 
 async def take(feed: object, count: int) -> list[SagaUpdate]:
@@ -64,6 +73,40 @@ async def test_a_feed_follows_another_process_across_a_lost_listening_connection
         caught_up = await take(feed, COMPLETED_SAGA)
         await feed.aclose()
         assert [(u.saga_id, u.sequence) for u in caught_up] == [(missed, n) for n in range(1, 8)]
+    finally:
+        await follower.stop()
+        await driver.stop()
+
+
+@postgresql_only
+async def test_the_listener_outlives_a_catch_up_that_finds_no_read_connection(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After its connection drops, the listener catches up through the read pool; a pool with no
+    free connection in time raises SQLAlchemy's TimeoutError there, which must cost a retry, not the
+    listener: other processes' commits are heard again once a connection is free."""
+    driver = Service(Settings(database_url=database_url, policy=FAST, instance="driver"))
+    settings = Settings(database_url=database_url, policy=FAST, instance="follower", read_pool_size=1)
+    follower = Service(replace(settings, pool_timeout=timedelta(milliseconds=200)))
+    await driver.start()
+    await follower.start()
+    try:
+        await stock_catalog(driver)
+        held = await follower._reader.connect()  # the read pool's only connection, taken
+        try:
+            await drop_listening_connection(database_url, "follower")
+            await eventually(lambda: any(timed_out(r) for r in caplog.records), "a catch-up to fail")
+        finally:
+            await held.close()
+        await eventually(follower.commit_listener.listening.is_set, "listening again", seconds=15)  # type: ignore[union-attr]
+        feed = updates_of_all_sagas(follower.live, follower.hub, None)
+        first = asyncio.ensure_future(anext(feed))
+        await eventually(lambda: follower.hub.subscribers == 1, "the feed to subscribe")
+        heard = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id
+        seen = [await first, *await take(feed, COMPLETED_SAGA - 1)]
+        await feed.aclose()
+        assert {u.saga_id for u in seen} == {heard}
+        assert await follower.is_ready()
     finally:
         await follower.stop()
         await driver.stop()

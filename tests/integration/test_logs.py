@@ -54,7 +54,7 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
         (broken, None, "DEBUG", f"saga started for order {orders[broken]}"),
         # The orchestrator's own line, logged by the saga's driver with no id passed along.
         (broken, "RESERVE_STOCK", "ERROR", f"saga {broken}: advancing failed; retrying from its journal"),
-        (broken, None, "INFO", "saga completed"),
+        (broken, None, "DEBUG", "saga completed"),
         (refused, None, "DEBUG", f"saga started for order {orders[refused]}"),
         (
             refused,
@@ -62,8 +62,8 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
             "WARNING",
             "CREATE_SHIPMENT attempt 1 failed (will retry): SHIPMENT is down",
         ),
-        (refused, None, "INFO", "saga completed"),
-        (refused, None, "INFO", f"shipment {shipment} dispatched"),
+        (refused, None, "DEBUG", "saga completed"),
+        (refused, None, "DEBUG", f"shipment {shipment} dispatched"),
     ]
     [crash] = [line for line in lines if line["levelname"] == "ERROR"]
     assert "RuntimeError: the INVENTORY link broke" in crash["exc_info"]
@@ -104,3 +104,24 @@ def test_every_line_names_the_process_that_wrote_it(log_format: str) -> None:
         assert json.loads(line)["instance"] == "host-a:41"
     else:
         assert line.endswith("lease round failed instance=host-a:41")
+
+
+async def test_sagas_that_complete_and_ship_log_nothing_at_info(
+    tmp_path: Path, json_lines: io.StringIO
+) -> None:
+    """A steady load of sagas that go as they should logs nothing per saga at INFO or above: what an
+    operator reads at INFO is what went wrong, not every order."""
+    stage = await start_stage(f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}")
+    try:
+        await stage.stock()
+        for _ in range(3):
+            saga_id = await stage.order(1)
+            order = (await stage.svc.read.saga(saga_id)).order_id  # type: ignore[union-attr]
+            shipment = (await stage.svc.read.order(order)).shipment_id  # type: ignore[union-attr]
+            await stage.svc.orchestrator.dispatch_shipment(saga_id, shipment)
+    finally:
+        await stage.svc.stop()
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    about_sagas = [line for line in lines if line.get("saga_id")]
+    assert len(about_sagas) >= 9  # started, completed and dispatched, for each
+    assert [line["message"] for line in about_sagas if line["levelname"] != "DEBUG"] == []

@@ -1,0 +1,67 @@
+"""The service's long-lived background tasks (the commit listener, the lease rounds), kept running:
+a task that dies is logged with its traceback, restarted after a pause that grows while it keeps
+dying, and reported to /readyz while it waits, so that an operator and a load balancer see it instead
+of a process that quietly stopped hearing other processes' commits or renewing its leases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("ordersaga.supervision")
+
+FIRST_PAUSE_S = 0.5
+MAX_PAUSE_S = 30.0
+# A run that lasted this long was healthy: the next death starts the pauses afresh.
+HEALTHY_RUN_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """A task waiting to be restarted: why it died, and how often it has so far."""
+
+    reason: str
+    deaths: int
+
+
+class Supervisor:
+    """Runs each task given to `keep` until `stop`, restarting it whenever it ends on its own."""
+
+    def __init__(self, first_pause_s: float = FIRST_PAUSE_S, max_pause_s: float = MAX_PAUSE_S) -> None:
+        self._first_pause_s, self._max_pause_s = first_pause_s, max_pause_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self.down: dict[str, Down] = {}
+
+    def keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run()` as the task `name`, again after it raises or returns (a long-lived task that
+        returns has stopped as surely as one that raised)."""
+        self._tasks.append(asyncio.create_task(self._keep(name, run), name=name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        pause, deaths = self._first_pause_s, 0
+        while True:
+            started = loop.time()
+            try:
+                await run()
+                reason = "it returned"
+                log.error("background task %s stopped (%s); restarting", name, reason)
+            except Exception as error:
+                reason = f"{type(error).__name__}: {error}"
+                log.exception("background task %s died; restarting", name)
+            if loop.time() - started >= HEALTHY_RUN_S:
+                pause = self._first_pause_s
+            deaths += 1
+            self.down[name] = Down(reason, deaths)
+            await asyncio.sleep(pause * random.uniform(0.5, 1))
+            pause = min(pause * 2, self._max_pause_s)
+            del self.down[name]

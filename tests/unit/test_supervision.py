@@ -1,0 +1,48 @@
+"""Background tasks that die are logged, restarted with growing pauses, and reported while down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from api.supervision import Supervisor
+from tests.polling import eventually
+
+
+async def test_a_task_that_dies_is_logged_reported_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = Supervisor(first_pause_s=0.2, max_pause_s=0.4)
+    runs: list[int] = []
+    running = asyncio.Event()
+
+    async def listener() -> None:
+        runs.append(len(runs))
+        if len(runs) <= 2:
+            raise ConnectionError(f"lost it, run {len(runs)}")
+        running.set()
+        await asyncio.Event().wait()  # runs until cancelled
+
+    with caplog.at_level(logging.ERROR, logger="ordersaga.supervision"):
+        supervisor.keep("commit-listener", listener)
+        await eventually(lambda: "commit-listener" in supervisor.down, "the death to be reported")
+        assert supervisor.down["commit-listener"].reason == "ConnectionError: lost it, run 1"
+        async with asyncio.timeout(5):
+            await running.wait()
+        assert supervisor.down == {} and len(runs) == 3
+    await supervisor.stop()
+    deaths = [r for r in caplog.records if r.name == "ordersaga.supervision"]
+    assert [r.getMessage() for r in deaths] == ["background task commit-listener died; restarting"] * 2
+    assert all(r.exc_info for r in deaths)  # with the traceback, once per death
+
+
+async def test_a_task_that_returns_is_restarted_too() -> None:
+    supervisor = Supervisor(first_pause_s=0.01)
+    runs: list[None] = []
+
+    async def rounds() -> None:
+        runs.append(None)
+
+    supervisor.keep("lease-rounds", rounds)
+    await eventually(lambda: len(runs) >= 3, "three runs")
+    await supervisor.stop()
