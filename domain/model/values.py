@@ -16,6 +16,9 @@ class OrderStatus(enum.Enum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     SHIPPED = "SHIPPED"
+    # The saga is turning back: its cancellation is decided, not yet done (stock may still be held,
+    # a compensation may wait for a retry or an operator).
+    CANCELLING = "CANCELLING"
     CANCELLED = "CANCELLED"
 
 

@@ -149,11 +149,13 @@ def timeline_rows(change: SagaChange) -> list[dict[str, Any]]:
 
 
 def order_status(state: SagaState) -> OrderStatus:
-    # Once the saga turns back, the order's cancellation is decided (its step may still be running,
-    # waiting for a retry or for an operator): the order reads CANCELLED from then on, as cancelOrder,
-    # dispatchShipment and the saga's COMPENSATING status all already treat it.
-    if state.order_cancelled or state.is_compensating:
+    # Once the saga turns back, the order's cancellation is decided, and cancelOrder and
+    # dispatchShipment refuse it from then on; it is CANCELLED once its CANCEL_ORDER step succeeded,
+    # and CANCELLING until then, while stock may still be held or a compensation be parked.
+    if state.order_cancelled:
         return OrderStatus.CANCELLED
+    if state.is_compensating:
+        return OrderStatus.CANCELLING
     if state.is_dispatched:
         return OrderStatus.SHIPPED
     return OrderStatus.CONFIRMED if _succeeded(state, Step.CONFIRM_ORDER) else OrderStatus.PENDING

@@ -135,8 +135,11 @@ async def test_the_customer_cancels_before_the_dispatch_but_not_after(gql: Graph
 
     cancelled = (await gql(CANCEL, id=first["order"]["id"]))["cancelOrder"]
     assert cancelled["userErrors"] == [] and cancelled["saga"]["status"] in ("COMPENSATING", "FAILED")
-    # The answer is consistent: a saga turning back for a cancellation, its order cancelled.
-    assert cancelled["order"]["status"] == "CANCELLED"
+    # The answer is consistent: a saga turning back for a cancellation, its order being cancelled;
+    # one turned back, its order cancelled.
+    assert {"COMPENSATING": "CANCELLING", "FAILED": "CANCELLED"}[cancelled["saga"]["status"]] == (
+        cancelled["order"]["status"]
+    )
     saga = await gql.wait_for_saga(first["saga"]["id"], "FAILED")
     assert (saga["failureReason"], saga["order"]["status"]) == (CUSTOMER_CANCELLED, "CANCELLED")
     assert [e["reason"] for e in saga["events"] if e["type"] == "CustomerCancelled"] == [CUSTOMER_CANCELLED]
@@ -154,6 +157,30 @@ async def test_the_customer_cancels_before_the_dispatch_but_not_after(gql: Graph
     assert (await gql(STOCK))["stockLevels"] == [{"onHand": 2, "reserved": 0}]
     unknown = (await gql(CANCEL, id="no-such-order"))["cancelOrder"]
     assert codes(unknown) == [("UNKNOWN_ORDER", "orderId")]
+
+
+async def test_a_cancellation_whose_compensation_is_parked_reads_cancelling_until_it_is_done(
+    gql: GraphQLClient,
+) -> None:
+    placed = await place(gql, 2)
+    saga = await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")
+    await stage(gql, "ORDERS", failureRate=1.0)
+    assert (await gql(CANCEL, id=placed["order"]["id"]))["cancelOrder"]["userErrors"] == []
+    saga = await gql.wait_for_saga(saga["id"], "NEEDS_ATTENTION")
+    # Its stock is released (RELEASE_STOCK runs first), but the order itself is not cancelled: the
+    # CANCEL_ORDER step used up its attempts. The order says so, and it is not shipped either.
+    assert saga["failureReason"].startswith("CANCEL_ORDER failed after 3 attempts")
+    assert saga["order"]["status"] == "CANCELLING"
+    orders = "query ($s: [OrderStatus!]) { orders(first: 5, status: $s) { edges { node { id } } } }"
+    listed = (await gql(orders, s=["CANCELLING"]))["orders"]["edges"]
+    assert [e["node"]["id"] for e in listed] == [placed["order"]["id"]]
+    assert (await gql(orders, s=["CANCELLED"]))["orders"]["edges"] == []
+
+    await gql(CLEAR)
+    await gql(RETRY, id=saga["id"])
+    saga = await gql.wait_for_saga(saga["id"], "FAILED")
+    assert saga["order"]["status"] == "CANCELLED"
+    assert (await gql(STOCK))["stockLevels"] == [{"onHand": 5, "reserved": 0}]
 
 
 async def test_faults_are_validated_listed_and_cleared(gql: GraphQLClient) -> None:

@@ -76,8 +76,7 @@ async def test_a_process_whose_lease_lapsed_steps_back_and_another_finishes_its_
         assert paused.leases is not None and paused.leases.holds(placed.saga_id)
 
         # A long pause: no renewals, so the lease lapses here, then expires in the database.
-        for task in paused._background:
-            task.cancel()
+        await paused.background.stop()
         await wait_for_status(other, placed.saga_id, SagaStatus.COMPLETED, seconds=10)
         assert not paused.leases.holds(placed.saga_id)
 

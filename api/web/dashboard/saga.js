@@ -248,9 +248,9 @@ function actionsFor(saga) {
   const available = {
     retry: parked,
     abort: !ENDED.has(saga.status) && !turningBack,
-    // As cancelOrder allows: until the shipment is dispatched, a COMPLETED saga too. An order turning
-    // back or turned back reads CANCELLED.
-    cancel: Boolean(saga.order) && !["SHIPPED", "CANCELLED"].includes(saga.order.status),
+    // As cancelOrder allows: until the shipment is dispatched, a COMPLETED saga too; not once the
+    // order is turning back (CANCELLING) or turned back (CANCELLED).
+    cancel: Boolean(saga.order) && !["SHIPPED", "CANCELLING", "CANCELLED"].includes(saga.order.status),
   };
   return Object.entries(ACTIONS)
     .filter(([name]) => available[name])
