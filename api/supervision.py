@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from domain.orchestration.attempts import jittered_pause
 
 log = logging.getLogger("ordersaga.supervision")
 
@@ -48,7 +49,7 @@ class Supervisor:
 
     async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
-        pause, deaths = self._first_pause_s, 0
+        deaths = in_a_row = 0
         while True:
             started = loop.time()
             try:
@@ -58,10 +59,8 @@ class Supervisor:
             except Exception as error:
                 reason = f"{type(error).__name__}: {error}"
                 log.exception("background task %s died; restarting", name)
-            if loop.time() - started >= HEALTHY_RUN_S:
-                pause = self._first_pause_s
+            in_a_row = 1 if loop.time() - started >= HEALTHY_RUN_S else in_a_row + 1
             deaths += 1
             self.down[name] = Down(reason, deaths)
-            await asyncio.sleep(pause * random.uniform(0.5, 1))
-            pause = min(pause * 2, self._max_pause_s)
+            await asyncio.sleep(jittered_pause(self._first_pause_s, in_a_row, self._max_pause_s))
             del self.down[name]

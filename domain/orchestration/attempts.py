@@ -25,9 +25,11 @@ CONFLICT_ATTEMPTS = 5
 CONFLICT_BACKOFF_S = 0.01
 
 
-def conflict_pause(attempt: int) -> float:
-    """Seconds to wait after the `attempt`-th conflict (1, 2, ...): half to all of a doubling step."""
-    return random.uniform(0.5, 1) * CONFLICT_BACKOFF_S * 2.0 ** (attempt - 1)
+def jittered_pause(first_s: float, attempt: int, cap_s: float = float("inf")) -> float:
+    """Seconds to wait after the `attempt`-th failure in a row (1, 2, ...): half to all of a step
+    that starts at `first_s` and doubles up to `cap_s`, so that those who failed together do not
+    try again in step. Every infrastructure retry of the service paces itself with this."""
+    return random.uniform(0.5, 1) * min(first_s * 2.0 ** (attempt - 1), cap_s)
 
 
 async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bool) -> R:
@@ -47,5 +49,5 @@ async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bo
             if not keyed or attempt == CONFLICT_ATTEMPTS:
                 raise
             log.info("%s: its commit's outcome was lost; running it again under its key", what)
-        await asyncio.sleep(conflict_pause(attempt))
+        await asyncio.sleep(jittered_pause(CONFLICT_BACKOFF_S, attempt))
         attempt += 1

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.orchestration.attempts import jittered_pause
 from domain.ports import OutcomeUnknown, Transaction
 from persistence.connection import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.database import is_contention, sqlstate
@@ -127,7 +127,7 @@ class GroupCommitRunner:
                     raise
                 log.info("contention (SQLSTATE %s); running the work again", sqlstate(error))
             self._metrics.contention_retries += 1
-            await asyncio.sleep(random.uniform(0.5, 1) * CONTENTION_BACKOFF_S * 2 ** (attempt - 1))
+            await asyncio.sleep(jittered_pause(CONTENTION_BACKOFF_S, attempt))
             attempt += 1
 
     async def _run_once(self, work: Callable[[Db], Awaitable[T]], lock_order: str) -> T:
