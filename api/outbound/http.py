@@ -1,0 +1,36 @@
+"""The pooled HTTP client every outbound adapter sends with (httpx), configured once.
+
+Redirects are never followed: a receiver that answers 3xx has not taken the message, and following
+one could lead a signed request somewhere its sender never approved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+
+import httpx
+
+USER_AGENT = f"ordersaga/{version('ordersaga')}"
+
+
+def client(connect_timeout: float = 2.0, max_connections: int = 100) -> httpx.AsyncClient:
+    """A new pooled async client that opens a connection within `connect_timeout` seconds. The caller
+    closes it (`aclose`); `post` bounds each request as a whole."""
+    timeout = httpx.Timeout(None, connect=connect_timeout)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(
+        timeout=timeout, limits=limits, follow_redirects=False, headers={"user-agent": USER_AGENT}
+    )
+
+
+async def post(
+    http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], total_timeout: float
+) -> httpx.Response:
+    """POST `body` as JSON to `url`, the whole exchange (connecting, sending, the answer's body) within
+    `total_timeout` seconds.
+
+    Raises TimeoutError past it, and httpx.HTTPError (httpx.TransportError and its kin) when the
+    connection fails: for the caller, both mean the receiver may or may not have taken it."""
+    async with asyncio.timeout(total_timeout):
+        return await http.post(url, content=body, headers={"content-type": "application/json", **headers})
