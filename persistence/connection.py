@@ -31,7 +31,13 @@ class Deferred(Protocol):
     """Writes a transaction gathers from all its work and sends at once, just before it commits."""
 
     def __init__(self, db: Db) -> None: ...
-    async def flush(self) -> None: ...
+    async def flush(self) -> None:
+        """Send what was gathered so far (also before the transaction reads what it wrote)."""
+        ...
+
+    async def seal(self) -> None:
+        """The transaction's last writes, once every kind was flushed, right before COMMIT."""
+        ...
 
 
 class Savepoint(Protocol):
@@ -82,6 +88,8 @@ class _Transactional(ABC):
     async def before_commit(self) -> None:
         for writes in self._deferred.values():
             await writes.flush()
+        for writes in self._deferred.values():
+            await writes.seal()
 
 
 class AsyncDb(_Transactional):

@@ -85,6 +85,33 @@ journal = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("data", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+    # The event's place in the whole journal, in commit order (1, 2, 3, ...): what consumers resume
+    # from. Set just before the commit, under `journal_head`'s row lock (persistence/write/journal.py),
+    # so it is null only inside the transaction that appends the event.
+    Column("position", BigInteger, nullable=True),
+    Index("ix_journal_position", "position", unique=True),
+)
+
+journal_head = Table(
+    "journal_head",
+    metadata,
+    # One row: the last position given out. Updating it serialises the commits that append events
+    # from that moment to COMMIT, so positions become visible in order: a reader that sees position p
+    # sees every position below it (docs/decisions/0019-journal-positions.md).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+relays = Table(
+    "relays",
+    metadata,
+    # What each outbound relay (a webhook endpoint, the event stream) has sent: the journal position
+    # up to which it is done, and, with several processes, which process drives it until when
+    # (persistence/fleet/relays.py).
+    Column("name", NAME, primary_key=True),
+    Column("position", BigInteger, nullable=False, server_default="0"),
+    Column("owner", NAME, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
 )
 
 placements = Table(
@@ -263,8 +290,11 @@ saga_timeline = Table(
     Column("actor", NAME, nullable=True),
     # The role they stepped in as ("customer", "operator", "admin"); null before it was recorded.
     Column("actor_role", String(20), nullable=True),
+    # The event's journal position: the feed and the outbound relays read in this order.
+    Column("position", BigInteger, nullable=False),
     # Activity per minute reads a window of transitions by time.
     Index("ix_saga_timeline_occurred_at", "occurred_at"),
+    Index("ix_saga_timeline_position", "position", unique=True),
 )
 
 order_view = Table(

@@ -167,20 +167,24 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
         )
     ).scalars()
     entries = await conn.execute(
-        select(journal.c.saga_id, journal.c.type, journal.c.version, journal.c.data)
+        select(journal.c.saga_id, journal.c.type, journal.c.version, journal.c.data, journal.c.position)
         .where(journal.c.saga_id.in_(list(ids)))
         .order_by(journal.c.saga_id, journal.c.sequence)
     )
     rows: dict[str, list[dict[str, object]]] = {t.name: [] for t in READ_TABLES}
     states = []
     for saga_id, group in groupby(entries, key=lambda entry: entry.saga_id):
-        events = [codec.decode(entry.type, entry.version, entry.data) for entry in group]
+        stored = list(group)
+        events = [codec.decode(entry.type, entry.version, entry.data) for entry in stored]
         change = replay(saga_id, events)
         state = change.after
         states.append(state)
         rows[saga_view.name].append(saga_row(state))
         rows[saga_step_view.name] += step_rows(state)
-        rows[saga_timeline.name] += timeline_rows(change)
+        timeline = timeline_rows(change)
+        for row, entry in zip(timeline, stored, strict=True):
+            row["position"] = entry.position
+        rows[saga_timeline.name] += timeline
         rows[order_view.name].append(order_row(state))
         if (shipment := shipment_row(state)) is not None:
             rows[shipment_view.name].append(shipment)

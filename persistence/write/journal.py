@@ -6,14 +6,23 @@ the commit, so a group commit of many sagas costs a handful of statements, not a
 Whatever reads the journal or the placements flushes first, so a transaction always reads its own
 writes. A version clash surfaces at the flush as ConcurrencyConflict; the transaction runner then
 reruns each piece of work alone, so only the stale one fails.
+
+Positions come last (`SagaWrites.seal`, right before COMMIT): the transaction takes the next
+positions from `journal_head`, whose row lock it then holds until it commits, numbers its journal
+entries and writes their timeline rows. So positions are given out in commit order, and a reader never
+sees position p before every position below it (docs/decisions/0019-journal-positions.md). Only that
+short tail of the commit is serialised; the appends, with their waits on other writers, come before.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.dml import ReturningInsert
 
 from domain.model.saga import SagaChange, SagaEvent, SagaState
 from domain.ports import ConcurrencyConflict, Placement
@@ -26,6 +35,7 @@ from persistence.prepared import Prepared
 from persistence.read.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
 from persistence.tables import (
     journal,
+    journal_head,
     order_view,
     placements,
     saga_step_view,
@@ -91,6 +101,23 @@ _FIND_PLACEMENT = Prepared(
     .order_by(placements.c.customer_scope.is_(None))
     .limit(1)
 )
+
+def _next_positions(dialect: ModuleType) -> ReturningInsert[tuple[int]]:
+    # An upsert rather than an update of a seeded row, so that a database emptied by hand (or by
+    # a test) still counts on from 0.
+    take = dialect.insert(journal_head).values(id=1, position=bindparam("count"))
+    counted = {"position": journal_head.c.position + take.excluded.position}
+    return take.on_conflict_do_update(index_elements=[journal_head.c.id], set_=counted).returning(
+        journal_head.c.position
+    )
+
+
+_NEXT_POSITIONS = {"postgresql": _next_positions(postgresql), "sqlite": _next_positions(sqlite)}
+_NUMBER = Prepared(
+    update(journal)
+    .where(journal.c.saga_id == bindparam("key"), journal.c.sequence == bindparam("at"))
+    .values(position=bindparam("new_position"))
+)
 _INSERT = {
     table: Prepared(insert(table))
     for table in (journal, placements, saga_timeline, saga_view, order_view, saga_step_view, shipment_view)
@@ -106,9 +133,12 @@ class SagaWrites:
         self.fleet: Fleet | None = None
         self._clear()
 
+        # The timeline rows of every event appended in this transaction, written with their positions
+        # when it seals.
+        self.timeline: list[dict[str, Any]] = []
+
     def _clear(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.timeline: list[dict[str, Any]] = []
         self.new_sagas: list[dict[str, Any]] = []
         self.new_orders: list[dict[str, Any]] = []
         self.new_steps: list[dict[str, Any]] = []
@@ -143,7 +173,6 @@ class SagaWrites:
                 raise ConcurrencyConflict("another writer is appending to the same saga") from waited
             raise
         for table, rows in (
-            (saga_timeline, self.timeline),
             (saga_view, self.new_sagas),
             (order_view, self.new_orders),
             (saga_step_view, self.new_steps),
@@ -166,6 +195,22 @@ class SagaWrites:
             if self.notices:
                 await notify(db, self.notices)
         self._clear()
+
+    async def seal(self) -> None:
+        """Number this transaction's events and write their timeline rows: the last statements before
+        COMMIT, as the counter's row lock is held from here until the commit ends."""
+        rows, self.timeline = self.timeline, []
+        if not rows:
+            return
+        db = self._db
+        taking = _NEXT_POSITIONS[db.dialect.name]
+        last = (await db.execute(taking, {"count": len(rows)})).scalar_one()
+        for position, row in enumerate(rows, start=last - len(rows) + 1):
+            row["position"] = position
+        await db.execute(
+            _NUMBER, [{"key": r["saga_id"], "at": r["sequence"], "new_position": r["position"]} for r in rows]
+        )
+        await db.execute(_INSERT[saga_timeline], rows)
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
         # The version in the WHERE clause guards the read model as the journal's key guards the log.

@@ -9,7 +9,7 @@ import tempfile
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model.saga import SagaState, fold
@@ -17,7 +17,15 @@ from persistence import codec
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.read.rebuild import READ_TABLES, rebuild_projections
-from persistence.tables import UtcDateTime, journal, orders, reservations, shipments
+from persistence.tables import (
+    UtcDateTime,
+    journal,
+    journal_head,
+    orders,
+    reservations,
+    saga_timeline,
+    shipments,
+)
 
 
 def jsonable(value: Any) -> Any:
@@ -61,13 +69,27 @@ def stored_rows(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return [{**r, **{t: datetime.fromisoformat(r[t]) for t in times if r.get(t)}} for r in rows]
 
 
+async def store_journal(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
+    """Store golden journal entries as an earlier release did, then number them as migration 0012
+    numbers the events it finds: in the order they were recorded, saga and sequence breaking ties."""
+    ordered = sorted(entries, key=lambda e: (e["recorded_at"], e["saga_id"], e["sequence"]))
+    await conn.execute(
+        insert(journal), stored_rows(journal, [{**e, "position": n} for n, e in enumerate(ordered, start=1)])
+    )
+    await conn.execute(delete(journal_head))
+    await conn.execute(insert(journal_head), {"id": 1, "position": len(ordered)})
+
+
 async def read_rows(conn: AsyncConnection, saga_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The saga's rows in every read table, in key order."""
+    """The saga's rows in every read table, in key order. A timeline row's journal position depends
+    on what else the journal holds, so it is left out."""
     rows = {}
     for table in READ_TABLES:
         where = table.c.saga_id == saga_id if "saga_id" in table.c else table.c.id == saga_id
         result = await conn.execute(select(table).where(where).order_by(*table.primary_key.columns))
-        rows[table.name] = [jsonable(dict(r._mapping)) for r in result]
+        left_out = {"position"} if table is saga_timeline else set()
+        kept = ({k: v for k, v in r._mapping.items() if k not in left_out} for r in result)
+        rows[table.name] = [jsonable(row) for row in kept]
     return rows
 
 
@@ -78,7 +100,7 @@ async def expected_of(saga_id: str, entries: list[dict[str, Any]]) -> dict[str, 
         try:
             await upgrade(engine)
             async with engine.begin() as conn:
-                await conn.execute(insert(journal), stored_rows(journal, entries))
+                await store_journal(conn, entries)
             await rebuild_projections(engine)
             async with engine.connect() as conn:
                 rows = await read_rows(conn, saga_id)

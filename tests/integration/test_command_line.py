@@ -183,4 +183,3 @@ async def test_a_sqlite_claim_file_lasts_as_long_as_its_last_holder(tmp_path: Pa
             async with claim_database(url, exclusive=True):
                 pass
     assert not claim.exists()
-

@@ -16,9 +16,8 @@ from domain.model.interventions import Actor
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.read.rebuild import rebuild_projections
-from persistence.tables import journal
 from tests.golden.generate import golden_files
-from tests.golden.rows import PARTICIPANT_TABLES, folded, jsonable, read_rows, stored_rows
+from tests.golden.rows import PARTICIPANT_TABLES, folded, jsonable, read_rows, store_journal, stored_rows
 from tests.integration.staging import start_stage
 
 GOLDEN_FILES = golden_files()
@@ -35,7 +34,7 @@ async def _store_every_journal(url: str) -> list[dict[str, Any]]:
         await upgrade(engine)
         async with engine.begin() as conn:
             entries = [e for g in goldens for e in g["journal"]]
-            await conn.execute(insert(journal), stored_rows(journal, entries))
+            await store_journal(conn, entries)
             for table in PARTICIPANT_TABLES:
                 rows = [r for g in goldens for r in g["participants"][table.name]]
                 if rows:

@@ -92,7 +92,9 @@ async def test_the_read_model_equals_the_fold_of_the_journal(svc: Service) -> No
         assert dict(saga._mapping) == saga_row(state)
         assert dict(order._mapping) == order_row(state)
         timeline = [dict(r._mapping) for r in await svc.read.saga_timeline(placed.saga_id)]
+        positions = [row.pop("position") for row in timeline]
         assert timeline == timeline_rows(replay(placed.saga_id, events))  # type: ignore[arg-type]
+        assert positions == sorted(set(positions)) and positions[0] >= 1  # the journal's, in order
         assert timeline[-1]["status"] == state.status.value
 
 

@@ -1,0 +1,93 @@
+"""Relay positions and leases: how far each outbound relay (a webhook endpoint, the event stream) has
+sent the journal, and, with several processes over one PostgreSQL, which process drives it.
+
+A relay reads the events past its stored position (persistence/read/event_log.py), sends them, and
+stores the position of the last one its receiver took. It sends only while it holds the relay's lease
+(`take`), a row of `relays` renewed on every take and advance, on the database's clock as saga leases
+are (persistence/fleet/leases.py). A process that dies stops renewing; once the lease expired, the
+next process to take it resumes from the stored position, so the events since are sent again: delivery
+is at least once, and receivers deduplicate on each event's stable id.
+
+Without a fleet (SQLite, or one process), this process is the only one, and it always holds the lease.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Interval, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.fleet.leases import Fleet
+from persistence.tables import relays
+
+_MINE = relays.c.owner == bindparam("me")
+_FREE = or_(relays.c.owner.is_(None), _MINE, relays.c.expires_at < func.now())
+_RENEWED = func.now() + bindparam("ttl", type_=Interval())
+_TAKE = (
+    update(relays)
+    .where(relays.c.name == bindparam("relay"), _FREE)
+    .values(owner=bindparam("me"), expires_at=_RENEWED)
+    .returning(relays.c.position)
+)
+_ADVANCE_LEASED = (
+    update(relays)
+    .where(relays.c.name == bindparam("relay"), _MINE, relays.c.expires_at > func.now())
+    .values(position=func.greatest(relays.c.position, bindparam("position")), expires_at=_RENEWED)
+    .returning(relays.c.position)
+)
+_ADVANCE = (
+    update(relays)
+    .where(relays.c.name == bindparam("relay"), relays.c.position < bindparam("position"))
+    .values(position=bindparam("position"))
+)
+_RELEASE = (
+    update(relays).where(and_(relays.c.name == bindparam("relay"), _MINE)).values(owner=None, expires_at=None)
+)
+_POSITION = select(relays.c.position).where(relays.c.name == bindparam("relay"))
+
+
+class Relays:
+    """The relays' stored positions, and their leases when `fleet` says this is one of several
+    processes. Every method raises what the database raises when it does not answer."""
+
+    def __init__(self, engine: AsyncEngine, fleet: Fleet | None = None) -> None:
+        self._engine = engine
+        self._fleet = fleet
+
+    async def take(self, name: str) -> int | None:
+        """Take or renew the lease on relay `name` (made, at position 0, if new). Answers its stored
+        position, or None while another live process holds it."""
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        create = dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing()
+        async with self._engine.begin() as conn:
+            await conn.execute(create)
+            if self._fleet is None:
+                return int((await conn.execute(_POSITION, {"relay": name})).scalar_one())
+            taken = (await conn.execute(_TAKE, {"relay": name, **self._params()})).scalar_one_or_none()
+        return None if taken is None else int(taken)
+
+    async def advance(self, name: str, position: int) -> bool:
+        """Store `position` for relay `name` (a position never moves back) and renew the lease.
+        Answers False, storing nothing, if this process no longer holds the lease."""
+        async with self._engine.begin() as conn:
+            if self._fleet is None:
+                await conn.execute(_ADVANCE, {"relay": name, "position": position})
+                return True
+            parameters = {"relay": name, "position": position, **self._params()}
+            return (await conn.execute(_ADVANCE_LEASED, parameters)).first() is not None
+
+    async def release(self, name: str) -> None:
+        """Hand the lease back (a clean stop), so another process may take the relay at once."""
+        if self._fleet is not None:
+            async with self._engine.begin() as conn:
+                await conn.execute(_RELEASE, {"relay": name, "me": self._fleet.instance})
+
+    async def position(self, name: str) -> int | None:
+        """Relay `name`'s stored position, None if it never ran."""
+        async with self._engine.connect() as conn:
+            found = (await conn.execute(_POSITION, {"relay": name})).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def _params(self) -> dict[str, object]:
+        assert self._fleet is not None
+        return {"me": self._fleet.instance, "ttl": self._fleet.lease_ttl}

@@ -1,0 +1,145 @@
+"""The journal as one log in commit order: what consumers outside the process follow and resume.
+
+Each journal event has a position (persistence/write/journal.py gives them out in commit order), and
+its timeline row holds it with the saga's status after the event. `events_after(p)` reads the events
+past position p, ascending; as positions become visible in order, a consumer that keeps the last
+position it handled and asks again never skips an event and never sees one twice.
+
+A cursor is a position wrapped so that clients treat it as opaque (`encode_cursor`); the wire form of
+an event (`LoggedEvent.payload`) is the one every outbound adapter sends: webhooks, the event
+stream, and the `cursor` of the GraphQL feed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.tables import journal_head, saga_timeline, saga_view
+
+_CURSOR_PREFIX = "journal:"
+
+
+def encode_cursor(position: int) -> str:
+    """The opaque cursor of journal position `position` (0 for "before the first event")."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The position `cursor` stands for. Raises ValueError unless it is exactly what `encode_cursor`
+    makes of some position, so a cursor of another listing or an edited one is refused."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as bad:
+        raise ValueError("not a journal cursor") from bad
+    number = text.removeprefix(_CURSOR_PREFIX)
+    if number == text or not number.isdigit() or len(number) > 18:
+        raise ValueError("not a journal cursor")
+    position = int(number)
+    if encode_cursor(position) != cursor:
+        raise ValueError("not a journal cursor")
+    return position
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One journal event as consumers see it. `position` counts from 1 over the whole journal in commit
+    order; `sequence` counts from 1 within the saga; `status` is the saga's after this event."""
+
+    position: int
+    saga_id: str
+    order_id: str
+    customer_id: str
+    sequence: int
+    type: str
+    status: str
+    step: str | None
+    attempt: int | None
+    reason: str | None
+    occurred_at: datetime
+
+    @property
+    def cursor(self) -> str:
+        return encode_cursor(self.position)
+
+    @property
+    def event_id(self) -> str:
+        """The event's id for deduplication (`webhook-id`, `Nats-Msg-Id`): the same on every resend."""
+        return f"evt_{self.saga_id}_{self.sequence}"
+
+    def payload(self) -> bytes:
+        """The JSON body sent out: `{"type", "timestamp", "data": {"sagaId", "orderId", "sequence",
+        "status", "cursor", "step", "attempt", "reason"}}`. `type` is the journal event's type
+        (docs/events.md lists them); `timestamp` is when it happened, RFC 3339 in UTC."""
+        return json.dumps(
+            {
+                "type": self.type,
+                "timestamp": self.occurred_at.isoformat().replace("+00:00", "Z"),
+                "data": {
+                    "sagaId": self.saga_id,
+                    "orderId": self.order_id,
+                    "sequence": self.sequence,
+                    "status": self.status,
+                    "cursor": self.cursor,
+                    "step": self.step,
+                    "attempt": self.attempt,
+                    "reason": self.reason,
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+_EVENTS = select(
+    saga_timeline.c.position,
+    saga_timeline.c.saga_id,
+    saga_view.c.order_id,
+    saga_view.c.customer_id,
+    saga_timeline.c.sequence,
+    saga_timeline.c.type,
+    saga_timeline.c.status,
+    saga_timeline.c.step,
+    saga_timeline.c.attempt,
+    saga_timeline.c.reason,
+    saga_timeline.c.occurred_at,
+).join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)
+
+
+async def events_after(
+    engine: AsyncEngine,
+    position: int,
+    limit: int,
+    *,
+    saga_id: str | None = None,
+    customer_id: str | None = None,
+    statuses: frozenset[str] | None = None,
+) -> list[LoggedEvent]:
+    """The events past `position`, ascending, at most `limit`; only saga `saga_id`'s, customer
+    `customer_id`'s, or those after which the saga is in one of `statuses`, when given."""
+    query = _EVENTS.where(saga_timeline.c.position > position).order_by(saga_timeline.c.position).limit(limit)
+    if saga_id is not None:
+        query = query.where(saga_timeline.c.saga_id == saga_id)
+    if customer_id is not None:
+        query = query.where(saga_view.c.customer_id == customer_id)
+    if statuses is not None:
+        query = query.where(saga_timeline.c.status.in_(sorted(statuses)))
+    async with engine.connect() as conn:
+        return [LoggedEvent(**row._mapping) for row in await conn.execute(query)]
+
+
+async def event_at(engine: AsyncEngine, position: int) -> LoggedEvent | None:
+    """The event at `position`, if there is one."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(_EVENTS.where(saga_timeline.c.position == position))).first()
+    return None if row is None else LoggedEvent(**row._mapping)
+
+
+async def head(engine: AsyncEngine) -> int:
+    """The last position given out (0 before the first event)."""
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.max(journal_head.c.position)))).scalar_one() or 0)
