@@ -8,6 +8,7 @@ import gc
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.access.auth import Authenticator
 from api.access.rate_limits import DEFAULT_MUTATION_LIMITS, MutationRateLimit
 from api.clock import SystemClock
+from api.graphql.journal import updates_after
 from api.graphql.subscriptions import live_transitions
 from api.live.hub import Committed, TransitionHub
+from api.live.journal_tail import JournalTail
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.settings import Settings
@@ -36,6 +39,7 @@ from persistence.fleet.notifications import CommitNotice
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
+from persistence.read.event_log import head
 from persistence.read.queries import ReadModel
 from persistence.serving import claim_database
 from persistence.write.group_commit import GroupCommitRunner
@@ -114,6 +118,7 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.read = ReadModel(self._reader)
         self.live = live_transitions(self.read)
+        self.tail = JournalTail(partial(updates_after, self.read), partial(head, self._reader), self.hub)
         self.analytics = SagaAnalytics(self._reader)
         self.authenticator = Authenticator(settings.auth)
         limits = settings.mutation_limits or (
@@ -141,6 +146,7 @@ class Service:
         await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=alone))
         await upgrade(self._writer)
         await self.runner.start()
+        self.background.keep("journal-tail", self.tail.run)
         if self.settings.demo:
             from api.demo import load_demo_catalog
 
@@ -187,6 +193,11 @@ class Service:
             self._writer.dispose()
         await self._reader.dispose()
         await self._claim.aclose()
+
+    @property
+    def subscribers(self) -> int:
+        """Live subscriptions open in this process: `sagaUpdates` and `sagaFeed` alike."""
+        return self.hub.subscribers + self.tail.followers
 
     def _committed_elsewhere(self, notice: CommitNotice) -> None:
         """Another process committed to a saga: its subscribers here hear of it; a saga driven here

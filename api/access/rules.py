@@ -35,6 +35,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "node": EVERYONE,
         "orders": EVERYONE,
         "sagas": EVERYONE,
+        "journalEvents": EVERYONE,  # a customer's own sagas' transitions only
         "products": EVERYONE,  # what the shop sells and how much is available
         "stockLevels": STAFF,  # where stock lies, warehouse by warehouse, is the business's own
         "warehouses": STAFF,

@@ -99,7 +99,8 @@ def _position(after: str | None) -> Position | None:
     return None if after is None else decode_cursor(after)
 
 
-def _page_size(first: int | None) -> int:
+def page_size(first: int | None) -> int:
+    """`first` checked: DEFAULT_PAGE when None; BAD_USER_INPUT unless 0 to MAX_PAGE."""
     if first is None:
         return DEFAULT_PAGE
     if not 0 <= first <= MAX_PAGE:
@@ -121,10 +122,16 @@ def _connection(
 ) -> Connection[T]:
     """A page of the `first` rows (one more was read to tell whether a next page exists)."""
     edges = [Edge(cursor=encode_cursor(Position(getattr(r, time), r.id)), node=node(r)) for r in rows[:first]]
+    return page(edges, len(rows) > first, after)
+
+
+def page(edges: list[Edge[T]], more: bool, after: str | None) -> Connection[T]:
+    """The connection of `edges`, asked for `after` a cursor (or from the start), with `more` telling
+    whether edges follow."""
     return Connection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=len(rows) > first,
+            has_next_page=more,
             has_previous_page=after is not None,
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
@@ -190,7 +197,7 @@ class RelayQueries:
         placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Order]:
-        first, caller = _page_size(first), principal(info)
+        first, caller = page_size(first), principal(info)
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         rows: Sequence[Row] = []
         if _may_list(caller, customer_id):
@@ -208,7 +215,7 @@ class RelayQueries:
         started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Saga]:
-        first, caller = _page_size(first), principal(info)
+        first, caller = page_size(first), principal(info)
         where = PageFilter(
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
@@ -235,7 +242,7 @@ class RelayQueries:
         occurred_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         occurred_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[StockMovement]:
-        first = _page_size(first)
+        first = page_size(first)
         where = PageFilter(since=occurred_after, until=occurred_before)
         rows = await service(info).read.stock_movement_page(
             sku, warehouse_code, section_code, where, _position(after), first + 1

@@ -29,13 +29,23 @@ from api.graphql.faults import FaultMutations, FaultQueries
 from api.graphql.inputs import DateTime, StorableText
 from api.graphql.interventions import OperationMutations, OperationQueries
 from api.graphql.inventory import InventoryMutations, InventoryQueries
+from api.graphql.journal import JournalQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
 from api.graphql.renditions import RenderOnce
 from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 
 Query = merge_types(
-    "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
+    "Query",
+    (
+        OrderQueries,
+        InventoryQueries,
+        RelayQueries,
+        JournalQueries,
+        AnalyticsQueries,
+        OperationQueries,
+        FaultQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation", (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations)

@@ -1,21 +1,25 @@
 """Live subscriptions: one saga's transitions, or every saga's, as they commit.
 
-Both take transitions from `saga_timeline`, past the last sequence they sent, whenever the hub says a
-saga has new ones; the process reads each once for all its subscribers (api/live/recent_transitions.py).
-They subscribe to the hub before their first read, so no commit can fall between that read and the
-first notice; taking what is past a cursor, they never repeat a transition, and however many
-notices were merged while they were busy, they never skip one.
+`sagaUpdates` takes one saga's transitions from `saga_timeline`, past the last sequence it sent,
+whenever the hub says the saga has new ones; the process reads each once for all its subscribers
+(api/live/recent_transitions.py). It subscribes to the hub before its first read, so no commit can
+fall between that read and the first notice; taking what is past a cursor, it never repeats a
+transition, and however many notices were merged while it was busy, it never skips one.
+
+`sagaFeed` follows the whole journal in position order through the process's journal tail
+(api/live/journal_tail.py), from a client's cursor or from now: positions become visible in commit
+order, so asking for what is past the last position sent neither skips nor repeats.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncGenerator, Collection, Iterator
+from contextlib import aclosing
 from functools import partial
+from typing import Annotated
 
 import strawberry
 from graphql import ExecutionResult
-from sqlalchemy import Row
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
@@ -23,38 +27,14 @@ from strawberry.types.graphql import OperationType
 
 from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.renditions import Renditions
-from api.graphql.types import Saga, SagaEvent, SagaStatus, principal, service
-from api.live.hub import DEFAULT_LIMIT, FellBehind, TransitionHub
+from api.graphql.journal import SagaUpdate, journal_position
+from api.graphql.types import SagaStatus, principal, service
+from api.live.hub import TransitionHub
+from api.live.journal_tail import JournalTail
 from api.live.recent_transitions import RecentTransitions, Wanted, patiently
 from domain.model.saga import TERMINAL_STATUSES
 from domain.model.saga import SagaStatus as DomainSagaStatus
 from persistence.read.queries import ReadModel
-
-# As many finished sagas as a subscriber may have pending notices for.
-FINISHED_MEMORY = DEFAULT_LIMIT
-
-
-@strawberry.type(description="A saga's transition, sent as it commits: one per journal event.")
-class SagaUpdate(SagaEvent):
-    # The saga_view row read right after this transition's: the saga at this transition or later.
-    saga_row: strawberry.Private[Row | None] = None
-    renditions: strawberry.Private[Renditions] = dataclasses.field(default_factory=Renditions)
-
-    @classmethod
-    def of(cls, transition: Row, saga: Row | None) -> SagaUpdate:
-        return cls.from_row(transition, saga_row=saga)
-
-    @property
-    def customer_id(self) -> str | None:
-        return None if self.saga_row is None else self.saga_row.customer_id  # type: ignore[no-any-return]
-
-    @strawberry.field(description="The saga as it is when this update is sent: at this transition or later.")
-    def saga(self) -> Saga:
-        if self.saga_row is None:
-            raise RuntimeError(f"saga {self.saga_id} has a transition but no saga_view row")
-        return Saga.from_row(self.saga_row)
-
 
 LiveTransitions = RecentTransitions[SagaUpdate]
 
@@ -87,43 +67,20 @@ async def updates_of_saga(
 
 
 async def updates_of_all_sagas(
-    transitions: LiveTransitions,
-    hub: TransitionHub,
+    tail: JournalTail[SagaUpdate],
+    after: int | None,
     statuses: Collection[DomainSagaStatus] | None,
     customer_id: str | None = None,
 ) -> AsyncGenerator[SagaUpdate, None]:
-    """Every saga's transitions committed from now on, in sequence order per saga; with `statuses`,
-    only those after which the saga is in one of them; with `customer_id`, only that customer's
-    sagas. It never completes."""
-    with hub.subscribe() as notices:
-        # The last sequence sent per saga; dropped once the saga's terminal commit has been sent, as
-        # nothing more can come for it.
-        cursors: dict[str, int] = {}
-        # Sagas whose end was sent, the latest FINISHED_MEMORY of them: a late notice of one (a
-        # catch-up after another process's reconnect) must not send its transitions again.
-        finished: dict[str, None] = {}
-        while True:
-            try:
-                batch = [n for n in await notices.next() if n.saga_id not in finished]
-            except FellBehind as behind:
-                raise client_error(
-                    f"{behind}; subscribe again", ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=0
-                ) from behind
-            wanted = {n.saga_id: Wanted(cursors.get(n.saga_id, n.first - 1), n.last) for n in batch}
-            taken = await transitions.past(wanted)
-            for notice in batch:
-                updates = taken.get(notice.saga_id, [])
-                if customer_id is not None and updates and updates[0].customer_id != customer_id:
-                    continue
-                for update in updates:
-                    cursors[notice.saga_id] = update.sequence
-                    if statuses is None or update.status in statuses:
-                        yield update
-                if notice.status in TERMINAL_STATUSES and cursors.get(notice.saga_id) == notice.last:
-                    del cursors[notice.saga_id]
-                    finished[notice.saga_id] = None
-                    if len(finished) > FINISHED_MEMORY:
-                        del finished[next(iter(finished))]
+    """Every saga's transitions in journal order: those past position `after` first, then each as
+    it commits (from now on when `after` is None), none missed, none twice; with `statuses`, only
+    those after which the saga is in one of them; with `customer_id`, only that customer's sagas.
+    It never completes."""
+    async with aclosing(tail.follow(after, customer_id)) as batches:
+        async for updates in batches:
+            for update in updates:
+                if statuses is None or update.status in statuses:
+                    yield update
 
 
 class OnlyOverWebSocket(SchemaExtension):
@@ -154,14 +111,27 @@ class Subscription:
         return updates_of_saga(svc.live, svc.hub, str(saga_id), customer_filter(principal(info), None))
 
     @strawberry.subscription(
-        description="Every saga's transitions from now on, in sequence order per saga; with `status`, "
-        "only those after which the saga has one of these statuses. Never completes."
+        description="Every saga's transitions in journal (commit) order: with `after`, first every one "
+        "past that cursor, then each as it commits; without, those committed from now on. None is "
+        "missed or sent twice, so a client that kept the last `cursor` it received resumes with "
+        "`after` where it left off. With `status`, only those after which the saga has one of these "
+        "statuses. Never completes."
     )
-    def saga_feed(
+    async def saga_feed(
         self,
         info: Info,
         status: list[SagaStatus] | None = None,  # type: ignore[valid-type]
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The `cursor` of the last transition received (from this feed, "
+                "`sagaUpdates`, `Saga.events` or `journalEvents`)."
+            ),
+        ] = None,
     ) -> AsyncGenerator[SagaUpdate, None]:
-        svc = service(info)
+        svc, customer_id = service(info), customer_filter(principal(info), None)
         statuses = None if status is None else {DomainSagaStatus(s) for s in status}
-        return updates_of_all_sagas(svc.live, svc.hub, statuses, customer_filter(principal(info), None))
+        position = await journal_position(info, after)
+        async with aclosing(updates_of_all_sagas(svc.tail, position, statuses, customer_id)) as updates:
+            async for update in updates:
+                yield update

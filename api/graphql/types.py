@@ -27,6 +27,7 @@ from domain.model.values import MovementKind as DomainMovementKind
 from domain.model.values import OrderStatus as DomainOrderStatus
 from domain.model.values import StorageCondition as DomainStorageCondition
 from persistence.read import projection
+from persistence.read.event_log import encode_cursor
 
 if TYPE_CHECKING:
     from api.service import Service
@@ -194,6 +195,12 @@ class SagaEvent:
     actor_subject: strawberry.Private[str | None]
     actor_role: strawberry.Private[str | None]
     saga_id: strawberry.Private[str]
+    # The event's place in the whole journal, in commit order (docs/decisions/0019-journal-positions.md).
+    position: strawberry.Private[int]
+    cursor: str = strawberry.field(
+        description="Where this event stands in the whole journal, as an opaque cursor: pass it as "
+        "`after` to `sagaFeed` or `journalEvents` to go on from just after this event."
+    )
 
     @strawberry.field(
         description="Who stepped in, on SagaRetried, SagaAborted and CustomerCancelled: for staff, the "
@@ -218,6 +225,8 @@ class SagaEvent:
             reason=row.reason,
             actor_subject=row.actor,
             actor_role=row.actor_role,
+            position=row.position,
+            cursor=encode_cursor(row.position),
             **private,
         )
 

@@ -10,6 +10,9 @@ the same saga are merged into it), so one watching a single saga holds at most o
 every saga holds one per saga changed since it last caught up, up to a bound; past the bound it is
 told it fell behind rather than hold memory for a client that stopped reading.
 
+Those that only need to know that something committed (the journal tail, which reads the journal
+in position order) hold an `alarm` instead, which costs nothing per notice.
+
 `publish` is the only way in, and it has two callers: this process's commits arrive through the
 orchestrator's listener (`on_change`); other processes' through the commit listener
 (persistence/fleet/commit_listener.py), which hears the NOTIFY their transactions sent, carrying the
@@ -88,12 +91,16 @@ class TransitionHub:
         self._limit = limit
         # Keyed by the saga watched; None for subscribers that watch every saga.
         self._subscribers: dict[str | None, set[Subscriber]] = {}
+        # Set on every notice, for those who only need to know that something committed.
+        self._alarms: set[asyncio.Event] = set()
 
     @property
     def subscribers(self) -> int:
         return sum(len(group) for group in self._subscribers.values())
 
     def publish(self, notice: Committed) -> None:
+        for alarm in self._alarms:
+            alarm.set()
         for key in (notice.saga_id, None):
             for subscriber in self._subscribers.get(key, ()):
                 subscriber.offer(notice)
@@ -101,6 +108,17 @@ class TransitionHub:
     def on_change(self, change: SagaChange) -> None:
         """The orchestrator listener: called right after every commit."""
         self.publish(Committed.of(change))
+
+    @contextlib.contextmanager
+    def alarm(self) -> Iterator[asyncio.Event]:
+        """An event set on every notice from now on, until the block is left (the journal tail's
+        wake-up, api/live/journal_tail.py): it holds nothing, however many notices come."""
+        alarm = asyncio.Event()
+        self._alarms.add(alarm)
+        try:
+            yield alarm
+        finally:
+            self._alarms.discard(alarm)
 
     @contextlib.contextmanager
     def subscribe(self, saga_id: str | None = None) -> Iterator[Subscriber]:

@@ -28,6 +28,11 @@ UNFINISHED = [
     if s not in (SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.NEEDS_ATTENTION)
 ]
 
+# The timeline in journal order, each row with whose saga it is.
+_JOURNAL = select(saga_timeline, saga_view.c.customer_id).join(
+    saga_view, saga_view.c.id == saga_timeline.c.saga_id
+)
+
 
 class ReadModel:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -69,6 +74,20 @@ class ReadModel:
         )
         rows = await self._all(query.order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence))
         return [row for row in rows if row.sequence > cursors[row.saga_id]]
+
+    async def timeline_after(
+        self, position: int, limit: int, customer_id: str | None = None
+    ) -> Sequence[Row]:
+        """Timeline rows past journal position `position` in position order, at most `limit`, each
+        with its saga's `customer_id`; with `customer_id`, only that customer's sagas' rows."""
+        query = _JOURNAL.where(saga_timeline.c.position > position)
+        if customer_id is not None:
+            query = query.where(saga_view.c.customer_id == customer_id)
+        return await self._all(query.order_by(saga_timeline.c.position).limit(limit))
+
+    async def timeline_at(self, position: int) -> Row | None:
+        """The timeline row at journal position `position`, with its saga's `customer_id`."""
+        return await self._one(_JOURNAL.where(saga_timeline.c.position == position))
 
     async def stock_levels(self, sku: str) -> Sequence[Row]:
         return await self._all(

@@ -31,7 +31,7 @@ class Live:
 
     async def until_subscribed(self, count: int) -> None:
         """Wait until the server has registered this many subscribers with the hub."""
-        await eventually(lambda: self.svc.hub.subscribers == count, f"{count} subscribers")
+        await eventually(lambda: self.svc.subscribers == count, f"{count} subscribers")
 
 
 @contextlib.asynccontextmanager

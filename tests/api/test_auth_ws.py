@@ -102,7 +102,7 @@ async def test_the_feed_shows_a_customer_only_its_own_sagas_and_an_operator_all(
     async with subscriptions(url, init_b) as feed_b, subscriptions(url, init_operator) as feed_operator:
         await feed_b.subscribe("b", FEED)
         await feed_operator.subscribe("o", FEED)
-        await eventually(lambda: server.svc.hub.subscribers == 2, "both feeds subscribed")
+        await eventually(lambda: server.svc.subscribers == 2, "both feeds subscribed")
         theirs = await place(a)
         own = await place(b)
         seen_by_b = await _sagas_until_completed(feed_b, "b", own["saga"]["id"])
@@ -124,7 +124,7 @@ async def test_a_transition_is_rendered_once_for_each_visibility_among_its_subsc
         feeds = [await connections.enter_async_context(subscriptions(server.url, init)) for init in inits]
         for feed in feeds:
             await feed.subscribe("f", FEED)
-        await eventually(lambda: server.svc.hub.subscribers == len(feeds), "every feed subscribed")
+        await eventually(lambda: server.svc.subscribers == len(feeds), "every feed subscribed")
         # Placed past GraphQL, whose answer would render a saga of its own.
         placed = await server.svc.orchestrator.place_order(PlaceOrder("customer-b", (OrderLine("TEA", 1),)))
         for feed in feeds:

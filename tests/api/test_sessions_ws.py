@@ -65,11 +65,11 @@ async def test_the_socket_closes_4403_at_its_tokens_expiry_and_its_feed_stops(se
     short = token("customer-a", "customer", ttl=SHORT)
     async with subscriptions(server.url, {"Authorization": f"Bearer {short}"}) as client:
         await client.subscribe("feed", FEED)
-        await eventually(lambda: server.svc.hub.subscribers == 1, "the feed subscribed")
+        await eventually(lambda: server.svc.subscribers == 1, "the feed subscribed")
         code, _ = await _close(client)  # the client sends nothing meanwhile
     assert code == 4403
     assert datetime.now(UTC) >= _ends(short)
-    await eventually(lambda: server.svc.hub.subscribers == 0, "the feed to stop")
+    await eventually(lambda: server.svc.subscribers == 0, "the feed to stop")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ async def test_nothing_sent_after_expiry_runs(server: Served, operation: dict[st
             await client.socket.send(json.dumps({"id": "late", "type": "subscribe", "payload": operation}))
         code, messages = await _close(client)
     assert (code, messages) == (4403, [])
-    assert server.svc.hub.subscribers == 0
+    assert server.svc.subscribers == 0
     assert (await Caller(server.http, CUSTOMER_A).data(ORDERS))["orders"]["edges"] == []
 
 
@@ -105,7 +105,7 @@ async def test_a_ping_with_a_fresh_token_keeps_the_socket_and_its_feed_past_the_
         await client.subscribe("feed", FEED)
         await client.socket.send(_renewal(fresh))
         assert await client.pong() == {"expiresAt": _ends(fresh).isoformat()}
-        await eventually(lambda: server.svc.hub.subscribers == 1, "the feed subscribed")
+        await eventually(lambda: server.svc.subscribers == 1, "the feed subscribed")
         await _past(short)
         placed = await place(Caller(server.http, CUSTOMER_A))
         update = await client.next("feed")
@@ -128,11 +128,11 @@ async def test_a_renewal_that_is_not_valid_or_someone_elses_closes_the_socket(
     init = {"Authorization": f"Bearer {token('customer-a', 'customer')}"}
     async with subscriptions(server.url, init) as client:
         await client.subscribe("feed", FEED)
-        await eventually(lambda: server.svc.hub.subscribers == 1, "the feed subscribed")
+        await eventually(lambda: server.svc.subscribers == 1, "the feed subscribed")
         await client.socket.send(_renewal(renewal()))
         code, messages = await _close(client)
     assert (code, messages) == (4403, [])
-    await eventually(lambda: server.svc.hub.subscribers == 0, "the feed to stop")
+    await eventually(lambda: server.svc.subscribers == 0, "the feed to stop")
 
 
 async def test_the_reference_client_renews_through_its_socket(server: Served) -> None:

@@ -99,7 +99,7 @@ async def test_a_socket_that_stops_reading_is_closed_and_holds_back_no_other(dat
         reading = asyncio.create_task(read_the_feed())
         placed: list[str] = []
         async with asyncio.timeout(60):
-            while live.svc.hub.subscribers > 1:  # until the server stopped the unread socket's feeds
+            while live.svc.subscribers > 1:  # until the server stopped the unread socket's feeds
                 order = PlaceOrder(f"c-{len(placed)}", (OrderLine("TEA", 1),))
                 placed.append((await live.svc.orchestrator.place_order(order)).saga_id)
                 await asyncio.sleep(0.05)

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas
+from api.graphql.journal import SagaUpdate
+from api.graphql.subscriptions import updates_of_all_sagas
 from api.service import Service
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
@@ -58,9 +59,9 @@ async def test_a_feed_follows_another_process_across_a_lost_listening_connection
     await follower.start()
     try:
         await stock_catalog(driver)
-        feed = updates_of_all_sagas(follower.live, follower.hub, None)
+        feed = updates_of_all_sagas(follower.tail, None, None)
         first = asyncio.ensure_future(anext(feed))
-        await eventually(lambda: follower.hub.subscribers == 1, "the feed to subscribe")
+        await eventually(lambda: follower.tail.followers == 1, "the feed to follow the journal")
 
         heard = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id
         seen = [await first, *await take(feed, COMPLETED_SAGA - 1)]
@@ -99,9 +100,9 @@ async def test_the_listener_outlives_a_catch_up_that_finds_no_read_connection(
         finally:
             await held.close()
         await eventually(follower.commit_listener.listening.is_set, "listening again", seconds=15)  # type: ignore[union-attr]
-        feed = updates_of_all_sagas(follower.live, follower.hub, None)
+        feed = updates_of_all_sagas(follower.tail, None, None)
         first = asyncio.ensure_future(anext(feed))
-        await eventually(lambda: follower.hub.subscribers == 1, "the feed to subscribe")
+        await eventually(lambda: follower.tail.followers == 1, "the feed to follow the journal")
         heard = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id
         seen = [await first, *await take(feed, COMPLETED_SAGA - 1)]
         await feed.aclose()

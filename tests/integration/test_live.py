@@ -4,17 +4,21 @@ was not reading while sagas moved on gets every transition it missed, once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 
-from api.graphql.subscriptions import SagaUpdate, updates_of_all_sagas, updates_of_saga
+from api.graphql.journal import SagaUpdate, updates_after
+from api.graphql.subscriptions import updates_of_all_sagas, updates_of_saga
 from api.live.hub import Committed, TransitionHub
+from api.live.journal_tail import JournalTail
 from api.live.recent_transitions import RecentTransitions, Wanted
 from api.service import Service
 from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaStatus
 from domain.model.values import OrderLine
+from persistence.read.event_log import head
 from tests.gates import Hold
 from tests.integration.support import start_service, stock_catalog, wait_for_status
 from tests.polling import eventually
@@ -82,9 +86,9 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 ) -> None:
     svc, gate = held
     gate.release(Participant.INVENTORY)
-    feed = updates_of_all_sagas(svc.live, svc.hub, None)
+    feed = updates_of_all_sagas(svc.tail, None, None)
     first = asyncio.ensure_future(anext(feed))
-    await eventually(lambda: svc.hub.subscribers == 1, "the feed to subscribe")
+    await eventually(lambda: svc.tail.followers == 1, "the feed to follow the journal")
     completing, failing = await place(svc, 1), await place(svc, 20)
     for saga_id in (completing, failing):
         await wait_for_status(svc, saga_id, *ENDED)
@@ -99,58 +103,112 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 
     assert [u.sequence for u in seen if u.saga_id == completing] == [1, 2, 3, 4, 5, 6, 7]
     assert [u.sequence for u in seen if u.saga_id == failing] == [1, 2, 3, 4, 5, 6]
+    assert [u.position for u in seen] == sorted(u.position for u in seen)
     assert (following.saga_id, following.sequence) == (later, 1)
-    assert svc.hub.subscribers == 0
+    assert svc.tail.followers == 0
 
 
-HandFedFeed = tuple[str, str, TransitionHub, AsyncGenerator[SagaUpdate, None], asyncio.Future[SagaUpdate]]
+async def take(feed: AsyncIterator[SagaUpdate], count: int) -> list[SagaUpdate]:
+    async with asyncio.timeout(10):
+        return [await anext(feed) for _ in range(count)]
 
 
-async def hand_fed_feed(svc: Service, gate: Hold) -> HandFedFeed:
-    """Two completed sagas, and a feed subscribed to a hub of its own, which the test feeds notices
-    by hand; the feed's first update is awaited in the future."""
-    saga_id, other = await ended(svc, gate, 1, 1)
+def hand_fed_tail(svc: Service, **bounds: int) -> tuple[TransitionHub, JournalTail[SagaUpdate]]:
+    """A journal tail over the service's database, woken only by a hub the test feeds by hand (its
+    poll is too slow to matter here)."""
     hub = TransitionHub()
-    feed = updates_of_all_sagas(svc.live, hub, None)
-    first = asyncio.ensure_future(anext(feed))
-    await eventually(lambda: hub.subscribers == 1, "the feed to subscribe")
-    return saga_id, other, hub, feed, first
+    read_head = partial(head, svc.read.engine)
+    return hub, JournalTail(partial(updates_after, svc.read), read_head, hub, poll_s=60, **bounds)
 
 
-async def test_transitions_read_before_their_notice_arrives_are_not_sent_again(
+async def last_position(svc: Service, saga_id: str) -> int:
+    latest = await svc.read.latest_transition(saga_id)
+    assert latest is not None
+    return int(latest.position)
+
+
+async def test_a_feed_from_a_cursor_sends_what_followed_it_then_goes_on_live_none_twice(
     held: tuple[Service, Hold],
 ) -> None:
-    # A read can see commits whose notices are still on their way; this hub is fed by hand to hold
-    # the notices back on purpose.
-    saga_id, other, hub, feed, first = await hand_fed_feed(*held)
+    svc, gate = held
+    (done,) = await ended(svc, gate, 1)
+    resumed_in = await place(svc, 1)  # every transition of it after done's
+    await wait_for_status(svc, resumed_in, *ENDED)
+    hub, tail = hand_fed_tail(svc)
+    running = asyncio.create_task(tail.run())
+    try:
+        feed = updates_of_all_sagas(tail, await last_position(svc, done), None)
+        caught_up = await take(feed, 7)
+        # Live from here: a notice sends what committed, and notices repeated late send nothing again.
+        later = await place(svc, 1)
+        await wait_for_status(svc, later, *ENDED)
+        hub.publish(Committed(later, 1, 7, SagaStatus.COMPLETED))
+        live = await take(feed, 7)
+        hub.publish(Committed(later, 1, 7, SagaStatus.COMPLETED))
+        hub.publish(Committed(done, 1, 7, SagaStatus.COMPLETED))
+        another = await place(svc, 1)
+        await wait_for_status(svc, another, *ENDED)
+        hub.publish(Committed(another, 1, 7, SagaStatus.COMPLETED))
+        (following,) = await take(feed, 1)
+        await feed.aclose()
+    finally:
+        running.cancel()
+    assert [(u.saga_id, u.sequence) for u in caught_up] == [(resumed_in, n) for n in range(1, 8)]
+    assert [(u.saga_id, u.sequence) for u in live] == [(later, n) for n in range(1, 8)]
+    assert (following.saga_id, following.sequence) == (another, 1)
+    assert tail.followers == 0
 
-    hub.publish(Committed(saga_id, 1, 2, SagaStatus.STOCK_RESERVING))
-    seen = [await first] + [await anext(feed) for _ in range(6)]
-    hub.publish(Committed(saga_id, 3, 7, SagaStatus.COMPLETED))
-    hub.publish(Committed(other, 1, 2, SagaStatus.STOCK_RESERVING))
-    following = await anext(feed)
-    await feed.aclose()
 
-    assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
-    assert (following.saga_id, following.sequence) == (other, 1)
-
-
-async def test_a_late_notice_of_a_saga_whose_end_was_sent_sends_nothing_again(
+async def test_a_follower_busy_past_the_window_reads_what_it_missed_from_the_journal(
     held: tuple[Service, Hold],
 ) -> None:
-    # After another process's listener reconnected, it may announce again, from its first
-    # sequence, a saga that has finished since: the feed has sent that end already.
-    saga_id, other, hub, feed, first = await hand_fed_feed(*held)
+    svc, gate = held
+    gate.release(Participant.INVENTORY)
+    hub, tail = hand_fed_tail(svc, kept=3, batch=4)
+    running = asyncio.create_task(tail.run())
+    try:
+        slow, prompt = updates_of_all_sagas(tail, None, None), updates_of_all_sagas(tail, None, None)
+        pending = [asyncio.ensure_future(anext(slow)), asyncio.ensure_future(anext(prompt))]
+        await eventually(lambda: tail.followers == 2, "both to follow")
+        saga_ids = [await place(svc, 1) for _ in range(3)]
+        for saga_id in saga_ids:
+            await wait_for_status(svc, saga_id, *ENDED)
+        hub.publish(Committed(saga_ids[-1], 1, 7, SagaStatus.COMPLETED))
+        # The prompt one takes all 21 as the tail reads them, 4 at a time; the slow one, which
+        # took only the first, finds the rest gone from the window of 3 and reads them itself.
+        prompt_seen = [await pending[1], *await take(prompt, 20)]
+        reads_by_the_tail = tail.reads
+        slow_seen = [await pending[0], *await take(slow, 20)]
+        await slow.aclose()
+        await prompt.aclose()
+    finally:
+        running.cancel()
+    everything = [(u.saga_id, u.sequence) for u in await updates_after(svc.read, 0, 100)]
+    assert sorted(everything) == sorted((s, n) for s in saga_ids for n in range(1, 8))
+    assert [(u.saga_id, u.sequence) for u in prompt_seen] == everything
+    assert [(u.saga_id, u.sequence) for u in slow_seen] == everything
+    assert tail.reads == reads_by_the_tail  # the slow one's reads were its own
 
-    hub.publish(Committed(saga_id, 1, 7, SagaStatus.COMPLETED))
-    seen = [await first] + [await anext(feed) for _ in range(6)]
-    hub.publish(Committed(saga_id, 1, 7, SagaStatus.COMPLETED))  # the catch-up, late
-    hub.publish(Committed(other, 1, 7, SagaStatus.COMPLETED))
-    following = await anext(feed)
-    await feed.aclose()
 
-    assert [(u.saga_id, u.sequence) for u in seen] == [(saga_id, n) for n in range(1, 8)]
-    assert (following.saga_id, following.sequence) == (other, 1)
+async def test_a_customers_follower_gets_its_own_sagas_only(held: tuple[Service, Hold]) -> None:
+    svc, gate = held
+    gate.release(Participant.INVENTORY)
+    hub, tail = hand_fed_tail(svc)
+    running = asyncio.create_task(tail.run())
+    try:
+        mine = updates_of_all_sagas(tail, None, None, customer_id="c-2")
+        first = asyncio.ensure_future(anext(mine))
+        await eventually(lambda: tail.followers == 1, "the customer to follow")
+        other = await place(svc, 1)
+        own = (await svc.orchestrator.place_order(PlaceOrder("c-2", (OrderLine("SKU-1", 1),)))).saga_id
+        for saga_id in (other, own):
+            await wait_for_status(svc, saga_id, *ENDED)
+        hub.publish(Committed(own, 1, 7, SagaStatus.COMPLETED))
+        seen = [await first, *await take(mine, 6)]
+        await mine.aclose()
+    finally:
+        running.cancel()
+    assert [(u.saga_id, u.sequence) for u in seen] == [(own, n) for n in range(1, 8)]
 
 
 async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_are_read_again(

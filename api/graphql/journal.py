@@ -1,0 +1,106 @@
+"""The journal as clients read it: each event as a `SagaUpdate` with its opaque `cursor`, the check
+every cursor a client sends back goes through, and `journalEvents`, the whole journal in commit order
+as a Relay connection for consumers that catch up in batches (the `sagaFeed` subscription follows
+the same order live, api/graphql/subscriptions.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import strawberry
+from sqlalchemy import Row
+from strawberry.types import Info
+
+from api.access.rules import customer_filter
+from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.relay import MAX_PAGE, Connection, Edge, page, page_size
+from api.graphql.renditions import Renditions
+from api.graphql.types import Saga, SagaEvent, principal, service
+from persistence.read.event_log import decode_cursor
+from persistence.read.queries import ReadModel
+
+DEFAULT_JOURNAL_PAGE = 100
+
+
+@strawberry.type(description="A saga's transition, as it committed: one per journal event.")
+class SagaUpdate(SagaEvent):
+    # The saga_view row read right after this transition's: the saga at this transition or later.
+    saga_row: strawberry.Private[Row | None] = None
+    renditions: strawberry.Private[Renditions] = dataclasses.field(default_factory=Renditions)
+
+    @classmethod
+    def of(cls, transition: Row, saga: Row | None) -> SagaUpdate:
+        return cls.from_row(transition, saga_row=saga)
+
+    @property
+    def customer_id(self) -> str | None:
+        return None if self.saga_row is None else self.saga_row.customer_id  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The saga as it is when this update is sent: at this transition or later.")
+    def saga(self) -> Saga:
+        if self.saga_row is None:
+            raise RuntimeError(f"saga {self.saga_id} has a transition but no saga_view row")
+        return Saga.from_row(self.saga_row)
+
+
+async def updates_after(
+    read: ReadModel, position: int, limit: int, customer_id: str | None = None
+) -> list[SagaUpdate]:
+    """The transitions past journal position `position`, in position order, at most `limit`; with
+    `customer_id`, only that customer's sagas'. Each with its saga as read just after."""
+    rows = await read.timeline_after(position, limit, customer_id)
+    if not rows:
+        return []
+    sagas = {saga.id: saga for saga in await read.sagas(list({row.saga_id for row in rows}))}
+    return [SagaUpdate.of(row, sagas.get(row.saga_id)) for row in rows]
+
+
+async def journal_position(info: Info, cursor: str | None) -> int | None:
+    """The journal position of `cursor` (None for None). Raises BAD_USER_INPUT (argument `after`)
+    unless it is the cursor of an event the caller may see: one this API made, of an event that
+    exists, of the caller's own sagas for a customer. A cursor of another customer's event reads as
+    unknown, as its saga would."""
+    if cursor is None:
+        return None
+    refusal = client_error(
+        "unknown cursor: pass the cursor of an event this API sent you",
+        ClientErrorCode.BAD_USER_INPUT,
+        argument="after",
+    )
+    try:
+        position = decode_cursor(cursor)
+    except ValueError:
+        raise refusal from None
+    event = await service(info).read.timeline_at(position)
+    customer_id = customer_filter(principal(info), None)
+    if event is None or (customer_id is not None and event.customer_id != customer_id):
+        raise refusal
+    return position
+
+
+@strawberry.type
+class JournalQueries:
+    @strawberry.field(
+        description="Every saga's transitions in journal (commit) order, oldest first: the same events "
+        "and order as `sagaFeed`, in pages, for consumers that catch up in batches and then follow "
+        f"`sagaFeed(after:)` from the last cursor. At most {MAX_PAGE} a page (default "
+        f"{DEFAULT_JOURNAL_PAGE}). A customer sees only its own sagas' transitions."
+    )
+    async def journal_events(
+        self,
+        info: Info,
+        first: int | None = DEFAULT_JOURNAL_PAGE,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="A transition's `cursor`: the page starts just after it."),
+        ] = None,
+    ) -> Connection[SagaUpdate]:
+        size, read = page_size(first), service(info).read
+        position = await journal_position(info, after) or 0
+        rows = await read.timeline_after(position, size + 1, customer_filter(principal(info), None))
+        sagas = (
+            {saga.id: saga for saga in await read.sagas(list({row.saga_id for row in rows}))} if rows else {}
+        )
+        updates = [SagaUpdate.of(row, sagas.get(row.saga_id)) for row in rows[:size]]
+        return page([Edge(cursor=u.cursor, node=u) for u in updates], len(rows) > size, after)
