@@ -145,6 +145,15 @@ class StreamRelay:
         self._state = RelayState.STARTING
         self._position = 0
 
+    @property
+    def state(self) -> RelayState:
+        return self._state
+
+    @property
+    def position(self) -> int:
+        """The last position this process stored: every event up to it is in the stream."""
+        return self._position
+
     async def status(self) -> RelayStatus:
         """The relay's state; while behind, the events waiting for it (this reads the journal's head,
         so it raises what the database raises when it does not answer)."""
@@ -230,11 +239,14 @@ class StreamRelay:
         await self._disconnect()
         # No reconnecting inside nats-py: a connection that breaks is closed, and the next round
         # opens a new one after the relay's own pause. Nothing sent on a dead connection is resent
-        # later behind the relay's back.
+        # later behind the relay's back. Connecting gives up at once (nats-py would otherwise try
+        # each server for minutes before it raises, and the relay would not say it is behind).
         self._nats = await nats.connect(
             self.settings.url,
             name=f"ordersaga {self._instance}",
             allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
             connect_timeout=int(CONNECT_TIMEOUT_S),
             error_cb=self._connection_error,
         )
