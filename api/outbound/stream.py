@@ -144,6 +144,8 @@ class StreamRelay:
         self._js: JetStreamContext | None = None
         self._state = RelayState.STARTING
         self._position = 0
+        # When this process last took or renewed the lease (the event loop's clock); None: not held.
+        self._renewed_at: float | None = None
 
     @property
     def state(self) -> RelayState:
@@ -183,20 +185,32 @@ class StreamRelay:
 
     async def _round(self) -> None:
         """Publish every event past the stored position, window after window, while holding the lease."""
-        position = await self._relays.take(self.name)
-        if position is None:
+        if not await self._hold():
             if self._state is not RelayState.STANDBY:
                 log.debug("stream relay %s: another process holds the lease", self.name)
             await self._disconnect()
             self._state = RelayState.STANDBY
             return
-        self._position = position
         js = await self._jetstream()
         while events := await events_after(self._engine, self._position, WINDOW):
             if not await self._publish(js, events):
                 self._state = RelayState.STANDBY  # the lease was lost: another process goes on
                 return
         self._state = RelayState.CURRENT
+
+    async def _hold(self) -> bool:
+        """Whether this process holds the lease, taking or renewing it (and reading the stored
+        position) unless it did so less than a poll interval ago: a round per commit would otherwise
+        write the relay's row each time."""
+        now = asyncio.get_running_loop().time()
+        if self._renewed_at is not None and now - self._renewed_at < self._poll_s:
+            return True
+        position = await self._relays.take(self.name)
+        if position is None:
+            self._renewed_at = None
+            return False
+        self._position, self._renewed_at = position, now
+        return True
 
     async def _publish(self, js: JetStreamContext, events: list[LoggedEvent]) -> bool:
         """Publish `events` wave by wave and store how far JetStream acknowledged them, also when a
@@ -225,10 +239,12 @@ class StreamRelay:
     async def _advance(self, position: int) -> bool:
         if position <= self._position:
             return True
+        now = asyncio.get_running_loop().time()
         if not await self._relays.advance(self.name, position):
             log.warning("stream relay %s: the lease was lost; another process publishes", self.name)
+            self._renewed_at = None
             return False
-        self._position = position
+        self._position, self._renewed_at = position, now
         return True
 
     async def _jetstream(self) -> JetStreamContext:
@@ -296,6 +312,7 @@ class StreamRelay:
 
     async def _failed(self, error: Exception, failures: int) -> None:
         self._state = RelayState.BEHIND
+        self._renewed_at = None  # the next round reads the stored position again
         await self._disconnect()
         pause = jittered_pause(FIRST_PAUSE_S, failures, MAX_PAUSE_S)
         reason = str(error) or type(error).__name__
