@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api.outbound.stream import RelayState
 from api.service import Service
@@ -28,8 +30,8 @@ from tests.polling import eventually
 ORDERS = 12
 
 
-async def start(database_url: str, stream: StreamSettings) -> Service:
-    svc = Service(Settings(database_url=database_url, policy=FAST, stream=stream))
+async def start(database_url: str, stream: StreamSettings, **settings: Any) -> Service:
+    svc = Service(Settings(database_url=database_url, policy=FAST, stream=stream, **settings))
     await svc.start()
     return svc
 
@@ -106,7 +108,7 @@ async def test_events_published_again_after_the_position_was_lost_are_stored_onc
 
 
 async def test_an_existing_stream_not_taking_the_events_holds_them_back_until_it_does(
-    database_url: str, stream: StreamSettings
+    database_url: str, stream: StreamSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     connection = await nats.connect(stream.url)
     js = connection.jetstream()
@@ -134,3 +136,48 @@ async def test_an_existing_stream_not_taking_the_events_holds_them_back_until_it
     finally:
         await connection.close()
     assert_each_event_once_in_order(await stored(stream), await journal(database_url), stream.subject_prefix)
+    # The stream was made with NATS's default window, shorter than the one configured: said once taken.
+    assert any("duplicate window is 120s, shorter than the 300s" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_process_stopping_hands_the_stream_to_another(
+    database_url: str, stream: StreamSettings
+) -> None:
+    # A short lease time: the one left looks for the lease every half second.
+    lease = {"lease_ttl": timedelta(seconds=1.5)}
+    first = await start(database_url, stream, instance="first", **lease)
+    second = await start(database_url, stream, instance="second", **lease)
+    running = [first, second]
+    try:
+        await stock_catalog(first)
+        await place_orders(first, 2)
+        await wait_for_stream(stream, len(await journal(database_url)))
+        holder, other = (
+            (first, second) if await owner(database_url) == first.settings.instance else (second, first)
+        )
+        assert [s.stream.state for s in (holder, other) if s.stream] == [
+            RelayState.CURRENT,
+            RelayState.STANDBY,
+        ]
+
+        running.remove(holder)
+        await holder.stop()
+        assert await owner(database_url) is None  # handed back, not left to expire
+        await place_orders(other, 2)
+        events = await journal(database_url)
+        await wait_for_stream(stream, len(events))
+        assert await owner(database_url) == other.settings.instance
+    finally:
+        for svc in running:
+            await svc.stop()
+    assert_each_event_once_in_order(await stored(stream), events, stream.subject_prefix)
+
+
+async def owner(database_url: str) -> str | None:
+    engine = make_engine(database_url, writer=False)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(select(relays.c.owner))).scalar_one()  # type: ignore[no-any-return]
+    finally:
+        await engine.dispose()
