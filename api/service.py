@@ -129,6 +129,8 @@ class Service:
             )
         self.stream = None
         if settings.stream is not None:
+            # On the read engine: the relay's reads and its row's small writes are async work, and
+            # on SQLite the writer engine is the commit lanes' blocking one.
             self.stream = StreamRelay(
                 settings.stream,
                 self._reader,
