@@ -140,6 +140,7 @@ class Service:
                 poll_s=settings.lease_ttl.total_seconds() / 3,
                 instance=settings.instance,
             )
+            self.prometheus.watch_relay(self.stream)
         self._reactions: set[asyncio.Task[None]] = set()
         self.background = Supervisor()
         self.ready = False

@@ -1,6 +1,7 @@
 """The event stream while its NATS server is down and back, over real HTTP, on SQLite and PostgreSQL:
 the API keeps taking and running orders, /readyz stays 200 and says the relay is behind and how many
-events wait, and once the server is back every event goes out, once, in order per saga."""
+events wait (/metrics too), and once the server is back every event goes out, once, in order per
+saga."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import graphql_client, place, stock
+from tests.api.test_observability_http import samples
 from tests.integration.support import FAST
 from tests.jetstream import (
     assert_each_event_once_in_order,
@@ -33,6 +35,18 @@ async def readyz_until(gql: Any, state: str, seconds: float = 30) -> dict[str, A
             return answer
         await asyncio.sleep(0.05)
     raise AssertionError(f"the relay did not become {state}: {answer}")
+
+
+async def relay_metrics(gql: Any, svc: Service) -> tuple[str, float]:
+    """The state /metrics gives the relay (the one sample at 1), and its position."""
+    metrics = samples((await gql.http.get("/metrics")).text, svc.settings.instance)
+    [state] = [
+        dict(labels)["state"]
+        for (name, labels), value in metrics.items()
+        if name == "ordersaga_relay_state" and value == 1
+    ]
+    [position] = [value for (name, _), value in metrics.items() if name == "ordersaga_relay_position"]
+    return state, position
 
 
 async def test_nats_down_and_back_events_wait_then_go_out_and_the_api_keeps_working(
@@ -60,9 +74,11 @@ async def test_nats_down_and_back_events_wait_then_go_out_and_the_api_keeps_work
                 await gql.wait_for_saga(saga_id, "COMPLETED")
             behind = await readyz_until(gql, "behind")
             assert behind["relays"][0]["waiting"] == len(await journal(database_url)) - published > 0
+            assert await relay_metrics(gql, svc) == ("behind", published)
 
             await nats.start()
             await readyz_until(gql, "current")
             events = await journal(database_url)
             await wait_for_stream(stream, len(events))
+            assert await relay_metrics(gql, svc) == ("current", len(events))
         assert_each_event_once_in_order(await stored(stream), events, stream.subject_prefix)
