@@ -28,6 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -83,6 +84,16 @@ def covers(pattern: str, subject: str) -> bool:
         if token != "*" and token != wanted[index]:
             return False
     return len(pattern.split(".")) == len(wanted)
+
+
+def without_credentials(url: str) -> str:
+    """`url` as logs may show it: a user and password in it (nats://user:secret@host) left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def waves(events: Sequence[LoggedEvent]) -> list[list[LoggedEvent]]:
@@ -268,7 +279,7 @@ class StreamRelay:
         )
         self._js = self._nats.jetstream(timeout=ACK_TIMEOUT_S)
         await self._ensure_stream(self._js)
-        log.info("stream relay %s: connected to %s", self.name, self.settings.url)
+        log.info("stream relay %s: connected to %s", self.name, without_credentials(self.settings.url))
         return self._js
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -283,7 +294,8 @@ class StreamRelay:
                 duplicate_window=self.settings.duplicate_window.total_seconds(),
                 description="ordersaga's journal events, one subject per saga",
             )
-            # Two processes creating it at once both succeed: the configurations are the same.
+            # Two processes making it at once both succeed, as their configurations are the same; had
+            # they differed, the one refused would find the stream made in its next round.
             await js.add_stream(config)
             log.info("stream relay %s: created the stream, subjects %s", self.name, config.subjects)
             return

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.outbound.stream import acknowledged_through, covers, subject_of, waves
+from api.outbound.stream import acknowledged_through, covers, subject_of, waves, without_credentials
 from persistence.read.event_log import LoggedEvent
 
 
@@ -75,3 +75,16 @@ def test_a_stream_takes_the_events_when_a_subject_pattern_covers_every_saga(
     pattern: str, taken: bool
 ) -> None:
     assert covers(pattern, "ordersaga.sagas.*") is taken
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://user:secret@nats.example:4222", "nats://nats.example:4222"),
+        ("tls://token@nats.example", "tls://nats.example"),
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://u:p@[::1]:4222", "nats://[::1]:4222"),
+    ],
+)
+def test_the_nats_url_is_logged_without_its_credentials(url: str, shown: str) -> None:
+    assert without_credentials(url) == shown
