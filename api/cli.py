@@ -46,7 +46,7 @@ FAST_PATHS_SETTING = "ORDERSAGA_FAST_PATHS"
 # and tool handles (no wildcards, dots in names, spaces or path separators).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SUBJECT_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
-NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+NATS_SCHEMES = ("nats", "tls")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,6 +75,7 @@ def test_the_stream_options_reach_the_settings_with_their_defaults() -> None:
     [
         ("--nats-url=http://127.0.0.1:4222", "--nats-url must be a URL"),
         ("--nats-url=nats://", "--nats-url must be a URL"),
+        ("--nats-url=ws://127.0.0.1:8080", "--nats-url must be a URL"),
         ("--nats-stream=ORDERS.EU", "--nats-stream must be"),
         ("--nats-stream=", "--nats-stream must be"),
         ("--nats-subject-prefix=shop.>", "--nats-subject-prefix must be"),
