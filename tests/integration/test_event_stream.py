@@ -80,12 +80,15 @@ async def test_every_journal_event_is_in_the_stream_once_in_journal_order_per_sa
 
 
 async def test_events_published_again_after_the_position_was_lost_are_stored_once(
-    svc: Service, database_url: str, stream: StreamSettings
+    database_url: str, stream: StreamSettings
 ) -> None:
-    await place_orders(svc, 4)
-    events = await journal(database_url)
-    await wait_for_stream(stream, len(events))
-    await svc.stop()
+    first = await start(database_url, stream)
+    try:
+        await stock_catalog(first)
+        await place_orders(first, 4)
+        await wait_for_stream(stream, len(await journal(database_url)))
+    finally:
+        await first.stop()
 
     # As after a kill between publishing and storing the position: the position is back at 0, so a
     # new start publishes everything again, and more events after them.
