@@ -9,11 +9,13 @@ import importlib.util
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.access.auth import DEFAULT_LEEWAY, AuthConfig, Role, mint_token, read_secret
 from api.observability.logs import LOG_FORMATS, configure_logging
-from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, default_instance
+from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, StreamSettings, default_instance
 from domain.model.problems import is_storable
 from domain.model.saga import SagaPolicy
 from persistence.database import default_database_url, is_sqlite
@@ -40,6 +42,11 @@ DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, Comma
 _WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
 # Set to 0, the same as `serve --no-fast-paths`.
 FAST_PATHS_SETTING = "ORDERSAGA_FAST_PATHS"
+# What NATS takes as a stream name and as literal subject tokens, narrowed to characters every client
+# and tool handles (no wildcards, dots in names, spaces or path separators).
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SUBJECT_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+NATS_SCHEMES = ("nats", "tls")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         help="PostgreSQL: seconds a saga's lease lasts unless renewed, so how long a dead process's "
         "sagas wait before another takes them over (default %(default)g)",
     )
+    _stream_options(serve)
     serve.add_argument(
         "--workers",
         type=int,
@@ -204,6 +212,61 @@ def _parser() -> argparse.ArgumentParser:
         token.add_argument(f"--auth-{claim}", default=os.environ.get(env), metavar=metavar, help=f"env {env}")
     token.set_defaults(run=_token)
     return parser
+
+
+def _stream_options(parser: argparse.ArgumentParser) -> None:
+    defaults = StreamSettings(url="")
+    parser.add_argument(
+        "--nats-url",
+        metavar="URL",
+        help="publish every journal event to a NATS JetStream stream on this server, e.g. "
+        "nats://127.0.0.1:4222 (default: no stream)",
+    )
+    parser.add_argument(
+        "--nats-stream",
+        default=defaults.stream,
+        metavar="NAME",
+        help="the JetStream stream, made if missing (default %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-subject-prefix",
+        default=defaults.subject_prefix,
+        metavar="P",
+        help="events go out on P.sagas.<sagaId>; a stream made here takes P.> (default %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-duplicate-window",
+        type=float,
+        default=defaults.duplicate_window.total_seconds(),
+        metavar="S",
+        help="seconds a stream made here drops a repeated event; longer than any pause between a "
+        "publish and its repeat: a restart, --lease-ttl (default %(default)g)",
+    )
+
+
+def _stream_settings(args: argparse.Namespace) -> StreamSettings | None:
+    """The stream `serve` publishes to, None without --nats-url. Ends the command with one line for a
+    value NATS would refuse, or a duplicate window that a lease takeover would outlast."""
+    if args.nats_url is None:
+        return None
+    url = urlsplit(args.nats_url)
+    if url.scheme not in NATS_SCHEMES or not url.hostname:
+        sys.exit(f"--nats-url must be a URL such as nats://127.0.0.1:4222, not {args.nats_url!r}")
+    if not _STREAM_NAME.fullmatch(args.nats_stream):
+        sys.exit("--nats-stream must be letters, digits, '-' and '_' only")
+    if not _SUBJECT_PREFIX.fullmatch(args.nats_subject_prefix):
+        sys.exit("--nats-subject-prefix must be tokens of letters, digits, '-' and '_', joined by dots")
+    if args.nats_duplicate_window <= args.lease_ttl:
+        sys.exit(
+            "--nats-duplicate-window must be longer than --lease-ttl: a process that takes the stream "
+            "over after a lease time repeats the publishes in flight, and the window must drop them"
+        )
+    return StreamSettings(
+        url=args.nats_url,
+        stream=args.nats_stream,
+        subject_prefix=args.nats_subject_prefix,
+        duplicate_window=timedelta(seconds=args.nats_duplicate_window),
+    )
 
 
 def _auth_secret_option(parser: argparse.ArgumentParser) -> None:
@@ -307,6 +370,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         lease_ttl=timedelta(seconds=args.lease_ttl),
         freeze_start_up=True,
         fast_paths=args.fast_paths,
+        stream=_stream_settings(args),
     )
 
 

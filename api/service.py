@@ -22,6 +22,7 @@ from api.live.hub import Committed, TransitionHub
 from api.live.journal_tail import JournalTail
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
+from api.outbound.stream import RelayStatus, StreamRelay
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.supervision import Supervisor
@@ -36,6 +37,7 @@ from persistence.database import is_sqlite, make_engine, make_writer_engine
 from persistence.fleet.commit_listener import CommitListener
 from persistence.fleet.leases import Fleet, LeaseBook
 from persistence.fleet.notifications import CommitNotice
+from persistence.fleet.relays import Relays
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
@@ -130,6 +132,20 @@ class Service:
             self.commit_listener = CommitListener(
                 settings.database_url, self._reader, fleet.instance, clock, self._committed_elsewhere
             )
+        self.stream = None
+        if settings.stream is not None:
+            # On the read engine: the relay's reads and its row's small writes are async work, and
+            # on SQLite the writer engine is the commit lanes' blocking one.
+            self.stream = StreamRelay(
+                settings.stream,
+                self._reader,
+                Relays(self._reader, fleet),
+                self.hub,
+                # A third of the lease time: the relay renews its lease well before it expires.
+                poll_s=settings.lease_ttl.total_seconds() / 3,
+                instance=settings.instance,
+            )
+            self.prometheus.watch_relay(self.stream)
         self._reactions: set[asyncio.Task[None]] = set()
         self.background = Supervisor()
         self.ready = False
@@ -163,6 +179,8 @@ class Service:
             self.orchestrator.resume(unfinished)
             if unfinished:
                 log.info("resumed %d unfinished sagas", len(unfinished))
+        if self.stream is not None:
+            self.background.keep("stream-relay", self.stream.run)
         if self.settings.freeze_start_up:
             # What start-up made (modules, the schema, the catalog) lives as long as the process:
             # frozen out of the collector's generations, it is no longer scanned by every full
@@ -213,6 +231,12 @@ class Service:
             task = asyncio.create_task(reaction)
             self._reactions.add(task)
             task.add_done_callback(self._reactions.discard)
+
+    async def relays(self) -> list[RelayStatus]:
+        """Where each outbound relay stands. A relay behind does not make the process unready: the
+        events wait in the journal, and taking the process out of a load balancer would not help them
+        out (docs/decisions/0021-event-stream.md). Raises what the database raises."""
+        return [] if self.stream is None else [await self.stream.status()]
 
     async def is_ready(self) -> bool:
         """Started, every background task running, and the database answers."""

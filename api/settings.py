@@ -13,6 +13,21 @@ from domain.model.saga import SagaPolicy
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
 OTLP_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 DEFAULT_LEASE_TTL = timedelta(seconds=10)
+# How long the event stream remembers a message id: a publish repeated within it is dropped. It must
+# outlast the longest pause between a publish and its repeat (docs/decisions/0021-event-stream.md).
+DEFAULT_DUPLICATE_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Where `serve --nats-url` publishes the journal (api/outbound/stream.py): the NATS server, the
+    JetStream stream's name, the subjects' first tokens, and the duplicate window the stream is made
+    with when it is missing."""
+
+    url: str
+    stream: str = "ORDERSAGA"
+    subject_prefix: str = "ordersaga"
+    duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,8 @@ class Settings:
     # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started
     # inside another program (the tests start hundreds), whose start would pay a full collection.
     freeze_start_up: bool = False
+    # Publish every journal event to a NATS JetStream stream; None: no stream.
+    stream: StreamSettings | None = None
 
 
 def default_instance() -> str:

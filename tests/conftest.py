@@ -25,6 +25,8 @@ from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.tables import metadata
 
+# The NATS fixtures (nats_url, stream, nats_server_binary), for the event stream's tests anywhere.
+pytest_plugins = ["tests.jetstream"]
 CRASH_TESTS = Path(__file__).parent / "crash"
 POSTGRES_ENV = "ORDERSAGA_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "ORDERSAGA_REQUIRE_POSTGRES"

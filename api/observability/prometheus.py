@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.observability.changes import finished_steps, settled
+from api.outbound.stream import RelayState, StreamRelay
 from domain.model.saga import TURNING_BACK, SagaChange, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics
 from persistence.read.projection import milliseconds
@@ -49,6 +50,10 @@ class PrometheusMetrics:
             registry=self.registry,
         )
         self.registry.register(_StoreCollector(store, running_sagas))
+
+    def watch_relay(self, relay: StreamRelay) -> None:
+        """Report `relay`'s state and position at every scrape."""
+        self.registry.register(_RelayCollector(relay))
 
     def render(self) -> bytes:
         return generate_latest(self._labelled)
@@ -122,3 +127,29 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "ordersaga_running_sagas", "Sagas with a driver in this process.", self._running_sagas()
         )
+
+
+class _RelayCollector(Collector):
+    """An outbound relay's state, one sample per state with 1 for the one it is in (alert on
+    `ordersaga_relay_state{state="behind"} == 1` lasting), and how far it has published."""
+
+    def __init__(self, relay: StreamRelay) -> None:
+        self._relay = relay
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "ordersaga_relay_state",
+            "1 for the state the relay is in: current, behind (events wait in the journal), standby "
+            "(another process publishes) or starting.",
+            labels=["relay", "state"],
+        )
+        for each in RelayState:
+            state.add_metric([self._relay.name, each.value], float(each is self._relay.state))
+        yield state
+        position = GaugeMetricFamily(
+            "ordersaga_relay_position",
+            "The journal position the relay has published up to, as this process last knew it.",
+            labels=["relay"],
+        )
+        position.add_metric([self._relay.name], self._relay.position)
+        yield position

@@ -99,6 +99,18 @@ class _GraphQL(GraphQLOverHTTP):
             return refusal
 
 
+async def _relays(svc: Service) -> list[dict[str, object]]:
+    """Each outbound relay's name and state (`current`, `behind`, `standby`, `starting`) and, while
+    behind, how many events wait for it."""
+    shown = []
+    for relay in await svc.relays():
+        entry: dict[str, object] = {"name": relay.name, "state": relay.state.value}
+        if relay.waiting is not None:
+            entry["waiting"] = relay.waiting
+        shown.append(entry)
+    return shown
+
+
 def create_app(svc: Service) -> Starlette:
     graphql = _GraphQL(svc)
 
@@ -109,7 +121,9 @@ def create_app(svc: Service) -> Starlette:
 
     async def readyz(_: Request) -> Response:
         if await svc.is_ready():
-            return JSONResponse({"status": "ready"})
+            # Relays behind are a detail, not unreadiness: the process serves, and events wait.
+            relays = await _relays(svc)
+            return JSONResponse({"status": "ready", **({"relays": relays} if relays else {})})
         # Which background tasks wait to be restarted (their reasons are in the log, not here).
         restarting = sorted(svc.background.down)
         return JSONResponse({"status": "unavailable", "restarting": restarting}, status_code=503)

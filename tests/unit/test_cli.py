@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from api.cli import _parser, _settings
-from api.settings import Settings
+from api.settings import Settings, StreamSettings
 from domain.model.saga import SagaPolicy
 
 
@@ -44,3 +46,46 @@ def test_serve_help_shows_every_default() -> None:
     undocumented = [action.option_strings[0] for action in options if "default" not in (action.help or "")]
     assert undocumented == []
     assert "(default 1048576)" in " ".join(serve.format_help().split())
+
+
+def test_without_a_nats_url_there_is_no_stream() -> None:
+    assert serve_settings().stream is None
+
+
+def test_the_stream_options_reach_the_settings_with_their_defaults() -> None:
+    assert serve_settings("--nats-url=nats://127.0.0.1:4222").stream == StreamSettings(
+        url="nats://127.0.0.1:4222", stream="ORDERSAGA", subject_prefix="ordersaga"
+    )
+    chosen = serve_settings(
+        "--nats-url=tls://nats.example:4222",
+        "--nats-stream=ORDERS_EU",
+        "--nats-subject-prefix=shop.eu",
+        "--nats-duplicate-window=900",
+    ).stream
+    assert chosen == StreamSettings(
+        url="tls://nats.example:4222",
+        stream="ORDERS_EU",
+        subject_prefix="shop.eu",
+        duplicate_window=timedelta(minutes=15),
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "complaint"),
+    [
+        ("--nats-url=http://127.0.0.1:4222", "--nats-url must be a URL"),
+        ("--nats-url=nats://", "--nats-url must be a URL"),
+        ("--nats-url=ws://127.0.0.1:8080", "--nats-url must be a URL"),
+        ("--nats-stream=ORDERS.EU", "--nats-stream must be"),
+        ("--nats-stream=", "--nats-stream must be"),
+        ("--nats-subject-prefix=shop.>", "--nats-subject-prefix must be"),
+        ("--nats-subject-prefix=shop..eu", "--nats-subject-prefix must be"),
+        ("--nats-subject-prefix=shop *", "--nats-subject-prefix must be"),
+        ("--nats-duplicate-window=10", "must be longer than --lease-ttl"),
+    ],
+)
+def test_stream_options_nats_would_refuse_end_serve_with_one_line(option: str, complaint: str) -> None:
+    argv = ["--nats-url=nats://127.0.0.1:4222", option] if not option.startswith("--nats-url") else [option]
+    with pytest.raises(SystemExit) as exit_:
+        serve_settings(*argv)
+    assert complaint in str(exit_.value.code)
