@@ -37,7 +37,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.live.hub import FellBehind, Subscriber, TransitionHub
+from api.live.hub import TransitionHub
 from api.settings import StreamSettings
 from domain.orchestration.attempts import jittered_pause
 from persistence.fleet.relays import Relays
@@ -177,17 +177,17 @@ class StreamRelay:
     async def run(self) -> None:
         failures = 0
         try:
-            while True:
-                with self._hub.subscribe() as commits, contextlib.suppress(FellBehind):
-                    while True:
-                        try:
-                            await self._round()
-                        except Exception as error:  # NATS or the database: the events wait
-                            failures += 1
-                            await self._failed(error, failures)
-                            continue
-                        failures = 0
-                        await self._until_commits(commits)
+            with self._hub.alarm() as committed:
+                while True:
+                    committed.clear()  # what commits from here on rings it again
+                    try:
+                        await self._round()
+                    except Exception as error:  # NATS or the database: the events wait
+                        failures += 1
+                        await self._failed(error, failures)
+                        continue
+                    failures = 0
+                    await self._until_commits(committed)
         finally:
             await self._disconnect()
             if self._state is not RelayState.STANDBY:
@@ -339,7 +339,7 @@ class StreamRelay:
         )
         await asyncio.sleep(pause)
 
-    async def _until_commits(self, commits: Subscriber) -> None:
+    async def _until_commits(self, committed: asyncio.Event) -> None:
         """Until a commit is announced, or the poll interval passed (commits of processes this one
         does not hear, and the lease's renewal). A standby relay only waits for the interval."""
         if self._state is RelayState.STANDBY:
@@ -347,4 +347,4 @@ class StreamRelay:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._poll_s):
-                await commits.next()
+                await committed.wait()
