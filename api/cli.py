@@ -164,6 +164,40 @@ def _parser() -> argparse.ArgumentParser:
         "sagas wait before another takes them over (default %(default)g)",
     )
     serve.add_argument(
+        "--allow-private-webhook-urls",
+        action="store_true",
+        help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
+        "refused when authentication is configured, loopback allowed in development mode)",
+    )
+    serve.add_argument(
+        "--webhook-connect-timeout",
+        type=float,
+        default=limits.webhook_connect_timeout,
+        metavar="S",
+        help="seconds a webhook POST may take to connect (default %(default)g)",
+    )
+    serve.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=limits.webhook_timeout,
+        metavar="S",
+        help="seconds a webhook POST may take in all; longer is a failed attempt (default %(default)g)",
+    )
+    serve.add_argument(
+        "--webhook-retry-for",
+        type=float,
+        default=limits.webhook_retry_for.total_seconds(),
+        metavar="S",
+        help="seconds a webhook delivery is retried before it fails (default %(default)g, a day)",
+    )
+    serve.add_argument(
+        "--webhook-disable-after",
+        type=float,
+        metavar="S",
+        help="seconds a webhook endpoint may fail without one success before it is disabled "
+        "(default: --webhook-retry-for)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -307,6 +341,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         lease_ttl=timedelta(seconds=args.lease_ttl),
         freeze_start_up=True,
         fast_paths=args.fast_paths,
+        allow_private_webhook_urls=args.allow_private_webhook_urls,
+        webhook_connect_timeout=args.webhook_connect_timeout,
+        webhook_timeout=args.webhook_timeout,
+        webhook_retry_for=timedelta(seconds=args.webhook_retry_for),
+        webhook_disable_after=(
+            None if args.webhook_disable_after is None else timedelta(seconds=args.webhook_disable_after)
+        ),
     )
 
 
@@ -323,6 +364,15 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit("--workers must be at least 1")
     if args.lease_ttl <= 0:
         sys.exit("--lease-ttl must be more than 0 seconds")
+    webhook_seconds = [
+        ("--webhook-connect-timeout", args.webhook_connect_timeout),
+        ("--webhook-timeout", args.webhook_timeout),
+        ("--webhook-retry-for", args.webhook_retry_for),
+        ("--webhook-disable-after", args.webhook_disable_after),
+    ]
+    for option, seconds in webhook_seconds:
+        if seconds is not None and seconds <= 0:
+            sys.exit(f"{option} must be more than 0 seconds")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")

@@ -99,7 +99,7 @@ def _position(after: str | None) -> Position | None:
     return None if after is None else decode_cursor(after)
 
 
-def _page_size(first: int | None) -> int:
+def page_size(first: int | None) -> int:
     if first is None:
         return DEFAULT_PAGE
     if not 0 <= first <= MAX_PAGE:
@@ -190,7 +190,7 @@ class RelayQueries:
         placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Order]:
-        first, caller = _page_size(first), principal(info)
+        first, caller = page_size(first), principal(info)
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         rows: Sequence[Row] = []
         if _may_list(caller, customer_id):
@@ -208,7 +208,7 @@ class RelayQueries:
         started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[Saga]:
-        first, caller = _page_size(first), principal(info)
+        first, caller = page_size(first), principal(info)
         where = PageFilter(
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
@@ -235,7 +235,7 @@ class RelayQueries:
         occurred_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
         occurred_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
     ) -> Connection[StockMovement]:
-        first = _page_size(first)
+        first = page_size(first)
         where = PageFilter(since=occurred_after, until=occurred_before)
         rows = await service(info).read.stock_movement_page(
             sku, warehouse_code, section_code, where, _position(after), first + 1

@@ -33,12 +33,23 @@ from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
 from api.graphql.renditions import RenderOnce
 from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
+from api.graphql.webhooks import WebhookMutations, WebhookQueries
 
 Query = merge_types(
-    "Query", (OrderQueries, InventoryQueries, RelayQueries, AnalyticsQueries, OperationQueries, FaultQueries)
+    "Query",
+    (
+        OrderQueries,
+        InventoryQueries,
+        RelayQueries,
+        AnalyticsQueries,
+        OperationQueries,
+        FaultQueries,
+        WebhookQueries,
+    ),
 )
 Mutation = merge_types(
-    "Mutation", (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations)
+    "Mutation",
+    (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations, WebhookMutations),
 )
 
 
