@@ -48,6 +48,7 @@ query ($id: ID!, $status: [WebhookDeliveryStatus!], $first: Int, $after: String)
   }
 }
 """
+DELETE = "mutation ($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { deletedId userErrors { code } } }"
 REDELIVER = """
 mutation ($input: RedeliverWebhooksInput!) {
   redeliverWebhooks(input: $input) { redelivered userErrors { code field } }
@@ -100,7 +101,9 @@ async def deliveries(gql: GraphQLClient, endpoint_id: str, **arguments: Any) -> 
     return [edge["node"] for edge in found["edges"]]
 
 
-async def stored_for(gql: GraphQLClient, endpoint_id: str, count: int, **arguments: Any) -> list[dict[str, Any]]:
+async def stored_for(
+    gql: GraphQLClient, endpoint_id: str, count: int, **arguments: Any
+) -> list[dict[str, Any]]:
     """The endpoint's deliveries, once there are `count` of them (the relay stores them as it goes)."""
     for _ in range(400):
         found = await deliveries(gql, endpoint_id, **arguments)
@@ -319,19 +322,13 @@ async def test_a_deleted_endpoint_is_sent_nothing_more(database_url: str) -> Non
     receiver = Receiver()
     async with receiver.running(), served(database_url) as gql:
         endpoint_id = await subscribe(gql, receiver)
-        deleted = await gql(
-            "mutation ($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { deletedId userErrors { code } } }",
-            id=endpoint_id,
-        )
+        deleted = await gql(DELETE, id=endpoint_id)
         assert deleted["deleteWebhookEndpoint"] == {"deletedId": endpoint_id, "userErrors": []}
         await settled_orders(gql, 1)
         await asyncio.sleep(1.5)
         assert receiver.received == []
         assert (await gql(ENDPOINTS))["webhookEndpoints"] == []
-        again = await gql(
-            "mutation ($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { deletedId userErrors { code } } }",
-            id=endpoint_id,
-        )
+        again = await gql(DELETE, id=endpoint_id)
         assert again["deleteWebhookEndpoint"] == {
             "deletedId": None,
             "userErrors": [{"code": "UNKNOWN_WEBHOOK_ENDPOINT"}],
