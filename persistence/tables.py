@@ -122,7 +122,7 @@ webhook_endpoints = Table(
     Column("id", ID, primary_key=True),
     Column("url", Text, nullable=False),
     # The journal event types it takes (a JSON list); NULL for every type.
-    Column("events", JSON, nullable=True),
+    Column("events", JSON(none_as_null=True), nullable=True),
     Column("description", Text, nullable=True),
     # The Standard Webhooks signing secret (`whsec_…`): read only to sign, never answered nor logged.
     Column("secret", String(100), nullable=False),

@@ -225,10 +225,14 @@ class WebhookStore:
         wanted = sorted(set(saga_ids))
         if not wanted:
             return set()
-        query = select(webhook_deliveries.c.saga_id).distinct().where(
-            webhook_deliveries.c.endpoint_id == endpoint_id,
-            webhook_deliveries.c.status.in_(UNDELIVERED),
-            webhook_deliveries.c.saga_id.in_(wanted),
+        query = (
+            select(webhook_deliveries.c.saga_id)
+            .distinct()
+            .where(
+                webhook_deliveries.c.endpoint_id == endpoint_id,
+                webhook_deliveries.c.status.in_(UNDELIVERED),
+                webhook_deliveries.c.saga_id.in_(wanted),
+            )
         )
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
