@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -49,7 +48,8 @@ class Receiver:
         self.answer = 200  # the status each verified request gets
         self.received: list[Received] = []  # every verified request, in arrival order
         self.refused: list[str] = []  # why each request that failed verification did
-        self.arrived = asyncio.Event()  # set by each request as it arrives, before it is answered
+        self.arrivals: list[bytes] = []  # every request's body as it arrived, before it was answered
+        self.arrived = asyncio.Event()  # set by each request as it arrives
         self.held: asyncio.Event | None = None  # when set, requests wait for it before they answer
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
@@ -57,6 +57,7 @@ class Receiver:
 
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
+        self.arrivals.append(body)
         self.arrived.set()
         if self.held is not None:
             await self.held.wait()
@@ -95,14 +96,6 @@ class Receiver:
             assert not missing, f"{request.id} taken before sequences {sorted(missing)} of its saga"
             taken[request.saga_id].add(request.sequence)
         assert self.refused == [], self.refused
-
-
-def event_ids(payloads: list[dict[str, Any]]) -> set[str]:
-    return {f"evt_{p['data']['sagaId']}_{p['data']['sequence']}" for p in payloads}
-
-
-def dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True)
 
 
 def _free_port() -> int:
