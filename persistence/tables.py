@@ -156,8 +156,8 @@ webhook_deliveries = Table(
     Column("failing_since", UtcDateTime, nullable=True),
     Column("next_attempt_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
-    # A saga's undelivered events, in order: what the retries send next.
-    Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "saga_id", "position"),
+    # Each saga's undelivered events in order, apart from those delivered: what the retries send next.
+    Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "status", "saga_id", "position"),
 )
 
 placements = Table(

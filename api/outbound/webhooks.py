@@ -155,39 +155,27 @@ class EndpointRelay:
         self._hub, self._clock, self._policy, self._lease_ttl = hub, clock, policy, lease_ttl
 
     async def run(self) -> None:
-        """Rounds, back to back while there is more to send, else once woken by a commit (of this
-        process or, on PostgreSQL, another) or POLL_S later."""
+        """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
+        the stored position until the lease is lost; again, until cancelled."""
         try:
             while True:
-                with self._hub.subscribe() as commits, contextlib.suppress(FellBehind):
-                    while True:
-                        if await self.round():
-                            continue
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(commits.next(), POLL_S)
+                position = await self._relays.take(self._name)
+                if position is None:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                try:
+                    await self._holding(self._drive(position))
+                except LeaseLost:
+                    log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
         finally:
             with contextlib.suppress(Exception):
                 await self._relays.release(self._name)
 
-    async def round(self) -> bool:
-        """One round (see the module's docstring); answers whether more is waiting."""
-        position = await self._relays.take(self._name)
-        if position is None:
-            return False
-        endpoint = await self._store.endpoint(self.endpoint_id)
-        if endpoint is None or not endpoint.enabled:
-            return False
-        try:
-            return await self._holding(self._round(endpoint, position))
-        except LeaseLost:
-            log.info("webhook endpoint %s: another process took its relay over", endpoint.id)
-            return False
-
-    async def _holding(self, work: Coroutine[None, None, bool]) -> bool:
-        """`work`'s answer, renewing the relay's lease while it runs (a round may wait on slow
-        receivers for longer than a lease lasts). Raises LeaseLost, `work` cancelled, once it is lost."""
+    async def _holding(self, work: Coroutine[None, None, None]) -> None:
+        """Run `work`, renewing the relay's lease while it runs. Raises LeaseLost, `work` cancelled, once
+        the lease is lost."""
         if self._lease_ttl is None:
-            return await work
+            return await work  # one process: the lease is always this one's
         working = asyncio.ensure_future(work)
         renewing = asyncio.ensure_future(self._renew(self._lease_ttl))
         try:
@@ -208,16 +196,34 @@ class EndpointRelay:
             if await self._relays.take(self._name) is None:
                 return
 
-    async def _round(self, endpoint: Endpoint, position: int) -> bool:
+    async def _drive(self, position: int) -> None:
+        """Rounds from journal position `position`, back to back while more is waiting, else once woken
+        by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
+        while True:
+            with self._hub.subscribe() as commits, contextlib.suppress(FellBehind):
+                while True:
+                    position, more = await self._round(position)
+                    if not more:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(commits.next(), POLL_S)
+
+    async def _round(self, position: int) -> tuple[int, bool]:
+        """One round from `position` (see the module's docstring): the position it reached, and
+        whether more is waiting. Raises LeaseLost if the position could not be stored."""
+        endpoint = await self._store.endpoint(self.endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            return position, False  # deleted or disabled: Webhooks stops this relay
         sender = Sender(self._http, endpoint, self._policy)
         retried = await self._retry_due(endpoint, sender)
         events = await events_after(self._reader, position, BATCH)
         taken = [event for event in events if endpoint.takes(event.type)]
         failed = await self._send_new(endpoint, sender, taken)
         await self._note_health(endpoint, [*retried, *failed])
-        if events and not await self._relays.advance(self._name, events[-1].position):
+        if not events:
+            return position, False
+        if not await self._relays.advance(self._name, events[-1].position):
             raise LeaseLost
-        return len(events) == BATCH
+        return events[-1].position, len(events) == BATCH
 
     async def _retry_due(self, endpoint: Endpoint, sender: Sender) -> list[Attempt]:
         """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""

@@ -58,7 +58,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("endpoint_id", "position", name=op.f("pk_webhook_deliveries")),
     )
     op.create_index(
-        "ix_webhook_deliveries_endpoint_id", "webhook_deliveries", ["endpoint_id", "saga_id", "position"]
+        "ix_webhook_deliveries_endpoint_id",
+        "webhook_deliveries",
+        ["endpoint_id", "status", "saga_id", "position"],
     )
 
 
