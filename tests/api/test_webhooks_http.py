@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from api.service import Service
 from api.settings import Settings
 from persistence.database import make_engine
 from persistence.read.event_log import decode_cursor, events_after
-from tests.api.server import GraphQLClient, graphql_client, place, stock
+from tests.api.server import GraphQLClient, graphql_client, place, serve_app, stock
 from tests.integration.support import FAST
 from tests.polling import eventually
 from tests.receiver import Receiver
@@ -333,3 +335,28 @@ async def test_a_deleted_endpoint_is_sent_nothing_more(database_url: str) -> Non
             "deletedId": None,
             "userErrors": [{"code": "UNKNOWN_WEBHOOK_ENDPOINT"}],
         }
+
+
+async def test_the_readme_receiver_verifies_every_delivery(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    match = re.search(r"```python\n(.+?)\n```", readme, re.DOTALL)
+    assert match is not None
+    receiver = Receiver()  # for its free port only: the README's app serves on it
+    url = f"http://127.0.0.1:{receiver.port}/ordersaga"
+    async with served(sqlite_url) as gql:
+        created = (await gql(CREATE, input={"url": url}))["createWebhookEndpoint"]
+        namespace: dict[str, Any] = {}
+        exec(match.group(1).replace('"whsec_…"', repr(created["secret"])), namespace)  # noqa: S102
+        async with serve_app(namespace["app"], port=receiver.port):
+            [saga_id] = await settled_orders(gql, 1)
+            sent = await journal(sqlite_url)
+            printed: list[str] = []
+
+            def all_printed() -> bool:
+                printed.extend(capsys.readouterr().out.splitlines())
+                return len(printed) >= len(sent)
+
+            await eventually(all_printed, "the receiver to print every event")
+    assert printed == [f"{p['type']} {saga_id} {p['data']['status']}" for p in sent]
