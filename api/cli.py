@@ -169,27 +169,22 @@ def _parser() -> argparse.ArgumentParser:
         help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
         "refused when authentication is configured, loopback allowed in development mode)",
     )
-    serve.add_argument(
-        "--webhook-connect-timeout",
-        type=float,
-        default=limits.webhook_connect_timeout,
-        metavar="S",
-        help="seconds a webhook POST may take to connect (default %(default)g)",
-    )
-    serve.add_argument(
-        "--webhook-timeout",
-        type=float,
-        default=limits.webhook_timeout,
-        metavar="S",
-        help="seconds a webhook POST may take in all; longer is a failed attempt (default %(default)g)",
-    )
-    serve.add_argument(
-        "--webhook-retry-for",
-        type=float,
-        default=limits.webhook_retry_for.total_seconds(),
-        metavar="S",
-        help="seconds a webhook delivery is retried before it fails (default %(default)g, a day)",
-    )
+    for name, seconds, what in [
+        ("connect-timeout", limits.webhook_connect_timeout, "seconds a webhook POST may take to connect"),
+        ("timeout", limits.webhook_timeout, "seconds a webhook POST may take in all, or it failed"),
+        (
+            "retry-for",
+            limits.webhook_retry_for.total_seconds(),
+            "seconds a failed webhook delivery is retried",
+        ),
+    ]:
+        serve.add_argument(
+            f"--webhook-{name}",
+            type=float,
+            default=seconds,
+            metavar="S",
+            help=f"{what} (default %(default)g)",
+        )
     serve.add_argument(
         "--webhook-disable-after",
         type=float,
