@@ -297,6 +297,18 @@ class WebhookStore:
         async with self._writer.begin() as conn:
             await conn.execute(_RECORD, parameters)
 
+    async def last_error(self, endpoint_id: str) -> str | None:
+        """Why the endpoint's latest failed attempt failed (None if none is stored)."""
+        d = webhook_deliveries
+        query = (
+            select(d.c.error)
+            .where(d.c.endpoint_id == endpoint_id, d.c.error.is_not(None))
+            .order_by(d.c.updated_at.desc(), d.c.position.desc())
+            .limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
     async def redeliver(self, endpoint_id: str, now: datetime, event_id: str | None = None) -> int:
         """Make the endpoint's FAILED deliveries (or only the one of event `event_id`) PENDING and due
         now, with a fresh series of attempts; answers how many."""

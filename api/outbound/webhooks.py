@@ -306,19 +306,19 @@ class EndpointRelay:
         )
 
     async def _note_health(self, endpoint: Endpoint, attempts: Sequence[Attempt]) -> None:
-        """One success in the round: the endpoint is well. Only failures: it has been failing since
-        its first; past `disable_after` of that, it is disabled."""
-        if not attempts:
-            return
-        succeeded = any(attempt.ok for attempt in attempts)
-        if succeeded and endpoint.failing_since is None:
-            return  # the common case: nothing to write
+        """A success in the round: the endpoint is well. Failures alone: it has been failing since the
+        first of them, and once that is `disable_after` ago it is disabled (checked every round, so
+        an endpoint whose deliveries all gave up is disabled too)."""
         now = self._clock.now()
-        since = await self._store.note_health(endpoint.id, succeeded, now)
+        since = endpoint.failing_since
+        succeeded = any(attempt.ok for attempt in attempts)
+        if (succeeded and since is not None) or (attempts and not succeeded and since is None):
+            since = await self._store.note_health(endpoint.id, succeeded, now)
         if since is None or now - since < self._policy.disable_after:
             return
-        last = next(attempt.error for attempt in reversed(attempts) if attempt.error)
-        reason = f"no delivery succeeded since {since.isoformat()}; the last attempt: {last}"
+        reason = f"no delivery succeeded since {since.isoformat()}"
+        if (last := await self._store.last_error(endpoint.id)) is not None:
+            reason += f"; the last attempt: {last}"
         await self._store.disable(endpoint.id, reason, now)
         log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
 
