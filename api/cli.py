@@ -172,6 +172,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     _stream_options(serve)
     serve.add_argument(
+        "--allow-private-webhook-urls",
+        action="store_true",
+        help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
+        "refused when authentication is configured, loopback allowed in development mode)",
+    )
+    for name, seconds, what in [
+        ("connect-timeout", limits.webhook_connect_timeout, "seconds a webhook POST may take to connect"),
+        ("timeout", limits.webhook_timeout, "seconds a webhook POST may take in all, or it failed"),
+        (
+            "retry-for",
+            limits.webhook_retry_for.total_seconds(),
+            "seconds a failed webhook delivery is retried",
+        ),
+    ]:
+        serve.add_argument(
+            f"--webhook-{name}",
+            type=float,
+            default=seconds,
+            metavar="S",
+            help=f"{what} (default %(default)g)",
+        )
+    serve.add_argument(
+        "--webhook-disable-after",
+        type=float,
+        metavar="S",
+        help="seconds a webhook endpoint may fail without one success before it is disabled "
+        "(default: --webhook-retry-for)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -371,6 +400,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         freeze_start_up=True,
         fast_paths=args.fast_paths,
         stream=_stream_settings(args),
+        allow_private_webhook_urls=args.allow_private_webhook_urls,
+        webhook_connect_timeout=args.webhook_connect_timeout,
+        webhook_timeout=args.webhook_timeout,
+        webhook_retry_for=timedelta(seconds=args.webhook_retry_for),
+        webhook_disable_after=(
+            None if args.webhook_disable_after is None else timedelta(seconds=args.webhook_disable_after)
+        ),
     )
 
 
@@ -387,6 +423,15 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit("--workers must be at least 1")
     if args.lease_ttl <= 0:
         sys.exit("--lease-ttl must be more than 0 seconds")
+    webhook_seconds = [
+        ("--webhook-connect-timeout", args.webhook_connect_timeout),
+        ("--webhook-timeout", args.webhook_timeout),
+        ("--webhook-retry-for", args.webhook_retry_for),
+        ("--webhook-disable-after", args.webhook_disable_after),
+    ]
+    for option, seconds in webhook_seconds:
+        if seconds is not None and seconds <= 0:
+            sys.exit(f"{option} must be more than 0 seconds")
     settings = _settings(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")

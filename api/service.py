@@ -22,7 +22,9 @@ from api.live.hub import Committed, TransitionHub
 from api.live.journal_tail import JournalTail
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
+from api.outbound.addresses import Reach
 from api.outbound.stream import RelayStatus, StreamRelay
+from api.outbound.webhooks import DeliveryPolicy, Webhooks
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.supervision import Supervisor
@@ -44,6 +46,7 @@ from persistence.read.analytics import SagaAnalytics
 from persistence.read.event_log import head
 from persistence.read.queries import ReadModel
 from persistence.serving import claim_database
+from persistence.webhooks import WebhookStore
 from persistence.write.group_commit import GroupCommitRunner
 from persistence.write.requests import at_most_once
 from persistence.write.transaction import SqlTransaction
@@ -127,6 +130,18 @@ class Service:
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
         self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
+        # The outbound relays write (their positions, webhook deliveries) on a small pool of their own,
+        # so that delivering never takes a connection the sagas' commits or the API's reads wait for.
+        self._outbound = make_engine(settings.database_url, pool_size=2)
+        self.webhooks = Webhooks(
+            WebhookStore(self._reader, self._outbound),
+            Relays(self._outbound, fleet),
+            self._reader,
+            self.hub,
+            clock,
+            _delivery_policy(settings, development=self.authenticator.development),
+            None if fleet is None else fleet.lease_ttl,
+        )
         self.commit_listener = None
         if fleet is not None:
             self.commit_listener = CommitListener(
@@ -181,6 +196,7 @@ class Service:
                 log.info("resumed %d unfinished sagas", len(unfinished))
         if self.stream is not None:
             self.background.keep("stream-relay", self.stream.run)
+        self.background.keep("webhooks", self.webhooks.run)
         if self.settings.freeze_start_up:
             # What start-up made (modules, the schema, the catalog) lives as long as the process:
             # frozen out of the collector's generations, it is no longer scanned by every full
@@ -209,6 +225,7 @@ class Service:
             await self._writer.dispose()
         else:
             self._writer.dispose()
+        await self._outbound.dispose()
         await self._reader.dispose()
         await self._claim.aclose()
 
@@ -272,3 +289,15 @@ class Service:
             return await self.write(lambda conn: at_most_once(conn, request, now, work), lock_order)
 
         return await until_settled(attempt, "an administrative write", keyed=request is not None)
+
+
+def _delivery_policy(settings: Settings, *, development: bool) -> DeliveryPolicy:
+    """How webhooks are sent under `settings`; in `development` mode (no authentication) to loopback
+    URLs too."""
+    return DeliveryPolicy(
+        connect_timeout=settings.webhook_connect_timeout,
+        timeout=settings.webhook_timeout,
+        retry_for=settings.webhook_retry_for,
+        disable_after=settings.webhook_disable_after or settings.webhook_retry_for,
+        reach=Reach(private=settings.allow_private_webhook_urls, loopback=development),
+    )

@@ -79,6 +79,16 @@ class Settings:
     fast_paths: bool = True
     # This process's name among several: in leases, logs and metrics.
     instance: str = field(default_factory=lambda: default_instance())
+    # Webhooks (docs/decisions/0020-webhooks.md): the seconds each POST may take to connect and in
+    # all; how long a delivery is retried before it fails; how long an endpoint may fail without a
+    # single success before it is disabled (None: as long as a delivery is retried); whether endpoint
+    # URLs may resolve to private addresses (loopback, private networks, link-local), which only this
+    # machine or its network reaches. Without authentication (development mode) loopback is allowed.
+    webhook_connect_timeout: float = 2.0
+    webhook_timeout: float = 10.0
+    webhook_retry_for: timedelta = timedelta(days=1)
+    webhook_disable_after: timedelta | None = None
+    allow_private_webhook_urls: bool = False
     # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
     # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started
     # inside another program (the tests start hundreds), whose start would pay a full collection.

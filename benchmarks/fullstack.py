@@ -2,7 +2,11 @@
 is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of the GraphQL stack.
 
     python -m benchmarks.fullstack --concurrency 64 --sagas 1000 [--hot] [--failure-rate 0.05] [--json F]
-                                   [--postgres postgresql://user@host/db]
+                                   [--postgres postgresql://user@host/db] [--webhook]
+
+With --webhook, one webhook endpoint subscribed to every event receives the journal on a receiver in
+this process while the orders run; the cell then says when the receiver had every event of every
+saga, counted from the moment the last saga finished (how far delivery fell behind).
 
 The server runs in a process of its own (its CPU time is read from /proc); the clients use aiohttp
 with keep-alive connections, lean enough not to be what is measured.
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 
 from benchmarks import workload
 from benchmarks.ceilings import run_load
@@ -33,6 +38,59 @@ STATUS = "query ($id: ID!) { saga(id: $id) { status } }"
 TERMINAL = {"COMPLETED", "FAILED"}
 POLL_S = 0.002
 AWAIT_MS = 30_000
+SUBSCRIBE = """mutation ($hook: String!) {
+  createWebhookEndpoint(input: {url: $hook}) { endpoint { id } userErrors { code message } } }"""
+EVENTS = "query ($id: ID!) { saga(id: $id) { events { sequence } } }"
+CATCH_UP_S = 120
+
+
+class Receiver:
+    """A webhook receiver that takes every request (2xx) and notes when each event id first arrived.
+    It does not verify signatures: the tests do; here it must cost the measured server nothing."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.requests = 0
+
+    async def take(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        await request.read()
+        self.requests += 1
+        self.arrived.setdefault(request.headers["webhook-id"], time.perf_counter())
+        return aiohttp.web.Response(status=204)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        app = aiohttp.web.Application()
+        app.router.add_post("/hook", self.take)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = _free_port()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield f"http://127.0.0.1:{port}/hook"
+        finally:
+            await runner.cleanup()
+
+    async def caught_up(
+        self, session: aiohttp.ClientSession, url: str, saga_ids: list[str], end: float
+    ) -> dict[str, Any]:
+        """Wait until every event of `saga_ids` arrived; how many, and how long after `end` the last did."""
+        expected = set()
+        for saga_id in saga_ids:
+            events = (await post_graphql(session, url, EVENTS, id=saga_id))["saga"]["events"]
+            expected |= {f"evt_{saga_id}_{event['sequence']}" for event in events}
+        for _ in range(CATCH_UP_S * 10):
+            if expected <= self.arrived.keys():
+                break
+            await asyncio.sleep(0.1)
+        missing = expected - self.arrived.keys()
+        last = max((self.arrived[i] for i in expected - missing), default=end)
+        return {
+            "webhook_events": len(expected),
+            "webhook_requests": self.requests,
+            "webhook_missing": len(missing),
+            "webhook_caught_up_s": round(max(0.0, last - end), 2),
+        }
 
 
 def _free_port() -> int:
@@ -124,15 +182,20 @@ async def run(
     workdir: Path,
     database: Database,
     ceiling_s: float = 5.0,
+    webhook: bool = False,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     orders = workload.orders(sagas, hot, failure_rate)
-    async with served(workdir, database) as (url, pid):
+    receiver = Receiver()
+    async with served(workdir, database) as (url, pid), receiver.serving() as hook:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
+            if webhook:
+                subscribed = await post_graphql(session, url, SUBSCRIBE, hook=hook)
+                assert subscribed["createWebhookEndpoint"]["userErrors"] == [], subscribed
             gate = asyncio.Semaphore(concurrency)
-            placing, finishing, outcomes, requests = [], [], [], 0
+            placing, finishing, outcomes, requests, saga_ids = [], [], [], 0, []
 
             async def one(n: int, order: workload.Order) -> None:
                 nonlocal requests
@@ -145,6 +208,7 @@ async def run(
                     placed = await post_graphql(session, url, PLACE, input=order_input)
                     placing.append(time.perf_counter() - started)
                     saga = placed["placeOrder"]["saga"]
+                    saga_ids.append(saga["id"])
                     status, requests = saga["status"], requests + 1
                     while status not in TERMINAL:
                         await asyncio.sleep(POLL_S)
@@ -155,8 +219,10 @@ async def run(
 
             cpu0, t0 = server_cpu_s(pid), time.perf_counter()
             await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
-            elapsed, cpu = time.perf_counter() - t0, server_cpu_s(pid) - cpu0
+            end = time.perf_counter()
+            elapsed, cpu = end - t0, server_cpu_s(pid) - cpu0
             checks = await _check_books(session, url, outcomes, hot)
+            delivered = await receiver.caught_up(session, url, saga_ids, end) if webhook else {}
         ceiling = await run_load(url, lambda _: {"query": "{ __typename }"}, concurrency, ceiling_s)
     placing.sort()
     finishing.sort()
@@ -177,6 +243,8 @@ async def run(
         "server_cpu_s_per_saga": round(cpu / sagas, 5),
         "trivial_query_per_s": ceiling["requests_per_s"],
         **checks,
+        **delivered,
+        "correct": checks["correct"] and delivered.get("webhook_missing", 0) == 0,
     }
 
 
@@ -194,13 +262,14 @@ async def _check_books(
 def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
+    parser.add_argument("--webhook", action="store_true", help="with one webhook endpoint taking every event")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
         fresh_database(args.postgres, Path(workdir), "full") as database,
     ):
         cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
-        report = asyncio.run(run(*cell, ceiling_s=args.ceiling_seconds))
+        report = asyncio.run(run(*cell, ceiling_s=args.ceiling_seconds, webhook=args.webhook))
     workload.emit(report, args.json)
 
 

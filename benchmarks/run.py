@@ -1,6 +1,7 @@
 """The whole benchmark, in one command: ceilings, the DBOS peer (both variants), ordersaga engine-only
 and full stack, at concurrency 1, 16 and 64, on uniform SKUs without failures and on one hot SKU with
-5% failing, on SQLite and (with --postgres) PostgreSQL; writes the tables with their ratios to the
+5% failing, on SQLite and (with --postgres) PostgreSQL, and the hot cell at 16 again with a webhook
+endpoint taking every event; writes the tables with their ratios to the
 report, a chart beside it (same name, .png) and every figure to a JSON file.
 
     python -m benchmarks.run [--sagas 300] [--report docs/benchmarks.md] [--json results.json] \\
@@ -30,6 +31,7 @@ from benchmarks.chart import draw
 
 CONCURRENCY = (1, 16, 64)
 FANOUT = (1000, 10)  # sagaFeed subscribers, sagas placed
+WEBHOOK_CELL = ("hot", 16)  # the cell run again with a webhook endpoint taking every event
 WORKLOADS = (("uniform", 0.0), ("hot", 0.05))
 
 
@@ -65,12 +67,15 @@ def ours(
     failure_rate: float,
     ceiling_s: float,
     postgres: str | None,
+    webhook: bool = False,
 ) -> dict[str, Any]:
     args = ["--concurrency", str(concurrency), "--sagas", str(sagas), "--failure-rate", str(failure_rate)]
     if distribution == "hot":
         args.append("--hot")
     if mode == "full":
         args += ["--ceiling-seconds", str(ceiling_s)]
+    if webhook:
+        args.append("--webhook")
     return _module(f"benchmarks.{'engine' if mode == 'engine' else 'fullstack'}", *args, *_on(postgres))
 
 
@@ -139,6 +144,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
                     f"{_ratio(hot['full']['sagas_per_s'], uniform['full']['sagas_per_s'])}"
                 )
     lines += ["", "## Live updates fanned out", "", *_fanout_table(results["fanout"])]
+    lines += ["", "## With a webhook endpoint", "", *_webhook_table(results["webhooks"])]
     lines += [
         "",
         "The targets, what limits these figures and what was tried: [performance.md](performance.md).",
@@ -206,6 +212,28 @@ def _fanout_table(cells: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _webhook_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "The full-stack cell run again with one webhook endpoint subscribed to every event, its receiver",
+        "on loopback; `caught up` is how long after the last saga finished the receiver had every event",
+        "of every saga (delivery runs beside the sagas, at most 16 requests at once per endpoint).",
+        "",
+        "| database | workload | conc | full sagas/s | with webhook sagas/s | with / without "
+        "| events delivered | caught up s | server CPU ms/saga without / with | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        without, with_ = c["without"], c["with"]
+        lines.append(
+            f"| {c['database']} | {c['workload']} | {c['concurrency']} | {without['sagas_per_s']} "
+            f"| {with_['sagas_per_s']} | {_ratio(with_['sagas_per_s'], without['sagas_per_s'])} "
+            f"| {with_['webhook_events']} | {with_['webhook_caught_up_s']} "
+            f"| {without['server_cpu_s_per_saga'] * 1000:.2f} / {with_['server_cpu_s_per_saga'] * 1000:.2f} "
+            f"| {without['correct'] and with_['correct']} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,6 +277,27 @@ def main() -> None:
                 )
                 cells.append(cell)
     results["cells"] = cells
+    webhook_workload, webhook_concurrency = WEBHOOK_CELL[0], levels[-1] if args.smoke else WEBHOOK_CELL[1]
+    results["webhooks"] = [
+        {
+            "database": cell["database"],
+            "workload": webhook_workload,
+            "concurrency": webhook_concurrency,
+            "without": cell["full"],
+            "with": ours(
+                "full",
+                webhook_concurrency,
+                sagas,
+                webhook_workload,
+                dict(workloads)[webhook_workload],
+                ceiling_s,
+                dict(databases)[cell["database"]],
+                webhook=True,
+            ),
+        }
+        for cell in cells
+        if (cell["workload"], cell["concurrency"]) == (webhook_workload, webhook_concurrency)
+    ]
     subscribers, fanned_sagas = (20, 2) if args.smoke else FANOUT
     results["fanout"] = [fanout(subscribers, fanned_sagas, server) for _, server in databases]
     chart = None
@@ -263,8 +312,12 @@ def main() -> None:
         args.report.write_text(report)
     print(report)
     fanned_out = all(cell["correct"] for cell in results["fanout"])
-    if not fanned_out or not all(all(cell[k]["correct"] for k in SIDES) for cell in cells):
-        sys.exit("a benchmark cell ended with wrong outcomes, unconserved stock or updates out of order")
+    delivered = all(cell["with"]["correct"] for cell in results["webhooks"])
+    if not fanned_out or not delivered or not all(all(cell[k]["correct"] for k in SIDES) for cell in cells):
+        sys.exit(
+            "a benchmark cell ended with wrong outcomes, unconserved stock, updates out of order or "
+            "webhook deliveries missing"
+        )
 
 
 if __name__ == "__main__":

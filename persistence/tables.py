@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -112,6 +113,51 @@ relays = Table(
     Column("position", BigInteger, nullable=False, server_default="0"),
     Column("owner", NAME, nullable=True),
     Column("expires_at", UtcDateTime, nullable=True),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    # Where admins asked for journal events to be POSTed (persistence/webhooks.py).
+    Column("id", ID, primary_key=True),
+    Column("url", Text, nullable=False),
+    # The journal event types it takes (a JSON list); NULL for every type.
+    Column("events", JSON(none_as_null=True), nullable=True),
+    Column("description", Text, nullable=True),
+    # The Standard Webhooks signing secret (`whsec_…`): read only to sign, never answered nor logged.
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    # Why it was disabled when the service disabled it (no success for the whole failing window).
+    Column("disabled_reason", Text, nullable=True),
+    # Since when every attempt failed; NULL while the last attempt succeeded.
+    Column("failing_since", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # An event an endpoint did not take at the first attempt (or one waiting behind such an event of
+    # the same saga): what is retried, redelivered and shown to operators. Events taken at once leave
+    # no row; the endpoint's relay position says how far it got (persistence/webhooks.py).
+    Column("endpoint_id", ID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", NAME, nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("saga_id", ID, nullable=False),
+    # The exact body sent, so that every attempt sends the same bytes.
+    Column("body", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("response_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    # When this series of attempts first failed: the retry schedule runs from here.
+    Column("failing_since", UtcDateTime, nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Each saga's undelivered events in order, apart from those delivered: what the retries send next.
+    Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "status", "saga_id", "position"),
 )
 
 placements = Table(

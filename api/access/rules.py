@@ -46,6 +46,8 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "sagasNeedingAttention": STAFF,
         "participantFaults": ADMINS,
         "stockMovements": STAFF,  # the warehouse's own ledger
+        "webhookEndpoints": ADMINS,  # where the business's events go is an admin's decision
+        "webhookDeliveries": STAFF,  # operators follow deliveries and send failed ones again
     },
     OperationType.MUTATION: {
         "placeOrder": EVERYONE,  # a customer only in its own name
@@ -62,6 +64,10 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "setParticipantFault": ADMINS,
         "clearParticipantFaults": ADMINS,
         "loseCommitAnswers": ADMINS,
+        "createWebhookEndpoint": ADMINS,
+        "updateWebhookEndpoint": ADMINS,
+        "deleteWebhookEndpoint": ADMINS,
+        "redeliverWebhooks": STAFF,
     },
     OperationType.SUBSCRIPTION: {
         "sagaUpdates": EVERYONE,

@@ -34,6 +34,7 @@ from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
 from api.graphql.renditions import RenderOnce
 from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
+from api.graphql.webhooks import WebhookMutations, WebhookQueries
 
 Query = merge_types(
     "Query",
@@ -45,10 +46,12 @@ Query = merge_types(
         AnalyticsQueries,
         OperationQueries,
         FaultQueries,
+        WebhookQueries,
     ),
 )
 Mutation = merge_types(
-    "Mutation", (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations)
+    "Mutation",
+    (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations, WebhookMutations),
 )
 
 

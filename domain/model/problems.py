@@ -35,6 +35,11 @@ class ProblemCode(enum.Enum):
     UNKNOWN_SHIPMENT = "UNKNOWN_SHIPMENT"
     SHIPMENT_ALREADY_DISPATCHED = "SHIPMENT_ALREADY_DISPATCHED"
     BELOW_RESERVED = "BELOW_RESERVED"
+    INVALID_URL = "INVALID_URL"  # not an http(s) URL a webhook can be sent to
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED"  # it resolves to an address this service may not send to
+    UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
+    UNKNOWN_WEBHOOK_ENDPOINT = "UNKNOWN_WEBHOOK_ENDPOINT"
+    NOT_FAILED = "NOT_FAILED"  # a redelivery of an event whose delivery has not failed
 
 
 @dataclass(frozen=True, slots=True)

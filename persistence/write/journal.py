@@ -102,6 +102,7 @@ _FIND_PLACEMENT = Prepared(
     .limit(1)
 )
 
+
 def _next_positions(dialect: ModuleType) -> ReturningInsert[tuple[int]]:
     # An upsert rather than an update of a seeded row, so that a database emptied by hand (or by
     # a test) still counts on from 0.

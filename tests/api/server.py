@@ -26,10 +26,10 @@ async def serve(svc: Service) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port, in this event loop, with `settings`' limits (the
-    defaults without); its base URL."""
-    server = _PromptServer(server_config(app, settings or Settings(database_url=""), "127.0.0.1", 0))
+async def serve_app(app: ASGIApp, settings: Settings | None = None, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app on loopback `port` (0: a free one), in this event loop, with `settings`'
+    limits (the defaults without); its base URL."""
+    server = _PromptServer(server_config(app, settings or Settings(database_url=""), "127.0.0.1", port))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():

@@ -51,6 +51,9 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "sagasNeedingAttention": ({OPS, ADM}, "{ sagasNeedingAttention { id } }"),
     "participantFaults": ({ADM}, "{ participantFaults { participant } }"),
     "stockMovements": ({OPS, ADM}, '{ stockMovements(sku: "TEA") { edges { node { onHandChange } } } }'),
+    "webhookEndpoints": ({ADM}, "{ webhookEndpoints { id url } }"),
+    # Allowed roles get BAD_USER_INPUT here (no such endpoint), the others FORBIDDEN.
+    "webhookDeliveries": ({OPS, ADM}, '{ webhookDeliveries(endpointId: "none") { edges { cursor } } }'),
     "placeOrder": (
         {CUS, OPS, ADM},
         'mutation { placeOrder(input: {lines: [{sku: "TEA", quantity: 1}]}) { userErrors { code } } }',
@@ -99,6 +102,22 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     ),
     "clearParticipantFaults": ({ADM}, "mutation { clearParticipantFaults { userErrors { code } } }"),
     "loseCommitAnswers": ({ADM}, "mutation { loseCommitAnswers(input: {count: 0}) { userErrors { code } } }"),
+    "createWebhookEndpoint": (
+        {ADM},
+        'mutation { createWebhookEndpoint(input: {url: "ftp://example.com"}) { userErrors { code } } }',
+    ),
+    "updateWebhookEndpoint": (
+        {ADM},
+        'mutation { updateWebhookEndpoint(input: {id: "none"}) { userErrors { code } } }',
+    ),
+    "deleteWebhookEndpoint": (
+        {ADM},
+        'mutation { deleteWebhookEndpoint(input: {id: "none"}) { userErrors { code } } }',
+    ),
+    "redeliverWebhooks": (
+        {OPS, ADM},
+        'mutation { redeliverWebhooks(input: {endpointId: "none"}) { userErrors { code } } }',
+    ),
     # Subscriptions are tried over WebSocket (test_auth_ws.py).
     "sagaUpdates": ({CUS, OPS, ADM}, ""),
     "sagaFeed": ({CUS, OPS, ADM}, ""),

@@ -68,6 +68,7 @@ async def test_the_console_is_served_and_loads_nothing_from_elsewhere(live_on_sq
             "saga.js",
             "charts.js",
             "bulk.js",
+            "webhooks.js",
         )
         assert seen == {f"/dashboard/{name}" for name in modules}
 

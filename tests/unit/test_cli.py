@@ -89,3 +89,29 @@ def test_stream_options_nats_would_refuse_end_serve_with_one_line(option: str, c
     with pytest.raises(SystemExit) as exit_:
         serve_settings(*argv)
     assert complaint in str(exit_.value.code)
+def test_webhook_options_reach_the_settings() -> None:
+    defaults = serve_settings()
+    assert (defaults.webhook_connect_timeout, defaults.webhook_timeout) == (2.0, 10.0)
+    assert (defaults.webhook_retry_for, defaults.webhook_disable_after) == (timedelta(days=1), None)
+    assert defaults.allow_private_webhook_urls is False
+    settings = serve_settings(
+        "--allow-private-webhook-urls",
+        "--webhook-connect-timeout=0.5",
+        "--webhook-timeout=3",
+        "--webhook-retry-for=3600",
+        "--webhook-disable-after=600",
+    )
+    assert settings.allow_private_webhook_urls is True
+    assert (settings.webhook_connect_timeout, settings.webhook_timeout) == (0.5, 3.0)
+    assert settings.webhook_retry_for == timedelta(hours=1)
+    assert settings.webhook_disable_after == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--webhook-connect-timeout", "--webhook-timeout", "--webhook-retry-for", "--webhook-disable-after"],
+)
+def test_webhook_times_must_be_positive(option: str) -> None:
+    args = _parser().parse_args(["serve", f"{option}=0"])
+    with pytest.raises(SystemExit, match=f"{option} must be more than 0 seconds"):
+        args.run(args)

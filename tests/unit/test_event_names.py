@@ -48,3 +48,11 @@ def test_a_renamed_event_class_is_stored_under_its_old_name() -> None:
     change = SagaChange.started("s1", SagaStarted("o1", "c1", (OrderLine("SKU-1", 1),), AT))
     rows = timeline_rows(change.apply([parked]))
     assert [row["type"] for row in rows] == ["SagaStarted", "SagaParked"]
+
+
+def test_docs_events_lists_every_event_type_once() -> None:
+    """docs/events.md documents the types webhook endpoints subscribe to: exactly the journal's."""
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    table = text[text.index("| type | what happened |") :].split("\n\n")[0]
+    documented = [row.split("|")[1].strip().strip("`") for row in table.splitlines()[2:]]
+    assert sorted(documented) == sorted(codec.EVENT_TYPES)

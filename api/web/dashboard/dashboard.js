@@ -7,6 +7,7 @@ import { setUpBulk } from "./bulk.js";
 import { SAGA_FIELDS, loadMore, merge, movingSagas, reload } from "./list.js";
 import { openSaga, refreshIfShown } from "./saga.js";
 import { pollMetrics } from "./charts.js";
+import { openWebhooks } from "./webhooks.js";
 
 const FEED = `subscription { sagaFeed { sequence saga { ${SAGA_FIELDS} } } }`;
 const SAGA = `query ($id: ID!) { saga(id: $id) { ${SAGA_FIELDS} } }`;
@@ -19,10 +20,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function route() {
   const match = location.hash.match(/^#\/sagas\/([^/]+)$/);
-  $("list-view").hidden = Boolean(match);
+  const webhooks = location.hash.match(/^#\/webhooks(?:\/([^/]+))?$/);
+  $("list-view").hidden = Boolean(match || webhooks);
   $("saga-page").hidden = !match;
+  $("webhooks-page").hidden = !webhooks;
   if (match) {
     openSaga(decodeURIComponent(match[1])).then(() => $("saga-title").focus());
+  } else if (webhooks) {
+    openWebhooks(webhooks[1] && decodeURIComponent(webhooks[1])).then(() => $("webhooks-title").focus());
   }
 }
 

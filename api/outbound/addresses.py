@@ -1,0 +1,72 @@
+"""Which URLs ordersaga may send to (server-side request forgery): an admin who may register a webhook
+must not thereby reach what only the server reaches, its own loopback, the private network it sits
+in, or a cloud's metadata service on a link-local address.
+
+A URL is checked when it is registered and again before every round of deliveries, since what a name
+resolves to can change in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_URL = 2000
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Which addresses beyond the public internet a URL may resolve to: any (`private`, for
+    `serve --allow-private-webhook-urls`), or this machine's loopback (`loopback`, in development mode,
+    where no authentication is configured)."""
+
+    private: bool = False
+    loopback: bool = False
+
+    def allows(self, address: Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+        if self.private or (self.loopback and address.is_loopback):
+            return True
+        # Not global: loopback, private, link-local, unspecified, reserved, shared, documentation
+        # (RFC 6890's registries); multicast is never a receiver.
+        return address.is_global and not address.is_multicast
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a webhook's (None if it can): only absolute http and https URLs with a
+    host, no credentials in them, at most MAX_URL characters."""
+    if len(url) > MAX_URL:
+        return f"url is longer than {MAX_URL} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (it raises for a port that is not one)
+    except ValueError:
+        return "url is not a URL"
+    if parts.scheme not in ("http", "https"):
+        return "url must be an http or https URL"
+    if not parts.hostname:
+        return "url must name a host"
+    if parts.username is not None or parts.password is not None:
+        return "url must not hold credentials; authenticate receivers by the signature"
+    return None
+
+
+async def reach_problem(url: str, reach: Reach) -> str | None:
+    """Why `url` (one `url_problem` accepts) may not be sent to (None if it may): its host does not
+    resolve, or resolves to an address `reach` does not allow (every address it resolves to must be
+    allowed, since the client may connect to any)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as error:
+        return f"{host} does not resolve: {error.strerror or error}"
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if not reach.allows(address):
+            return f"{host} resolves to {address}, which is not a public address"
+    return None

@@ -1,0 +1,404 @@
+"""Webhook delivery: every journal event an endpoint takes is POSTed to it, signed by the Standard
+Webhooks specification, at least once, and per saga in journal order.
+
+Each enabled endpoint has a relay task of its own (`EndpointRelay`), so a slow or dead endpoint holds
+up no other, and nothing here runs in a saga's commit: relays read the journal after the fact. With
+several processes over PostgreSQL, a relay sends only while it holds its relay's lease
+(persistence/fleet/relays.py), so each endpoint is driven by one process at a time, and another takes
+over from the stored position when that one dies.
+
+A relay's round: first the stored deliveries that are due (`WebhookStore.due`), each saga's in order;
+then the journal events past its position. Those of sagas with an undelivered event are stored behind
+it; the others are sent, concurrently across sagas and one at a time within a saga. An event that
+fails is stored for a retry with every later event of its saga, and the relay moves on. The position
+advances past the whole batch once the failures are stored. Events are sent before the position is
+stored, so a crash in between sends them again: receivers deduplicate on `webhook-id`, the event's
+stable id.
+
+2xx is success; any other answer (a redirect too: they are not followed), a timeout or a connection
+error is a failure, retried on `retry_pause`'s schedule for `retry_for`; an endpoint that has not
+taken a single event for `disable_after` is disabled, its reason stated (docs/decisions/0020-webhooks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.live.hub import FellBehind, TransitionHub
+from api.outbound.addresses import Reach, reach_problem
+from api.outbound.http import client, post
+from api.outbound.signing import Signer
+from api.supervision import Supervisor
+from domain.orchestration.attempts import jittered_pause
+from domain.ports import Clock
+from persistence.fleet.relays import Relays
+from persistence.read.event_log import LoggedEvent, events_after
+from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
+
+log = logging.getLogger("ordersaga.webhooks")
+T = TypeVar("T")
+
+# Journal events read per round, and sagas whose due deliveries are retried per round.
+BATCH = 256
+# Requests in flight to one endpoint at once (one per saga at most).
+CONCURRENCY = 16
+# How often a relay looks for work when nothing woke it: other processes' commits on SQLite, retries
+# coming due, and changes made to the endpoint in another process.
+POLL_S = 1.0
+# How long a relay woken by a commit waits for more before its round: under load, one round (one
+# stored position) serves many commits instead of each commit its own.
+GATHER_S = 0.05
+# The retry schedule: the first retry 1-2 s after the failure, each wait doubling...
+FIRST_RETRY_S = 2.0
+# ...up to a minute, or a tenth of how long the delivery has been failing when that is more (at most
+# an hour): a receiver back after an outage of any length is caught up within a tenth of it, and a
+# minute after a short one.
+SHORT_CAP_S = 60.0
+LONG_CAP_S = 3600.0
+MAX_ERROR = 300
+
+
+def retry_pause(attempt: int, failing_for: timedelta) -> float:
+    """Seconds before the next attempt at a delivery whose `attempt`-th attempt in a row (1, 2, ...)
+    failed, `failing_for` after its first failed: jittered (attempts.jittered_pause), doubling from
+    FIRST_RETRY_S, capped at SHORT_CAP_S or a tenth of `failing_for`, whichever is more, but never
+    above LONG_CAP_S. Over ten minutes no wait exceeds a minute."""
+    cap = min(max(SHORT_CAP_S, failing_for.total_seconds() / 10), LONG_CAP_S)
+    return jittered_pause(FIRST_RETRY_S, attempt, cap)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """Timeouts in seconds; `retry_for`: how long a delivery is retried before it fails;
+    `disable_after`: how long an endpoint may fail without one success before it is disabled."""
+
+    connect_timeout: float = 2.0
+    timeout: float = 10.0
+    retry_for: timedelta = timedelta(days=1)
+    disable_after: timedelta = timedelta(days=1)
+    reach: Reach = Reach()
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One POST: whether the endpoint took it, its status code, how long it took, and why it failed."""
+
+    ok: bool
+    response_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class Sender:
+    """Sends signed events to one endpoint, as it is configured for one round."""
+
+    def __init__(self, http: httpx.AsyncClient, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
+        self._http, self._endpoint, self._policy = http, endpoint, policy
+        self._signer = Signer(endpoint.secret)
+        self._refusal: asyncio.Task[str | None] | None = None
+
+    async def send(self, event_id: str, body: bytes) -> Attempt:
+        # The address is checked once a round (the first send awaits it, the others share its answer).
+        if self._refusal is None:
+            self._refusal = asyncio.ensure_future(reach_problem(self._endpoint.url, self._policy.reach))
+        refusal = await asyncio.shield(self._refusal)
+        if refusal is not None:
+            return Attempt(False, None, 0, f"not sent: {refusal}")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        headers = self._signer.headers(event_id, body)
+        try:
+            response = await post(self._http, self._endpoint.url, body, headers, self._policy.timeout)
+        except TimeoutError:
+            error: str | None = f"no answer within {self._policy.timeout:g} s"
+            return Attempt(False, None, _ms_since(loop, started), error)
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
+            return Attempt(False, None, _ms_since(loop, started), error)
+        ok = 200 <= response.status_code < 300
+        error = None if ok else f"answered {response.status_code}"
+        return Attempt(ok, response.status_code, _ms_since(loop, started), error)
+
+
+def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
+    return round((loop.time() - started) * 1000)
+
+
+class LeaseLost(Exception):
+    """Another process holds the endpoint's relay now."""
+
+
+class EndpointRelay:
+    """Drives one endpoint's deliveries until cancelled (`run`)."""
+
+    def __init__(
+        self,
+        endpoint_id: str,
+        store: WebhookStore,
+        relays: Relays,
+        reader: AsyncEngine,
+        http: httpx.AsyncClient,
+        hub: TransitionHub,
+        clock: Clock,
+        policy: DeliveryPolicy,
+        lease_ttl: timedelta | None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self._name = relay_name(endpoint_id)
+        self._store, self._relays, self._reader, self._http = store, relays, reader, http
+        self._hub, self._clock, self._policy, self._lease_ttl = hub, clock, policy, lease_ttl
+
+    async def run(self) -> None:
+        """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
+        the stored position until the lease is lost; again, until cancelled."""
+        try:
+            while True:
+                position = await self._relays.take(self._name)
+                if position is None:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                try:
+                    await self._holding(self._drive(position))
+                except LeaseLost:
+                    log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._relays.release(self._name)
+
+    async def _holding(self, work: Coroutine[None, None, None]) -> None:
+        """Run `work`, renewing the relay's lease while it runs. Raises LeaseLost, `work` cancelled, once
+        the lease is lost."""
+        if self._lease_ttl is None:
+            return await work  # one process: the lease is always this one's
+        working = asyncio.ensure_future(work)
+        renewing = asyncio.ensure_future(self._renew(self._lease_ttl))
+        try:
+            done, _ = await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            working.cancel()
+            renewing.cancel()
+            await asyncio.gather(working, renewing, return_exceptions=True)
+        if working in done:
+            return working.result()
+        renewing.result()  # raises the database's error, if that is what ended it
+        raise LeaseLost
+
+    async def _renew(self, ttl: timedelta) -> None:
+        """Renew the relay's lease every third of its time; return once another process has it."""
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            if await self._relays.take(self._name) is None:
+                return
+
+    async def _drive(self, position: int) -> None:
+        """Rounds from journal position `position`, back to back while more is waiting, else once woken
+        by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
+        while True:
+            with self._hub.subscribe() as commits, contextlib.suppress(FellBehind):
+                while True:
+                    position, more = await self._round(position)
+                    if not more:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(commits.next(), POLL_S)
+                            # The commits that follow within a moment go out in the same round.
+                            await asyncio.sleep(GATHER_S)
+
+    async def _round(self, position: int) -> tuple[int, bool]:
+        """One round from `position` (see the module's docstring): the position it reached, and
+        whether more is waiting. Raises LeaseLost if the position could not be stored."""
+        endpoint = await self._store.endpoint(self.endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            return position, False  # deleted or disabled: Webhooks stops this relay
+        sender = Sender(self._http, endpoint, self._policy)
+        retried = await self._retry_due(endpoint, sender)
+        events = await events_after(self._reader, position, BATCH)
+        taken = [event for event in events if endpoint.takes(event.type)]
+        failed = await self._send_new(endpoint, sender, taken)
+        await self._note_health(endpoint, [*retried, *failed])
+        if not events:
+            return position, False
+        if not await self._relays.advance(self._name, events[-1].position):
+            raise LeaseLost
+        return events[-1].position, len(events) == BATCH
+
+    async def _retry_due(self, endpoint: Endpoint, sender: Sender) -> list[Attempt]:
+        """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""
+        now = self._clock.now()
+        chains = await self._store.due(endpoint.id, now, BATCH)
+        outcomes: list[Outcome] = []
+        attempts: list[Attempt] = []
+
+        async def resend(chain: Sequence[Delivery]) -> None:
+            for delivery in chain:
+                if delivery.status != DeliveryStatus.PENDING.value:
+                    return  # a FAILED one holds the rest until an operator redelivers it
+                attempt = await sender.send(delivery.event_id, delivery.body.encode())
+                attempts.append(attempt)
+                outcomes.append(self._outcome(delivery, attempt))
+                if not attempt.ok:
+                    return
+
+        await _each_bounded(resend, chains)
+        await self._store.record(endpoint.id, outcomes, now)
+        return attempts
+
+    def _outcome(self, delivery: Delivery, attempt: Attempt) -> Outcome:
+        now = self._clock.now()
+        details = (attempt.response_code, attempt.latency_ms, attempt.error)
+        if attempt.ok:
+            return Outcome(delivery.position, DeliveryStatus.SUCCEEDED, *details, None, None)
+        since = delivery.failing_since or now
+        if now - since >= self._policy.retry_for:
+            return Outcome(delivery.position, DeliveryStatus.FAILED, *details, since, None)
+        pause = timedelta(seconds=retry_pause(delivery.attempts + 1, now - since))
+        return Outcome(delivery.position, DeliveryStatus.PENDING, *details, since, now + pause)
+
+    async def _send_new(
+        self, endpoint: Endpoint, sender: Sender, events: Sequence[LoggedEvent]
+    ) -> list[Attempt]:
+        """Send new events (or store them behind their saga's undelivered one); store the failures."""
+        by_saga: dict[str, list[LoggedEvent]] = {}
+        for event in events:
+            by_saga.setdefault(event.saga_id, []).append(event)
+        waiting = await self._store.unfinished_sagas(endpoint.id, by_saga)
+        stored: list[Delivery] = []
+        attempts: list[Attempt] = []
+
+        async def send(saga_events: list[LoggedEvent]) -> None:
+            for index, event in enumerate(saga_events):
+                attempt = None
+                if event.saga_id not in waiting:
+                    attempt = await sender.send(event.event_id, event.payload())
+                    attempts.append(attempt)
+                    if attempt.ok:
+                        continue
+                stored.append(self._failed(endpoint, event, attempt))
+                stored.extend(self._failed(endpoint, later, None) for later in saga_events[index + 1 :])
+                return
+
+        await _each_bounded(send, by_saga.values())
+        await self._store.store(stored)
+        return attempts
+
+    def _failed(self, endpoint: Endpoint, event: LoggedEvent, attempt: Attempt | None) -> Delivery:
+        """The stored delivery of `event`: after its failed first `attempt`, or held (None)."""
+        now = self._clock.now()
+        pause = None if attempt is None else timedelta(seconds=retry_pause(1, timedelta()))
+        return Delivery(
+            endpoint_id=endpoint.id,
+            position=event.position,
+            event_id=event.event_id,
+            event_type=event.type,
+            saga_id=event.saga_id,
+            body=event.payload().decode(),
+            status=DeliveryStatus.PENDING.value,
+            attempts=0 if attempt is None else 1,
+            response_code=None if attempt is None else attempt.response_code,
+            latency_ms=None if attempt is None else attempt.latency_ms,
+            error=None if attempt is None else attempt.error,
+            failing_since=None if attempt is None else now,
+            next_attempt_at=None if pause is None else now + pause,
+            updated_at=now,
+        )
+
+    async def _note_health(self, endpoint: Endpoint, attempts: Sequence[Attempt]) -> None:
+        """A success in the round: the endpoint is well. Failures alone: it has been failing since the
+        first of them, and once that is `disable_after` ago it is disabled (checked every round, so
+        an endpoint whose deliveries all gave up is disabled too)."""
+        now = self._clock.now()
+        since = endpoint.failing_since
+        succeeded = any(attempt.ok for attempt in attempts)
+        if (succeeded and since is not None) or (attempts and not succeeded and since is None):
+            since = await self._store.note_health(endpoint.id, succeeded, now)
+        if since is None or now - since < self._policy.disable_after:
+            return
+        reason = f"no delivery succeeded since {since.isoformat()}"
+        if (last := await self._store.last_error(endpoint.id)) is not None:
+            reason += f"; the last attempt: {last}"
+        await self._store.disable(endpoint.id, reason, now)
+        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+
+
+async def _each_bounded(work: Callable[[T], Awaitable[None]], items: Iterable[T]) -> None:
+    """`work(item)` for every item, at most CONCURRENCY at once."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def run(item: T) -> None:
+        async with slots:
+            await work(item)
+
+    await asyncio.gather(*(run(item) for item in items))
+
+
+class Webhooks:
+    """Keeps one relay task running per enabled endpoint (`run`, until cancelled), starting and
+    stopping them as endpoints are created, enabled, disabled and deleted, here or in another process."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        relays: Relays,
+        reader: AsyncEngine,
+        hub: TransitionHub,
+        clock: Clock,
+        policy: DeliveryPolicy,
+        lease_ttl: timedelta | None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self._relays, self._reader, self._hub, self._clock, self._lease_ttl = (
+            relays,
+            reader,
+            hub,
+            clock,
+            lease_ttl,
+        )
+        self._changed = asyncio.Event()
+        self._running: dict[str, Supervisor] = {}
+
+    def changed(self) -> None:
+        """Endpoints changed in this process: look at once rather than at the next poll."""
+        self._changed.set()
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    async def run(self) -> None:
+        http = client(self.policy.connect_timeout)
+        try:
+            while True:
+                self._changed.clear()
+                await self._follow(await self.store.enabled_ids(), http)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), POLL_S)
+        finally:
+            await self._follow(set(), http)
+            await http.aclose()
+
+    async def _follow(self, enabled: set[str], http: httpx.AsyncClient) -> None:
+        for endpoint_id in set(self._running) - enabled:
+            await self._running.pop(endpoint_id).stop()
+        for endpoint_id in enabled - set(self._running):
+            relay = EndpointRelay(
+                endpoint_id,
+                self.store,
+                self._relays,
+                self._reader,
+                http,
+                self._hub,
+                self._clock,
+                self.policy,
+                self._lease_ttl,
+            )
+            supervisor = Supervisor()
+            supervisor.keep(relay_name(endpoint_id), relay.run)
+            self._running[endpoint_id] = supervisor

@@ -1,0 +1,363 @@
+"""Webhook endpoints and their deliveries, as stored (the sending is api/outbound/webhooks.py).
+
+An endpoint is a URL, the journal event types it takes (None: all), its signing secret and whether
+it is enabled. How far it got through the journal is its relay's position (persistence/fleet/
+relays.py, relay `webhook:<endpoint id>`), which starts at the journal's head when the endpoint is
+created: it is sent what happens from then on.
+
+Events an endpoint took at the first attempt leave no row. One it did not take is stored as a
+delivery, PENDING, with that attempt's outcome and when to try again, together with every later event
+of the same saga (PENDING too, held behind it, never attempted), so that a saga's events reach the
+endpoint in journal order while the relay goes on with the other sagas. A delivery ends SUCCEEDED once
+the endpoint took it, or FAILED when its retries ran out or the endpoint was disabled; FAILED ones wait
+for an operator's `redeliver`, and so do the events held behind them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.tables import journal_head, relays, webhook_deliveries, webhook_endpoints
+
+
+class DeliveryStatus(enum.Enum):
+    PENDING = "PENDING"  # to be sent: due at next_attempt_at, or held behind an earlier event
+    SUCCEEDED = "SUCCEEDED"  # the endpoint answered 2xx
+    FAILED = "FAILED"  # given up on: sent again only when an operator redelivers it
+
+
+UNDELIVERED = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
+
+
+def relay_name(endpoint_id: str) -> str:
+    """The relay (persistence/fleet/relays.py) that keeps endpoint `endpoint_id`'s journal position."""
+    return f"webhook:{endpoint_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    url: str
+    events: frozenset[str] | None  # the journal event types it takes; None: every type
+    description: str | None
+    secret: str = field(repr=False)  # never in a log line, even of the whole object
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    created_at: datetime
+
+    def takes(self, event_type: str) -> bool:
+        return self.events is None or event_type in self.events
+
+    @classmethod
+    def from_row(cls, row: Row) -> Endpoint:
+        fields = row._mapping
+        events = fields["events"]
+        return cls(**{**fields, "events": None if events is None else frozenset(events)})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stored delivery. `attempts` counts the attempts of its current series (a redelivery starts
+    a new one); `response_code`, `latency_ms` and `error` are the last attempt's."""
+
+    endpoint_id: str
+    position: int
+    event_id: str
+    event_type: str
+    saga_id: str
+    body: str
+    status: str
+    attempts: int
+    response_code: int | None
+    latency_ms: int | None
+    error: str | None
+    failing_since: datetime | None
+    next_attempt_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one attempt at a stored delivery: its new status and the attempt's details."""
+
+    position: int
+    status: DeliveryStatus
+    response_code: int | None
+    latency_ms: int
+    error: str | None
+    failing_since: datetime | None
+    next_attempt_at: datetime | None
+
+
+_RECORD = (
+    update(webhook_deliveries)
+    .where(
+        webhook_deliveries.c.endpoint_id == bindparam("endpoint"),
+        webhook_deliveries.c.position == bindparam("at"),
+        webhook_deliveries.c.status == DeliveryStatus.PENDING.value,
+    )
+    .values(
+        status=bindparam("new_status"),
+        attempts=webhook_deliveries.c.attempts + 1,
+        response_code=bindparam("code"),
+        latency_ms=bindparam("latency"),
+        error=bindparam("failure"),
+        failing_since=bindparam("since"),
+        next_attempt_at=bindparam("next_at"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+class WebhookStore:
+    """The endpoints and deliveries. Reads go to `reader`, writes to `writer`; every method raises
+    what the database raises when it does not answer."""
+
+    def __init__(self, reader: AsyncEngine, writer: AsyncEngine) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    # ------------------------------------------------------------------------------------ endpoints
+
+    async def create(
+        self, url: str, events: frozenset[str] | None, description: str | None, secret: str, now: datetime
+    ) -> Endpoint:
+        """A new enabled endpoint, whose relay starts at the journal's head."""
+        endpoint = Endpoint(
+            id=str(uuid.uuid4()),
+            url=url,
+            events=events,
+            description=description,
+            secret=secret,
+            enabled=True,
+            disabled_reason=None,
+            failing_since=None,
+            created_at=now,
+        )
+        head = select(func.coalesce(func.max(journal_head.c.position), 0)).scalar_subquery()
+        async with self._writer.begin() as conn:
+            await conn.execute(insert(webhook_endpoints).values(**_columns(endpoint)))
+            await conn.execute(insert(relays).values(name=relay_name(endpoint.id), position=head))
+        return endpoint
+
+    async def endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+        async with self._reader.connect() as conn:
+            return [Endpoint.from_row(row) for row in await conn.execute(query)]
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        query = select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else Endpoint.from_row(row)
+
+    async def enabled_ids(self) -> set[str]:
+        query = select(webhook_endpoints.c.id).where(webhook_endpoints.c.enabled.is_(True))
+        async with self._reader.connect() as conn:
+            return set((await conn.scalars(query)).all())
+
+    async def save(self, endpoint: Endpoint) -> bool:
+        """Store `endpoint`'s URL, events, description, secret and state; False if there is none."""
+        values = _columns(endpoint)
+        del values["id"], values["created_at"]
+        query = update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint.id).values(**values)
+        async with self._writer.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def delete(self, endpoint_id: str) -> bool:
+        """Remove the endpoint, its deliveries and its relay; False if there was none."""
+        async with self._writer.begin() as conn:
+            await conn.execute(
+                delete(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
+            )
+            await conn.execute(delete(relays).where(relays.c.name == relay_name(endpoint_id)))
+            gone = await conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
+            return gone.rowcount == 1
+
+    async def note_health(self, endpoint_id: str, succeeded: bool, now: datetime) -> datetime | None:
+        """After a round of attempts: one success clears the endpoint's failing time; failures alone
+        start it if it was not running. Answers since when the endpoint has been failing (None: it is
+        not)."""
+        since = None if succeeded else func.coalesce(webhook_endpoints.c.failing_since, now)
+        query = (
+            update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == endpoint_id)
+            .values(failing_since=since)
+            .returning(webhook_endpoints.c.failing_since)
+        )
+        async with self._writer.begin() as conn:
+            found = (await conn.execute(query)).first()
+        return None if found is None else found[0]
+
+    async def disable(self, endpoint_id: str, reason: str, now: datetime) -> None:
+        """Disable the endpoint for `reason`; its pending deliveries fail (redeliver sends them again)."""
+        async with self._writer.begin() as conn:
+            await conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id == endpoint_id)
+                .values(enabled=False, disabled_reason=reason)
+            )
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.endpoint_id == endpoint_id,
+                    webhook_deliveries.c.status == DeliveryStatus.PENDING.value,
+                )
+                .values(status=DeliveryStatus.FAILED.value, next_attempt_at=None, updated_at=now)
+            )
+
+    # ----------------------------------------------------------------------------------- deliveries
+
+    async def unfinished_sagas(self, endpoint_id: str, saga_ids: Iterable[str]) -> set[str]:
+        """Those of `saga_ids` with an event the endpoint has not taken yet (PENDING or FAILED): their
+        later events must wait behind it."""
+        wanted = sorted(set(saga_ids))
+        if not wanted:
+            return set()
+        query = (
+            select(webhook_deliveries.c.saga_id)
+            .distinct()
+            .where(
+                webhook_deliveries.c.endpoint_id == endpoint_id,
+                webhook_deliveries.c.status.in_(UNDELIVERED),
+                webhook_deliveries.c.saga_id.in_(wanted),
+            )
+        )
+        async with self._reader.connect() as conn:
+            return set((await conn.scalars(query)).all())
+
+    async def store(self, deliveries: Sequence[Delivery]) -> None:
+        """Store deliveries not stored yet (one already there, from a round repeated after a crash or
+        a lost lease, stays as it is)."""
+        if not deliveries:
+            return
+        dialect = postgresql if self._writer.dialect.name == "postgresql" else sqlite
+        rows = [_delivery_columns(delivery) for delivery in deliveries]
+        async with self._writer.begin() as conn:
+            await conn.execute(dialect.insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+
+    async def due(self, endpoint_id: str, now: datetime, sagas: int) -> list[list[Delivery]]:
+        """For at most `sagas` sagas whose first undelivered event is PENDING and due, their undelivered
+        events in journal order, the due one first: what a retry round sends."""
+        d = webhook_deliveries
+        mine = and_(d.c.endpoint_id == endpoint_id, d.c.status.in_(UNDELIVERED))
+        heads = select(d.c.saga_id, func.min(d.c.position).label("head")).where(mine).group_by(d.c.saga_id)
+        first = heads.subquery()
+        due = (
+            select(d.c.saga_id)
+            .join(first, and_(d.c.saga_id == first.c.saga_id, d.c.position == first.c.head))
+            .where(
+                d.c.endpoint_id == endpoint_id,
+                d.c.status == DeliveryStatus.PENDING.value,
+                or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+            )
+            .order_by(first.c.head)
+            .limit(sagas)
+        )
+        async with self._reader.connect() as conn:
+            saga_ids = list((await conn.scalars(due)).all())
+            if not saga_ids:
+                return []
+            query = select(d).where(mine, d.c.saga_id.in_(saga_ids)).order_by(d.c.saga_id, d.c.position)
+            rows = [Delivery(**row._mapping) for row in await conn.execute(query)]
+        chains: dict[str, list[Delivery]] = {}
+        for delivery in rows:
+            chains.setdefault(delivery.saga_id, []).append(delivery)
+        return list(chains.values())
+
+    async def record(self, endpoint_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Store the outcomes of a round's attempts at stored deliveries, in one statement."""
+        if not outcomes:
+            return
+        parameters = [
+            {
+                "endpoint": endpoint_id,
+                "at": outcome.position,
+                "new_status": outcome.status.value,
+                "code": outcome.response_code,
+                "latency": outcome.latency_ms,
+                "failure": outcome.error,
+                "since": outcome.failing_since,
+                "next_at": outcome.next_attempt_at,
+                "now": now,
+            }
+            for outcome in outcomes
+        ]
+        async with self._writer.begin() as conn:
+            await conn.execute(_RECORD, parameters)
+
+    async def last_error(self, endpoint_id: str) -> str | None:
+        """Why the endpoint's latest failed attempt failed (None if none is stored)."""
+        d = webhook_deliveries
+        query = (
+            select(d.c.error)
+            .where(d.c.endpoint_id == endpoint_id, d.c.error.is_not(None))
+            .order_by(d.c.updated_at.desc(), d.c.position.desc())
+            .limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def redeliver(self, endpoint_id: str, now: datetime, event_id: str | None = None) -> int:
+        """Make the endpoint's FAILED deliveries (or only the one of event `event_id`) PENDING and due
+        now, with a fresh series of attempts; answers how many."""
+        d = webhook_deliveries
+        query = (
+            update(d)
+            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.FAILED.value)
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                failing_since=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        )
+        if event_id is not None:
+            query = query.where(d.c.event_id == event_id)
+        async with self._writer.begin() as conn:
+            return (await conn.execute(query)).rowcount
+
+    async def page(
+        self, endpoint_id: str, statuses: Sequence[str], before: int | None, limit: int
+    ) -> list[Delivery]:
+        """The endpoint's deliveries, latest event first, in one of `statuses` (any, when empty),
+        below position `before` when given; at most `limit`."""
+        d = webhook_deliveries
+        query = select(d).where(d.c.endpoint_id == endpoint_id).order_by(d.c.position.desc()).limit(limit)
+        if statuses:
+            query = query.where(d.c.status.in_(sorted(statuses)))
+        if before is not None:
+            query = query.where(d.c.position < before)
+        async with self._reader.connect() as conn:
+            return [Delivery(**row._mapping) for row in await conn.execute(query)]
+
+
+def _columns(endpoint: Endpoint) -> dict[str, object]:
+    events = None if endpoint.events is None else sorted(endpoint.events)
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": events,
+        "description": endpoint.description,
+        "secret": endpoint.secret,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "failing_since": endpoint.failing_since,
+        "created_at": endpoint.created_at,
+    }
+
+
+def _delivery_columns(delivery: Delivery) -> dict[str, object]:
+    return dataclasses.asdict(delivery)
