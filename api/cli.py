@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.access.auth import DEFAULT_LEEWAY, AuthConfig, Role, mint_token, read_secret
+from api.access.rate_limits import IN_MEMORY
 from api.observability.logs import LOG_FORMATS, configure_logging
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, StreamSettings, default_instance
 from domain.model.problems import is_storable
@@ -161,6 +162,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LIMITS",
         help="mutations per principal, e.g. '5/second;100/minute'; env ORDERSAGA_MUTATION_RATE_LIMIT "
         "(default: '20/second;600/minute' with authentication, none without)",
+    )
+    serve.add_argument(
+        "--rate-limit-storage",
+        default=os.environ.get("ORDERSAGA_RATE_LIMIT_STORAGE", IN_MEMORY),
+        metavar="URI",
+        help="where the mutation rate limits are counted: 'memory://' (this process; the default) or "
+        "a store several processes share, so that a limit holds for the whole deployment, e.g. "
+        "'redis://127.0.0.1:6379/0' (any asynchronous storage of the limits library); env "
+        "ORDERSAGA_RATE_LIMIT_STORAGE",
     )
     serve.add_argument(
         "--lease-ttl",
@@ -396,6 +406,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         header_timeout=args.header_timeout,
         auth=_auth_config(args),
         mutation_limits=args.mutation_rate_limit,
+        rate_limit_storage=args.rate_limit_storage,
         lease_ttl=timedelta(seconds=args.lease_ttl),
         freeze_start_up=True,
         fast_paths=args.fast_paths,
@@ -451,7 +462,7 @@ def _serve(args: argparse.Namespace) -> None:
     try:
         with _database_failures_in_one_line(settings.database_url):  # a driver missing or not async
             app = create_app(Service(settings))
-    except ValueError as error:  # a rate limit that does not parse
+    except ValueError as error:  # a rate limit that does not parse, a storage it cannot use
         sys.exit(f"cannot serve: {error}")
 
     async def prepare(engine: AsyncEngine) -> None:

@@ -46,6 +46,7 @@ from persistence.read.analytics import SagaAnalytics
 from persistence.read.event_log import head
 from persistence.read.queries import ReadModel
 from persistence.serving import claim_database
+from persistence.staged_faults import StagedFaultStore
 from persistence.webhooks import WebhookStore
 from persistence.write.group_commit import GroupCommitRunner
 from persistence.write.requests import at_most_once
@@ -91,7 +92,9 @@ class Service:
         self.clock = clock
         # Staged faults, when enabled, are the participants' gate (`gate` is for tests' own) and, on
         # PostgreSQL, how the runner commits.
-        self.faults = FaultInjector(clock, settings.fault_seed) if settings.fault_injection else None
+        self.faults = None
+        if settings.fault_injection:
+            self.faults = FaultInjector(clock, settings.fault_seed, StagedFaultStore(self._reader))
         self.runner = GroupCommitRunner(
             self._writer,
             lambda conn: SqlTransaction(conn, self.metrics, fleet),
@@ -129,7 +132,7 @@ class Service:
         limits = settings.mutation_limits or (
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
-        self.mutation_rate_limit = MutationRateLimit(limits) if limits else None
+        self.mutation_rate_limit = MutationRateLimit(limits, settings.rate_limit_storage) if limits else None
         # The outbound relays write (their positions, webhook deliveries) on a small pool of their own,
         # so that delivering never takes a connection the sagas' commits or the API's reads wait for.
         self._outbound = make_engine(settings.database_url, pool_size=2)
@@ -178,6 +181,10 @@ class Service:
         await upgrade(self._writer)
         await self.runner.start()
         self.background.keep("journal-tail", self.tail.run)
+        if self.faults is not None:
+            # One process on SQLite: a restart runs clean. A fleet's faults outlive any one process.
+            await (self.faults.clear() if alone else self.faults.refresh())
+            self.background.keep("staged-faults", self.faults.keep_current)
         if self.settings.demo:
             from api.demo import load_demo_catalog
 

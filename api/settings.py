@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from api.access.auth import AuthConfig
+from api.access.rate_limits import IN_MEMORY
 from domain.model.saga import SagaPolicy
 
 # Where to send spans; setting either turns tracing on, as `serve --otel` does.
@@ -69,6 +70,9 @@ class Settings:
     # Per-principal limits on mutations in the `limits` notation; None: DEFAULT_MUTATION_LIMITS when
     # auth is configured, no limit in development mode.
     mutation_limits: str | None = None
+    # Where they are counted (api/access/rate_limits.py): this process's memory, or a store several
+    # processes share, so that N processes do not admit N times the limit.
+    rate_limit_storage: str = IN_MEMORY
     # With several processes over one PostgreSQL: how long a saga's lease lasts unless its owner
     # renews it, which is how long a dead process's sagas wait before another takes them over.
     lease_ttl: timedelta = DEFAULT_LEASE_TTL

@@ -1,11 +1,19 @@
 """Faults staged on purpose (`ordersaga serve --enable-fault-injection`): the participant gate through
 which a user makes a participant slow or failing at run time, to watch timeouts, retries and
 compensations happen; and, on PostgreSQL, commits whose answer is lost, to watch what a client is
-told when its write's outcome is unknown. Faults live in memory only, so a restart always runs
-clean."""
+told when its write's outcome is unknown.
+
+Participant faults hold for the whole deployment: they are kept in the database
+(persistence/staged_faults.py), each process reads them every REFRESH_S, and a failure staged with
+`failNext` is counted off there by whichever process fails the call, so "fail the next 3" fails 3
+calls in all, however many processes serve. On SQLite, where one process serves, a restart runs
+clean; on PostgreSQL the faults belong to the deployment and outlive a process, until cleared. Lost
+commit answers are staged on the process that is asked, for its own next commits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -14,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model.saga import Participant
 from domain.ports import Clock, ParticipantUnavailable
+from persistence.staged_faults import StagedFault, StagedFaultStore
 from persistence.write.commit_faults import commit_losing_answer
+
+# How often a process reads the faults staged in the deployment: how soon a fault staged on one
+# process holds on the others.
+REFRESH_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,28 +45,44 @@ class Fault:
 
 
 class FaultInjector:
-    """A ParticipantGate with faults set per participant while the service runs. `seed` makes the
-    failures drawn for `failure_rate` repeatable."""
+    """A ParticipantGate with faults set per participant while the service runs, shared through
+    `store` with the deployment's other processes (without one, this process's alone). `seed` makes
+    the failures drawn for `failure_rate` repeatable. The methods that read or write the store raise
+    what the database raises."""
 
-    def __init__(self, clock: Clock, seed: int | None = None) -> None:
+    def __init__(self, clock: Clock, seed: int | None = None, store: StagedFaultStore | None = None) -> None:
         self._clock = clock
         self._random = random.Random(seed)
-        self._faults: dict[Participant, Fault] = {}
+        self._store = store
+        self._faults: dict[Participant, Fault] = {}  # as last read from the store
         self.lost_commit_answers = 0
 
     @property
     def faults(self) -> dict[Participant, Fault]:
-        """The staged faults, in participant order."""
+        """The staged faults, in participant order, as this process knows them."""
         return {p: self._faults[p] for p in Participant if p in self._faults}
 
-    def stage(self, participant: Participant, fault: Fault) -> None:
-        """Replace the participant's fault; a fault of all zeros makes it healthy again."""
-        if fault.is_staged:
-            self._faults[participant] = fault
-        else:
-            self._faults.pop(participant, None)
+    async def refresh(self) -> None:
+        """Read the faults staged in the deployment."""
+        if self._store is not None:
+            staged = await self._store.all()
+            self._faults = {Participant(name): _fault(stored) for name, stored in staged.items()}
 
-    def clear(self) -> None:
+    async def keep_current(self) -> None:
+        """Refresh every REFRESH_S, until cancelled: the background task of a service."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_S)
+
+    async def stage(self, participant: Participant, fault: Fault) -> None:
+        """Replace the participant's fault; a fault of all zeros makes it healthy again."""
+        if self._store is not None:
+            await self._store.put(participant.value, _stored(fault) if fault.is_staged else None)
+        self._remember(participant, fault)
+
+    async def clear(self) -> None:
+        if self._store is not None:
+            await self._store.clear()
         self._faults.clear()
         self.lost_commit_answers = 0
 
@@ -74,8 +103,31 @@ class FaultInjector:
             fault = self._faults.get(participant)
         if fault is None:
             return
-        if fault.fail_next:
-            self.stage(participant, replace(fault, fail_next=fault.fail_next - 1))
+        if fault.fail_next and await self._take_failure(participant, fault):
             raise ParticipantUnavailable(f"{participant.value} failed (staged fault)")
         if fault.failure_rate and self._random.random() < fault.failure_rate:
             raise ParticipantUnavailable(f"{participant.value} failed (staged failure rate)")
+
+    async def _take_failure(self, participant: Participant, fault: Fault) -> bool:
+        """Count one of the participant's staged failures off, in the store when there is one:
+        whether one was left for this call (another process may have failed the last)."""
+        if self._store is None:
+            left: int | None = fault.fail_next - 1
+        else:
+            left = await self._store.take_failure(participant.value)
+        self._remember(participant, replace(fault, fail_next=left or 0))
+        return left is not None
+
+    def _remember(self, participant: Participant, fault: Fault) -> None:
+        if fault.is_staged:
+            self._faults[participant] = fault
+        else:
+            self._faults.pop(participant, None)
+
+
+def _fault(stored: StagedFault) -> Fault:
+    return Fault(timedelta(milliseconds=stored.delay_ms), stored.fail_next, stored.failure_rate)
+
+
+def _stored(fault: Fault) -> StagedFault:
+    return StagedFault(int(fault.delay / timedelta(milliseconds=1)), fault.fail_next, fault.failure_rate)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -101,6 +102,18 @@ journal_head = Table(
     # sees every position below it (docs/decisions/0019-journal-positions.md).
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("position", BigInteger, nullable=False),
+)
+
+staged_faults = Table(
+    "staged_faults",
+    metadata,
+    # The participant faults staged through GraphQL (`serve --enable-fault-injection`), kept here so
+    # that every process of a deployment meets the same ones (api/staged_faults.py).
+    Column("participant", String(20), primary_key=True),
+    Column("delay_ms", Integer, nullable=False),
+    # Counted down by whichever process fails the call, so "fail the next 3" means 3 in all.
+    Column("fail_next", Integer, nullable=False),
+    Column("failure_rate", Float, nullable=False),
 )
 
 relays = Table(

@@ -9,8 +9,10 @@ migrations about a tenth of a second).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,8 @@ pytest_plugins = ["tests.jetstream"]
 CRASH_TESTS = Path(__file__).parent / "crash"
 POSTGRES_ENV = "ORDERSAGA_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "ORDERSAGA_REQUIRE_POSTGRES"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+REQUIRE_REDIS_ENV = "ORDERSAGA_REQUIRE_REDIS"
 BACKENDS = ["sqlite", "postgresql"]
 T = TypeVar("T")
 
@@ -68,6 +72,18 @@ async def _migrate(url: str) -> None:
         await upgrade(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis, for the rate limits several processes share; the tests keep to keys of
+    their own. Absent, they skip, unless ORDERSAGA_REQUIRE_REDIS is set (CI sets it)."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=1):
+        return REDIS_URL
+    message = f"the shared rate limit tests need a Redis server at {REDIS_URL}"
+    if os.environ.get(REQUIRE_REDIS_ENV):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

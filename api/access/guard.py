@@ -10,7 +10,7 @@ allowed to the caller's roles (FORBIDDEN), or when its mutations pass the caller
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, cast
 
 from graphql import (
@@ -37,7 +37,7 @@ KEYS_RETRY_AFTER = 10
 
 
 class Authorization(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         document, kind = execution.graphql_document, execution.operation_type
         operation = get_operation_ast(document, execution.operation_name) if document else None
@@ -47,10 +47,10 @@ class Authorization(SchemaExtension):
             }
             fields = [f for f in root_fields(operation.selection_set, fragments) if f not in INTROSPECTION]
             if fields:
-                self._check(execution.context, kind, fields)
+                await self._check(execution.context, kind, fields)
         yield
 
-    def _check(self, context: Mapping[str, object], kind: OperationType, fields: list[str]) -> None:
+    async def _check(self, context: Mapping[str, object], kind: OperationType, fields: list[str]) -> None:
         who = context["identity"]
         if isinstance(who, KeysUnavailable):
             raise client_error(
@@ -71,7 +71,7 @@ class Authorization(SchemaExtension):
                     f"an operation may hold at most {limit.most_at_once} mutations; send them in several",
                     ClientErrorCode.BAD_REQUEST,
                 )
-            retry_after = limit.admit(who.subject, len(fields))
+            retry_after = await limit.admit(who.subject, len(fields))
             if retry_after is not None:
                 raise client_error(
                     f"too many mutations: at most {limit.spec} per principal",

@@ -1,38 +1,67 @@
 """Per-principal limits on mutations, so that one client cannot flood `placeOrder` or
-`receiveStock`: moving windows kept in this process's memory by the `limits` library."""
+`receiveStock`: moving windows counted by the `limits` library, in this process's memory by default,
+or, for several processes that must hold one limit together, in a store they share
+(`serve --rate-limit-storage redis://host:6379`, any asynchronous storage `limits` supports)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+
+log = logging.getLogger("ordersaga.access")
 
 # With authentication on, unless configured otherwise: bursts of 20 a second, 600 a minute.
 DEFAULT_MUTATION_LIMITS = "20/second;600/minute"
+# Counted in this process only: with several processes, each admits the whole limit.
+IN_MEMORY = "memory://"
+
+
+def shared_storage(uri: str) -> Storage:
+    """The asynchronous `limits` storage at `uri` (`memory://`, `redis://host:port/db`,
+    `memcached://…`; an `async+` prefix may be given or not). Raises ValueError for a URI `limits`
+    does not know or whose client library is not installed (ordersaga installs Redis's); it
+    connects on first use."""
+    try:
+        storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+    except ConfigurationError as error:
+        raise ValueError(f"rate limit storage {uri}: {error}") from None
+    if not isinstance(storage, Storage):
+        raise ValueError(f"{uri} is not an asynchronous rate limit storage")
+    return storage
 
 
 class MutationRateLimit:
-    """Limits in the `limits` notation (`"20/second;600/minute"`), each counted per principal."""
+    """Limits in the `limits` notation (`"20/second;600/minute"`), each counted per principal, in
+    `storage` (a URI, see `shared_storage`)."""
 
-    def __init__(self, spec: str) -> None:
-        """ValueError when `spec` is not in that notation."""
+    def __init__(self, spec: str, storage: str = IN_MEMORY) -> None:
+        """ValueError when `spec` is not in that notation or `storage` is no storage URI."""
         self.spec = spec
         self._limits: list[RateLimitItem] = parse_many(spec)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(shared_storage(storage))
         # The most mutations one operation may hold: more could never be admitted, however long the
         # caller waited.
         self.most_at_once = min(limit.amount for limit in self._limits)
 
-    def admit(self, subject: str, mutations: int) -> float | None:
+    async def admit(self, subject: str, mutations: int) -> float | None:
         """Count `mutations` for `subject` and answer None, or, when that would pass a limit, count
-        nothing and answer the seconds until it may try again."""
-        for limit in self._limits:
-            if not self._limiter.test(limit, "mutations", subject, cost=mutations):
-                reset_at = self._limiter.get_window_stats(limit, "mutations", subject).reset_time
-                return max(1.0, math.ceil(reset_at - time.time()))
-        for limit in self._limits:
-            self._limiter.hit(limit, "mutations", subject, cost=mutations)
+        nothing and answer the seconds until it may try again. A storage that does not answer
+        admits, with a warning logged: the limit protects the service, and refusing everyone while
+        the store is away would be an outage of its own."""
+        try:
+            for limit in self._limits:
+                if not await self._limiter.test(limit, "mutations", subject, cost=mutations):
+                    stats = await self._limiter.get_window_stats(limit, "mutations", subject)
+                    return max(1.0, math.ceil(stats.reset_time - time.time()))
+            for limit in self._limits:
+                await self._limiter.hit(limit, "mutations", subject, cost=mutations)
+        except Exception as error:
+            log.warning("rate limit storage unavailable (%s: %s); admitting", type(error).__name__, error)
         return None

@@ -96,8 +96,14 @@ class LoseCommitAnswersPayload:
 
 @strawberry.type
 class FaultQueries:
-    @strawberry.field(description="The participant faults staged now (none unless fault injection is on).")
-    def participant_faults(self, info: Info) -> list[ParticipantFault]:
+    @strawberry.field(
+        description="The participant faults staged now in the deployment, on every process (none "
+        "unless fault injection is on)."
+    )
+    async def participant_faults(self, info: Info) -> list[ParticipantFault]:
+        faults = service(info).faults
+        if faults is not None:
+            await faults.refresh()
         return _staged(info)
 
 
@@ -105,22 +111,25 @@ class FaultQueries:
 class FaultMutations:
     @strawberry.mutation(
         description="Make a participant slow or failing, replacing its fault; all zeros makes it healthy. "
-        "Needs `ordersaga serve --enable-fault-injection`."
+        "It holds on every process of the deployment (within half a second on the others), and "
+        "`failNext` counts failures across all of them. Needs `ordersaga serve --enable-fault-injection`."
     )
-    def set_participant_fault(self, info: Info, input: SetParticipantFaultInput) -> ParticipantFaultsPayload:
+    async def set_participant_fault(
+        self, info: Info, input: SetParticipantFaultInput
+    ) -> ParticipantFaultsPayload:
         faults = service(info).faults
         problems = [DISABLED] if faults is None else _check(input)
         if faults is None or problems:
             return ParticipantFaultsPayload(user_errors=user_errors(problems))
         fault = Fault(timedelta(milliseconds=input.delay_ms), input.fail_next, input.failure_rate)
-        faults.stage(DomainParticipant(input.participant), fault)
+        await faults.stage(DomainParticipant(input.participant), fault)
         return ParticipantFaultsPayload(faults=_staged(info))
 
     @strawberry.mutation(
         description="PostgreSQL only: each of the next `count` commits takes effect, but its connection "
         "is terminated (pg_terminate_backend) before the answer is read, so the service cannot tell "
-        "whether it did. Needs `ordersaga serve --enable-fault-injection`; clearParticipantFaults "
-        "undoes it too."
+        "whether it did. Staged on the process that receives this mutation, for its own commits. Needs "
+        "`ordersaga serve --enable-fault-injection`; clearParticipantFaults undoes it too."
     )
     def lose_commit_answers(self, info: Info, input: LoseCommitAnswersInput) -> LoseCommitAnswersPayload:
         svc = service(info)
@@ -136,10 +145,10 @@ class FaultMutations:
         svc.faults.lost_commit_answers = input.count
         return LoseCommitAnswersPayload(pending=input.count)
 
-    @strawberry.mutation(description="Make every participant healthy again.")
-    def clear_participant_faults(self, info: Info) -> ParticipantFaultsPayload:
+    @strawberry.mutation(description="Make every participant healthy again, on every process.")
+    async def clear_participant_faults(self, info: Info) -> ParticipantFaultsPayload:
         faults = service(info).faults
         if faults is None:
             return ParticipantFaultsPayload(user_errors=user_errors([DISABLED]))
-        faults.clear()
+        await faults.clear()
         return ParticipantFaultsPayload(faults=[])

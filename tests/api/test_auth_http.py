@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "node": ({CUS, OPS, ADM}, '{ node(id: "none") { id } }'),
     "orders": ({CUS, OPS, ADM}, "{ orders { edges { node { id } } } }"),
     "sagas": ({CUS, OPS, ADM}, "{ sagas { edges { node { id } } } }"),
+    "journalEvents": ({CUS, OPS, ADM}, "{ journalEvents(first: 1) { edges { cursor } } }"),
     "products": ({CUS, OPS, ADM}, "{ products { sku available } }"),
     "stockLevels": ({OPS, ADM}, '{ stockLevels(sku: "TEA") { onHand } }'),
     "warehouses": ({OPS, ADM}, "{ warehouses { code } }"),
@@ -126,10 +127,10 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
 ROLE_HEADERS = {CUS: CUSTOMER_A, OPS: OPERATOR, ADM: ADMIN}
 
 
-def test_every_operation_of_the_schema_has_a_rule_and_an_expectation() -> None:
+async def test_every_operation_of_the_schema_has_a_rule_and_an_expectation() -> None:
     types = " ".join(f"{kind.value}: {kind.value}Type {{ fields {{ name }} }}" for kind in OperationType)
     roots = f"{{ __schema {{ {types} }} }}"
-    found = schema.execute_sync(roots, context_value={"identity": None})
+    found = await schema.execute(roots, context_value={"identity": None})
     assert found.data is not None, found.errors
     for kind in OperationType:
         fields = {field["name"] for field in found.data["__schema"][kind.value]["fields"]}

@@ -34,7 +34,7 @@ async def test_a_healthy_participant_is_admitted_at_once() -> None:
 
 async def test_fail_next_fails_that_many_calls_then_heals() -> None:
     gate = FaultInjector(FakeClock())
-    gate.stage(Participant.SHIPMENT, Fault(fail_next=2))
+    await gate.stage(Participant.SHIPMENT, Fault(fail_next=2))
 
     assert await outcomes(gate, Participant.SHIPMENT, 3) == [False, False, True]
     assert await outcomes(gate, Participant.ORDERS, 1) == [True]
@@ -44,7 +44,7 @@ async def test_fail_next_fails_that_many_calls_then_heals() -> None:
 async def test_a_delay_holds_every_call_for_that_long() -> None:
     clock = FakeClock()
     gate = FaultInjector(clock)
-    gate.stage(Participant.INVENTORY, Fault(delay=timedelta(seconds=2)))
+    await gate.stage(Participant.INVENTORY, Fault(delay=timedelta(seconds=2)))
 
     call = asyncio.create_task(gate.admit(Participant.INVENTORY))
     await settle()
@@ -58,11 +58,11 @@ async def test_a_delay_holds_every_call_for_that_long() -> None:
 async def test_a_call_waiting_out_a_delay_meets_the_faults_staged_when_it_ends() -> None:
     clock = FakeClock()
     gate = FaultInjector(clock)
-    gate.stage(Participant.ORDERS, Fault(delay=timedelta(seconds=1), fail_next=1))
+    await gate.stage(Participant.ORDERS, Fault(delay=timedelta(seconds=1), fail_next=1))
 
     call = asyncio.create_task(gate.admit(Participant.ORDERS))
     await settle()
-    gate.clear()
+    await gate.clear()
     await clock.advance(1)
     assert call.done() and call.exception() is None
 
@@ -70,13 +70,13 @@ async def test_a_call_waiting_out_a_delay_meets_the_faults_staged_when_it_ends()
 @pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (1.0, 200)])
 async def test_a_failure_rate_of_zero_or_one_never_or_always_fails(rate: float, expected: int) -> None:
     gate = FaultInjector(FakeClock())
-    gate.stage(Participant.ORDERS, Fault(failure_rate=rate))
+    await gate.stage(Participant.ORDERS, Fault(failure_rate=rate))
     assert (await outcomes(gate, Participant.ORDERS, 200)).count(False) == expected
 
 
 async def test_a_seeded_failure_rate_fails_the_calls_its_random_draws_say() -> None:
     gate = FaultInjector(FakeClock(), seed=7)
-    gate.stage(Participant.ORDERS, Fault(failure_rate=0.3))
+    await gate.stage(Participant.ORDERS, Fault(failure_rate=0.3))
 
     draws = random.Random(7)
     expected = [draws.random() >= 0.3 for _ in range(200)]
@@ -86,9 +86,9 @@ async def test_a_seeded_failure_rate_fails_the_calls_its_random_draws_say() -> N
 
 async def test_staging_all_zeros_makes_a_participant_healthy_again() -> None:
     gate = FaultInjector(FakeClock())
-    gate.stage(Participant.SHIPMENT, Fault(fail_next=1))
-    gate.stage(Participant.ORDERS, Fault(failure_rate=0.5))
+    await gate.stage(Participant.SHIPMENT, Fault(fail_next=1))
+    await gate.stage(Participant.ORDERS, Fault(failure_rate=0.5))
     assert list(gate.faults) == [Participant.ORDERS, Participant.SHIPMENT]
 
-    gate.stage(Participant.SHIPMENT, Fault())
+    await gate.stage(Participant.SHIPMENT, Fault())
     assert list(gate.faults) == [Participant.ORDERS]

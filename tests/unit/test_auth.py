@@ -4,6 +4,8 @@ ownership rule, and the `ordersaga token` / `serve` options."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,23 +74,42 @@ def test_root_fields_are_found_through_fragments_and_counted_per_alias() -> None
 @settings(deadline=None)
 @given(st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=40))
 def test_a_principal_gets_exactly_its_limit_and_others_keep_theirs(limit: int, attempts: int) -> None:
-    limits = MutationRateLimit(f"{limit}/minute")
-    admitted = [limits.admit("a", 1) is None for _ in range(attempts)]
-    assert admitted == [True] * min(attempts, limit) + [False] * max(0, attempts - limit)
-    assert limits.admit("b", 1) is None
+    async def count() -> None:
+        limits = MutationRateLimit(f"{limit}/minute")
+        admitted = [await limits.admit("a", 1) is None for _ in range(attempts)]
+        assert admitted == [True] * min(attempts, limit) + [False] * max(0, attempts - limit)
+        assert await limits.admit("b", 1) is None
+
+    asyncio.run(count())
 
 
-def test_a_refused_batch_counts_nothing_and_says_when_to_try_again() -> None:
+async def test_a_refused_batch_counts_nothing_and_says_when_to_try_again() -> None:
     limits = MutationRateLimit("5/minute")
-    assert limits.admit("a", 4) is None
-    retry_after = limits.admit("a", 2)
+    assert await limits.admit("a", 4) is None
+    retry_after = await limits.admit("a", 2)
     assert retry_after is not None and 1 <= retry_after <= 60
-    assert limits.admit("a", 1) is None  # the refused two were not counted
+    assert await limits.admit("a", 1) is None  # the refused two were not counted
 
 
-def test_a_rate_limit_that_does_not_parse_is_refused() -> None:
+@pytest.mark.parametrize("storage", ["bogus://x", "memcached://127.0.0.1:11211"])
+def test_a_rate_limit_or_storage_that_cannot_be_used_is_refused(storage: str) -> None:
     with pytest.raises(ValueError):
         MutationRateLimit("many per second")
+    with pytest.raises(ValueError, match="rate limit storage"):
+        MutationRateLimit("5/minute", storage)
+
+
+async def test_limits_in_one_shared_store_hold_for_every_process_together(redis_url: str) -> None:
+    # Two limiters, as two processes would hold, counting in one Redis.
+    first, second = MutationRateLimit("3/minute", redis_url), MutationRateLimit("3/minute", redis_url)
+    subject = f"shared-{uuid.uuid4()}"
+    admitted = [await limiter.admit(subject, 1) is None for limiter in (first, second, first, second)]
+    assert admitted == [True, True, True, False]
+
+
+async def test_a_store_that_does_not_answer_admits() -> None:
+    unreachable = MutationRateLimit("1/minute", "redis://127.0.0.1:1/0")
+    assert [await unreachable.admit("a", 1) for _ in range(2)] == [None, None]
 
 
 CUSTOMER = Principal("alice", frozenset({Role.CUSTOMER}))

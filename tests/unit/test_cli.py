@@ -89,6 +89,14 @@ def test_stream_options_nats_would_refuse_end_serve_with_one_line(option: str, c
     with pytest.raises(SystemExit) as exit_:
         serve_settings(*argv)
     assert complaint in str(exit_.value.code)
+
+
+def test_rate_limits_are_counted_in_memory_unless_a_shared_store_is_named() -> None:
+    assert serve_settings().rate_limit_storage == "memory://"
+    shared = serve_settings("--rate-limit-storage=redis://127.0.0.1:6379/0")
+    assert shared.rate_limit_storage == "redis://127.0.0.1:6379/0"
+
+
 def test_webhook_options_reach_the_settings() -> None:
     defaults = serve_settings()
     assert (defaults.webhook_connect_timeout, defaults.webhook_timeout) == (2.0, 10.0)

@@ -1,0 +1,67 @@
+"""The participant faults staged through GraphQL, in the database, so that every process of a
+deployment meets the same ones (api/staged_faults.py runs them). A fault of all zeros is no row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.tables import staged_faults
+
+_TAKE_FAILURE = (
+    update(staged_faults)
+    .where(staged_faults.c.participant == bindparam("p"), staged_faults.c.fail_next > 0)
+    .values(fail_next=staged_faults.c.fail_next - 1)
+    .returning(staged_faults.c.fail_next)
+)
+
+_DROP_HEALED = delete(staged_faults).where(
+    staged_faults.c.participant == bindparam("p"),
+    staged_faults.c.delay_ms == 0,
+    staged_faults.c.fail_next == 0,
+    staged_faults.c.failure_rate == 0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFault:
+    """A participant's fault as stored: every call waits `delay_ms` milliseconds, the next `fail_next`
+    calls fail, then each fails with probability `failure_rate`."""
+
+    delay_ms: int
+    fail_next: int
+    failure_rate: float
+
+
+class StagedFaultStore:
+    """Raises what the database raises when it does not answer."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def all(self) -> dict[str, StagedFault]:
+        """Every staged fault, by participant name."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(staged_faults))
+            return {r.participant: StagedFault(r.delay_ms, r.fail_next, r.failure_rate) for r in rows}
+
+    async def put(self, participant: str, fault: StagedFault | None) -> None:
+        """Stage `fault` on `participant`, replacing its fault; None heals it."""
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
+            if fault is not None:
+                await conn.execute(staged_faults.insert().values(participant=participant, **asdict(fault)))
+
+    async def clear(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(staged_faults))
+
+    async def take_failure(self, participant: str) -> int | None:
+        """Count one staged failure of `participant` off, for this call to fail: the failures left
+        after it, or None when none was left (another process took the last)."""
+        async with self._engine.begin() as conn:
+            left = (await conn.execute(_TAKE_FAILURE, {"p": participant})).scalar_one_or_none()
+            await conn.execute(_DROP_HEALED, {"p": participant})
+        return None if left is None else int(left)
