@@ -182,8 +182,9 @@ class Service:
         await self.runner.start()
         self.background.keep("journal-tail", self.tail.run)
         if self.faults is not None:
-            # One process on SQLite: a restart runs clean. A fleet's faults outlive any one process.
-            await (self.faults.clear() if alone else self.faults.refresh())
+            # A start runs clean, for the whole deployment: staged faults are for watching a bad day
+            # live, not something a restart should carry on.
+            await self.faults.clear()
             self.background.keep("staged-faults", self.faults.keep_current)
         if self.settings.demo:
             from api.demo import load_demo_catalog

@@ -6,9 +6,9 @@ told when its write's outcome is unknown.
 Participant faults hold for the whole deployment: they are kept in the database
 (persistence/staged_faults.py), each process reads them every REFRESH_S, and a failure staged with
 `failNext` is counted off there by whichever process fails the call, so "fail the next 3" fails 3
-calls in all, however many processes serve. On SQLite, where one process serves, a restart runs
-clean; on PostgreSQL the faults belong to the deployment and outlive a process, until cleared. Lost
-commit answers are staged on the process that is asked, for its own next commits.
+calls in all, however many processes serve. A process that starts clears them: a start runs clean,
+for the whole deployment. Lost commit answers are staged on the process that is asked, for its own
+next commits.
 """
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ def _next_positions(dialect: ModuleType) -> ReturningInsert[tuple[int]]:
     )
 
 
+# Through SQLAlchemy, not Prepared (which takes no RETURNING): one statement per commit, not per saga.
 _NEXT_POSITIONS = {"postgresql": _next_positions(postgresql), "sqlite": _next_positions(sqlite)}
 _NUMBER = Prepared(
     update(journal)

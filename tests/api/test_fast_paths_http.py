@@ -103,7 +103,7 @@ async def _served(
     inserts = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO journal"):
+        if statement.startswith("INSERT INTO journal "):
             inserts.append(statement)
 
     settings = Settings(database_url=database_url, policy=FAST, fast_paths=fast_paths)
