@@ -1,24 +1,29 @@
 """Live updates fanned out: many `sagaFeed` subscribers over WebSocket, a few sagas placed, every
 transition delivered to every subscriber in order; the server's CPU per message delivered.
 
-    python -m benchmarks.fanout --subscribers 1000 --sagas 10 [--json F] [--postgres URL]
+    python -m benchmarks.fanout --subscribers 1000 --sagas 10 [--per-socket N] [--json F]
+                                [--postgres URL]
 
-Each subscriber is a graphql-transport-ws connection (aiohttp) following
-`sagaFeed { sequence type status saga { id status } }`, so every message also carries the saga as it
-is when sent. Probe sagas, placed until every subscriber has seen one end, tell when all the
-subscriptions are live; then the measured sagas are placed, and the cell waits until every
-subscriber has seen each of them finish (bounded by --timeout). A saga's messages must arrive as
-its journal holds them: sequences 1, 2, ... up to its terminal transition, none missing, none
-repeated.
+Each subscriber is a graphql-transport-ws subscription (aiohttp; one connection each, or
+--per-socket of them on one connection) following `sagaFeed { sequence type status saga { id
+status } }`, so every message also carries the saga as it is when sent. Probe sagas, placed until
+every subscriber has seen one end, tell when all the subscriptions are live; then the measured sagas
+are placed, and the cell waits until every subscriber has seen each of them finish (bounded by
+--timeout). A saga's messages must arrive as its journal holds them: sequences 1, 2, ... up to its
+terminal transition, none missing, none repeated. While the messages go out, a plain query is sent
+every 0.1 s, and its slowest answer is reported: whether requests keep their share of the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +59,7 @@ class Subscriber:
         if not self._awaited:
             self.done.set()
 
-    async def follow(self, session: aiohttp.ClientSession, url: str) -> None:
-        async with session.ws_connect(url, protocols=(PROTOCOL,), max_msg_size=0) as socket:
-            await socket.send_json({"type": "connection_init"})
-            ack = await socket.receive_json()
-            if ack.get("type") != "connection_ack":
-                raise RuntimeError(f"no connection_ack: {ack}")
-            await socket.send_json({"id": "feed", "type": "subscribe", "payload": {"query": FEED}})
-            self.subscribed.set()
-            async for frame in socket:
-                message = json.loads(frame.data)
-                if message.get("type") != "next" or "errors" in message["payload"]:
-                    raise RuntimeError(f"the feed failed: {message}")
-                self._receive(message["payload"]["data"]["sagaFeed"])
-
-    def _receive(self, update: dict[str, Any]) -> None:
+    def receive(self, update: dict[str, Any]) -> None:
         saga_id = update["saga"]["id"]
         self.received.setdefault(saga_id, []).append(update["sequence"])
         if update["status"] in TERMINAL:
@@ -82,8 +73,42 @@ class Subscriber:
         return saga_id in self._ended and sequences == list(range(1, len(sequences) + 1))
 
 
+async def follow(feeds: list[Subscriber], session: aiohttp.ClientSession, url: str) -> None:
+    """One graphql-transport-ws connection carrying a `sagaFeed` subscription for each of `feeds`."""
+    async with session.ws_connect(url, protocols=(PROTOCOL,), max_msg_size=0) as socket:
+        await socket.send_json({"type": "connection_init"})
+        ack = await socket.receive_json()
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"no connection_ack: {ack}")
+        for n, feed in enumerate(feeds):
+            await socket.send_json({"id": str(n), "type": "subscribe", "payload": {"query": FEED}})
+            feed.subscribed.set()
+        async for frame in socket:
+            message = json.loads(frame.data)
+            if message.get("type") != "next" or "errors" in message["payload"]:
+                raise RuntimeError(f"the feed failed: {message}")
+            feeds[int(message["id"])].receive(message["payload"]["data"]["sagaFeed"])
+
+
+@contextlib.asynccontextmanager
+async def requests_probed(url: str) -> AsyncIterator[list[float]]:
+    """While the block runs, benchmarks/request_probe.py sends a plain query every 0.1 s from a
+    process of its own; the latencies of its answers (ms; inf for none) fill the list yielded once
+    the block is left."""
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.request_probe", url, stdout=asyncio.subprocess.PIPE
+    )
+    latencies: list[float] = []
+    try:
+        yield latencies
+    finally:
+        probe.terminate()
+        out, _ = await probe.communicate()
+        latencies += [float(line) for line in out.decode().split()]
+
+
 async def run(
-    subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float
+    subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float, per_socket: int = 1
 ) -> dict[str, Any]:
     """The cell's figures; a feed that failed (an error in its stream, a closed connection) or a
     delivery that did not finish within `limit_s` is reported as `error`, not raised, so that a
@@ -92,17 +117,18 @@ async def run(
         "mode": "fanout",
         "database": database.kind,
         "subscribers": subscribers,
+        "subscriptions_per_socket": per_socket,
         "sagas": sagas,
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
     }
     try:
-        return cell | await _deliver(subscribers, sagas, workdir, database, limit_s)
+        return cell | await _deliver(subscribers, sagas, workdir, database, limit_s, per_socket)
     except (RuntimeError, TimeoutError, aiohttp.ClientError) as failure:
         return cell | {"error": str(failure) or type(failure).__name__, "in_order": False, "correct": False}
 
 
 async def _deliver(
-    subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float
+    subscribers: int, sagas: int, workdir: Path, database: Database, limit_s: float, per_socket: int
 ) -> dict[str, Any]:
     skus = workload.skus(False)
     async with served(workdir, database) as (url, pid):
@@ -110,7 +136,8 @@ async def _deliver(
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             await stock_catalog(session, url, skus, workload.stock_per_sku(sagas + PROBES_AT_MOST))
             feeds = [Subscriber() for _ in range(subscribers)]
-            following = [asyncio.create_task(feed.follow(session, ws_url)) for feed in feeds]
+            sockets = [feeds[n : n + per_socket] for n in range(0, subscribers, per_socket)]
+            following = [asyncio.create_task(follow(carried, session, ws_url)) for carried in sockets]
             try:
                 async with asyncio.timeout(limit_s):
                     await _first_error_or(asyncio.gather(*(f.subscribed.wait() for f in feeds)), following)
@@ -122,7 +149,8 @@ async def _deliver(
                         raise RuntimeError("the subscriptions did not all become live")
                     cpu0, t0 = server_cpu_s(pid), time.perf_counter()
                     placing = [skus[i % len(skus)] for i in range(sagas)]
-                    measured = await _place_and_deliver(session, url, feeds, following, placing, None)
+                    async with requests_probed(url) as latencies:
+                        measured = await _place_and_deliver(session, url, feeds, following, placing, None)
                     elapsed, cpu = time.perf_counter() - t0, server_cpu_s(pid) - cpu0
             finally:
                 for task in following:
@@ -135,6 +163,9 @@ async def _deliver(
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(messages / elapsed, 1),
         "server_cpu_ms_per_message": round(cpu * 1000 / messages, 4),
+        # A plain query sent every 0.1 s from another process while the messages went out.
+        "requests_during_fanout": len(latencies),
+        "request_during_fanout_max_ms": round(max(latencies, default=0.0), 1),
         "in_order": in_order,
         "correct": in_order and messages > 0,
     }
@@ -192,12 +223,17 @@ def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=10)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=600, help="seconds, for the whole cell")
+    parser.add_argument(
+        "--per-socket", type=int, default=1, help="sagaFeed subscriptions carried by each WebSocket"
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
         fresh_database(args.postgres, Path(workdir), "fanout") as database,
     ):
-        report = asyncio.run(run(args.subscribers, args.sagas, Path(workdir), database, args.timeout))
+        report = asyncio.run(
+            run(args.subscribers, args.sagas, Path(workdir), database, args.timeout, args.per_socket)
+        )
     workload.emit(report, args.json)
 
 
