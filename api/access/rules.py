@@ -33,6 +33,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "order": EVERYONE,
         "saga": EVERYONE,
         "node": EVERYONE,
+        "nodes": EVERYONE,  # each as `node` finds it
         "orders": EVERYONE,
         "sagas": EVERYONE,
         "journalEvents": EVERYONE,  # a customer's own sagas' transitions only
