@@ -113,7 +113,11 @@ class UncountedConnection(Generic[T]):
         return cls(edges=edges, page_info=info, **private)
 
 
-@strawberry.type(name="Connection")
+@strawberry.type(
+    name="Connection",
+    description="A page of a list (Relay cursor connections): its edges with their cursors, the same "
+    "items without them (`nodes`), where the page sits, and how many items the whole list holds.",
+)
 class Connection(UncountedConnection[T], Generic[T]):
     # What `totalCount` answers, run only when it is asked for.
     counted: strawberry.Private[Callable[[], Awaitable[int]]]
