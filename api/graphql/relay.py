@@ -157,7 +157,7 @@ def _values(statuses: Sequence[enum.Enum] | None) -> list[str]:
     return [s.value for s in statuses or ()]
 
 
-def _count_of(size: int | None, argument: str) -> int | None:
+def _size(size: int | None, argument: str) -> int | None:
     if size is not None and not 0 <= size <= MAX_PAGE:
         raise client_error(
             f"{argument} must be between 0 and {MAX_PAGE}, got {size}",
@@ -174,7 +174,7 @@ def window(
     `after`, or the `last` before `before` (decoded cursors), or the first `default` when neither
     size is given. Raises BAD_USER_INPUT unless a size is 0 to MAX_PAGE, and for `first` and `last`
     together (Relay's specification allows refusing them, and the answer would be hard to read)."""
-    first, last = _count_of(first, "first"), _count_of(last, "last")
+    first, last = _size(first, "first"), _size(last, "last")
     if first is not None and last is not None:
         raise client_error("pass first or last, not both", ClientErrorCode.BAD_USER_INPUT, argument="last")
     if last is not None:
@@ -191,7 +191,8 @@ def _may_list(caller: Principal, customer_id: str | None) -> bool:
     return customer_id is None or may_act_for(caller, customer_id)
 
 
-async def _none() -> int:
+async def _no_rows() -> int:
+    """The count of a list that `_may_list` empties."""
     return 0
 
 
@@ -335,7 +336,7 @@ class RelayQueries:
         asked, caller = window(first, _cursor(after), last, _cursor(before)), principal(info)
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         if not _may_list(caller, customer_id):
-            return _connection([], asked, "created_at", Order.from_row, _none)
+            return _connection([], asked, "created_at", Order.from_row, _no_rows)
         read = service(info).read
         rows = await read.order_page(where, asked)
         return _connection(rows, asked, "created_at", Order.from_row, lambda: read.order_count(where))
@@ -361,7 +362,7 @@ class RelayQueries:
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
         if not _may_list(caller, customer_id):
-            return _connection([], asked, "started_at", Saga.from_row, _none)
+            return _connection([], asked, "started_at", Saga.from_row, _no_rows)
         read = service(info).read
         rows = await read.saga_page(where, asked)
         for row in rows:
