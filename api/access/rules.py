@@ -33,6 +33,7 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "order": EVERYONE,
         "saga": EVERYONE,
         "node": EVERYONE,
+        "nodes": EVERYONE,  # each as `node` finds it
         "orders": EVERYONE,
         "sagas": EVERYONE,
         "journalEvents": EVERYONE,  # a customer's own sagas' transitions only
@@ -74,6 +75,20 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
         "sagaFeed": EVERYONE,
     },
 }
+
+
+def roles_sentence(kind: OperationType, field: str) -> str:
+    """What the schema says of who may call the root field `field` of `kind`, made from RULES, so that
+    the documentation and the guard cannot disagree: "Roles: operator, admin; others are refused with
+    FORBIDDEN." (roles in Role's order)."""
+    allowed = RULES.get(kind, {}).get(field, frozenset())
+    if not allowed:
+        return "Roles: none; every caller is refused with FORBIDDEN."
+    names = ", ".join(role.value for role in Role if role in allowed)
+    return (
+        f"Roles: {names}." if allowed == EVERYONE else f"Roles: {names}; others are refused with FORBIDDEN."
+    )
+
 
 # Outside GraphQL, /healthz, /readyz and /dashboard (a page shell that holds no data: it reads through
 # GraphQL, with its caller's token) are open to anyone; /metrics is for these roles:

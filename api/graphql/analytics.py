@@ -4,6 +4,7 @@ exclusive; either may be left open), and saga activity per minute over a bounded
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -15,7 +16,7 @@ from persistence.read import analytics
 
 @strawberry.type(description="How one step's attempts went in the window's sagas.")
 class StepMetrics:
-    name: SagaStepName  # type: ignore[valid-type]
+    name: SagaStepName = strawberry.field(description="Which step.")  # type: ignore[valid-type]
     attempts: int = strawberry.field(description="Attempts started.")
     succeeded: int = strawberry.field(description="Attempts that succeeded (each ends its step).")
     failed: int = strawberry.field(description="Attempts that failed, retried or not.")
@@ -45,12 +46,16 @@ class StepMetrics:
 
 @strawberry.type(description="Sagas started in a window, and how they went.")
 class SagaMetrics:
-    since: datetime | None
-    until: datetime | None
-    started: int
-    completed: int
-    failed: int
-    needs_attention: int
+    since: datetime | None = strawberry.field(
+        description="The window's start (inclusive), as asked; null: open."
+    )
+    until: datetime | None = strawberry.field(
+        description="The window's end (exclusive), as asked; null: open."
+    )
+    started: int = strawberry.field(description="Sagas started in the window.")
+    completed: int = strawberry.field(description="Of those, the ones now COMPLETED.")
+    failed: int = strawberry.field(description="Of those, the ones now FAILED.")
+    needs_attention: int = strawberry.field(description="Of those, the ones now parked (NEEDS_ATTENTION).")
     completion_rate: float | None = strawberry.field(
         description="completed / (completed + failed): of the sagas that finished, the share that "
         "completed; null when none finished."
@@ -81,7 +86,9 @@ class SagaActivity:
     "abort or a customer's cancel), for the same kind of failure."
 )
 class FailureGroup:
-    step: SagaStepName | None  # type: ignore[valid-type]
+    step: SagaStepName | None = strawberry.field(  # type: ignore[valid-type]
+        description="The step that failed; null for an operator's abort or a customer's cancel."
+    )
     kind: FailureKind | None = strawberry.field(  # type: ignore[valid-type]
         description="Why, as a stable kind; null only for sagas that failed before kinds were recorded "
         "and have not been through `ordersaga projections rebuild`."
@@ -89,16 +96,24 @@ class FailureGroup:
     reason: str | None = strawberry.field(
         description="An example of the group's reasons, whose texts differ (quantities, ids)."
     )
-    count: int
+    count: int = strawberry.field(description="Sagas in the group, at least 1.")
     last_seen_at: datetime = strawberry.field(description="When the latest of them last changed.")
+
+
+# The window of saga start times the figures cover; either end may be left open.
+Since = Annotated[
+    datetime | None,
+    strawberry.argument(description="Only sagas started at or after this time; omitted: all."),
+]
+Until = Annotated[
+    datetime | None, strawberry.argument(description="Only sagas started before this time; omitted: all.")
+]
 
 
 @strawberry.type
 class AnalyticsQueries:
     @strawberry.field(description="Counts, rates and durations of the sagas started in the window.")
-    async def saga_metrics(
-        self, info: Info, since: datetime | None = None, until: datetime | None = None
-    ) -> SagaMetrics:
+    async def saga_metrics(self, info: Info, since: Since = None, until: Until = None) -> SagaMetrics:
         figures = await service(info).analytics.figures(since, until)
         finished = figures.completed + figures.failed
         return SagaMetrics(
@@ -122,9 +137,7 @@ class AnalyticsQueries:
         "failed and the kind of failure, with an example reason; the "
         f"{analytics.MAX_FAILURE_GROUPS} largest groups, most frequent first."
     )
-    async def saga_failures(
-        self, info: Info, since: datetime | None = None, until: datetime | None = None
-    ) -> list[FailureGroup]:
+    async def saga_failures(self, info: Info, since: Since = None, until: Until = None) -> list[FailureGroup]:
         groups = await service(info).analytics.failures(since, until)
         return [
             FailureGroup(
@@ -139,7 +152,18 @@ class AnalyticsQueries:
         f"The window must be at most {analytics.MAX_ACTIVITY_MINUTES} minutes long (BAD_USER_INPUT "
         "otherwise)."
     )
-    async def saga_activity(self, info: Info, since: datetime, until: datetime) -> list[SagaActivity]:
+    async def saga_activity(
+        self,
+        info: Info,
+        since: Annotated[datetime, strawberry.argument(description="The window's start (inclusive).")],
+        until: Annotated[
+            datetime,
+            strawberry.argument(
+                description="The window's end (exclusive): after `since`, at most "
+                f"{analytics.MAX_ACTIVITY_MINUTES} minutes later."
+            ),
+        ],
+    ) -> list[SagaActivity]:
         try:
             buckets = await service(info).analytics.activity(since, until)
         except ValueError as refused:

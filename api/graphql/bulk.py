@@ -18,7 +18,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.interventions import actor_of
-from api.graphql.types import ErrorCode, Saga, UserError, as_committed, principal, service, user_errors
+from api.graphql.types import ErrorCode, Input, Saga, UserError, as_committed, principal, service, user_errors
 from domain.model.interventions import Refused
 from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.model.saga import SagaState
@@ -34,7 +34,7 @@ _ALREADY = frozenset(
 
 @strawberry.enum(description="What a bulk action did to one saga.")
 class BulkOutcome(enum.Enum):
-    DONE = "DONE"
+    DONE = strawberry.enum_value("DONE", description="The action was taken; `saga` is the saga after it.")
     ALREADY = strawberry.enum_value(
         "ALREADY",
         description="Nothing to do: the saga is not, or no longer, where the action applies (`code` "
@@ -45,12 +45,14 @@ class BulkOutcome(enum.Enum):
 
 @strawberry.type(description="One saga's result in a bulk action.")
 class SagaActionResult:
-    saga_id: strawberry.ID
-    outcome: BulkOutcome
+    saga_id: strawberry.ID = strawberry.field(description="The saga, as its id was sent.")
+    outcome: BulkOutcome = strawberry.field(description="What the action did to it.")
     code: ErrorCode | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="Why nothing was done (ALREADY, REFUSED); null when DONE."
     )
-    message: str | None = None
+    message: str | None = strawberry.field(
+        default=None, description="Why nothing was done, for people; null when DONE."
+    )
     saga: Saga | None = strawberry.field(default=None, description="The saga after the action, when DONE.")
 
 
@@ -58,20 +60,26 @@ class SagaActionResult:
     description="One result per distinct saga id, in the order sent, or why the call was refused."
 )
 class BulkInterventionPayload:
-    results: list[SagaActionResult] = strawberry.field(default_factory=list)
+    results: list[SagaActionResult] = strawberry.field(
+        default_factory=list, description="One per distinct saga id, in the order sent; empty when refused."
+    )
     user_errors: list[UserError] = strawberry.field(
         default_factory=list, description="The call refused as a whole (no saga touched)."
     )
 
 
-@strawberry.input
+@strawberry.input(description="The sagas to retry.")
 class RetrySagasInput:
-    saga_ids: list[strawberry.ID] = strawberry.field(description=f"1 to {MAX_BULK_SAGAS} sagas.")
+    saga_ids: list[strawberry.ID] = strawberry.field(
+        description=f"1 to {MAX_BULK_SAGAS} saga ids (repeats count once)."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The sagas to abort, and why.")
 class AbortSagasInput:
-    saga_ids: list[strawberry.ID] = strawberry.field(description=f"1 to {MAX_BULK_SAGAS} sagas.")
+    saga_ids: list[strawberry.ID] = strawberry.field(
+        description=f"1 to {MAX_BULK_SAGAS} saga ids (repeats count once)."
+    )
     reason: str = strawberry.field(description="Why; each saga's failureReason once it is compensated.")
 
 
@@ -114,7 +122,7 @@ class BulkMutations:
         description=f"retrySaga for each of up to {MAX_BULK_SAGAS} sagas, one after the other, each "
         "recorded on its own: a result per saga (DONE, or ALREADY when it is not parked)."
     )
-    async def retry_sagas(self, info: Info, input: RetrySagasInput) -> BulkInterventionPayload:
+    async def retry_sagas(self, info: Info, input: Input[RetrySagasInput]) -> BulkInterventionPayload:
         svc, actor = service(info), actor_of(principal(info))
         return await _each(input.saga_ids, [], lambda saga_id: svc.orchestrator.retry(saga_id, actor))
 
@@ -123,7 +131,7 @@ class BulkMutations:
         "the other, each recorded on its own: a result per saga (DONE, or ALREADY when it is already "
         "compensating or finished)."
     )
-    async def abort_sagas(self, info: Info, input: AbortSagasInput) -> BulkInterventionPayload:
+    async def abort_sagas(self, info: Info, input: Input[AbortSagasInput]) -> BulkInterventionPayload:
         svc, actor = service(info), actor_of(principal(info))
         return await _each(
             input.saga_ids,

@@ -7,13 +7,22 @@ from datetime import timedelta
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.types import UserError, service, user_errors
+from api.graphql.types import Input, UserError, described, service, user_errors, user_errors_field
 from api.staged_faults import Fault
 from domain.model.problems import Problem, ProblemCode
 from domain.model.saga import Participant as DomainParticipant
 from persistence.database import is_sqlite
 
-Participant = strawberry.enum(DomainParticipant, name="Participant", description="A saga participant.")
+Participant = described(
+    DomainParticipant,
+    "Participant",
+    "A saga participant: the part of the service a step calls.",
+    {
+        "ORDERS": "Records, confirms and cancels orders (CREATE_ORDER, CONFIRM_ORDER, CANCEL_ORDER).",
+        "INVENTORY": "Reserves and releases stock (RESERVE_STOCK, RELEASE_STOCK).",
+        "SHIPMENT": "Creates and cancels shipment instructions (CREATE_SHIPMENT, CANCEL_SHIPMENT).",
+    },
+)
 
 MAX_DELAY_MS = 10 * 60 * 1000
 MAX_FAIL_NEXT = 1_000_000
@@ -27,26 +36,35 @@ DISABLED = Problem(
 
 @strawberry.type(description="A fault staged on one participant.")
 class ParticipantFault:
-    participant: Participant  # type: ignore[valid-type]
-    delay_ms: int = strawberry.field(description="Every call to the participant waits this long first.")
+    participant: Participant = strawberry.field(description="The participant it applies to.")  # type: ignore[valid-type]
+    delay_ms: int = strawberry.field(
+        description="Every call to the participant waits this long first, in milliseconds."
+    )
     fail_next: int = strawberry.field(description="This many of the next calls fail.")
     failure_rate: float = strawberry.field(description="After those, each call fails with this probability.")
 
 
-@strawberry.input
+@strawberry.input(description="A fault to stage on one participant, replacing the one it has.")
 class SetParticipantFaultInput:
-    participant: Participant  # type: ignore[valid-type]
-    delay_ms: int = 0
-    fail_next: int = 0
-    failure_rate: float = 0.0
+    participant: Participant = strawberry.field(description="The participant to make slow or failing.")  # type: ignore[valid-type]
+    delay_ms: int = strawberry.field(
+        default=0, description=f"Milliseconds every call waits first, 0 to {MAX_DELAY_MS} (OUT_OF_RANGE)."
+    )
+    fail_next: int = strawberry.field(
+        default=0, description=f"How many of the next calls fail, 0 to {MAX_FAIL_NEXT} (OUT_OF_RANGE)."
+    )
+    failure_rate: float = strawberry.field(
+        default=0.0,
+        description="After those, the probability that a call fails, 0 to 1 (OUT_OF_RANGE).",
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The faults staged now, or why the change was refused.")
 class ParticipantFaultsPayload:
     faults: list[ParticipantFault] | None = strawberry.field(
         default=None, description="Every fault staged now."
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = user_errors_field()
 
 
 def _staged(info: Info) -> list[ParticipantFault]:
@@ -81,17 +99,19 @@ def _check(fault: SetParticipantFaultInput) -> list[Problem]:
     return problems
 
 
-@strawberry.input
+@strawberry.input(description="How many commits should lose their answer.")
 class LoseCommitAnswersInput:
-    count: int = strawberry.field(description="How many of the next commits lose their answer; 0: none.")
+    count: int = strawberry.field(
+        description=f"How many of the next commits lose their answer, 0 (none) to {MAX_LOST_COMMITS}."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="How many commits will lose their answer, or why the change was refused.")
 class LoseCommitAnswersPayload:
     pending: int | None = strawberry.field(
         default=None, description="How many of the next commits will lose their answer."
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = user_errors_field()
 
 
 @strawberry.type
@@ -112,10 +132,11 @@ class FaultMutations:
     @strawberry.mutation(
         description="Make a participant slow or failing, replacing its fault; all zeros makes it healthy. "
         "It holds on every process of the deployment (within half a second on the others), and "
-        "`failNext` counts failures across all of them. Needs `ordersaga serve --enable-fault-injection`."
+        "`failNext` counts failures across all of them. Needs `ordersaga serve --enable-fault-injection` "
+        "(FAULT_INJECTION_DISABLED otherwise); OUT_OF_RANGE for a value past its range, in userErrors."
     )
     async def set_participant_fault(
-        self, info: Info, input: SetParticipantFaultInput
+        self, info: Info, input: Input[SetParticipantFaultInput]
     ) -> ParticipantFaultsPayload:
         faults = service(info).faults
         problems = [DISABLED] if faults is None else _check(input)
@@ -129,9 +150,12 @@ class FaultMutations:
         description="PostgreSQL only: each of the next `count` commits takes effect, but its connection "
         "is terminated (pg_terminate_backend) before the answer is read, so the service cannot tell "
         "whether it did. Staged on the process that receives this mutation, for its own commits. Needs "
-        "`ordersaga serve --enable-fault-injection`; clearParticipantFaults undoes it too."
+        "`ordersaga serve --enable-fault-injection` (FAULT_INJECTION_DISABLED otherwise; "
+        "FAULT_NOT_SUPPORTED on SQLite; OUT_OF_RANGE, in userErrors); clearParticipantFaults undoes it too."
     )
-    def lose_commit_answers(self, info: Info, input: LoseCommitAnswersInput) -> LoseCommitAnswersPayload:
+    def lose_commit_answers(
+        self, info: Info, input: Input[LoseCommitAnswersInput]
+    ) -> LoseCommitAnswersPayload:
         svc = service(info)
         problems = [DISABLED] if svc.faults is None else []
         if not problems and is_sqlite(svc.settings.database_url):
@@ -145,7 +169,10 @@ class FaultMutations:
         svc.faults.lost_commit_answers = input.count
         return LoseCommitAnswersPayload(pending=input.count)
 
-    @strawberry.mutation(description="Make every participant healthy again, on every process.")
+    @strawberry.mutation(
+        description="Make every participant healthy again, on every process (FAULT_INJECTION_DISABLED, "
+        "in userErrors, without fault injection)."
+    )
     async def clear_participant_faults(self, info: Info) -> ParticipantFaultsPayload:
         faults = service(info).faults
         if faults is None:

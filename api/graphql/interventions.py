@@ -3,7 +3,7 @@ and abort, and the sagas waiting for an operator. Each change is recorded in the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -14,6 +14,7 @@ from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.loaders import loaders
 from api.graphql.types import (
+    Input,
     Order,
     Saga,
     Shipment,
@@ -23,6 +24,7 @@ from api.graphql.types import (
     service,
     shipment_as_committed,
     user_errors,
+    user_errors_field,
 )
 from domain.model.interventions import Actor, Refused
 from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
@@ -35,40 +37,52 @@ if TYPE_CHECKING:
 MAX_ATTENTION_LIMIT = 200
 
 
-@strawberry.input
+@strawberry.input(description="The saga to retry.")
 class RetrySagaInput:
-    saga_id: strawberry.ID
+    saga_id: strawberry.ID = strawberry.field(
+        description="A saga that NEEDS_ATTENTION (SAGA_NOT_PARKED otherwise)."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The saga to abort, and why.")
 class AbortSagaInput:
-    saga_id: strawberry.ID
+    saga_id: strawberry.ID = strawberry.field(
+        description="A running or parked saga (SAGA_FINISHED, SAGA_ALREADY_COMPENSATING otherwise)."
+    )
     reason: str = strawberry.field(description="Why; the saga's failureReason once it is compensated.")
 
 
-@strawberry.input
+@strawberry.input(description="The order to cancel.")
 class CancelOrderInput:
-    order_id: strawberry.ID
+    order_id: strawberry.ID = strawberry.field(
+        description="The order; another customer's is unknown to a customer (UNKNOWN_ORDER)."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The shipment the warehouse sent.")
 class DispatchShipmentInput:
-    shipment_id: strawberry.ID
+    shipment_id: strawberry.ID = strawberry.field(description="The shipment (UNKNOWN_SHIPMENT if none).")
     idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The shipment and its order once dispatched, or why it was refused.")
 class DispatchShipmentPayload:
-    shipment: Shipment | None = None
-    order: Order | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    shipment: Shipment | None = strawberry.field(
+        default=None, description="The shipment, DISPATCHED; null when refused."
+    )
+    order: Order | None = strawberry.field(default=None, description="Its order, SHIPPED; null when refused.")
+    user_errors: list[UserError] = user_errors_field()
 
 
 @strawberry.type(description="The saga and its order after an intervention, or why it was refused.")
 class InterventionPayload:
-    saga: Saga | None = None
-    order: Order | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    saga: Saga | None = strawberry.field(
+        default=None, description="The saga as the intervention left it; null when refused."
+    )
+    order: Order | None = strawberry.field(
+        default=None, description="Its order, likewise; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
     @classmethod
     def refused(cls, problem: Problem) -> InterventionPayload:
@@ -93,7 +107,16 @@ class OperationQueries:
         description="Sagas parked for an operator (a compensation or shipment that failed after all its "
         "retries), the longest waiting first; failureReason says why each needs attention."
     )
-    async def sagas_needing_attention(self, info: Info, limit: int = 50) -> list[Saga]:
+    async def sagas_needing_attention(
+        self,
+        info: Info,
+        limit: Annotated[
+            int,
+            strawberry.argument(
+                description=f"At most this many, 1 to {MAX_ATTENTION_LIMIT} (BAD_USER_INPUT otherwise)."
+            ),
+        ] = 50,
+    ) -> list[Saga]:
         if not 1 <= limit <= MAX_ATTENTION_LIMIT:
             raise client_error(
                 f"limit must be between 1 and {MAX_ATTENTION_LIMIT}",
@@ -108,9 +131,10 @@ class OperationMutations:
     @strawberry.mutation(
         description="Cancel an order whose shipment has not been dispatched: its saga compensates what "
         "was done (a completed saga's shipment is cancelled first). ORDER_ALREADY_SHIPPED once "
-        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled."
+        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled, UNKNOWN_ORDER for no "
+        "order (or another customer's), all in userErrors."
     )
-    async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
+    async def cancel_order(self, info: Info, input: Input[CancelOrderInput]) -> InterventionPayload:
         svc, caller = service(info), principal(info)
         order = await svc.read.order(str(input.order_id))
         # Another customer's order is answered as unknown, so that ids tell nothing.
@@ -122,18 +146,20 @@ class OperationMutations:
         return await _answer(svc, cancelled, "orderId")
 
     @strawberry.mutation(
-        description="Send a saga that needs attention on: the step it was parked at is tried afresh."
+        description="Send a saga that needs attention on: the step it was parked at is tried afresh. "
+        "Refusals, in userErrors: UNKNOWN_SAGA, SAGA_NOT_PARKED."
     )
-    async def retry_saga(self, info: Info, input: RetrySagaInput) -> InterventionPayload:
+    async def retry_saga(self, info: Info, input: Input[RetrySagaInput]) -> InterventionPayload:
         svc = service(info)
         retried = await svc.orchestrator.retry(str(input.saga_id), actor_of(principal(info)))
         return await _answer(svc, retried, "sagaId")
 
     @strawberry.mutation(
         description="Turn a running or parked saga back now, whatever step is in flight: what was done "
-        "is compensated, and the saga fails with the reason given."
+        "is compensated, and the saga fails with the reason given. Refusals, in userErrors: REQUIRED, "
+        "TOO_LONG, INVALID_TEXT, UNKNOWN_SAGA, SAGA_FINISHED, SAGA_ALREADY_COMPENSATING."
     )
-    async def abort_saga(self, info: Info, input: AbortSagaInput) -> InterventionPayload:
+    async def abort_saga(self, info: Info, input: Input[AbortSagaInput]) -> InterventionPayload:
         svc = service(info)
         problems = check_text(input.reason, "reason", MAX_TEXT)
         if problems:
@@ -145,9 +171,12 @@ class OperationMutations:
         description="Record that the warehouse picked and sent a shipment, in one transaction: its picks "
         "leave their sections (onHand and reserved go down, available stays), the shipment becomes "
         "DISPATCHED and its order SHIPPED. Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), "
-        "for a cancelled order (ORDER_ALREADY_CANCELLED) and for an unknown id (UNKNOWN_SHIPMENT)."
+        "for a cancelled order (ORDER_ALREADY_CANCELLED), for an unknown id (UNKNOWN_SHIPMENT) and for a "
+        "key used for another request (IDEMPOTENCY_KEY_REUSED), in userErrors."
     )
-    async def dispatch_shipment(self, info: Info, input: DispatchShipmentInput) -> DispatchShipmentPayload:
+    async def dispatch_shipment(
+        self, info: Info, input: Input[DispatchShipmentInput]
+    ) -> DispatchShipmentPayload:
         svc = service(info)
         shipment_id = str(input.shipment_id)
         problems = check_text(shipment_id, "shipmentId", MAX_TEXT) + check_key(input.idempotency_key)

@@ -4,7 +4,7 @@ contended stock reservations are."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -12,6 +12,7 @@ from strawberry.types import Info
 from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.node_ids import catalog_id
 from api.graphql.types import (
+    Input,
     InventoryContention,
     Product,
     Section,
@@ -21,6 +22,7 @@ from api.graphql.types import (
     Warehouse,
     service,
     user_errors,
+    user_errors_field,
 )
 from domain.model.problems import (
     MAX_CODE,
@@ -41,73 +43,98 @@ if TYPE_CHECKING:
     from persistence.connection import Db
 
 
-@strawberry.input
+@strawberry.input(description="A section of a new warehouse.")
 class SectionInput:
-    code: str
-    storage_condition: StorageCondition  # type: ignore[valid-type]
+    code: str = strawberry.field(
+        description=f"Its code, unique within the warehouse, at most {MAX_CODE} characters."
+    )
+    storage_condition: StorageCondition = strawberry.field(  # type: ignore[valid-type]
+        description="How it keeps goods: only products with this condition are stocked in it."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A new warehouse and its sections.")
 class RegisterWarehouseInput:
-    code: str
-    name: str
-    sections: list[SectionInput]
+    code: str = strawberry.field(
+        description=f"Its code, unique among warehouses (DUPLICATE_WAREHOUSE), at most {MAX_CODE} characters."
+    )
+    name: str = strawberry.field(description=f"Its name, for people, at most {MAX_TEXT} characters.")
+    sections: list[SectionInput] = strawberry.field(
+        description="Its sections, each code once (DUPLICATE_SECTION)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The warehouse registered, or why it was refused.")
 class RegisterWarehousePayload:
-    warehouse: Warehouse | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    warehouse: Warehouse | None = strawberry.field(
+        default=None, description="The new warehouse; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
-@strawberry.input
+@strawberry.input(description="A new product.")
 class RegisterProductInput:
-    sku: str
-    name: str
-    storage_condition: StorageCondition  # type: ignore[valid-type]
+    sku: str = strawberry.field(
+        description=f"Its SKU, unique among products (DUPLICATE_PRODUCT), at most {MAX_CODE} characters."
+    )
+    name: str = strawberry.field(description=f"Its name, for people, at most {MAX_TEXT} characters.")
+    storage_condition: StorageCondition = strawberry.field(  # type: ignore[valid-type]
+        description="How it must be kept: it can be stocked only in sections with this condition."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The product registered, or why it was refused.")
 class RegisterProductPayload:
-    product: Product | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    product: Product | None = strawberry.field(
+        default=None, description="The new product, with no stock yet; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
-@strawberry.input
+@strawberry.input(description="Goods that came in to one section.")
 class ReceiveStockInput:
-    sku: str
-    warehouse_code: str
-    section_code: str
-    quantity: int
+    sku: str = strawberry.field(description="The product's SKU (UNKNOWN_SKU if none).")
+    warehouse_code: str = strawberry.field(description="The warehouse (UNKNOWN_WAREHOUSE if none).")
+    section_code: str = strawberry.field(
+        description="The section, which must keep goods as the product needs (UNKNOWN_SECTION, "
+        "CONDITION_MISMATCH)."
+    )
+    quantity: int = strawberry.field(description="Units received, 1 to 1000000 (INVALID_QUANTITY).")
     idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
-@strawberry.type
+@strawberry.type(description="The section's stock after the receipt, or why it was refused.")
 class ReceiveStockPayload:
-    stock_level: StockLevel | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    stock_level: StockLevel | None = strawberry.field(
+        default=None, description="The section's stock of the product now; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
-@strawberry.input
+@strawberry.input(description="A correction of one section's stock on hand.")
 class AdjustStockInput:
-    sku: str
-    warehouse_code: str
-    section_code: str
+    sku: str = strawberry.field(description="The product's SKU; the section must hold some (UNKNOWN_SKU).")
+    warehouse_code: str = strawberry.field(description="The warehouse.")
+    section_code: str = strawberry.field(description="The section of that warehouse.")
     quantity_delta: int = strawberry.field(description="Units on hand to add, or (negative) take away.")
     reason: str = strawberry.field(description="Why: a cycle count, damage, a write-off. Required.")
     idempotency_key: str | None = strawberry.field(default=None, description=KEY_DESCRIPTION)
 
 
-@strawberry.type
+@strawberry.type(description="The section's stock after the adjustment, or why it was refused.")
 class AdjustStockPayload:
-    stock_level: StockLevel | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    stock_level: StockLevel | None = strawberry.field(
+        default=None, description="The section's stock of the product now; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
 @strawberry.type
 class InventoryQueries:
     @strawberry.field(description="Stock of one SKU in every warehouse section that holds it.")
-    async def stock_levels(self, info: Info, sku: str) -> list[StockLevel]:
+    async def stock_levels(
+        self, info: Info, sku: Annotated[str, strawberry.argument(description="The product's SKU.")]
+    ) -> list[StockLevel]:
         return [StockLevel.from_row(r) for r in await service(info).read.stock_levels(sku)]
 
     @strawberry.field(description="Every warehouse with its sections and the stock each section holds.")
@@ -134,8 +161,13 @@ class InventoryQueries:
 
 @strawberry.type
 class InventoryMutations:
-    @strawberry.mutation
-    async def register_warehouse(self, info: Info, input: RegisterWarehouseInput) -> RegisterWarehousePayload:
+    @strawberry.mutation(
+        description="Register a warehouse with its sections. Refusals, in userErrors: REQUIRED, TOO_LONG, "
+        "INVALID_TEXT, DUPLICATE_SECTION, DUPLICATE_WAREHOUSE."
+    )
+    async def register_warehouse(
+        self, info: Info, input: Input[RegisterWarehouseInput]
+    ) -> RegisterWarehousePayload:
         problems = check_text(input.code, "code", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
         seen: set[str] = set()
         for i, section in enumerate(input.sections):
@@ -170,8 +202,13 @@ class InventoryMutations:
             )
         )
 
-    @strawberry.mutation
-    async def register_product(self, info: Info, input: RegisterProductInput) -> RegisterProductPayload:
+    @strawberry.mutation(
+        description="Register a product, with no stock yet. Refusals, in userErrors: REQUIRED, TOO_LONG, "
+        "INVALID_TEXT, DUPLICATE_PRODUCT."
+    )
+    async def register_product(
+        self, info: Info, input: Input[RegisterProductInput]
+    ) -> RegisterProductPayload:
         condition = DomainStorageCondition(input.storage_condition)
         problems = check_text(input.sku, "sku", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
         if not problems:
@@ -192,9 +229,11 @@ class InventoryMutations:
         )
 
     @strawberry.mutation(
-        description="Goods came in: quantity more on hand in the section, recorded as a RECEIPT movement."
+        description="Goods came in: quantity more on hand in the section, recorded as a RECEIPT movement. "
+        "Refusals, in userErrors: INVALID_QUANTITY, UNKNOWN_SKU, UNKNOWN_WAREHOUSE, UNKNOWN_SECTION, "
+        "CONDITION_MISMATCH, OUT_OF_RANGE (past 2147483647 on hand), IDEMPOTENCY_KEY_REUSED."
     )
-    async def receive_stock(self, info: Info, input: ReceiveStockInput) -> ReceiveStockPayload:
+    async def receive_stock(self, info: Info, input: Input[ReceiveStockInput]) -> ReceiveStockPayload:
         svc = service(info)
         problems = check_quantity(input.quantity, "quantity") + check_key(input.idempotency_key)
         if not problems:
@@ -227,7 +266,7 @@ class InventoryMutations:
         "section holds reserved (BELOW_RESERVED), past 2147483647 (OUT_OF_RANGE), for 0, and for a "
         "section that holds no such stock."
     )
-    async def adjust_stock(self, info: Info, input: AdjustStockInput) -> AdjustStockPayload:
+    async def adjust_stock(self, info: Info, input: Input[AdjustStockInput]) -> AdjustStockPayload:
         svc = service(info)
         problems = check_stock_delta(input.quantity_delta, "quantityDelta")
         problems += check_text(input.reason, "reason", MAX_TEXT) + check_key(input.idempotency_key)

@@ -6,7 +6,7 @@ the same order live, api/graphql/subscriptions.py)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from collections.abc import Sequence
 
 import strawberry
 from sqlalchemy import Row
@@ -14,10 +14,11 @@ from strawberry.types import Info
 
 from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import MAX_PAGE, Connection, Edge, page, page_size
+from api.graphql.relay import MAX_PAGE, After, Before, Edge, First, Last, UncountedConnection, window
 from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, principal, service
 from persistence.read.event_log import decode_cursor
+from persistence.read.paging import Window
 from persistence.read.queries import ReadModel
 
 DEFAULT_JOURNAL_PAGE = 100
@@ -49,15 +50,19 @@ async def updates_after(
 ) -> list[SagaUpdate]:
     """The transitions past journal position `position`, in position order, at most `limit`; with
     `customer_id`, only that customer's sagas'. Each with its saga as read just after."""
-    rows = await read.timeline_after(position, limit, customer_id)
+    return await _updates(read, await read.journal_page(Window(limit, after=position), customer_id))
+
+
+async def _updates(read: ReadModel, rows: Sequence[Row]) -> list[SagaUpdate]:
+    """The updates of these timeline rows, in their order, each with its saga as read now."""
     if not rows:
         return []
     sagas = {saga.id: saga for saga in await read.sagas(list({row.saga_id for row in rows}))}
     return [SagaUpdate.of(row, sagas.get(row.saga_id)) for row in rows]
 
 
-async def journal_position(info: Info, cursor: str | None) -> int | None:
-    """The journal position of `cursor` (None for None). Raises BAD_USER_INPUT (argument `after`)
+async def journal_position(info: Info, cursor: str | None, argument: str = "after") -> int | None:
+    """The journal position of `cursor` (None for None). Raises BAD_USER_INPUT (naming `argument`)
     unless it is the cursor of an event the caller may see: one this API made, of an event that
     exists, of the caller's own sagas for a customer. A cursor of another customer's event reads as
     unknown, as its saga would."""
@@ -66,7 +71,7 @@ async def journal_position(info: Info, cursor: str | None) -> int | None:
     refusal = client_error(
         "unknown cursor: pass the cursor of an event this API sent you",
         ClientErrorCode.BAD_USER_INPUT,
-        argument="after",
+        argument=argument,
     )
     try:
         position = decode_cursor(cursor)
@@ -84,23 +89,23 @@ class JournalQueries:
     @strawberry.field(
         description="Every saga's transitions in journal (commit) order, oldest first: the same events "
         "and order as `sagaFeed`, in pages, for consumers that catch up in batches and then follow "
-        f"`sagaFeed(after:)` from the last cursor. At most {MAX_PAGE} a page (default "
-        f"{DEFAULT_JOURNAL_PAGE}). A customer sees only its own sagas' transitions."
+        "`sagaFeed(after:)` from the last cursor. Paged by cursor, forward (`first`/`after`) or "
+        f"backward (`last`/`before`), at most {MAX_PAGE} a page ({DEFAULT_JOURNAL_PAGE} when neither "
+        "`first` nor `last` is given); a cursor of no event the caller may see is refused with "
+        "BAD_USER_INPUT, and so are `first` and `last` together. It has no `totalCount`, which would "
+        "count the whole journal on every call: `hasNextPage` tells whether more follow. A customer "
+        "sees only its own sagas' transitions."
     )
     async def journal_events(
-        self,
-        info: Info,
-        first: int | None = DEFAULT_JOURNAL_PAGE,
-        after: Annotated[
-            str | None,
-            strawberry.argument(description="A transition's `cursor`: the page starts just after it."),
-        ] = None,
-    ) -> Connection[SagaUpdate]:
-        size, read = page_size(first), service(info).read
-        position = await journal_position(info, after) or 0
-        rows = await read.timeline_after(position, size + 1, customer_filter(principal(info), None))
-        sagas = (
-            {saga.id: saga for saga in await read.sagas(list({row.saga_id for row in rows}))} if rows else {}
+        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    ) -> UncountedConnection[SagaUpdate]:
+        asked = window(
+            first,
+            await journal_position(info, after, "after"),
+            last,
+            await journal_position(info, before, "before"),
+            DEFAULT_JOURNAL_PAGE,
         )
-        updates = [SagaUpdate.of(row, sagas.get(row.saga_id)) for row in rows[:size]]
-        return page([Edge(cursor=u.cursor, node=u) for u in updates], len(rows) > size, after)
+        read = service(info).read
+        updates = await _updates(read, await read.journal_page(asked, customer_filter(principal(info), None)))
+        return UncountedConnection.of([Edge(cursor=u.cursor, node=u) for u in updates], asked)

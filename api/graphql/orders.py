@@ -6,17 +6,28 @@ import asyncio
 import hashlib
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from api.access.rules import may_act_for
-from api.graphql.types import Order, Saga, UserError, as_committed, principal, service, user_errors
+from api.graphql.types import (
+    Input,
+    Order,
+    Saga,
+    UserError,
+    as_committed,
+    principal,
+    service,
+    user_errors,
+    user_errors_field,
+)
 from domain.model.commands import OrderPlaced, PlaceOrder
 from domain.model.problems import (
     MAX_CODE,
     MAX_LINES,
+    MAX_QUANTITY,
     MAX_TEXT,
     Problem,
     ProblemCode,
@@ -32,18 +43,22 @@ if TYPE_CHECKING:
     from api.service import Service
 
 
-@strawberry.input
+@strawberry.input(description="One line of an order: a quantity of one product.")
 class OrderLineInput:
-    sku: str
-    quantity: int
+    sku: str = strawberry.field(
+        description=f"The product's SKU (UNKNOWN_SKU if none), at most {MAX_CODE} characters."
+    )
+    quantity: int = strawberry.field(description=f"Units, 1 to {MAX_QUANTITY} (INVALID_QUANTITY).")
 
 
-@strawberry.input
+@strawberry.input(description="An order to place.")
 class PlaceOrderInput:
     customer_id: str | None = strawberry.field(
         default=None, description="Whose order; omitted, the caller's own (its token's subject)."
     )
-    lines: list[OrderLineInput]
+    lines: list[OrderLineInput] = strawberry.field(
+        description=f"What to order, 1 to {MAX_LINES} lines (NO_LINES, TOO_MANY_LINES)."
+    )
     idempotency_key: str | None = strawberry.field(
         default=None,
         description="Repeat a request with the same key to get the same order, never a second one. "
@@ -58,30 +73,49 @@ class PlaceOrderInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The order placed and its saga, or why the order was refused.")
 class PlaceOrderPayload:
-    order: Order | None = None
-    saga: Saga | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    order: Order | None = strawberry.field(
+        default=None,
+        description="The order (the first one, for a repeated idempotencyKey); null when refused.",
+    )
+    saga: Saga | None = strawberry.field(
+        default=None,
+        description="Its saga, as it stands when answered (settled, with awaitOutcomeMs); null when refused.",
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
 @strawberry.type
 class OrderQueries:
-    @strawberry.field
-    async def saga(self, info: Info, id: strawberry.ID) -> Saga | None:
+    @strawberry.field(
+        description="The saga with this id, or null when there is none or it is another customer's."
+    )
+    async def saga(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The saga's id.")]
+    ) -> Saga | None:
         row = await service(info).read.saga(str(id))
         return Saga.from_row(row) if row and may_act_for(principal(info), row.customer_id) else None
 
-    @strawberry.field
-    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+    @strawberry.field(
+        description="The order with this id, or null when there is none or it is another customer's."
+    )
+    async def order(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The order's id.")]
+    ) -> Order | None:
         row = await service(info).read.order(str(id))
         return Order.from_row(row) if row and may_act_for(principal(info), row.customer_id) else None
 
 
 @strawberry.type
 class OrderMutations:
-    @strawberry.mutation(description="Place an order; its saga runs on in the background.")
-    async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
+    @strawberry.mutation(
+        description="Place an order; its saga runs on in the background (or, with awaitOutcomeMs, until it "
+        "settles). Refusals, in userErrors: REQUIRED, TOO_LONG, INVALID_TEXT, NO_LINES, TOO_MANY_LINES, "
+        "INVALID_QUANTITY, UNKNOWN_SKU, OUT_OF_RANGE, FORBIDDEN (a customer ordering in another's name), "
+        "IDEMPOTENCY_KEY_REUSED."
+    )
+    async def place_order(self, info: Info, input: Input[PlaceOrderInput]) -> PlaceOrderPayload:
         svc, caller = service(info), principal(info)
         customer_id = caller.subject if input.customer_id is None else input.customer_id
         problems = _check_order(input, customer_id)

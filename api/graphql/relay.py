@@ -1,6 +1,7 @@
-"""Relay-style reading: `node(id)` finds any object with an identity by its global id (`find_node`),
-and `orders` / `sagas` / `stockMovements` are connections, newest first, paged with opaque keyset
-cursors (`first` / `after`) that stay put as new rows arrive. A customer finds only its own: another's
+"""Relay-style reading: `node(id)` and `nodes(ids)` find any object with an identity by its global
+id (`find_node`), and `orders` / `sagas` / `stockMovements` are connections, newest first, paged with
+opaque keyset cursors that stay put as new rows arrive: forward with `first` / `after`, backward with
+`last` / `before` (Relay's cursor connections specification). A customer finds only its own: another's
 reads as null, and lists hold only its own rows."""
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import binascii
 import enum
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -40,35 +41,94 @@ from api.graphql.types import (
     principal,
     service,
 )
-from persistence.read.paging import PageFilter, Position
+from persistence.read.paging import PageFilter, Position, Window
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+MAX_NODES = 100  # ids one `nodes` call may look up, as GitHub's API allows
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 @strawberry.type(description="Where a page sits among all edges (Relay cursor connections).")
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool = strawberry.field(
-        description="Whether edges come before this page: true for a page asked for `after` a cursor "
-        "(that cursor's edge comes before it), false for the first page."
+    has_next_page: bool = strawberry.field(
+        description="Whether edges come after this page: for a page asked for with `first`, whether "
+        "more edges follow it; for one asked for with `last`, true when it was asked for `before` a "
+        "cursor (that cursor's edge follows it)."
     )
-    start_cursor: str | None = strawberry.field(description="The first edge's cursor; null when empty.")
-    end_cursor: str | None = strawberry.field(description="The last edge's cursor; null when empty.")
+    has_previous_page: bool = strawberry.field(
+        description="Whether edges come before this page: for a page asked for with `last`, whether "
+        "more edges precede it; for one asked for with `first`, true when it was asked for `after` a "
+        "cursor (that cursor's edge precedes it)."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The first edge's cursor (pass it as `before` for the page before); null when empty."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The last edge's cursor (pass it as `after` for the page after); null when empty."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="One item of a connection, with the cursor that marks its place in the list.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(
+        description="Opaque: pass it as `after` or `before` to page on from this edge."
+    )
+    node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type
-class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+@strawberry.type(
+    name="Connection",
+    description="A page of a list (Relay cursor connections): its edges with their cursors, the same "
+    "items without them (`nodes`), and where the page sits.",
+)
+class UncountedConnection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors, in list order.")
+    page_info: PageInfo = strawberry.field(description="Where the page sits, and the cursors to page on.")
+
+    @strawberry.field(
+        description="The page's items, in the same order as `edges`, for clients that need no cursors."
+    )
+    def nodes(self) -> list[T]:
+        return [edge.node for edge in self.edges]
+
+    @classmethod
+    def of(cls, read: list[Edge[T]], asked: Window[Any], **private: Any) -> Self:
+        """The page of the edges `read` for `asked` (in read order, one more than asked for when
+        more lie beyond), in list order; `private` sets a subclass's private fields. Relay's rules:
+        a forward page has a next page when more were read, and a previous one when it starts
+        after a cursor; a backward page the other way round."""
+        size = asked.limit - 1
+        more, edges = len(read) > size, read[:size]
+        if asked.backward:
+            edges.reverse()
+        info = PageInfo(
+            has_next_page=asked.before is not None if asked.backward else more,
+            has_previous_page=more if asked.backward else asked.after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        )
+        return cls(edges=edges, page_info=info, **private)
+
+
+@strawberry.type(
+    name="Connection",
+    description="A page of a list (Relay cursor connections): its edges with their cursors, the same "
+    "items without them (`nodes`), where the page sits, and how many items the whole list holds.",
+)
+class Connection(UncountedConnection[T], Generic[T]):
+    # What `totalCount` answers, run only when it is asked for.
+    counted: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(
+        description="How many items the whole list holds under the same filters (and, for a customer, "
+        "only its own), whatever the page and its cursors. Counted at query time: items that arrive or "
+        "change between two queries change it."
+    )
+    async def total_count(self) -> int:
+        return await self.counted()
 
 
 def encode_cursor(position: Position) -> str:
@@ -88,28 +148,42 @@ def decode_cursor(cursor: str) -> Position:
             return position
     except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError, GraphQLError):
         pass
-    raise client_error("invalid cursor: pass an endCursor this API returned", ClientErrorCode.BAD_USER_INPUT)
+    raise client_error(
+        "invalid cursor: pass a startCursor or endCursor this API returned", ClientErrorCode.BAD_USER_INPUT
+    )
 
 
 def _values(statuses: Sequence[enum.Enum] | None) -> list[str]:
     return [s.value for s in statuses or ()]
 
 
-def _position(after: str | None) -> Position | None:
-    return None if after is None else decode_cursor(after)
-
-
-def page_size(first: int | None) -> int:
-    """`first` checked: DEFAULT_PAGE when None; BAD_USER_INPUT unless 0 to MAX_PAGE."""
-    if first is None:
-        return DEFAULT_PAGE
-    if not 0 <= first <= MAX_PAGE:
+def _size(size: int | None, argument: str) -> int | None:
+    if size is not None and not 0 <= size <= MAX_PAGE:
         raise client_error(
-            f"first must be between 0 and {MAX_PAGE}, got {first}",
+            f"{argument} must be between 0 and {MAX_PAGE}, got {size}",
             ClientErrorCode.BAD_USER_INPUT,
-            argument="first",
+            argument=argument,
         )
-    return first
+    return size
+
+
+def window(
+    first: int | None, after: P | None, last: int | None, before: P | None, default: int = DEFAULT_PAGE
+) -> Window[P]:
+    """The rows a page asks for, plus one to tell whether more lie beyond it: the `first` after
+    `after`, or the `last` before `before` (decoded cursors), or the first `default` when neither
+    size is given. Raises BAD_USER_INPUT unless a size is 0 to MAX_PAGE, and for `first` and `last`
+    together (Relay's specification allows refusing them, and the answer would be hard to read)."""
+    first, last = _size(first, "first"), _size(last, "last")
+    if first is not None and last is not None:
+        raise client_error("pass first or last, not both", ClientErrorCode.BAD_USER_INPUT, argument="last")
+    if last is not None:
+        return Window(last + 1, after, before, backward=True)
+    return Window((default if first is None else first) + 1, after, before)
+
+
+def _cursor(cursor: str | None) -> Position | None:
+    return None if cursor is None else decode_cursor(cursor)
 
 
 def _may_list(caller: Principal, customer_id: str | None) -> bool:
@@ -117,35 +191,31 @@ def _may_list(caller: Principal, customer_id: str | None) -> bool:
     return customer_id is None or may_act_for(caller, customer_id)
 
 
+async def _no_rows() -> int:
+    """The count of a list that `_may_list` empties."""
+    return 0
+
+
 def _connection(
-    rows: Sequence[Row], first: int, after: str | None, time: str, node: Callable[[Row], T]
+    rows: Sequence[Row],
+    asked: Window[Position],
+    time: str,
+    node: Callable[[Row], T],
+    counted: Callable[[], Awaitable[int]],
 ) -> Connection[T]:
-    """A page of the `first` rows (one more was read to tell whether a next page exists)."""
-    edges = [Edge(cursor=encode_cursor(Position(getattr(r, time), r.id)), node=node(r)) for r in rows[:first]]
-    return page(edges, len(rows) > first, after)
+    """The page of `rows`, read for `asked`, each at its (`time` column, id) position."""
+    edges = [Edge(cursor=encode_cursor(Position(getattr(r, time), r.id)), node=node(r)) for r in rows]
+    return Connection.of(edges, asked, counted=counted)
 
 
-def page(edges: list[Edge[T]], more: bool, after: str | None) -> Connection[T]:
-    """The connection of `edges`, asked for `after` a cursor (or from the start), with `more` telling
-    whether edges follow."""
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=more,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-    )
-
-
-async def find_node(info: Info, id: str) -> Node | None:
+async def find_node(info: Info, id: str, argument: str) -> Node | None:
     """The object whose global id is `id` (`api.graphql.node_ids`), or None when there is none or the caller
-    may not see it (`api.access.rules`): the one place where an id becomes an object."""
+    may not see it (`api.access.rules`): the one place where an id becomes an object. Raises
+    BAD_USER_INPUT, naming `argument`, when the id holds text that cannot be stored."""
     caller = principal(info)
     if (catalog := catalog_key(id)) is not None:
         kind, key = catalog
-        refuse_unstorable("id", [kind, *key])  # what the id holds, checked as if sent as it is
+        refuse_unstorable(argument, [kind, *key])  # what the id holds, checked as if sent as it is
         return await _find_catalog_node(info, kind, key) if may_find_catalog(caller, kind) else None
     saga, order, shipment = await asyncio.gather(
         loaders(info).sagas.load(id), loaders(info).orders.load(id), loaders(info).shipments_by_id.load(id)
@@ -177,74 +247,157 @@ async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | No
     return None
 
 
+# The arguments every connection takes, described once.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description=f"Page forward: this many items from the start (or after `after`), 0 to {MAX_PAGE}; "
+        f"{DEFAULT_PAGE} when neither `first` nor `last` is given. Not with `last` (BAD_USER_INPUT)."
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(description="A cursor (an `endCursor`): the page starts just after its item."),
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(
+        description=f"Page backward: this many items from the end (or before `before`), 0 to "
+        f"{MAX_PAGE}. Not with `first` (BAD_USER_INPUT)."
+    ),
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(description="A cursor (a `startCursor`): the page ends just before its item."),
+]
+CustomerId = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Only this customer's. A customer sees only its own, so another customer's id gives "
+        "an empty list."
+    ),
+]
+Inclusive = Annotated[datetime | None, strawberry.argument(description="Only those at or after this time.")]
+Exclusive = Annotated[datetime | None, strawberry.argument(description="Only those before this time.")]
+PAGING = (
+    f"Paged by cursor, forward (`first`/`after`) or backward (`last`/`before`), at most {MAX_PAGE} "
+    "a page; a cursor that this API did not make is refused with BAD_USER_INPUT, and so are `first` "
+    "and `last` together."
+)
+
+
 @strawberry.type
 class RelayQueries:
     @strawberry.field(
         description="The object with this global id (a saga, order, shipment, product, warehouse, "
-        "section or stock level), or null when there is none."
+        "section or stock level), or null when there is none or the caller may not see it (another "
+        "customer's order, saga or shipment; to a customer, any catalog object but a product)."
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        return await find_node(info, str(id))
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")]
+    ) -> Node | None:
+        return await find_node(info, str(id), "id")
 
-    @strawberry.field(description=f"Orders, newest first; at most {MAX_PAGE} a page.")
+    @strawberry.field(
+        description="The objects with these global ids, in the same order, each as `node(id:)` would "
+        f"find it (null where it finds none). At most {MAX_NODES} ids, or BAD_USER_INPUT."
+    )
+    async def nodes(
+        self,
+        info: Info,
+        ids: Annotated[
+            list[strawberry.ID], strawberry.argument(description=f"Global ids, at most {MAX_NODES}.")
+        ],
+    ) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise client_error(
+                f"ids may hold at most {MAX_NODES} ids, got {len(ids)}",
+                ClientErrorCode.BAD_USER_INPUT,
+                argument="ids",
+            )
+        return list(await asyncio.gather(*(find_node(info, str(id), "ids") for id in ids)))
+
+    @strawberry.field(description=f"Orders, newest placed first. {PAGING}")
     async def orders(
         self,
         info: Info,
-        first: int | None = DEFAULT_PAGE,
-        after: str | None = None,
-        status: list[OrderStatus] | None = None,  # type: ignore[valid-type]
-        customer_id: str | None = None,
-        placed_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
-        placed_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        status: Annotated[
+            list[OrderStatus] | None,  # type: ignore[valid-type]
+            strawberry.argument(description="Only orders in one of these statuses."),
+        ] = None,
+        customer_id: CustomerId = None,
+        placed_after: Inclusive = None,
+        placed_before: Exclusive = None,
     ) -> Connection[Order]:
-        first, caller = page_size(first), principal(info)
+        asked, caller = window(first, _cursor(after), last, _cursor(before)), principal(info)
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
-        rows: Sequence[Row] = []
-        if _may_list(caller, customer_id):
-            rows = await service(info).read.order_page(where, _position(after), first + 1)
-        return _connection(rows, first, after, "created_at", Order.from_row)
+        if not _may_list(caller, customer_id):
+            return _connection([], asked, "created_at", Order.from_row, _no_rows)
+        read = service(info).read
+        rows = await read.order_page(where, asked)
+        return _connection(rows, asked, "created_at", Order.from_row, lambda: read.order_count(where))
 
-    @strawberry.field(description=f"Sagas, newest first; at most {MAX_PAGE} a page.")
+    @strawberry.field(description=f"Sagas, newest started first. {PAGING}")
     async def sagas(
         self,
         info: Info,
-        first: int | None = DEFAULT_PAGE,
-        after: str | None = None,
-        status: list[SagaStatus] | None = None,  # type: ignore[valid-type]
-        customer_id: str | None = None,
-        started_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
-        started_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        status: Annotated[
+            list[SagaStatus] | None,  # type: ignore[valid-type]
+            strawberry.argument(description="Only sagas in one of these statuses."),
+        ] = None,
+        customer_id: CustomerId = None,
+        started_after: Inclusive = None,
+        started_before: Exclusive = None,
     ) -> Connection[Saga]:
-        first, caller = page_size(first), principal(info)
+        asked, caller = window(first, _cursor(after), last, _cursor(before)), principal(info)
         where = PageFilter(
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
-        rows: Sequence[Row] = []
-        if _may_list(caller, customer_id):
-            rows = await service(info).read.saga_page(where, _position(after), first + 1)
+        if not _may_list(caller, customer_id):
+            return _connection([], asked, "started_at", Saga.from_row, _no_rows)
+        read = service(info).read
+        rows = await read.saga_page(where, asked)
         for row in rows:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)
-        return _connection(rows, first, after, "started_at", Saga.from_row)
+        return _connection(rows, asked, "started_at", Saga.from_row, lambda: read.saga_count(where))
 
     @strawberry.field(
-        description=f"The stock movements of one SKU (in one warehouse or section if given), newest "
-        f"first; at most {MAX_PAGE} a page. Added up per section, they are its onHand and reserved."
+        description="The stock movements of one SKU (in one warehouse or section if given), newest "
+        f"first. Added up per section, they are its onHand and reserved. {PAGING}"
     )
     async def stock_movements(
         self,
         info: Info,
-        sku: str,
-        warehouse_code: str | None = None,
-        section_code: str | None = None,
-        first: int | None = DEFAULT_PAGE,
-        after: str | None = None,
-        occurred_after: Annotated[datetime | None, strawberry.argument(description="Inclusive.")] = None,
-        occurred_before: Annotated[datetime | None, strawberry.argument(description="Exclusive.")] = None,
+        sku: Annotated[str, strawberry.argument(description="The product's SKU.")],
+        warehouse_code: Annotated[
+            str | None, strawberry.argument(description="Only movements in this warehouse.")
+        ] = None,
+        section_code: Annotated[
+            str | None, strawberry.argument(description="Only movements in sections with this code.")
+        ] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        occurred_after: Inclusive = None,
+        occurred_before: Exclusive = None,
     ) -> Connection[StockMovement]:
-        first = page_size(first)
-        where = PageFilter(since=occurred_after, until=occurred_before)
-        rows = await service(info).read.stock_movement_page(
-            sku, warehouse_code, section_code, where, _position(after), first + 1
+        asked = window(first, _cursor(after), last, _cursor(before))
+        where, read = PageFilter(since=occurred_after, until=occurred_before), service(info).read
+        rows = await read.stock_movement_page(sku, warehouse_code, section_code, where, asked)
+        return _connection(
+            rows,
+            asked,
+            "occurred_at",
+            StockMovement.from_row,
+            lambda: read.stock_movement_count(sku, warehouse_code, section_code, where),
         )
-        return _connection(rows, first, after, "occurred_at", StockMovement.from_row)

@@ -11,10 +11,11 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
-from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from api.access.guard import Authorization
+from api.access.rules import roles_sentence
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.bulk import BulkMutations
 from api.graphql.document_limits import MAX_TOKENS
@@ -36,23 +37,43 @@ from api.graphql.renditions import RenderOnce
 from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
 from api.graphql.webhooks import WebhookMutations, WebhookQueries
 
-Query = merge_types(
-    "Query",
-    (
-        OrderQueries,
-        InventoryQueries,
-        RelayQueries,
-        JournalQueries,
-        AnalyticsQueries,
-        OperationQueries,
-        FaultQueries,
-        WebhookQueries,
-    ),
+# What any operation may answer besides its data, as GraphQL errors with `extensions.code`.
+EVERY_OPERATION = (
+    "Any operation may be refused with a GraphQL error whose extensions.code says why: UNAUTHENTICATED "
+    "(no valid token), FORBIDDEN (a field the caller's roles may not call; each field names its roles), "
+    "BAD_USER_INPUT (an argument refused), GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED (fix the "
+    "document), QUERY_TOO_COMPLEX (more work than one request may do), RATE_LIMITED and "
+    "SERVICE_UNAVAILABLE (send it again after extensions.retryAfterSeconds), INTERNAL_SERVER_ERROR "
+    "(quote extensions.errorId). A service run without authentication treats every caller as admin."
 )
-Mutation = merge_types(
-    "Mutation",
-    (OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations, WebhookMutations),
+
+
+@strawberry.type(
+    description="Reading: orders and sagas (a customer sees only its own), the catalog and its stock, and "
+    f"the figures operators watch. {EVERY_OPERATION}"
 )
+class Query(
+    OrderQueries,
+    InventoryQueries,
+    RelayQueries,
+    JournalQueries,
+    AnalyticsQueries,
+    OperationQueries,
+    FaultQueries,
+    WebhookQueries,
+):
+    pass
+
+
+@strawberry.type(
+    description="Changes. An input the service refuses comes back in the payload's userErrors and changes "
+    "nothing. A change whose database connection was lost as it committed answers OUTCOME_UNKNOWN: "
+    f"send it again with the same idempotencyKey. {EVERY_OPERATION}"
+)
+class Mutation(
+    OrderMutations, InventoryMutations, OperationMutations, BulkMutations, FaultMutations, WebhookMutations
+):
+    pass
 
 
 class EdgeSchema(strawberry.Schema):
@@ -67,6 +88,21 @@ class EdgeSchema(strawberry.Schema):
             report(error)
 
 
+def _document_roles(schema: EdgeSchema) -> None:
+    """Ends the description of every root field with the roles that may call it
+    (`api.access.rules.roles_sentence`), so that clients read who may call what in the schema itself.
+    Done on the built schema, whose field objects are its own, so building it again adds it once."""
+    built = schema._schema
+    roots = {
+        OperationType.QUERY: built.query_type,
+        OperationType.MUTATION: built.mutation_type,
+        OperationType.SUBSCRIPTION: built.subscription_type,
+    }
+    for kind, root in roots.items():
+        for name, field in root.fields.items() if root else ():
+            field.description = " ".join(filter(None, [field.description, roles_sentence(kind, name)]))
+
+
 @functools.cache
 def build_schema(fast_paths: bool = True) -> EdgeSchema:
     """The schema, built once per value of `fast_paths` (`Settings.fast_paths`). With the fast paths,
@@ -77,7 +113,7 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
     # so they still serve every request. Bounded, so unique query texts cannot grow memory.
     parsing = [lambda: CachedParse(maxsize=1024)] if fast_paths else []
     validation = (lambda: CachedValidation(maxsize=1024)) if fast_paths else BoundedValidation
-    return EdgeSchema(
+    schema = EdgeSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -95,6 +131,8 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
         execution_context_class=RenderOnce if fast_paths else None,
     )
+    _document_roles(schema)
+    return schema
 
 
 schema = build_schema()

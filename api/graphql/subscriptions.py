@@ -100,13 +100,26 @@ class OnlyOverWebSocket(SchemaExtension):
         yield
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live updates, served over WebSocket (graphql-transport-ws) at /graphql; sent over HTTP, "
+    "a subscription is refused with BAD_REQUEST. A customer follows only its own sagas. The socket "
+    "closes with 4403 when the caller's token expires."
+)
 class Subscription:
     @strawberry.subscription(
         description="The saga's current state (its newest transition), then every later transition in "
         "sequence order; completes after COMPLETED or FAILED. An unknown id is an error."
     )
-    def saga_updates(self, info: Info, saga_id: strawberry.ID) -> AsyncGenerator[SagaUpdate, None]:
+    def saga_updates(
+        self,
+        info: Info,
+        saga_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The saga to follow; unknown (or another customer's): BAD_USER_INPUT."
+            ),
+        ],
+    ) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
         return updates_of_saga(svc.live, svc.hub, str(saga_id), customer_filter(principal(info), None))
 
@@ -120,12 +133,18 @@ class Subscription:
     async def saga_feed(
         self,
         info: Info,
-        status: list[SagaStatus] | None = None,  # type: ignore[valid-type]
+        status: Annotated[
+            list[SagaStatus] | None,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="Only transitions after which the saga has one of these statuses."
+            ),
+        ] = None,
         after: Annotated[
             str | None,
             strawberry.argument(
                 description="The `cursor` of the last transition received (from this feed, "
-                "`sagaUpdates`, `Saga.events` or `journalEvents`)."
+                "`sagaUpdates`, `Saga.events` or `journalEvents`); one of no event the caller may see is "
+                "refused with BAD_USER_INPUT."
             ),
         ] = None,
     ) -> AsyncGenerator[SagaUpdate, None]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import enum
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from itertools import groupby
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar, get_args
 
 import strawberry
 from sqlalchemy import Row
@@ -20,6 +21,7 @@ from domain.model.problems import Problem
 from domain.model.problems import ProblemCode as DomainProblemCode
 from domain.model.saga import COMPENSATION_OF, Step, StepStatus
 from domain.model.saga import FailureKind as DomainFailureKind
+from domain.model.saga import SagaEvent as DomainSagaEvent
 from domain.model.saga import SagaState as DomainSagaState
 from domain.model.saga import SagaStatus as DomainSagaStatus
 from domain.model.shipment import ShipmentStatus as DomainShipmentStatus
@@ -32,15 +34,177 @@ from persistence.read.event_log import encode_cursor
 if TYPE_CHECKING:
     from api.service import Service
 
-SagaStatus = strawberry.enum(DomainSagaStatus, name="SagaStatus", description="Where an order saga is.")
-OrderStatus = strawberry.enum(DomainOrderStatus, name="OrderStatus")
-StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageCondition")
-ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
-SagaStepName = strawberry.enum(Step, name="SagaStepName")
-SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
-ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
-FailureKind = strawberry.enum(DomainFailureKind, name="FailureKind")
-MovementKind = strawberry.enum(DomainMovementKind, name="MovementKind", description="Why stock changed.")
+E = TypeVar("E", bound=enum.Enum)
+
+
+def described(domain: type[E], name: str, description: str, values: Mapping[str, str]) -> type[E]:
+    """The domain enum `domain` as the GraphQL enum `name`, each value with its description in
+    `values` (keyed by name), so that domain/ stays free of GraphQL. A value missing from `values`
+    raises KeyError when the module is imported."""
+    wrapped = strawberry.enum(domain, name=name, description=description)
+    for value in wrapped.__strawberry_definition__.values:  # type: ignore[attr-defined]
+        value.description = values[value.name]
+    return wrapped
+
+
+SagaStatus = described(
+    DomainSagaStatus,
+    "SagaStatus",
+    "Where an order saga is. It runs CREATE_ORDER, RESERVE_STOCK, CONFIRM_ORDER and CREATE_SHIPMENT "
+    "in turn, and when one fails (or an operator aborts, or the customer cancels) it compensates in "
+    "reverse.",
+    {
+        "ORDER_CREATED": "The order is recorded (PENDING); its stock is reserved next.",
+        "STOCK_RESERVING": "Stock is being reserved in the sections that can hold the products.",
+        "STOCK_RESERVED": "Every line's stock is held reserved; the order is confirmed next.",
+        "ORDER_CONFIRMING": "The order is being confirmed.",
+        "ORDER_CONFIRMED": "The order is confirmed; its shipment instruction is created next.",
+        "SHIPMENT_CREATING": "The shipment instruction is being created.",
+        "COMPLETED": "Every step succeeded: the order is confirmed and its shipment waits to be "
+        "dispatched. A cancellation before the dispatch still turns it back.",
+        "STOCK_RESERVATION_FAILED": "Too little stock to reserve; compensation follows.",
+        "COMPENSATING": "A step failed, or the saga was aborted or cancelled: what was done is being "
+        "undone, in reverse order.",
+        "FAILED": "Compensated and finished: the order is CANCELLED and its stock released; "
+        "failureReason says why.",
+        "NEEDS_ATTENTION": "A compensation (or the shipment, past the point of no return) failed on every "
+        "attempt: parked until an operator retries it (retrySaga) or aborts it (abortSaga). Never "
+        "reported as FAILED.",
+    },
+)
+OrderStatus = described(
+    DomainOrderStatus,
+    "OrderStatus",
+    "Where an order is; its saga moves it.",
+    {
+        "PENDING": "Placed; its saga is reserving stock and has not confirmed it yet.",
+        "CONFIRMED": "Its stock is reserved and it is confirmed; it ships once the warehouse dispatches "
+        "its shipment.",
+        "SHIPPED": "Its shipment was dispatched: the goods left the warehouse. It can no longer be "
+        "cancelled.",
+        "CANCELLING": "Its cancellation is decided but not done: stock may still be held, a compensation "
+        "may wait for a retry or an operator.",
+        "CANCELLED": "Cancelled (by the customer, an operator's abort or a failed step), its stock released.",
+    },
+)
+StorageCondition = described(
+    DomainStorageCondition,
+    "StorageCondition",
+    "How goods must be kept. A product is stocked only in sections with its condition.",
+    {
+        "AMBIENT": "At room temperature.",
+        "REFRIGERATED": "Chilled, above freezing.",
+        "FROZEN": "Below freezing.",
+    },
+)
+ErrorCode = described(
+    DomainProblemCode,
+    "ErrorCode",
+    "Why an input was refused: a stable code for programs (the message is for people).",
+    {
+        "REQUIRED": "A required value is empty or blank (or a list names nothing).",
+        "TOO_LONG": "Text longer than its limit: 64 characters for codes and SKUs, 200 for other text.",
+        "INVALID_QUANTITY": "A quantity outside 1 to 1000000, or a stock change of 0.",
+        "NO_LINES": "An order without lines.",
+        "TOO_MANY_LINES": "An order of more than 100 lines.",
+        "UNKNOWN_SKU": "No such product (or the section holds none of it).",
+        "UNKNOWN_WAREHOUSE": "No warehouse with this code.",
+        "UNKNOWN_SECTION": "The warehouse has no section with this code.",
+        "DUPLICATE_WAREHOUSE": "A warehouse with this code exists already.",
+        "DUPLICATE_SECTION": "A section code listed twice.",
+        "DUPLICATE_PRODUCT": "A product with this SKU exists already.",
+        "CONDITION_MISMATCH": "The section's storage condition is not the product's.",
+        "IDEMPOTENCY_KEY_REUSED": "The caller used this idempotency key for a different request.",
+        "OUT_OF_RANGE": "A number outside its range; the message gives the range.",
+        "UNKNOWN_SAGA": "No such saga.",
+        "UNKNOWN_ORDER": "No such order, or another customer's.",
+        "SAGA_NOT_PARKED": "Only a saga that NEEDS_ATTENTION can be retried.",
+        "SAGA_FINISHED": "The saga is COMPLETED or FAILED: there is nothing to abort.",
+        "SAGA_ALREADY_COMPENSATING": "The saga is turning back already.",
+        "ORDER_ALREADY_SHIPPED": "The order's shipment was dispatched: too late to cancel.",
+        "ORDER_ALREADY_CANCELLED": "The order is cancelled, or being cancelled.",
+        "FAULT_INJECTION_DISABLED": "The service runs without --enable-fault-injection.",
+        "FAULT_NOT_SUPPORTED": "The fault cannot be staged on this database.",
+        "INVALID_TEXT": "Text that cannot be stored: it holds a NUL character or a lone surrogate.",
+        "FORBIDDEN": "The caller may not do this for that customer (a customer acts only for itself).",
+        "UNKNOWN_SHIPMENT": "No such shipment.",
+        "SHIPMENT_ALREADY_DISPATCHED": "The shipment was dispatched already.",
+        "BELOW_RESERVED": "The change would leave less on hand than the section holds reserved.",
+        "INVALID_URL": "Not an http or https URL a webhook can be sent to (or one with credentials).",
+        "URL_NOT_ALLOWED": "The URL's host resolves to a loopback, private, link-local or other "
+        "non-public address, which this service does not send to (serve --allow-private-webhook-urls).",
+        "UNKNOWN_EVENT_TYPE": "No journal event has this type (docs/events.md lists them).",
+        "UNKNOWN_WEBHOOK_ENDPOINT": "No such webhook endpoint.",
+        "NOT_FAILED": "That delivery has not failed, so there is nothing to send again.",
+    },
+)
+SagaStepName = described(
+    Step,
+    "SagaStepName",
+    "A step of the order saga: four forward steps, and the compensations that undo them.",
+    {
+        "CREATE_ORDER": "Records the order as PENDING.",
+        "RESERVE_STOCK": "Reserves every line's quantity in sections that hold the product, warehouse by "
+        "warehouse.",
+        "CONFIRM_ORDER": "Confirms the order.",
+        "CREATE_SHIPMENT": "Creates the shipment instruction with its picks.",
+        "RELEASE_STOCK": "Compensation: gives the reserved stock back.",
+        "CANCEL_ORDER": "Compensation: cancels the order.",
+        "CANCEL_SHIPMENT": "Compensation: cancels the shipment of a completed saga whose order is "
+        "cancelled before dispatch.",
+    },
+)
+SagaStepStatus = described(
+    StepStatus,
+    "SagaStepStatus",
+    "How a step's latest attempt went.",
+    {
+        "RUNNING": "An attempt is in flight.",
+        "RETRYING": "An attempt failed transiently or passed its deadline; the step is tried again "
+        "after a pause.",
+        "SUCCEEDED": "Done.",
+        "FAILED": "Failed for good (refused, or every attempt used): the saga turns back, or parks for "
+        "an operator.",
+        "TIMED_OUT": "The last attempt passed its deadline.",
+        "ABANDONED": "The saga was turned back (aborted, cancelled) before the attempt finished; the "
+        "attempt had no effect.",
+    },
+)
+ShipmentStatus = described(
+    DomainShipmentStatus,
+    "ShipmentStatus",
+    "Where a shipment is.",
+    {
+        "PENDING": "Created by the saga, waiting to be picked and sent.",
+        "DISPATCHED": "Picked and sent: its stock left the warehouse.",
+        "CANCELLED": "Its order was cancelled before it was dispatched.",
+    },
+)
+FailureKind = described(
+    DomainFailureKind,
+    "FailureKind",
+    "Why a saga turned back or waits for an operator, as a stable kind (the reason's text varies).",
+    {
+        "INSUFFICIENT_STOCK": "The reservation found too little stock.",
+        "REJECTED": "A participant refused the step: retrying cannot help.",
+        "UNAVAILABLE": "The participant kept failing transiently until every attempt was used.",
+        "TIMED_OUT": "The step passed its deadline on its last attempt.",
+        "ABORTED": "An operator aborted the saga.",
+        "CANCELLED": "The order was cancelled.",
+    },
+)
+MovementKind = described(
+    DomainMovementKind,
+    "MovementKind",
+    "Why stock changed.",
+    {
+        "RECEIPT": "Goods came in: onHand up.",
+        "RESERVATION": "An order's saga reserved them: reserved up.",
+        "RELEASE": "A compensation gave them back: reserved down.",
+        "DISPATCH": "They left with a shipment: onHand and reserved down.",
+        "ADJUSTMENT": "A cycle count, damage or a write-off: onHand up or down.",
+    },
+)
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -59,9 +223,12 @@ def principal(info: Info) -> Principal:
 
 @strawberry.type(description="A refused input: a stable code, the input field at fault, and why.")
 class UserError:
-    code: ErrorCode  # type: ignore[valid-type]
-    field: str | None
-    message: str
+    code: ErrorCode = strawberry.field(description="What is wrong, for programs.")  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault as a path within the input (`lines[0].quantity`); null when "
+        "the request as a whole is refused."
+    )
+    message: str = strawberry.field(description="What is wrong, for people; its wording may change.")
 
     @classmethod
     def from_problem(cls, problem: Problem) -> UserError:
@@ -72,18 +239,32 @@ def user_errors(problems: list[Problem]) -> list[UserError]:
     return [UserError.from_problem(p) for p in problems]
 
 
-@strawberry.type
+def user_errors_field() -> Any:
+    """A payload's `userErrors`: empty unless the input was refused."""
+    return strawberry.field(
+        default_factory=list,
+        description="Why the input was refused, one entry per fault; empty when it was taken. A refused "
+        "input changes nothing.",
+    )
+
+
+T = TypeVar("T")
+# A mutation's one argument.
+Input = Annotated[T, strawberry.argument(description="What to do; its type describes each field.")]
+
+
+@strawberry.type(description="One line of an order: a quantity of one product.")
 class OrderLine:
-    sku: str
-    quantity: int
+    sku: str = strawberry.field(description="The product's SKU.")
+    quantity: int = strawberry.field(description="Units ordered, 1 to 1000000.")
 
 
 @strawberry.type(description="A quantity of one SKU taken from one section of one warehouse.")
 class Pick:
-    warehouse_code: str
-    section_code: str
-    sku: str
-    quantity: int
+    warehouse_code: str = strawberry.field(description="The warehouse it comes from.")
+    section_code: str = strawberry.field(description="The section of that warehouse it comes from.")
+    sku: str = strawberry.field(description="The product's SKU.")
+    quantity: int = strawberry.field(description="Units, at least 1.")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Pick:
@@ -100,15 +281,17 @@ class Pick:
     "Saga, order and shipment ids are UUIDs; catalog ids are opaque."
 )
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The global id; `node(id:)` finds the object by it.")
 
 
 @strawberry.type(description="The instruction to ship an order: where each pick comes from.")
 class Shipment(Node):
-    id: strawberry.ID
-    picks: list[Pick]
-    created_at: datetime
-    status: ShipmentStatus  # type: ignore[valid-type]
+    id: strawberry.ID = strawberry.field(description="The global id, a UUID; `node(id:)` finds it by it.")
+    picks: list[Pick] = strawberry.field(
+        description="What to take from where: the stock its order reserved, section by section."
+    )
+    created_at: datetime = strawberry.field(description="When the saga created it.")
+    status: ShipmentStatus = strawberry.field(description="Where it is.")  # type: ignore[valid-type]
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
@@ -124,18 +307,20 @@ class Shipment(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="A customer's order, which its saga carries from placement to shipment.")
 class Order(Node):
-    id: strawberry.ID
-    status: OrderStatus  # type: ignore[valid-type]
-    customer_id: str
-    lines: list[OrderLine]
+    id: strawberry.ID = strawberry.field(description="The global id, a UUID; `node(id:)` finds it by it.")
+    status: OrderStatus = strawberry.field(description="Where it is.")  # type: ignore[valid-type]
+    customer_id: str = strawberry.field(description="Whose order it is.")
+    lines: list[OrderLine] = strawberry.field(description="What was ordered, in the order given.")
     picks: list[Pick] = strawberry.field(
         description="Where its stock is held reserved; empty before the reservation, once the stock is "
         "released (a cancellation, a failure) and once it left with the dispatched shipment."
     )
-    created_at: datetime = strawberry.field(deprecation_reason="Use placedAt, which it equals.")
-    updated_at: datetime
+    created_at: datetime = strawberry.field(
+        description="When the order was placed.", deprecation_reason="Use placedAt, which it equals."
+    )
+    updated_at: datetime = strawberry.field(description="When the order last changed.")
     shipped_at: datetime | None = strawberry.field(
         description="When its shipment was dispatched and the order became SHIPPED; null until then."
     )
@@ -162,36 +347,50 @@ class Order(Node):
     def placed_at(self) -> datetime:
         return self.created_at
 
-    @strawberry.field
+    @strawberry.field(description="Its shipment instruction; null until the saga creates one.")
     async def shipment(self, info: Info) -> Shipment | None:
         row = await loaders(info).shipments.load(str(self.id))
         return Shipment.from_row(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(description="The saga that carries the order.")
     async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.graphql.types")] | None:
         row = await loaders(info).sagas.load(self.saga_id)
         return Saga.from_row(row) if row else None
 
 
-@strawberry.type
+@strawberry.type(description="A step of a saga as it ran: its attempts and how the latest went.")
 class SagaStep:
-    name: SagaStepName  # type: ignore[valid-type]
-    status: SagaStepStatus  # type: ignore[valid-type]
-    attempts: int
-    started_at: datetime
-    finished_at: datetime | None
-    last_error: str | None
+    name: SagaStepName = strawberry.field(description="Which step.")  # type: ignore[valid-type]
+    status: SagaStepStatus = strawberry.field(description="How its latest attempt went.")  # type: ignore[valid-type]
+    attempts: int = strawberry.field(description="Attempts started, 1 or more (retries count).")
+    started_at: datetime = strawberry.field(description="When its first attempt started.")
+    finished_at: datetime | None = strawberry.field(
+        description="When it ended (succeeded, failed for good, abandoned); null while it runs or retries."
+    )
+    last_error: str | None = strawberry.field(
+        description="Why its latest failed attempt failed; null if none."
+    )
 
 
 @strawberry.type(description="One entry of a saga's journal, with the saga's status right after it.")
 class SagaEvent:
-    sequence: int
-    type: str
-    status: SagaStatus  # type: ignore[valid-type]
-    occurred_at: datetime
-    step: SagaStepName | None  # type: ignore[valid-type]
-    attempt: int | None
-    reason: str | None
+    sequence: int = strawberry.field(description="Its place in the saga's journal, from 1, without gaps.")
+    type: str = strawberry.field(
+        description="What happened, as the journal names it: "
+        + ", ".join(kind.type_name for kind in get_args(DomainSagaEvent))
+        + "."
+    )
+    status: SagaStatus = strawberry.field(description="The saga's status right after it.")  # type: ignore[valid-type]
+    occurred_at: datetime = strawberry.field(description="When it was recorded.")
+    step: SagaStepName | None = strawberry.field(  # type: ignore[valid-type]
+        description="The step it is about; null for events of the whole saga."
+    )
+    attempt: int | None = strawberry.field(
+        description="The step's attempt it is about, from 1; null if none."
+    )
+    reason: str | None = strawberry.field(
+        description="Why, on failures, aborts and cancellations; null on other events."
+    )
     actor_subject: strawberry.Private[str | None]
     actor_role: strawberry.Private[str | None]
     saga_id: strawberry.Private[str]
@@ -240,17 +439,26 @@ class SagaLease:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The durable process that carries one order: its steps, their compensations, and its journal."
+)
 class Saga(Node):
-    id: strawberry.ID
-    status: SagaStatus  # type: ignore[valid-type]
+    id: strawberry.ID = strawberry.field(description="The global id, a UUID; `node(id:)` finds it by it.")
+    status: SagaStatus = strawberry.field(description="Where it is.")  # type: ignore[valid-type]
     failure_reason: str | None = strawberry.field(
         description="Why the saga turned back; while it needs attention, why it does."
     )
-    current_step: SagaStepName | None  # type: ignore[valid-type]
-    steps: list[SagaStep]
-    started_at: datetime
-    updated_at: datetime
+    current_step: SagaStepName | None = strawberry.field(  # type: ignore[valid-type]
+        description="The step running or last run; null before the first."
+    )
+    steps: list[SagaStep] = strawberry.field(
+        description="Every step it ran, forward steps and compensations, in the order they started."
+    )
+    started_at: datetime = strawberry.field(
+        description="When it started (when its order was placed); the sagas connection's startedAfter "
+        "and startedBefore filter on it."
+    )
+    updated_at: datetime = strawberry.field(description="When it last changed.")
     order_id: strawberry.Private[str]
 
     @classmethod
@@ -280,7 +488,7 @@ class Saga(Node):
     def compensations(self) -> list[SagaStep]:
         return [s for s in self.steps if s.name in COMPENSATIONS]
 
-    @strawberry.field
+    @strawberry.field(description="The order it carries.")
     async def order(self, info: Info) -> Order | None:
         row = await loaders(info).orders.load(self.order_id)
         return Order.from_row(row) if row else None
@@ -303,20 +511,20 @@ class Saga(Node):
 
 @strawberry.interface(description="Units of stock: onHand = reserved + available, and none is negative.")
 class StockCounts:
-    on_hand: int
-    reserved: int
+    on_hand: int = strawberry.field(description="Units in the warehouse, reserved or not.")
+    reserved: int = strawberry.field(description="Units held for orders that have not shipped yet.")
 
     @strawberry.field(description="What a new reservation can still take.")
     def available(self) -> int:
         return self.on_hand - self.reserved
 
 
-@strawberry.type
+@strawberry.type(description="The stock of one product in one warehouse section.")
 class StockLevel(StockCounts, Node):
-    id: strawberry.ID
-    warehouse_code: str
-    section_code: str
-    sku: str
+    id: strawberry.ID = strawberry.field(description="The global id, opaque; `node(id:)` finds it by it.")
+    warehouse_code: str = strawberry.field(description="The warehouse.")
+    section_code: str = strawberry.field(description="The section of that warehouse.")
+    sku: str = strawberry.field(description="The product's SKU.")
 
     @classmethod
     def from_row(cls, row: Row) -> StockLevel:
@@ -334,18 +542,18 @@ class StockLevel(StockCounts, Node):
     description="One change of a section's stock. A section's movements add up to its onHand and reserved."
 )
 class StockMovement:
-    id: strawberry.ID
-    kind: MovementKind  # type: ignore[valid-type]
-    warehouse_code: str
-    section_code: str
-    sku: str
+    id: strawberry.ID = strawberry.field(description="The movement's id (a UUID); movements are not nodes.")
+    kind: MovementKind = strawberry.field(description="Why the stock changed.")  # type: ignore[valid-type]
+    warehouse_code: str = strawberry.field(description="The warehouse.")
+    section_code: str = strawberry.field(description="The section of that warehouse.")
+    sku: str = strawberry.field(description="The product's SKU.")
     on_hand_change: int = strawberry.field(description="Units on hand added (negative: taken away).")
     reserved_change: int = strawberry.field(description="Units reserved added (negative: given back).")
     reference: str | None = strawberry.field(
         description="The order (reservation, release), the shipment (dispatch), or the adjustment's "
         "reason; none for a receipt."
     )
-    occurred_at: datetime
+    occurred_at: datetime = strawberry.field(description="When the stock changed.")
 
     @classmethod
     def from_row(cls, row: Row) -> StockMovement:
@@ -362,11 +570,13 @@ class StockMovement:
         )
 
 
-@strawberry.type
+@strawberry.type(description="A part of a warehouse that keeps goods under one storage condition.")
 class Section(Node):
-    id: strawberry.ID
-    code: str
-    storage_condition: StorageCondition  # type: ignore[valid-type]
+    id: strawberry.ID = strawberry.field(description="The global id, opaque; `node(id:)` finds it by it.")
+    code: str = strawberry.field(description="Its code, unique within its warehouse.")
+    storage_condition: StorageCondition = strawberry.field(  # type: ignore[valid-type]
+        description="How it keeps goods: only products with this condition are stocked in it."
+    )
     stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
 
     @classmethod
@@ -384,12 +594,12 @@ class Section(Node):
         ]
 
 
-@strawberry.type
+@strawberry.type(description="A warehouse, with the sections that hold its stock.")
 class Warehouse(Node):
-    id: strawberry.ID
-    code: str
-    name: str
-    sections: list[Section]
+    id: strawberry.ID = strawberry.field(description="The global id, opaque; `node(id:)` finds it by it.")
+    code: str = strawberry.field(description="Its code, unique among warehouses.")
+    name: str = strawberry.field(description="Its name, for people.")
+    sections: list[Section] = strawberry.field(description="Its sections, by code.")
 
     @classmethod
     def from_rows(cls, rows: Iterable[Row]) -> list[Warehouse]:
@@ -408,10 +618,12 @@ class Warehouse(Node):
 
 @strawberry.type(description="A product, with its stock summed over every warehouse section.")
 class Product(StockCounts, Node):
-    id: strawberry.ID
-    sku: str
-    name: str
-    storage_condition: StorageCondition  # type: ignore[valid-type]
+    id: strawberry.ID = strawberry.field(description="The global id, opaque; `node(id:)` finds it by it.")
+    sku: str = strawberry.field(description="Its stock keeping unit, unique among products.")
+    name: str = strawberry.field(description="Its name, for people.")
+    storage_condition: StorageCondition = strawberry.field(  # type: ignore[valid-type]
+        description="How it must be kept: it is stocked only in sections with this condition."
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> Product:

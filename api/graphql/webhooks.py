@@ -13,7 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import Connection, Edge, PageInfo, page_size
+from api.graphql.relay import Edge, UncountedConnection, window
 from api.graphql.types import UserError, service, user_errors
 from api.outbound.addresses import reach_problem, url_problem
 from api.outbound.signing import new_secret
@@ -225,31 +225,23 @@ class WebhookQueries:
         status: list[WebhookDeliveryStatus] | None = None,  # type: ignore[valid-type]
         first: int | None = 20,
         after: str | None = None,
-    ) -> Connection[WebhookDelivery]:
-        first = page_size(first)
+    ) -> UncountedConnection[WebhookDelivery]:
         try:
             before = None if after is None else decode_cursor(after)
         except ValueError:
             raise client_error(
                 "invalid cursor: pass an endCursor this API returned", ClientErrorCode.BAD_USER_INPUT
             ) from None
+        asked = window(first, before, None, None)
         store = service(info).webhooks.store
         if await store.endpoint(str(endpoint_id)) is None:
             raise client_error(
                 "no such webhook endpoint", ClientErrorCode.BAD_USER_INPUT, argument="endpointId"
             )
         statuses = [DeliveryStatus(s).value for s in status or ()]
-        rows = await store.page(str(endpoint_id), statuses, before, first + 1)
-        edges = [
-            Edge(cursor=encode_cursor(row.position), node=WebhookDelivery.of(row)) for row in rows[:first]
-        ]
-        page_info = PageInfo(
-            has_next_page=len(rows) > first,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        )
-        return Connection(edges=edges, page_info=page_info)
+        rows = await store.page(str(endpoint_id), statuses, asked.after, asked.limit)
+        edges = [Edge(cursor=encode_cursor(row.position), node=WebhookDelivery.of(row)) for row in rows]
+        return UncountedConnection.of(edges, asked)
 
 
 @strawberry.type

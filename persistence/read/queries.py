@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Row, and_, func, select, text
+from sqlalchemy import ColumnElement, Row, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.model.saga import SagaStatus
-from persistence.read.paging import PageFilter, Position, newest_first
+from persistence.read.paging import PageFilter, Position, Window, count, filtered, newest_first
 from persistence.tables import (
     order_view,
     products,
@@ -75,15 +75,20 @@ class ReadModel:
         rows = await self._all(query.order_by(saga_timeline.c.saga_id, saga_timeline.c.sequence))
         return [row for row in rows if row.sequence > cursors[row.saga_id]]
 
-    async def timeline_after(
-        self, position: int, limit: int, customer_id: str | None = None
-    ) -> Sequence[Row]:
-        """Timeline rows past journal position `position` in position order, at most `limit`, each
-        with its saga's `customer_id`; with `customer_id`, only that customer's sagas' rows."""
-        query = _JOURNAL.where(saga_timeline.c.position > position)
+    async def journal_page(self, window: Window[int], customer_id: str | None = None) -> Sequence[Row]:
+        """Timeline rows strictly between journal positions `window.after` and `window.before`, at
+        most `window.limit`: the first ones in position order, or with `window.backward` the last
+        ones, in reverse order. Each with its saga's `customer_id`; with `customer_id`, only that
+        customer's sagas' rows."""
+        position = saga_timeline.c.position
+        query = _JOURNAL.limit(window.limit)
+        if window.after is not None:
+            query = query.where(position > window.after)
+        if window.before is not None:
+            query = query.where(position < window.before)
         if customer_id is not None:
             query = query.where(saga_view.c.customer_id == customer_id)
-        return await self._all(query.order_by(saga_timeline.c.position).limit(limit))
+        return await self._all(query.order_by(position.desc() if window.backward else position))
 
     async def timeline_at(self, position: int) -> Row | None:
         """The timeline row at journal position `position`, with its saga's `customer_id`."""
@@ -201,22 +206,35 @@ class ReadModel:
         warehouse_code: str | None,
         section_code: str | None,
         where: PageFilter,
-        after: Position | None,
-        limit: int,
+        window: Window[Position],
     ) -> Sequence[Row]:
-        m = stock_movements.c
-        query = newest_first(stock_movements, m.occurred_at, where, after, limit).where(m.sku == sku)
-        if warehouse_code is not None:
-            query = query.where(m.warehouse_code == warehouse_code)
-        if section_code is not None:
-            query = query.where(m.section_code == section_code)
-        return await self._all(query)
+        conditions = _movements(sku, warehouse_code, section_code, where)
+        return await self._all(
+            newest_first(stock_movements, stock_movements.c.occurred_at, conditions, window)
+        )
 
-    async def saga_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
-        return await self._all(newest_first(saga_view, saga_view.c.started_at, where, after, limit))
+    async def stock_movement_count(
+        self, sku: str, warehouse_code: str | None, section_code: str | None, where: PageFilter
+    ) -> int:
+        return await self._count(count(stock_movements, _movements(sku, warehouse_code, section_code, where)))
 
-    async def order_page(self, where: PageFilter, after: Position | None, limit: int) -> Sequence[Row]:
-        return await self._all(newest_first(order_view, order_view.c.created_at, where, after, limit))
+    async def saga_page(self, where: PageFilter, window: Window[Position]) -> Sequence[Row]:
+        time = saga_view.c.started_at
+        return await self._all(newest_first(saga_view, time, filtered(saga_view, time, where), window))
+
+    async def saga_count(self, where: PageFilter) -> int:
+        return await self._count(count(saga_view, filtered(saga_view, saga_view.c.started_at, where)))
+
+    async def order_page(self, where: PageFilter, window: Window[Position]) -> Sequence[Row]:
+        time = order_view.c.created_at
+        return await self._all(newest_first(order_view, time, filtered(order_view, time, where), window))
+
+    async def order_count(self, where: PageFilter) -> int:
+        return await self._count(count(order_view, filtered(order_view, order_view.c.created_at, where)))
+
+    async def _count(self, query: object) -> int:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()  # type: ignore[call-overload,no-any-return]
 
     async def _one(self, query: object) -> Row | None:
         async with self._engine.connect() as conn:
@@ -225,3 +243,16 @@ class ReadModel:
     async def _all(self, query: object) -> Sequence[Row]:
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).all()  # type: ignore[call-overload]
+
+
+def _movements(
+    sku: str, warehouse_code: str | None, section_code: str | None, where: PageFilter
+) -> list[ColumnElement[bool]]:
+    """The conditions of a list of stock movements: one SKU's, in one warehouse or section if given."""
+    m = stock_movements.c
+    conditions = [*filtered(stock_movements, m.occurred_at, where), m.sku == sku]
+    if warehouse_code is not None:
+        conditions.append(m.warehouse_code == warehouse_code)
+    if section_code is not None:
+        conditions.append(m.section_code == section_code)
+    return conditions

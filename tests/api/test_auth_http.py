@@ -36,6 +36,7 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "order": ({CUS, OPS, ADM}, '{ order(id: "none") { id } }'),
     "saga": ({CUS, OPS, ADM}, '{ saga(id: "none") { id } }'),
     "node": ({CUS, OPS, ADM}, '{ node(id: "none") { id } }'),
+    "nodes": ({CUS, OPS, ADM}, '{ nodes(ids: ["none"]) { id } }'),
     "orders": ({CUS, OPS, ADM}, "{ orders { edges { node { id } } } }"),
     "sagas": ({CUS, OPS, ADM}, "{ sagas { edges { node { id } } } }"),
     "journalEvents": ({CUS, OPS, ADM}, "{ journalEvents(first: 1) { edges { cursor } } }"),

@@ -135,7 +135,7 @@ async def test_page_sizes_are_capped_and_cursors_checked(served: tuple[Stage, Gr
     assert await errors(gql, SAGA_PAGE, first=101) == ["first must be between 0 and 100, got 101"]
     assert await errors(gql, ORDER_PAGE, first=-1) == ["first must be between 0 and 100, got -1"]
     assert await errors(gql, SAGA_PAGE, after="not-a-cursor") == [
-        "invalid cursor: pass an endCursor this API returned"
+        "invalid cursor: pass a startCursor or endCursor this API returned"
     ]
     assert (await gql(SAGA_PAGE, first=100))["sagas"]["edges"] == []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from api.service import Service
 from api.settings import Settings
@@ -112,9 +113,10 @@ class Stage:
         return sagas
 
 
-def make_stage(database_url: str) -> Stage:
+def make_stage(database_url: str, **settings: Any) -> Stage:
+    """A stage over `database_url`, its service's other `settings` as given."""
     clock, gate = FakeClock(), StageGate()
-    svc = Service(Settings(database_url=database_url, policy=POLICY), clock=clock, gate=gate)
+    svc = Service(Settings(database_url=database_url, policy=POLICY, **settings), clock=clock, gate=gate)
     return Stage(svc, clock, gate)
 
 

@@ -18,7 +18,7 @@ from persistence.read.analytics import (
     SagaFigures,
     StepFigures,
 )
-from persistence.read.paging import PageFilter
+from persistence.read.paging import PageFilter, Window
 from tests.integration.staging import Stage, start_stage
 from tests.service.fakes import START
 
@@ -102,7 +102,7 @@ async def test_activity_counts_each_minute_in_the_database(stage: Stage) -> None
 
 
 async def test_activity_counts_a_completion_once_and_agrees_with_the_metrics(stage: Stage) -> None:
-    completed = await stage.svc.read.saga_page(PageFilter([SagaStatus.COMPLETED.value]), None, 10)
+    completed = await stage.svc.read.saga_page(PageFilter([SagaStatus.COMPLETED.value]), Window(10))
     # Newest first: the retried saga is dispatched (not another completion); the first saga is
     # cancelled after it completed, so it counts where it failed.
     dispatched, cancelled = completed

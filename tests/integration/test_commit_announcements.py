@@ -10,7 +10,7 @@ from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
 from domain.model.saga import SagaChange, SagaStatus
 from domain.model.values import OrderLine
-from persistence.read.paging import PageFilter
+from persistence.read.paging import PageFilter, Window
 from persistence.read.queries import ReadModel
 from tests.integration.support import TERMINAL, wait_for_status
 
@@ -44,7 +44,7 @@ async def test_an_order_whose_client_went_away_is_still_driven(svc: Service) -> 
 async def _sagas(read: ReadModel) -> list[str]:
     """The ids of the sagas there are, once there are any (bounded wait)."""
     for _ in range(250):
-        page = await read.saga_page(PageFilter(), None, 10)
+        page = await read.saga_page(PageFilter(), Window(10))
         if page:
             return [row.id for row in page]
         await asyncio.sleep(0.02)
