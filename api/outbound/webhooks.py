@@ -98,6 +98,22 @@ class Attempt:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What every endpoint's relay works with: where endpoints, deliveries and relay positions are
+    stored, the journal's reader, the hub that tells of commits, and the delivery policy.
+    `lease_ttl`: how long a relay's lease lasts, with several processes; None for one process, which
+    always holds every relay."""
+
+    store: WebhookStore
+    relays: Relays
+    reader: AsyncEngine
+    hub: TransitionHub
+    clock: Clock
+    policy: DeliveryPolicy
+    lease_ttl: timedelta | None
+
+
 class Sender:
     """Sends signed events to one endpoint, as it is configured for one round."""
 
@@ -140,21 +156,12 @@ class LeaseLost(Exception):
 class EndpointRelay:
     """Drives one endpoint's deliveries until cancelled (`run`)."""
 
-    def __init__(
-        self,
-        endpoint_id: str,
-        store: WebhookStore,
-        relays: Relays,
-        reader: AsyncEngine,
-        hub: TransitionHub,
-        clock: Clock,
-        policy: DeliveryPolicy,
-        lease_ttl: timedelta | None,
-    ) -> None:
+    def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
         self._name = relay_name(endpoint_id)
-        self._store, self._relays, self._reader = store, relays, reader
-        self._hub, self._clock, self._policy, self._lease_ttl = hub, clock, policy, lease_ttl
+        self._store, self._relays, self._reader = wiring.store, wiring.relays, wiring.reader
+        self._hub, self._clock, self._policy = wiring.hub, wiring.clock, wiring.policy
+        self._lease_ttl = wiring.lease_ttl
 
     async def run(self) -> None:
         """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
@@ -346,25 +353,10 @@ class Webhooks:
     """Keeps one relay task running per enabled endpoint (`run`, until cancelled), starting and
     stopping them as endpoints are created, enabled, disabled and deleted, here or in another process."""
 
-    def __init__(
-        self,
-        store: WebhookStore,
-        relays: Relays,
-        reader: AsyncEngine,
-        hub: TransitionHub,
-        clock: Clock,
-        policy: DeliveryPolicy,
-        lease_ttl: timedelta | None,
-    ) -> None:
-        self.store = store
-        self.policy = policy
-        self._relays, self._reader, self._hub, self._clock, self._lease_ttl = (
-            relays,
-            reader,
-            hub,
-            clock,
-            lease_ttl,
-        )
+    def __init__(self, wiring: Wiring) -> None:
+        self.store = wiring.store
+        self.policy = wiring.policy
+        self._wiring = wiring
         self._changed = asyncio.Event()
         self._running: dict[str, Supervisor] = {}
 
@@ -373,7 +365,7 @@ class Webhooks:
         self._changed.set()
 
     def now(self) -> datetime:
-        return self._clock.now()
+        return self._wiring.clock.now()
 
     async def run(self) -> None:
         try:
@@ -389,16 +381,7 @@ class Webhooks:
         for endpoint_id in set(self._running) - enabled:
             await self._running.pop(endpoint_id).stop()
         for endpoint_id in enabled - set(self._running):
-            relay = EndpointRelay(
-                endpoint_id,
-                self.store,
-                self._relays,
-                self._reader,
-                self._hub,
-                self._clock,
-                self.policy,
-                self._lease_ttl,
-            )
+            relay = EndpointRelay(endpoint_id, self._wiring)
             supervisor = Supervisor()
             supervisor.keep(relay_name(endpoint_id), relay.run)
             self._running[endpoint_id] = supervisor
