@@ -24,7 +24,7 @@ from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.outbound.addresses import Reach
 from api.outbound.stream import RelayStatus, StreamRelay
-from api.outbound.webhooks import DeliveryPolicy, Webhooks
+from api.outbound.webhooks import DeliveryPolicy, Webhooks, Wiring
 from api.settings import Settings
 from api.staged_faults import FaultInjector
 from api.supervision import Supervisor
@@ -137,13 +137,15 @@ class Service:
         # so that delivering never takes a connection the sagas' commits or the API's reads wait for.
         self._outbound = make_engine(settings.database_url, pool_size=2)
         self.webhooks = Webhooks(
-            WebhookStore(self._reader, self._outbound),
-            Relays(self._outbound, fleet),
-            self._reader,
-            self.hub,
-            clock,
-            _delivery_policy(settings, development=self.authenticator.development),
-            None if fleet is None else fleet.lease_ttl,
+            Wiring(
+                store=WebhookStore(self._reader, self._outbound),
+                relays=Relays(self._outbound, fleet),
+                reader=self._reader,
+                hub=self.hub,
+                clock=clock,
+                policy=_delivery_policy(settings, development=self.authenticator.development),
+                lease_ttl=None if fleet is None else fleet.lease_ttl,
+            )
         )
         self.commit_listener = None
         if fleet is not None:

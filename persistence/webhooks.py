@@ -15,12 +15,15 @@ for an operator's `redeliver`, and so do the events held behind them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -119,6 +122,22 @@ _RECORD = (
 )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def whole(write: Callable[P, Coroutine[None, None, R]]) -> Callable[P, Coroutine[None, None, R]]:
+    """`write`, run to its end even when its caller is cancelled (a relay stopped, a client gone): a
+    SQLite transaction cut off in the middle keeps the database's write lock until its connection is
+    collected, and every other writer, the sagas' commits among them, waits for it meanwhile."""
+
+    @functools.wraps(write)
+    async def shielded(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.shield(write(*args, **kwargs))
+
+    return shielded
+
+
 class WebhookStore:
     """The endpoints and deliveries. Reads go to `reader`, writes to `writer`; every method raises
     what the database raises when it does not answer."""
@@ -129,6 +148,7 @@ class WebhookStore:
 
     # ------------------------------------------------------------------------------------ endpoints
 
+    @whole
     async def create(
         self, url: str, events: frozenset[str] | None, description: str | None, secret: str, now: datetime
     ) -> Endpoint:
@@ -167,6 +187,7 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
 
+    @whole
     async def save(self, endpoint: Endpoint) -> bool:
         """Store `endpoint`'s URL, events, description, secret and state; False if there is none."""
         values = _columns(endpoint)
@@ -175,6 +196,7 @@ class WebhookStore:
         async with self._writer.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
 
+    @whole
     async def delete(self, endpoint_id: str) -> bool:
         """Remove the endpoint, its deliveries and its relay; False if there was none."""
         async with self._writer.begin() as conn:
@@ -185,6 +207,7 @@ class WebhookStore:
             gone = await conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
             return gone.rowcount == 1
 
+    @whole
     async def note_health(self, endpoint_id: str, succeeded: bool, now: datetime) -> datetime | None:
         """After a round of attempts: one success clears the endpoint's failing time; failures alone
         start it if it was not running. Answers since when the endpoint has been failing (None: it is
@@ -200,6 +223,7 @@ class WebhookStore:
             found = (await conn.execute(query)).first()
         return None if found is None else found[0]
 
+    @whole
     async def disable(self, endpoint_id: str, reason: str, now: datetime) -> None:
         """Disable the endpoint for `reason`; its pending deliveries fail (redeliver sends them again)."""
         async with self._writer.begin() as conn:
@@ -237,6 +261,7 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
 
+    @whole
     async def store(self, deliveries: Sequence[Delivery]) -> None:
         """Store deliveries not stored yet (one already there, from a round repeated after a crash or
         a lost lease, stays as it is)."""
@@ -276,6 +301,7 @@ class WebhookStore:
             chains.setdefault(delivery.saga_id, []).append(delivery)
         return list(chains.values())
 
+    @whole
     async def record(self, endpoint_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Store the outcomes of a round's attempts at stored deliveries, in one statement."""
         if not outcomes:
@@ -309,6 +335,7 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
+    @whole
     async def redeliver(self, endpoint_id: str, now: datetime, event_id: str | None = None) -> int:
         """Make the endpoint's FAILED deliveries (or only the one of event `event_id`) PENDING and due
         now, with a fresh series of attempts; answers how many."""

@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import Edge, UncountedConnection, window
-from api.graphql.types import UserError, service, user_errors
+from api.graphql.relay import After, Edge, First, UncountedConnection, window
+from api.graphql.types import Input, UserError, described, service, user_errors
 from api.outbound.addresses import reach_problem, url_problem
 from api.outbound.signing import new_secret
 from domain.model.problems import Problem, ProblemCode
@@ -26,8 +26,15 @@ if TYPE_CHECKING:
     from api.outbound.webhooks import Webhooks
 
 MAX_DESCRIPTION = 500
-WebhookDeliveryStatus = strawberry.enum(
-    DeliveryStatus, name="WebhookDeliveryStatus", description="Where a webhook delivery is."
+WebhookDeliveryStatus = described(
+    DeliveryStatus,
+    "WebhookDeliveryStatus",
+    "Where a webhook delivery is.",
+    {
+        "PENDING": "Waiting for its next attempt (or for an earlier event of its saga to be taken).",
+        "SUCCEEDED": "The endpoint answered 2xx.",
+        "FAILED": "Retried for --webhook-retry-for without success: sent again only by redeliverWebhooks.",
+    },
 )
 
 
@@ -35,12 +42,12 @@ WebhookDeliveryStatus = strawberry.enum(
     description="Where journal events are POSTed, signed by the Standard Webhooks specification."
 )
 class WebhookEndpoint:
-    id: strawberry.ID
-    url: str
+    id: strawberry.ID = strawberry.field(description="The endpoint's id.")
+    url: str = strawberry.field(description="Where its events are POSTed.")
     events: list[str] | None = strawberry.field(
         description="The journal event types sent (docs/events.md); null: every type."
     )
-    description: str | None
+    description: str | None = strawberry.field(description="What the admin noted about it.")
     enabled: bool = strawberry.field(description="Whether events are sent to it.")
     disabled_reason: str | None = strawberry.field(
         description="Why it is disabled: an admin disabled it, or no delivery succeeded for the failing "
@@ -49,7 +56,7 @@ class WebhookEndpoint:
     failing_since: datetime | None = strawberry.field(
         description="Since when every attempt has failed; null while the last one succeeded."
     )
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was registered: it takes the events after.")
 
     @classmethod
     def of(cls, endpoint: Endpoint) -> WebhookEndpoint:
@@ -71,10 +78,12 @@ class WebhookEndpoint:
 )
 class WebhookDelivery:
     event_id: str = strawberry.field(description="The event's id, sent as `webhook-id` on every attempt.")
-    event_type: str
-    saga_id: strawberry.ID
+    event_type: str = strawberry.field(description="The journal event's type (docs/events.md).")
+    saga_id: strawberry.ID = strawberry.field(description="The saga the event belongs to.")
     cursor: str = strawberry.field(description="The event's place in the journal (as in the event's data).")
-    status: WebhookDeliveryStatus  # type: ignore[valid-type]
+    status: WebhookDeliveryStatus = strawberry.field(  # type: ignore[valid-type]
+        description="Where the delivery is."
+    )
     attempts: int = strawberry.field(
         description="Attempts since it was stored or last redelivered; 0 while it waits behind an "
         "earlier event of its saga."
@@ -86,7 +95,7 @@ class WebhookDelivery:
         description="When it is tried again; null once it succeeded or failed, or while it waits "
         "behind an earlier event of its saga."
     )
-    updated_at: datetime
+    updated_at: datetime = strawberry.field(description="When the delivery last changed.")
 
     @classmethod
     def of(cls, delivery: Delivery) -> WebhookDelivery:
@@ -108,16 +117,18 @@ class WebhookDelivery:
 EVENTS_DESCRIPTION = "The journal event types to send (docs/events.md); null or left out: every type."
 
 
-@strawberry.input
+@strawberry.input(description="A new webhook endpoint.")
 class CreateWebhookEndpointInput:
     url: str = strawberry.field(description="An http or https URL.")
     events: list[str] | None = strawberry.field(default=None, description=EVENTS_DESCRIPTION)
-    description: str | None = None
+    description: str | None = strawberry.field(
+        default=None, description=f"A note for admins, at most {MAX_DESCRIPTION} characters."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Changes to a webhook endpoint; what is left out stays as it is.")
 class UpdateWebhookEndpointInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The endpoint to change.")
     url: str | None = strawberry.field(default=None, description="A new URL; left out: unchanged.")
     events: list[str] | None = strawberry.field(
         default=strawberry.UNSET,
@@ -136,44 +147,54 @@ class UpdateWebhookEndpointInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="The webhook endpoint to delete, with its stored deliveries.")
 class DeleteWebhookEndpointInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The endpoint to delete.")
 
 
-@strawberry.input
+@strawberry.input(description="Failed deliveries to send again, under their same webhook-id.")
 class RedeliverWebhooksInput:
-    endpoint_id: strawberry.ID
+    endpoint_id: strawberry.ID = strawberry.field(description="The endpoint whose deliveries to resend.")
     event_id: str | None = strawberry.field(
         default=None, description="Only this event's failed delivery; left out: every failed one."
     )
 
 
-@strawberry.type
+@strawberry.type(description="The answer to creating or updating a webhook endpoint.")
 class WebhookEndpointPayload:
-    endpoint: WebhookEndpoint | None = None
+    endpoint: WebhookEndpoint | None = strawberry.field(
+        default=None, description="The endpoint as it is now; null when refused."
+    )
     secret: str | None = strawberry.field(
         default=None,
         description="The signing secret (`whsec_…`), answered only when it is made: on creation and "
         "rotation. It cannot be read back.",
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why the input was refused; empty when it was taken."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The answer to deleting a webhook endpoint.")
 class DeleteWebhookEndpointPayload:
-    deleted_id: strawberry.ID | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    deleted_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The id of the endpoint deleted; null when refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why the input was refused; empty when it was taken."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The answer to redeliverWebhooks.")
 class RedeliverWebhooksPayload:
     redelivered: int | None = strawberry.field(
         default=None,
         description="How many failed deliveries were made pending again; each saga's go out in journal "
         "order, after its earlier events.",
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why the input was refused; empty when it was taken."
+    )
 
 
 def _unknown(field: str) -> Problem:
@@ -221,10 +242,13 @@ class WebhookQueries:
     async def webhook_deliveries(
         self,
         info: Info,
-        endpoint_id: strawberry.ID,
-        status: list[WebhookDeliveryStatus] | None = None,  # type: ignore[valid-type]
-        first: int | None = 20,
-        after: str | None = None,
+        endpoint_id: Annotated[strawberry.ID, strawberry.argument(description="The endpoint.")],
+        status: Annotated[
+            list[WebhookDeliveryStatus] | None,  # type: ignore[valid-type]
+            strawberry.argument(description="Only deliveries in one of these statuses; all without."),
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> UncountedConnection[WebhookDelivery]:
         try:
             before = None if after is None else decode_cursor(after)
@@ -251,7 +275,7 @@ class WebhookMutations:
         "on, signed with the secret this payload answers once (admins)."
     )
     async def create_webhook_endpoint(
-        self, info: Info, input: CreateWebhookEndpointInput
+        self, info: Info, input: Input[CreateWebhookEndpointInput]
     ) -> WebhookEndpointPayload:
         webhooks = service(info).webhooks
         events, problems = _events(input.events)
@@ -269,7 +293,7 @@ class WebhookMutations:
         "secret (admins)."
     )
     async def update_webhook_endpoint(
-        self, info: Info, input: UpdateWebhookEndpointInput
+        self, info: Info, input: Input[UpdateWebhookEndpointInput]
     ) -> WebhookEndpointPayload:
         webhooks = service(info).webhooks
         endpoint = await webhooks.store.endpoint(str(input.id))
@@ -305,7 +329,7 @@ class WebhookMutations:
         description="Delete an endpoint, with its deliveries; nothing more is sent to it (admins)."
     )
     async def delete_webhook_endpoint(
-        self, info: Info, input: DeleteWebhookEndpointInput
+        self, info: Info, input: Input[DeleteWebhookEndpointInput]
     ) -> DeleteWebhookEndpointPayload:
         webhooks = service(info).webhooks
         if not await webhooks.store.delete(str(input.id)):
@@ -317,7 +341,9 @@ class WebhookMutations:
         description="Send an endpoint's failed deliveries again (or one of them), each saga's in journal "
         "order, with the same webhook-id as before (operators and admins)."
     )
-    async def redeliver_webhooks(self, info: Info, input: RedeliverWebhooksInput) -> RedeliverWebhooksPayload:
+    async def redeliver_webhooks(
+        self, info: Info, input: Input[RedeliverWebhooksInput]
+    ) -> RedeliverWebhooksPayload:
         webhooks = service(info).webhooks
         if await webhooks.store.endpoint(str(input.endpoint_id)) is None:
             return RedeliverWebhooksPayload(user_errors=user_errors([_unknown("endpointId")]))

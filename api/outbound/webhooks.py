@@ -33,7 +33,7 @@ from typing import TypeVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.live.hub import FellBehind, TransitionHub
+from api.live.hub import TransitionHub
 from api.outbound.addresses import Reach, reach_problem
 from api.outbound.http import client, post
 from api.outbound.signing import Signer
@@ -42,7 +42,7 @@ from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, events_after
-from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
+from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name, whole
 
 log = logging.getLogger("ordersaga.webhooks")
 T = TypeVar("T")
@@ -98,6 +98,22 @@ class Attempt:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What every endpoint's relay works with: where endpoints, deliveries and relay positions are
+    stored, the journal's reader, the hub that tells of commits, and the delivery policy.
+    `lease_ttl`: how long a relay's lease lasts, with several processes; None for one process, which
+    always holds every relay."""
+
+    store: WebhookStore
+    relays: Relays
+    reader: AsyncEngine
+    hub: TransitionHub
+    clock: Clock
+    policy: DeliveryPolicy
+    lease_ttl: timedelta | None
+
+
 class Sender:
     """Sends signed events to one endpoint, as it is configured for one round."""
 
@@ -140,39 +156,33 @@ class LeaseLost(Exception):
 class EndpointRelay:
     """Drives one endpoint's deliveries until cancelled (`run`)."""
 
-    def __init__(
-        self,
-        endpoint_id: str,
-        store: WebhookStore,
-        relays: Relays,
-        reader: AsyncEngine,
-        http: httpx.AsyncClient,
-        hub: TransitionHub,
-        clock: Clock,
-        policy: DeliveryPolicy,
-        lease_ttl: timedelta | None,
-    ) -> None:
+    def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
         self._name = relay_name(endpoint_id)
-        self._store, self._relays, self._reader, self._http = store, relays, reader, http
-        self._hub, self._clock, self._policy, self._lease_ttl = hub, clock, policy, lease_ttl
+        self._store, self._relays, self._reader = wiring.store, wiring.relays, wiring.reader
+        self._hub, self._clock, self._policy = wiring.hub, wiring.clock, wiring.policy
+        self._lease_ttl = wiring.lease_ttl
 
     async def run(self) -> None:
         """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
         the stored position until the lease is lost; again, until cancelled."""
+        # A pool of its own, as large as the requests it has in flight: the pool looks at each of its
+        # connections on every request, so one shared by every endpoint would cost each more.
+        http = client(self._policy.connect_timeout, max_connections=CONCURRENCY)
         try:
             while True:
-                position = await self._relays.take(self._name)
+                position = await whole(self._relays.take)(self._name)
                 if position is None:
                     await asyncio.sleep(POLL_S)
                     continue
                 try:
-                    await self._holding(self._drive(position))
+                    await self._holding(self._drive(position, http))
                 except LeaseLost:
                     log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
         finally:
+            await http.aclose()
             with contextlib.suppress(Exception):
-                await self._relays.release(self._name)
+                await whole(self._relays.release)(self._name)
 
     async def _holding(self, work: Coroutine[None, None, None]) -> None:
         """Run `work`, renewing the relay's lease while it runs. Raises LeaseLost, `work` cancelled, once
@@ -196,29 +206,29 @@ class EndpointRelay:
         """Renew the relay's lease every third of its time; return once another process has it."""
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            if await self._relays.take(self._name) is None:
+            if await whole(self._relays.take)(self._name) is None:
                 return
 
-    async def _drive(self, position: int) -> None:
+    async def _drive(self, position: int, http: httpx.AsyncClient) -> None:
         """Rounds from journal position `position`, back to back while more is waiting, else once woken
         by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
-        while True:
-            with self._hub.subscribe() as commits, contextlib.suppress(FellBehind):
-                while True:
-                    position, more = await self._round(position)
-                    if not more:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(commits.next(), POLL_S)
-                            # The commits that follow within a moment go out in the same round.
-                            await asyncio.sleep(GATHER_S)
+        with self._hub.alarm() as committed:
+            while True:
+                committed.clear()  # what commits from here on rings it again
+                position, more = await self._round(position, http)
+                if not more:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(committed.wait(), POLL_S)
+                        # The commits that follow within a moment go out in the same round.
+                        await asyncio.sleep(GATHER_S)
 
-    async def _round(self, position: int) -> tuple[int, bool]:
+    async def _round(self, position: int, http: httpx.AsyncClient) -> tuple[int, bool]:
         """One round from `position` (see the module's docstring): the position it reached, and
         whether more is waiting. Raises LeaseLost if the position could not be stored."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return position, False  # deleted or disabled: Webhooks stops this relay
-        sender = Sender(self._http, endpoint, self._policy)
+        sender = Sender(http, endpoint, self._policy)
         retried = await self._retry_due(endpoint, sender)
         events = await events_after(self._reader, position, BATCH)
         taken = [event for event in events if endpoint.takes(event.type)]
@@ -226,7 +236,7 @@ class EndpointRelay:
         await self._note_health(endpoint, [*retried, *failed])
         if not events:
             return position, False
-        if not await self._relays.advance(self._name, events[-1].position):
+        if not await whole(self._relays.advance)(self._name, events[-1].position):
             raise LeaseLost
         return events[-1].position, len(events) == BATCH
 
@@ -343,25 +353,10 @@ class Webhooks:
     """Keeps one relay task running per enabled endpoint (`run`, until cancelled), starting and
     stopping them as endpoints are created, enabled, disabled and deleted, here or in another process."""
 
-    def __init__(
-        self,
-        store: WebhookStore,
-        relays: Relays,
-        reader: AsyncEngine,
-        hub: TransitionHub,
-        clock: Clock,
-        policy: DeliveryPolicy,
-        lease_ttl: timedelta | None,
-    ) -> None:
-        self.store = store
-        self.policy = policy
-        self._relays, self._reader, self._hub, self._clock, self._lease_ttl = (
-            relays,
-            reader,
-            hub,
-            clock,
-            lease_ttl,
-        )
+    def __init__(self, wiring: Wiring) -> None:
+        self.store = wiring.store
+        self.policy = wiring.policy
+        self._wiring = wiring
         self._changed = asyncio.Event()
         self._running: dict[str, Supervisor] = {}
 
@@ -370,35 +365,23 @@ class Webhooks:
         self._changed.set()
 
     def now(self) -> datetime:
-        return self._clock.now()
+        return self._wiring.clock.now()
 
     async def run(self) -> None:
-        http = client(self.policy.connect_timeout)
         try:
             while True:
                 self._changed.clear()
-                await self._follow(await self.store.enabled_ids(), http)
+                await self._follow(await self.store.enabled_ids())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), POLL_S)
         finally:
-            await self._follow(set(), http)
-            await http.aclose()
+            await self._follow(set())
 
-    async def _follow(self, enabled: set[str], http: httpx.AsyncClient) -> None:
+    async def _follow(self, enabled: set[str]) -> None:
         for endpoint_id in set(self._running) - enabled:
             await self._running.pop(endpoint_id).stop()
         for endpoint_id in enabled - set(self._running):
-            relay = EndpointRelay(
-                endpoint_id,
-                self.store,
-                self._relays,
-                self._reader,
-                http,
-                self._hub,
-                self._clock,
-                self.policy,
-                self._lease_ttl,
-            )
+            relay = EndpointRelay(endpoint_id, self._wiring)
             supervisor = Supervisor()
             supervisor.keep(relay_name(endpoint_id), relay.run)
             self._running[endpoint_id] = supervisor
