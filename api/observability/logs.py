@@ -88,6 +88,9 @@ def configure_logging(
 ) -> None:
     logging.basicConfig(level=level, handlers=[log_handler(log_format, instance=instance)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: a line per webhook delivery, which the deliveries' own
+    # records (webhookDeliveries) already tell, and a tenth of a busy relay's CPU.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def log_change(change: SagaChange) -> None:
