@@ -291,7 +291,8 @@ async def test_a_page_with_nested_fields_takes_the_same_few_statements_whatever_
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        # The webhook relays look for endpoints now and then on the same engine: not this query's.
+        if statement.lstrip().upper().startswith("SELECT") and "webhook_endpoints" not in statement:
             statements.append(statement)
 
     engine = stage.svc.read.engine.sync_engine
