@@ -3,7 +3,8 @@ must not thereby reach what only the server reaches, its own loopback, the priva
 in, or a cloud's metadata service on a link-local address.
 
 A URL is checked when it is registered and again before every round of deliveries, since what a name
-resolves to can change in between.
+resolves to can change in between; and the connection itself resolves through `GuardedResolver`,
+which answers only allowed addresses, so a name cannot pass the check and then connect elsewhere.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 MAX_URL = 2000
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,13 +32,53 @@ class Reach:
     loopback: bool = False
 
     def allows(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+        """Whether `address` may be connected to; an IPv6 address that carries an IPv4 one (mapped,
+        6to4, NAT64, IPv4-compatible) as that one is, since that is where it leads."""
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return self.allows(embedded)
         if self.private or (self.loopback and address.is_loopback):
             return True
         # Not global: loopback, private, link-local, unspecified, reserved, shared, documentation
         # (RFC 6890's registries); multicast is never a receiver.
         return address.is_global and not address.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 2.5.5.1, deprecated, still routed by some
+
+
+def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to, if it carries one: ::ffff:127.0.0.1 reaches 127.0.0.1."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+class GuardedResolver(ThreadedResolver):
+    """aiohttp's resolver, answering only the addresses `reach` allows: the connection is made to an
+    address checked in the same lookup, so a name that resolves to a public address when checked and
+    to a private one when connecting (DNS rebinding) reaches nothing. A name left with no allowed
+    address fails to connect, as one that does not resolve."""
+
+    def __init__(self, reach: Reach) -> None:
+        super().__init__()
+        self._reach = reach
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        allowed = [r for r in found if self._reach.allows(ipaddress.ip_address(r["host"].split("%")[0]))]
+        if not allowed:
+            raise OSError(f"{host} resolves to no address this service may send to")
+        return allowed
 
 
 def url_problem(url: str) -> str | None:
@@ -53,6 +97,10 @@ def url_problem(url: str) -> str | None:
         return "url must name a host"
     if parts.username is not None or parts.password is not None:
         return "url must not hold credentials; authenticate receivers by the signature"
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:  # a label longer than 63 characters, or an empty one
+        return "url must name a host that can be looked up"
     return None
 
 
@@ -65,6 +113,8 @@ async def reach_problem(url: str, reach: Reach) -> str | None:
         found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as error:
         return f"{host} does not resolve: {error.strerror or error}"
+    except UnicodeError:  # a label longer than 63 characters, or an empty one
+        return f"{host} is not a host name"
     for *_, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
         if not reach.allows(address):

@@ -14,19 +14,32 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import version
 
+import aiohttp
 import httpx
-from httpx_aiohttp import HttpxAiohttpClient
+from aiohttp.abc import AbstractResolver
+from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 USER_AGENT = f"ordersaga/{version('ordersaga')}"
 
 
-def client(connect_timeout: float = 2.0, max_connections: int = 100) -> httpx.AsyncClient:
-    """A new pooled async client that opens a connection within `connect_timeout` seconds. The caller
-    closes it (`aclose`); `post` bounds each request as a whole."""
+def client(
+    connect_timeout: float = 2.0, max_connections: int = 100, resolver: AbstractResolver | None = None
+) -> httpx.AsyncClient:
+    """A new pooled async client that opens a connection within `connect_timeout` seconds, looking
+    names up with `resolver` (aiohttp's default when None). The caller closes it (`aclose`); `post`
+    bounds each request as a whole."""
     timeout = httpx.Timeout(None, connect=connect_timeout)
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+    def pool() -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop that sends. The transport closes it with the client.
+        connector = aiohttp.TCPConnector(limit=max_connections, resolver=resolver)
+        return aiohttp.ClientSession(connector=connector)
+
     return HttpxAiohttpClient(
-        timeout=timeout, limits=limits, follow_redirects=False, headers={"user-agent": USER_AGENT}
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"user-agent": USER_AGENT},
+        transport=AiohttpTransport(client=pool),
     )
 
 

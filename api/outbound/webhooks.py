@@ -34,7 +34,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
-from api.outbound.addresses import Reach, reach_problem
+from api.outbound.addresses import GuardedResolver, Reach, reach_problem
 from api.outbound.http import client, post
 from api.outbound.signing import Signer
 from api.supervision import Supervisor
@@ -137,7 +137,9 @@ class Sender:
         except TimeoutError:
             error: str | None = f"no answer within {self._policy.timeout:g} s"
             return Attempt(False, None, _ms_since(loop, started), error)
-        except httpx.HTTPError as failure:
+        except Exception as failure:
+            # httpx's errors, and whatever else the connection met (aiohttp's own, for an answer
+            # that is not HTTP): the receiver did not take it, which is a failed attempt like any.
             error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
             return Attempt(False, None, _ms_since(loop, started), error)
         ok = 200 <= response.status_code < 300
@@ -168,7 +170,8 @@ class EndpointRelay:
         the stored position until the lease is lost; again, until cancelled."""
         # A pool of its own, as large as the requests it has in flight: the pool looks at each of its
         # connections on every request, so one shared by every endpoint would cost each more.
-        http = client(self._policy.connect_timeout, max_connections=CONCURRENCY)
+        resolver = GuardedResolver(self._policy.reach)
+        http = client(self._policy.connect_timeout, max_connections=CONCURRENCY, resolver=resolver)
         try:
             while True:
                 position = await whole(self._relays.take)(self._name)
@@ -346,7 +349,9 @@ async def _each_bounded(work: Callable[[T], Awaitable[None]], items: Iterable[T]
         async with slots:
             await work(item)
 
-    await asyncio.gather(*(run(item) for item in items))
+    async with asyncio.TaskGroup() as group:  # one failing cancels the others: none left unowned
+        for item in items:
+            group.create_task(run(item))
 
 
 class Webhooks:

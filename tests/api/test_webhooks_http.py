@@ -378,3 +378,32 @@ async def test_endpoints_created_and_deleted_at_once_never_hold_up_the_sagas(sql
             await gql(DELETE, id=made["endpoint"]["id"])
             placed = await place(gql, 1, customerId=f"c{attempt}")
             assert placed["userErrors"] == []
+
+
+async def test_an_answer_that_is_not_http_is_a_failed_attempt_and_the_relay_goes_on(sqlite_url: str) -> None:
+    answers = 0
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answers
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX\x01: y\r\nContent-Length: 0\r\n\r\n")  # no valid header
+        answers += 1
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with served(sqlite_url) as gql:
+            created = await gql(CREATE, input={"url": f"http://127.0.0.1:{port}/hook"})
+            endpoint_id = created["createWebhookEndpoint"]["endpoint"]["id"]
+            (saga_id,) = await settled_orders(gql, 1)
+            stored = await stored_for(gql, endpoint_id, 7)
+            first = next(d for d in stored if d["eventId"] == f"evt_{saga_id}_1")
+            assert first["status"] == "PENDING" and first["error"] and first["attempts"] >= 1
+            # Its first retry comes within seconds, from the same relay, which did not die.
+            await eventually(lambda: answers >= 2, "a retry", seconds=10)
+            assert (await gql(ENDPOINTS))["webhookEndpoints"][0]["enabled"] is True
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.outbound.addresses import Reach, url_problem
+from api.outbound.addresses import GuardedResolver, Reach, reach_problem, url_problem
 from api.outbound.webhooks import FIRST_RETRY_S, LONG_CAP_S, retry_pause
 
 
@@ -78,6 +78,11 @@ def test_the_pauses_are_jittered() -> None:
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
         "::ffff:169.254.169.254",
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 around 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 around 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 around 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
     ],
 )
 def test_addresses_beyond_the_public_internet_are_refused_unless_allowed(address: str) -> None:
@@ -117,9 +122,24 @@ def test_public_addresses_are_allowed(address: str) -> None:
         ),
         ("https://example.com:70000/", "url is not a URL"),
         ("https://[::1/", "url is not a URL"),
+        (f"https://{'a' * 64}.example.com/", "url must name a host that can be looked up"),
+        ("https://a..example.com/", "url must name a host that can be looked up"),
     ],
 )
 def test_only_absolute_http_urls_with_a_host_and_no_credentials_are_accepted(
     url: str, problem: str | None
 ) -> None:
     assert url_problem(url) == problem
+
+
+async def test_the_connection_resolves_only_to_addresses_the_reach_allows() -> None:
+    # What a connection is made to is checked in the lookup that makes it: a name that passed the
+    # check before and resolves to loopback now reaches nothing.
+    with pytest.raises(OSError, match="no address this service may send to"):
+        await GuardedResolver(Reach()).resolve("localhost", 80)
+    found = await GuardedResolver(Reach(loopback=True)).resolve("localhost", 80)
+    assert found and all(ipaddress.ip_address(r["host"]).is_loopback for r in found)
+
+
+async def test_a_host_name_that_cannot_be_looked_up_is_a_reach_problem_not_an_error() -> None:
+    assert await reach_problem(f"https://{'a' * 64}.example.com/", Reach()) is not None
