@@ -12,10 +12,11 @@ a saga step. There, too, the hot statements (`Prepared`) go straight to sqlite3
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from sqlalchemy import CursorResult, Dialect, Executable
 from sqlalchemy.engine import Connection, NestedTransaction
@@ -24,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from persistence.prepared import Prepared, Rows
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 S = TypeVar("S", bound="Deferred")
 
 
@@ -157,3 +160,15 @@ def run_blocking(work: Awaitable[T]) -> T:
         return result
     steps.close()
     raise RuntimeError("work in a SQLite transaction awaited something other than its database")
+
+
+def whole(write: Callable[P, Coroutine[None, None, R]]) -> Callable[P, Coroutine[None, None, R]]:
+    """`write`, run to its end even when its caller is cancelled (a relay stopped, a client gone): a
+    SQLite transaction cut off in the middle keeps the database's write lock until its connection is
+    collected, and every other writer, the sagas' commits among them, waits for it meanwhile."""
+
+    @functools.wraps(write)
+    async def shielded(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.shield(write(*args, **kwargs))
+
+    return shielded

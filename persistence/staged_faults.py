@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.connection import whole
 from persistence.tables import staged_faults
 
 _TAKE_FAILURE = (
@@ -47,17 +49,26 @@ class StagedFaultStore:
             rows = await conn.execute(select(staged_faults))
             return {r.participant: StagedFault(r.delay_ms, r.fail_next, r.failure_rate) for r in rows}
 
+    @whole
     async def put(self, participant: str, fault: StagedFault | None) -> None:
-        """Stage `fault` on `participant`, replacing its fault; None heals it."""
+        """Stage `fault` on `participant`, replacing its fault (an upsert, so two stagings at once
+        end with one of them); None heals it."""
         async with self._engine.begin() as conn:
-            await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
-            if fault is not None:
-                await conn.execute(staged_faults.insert().values(participant=participant, **asdict(fault)))
+            if fault is None:
+                await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
+                return
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            staged = dialect.insert(staged_faults).values(participant=participant, **asdict(fault))
+            await conn.execute(
+                staged.on_conflict_do_update(index_elements=[staged_faults.c.participant], set_=asdict(fault))
+            )
 
+    @whole
     async def clear(self) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(delete(staged_faults))
 
+    @whole
     async def take_failure(self, participant: str) -> int | None:
         """Count one staged failure of `participant` off, for this call to fail: the failures left
         after it, or None when none was left (another process took the last)."""

@@ -15,20 +15,18 @@ for an operator's `redeliver`, and so do the events held behind them.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
-import functools
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.connection import whole
 from persistence.tables import journal_head, relays, webhook_deliveries, webhook_endpoints
 
 
@@ -120,22 +118,6 @@ _RECORD = (
         updated_at=bindparam("now"),
     )
 )
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def whole(write: Callable[P, Coroutine[None, None, R]]) -> Callable[P, Coroutine[None, None, R]]:
-    """`write`, run to its end even when its caller is cancelled (a relay stopped, a client gone): a
-    SQLite transaction cut off in the middle keeps the database's write lock until its connection is
-    collected, and every other writer, the sagas' commits among them, waits for it meanwhile."""
-
-    @functools.wraps(write)
-    async def shielded(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.shield(write(*args, **kwargs))
-
-    return shielded
 
 
 class WebhookStore:

@@ -5,6 +5,7 @@ or, for several processes that must hold one limit together, in a store they sha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -21,6 +22,8 @@ log = logging.getLogger("ordersaga.access")
 DEFAULT_MUTATION_LIMITS = "20/second;600/minute"
 # Counted in this process only: with several processes, each admits the whole limit.
 IN_MEMORY = "memory://"
+# How long a mutation waits for a shared store before it is admitted without it.
+STORE_TIMEOUT_S = 0.25
 
 
 def shared_storage(uri: str) -> Storage:
@@ -51,17 +54,18 @@ class MutationRateLimit:
         self.most_at_once = min(limit.amount for limit in self._limits)
 
     async def admit(self, subject: str, mutations: int) -> float | None:
-        """Count `mutations` for `subject` and answer None, or, when that would pass a limit, count
-        nothing and answer the seconds until it may try again. A storage that does not answer
-        admits, with a warning logged: the limit protects the service, and refusing everyone while
-        the store is away would be an outage of its own."""
+        """Count `mutations` for `subject` and answer None, or, when that would pass a limit, answer
+        the seconds until it may try again. Each limit's count is taken atomically in its store
+        (`hit`), so processes sharing a store cannot all slip under it at once; a refusal by a later
+        limit leaves the earlier ones counted, which errs on refusing. A store that does not answer
+        within STORE_TIMEOUT_S admits, with a warning logged: the limit protects the service, and
+        refusing everyone while the store is away would be an outage of its own."""
         try:
-            for limit in self._limits:
-                if not await self._limiter.test(limit, "mutations", subject, cost=mutations):
-                    stats = await self._limiter.get_window_stats(limit, "mutations", subject)
-                    return max(1.0, math.ceil(stats.reset_time - time.time()))
-            for limit in self._limits:
-                await self._limiter.hit(limit, "mutations", subject, cost=mutations)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                for limit in self._limits:
+                    if not await self._limiter.hit(limit, "mutations", subject, cost=mutations):
+                        stats = await self._limiter.get_window_stats(limit, "mutations", subject)
+                        return max(1.0, math.ceil(stats.reset_time - time.time()))
         except Exception as error:
             log.warning("rate limit storage unavailable (%s: %s); admitting", type(error).__name__, error)
         return None

@@ -2,7 +2,8 @@
 
 Adds `journal.position` and `saga_timeline.position`, the counter row `journal_head`, and `relays`
 (what each outbound relay has sent). Events already stored are numbered in the order they were
-recorded, saga and sequence breaking ties, which is an order they could have committed in.
+recorded (an event never before an earlier one of its saga, whatever the clocks said), saga and
+sequence breaking ties: an order they could have committed in.
 
 Revision ID: 0012
 Revises: 0011
@@ -22,10 +23,15 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("journal") as batch:
         batch.add_column(sa.Column("position", sa.BigInteger(), nullable=True))
+    # Ordered by when each event was recorded, but never before an earlier event of its saga: the
+    # clocks of several processes may disagree, and consumers read a saga's events in position order.
     op.execute(
         "UPDATE journal SET position = numbered.n FROM ("
-        "SELECT saga_id, sequence, row_number() OVER (ORDER BY recorded_at, saga_id, sequence) AS n"
-        " FROM journal) AS numbered"
+        " SELECT saga_id, sequence, row_number() OVER (ORDER BY settled_at, saga_id, sequence) AS n"
+        " FROM (SELECT saga_id, sequence, max(recorded_at) OVER ("
+        "   PARTITION BY saga_id ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS settled_at"
+        "  FROM journal) AS monotonic"
+        ") AS numbered"
         " WHERE journal.saga_id = numbered.saga_id AND journal.sequence = numbered.sequence"
     )
     op.create_index("ix_journal_position", "journal", ["position"], unique=True)

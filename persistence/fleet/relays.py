@@ -82,12 +82,6 @@ class Relays:
             async with self._engine.begin() as conn:
                 await conn.execute(_RELEASE, {"relay": name, "me": self._fleet.instance})
 
-    async def position(self, name: str) -> int | None:
-        """Relay `name`'s stored position, None if it never ran."""
-        async with self._engine.connect() as conn:
-            found = (await conn.execute(_POSITION, {"relay": name})).scalar_one_or_none()
-        return None if found is None else int(found)
-
     def _params(self) -> dict[str, object]:
         assert self._fleet is not None
         return {"me": self._fleet.instance, "ttl": self._fleet.lease_ttl}

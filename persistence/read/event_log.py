@@ -95,6 +95,8 @@ class LoggedEvent:
         ).encode()
 
 
+# Each timeline row with its saga's: whose saga it is, for consumers that filter or route by it.
+TIMELINE_WITH_SAGA = saga_timeline.join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)
 _EVENTS = select(
     saga_timeline.c.position,
     saga_timeline.c.saga_id,
@@ -107,36 +109,14 @@ _EVENTS = select(
     saga_timeline.c.attempt,
     saga_timeline.c.reason,
     saga_timeline.c.occurred_at,
-).join(saga_view, saga_view.c.id == saga_timeline.c.saga_id)
+).select_from(TIMELINE_WITH_SAGA)
 
 
-async def events_after(
-    engine: AsyncEngine,
-    position: int,
-    limit: int,
-    *,
-    saga_id: str | None = None,
-    customer_id: str | None = None,
-    statuses: frozenset[str] | None = None,
-) -> list[LoggedEvent]:
-    """The events past `position`, ascending, at most `limit`; only saga `saga_id`'s, customer
-    `customer_id`'s, or those after which the saga is in one of `statuses`, when given."""
+async def events_after(engine: AsyncEngine, position: int, limit: int) -> list[LoggedEvent]:
+    """The events past `position`, ascending, at most `limit`."""
     query = _EVENTS.where(saga_timeline.c.position > position).order_by(saga_timeline.c.position).limit(limit)
-    if saga_id is not None:
-        query = query.where(saga_timeline.c.saga_id == saga_id)
-    if customer_id is not None:
-        query = query.where(saga_view.c.customer_id == customer_id)
-    if statuses is not None:
-        query = query.where(saga_timeline.c.status.in_(sorted(statuses)))
     async with engine.connect() as conn:
         return [LoggedEvent(**row._mapping) for row in await conn.execute(query)]
-
-
-async def event_at(engine: AsyncEngine, position: int) -> LoggedEvent | None:
-    """The event at `position`, if there is one."""
-    async with engine.connect() as conn:
-        row = (await conn.execute(_EVENTS.where(saga_timeline.c.position == position))).first()
-    return None if row is None else LoggedEvent(**row._mapping)
 
 
 async def head(engine: AsyncEngine) -> int:

@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.model.saga import SagaStatus
+from persistence.read.event_log import TIMELINE_WITH_SAGA
 from persistence.read.paging import PageFilter, Position, Window, count, filtered, newest_first
 from persistence.tables import (
     order_view,
@@ -29,9 +30,7 @@ UNFINISHED = [
 ]
 
 # The timeline in journal order, each row with whose saga it is.
-_JOURNAL = select(saga_timeline, saga_view.c.customer_id).join(
-    saga_view, saga_view.c.id == saga_timeline.c.saga_id
-)
+_JOURNAL = select(saga_timeline, saga_view.c.customer_id).select_from(TIMELINE_WITH_SAGA)
 
 
 class ReadModel:

@@ -71,8 +71,15 @@ def stored_rows(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 async def store_journal(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
     """Store golden journal entries as an earlier release did, then number them as migration 0012
-    numbers the events it finds: in the order they were recorded, saga and sequence breaking ties."""
-    ordered = sorted(entries, key=lambda e: (e["recorded_at"], e["saga_id"], e["sequence"]))
+    numbers the events it finds: in the order they were recorded (never before an earlier event of
+    their saga), saga and sequence breaking ties."""
+    settled: dict[str, Any] = {}
+    keyed = []
+    for entry in sorted(entries, key=lambda e: (e["saga_id"], e["sequence"])):
+        at = max(entry["recorded_at"], settled.get(entry["saga_id"], entry["recorded_at"]))
+        settled[entry["saga_id"]] = at
+        keyed.append(((at, entry["saga_id"], entry["sequence"]), entry))
+    ordered = [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
     await conn.execute(
         insert(journal), stored_rows(journal, [{**e, "position": n} for n, e in enumerate(ordered, start=1)])
     )
