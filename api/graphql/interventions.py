@@ -166,4 +166,6 @@ class OperationMutations:
             return DispatchShipmentPayload(
                 user_errors=user_errors([Problem(result.code, "shipmentId", result.message)])
             )
-        return DispatchShipmentPayload(shipment=shipment_as_committed(result), order=as_committed(result)[1])
+        return DispatchShipmentPayload(
+            shipment=shipment_as_committed(result, shipment_id), order=as_committed(result)[1]
+        )

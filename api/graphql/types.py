@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
@@ -22,7 +23,6 @@ from domain.model.saga import COMPENSATION_OF, Step, StepStatus
 from domain.model.saga import FailureKind as DomainFailureKind
 from domain.model.saga import SagaState as DomainSagaState
 from domain.model.saga import SagaStatus as DomainSagaStatus
-from domain.model.shipment import ShipmentStatus as DomainShipmentStatus
 from domain.model.values import MovementKind as DomainMovementKind
 from domain.model.values import OrderStatus as DomainOrderStatus
 from domain.model.values import StorageCondition as DomainStorageCondition
@@ -38,9 +38,27 @@ StorageCondition = strawberry.enum(DomainStorageCondition, name="StorageConditio
 ErrorCode = strawberry.enum(DomainProblemCode, name="ErrorCode", description="Why an input was refused.")
 SagaStepName = strawberry.enum(Step, name="SagaStepName")
 SagaStepStatus = strawberry.enum(StepStatus, name="SagaStepStatus")
-ShipmentStatus = strawberry.enum(DomainShipmentStatus, name="ShipmentStatus")
 FailureKind = strawberry.enum(DomainFailureKind, name="FailureKind")
 MovementKind = strawberry.enum(DomainMovementKind, name="MovementKind", description="Why stock changed.")
+
+
+@strawberry.enum(description="Where a shipment is in its life at its warehouse.")
+class ShipmentStatus(enum.Enum):
+    # domain/model/saga.py's ShipmentStatus, and the name a created shipment had before it.
+    REQUESTED = strawberry.enum_value("REQUESTED", description="Sent to the warehouse, not answered yet.")
+    CREATED = strawberry.enum_value("CREATED", description="The warehouse holds it, to be picked and sent.")
+    REJECTED = strawberry.enum_value(
+        "REJECTED", description="The warehouse refused it; its order is cancelled."
+    )
+    CANCELLED = strawberry.enum_value(
+        "CANCELLED", description="Withdrawn with its order (or never created, its order turned back)."
+    )
+    DISPATCHED = strawberry.enum_value(
+        "DISPATCHED", description="Picked and sent: its stock left the warehouse."
+    )
+    PENDING = strawberry.enum_value(
+        "PENDING", deprecation_reason="Never returned: a shipment waiting to be dispatched is CREATED."
+    )
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -103,12 +121,17 @@ class Node:
     id: strawberry.ID
 
 
-@strawberry.type(description="The instruction to ship an order: where each pick comes from.")
+@strawberry.type(
+    description="The instruction to one warehouse to ship its part of an order: where each pick comes from."
+)
 class Shipment(Node):
     id: strawberry.ID
+    warehouse_code: str = strawberry.field(description="The warehouse all its picks come from.")
     picks: list[Pick]
-    created_at: datetime
-    status: ShipmentStatus  # type: ignore[valid-type]
+    created_at: datetime = strawberry.field(
+        description="When the warehouse created it; until it has, when it was requested."
+    )
+    status: ShipmentStatus
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
@@ -117,9 +140,10 @@ class Shipment(Node):
     def from_row(cls, row: Row) -> Shipment:
         return cls(
             id=strawberry.ID(row.id),
+            warehouse_code=row.warehouse_code,
             picks=[Pick.from_json(p) for p in row.picks],
             created_at=row.created_at,
-            status=DomainShipmentStatus(row.status),
+            status=ShipmentStatus(row.status),
             dispatched_at=row.dispatched_at,
         )
 
@@ -132,12 +156,13 @@ class Order(Node):
     lines: list[OrderLine]
     picks: list[Pick] = strawberry.field(
         description="Where its stock is held reserved; empty before the reservation, once the stock is "
-        "released (a cancellation, a failure) and once it left with the dispatched shipment."
+        "released (a cancellation, a failure); a pick leaves it with its dispatched shipment."
     )
     created_at: datetime = strawberry.field(deprecation_reason="Use placedAt, which it equals.")
     updated_at: datetime
     shipped_at: datetime | None = strawberry.field(
-        description="When its shipment was dispatched and the order became SHIPPED; null until then."
+        description="When the last of its shipments was dispatched and the order became SHIPPED; null "
+        "until then."
     )
     saga_id: strawberry.Private[str]
 
@@ -162,10 +187,20 @@ class Order(Node):
     def placed_at(self) -> datetime:
         return self.created_at
 
-    @strawberry.field
+    @strawberry.field(
+        description="One per warehouse its picks come from, in warehouse code order; empty until its "
+        "shipments are requested."
+    )
+    async def shipments(self, info: Info) -> list[Shipment]:
+        return [Shipment.from_row(row) for row in await loaders(info).shipments.load(str(self.id))]
+
+    @strawberry.field(
+        description="Its first shipment (in warehouse code order); null until its shipments are requested.",
+        deprecation_reason="An order has one shipment per warehouse: use shipments.",
+    )
     async def shipment(self, info: Info) -> Shipment | None:
-        row = await loaders(info).shipments.load(str(self.id))
-        return Shipment.from_row(row) if row else None
+        rows = await loaders(info).shipments.load(str(self.id))
+        return Shipment.from_row(rows[0]) if rows else None
 
     @strawberry.field
     async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.graphql.types")] | None:
@@ -462,7 +497,8 @@ def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     return saga, order
 
 
-def shipment_as_committed(state: DomainSagaState) -> Shipment | None:
-    """The saga's shipment as the transaction that produced `state` projected it (see as_committed)."""
-    row = projection.shipment_row(state)
+def shipment_as_committed(state: DomainSagaState, shipment_id: str) -> Shipment | None:
+    """The saga's shipment `shipment_id` as the transaction that produced `state` projected it (see
+    as_committed); None if it has none of that id."""
+    row = next((r for r in projection.shipment_rows(state) if r["id"] == shipment_id), None)
     return Shipment.from_row(SimpleNamespace(**row)) if row else None  # type: ignore[arg-type]

@@ -76,12 +76,15 @@ async def test_a_retried_compensation_finishes_the_saga_as_failed_with_its_first
 
 
 async def test_a_retried_shipment_completes_the_saga(harness: Harness) -> None:
-    harness.gate.refusals[Participant.SHIPMENT] = POLICY.max_attempts
+    # The warehouse outlasts every attempt's deadline: the saga waits for an operator.
+    timeout = POLICY.shipment_timeout.total_seconds()
+    harness.gate.delays[Participant.SHIPMENT] = timeout + 1
     saga_id = await harness.place()
-    for attempt in range(1, POLICY.max_attempts):
-        await harness.clock.advance(POLICY.backoff(attempt).total_seconds())
+    for _ in range(POLICY.max_attempts * 10):
+        await harness.clock.advance(1)
     assert harness.saga(saga_id).status is SagaStatus.NEEDS_ATTENTION
 
+    del harness.gate.delays[Participant.SHIPMENT]
     await harness.orchestrator.retry(saga_id, Actor("operator-1", "operator"))
     await settle()
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
@@ -110,7 +113,7 @@ async def test_a_dispatched_order_cannot_be_cancelled_and_nothing_changes(harnes
     assert shipment_id is not None
     dispatched = await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
     assert isinstance(dispatched, SagaState) and dispatched.is_dispatched
-    assert harness.world.command_names()[-3:] == ["dispatch_stock", "dispatch_shipment", "ship_order"]
+    assert harness.world.command_names()[-3:] == ["dispatch_shipment", "dispatch_stock", "ship_order"]
     before = list(harness.world.journal[saga_id])
 
     refused = await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
@@ -138,7 +141,7 @@ async def test_a_completed_order_cancelled_before_dispatch_compensates_from_its_
         Step.CANCEL_ORDER,
     ]
     assert harness.world.stock["SKU-1"] == 10
-    assert harness.world.shipment_statuses == {saga.order_id: "CANCELLED"}
+    assert harness.world.shipment_statuses == {str(saga.shipment_id): "CANCELLED"}
     refused = await harness.orchestrator.dispatch_shipment(saga_id, str(saga.shipment_id))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_CANCELLED
 
