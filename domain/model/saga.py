@@ -854,7 +854,8 @@ def on_outcome(
         case Succeeded(picks):
             return (StepSucceeded(step, now, picks),)
         case Rejected(reason):
-            return (StepFailed(step, state.attempt, reason, False, None, now), *_give_up(step, reason, now))
+            failed = StepFailed(step, state.attempt, reason, False, None, now)
+            return (failed, *_give_up(step, reason, now, refused=True))
         case Unavailable(reason):
             retry_at = _retry_at(state, now, policy)
             failed = StepFailed(step, state.attempt, reason, True, retry_at, now)
@@ -897,7 +898,7 @@ def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[Sag
         return (timed_out,)
     if step in _RETRY_ON_TIMEOUT:
         reason = f"{reason}, {state.attempt} attempts"
-    return (timed_out, *_give_up(step, reason, now, timed_out=True))
+    return (timed_out, *_give_up(step, reason, now))
 
 
 def _in_flight(state: SagaState) -> Step:
@@ -912,11 +913,11 @@ def _retry_at(state: SagaState, now: datetime, policy: SagaPolicy) -> datetime |
     return now + policy.backoff(state.attempt)
 
 
-def _give_up(step: Step, reason: str, now: datetime, timed_out: bool = False) -> tuple[SagaEvent, ...]:
-    # A forward step that gives up turns the saga back (compensate); when the way back itself is
-    # blocked, only an operator may decide. So may they for shipments still unanswered at their last
-    # deadline, as the warehouse may hold them or not; refused ones, or ones that kept failing, turn
-    # the saga back.
-    if step in FORWARD_STEPS and not (timed_out and step is Step.CREATE_SHIPMENT):
+def _give_up(step: Step, reason: str, now: datetime, refused: bool = False) -> tuple[SagaEvent, ...]:
+    # Before the order is confirmed the way out is back (compensate), and so it is once a warehouse
+    # refused its shipment. A shipment that kept failing or timing out may be held by its warehouse or
+    # not, and when the way back itself is blocked, only an operator may decide (decision 0022): they
+    # retry it, or abort, which cancels the shipments created first.
+    if step in (Step.RESERVE_STOCK, Step.CONFIRM_ORDER) or (refused and step is Step.CREATE_SHIPMENT):
         return (CompensationStarted(reason, now),)
     return (SagaParked(reason, now),)

@@ -80,8 +80,7 @@ async def shipment_timed_out(stage: Stage) -> str:
 
 
 async def parked(stage: Stage) -> str:
-    # A shipment unanswered at its last deadline waits for an operator.
-    stage.gate.holds[Participant.SHIPMENT] = 3
+    stage.gate.refusals[Participant.SHIPMENT] = 3
     return await stage.order(1)
 
 

@@ -103,7 +103,7 @@ class Stage:
             ("shortage", 50, {}),
             ("confirm_refused", 3, {"refusals": {Participant.ORDERS: 3}}),
             ("reserve_timed_out", 1, {"holds": {Participant.INVENTORY: 1}}),
-            ("parked", 1, {"holds": {Participant.SHIPMENT: 3}}),
+            ("parked", 1, {"refusals": {Participant.SHIPMENT: 3}}),
         ]:
             self.gate.refusals.update(setup.get("refusals", {}))
             self.gate.holds.update(setup.get("holds", {}))

@@ -25,6 +25,7 @@ from domain.model.saga import (
     Outcome,
     Participant,
     Rejected,
+    SagaAborted,
     SagaChange,
     SagaEvent,
     SagaParked,
@@ -773,7 +774,7 @@ def test_an_unavailable_shipment_service_is_retried() -> None:
     assert run.wait_for_retry() == Call(SHIP, 2, now + seconds(1) + seconds(5))
 
 
-def test_a_shipment_still_unavailable_after_max_attempts_turns_the_saga_back() -> None:
+def test_a_shipment_still_unavailable_after_max_attempts_parks_the_saga_keeping_those_created() -> None:
     run = run_to(SHIP)
     run.fail_transiently(2, "carrier down")
 
@@ -784,13 +785,20 @@ def test_a_shipment_still_unavailable_after_max_attempts_turns_the_saga_back() -
     assert events == (
         ShipmentCreated(W1_SHIPMENT, now),
         StepFailed(SHIP, 3, "carrier down", True, None, now),
-        CompensationStarted(reason, now),
+        SagaParked(reason, now),
     )
-    assert run.state.status is SagaStatus.COMPENSATING
-    assert run.state.compensations == (UNSHIP, RELEASE, CANCEL)
-    assert run.state.failure_reason == reason
+    assert run.state.status is SagaStatus.NEEDS_ATTENTION
+    assert run.state.attention_reason == reason
     assert record_of(run.state, SHIP).status is StepStatus.FAILED
     assert record_of(run.state, SHIP).attempts == 3
+    assert run.state.next_wakeup is None
+    assert run.action() == Finished()
+    assert [s.status for s in run.state.shipments] == [ShipmentStatus.CREATED, ShipmentStatus.REQUESTED]
+
+    # An operator's abort cancels the shipment created first; the one never created is withdrawn.
+    aborted = evolve(run.state, SagaAborted("the carrier is gone", now))
+    assert aborted.compensations == (UNSHIP, RELEASE, CANCEL)
+    assert [s.status for s in aborted.shipments] == [ShipmentStatus.CREATED, ShipmentStatus.CANCELLED]
 
 
 def test_a_shipment_timeout_is_retried_because_creating_a_shipment_is_idempotent() -> None:
