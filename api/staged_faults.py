@@ -20,15 +20,17 @@ from persistence.write.commit_faults import commit_losing_answer
 @dataclass(frozen=True, slots=True)
 class Fault:
     """Every call waits `delay` first; then the next `fail_next` calls fail, and after them each call
-    fails with probability `failure_rate`."""
+    fails with probability `failure_rate`. The shipment participant also refuses every shipment from
+    the warehouses in `rejected_warehouses` (a business refusal, which turns the saga back)."""
 
     delay: timedelta = timedelta(0)
     fail_next: int = 0
     failure_rate: float = 0.0
+    rejected_warehouses: frozenset[str] = frozenset()
 
     @property
     def is_staged(self) -> bool:
-        return bool(self.delay or self.fail_next or self.failure_rate)
+        return bool(self.delay or self.fail_next or self.failure_rate or self.rejected_warehouses)
 
 
 class FaultInjector:
@@ -65,6 +67,12 @@ class FaultInjector:
             await commit_losing_answer(conn)
         else:
             await conn.commit()
+
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        fault = self._faults.get(participant)
+        if fault is None or warehouse_code not in fault.rejected_warehouses:
+            return None
+        return f"warehouse {warehouse_code} refused the shipment (staged fault)"
 
     async def admit(self, participant: Participant) -> None:
         fault = self._faults.get(participant)

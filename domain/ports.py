@@ -156,6 +156,11 @@ class ParticipantGate(Protocol):
 
     async def admit(self, participant: Participant) -> None: ...
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        """Why the participant refuses its command for `warehouse_code` (a shipment), or None to send
+        it. Asked inside the step's transaction, once per shipment, so it does not wait."""
+        ...
+
 
 class SagaLeases(Protocol):
     """Which running sagas this process may drive. With several processes over one database, each

@@ -19,6 +19,8 @@ from domain.model.saga import (
     Call,
     Emit,
     Outcome,
+    Participant,
+    Rejected,
     SagaChange,
     SagaEvent,
     SagaPolicy,
@@ -125,7 +127,7 @@ class Steps:
                 if now >= next_call.deadline:
                     produced = on_timeout(current, now, self._policy)
                 else:
-                    produced = await _execute(tx, current, next_call.step, now, self._policy)
+                    produced = await _execute(tx, current, next_call.step, now, self._policy, self._gate)
                 change = self.settle(change.apply(produced), now)
                 following = next_action(change.after, now, self._policy)
                 next_call = following if chain and isinstance(following, Call) else None
@@ -201,19 +203,38 @@ def shipment_command(state: SagaState, action: str, shipment: Shipment, now: dat
 
 
 async def _execute(
-    tx: Transaction, state: SagaState, step: Step, now: datetime, policy: SagaPolicy
+    tx: Transaction,
+    state: SagaState,
+    step: Step,
+    now: datetime,
+    policy: SagaPolicy,
+    gate: ParticipantGate | None,
 ) -> tuple[SagaEvent, ...]:
     """The events of one attempt at `step`: its participant's answer and what follows from it."""
     if step in (Step.CREATE_SHIPMENT, Step.CANCEL_SHIPMENT):
-        act = tx.shipments.create_shipment if step is Step.CREATE_SHIPMENT else tx.shipments.cancel_shipment
-        # One command per shipment, all in this transaction, so they commit together with their
-        # answers in the journal; see decision 0022 for why they are not sent concurrently here.
         outcomes = {
-            s.shipment_id: await act(shipment_command(state, step.value, s, now))
+            s.shipment_id: await _shipment_answer(tx, state, step, s, now, gate)
             for s in state.shipments_for(step)
         }
         return on_shipment_outcomes(state, outcomes, now, policy)
     return on_outcome(state, await _answer(tx, state, step, now), now, policy)
+
+
+async def _shipment_answer(
+    tx: Transaction,
+    state: SagaState,
+    step: Step,
+    shipment: Shipment,
+    now: datetime,
+    gate: ParticipantGate | None,
+) -> Outcome:
+    """One shipment's command, in this transaction with the others, so that they commit together
+    with their answers in the journal (decision 0022 says why they are not sent concurrently here)."""
+    command = shipment_command(state, step.value, shipment, now)
+    if step is Step.CANCEL_SHIPMENT:
+        return await tx.shipments.cancel_shipment(command)
+    refused = gate.refusal(Participant.SHIPMENT, shipment.warehouse_code) if gate is not None else None
+    return Rejected(refused) if refused else await tx.shipments.create_shipment(command)
 
 
 async def _answer(tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:

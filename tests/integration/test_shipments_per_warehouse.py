@@ -1,7 +1,8 @@
 """An order picked from two warehouses on a real database (SQLite and PostgreSQL): one shipment per
 warehouse, each with its own picks, in the participant's table and the read model alike; each is
 dispatched on its own, the order PARTIALLY_SHIPPED until the last and SHIPPED then, and no longer
-cancelled once one has left."""
+cancelled once one has left; one warehouse's refusal cancels the other's shipment, then releases the
+stock and cancels the order."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor, Refused
 from domain.model.problems import ProblemCode
 from domain.model.saga import SagaState, SagaStatus, shipment_id_of
-from domain.model.values import OrderLine
+from domain.model.values import OrderLine, StorageCondition
 from persistence.tables import orders, shipments
 from persistence.write import catalog
+from tests.integration.staging import start_stage
 from tests.integration.support import wait_for_status
 
 CUSTOMER = Actor("alice", "customer")
@@ -101,3 +103,44 @@ async def test_a_two_warehouse_order_cancelled_before_dispatch_cancels_both_ship
         assert sorted((await conn.execute(select(shipments.c.status))).scalars()) == ["CANCELLED"] * 2
     levels = {level.warehouse_code: level for level in await svc.read.stock_levels("SKU-1")}
     assert (levels["W1"].reserved, levels["W2"].reserved) == (0, 0)
+
+
+async def test_a_refused_shipment_cancels_the_other_then_releases_stock_and_cancels_the_order(
+    database_url: str,
+) -> None:
+    stage = await start_stage(database_url)
+    try:
+
+        async def load(conn) -> None:  # type: ignore[no-untyped-def]
+            await catalog.register_warehouse(conn, "W2", "Two", [("A", StorageCondition.AMBIENT)])
+            await catalog.receive_stock(conn, "SKU-1", "W2", "A", 5, stage.clock.now())
+
+        await stage.stock(10)
+        await stage.svc.write(load)
+        stage.gate.refusing.add("W2")
+        saga_id = await stage.order(12)
+
+        saga = await stage.svc.read.saga(saga_id)
+        assert saga is not None
+        assert (saga.status, saga.failed_step, saga.failure_kind) == ("FAILED", "CREATE_SHIPMENT", "REJECTED")
+        assert saga.failure_reason == "warehouse W2 refused the shipment"
+        # The way back, newest first: the shipment created, the stock, the order.
+        assert [s["name"] for s in saga.steps][-4:] == [
+            "CREATE_SHIPMENT",
+            "CANCEL_SHIPMENT",
+            "RELEASE_STOCK",
+            "CANCEL_ORDER",
+        ]
+        rows = await stage.svc.read.shipments([saga.order_id])
+        assert [(r.warehouse_code, r.status) for r in rows] == [("W1", "CANCELLED"), ("W2", "REJECTED")]
+        order = await stage.svc.read.order(saga.order_id)
+        assert order is not None and (order.status, order.picks) == ("CANCELLED", [])
+        assert [(level.on_hand, level.reserved) for level in await stage.svc.read.stock_levels("SKU-1")] == [
+            (10, 0),
+            (5, 0),
+        ]
+        async with stage.svc.read.engine.connect() as conn:
+            made = (await conn.execute(select(shipments.c.warehouse_code, shipments.c.status))).all()
+        assert [tuple(r) for r in made] == [("W1", "CANCELLED")]  # the refused one never existed
+    finally:
+        await stage.svc.stop()

@@ -237,6 +237,9 @@ class ScriptedGate:
         self.delays: dict[Participant, float] = {}
         self.refusals: dict[Participant, int] = {}
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return None  # every warehouse takes its shipments
+
     async def admit(self, participant: Participant) -> None:
         if self.refusals.get(participant, 0) > 0:
             self.refusals[participant] -= 1
