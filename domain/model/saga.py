@@ -240,8 +240,8 @@ CUSTOMER_CANCELLED = "cancelled by the customer"
 
 @dataclass(frozen=True, slots=True)
 class CustomerCancelled:
-    """The customer (or an operator for it) cancelled the order before its shipment was dispatched; it
-    is compensated like a failure, for `reason`."""
+    """The customer (or an operator for it) cancelled the order before any of its shipments was
+    dispatched; it is compensated like a failure, for `reason`."""
 
     type_name: ClassVar[str] = "CustomerCancelled"
 
@@ -255,7 +255,8 @@ class CustomerCancelled:
 
 @dataclass(frozen=True, slots=True)
 class ShipmentDispatched:
-    """The warehouse picked and sent the completed saga's shipment: its picks left their sections."""
+    """A warehouse picked and sent one of the completed saga's shipments: its picks left their
+    sections."""
 
     type_name: ClassVar[str] = "ShipmentDispatched"
 
@@ -265,8 +266,8 @@ class ShipmentDispatched:
 
 @dataclass(frozen=True, slots=True)
 class ShipmentCreated:
-    """One warehouse created its shipment: CREATE_SHIPMENT sends one command per warehouse the picks
-    come from, and journals each answer."""
+    """One warehouse created its shipment, in an attempt at CREATE_SHIPMENT that did not succeed as a
+    whole (a StepSucceeded says every shipment requested was created, with no event per shipment)."""
 
     type_name: ClassVar[str] = "ShipmentCreated"
 
