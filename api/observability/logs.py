@@ -127,8 +127,8 @@ def log_change(change: SagaChange) -> None:
             case ShipmentDispatched(shipment_id, _):
                 log.debug("shipment %s dispatched", shipment_id, extra={**about, "step": None})
             case ShipmentRejected(shipment_id, reason, _):
-                step = Step.CREATE_SHIPMENT.value
-                log.warning("shipment %s refused: %s", shipment_id, reason, extra={**about, "step": step})
+                shipping = {**about, "step": Step.CREATE_SHIPMENT.value}
+                log.warning("shipment %s refused: %s", shipment_id, reason, extra=shipping)
     if settled(change) and after.is_terminal:
         # A saga's normal course (started, completed, dispatched) is DEBUG, so that a steady load
         # logs nothing per saga at INFO; what went wrong is WARNING or worse.
