@@ -106,9 +106,9 @@ class OperationQueries:
 @strawberry.type
 class OperationMutations:
     @strawberry.mutation(
-        description="Cancel an order whose shipment has not been dispatched: its saga compensates what "
-        "was done (a completed saga's shipment is cancelled first). ORDER_ALREADY_SHIPPED once "
-        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled."
+        description="Cancel an order none of whose shipments has been dispatched: its saga compensates "
+        "what was done (a completed saga's shipments are cancelled first). ORDER_ALREADY_SHIPPED once "
+        "one is dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled."
     )
     async def cancel_order(self, info: Info, input: CancelOrderInput) -> InterventionPayload:
         svc, caller = service(info), principal(info)
@@ -142,9 +142,10 @@ class OperationMutations:
         return await _answer(svc, aborted, "sagaId")
 
     @strawberry.mutation(
-        description="Record that the warehouse picked and sent a shipment, in one transaction: its picks "
+        description="Record that a warehouse picked and sent its shipment, in one transaction: its picks "
         "leave their sections (onHand and reserved go down, available stays), the shipment becomes "
-        "DISPATCHED and its order SHIPPED. Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), "
+        "DISPATCHED and its order SHIPPED once all its shipments are, PARTIALLY_SHIPPED until then. "
+        "Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), "
         "for a cancelled order (ORDER_ALREADY_CANCELLED) and for an unknown id (UNKNOWN_SHIPMENT)."
     )
     async def dispatch_shipment(self, info: Info, input: DispatchShipmentInput) -> DispatchShipmentPayload:
