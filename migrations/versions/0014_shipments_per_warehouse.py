@@ -117,6 +117,8 @@ def _requested(conn: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    # The earlier schema holds one shipment per order: this fails (on the unique constraint) while an
+    # order has shipments from several warehouses.
     shipment_view = sa.table("shipment_view", sa.column("status"), sa.column("dispatched_at"))
     op.execute(shipment_view.delete().where(shipment_view.c.status.in_(("REQUESTED", "REJECTED"))))
     for name in _TABLES:
