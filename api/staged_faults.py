@@ -33,15 +33,17 @@ REFRESH_S = 0.5
 @dataclass(frozen=True, slots=True)
 class Fault:
     """Every call waits `delay` first; then the next `fail_next` calls fail, and after them each call
-    fails with probability `failure_rate`."""
+    fails with probability `failure_rate`. The shipment participant also refuses every shipment from
+    the warehouses in `rejected_warehouses` (a business refusal, which turns the saga back)."""
 
     delay: timedelta = timedelta(0)
     fail_next: int = 0
     failure_rate: float = 0.0
+    rejected_warehouses: frozenset[str] = frozenset()
 
     @property
     def is_staged(self) -> bool:
-        return bool(self.delay or self.fail_next or self.failure_rate)
+        return bool(self.delay or self.fail_next or self.failure_rate or self.rejected_warehouses)
 
 
 class FaultInjector:
@@ -95,6 +97,12 @@ class FaultInjector:
         else:
             await conn.commit()
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        fault = self._faults.get(participant)
+        if fault is None or warehouse_code not in fault.rejected_warehouses:
+            return None
+        return f"warehouse {warehouse_code} refused the shipment (staged fault)"
+
     async def admit(self, participant: Participant) -> None:
         fault = self._faults.get(participant)
         if fault is not None and fault.delay:
@@ -126,8 +134,10 @@ class FaultInjector:
 
 
 def _fault(stored: StagedFault) -> Fault:
-    return Fault(timedelta(milliseconds=stored.delay_ms), stored.fail_next, stored.failure_rate)
+    delay = timedelta(milliseconds=stored.delay_ms)
+    return Fault(delay, stored.fail_next, stored.failure_rate, frozenset(stored.rejected_warehouses))
 
 
 def _stored(fault: Fault) -> StagedFault:
-    return StagedFault(int(fault.delay / timedelta(milliseconds=1)), fault.fail_next, fault.failure_rate)
+    delay_ms = int(fault.delay / timedelta(milliseconds=1))
+    return StagedFault(delay_ms, fault.fail_next, fault.failure_rate, sorted(fault.rejected_warehouses))

@@ -28,22 +28,28 @@ class StepCommand:
     picks: tuple[Pick, ...]
     reservation_id: str
     at: datetime
-    # The saga's shipment, once created: what a dispatch or a cancellation of it acts on.
+    # A command for one shipment (creating, cancelling, dispatching it) names it and its warehouse,
+    # and carries that warehouse's picks; `command_id` then names the warehouse too.
     shipment_id: str | None = None
+    warehouse_code: str | None = None
 
 
 class OrdersPort(Protocol):
     async def create_order(self, command: StepCommand) -> None: ...
     async def confirm_order(self, command: StepCommand) -> Outcome: ...
     async def cancel_order(self, command: StepCommand) -> Outcome: ...
-    async def ship_order(self, command: StepCommand) -> None: ...
+    async def ship_order(self, command: StepCommand, completely: bool) -> None:
+        """One of the order's shipments was dispatched: the order is SHIPPED if it was the last
+        (`completely`), PARTIALLY_SHIPPED if others remain."""
+        ...
 
 
 class InventoryPort(Protocol):
     async def reserve_stock(self, command: StepCommand) -> Outcome: ...
     async def release_stock(self, command: StepCommand) -> Outcome: ...
     async def dispatch_stock(self, command: StepCommand) -> None:
-        """The reservation's picks leave their sections: on-hand and reserved both go down."""
+        """The shipment's picks (`command.picks`) leave their sections: on-hand and reserved both go
+        down; the reservation is never released after that."""
         ...
 
 
@@ -149,6 +155,11 @@ class ParticipantGate(Protocol):
     (a slow participant) or raise ParticipantUnavailable (a failing one)."""
 
     async def admit(self, participant: Participant) -> None: ...
+
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        """Why the participant refuses its command for `warehouse_code` (a shipment), or None to send
+        it. Asked inside the step's transaction, once per shipment, so it does not wait."""
+        ...
 
 
 class SagaLeases(Protocol):

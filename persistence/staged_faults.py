@@ -16,25 +16,20 @@ _TAKE_FAILURE = (
     update(staged_faults)
     .where(staged_faults.c.participant == bindparam("p"), staged_faults.c.fail_next > 0)
     .values(fail_next=staged_faults.c.fail_next - 1)
-    .returning(staged_faults.c.fail_next)
-)
-
-_DROP_HEALED = delete(staged_faults).where(
-    staged_faults.c.participant == bindparam("p"),
-    staged_faults.c.delay_ms == 0,
-    staged_faults.c.fail_next == 0,
-    staged_faults.c.failure_rate == 0,
+    .returning(staged_faults)
 )
 
 
 @dataclass(frozen=True, slots=True)
 class StagedFault:
     """A participant's fault as stored: every call waits `delay_ms` milliseconds, the next `fail_next`
-    calls fail, then each fails with probability `failure_rate`."""
+    calls fail, then each fails with probability `failure_rate`; a shipment from one of the
+    `rejected_warehouses` (codes, sorted) is refused."""
 
     delay_ms: int
     fail_next: int
     failure_rate: float
+    rejected_warehouses: list[str]
 
 
 class StagedFaultStore:
@@ -47,7 +42,10 @@ class StagedFaultStore:
         """Every staged fault, by participant name."""
         async with self._engine.connect() as conn:
             rows = await conn.execute(select(staged_faults))
-            return {r.participant: StagedFault(r.delay_ms, r.fail_next, r.failure_rate) for r in rows}
+            return {
+                r.participant: StagedFault(r.delay_ms, r.fail_next, r.failure_rate, r.rejected_warehouses)
+                for r in rows
+            }
 
     @whole
     async def put(self, participant: str, fault: StagedFault | None) -> None:
@@ -73,6 +71,9 @@ class StagedFaultStore:
         """Count one staged failure of `participant` off, for this call to fail: the failures left
         after it, or None when none was left (another process took the last)."""
         async with self._engine.begin() as conn:
-            left = (await conn.execute(_TAKE_FAILURE, {"p": participant})).scalar_one_or_none()
-            await conn.execute(_DROP_HEALED, {"p": participant})
-        return None if left is None else int(left)
+            row = (await conn.execute(_TAKE_FAILURE, {"p": participant})).first()
+            if row is None:
+                return None
+            if not (row.fail_next or row.delay_ms or row.failure_rate or row.rejected_warehouses):
+                await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
+        return int(row.fail_next)

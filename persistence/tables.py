@@ -114,6 +114,8 @@ staged_faults = Table(
     # Counted down by whichever process fails the call, so "fail the next 3" means 3 in all.
     Column("fail_next", Integer, nullable=False),
     Column("failure_rate", Float, nullable=False),
+    # SHIPMENT only: the warehouse codes whose shipments are refused, a sorted JSON list.
+    Column("rejected_warehouses", JSON, nullable=False),
 )
 
 relays = Table(
@@ -263,13 +265,17 @@ reservations = Table(
 shipments = Table(
     "shipments",
     metadata,
+    # One per warehouse an order's picks come from, under the id its saga gave it (shipment_id_of).
     Column("id", ID, primary_key=True),
-    Column("order_id", ID, nullable=False, unique=True),
+    Column("order_id", ID, nullable=False),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    # domain/model/shipment.py's ShipmentStatus: PENDING, DISPATCHED or CANCELLED.
-    Column("status", String(20), nullable=False, server_default="PENDING"),
+    # domain/model/saga.py's ShipmentStatus: CREATED, DISPATCHED or CANCELLED.
+    Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
+    # Null for a shipment made before shipments were per warehouse (it holds all its order's picks).
+    Column("warehouse_code", CODE, nullable=True),
+    Index("ix_shipments_order_id", "order_id"),
 )
 
 stock_movements = Table(
@@ -377,14 +383,18 @@ order_view = Table(
 shipment_view = Table(
     "shipment_view",
     metadata,
-    # Projected from the saga's StepSucceeded(CREATE_SHIPMENT): the shipment as the saga recorded it.
+    # Projected from the saga's shipments (SagaState.shipments): one per warehouse, from the start of
+    # its CREATE_SHIPMENT step.
     Column("id", ID, primary_key=True),
-    Column("order_id", ID, nullable=False, unique=True),
+    Column("order_id", ID, nullable=False),
     Column("saga_id", ID, nullable=False),
     Column("picks", JSON, nullable=False),
+    # When the warehouse created it; until it does (or if it never did), when it was requested.
     Column("created_at", UtcDateTime, nullable=False),
-    Column("status", String(20), nullable=False, server_default="PENDING"),
+    Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
+    Column("warehouse_code", CODE, nullable=False, server_default=""),
+    Index("ix_shipment_view_order_id", "order_id", "warehouse_code"),
 )
 
 saga_leases = Table(

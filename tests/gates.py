@@ -19,6 +19,9 @@ class Hold:
     def release(self, participant: Participant) -> None:
         self._released.pop(participant).set()
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return None  # every warehouse takes its shipments
+
     async def admit(self, participant: Participant) -> None:
         if participant in self._released:
             await self._released[participant].wait()

@@ -27,6 +27,8 @@ Participant = described(
 MAX_DELAY_MS = 10 * 60 * 1000
 MAX_FAIL_NEXT = 1_000_000
 MAX_LOST_COMMITS = 1000
+MAX_REJECTED = 100
+MAX_CODE = 64  # a warehouse code's length (persistence/tables.py's CODE)
 DISABLED = Problem(
     ProblemCode.FAULT_INJECTION_DISABLED,
     None,
@@ -42,6 +44,9 @@ class ParticipantFault:
     )
     fail_next: int = strawberry.field(description="This many of the next calls fail.")
     failure_rate: float = strawberry.field(description="After those, each call fails with this probability.")
+    rejected_warehouses: list[str] = strawberry.field(
+        description="SHIPMENT only: the warehouses whose shipments are refused (the saga turns back)."
+    )
 
 
 @strawberry.input(description="A fault to stage on one participant, replacing the one it has.")
@@ -56,6 +61,11 @@ class SetParticipantFaultInput:
     failure_rate: float = strawberry.field(
         default=0.0,
         description="After those, the probability that a call fails, 0 to 1 (OUT_OF_RANGE).",
+    )
+    rejected_warehouses: list[str] = strawberry.field(
+        default_factory=list,
+        description="SHIPMENT only: refuse every shipment from these warehouse codes (a business "
+        "refusal: the saga cancels the shipments created, releases the stock and cancels the order).",
     )
 
 
@@ -77,6 +87,7 @@ def _staged(info: Info) -> list[ParticipantFault]:
             delay_ms=int(fault.delay / timedelta(milliseconds=1)),
             fail_next=fault.fail_next,
             failure_rate=fault.failure_rate,
+            rejected_warehouses=sorted(fault.rejected_warehouses),
         )
         for participant, fault in faults.faults.items()
     ]
@@ -96,6 +107,14 @@ def _check(fault: SetParticipantFaultInput) -> list[Problem]:
         problems.append(
             Problem(ProblemCode.OUT_OF_RANGE, "failureRate", "failureRate must be between 0 and 1")
         )
+    if fault.rejected_warehouses and DomainParticipant(fault.participant) is not DomainParticipant.SHIPMENT:
+        message = "rejectedWarehouses is for the SHIPMENT participant only"
+        problems.append(Problem(ProblemCode.OUT_OF_RANGE, "rejectedWarehouses", message))
+    if len(fault.rejected_warehouses) > MAX_REJECTED or any(
+        not 0 < len(w) <= MAX_CODE for w in fault.rejected_warehouses
+    ):
+        message = f"rejectedWarehouses takes up to {MAX_REJECTED} codes of 1 to {MAX_CODE} characters"
+        problems.append(Problem(ProblemCode.OUT_OF_RANGE, "rejectedWarehouses", message))
     return problems
 
 
@@ -142,7 +161,8 @@ class FaultMutations:
         problems = [DISABLED] if faults is None else _check(input)
         if faults is None or problems:
             return ParticipantFaultsPayload(user_errors=user_errors(problems))
-        fault = Fault(timedelta(milliseconds=input.delay_ms), input.fail_next, input.failure_rate)
+        delay = timedelta(milliseconds=input.delay_ms)
+        fault = Fault(delay, input.fail_next, input.failure_rate, frozenset(input.rejected_warehouses))
         await faults.stage(DomainParticipant(input.participant), fault)
         return ParticipantFaultsPayload(faults=_staged(info))
 

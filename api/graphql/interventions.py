@@ -129,10 +129,10 @@ class OperationQueries:
 @strawberry.type
 class OperationMutations:
     @strawberry.mutation(
-        description="Cancel an order whose shipment has not been dispatched: its saga compensates what "
-        "was done (a completed saga's shipment is cancelled first). ORDER_ALREADY_SHIPPED once "
-        "dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled, UNKNOWN_ORDER for no "
-        "order (or another customer's), all in userErrors."
+        description="Cancel an order none of whose shipments has been dispatched: its saga compensates "
+        "what was done (a completed saga's shipments are cancelled first). ORDER_ALREADY_SHIPPED once "
+        "one is dispatched, ORDER_ALREADY_CANCELLED when cancelled or being cancelled, UNKNOWN_ORDER for "
+        "no order (or another customer's), all in userErrors."
     )
     async def cancel_order(self, info: Info, input: Input[CancelOrderInput]) -> InterventionPayload:
         svc, caller = service(info), principal(info)
@@ -168,11 +168,12 @@ class OperationMutations:
         return await _answer(svc, aborted, "sagaId")
 
     @strawberry.mutation(
-        description="Record that the warehouse picked and sent a shipment, in one transaction: its picks "
+        description="Record that a warehouse picked and sent its shipment, in one transaction: its picks "
         "leave their sections (onHand and reserved go down, available stays), the shipment becomes "
-        "DISPATCHED and its order SHIPPED. Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), "
-        "for a cancelled order (ORDER_ALREADY_CANCELLED), for an unknown id (UNKNOWN_SHIPMENT) and for a "
-        "key used for another request (IDEMPOTENCY_KEY_REUSED), in userErrors."
+        "DISPATCHED and its order SHIPPED once all its shipments are, PARTIALLY_SHIPPED until then. "
+        "Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), for a cancelled order "
+        "(ORDER_ALREADY_CANCELLED), for an unknown id (UNKNOWN_SHIPMENT) and for a key used for another "
+        "request (IDEMPOTENCY_KEY_REUSED), in userErrors."
     )
     async def dispatch_shipment(
         self, info: Info, input: Input[DispatchShipmentInput]
@@ -195,4 +196,6 @@ class OperationMutations:
             return DispatchShipmentPayload(
                 user_errors=user_errors([Problem(result.code, "shipmentId", result.message)])
             )
-        return DispatchShipmentPayload(shipment=shipment_as_committed(result), order=as_committed(result)[1])
+        return DispatchShipmentPayload(
+            shipment=shipment_as_committed(result, shipment_id), order=as_committed(result)[1]
+        )

@@ -36,9 +36,9 @@ class Loaders:
         return DataLoader(_all_each(self._read.timelines, "saga_id"), cache=self._cache)
 
     @cached_property
-    def shipments(self) -> DataLoader[str, Row | None]:
-        """By order id."""
-        return DataLoader(_one_each(self._read.shipments, "order_id"), cache=self._cache)
+    def shipments(self) -> DataLoader[str, list[Row]]:
+        """By order id: each order's shipments, in warehouse code order."""
+        return DataLoader(_all_each(self._read.shipments, "order_id"), cache=self._cache)
 
     @cached_property
     def shipments_by_id(self) -> DataLoader[str, Row | None]:

@@ -24,7 +24,6 @@ from domain.model.saga import FailureKind as DomainFailureKind
 from domain.model.saga import SagaEvent as DomainSagaEvent
 from domain.model.saga import SagaState as DomainSagaState
 from domain.model.saga import SagaStatus as DomainSagaStatus
-from domain.model.shipment import ShipmentStatus as DomainShipmentStatus
 from domain.model.values import MovementKind as DomainMovementKind
 from domain.model.values import OrderStatus as DomainOrderStatus
 from domain.model.values import StorageCondition as DomainStorageCondition
@@ -78,10 +77,12 @@ OrderStatus = described(
     "Where an order is; its saga moves it.",
     {
         "PENDING": "Placed; its saga is reserving stock and has not confirmed it yet.",
-        "CONFIRMED": "Its stock is reserved and it is confirmed; it ships once the warehouse dispatches "
-        "its shipment.",
-        "SHIPPED": "Its shipment was dispatched: the goods left the warehouse. It can no longer be "
+        "CONFIRMED": "Its stock is reserved and it is confirmed; it ships once the warehouses dispatch "
+        "its shipments.",
+        "PARTIALLY_SHIPPED": "Some of its shipments were dispatched, others wait: it can no longer be "
         "cancelled.",
+        "SHIPPED": "Every one of its shipments was dispatched: the goods left the warehouses. It can no "
+        "longer be cancelled.",
         "CANCELLING": "Its cancellation is decided but not done: stock may still be held, a compensation "
         "may wait for a retry or an operator.",
         "CANCELLED": "Cancelled (by the customer, an operator's abort or a failed step), its stock released.",
@@ -147,11 +148,11 @@ SagaStepName = described(
         "RESERVE_STOCK": "Reserves every line's quantity in sections that hold the product, warehouse by "
         "warehouse.",
         "CONFIRM_ORDER": "Confirms the order.",
-        "CREATE_SHIPMENT": "Creates the shipment instruction with its picks.",
+        "CREATE_SHIPMENT": "Creates one shipment instruction per warehouse the picks come from.",
         "RELEASE_STOCK": "Compensation: gives the reserved stock back.",
         "CANCEL_ORDER": "Compensation: cancels the order.",
-        "CANCEL_SHIPMENT": "Compensation: cancels the shipment of a completed saga whose order is "
-        "cancelled before dispatch.",
+        "CANCEL_SHIPMENT": "Compensation: cancels the shipments created, when a warehouse refuses its "
+        "shipment or the order is cancelled before dispatch.",
     },
 )
 SagaStepStatus = described(
@@ -168,16 +169,6 @@ SagaStepStatus = described(
         "TIMED_OUT": "The last attempt passed its deadline.",
         "ABANDONED": "The saga was turned back (aborted, cancelled) before the attempt finished; the "
         "attempt had no effect.",
-    },
-)
-ShipmentStatus = described(
-    DomainShipmentStatus,
-    "ShipmentStatus",
-    "Where a shipment is.",
-    {
-        "PENDING": "Created by the saga, waiting to be picked and sent.",
-        "DISPATCHED": "Picked and sent: its stock left the warehouse.",
-        "CANCELLED": "Its order was cancelled before it was dispatched.",
     },
 )
 FailureKind = described(
@@ -205,6 +196,25 @@ MovementKind = described(
         "ADJUSTMENT": "A cycle count, damage or a write-off: onHand up or down.",
     },
 )
+
+
+@strawberry.enum(description="Where a shipment is in its life at its warehouse.")
+class ShipmentStatus(enum.Enum):
+    # domain/model/saga.py's ShipmentStatus, and the name a created shipment had before it.
+    REQUESTED = strawberry.enum_value("REQUESTED", description="Sent to the warehouse, not answered yet.")
+    CREATED = strawberry.enum_value("CREATED", description="The warehouse holds it, to be picked and sent.")
+    REJECTED = strawberry.enum_value(
+        "REJECTED", description="The warehouse refused it; its order is cancelled."
+    )
+    CANCELLED = strawberry.enum_value(
+        "CANCELLED", description="Withdrawn with its order (or never created, its order turned back)."
+    )
+    DISPATCHED = strawberry.enum_value(
+        "DISPATCHED", description="Picked and sent: its stock left the warehouse."
+    )
+    PENDING = strawberry.enum_value(
+        "PENDING", deprecation_reason="Never returned: a shipment waiting to be dispatched is CREATED."
+    )
 
 
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
@@ -284,14 +294,20 @@ class Node:
     id: strawberry.ID = strawberry.field(description="The global id; `node(id:)` finds the object by it.")
 
 
-@strawberry.type(description="The instruction to ship an order: where each pick comes from.")
+@strawberry.type(
+    description="The instruction to one warehouse to ship its part of an order: where each pick comes from."
+)
 class Shipment(Node):
     id: strawberry.ID = strawberry.field(description="The global id, a UUID; `node(id:)` finds it by it.")
+    warehouse_code: str = strawberry.field(description="The warehouse all its picks come from.")
     picks: list[Pick] = strawberry.field(
-        description="What to take from where: the stock its order reserved, section by section."
+        description="What to take from where: the stock its order reserved in this warehouse, section by "
+        "section."
     )
-    created_at: datetime = strawberry.field(description="When the saga created it.")
-    status: ShipmentStatus = strawberry.field(description="Where it is.")  # type: ignore[valid-type]
+    created_at: datetime = strawberry.field(
+        description="When the warehouse created it; until it has, when it was requested."
+    )
+    status: ShipmentStatus = strawberry.field(description="Where it is.")
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
@@ -300,9 +316,10 @@ class Shipment(Node):
     def from_row(cls, row: Row) -> Shipment:
         return cls(
             id=strawberry.ID(row.id),
+            warehouse_code=row.warehouse_code,
             picks=[Pick.from_json(p) for p in row.picks],
             created_at=row.created_at,
-            status=DomainShipmentStatus(row.status),
+            status=ShipmentStatus(row.status),
             dispatched_at=row.dispatched_at,
         )
 
@@ -315,14 +332,15 @@ class Order(Node):
     lines: list[OrderLine] = strawberry.field(description="What was ordered, in the order given.")
     picks: list[Pick] = strawberry.field(
         description="Where its stock is held reserved; empty before the reservation, once the stock is "
-        "released (a cancellation, a failure) and once it left with the dispatched shipment."
+        "released (a cancellation, a failure); a pick leaves it with its dispatched shipment."
     )
     created_at: datetime = strawberry.field(
         description="When the order was placed.", deprecation_reason="Use placedAt, which it equals."
     )
     updated_at: datetime = strawberry.field(description="When the order last changed.")
     shipped_at: datetime | None = strawberry.field(
-        description="When its shipment was dispatched and the order became SHIPPED; null until then."
+        description="When the last of its shipments was dispatched and the order became SHIPPED; null "
+        "until then."
     )
     saga_id: strawberry.Private[str]
 
@@ -347,10 +365,20 @@ class Order(Node):
     def placed_at(self) -> datetime:
         return self.created_at
 
-    @strawberry.field(description="Its shipment instruction; null until the saga creates one.")
+    @strawberry.field(
+        description="One per warehouse its picks come from, in warehouse code order; empty until its "
+        "shipments are requested."
+    )
+    async def shipments(self, info: Info) -> list[Shipment]:
+        return [Shipment.from_row(row) for row in await loaders(info).shipments.load(str(self.id))]
+
+    @strawberry.field(
+        description="Its first shipment (in warehouse code order); null until its shipments are requested.",
+        deprecation_reason="An order has one shipment per warehouse: use shipments.",
+    )
     async def shipment(self, info: Info) -> Shipment | None:
-        row = await loaders(info).shipments.load(str(self.id))
-        return Shipment.from_row(row) if row else None
+        rows = await loaders(info).shipments.load(str(self.id))
+        return Shipment.from_row(rows[0]) if rows else None
 
     @strawberry.field(description="The saga that carries the order.")
     async def saga(self, info: Info) -> Annotated[Saga, strawberry.lazy("api.graphql.types")] | None:
@@ -674,7 +702,8 @@ def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     return saga, order
 
 
-def shipment_as_committed(state: DomainSagaState) -> Shipment | None:
-    """The saga's shipment as the transaction that produced `state` projected it (see as_committed)."""
-    row = projection.shipment_row(state)
+def shipment_as_committed(state: DomainSagaState, shipment_id: str) -> Shipment | None:
+    """The saga's shipment `shipment_id` as the transaction that produced `state` projected it (see
+    as_committed); None if it has none of that id."""
+    row = next((r for r in projection.shipment_rows(state) if r["id"] == shipment_id), None)
     return Shipment.from_row(SimpleNamespace(**row)) if row else None  # type: ignore[arg-type]

@@ -23,6 +23,8 @@ from domain.model.saga import (
     SagaRetried,
     SagaStatus,
     ShipmentDispatched,
+    ShipmentRejected,
+    Step,
     StepFailed,
     StepTimedOut,
 )
@@ -127,6 +129,9 @@ def log_change(change: SagaChange) -> None:
                 log.error("needs an operator: %s", reason, extra={**about, "step": None})
             case ShipmentDispatched(shipment_id, _):
                 log.debug("shipment %s dispatched", shipment_id, extra={**about, "step": None})
+            case ShipmentRejected(shipment_id, reason, _):
+                shipping = {**about, "step": Step.CREATE_SHIPMENT.value}
+                log.warning("shipment %s refused: %s", shipment_id, reason, extra=shipping)
     if settled(change) and after.is_terminal:
         # A saga's normal course (started, completed, dispatched) is DEBUG, so that a steady load
         # logs nothing per saga at INFO; what went wrong is WARNING or worse.

@@ -62,11 +62,14 @@ def abort(state: SagaState, reason: str, now: datetime, actor: Actor) -> Decisio
 
 
 def cancel_order(state: SagaState, now: datetime, actor: Actor) -> Decision:
-    """The customer (or an operator for it, `actor`) cancels the order. That is possible until its
-    shipment is dispatched: a completed saga then compensates too, cancelling the shipment first. A
-    dispatch and a cancellation are ordered by the journal, and whichever is recorded first wins."""
-    if state.is_dispatched:
-        return Refused(ProblemCode.ORDER_ALREADY_SHIPPED, f"order {state.order_id} has been shipped")
+    """The customer (or an operator for it, `actor`) cancels the order. That is possible until any of
+    its shipments is dispatched: a completed saga then compensates too, cancelling its shipments
+    first. Once one has left a warehouse the order is refused as shipped, even while others wait,
+    since goods are on their way (decision 0022). A dispatch and a cancellation are ordered by the
+    journal, and whichever is recorded first wins."""
+    if state.any_dispatched:
+        shipped = "shipped" if state.is_dispatched else "partially shipped"
+        return Refused(ProblemCode.ORDER_ALREADY_SHIPPED, f"order {state.order_id} has been {shipped}")
     if state.status is SagaStatus.FAILED:
         return Refused(ProblemCode.ORDER_ALREADY_CANCELLED, f"order {state.order_id} is already cancelled")
     if state.is_compensating:

@@ -8,10 +8,11 @@ Nothing here performs I/O, so every state and message pair is a plain unit test.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import ClassVar, assert_never
+from typing import Any, ClassVar, assert_never
 
 from domain.model.values import OrderLine, Pick
 
@@ -68,8 +69,8 @@ class Participant(enum.Enum):
 FORWARD_STEPS = (Step.CREATE_ORDER, Step.RESERVE_STOCK, Step.CONFIRM_ORDER, Step.CREATE_SHIPMENT)
 
 # What undoes a forward step. Confirming needs no undo of its own: cancelling the order undoes it.
-# The shipment is the last step, so only the customer's cancellation, until the shipment is
-# dispatched, asks for its undo.
+# The shipments are undone each (one command per shipment created), when a warehouse refuses its
+# shipment or the customer cancels before any was dispatched.
 COMPENSATION_OF = {
     Step.CREATE_ORDER: Step.CANCEL_ORDER,
     Step.RESERVE_STOCK: Step.RELEASE_STOCK,
@@ -161,6 +162,8 @@ class StepSucceeded:
     step: Step
     at: datetime
     picks: tuple[Pick, ...] = ()
+    # The order's one shipment, in journals written before shipments were per warehouse (since then
+    # each warehouse's is journalled by ShipmentCreated): None in new journals.
     shipment_id: str | None = None
 
 
@@ -237,8 +240,8 @@ CUSTOMER_CANCELLED = "cancelled by the customer"
 
 @dataclass(frozen=True, slots=True)
 class CustomerCancelled:
-    """The customer (or an operator for it) cancelled the order before its shipment was dispatched; it
-    is compensated like a failure, for `reason`."""
+    """The customer (or an operator for it) cancelled the order before any of its shipments was
+    dispatched; it is compensated like a failure, for `reason`."""
 
     type_name: ClassVar[str] = "CustomerCancelled"
 
@@ -252,11 +255,34 @@ class CustomerCancelled:
 
 @dataclass(frozen=True, slots=True)
 class ShipmentDispatched:
-    """The warehouse picked and sent the completed saga's shipment: its picks left their sections."""
+    """A warehouse picked and sent one of the completed saga's shipments: its picks left their
+    sections."""
 
     type_name: ClassVar[str] = "ShipmentDispatched"
 
     shipment_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentCreated:
+    """One warehouse created its shipment, in an attempt at CREATE_SHIPMENT that did not succeed as a
+    whole (a StepSucceeded says every shipment requested was created, with no event per shipment)."""
+
+    type_name: ClassVar[str] = "ShipmentCreated"
+
+    shipment_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentRejected:
+    """One warehouse refused its shipment: retrying cannot help, so the saga turns back."""
+
+    type_name: ClassVar[str] = "ShipmentRejected"
+
+    shipment_id: str
+    reason: str
     at: datetime
 
 
@@ -272,6 +298,8 @@ SagaEvent = (
     | SagaAborted
     | CustomerCancelled
     | ShipmentDispatched
+    | ShipmentCreated
+    | ShipmentRejected
 )
 
 # Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
@@ -290,6 +318,53 @@ class StepStatus(enum.Enum):
     # The saga was turned back (aborted, cancelled) before this attempt finished; with local
     # participants an attempt takes effect only with its journal entry, so it had no effect.
     ABANDONED = "ABANDONED"
+
+
+class ShipmentStatus(enum.Enum):
+    """A shipment's life, as the saga knows it from the warehouse's answers."""
+
+    REQUESTED = "REQUESTED"  # its command is sent (or about to be); the warehouse has not answered
+    CREATED = "CREATED"  # the warehouse holds it, to be picked and sent
+    REJECTED = "REJECTED"  # the warehouse refused it
+    CANCELLED = "CANCELLED"  # withdrawn with its order (or never created, its order turned back)
+    DISPATCHED = "DISPATCHED"  # picked and sent: its stock left the warehouse
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """One warehouse's shipment of the order: the picks the order takes from that warehouse."""
+
+    shipment_id: str
+    warehouse_code: str
+    picks: tuple[Pick, ...]
+    status: ShipmentStatus
+    requested_at: datetime
+    created_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    # Why the warehouse refused it; None unless REJECTED.
+    reason: str | None = None
+
+
+def shipment_id_of(saga_id: str, warehouse_code: str) -> str:
+    """The id of the saga's shipment from `warehouse_code`: a UUID (version 5) of both, so every
+    attempt, and every process after a restart, sends the same shipment under the same id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ordersaga:shipment:{saga_id}:{warehouse_code}"))
+
+
+def requested_shipments(saga_id: str, picks: tuple[Pick, ...], at: datetime) -> tuple[Shipment, ...]:
+    """One shipment per warehouse the picks come from, in warehouse code order, each with that
+    warehouse's picks."""
+    codes = sorted({p.warehouse_code for p in picks})
+    return tuple(
+        Shipment(
+            shipment_id_of(saga_id, code),
+            code,
+            tuple(p for p in picks if p.warehouse_code == code),
+            ShipmentStatus.REQUESTED,
+            at,
+        )
+        for code in codes
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,10 +409,14 @@ class SagaState:
     attention_kind: FailureKind | None = None
     gave_up_on: FailureKind | None = None
     picks: tuple[Pick, ...] = ()
+    # The first shipment (what `Order.shipment` shows), once CREATE_SHIPMENT succeeded.
     shipment_id: str | None = None
     history: tuple[StepRecord, ...] = ()
-    # When the shipment left the warehouse; None until it is dispatched.
+    # When the last of its shipments left the warehouse; None until all of them have.
     dispatched_at: datetime | None = None
+    # One per warehouse the picks come from, from the start of CREATE_SHIPMENT; in warehouse code
+    # order. A journal written before shipments were per warehouse folds into one (see evolve).
+    shipments: tuple[Shipment, ...] = ()
 
     @property
     def is_terminal(self) -> bool:
@@ -355,7 +434,22 @@ class SagaState:
 
     @property
     def is_dispatched(self) -> bool:
+        """Every shipment left the warehouse."""
         return self.dispatched_at is not None
+
+    @property
+    def any_dispatched(self) -> bool:
+        """Some shipment (perhaps all) left the warehouse: the order can no longer be cancelled."""
+        return any(s.status is ShipmentStatus.DISPATCHED for s in self.shipments)
+
+    def shipment(self, shipment_id: str) -> Shipment | None:
+        return next((s for s in self.shipments if s.shipment_id == shipment_id), None)
+
+    def shipments_for(self, step: Step) -> tuple[Shipment, ...]:
+        """The shipments a CREATE_SHIPMENT attempt sends a command for (those not answered yet) or a
+        CANCEL_SHIPMENT attempt does (those created)."""
+        wanted = ShipmentStatus.REQUESTED if step is Step.CREATE_SHIPMENT else ShipmentStatus.CREATED
+        return tuple(s for s in self.shipments if s.status is wanted)
 
     @property
     def order_cancelled(self) -> bool:
@@ -401,6 +495,9 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 attempt_timeout=deadline - at,
                 retry_at=None,
                 history=_record_attempt(state.history, step, attempt, at),
+                shipments=state.shipments
+                if state.shipments or step is not Step.CREATE_SHIPMENT
+                else requested_shipments(state.saga_id, state.picks, at),
             )
         case StepSucceeded(step, _, picks, shipment_id):
             history = _finish(state.history, step, StepStatus.SUCCEEDED, at, None)
@@ -412,11 +509,14 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                     status=_DONE_STATUS[step],
                     done=(*state.done, step),
                     picks=picks or state.picks,
-                    shipment_id=shipment_id or state.shipment_id,
+                    shipment_id=shipment_id or state.shipment_id or _first_shipment(step, state),
                     step=None,
                     attempt=0,
                     deadline=None,
                     history=history,
+                    shipments=_one_shipment(state, shipment_id, at)
+                    if shipment_id
+                    else _created(state.shipments, at),
                 )
             remaining = state.compensations[1:]
             return replace(
@@ -429,7 +529,16 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 attempt=0,
                 deadline=None,
                 history=history,
+                shipments=_withdrawn(state.shipments, ShipmentStatus.CREATED)
+                if step is Step.CANCEL_SHIPMENT
+                else state.shipments,
             )
+        case ShipmentCreated(shipment_id, _):
+            created = _update(state.shipments, shipment_id, status=ShipmentStatus.CREATED, created_at=at)
+            return replace(state, version=version, updated_at=at, shipments=created)
+        case ShipmentRejected(shipment_id, reason, _):
+            rejected = _update(state.shipments, shipment_id, status=ShipmentStatus.REJECTED, reason=reason)
+            return replace(state, version=version, updated_at=at, shipments=rejected)
         case StepFailed(step, _, reason, transient, retry_at, _):
             gave_up = None if retry_at is not None else _kind_of_failure(step, transient)
             return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED, gave_up)
@@ -463,8 +572,18 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 attention_reason=None,
                 attention_kind=None,
             )
-        case ShipmentDispatched(_, dispatched_at):
-            return replace(state, version=version, updated_at=at, dispatched_at=dispatched_at)
+        case ShipmentDispatched(shipment_id, dispatched_at):
+            shipments = _update(
+                state.shipments, shipment_id, status=ShipmentStatus.DISPATCHED, dispatched_at=dispatched_at
+            )
+            every = all(s.status is ShipmentStatus.DISPATCHED for s in shipments)
+            return replace(
+                state,
+                version=version,
+                updated_at=at,
+                shipments=shipments,
+                dispatched_at=dispatched_at if every else None,
+            )
         case SagaStarted():
             raise ValueError("a saga starts only once")
         case _:
@@ -478,11 +597,56 @@ def _kind_of_failure(step: Step, transient: bool) -> FailureKind:
     return FailureKind.INSUFFICIENT_STOCK if step is Step.RESERVE_STOCK else FailureKind.REJECTED
 
 
+def _one_shipment(state: SagaState, shipment_id: str, at: datetime) -> tuple[Shipment, ...]:
+    """A journal written before shipments were per warehouse names one shipment, with every pick, in
+    its StepSucceeded(CREATE_SHIPMENT): it folds into that one, as from the warehouse of its first
+    pick (decision 0022)."""
+    warehouse = state.picks[0].warehouse_code if state.picks else ""
+    return (Shipment(shipment_id, warehouse, state.picks, ShipmentStatus.CREATED, at, at),)
+
+
+def _created(shipments: tuple[Shipment, ...], at: datetime) -> tuple[Shipment, ...]:
+    """After CREATE_SHIPMENT succeeded: every shipment still requested was created, at `at`."""
+    return tuple(
+        replace(s, status=ShipmentStatus.CREATED, created_at=at)
+        if s.status is ShipmentStatus.REQUESTED
+        else s
+        for s in shipments
+    )
+
+
+def _first_shipment(step: Step, state: SagaState) -> str | None:
+    """The id `Order.shipment` shows once CREATE_SHIPMENT succeeded: its first shipment's."""
+    return state.shipments[0].shipment_id if step is Step.CREATE_SHIPMENT and state.shipments else None
+
+
+def _update(shipments: tuple[Shipment, ...], shipment_id: str, **changes: Any) -> tuple[Shipment, ...]:
+    return tuple(replace(s, **changes) if s.shipment_id == shipment_id else s for s in shipments)
+
+
+def _withdrawn(shipments: tuple[Shipment, ...], status: ShipmentStatus) -> tuple[Shipment, ...]:
+    """The shipments of `status` cancelled; the others as they are."""
+    return tuple(replace(s, status=ShipmentStatus.CANCELLED) if s.status is status else s for s in shipments)
+
+
+def _compensations(state: SagaState) -> tuple[Step, ...]:
+    """The way back, newest first: the shipments created (also by a CREATE_SHIPMENT that then gave
+    up, as one warehouse refused), then the stock, then the order."""
+    created = any(s.status is ShipmentStatus.CREATED for s in state.shipments)
+    earlier = tuple(
+        COMPENSATION_OF[s]
+        for s in reversed(state.done)
+        if s in COMPENSATION_OF and s is not Step.CREATE_SHIPMENT
+    )
+    return (Step.CANCEL_SHIPMENT, *earlier) if created else earlier
+
+
 def _turn_back(
     state: SagaState, reason: str, at: datetime, cause: Step | None, kind: FailureKind | None
 ) -> SagaState:
     """Compensate the steps done, newest first. A step still in flight is abandoned, not compensated:
-    its effect commits together with its journal entry, and that entry was not written."""
+    its effect commits together with its journal entry, and that entry was not written. A shipment
+    requested and never created is withdrawn with it."""
     history = state.history
     if state.step is not None:
         history = _finish(history, state.step, StepStatus.ABANDONED, at, None)
@@ -491,7 +655,8 @@ def _turn_back(
         version=state.version + 1,
         updated_at=at,
         status=SagaStatus.COMPENSATING,
-        compensations=tuple(COMPENSATION_OF[s] for s in reversed(state.done) if s in COMPENSATION_OF),
+        compensations=_compensations(state),
+        shipments=_withdrawn(state.shipments, ShipmentStatus.REQUESTED),
         failure_reason=reason,
         failure_kind=kind,
         failed_step=cause,
@@ -663,7 +828,6 @@ def _begin(step: Step, attempt: int, now: datetime, policy: SagaPolicy) -> StepS
 @dataclass(frozen=True, slots=True)
 class Succeeded:
     picks: tuple[Pick, ...] = ()
-    shipment_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,10 +852,11 @@ def on_outcome(
 ) -> tuple[SagaEvent, ...]:
     step = _in_flight(state)
     match outcome:
-        case Succeeded(picks, shipment_id):
-            return (StepSucceeded(step, now, picks, shipment_id),)
+        case Succeeded(picks):
+            return (StepSucceeded(step, now, picks),)
         case Rejected(reason):
-            return (StepFailed(step, state.attempt, reason, False, None, now), *_give_up(step, reason, now))
+            failed = StepFailed(step, state.attempt, reason, False, None, now)
+            return (failed, *_give_up(step, reason, now, refused=True))
         case Unavailable(reason):
             retry_at = _retry_at(state, now, policy)
             failed = StepFailed(step, state.attempt, reason, True, retry_at, now)
@@ -699,6 +864,30 @@ def on_outcome(
             return (failed,) if retry_at else (failed, *_give_up(step, exhausted, now))
         case _:
             assert_never(outcome)
+
+
+def on_shipment_outcomes(
+    state: SagaState, outcomes: Mapping[str, Outcome], now: datetime, policy: SagaPolicy
+) -> tuple[SagaEvent, ...]:
+    """What a CREATE_SHIPMENT or CANCEL_SHIPMENT attempt's answers, one per shipment id, lead to. The
+    step succeeds once every shipment exists (or is cancelled), and fails as its worst answer does:
+    a refusal turns the saga back, a transient failure is retried, sending again only the shipments
+    not answered yet."""
+    step = _in_flight(state)
+    answered: list[SagaEvent] = []
+    every = all(isinstance(o, Succeeded) for o in outcomes.values())
+    # StepSucceeded(CREATE_SHIPMENT) says every shipment requested exists, so each answer is
+    # journalled on its own only when the step does not succeed: a retry then skips the shipments
+    # created, and a turn back cancels them.
+    if step is Step.CREATE_SHIPMENT and not every:
+        for shipment_id, outcome in outcomes.items():
+            if isinstance(outcome, Succeeded):
+                answered.append(ShipmentCreated(shipment_id, now))
+            elif isinstance(outcome, Rejected):
+                answered.append(ShipmentRejected(shipment_id, outcome.reason, now))
+    answers = list(outcomes.values())
+    worst = next((o for kind in (Rejected, Unavailable) for o in answers if isinstance(o, kind)), Succeeded())
+    return (*answered, *on_outcome(state, worst, now, policy))
 
 
 def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:
@@ -725,9 +914,11 @@ def _retry_at(state: SagaState, now: datetime, policy: SagaPolicy) -> datetime |
     return now + policy.backoff(state.attempt)
 
 
-def _give_up(step: Step, reason: str, now: datetime) -> tuple[SagaEvent, ...]:
-    # Before the order is confirmed the way out is back (compensate); once it is confirmed, or when
-    # the way back itself is blocked, only an operator may decide.
-    if step in (Step.RESERVE_STOCK, Step.CONFIRM_ORDER):
+def _give_up(step: Step, reason: str, now: datetime, refused: bool = False) -> tuple[SagaEvent, ...]:
+    # Before the order is confirmed the way out is back (compensate), and so it is once a warehouse
+    # refused its shipment. A shipment that kept failing or timing out may be held by its warehouse or
+    # not, and when the way back itself is blocked, only an operator may decide (decision 0022): they
+    # retry it, or abort, which cancels the shipments created first.
+    if step in (Step.RESERVE_STOCK, Step.CONFIRM_ORDER) or (refused and step is Step.CREATE_SHIPMENT):
         return (CompensationStarted(reason, now),)
     return (SagaParked(reason, now),)

@@ -15,6 +15,8 @@ class StorageCondition(enum.Enum):
 class OrderStatus(enum.Enum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
+    # Some of its shipments left their warehouses, others wait to be dispatched.
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
     SHIPPED = "SHIPPED"
     # The saga is turning back: its cancellation is decided, not yet done (stock may still be held,
     # a compensation may wait for a retry or an operator).

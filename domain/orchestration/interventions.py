@@ -13,13 +13,14 @@ from datetime import datetime
 from domain.model import interventions, shipment
 from domain.model.interventions import Actor, Decision, Refused
 from domain.model.problems import ProblemCode
-from domain.model.saga import SagaChange, SagaState, fold
+from domain.model.saga import SagaChange, SagaState, ShipmentDispatched, ShipmentStatus, fold
 from domain.orchestration.attempts import until_settled
 from domain.orchestration.drivers import Drivers
-from domain.orchestration.steps import Steps, step_command
-from domain.ports import Clock, IdempotencyKeyReused, KeyedRequest, StepCommand, Transaction
+from domain.orchestration.steps import Steps, shipment_command
+from domain.ports import Clock, IdempotencyKeyReused, KeyedRequest, Transaction
 
-Effect = Callable[[Transaction, StepCommand], Awaitable[None]]
+# What a decision does to the participants, in its transaction: given the saga before it, and the time.
+Effect = Callable[[Transaction, SagaState, datetime], Awaitable[None]]
 
 
 class Interventions:
@@ -53,18 +54,25 @@ class Interventions:
     async def dispatch_shipment(
         self, saga_id: str, shipment_id: str, request: KeyedRequest | None = None, lock_order: str = ""
     ) -> SagaState | Refused:
-        """The warehouse dispatched the saga's shipment: in the transaction that journals it, the
-        picked stock leaves its sections, the shipment is dispatched and the order shipped.
+        """The warehouse dispatched one of the saga's shipments: in the transaction that journals it,
+        its picked stock leaves its sections, the shipment is dispatched and the order shipped (if it
+        was the last) or partially shipped.
         `request`'s key, if any, is bound in that transaction: the same request again answers the
         saga as it stands, doing nothing (IdempotencyKeyReused for another request under the key).
         `lock_order`: the first SKU of the picks (see TransactionRunner)."""
 
-        async def dispatched(tx: Transaction, command: StepCommand) -> None:
+        async def dispatched(tx: Transaction, state: SagaState, now: datetime) -> None:
             if request is not None:
-                await tx.requests.bind(request, command.at)
-            await tx.inventory.dispatch_stock(command)
+                await tx.requests.bind(request, now)
+            dispatching = state.shipment(shipment_id)
+            assert dispatching is not None  # the decision refuses an unknown shipment
+            command = shipment_command(state, ShipmentDispatched.type_name, dispatching, now)
+            # The shipment first: racing dispatches of it queue on its row, and the later one finds it
+            # dispatched (a conflict) before it moves any stock.
             await tx.shipments.dispatch_shipment(command)
-            await tx.orders.ship_order(command)
+            await tx.inventory.dispatch_stock(command)
+            others = (s for s in state.shipments if s.shipment_id != shipment_id)
+            await tx.orders.ship_order(command, all(s.status is ShipmentStatus.DISPATCHED for s in others))
 
         return await self._intervene(
             saga_id,
@@ -132,7 +140,7 @@ class Interventions:
             if isinstance(decision, Refused):
                 return decision, None
             if effect is not None:
-                await effect(tx, step_command(before, decision[0].type_name, now))
+                await effect(tx, before, now)
             change = self._steps.settle(SagaChange.from_state(before).apply(decision), now)
             await tx.sagas.append(change, None)
             return change.after, change

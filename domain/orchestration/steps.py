@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -18,15 +19,19 @@ from domain.model.saga import (
     Call,
     Emit,
     Outcome,
+    Participant,
+    Rejected,
     SagaChange,
     SagaEvent,
     SagaPolicy,
     SagaState,
+    Shipment,
     Step,
     Unavailable,
     fold,
     next_action,
     on_outcome,
+    on_shipment_outcomes,
     on_timeout,
 )
 from domain.ports import (
@@ -122,8 +127,7 @@ class Steps:
                 if now >= next_call.deadline:
                     produced = on_timeout(current, now, self._policy)
                 else:
-                    done = await _execute(tx, current, next_call.step, now)
-                    produced = on_outcome(current, done, now, self._policy)
+                    produced = await _execute(tx, current, next_call.step, now, self._policy, self._gate)
                 change = self.settle(change.apply(produced), now)
                 following = next_action(change.after, now, self._policy)
                 next_call = following if chain and isinstance(following, Call) else None
@@ -186,20 +190,63 @@ def step_command(state: SagaState, action: str, now: datetime) -> StepCommand:
     )
 
 
-async def _execute(tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
+def shipment_command(state: SagaState, action: str, shipment: Shipment, now: datetime) -> StepCommand:
+    """The command for `action` on one of the saga's shipments: its id names the warehouse, so each
+    shipment's command keeps its id on every attempt and after a restart."""
+    command = step_command(state, f"{action}:{shipment.warehouse_code}", now)
+    return replace(
+        command,
+        picks=shipment.picks,
+        shipment_id=shipment.shipment_id,
+        warehouse_code=shipment.warehouse_code,
+    )
+
+
+async def _execute(
+    tx: Transaction,
+    state: SagaState,
+    step: Step,
+    now: datetime,
+    policy: SagaPolicy,
+    gate: ParticipantGate | None,
+) -> tuple[SagaEvent, ...]:
+    """The events of one attempt at `step`: its participant's answer and what follows from it."""
+    if step in (Step.CREATE_SHIPMENT, Step.CANCEL_SHIPMENT):
+        outcomes = {
+            s.shipment_id: await _shipment_answer(tx, state, step, s, now, gate)
+            for s in state.shipments_for(step)
+        }
+        return on_shipment_outcomes(state, outcomes, now, policy)
+    return on_outcome(state, await _answer(tx, state, step, now), now, policy)
+
+
+async def _shipment_answer(
+    tx: Transaction,
+    state: SagaState,
+    step: Step,
+    shipment: Shipment,
+    now: datetime,
+    gate: ParticipantGate | None,
+) -> Outcome:
+    """One shipment's command, in this transaction with the others, so that they commit together
+    with their answers in the journal (decision 0022 says why they are not sent concurrently here)."""
+    command = shipment_command(state, step.value, shipment, now)
+    if step is Step.CANCEL_SHIPMENT:
+        return await tx.shipments.cancel_shipment(command)
+    refused = gate.refusal(Participant.SHIPMENT, shipment.warehouse_code) if gate is not None else None
+    return Rejected(refused) if refused else await tx.shipments.create_shipment(command)
+
+
+async def _answer(tx: Transaction, state: SagaState, step: Step, now: datetime) -> Outcome:
     command = step_command(state, step.value, now)
     match step:
         case Step.RESERVE_STOCK:
             return await tx.inventory.reserve_stock(command)
         case Step.CONFIRM_ORDER:
             return await tx.orders.confirm_order(command)
-        case Step.CREATE_SHIPMENT:
-            return await tx.shipments.create_shipment(command)
         case Step.RELEASE_STOCK:
             return await tx.inventory.release_stock(command)
         case Step.CANCEL_ORDER:
             return await tx.orders.cancel_order(command)
-        case Step.CANCEL_SHIPMENT:
-            return await tx.shipments.cancel_shipment(command)
-        case Step.CREATE_ORDER:
-            raise ValueError("orders are created when the saga starts")
+        case _:
+            raise ValueError(f"{step.value} is not a step of one command")

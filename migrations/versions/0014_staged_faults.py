@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("delay_ms", sa.Integer(), nullable=False),
         sa.Column("fail_next", sa.Integer(), nullable=False),
         sa.Column("failure_rate", sa.Float(), nullable=False),
+        sa.Column("rejected_warehouses", sa.JSON(), nullable=False),
     )
 
 

@@ -11,8 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from domain.model.saga import SagaChange, SagaState, Step, StepRecord, StepStatus
-from domain.model.shipment import shipment_status
+from domain.model.saga import SagaChange, SagaState, ShipmentStatus, Step, StepRecord, StepStatus
 from domain.model.values import OrderStatus, Pick
 
 # A step that ended in one of these, after its last attempt, is what the saga failed on.
@@ -86,20 +85,21 @@ def milliseconds(start: datetime, end: datetime) -> int:
     return round((end - start).total_seconds() * 1000)
 
 
-def shipment_row(state: SagaState) -> dict[str, Any] | None:
-    status = shipment_status(state)
-    if state.shipment_id is None or status is None:
-        return None
-    created = next(r.finished_at for r in state.history if r.step is Step.CREATE_SHIPMENT)
-    return {
-        "id": state.shipment_id,
-        "order_id": state.order_id,
-        "saga_id": state.saga_id,
-        "picks": picks_json(state.picks),
-        "created_at": created,
-        "status": status.value,
-        "dispatched_at": state.dispatched_at,
-    }
+def shipment_rows(state: SagaState) -> list[dict[str, Any]]:
+    """One row per shipment of the saga, in warehouse code order."""
+    return [
+        {
+            "id": s.shipment_id,
+            "order_id": state.order_id,
+            "saga_id": state.saga_id,
+            "warehouse_code": s.warehouse_code,
+            "picks": picks_json(s.picks),
+            "created_at": s.created_at or s.requested_at,
+            "status": s.status.value,
+            "dispatched_at": s.dispatched_at,
+        }
+        for s in state.shipments
+    ]
 
 
 def held_stock(state: SagaState) -> Counter[tuple[str, str, str]]:
@@ -112,11 +112,12 @@ def held_stock(state: SagaState) -> Counter[tuple[str, str, str]]:
 
 
 def reserved_picks(state: SagaState) -> tuple[Pick, ...]:
-    """The saga's picks while they hold stock reserved: none once it is released, or once it left the
-    warehouse with the dispatched shipment (whose own picks say what left)."""
+    """The saga's picks while they hold stock reserved: none once it is released, or once they left
+    their warehouse with their dispatched shipment (whose own picks say what left)."""
     if _succeeded(state, Step.RELEASE_STOCK) or state.is_dispatched:
         return ()
-    return state.picks
+    gone = {s.warehouse_code for s in state.shipments if s.status is ShipmentStatus.DISPATCHED}
+    return tuple(p for p in state.picks if p.warehouse_code not in gone)
 
 
 def _succeeded(state: SagaState, step: Step) -> bool:
@@ -158,6 +159,8 @@ def order_status(state: SagaState) -> OrderStatus:
         return OrderStatus.CANCELLING
     if state.is_dispatched:
         return OrderStatus.SHIPPED
+    if state.any_dispatched:
+        return OrderStatus.PARTIALLY_SHIPPED
     return OrderStatus.CONFIRMED if _succeeded(state, Step.CONFIRM_ORDER) else OrderStatus.PENDING
 
 
@@ -180,8 +183,9 @@ def _order_changed_at(state: SagaState) -> datetime:
     # The order changes when a step that creates, reserves for, confirms, ships or cancels it
     # succeeds, and when it is dispatched (after which nothing changes it); releasing stock, failures
     # and retries change nothing the order shows.
-    if state.dispatched_at is not None:
-        return state.dispatched_at
+    dispatched = [s.dispatched_at for s in state.shipments if s.dispatched_at is not None]
+    if dispatched:
+        return max(dispatched)
     return next(
         r.finished_at
         for r in reversed(state.history)

@@ -194,7 +194,11 @@ class ReadModel:
         )
 
     async def shipments(self, order_ids: Sequence[str]) -> Sequence[Row]:
-        return await self._all(select(shipment_view).where(shipment_view.c.order_id.in_(order_ids)))
+        return await self._all(
+            select(shipment_view)
+            .where(shipment_view.c.order_id.in_(order_ids))
+            .order_by(shipment_view.c.order_id, shipment_view.c.warehouse_code)
+        )
 
     async def shipments_by_id(self, ids: Sequence[str]) -> Sequence[Row]:
         return await self._all(select(shipment_view).where(shipment_view.c.id.in_(ids)))

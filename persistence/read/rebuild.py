@@ -30,7 +30,7 @@ from persistence.read.projection import (
     held_stock,
     order_row,
     saga_row,
-    shipment_row,
+    shipment_rows,
     step_rows,
     timeline_rows,
 )
@@ -186,8 +186,7 @@ async def _replay_batch(conn: AsyncConnection, after: str, size: int) -> list[Sa
             row["position"] = entry.position
         rows[saga_timeline.name] += timeline
         rows[order_view.name].append(order_row(state))
-        if (shipment := shipment_row(state)) is not None:
-            rows[shipment_view.name].append(shipment)
+        rows[shipment_view.name] += shipment_rows(state)
     for table in READ_TABLES:
         if rows[table.name]:
             await conn.execute(insert(table), rows[table.name])

@@ -32,7 +32,7 @@ from persistence.database import LOCK_CONFLICTS, is_key_clash
 from persistence.fleet.leases import Fleet, lease_change, write_leases
 from persistence.fleet.notifications import CommitNotice, notify
 from persistence.prepared import Prepared
-from persistence.read.projection import order_row, saga_row, shipment_row, step_rows, timeline_rows
+from persistence.read.projection import order_row, saga_row, shipment_rows, step_rows, timeline_rows
 from persistence.tables import (
     journal,
     journal_head,
@@ -57,7 +57,7 @@ _SAGA_CHANGES = (
     "failure_kind",
 )
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
-_SHIPMENT_CHANGES = ("status", "dispatched_at")
+_SHIPMENT_CHANGES = ("status", "created_at", "dispatched_at")
 # Bind names must differ from column names, hence the prefix.
 _UPDATE_SAGA = Prepared(
     update(saga_view)
@@ -285,13 +285,15 @@ class SqlSagaStore:
             notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
             writes.notices.append(notice)
         self._project_steps(before, after)
-        shipment, shipped_before = shipment_row(after), before and shipment_row(before)
-        if shipment is not None and not shipped_before:
-            writes.new_shipments.append(shipment)
-        elif shipment is not None and shipment != shipped_before:
-            writes.shipment_updates.append(
-                {"key": shipment["id"], **{f"new_{c}": shipment[c] for c in _SHIPMENT_CHANGES}}
-            )
+        shown_before = {row["id"]: row for row in shipment_rows(before)} if before else {}
+        for shipment in shipment_rows(after):
+            earlier = shown_before.get(shipment["id"])
+            if earlier is None:
+                writes.new_shipments.append(shipment)
+            elif shipment != earlier:
+                writes.shipment_updates.append(
+                    {"key": shipment["id"], **{f"new_{c}": shipment[c] for c in _SHIPMENT_CHANGES}}
+                )
         saga, order = saga_row(after), order_row(after)
         if before is None:
             writes.new_sagas.append(saga)

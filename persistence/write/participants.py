@@ -7,15 +7,13 @@ reservation row, the shipment row) or meets a transition that is already made (a
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from domain.model.allocation import Shortfall, StockSlot, allocate
-from domain.model.saga import Outcome, Rejected, Succeeded, Unavailable
-from domain.model.shipment import ShipmentStatus
+from domain.model.saga import Outcome, Rejected, ShipmentStatus, Succeeded, Unavailable
 from domain.model.values import MovementKind, OrderStatus, Pick, StorageCondition
 from domain.ports import ConcurrencyConflict, StepCommand
 from persistence.connection import Db
@@ -71,8 +69,11 @@ class SqlOrders:
         await self._set_status(command, OrderStatus.CANCELLED, cancellable)
         return Succeeded()
 
-    async def ship_order(self, command: StepCommand) -> None:
-        if not await self._set_status(command, OrderStatus.SHIPPED, (OrderStatus.CONFIRMED,)):
+    async def ship_order(self, command: StepCommand, completely: bool) -> None:
+        status = OrderStatus.SHIPPED if completely else OrderStatus.PARTIALLY_SHIPPED
+        if not await self._set_status(
+            command, status, (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED)
+        ):
             raise ConcurrencyConflict(f"order {command.order_id} is no longer confirmed")
 
     async def _set_status(
@@ -148,11 +149,8 @@ _READ_CONDITIONS = Prepared(
 _FIND_RESERVATION = Prepared(select(reservations.c.picks).where(reservations.c.id == bindparam("id")))
 _RECORD_RESERVATION = Prepared(insert(reservations))
 _HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
-# How a reservation ends: the column that marks it, and what it does to its picks' stock.
-_ENDINGS = {
-    MovementKind.RELEASE: (reservations.c.released_at, _RESTORE),
-    MovementKind.DISPATCH: (reservations.c.dispatched_at, _TAKE_AWAY),
-}
+# What ending a reservation does to its picks' stock: released, or gone with a shipment.
+_ENDINGS = {MovementKind.RELEASE: _RESTORE, MovementKind.DISPATCH: _TAKE_AWAY}
 
 
 class SqlInventory:
@@ -194,35 +192,44 @@ class SqlInventory:
         )
 
     async def release_stock(self, command: StepCommand) -> Outcome:
-        await self._end_reservation(command, MovementKind.RELEASE)
+        await self._release(command)
         return Succeeded()
 
     async def dispatch_stock(self, command: StepCommand) -> None:
-        if not await self._end_reservation(command, MovementKind.DISPATCH):
-            # Another transaction dispatched (or released) it after this one read the saga's journal.
+        # The first shipment dispatched marks the reservation, which is never released after that;
+        # each shipment's own picks leave (the shipment's status keeps one from leaving twice).
+        marked = await self._db.execute(
+            update(reservations)
+            .where(reservations.c.id == command.reservation_id, reservations.c.released_at.is_(None))
+            .values(dispatched_at=func.coalesce(reservations.c.dispatched_at, command.at))
+        )
+        if marked.rowcount != 1:
+            # Another transaction released it after this one read the saga's journal.
             raise ConcurrencyConflict(f"the reservation of order {command.order_id} is no longer held")
+        await self._move(command.picks, MovementKind.DISPATCH, command.at, command.shipment_id)
 
-    async def _end_reservation(self, command: StepCommand, how: MovementKind) -> bool:
-        """If the command's reservation is still held, mark it ended (released or dispatched, now),
-        move the stock of its picks and record the movements; False if it was not held.
+    async def _release(self, command: StepCommand) -> None:
+        """If the command's reservation is still held, mark it released (now), make the stock of its
+        picks available again and record the movements.
 
-        Marking first makes a second release or dispatch (a retry, another process, a racing
-        request, which waits for this one's row lock) find nothing held: stock moves exactly once."""
-        mark, change = _ENDINGS[how]
-        ended = await self._db.execute(
+        Marking first makes a second release (a retry, another process, which waits for this one's
+        row lock) find nothing held: stock moves exactly once."""
+        released = await self._db.execute(
             update(reservations)
             .where(reservations.c.id == command.reservation_id, *_HELD)
-            .values({mark: command.at})
+            .values(released_at=command.at)
             .returning(reservations.c.picks)
         )
-        row = ended.first()
-        if row is None:
-            return False
-        picks = sorted(picks_from_json(row.picks), key=_pick_key)
-        await self._db.execute(change, [_params(p) for p in picks])
-        reference = command.shipment_id if how is MovementKind.DISPATCH else command.order_id
-        await movements.record(self._db, pick_movements(picks, how, command.at, reference))
-        return True
+        row = released.first()
+        if row is not None:
+            await self._move(picks_from_json(row.picks), MovementKind.RELEASE, command.at, command.order_id)
+
+    async def _move(
+        self, picks: tuple[Pick, ...], how: MovementKind, at: datetime, reference: str | None
+    ) -> None:
+        ordered = sorted(picks, key=_pick_key)
+        await self._db.execute(_ENDINGS[how], [_params(p) for p in ordered])
+        await movements.record(self._db, pick_movements(ordered, how, at, reference))
 
     async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
         rows = await self._db.execute(_READ_STOCK, {"skus": skus})
@@ -281,51 +288,58 @@ def _params(pick: Pick) -> dict[str, object]:
     return {"w": pick.warehouse_code, "s": pick.section_code, "k": pick.sku, "q": pick.quantity}
 
 
-_FIND_SHIPMENT = Prepared(
-    select(shipments.c.id, shipments.c.status).where(shipments.c.order_id == bindparam("order_id"))
-)
+_FIND_SHIPMENT = Prepared(select(shipments.c.status).where(shipments.c.id == bindparam("id")))
 _CREATE_SHIPMENT = Prepared(insert(shipments))
 _SET_SHIPMENT_STATUS = Prepared(
     update(shipments)
-    .where(shipments.c.order_id == bindparam("of_order"), shipments.c.status == ShipmentStatus.PENDING.value)
+    .where(shipments.c.id == bindparam("shipment_id"), shipments.c.status == ShipmentStatus.CREATED.value)
     .values(status=bindparam("new_status"), dispatched_at=bindparam("at"))
 )
 
 
 class SqlShipments:
+    """The built-in warehouse: one shipment per command, under the id the saga gave it (which the
+    shipment's commands carry on every attempt), so a repeated command finds the shipment it made."""
+
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def create_shipment(self, command: StepCommand) -> Outcome:
-        existing = (await self._db.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
-        if existing is not None:
-            return Succeeded(shipment_id=existing.id)
-        shipment_id = str(uuid.uuid4())
+        shipment_id = _shipment_of(command)
+        if (await self._db.execute(_FIND_SHIPMENT, {"id": shipment_id})).first() is not None:
+            return Succeeded()
         await self._db.execute(
             _CREATE_SHIPMENT,
             {
                 "id": shipment_id,
                 "order_id": command.order_id,
+                "warehouse_code": command.warehouse_code,
                 "picks": picks_json(command.picks),
                 "created_at": command.at,
-                "status": ShipmentStatus.PENDING.value,
+                "status": ShipmentStatus.CREATED.value,
             },
         )
-        return Succeeded(shipment_id=shipment_id)
+        return Succeeded()
 
     async def cancel_shipment(self, command: StepCommand) -> Outcome:
         if await self._set_status(command, ShipmentStatus.CANCELLED, None):
             return Succeeded()
-        existing = (await self._db.execute(_FIND_SHIPMENT, {"order_id": command.order_id})).first()
+        existing = (await self._db.execute(_FIND_SHIPMENT, {"id": _shipment_of(command)})).first()
         if existing is not None and existing.status == ShipmentStatus.DISPATCHED.value:
-            return Rejected(f"the shipment of order {command.order_id} was dispatched")
+            return Rejected(f"shipment {command.shipment_id} of order {command.order_id} was dispatched")
         return Succeeded()  # cancelled already, or never created: nothing to undo
 
     async def dispatch_shipment(self, command: StepCommand) -> None:
         if not await self._set_status(command, ShipmentStatus.DISPATCHED, command.at):
-            raise ConcurrencyConflict(f"the shipment of order {command.order_id} is no longer pending")
+            raise ConcurrencyConflict(f"shipment {command.shipment_id} is no longer waiting to be dispatched")
 
     async def _set_status(self, command: StepCommand, status: ShipmentStatus, at: datetime | None) -> bool:
-        """Move the order's pending shipment to `status`; False if it has none pending."""
-        params = {"of_order": command.order_id, "new_status": status.value, "at": at}
+        """Move the command's created shipment to `status`; False if it is not waiting (any more)."""
+        params = {"shipment_id": _shipment_of(command), "new_status": status.value, "at": at}
         return (await self._db.execute(_SET_SHIPMENT_STATUS, params)).rowcount == 1
+
+
+def _shipment_of(command: StepCommand) -> str:
+    if command.shipment_id is None:
+        raise ValueError(f"command {command.command_id} names no shipment")
+    return command.shipment_id

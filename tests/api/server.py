@@ -115,6 +115,7 @@ query ($id: ID!) {
     order {
       id status customerId lines { sku quantity }
       shipment { id picks { warehouseCode sectionCode sku quantity } }
+      shipments { id warehouseCode status picks { warehouseCode sectionCode sku quantity } }
     }
     steps { name status attempts startedAt finishedAt }
     events { sequence type occurredAt step reason }

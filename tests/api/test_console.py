@@ -237,7 +237,10 @@ async def test_the_saga_page_by_its_address_tells_the_whole_story(page: Page, li
         for name in ("Create order", "Reserve stock", "Confirm order", "Create shipment")
     ]
     assert await page.texts("#order-lines tbody tr") == ["TEA\t2"]
-    assert len(await page.texts("#shipment-picks tbody tr")) >= 1
+    # One shipment per warehouse, each with its status and picks.
+    shipments = await page.texts("#shipments .shipment > p")
+    assert shipments and all(text.startswith("Shipment from W") and "CREATED" in text for text in shipments)
+    assert len(await page.texts("#shipments tbody tr")) >= 1
     # Its shipment is not dispatched: the order may still be cancelled.
     assert await page.run(
         "return [...document.querySelectorAll('#saga-actions button')].map(b => b.dataset.action)"

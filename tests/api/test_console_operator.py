@@ -169,7 +169,7 @@ async def test_a_completed_order_not_dispatched_is_cancelled_from_its_page(
     assert await page.until(f"{status} === 'FAILED'", what="the saga FAILED on its page")
     assert await page.run(f"return {BUTTONS}") == []
     assert "CANCELLED" in await page.until(
-        "return document.getElementById('shipment')?.innerText", what="shipment"
+        "return document.getElementById('shipments')?.innerText", what="the shipments"
     )
     # The intervention's marker is a shape the stylesheet draws, whatever the fonts.
     marker = await page.run(
@@ -214,7 +214,8 @@ async def test_a_sagas_whole_history_downloads_as_json(page: Page, live_on_sqlit
         "CREATE_SHIPMENT",
     ]
     assert saga["order"]["lines"] == [{"sku": "TEA", "quantity": 2}]
-    assert saga["order"]["shipment"]["picks"][0]["quantity"] == 2
+    [shipment] = saga["order"]["shipments"]
+    assert (shipment["warehouseCode"], shipment["picks"][0]["quantity"]) == ("W1", 2)
 
 
 async def test_the_charts_series_differ_by_more_than_colour_and_the_page_follows_the_dark_scheme(

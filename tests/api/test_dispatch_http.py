@@ -26,7 +26,7 @@ async def _completed(gql: GraphQLClient, quantity: int) -> tuple[str, str, str]:
     placed = await place(gql, quantity)
     await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")
     order = (await gql(ORDER, id=placed["order"]["id"]))["order"]
-    assert order["shipment"]["status"] == "PENDING" and order["shippedAt"] is None
+    assert order["shipment"]["status"] == "CREATED" and order["shippedAt"] is None
     return placed["saga"]["id"], placed["order"]["id"], order["shipment"]["id"]
 
 

@@ -36,6 +36,9 @@ class SlowOnce:
     def __init__(self) -> None:
         self.slow: set[Participant] = set()
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return None  # every warehouse takes its shipments
+
     async def admit(self, participant: Participant) -> None:
         if participant in self.slow:
             self.slow.discard(participant)

@@ -70,20 +70,31 @@ async def audit(database_url: str, acknowledged: dict[str, str], on_hand: int) -
     for reservation in reservation_rows:
         assert reservation.order_id not in reservation_of, f"order {reservation.order_id} reserved twice"
         reservation_of[reservation.order_id] = reservation
-    shipped = [s.order_id for s in shipment_rows]
-    assert len(shipped) == len(set(shipped)), "an order was shipped twice"
+    shipments_of = defaultdict(list)
+    for shipment in shipment_rows:
+        shipments_of[shipment.order_id].append(shipment)
+    for order_id, made in shipments_of.items():
+        warehouses = [s.warehouse_code for s in made]
+        assert len(warehouses) == len(set(warehouses)), (
+            f"order {order_id} was shipped twice from one warehouse"
+        )
 
     reserved_for_completed = 0
     for state in states.values():
         order_id = state.order_id
         order, reservation = order_rows[order_id], reservation_of.get(order_id)
         if state.status is SagaStatus.COMPLETED:
-            assert order.status == "CONFIRMED" and order_id in shipped
+            # One shipment per warehouse its picks come from, each created.
+            made = shipments_of[order_id]
+            assert order.status == "CONFIRMED"
+            assert sorted(s.warehouse_code for s in made) == sorted({p.warehouse_code for p in state.picks})
+            assert {s.status for s in made} == {"CREATED"}
             assert reservation is not None and reservation.released_at is None
             reserved_for_completed += sum(line.quantity for line in state.lines)
         else:
             # FAILED, never without its compensations: the order cancelled, any reservation released.
-            assert order.status == "CANCELLED" and state.order_cancelled and order_id not in shipped
+            assert order.status == "CANCELLED" and state.order_cancelled
+            assert all(s.status == "CANCELLED" for s in shipments_of[order_id])
             if reservation is not None:
                 assert reservation.released_at is not None
                 assert (Step.RELEASE_STOCK, StepStatus.SUCCEEDED) in [

@@ -137,6 +137,15 @@ async def cancelled_after_completion(stage: Stage) -> str:
     return saga_id
 
 
+async def shipment_rejected(stage: Stage) -> str:
+    # The warehouse refuses its shipment: stock released, order cancelled (ShipmentRejected).
+    stage.gate.refusing.add("W1")
+    try:
+        return await stage.order(1)
+    finally:
+        stage.gate.refusing.clear()
+
+
 async def waiting_for_retry(stage: Stage) -> str:
     # Left in flight: a release must finish what this one started.
     stage.gate.refusals[Participant.INVENTORY] = 1
@@ -160,6 +169,7 @@ SCENARIOS: dict[str, Scenario] = {
     "compensation_timed_out": compensation_timed_out,
     "dispatched": dispatched,
     "cancelled_after_completion": cancelled_after_completion,
+    "shipment_rejected": shipment_rejected,
     "waiting_for_retry": waiting_for_retry,
 }
 

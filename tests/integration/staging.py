@@ -37,6 +37,11 @@ class StageGate:
     breaks: dict[Participant, int] = field(default_factory=dict)
     holds: dict[Participant, int] = field(default_factory=dict)
     held: int = 0
+    # Warehouses whose shipments are refused.
+    refusing: set[str] = field(default_factory=set)
+
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return f"warehouse {warehouse_code} refused the shipment" if warehouse_code in self.refusing else None
 
     async def admit(self, participant: Participant) -> None:
         if self.breaks.get(participant, 0) > 0:

@@ -21,6 +21,9 @@ class EveryStepApart:
     """A gate that admits every call: with a gate, each step commits on its own (no chaining), so
     every status below is a committed state an intervention can race."""
 
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return None  # every warehouse takes its shipments
+
     async def admit(self, participant: Participant) -> None:
         return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from api.observability.logs import log_handler
-from domain.model.saga import Participant
+from domain.model.saga import Participant, shipment_id_of
 from tests.integration.staging import start_stage
 
 
@@ -125,3 +125,31 @@ async def test_sagas_that_complete_and_ship_log_nothing_at_info(
     about_sagas = [line for line in lines if line.get("saga_id")]
     assert len(about_sagas) >= 9  # started, completed and dispatched, for each
     assert [line["message"] for line in about_sagas if line["levelname"] != "DEBUG"] == []
+
+
+async def test_a_refused_shipment_is_logged_as_a_warning_naming_it(
+    tmp_path: Path, json_lines: io.StringIO
+) -> None:
+    stage = await start_stage(f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}")
+    try:
+        await stage.stock()
+        stage.gate.refusing.add("W1")
+        saga_id = await stage.order(1)
+    finally:
+        await stage.svc.stop()
+
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    refused = [
+        (line["saga_id"], line["step"], line["levelname"], line["message"])
+        for line in lines
+        if line["message"].startswith("shipment ")
+    ]
+    shipment_id = shipment_id_of(saga_id, "W1")
+    assert refused == [
+        (
+            saga_id,
+            "CREATE_SHIPMENT",
+            "WARNING",
+            f"shipment {shipment_id} refused: warehouse W1 refused the shipment",
+        )
+    ]

@@ -85,10 +85,16 @@ async def test_a_rebuild_yields_exactly_the_rows_the_live_projection_wrote(
 
     assert (report.sagas, report.batches, report.stock_mismatches, report.unexplained_stock) == (6, 2, [], [])
     assert await snapshot(database_url) == live
-    # The shipment read rows say what the shipment participant wrote.
-    assert [(r["id"], r["order_id"], r["picks"], r["created_at"]) for r in live["shipment_view"]] == sorted(
-        (r["id"], r["order_id"], r["picks"], r["created_at"]) for r in live["shipments"]
+    # The shipment read rows say what the shipment participant wrote; the parked saga's shipment was
+    # requested, and its warehouse has none.
+    created = [r for r in live["shipment_view"] if r["status"] != "REQUESTED"]
+    assert [
+        (r["id"], r["order_id"], r["warehouse_code"], r["picks"], r["created_at"]) for r in created
+    ] == sorted(
+        (r["id"], r["order_id"], r["warehouse_code"], r["picks"], r["created_at"]) for r in live["shipments"]
     )
+    requested = [r for r in live["shipment_view"] if r["status"] == "REQUESTED"]
+    assert [r["saga_id"] for r in requested] == [sagas["parked"]]
 
 
 def test_the_rebuild_command_reports_stock_that_disagrees_with_the_journal(

@@ -66,6 +66,7 @@ class World:
     reservations: dict[str, tuple[Pick, ...]] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
     dispatched: set[str] = field(default_factory=set)
+    # By shipment id: its order, and its status.
     shipments: dict[str, str] = field(default_factory=dict)
     shipment_statuses: dict[str, str] = field(default_factory=dict)
     journal: dict[str, list[SagaEvent]] = field(default_factory=dict)
@@ -105,9 +106,9 @@ class FakeOrders:
         self.world.orders[command.order_id] = "CANCELLED"
         return Succeeded()
 
-    async def ship_order(self, command: StepCommand) -> None:
+    async def ship_order(self, command: StepCommand, completely: bool) -> None:
         self.world.called("ship_order", command)
-        self.world.orders[command.order_id] = "SHIPPED"
+        self.world.orders[command.order_id] = "SHIPPED" if completely else "PARTIALLY_SHIPPED"
 
 
 class FakeInventory:
@@ -147,20 +148,23 @@ class FakeShipments:
 
     async def create_shipment(self, command: StepCommand) -> Outcome:
         self.world.called("create_shipment", command)
-        shipment = self.world.shipments.setdefault(command.order_id, f"shipment-{command.order_id}")
-        self.world.shipment_statuses.setdefault(command.order_id, "PENDING")
-        return Succeeded(shipment_id=shipment)
+        assert command.shipment_id is not None
+        self.world.shipments.setdefault(command.shipment_id, command.order_id)
+        self.world.shipment_statuses.setdefault(command.shipment_id, "CREATED")
+        return Succeeded()
 
     async def cancel_shipment(self, command: StepCommand) -> Outcome:
         self.world.called("cancel_shipment", command)
-        if self.world.shipment_statuses.get(command.order_id) == "DISPATCHED":
+        assert command.shipment_id is not None
+        if self.world.shipment_statuses.get(command.shipment_id) == "DISPATCHED":
             return Rejected("dispatched")
-        self.world.shipment_statuses[command.order_id] = "CANCELLED"
+        self.world.shipment_statuses[command.shipment_id] = "CANCELLED"
         return Succeeded()
 
     async def dispatch_shipment(self, command: StepCommand) -> None:
         self.world.called("dispatch_shipment", command)
-        self.world.shipment_statuses[command.order_id] = "DISPATCHED"
+        assert command.shipment_id is not None
+        self.world.shipment_statuses[command.shipment_id] = "DISPATCHED"
 
 
 class FakeSagaStore:
@@ -232,6 +236,9 @@ class ScriptedGate:
         self.clock = clock
         self.delays: dict[Participant, float] = {}
         self.refusals: dict[Participant, int] = {}
+
+    def refusal(self, participant: Participant, warehouse_code: str) -> str | None:
+        return None  # every warehouse takes its shipments
 
     async def admit(self, participant: Participant) -> None:
         if self.refusals.get(participant, 0) > 0:

@@ -33,7 +33,7 @@ async def test_a_dispatch_that_conflicts_every_time_gives_up_and_leaves_the_saga
     # Sent again, it meets the last conflict, then goes through.
     await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
     assert harness.world.failures["dispatch_stock"] == []
-    assert harness.world.shipment_statuses[harness.saga(saga_id).order_id] == "DISPATCHED"
+    assert harness.world.shipment_statuses[shipment_id] == "DISPATCHED"
 
 
 async def test_a_placement_that_conflicts_every_time_gives_up_placing_nothing(harness: Harness) -> None:

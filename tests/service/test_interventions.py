@@ -110,7 +110,7 @@ async def test_a_dispatched_order_cannot_be_cancelled_and_nothing_changes(harnes
     assert shipment_id is not None
     dispatched = await harness.orchestrator.dispatch_shipment(saga_id, shipment_id)
     assert isinstance(dispatched, SagaState) and dispatched.is_dispatched
-    assert harness.world.command_names()[-3:] == ["dispatch_stock", "dispatch_shipment", "ship_order"]
+    assert harness.world.command_names()[-3:] == ["dispatch_shipment", "dispatch_stock", "ship_order"]
     before = list(harness.world.journal[saga_id])
 
     refused = await harness.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
@@ -138,7 +138,7 @@ async def test_a_completed_order_cancelled_before_dispatch_compensates_from_its_
         Step.CANCEL_ORDER,
     ]
     assert harness.world.stock["SKU-1"] == 10
-    assert harness.world.shipment_statuses == {saga.order_id: "CANCELLED"}
+    assert harness.world.shipment_statuses == {str(saga.shipment_id): "CANCELLED"}
     refused = await harness.orchestrator.dispatch_shipment(saga_id, str(saga.shipment_id))
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_CANCELLED
 

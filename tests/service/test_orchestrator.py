@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from domain.model.commands import PlaceOrder
-from domain.model.saga import Participant, SagaStatus, Step, StepStatus, fold
+from domain.model.saga import Participant, SagaStatus, Step, StepStatus, fold, shipment_id_of
 from domain.model.values import OrderLine
 from domain.orchestration.orchestrator import Orchestrator
 from domain.ports import IdempotencyKeyReused
@@ -26,12 +26,14 @@ async def test_happy_path_completes_with_the_participants_commands_in_order(harn
         "confirm_order",
         "create_shipment",
     ]
+    # The shipment's command names its warehouse: one command per warehouse the picks come from.
     assert [cid for _, cid in harness.world.commands] == [
-        f"{saga_id}:{s}" for s in ("CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT")
+        f"{saga_id}:{s}" for s in ("CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT:W1")
     ]
     assert harness.world.stock["SKU-1"] == 8
     assert harness.world.orders[saga.order_id] == "CONFIRMED"
-    assert saga.shipment_id == f"shipment-{saga.order_id}"
+    assert saga.shipment_id == shipment_id_of(saga_id, "W1")
+    assert harness.world.shipments == {saga.shipment_id: saga.order_id}
     assert harness.statuses(saga_id) == [
         SagaStatus.ORDER_CREATED,
         SagaStatus.STOCK_RESERVING,

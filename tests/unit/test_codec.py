@@ -16,7 +16,9 @@ from domain.model.saga import (
     SagaParked,
     SagaRetried,
     SagaStarted,
+    ShipmentCreated,
     ShipmentDispatched,
+    ShipmentRejected,
     Step,
     StepFailed,
     StepStarted,
@@ -42,6 +44,8 @@ EVERY_EVENT: list[SagaEvent] = [
     SagaAborted("the carrier lost the parcel", AT, "admin-1", "admin"),
     CustomerCancelled(AT, CUSTOMER_CANCELLED, "alice", "customer"),
     ShipmentDispatched("shipment-1", LATER),
+    ShipmentCreated("shipment-2", AT),
+    ShipmentRejected("shipment-3", "W2 has no carrier today", AT),
 ]
 
 

@@ -25,6 +25,7 @@ from domain.model.saga import (
     Outcome,
     Participant,
     Rejected,
+    SagaAborted,
     SagaChange,
     SagaEvent,
     SagaParked,
@@ -32,6 +33,9 @@ from domain.model.saga import (
     SagaStarted,
     SagaState,
     SagaStatus,
+    ShipmentCreated,
+    ShipmentRejected,
+    ShipmentStatus,
     Step,
     StepFailed,
     StepRecord,
@@ -46,8 +50,10 @@ from domain.model.saga import (
     fold,
     next_action,
     on_outcome,
+    on_shipment_outcomes,
     on_timeout,
     replay,
+    shipment_id_of,
     start,
 )
 from domain.model.values import OrderLine, Pick
@@ -59,13 +65,15 @@ ORDER_ID = "order-1"
 CUSTOMER_ID = "customer-1"
 LINES = (OrderLine("SKU-1", 2), OrderLine("SKU-2", 1))
 PICKS = (Pick("W1", "A", "SKU-1", 2), Pick("W2", "C", "SKU-2", 1))
-SHIPMENT_ID = "shipment-1"
+W1_SHIPMENT = shipment_id_of(SAGA_ID, "W1")
+W2_SHIPMENT = shipment_id_of(SAGA_ID, "W2")
 
 RESERVE = Step.RESERVE_STOCK
 CONFIRM = Step.CONFIRM_ORDER
 SHIP = Step.CREATE_SHIPMENT
 RELEASE = Step.RELEASE_STOCK
 CANCEL = Step.CANCEL_ORDER
+UNSHIP = Step.CANCEL_SHIPMENT
 COMPENSATIONS = (RELEASE, CANCEL)
 
 ONE_SECOND = timedelta(seconds=1)
@@ -76,11 +84,7 @@ def seconds(n: float) -> timedelta:
 
 
 def success_for(step: Step) -> Succeeded:
-    if step is RESERVE:
-        return Succeeded(picks=PICKS)
-    if step is SHIP:
-        return Succeeded(shipment_id=SHIPMENT_ID)
-    return Succeeded()
+    return Succeeded(picks=PICKS) if step is RESERVE else Succeeded()
 
 
 class Run:
@@ -117,10 +121,25 @@ class Run:
         return action
 
     def answer(self, outcome: Outcome, after: timedelta = ONE_SECOND) -> tuple[SagaEvent, ...]:
-        """The in-flight call returns `outcome` `after` it was made; returns the events it produced."""
-        self.call()
+        """The in-flight call returns `outcome` `after` it was made (for each of its shipments, for a
+        shipment step); returns the events it produced."""
+        call = self.call()
         self.now += after
+        if call.step in (SHIP, UNSHIP):
+            shipments = self.state.shipments_for(call.step)
+            return self.record_answers({s.shipment_id: outcome for s in shipments})
         events = on_outcome(self.state, outcome, self.now, self.policy)
+        self.record(events)
+        return events
+
+    def answer_each(self, outcomes: dict[str, Outcome]) -> tuple[SagaEvent, ...]:
+        """The in-flight shipment step's commands answer, per shipment id, a second after it began."""
+        self.call()
+        self.now += ONE_SECOND
+        return self.record_answers(outcomes)
+
+    def record_answers(self, outcomes: dict[str, Outcome]) -> tuple[SagaEvent, ...]:
+        events = on_shipment_outcomes(self.state, outcomes, self.now, self.policy)
         self.record(events)
         return events
 
@@ -325,14 +344,20 @@ def test_a_confirmed_order_moves_on_to_creating_the_shipment() -> None:
 def test_a_created_shipment_completes_the_saga() -> None:
     run = run_to(SHIP)
 
-    events = run.answer(Succeeded(shipment_id=SHIPMENT_ID))
+    events = run.answer(Succeeded())
 
-    assert events == (StepSucceeded(SHIP, run.now, (), SHIPMENT_ID),)
+    now = run.now
+    # One event says that every shipment requested was created.
+    assert events == (StepSucceeded(SHIP, now),)
     state = run.state
     assert state.status is SagaStatus.COMPLETED
     assert state.is_terminal
     assert state.done == FORWARD_STEPS
-    assert state.shipment_id == SHIPMENT_ID
+    assert state.shipment_id == W1_SHIPMENT
+    assert [(s.warehouse_code, s.status, s.picks) for s in state.shipments] == [
+        ("W1", ShipmentStatus.CREATED, PICKS[:1]),
+        ("W2", ShipmentStatus.CREATED, PICKS[1:]),
+    ]
     assert state.picks == PICKS
     assert state.failure_reason is None
     assert state.compensations == ()
@@ -673,29 +698,67 @@ def test_confirmation_timeout_is_not_retried_even_with_attempts_left() -> None:
     assert isinstance(events[1], CompensationStarted)
 
 
-# --- CREATE_SHIPMENT failing: past the point of no return --------------------------------------------
+# --- CREATE_SHIPMENT: one shipment per warehouse ------------------------------------------------------
 
 
-def test_a_rejected_shipment_parks_the_saga_for_an_operator_without_compensating() -> None:
+def test_starting_the_shipment_step_requests_one_shipment_per_warehouse() -> None:
     run = run_to(SHIP)
 
-    events = run.answer(Rejected("address unknown"))
+    assert [(s.shipment_id, s.warehouse_code, s.status) for s in run.state.shipments] == [
+        (W1_SHIPMENT, "W1", ShipmentStatus.REQUESTED),
+        (W2_SHIPMENT, "W2", ShipmentStatus.REQUESTED),
+    ]
+    assert run.state.shipments_for(SHIP) == run.state.shipments
+    assert run.state.shipment_id is None
+
+
+def test_a_rejected_shipment_cancels_the_created_ones_then_releases_stock_and_cancels_the_order() -> None:
+    run = run_to(SHIP)
+
+    events = run.answer_each({W1_SHIPMENT: Succeeded(), W2_SHIPMENT: Rejected("W2: address unknown")})
 
     now = run.now
     assert events == (
-        StepFailed(SHIP, 1, "address unknown", False, None, now),
-        SagaParked("address unknown", now),
+        ShipmentCreated(W1_SHIPMENT, now),
+        ShipmentRejected(W2_SHIPMENT, "W2: address unknown", now),
+        StepFailed(SHIP, 1, "W2: address unknown", False, None, now),
+        CompensationStarted("W2: address unknown", now),
     )
     state = run.state
-    assert state.status is SagaStatus.NEEDS_ATTENTION
-    assert not state.is_terminal
-    assert state.attention_reason == "address unknown"
-    assert state.compensations == ()
-    assert state.done == (Step.CREATE_ORDER, RESERVE, CONFIRM)
-    assert state.next_wakeup is None
-    assert last_record(state).status is StepStatus.FAILED
-    assert not any(s in COMPENSATIONS for s in history_steps(state))
-    assert run.action() == Finished()
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.compensations == (UNSHIP, RELEASE, CANCEL)
+    assert state.failed_step is SHIP
+    assert [s.status for s in state.shipments] == [ShipmentStatus.CREATED, ShipmentStatus.REJECTED]
+    assert state.shipments_for(UNSHIP) == state.shipments[:1]
+
+    for _ in range(3):
+        run.succeed()
+    assert run.state.status is SagaStatus.FAILED
+    assert history_steps(run.state)[-3:] == [UNSHIP, RELEASE, CANCEL]
+    assert [s.status for s in run.state.shipments] == [ShipmentStatus.CANCELLED, ShipmentStatus.REJECTED]
+
+
+def test_a_shipment_rejected_by_every_warehouse_needs_no_cancellation() -> None:
+    run = run_to(SHIP)
+
+    run.answer(Rejected("address unknown"))
+
+    assert run.state.compensations == (RELEASE, CANCEL)
+    assert {s.status for s in run.state.shipments} == {ShipmentStatus.REJECTED}
+
+
+def test_a_retried_shipment_step_sends_only_the_shipments_not_answered_yet() -> None:
+    run = run_to(SHIP)
+    run.answer_each({W1_SHIPMENT: Succeeded(), W2_SHIPMENT: Unavailable("W2 down")})
+    run.wait_for_retry()
+
+    assert [s.shipment_id for s in run.state.shipments_for(SHIP)] == [W2_SHIPMENT]
+    events = run.answer_each({W2_SHIPMENT: Succeeded()})
+
+    assert events == (StepSucceeded(SHIP, run.now),)
+    assert run.state.status is SagaStatus.COMPLETED
+    assert run.state.shipment_id == W1_SHIPMENT
+    assert [s.created_at for s in run.state.shipments] == [run.now - seconds(2), run.now]
 
 
 def test_an_unavailable_shipment_service_is_retried() -> None:
@@ -711,20 +774,31 @@ def test_an_unavailable_shipment_service_is_retried() -> None:
     assert run.wait_for_retry() == Call(SHIP, 2, now + seconds(1) + seconds(5))
 
 
-def test_a_shipment_still_unavailable_after_max_attempts_parks_the_saga() -> None:
+def test_a_shipment_still_unavailable_after_max_attempts_parks_the_saga_keeping_those_created() -> None:
     run = run_to(SHIP)
     run.fail_transiently(2, "carrier down")
 
-    events = run.answer(Unavailable("carrier down"))
+    events = run.answer_each({W1_SHIPMENT: Succeeded(), W2_SHIPMENT: Unavailable("carrier down")})
 
     reason = "CREATE_SHIPMENT failed after 3 attempts: carrier down"
-    assert events == (StepFailed(SHIP, 3, "carrier down", True, None, run.now), SagaParked(reason, run.now))
+    now = run.now
+    assert events == (
+        ShipmentCreated(W1_SHIPMENT, now),
+        StepFailed(SHIP, 3, "carrier down", True, None, now),
+        SagaParked(reason, now),
+    )
     assert run.state.status is SagaStatus.NEEDS_ATTENTION
     assert run.state.attention_reason == reason
     assert record_of(run.state, SHIP).status is StepStatus.FAILED
     assert record_of(run.state, SHIP).attempts == 3
     assert run.state.next_wakeup is None
     assert run.action() == Finished()
+    assert [s.status for s in run.state.shipments] == [ShipmentStatus.CREATED, ShipmentStatus.REQUESTED]
+
+    # An operator's abort cancels the shipment created first; the one never created is withdrawn.
+    aborted = evolve(run.state, SagaAborted("the carrier is gone", now))
+    assert aborted.compensations == (UNSHIP, RELEASE, CANCEL)
+    assert [s.status for s in aborted.shipments] == [ShipmentStatus.CREATED, ShipmentStatus.CANCELLED]
 
 
 def test_a_shipment_timeout_is_retried_because_creating_a_shipment_is_idempotent() -> None:
@@ -775,10 +849,10 @@ def test_a_shipment_succeeding_after_retries_completes_the_saga() -> None:
     run.wait_for_retry()
     run.fail_transiently(1)
 
-    run.answer(Succeeded(shipment_id=SHIPMENT_ID))
+    run.answer(Succeeded())
 
     assert run.state.status is SagaStatus.COMPLETED
-    assert run.state.shipment_id == SHIPMENT_ID
+    assert run.state.shipment_id == W1_SHIPMENT
     assert record_of(run.state, SHIP).status is StepStatus.SUCCEEDED
     assert record_of(run.state, SHIP).attempts == 3
     assert run.state.next_wakeup is None
@@ -1000,8 +1074,8 @@ def failed() -> Run:
 
 
 def parked() -> Run:
-    run = run_to(SHIP)
-    run.answer(Rejected("address unknown"))
+    run = run_to(SHIP, SagaPolicy(max_attempts=1))
+    run.time_out()
     return run
 
 
@@ -1108,7 +1182,7 @@ def test_every_event_bumps_the_version_and_the_update_time() -> None:
 
 # --- properties of whole runs -------------------------------------------------------------------------
 
-MOVES = ("ok", "reject", "unavailable", "timeout")
+MOVES = ("ok", "reject", "unavailable", "timeout", "split")
 POLICIES = st.one_of(
     st.just(POLICY),
     st.builds(
@@ -1126,9 +1200,9 @@ def drive(moves: Sequence[str], delays: Sequence[int], policy: SagaPolicy) -> Ru
     run = Run(policy)
     script = iter(moves)
     pauses = iter(delays)
-    # Each of at most four steps (two forward, then the shipment or two compensations) makes at most
-    # max_attempts calls, each followed by at most one wait.
-    for _ in range(2 * 4 * policy.max_attempts + 1):
+    # Each of at most six steps (three forward, then three compensations) makes at most max_attempts
+    # calls, each followed by at most one wait.
+    for _ in range(2 * 6 * policy.max_attempts + 1):
         match run.settle():
             case Finished():
                 return run
@@ -1146,14 +1220,27 @@ def drive(moves: Sequence[str], delays: Sequence[int], policy: SagaPolicy) -> Ru
                 else:
                     run.now += seconds(next(pauses, 0))
                     assert run.now < call.deadline
-                    outcome: Outcome = {
-                        "ok": success_for(call.step),
-                        "reject": Rejected(f"{call.step.value} rejected"),
-                        "unavailable": Unavailable(f"{call.step.value} unavailable"),
-                    }[move]
-                    events = on_outcome(run.state, outcome, run.now, policy)
+                    events = answer(run.state, call.step, move, run.now, policy)
                 run.record(events)
     raise AssertionError(f"the saga did not finish: {run.state}")
+
+
+def answer(
+    state: SagaState, step: Step, move: str, now: datetime, policy: SagaPolicy
+) -> tuple[SagaEvent, ...]:
+    """The events of `move` for the step in flight. A shipment step gets an answer per shipment: the
+    same for each, or for "split" the first one succeeding and the others rejected (any other step
+    is rejected)."""
+    outcomes: dict[str, Outcome] = {
+        "ok": success_for(step),
+        "reject": Rejected(f"{step.value} rejected"),
+        "unavailable": Unavailable(f"{step.value} unavailable"),
+    }
+    if step not in (SHIP, UNSHIP):
+        return on_outcome(state, outcomes["reject" if move == "split" else move], now, policy)
+    ids = [s.shipment_id for s in state.shipments_for(step)]
+    moves = ["ok", *["reject"] * (len(ids) - 1)] if move == "split" else [move] * len(ids)
+    return on_shipment_outcomes(state, {i: outcomes[m] for i, m in zip(ids, moves, strict=True)}, now, policy)
 
 
 def forward_steps_done(state: SagaState) -> list[Step]:
@@ -1161,7 +1248,7 @@ def forward_steps_done(state: SagaState) -> list[Step]:
 
 
 def compensations_run(state: SagaState) -> list[StepRecord]:
-    return [r for r in state.history if r.step in COMPENSATIONS]
+    return [r for r in state.history if r.step in COMPENSATION_OF.values()]
 
 
 def succeeded(state: SagaState, step: Step) -> bool:
@@ -1184,7 +1271,7 @@ def test_every_saga_finishes_completed_failed_or_parked_within_bounded_calls(
     run = drive(moves, delays, policy)
 
     assert run.state.status in TERMINAL_OR_PARKED
-    assert len(run.calls) <= 4 * policy.max_attempts
+    assert len(run.calls) <= 6 * policy.max_attempts
     assert run.state.step is None
     assert run.state.next_wakeup is None
 
@@ -1226,9 +1313,14 @@ def test_compensations_undo_exactly_the_compensable_steps_done_in_reverse(
     case: tuple[list[str], list[int], SagaPolicy],
 ) -> None:
     moves, delays, policy = case
-    state = drive(moves, delays, policy).state
+    run = drive(moves, delays, policy)
+    state = run.state
+    created = {e.shipment_id for e in run.journal if isinstance(e, ShipmentCreated)}
 
+    # The shipments created are undone first, also when their step then gave up.
     plan = [COMPENSATION_OF[s] for s in reversed(forward_steps_done(state)) if s in COMPENSATION_OF]
+    if created and UNSHIP not in plan:
+        plan.insert(0, UNSHIP)
     ran = compensations_run(state)
     steps_ran = [r.step for r in ran]
     if state.status is SagaStatus.FAILED:
@@ -1242,10 +1334,13 @@ def test_compensations_undo_exactly_the_compensable_steps_done_in_reverse(
     else:
         assert ran == []
     if ran:
-        # Compensation only ever follows a reservation or confirmation that gave up.
+        # Compensation only ever follows a forward step that gave up.
         gave_up = [r for r in state.history if r.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)]
-        assert gave_up[0].step in (RESERVE, CONFIRM)
-        assert SHIP not in history_steps(state)
+        assert gave_up[0].step in (RESERVE, CONFIRM, SHIP)
+    if state.status is SagaStatus.FAILED:
+        # Exactly the shipments created were cancelled.
+        assert {s.shipment_id for s in state.shipments if s.status is ShipmentStatus.CANCELLED} >= created
+        assert all(s.status is not ShipmentStatus.CREATED for s in state.shipments)
 
 
 @settings(max_examples=300, deadline=None)
@@ -1282,7 +1377,8 @@ def test_a_completed_saga_ran_every_forward_step_in_order_and_no_compensation(
         assert all(r.status is StepStatus.SUCCEEDED for r in state.history)
         assert compensations_run(state) == []
         assert state.failure_reason is None
-        assert (state.picks, state.shipment_id) == (PICKS, SHIPMENT_ID)
+        assert (state.picks, state.shipment_id) == (PICKS, W1_SHIPMENT)
+        assert {s.status for s in state.shipments} == {ShipmentStatus.CREATED}
 
 
 @settings(max_examples=300, deadline=None)

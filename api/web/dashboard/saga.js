@@ -1,4 +1,4 @@
-// One saga's page, at #/sagas/<id>: its journal, steps, compensations, order and shipment, and the
+// One saga's page, at #/sagas/<id>: its journal, steps, compensations, order and shipments, and the
 // operator's actions (retry, abort, cancel the order), each confirmed and answered on the page.
 import { graphql } from "./graphql.js";
 import { $, ENDED, FORWARD, between, element, statusBadge, time, words } from "./dom.js";
@@ -13,7 +13,7 @@ const SAGA = `query ($id: ID!) {
     events { sequence type status step attempt reason occurredAt actor }
     order {
       id status customerId createdAt updatedAt lines { sku quantity } picks { ${PICK_FIELDS} }
-      shipment { id status createdAt picks { ${PICK_FIELDS} } }
+      shipments { id warehouseCode status createdAt dispatchedAt picks { ${PICK_FIELDS} } }
     }
   }
 }`;
@@ -110,7 +110,7 @@ function render(saga) {
 let downloaded = null; // the object URL of the shown saga's history, let go when it is redrawn
 
 // The saga's whole history as the page read it (journal events, steps, compensations, order and
-// shipment), as a JSON file to keep or attach to a ticket.
+// shipments), as a JSON file to keep or attach to a ticket.
 function download(saga) {
   if (downloaded) URL.revokeObjectURL(downloaded);
   const history = { exportedAt: new Date().toISOString(), saga };
@@ -189,25 +189,31 @@ function orderSection(order) {
       ["SKU", "Quantity"],
       order.lines.map((l) => element("tr", {}, element("td", {}, l.sku), element("td", {}, String(l.quantity)))),
     ),
-    order.shipment
-      ? element(
-          "div",
-          {},
-          element(
-            "p",
-            { id: "shipment" },
-            "Shipment ",
-            element("code", {}, order.shipment.id),
-            " ",
-            statusBadge(order.shipment.status),
-            " created ",
-            time(order.shipment.createdAt, true),
-          ),
-          picks("Picks", "shipment-picks", order.shipment.picks),
-        )
+    order.shipments.length
+      ? element("div", { id: "shipments" }, ...order.shipments.map(shipment))
       : order.picks.length
         ? picks("Reserved stock (no shipment yet)", "order-picks", order.picks)
         : element("p", { class: "muted" }, "No stock reserved, no shipment."),
+  );
+}
+
+// One warehouse's shipment: its status, when it was created (or requested) and dispatched, its picks.
+function shipment(s) {
+  return element(
+    "div",
+    { class: "shipment", "data-warehouse": s.warehouseCode },
+    element(
+      "p",
+      {},
+      `Shipment from ${s.warehouseCode} `,
+      element("code", {}, s.id),
+      " ",
+      statusBadge(s.status),
+      s.status === "REQUESTED" ? " requested " : " created ",
+      time(s.createdAt, true),
+      ...(s.dispatchedAt ? [" dispatched ", time(s.dispatchedAt, true)] : []),
+    ),
+    picks(`Picks from ${s.warehouseCode}`, `shipment-picks-${s.warehouseCode}`, s.picks),
   );
 }
 
@@ -248,9 +254,11 @@ function actionsFor(saga) {
   const available = {
     retry: parked,
     abort: !ENDED.has(saga.status) && !turningBack,
-    // As cancelOrder allows: until the shipment is dispatched, a COMPLETED saga too; not once the
-    // order is turning back (CANCELLING) or turned back (CANCELLED).
-    cancel: Boolean(saga.order) && !["SHIPPED", "CANCELLING", "CANCELLED"].includes(saga.order.status),
+    // As cancelOrder allows: until one of its shipments is dispatched, a COMPLETED saga too; not once
+    // the order is turning back (CANCELLING) or turned back (CANCELLED).
+    cancel:
+      Boolean(saga.order) &&
+      !["PARTIALLY_SHIPPED", "SHIPPED", "CANCELLING", "CANCELLED"].includes(saga.order.status),
   };
   return Object.entries(ACTIONS)
     .filter(([name]) => available[name])
