@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -170,13 +170,23 @@ class WebhookStore:
             return set((await conn.scalars(query)).all())
 
     @whole
-    async def save(self, endpoint: Endpoint) -> bool:
-        """Store `endpoint`'s URL, events, description, secret and state; False if there is none."""
-        values = _columns(endpoint)
-        del values["id"], values["created_at"]
-        query = update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint.id).values(**values)
+    async def change(self, endpoint_id: str, changes: Mapping[str, object]) -> Endpoint | None:
+        """Set the endpoint's columns named in `changes` (Endpoint's field names: url, events,
+        description, secret, enabled, disabled_reason, failing_since), and no others, so that what a
+        relay records meanwhile (its health, a disabling) is kept; the endpoint as it is then, None if
+        there is none."""
+        values = dict(changes)
+        if values.get("events") is not None:
+            values["events"] = sorted(values["events"])  # type: ignore[call-overload]
+        query = (
+            update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == endpoint_id)
+            .values(**values)
+            .returning(webhook_endpoints)
+        )
         async with self._writer.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+            row = (await conn.execute(query)).first()
+        return None if row is None else Endpoint.from_row(row)
 
     @whole
     async def delete(self, endpoint_id: str) -> bool:
@@ -354,6 +364,7 @@ class WebhookStore:
 
 
 def _columns(endpoint: Endpoint) -> dict[str, object]:
+    """The endpoint as its row's values."""
     events = None if endpoint.events is None else sorted(endpoint.events)
     return {
         "id": endpoint.id,

@@ -4,7 +4,6 @@ deliveries that did not go through at once and send failed ones again (api/acces
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -319,8 +318,8 @@ class WebhookMutations:
         secret = new_secret() if input.rotate_secret else None
         if secret is not None:
             changes["secret"] = secret
-        changed = dataclasses.replace(endpoint, **changes)
-        if not await webhooks.store.save(changed):
+        changed = await webhooks.store.change(endpoint.id, changes)
+        if changed is None:
             return WebhookEndpointPayload(user_errors=user_errors([_unknown("id")]))
         webhooks.changed()
         return WebhookEndpointPayload(endpoint=WebhookEndpoint.of(changed), secret=secret)
