@@ -10,6 +10,7 @@ WebSocket's also gets `valid_until`, when its token runs out and the socket ends
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ DASHBOARD = Path(__file__).parent / "dashboard"
 VENDOR = Path(__file__).parent / "vendor"
 # Strawberry's own GraphiQL page loads React and GraphiQL from a CDN; this one loads them from /vendor.
 GRAPHIQL = (Path(__file__).parent / "graphiql.html").read_text()
+
+log = logging.getLogger("ordersaga.api")
 
 
 class _GraphQL(GraphQLOverHTTP):
@@ -122,7 +125,11 @@ def create_app(svc: Service) -> Starlette:
     async def readyz(_: Request) -> Response:
         if await svc.is_ready():
             # Relays behind are a detail, not unreadiness: the process serves, and events wait.
-            relays = await _relays(svc)
+            try:
+                relays = await _relays(svc)
+            except Exception:  # the database went away since is_ready asked it
+                log.warning("not ready: the relays' state could not be read", exc_info=True)
+                return JSONResponse({"status": "unavailable", "restarting": []}, status_code=503)
             return JSONResponse({"status": "ready", **({"relays": relays} if relays else {})})
         # Which background tasks wait to be restarted (their reasons are in the log, not here).
         restarting = sorted(svc.background.down)
