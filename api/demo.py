@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from domain.model.values import StorageCondition
 from persistence.connection import Db
-from persistence.tables import warehouses
 from persistence.write import catalog
 
 if TYPE_CHECKING:
@@ -43,7 +41,7 @@ STOCK = [
 
 async def load_demo_catalog(svc: Service) -> None:
     async def load(conn: Db) -> None:
-        if (await conn.execute(select(warehouses.c.code).limit(1))).first():
+        if not await catalog.is_empty(conn):
             return  # loaded before, or the operator's own catalog is there: leave it alone
         for code, name, sections in WAREHOUSES:
             await catalog.register_warehouse(conn, code, name, sections)

@@ -19,6 +19,12 @@ from persistence.write import movements
 from persistence.write.movements import movement
 
 
+async def is_empty(conn: Db) -> bool:
+    """Whether no warehouse is registered yet (read in the writing transaction, so that of several
+    writers loading a catalog, each sees what the others committed)."""
+    return (await conn.execute(select(warehouses.c.code).limit(1))).first() is None
+
+
 async def register_warehouse(
     conn: Db, code: str, name: str, new_sections: list[tuple[str, StorageCondition]]
 ) -> list[Problem]:
