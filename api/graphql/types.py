@@ -213,7 +213,9 @@ class ShipmentStatus(enum.Enum):
         "DISPATCHED", description="Picked and sent: its stock left the warehouse."
     )
     PENDING = strawberry.enum_value(
-        "PENDING", deprecation_reason="Never returned: a shipment waiting to be dispatched is CREATED."
+        "PENDING",
+        description="What a created shipment was called before shipments were made per warehouse.",
+        deprecation_reason="Never returned: a shipment waiting to be dispatched is CREATED.",
     )
 
 
