@@ -175,6 +175,8 @@ class WebhookStore:
         description, secret, enabled, disabled_reason, failing_since), and no others, so that what a
         relay records meanwhile (its health, a disabling) is kept; the endpoint as it is then, None if
         there is none."""
+        if not changes:
+            return await self.endpoint(endpoint_id)
         values = dict(changes)
         if values.get("events") is not None:
             values["events"] = sorted(values["events"])  # type: ignore[call-overload]

@@ -24,5 +24,7 @@ async def test_a_change_sets_only_what_it_names(database_url: str) -> None:
         assert (changed.enabled, changed.disabled_reason) == (False, "failing for a day")
         assert changed.secret == "whsec_one"
         assert await store.change("no-such-endpoint", {"description": "x"}) is None
+        unchanged = await store.change(created.id, {})  # an update that names nothing changes nothing
+        assert unchanged is not None and unchanged.description == "second"
     finally:
         await engine.dispose()
