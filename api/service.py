@@ -95,19 +95,20 @@ class Service:
         self.faults = None
         if settings.fault_injection:
             self.faults = FaultInjector(clock, settings.fault_seed, StagedFaultStore(self._reader))
+        self.leases = None
+        if fleet is not None:
+            assert isinstance(self._writer, AsyncEngine)
+            self.leases = LeaseBook(self._writer, fleet)
+        leases = self.leases
         self.runner = GroupCommitRunner(
             self._writer,
-            lambda conn: SqlTransaction(conn, self.metrics, fleet),
+            lambda conn: SqlTransaction(conn, self.metrics, leases),
             self.metrics,
             lanes=lanes,
             admission_timeout=settings.write_timeout.total_seconds(),
             commit=None if self.faults is None else self.faults.commit,
             prepared=settings.fast_paths,
         )
-        self.leases = None
-        if fleet is not None:
-            assert isinstance(self._writer, AsyncEngine)
-            self.leases = LeaseBook(self._writer, fleet)
         self.orchestrator = Orchestrator(
             self.runner, clock, settings.policy, gate or self.faults, leases=self.leases
         )

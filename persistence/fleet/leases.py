@@ -11,9 +11,18 @@ So a lease row exists exactly while a saga moves on its own. Between those commi
 all its leases at once (`LeaseBook.renew`); a lease that was not renewed in time (its owner died,
 paused or lost the network) is claimed by whichever process looks first (`LeaseBook.claim`, with
 `FOR UPDATE SKIP LOCKED`, so claimers never wait for each other), which then drives the saga on from
-its journal. A process believes it holds its leases only until its last successful renewal began
-plus the lease time, a moment no later than the expiry the database holds, so it stops writing
-before anyone else may start.
+its journal.
+
+A process believes it holds each lease only until a moment no later than the expiry the database
+holds for it, so it stops writing before anyone else may start. It keeps that moment per lease, on
+its own monotonic clock, from a time it read before the database's clock was read for the expiry:
+- a lease its commit takes: when the take was sent (the expiry is the database's clock at the
+  statement, `clock_timestamp()`, plus the lease time);
+- a lease it claims: when the claim began;
+- a lease a renewal reads: when the renewal began, plus the time the database says the lease has
+  left. Not simply "the renewal plus the lease time": a renewal skips the rows a commit of this
+  process holds locked, and does not see a take not yet committed, so some leases it reads were
+  not extended by it.
 """
 
 from __future__ import annotations
@@ -58,23 +67,13 @@ def lease_change(before: SagaState | None, after: SagaState) -> bool | None:
 _TAKE = pg_insert(saga_leases).values(
     saga_id=bindparam("saga"),
     owner=bindparam("me"),
-    expires_at=func.now() + bindparam("ttl", type_=Interval()),
+    expires_at=func.clock_timestamp() + bindparam("ttl", type_=Interval()),
 )
 _TAKE = _TAKE.on_conflict_do_update(
     index_elements=[saga_leases.c.saga_id],
     set_={"owner": _TAKE.excluded.owner, "expires_at": _TAKE.excluded.expires_at},
 )
 _DROP = delete(saga_leases).where(saga_leases.c.saga_id.in_(bindparam("ids", expanding=True)))
-
-
-async def write_leases(db: Db, fleet: Fleet, changes: dict[str, bool]) -> None:
-    """Take (True) or drop (False) the leases of these sagas, in the transaction of `db`."""
-    taken = [saga_id for saga_id, take in changes.items() if take]
-    dropped = [saga_id for saga_id, take in changes.items() if not take]
-    if taken:
-        await db.execute(_TAKE, [{"saga": s, "me": fleet.instance, "ttl": fleet.lease_ttl} for s in taken])
-    if dropped:
-        await db.execute(_DROP, {"ids": dropped})
 
 
 # Renewing skips the rows a commit of this process has locked (one settling or taking the saga,
@@ -86,6 +85,10 @@ _RENEW = (
     .where(saga_leases.c.saga_id.in_(_MINE.with_for_update(skip_locked=True).scalar_subquery()))
     .values(expires_at=func.now() + bindparam("ttl", type_=Interval()))
 )
+# What each owned lease has left, in seconds, on the database's clock as the renewal began.
+_LEFT = select(
+    saga_leases.c.saga_id, func.extract("epoch", saga_leases.c.expires_at - func.now()).label("left")
+).where(saga_leases.c.owner == bindparam("me"))
 _DUE = (
     select(saga_leases.c.saga_id)
     .where(saga_leases.c.expires_at < func.now())
@@ -109,8 +112,9 @@ _HAND_BACK = (
 
 
 class LeaseBook:
-    """The leases this process holds, as it believes them (`holds`, the domain's SagaLeases), and
-    the rounds that keep that belief true against `saga_leases`."""
+    """The leases this process holds, as it believes them (`holds`, the domain's SagaLeases): for
+    each, the moment on this process's monotonic clock until which it may write. Its commits take and
+    drop leases through `write`, its rounds (`renew`, `claim`) keep them against `saga_leases`."""
 
     def __init__(
         self, engine: AsyncEngine, fleet: Fleet, monotonic: Callable[[], float] = time.monotonic
@@ -118,8 +122,10 @@ class LeaseBook:
         self._engine = engine
         self._fleet = fleet
         self._monotonic = monotonic
-        self._held: set[str] = set()
-        self._valid_until = float("-inf")
+        self._ttl_s = fleet.lease_ttl.total_seconds()
+        self._until: dict[str, float] = {}
+        # When each take of a commit not yet announced was sent, for the lease it will hold.
+        self._sent: dict[str, float] = {}
 
     @property
     def fleet(self) -> Fleet:
@@ -127,45 +133,61 @@ class LeaseBook:
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        return len(self._until)
 
     def holds(self, saga_id: str) -> bool:
-        return saga_id in self._held and self._monotonic() < self._valid_until
+        return self._monotonic() < self._until.get(saga_id, float("-inf"))
+
+    async def write(self, db: Db, changes: dict[str, bool]) -> None:
+        """Take (True) or drop (False) the leases of these sagas, in the transaction of `db`."""
+        taken = [saga_id for saga_id, take in changes.items() if take]
+        dropped = [saga_id for saga_id, take in changes.items() if not take]
+        if taken:
+            sent = self._monotonic()
+            self._sent.update(dict.fromkeys(taken, sent))
+            me, ttl = self._fleet.instance, self._fleet.lease_ttl
+            await db.execute(_TAKE, [{"saga": s, "me": me, "ttl": ttl} for s in taken])
+        if dropped:
+            await db.execute(_DROP, {"ids": dropped})
 
     def on_change(self, change: SagaChange) -> None:
         """The orchestrator listener: mirrors what this process's own commits did to leases."""
+        saga_id = change.after.saga_id
         match lease_change(change.before, change.after):
             case True:
-                self._held.add(change.after.saga_id)
+                self._until[saga_id] = self._sent.pop(saga_id, float("-inf")) + self._ttl_s
             case False:
-                self._held.discard(change.after.saga_id)
+                self._until.pop(saga_id, None)
 
     async def renew(self) -> tuple[set[str], set[str]]:
         """Extend every lease this process owns. Answers the sagas it holds and the ones it lost
         (claimed by another process after they expired, or settled by another's commit). Raises if
         the database does not answer; the leases then lapse here when their time is up."""
         started = self._monotonic()
-        believed = set(self._held)
+        believed = set(self._until)
         async with self._engine.begin() as conn:
             await conn.execute(_RENEW, self._params())
-            owned = {r.saga_id for r in await conn.execute(_MINE, self._params())}
-        self._valid_until = started + self._fleet.lease_ttl.total_seconds()
-        lost = believed - owned
-        self._held -= lost
-        self._held |= owned
-        return owned, lost
+            left = {r.saga_id: float(r.left) for r in await conn.execute(_LEFT, self._params())}
+        for saga_id in believed - left.keys():
+            self._until.pop(saga_id, None)
+        for saga_id, seconds in left.items():
+            self._until[saga_id] = started + seconds
+        # A take sent this long ago and never announced was rolled back.
+        self._sent = {s: at for s, at in self._sent.items() if at > started - self._ttl_s}
+        return set(left), believed - left.keys()
 
     async def claim(self) -> set[str]:
         """Take over leases that expired (whoever owned them), up to CLAIM_BATCH; answers their sagas."""
+        started = self._monotonic()
         async with self._engine.begin() as conn:
             rows = await conn.execute(_CLAIM, {**self._params(), "limit": CLAIM_BATCH})
             claimed = {r.saga_id for r in rows}
-        self._held |= claimed
+        self._until.update(dict.fromkeys(claimed, started + self._ttl_s))
         return claimed
 
     async def hand_back(self) -> None:
         """Let the others take this process's sagas at once (a clean stop)."""
-        self._held.clear()
+        self._until.clear()
         async with self._engine.begin() as conn:
             await conn.execute(_HAND_BACK, self._params())
 

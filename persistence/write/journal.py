@@ -29,7 +29,7 @@ from domain.ports import ConcurrencyConflict, Placement
 from persistence import codec
 from persistence.connection import Db
 from persistence.database import LOCK_CONFLICTS, is_key_clash
-from persistence.fleet.leases import Fleet, lease_change, write_leases
+from persistence.fleet.leases import LeaseBook, lease_change
 from persistence.fleet.notifications import CommitNotice, notify
 from persistence.prepared import Prepared
 from persistence.read.projection import order_row, saga_row, shipment_rows, step_rows, timeline_rows
@@ -132,7 +132,7 @@ class SagaWrites:
     def __init__(self, db: Db) -> None:
         self._db = db
         # Set by the store when this process is one of several over PostgreSQL (leases, notices).
-        self.fleet: Fleet | None = None
+        self.lease_book: LeaseBook | None = None
         self._clear()
 
         # The timeline rows of every event appended in this transaction, written with their positions
@@ -191,9 +191,9 @@ class SagaWrites:
         ):
             if rows:
                 await db.execute(statement, rows)
-        if self.fleet is not None:
+        if self.lease_book is not None:
             if self.leases:
-                await write_leases(db, self.fleet, self.leases)
+                await self.lease_book.write(db, self.leases)
             if self.notices:
                 await notify(db, self.notices)
         self._clear()
@@ -234,10 +234,10 @@ def vars_of(placement: Placement) -> dict[str, str]:
 
 
 class SqlSagaStore:
-    def __init__(self, db: Db, fleet: Fleet | None = None) -> None:
+    def __init__(self, db: Db, lease_book: LeaseBook | None = None) -> None:
         self._db = db
         self._writes = db.deferred(SagaWrites)
-        self._writes.fleet = fleet
+        self._writes.lease_book = lease_book
 
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
@@ -277,12 +277,14 @@ class SqlSagaStore:
         writes.timeline.extend(timeline_rows(change))
         if placement is not None:
             writes.placements[placement.idempotency_key] = placement
-        if writes.fleet is not None:
+        if writes.lease_book is not None:
             lease = lease_change(before, after)
             if lease is not None:
                 writes.leases[after.saga_id] = lease
             first = change.first_sequence
-            notice = CommitNotice(writes.fleet.instance, after.saga_id, first, after.version, after.status)
+            notice = CommitNotice(
+                writes.lease_book.fleet.instance, after.saga_id, first, after.version, after.status
+            )
             writes.notices.append(notice)
         self._project_steps(before, after)
         shown_before = {row["id"]: row for row in shipment_rows(before)} if before else {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from persistence.connection import Db
-from persistence.fleet.leases import Fleet
+from persistence.fleet.leases import LeaseBook
 from persistence.metrics import StoreMetrics
 from persistence.write.journal import SqlSagaStore
 from persistence.write.participants import SqlInventory, SqlOrders, SqlShipments
@@ -11,9 +11,9 @@ from persistence.write.requests import SqlRequestKeys
 
 
 class SqlTransaction:
-    def __init__(self, conn: Db, metrics: StoreMetrics, fleet: Fleet | None = None) -> None:
+    def __init__(self, conn: Db, metrics: StoreMetrics, lease_book: LeaseBook | None = None) -> None:
         self.orders = SqlOrders(conn)
         self.inventory = SqlInventory(conn, metrics)
         self.shipments = SqlShipments(conn)
-        self.sagas = SqlSagaStore(conn, fleet)
+        self.sagas = SqlSagaStore(conn, lease_book)
         self.requests = SqlRequestKeys(conn)

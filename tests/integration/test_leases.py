@@ -16,10 +16,11 @@ from sqlalchemy import select
 from api.service import Service
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
-from domain.model.saga import Participant, SagaStarted, SagaStatus, start
+from domain.model.saga import Participant, SagaChange, SagaStarted, SagaStatus, start
 from domain.model.values import OrderLine
+from persistence.connection import AsyncDb
 from persistence.database import make_engine
-from persistence.fleet.leases import lease_change
+from persistence.fleet.leases import Fleet, LeaseBook, lease_change
 from persistence.tables import journal, reservations, saga_leases
 from tests.gates import Hold
 from tests.integration.support import FAST, stock_catalog, wait_for_status
@@ -104,6 +105,39 @@ async def test_a_process_whose_lease_lapsed_steps_back_and_another_finishes_its_
     finally:
         await other.stop()
         await paused.stop()
+
+
+@postgresql_only
+async def test_a_renewal_that_did_not_extend_a_lease_does_not_lengthen_the_belief_in_it(
+    database_url: str,
+) -> None:
+    """A renewal skips the rows a commit of this process holds locked, and does not see a take not
+    yet committed; a lease taken by such a commit is believed only until its own expiry."""
+    now = 0.0
+    engine = make_engine(database_url)
+    book = LeaseBook(engine, Fleet("me", LEASE_TTL), monotonic=lambda: now)
+    started = SagaStarted("o-1", "c", (OrderLine("SKU-1", 1),), datetime.now(UTC))
+    try:
+        async with engine.connect() as conn:
+            await conn.begin()
+            await book.write(AsyncDb(conn), {"s-1": True})  # sent at 0: expires a lease time after
+            now = 0.5
+            assert await book.renew() == (set(), set())  # it began at 0.5 but could not touch s-1
+            await conn.commit()
+        book.on_change(SagaChange(None, (started,), start("s-1", started), ()))
+        now = 0.9
+        assert book.holds("s-1")
+        now = 1.1
+        assert not book.holds("s-1"), "believed past the expiry the database holds"
+
+        now = 2.0  # expired in the database, nobody claimed it: a renewal extends it from its start
+        assert await book.renew() == ({"s-1"}, set())
+        now = 2.9
+        assert book.holds("s-1")
+        now = 3.0
+        assert not book.holds("s-1")
+    finally:
+        await engine.dispose()
 
 
 def test_a_commit_takes_the_lease_when_it_sets_a_saga_moving_and_drops_it_when_it_settles() -> None:
