@@ -182,6 +182,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     _stream_options(serve)
     serve.add_argument(
+        "--warehouse-service-url",
+        default=os.environ.get("ORDERSAGA_WAREHOUSE_SERVICE_URL"),
+        metavar="URL",
+        help="send every warehouse's shipment commands to this warehouse service over HTTP, unless the "
+        "catalog gives the warehouse a serviceUrl of its own (default: the built-in warehouse); needs "
+        "--warehouse-service-secret-file; env ORDERSAGA_WAREHOUSE_SERVICE_URL",
+    )
+    serve.add_argument(
+        "--warehouse-service-secret-file",
+        default=os.environ.get("ORDERSAGA_WAREHOUSE_SERVICE_SECRET_FILE"),
+        metavar="PATH",
+        help="the secret (whsec_ and base64, as for webhooks) that signs every command sent to a "
+        "warehouse service (default: none, and then no warehouse may be remote); env "
+        "ORDERSAGA_WAREHOUSE_SERVICE_SECRET_FILE",
+    )
+    serve.add_argument(
         "--allow-private-webhook-urls",
         action="store_true",
         help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
@@ -366,6 +382,26 @@ def _secret(path: str | Path) -> str:
         sys.exit(f"cannot use the auth secret: {error}")
 
 
+def _warehouse_secret(args: argparse.Namespace) -> str | None:
+    """The warehouse service's signing secret, checked; exits when the options do not fit."""
+    from api.outbound.addresses import url_problem
+    from api.outbound.signing import Signer
+
+    url, path = args.warehouse_service_url, args.warehouse_service_secret_file
+    if url is not None and (problem := url_problem(url)) is not None:
+        sys.exit(f"--warehouse-service-url: {problem}")
+    if path is None:
+        if url is not None:
+            sys.exit("--warehouse-service-url needs --warehouse-service-secret-file: every command is signed")
+        return None
+    try:
+        secret = Path(path).read_text().strip()
+        Signer(secret)
+    except Exception as error:  # unreadable, or not a whsec_ secret: standardwebhooks says which
+        sys.exit(f"cannot use the warehouse service secret: {type(error).__name__}: {error}")
+    return secret
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` (a --host value) reaches this machine only."""
     if host == "localhost":
@@ -411,6 +447,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         freeze_start_up=True,
         fast_paths=args.fast_paths,
         stream=_stream_settings(args),
+        warehouse_service_url=args.warehouse_service_url,
+        warehouse_service_secret=_warehouse_secret(args),
         allow_private_webhook_urls=args.allow_private_webhook_urls,
         webhook_connect_timeout=args.webhook_connect_timeout,
         webhook_timeout=args.webhook_timeout,

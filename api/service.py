@@ -23,7 +23,9 @@ from api.live.journal_tail import JournalTail
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.outbound.addresses import Reach
+from api.outbound.signing import Signer
 from api.outbound.stream import RelayStatus, StreamRelay
+from api.outbound.warehouse import WarehouseService
 from api.outbound.webhooks import DeliveryPolicy, Webhooks, Wiring
 from api.settings import Settings
 from api.staged_faults import FaultInjector
@@ -109,8 +111,20 @@ class Service:
             commit=None if self.faults is None else self.faults.commit,
             prepared=settings.fast_paths,
         )
+        secret = settings.warehouse_service_secret
+        self.read = ReadModel(self._reader)
+        self.warehouses = WarehouseService(
+            self.read.warehouse_service_urls,
+            settings.warehouse_service_url,
+            None if secret is None else Signer(secret),
+        )
         self.orchestrator = Orchestrator(
-            self.runner, clock, settings.policy, gate or self.faults, leases=self.leases
+            self.runner,
+            clock,
+            settings.policy,
+            gate or self.faults,
+            leases=self.leases,
+            warehouses=self.warehouses,
         )
         if self.leases is not None:
             self.orchestrator.add_listener(self.leases.on_change)
@@ -125,7 +139,6 @@ class Service:
             self.orchestrator.add_listener(install_tracing())
         self.hub = TransitionHub()
         self.orchestrator.add_listener(self.hub.on_change)
-        self.read = ReadModel(self._reader)
         self.live = live_transitions(self.read)
         self.tail = JournalTail(partial(updates_after, self.read), partial(head, self._reader), self.hub)
         self.analytics = SagaAnalytics(self._reader)
@@ -183,6 +196,9 @@ class Service:
         await self._claim.enter_async_context(claim_database(self.settings.database_url, exclusive=alone))
         await upgrade(self._writer)
         await self.runner.start()
+        # Before any saga is driven: which warehouses are remote decides how their steps run.
+        await self.warehouses.refresh()
+        self.background.keep("warehouse-urls", self.warehouses.keep_current)
         self.background.keep("journal-tail", self.tail.run)
         if self.faults is not None:
             # A start runs clean, for the whole deployment: staged faults are for watching a bad day
@@ -236,6 +252,7 @@ class Service:
             await self._writer.dispose()
         else:
             self._writer.dispose()
+        await self.warehouses.close()
         await self._outbound.dispose()
         await self._reader.dispose()
         await self._claim.aclose()

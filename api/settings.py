@@ -99,6 +99,11 @@ class Settings:
     freeze_start_up: bool = False
     # Publish every journal event to a NATS JetStream stream; None: no stream.
     stream: StreamSettings | None = None
+    # A remote warehouse service (api/outbound/warehouse.py): where every warehouse without a URL of
+    # its own sends its shipments' commands (None: the built-in warehouse), and the secret that
+    # signs every command (`whsec_…`), without which no warehouse may be given a URL.
+    warehouse_service_url: str | None = None
+    warehouse_service_secret: str | None = None
 
 
 def default_instance() -> str:

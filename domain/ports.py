@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from domain.model.saga import Outcome, Participant, SagaChange, SagaEvent
+from domain.model.saga import Outcome, Participant, SagaChange, SagaEvent, Step
 from domain.model.values import OrderLine, Pick
 
 T = TypeVar("T")
@@ -57,6 +57,26 @@ class ShipmentsPort(Protocol):
     async def create_shipment(self, command: StepCommand) -> Outcome: ...
     async def cancel_shipment(self, command: StepCommand) -> Outcome: ...
     async def dispatch_shipment(self, command: StepCommand) -> None: ...
+
+
+class RemoteWarehouses(Protocol):
+    """The warehouses served by a remote warehouse service, and commands sent to them over the
+    network, outside any transaction: a warehouse may answer late, twice or not at all, so a command
+    keeps its id on every attempt and after a restart."""
+
+    def serves(self, warehouse_code: str) -> bool:
+        """Whether the warehouse is remote, as the catalog said when last read (at most a second ago,
+        while the service runs): what decides whether its shipments' commands may share a
+        transaction with the steps before them."""
+        ...
+
+    async def send(self, step: Step, command: StepCommand, timeout_s: float) -> Outcome:
+        """Send CREATE_SHIPMENT's or CANCEL_SHIPMENT's command for one shipment (`command.picks` are
+        its picks) and answer what the warehouse said, within `timeout_s` seconds: Succeeded (created
+        or cancelled), Accepted (it reports later), Rejected (a business refusal) or Unavailable (a
+        transient failure, with the Retry-After asked for). Never raises for what the network or
+        the warehouse does."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

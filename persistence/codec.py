@@ -35,6 +35,8 @@ EVENT_VERSIONS: dict[str, int] = {
     # 2: `actor`, who asked for it; 3: `actor_role`, the role they asked in.
     "SagaAborted": 3,
     "SagaRetried": 3,
+    # 2: `reference`, what a remote warehouse calls the shipment.
+    "ShipmentCreated": 2,
 }
 
 # (type, version) -> a function from that version's data to the next version's.
@@ -48,6 +50,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[Data], Data]] = {
     ("CustomerCancelled", 3): lambda data: {**data, "actor_role": None},
     ("SagaAborted", 2): lambda data: {**data, "actor_role": None},
     ("SagaRetried", 2): lambda data: {**data, "actor_role": None},
+    # The built-in warehouse, the only one before version 2, gives no reference.
+    ("ShipmentCreated", 1): lambda data: {**data, "reference": None},
 }
 
 

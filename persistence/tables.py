@@ -75,6 +75,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 ID = String(36)
 CODE = String(64)
 NAME = String(200)
+URL = String(2048)
 
 journal = Table(
     "journal",
@@ -222,6 +223,9 @@ warehouses = Table(
     metadata,
     Column("code", CODE, primary_key=True),
     Column("name", NAME, nullable=False),
+    # Where its shipments' commands are sent (a remote warehouse service); None: the built-in
+    # warehouse, unless `serve --warehouse-service-url` names one for every warehouse.
+    Column("service_url", URL, nullable=True),
 )
 
 sections = Table(
@@ -394,6 +398,10 @@ shipment_view = Table(
     Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
     Column("warehouse_code", CODE, nullable=False, server_default=""),
+    # A remote warehouse's name for it, once created there.
+    Column("reference", NAME, nullable=True),
+    # Since when the saga awaits a remote warehouse's answer about it (it answered 202).
+    Column("accepted_at", UtcDateTime, nullable=True),
     Index("ix_shipment_view_order_id", "order_id", "warehouse_code"),
 )
 

@@ -51,7 +51,7 @@ class Receiver:
         self.arrivals: list[bytes] = []  # every request's body as it arrived, before it was answered
         self.arrived = asyncio.Event()  # set by each request as it arrives
         self.held: asyncio.Event | None = None  # when set, requests wait for it before they answer
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
 
@@ -98,7 +98,7 @@ class Receiver:
         assert self.refused == [], self.refused
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

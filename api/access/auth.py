@@ -35,6 +35,7 @@ class Role(enum.StrEnum):
     CUSTOMER = "customer"
     OPERATOR = "operator"
     ADMIN = "admin"
+    WAREHOUSE = "warehouse"  # a remote warehouse service (api/access/rules.py says what it may do)
 
 
 @dataclass(frozen=True, slots=True)

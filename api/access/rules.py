@@ -10,6 +10,9 @@ The roles (a token's `roles` claim):
 - operator: every customer's orders and sagas, orders placed on a customer's behalf, the catalog and
   stock, repairing sagas (retry, abort) and the figures that tell which need it.
 - admin: everything, and staging participant faults (on a service run with fault injection).
+- warehouse: a remote warehouse service (api/outbound/warehouse.py) reporting what it did with the
+  shipments it was sent: their outcome (`reportShipmentOutcome`) and their dispatch
+  (`dispatchShipment`), nothing else.
 
 Who stepped in on a saga (retried, aborted or cancelled it) is recorded with the role they acted in;
 staff are shown the person, a customer only the role (`shown_actor`).
@@ -23,9 +26,11 @@ from strawberry.types.graphql import OperationType
 
 from api.access.auth import Principal, Role
 
-EVERYONE = frozenset(Role)
+# Every role of the people ordersaga serves; a warehouse service's token acts only where it is named.
+EVERYONE = frozenset({Role.CUSTOMER, Role.OPERATOR, Role.ADMIN})
 STAFF = frozenset({Role.OPERATOR, Role.ADMIN})
 ADMINS = frozenset({Role.ADMIN})
+WAREHOUSE_SERVICE = frozenset({Role.WAREHOUSE, Role.ADMIN})
 
 # Operation -> the roles that may call it. Ownership (below) narrows what EVERYONE's rows return.
 RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
@@ -53,14 +58,16 @@ RULES: Mapping[OperationType, Mapping[str, frozenset[Role]]] = {
     OperationType.MUTATION: {
         "placeOrder": EVERYONE,  # a customer only in its own name
         "cancelOrder": EVERYONE,  # a customer only its own orders
-        "registerWarehouse": STAFF,
+        "registerWarehouse": STAFF,  # a serviceUrl in it too: it is where operators set a warehouse up
+        "updateWarehouse": STAFF,
         "registerProduct": STAFF,
         "receiveStock": STAFF,
         "retrySaga": STAFF,
         "abortSaga": STAFF,
         "retrySagas": STAFF,
         "abortSagas": STAFF,
-        "dispatchShipment": STAFF,  # the warehouse reports what it sent
+        "dispatchShipment": STAFF | WAREHOUSE_SERVICE,  # the warehouse reports what it sent
+        "reportShipmentOutcome": WAREHOUSE_SERVICE,  # a remote warehouse's later answer to a command
         "adjustStock": STAFF,
         "setParticipantFault": ADMINS,
         "clearParticipantFaults": ADMINS,
@@ -86,7 +93,7 @@ def roles_sentence(kind: OperationType, field: str) -> str:
         return "Roles: none; every caller is refused with FORBIDDEN."
     names = ", ".join(role.value for role in Role if role in allowed)
     return (
-        f"Roles: {names}." if allowed == EVERYONE else f"Roles: {names}; others are refused with FORBIDDEN."
+        f"Roles: {names}." if allowed == set(Role) else f"Roles: {names}; others are refused with FORBIDDEN."
     )
 
 

@@ -3,6 +3,7 @@ and abort, and the sagas waiting for an operator. Each change is recorded in the
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -28,7 +29,8 @@ from api.graphql.types import (
 )
 from domain.model.interventions import Actor, Refused
 from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
-from domain.model.saga import SagaState
+from domain.model.saga import Rejected, SagaState, Succeeded
+from domain.model.shipment import created_by
 from domain.ports import IdempotencyKeyReused
 
 if TYPE_CHECKING:
@@ -71,6 +73,36 @@ class DispatchShipmentPayload:
         default=None, description="The shipment, DISPATCHED; null when refused."
     )
     order: Order | None = strawberry.field(default=None, description="Its order, SHIPPED; null when refused.")
+    user_errors: list[UserError] = user_errors_field()
+
+
+@strawberry.enum(description="What a remote warehouse did with a shipment's command it accepted.")
+class ShipmentOutcome(enum.Enum):
+    CREATED = strawberry.enum_value("CREATED", description="It holds the shipment, to be picked and sent.")
+    REJECTED = strawberry.enum_value("REJECTED", description="It refused it; the order is then cancelled.")
+
+
+@strawberry.input(description="A remote warehouse's answer to a CreateShipment command it accepted (202).")
+class ReportShipmentOutcomeInput:
+    command_id: str = strawberry.field(
+        description="The command's commandId, as it was sent (UNKNOWN_COMMAND if no CreateShipment command "
+        "of this service has it)."
+    )
+    outcome: ShipmentOutcome = strawberry.field(description="What the warehouse did.")
+    reference: str | None = strawberry.field(
+        default=None, description=f"What the warehouse calls the shipment, at most {MAX_TEXT} characters."
+    )
+    reason: str | None = strawberry.field(
+        default=None, description=f"Why it refused, at most {MAX_TEXT} characters; required for REJECTED."
+    )
+
+
+@strawberry.type(description="The shipment and its order after the report, or why it was refused.")
+class ReportShipmentOutcomePayload:
+    shipment: Shipment | None = strawberry.field(
+        default=None, description="The shipment as the report left it; null when refused."
+    )
+    order: Order | None = strawberry.field(default=None, description="Its order; null when refused.")
     user_errors: list[UserError] = user_errors_field()
 
 
@@ -166,6 +198,46 @@ class OperationMutations:
             return InterventionPayload(user_errors=user_errors(problems))
         aborted = await svc.orchestrator.abort(str(input.saga_id), input.reason, actor_of(principal(info)))
         return await _answer(svc, aborted, "sagaId")
+
+    @strawberry.mutation(
+        description="A remote warehouse reports the outcome of a CreateShipment command it accepted "
+        "earlier (it answered 202): CREATED, and the saga completes once every shipment of the order "
+        "exists; REJECTED, and the saga cancels the other shipments, releases the stock and cancels the "
+        "order. The same report again changes nothing and answers the shipment as it is. Refused in "
+        "userErrors: UNKNOWN_COMMAND, OUTCOME_NOT_AWAITED (the step timed out, the saga turned back, or "
+        "the other outcome was reported first), REQUIRED (a REJECTED without a reason), TOO_LONG, "
+        "INVALID_TEXT."
+    )
+    async def report_shipment_outcome(
+        self, info: Info, input: Input[ReportShipmentOutcomeInput]
+    ) -> ReportShipmentOutcomePayload:
+        problems = check_text(input.command_id, "commandId", 3 * MAX_TEXT)
+        for field, text in (("reference", input.reference), ("reason", input.reason)):
+            if text is not None:
+                problems += check_text(text, field, MAX_TEXT)
+        if input.outcome is ShipmentOutcome.REJECTED and input.reason is None:
+            problems.append(Problem(ProblemCode.REQUIRED, "reason", "a REJECTED outcome says why"))
+        named = None if problems else created_by(input.command_id)
+        if named is None:
+            unknown = Problem(
+                ProblemCode.UNKNOWN_COMMAND, "commandId", "no CreateShipment command has that id"
+            )
+            return ReportShipmentOutcomePayload(user_errors=user_errors(problems or [unknown]))
+        saga_id, shipment_id = named
+        outcome = (
+            Succeeded(reference=input.reference)
+            if input.outcome is ShipmentOutcome.CREATED
+            else Rejected(input.reason or "")
+        )
+        result = await service(info).orchestrator.report_shipment_outcome(saga_id, shipment_id, outcome)
+        if isinstance(result, Refused):
+            code = ProblemCode.UNKNOWN_COMMAND if result.code is ProblemCode.UNKNOWN_SAGA else result.code
+            return ReportShipmentOutcomePayload(
+                user_errors=user_errors([Problem(code, "commandId", result.message)])
+            )
+        return ReportShipmentOutcomePayload(
+            shipment=shipment_as_committed(result, shipment_id), order=as_committed(result)[1]
+        )
 
     @strawberry.mutation(
         description="Record that a warehouse picked and sent its shipment, in one transaction: its picks "

@@ -24,6 +24,7 @@ from api.graphql.types import (
     user_errors,
     user_errors_field,
 )
+from api.outbound.addresses import url_problem
 from domain.model.problems import (
     MAX_CODE,
     MAX_TEXT,
@@ -53,6 +54,13 @@ class SectionInput:
     )
 
 
+SERVICE_URL_DESCRIPTION = (
+    "The remote warehouse service that creates and cancels its shipments, an http or https URL "
+    "(INVALID_URL); commands are POSTed to it, signed (SIGNING_NOT_CONFIGURED when the service has no "
+    "secret to sign with). Null: the built-in warehouse, or the one serve --warehouse-service-url names."
+)
+
+
 @strawberry.input(description="A new warehouse and its sections.")
 class RegisterWarehouseInput:
     code: str = strawberry.field(
@@ -62,6 +70,30 @@ class RegisterWarehouseInput:
     sections: list[SectionInput] = strawberry.field(
         description="Its sections, each code once (DUPLICATE_SECTION)."
     )
+    service_url: str | None = strawberry.field(default=None, description=SERVICE_URL_DESCRIPTION)
+
+
+@strawberry.input(description="What to change of a warehouse; a field left out stays as it is.")
+class UpdateWarehouseInput:
+    code: str = strawberry.field(description="The warehouse (UNKNOWN_WAREHOUSE if none).")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description=f"Its new name, at most {MAX_TEXT} characters; not null."
+    )
+    service_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=SERVICE_URL_DESCRIPTION + " Null takes its own away: its next commands go to the "
+        "service `serve --warehouse-service-url` names, if any, else to the built-in warehouse. Takes "
+        "effect for commands sent from a second after the change, in every process; a shipment already "
+        "awaited stays with the service that accepted it until it answers or the step times out.",
+    )
+
+
+@strawberry.type(description="The warehouse as changed, or why the change was refused.")
+class UpdateWarehousePayload:
+    warehouse: Warehouse | None = strawberry.field(
+        default=None, description="The warehouse now; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
 @strawberry.type(description="The warehouse registered, or why it was refused.")
@@ -163,12 +195,13 @@ class InventoryQueries:
 class InventoryMutations:
     @strawberry.mutation(
         description="Register a warehouse with its sections. Refusals, in userErrors: REQUIRED, TOO_LONG, "
-        "INVALID_TEXT, DUPLICATE_SECTION, DUPLICATE_WAREHOUSE."
+        "INVALID_TEXT, DUPLICATE_SECTION, DUPLICATE_WAREHOUSE, INVALID_URL, SIGNING_NOT_CONFIGURED."
     )
     async def register_warehouse(
         self, info: Info, input: Input[RegisterWarehouseInput]
     ) -> RegisterWarehousePayload:
         problems = check_text(input.code, "code", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
+        problems += _service_url_problems(service(info), input.service_url)
         seen: set[str] = set()
         for i, section in enumerate(input.sections):
             field = f"sections[{i}].code"
@@ -181,10 +214,13 @@ class InventoryMutations:
         sections = [(s.code, DomainStorageCondition(s.storage_condition)) for s in input.sections]
         if not problems:
             problems = await service(info).write(
-                lambda conn: catalog.register_warehouse(conn, input.code, input.name, sections)
+                lambda conn: catalog.register_warehouse(
+                    conn, input.code, input.name, sections, input.service_url
+                )
             )
         if problems:
             return RegisterWarehousePayload(user_errors=user_errors(problems))
+        service(info).warehouses.learn(input.code, input.service_url)
         return RegisterWarehousePayload(
             warehouse=Warehouse(
                 id=strawberry.ID(catalog_id("Warehouse", input.code)),
@@ -201,6 +237,32 @@ class InventoryMutations:
                 ],
             )
         )
+
+    @strawberry.mutation(
+        description="Change a warehouse's name or its remote warehouse service. Refusals, in "
+        "userErrors: UNKNOWN_WAREHOUSE, REQUIRED, TOO_LONG, INVALID_TEXT, INVALID_URL, "
+        "SIGNING_NOT_CONFIGURED."
+    )
+    async def update_warehouse(
+        self, info: Info, input: Input[UpdateWarehouseInput]
+    ) -> UpdateWarehousePayload:
+        svc = service(info)
+        changes: dict[str, str | None] = {}
+        problems = check_text(input.code, "code", MAX_CODE)
+        if input.name is not strawberry.UNSET:
+            problems += check_text(input.name or "", "name", MAX_TEXT)
+            changes["name"] = input.name
+        if input.service_url is not strawberry.UNSET:
+            problems += _service_url_problems(svc, input.service_url)
+            changes["service_url"] = input.service_url
+        if not problems:
+            problems = await svc.write(lambda conn: catalog.update_warehouse(conn, input.code, changes))
+        if problems:
+            return UpdateWarehousePayload(user_errors=user_errors(problems))
+        if "service_url" in changes:
+            svc.warehouses.learn(input.code, changes["service_url"])
+        (warehouse,) = Warehouse.from_rows(await svc.read.warehouses([input.code]))
+        return UpdateWarehousePayload(warehouse=warehouse)
 
     @strawberry.mutation(
         description="Register a product, with no stock yet. Refusals, in userErrors: REQUIRED, TOO_LONG, "
@@ -321,3 +383,14 @@ async def _level(svc: Service, sku: str, warehouse_code: str, section_code: str)
         if (r.warehouse_code, r.section_code) == (warehouse_code, section_code)
     )
     return StockLevel.from_row(level)
+
+
+def _service_url_problems(svc: Service, url: str | None) -> list[Problem]:
+    if url is None:
+        return []
+    if (problem := url_problem(url)) is not None:
+        return [Problem(ProblemCode.INVALID_URL, "serviceUrl", problem.replace("url ", "serviceUrl ", 1))]
+    if not svc.warehouses.signs:
+        message = "serve with --warehouse-service-secret-file to give a warehouse a serviceUrl"
+        return [Problem(ProblemCode.SIGNING_NOT_CONFIGURED, "serviceUrl", message)]
+    return []

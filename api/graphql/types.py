@@ -137,6 +137,11 @@ ErrorCode = described(
         "UNKNOWN_EVENT_TYPE": "No journal event has this type (docs/events.md lists them).",
         "UNKNOWN_WEBHOOK_ENDPOINT": "No such webhook endpoint.",
         "NOT_FAILED": "That delivery has not failed, so there is nothing to send again.",
+        "UNKNOWN_COMMAND": "No shipment command this service sent has that commandId.",
+        "SIGNING_NOT_CONFIGURED": "A warehouse may be given a serviceUrl only when the service signs "
+        "its commands (serve --warehouse-service-secret-file).",
+        "OUTCOME_NOT_AWAITED": "The saga no longer waits for that outcome: the step timed out, the saga "
+        "turned back (its shipment is cancelled), or another outcome was reported first.",
     },
 )
 SagaStepName = described(
@@ -201,7 +206,11 @@ MovementKind = described(
 @strawberry.enum(description="Where a shipment is in its life at its warehouse.")
 class ShipmentStatus(enum.Enum):
     # domain/model/saga.py's ShipmentStatus, and the name a created shipment had before it.
-    REQUESTED = strawberry.enum_value("REQUESTED", description="Sent to the warehouse, not answered yet.")
+    REQUESTED = strawberry.enum_value(
+        "REQUESTED",
+        description="Sent to the warehouse, not answered yet (awaitingSince: a remote warehouse accepted "
+        "it and reports later).",
+    )
     CREATED = strawberry.enum_value("CREATED", description="The warehouse holds it, to be picked and sent.")
     REJECTED = strawberry.enum_value(
         "REJECTED", description="The warehouse refused it; its order is cancelled."
@@ -313,6 +322,15 @@ class Shipment(Node):
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
+    reference: str | None = strawberry.field(
+        description="What a remote warehouse service calls it, as it answered; null for the built-in "
+        "warehouse, and until created."
+    )
+    awaiting_since: datetime | None = strawberry.field(
+        description="Since when the saga awaits a remote warehouse's answer about it: the warehouse "
+        "accepted its command (HTTP 202) and reports the outcome later (reportShipmentOutcome), until the "
+        "step's deadline. Null otherwise."
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> Shipment:
@@ -323,6 +341,8 @@ class Shipment(Node):
             created_at=row.created_at,
             status=ShipmentStatus(row.status),
             dispatched_at=row.dispatched_at,
+            reference=row.reference,
+            awaiting_since=row.accepted_at,
         )
 
 
@@ -630,6 +650,11 @@ class Warehouse(Node):
     code: str = strawberry.field(description="Its code, unique among warehouses.")
     name: str = strawberry.field(description="Its name, for people.")
     sections: list[Section] = strawberry.field(description="Its sections, by code.")
+    service_url: str | None = strawberry.field(
+        default=None,
+        description="The remote warehouse service its shipments' commands are sent to; null: the one "
+        "`serve --warehouse-service-url` names, if any, else the built-in warehouse.",
+    )
 
     @classmethod
     def from_rows(cls, rows: Iterable[Row]) -> list[Warehouse]:
@@ -641,8 +666,11 @@ class Warehouse(Node):
                 code=code,
                 name=name,
                 sections=Section.from_rows(code, held),
+                service_url=url,
             )
-            for (code, name), held in groupby(rows, key=lambda r: (r.warehouse_code, r.warehouse_name))
+            for (code, name, url), held in groupby(
+                rows, key=lambda r: (r.warehouse_code, r.warehouse_name, r.service_url)
+            )
         ]
 
 

@@ -40,6 +40,11 @@ class ProblemCode(enum.Enum):
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     UNKNOWN_WEBHOOK_ENDPOINT = "UNKNOWN_WEBHOOK_ENDPOINT"
     NOT_FAILED = "NOT_FAILED"  # a redelivery of an event whose delivery has not failed
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"  # no shipment command of this service has that id
+    SIGNING_NOT_CONFIGURED = "SIGNING_NOT_CONFIGURED"  # a warehouse URL, with no secret to sign with
+    # The saga no longer waits for that outcome (the step timed out or the saga turned back), or
+    # another outcome of the command was recorded first.
+    OUTCOME_NOT_AWAITED = "OUTCOME_NOT_AWAITED"
 
 
 @dataclass(frozen=True, slots=True)

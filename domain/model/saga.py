@@ -266,10 +266,23 @@ class ShipmentDispatched:
 
 @dataclass(frozen=True, slots=True)
 class ShipmentCreated:
-    """One warehouse created its shipment, in an attempt at CREATE_SHIPMENT that did not succeed as a
-    whole (a StepSucceeded says every shipment requested was created, with no event per shipment)."""
+    """One warehouse created its shipment: a remote warehouse (its `reference` for it, as it sent it),
+    or the built-in one in an attempt at CREATE_SHIPMENT that did not succeed as a whole (a
+    StepSucceeded says every shipment requested was created, with no event per shipment)."""
 
     type_name: ClassVar[str] = "ShipmentCreated"
+
+    shipment_id: str
+    at: datetime
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentAccepted:
+    """A remote warehouse took its shipment's command (HTTP 202) and will report the outcome later
+    (`reportShipmentOutcome`): the step waits for it, durably, until its deadline."""
+
+    type_name: ClassVar[str] = "ShipmentAccepted"
 
     shipment_id: str
     at: datetime
@@ -300,6 +313,7 @@ SagaEvent = (
     | ShipmentDispatched
     | ShipmentCreated
     | ShipmentRejected
+    | ShipmentAccepted
 )
 
 # Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
@@ -323,7 +337,9 @@ class StepStatus(enum.Enum):
 class ShipmentStatus(enum.Enum):
     """A shipment's life, as the saga knows it from the warehouse's answers."""
 
-    REQUESTED = "REQUESTED"  # its command is sent (or about to be); the warehouse has not answered
+    # Its command is sent (or about to be), or a remote warehouse accepted it (`accepted_at`): the
+    # warehouse has not answered yet.
+    REQUESTED = "REQUESTED"
     CREATED = "CREATED"  # the warehouse holds it, to be picked and sent
     REJECTED = "REJECTED"  # the warehouse refused it
     CANCELLED = "CANCELLED"  # withdrawn with its order (or never created, its order turned back)
@@ -343,6 +359,16 @@ class Shipment:
     dispatched_at: datetime | None = None
     # Why the warehouse refused it; None unless REJECTED.
     reason: str | None = None
+    # When a remote warehouse accepted its command to answer later; None once answered, and for
+    # the built-in warehouse, which answers at once.
+    accepted_at: datetime | None = None
+    # What a remote warehouse calls it.
+    reference: str | None = None
+
+    @property
+    def awaited(self) -> bool:
+        """A remote warehouse accepted it and has not answered yet: it may come to exist there."""
+        return self.status is ShipmentStatus.REQUESTED and self.accepted_at is not None
 
 
 def shipment_id_of(saga_id: str, warehouse_code: str) -> str:
@@ -446,10 +472,23 @@ class SagaState:
         return next((s for s in self.shipments if s.shipment_id == shipment_id), None)
 
     def shipments_for(self, step: Step) -> tuple[Shipment, ...]:
-        """The shipments a CREATE_SHIPMENT attempt sends a command for (those not answered yet) or a
-        CANCEL_SHIPMENT attempt does (those created)."""
-        wanted = ShipmentStatus.REQUESTED if step is Step.CREATE_SHIPMENT else ShipmentStatus.CREATED
-        return tuple(s for s in self.shipments if s.status is wanted)
+        """The shipments a CREATE_SHIPMENT attempt sends a command for (those not answered yet, and
+        not awaited) or a CANCEL_SHIPMENT attempt does (those created or awaited, which may exist)."""
+        if step is Step.CREATE_SHIPMENT:
+            return tuple(s for s in self.shipments if s.status is ShipmentStatus.REQUESTED and not s.awaited)
+        return tuple(s for s in self.shipments if s.status is ShipmentStatus.CREATED or s.awaited)
+
+    @property
+    def awaiting_warehouse(self) -> bool:
+        """CREATE_SHIPMENT is in flight and every shipment it still needs was accepted by its remote
+        warehouse: the saga waits for their answers, until the step's deadline."""
+        requested = [s for s in self.shipments if s.status is ShipmentStatus.REQUESTED]
+        return (
+            self.step is Step.CREATE_SHIPMENT
+            and self.retry_at is None
+            and bool(requested)
+            and all(s.awaited for s in requested)
+        )
 
     @property
     def order_cancelled(self) -> bool:
@@ -495,7 +534,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 attempt_timeout=deadline - at,
                 retry_at=None,
                 history=_record_attempt(state.history, step, attempt, at),
-                shipments=state.shipments
+                shipments=_requested_again(state.shipments)
                 if state.shipments or step is not Step.CREATE_SHIPMENT
                 else requested_shipments(state.saga_id, state.picks, at),
             )
@@ -529,16 +568,26 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
                 attempt=0,
                 deadline=None,
                 history=history,
-                shipments=_withdrawn(state.shipments, ShipmentStatus.CREATED)
-                if step is Step.CANCEL_SHIPMENT
-                else state.shipments,
+                shipments=_cancelled(state.shipments) if step is Step.CANCEL_SHIPMENT else state.shipments,
             )
-        case ShipmentCreated(shipment_id, _):
-            created = _update(state.shipments, shipment_id, status=ShipmentStatus.CREATED, created_at=at)
+        case ShipmentCreated(shipment_id, _, reference):
+            created = _update(
+                state.shipments,
+                shipment_id,
+                status=ShipmentStatus.CREATED,
+                created_at=at,
+                accepted_at=None,
+                reference=reference,
+            )
             return replace(state, version=version, updated_at=at, shipments=created)
         case ShipmentRejected(shipment_id, reason, _):
-            rejected = _update(state.shipments, shipment_id, status=ShipmentStatus.REJECTED, reason=reason)
+            rejected = _update(
+                state.shipments, shipment_id, status=ShipmentStatus.REJECTED, reason=reason, accepted_at=None
+            )
             return replace(state, version=version, updated_at=at, shipments=rejected)
+        case ShipmentAccepted(shipment_id, _):
+            accepted = _update(state.shipments, shipment_id, accepted_at=at)
+            return replace(state, version=version, updated_at=at, shipments=accepted)
         case StepFailed(step, _, reason, transient, retry_at, _):
             gave_up = None if retry_at is not None else _kind_of_failure(step, transient)
             return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED, gave_up)
@@ -624,15 +673,37 @@ def _update(shipments: tuple[Shipment, ...], shipment_id: str, **changes: Any) -
     return tuple(replace(s, **changes) if s.shipment_id == shipment_id else s for s in shipments)
 
 
-def _withdrawn(shipments: tuple[Shipment, ...], status: ShipmentStatus) -> tuple[Shipment, ...]:
-    """The shipments of `status` cancelled; the others as they are."""
-    return tuple(replace(s, status=ShipmentStatus.CANCELLED) if s.status is status else s for s in shipments)
+def _unsent_withdrawn(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
+    """Turning back: the shipments requested and not awaited are cancelled, as no warehouse holds
+    them. Awaited ones are kept, as they may exist: their cancel is still to be sent."""
+    return tuple(
+        replace(s, status=ShipmentStatus.CANCELLED)
+        if s.status is ShipmentStatus.REQUESTED and not s.awaited
+        else s
+        for s in shipments
+    )
+
+
+def _cancelled(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
+    """After CANCEL_SHIPMENT succeeded: every shipment it sent a cancel for is cancelled."""
+    return tuple(
+        replace(s, status=ShipmentStatus.CANCELLED, accepted_at=None)
+        if s.status is ShipmentStatus.CREATED or s.awaited
+        else s
+        for s in shipments
+    )
+
+
+def _requested_again(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
+    """A new attempt at CREATE_SHIPMENT sends every shipment not answered again, awaited ones too:
+    their warehouse answers a command it has seen with its outcome, or accepts it again."""
+    return tuple(replace(s, accepted_at=None) if s.awaited else s for s in shipments)
 
 
 def _compensations(state: SagaState) -> tuple[Step, ...]:
     """The way back, newest first: the shipments created (also by a CREATE_SHIPMENT that then gave
     up, as one warehouse refused), then the stock, then the order."""
-    created = any(s.status is ShipmentStatus.CREATED for s in state.shipments)
+    created = any(s.status is ShipmentStatus.CREATED or s.awaited for s in state.shipments)
     earlier = tuple(
         COMPENSATION_OF[s]
         for s in reversed(state.done)
@@ -656,7 +727,7 @@ def _turn_back(
         updated_at=at,
         status=SagaStatus.COMPENSATING,
         compensations=_compensations(state),
-        shipments=_withdrawn(state.shipments, ShipmentStatus.REQUESTED),
+        shipments=_unsent_withdrawn(state.shipments),
         failure_reason=reason,
         failure_kind=kind,
         failed_step=cause,
@@ -814,6 +885,8 @@ def next_action(state: SagaState, now: datetime, policy: SagaPolicy) -> Action:
                 return Wait(state.retry_at)
             return Emit((_begin(state.step, state.attempt + 1, now, policy),))
         assert state.deadline is not None
+        if state.awaiting_warehouse and now < state.deadline:
+            return Wait(state.deadline)
         return Call(state.step, state.attempt, state.deadline)
     if state.status is SagaStatus.COMPENSATING:
         return Emit((_begin(state.compensations[0], 1, now, policy),))
@@ -828,6 +901,13 @@ def _begin(step: Step, attempt: int, now: datetime, policy: SagaPolicy) -> StepS
 @dataclass(frozen=True, slots=True)
 class Succeeded:
     picks: tuple[Pick, ...] = ()
+    # What a remote warehouse calls the shipment it created.
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A remote warehouse took the command and reports its outcome later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -839,12 +919,14 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
-    """A transient failure (a participant down, a contended row): a later attempt may succeed."""
+    """A transient failure (a participant down, a contended row): a later attempt may succeed, not
+    before `retry_after` if the participant asked for that (HTTP's Retry-After)."""
 
     reason: str
+    retry_after: timedelta | None = None
 
 
-Outcome = Succeeded | Rejected | Unavailable
+Outcome = Succeeded | Rejected | Unavailable | Accepted
 
 
 def on_outcome(
@@ -855,15 +937,23 @@ def on_outcome(
         case Succeeded(picks):
             return (StepSucceeded(step, now, picks),)
         case Rejected(reason):
-            failed = StepFailed(step, state.attempt, reason, False, None, now)
-            return (failed, *_give_up(step, reason, now, refused=True))
-        case Unavailable(reason):
-            retry_at = _retry_at(state, now, policy)
+            return refusal(state, step, reason, now)
+        case Unavailable(reason, retry_after):
+            retry_at = _retry_at(state, now, policy, retry_after)
             failed = StepFailed(step, state.attempt, reason, True, retry_at, now)
             exhausted = f"{step.value} failed after {state.attempt} attempts: {reason}"
             return (failed,) if retry_at else (failed, *_give_up(step, exhausted, now))
+        case Accepted():
+            raise ValueError(f"{step.value} is not answered later")
         case _:
             assert_never(outcome)
+
+
+def refusal(state: SagaState, step: Step, reason: str, now: datetime) -> tuple[SagaEvent, ...]:
+    """`step`'s participant refused (the attempt in flight, or the one waiting to be retried):
+    retrying cannot help, so the step gives up."""
+    failed = StepFailed(step, state.attempt, reason, False, None, now)
+    return (failed, *_give_up(step, reason, now, refused=True))
 
 
 def on_shipment_outcomes(
@@ -875,19 +965,28 @@ def on_shipment_outcomes(
     not answered yet."""
     step = _in_flight(state)
     answered: list[SagaEvent] = []
-    every = all(isinstance(o, Succeeded) for o in outcomes.values())
+    answers = list(outcomes.values())
+    # Shipments requested and not answered here (awaited from an earlier answer) are still to come.
+    every = all(isinstance(o, Succeeded) for o in answers) and not any(
+        s.status is ShipmentStatus.REQUESTED for s in state.shipments if s.shipment_id not in outcomes
+    )
     # StepSucceeded(CREATE_SHIPMENT) says every shipment requested exists, so each answer is
-    # journalled on its own only when the step does not succeed: a retry then skips the shipments
-    # created, and a turn back cancels them.
-    if step is Step.CREATE_SHIPMENT and not every:
+    # journalled on its own only when the step does not succeed, or carries a remote warehouse's
+    # reference: a retry then skips the shipments created, and a turn back cancels them.
+    if step is Step.CREATE_SHIPMENT:
         for shipment_id, outcome in outcomes.items():
-            if isinstance(outcome, Succeeded):
-                answered.append(ShipmentCreated(shipment_id, now))
+            if isinstance(outcome, Succeeded) and (not every or outcome.reference is not None):
+                answered.append(ShipmentCreated(shipment_id, now, outcome.reference))
             elif isinstance(outcome, Rejected):
                 answered.append(ShipmentRejected(shipment_id, outcome.reason, now))
-    answers = list(outcomes.values())
-    worst = next((o for kind in (Rejected, Unavailable) for o in answers if isinstance(o, kind)), Succeeded())
-    return (*answered, *on_outcome(state, worst, now, policy))
+            elif isinstance(outcome, Accepted):
+                answered.append(ShipmentAccepted(shipment_id, now))
+    worst = next((o for kind in (Rejected, Unavailable) for o in answers if isinstance(o, kind)), None)
+    if worst is not None:
+        return (*answered, *on_outcome(state, worst, now, policy))
+    if every:
+        return (*answered, *on_outcome(state, Succeeded(), now, policy))
+    return tuple(answered)  # some are awaited: the step waits for their answers
 
 
 def on_timeout(state: SagaState, now: datetime, policy: SagaPolicy) -> tuple[SagaEvent, ...]:
@@ -908,10 +1007,12 @@ def _in_flight(state: SagaState) -> Step:
     return state.step
 
 
-def _retry_at(state: SagaState, now: datetime, policy: SagaPolicy) -> datetime | None:
+def _retry_at(
+    state: SagaState, now: datetime, policy: SagaPolicy, retry_after: timedelta | None = None
+) -> datetime | None:
     if state.attempt >= policy.max_attempts:
         return None
-    return now + policy.backoff(state.attempt)
+    return now + max(policy.backoff(state.attempt), retry_after or timedelta(0))
 
 
 def _give_up(step: Step, reason: str, now: datetime, refused: bool = False) -> tuple[SagaEvent, ...]:

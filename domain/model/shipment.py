@@ -1,6 +1,7 @@
-"""A shipment's life after the saga created it, decided purely: created until the warehouse
-dispatches it, or cancelled with its order. The saga's journal is its record, so its state is read
-off the saga's (`SagaState.shipments`)."""
+"""A shipment's life as its warehouse reports it, decided purely: a remote warehouse's later answer
+to its command (created or refused), then created until the warehouse dispatches it, or cancelled
+with its order. The saga's journal is its record, so its state is read off the saga's
+(`SagaState.shipments`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,71 @@ from datetime import datetime
 
 from domain.model.interventions import Decision, Refused
 from domain.model.problems import ProblemCode
-from domain.model.saga import SagaState, SagaStatus, ShipmentDispatched, ShipmentStatus
+from domain.model.saga import (
+    Rejected,
+    SagaPolicy,
+    SagaState,
+    SagaStatus,
+    ShipmentCreated,
+    ShipmentDispatched,
+    ShipmentRejected,
+    ShipmentStatus,
+    Step,
+    Succeeded,
+    on_shipment_outcomes,
+    refusal,
+    shipment_id_of,
+)
+
+
+def command_id(saga_id: str, action: str, warehouse_code: str) -> str:
+    """The id of the command for `action` (a step's or an event's name) on the saga's shipment from
+    `warehouse_code`: the same on every attempt and after a restart, so a warehouse that sees it
+    twice acts once."""
+    return f"{saga_id}:{action}:{warehouse_code}"
+
+
+def created_by(command: str) -> tuple[str, str] | None:
+    """The saga and shipment a CREATE_SHIPMENT command id (`command_id`) names; None for any other
+    text. Saga ids hold no colon; a warehouse code may."""
+    saga_id, _, rest = command.partition(":")
+    action, _, warehouse_code = rest.partition(":")
+    if not saga_id or action != Step.CREATE_SHIPMENT.value or not warehouse_code:
+        return None
+    return saga_id, shipment_id_of(saga_id, warehouse_code)
+
+
+def report(
+    state: SagaState, shipment_id: str, outcome: Succeeded | Rejected, now: datetime, policy: SagaPolicy
+) -> Decision:
+    """A remote warehouse reports the outcome of a shipment's command it accepted earlier (or,
+    racing its own answer, about to be recorded as accepted). The same outcome again changes nothing
+    (no events). Refused with OUTCOME_NOT_AWAITED once the saga no longer waits for it: the step
+    timed out or the saga turned back (the shipment's cancel is then sent, if it may exist), or
+    another outcome was recorded first."""
+    shipment = state.shipment(shipment_id)
+    if shipment is None:
+        return Refused(ProblemCode.UNKNOWN_COMMAND, f"saga {state.saga_id} has no such shipment")
+    if (shipment.status, isinstance(outcome, Succeeded)) in {
+        (ShipmentStatus.CREATED, True),
+        (ShipmentStatus.REJECTED, False),
+    }:
+        return ()
+    if state.step is not Step.CREATE_SHIPMENT or shipment.status is not ShipmentStatus.REQUESTED:
+        return Refused(
+            ProblemCode.OUTCOME_NOT_AWAITED,
+            f"shipment {shipment_id} is {shipment.status.value} and its saga {state.status.value}: "
+            "the outcome is no longer awaited",
+        )
+    if state.retry_at is None:
+        return on_shipment_outcomes(state, {shipment_id: outcome}, now, policy)
+    # Between attempts: the next attempt skips a shipment created; a refusal gives up now.
+    if isinstance(outcome, Succeeded):
+        return (ShipmentCreated(shipment_id, now, outcome.reference),)
+    return (
+        ShipmentRejected(shipment_id, outcome.reason, now),
+        *refusal(state, state.step, outcome.reason, now),
+    )
 
 
 def dispatch(state: SagaState, shipment_id: str, now: datetime) -> Decision:

@@ -1,7 +1,7 @@
-"""Interventions on a running saga (retry, abort, cancel, dispatch): stop its driver, decide on the
-journal as it stands (domain/model/interventions.py, domain/model/shipment.py), commit the decision
-at the expected version with its effect on the participants, and drive the saga on from there.
-Interventions on one saga take turns."""
+"""Interventions on a running saga (retry, abort, cancel, a warehouse's report, dispatch): stop its
+driver, decide on the journal as it stands (domain/model/interventions.py, domain/model/shipment.py),
+commit the decision at the expected version with its effect on the participants, and drive the saga
+on from there. Interventions on one saga take turns."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from datetime import datetime
 from domain.model import interventions, shipment
 from domain.model.interventions import Actor, Decision, Refused
 from domain.model.problems import ProblemCode
-from domain.model.saga import SagaChange, SagaState, ShipmentDispatched, ShipmentStatus, fold
+from domain.model.saga import (
+    Rejected,
+    SagaChange,
+    SagaPolicy,
+    SagaState,
+    ShipmentDispatched,
+    ShipmentStatus,
+    Succeeded,
+    fold,
+)
 from domain.orchestration.attempts import until_settled
 from domain.orchestration.drivers import Drivers
 from domain.orchestration.steps import Steps, shipment_command
@@ -25,9 +34,15 @@ Effect = Callable[[Transaction, SagaState, datetime], Awaitable[None]]
 
 class Interventions:
     def __init__(
-        self, steps: Steps, drivers: Drivers, clock: Clock, publish: Callable[[SagaChange], None]
+        self,
+        steps: Steps,
+        drivers: Drivers,
+        clock: Clock,
+        policy: SagaPolicy,
+        publish: Callable[[SagaChange], None],
     ) -> None:
         self._steps = steps
+        self._policy = policy
         self._drivers = drivers
         self._clock = clock
         self._publish = publish
@@ -49,6 +64,16 @@ class Interventions:
         if it is not dispatched."""
         return await self._intervene(
             saga_id, lambda state, now: interventions.cancel_order(state, now, actor)
+        )
+
+    async def report_shipment_outcome(
+        self, saga_id: str, shipment_id: str, outcome: Succeeded | Rejected
+    ) -> SagaState | Refused:
+        """A remote warehouse reports the outcome of a shipment's command it accepted earlier
+        (domain/model/shipment.py `report`): a refusal turns the saga back, the last creation
+        completes it. The same report again answers the saga as it stands."""
+        return await self._intervene(
+            saga_id, lambda state, now: shipment.report(state, shipment_id, outcome, now, self._policy)
         )
 
     async def dispatch_shipment(
@@ -139,6 +164,8 @@ class Interventions:
             decision = decide(before, now)
             if isinstance(decision, Refused):
                 return decision, None
+            if not decision:
+                return before, None  # nothing to record: a report repeated, say
             if effect is not None:
                 await effect(tx, before, now)
             change = self._steps.settle(SagaChange.from_state(before).apply(decision), now)

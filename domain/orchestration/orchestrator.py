@@ -24,6 +24,7 @@ from domain.ports import (
     OutcomeUnknown,
     ParticipantGate,
     Placement,
+    RemoteWarehouses,
     SagaLeases,
     Transaction,
     TransactionRunner,
@@ -39,12 +40,13 @@ class Orchestrator:
         gate: ParticipantGate | None = None,
         listeners: Iterable[SagaListener] = (),
         leases: SagaLeases | None = None,
+        warehouses: RemoteWarehouses | None = None,
     ) -> None:
         self._clock = clock
         self._outcomes = Outcomes(listeners)
-        self._steps = Steps(runner, clock, policy, self._outcomes.publish, gate, leases)
+        self._steps = Steps(runner, clock, policy, self._outcomes.publish, gate, leases, warehouses)
         self._drivers = Drivers(self._steps, clock, policy)
-        self._interventions = Interventions(self._steps, self._drivers, clock, self._outcomes.publish)
+        self._interventions = Interventions(self._steps, self._drivers, clock, policy, self._outcomes.publish)
         self.add_listener = self._outcomes.add_listener
         self.watch = self._outcomes.watch
         self.unwatch = self._outcomes.unwatch
@@ -55,6 +57,7 @@ class Orchestrator:
         self.abort = self._interventions.abort
         self.cancel_order = self._interventions.cancel_order
         self.dispatch_shipment = self._interventions.dispatch_shipment
+        self.report_shipment_outcome = self._interventions.report_shipment_outcome
         self.redrive = self._interventions.redrive
 
     @property

@@ -4,13 +4,18 @@ in one transaction with the participant's effect, commit, and announce what comm
 A participant call, the events it produces and their projection share one transaction, so a
 participant's effect is never kept without its journal entry, or the reverse. With no gate to
 consult between steps, the calls that follow one another share that transaction too (`advance`).
+
+A remote warehouse is the exception: its commands go over the network first, all of a step's at
+once, and their answers are then recorded in one transaction (with the built-in warehouse's, if the
+order's picks come from both). Nothing holds a transaction open while a warehouse thinks. A crash
+between the two sends them again under the same command ids, which the warehouse acts on once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
@@ -34,11 +39,13 @@ from domain.model.saga import (
     on_shipment_outcomes,
     on_timeout,
 )
+from domain.model.shipment import command_id
 from domain.ports import (
     Clock,
     ConcurrencyConflict,
     ParticipantGate,
     ParticipantUnavailable,
+    RemoteWarehouses,
     SagaLeases,
     StepCommand,
     Transaction,
@@ -62,6 +69,7 @@ class Steps:
         publish: Callable[[SagaChange], None],
         gate: ParticipantGate | None = None,
         leases: SagaLeases | None = None,
+        warehouses: RemoteWarehouses | None = None,
     ) -> None:
         self._runner = runner
         self._clock = clock
@@ -70,6 +78,8 @@ class Steps:
         self._gate = gate
         # None: this process is the only one (SQLite) and drives every saga.
         self._leases = leases
+        # None: every warehouse is the built-in one.
+        self._warehouses = warehouses
 
     async def call(self, state: SagaState, call: Call, chain: bool = True) -> SagaState:
         """Make the step's call (after the gate admits it) and record its outcome; a call that fails
@@ -81,7 +91,8 @@ class Steps:
             except ParticipantUnavailable as refused:
                 return await self.advance(state, None, Unavailable(str(refused) or "participant unavailable"))
         try:
-            return await self.advance(state, call, chain=chain)
+            answered = await self._send_remote(state, call)
+            return await self.advance(state, call, chain=chain and not answered, answered=answered)
         except (ConcurrencyConflict, LeaseLost):
             raise
         except Exception as error:
@@ -93,6 +104,30 @@ class Steps:
             # attempt so the retry policy, not a tight loop, decides what happens next.
             log.warning("saga %s: %s failed: %r", state.saga_id, call.step.value, error)
             return await self.advance(state, None, Unavailable(f"{type(error).__name__}: {error}"))
+
+    def _remote(self, state: SagaState, step: Step) -> list[Shipment]:
+        """The shipments of a shipment step whose warehouse is remote."""
+        if self._warehouses is None or step not in (Step.CREATE_SHIPMENT, Step.CANCEL_SHIPMENT):
+            return []
+        return [s for s in state.shipments_for(step) if self._warehouses.serves(s.warehouse_code)]
+
+    async def _send_remote(self, state: SagaState, call: Call) -> dict[str, Outcome]:
+        """The remote warehouses' answers to the step's commands, sent all at once, each within the
+        step's deadline; by shipment id."""
+        remote = self._remote(state, call.step)
+        if not remote:
+            return {}
+        assert self._warehouses is not None
+        self.check_lease(state.saga_id)
+        now = self._clock.now()
+        timeout_s = max((call.deadline - now).total_seconds(), 0.0)
+        answers = await asyncio.gather(
+            *(
+                self._warehouses.send(call.step, shipment_command(state, call.step.value, s, now), timeout_s)
+                for s in remote
+            )
+        )
+        return {s.shipment_id: answer for s, answer in zip(remote, answers, strict=True)}
 
     async def _admit(self, gate: ParticipantGate, call: Call) -> None:
         """Wait for the gate, but no longer than the step's deadline: a participant slower than its
@@ -108,11 +143,17 @@ class Steps:
             admitted.result()
 
     async def advance(
-        self, state: SagaState, call: Call | None, outcome: Outcome | None = None, chain: bool = False
+        self,
+        state: SagaState,
+        call: Call | None,
+        outcome: Outcome | None = None,
+        chain: bool = False,
+        answered: Mapping[str, Outcome] | None = None,
     ) -> SagaState:
         """One transaction: the outcome given, or the call's, and what follows from it. With `chain`,
-        each following call is made in the same transaction too, up to a wait or the end: with no
-        gate to consult between steps, one commit then carries the rest of the saga."""
+        each following call is made in the same transaction too, up to a wait, the end, or a call to
+        a remote warehouse: with no gate to consult between steps, one commit then carries the rest
+        of the saga. `answered`: the call's remote warehouses' answers, by shipment id."""
         # Checked again here: a participant (or the gate) may have kept the driver past its lease.
         self.check_lease(state.saga_id)
 
@@ -121,16 +162,20 @@ class Steps:
             change = SagaChange.from_state(state)
             if outcome is not None:
                 change = change.apply(on_outcome(state, outcome, now, self._policy))
-            next_call = call
+            next_call, answers = call, answered or {}
             while next_call is not None:
                 current = change.after
                 if now >= next_call.deadline:
                     produced = on_timeout(current, now, self._policy)
                 else:
-                    produced = await _execute(tx, current, next_call.step, now, self._policy, self._gate)
-                change = self.settle(change.apply(produced), now)
+                    produced = await _execute(
+                        tx, current, next_call.step, now, self._policy, self._gate, answers
+                    )
+                change, answers = self.settle(change.apply(produced), now), {}
                 following = next_action(change.after, now, self._policy)
-                next_call = following if chain and isinstance(following, Call) else None
+                next_call = None
+                if chain and isinstance(following, Call) and not self._remote(change.after, following.step):
+                    next_call = following
             change = self.settle(change, now)
             await tx.sagas.append(change, None)
             return change
@@ -193,9 +238,9 @@ def step_command(state: SagaState, action: str, now: datetime) -> StepCommand:
 def shipment_command(state: SagaState, action: str, shipment: Shipment, now: datetime) -> StepCommand:
     """The command for `action` on one of the saga's shipments: its id names the warehouse, so each
     shipment's command keeps its id on every attempt and after a restart."""
-    command = step_command(state, f"{action}:{shipment.warehouse_code}", now)
     return replace(
-        command,
+        step_command(state, action, now),
+        command_id=command_id(state.saga_id, action, shipment.warehouse_code),
         picks=shipment.picks,
         shipment_id=shipment.shipment_id,
         warehouse_code=shipment.warehouse_code,
@@ -209,11 +254,14 @@ async def _execute(
     now: datetime,
     policy: SagaPolicy,
     gate: ParticipantGate | None,
+    answered: Mapping[str, Outcome],
 ) -> tuple[SagaEvent, ...]:
-    """The events of one attempt at `step`: its participant's answer and what follows from it."""
+    """The events of one attempt at `step`: its participant's answer and what follows from it.
+    `answered`: remote warehouses' answers already in, by shipment id."""
     if step in (Step.CREATE_SHIPMENT, Step.CANCEL_SHIPMENT):
         outcomes = {
-            s.shipment_id: await _shipment_answer(tx, state, step, s, now, gate)
+            s.shipment_id: answered.get(s.shipment_id)
+            or await _shipment_answer(tx, state, step, s, now, gate)
             for s in state.shipments_for(step)
         }
         return on_shipment_outcomes(state, outcomes, now, policy)
@@ -228,8 +276,9 @@ async def _shipment_answer(
     now: datetime,
     gate: ParticipantGate | None,
 ) -> Outcome:
-    """One shipment's command, in this transaction with the others, so that they commit together
-    with their answers in the journal (decision 0022 says why they are not sent concurrently here)."""
+    """One shipment's command to the built-in warehouse, in this transaction with the others, so that
+    they commit together with their answers in the journal (decision 0022 says why they are not sent
+    concurrently here)."""
     command = shipment_command(state, step.value, shipment, now)
     if step is Step.CANCEL_SHIPMENT:
         return await tx.shipments.cancel_shipment(command)

@@ -110,6 +110,7 @@ class ReadModel:
             select(
                 warehouses.c.code.label("warehouse_code"),
                 warehouses.c.name.label("warehouse_name"),
+                warehouses.c.service_url,
                 sections.c.code.label("section_code"),
                 sections.c.storage_condition,
                 stock.c.sku,
@@ -128,6 +129,13 @@ class ReadModel:
             .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
         )
         return await self._all(query if codes is None else query.where(warehouses.c.code.in_(codes)))
+
+    async def warehouse_service_urls(self) -> dict[str, str]:
+        """The service URL of every warehouse that has one, by warehouse code."""
+        query = select(warehouses.c.code, warehouses.c.service_url).where(
+            warehouses.c.service_url.is_not(None)
+        )
+        return {row.code: row.service_url for row in await self._all(query)}
 
     async def products(self, skus: Sequence[str] | None = None) -> Sequence[Row]:
         """Every product (or those with these `skus`) with its stock summed over all sections, in SKU

@@ -26,17 +26,35 @@ async def is_empty(conn: Db) -> bool:
 
 
 async def register_warehouse(
-    conn: Db, code: str, name: str, new_sections: list[tuple[str, StorageCondition]]
+    conn: Db,
+    code: str,
+    name: str,
+    new_sections: list[tuple[str, StorageCondition]],
+    service_url: str | None = None,
 ) -> list[Problem]:
     if (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == code))).first():
         return [Problem(ProblemCode.DUPLICATE_WAREHOUSE, "code", f"warehouse {code} already exists")]
-    await conn.execute(insert(warehouses).values(code=code, name=name))
+    await conn.execute(insert(warehouses).values(code=code, name=name, service_url=service_url))
     if new_sections:
         await conn.execute(
             insert(sections),
             [{"warehouse_code": code, "code": s, "storage_condition": c.value} for s, c in new_sections],
         )
     return []
+
+
+async def update_warehouse(conn: Db, code: str, changes: dict[str, str | None]) -> list[Problem]:
+    """Change a warehouse's `name` and or `service_url` (None: none of its own), as `changes` names
+    them; UNKNOWN_WAREHOUSE if there is no such warehouse."""
+    if changes:
+        found = (
+            await conn.execute(update(warehouses).where(warehouses.c.code == code).values(changes))
+        ).rowcount
+    else:
+        found = len((await conn.execute(select(warehouses.c.code).where(warehouses.c.code == code))).all())
+    if found:
+        return []
+    return [Problem(ProblemCode.UNKNOWN_WAREHOUSE, "code", f"no warehouse {code}")]
 
 
 async def register_product(conn: Db, sku: str, name: str, condition: StorageCondition) -> list[Problem]:

@@ -330,8 +330,11 @@ class SqlShipments:
         return Succeeded()  # cancelled already, or never created: nothing to undo
 
     async def dispatch_shipment(self, command: StepCommand) -> None:
-        if not await self._set_status(command, ShipmentStatus.DISPATCHED, command.at):
-            raise ConcurrencyConflict(f"shipment {command.shipment_id} is no longer waiting to be dispatched")
+        if await self._set_status(command, ShipmentStatus.DISPATCHED, command.at):
+            return
+        if (await self._db.execute(_FIND_SHIPMENT, {"id": _shipment_of(command)})).first() is None:
+            return  # a remote warehouse's shipment: this one never held it
+        raise ConcurrencyConflict(f"shipment {command.shipment_id} is no longer waiting to be dispatched")
 
     async def _set_status(self, command: StepCommand, status: ShipmentStatus, at: datetime | None) -> bool:
         """Move the command's created shipment to `status`; False if it is not waiting (any more)."""

@@ -24,6 +24,7 @@ from tests.api.tokens import (
     CUSTOMER_B,
     OPERATOR,
     SECRET,
+    WAREHOUSE,
     Caller,
     codes,
     served,
@@ -31,7 +32,7 @@ from tests.api.tokens import (
 )
 
 # Who may call each operation, written out apart from api/access/rules.py so that each row is checked.
-CUS, OPS, ADM = "customer", "operator", "admin"
+CUS, OPS, ADM, WHS = "customer", "operator", "admin", "warehouse"
 EXPECTED: dict[str, tuple[set[str], str]] = {
     "order": ({CUS, OPS, ADM}, '{ order(id: "none") { id } }'),
     "saga": ({CUS, OPS, ADM}, '{ saga(id: "none") { id } }'),
@@ -90,8 +91,17 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
         'mutation { abortSagas(input: {sagaIds: ["none"], reason: "test"}) { userErrors { code } } }',
     ),
     "dispatchShipment": (
-        {OPS, ADM},
+        {OPS, ADM, WHS},
         'mutation { dispatchShipment(input: {shipmentId: "none"}) { userErrors { code } } }',
+    ),
+    "reportShipmentOutcome": (
+        {ADM, WHS},
+        'mutation { reportShipmentOutcome(input: {commandId: "none", outcome: CREATED}) '
+        "{ userErrors { code } } }",
+    ),
+    "updateWarehouse": (
+        {OPS, ADM},
+        'mutation { updateWarehouse(input: {code: "W1", name: "Uno"}) { userErrors { code } } }',
     ),
     "adjustStock": (
         {OPS, ADM},
@@ -125,7 +135,7 @@ EXPECTED: dict[str, tuple[set[str], str]] = {
     "sagaFeed": ({CUS, OPS, ADM}, ""),
 }
 
-ROLE_HEADERS = {CUS: CUSTOMER_A, OPS: OPERATOR, ADM: ADMIN}
+ROLE_HEADERS = {CUS: CUSTOMER_A, OPS: OPERATOR, ADM: ADMIN, WHS: WAREHOUSE}
 
 
 async def test_every_operation_of_the_schema_has_a_rule_and_an_expectation() -> None:

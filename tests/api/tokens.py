@@ -31,6 +31,7 @@ CUSTOMER_A = bearer("customer-a", "customer")
 CUSTOMER_B = bearer("customer-b", "customer")
 OPERATOR = bearer("operator-1", "operator")
 ADMIN = bearer("admin-1", "admin")
+WAREHOUSE = bearer("warehouse-1", "warehouse")
 
 
 class Caller:

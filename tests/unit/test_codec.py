@@ -16,6 +16,7 @@ from domain.model.saga import (
     SagaParked,
     SagaRetried,
     SagaStarted,
+    ShipmentAccepted,
     ShipmentCreated,
     ShipmentDispatched,
     ShipmentRejected,
@@ -45,6 +46,8 @@ EVERY_EVENT: list[SagaEvent] = [
     CustomerCancelled(AT, CUSTOMER_CANCELLED, "alice", "customer"),
     ShipmentDispatched("shipment-1", LATER),
     ShipmentCreated("shipment-2", AT),
+    ShipmentCreated("shipment-4", AT, "WMS-77"),
+    ShipmentAccepted("shipment-5", AT),
     ShipmentRejected("shipment-3", "W2 has no carrier today", AT),
 ]
 
@@ -75,6 +78,12 @@ def test_an_intervention_recorded_before_roles_were_kept_reads_with_no_role() ->
     cancelled = {"at": AT.isoformat(), "reason": CUSTOMER_CANCELLED, "actor": "alice"}
     assert codec.decode("CustomerCancelled", 3, cancelled) == CustomerCancelled(
         AT, CUSTOMER_CANCELLED, "alice"
+    )
+
+
+def test_a_shipment_created_before_remote_warehouses_reads_with_no_reference() -> None:
+    assert codec.decode("ShipmentCreated", 1, {"shipment_id": "s-1", "at": AT.isoformat()}) == (
+        ShipmentCreated("s-1", AT, None)
     )
 
 

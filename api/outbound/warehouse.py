@@ -1,0 +1,238 @@
+"""Remote warehouse services: the shipment instruction (出荷指示) and its cancel, sent over HTTP to the
+warehouse management system that executes them (the domain's RemoteWarehouses).
+
+A warehouse is remote when the catalog gives it a `serviceUrl`, or when the service is run with
+`--warehouse-service-url` (every warehouse without its own). Its commands are POSTed as JSON:
+
+    {"commandId", "type": "CreateShipment" | "CancelShipment", "sagaId", "orderId", "shipmentId",
+     "warehouseCode", "picks": [{"sectionCode", "sku", "quantity"}]}
+
+with `Idempotency-Key: <commandId>` and the Standard Webhooks signature headers (api/outbound/
+signing.py; `webhook-id` is the command id too). A command keeps its id on every attempt and after a
+restart, so the warehouse acts on it once however often it arrives.
+
+What an answer means (README, "Connecting a warehouse"):
+- 2xx `{"status": "CREATED", "reference": "…"}`: the shipment exists. For a cancel, any 2xx.
+- 202 to a CreateShipment: accepted; the outcome comes later, by `reportShipmentOutcome`.
+- 2xx `{"status": "REJECTED", "reason": "…"}`, or a 4xx other than 408, 409 and 429: refused.
+- 5xx, 408, 409 (the same key still being worked on), 429 (honouring Retry-After), a timeout, a
+  connection error, or a 2xx that says neither: transient, tried again within the step's attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from api.outbound.http import client, post
+from api.outbound.signing import Signer
+from domain.model.problems import MAX_TEXT
+from domain.model.saga import Accepted, Outcome, Rejected, Step, Succeeded, Unavailable
+from domain.ports import StepCommand
+
+log = logging.getLogger("ordersaga.warehouse")
+
+COMMAND_TYPES = {Step.CREATE_SHIPMENT: "CreateShipment", Step.CANCEL_SHIPMENT: "CancelShipment"}
+# How often the catalog's service URLs are read again: a change made in any process reaches every
+# other's next commands within this.
+REFRESH_S = 1.0
+# 4xx answers that are not a refusal: a request timeout, the same key still being worked on, and
+# too many requests.
+TRANSIENT_4XX = frozenset({408, 409, 429})
+# The longest Retry-After honoured; a warehouse asking for more is tried again after this.
+MAX_RETRY_AFTER = timedelta(minutes=10)
+# The fastest a command is allowed to fail for want of time: below this it is not sent at all.
+MIN_TIMEOUT_S = 0.05
+
+
+@dataclass(slots=True)
+class CommandStats:
+    """What one warehouse's commands of one type did, in this process since it started: for
+    `sagaMetrics`, /metrics and the console."""
+
+    sent: int = 0
+    # By outcome: CREATED (or CANCELLED), ACCEPTED, REJECTED, UNAVAILABLE.
+    outcomes: dict[str, int] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    max_seconds: float = 0.0
+    last_seconds: float = 0.0
+    last_response: str = ""
+    last_at: datetime | None = None
+
+
+class WarehouseService:
+    """Sends shipment commands to the remote warehouses, and knows which warehouses are remote.
+
+    `default_url`: the service every warehouse without a URL of its own uses; None: those use the
+    built-in warehouse. `signer`: signs every command (serve --warehouse-service-secret-file)."""
+
+    def __init__(
+        self,
+        read_urls: Callable[[], Awaitable[dict[str, str]]],
+        default_url: str | None,
+        signer: Signer | None,
+    ) -> None:
+        self._read_urls = read_urls
+        self._default_url = default_url
+        self._signer = signer
+        self._urls: dict[str, str] = {}
+        self._http: httpx.AsyncClient | None = None
+        self.stats: dict[tuple[str, str], CommandStats] = {}
+
+    @property
+    def signs(self) -> bool:
+        """Whether commands are signed: a warehouse may be given a URL only then."""
+        return self._signer is not None
+
+    def serves(self, warehouse_code: str) -> bool:
+        return self.url_of(warehouse_code) is not None
+
+    def url_of(self, warehouse_code: str) -> str | None:
+        return self._urls.get(warehouse_code, self._default_url)
+
+    def learn(self, warehouse_code: str, url: str | None) -> None:
+        """A warehouse's URL as this process just committed it: its next commands go there."""
+        if url is None:
+            self._urls.pop(warehouse_code, None)
+        else:
+            self._urls[warehouse_code] = url
+
+    async def refresh(self) -> None:
+        """Read every warehouse's service URL from the catalog."""
+        self._urls = await self._read_urls()
+
+    async def keep_current(self) -> None:
+        """Refresh every REFRESH_S until cancelled (a supervised background task)."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_S)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def send(self, step: Step, command: StepCommand, timeout_s: float) -> Outcome:
+        """See domain.ports.RemoteWarehouses.send."""
+        warehouse = command.warehouse_code or ""
+        url = self.url_of(warehouse)
+        if url is None:  # its URL was removed after the step looked
+            return Unavailable(f"warehouse {warehouse} has no service URL any more")
+        if timeout_s < MIN_TIMEOUT_S:
+            return Unavailable("no time left before the step's deadline")
+        body = command_body(step, command)
+        headers = {"idempotency-key": command.command_id}
+        if self._signer is not None:
+            headers.update(self._signer.headers(command.command_id, body))
+        if self._http is None:
+            self._http = client()
+        started = time.monotonic()
+        outcome: Outcome
+        try:
+            response = await post(self._http, url, body, headers, timeout_s)
+        except TimeoutError:
+            outcome, said = Unavailable(f"no answer within {timeout_s:.3g}s"), "timeout"
+        except httpx.HTTPError as error:
+            outcome, said = Unavailable(f"{type(error).__name__}: {error}"[:MAX_TEXT]), type(error).__name__
+        else:
+            outcome, said = answer(step, response), f"HTTP {response.status_code}"
+        self._record(warehouse, step, outcome, said, time.monotonic() - started)
+        return outcome
+
+    def _record(self, warehouse: str, step: Step, outcome: Outcome, said: str, seconds: float) -> None:
+        stats = self.stats.setdefault((warehouse, COMMAND_TYPES[step]), CommandStats())
+        kind = outcome_name(step, outcome)
+        stats.sent += 1
+        stats.outcomes[kind] = stats.outcomes.get(kind, 0) + 1
+        stats.total_seconds += seconds
+        stats.max_seconds = max(stats.max_seconds, seconds)
+        stats.last_seconds = seconds
+        stats.last_response = f"{said}: {kind}"
+        stats.last_at = datetime.now(UTC)
+        if isinstance(outcome, Unavailable):
+            log.info("warehouse %s: %s %s: %s", warehouse, COMMAND_TYPES[step], said, outcome.reason)
+
+
+def command_body(step: Step, command: StepCommand) -> bytes:
+    """The command as the warehouse receives it (the module's docstring shows its shape)."""
+    return json.dumps(
+        {
+            "commandId": command.command_id,
+            "type": COMMAND_TYPES[step],
+            "sagaId": command.saga_id,
+            "orderId": command.order_id,
+            "shipmentId": command.shipment_id,
+            "warehouseCode": command.warehouse_code,
+            "picks": [
+                {"sectionCode": p.section_code, "sku": p.sku, "quantity": p.quantity} for p in command.picks
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def answer(step: Step, response: httpx.Response) -> Outcome:
+    """What the warehouse's HTTP answer to a command means (the module's docstring lists the rules)."""
+    code = response.status_code
+    if code == 202 and step is Step.CREATE_SHIPMENT:
+        return Accepted()
+    if 200 <= code < 300:
+        if step is Step.CANCEL_SHIPMENT:
+            return Succeeded()
+        said = _json(response)
+        if said.get("status") == "CREATED":
+            reference = said.get("reference")
+            return Succeeded(reference=str(reference)[:MAX_TEXT] if reference is not None else None)
+        if said.get("status") == "REJECTED":
+            return Rejected(str(said.get("reason") or "refused by the warehouse")[:MAX_TEXT])
+        return Unavailable(f"HTTP {code} without a status CREATED or REJECTED")
+    if code in TRANSIENT_4XX or code >= 500:
+        return Unavailable(f"HTTP {code}", retry_after(response.headers, datetime.now(UTC)))
+    if 400 <= code < 500:
+        return Rejected(f"HTTP {code}: {response.text[:160]}".strip()[:MAX_TEXT])
+    return Unavailable(f"HTTP {code}")  # a redirect (never followed) or an informational answer
+
+
+def outcome_name(step: Step, outcome: Outcome) -> str:
+    match outcome:
+        case Succeeded():
+            return "CREATED" if step is Step.CREATE_SHIPMENT else "CANCELLED"
+        case Accepted():
+            return "ACCEPTED"
+        case Rejected():
+            return "REJECTED"
+        case Unavailable():
+            return "UNAVAILABLE"
+
+
+def retry_after(headers: Mapping[str, str], now: datetime) -> timedelta | None:
+    """The wait a Retry-After header asks for (RFC 9110 10.2.3: seconds, or an HTTP date), at most
+    MAX_RETRY_AFTER; None when absent or unreadable."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return timedelta(seconds=min(int(value), int(MAX_RETRY_AFTER.total_seconds())))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(when - now, timedelta(0)), MAX_RETRY_AFTER)
+
+
+def _json(response: httpx.Response) -> dict[str, object]:
+    try:
+        said = response.json()
+    except ValueError:
+        return {}
+    return said if isinstance(said, dict) else {}

@@ -1,0 +1,246 @@
+"""A remote warehouse service over real HTTP, on SQLite and PostgreSQL: a warehouse stub on loopback
+(tests/warehouse.py) verifies every command's signature and answers each way a warehouse may. The
+saga completes on a synchronous creation and on a 202 followed by a report; compensates on a refusal,
+cancelling the other warehouse's shipment; retries transient errors with the same command id; times
+out on silence; and takes a duplicate report as nothing and a late one as a coded refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from api.service import Service
+from api.settings import Settings
+from domain.model.saga import SagaPolicy
+from tests.api.server import GraphQLClient, graphql_client
+from tests.warehouse import ACCEPTED, SILENT, WarehouseStub, failing, rejected
+
+POLICY = SagaPolicy(
+    reserve_timeout=timedelta(seconds=2),
+    confirm_timeout=timedelta(seconds=2),
+    shipment_timeout=timedelta(seconds=3),
+    retry_backoff=timedelta(milliseconds=50),
+)
+
+CATALOG = """
+mutation {
+  w1: registerWarehouse(
+    input: {code: "W1", name: "One", sections: [{code: "A", storageCondition: AMBIENT}]}
+  ) { userErrors { code } }
+  w2: registerWarehouse(
+    input: {code: "W2", name: "Two", sections: [{code: "B", storageCondition: AMBIENT}]}
+  ) { userErrors { code } }
+  p: registerProduct(input: {sku: "TEA", name: "Tea", storageCondition: AMBIENT}) { userErrors { code } }
+  r1: receiveStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A", quantity: 1}) {
+    userErrors { code } }
+  r2: receiveStock(input: {sku: "TEA", warehouseCode: "W2", sectionCode: "B", quantity: 1}) {
+    userErrors { code } }
+}
+"""
+PLACE = """
+mutation ($quantity: Int!) {
+  placeOrder(input: {customerId: "c-1", lines: [{sku: "TEA", quantity: $quantity}]}) {
+    saga { id } order { id } userErrors { code } }
+}
+"""
+ORDER = """
+query ($id: ID!) {
+  order(id: $id) {
+    status
+    shipments { id warehouseCode status reference awaitingSince }
+  }
+}
+"""
+REPORT = """
+mutation ($input: ReportShipmentOutcomeInput!) {
+  reportShipmentOutcome(input: $input) {
+    shipment { id status reference } order { status } userErrors { code field message }
+  }
+}
+"""
+STOCK = "{ products { sku onHand reserved available } }"
+
+
+@contextlib.asynccontextmanager
+async def warehouse_and_service(database_url: str) -> AsyncIterator[tuple[WarehouseStub, GraphQLClient]]:
+    """Both warehouses served by the stub (serve --warehouse-service-url), one TEA in each."""
+    stub = WarehouseStub()
+    settings = Settings(
+        database_url=database_url,
+        policy=POLICY,
+        warehouse_service_url=stub.url,
+        warehouse_service_secret=stub.secret,
+    )
+    async with stub.running(), graphql_client(Service(settings), timeout=30) as gql:
+        assert all(not field["userErrors"] for field in (await gql(CATALOG)).values())
+        yield stub, gql
+
+
+async def place(gql: GraphQLClient, quantity: int) -> tuple[str, str]:
+    placed = (await gql(PLACE, quantity=quantity))["placeOrder"]
+    return placed["saga"]["id"], placed["order"]["id"]
+
+
+async def order(gql: GraphQLClient, order_id: str) -> dict[str, Any]:
+    return (await gql(ORDER, id=order_id))["order"]  # type: ignore[no-any-return]
+
+
+async def report(gql: GraphQLClient, **input: Any) -> dict[str, Any]:
+    return (await gql(REPORT, input=input))["reportShipmentOutcome"]  # type: ignore[no-any-return]
+
+
+async def stock_of(gql: GraphQLClient) -> dict[str, int]:
+    (tea,) = (await gql(STOCK))["products"]
+    return {k: tea[k] for k in ("onHand", "reserved", "available")}
+
+
+async def test_a_synchronous_creation_completes_the_saga_with_the_warehouses_reference(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        saga_id, order_id = await place(gql, 1)
+
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+
+        (command,) = stub.of_type("CreateShipment")
+        assert command.id == f"{saga_id}:CREATE_SHIPMENT:W1" == command.idempotency_key
+        assert command.body["picks"] == [{"sectionCode": "A", "sku": "TEA", "quantity": 1}]
+        assert (command.body["sagaId"], command.body["orderId"]) == (saga_id, order_id)
+        (shipment,) = (await order(gql, order_id))["shipments"]
+        assert shipment == {**shipment, "status": "CREATED", "reference": "WMS-W1", "awaitingSince": None}
+        assert command.body["shipmentId"] == shipment["id"]
+        assert stub.refused == []
+
+
+async def test_both_warehouses_get_their_commands_before_either_answers_and_a_refusal_cancels_the_other(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.held = asyncio.Event()
+        stub.script["W2"] = [rejected("no carrier today")]
+        saga_id, order_id = await place(gql, 2)
+
+        await stub.wait_for("CreateShipment", 2)  # both on the wire, neither answered
+        stub.held.set()
+
+        await gql.wait_for_saga(saga_id, "FAILED")
+        assert [c.warehouse for c in stub.of_type("CancelShipment")] == ["W1"]
+        statuses = {s["warehouseCode"]: s["status"] for s in (await order(gql, order_id))["shipments"]}
+        assert statuses == {"W1": "CANCELLED", "W2": "REJECTED"}
+        assert await stock_of(gql) == {"onHand": 2, "reserved": 0, "available": 2}
+
+
+async def test_an_accepted_command_waits_for_the_report_which_completes_the_saga_once(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [ACCEPTED]
+        saga_id, order_id = await place(gql, 1)
+        await stub.wait_for("CreateShipment", 1)
+        (waiting,) = (await order(gql, order_id))["shipments"]
+        for _ in range(100):
+            if waiting["awaitingSince"] is not None:
+                break
+            await asyncio.sleep(0.02)
+            (waiting,) = (await order(gql, order_id))["shipments"]
+        assert waiting["status"] == "REQUESTED" and waiting["awaitingSince"] is not None
+
+        command_id = stub.of_type("CreateShipment")[0].id
+        answered = await report(gql, commandId=command_id, outcome="CREATED", reference="WMS-77")
+        again = await report(gql, commandId=command_id, outcome="CREATED", reference="WMS-77")
+
+        assert answered["userErrors"] == [] and again["userErrors"] == []
+        assert answered["shipment"] == {"id": waiting["id"], "status": "CREATED", "reference": "WMS-77"}
+        assert answered["order"]["status"] == "CONFIRMED"
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+        assert len(stub.of_type("CreateShipment")) == 1  # the wait sent nothing more
+        other = await report(gql, commandId=command_id, outcome="REJECTED", reason="changed our mind")
+        assert [e["code"] for e in other["userErrors"]] == ["OUTCOME_NOT_AWAITED"]
+
+
+async def test_a_reported_refusal_turns_the_saga_back(database_url: str) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [ACCEPTED]
+        saga_id, _ = await place(gql, 1)
+        await stub.wait_for("CreateShipment", 1)
+        command_id = stub.of_type("CreateShipment")[0].id
+
+        refused = await report(gql, commandId=command_id, outcome="REJECTED", reason="blocked address")
+
+        assert refused["userErrors"] == [] and refused["shipment"]["status"] == "REJECTED"
+        saga = await gql.wait_for_saga(saga_id, "FAILED")
+        assert "blocked address" in saga["failureReason"]
+
+
+async def test_transient_errors_are_retried_with_the_same_command_id_until_created(database_url: str) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [failing(503), failing(429, "0")]
+        saga_id, _ = await place(gql, 1)
+
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+
+        sent = stub.of_type("CreateShipment")
+        assert len(sent) == 3 and len({c.id for c in sent}) == 1
+
+
+async def test_a_silent_warehouse_times_the_step_out_and_the_saga_waits_for_an_operator(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [SILENT] * 3
+        saga_id, _ = await place(gql, 1)
+
+        saga = await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+
+        assert len(stub.of_type("CreateShipment")) == 3
+        assert "CREATE_SHIPMENT" in saga["failureReason"]
+
+
+async def test_a_report_after_the_step_timed_out_is_refused_and_changes_nothing(database_url: str) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [ACCEPTED] * 3
+        saga_id, order_id = await place(gql, 1)
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+        before = await order(gql, order_id)
+
+        late = await report(gql, commandId=f"{saga_id}:CREATE_SHIPMENT:W1", outcome="CREATED")
+
+        assert [e["code"] for e in late["userErrors"]] == ["OUTCOME_NOT_AWAITED"]
+        assert await order(gql, order_id) == before
+
+
+@pytest.mark.parametrize(
+    ("input", "code", "field"),
+    [
+        ({"commandId": "nonsense", "outcome": "CREATED"}, "UNKNOWN_COMMAND", "commandId"),
+        ({"commandId": "", "outcome": "CREATED"}, "REQUIRED", "commandId"),
+        ({"commandId": "x:CANCEL_SHIPMENT:W1", "outcome": "CREATED"}, "UNKNOWN_COMMAND", "commandId"),
+        (
+            {"commandId": "00000000-0000-0000-0000-000000000000:CREATE_SHIPMENT:W1", "outcome": "CREATED"},
+            "UNKNOWN_COMMAND",
+            "commandId",
+        ),
+        ({"commandId": "s:CREATE_SHIPMENT:W1", "outcome": "REJECTED"}, "REQUIRED", "reason"),
+        (
+            {"commandId": "s:CREATE_SHIPMENT:W1", "outcome": "CREATED", "reference": "x" * 201},
+            "TOO_LONG",
+            "reference",
+        ),
+        (
+            {"commandId": "s:CREATE_SHIPMENT:W1", "outcome": "CREATED", "reference": "a\x00b"},
+            "INVALID_TEXT",
+            "reference",
+        ),
+    ],
+)
+async def test_bad_input_on_a_report_is_refused_with_its_code(
+    gql: GraphQLClient, input: dict[str, Any], code: str, field: str
+) -> None:
+    answer = await report(gql, **input)
+    assert [(e["code"], e["field"]) for e in answer["userErrors"]] == [(code, field)]
+    assert answer["shipment"] is None
