@@ -371,10 +371,11 @@ order_view = Table(
     Column("status", String(20), nullable=False),
     Column("lines", JSON, nullable=False),
     Column("picks", JSON, nullable=False),
+    # Its first shipment (in warehouse code order) once CREATE_SHIPMENT succeeded; null until then.
     Column("shipment_id", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # When its shipment was dispatched (the order SHIPPED); null until then.
+    # When the last of its shipments was dispatched (the order SHIPPED); null until then.
     Column("shipped_at", UtcDateTime, nullable=True),
     Index("ix_order_view_customer_id", "customer_id"),
     Index("ix_order_view_created_at", "created_at", "id"),
