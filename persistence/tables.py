@@ -395,6 +395,8 @@ shipment_view = Table(
     Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
     Column("warehouse_code", CODE, nullable=False, server_default=""),
+    # Why its warehouse refused it; null unless REJECTED.
+    Column("reason", Text, nullable=True),
     Index("ix_shipment_view_order_id", "order_id", "warehouse_code"),
 )
 

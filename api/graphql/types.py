@@ -313,6 +313,7 @@ class Shipment(Node):
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
+    reason: str | None = strawberry.field(description="Why its warehouse refused it; null unless REJECTED.")
 
     @classmethod
     def from_row(cls, row: Row) -> Shipment:
@@ -323,6 +324,7 @@ class Shipment(Node):
             created_at=row.created_at,
             status=ShipmentStatus(row.status),
             dispatched_at=row.dispatched_at,
+            reason=row.reason,
         )
 
 
