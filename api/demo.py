@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
-
-from sqlalchemy.exc import IntegrityError
 
 from domain.model.values import StorageCondition
 from persistence.connection import Db
@@ -40,8 +37,10 @@ STOCK = [
 
 
 async def load_demo_catalog(svc: Service) -> None:
+    """Load the catalog above unless one is there, once however many processes start together."""
+
     async def load(conn: Db) -> None:
-        if not await catalog.is_empty(conn):
+        if not await catalog.empty_for_loading(conn):
             return  # loaded before, or the operator's own catalog is there: leave it alone
         for code, name, sections in WAREHOUSES:
             await catalog.register_warehouse(conn, code, name, sections)
@@ -50,6 +49,4 @@ async def load_demo_catalog(svc: Service) -> None:
         for sku, warehouse, section, quantity in STOCK:
             await catalog.receive_stock(conn, sku, warehouse, section, quantity, svc.clock.now())
 
-    # Several processes started together: the first to commit loads it, the others find it loaded.
-    with contextlib.suppress(IntegrityError):
-        await svc.write(load)
+    await svc.write(load)

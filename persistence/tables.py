@@ -375,10 +375,11 @@ order_view = Table(
     Column("status", String(20), nullable=False),
     Column("lines", JSON, nullable=False),
     Column("picks", JSON, nullable=False),
+    # Its first shipment (in warehouse code order) once CREATE_SHIPMENT succeeded; null until then.
     Column("shipment_id", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # When its shipment was dispatched (the order SHIPPED); null until then.
+    # When the last of its shipments was dispatched (the order SHIPPED); null until then.
     Column("shipped_at", UtcDateTime, nullable=True),
     Index("ix_order_view_customer_id", "customer_id"),
     Index("ix_order_view_created_at", "created_at", "id"),
@@ -398,6 +399,8 @@ shipment_view = Table(
     Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
     Column("warehouse_code", CODE, nullable=False, server_default=""),
+    # Why its warehouse refused it; null unless REJECTED.
+    Column("reason", Text, nullable=True),
     # A remote warehouse's name for it, once created there.
     Column("reference", NAME, nullable=True),
     # Since when the saga awaits a remote warehouse's answer about it (it answered 202).

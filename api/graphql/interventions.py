@@ -72,7 +72,11 @@ class DispatchShipmentPayload:
     shipment: Shipment | None = strawberry.field(
         default=None, description="The shipment, DISPATCHED; null when refused."
     )
-    order: Order | None = strawberry.field(default=None, description="Its order, SHIPPED; null when refused.")
+    order: Order | None = strawberry.field(
+        default=None,
+        description="Its order: SHIPPED if this was the last of its shipments to leave, PARTIALLY_SHIPPED "
+        "while others wait; null when refused.",
+    )
     user_errors: list[UserError] = user_errors_field()
 
 

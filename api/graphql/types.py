@@ -322,6 +322,7 @@ class Shipment(Node):
     dispatched_at: datetime | None = strawberry.field(
         description="When the warehouse dispatched it (its picks left their sections); null until then."
     )
+    reason: str | None = strawberry.field(description="Why its warehouse refused it; null unless REJECTED.")
     reference: str | None = strawberry.field(
         description="What a remote warehouse service calls it, as it answered; null for the built-in "
         "warehouse, and until created."
@@ -341,6 +342,7 @@ class Shipment(Node):
             created_at=row.created_at,
             status=ShipmentStatus(row.status),
             dispatched_at=row.dispatched_at,
+            reason=row.reason,
             reference=row.reference,
             awaiting_since=row.accepted_at,
         )

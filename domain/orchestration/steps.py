@@ -231,7 +231,6 @@ def step_command(state: SagaState, action: str, now: datetime) -> StepCommand:
         picks=state.picks,
         reservation_id=f"{state.saga_id}:{Step.RESERVE_STOCK.value}",
         at=now,
-        shipment_id=state.shipment_id,
     )
 
 

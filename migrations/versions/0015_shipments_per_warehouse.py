@@ -5,8 +5,10 @@ per warehouse (warehouse_code), and a shipment's status follows its life at the 
 CREATED (what PENDING meant), REJECTED, CANCELLED, DISPATCHED (domain/model/saga.py). This brings
 stored rows to what the projection now writes, as `projections rebuild` would: a shipment made
 before is one with all its order's picks, from the warehouse of its first pick; a saga whose
-CREATE_SHIPMENT had started but not succeeded shows its shipments as requested (withdrawn, CANCELLED,
-if the saga turned back since). Shipments made before keep no warehouse in the participant's table.
+CREATE_SHIPMENT had started but not succeeded shows its shipments as requested, or withdrawn
+(CANCELLED) if the saga turned back since: it is turning back or failed, or it ran a compensation
+(RELEASE_STOCK, CANCEL_ORDER or CANCEL_SHIPMENT), as one parked in its compensations
+(NEEDS_ATTENTION) did. Shipments made before keep no warehouse in the participant's table.
 
 Revision ID: 0015
 Revises: 0014
@@ -46,7 +48,10 @@ _steps = sa.table(
 )
 _reservations = sa.table("reservations", sa.column("order_id"), sa.column("picks", sa.JSON))
 # A saga turned back withdraws the shipments it had requested (domain/model/saga.py's _turn_back).
+# Its status says so while it compensates and once it failed; a saga parked since (NEEDS_ATTENTION)
+# says so only by the compensations it ran.
 _TURNED_BACK = ("COMPENSATING", "FAILED")
+_COMPENSATIONS = ("RELEASE_STOCK", "CANCEL_ORDER", "CANCEL_SHIPMENT")
 
 
 def upgrade() -> None:
@@ -85,6 +90,7 @@ def _requested(conn: sa.Connection) -> None:
     succeeded = sa.select(_steps.c.saga_id).where(
         _steps.c.step == "CREATE_SHIPMENT", _steps.c.status == "SUCCEEDED"
     )
+    compensated = sa.exists().where(_steps.c.saga_id == _saga_view.c.id, _steps.c.step.in_(_COMPENSATIONS))
     sagas = conn.execute(
         sa.select(
             _saga_view.c.id,
@@ -92,6 +98,7 @@ def _requested(conn: sa.Connection) -> None:
             _saga_view.c.status,
             first_start.c.at,
             _reservations.c.picks,
+            compensated.label("compensated"),
         )
         .join(first_start, first_start.c.saga_id == _saga_view.c.id)
         .join(_reservations, _reservations.c.order_id == _saga_view.c.order_id)
@@ -99,7 +106,8 @@ def _requested(conn: sa.Connection) -> None:
     ).all()
     rows: list[dict[str, Any]] = []
     for saga in sagas:
-        status = "CANCELLED" if saga.status in _TURNED_BACK else "REQUESTED"
+        turned_back = saga.status in _TURNED_BACK or saga.compensated
+        status = "CANCELLED" if turned_back else "REQUESTED"
         for code in sorted({p["warehouseCode"] for p in saga.picks}):
             rows.append(
                 {

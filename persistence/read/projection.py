@@ -97,6 +97,7 @@ def shipment_rows(state: SagaState) -> list[dict[str, Any]]:
             "created_at": s.created_at or s.requested_at,
             "status": s.status.value,
             "dispatched_at": s.dispatched_at,
+            "reason": s.reason,
             "reference": s.reference,
             "accepted_at": s.accepted_at,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, text, update
 
 from domain.model.problems import MAX_COUNT, Problem, ProblemCode
 from domain.model.values import MovementKind, StorageCondition
@@ -18,10 +18,19 @@ from persistence.tables import products, sections, stock, warehouses
 from persistence.write import movements
 from persistence.write.movements import movement
 
+# Processes started together on one PostgreSQL database take turns to load a catalog under this
+# advisory lock ("catalog" in ASCII; any fixed number, the same in every process).
+LOADING_LOCK = int.from_bytes(b"catalog", "big")
 
-async def is_empty(conn: Db) -> bool:
-    """Whether no warehouse is registered yet (read in the writing transaction, so that of several
-    writers loading a catalog, each sees what the others committed)."""
+
+async def empty_for_loading(conn: Db) -> bool:
+    """Whether no warehouse is registered yet, asked by a transaction that loads a catalog if so.
+    Such transactions take turns: on PostgreSQL this waits (under an advisory lock held until the
+    transaction ends) for the one before to end, so each sees what the others loaded and a catalog
+    is loaded once; SQLite writes one transaction at a time anyway. On PostgreSQL a wait past the
+    writer's lock_timeout raises its lock_not_available error, which the transaction runner retries."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOADING_LOCK})
     return (await conn.execute(select(warehouses.c.code).limit(1))).first() is None
 
 

@@ -57,7 +57,7 @@ _SAGA_CHANGES = (
     "failure_kind",
 )
 _ORDER_CHANGES = ("status", "picks", "shipment_id", "updated_at", "shipped_at")
-_SHIPMENT_CHANGES = ("status", "created_at", "dispatched_at", "reference", "accepted_at")
+_SHIPMENT_CHANGES = ("status", "created_at", "dispatched_at", "reason", "reference", "accepted_at")
 # Bind names must differ from column names, hence the prefix.
 _UPDATE_SAGA = Prepared(
     update(saga_view)

@@ -249,6 +249,19 @@ async def test_the_saga_page_by_its_address_tells_the_whole_story(page: Page, li
     await assert_only_loopback(page, live)
 
 
+async def test_a_refused_shipment_shows_when_it_was_requested(page: Page, live_with_faults: Live) -> None:
+    live = live_with_faults
+    await stage(live.gql, "SHIPMENT", rejectedWarehouses=["W1"])
+    saga_id = await live.place(1)
+    await live.gql.wait_for_saga(saga_id, "FAILED")
+    await page.open(f"{live.url}/dashboard/#/sagas/{saga_id}")
+    shown = "return document.querySelector('#shipments .shipment > p')?.innerText"
+    said = await page.until(shown, what="the shipment")
+    # The warehouse never created it: its time is when it was requested.
+    assert said.startswith("Shipment from W1 ") and " REJECTED requested " in said, said
+    assert "created" not in said, said
+
+
 async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     page: Page, live_with_faults: Live
 ) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
+from api.outbound.stream import RelayState
 from api.service import Service
-from api.settings import Settings
+from api.settings import Settings, StreamSettings
 from api.web.app import create_app
+from persistence.database import make_engine
 from tests.api.server import serve
 from tests.integration.staging import make_stage
 from tests.polling import eventually
@@ -101,3 +105,34 @@ async def test_readyz_says_which_background_task_waits_to_be_restarted(database_
             {"status": "unavailable", "restarting": ["commit-listener"]},
         )
         assert "listening connection" not in response.text  # the reason is for the log
+
+
+async def rename_table(database_url: str, name: str, new_name: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {name} RENAME TO {new_name}"))
+    finally:
+        await engine.dispose()
+
+
+async def test_readyz_is_503_when_the_relays_state_cannot_be_read_after_the_readiness_check(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens on port 1: the relay stays behind, and its state then counts the events
+    # waiting, reading the journal's head.
+    stream = StreamSettings(url="nats://127.0.0.1:1")
+    svc = Service(Settings(database_url=database_url, stream=stream))
+    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        relay = svc.stream
+        assert relay is not None
+        await eventually(lambda: relay.state is RelayState.BEHIND, "the relay to fall behind")
+        assert (await http.get("/readyz")).status_code == 200
+        # The database still answers the readiness check, but the relays' state can no longer be read.
+        await rename_table(database_url, "journal_head", "journal_head_gone")
+        try:
+            answer = await http.get("/readyz")
+        finally:
+            await rename_table(database_url, "journal_head_gone", "journal_head")
+    assert (answer.status_code, answer.json()) == (503, {"status": "unavailable", "restarting": []})
+    assert "not ready: the relays' state could not be read" in caplog.text

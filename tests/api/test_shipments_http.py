@@ -1,7 +1,8 @@
 """One shipment per warehouse over real HTTP, on each database: an order picked from two warehouses
 lists a shipment for each (and the deprecated `shipment` is the first); dispatching one reads
 PARTIALLY_SHIPPED, and the order can no longer be cancelled; dispatching the other reads SHIPPED. A
-warehouse refusing its shipment (a staged fault) cancels the other's and cancels the order."""
+warehouse refusing its shipment (a staged fault) cancels the other's and cancels the order, and the
+refused shipment says why."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.api.test_inventory_http import CATALOG, POLICY
 ORDER = """query ($id: ID!) { order(id: $id) {
   status shippedAt
   shipment { id warehouseCode }
-  shipments { id warehouseCode status dispatchedAt picks { warehouseCode sku quantity } }
+  shipments { id warehouseCode status dispatchedAt reason picks { warehouseCode sku quantity } }
 } }"""
 DISPATCH = """mutation ($id: ID!) { dispatchShipment(input: {shipmentId: $id}) {
   shipment { id warehouseCode status } order { status } userErrors { code }
@@ -90,9 +91,9 @@ async def test_a_warehouse_refusing_its_shipment_cancels_the_other_and_the_order
     saga = (await gql(SAGA, id=saga_id))["saga"]
     assert saga == {"status": "FAILED", "failureReason": "warehouse W2 refused the shipment (staged fault)"}
     assert order["status"] == "CANCELLED"
-    assert [(s["warehouseCode"], s["status"]) for s in order["shipments"]] == [
-        ("W1", "CANCELLED"),
-        ("W2", "REJECTED"),
+    assert [(s["warehouseCode"], s["status"], s["reason"]) for s in order["shipments"]] == [
+        ("W1", "CANCELLED", None),
+        ("W2", "REJECTED", "warehouse W2 refused the shipment (staged fault)"),
     ]
     assert [level["reserved"] for level in (await gql(STOCK))["stockLevels"]] == [0, 0]
 

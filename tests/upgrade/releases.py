@@ -1,5 +1,6 @@
 """The databases released versions left behind (`databases/<version>/`, written by `generate.py`):
-where they are, their manifests, and restoring one into a database of its own."""
+where they are, their manifests, and restoring one into a database of its own; and taking a database
+down to an earlier migration, to write rows as an earlier version did."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from alembic import command
+from sqlalchemy.engine import Connection, make_url
+
+from persistence.migrate import alembic_config
 
 DATABASES = Path(__file__).parent / "databases"
 # Each database's written form, by backend.
@@ -72,3 +76,10 @@ def restore_sqlite(release: str, path: Path) -> str:
     """The release's SQLite database written to `path`; its URL."""
     path.write_bytes(dump(release, "sqlite"))
     return f"sqlite+aiosqlite:///{path}"
+
+
+def downgrade(conn: Connection, revision: str) -> None:
+    """Take the database on `conn` down to migration `revision` (for `AsyncConnection.run_sync`)."""
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.downgrade(config, revision)

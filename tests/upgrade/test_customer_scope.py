@@ -8,17 +8,16 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from alembic import command
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Connection
 
 from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
 from persistence.connection import AsyncDb
 from persistence.database import make_engine
-from persistence.migrate import alembic_config, upgrade
+from persistence.migrate import upgrade
 from persistence.tables import orders, placements
 from persistence.write.journal import SqlSagaStore
+from tests.upgrade.releases import downgrade
 
 LINES: list[dict[str, Any]] = [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}]
 
@@ -33,19 +32,13 @@ def fingerprint_of_0_1_0(customer_id: str) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-def downgrade_to_0_2_0(conn: Connection) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = conn
-    command.downgrade(config, "0006")
-
-
 async def test_only_0_1_0_placements_are_scoped_to_their_customer(database_url: str) -> None:
     now = datetime.now(UTC)
     engine = make_engine(database_url)
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
-            await conn.run_sync(downgrade_to_0_2_0)
+            await conn.run_sync(downgrade, "0006")
             # 0.1.0 bound "k" for customer-1 as sent; 0.2.0 bound a caller's digest of "k" for customer-2.
             await conn.execute(
                 insert(orders),
@@ -82,7 +75,7 @@ async def test_only_0_1_0_placements_are_scoped_to_their_customer(database_url: 
             assert await store.find_placement("another digest", "k") is None
 
         async with engine.begin() as conn:
-            await conn.run_sync(downgrade_to_0_2_0)
+            await conn.run_sync(downgrade, "0006")
             query = select(placements.c.order_id, placements.c.fingerprint)
             rows = {r.order_id: r for r in await conn.execute(query)}
             assert rows["order-old"].fingerprint == fingerprint_of_0_1_0("customer-1")

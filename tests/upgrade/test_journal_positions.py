@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alembic import command
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
 from persistence.database import make_engine
-from persistence.migrate import alembic_config, upgrade
+from persistence.migrate import upgrade
+from tests.upgrade.releases import downgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def downgrade_to_0011(conn: Connection) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = conn
-    command.downgrade(config, "0011")
 
 
 async def test_stored_events_are_numbered_in_recorded_order_but_each_saga_in_its_own(
@@ -29,7 +22,7 @@ async def test_stored_events_are_numbered_in_recorded_order_but_each_saga_in_its
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
-            await conn.run_sync(downgrade_to_0011)
+            await conn.run_sync(downgrade, "0011")
             # Saga "a"'s second event was written by a process whose clock was 5 s behind.
             stored = [("a", 1, 0), ("b", 1, 1), ("a", 2, -5), ("b", 2, 2), ("a", 3, 3)]
             journal = text(

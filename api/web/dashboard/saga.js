@@ -197,6 +197,10 @@ function orderSection(order) {
   );
 }
 
+// What a shipment's time is, by its status: when it was requested, for one the warehouse has not
+// created (yet, or ever: it refused it), else when it was created.
+const SHIPMENT_TIME = { REQUESTED: "requested", REJECTED: "requested" };
+
 // One warehouse's shipment: its status, when it was created (or requested) and dispatched, its picks.
 function shipment(s) {
   return element(
@@ -209,7 +213,7 @@ function shipment(s) {
       element("code", {}, s.id),
       " ",
       statusBadge(s.status),
-      s.status === "REQUESTED" ? " requested " : " created ",
+      ` ${SHIPMENT_TIME[s.status] ?? "created"} `,
       time(s.createdAt, true),
       ...(s.dispatchedAt ? [" dispatched ", time(s.dispatchedAt, true)] : []),
     ),
