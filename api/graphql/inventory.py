@@ -235,6 +235,7 @@ class InventoryMutations:
                     )
                     for code, condition in sections
                 ],
+                service_url=input.service_url,
             )
         )
 

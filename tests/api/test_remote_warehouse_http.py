@@ -244,3 +244,69 @@ async def test_bad_input_on_a_report_is_refused_with_its_code(
     answer = await report(gql, **input)
     assert [(e["code"], e["field"]) for e in answer["userErrors"]] == [(code, field)]
     assert answer["shipment"] is None
+
+
+REGISTER_REMOTE = """
+mutation ($url: String) {
+  registerWarehouse(input: {code: "W3", name: "Three", sections: [], serviceUrl: $url}) {
+    warehouse { code serviceUrl } userErrors { code field } }
+}
+"""
+UPDATE = """
+mutation ($input: UpdateWarehouseInput!) {
+  updateWarehouse(input: $input) { warehouse { code name serviceUrl } userErrors { code field } }
+}
+"""
+
+
+async def test_a_warehouse_of_its_own_url_is_remote_while_the_others_stay_built_in(database_url: str) -> None:
+    stub = WarehouseStub()
+    settings = Settings(database_url=database_url, policy=POLICY, warehouse_service_secret=stub.secret)
+    async with stub.running(), graphql_client(Service(settings), timeout=30) as gql:
+        await gql(CATALOG)
+        changed = (await gql(UPDATE, input={"code": "W2", "serviceUrl": stub.url}))["updateWarehouse"]
+        assert changed == {
+            "warehouse": {"code": "W2", "name": "Two", "serviceUrl": stub.url},
+            "userErrors": [],
+        }
+        saga_id, order_id = await place(gql, 2)
+
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+
+        assert [c.warehouse for c in stub.of_type("CreateShipment")] == ["W2"]
+        shipments = {s["warehouseCode"]: s for s in (await order(gql, order_id))["shipments"]}
+        assert (shipments["W1"]["status"], shipments["W1"]["reference"]) == ("CREATED", None)
+        assert (shipments["W2"]["status"], shipments["W2"]["reference"]) == ("CREATED", "WMS-W2")
+
+        back = await gql(UPDATE, input={"code": "W2", "serviceUrl": None})
+        assert back["updateWarehouse"]["warehouse"]["serviceUrl"] is None
+        await gql(
+            'mutation { receiveStock(input: {sku: "TEA", warehouseCode: "W2", sectionCode: "B", '
+            "quantity: 1}) { userErrors { code } } }"
+        )
+        again, _ = await place(gql, 1)
+        await gql.wait_for_saga(again, "COMPLETED")
+        assert len(stub.of_type("CreateShipment")) == 1  # built in again: nothing more was sent
+
+
+async def test_a_service_url_needs_a_signing_secret_and_a_valid_url(database_url: str) -> None:
+    async with graphql_client(Service(Settings(database_url=database_url)), timeout=30) as gql:
+        unsigned = (await gql(REGISTER_REMOTE, url="http://127.0.0.1:9/commands"))["registerWarehouse"]
+        assert unsigned == {
+            "warehouse": None,
+            "userErrors": [{"code": "SIGNING_NOT_CONFIGURED", "field": "serviceUrl"}],
+        }
+    stub = WarehouseStub()
+    settings = Settings(database_url=database_url, warehouse_service_secret=stub.secret)
+    async with graphql_client(Service(settings), timeout=30) as gql:
+        for url in ("ftp://example.com/x", "http://user:pw@example.com/", "not a url", "x" * 3000):
+            refused = (await gql(REGISTER_REMOTE, url=url))["registerWarehouse"]
+            assert refused["userErrors"] == [{"code": "INVALID_URL", "field": "serviceUrl"}], url
+        taken = (await gql(REGISTER_REMOTE, url=stub.url))["registerWarehouse"]
+        assert taken == {"warehouse": {"code": "W3", "serviceUrl": stub.url}, "userErrors": []}
+        listed = (await gql("{ warehouses { code serviceUrl } }"))["warehouses"]
+        assert listed == [{"code": "W3", "serviceUrl": stub.url}]
+        unknown = (await gql(UPDATE, input={"code": "W9", "name": "Nine"}))["updateWarehouse"]
+        assert unknown == {"warehouse": None, "userErrors": [{"code": "UNKNOWN_WAREHOUSE", "field": "code"}]}
+        blank = (await gql(UPDATE, input={"code": "W3", "name": " "}))["updateWarehouse"]
+        assert blank["userErrors"] == [{"code": "REQUIRED", "field": "name"}]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from api.cli import _parser, _settings
+from api.outbound.signing import new_secret
 from api.settings import Settings, StreamSettings
 from domain.model.saga import SagaPolicy
 
@@ -123,3 +125,30 @@ def test_webhook_times_must_be_positive(option: str) -> None:
     args = _parser().parse_args(["serve", f"{option}=0"])
     with pytest.raises(SystemExit, match=f"{option} must be more than 0 seconds"):
         args.run(args)
+
+
+def test_a_warehouse_service_is_signed_with_the_secret_file_it_needs(tmp_path: Path) -> None:
+    secret = new_secret()
+    (tmp_path / "secret").write_text(secret + "\n")
+    chosen = serve_settings(
+        "--warehouse-service-url=http://wms.internal:8080/commands",
+        f"--warehouse-service-secret-file={tmp_path / 'secret'}",
+    )
+    assert (chosen.warehouse_service_url, chosen.warehouse_service_secret) == (
+        "http://wms.internal:8080/commands",
+        secret,
+    )
+    assert (serve_settings().warehouse_service_url, serve_settings().warehouse_service_secret) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--warehouse-service-url=http://wms/commands"], "needs --warehouse-service-secret-file"),
+        (["--warehouse-service-url=ftp://wms/commands"], "must be an http or https URL"),
+        (["--warehouse-service-secret-file=/nonexistent/secret"], "cannot use the warehouse service secret"),
+    ],
+)
+def test_a_warehouse_service_that_cannot_be_used_stops_the_start(options: list[str], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        serve_settings(*options)
