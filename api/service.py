@@ -45,6 +45,7 @@ from persistence.fleet.relays import Relays
 from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
+from persistence.read.catalog import CatalogReads
 from persistence.read.event_log import head
 from persistence.read.queries import ReadModel
 from persistence.serving import claim_database
@@ -113,8 +114,9 @@ class Service:
         )
         secret = settings.warehouse_service_secret
         self.read = ReadModel(self._reader)
+        self.catalog = CatalogReads(self._reader)
         self.warehouses = WarehouseService(
-            self.read.warehouse_service_urls,
+            self.catalog.warehouse_service_urls,
             settings.warehouse_service_url,
             None if secret is None else Signer(secret),
         )

@@ -106,7 +106,7 @@ async def _check_books(
 ) -> dict[str, Any]:
     stock = {}
     for sku in workload.skus(hot):
-        levels = await svc.read.stock_levels(sku)
+        levels = await svc.catalog.stock_levels(sku)
         stock[sku] = (sum(level.on_hand for level in levels), sum(level.reserved for level in levels))
     return workload.books([(order, status.value) for order, status in outcomes], stock)
 

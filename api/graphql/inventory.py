@@ -167,15 +167,15 @@ class InventoryQueries:
     async def stock_levels(
         self, info: Info, sku: Annotated[str, strawberry.argument(description="The product's SKU.")]
     ) -> list[StockLevel]:
-        return [StockLevel.from_row(r) for r in await service(info).read.stock_levels(sku)]
+        return [StockLevel.from_row(r) for r in await service(info).catalog.stock_levels(sku)]
 
     @strawberry.field(description="Every warehouse with its sections and the stock each section holds.")
     async def warehouses(self, info: Info) -> list[Warehouse]:
-        return Warehouse.from_rows(await service(info).read.warehouses())
+        return Warehouse.from_rows(await service(info).catalog.warehouses())
 
     @strawberry.field(description="Every product, with its stock summed over all warehouse sections.")
     async def products(self, info: Info) -> list[Product]:
-        return [Product.from_row(r) for r in await service(info).read.products()]
+        return [Product.from_row(r) for r in await service(info).catalog.products()]
 
     @strawberry.field(
         description="Contention on stock rows, as seen by this server process since it started."
@@ -262,7 +262,7 @@ class InventoryMutations:
             return UpdateWarehousePayload(user_errors=user_errors(problems))
         if "service_url" in changes:
             svc.warehouses.learn(input.code, changes["service_url"])
-        (warehouse,) = Warehouse.from_rows(await svc.read.warehouses([input.code]))
+        (warehouse,) = Warehouse.from_rows(await svc.catalog.warehouses([input.code]))
         return UpdateWarehousePayload(warehouse=warehouse)
 
     @strawberry.mutation(
@@ -380,7 +380,7 @@ async def _level(svc: Service, sku: str, warehouse_code: str, section_code: str)
     """The stock level of one section, as it is now."""
     level = next(
         r
-        for r in await svc.read.stock_levels(sku)
+        for r in await svc.catalog.stock_levels(sku)
         if (r.warehouse_code, r.section_code) == (warehouse_code, section_code)
     )
     return StockLevel.from_row(level)

@@ -123,7 +123,7 @@ class OrderMutations:
             message = "an order can be placed only in the caller's own name"
             problems.append(Problem(ProblemCode.FORBIDDEN, "customerId", message))
         skus = [line.sku for line in input.lines[:MAX_LINES]]
-        known = await svc.read.known_skus(skus)
+        known = await svc.catalog.known_skus(skus)
         problems += [
             Problem(ProblemCode.UNKNOWN_SKU, f"lines[{i}].sku", f"no product {sku}")
             for i, sku in enumerate(skus)

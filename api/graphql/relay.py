@@ -232,17 +232,17 @@ async def find_node(info: Info, id: str, argument: str) -> Node | None:
 
 
 async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | None:
-    read = service(info).read
+    catalog = service(info).catalog
     match kind, key:
         case "Product", [sku]:
-            return next((Product.from_row(r) for r in await read.products([sku])), None)
+            return next((Product.from_row(r) for r in await catalog.products([sku])), None)
         case "Warehouse", [code]:
-            return next(iter(Warehouse.from_rows(await read.warehouses([code]))), None)
+            return next(iter(Warehouse.from_rows(await catalog.warehouses([code]))), None)
         case "Section", [warehouse_code, code]:
-            warehouses = Warehouse.from_rows(await read.warehouses([warehouse_code]))
+            warehouses = Warehouse.from_rows(await catalog.warehouses([warehouse_code]))
             return next((s for w in warehouses for s in w.sections if s.code == code), None)
         case "StockLevel", [warehouse_code, section_code, sku]:
-            held = [r for r in await read.stock_levels(sku) if r.warehouse_code == warehouse_code]
+            held = [r for r in await catalog.stock_levels(sku) if r.warehouse_code == warehouse_code]
             return next((StockLevel.from_row(r) for r in held if r.section_code == section_code), None)
     return None
 
@@ -392,12 +392,12 @@ class RelayQueries:
         occurred_before: Exclusive = None,
     ) -> Connection[StockMovement]:
         asked = window(first, _cursor(after), last, _cursor(before))
-        where, read = PageFilter(since=occurred_after, until=occurred_before), service(info).read
-        rows = await read.stock_movement_page(sku, warehouse_code, section_code, where, asked)
+        where, catalog = PageFilter(since=occurred_after, until=occurred_before), service(info).catalog
+        rows = await catalog.stock_movement_page(sku, warehouse_code, section_code, where, asked)
         return _connection(
             rows,
             asked,
             "occurred_at",
             StockMovement.from_row,
-            lambda: read.stock_movement_count(sku, warehouse_code, section_code, where),
+            lambda: catalog.stock_movement_count(sku, warehouse_code, section_code, where),
         )

@@ -6,8 +6,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from itertools import groupby
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, Self, TypeVar, get_args
 
 import strawberry
 from sqlalchemy import Row
@@ -231,6 +230,22 @@ class ShipmentStatus(enum.Enum):
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
 
 
+class Columns(Protocol):
+    """A row's columns as attributes: a read's Row, or a row as the projection wrote it (Projected)."""
+
+    def __getattr__(self, name: str) -> Any: ...
+
+
+class Projected(dict[str, Any]):
+    """A row the projection made (projection.saga_row and its kin), read as a query would read it."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def service(info: Info) -> Service:
     return info.context["service"]  # type: ignore[no-any-return]
 
@@ -334,7 +349,7 @@ class Shipment(Node):
     )
 
     @classmethod
-    def from_row(cls, row: Row) -> Shipment:
+    def from_row(cls, row: Columns) -> Shipment:
         return cls(
             id=strawberry.ID(row.id),
             warehouse_code=row.warehouse_code,
@@ -369,7 +384,7 @@ class Order(Node):
     saga_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Row) -> Order:
+    def from_row(cls, row: Columns) -> Order:
         return cls(
             id=strawberry.ID(row.id),
             status=DomainOrderStatus(row.status),
@@ -514,7 +529,7 @@ class Saga(Node):
     order_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Row) -> Saga:
+    def from_row(cls, row: Columns) -> Saga:
         return cls(
             id=strawberry.ID(row.id),
             status=DomainSagaStatus(row.status),
@@ -729,8 +744,8 @@ class InventoryContention:
 def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     """A saga and its order as the transaction that produced `state` projected them: the very rows the
     read model received, without reading them back (nor seeing what the saga did since)."""
-    saga = Saga.from_row(SimpleNamespace(**projection.saga_row(state)))  # type: ignore[arg-type]
-    order = Order.from_row(SimpleNamespace(**projection.order_row(state)))  # type: ignore[arg-type]
+    saga = Saga.from_row(Projected(projection.saga_row(state)))
+    order = Order.from_row(Projected(projection.order_row(state)))
     return saga, order
 
 
@@ -738,4 +753,4 @@ def shipment_as_committed(state: DomainSagaState, shipment_id: str) -> Shipment 
     """The saga's shipment `shipment_id` as the transaction that produced `state` projected it (see
     as_committed); None if it has none of that id."""
     row = next((r for r in projection.shipment_rows(state) if r["id"] == shipment_id), None)
-    return Shipment.from_row(SimpleNamespace(**row)) if row else None  # type: ignore[arg-type]
+    return Shipment.from_row(Projected(row)) if row else None

@@ -45,7 +45,7 @@ async def test_racing_dispatches_of_a_shipment_dispatch_it_once(svc: Service, da
     refused = [a for a in answers if isinstance(a, Refused)]
     assert len(dispatched) == 1 and [r.code for r in refused] == [ProblemCode.SHIPMENT_ALREADY_DISPATCHED]
     at = dispatched[0].dispatched_at
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (7, 0)
     order, saga = await svc.read.order(order_id), await svc.read.saga(saga_id)
     assert order is not None and saga is not None
@@ -71,7 +71,7 @@ async def test_a_dispatched_order_is_not_cancelled_and_nothing_changes(svc: Serv
 
     assert isinstance(refused, Refused) and refused.code is ProblemCode.ORDER_ALREADY_SHIPPED
     assert await svc.read.saga_timeline(saga_id) == before
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (8, 0)
 
 
@@ -82,7 +82,7 @@ async def test_a_completed_order_cancelled_before_dispatch_gives_its_stock_back(
     assert isinstance(cancelled, SagaState)
     await wait_for_status(svc, saga_id, SagaStatus.FAILED)
 
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 0)
     order = await svc.read.order(order_id)
     assert order is not None and order.status == "CANCELLED"

@@ -77,5 +77,5 @@ async def test_interventions_racing_running_sagas_leave_stock_and_orders_exact(s
             assert status == "FAILED" and saga.failure_reason in ("racing", CUSTOMER_CANCELLED)
             [shipment] = await svc.read.shipments([order_id]) or [None]
             assert order.status == "CANCELLED" and (shipment is None or shipment.status == "CANCELLED")
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, completed)

@@ -36,7 +36,7 @@ async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> N
     order = await svc.read.order(placed.order_id)
     assert order is not None and order.status == "CONFIRMED" and order.shipment_id
     assert order.picks == [{"warehouseCode": "W1", "sectionCode": "A", "sku": "SKU-1", "quantity": 3}]
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 3)
     timeline = await svc.read.saga_timeline(placed.saga_id)
     assert [r.sequence for r in timeline] == list(range(1, 8))
@@ -55,7 +55,7 @@ async def test_an_orders_picks_are_cleared_once_its_stock_is_released_or_dispatc
     for order in placed:
         row = await svc.read.order(order.order_id)
         assert row is not None and row.status in ("CANCELLED", "SHIPPED") and row.picks == []
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (8, 0)
 
 
@@ -68,7 +68,7 @@ async def test_a_shortage_fails_the_saga_and_cancels_the_order(svc: Service) -> 
     assert saga.failure_reason == "insufficient stock: SKU-1 short by 1 (requested 11, available 10)"
     order = await svc.read.order(placed.order_id)
     assert order is not None and order.status == "CANCELLED"
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 0)
 
 
@@ -108,7 +108,7 @@ async def test_an_idempotency_key_yields_one_order_even_when_requests_race(svc: 
             PlaceOrder("c-2", (OrderLine("SKU-1", 1),), idempotency_key="once")
         )
     await wait_for_status(svc, results[0].saga_id, SagaStatus.COMPLETED)
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert level.reserved == 1
 
 
@@ -154,7 +154,7 @@ async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -
     reserved, again = await svc.runner.run(reserve_then_release_twice)
     assert reserved == again  # the second reserve with the same command id found the first
     assert reserved.picks == (Pick("W1", "A", "SKU-1", 4),)  # type: ignore[attr-defined]
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 0)
 
 

@@ -64,7 +64,7 @@ async def test_each_shipment_is_dispatched_on_its_own_and_the_order_ships_with_t
     assert order is not None and (order.status, order.shipped_at) == ("PARTIALLY_SHIPPED", None)
     # Only W2's picks left: W1's 10 are still held.
     assert [(p["warehouseCode"], p["quantity"]) for p in order.picks] == [("W1", 10)]
-    levels = {level.warehouse_code: level for level in await svc.read.stock_levels("SKU-1")}
+    levels = {level.warehouse_code: level for level in await svc.catalog.stock_levels("SKU-1")}
     assert (levels["W1"].on_hand, levels["W1"].reserved) == (10, 10)
     assert (levels["W2"].on_hand, levels["W2"].reserved) == (3, 0)
     refused = await svc.orchestrator.cancel_order(saga_id, CUSTOMER)
@@ -84,7 +84,7 @@ async def test_each_shipment_is_dispatched_on_its_own_and_the_order_ships_with_t
         [],
     )
     assert [r.status for r in await svc.read.shipments([order_id])] == ["DISPATCHED", "DISPATCHED"]
-    levels = {level.warehouse_code: level for level in await svc.read.stock_levels("SKU-1")}
+    levels = {level.warehouse_code: level for level in await svc.catalog.stock_levels("SKU-1")}
     assert (levels["W1"].on_hand, levels["W1"].reserved) == (0, 0)
     async with svc.read.engine.connect() as conn:
         assert (await conn.execute(select(orders.c.status))).scalar_one() == "SHIPPED"
@@ -101,7 +101,7 @@ async def test_a_two_warehouse_order_cancelled_before_dispatch_cancels_both_ship
     assert [r.status for r in await svc.read.shipments([order_id])] == ["CANCELLED", "CANCELLED"]
     async with svc.read.engine.connect() as conn:
         assert sorted((await conn.execute(select(shipments.c.status))).scalars()) == ["CANCELLED"] * 2
-    levels = {level.warehouse_code: level for level in await svc.read.stock_levels("SKU-1")}
+    levels = {level.warehouse_code: level for level in await svc.catalog.stock_levels("SKU-1")}
     assert (levels["W1"].reserved, levels["W2"].reserved) == (0, 0)
 
 
@@ -135,7 +135,9 @@ async def test_a_refused_shipment_cancels_the_other_then_releases_stock_and_canc
         assert [(r.warehouse_code, r.status) for r in rows] == [("W1", "CANCELLED"), ("W2", "REJECTED")]
         order = await stage.svc.read.order(saga.order_id)
         assert order is not None and (order.status, order.picks) == ("CANCELLED", [])
-        assert [(level.on_hand, level.reserved) for level in await stage.svc.read.stock_levels("SKU-1")] == [
+        assert [
+            (level.on_hand, level.reserved) for level in await stage.svc.catalog.stock_levels("SKU-1")
+        ] == [
             (10, 0),
             (5, 0),
         ]

@@ -59,7 +59,7 @@ async def reserve(svc: Service, command: StepCommand) -> Outcome:
 
 async def levels(svc: Service, sku: str) -> dict[str, tuple[int, int]]:
     """(onHand, reserved) of `sku` by warehouse."""
-    return {r.warehouse_code: (r.on_hand, r.reserved) for r in await svc.read.stock_levels(sku)}
+    return {r.warehouse_code: (r.on_hand, r.reserved) for r in await svc.catalog.stock_levels(sku)}
 
 
 def contention(svc: Service) -> tuple[int, int, int]:

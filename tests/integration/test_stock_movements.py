@@ -69,7 +69,7 @@ async def test_the_movements_of_a_section_explain_its_stock(svc: Service) -> Non
     references = {kind: ref for kind, _, _, ref in await _movements(svc)}
     assert references["DISPATCH"] == order.shipment_id and references["RELEASE"] == cancelled_order
     assert (references["ADJUSTMENT"], references["RECEIPT"]) == ("a damaged pallet", None)
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (6, 0)
     async with svc.read.engine.connect() as conn:
         assert await unexplained_stock(conn) == []
@@ -80,13 +80,13 @@ async def test_an_adjustment_never_goes_below_what_is_reserved(svc: Service) -> 
 
     assert await _adjust(svc, -7) == [ProblemCode.BELOW_RESERVED]
     assert await _adjust(svc, MAX_COUNT) == [ProblemCode.OUT_OF_RANGE]
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 4)
     assert [kind for kind, *_ in await _movements(svc)] == ["RECEIPT", "RESERVATION"]
 
     assert await _adjust(svc, -6) == []
     assert await _adjust(svc, MAX_COUNT - 4) == []
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (MAX_COUNT, 4)
 
 
@@ -113,7 +113,7 @@ async def test_adjustments_racing_reservations_never_undercut_them(svc: Service)
     adjusted = sum(1 for o in outcomes if o == [])
     refused = [o for o in outcomes if isinstance(o, list) and o]
     assert all(codes == [ProblemCode.BELOW_RESERVED] for codes in refused)
-    [level] = await svc.read.stock_levels("SKU-1")
+    [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10 - adjusted, completed)
     assert completed + adjusted <= 10 and completed >= 6  # 10 units, 4 adjustments of one at most
     async with svc.read.engine.connect() as conn:
@@ -128,5 +128,5 @@ async def test_an_adjustment_never_takes_a_products_total_past_a_count(svc: Serv
 
     assert await _adjust(svc, MAX_COUNT - 12) == [ProblemCode.OUT_OF_RANGE]  # W1/A fits, the total not
     assert await _adjust(svc, MAX_COUNT - 15) == []
-    products = await svc.read.products()
+    products = await svc.catalog.products()
     assert [(p.sku, p.on_hand) for p in products] == [("SKU-1", MAX_COUNT)]
