@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,11 @@ def server_cpu_s(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def served(workdir: Path, database: Database, options: list[str]) -> AsyncIterator[tuple[str, int]]:
+async def served(
+    workdir: Path, database: Database, options: Sequence[str] = ()
+) -> AsyncIterator[tuple[str, int]]:
+    """`ordersaga serve` on `database` with `options` added, until the block ends; its GraphQL URL and
+    process id."""
     port = _free_port()
     command = [
         sys.executable,
@@ -194,7 +198,9 @@ async def run(
     load_before = os.getloadavg()[0]
     orders = workload.orders(sagas, hot, failure_rate)
     receiver = Receiver()
-    remote = remote_warehouse(workdir, _free_port()) if warehouse else contextlib.nullcontext([])
+    remote: contextlib.AbstractAsyncContextManager[list[str]] = (
+        remote_warehouse(workdir, _free_port()) if warehouse else contextlib.nullcontext([])
+    )
     async with (
         remote as options,
         served(workdir, database, options) as (url, pid),
@@ -258,6 +264,7 @@ async def run(
         **checks,
         **delivered,
         **commands,
+        "warehouse": "remote" if warehouse else "built-in",
         "correct": checks["correct"] and delivered.get("webhook_missing", 0) == 0,
     }
 
