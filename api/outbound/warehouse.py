@@ -56,7 +56,7 @@ MIN_TIMEOUT_S = 0.05
 @dataclass(slots=True)
 class CommandStats:
     """What one warehouse's commands of one type did, in this process since it started: for
-    `sagaMetrics`, /metrics and the console."""
+    `sagaMetrics` and the console (/metrics has a histogram of its own, fed by a CommandListener)."""
 
     sent: int = 0
     # By outcome: CREATED (or CANCELLED), ACCEPTED, REJECTED, UNAVAILABLE.
