@@ -134,6 +134,7 @@ class Service:
             self.metrics, lambda: self.orchestrator.running, settings.instance
         )
         self.orchestrator.add_listener(self.prometheus.observe)
+        self.warehouses.add_listener(self.prometheus.observe_command)
         self.orchestrator.add_listener(log_change)
         if settings.otel:
             from api.observability.tracing import install_tracing

@@ -2,11 +2,15 @@
 is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of the GraphQL stack.
 
     python -m benchmarks.fullstack --concurrency 64 --sagas 1000 [--hot] [--failure-rate 0.05] [--json F]
-                                   [--postgres postgresql://user@host/db] [--webhook]
+                                   [--postgres postgresql://user@host/db] [--webhook] [--remote-warehouse]
 
 With --webhook, one webhook endpoint subscribed to every event receives the journal on a receiver in
 this process while the orders run; the cell then says when the receiver had every event of every
 saga, counted from the moment the last saga finished (how far delivery fell behind).
+
+With --remote-warehouse, the warehouse is a remote service (benchmarks/warehouse.py, in a process of
+its own on loopback) that answers every shipment command at once, instead of the built-in one; the
+cell then gives the server's figures for those commands (`sagaMetrics.warehouseCommands`).
 
 The server runs in a process of its own (its CPU time is read from /proc); the clients use aiohttp
 with keep-alive connections, lean enough not to be what is measured.
@@ -21,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ import aiohttp.web
 from benchmarks import workload
 from benchmarks.ceilings import run_load
 from benchmarks.databases import Database, fresh_database
+from benchmarks.warehouse import remote_warehouse
 
 PLACE = """mutation ($input: PlaceOrderInput!) {
   placeOrder(input: $input) { saga { id status } userErrors { code message } } }"""
@@ -106,7 +111,11 @@ def server_cpu_s(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def served(workdir: Path, database: Database) -> AsyncIterator[tuple[str, int]]:
+async def served(
+    workdir: Path, database: Database, options: Sequence[str] = ()
+) -> AsyncIterator[tuple[str, int]]:
+    """`ordersaga serve` on `database` with `options` added, until the block ends; its GraphQL URL and
+    process id."""
     port = _free_port()
     command = [
         sys.executable,
@@ -117,6 +126,7 @@ async def served(workdir: Path, database: Database) -> AsyncIterator[tuple[str, 
         str(port),
         "--database-url",
         database.async_url,
+        *options,
     ]
     # The server's log goes to a file: a pipe nobody drains would stall it once full.
     log = (workdir / "server.log").open("wb")
@@ -183,11 +193,19 @@ async def run(
     database: Database,
     ceiling_s: float = 5.0,
     webhook: bool = False,
+    warehouse: bool = False,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     orders = workload.orders(sagas, hot, failure_rate)
     receiver = Receiver()
-    async with served(workdir, database) as (url, pid), receiver.serving() as hook:
+    remote: contextlib.AbstractAsyncContextManager[list[str]] = (
+        remote_warehouse(workdir, _free_port()) if warehouse else contextlib.nullcontext([])
+    )
+    async with (
+        remote as options,
+        served(workdir, database, options) as (url, pid),
+        receiver.serving() as hook,
+    ):
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
@@ -223,6 +241,7 @@ async def run(
             elapsed, cpu = end - t0, server_cpu_s(pid) - cpu0
             checks = await _check_books(session, url, outcomes, hot)
             delivered = await receiver.caught_up(session, url, saga_ids, end) if webhook else {}
+            commands = await _warehouse_commands(session, url) if warehouse else {}
         ceiling = await run_load(url, lambda _: {"query": "{ __typename }"}, concurrency, ceiling_s)
     placing.sort()
     finishing.sort()
@@ -244,6 +263,8 @@ async def run(
         "trivial_query_per_s": ceiling["requests_per_s"],
         **checks,
         **delivered,
+        **commands,
+        "warehouse": "remote" if warehouse else "built-in",
         "correct": checks["correct"] and delivered.get("webhook_missing", 0) == 0,
     }
 
@@ -259,17 +280,34 @@ async def _check_books(
     return workload.books(outcomes, stock)
 
 
+async def _warehouse_commands(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """How the server saw its CreateShipment commands: how many, and their latency."""
+    query = "{ sagaMetrics { warehouseCommands { type sent latencyMsAverage latencyMsMax } } }"
+    listed = (await post_graphql(session, url, query))["sagaMetrics"]["warehouseCommands"]
+    (created,) = (c for c in listed if c["type"] == "CreateShipment")
+    return {
+        "warehouse_commands": created["sent"],
+        "warehouse_command_ms_average": round(created["latencyMsAverage"], 2),
+        "warehouse_command_ms_max": round(created["latencyMsMax"], 2),
+    }
+
+
 def main() -> None:
     parser = workload.cell_arguments(__doc__, sagas=1000)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--webhook", action="store_true", help="with one webhook endpoint taking every event")
+    parser.add_argument(
+        "--remote-warehouse", action="store_true", help="with a remote warehouse service answering at once"
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
         fresh_database(args.postgres, Path(workdir), "full") as database,
     ):
         cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
-        report = asyncio.run(run(*cell, ceiling_s=args.ceiling_seconds, webhook=args.webhook))
+        report = asyncio.run(
+            run(*cell, ceiling_s=args.ceiling_seconds, webhook=args.webhook, warehouse=args.remote_warehouse)
+        )
     workload.emit(report, args.json)
 
 

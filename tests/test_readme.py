@@ -1,15 +1,22 @@
-"""The README's commands are the ones CI runs, and its GraphQL examples fit the schema."""
+"""The README's commands are the ones CI runs, its GraphQL examples fit the schema, and its warehouse
+service works."""
 
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
 
+import pytest
 from graphql import build_schema, parse, validate
 
 from api.access.auth import Role
 from api.access.rules import RULES
 from api.graphql.schema import schema
+from api.outbound.signing import new_secret
+from api.service import Service
+from api.settings import Settings
+from tests.api.server import graphql_client, place, serve_app, stock
 
 ROOT = Path(__file__).parents[1]
 
@@ -48,3 +55,43 @@ def test_the_readme_roles_table_is_the_rules_table() -> None:
         documented.update((name, roles) for name in re.findall(r"`(\w+)`", names))
     rules = {field: roles for fields in RULES.values() for field, roles in fields.items()}
     assert {field: documented.get(field) for field in rules} == rules
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+async def test_the_readmes_warehouse_service_creates_a_shipment_and_cancels_it(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's stub, as a reader would save it beside its secret file, behind a service that
+    sends it every warehouse's commands."""
+    (stub,) = re.findall(r"```python\n(.+?)\n```", readme_section("Connecting a warehouse"), re.DOTALL)
+    secret = new_secret()
+    (tmp_path / "warehouse-secret").write_text(f"{secret}\n")
+    (tmp_path / "warehouse.py").write_text(stub)
+    monkeypatch.chdir(tmp_path)
+    warehouse = runpy.run_path(str(tmp_path / "warehouse.py"))
+
+    async with serve_app(warehouse["app"]) as url:
+        settings = Settings(
+            sqlite_url, warehouse_service_url=f"{url}/commands", warehouse_service_secret=secret
+        )
+        async with graphql_client(Service(settings)) as gql:
+            await stock(gql)
+            placed = await place(gql, 1)
+            saga = await gql.wait_for_saga(placed["saga"]["id"], "COMPLETED")
+            shipments = "query ($id: ID!) { order(id: $id) { shipments { status reference } } }"
+            order_id = saga["order"]["id"]
+            assert (await gql(shipments, id=order_id))["order"]["shipments"] == [
+                {"status": "CREATED", "reference": "WMS-1"}
+            ]
+            assert warehouse["shipments"] != {}
+
+            cancel = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { userErrors { code } } }"
+            assert (await gql(cancel, id=order_id))["cancelOrder"]["userErrors"] == []
+            await gql.wait_for_saga(placed["saga"]["id"], "FAILED")
+            (cancelled,) = (await gql(shipments, id=order_id))["order"]["shipments"]
+            assert cancelled["status"] == "CANCELLED" and warehouse["shipments"] == {}

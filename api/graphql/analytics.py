@@ -1,8 +1,10 @@
 """Saga metrics and failure analysis over a window of saga start times (`since` inclusive, `until`
-exclusive; either may be left open), and saga activity per minute over a bounded window of time."""
+exclusive; either may be left open), saga activity per minute over a bounded window of time, and what
+the remote warehouses' commands did in the answering process."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated
 
@@ -11,6 +13,7 @@ from strawberry.types import Info
 
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.types import FailureKind, SagaStepName, service
+from api.outbound.warehouse import CommandStats
 from persistence.read import analytics
 
 
@@ -44,6 +47,79 @@ class StepMetrics:
         )
 
 
+@strawberry.enum(
+    description='What a remote warehouse\'s answer to a command meant (README, "Connecting a warehouse").'
+)
+class WarehouseCommandOutcome(enum.Enum):
+    CREATED = strawberry.enum_value("CREATED", description="A CreateShipment answered: the shipment exists.")
+    CANCELLED = strawberry.enum_value("CANCELLED", description="A CancelShipment answered: it is withdrawn.")
+    ACCEPTED = strawberry.enum_value(
+        "ACCEPTED",
+        description="A CreateShipment accepted for later (HTTP 202): the warehouse reports the outcome "
+        "by reportShipmentOutcome.",
+    )
+    REJECTED = strawberry.enum_value("REJECTED", description="Refused: the saga turns back.")
+    UNAVAILABLE = strawberry.enum_value(
+        "UNAVAILABLE",
+        description="No answer that decides (5xx, 408, 409, 429, a timeout, a connection error): the "
+        "command is sent again within its step's attempts.",
+    )
+
+
+@strawberry.type(description="How many of a warehouse's commands of one type ended one way.")
+class WarehouseCommandOutcomeCount:
+    outcome: WarehouseCommandOutcome = strawberry.field(description="What the answer meant.")
+    count: int = strawberry.field(description="Commands sent that were answered so, at least 1.")
+
+
+@strawberry.type(
+    description="One remote warehouse's commands of one type, as sent by the process answering, since "
+    "it started: every attempt counts, a retry being the same command sent again."
+)
+class WarehouseCommandMetrics:
+    warehouse_code: str = strawberry.field(description="The warehouse the commands were for.")
+    type: str = strawberry.field(
+        description="The command's type as the warehouse receives it: CreateShipment or CancelShipment."
+    )
+    sent: int = strawberry.field(description="Commands sent (attempts), each answered or failed.")
+    outcomes: list[WarehouseCommandOutcomeCount] = strawberry.field(
+        description="How many ended each way, in the order of WarehouseCommandOutcome; outcomes that "
+        "never happened are left out."
+    )
+    latency_ms_average: float = strawberry.field(
+        description="Milliseconds from sending to the answer (or to the timeout or connection error), "
+        "over every attempt."
+    )
+    latency_ms_max: float = strawberry.field(description="The slowest attempt, in milliseconds.")
+    last_latency_ms: float = strawberry.field(description="The latest attempt, in milliseconds.")
+    last_response: str = strawberry.field(
+        description='What the latest attempt got and what it meant, e.g. "HTTP 202: ACCEPTED", '
+        '"timeout: UNAVAILABLE" or "ConnectError: UNAVAILABLE".'
+    )
+    last_at: datetime = strawberry.field(description="When the latest attempt's answer came.")
+
+    @classmethod
+    def from_stats(
+        cls, warehouse_code: str, command_type: str, stats: CommandStats
+    ) -> WarehouseCommandMetrics:
+        assert stats.last_at is not None  # recorded with its first command
+        return cls(
+            warehouse_code=warehouse_code,
+            type=command_type,
+            sent=stats.sent,
+            outcomes=[
+                WarehouseCommandOutcomeCount(outcome=o, count=stats.outcomes[o.name])
+                for o in WarehouseCommandOutcome
+                if o.name in stats.outcomes
+            ],
+            latency_ms_average=stats.total_seconds * 1000 / stats.sent,
+            latency_ms_max=stats.max_seconds * 1000,
+            last_latency_ms=stats.last_seconds * 1000,
+            last_response=stats.last_response,
+            last_at=stats.last_at,
+        )
+
+
 @strawberry.type(description="Sagas started in a window, and how they went.")
 class SagaMetrics:
     since: datetime | None = strawberry.field(
@@ -68,6 +144,11 @@ class SagaMetrics:
     timeouts: int = strawberry.field(description="Step attempts that passed their deadline.")
     steps: list[StepMetrics] = strawberry.field(description="Every step, in saga order.")
     p50_duration_ms: float | None = strawberry.field(description="Nearest-rank median.")
+    warehouse_commands: list[WarehouseCommandMetrics] = strawberry.field(
+        description="The commands this process sent to remote warehouse services since it started, "
+        "whatever the window (each process of several answers for its own), by warehouse code and "
+        "type; empty when every warehouse is the built-in one."
+    )
 
 
 @strawberry.type(description="What happened to sagas in one UTC minute.")
@@ -130,6 +211,10 @@ class AnalyticsQueries:
             timeouts=figures.timeouts,
             steps=[StepMetrics.from_figures(s) for s in figures.steps],
             p50_duration_ms=figures.durations.p50_ms,
+            warehouse_commands=[
+                WarehouseCommandMetrics.from_stats(code, kind, stats)
+                for (code, kind), stats in sorted(service(info).warehouses.stats.items())
+            ],
         )
 
     @strawberry.field(

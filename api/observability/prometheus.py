@@ -18,6 +18,8 @@ from persistence.read.projection import milliseconds
 
 # Seconds: a step takes milliseconds when all is well, and up to minutes through timeouts and retries.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# Seconds: a warehouse nearby answers a command in a millisecond or two.
+COMMAND_BUCKETS = (0.001, 0.0025, *BUCKETS)
 
 
 class PrometheusMetrics:
@@ -49,6 +51,16 @@ class PrometheusMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._command_seconds = Histogram(
+            "ordersaga_warehouse_command_seconds",
+            "From sending a command to a remote warehouse service to its answer (or to the timeout or "
+            "connection error that stood for one), each attempt on its own, by warehouse, command type "
+            "(CreateShipment, CancelShipment) and outcome (CREATED, CANCELLED, ACCEPTED, REJECTED, "
+            "UNAVAILABLE).",
+            ["warehouse", "type", "outcome"],
+            buckets=COMMAND_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_StoreCollector(store, running_sagas))
 
     def watch_relay(self, relay: StreamRelay) -> None:
@@ -57,6 +69,10 @@ class PrometheusMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self._labelled)
+
+    def observe_command(self, warehouse: str, command_type: str, outcome: str, seconds: float) -> None:
+        """The warehouse service's listener (api/outbound/warehouse.py's CommandListener)."""
+        self._command_seconds.labels(warehouse, command_type, outcome).observe(seconds)
 
     def observe(self, change: SagaChange) -> None:
         """The orchestrator's listener: runs after every commit, so it only counts what changed."""

@@ -56,7 +56,7 @@ MIN_TIMEOUT_S = 0.05
 @dataclass(slots=True)
 class CommandStats:
     """What one warehouse's commands of one type did, in this process since it started: for
-    `sagaMetrics`, /metrics and the console."""
+    `sagaMetrics` and the console (/metrics has a histogram of its own, fed by a CommandListener)."""
 
     sent: int = 0
     # By outcome: CREATED (or CANCELLED), ACCEPTED, REJECTED, UNAVAILABLE.
@@ -66,6 +66,10 @@ class CommandStats:
     last_seconds: float = 0.0
     last_response: str = ""
     last_at: datetime | None = None
+
+
+# Told of every command as its answer arrives: (warehouse code, command type, outcome, seconds).
+CommandListener = Callable[[str, str, str, float], None]
 
 
 class WarehouseService:
@@ -85,12 +89,20 @@ class WarehouseService:
         self._signer = signer
         self._urls: dict[str, str] = {}
         self._http: httpx.AsyncClient | None = None
+        self._listeners: list[CommandListener] = []
+        # By (warehouse code, command type: CreateShipment or CancelShipment).
         self.stats: dict[tuple[str, str], CommandStats] = {}
 
     @property
     def signs(self) -> bool:
         """Whether commands are signed: a warehouse may be given a URL only then."""
         return self._signer is not None
+
+    def add_listener(self, listener: CommandListener) -> None:
+        """Have `listener` told of every command sent from now on, as its answer (or its failure to
+        come) is recorded: the warehouse's code, the command's type, the outcome's name as `stats`
+        counts it, and the seconds from sending to the answer."""
+        self._listeners.append(listener)
 
     def serves(self, warehouse_code: str) -> bool:
         return self.url_of(warehouse_code) is not None
@@ -148,7 +160,8 @@ class WarehouseService:
         return outcome
 
     def _record(self, warehouse: str, step: Step, outcome: Outcome, said: str, seconds: float) -> None:
-        stats = self.stats.setdefault((warehouse, COMMAND_TYPES[step]), CommandStats())
+        command_type = COMMAND_TYPES[step]
+        stats = self.stats.setdefault((warehouse, command_type), CommandStats())
         kind = outcome_name(step, outcome)
         stats.sent += 1
         stats.outcomes[kind] = stats.outcomes.get(kind, 0) + 1
@@ -157,8 +170,10 @@ class WarehouseService:
         stats.last_seconds = seconds
         stats.last_response = f"{said}: {kind}"
         stats.last_at = datetime.now(UTC)
+        for listener in self._listeners:
+            listener(warehouse, command_type, kind, seconds)
         if isinstance(outcome, Unavailable):
-            log.info("warehouse %s: %s %s: %s", warehouse, COMMAND_TYPES[step], said, outcome.reason)
+            log.info("warehouse %s: %s %s: %s", warehouse, command_type, said, outcome.reason)
 
 
 def command_body(step: Step, command: StepCommand) -> bytes:

@@ -1,6 +1,7 @@
 """GraphiQL and the operator console in a real headless Chromium that can reach loopback only: the
-pages load everything from the server, run queries, find sagas, show a saga's whole story, act on
-it, and chart what happened. Each test leaves screenshots in its temporary directory."""
+pages load everything from the server, run queries, find sagas, show a saga's whole story (a remote
+warehouse's shipment too), act on it, and chart what happened. Each test leaves screenshots in its
+temporary directory."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.api.browser import Page
 from tests.api.live import Live, serve_live
 from tests.api.server import stage
 from tests.api.tokens import ADMIN, AUTH, token
+from tests.warehouse import ACCEPTED, WarehouseStub
 
 # Page expressions, for `return ...` in the page's scripts.
 JOURNAL_TYPES = "[...document.querySelectorAll('#journal tbody tr')].map(r => r.dataset.type)"
@@ -262,6 +264,44 @@ async def test_a_refused_shipment_shows_when_it_was_requested(page: Page, live_w
     assert "created" not in said, said
 
 
+async def test_a_shipment_a_remote_warehouse_accepted_shows_since_when_it_is_awaited(
+    page: Page, tmp_path: Path
+) -> None:
+    stub = WarehouseStub(script={"W1": [ACCEPTED]})
+    settings = Settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}",
+        warehouse_service_url=stub.url,
+        warehouse_service_secret=stub.secret,
+    )
+    async with stub.running(), serve_live(settings) as live:
+        saga_id = await live.place(1)
+        await stub.wait_for("CreateShipment", 1)
+        await page.open(f"{live.url}/dashboard/#/sagas/{saga_id}")
+        awaiting = "return document.querySelector('#shipments .awaiting')?.innerText"
+        said = await page.until(awaiting, what="the shipment awaited")
+        assert said.startswith("Awaiting the warehouse since "), said
+        await page.screenshot("awaiting-the-warehouse")
+
+        reported = await live.gql(
+            """mutation ($id: String!) {
+              reportShipmentOutcome(input: {commandId: $id, outcome: CREATED, reference: "WMS-9"}) {
+                userErrors { code } } }""",
+            id=stub.of_type("CreateShipment")[0].id,
+        )
+        assert reported["reportShipmentOutcome"]["userErrors"] == []
+        reference = "return document.querySelector('#shipments .reference')?.innerText"
+        assert await page.until(reference, what="the warehouse's reference") == "WMS-9"
+        assert await page.run("return document.querySelector('#shipments .awaiting')") is None
+
+        await page.open(f"{live.url}/dashboard/")
+        rows = "return [...document.querySelectorAll('#warehouse-command-rows tr')].map(r => r.innerText)"
+        (row,) = await page.until(rows, what="the warehouse's commands")
+        assert row.split("\t")[:4] == ["W1", "CreateShipment", "1", "1 ACCEPTED"]
+        assert "HTTP 202: ACCEPTED" in row
+        await page.run("document.getElementById('warehouse-commands').scrollIntoView()")
+        await page.screenshot("warehouse-commands")
+
+
 async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     page: Page, live_with_faults: Live
 ) -> None:
@@ -329,6 +369,8 @@ async def test_the_charts_have_data(page: Page, live_on_sqlite: Live) -> None:
     assert summary.endswith("1 completed, 1 failed, 1 compensated"), summary
     assert await page.run("return document.querySelectorAll('#activity-chart canvas').length") == 1
     assert await page.run("return Number(document.getElementById('durations-chart').dataset.steps)") >= 4
+    # The built-in warehouse sends no commands: no table of them.
+    assert await page.run("return document.getElementById('warehouse-commands').hidden")
     await page.screenshot("charts")
 
 

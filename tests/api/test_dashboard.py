@@ -35,6 +35,19 @@ METRICS = {
             "p95DurationMs": 120,
         }
     ],
+    "warehouseCommands": [
+        {
+            "warehouseCode": "W2",
+            "type": "CreateShipment",
+            "sent": 3,
+            "outcomes": [{"outcome": "CREATED", "count": 2}, {"outcome": "UNAVAILABLE", "count": 1}],
+            "latencyMsAverage": 1340.5,
+            "latencyMsMax": 4000,
+            "lastLatencyMs": 12.2,
+            "lastResponse": "HTTP 200: CREATED",
+            "lastAt": "2026-01-02T03:04:05Z",
+        }
+    ],
 }
 
 
@@ -201,6 +214,17 @@ async def test_the_metrics_panel_shows_saga_metrics_and_is_left_out_when_the_que
         assert "Average duration\n412 ms" in figures and "Timeouts\n1" in figures
         # The stubbed answer has no p50.
         assert await page.texts("#step-metrics tr") == ["Reserve stock\t9\t6\t2\t1\t35 ms\t—\t120 ms"]
+        (commands,) = await page.texts("#warehouse-command-rows tr")
+        assert commands.split("\t")[:8] == [
+            "W2",
+            "CreateShipment",
+            "3",
+            "2 CREATED, 1 UNAVAILABLE",
+            "1.3 s",
+            "4.0 s",
+            "12 ms",
+            "HTTP 200: CREATED",
+        ]
 
         choose = "const w = document.getElementById('metrics-window'); w.value = arguments[0];"
         await page.run(f"{choose} w.dispatchEvent(new Event('change'))", "900")

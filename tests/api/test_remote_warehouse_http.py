@@ -2,7 +2,8 @@
 (tests/warehouse.py) verifies every command's signature and answers each way a warehouse may. The
 saga completes on a synchronous creation and on a 202 followed by a report; compensates on a refusal,
 cancelling the other warehouse's shipment; retries transient errors with the same command id; times
-out on silence; and takes a duplicate report as nothing and a late one as a coded refusal."""
+out on silence; and takes a duplicate report as nothing and a late one as a coded refusal. What the
+commands did shows in sagaMetrics.warehouseCommands and in /metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from api.service import Service
 from api.settings import Settings
 from domain.model.saga import SagaPolicy
 from tests.api.server import GraphQLClient, graphql_client
+from tests.api.test_observability_http import samples
 from tests.warehouse import ACCEPTED, SILENT, WarehouseStub, failing, rejected
 
 POLICY = SagaPolicy(
@@ -64,6 +66,19 @@ mutation ($input: ReportShipmentOutcomeInput!) {
 }
 """
 STOCK = "{ products { sku onHand reserved available } }"
+CANCEL = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { userErrors { code } } }"
+COMMANDS = """
+{
+  sagaMetrics {
+    warehouseCommands {
+      warehouseCode type sent outcomes { outcome count }
+      latencyMsAverage latencyMsMax lastLatencyMs lastResponse lastAt
+    }
+  }
+}
+"""
+# Names the process in every /metrics sample.
+INSTANCE = "warehouse-test"
 
 
 @contextlib.asynccontextmanager
@@ -75,6 +90,7 @@ async def warehouse_and_service(database_url: str) -> AsyncIterator[tuple[Wareho
         policy=POLICY,
         warehouse_service_url=stub.url,
         warehouse_service_secret=stub.secret,
+        instance=INSTANCE,
     )
     async with stub.running(), graphql_client(Service(settings), timeout=30) as gql:
         assert all(not field["userErrors"] for field in (await gql(CATALOG)).values())
@@ -310,3 +326,47 @@ async def test_a_service_url_needs_a_signing_secret_and_a_valid_url(database_url
         assert unknown == {"warehouse": None, "userErrors": [{"code": "UNKNOWN_WAREHOUSE", "field": "code"}]}
         blank = (await gql(UPDATE, input={"code": "W3", "name": " "}))["updateWarehouse"]
         assert blank["userErrors"] == [{"code": "REQUIRED", "field": "name"}]
+
+
+async def test_each_commands_attempts_outcomes_latency_and_last_response_show_in_metrics(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [failing(503), ACCEPTED]
+        saga_id, order_id = await place(gql, 2)
+        await stub.wait_for("CreateShipment", 2, warehouse="W1")
+        await report(gql, commandId=f"{saga_id}:CREATE_SHIPMENT:W1", outcome="CREATED")
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+        assert (await gql(CANCEL, id=order_id))["cancelOrder"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "FAILED")
+
+        listed = (await gql(COMMANDS))["sagaMetrics"]["warehouseCommands"]
+        metrics = samples((await gql.http.get("/metrics")).text, INSTANCE)
+
+    shown = {(c["warehouseCode"], c["type"]): (c["sent"], c["outcomes"], c["lastResponse"]) for c in listed}
+    assert shown == {
+        ("W1", "CancelShipment"): (1, [{"outcome": "CANCELLED", "count": 1}], "HTTP 200: CANCELLED"),
+        ("W1", "CreateShipment"): (
+            2,
+            [{"outcome": "ACCEPTED", "count": 1}, {"outcome": "UNAVAILABLE", "count": 1}],
+            "HTTP 202: ACCEPTED",
+        ),
+        ("W2", "CancelShipment"): (1, [{"outcome": "CANCELLED", "count": 1}], "HTTP 200: CANCELLED"),
+        ("W2", "CreateShipment"): (1, [{"outcome": "CREATED", "count": 1}], "HTTP 200: CREATED"),
+    }
+    assert [(c["warehouseCode"], c["type"]) for c in listed] == sorted(shown)
+    for c in listed:
+        assert 0 < c["lastLatencyMs"] <= c["latencyMsMax"] and c["latencyMsAverage"] <= c["latencyMsMax"], c
+        assert c["lastAt"] is not None
+    counts = {
+        tuple(dict(labels)[k] for k in ("warehouse", "type", "outcome")): value
+        for (name, labels), value in metrics.items()
+        if name == "ordersaga_warehouse_command_seconds_count"
+    }
+    assert counts == {
+        ("W1", "CreateShipment", "UNAVAILABLE"): 1,
+        ("W1", "CreateShipment", "ACCEPTED"): 1,
+        ("W2", "CreateShipment", "CREATED"): 1,
+        ("W1", "CancelShipment", "CANCELLED"): 1,
+        ("W2", "CancelShipment", "CANCELLED"): 1,
+    }

@@ -1,16 +1,20 @@
-// The metrics panel: sagaMetrics' figures and step table, and two uPlot charts (the library is served
+// The metrics panel: sagaMetrics' figures, step table and remote warehouse commands, and two uPlot charts (the library is served
 // from /vendor): sagas completed, failed and compensated per minute (sagaActivity), and each step's
 // p50 and p95 duration. Lines differ by colour, dash, width and marker, and bars by fill as well as by
 // colour. Colours come from the stylesheet,
 // so they follow its light or dark scheme. The panel stays hidden while sagaMetrics fails.
 import { graphql } from "./graphql.js";
-import { $, count, duration, element, words } from "./dom.js";
+import { $, count, duration, element, time, words } from "./dom.js";
 
 const METRICS = `query ($since: DateTime!, $until: DateTime!) {
   sagaMetrics(since: $since, until: $until) {
     started completed failed needsAttention completionRate averageDurationMs p95DurationMs
     compensations timeouts
     steps { name attempts succeeded failed timedOut averageDurationMs p50DurationMs p95DurationMs }
+    warehouseCommands {
+      warehouseCode type sent outcomes { outcome count }
+      latencyMsAverage latencyMsMax lastLatencyMs lastResponse lastAt
+    }
   }
 }`;
 const ACTIVITY = `query ($since: DateTime!, $until: DateTime!) {
@@ -87,6 +91,29 @@ function renderMetrics(m) {
         element("td", {}, duration(s.averageDurationMs)),
         element("td", {}, duration(s.p50DurationMs)),
         element("td", {}, duration(s.p95DurationMs)),
+      ),
+    ),
+  );
+  renderWarehouseCommands(m.warehouseCommands);
+}
+
+// Shown only when this server has sent a command to a remote warehouse: the built-in one sends none.
+function renderWarehouseCommands(commands) {
+  $("warehouse-commands").hidden = commands.length === 0;
+  $("warehouse-command-rows").replaceChildren(
+    ...commands.map((c) =>
+      element(
+        "tr",
+        { "data-warehouse": c.warehouseCode, "data-type": c.type },
+        element("th", { scope: "row" }, c.warehouseCode),
+        element("td", {}, c.type),
+        element("td", {}, count(c.sent)),
+        element("td", {}, c.outcomes.map((o) => `${count(o.count)} ${o.outcome}`).join(", ")),
+        element("td", {}, duration(c.latencyMsAverage)),
+        element("td", {}, duration(c.latencyMsMax)),
+        element("td", {}, duration(c.lastLatencyMs)),
+        element("td", {}, c.lastResponse),
+        element("td", {}, time(c.lastAt)),
       ),
     ),
   );

@@ -13,7 +13,9 @@ const SAGA = `query ($id: ID!) {
     events { sequence type status step attempt reason occurredAt actor }
     order {
       id status customerId createdAt updatedAt lines { sku quantity } picks { ${PICK_FIELDS} }
-      shipments { id warehouseCode status createdAt dispatchedAt picks { ${PICK_FIELDS} } }
+      shipments {
+        id warehouseCode status reference awaitingSince createdAt dispatchedAt picks { ${PICK_FIELDS} }
+      }
     }
   }
 }`;
@@ -201,7 +203,8 @@ function orderSection(order) {
 // created (yet, or ever: it refused it), else when it was created.
 const SHIPMENT_TIME = { REQUESTED: "requested", REJECTED: "requested" };
 
-// One warehouse's shipment: its status, when it was created (or requested) and dispatched, its picks.
+// One warehouse's shipment: its status and the warehouse's reference for it, when it was created (or
+// requested) and dispatched, since when a remote warehouse that accepted it is awaited, its picks.
 function shipment(s) {
   return element(
     "div",
@@ -213,10 +216,13 @@ function shipment(s) {
       element("code", {}, s.id),
       " ",
       statusBadge(s.status),
+      ...(s.reference ? [" reference ", element("code", { class: "reference" }, s.reference)] : []),
       ` ${SHIPMENT_TIME[s.status] ?? "created"} `,
       time(s.createdAt, true),
       ...(s.dispatchedAt ? [" dispatched ", time(s.dispatchedAt, true)] : []),
     ),
+    s.awaitingSince &&
+      element("p", { class: "awaiting" }, "Awaiting the warehouse since ", time(s.awaitingSince, true)),
     picks(`Picks from ${s.warehouseCode}`, `shipment-picks-${s.warehouseCode}`, s.picks),
   );
 }
