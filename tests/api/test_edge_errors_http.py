@@ -100,7 +100,7 @@ def assert_masked(error: dict[str, Any], log: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("part", "method", "operation"),
     [
-        ("read", "products", "{ products { sku } }"),
+        ("catalog", "products", "{ products { sku } }"),
         (
             "orchestrator",
             "place_order",

@@ -23,8 +23,13 @@ def token(subject: str, *roles: str, ttl: timedelta = timedelta(minutes=5)) -> s
     return mint_token(SECRET, subject, [Role(r) for r in roles], ttl)
 
 
+# The callers below are made once, when the tests are collected: their tokens outlive any run of
+# the suite, however busy the machine.
+CALLER_TTL = timedelta(hours=3)
+
+
 def bearer(subject: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(subject, *roles)}"}
+    return {"Authorization": f"Bearer {token(subject, *roles, ttl=CALLER_TTL)}"}
 
 
 CUSTOMER_A = bearer("customer-a", "customer")
