@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,9 @@ POLICY = SagaPolicy(
     shipment_timeout=timedelta(seconds=3),
     retry_backoff=timedelta(milliseconds=50),
 )
+
+# For the tests that wait out every attempt at the shipment.
+SHORT_SHIPMENT = replace(POLICY, shipment_timeout=timedelta(milliseconds=600))
 
 CATALOG = """
 mutation {
@@ -82,12 +86,14 @@ INSTANCE = "warehouse-test"
 
 
 @contextlib.asynccontextmanager
-async def warehouse_and_service(database_url: str) -> AsyncIterator[tuple[WarehouseStub, GraphQLClient]]:
+async def warehouse_and_service(
+    database_url: str, policy: SagaPolicy = POLICY
+) -> AsyncIterator[tuple[WarehouseStub, GraphQLClient]]:
     """Both warehouses served by the stub (serve --warehouse-service-url), one TEA in each."""
     stub = WarehouseStub()
     settings = Settings(
         database_url=database_url,
-        policy=POLICY,
+        policy=policy,
         warehouse_service_url=stub.url,
         warehouse_service_secret=stub.secret,
         instance=INSTANCE,
@@ -207,7 +213,7 @@ async def test_transient_errors_are_retried_with_the_same_command_id_until_creat
 async def test_a_silent_warehouse_times_the_step_out_and_the_saga_waits_for_an_operator(
     database_url: str,
 ) -> None:
-    async with warehouse_and_service(database_url) as (stub, gql):
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
         stub.script["W1"] = [SILENT] * 3
         saga_id, _ = await place(gql, 1)
 
@@ -218,7 +224,7 @@ async def test_a_silent_warehouse_times_the_step_out_and_the_saga_waits_for_an_o
 
 
 async def test_a_report_after_the_step_timed_out_is_refused_and_changes_nothing(database_url: str) -> None:
-    async with warehouse_and_service(database_url) as (stub, gql):
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
         stub.script["W1"] = [ACCEPTED] * 3
         saga_id, order_id = await place(gql, 1)
         await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
