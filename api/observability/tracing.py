@@ -62,7 +62,7 @@ class SagaTracer:
                 step = getattr(event, "step", None)
                 reason = event.reason
                 attributes = {"reason": reason, **({"step": step.value} if step else {})}
-                span.add_event(type(event).__name__, attributes, timestamp=_ns(event.at))
+                span.add_event(event.type_name, attributes, timestamp=_ns(event.at))
         parent = trace.set_span_in_context(span)
         for record in finished_steps(change):
             assert record.finished_at is not None
