@@ -51,6 +51,12 @@ class Savepoint(Protocol):
 class Db(Protocol):
     @property
     def dialect(self) -> Dialect: ...
+    @property
+    def waits_for_stock(self) -> bool:
+        """Whether this transaction waits for a stock row another one holds (it writes that SKU's
+        work alone) or fails at once (a commit shared by many sagas; persistence/write/stock_locks.py)."""
+        ...
+
     @overload
     async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
     @overload
@@ -96,10 +102,11 @@ class _Transactional(ABC):
 
 
 class AsyncDb(_Transactional):
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, waits_for_stock: bool = False) -> None:
         super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
+        self.waits_for_stock = waits_for_stock
 
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
@@ -122,6 +129,8 @@ class BlockingDb(_Transactional):
         self._conn = conn
         self._prepared = prepared
         self.dialect = conn.dialect
+        # SQLite has no row locks: its one writer holds the database's from BEGIN IMMEDIATE.
+        self.waits_for_stock = True
         # The transaction's own sqlite3 connection, which SQLAlchemy began (BEGIN IMMEDIATE).
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
