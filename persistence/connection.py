@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from sqlalchemy import CursorResult, Dialect, Executable
+from sqlalchemy import CursorResult, Dialect, Executable, Select
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +40,10 @@ class Deferred(Protocol):
 
     async def seal(self) -> None:
         """The transaction's last writes, once every kind was flushed, right before COMMIT."""
+        ...
+
+    def gathered(self) -> int:
+        """How many writes are gathered and not yet sent."""
         ...
 
 
@@ -71,18 +75,29 @@ class Db(Protocol):
         ...
 
     async def before_commit(self) -> None: ...
+    def writes_so_far(self) -> tuple[int, int]:
+        """Where this transaction's writes stand: statements run that may have written, and writes
+        gathered to send before the commit. Equal before and after some work: it wrote nothing."""
+        ...
 
 
 class _Transactional(ABC):
     def __init__(self) -> None:
         self._deferred: dict[type[Any], Deferred] = {}
+        self._statements_written = 0
 
     @overload
     async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
     @overload
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
     async def execute(self, statement: Executable | Prepared, parameters: Any = None) -> Any:
+        sql = statement.statement if isinstance(statement, Prepared) else statement
+        if not isinstance(sql, Select):
+            self._statements_written += 1
         return await self._execute(statement, parameters)
+
+    def writes_so_far(self) -> tuple[int, int]:
+        return self._statements_written, sum(writes.gathered() for writes in self._deferred.values())
 
     @abstractmethod
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:

@@ -192,7 +192,7 @@ class GroupCommitRunner:
 
     async def _commit(self, batch: list[_Job], waits: bool = False) -> None:
         """Write `batch` in one transaction and answer its jobs; `waits`: the transaction waits for
-        held stock rows (a SKU's writer) rather than writing again without the work that met one."""
+        held stock rows (a SKU's writer) rather than going on without the work that met one."""
         # A job already answered was withdrawn by its caller (cancelled) or stopped with the runner.
         jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
@@ -201,10 +201,12 @@ class GroupCommitRunner:
             if job.expiry is not None:
                 job.expiry.cancel()
         self._in_flight.update(jobs)
+        # Work that met a held stock row and wrote nothing, for its SKU's writer once this batch
+        # is done (were it handed over sooner, a batch run again could run it twice).
+        aside: dict[_Job, str] = {}
         try:
-            results = await self._write(jobs, waits)
+            written = await self._write(jobs, waits, aside)
         except _StockHeld as held:
-            self._in_flight.difference_update(jobs)
             self._metrics.stock_conflicts += 1
             if waits:
                 # Waited past the lock timeout or into a deadlock: saga work waits again; an
@@ -215,45 +217,60 @@ class GroupCommitRunner:
                     if not job.queues:
                         _answer(job, error=held.error)
                 return
-            # Work whose lock order names the held SKU would most likely meet the row too.
-            aside = [job for job in jobs if job is held.job or job.lock_order == held.sku]
-            self._hold(held.sku, aside)
+            # The work had written something already, so the transaction went with it: write the
+            # rest again without it, nor the work whose lock order names the held SKU, which would
+            # most likely meet the row too.
+            aside.update((job, held.sku) for job in jobs if job is held.job or job.lock_order == held.sku)
             await self._commit([job for job in jobs if job not in aside])
             return
         except Exception as error:
-            if len(jobs) == 1 or isinstance(error, OutcomeUnknown):
+            rest = [job for job in jobs if job not in aside]
+            if len(rest) == 1 or isinstance(error, OutcomeUnknown):
                 # Run again, work that may have committed could take effect twice.
-                for job in jobs:
+                for job in rest:
                     _answer(job, error=error)
                 return
-            log.debug("batch of %d failed (%r); running each alone", len(jobs), error)
+            log.debug("batch of %d failed (%r); running each alone", len(rest), error)
             self._metrics.isolated_batches += 1
-            for job in jobs:
+            for job in rest:
                 await self._commit([job])
             return
         finally:
             self._in_flight.difference_update(jobs)
+            for job, sku in aside.items():
+                self._hold(sku, [job])
         self._metrics.commits += 1
-        self._metrics.committed_work += len(jobs)
-        for job, result in zip(jobs, results, strict=True):
+        self._metrics.committed_work += len(written)
+        for job, result in written:
             _answer(job, result=result)
 
-    async def _write(self, jobs: list[_Job], waits: bool) -> list[Any]:
-        """Run every job in one transaction and commit it. Raises OutcomeUnknown if the commit
-        itself fails: whatever failed there (the connection, its answer), the transaction may have
-        committed, and a failure the database reports at commit needs a deferred constraint, which
-        no table has. Raises _StockHeld, the transaction rolled back, when a job met a held stock
-        row (only on PostgreSQL; `waits`: whether the transaction waited for it)."""
+    async def _write(self, jobs: list[_Job], waits: bool, aside: dict[_Job, str]) -> list[tuple[_Job, Any]]:
+        """Run every job in one transaction and commit it; each job written, with its result. Raises
+        OutcomeUnknown if the commit itself fails: whatever failed there (the connection, its
+        answer), the transaction may have committed, and a failure the database reports at commit
+        needs a deferred constraint, which no table has.
+
+        On PostgreSQL, a job that met a held stock row having written nothing goes into `aside` (by
+        the row's SKU), as does every later job whose lock order names that SKU, and the rest goes
+        on. Raises _StockHeld when a job met one after writing, or (`waits`) waited for one in vain:
+        the transaction has failed."""
         if isinstance(self._engine, AsyncEngine):
             async with self._engine.connect() as conn:
                 await conn.begin()
                 db = AsyncDb(conn, waits_for_stock=waits)
                 results = []
                 for job in jobs:
+                    if job.lock_order in aside.values():
+                        aside[job] = job.lock_order
+                        continue
+                    before = db.writes_so_far()
                     try:
-                        results.append(await job.work(db))
+                        results.append((job, await job.work(db)))
                     except StockBusy as busy:
-                        raise _StockHeld(job, busy) from busy
+                        if busy.failed or db.writes_so_far() != before:
+                            raise _StockHeld(job, busy) from busy
+                        self._metrics.stock_conflicts += 1
+                        aside[job] = busy.sku
                 await db.before_commit()
                 try:
                     await self._commit_batch(conn)
@@ -262,11 +279,11 @@ class GroupCommitRunner:
                 return results
         engine = self._engine
 
-        def write() -> list[Any]:
+        def write() -> list[tuple[_Job, Any]]:
             with engine.connect() as conn:
                 conn.begin()
                 db = BlockingDb(conn, self._prepared)
-                results: list[Any] = [run_blocking(job.work(db)) for job in jobs]
+                results = [(job, run_blocking(job.work(db))) for job in jobs]
                 run_blocking(db.before_commit())
                 try:
                     conn.commit()
