@@ -13,11 +13,12 @@ Under overload, work that no lane has taken within `admission_timeout` is withdr
 lane has taken is left to commit, however long its batch takes.
 
 On PostgreSQL no batch waits for a stock row: work that finds one held (persistence/write/
-stock_locks.py) steps out of its batch, which is rolled back and written again without it, and joins
-the queue of the one writer this process has for that SKU while one is needed. That writer's
-transactions carry only such work and wait for the row; later work whose lock order names the SKU
-queues there directly while it runs. Saga work waits there as long as the row is held; other work
-(an administrative write) fails with the lock's error when a wait times out, as below.
+stock_locks.py) steps out of its batch, which goes on without it (or, if the work had written
+something already, is rolled back and written again without it), and joins the queue of the one
+writer this process has for that SKU while one is needed. That writer's transactions carry only such
+work and wait for the row; later work whose lock order names the SKU queues there directly while it
+runs. Saga work waits there as long as the row is held; other work (an administrative write) fails
+with the lock's error when a wait times out, as below.
 
 Work rolled back by contention (a lock wait past the lock timeout, a deadlock, a serialization
 failure: what other transactions did, not what it says) runs again, up to CONTENTION_ATTEMPTS times
@@ -233,7 +234,7 @@ class GroupCommitRunner:
             log.debug("batch of %d failed (%r); running each alone", len(rest), error)
             self._metrics.isolated_batches += 1
             for job in rest:
-                await self._commit([job])
+                await self._commit([job], waits)
             return
         finally:
             self._in_flight.difference_update(jobs)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.service import Service
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
+from domain.model.interventions import Actor
 from domain.model.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
 from domain.model.values import OrderLine, Pick, StorageCondition
 from domain.ports import StepCommand, Transaction
@@ -200,45 +201,84 @@ async def test_a_reservation_behind_a_row_held_past_the_lock_timeout_waits_for_i
     assert await levels(svc, "APPLE") == {"W1": (5, 3)}
 
 
-@postgresql_only
-async def test_while_a_stock_row_is_held_orders_for_other_skus_and_reads_go_on(database_url: str) -> None:
-    # The held reservations outlast no deadline of their own: what is tested is what waits for them.
-    service = Service(
-        Settings(database_url=database_url, policy=replace(FAST, reserve_timeout=timedelta(minutes=1)))
-    )
+@pytest.fixture
+async def patient(database_url: str) -> AsyncIterator[Service]:
+    """As `svc`, with 5 of APPLE and BREAD in W1, and step deadlines that work waiting for a held
+    row does not outlast: what is tested is what waits for it, not the saga's timeouts."""
+    minute = timedelta(minutes=1)
+    policy = replace(FAST, reserve_timeout=minute, compensation_timeout=minute)
+    service = Service(Settings(database_url=database_url, policy=policy))
     await service.start()
-    try:
-        await service.write(apples_and_bread)
-        await receive(service, "APPLE", "W1", 5)
-        await receive(service, "BREAD", "W1", 5)
-        async with rows_held(database_url, "APPLE") as holder:
-            held_since = asyncio.get_running_loop().time()
-            # One order of the held SKU for each commit lane, placed one after the other: a lane
-            # that waited for the row would take the next one's placement and steps no more.
-            apples = []
-            for n in range(service.settings.commit_lanes or 2):
-                apples.append(
-                    await service.orchestrator.place_order(PlaceOrder(f"a-{n}", (OrderLine("APPLE", 1),)))
-                )
-                await eventually(lambda: service.metrics.stock_reservations >= len(apples), "its reservation")
-            # All of it while the row is still held: none of it waited for the row.
-            async with asyncio.timeout(held_since + HELD_S - asyncio.get_running_loop().time()):
-                bread = await service.orchestrator.place_order(PlaceOrder("b", (OrderLine("BREAD", 1),)))
-                await wait_for_status(service, bread.saga_id, SagaStatus.COMPLETED)
-                assert await levels(service, "BREAD") == {"W1": (5, 1)}
-                assert await levels(service, "APPLE") == {"W1": (5, 0)}
-            for apple in apples:
-                saga = await service.read.saga(apple.saga_id)
-                assert saga is not None and saga.status == SagaStatus.STOCK_RESERVING.value
-            await asyncio.sleep(max(0.0, held_since + HELD_S - asyncio.get_running_loop().time()))
-            await holder.rollback()
+    await service.write(apples_and_bread)
+    await receive(service, "APPLE", "W1", 5)
+    await receive(service, "BREAD", "W1", 5)
+    yield service
+    await service.stop()
 
+
+async def bread_goes_on_while_held(service: Service, held_since: float) -> None:
+    """An order of BREAD completes and reads answer, all before the APPLE rows' hold ends."""
+    async with asyncio.timeout(held_since + HELD_S - asyncio.get_running_loop().time()):
+        bread = await service.orchestrator.place_order(PlaceOrder("b", (OrderLine("BREAD", 1),)))
+        await wait_for_status(service, bread.saga_id, SagaStatus.COMPLETED)
+        assert await levels(service, "BREAD") == {"W1": (5, 1)}
+
+
+async def until_held_for(held_since: float, holder: AsyncConnection) -> None:
+    """Keep the rows held for HELD_S in all, then let them go."""
+    await asyncio.sleep(max(0.0, held_since + HELD_S - asyncio.get_running_loop().time()))
+    await holder.rollback()
+
+
+@postgresql_only
+async def test_while_a_stock_row_is_held_orders_for_other_skus_and_reads_go_on(
+    patient: Service, database_url: str
+) -> None:
+    async with rows_held(database_url, "APPLE") as holder:
+        held_since = asyncio.get_running_loop().time()
+        # One order of the held SKU for each commit lane, placed one after the other: a lane that
+        # waited for the row would take the next one's placement and steps no more.
+        apples = []
+        for n in range(patient.settings.commit_lanes or 2):
+            apples.append(
+                await patient.orchestrator.place_order(PlaceOrder(f"a-{n}", (OrderLine("APPLE", 1),)))
+            )
+            await eventually(lambda: patient.metrics.stock_reservations >= len(apples), "its reservation")
+
+        await bread_goes_on_while_held(patient, held_since)
+        assert await levels(patient, "APPLE") == {"W1": (5, 0)}
         for apple in apples:
-            status = await wait_for_status(service, apple.saga_id, *TERMINAL, seconds=30)
-            assert status == SagaStatus.COMPLETED.value
-        assert await levels(service, "APPLE") == {"W1": (5, len(apples))}
-    finally:
-        await service.stop()
+            saga = await patient.read.saga(apple.saga_id)
+            assert saga is not None and saga.status == SagaStatus.STOCK_RESERVING.value
+        await until_held_for(held_since, holder)
+
+    for apple in apples:
+        assert (
+            await wait_for_status(patient, apple.saga_id, *TERMINAL, seconds=30) == SagaStatus.COMPLETED.value
+        )
+    assert await levels(patient, "APPLE") == {"W1": (5, len(apples))}
+
+
+@postgresql_only
+async def test_a_release_that_wrote_before_meeting_a_held_row_waits_for_it_whole(
+    patient: Service, database_url: str
+) -> None:
+    placed = await patient.orchestrator.place_order(PlaceOrder("a", (OrderLine("APPLE", 2),)))
+    await wait_for_status(patient, placed.saga_id, SagaStatus.COMPLETED)
+    async with rows_held(database_url, "APPLE") as holder:
+        held_since = asyncio.get_running_loop().time()
+        # Compensating, the saga cancels its shipment and marks its reservation released before it
+        # locks the stock it gives back.
+        await patient.orchestrator.cancel_order(placed.saga_id, Actor("customer-1", "customer"))
+
+        await bread_goes_on_while_held(patient, held_since)
+        saga = await patient.read.saga(placed.saga_id)
+        assert saga is not None and saga.status == SagaStatus.COMPENSATING.value
+        assert await levels(patient, "APPLE") == {"W1": (5, 2)}
+        await until_held_for(held_since, holder)
+
+    assert await wait_for_status(patient, placed.saga_id, *TERMINAL, seconds=30) == SagaStatus.FAILED.value
+    assert await levels(patient, "APPLE") == {"W1": (5, 0)}
 
 
 @postgresql_only
