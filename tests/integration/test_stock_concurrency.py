@@ -189,7 +189,8 @@ async def test_a_reservation_behind_a_row_held_past_the_lock_timeout_waits_for_i
     await receive(svc, "APPLE", "W1", 5)
     async with rows_held(database_url, "APPLE") as holder:
         reservation = asyncio.create_task(reserve(svc, command_for("s-1", OrderLine("APPLE", 3))))
-        await asyncio.sleep(HELD_S)
+        # Past as many lock timeouts as a reservation has attempts: no count of waits gives up.
+        await asyncio.sleep(RESERVE_ATTEMPTS * WRITER_LOCK_TIMEOUT_MS / 1000 + 1)
         assert not reservation.done()
         await holder.rollback()
         async with asyncio.timeout(30):
