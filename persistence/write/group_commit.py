@@ -157,8 +157,8 @@ class GroupCommitRunner:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work, lock_order, queues)
         if lock_order in self._stock_writers:
-            # Its SKU's row was held a moment ago: a batch would most likely have to write again
-            # without it.
+            # Its SKU's row was held a moment ago: in a batch it would most likely only meet the
+            # row again and step aside.
             self._hold(lock_order, [job])
         else:
             if self._admission_timeout is not None:
