@@ -21,6 +21,7 @@ import os
 import random
 import tempfile
 import time
+from bisect import bisect_right
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +38,14 @@ LEVELS = "{ products { sku onHand reserved } }"
 
 def worst_window(answered_at: list[float], start: float, end: float, width: float = WINDOW_S) -> int:
     """The fewest of `answered_at` (seconds) in any window of `width` seconds within [start, end]
-    (every window if the run is shorter than `width`, the whole run)."""
+    (all of them if the run is shorter than `width`)."""
     times = sorted(answered_at)
     if end - start <= width:
         return len(times)
-    worst, low, high = len(times), 0, 0
-    # The count only falls where a window's start passes an answer, so those are the starts to try,
-    # with the run's own start.
-    for left in [start, *(t for t in times if t <= end - width)]:
-        while low < len(times) and times[low] < left:
-            low += 1
-        while high < len(times) and times[high] < left + width:
-            high += 1
-        worst = min(worst, high - low)
-    return worst
+    # The count only falls where a window's start passes an answer, so the windows to try begin
+    # right after each answer (and at the run's start): (left, left + width].
+    lefts = [start, *(t for t in times if t <= end - width)]
+    return min(bisect_right(times, left + width) - bisect_right(times, left) for left in lefts)
 
 
 async def run(
