@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from sqlalchemy import CursorResult, Dialect, Executable
+from sqlalchemy import CursorResult, Dialect, Executable, Select
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +42,10 @@ class Deferred(Protocol):
         """The transaction's last writes, once every kind was flushed, right before COMMIT."""
         ...
 
+    def gathered(self) -> int:
+        """How many writes are gathered and not yet sent."""
+        ...
+
 
 class Savepoint(Protocol):
     async def commit(self) -> None: ...
@@ -51,6 +55,12 @@ class Savepoint(Protocol):
 class Db(Protocol):
     @property
     def dialect(self) -> Dialect: ...
+    @property
+    def waits_for_stock(self) -> bool:
+        """Whether this transaction waits for a stock row another one holds (it writes that SKU's
+        work alone) or fails at once (a commit shared by many sagas; persistence/write/stock_locks.py)."""
+        ...
+
     @overload
     async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
     @overload
@@ -65,18 +75,29 @@ class Db(Protocol):
         ...
 
     async def before_commit(self) -> None: ...
+    def writes_so_far(self) -> tuple[int, int]:
+        """Where this transaction's writes stand: statements run that may have written, and writes
+        gathered to send before the commit. Equal before and after some work: it wrote nothing."""
+        ...
 
 
 class _Transactional(ABC):
     def __init__(self) -> None:
         self._deferred: dict[type[Any], Deferred] = {}
+        self._statements_written = 0
 
     @overload
     async def execute(self, statement: Prepared, parameters: Any = None) -> Rows: ...
     @overload
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
     async def execute(self, statement: Executable | Prepared, parameters: Any = None) -> Any:
+        sql = statement.statement if isinstance(statement, Prepared) else statement
+        if not isinstance(sql, Select):
+            self._statements_written += 1
         return await self._execute(statement, parameters)
+
+    def writes_so_far(self) -> tuple[int, int]:
+        return self._statements_written, sum(writes.gathered() for writes in self._deferred.values())
 
     @abstractmethod
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
@@ -96,10 +117,11 @@ class _Transactional(ABC):
 
 
 class AsyncDb(_Transactional):
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, waits_for_stock: bool = False) -> None:
         super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
+        self.waits_for_stock = waits_for_stock
 
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
@@ -122,6 +144,8 @@ class BlockingDb(_Transactional):
         self._conn = conn
         self._prepared = prepared
         self.dialect = conn.dialect
+        # SQLite has no row locks: its one writer holds the database's from BEGIN IMMEDIATE.
+        self.waits_for_stock = True
         # The transaction's own sqlite3 connection, which SQLAlchemy began (BEGIN IMMEDIATE).
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 

@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DATABASE_FILE = "ordersaga.db"
 
-# On PostgreSQL a writer waits at most this long for a row lock, then fails the statement with
-# lock_not_available (55P03). Commit lanes (several per process, and several processes) write batches
-# that each hold several sagas' stock rows until they commit, so one lane can wait on another. The
-# runner orders a batch's work by SKU, so batches take rows in one order and such waits end with the
-# other batch's commit; a reservation treats a timeout as a conflict and tries again, so no lane stalls
-# behind a lock taken outside the service. It is longer than PostgreSQL's default deadlock_timeout
-# (1 s), so a true cycle (orders of several lines can still make one) is reported as a deadlock.
+# On PostgreSQL a writer waits at most this long for a lock, then fails the statement with
+# lock_not_available (55P03). A commit lane's batch never waits for a stock row (it takes them with
+# NOWAIT; persistence/write/stock_locks.py): what it may still wait for is another writer's key in
+# the journal or a row an intervention shares, which the other commit soon releases. The one writer
+# a process has for a held SKU waits for the row up to this long at a time, and again after that,
+# so no lane stalls behind a lock taken outside the service. It is longer than PostgreSQL's default
+# deadlock_timeout (1 s), so a true cycle (orders of several lines can make one) is reported as a
+# deadlock.
 LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
 WRITER_LOCK_TIMEOUT_MS = 2000
 # What other transactions did to this one, which rolled it back whole: it may succeed when run again.

@@ -12,8 +12,9 @@ class StoreMetrics:
     isolated_batches: int = 0
     # Conditional writes on stock rows. A reservation counts each time it runs (a retried step, or a
     # re-run after its batch failed, counts again); a conflict is a row that no longer had enough
-    # left when written (or whose lock was held too long), after which it reads again; one that
-    # conflicts RESERVE_ATTEMPTS times is exhausted and reported as a transient failure.
+    # left when written, after which it reads again (one that conflicts RESERVE_ATTEMPTS times is
+    # exhausted and reported as a transient failure), or, on PostgreSQL, a stock row that work found
+    # held by another transaction, after which it waits for it (persistence/write/stock_locks.py).
     stock_reservations: int = 0
     stock_conflicts: int = 0
     stock_conflicts_exhausted: int = 0

@@ -723,8 +723,9 @@ class InventoryContention:
     )
     stock_conflicts: int = strawberry.field(
         description="Conditional stock writes that found too little left on a row read a moment before "
-        "(or the row locked too long); the reservation then reads the stock again, unless its attempts "
-        "are used up."
+        "(or the row locked too long), and, on PostgreSQL, stock work that found its row held by another "
+        "transaction and stepped aside to queue behind it; the reservation then reads the stock again, "
+        "unless its attempts are used up."
     )
     stock_conflicts_exhausted: int = strawberry.field(
         description="Reservations that conflicted on every attempt and were reported as a transient "

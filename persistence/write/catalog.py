@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, cast, func, insert, literal, select, text, update
+from sqlalchemy import BigInteger, ColumnElement, bindparam, cast, func, insert, literal, select, text, update
 
 from domain.model.problems import MAX_COUNT, Problem, ProblemCode
 from domain.model.values import MovementKind, StorageCondition
@@ -17,6 +17,19 @@ from persistence.connection import Db
 from persistence.tables import products, sections, stock, warehouses
 from persistence.write import movements
 from persistence.write.movements import movement
+from persistence.write.stock_locks import Locking
+
+# On PostgreSQL a write to a section's stock locks its row before anything else, then, to add, the
+# product's row, on which additions of one SKU to different sections take turns, so that the total
+# checked is the total they add to. Neither waits in a shared commit (persistence/write/stock_locks.py).
+_LOCK_SECTION = Locking(
+    select(stock.c.sku).where(
+        stock.c.warehouse_code == bindparam("w"),
+        stock.c.section_code == bindparam("s"),
+        stock.c.sku == bindparam("k"),
+    )
+)
+_LOCK_PRODUCT = Locking(select(products.c.sku).where(products.c.sku == bindparam("k")))
 
 # Processes started together on one PostgreSQL database take turns to load a catalog under this
 # advisory lock ("catalog" in ASCII; any fixed number, the same in every process).
@@ -77,7 +90,9 @@ async def receive_stock(
     conn: Db, sku: str, warehouse_code: str, section_code: str, quantity: int, at: datetime
 ) -> list[Problem]:
     """Goods came in: `quantity` more on hand in the section, recorded as a RECEIPT movement at `at`.
-    Refused past MAX_COUNT in the section or for the product (OUT_OF_RANGE)."""
+    Refused past MAX_COUNT in the section or for the product (OUT_OF_RANGE). On PostgreSQL raises
+    StockBusy when the section's or the product's row is held longer than `conn` waits."""
+    await _LOCK_SECTION.hold(conn, {"w": warehouse_code, "s": section_code, "k": sku}, sku)
     problems = await _check_place(conn, sku, warehouse_code, section_code)
     problems = problems or await _check_room(conn, sku, warehouse_code, section_code, quantity, "quantity")
     if problems:
@@ -108,7 +123,9 @@ async def adjust_stock(
     """Correct the section's on-hand by `delta` (a cycle count, damage, a write-off), recorded as an
     ADJUSTMENT movement with `reason` at `at`. Refused, changing nothing, when the section holds no
     such stock, below what is reserved there (BELOW_RESERVED) or past MAX_COUNT in the section or for
-    the product (OUT_OF_RANGE)."""
+    the product (OUT_OF_RANGE). On PostgreSQL raises StockBusy when the section's or the product's
+    row is held longer than `conn` waits."""
+    await _LOCK_SECTION.hold(conn, {"w": warehouse_code, "s": section_code, "k": sku}, sku)
     if delta > 0:
         problems = await _check_room(conn, sku, warehouse_code, section_code, delta, "quantityDelta")
         if problems:
@@ -153,9 +170,7 @@ async def _check_room(
 ) -> list[Problem]:
     """Whether `quantity` more of `sku` in the section keeps the section's and the product's on-hand
     within MAX_COUNT: every count the service serves is a GraphQL Int."""
-    # The product row is locked (on PostgreSQL) so that additions of one SKU to different sections
-    # take turns, and the total checked here is the total they add to.
-    await conn.execute(select(products.c.sku).where(products.c.sku == sku).with_for_update())
+    await _LOCK_PRODUCT.hold(conn, {"k": sku}, sku)
     key = _stock_row(sku, warehouse_code, section_code)
     held = (await conn.execute(select(stock.c.on_hand).where(*key))).scalar() or 0
     total = (await conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == sku))).scalar() or 0

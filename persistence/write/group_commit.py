@@ -12,6 +12,14 @@ Under overload, work that no lane has taken within `admission_timeout` is withdr
 `WritersBusy`: it never runs, so a caller told so may send it again without doing it twice. Work a
 lane has taken is left to commit, however long its batch takes.
 
+On PostgreSQL no batch waits for a stock row: work that finds one held (persistence/write/
+stock_locks.py) steps out of its batch, which goes on without it (or, if the work had written
+something already, is rolled back and written again without it), and joins the queue of the one
+writer this process has for that SKU while one is needed. That writer's transactions carry only such
+work and wait for the row; later work whose lock order names the SKU queues there directly while it
+runs. Saga work waits there as long as the row is held; other work (an administrative write) fails
+with the lock's error when a wait times out, as below.
+
 Work rolled back by contention (a lock wait past the lock timeout, a deadlock, a serialization
 failure: what other transactions did, not what it says) runs again, up to CONTENTION_ATTEMPTS times
 with a jittered, growing pause; then its caller gets the error, which the edge answers as the
@@ -36,6 +44,7 @@ from domain.ports import OutcomeUnknown, Transaction
 from persistence.connection import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.database import is_contention, sqlstate
 from persistence.metrics import StoreMetrics
+from persistence.write.stock_locks import StockBusy
 
 T = TypeVar("T")
 log = logging.getLogger("ordersaga.store")
@@ -57,6 +66,9 @@ class WritersBusy(TimeoutError):
 class _Job:
     work: Work
     lock_order: str = ""
+    # Saga work waits for a held stock row however long it is held; its caller never sees the wait
+    # fail (see the module's note).
+    queues: bool = False
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     expiry: asyncio.TimerHandle | None = None
 
@@ -89,6 +101,9 @@ class GroupCommitRunner:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[_Job] = set()
+        # Work waiting for a held stock row, and the writer that serves it, by SKU.
+        self._held: dict[str, list[_Job]] = {}
+        self._stock_writers: dict[str, asyncio.Task[None]] = {}
         self._threads = ThreadPoolExecutor(lanes, "ordersaga-writer") if isinstance(engine, Engine) else None
 
     async def start(self) -> None:
@@ -98,30 +113,37 @@ class GroupCommitRunner:
         """Stop writing. Work still queued, or in a batch that was being written, is answered with an
         error (a batch already in the writer's thread may still commit: its callers cannot know, as
         after a crash); the runner takes no work afterwards."""
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._stock_writers.values()], []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for job in self._in_flight:
             _answer(job, error=OutcomeUnknown("the transaction runner stopped while the work was written"))
-        for job in (self._queue.get_nowait() for _ in range(self._queue.qsize())):
+        held = [job for jobs in self._held.values() for job in jobs]
+        self._held.clear()
+        for job in [*held, *(self._queue.get_nowait() for _ in range(self._queue.qsize()))]:
             _answer(job, error=RuntimeError("the transaction runner stopped"))
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
     async def run(self, work: Callable[[Transaction], Awaitable[T]], lock_order: str = "") -> T:
-        """TransactionRunner: `work` sees the participants and the saga store in one transaction."""
-        return await self.run_on_connection(lambda conn: work(self._make_transaction(conn)), lock_order)
+        """TransactionRunner: `work` sees the participants and the saga store in one transaction. It
+        waits for a held stock row as long as the row is held (see the module's note)."""
+        return await self._run(lambda conn: work(self._make_transaction(conn)), lock_order, queues=True)
 
     async def run_on_connection(self, work: Callable[[Db], Awaitable[T]], lock_order: str = "") -> T:
         """Run `work` on the transaction's connection, again after contention (see above). A caller
         that stops waiting before its batch is written withdraws the work (it never runs); one that
         stops while the batch is written leaves it to commit or not with the batch, as after a
-        crash. Raises OutcomeUnknown when the commit's connection was lost."""
+        crash. Raises OutcomeUnknown when the commit's connection was lost; the lock's DBAPIError
+        when a stock row stayed held through every attempt."""
+        return await self._run(work, lock_order, queues=False)
+
+    async def _run(self, work: Callable[[Db], Awaitable[T]], lock_order: str, queues: bool) -> T:
         attempt = 1
         while True:
             try:
-                return await self._run_once(work, lock_order)
+                return await self._run_once(work, lock_order, queues)
             except Exception as error:
                 if attempt == CONTENTION_ATTEMPTS or not is_contention(error):
                     raise
@@ -130,13 +152,18 @@ class GroupCommitRunner:
             await asyncio.sleep(jittered_pause(CONTENTION_BACKOFF_S, attempt))
             attempt += 1
 
-    async def _run_once(self, work: Callable[[Db], Awaitable[T]], lock_order: str) -> T:
+    async def _run_once(self, work: Callable[[Db], Awaitable[T]], lock_order: str, queues: bool) -> T:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
-        job = _Job(work, lock_order)
-        if self._admission_timeout is not None:
-            job.expiry = asyncio.get_running_loop().call_later(self._admission_timeout, _expire, job)
-        self._queue.put_nowait(job)
+        job = _Job(work, lock_order, queues)
+        if lock_order in self._stock_writers:
+            # Its SKU's row was held a moment ago: in a batch it would most likely only meet the
+            # row again and step aside.
+            self._hold(lock_order, [job])
+        else:
+            if self._admission_timeout is not None:
+                job.expiry = asyncio.get_running_loop().call_later(self._admission_timeout, _expire, job)
+            self._queue.put_nowait(job)
         # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
         result: T = await job.done
         return result
@@ -148,7 +175,25 @@ class GroupCommitRunner:
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
-    async def _commit(self, batch: list[_Job]) -> None:
+    def _hold(self, sku: str, jobs: list[_Job]) -> None:
+        """Queue `jobs` for the writer of `sku`'s stock, starting it if there is none."""
+        self._held.setdefault(sku, []).extend(jobs)
+        if sku not in self._stock_writers:
+            self._stock_writers[sku] = asyncio.create_task(self._stock_writer(sku), name=f"stock-{sku}")
+
+    async def _stock_writer(self, sku: str) -> None:
+        """Write the work held for `sku` in batches that wait for its rows, until none is left."""
+        try:
+            while jobs := self._held.pop(sku, None):
+                if len(jobs) > self._max_batch:
+                    self._held[sku] = jobs[self._max_batch :]
+                await self._commit(jobs[: self._max_batch], waits=True)
+        finally:
+            del self._stock_writers[sku]
+
+    async def _commit(self, batch: list[_Job], waits: bool = False) -> None:
+        """Write `batch` in one transaction and answer its jobs; `waits`: the transaction waits for
+        held stock rows (a SKU's writer) rather than going on without the work that met one."""
         # A job already answered was withdrawn by its caller (cancelled) or stopped with the runner.
         jobs = sorted((job for job in batch if not job.done.done()), key=lambda job: job.lock_order)
         if not jobs:
@@ -157,36 +202,76 @@ class GroupCommitRunner:
             if job.expiry is not None:
                 job.expiry.cancel()
         self._in_flight.update(jobs)
+        # Work that met a held stock row and wrote nothing, for its SKU's writer once this batch
+        # is done (were it handed over sooner, a batch run again could run it twice).
+        aside: dict[_Job, str] = {}
         try:
-            results = await self._write(jobs)
-        except Exception as error:
-            if len(jobs) == 1 or isinstance(error, OutcomeUnknown):
-                # Run again, work that may have committed could take effect twice.
+            written = await self._write(jobs, waits, aside)
+        except _StockHeld as held:
+            self._metrics.stock_conflicts += 1
+            if waits:
+                # Waited past the lock timeout or into a deadlock: saga work waits again; an
+                # administrative write is answered with the lock's error (so that an outside lock
+                # held for long answers it), and its caller retries.
+                self._hold(held.sku, [job for job in jobs if job.queues])
                 for job in jobs:
+                    if not job.queues:
+                        _answer(job, error=held.error)
+                return
+            # The work had written something already, so the transaction went with it: write the
+            # rest again without it, nor the work whose lock order names the held SKU, which would
+            # most likely meet the row too.
+            aside.update((job, held.sku) for job in jobs if job is held.job or job.lock_order == held.sku)
+            await self._commit([job for job in jobs if job not in aside])
+            return
+        except Exception as error:
+            rest = [job for job in jobs if job not in aside]
+            if len(rest) == 1 or isinstance(error, OutcomeUnknown):
+                # Run again, work that may have committed could take effect twice.
+                for job in rest:
                     _answer(job, error=error)
                 return
-            log.debug("batch of %d failed (%r); running each alone", len(jobs), error)
+            log.debug("batch of %d failed (%r); running each alone", len(rest), error)
             self._metrics.isolated_batches += 1
-            for job in jobs:
-                await self._commit([job])
+            for job in rest:
+                await self._commit([job], waits)
             return
         finally:
             self._in_flight.difference_update(jobs)
+            for job, sku in aside.items():
+                self._hold(sku, [job])
         self._metrics.commits += 1
-        self._metrics.committed_work += len(jobs)
-        for job, result in zip(jobs, results, strict=True):
+        self._metrics.committed_work += len(written)
+        for job, result in written:
             _answer(job, result=result)
 
-    async def _write(self, jobs: list[_Job]) -> list[Any]:
-        """Run every job in one transaction and commit it. Raises OutcomeUnknown if the commit
-        itself fails: whatever failed there (the connection, its answer), the transaction may have
-        committed, and a failure the database reports at commit needs a deferred constraint, which
-        no table has."""
+    async def _write(self, jobs: list[_Job], waits: bool, aside: dict[_Job, str]) -> list[tuple[_Job, Any]]:
+        """Run every job in one transaction and commit it; each job written, with its result. Raises
+        OutcomeUnknown if the commit itself fails: whatever failed there (the connection, its
+        answer), the transaction may have committed, and a failure the database reports at commit
+        needs a deferred constraint, which no table has.
+
+        On PostgreSQL, a job that met a held stock row having written nothing goes into `aside` (by
+        the row's SKU), as does every later job whose lock order names that SKU, and the rest goes
+        on. Raises _StockHeld when a job met one after writing, or (`waits`) waited for one in vain:
+        the transaction has failed."""
         if isinstance(self._engine, AsyncEngine):
             async with self._engine.connect() as conn:
                 await conn.begin()
-                db = AsyncDb(conn)
-                results = [await job.work(db) for job in jobs]
+                db = AsyncDb(conn, waits_for_stock=waits)
+                results = []
+                for job in jobs:
+                    if job.lock_order in aside.values():
+                        aside[job] = job.lock_order
+                        continue
+                    before = db.writes_so_far()
+                    try:
+                        results.append((job, await job.work(db)))
+                    except StockBusy as busy:
+                        if busy.failed or db.writes_so_far() != before:
+                            raise _StockHeld(job, busy) from busy
+                        self._metrics.stock_conflicts += 1
+                        aside[job] = busy.sku
                 await db.before_commit()
                 try:
                     await self._commit_batch(conn)
@@ -195,11 +280,11 @@ class GroupCommitRunner:
                 return results
         engine = self._engine
 
-        def write() -> list[Any]:
+        def write() -> list[tuple[_Job, Any]]:
             with engine.connect() as conn:
                 conn.begin()
                 db = BlockingDb(conn, self._prepared)
-                results: list[Any] = [run_blocking(job.work(db)) for job in jobs]
+                results = [(job, run_blocking(job.work(db))) for job in jobs]
                 run_blocking(db.before_commit())
                 try:
                     conn.commit()
@@ -208,6 +293,18 @@ class GroupCommitRunner:
                 return results
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
+
+
+class _StockHeld(Exception):
+    """`job` met a stock row another transaction holds (StockBusy); its transaction has failed."""
+
+    def __init__(self, job: _Job, busy: StockBusy) -> None:
+        super().__init__(str(busy))
+        self.job = job
+        self.sku = busy.sku
+        # What the caller of an administrative write is answered: the database's own error, which it
+        # reads as contention.
+        self.error = busy.__cause__ or busy
 
 
 async def _commit(conn: AsyncConnection) -> None:

@@ -153,6 +153,12 @@ class SagaWrites:
         self.leases: dict[str, bool] = {}
         self.notices: list[CommitNotice] = []
 
+    def gathered(self) -> int:
+        pending = (self.events, self.new_sagas, self.new_orders, self.new_steps, self.new_shipments)
+        updates = (self.saga_updates, self.order_updates, self.step_updates, self.shipment_updates)
+        kept = (self.placements, self.leases, self.notices, self.timeline)
+        return sum(len(writes) for writes in (*pending, *updates, *kept))
+
     async def flush(self) -> None:
         db = self._db
         try:

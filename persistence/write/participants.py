@@ -10,20 +10,19 @@ import random
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
 
 from domain.model.allocation import Shortfall, StockSlot, allocate
 from domain.model.saga import Outcome, Rejected, ShipmentStatus, Succeeded, Unavailable
 from domain.model.values import MovementKind, OrderStatus, Pick, StorageCondition
 from domain.ports import ConcurrencyConflict, StepCommand
 from persistence.connection import Db
-from persistence.database import LOCK_CONFLICTS
 from persistence.metrics import StoreMetrics
 from persistence.prepared import Prepared
 from persistence.read.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 from persistence.write import movements
 from persistence.write.movements import pick_movements
+from persistence.write.stock_locks import Locking
 
 # A reservation whose rows moved under it re-reads and tries again this many times, with a jittered
 # pause growing by this much each time, before it reports a transient failure (never a shortage).
@@ -93,9 +92,8 @@ class SqlOrders:
 
 # A conditional write rather than a compare-and-swap on the row's version: the condition is
 # what must hold (enough available), so a row that another reservation changed meanwhile still takes
-# this one if it has enough left. On PostgreSQL a reservation that waited for a row's lock then
-# re-checks the condition on the row as committed and goes on, instead of missing and starting over:
-# reservations on a hot SKU queue once per row instead of convoying through retries.
+# this one if it has enough left. (On PostgreSQL the reservation read its rows locked, so there the
+# condition holds; on SQLite the one writer has read them in this transaction.)
 _RESERVE_IF_AVAILABLE = Prepared(
     update(stock)
     .where(
@@ -124,7 +122,13 @@ _TAKE_AWAY = Prepared(
 )
 
 
-_READ_STOCK = Prepared(
+# Released or dispatched picks lock their SKUs' rows first, as a reservation does.
+_LOCK_SKUS = Locking(
+    select(stock.c.sku)
+    .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
+    .order_by(stock.c.sku, stock.c.warehouse_code, stock.c.section_code)
+)
+_STOCK_OF_SKUS = (
     select(
         stock.c.warehouse_code,
         stock.c.section_code,
@@ -140,6 +144,13 @@ _READ_STOCK = Prepared(
     )
     .join(products, products.c.sku == stock.c.sku)
     .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
+)
+_READ_STOCK = Prepared(_STOCK_OF_SKUS)
+# On PostgreSQL the rows are read locked, in key order, so what is allocated is what the swap finds
+# and no other transaction's reservation can interleave with this one; a held row raises StockBusy
+# (persistence/write/stock_locks.py) rather than hold up the other sagas of a shared commit.
+_LOCK_STOCK = Locking(
+    _STOCK_OF_SKUS.order_by(stock.c.sku, stock.c.warehouse_code, stock.c.section_code), of=stock
 )
 _READ_CONDITIONS = Prepared(
     select(products.c.sku, products.c.storage_condition).where(
@@ -228,11 +239,16 @@ class SqlInventory:
         self, picks: tuple[Pick, ...], how: MovementKind, at: datetime, reference: str | None
     ) -> None:
         ordered = sorted(picks, key=_pick_key)
+        skus = sorted({p.sku for p in ordered})
+        await _LOCK_SKUS.hold(self._db, {"skus": skus}, skus[0])
         await self._db.execute(_ENDINGS[how], [_params(p) for p in ordered])
         await movements.record(self._db, pick_movements(ordered, how, at, reference))
 
     async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
-        rows = await self._db.execute(_READ_STOCK, {"skus": skus})
+        if self._db.dialect.name == "sqlite":
+            rows = await self._db.execute(_READ_STOCK, {"skus": skus})
+        else:
+            rows = await _LOCK_STOCK.take(self._db, {"skus": skus}, skus[0])
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
@@ -250,29 +266,17 @@ class SqlInventory:
 
     async def _swap(self, picks: tuple[Pick, ...]) -> bool:
         """Take every pick from its row if the row still has enough, in key order, or none of them."""
-        # A savepoint undoes the swaps already made when a later one fails, and keeps a lock error
-        # from spoiling the whole transaction. SQLite raises no lock errors inside a transaction (its
-        # write lock is taken at BEGIN IMMEDIATE), so a single swap there needs none: it changes one
-        # row or nothing. That spares two statements on the commonest reservation.
-        guarded = len(picks) > 1 or self._db.dialect.name != "sqlite"
-        savepoint = await self._db.begin_nested() if guarded else None
-        try:
-            for pick in sorted(picks, key=_pick_key):
-                taken = await self._db.execute(_RESERVE_IF_AVAILABLE, _params(pick))
-                if taken.rowcount != 1:
-                    if savepoint is not None:
-                        await savepoint.rollback()
-                    return False
-        except DBAPIError as error:
-            # On PostgreSQL a row held by another transaction past lock_timeout, or a wait that
-            # closed a cycle with another commit lane, is a conflict too: rolling back the savepoint
-            # frees this reservation's locks for the other side.
-            if savepoint is None:
-                raise
-            await savepoint.rollback()
-            if getattr(error.orig, "sqlstate", None) not in LOCK_CONFLICTS:
-                raise
-            return False
+        # A savepoint undoes the swaps already made when a later one misses. The rows were read in
+        # this transaction (and locked, on PostgreSQL), so no swap waits for a lock, and a single
+        # swap changes one row or nothing: it needs none, which spares two statements on the
+        # commonest reservation.
+        savepoint = await self._db.begin_nested() if len(picks) > 1 else None
+        for pick in sorted(picks, key=_pick_key):
+            taken = await self._db.execute(_RESERVE_IF_AVAILABLE, _params(pick))
+            if taken.rowcount != 1:
+                if savepoint is not None:
+                    await savepoint.rollback()
+                return False
         if savepoint is not None:
             await savepoint.commit()
         return True

@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
 from api.staged_faults import REFRESH_S
-from benchmarks import scaleout
+from benchmarks import hotsku, scaleout
 from benchmarks.scaleout import scratch_database
 from domain.model.saga import StepTimedOut
 from persistence.database import make_engine
@@ -307,3 +307,18 @@ async def test_the_scaleout_benchmark_runs_a_cell_and_checks_its_books(database_
     cell = await scaleout.run(processes=2, workers=False, hot=True, concurrency=4, sagas=12)
     assert cell["correct"] and cell["completed"] == 12 and cell["layout"] == "2 x serve"
     assert "| 2 x serve | hot |" in scaleout.render([cell])
+
+
+@postgresql_only
+async def test_the_hot_sku_benchmark_runs_a_cell_and_checks_its_books(database_url: str) -> None:
+    cell = await hotsku.run(processes=2, sagas=12, concurrency=4, hot_share=0.5, restock_every_s=0.05)
+    assert cell["books"] and cell["completed"] == 12 and cell["restocks"] >= 1
+    assert 0 <= cell["worst_5s_place_orders"] <= 12
+    assert "| 2 | " in hotsku.render([cell]) and "| ok |" in hotsku.render([cell])
+
+
+def test_the_worst_window_counts_the_fewest_answers_in_any_5_seconds() -> None:
+    answered = [0.5, 1.0, 7.0, 8.0, 12.5]
+    assert hotsku.worst_window(answered, start=0.0, end=13.0) == 0  # nothing after 1.0 until 7.0
+    assert hotsku.worst_window([*answered, 4.0], start=0.0, end=13.0) == 1
+    assert hotsku.worst_window([1.0, 2.0], start=0.0, end=4.0) == 2  # shorter than a window: the whole run

@@ -1,29 +1,38 @@
 """Stock reservations under contention, on SQLite and PostgreSQL: compare-and-swap conflicts are retried
 and counted, exhausted retries are transient (never a shortage), a multi-line reservation is all or
-nothing, and the database itself refuses stock rows that break onHand = available + reserved."""
+nothing, and the database itself refuses stock rows that break onHand = available + reserved. On
+PostgreSQL, a stock row another transaction holds holds up only the work that needs it: that work
+waits, however long, and every other saga's orders and reads go on meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.service import Service
+from api.settings import Settings
 from domain.model.commands import PlaceOrder
+from domain.model.interventions import Actor
 from domain.model.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
 from domain.model.values import OrderLine, Pick, StorageCondition
 from domain.ports import StepCommand, Transaction
 from persistence.connection import Db
-from persistence.database import make_engine
+from persistence.database import WRITER_LOCK_TIMEOUT_MS, make_engine
 from persistence.tables import stock
 from persistence.write import catalog
 from persistence.write.participants import RESERVE_ATTEMPTS, SqlInventory
 from tests.integration.commands import command_for
 from tests.integration.interleave import after_stock_reads, contend_for_stock
-from tests.integration.support import TERMINAL, start_service, wait_for_status
+from tests.integration.support import FAST, TERMINAL, start_service, wait_for_status
+from tests.polling import eventually
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -32,16 +41,16 @@ postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indire
 async def svc(database_url: str) -> AsyncIterator[Service]:
     """Warehouses W1 and W2 with one ambient section A each; ambient products APPLE and BREAD."""
     service = await start_service(database_url)
-
-    async def load(conn: Db) -> None:
-        for code in ("W1", "W2"):
-            await catalog.register_warehouse(conn, code, code, [("A", StorageCondition.AMBIENT)])
-        for sku in ("APPLE", "BREAD"):
-            await catalog.register_product(conn, sku, sku.title(), StorageCondition.AMBIENT)
-
-    await service.write(load)
+    await service.write(apples_and_bread)
     yield service
     await service.stop()
+
+
+async def apples_and_bread(conn: Db) -> None:
+    for code in ("W1", "W2"):
+        await catalog.register_warehouse(conn, code, code, [("A", StorageCondition.AMBIENT)])
+    for sku in ("APPLE", "BREAD"):
+        await catalog.register_product(conn, sku, sku.title(), StorageCondition.AMBIENT)
 
 
 async def receive(svc: Service, sku: str, warehouse_code: str, quantity: int) -> None:
@@ -156,31 +165,121 @@ async def test_the_database_refuses_stock_that_breaks_on_hand_equals_available_p
     assert await levels(svc, "APPLE") == {"W1": (5, 2)}
 
 
-@postgresql_only
-async def test_a_row_locked_past_the_lock_timeout_is_a_conflict_and_the_reservation_retries(
-    svc: Service, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await receive(svc, "APPLE", "W1", 5)
+@contextlib.asynccontextmanager
+async def rows_held(database_url: str, sku: str) -> AsyncIterator[AsyncConnection]:
+    """Every stock row of `sku` locked by another session (as another process's commit would)
+    until the block ends or the connection rolls back."""
     engine = make_engine(database_url, writer=False)
     try:
         async with engine.connect() as holder:
-            await holder.execute(select(stock.c.version).where(stock.c.sku == "APPLE").with_for_update())
-            reads = 0
-
-            async def release_after_the_first_attempt(_: Db) -> None:
-                nonlocal reads
-                reads += 1
-                if reads == 2:
-                    await holder.rollback()
-
-            after_stock_reads(monkeypatch, release_after_the_first_attempt, times=2)
-            async with asyncio.timeout(30):  # without a lock timeout it would wait forever
-                outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 3)))
+            await holder.execute(select(stock.c.version).where(stock.c.sku == sku).with_for_update())
+            yield holder
     finally:
         await engine.dispose()
 
+
+# Longer than a writer may wait for a lock at once, so a wait that gave up would show.
+HELD_S = 2.5 * WRITER_LOCK_TIMEOUT_MS / 1000
+
+
+@postgresql_only
+async def test_a_reservation_behind_a_row_held_past_the_lock_timeout_waits_for_it_and_succeeds(
+    svc: Service, database_url: str
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    async with rows_held(database_url, "APPLE") as holder:
+        reservation = asyncio.create_task(reserve(svc, command_for("s-1", OrderLine("APPLE", 3))))
+        # Past as many lock timeouts as a reservation has attempts: no count of waits gives up.
+        await asyncio.sleep(RESERVE_ATTEMPTS * WRITER_LOCK_TIMEOUT_MS / 1000 + 1)
+        assert not reservation.done()
+        await holder.rollback()
+        async with asyncio.timeout(30):
+            outcome = await reservation
+
     assert outcome == Succeeded(picks=(Pick("W1", "A", "APPLE", 3),))
-    assert contention(svc) == (1, 1, 0)
+    assert svc.metrics.stock_conflicts >= 2  # met the row in a batch, then timed out waiting for it
+    assert svc.metrics.stock_conflicts_exhausted == 0
+    assert await levels(svc, "APPLE") == {"W1": (5, 3)}
+
+
+@pytest.fixture
+async def patient(database_url: str) -> AsyncIterator[Service]:
+    """As `svc`, with 5 of APPLE and BREAD in W1, and step deadlines that work waiting for a held
+    row does not outlast: what is tested is what waits for it, not the saga's timeouts."""
+    minute = timedelta(minutes=1)
+    policy = replace(FAST, reserve_timeout=minute, compensation_timeout=minute)
+    service = Service(Settings(database_url=database_url, policy=policy))
+    await service.start()
+    await service.write(apples_and_bread)
+    await receive(service, "APPLE", "W1", 5)
+    await receive(service, "BREAD", "W1", 5)
+    yield service
+    await service.stop()
+
+
+async def bread_goes_on_while_held(service: Service, held_since: float) -> None:
+    """An order of BREAD completes and reads answer, all before the APPLE rows' hold ends."""
+    async with asyncio.timeout(held_since + HELD_S - asyncio.get_running_loop().time()):
+        bread = await service.orchestrator.place_order(PlaceOrder("b", (OrderLine("BREAD", 1),)))
+        await wait_for_status(service, bread.saga_id, SagaStatus.COMPLETED)
+        assert await levels(service, "BREAD") == {"W1": (5, 1)}
+
+
+async def until_held_for(held_since: float, holder: AsyncConnection) -> None:
+    """Keep the rows held for HELD_S in all, then let them go."""
+    await asyncio.sleep(max(0.0, held_since + HELD_S - asyncio.get_running_loop().time()))
+    await holder.rollback()
+
+
+@postgresql_only
+async def test_while_a_stock_row_is_held_orders_for_other_skus_and_reads_go_on(
+    patient: Service, database_url: str
+) -> None:
+    async with rows_held(database_url, "APPLE") as holder:
+        held_since = asyncio.get_running_loop().time()
+        # One order of the held SKU for each commit lane, placed one after the other: a lane that
+        # waited for the row would take the next one's placement and steps no more.
+        apples = []
+        for n in range(patient.settings.commit_lanes or 2):
+            apples.append(
+                await patient.orchestrator.place_order(PlaceOrder(f"a-{n}", (OrderLine("APPLE", 1),)))
+            )
+            await eventually(lambda: patient.metrics.stock_reservations >= len(apples), "its reservation")
+
+        await bread_goes_on_while_held(patient, held_since)
+        assert await levels(patient, "APPLE") == {"W1": (5, 0)}
+        for apple in apples:
+            saga = await patient.read.saga(apple.saga_id)
+            assert saga is not None and saga.status == SagaStatus.STOCK_RESERVING.value
+        await until_held_for(held_since, holder)
+
+    for apple in apples:
+        assert (
+            await wait_for_status(patient, apple.saga_id, *TERMINAL, seconds=30) == SagaStatus.COMPLETED.value
+        )
+    assert await levels(patient, "APPLE") == {"W1": (5, len(apples))}
+
+
+@postgresql_only
+async def test_a_release_that_wrote_before_meeting_a_held_row_waits_for_it_whole(
+    patient: Service, database_url: str
+) -> None:
+    placed = await patient.orchestrator.place_order(PlaceOrder("a", (OrderLine("APPLE", 2),)))
+    await wait_for_status(patient, placed.saga_id, SagaStatus.COMPLETED)
+    async with rows_held(database_url, "APPLE") as holder:
+        held_since = asyncio.get_running_loop().time()
+        # Compensating, the saga cancels its shipment and marks its reservation released before it
+        # locks the stock it gives back.
+        await patient.orchestrator.cancel_order(placed.saga_id, Actor("customer-1", "customer"))
+
+        await bread_goes_on_while_held(patient, held_since)
+        saga = await patient.read.saga(placed.saga_id)
+        assert saga is not None and saga.status == SagaStatus.COMPENSATING.value
+        assert await levels(patient, "APPLE") == {"W1": (5, 2)}
+        await until_held_for(held_since, holder)
+
+    assert await wait_for_status(patient, placed.saga_id, *TERMINAL, seconds=30) == SagaStatus.FAILED.value
+    assert await levels(patient, "APPLE") == {"W1": (5, 0)}
 
 
 @postgresql_only
@@ -214,4 +313,5 @@ async def test_a_deadlock_with_another_writer_is_a_conflict_and_the_reservation_
         await engine.dispose()
 
     assert outcome == Succeeded(picks=(Pick("W1", "A", "APPLE", 1), Pick("W2", "A", "APPLE", 1)))
-    assert contention(svc) == (1, 1, 0)
+    # Read once in a shared batch (W2 held), once waiting (the deadlock), once to the end.
+    assert contention(svc) == (3, 2, 0)
