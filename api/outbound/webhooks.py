@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from api.outbound.addresses import GuardedResolver, Reach, reach_problem
-from api.outbound.http import client, post
 from api.outbound.signing import Signer
+from api.outbound.wire import Origin
 from api.supervision import Supervisor
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
@@ -115,10 +114,11 @@ class Wiring:
 
 
 class Sender:
-    """Sends signed events to one endpoint, as it is configured for one round."""
+    """Sends signed events to one endpoint, as it is configured for one round, through `origin` (its
+    URL's connections)."""
 
-    def __init__(self, http: httpx.AsyncClient, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
-        self._http, self._endpoint, self._policy = http, endpoint, policy
+    def __init__(self, origin: Origin, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
+        self._origin, self._endpoint, self._policy = origin, endpoint, policy
         self._signer = Signer(endpoint.secret)
         self._refusal: asyncio.Task[str | None] | None = None
 
@@ -133,18 +133,18 @@ class Sender:
         started = loop.time()
         headers = self._signer.headers(event_id, body)
         try:
-            response = await post(self._http, self._endpoint.url, body, headers, self._policy.timeout)
+            status = await self._origin.post(body, headers, self._policy.timeout)
         except TimeoutError:
             error: str | None = f"no answer within {self._policy.timeout:g} s"
             return Attempt(False, None, _ms_since(loop, started), error)
         except Exception as failure:
-            # httpx's errors, and whatever else the connection met (aiohttp's own, for an answer
-            # that is not HTTP): the receiver did not take it, which is a failed attempt like any.
+            # The connection's errors (OSError and its kin), and whatever else it met: the receiver
+            # did not take it, which is a failed attempt like any.
             error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
             return Attempt(False, None, _ms_since(loop, started), error)
-        ok = 200 <= response.status_code < 300
-        error = None if ok else f"answered {response.status_code}"
-        return Attempt(ok, response.status_code, _ms_since(loop, started), error)
+        ok = 200 <= status < 300
+        error = None if ok else f"answered {status}"
+        return Attempt(ok, status, _ms_since(loop, started), error)
 
 
 def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
@@ -164,14 +164,13 @@ class EndpointRelay:
         self._store, self._relays, self._reader = wiring.store, wiring.relays, wiring.reader
         self._hub, self._clock, self._policy = wiring.hub, wiring.clock, wiring.policy
         self._lease_ttl = wiring.lease_ttl
+        self._resolver = GuardedResolver(self._policy.reach)
+        # The connections to the endpoint's URL, kept from round to round while it stays the same.
+        self._origin: Origin | None = None
 
     async def run(self) -> None:
         """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
         the stored position until the lease is lost; again, until cancelled."""
-        # A pool of its own, as large as the requests it has in flight: the pool looks at each of its
-        # connections on every request, so one shared by every endpoint would cost each more.
-        resolver = GuardedResolver(self._policy.reach)
-        http = client(self._policy.connect_timeout, max_connections=CONCURRENCY, resolver=resolver)
         try:
             while True:
                 position = await whole(self._relays.take)(self._name)
@@ -179,11 +178,12 @@ class EndpointRelay:
                     await asyncio.sleep(POLL_S)
                     continue
                 try:
-                    await self._holding(self._drive(position, http))
+                    await self._holding(self._drive(position))
                 except LeaseLost:
                     log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
         finally:
-            await http.aclose()
+            if self._origin is not None:
+                await self._origin.close()
             with contextlib.suppress(Exception):
                 await whole(self._relays.release)(self._name)
 
@@ -212,26 +212,26 @@ class EndpointRelay:
             if await whole(self._relays.take)(self._name) is None:
                 return
 
-    async def _drive(self, position: int, http: httpx.AsyncClient) -> None:
+    async def _drive(self, position: int) -> None:
         """Rounds from journal position `position`, back to back while more is waiting, else once woken
         by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
         with self._hub.alarm() as committed:
             while True:
                 committed.clear()  # what commits from here on rings it again
-                position, more = await self._round(position, http)
+                position, more = await self._round(position)
                 if not more:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(committed.wait(), POLL_S)
                         # The commits that follow within a moment go out in the same round.
                         await asyncio.sleep(GATHER_S)
 
-    async def _round(self, position: int, http: httpx.AsyncClient) -> tuple[int, bool]:
+    async def _round(self, position: int) -> tuple[int, bool]:
         """One round from `position` (see the module's docstring): the position it reached, and
         whether more is waiting. Raises LeaseLost if the position could not be stored."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return position, False  # deleted or disabled: Webhooks stops this relay
-        sender = Sender(http, endpoint, self._policy)
+        sender = Sender(await self._origin_of(endpoint.url), endpoint, self._policy)
         retried = await self._retry_due(endpoint, sender)
         events = await events_after(self._reader, position, BATCH)
         taken = [event for event in events if endpoint.takes(event.type)]
@@ -242,6 +242,13 @@ class EndpointRelay:
         if not await whole(self._relays.advance)(self._name, events[-1].position):
             raise LeaseLost
         return events[-1].position, len(events) == BATCH
+
+    async def _origin_of(self, url: str) -> Origin:
+        if self._origin is None or self._origin.url != url:
+            if self._origin is not None:
+                await self._origin.close()
+            self._origin = Origin(url, self._resolver, self._policy.connect_timeout)
+        return self._origin
 
     async def _retry_due(self, endpoint: Endpoint, sender: Sender) -> list[Attempt]:
         """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""
