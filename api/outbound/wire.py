@@ -72,6 +72,8 @@ class Origin:
         async with asyncio.timeout(total_timeout):
             while self._idle:
                 connection = self._idle.pop()
+                if connection.closed:
+                    continue  # the receiver closed it while it was idle
                 try:
                     return await self._exchange(connection, request)
                 except ConnectionError:
@@ -127,17 +129,17 @@ class _Connection(asyncio.Protocol):
         self._status: int | None = None
         self.answered = False  # a byte of the current request's answer arrived
         self.reusable = False  # its last answer ended and the receiver keeps it open
-        self._closed = False
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not asyncio.Transport's subclasses, hence no isinstance).
         self._transport = cast(asyncio.Transport, transport)
 
     async def exchange(self, request: bytes) -> int:
-        if self._closed or self._transport is None:
+        self._status, self.answered, self.reusable = None, False, False
+        if self.closed or self._transport is None:
             raise ConnectionResetError("the connection was closed")
         self._answer = asyncio.get_running_loop().create_future()
-        self._status, self.answered, self.reusable = None, False, False
         self._transport.write(request)
         try:
             return await self._answer
@@ -167,7 +169,7 @@ class _Connection(asyncio.Protocol):
         self._settle(self._status)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed, self.reusable = True, False
+        self.closed, self.reusable = True, False
         if self._status is not None:
             self._settle(self._status)  # an answer whose body ends with the connection: it is whole
         else:
@@ -175,7 +177,7 @@ class _Connection(asyncio.Protocol):
             self._settle(ConnectionResetError(f"the connection closed before an answer{reason}"))
 
     def close(self) -> None:
-        self._closed, self.reusable = True, False
+        self.closed, self.reusable = True, False
         if self._transport is not None:
             self._transport.close()
 
