@@ -157,6 +157,7 @@ class StreamRelay:
         self._position = 0
         # When this process last took or renewed the lease (the event loop's clock); None: not held.
         self._renewed_at: float | None = None
+        self._opened = False  # whether its row is known to exist (Relays.open)
 
     @property
     def state(self) -> RelayState:
@@ -216,6 +217,9 @@ class StreamRelay:
         now = asyncio.get_running_loop().time()
         if self._renewed_at is not None and now - self._renewed_at < self._poll_s:
             return True
+        if not self._opened:
+            await self._relays.open(self.name)
+            self._opened = True
         position = await self._relays.take(self.name)
         if position is None:
             self._renewed_at = None
