@@ -310,5 +310,6 @@ def _delivery_policy(settings: Settings, *, development: bool) -> DeliveryPolicy
         timeout=settings.webhook_timeout,
         retry_for=settings.webhook_retry_for,
         disable_after=settings.webhook_disable_after or settings.webhook_retry_for,
+        keep_succeeded=settings.webhook_keep_succeeded,
         reach=Reach(private=settings.allow_private_webhook_urls, loopback=development),
     )

@@ -64,6 +64,10 @@ FIRST_RETRY_S = 2.0
 SHORT_CAP_S = 60.0
 LONG_CAP_S = 3600.0
 MAX_ERROR = 300
+# How often a relay deletes the deliveries that succeeded longer ago than its policy keeps them, and
+# how many at a time: short transactions, which on SQLite hold the sagas' write lock only briefly.
+PRUNE_EVERY_S = 600.0
+PRUNE_BATCH = 1000
 
 
 def retry_pause(attempt: int, failing_for: timedelta) -> float:
@@ -78,12 +82,14 @@ def retry_pause(attempt: int, failing_for: timedelta) -> float:
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     """Timeouts in seconds; `retry_for`: how long a delivery is retried before it fails;
-    `disable_after`: how long an endpoint may fail without one success before it is disabled."""
+    `disable_after`: how long an endpoint may fail without one success before it is disabled;
+    `keep_succeeded`: how long a stored delivery that succeeded stays listed before it is pruned."""
 
     connect_timeout: float = 2.0
     timeout: float = 10.0
     retry_for: timedelta = timedelta(days=1)
     disable_after: timedelta = timedelta(days=1)
+    keep_succeeded: timedelta = timedelta(days=7)
     reach: Reach = Reach()
 
 
@@ -167,6 +173,7 @@ class EndpointRelay:
         self._resolver = GuardedResolver(self._policy.reach)
         # The connections to the endpoint's URL, kept from round to round while it stays the same.
         self._origin: Origin | None = None
+        self._pruned_at: float | None = None  # the event loop's clock; None: not yet
 
     async def run(self) -> None:
         """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
@@ -237,6 +244,7 @@ class EndpointRelay:
         taken = [event for event in events if endpoint.takes(event.type)]
         failed = await self._send_new(endpoint, sender, taken)
         await self._note_health(endpoint, [*retried, *failed])
+        await self._prune(endpoint)
         if not events:
             return position, False
         if not await whole(self._relays.advance)(self._name, events[-1].position):
@@ -329,6 +337,17 @@ class EndpointRelay:
             next_attempt_at=None if pause is None else now + pause,
             updated_at=now,
         )
+
+    async def _prune(self, endpoint: Endpoint) -> None:
+        """Delete the deliveries that succeeded more than `keep_succeeded` ago, in the first round and
+        then every PRUNE_EVERY_S (under the lease, so one process does it), PRUNE_BATCH at a time."""
+        now = asyncio.get_running_loop().time()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        before = self._clock.now() - self._policy.keep_succeeded
+        while await self._store.prune(endpoint.id, before, PRUNE_BATCH) == PRUNE_BATCH:
+            pass
 
     async def _note_health(self, endpoint: Endpoint, attempts: Sequence[Attempt]) -> None:
         """A success in the round: the endpoint is well. Failures alone: it has been failing since the
