@@ -1,11 +1,12 @@
 """Webhook delivery: every journal event an endpoint takes is POSTed to it, signed by the Standard
 Webhooks specification, at least once, and per saga in journal order.
 
-Each enabled endpoint has a relay task of its own (`EndpointRelay`), so a slow or dead endpoint holds
-up no other, and nothing here runs in a saga's commit: relays read the journal after the fact. With
-several processes over PostgreSQL, a relay sends only while it holds its relay's lease
-(persistence/fleet/relays.py), so each endpoint is driven by one process at a time, and another takes
-over from the stored position when that one dies.
+Each enabled endpoint has a relay task of its own, so a slow or dead endpoint holds up no other, and
+nothing here runs in a saga's commit: relays read the journal after the fact. The relays' loop
+(api/outbound/relaying.py, the event stream's too) holds the lease, reads the journal and stores the
+position; with several processes over PostgreSQL each endpoint is driven by one process at a time,
+and another takes over from the stored position when that one dies. What is particular to webhooks
+is the sink, `EndpointDeliveries`, and requests go out through `wire.Origin`.
 
 A relay's round: first the stored deliveries that are due (`WebhookStore.due`), each saga's in order;
 then the journal events past its position. Those of sagas with an undelivered event are stored behind
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -34,14 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from api.outbound.addresses import GuardedResolver, Reach, reach_problem
+from api.outbound.relaying import RelayDriver
 from api.outbound.signing import Signer
 from api.outbound.wire import Origin
 from api.supervision import Supervisor
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.relays import Relays
-from persistence.read.event_log import LoggedEvent, events_after
-from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name, whole
+from persistence.read.event_log import LoggedEvent
+from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
 
 log = logging.getLogger("ordersaga.webhooks")
 T = TypeVar("T")
@@ -157,99 +159,35 @@ def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
     return round((loop.time() - started) * 1000)
 
 
-class LeaseLost(Exception):
-    """Another process holds the endpoint's relay now."""
-
-
-class EndpointRelay:
-    """Drives one endpoint's deliveries until cancelled (`run`)."""
+class EndpointDeliveries:
+    """One endpoint's deliveries: the sink (api/outbound/relaying.py) its relay drives, each batch of
+    the journal one round as the module's docstring says."""
 
     def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
-        self._name = relay_name(endpoint_id)
-        self._store, self._relays, self._reader = wiring.store, wiring.relays, wiring.reader
-        self._hub, self._clock, self._policy = wiring.hub, wiring.clock, wiring.policy
-        self._lease_ttl = wiring.lease_ttl
+        self._store, self._clock, self._policy = wiring.store, wiring.clock, wiring.policy
         self._resolver = GuardedResolver(self._policy.reach)
         # The connections to the endpoint's URL, kept from round to round while it stays the same.
         self._origin: Origin | None = None
         self._pruned_at: float | None = None  # the event loop's clock; None: not yet
 
-    async def run(self) -> None:
-        """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
-        the stored position until the lease is lost; again, until cancelled."""
-        try:
-            while True:
-                position = await whole(self._relays.take)(self._name)
-                if position is None:
-                    await asyncio.sleep(POLL_S)
-                    continue
-                try:
-                    await self._holding(self._drive(position))
-                except LeaseLost:
-                    log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
-        finally:
-            if self._origin is not None:
-                await self._origin.close()
-            with contextlib.suppress(Exception):
-                await whole(self._relays.release)(self._name)
-
-    async def _holding(self, work: Coroutine[None, None, None]) -> None:
-        """Run `work`, renewing the relay's lease while it runs. Raises LeaseLost, `work` cancelled, once
-        the lease is lost."""
-        if self._lease_ttl is None:
-            return await work  # one process: the lease is always this one's
-        working = asyncio.ensure_future(work)
-        renewing = asyncio.ensure_future(self._renew(self._lease_ttl))
-        try:
-            done, _ = await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            working.cancel()
-            renewing.cancel()
-            await asyncio.gather(working, renewing, return_exceptions=True)
-        if working in done:
-            return working.result()
-        renewing.result()  # raises the database's error, if that is what ended it
-        raise LeaseLost
-
-    async def _renew(self, ttl: timedelta) -> None:
-        """Renew the relay's lease every third of its time; return once another process has it."""
-        while True:
-            await asyncio.sleep(ttl.total_seconds() / 3)
-            if await whole(self._relays.take)(self._name) is None:
-                return
-
-    async def _drive(self, position: int) -> None:
-        """Rounds from journal position `position`, back to back while more is waiting, else once woken
-        by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
-        with self._hub.alarm() as committed:
-            while True:
-                committed.clear()  # what commits from here on rings it again
-                position, more = await self._round(position)
-                if not more:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(committed.wait(), POLL_S)
-                        # The commits that follow within a moment go out in the same round.
-                        await asyncio.sleep(GATHER_S)
-
-    async def _round(self, position: int) -> tuple[int, bool]:
-        """One round from `position` (see the module's docstring): the position it reached, and
-        whether more is waiting. Raises LeaseLost if the position could not be stored."""
+    async def deliver(self, events: Sequence[LoggedEvent], since: int) -> int:
+        """One round: the due stored deliveries, then `events` (those the endpoint takes), the
+        failures stored; the last position of `events` (`since` if none, or if the endpoint was
+        deleted or disabled meanwhile: Webhooks stops this relay then)."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
-            return position, False  # deleted or disabled: Webhooks stops this relay
+            return since
         sender = Sender(await self._origin_of(endpoint.url), endpoint, self._policy)
         retried = await self._retry_due(endpoint, sender)
-        events = await events_after(self._reader, position, BATCH)
-        taken = [event for event in events if endpoint.takes(event.type)]
-        failed = await self._send_new(endpoint, sender, taken)
+        failed = await self._send_new(endpoint, sender, [e for e in events if endpoint.takes(e.type)])
         await self._note_health(endpoint, [*retried, *failed])
         await self._prune(endpoint)
-        if not events:
-            return position, False
-        if not await whole(self._relays.advance)(self._name, events[-1].position):
-            raise LeaseLost
-        return events[-1].position, len(events) == BATCH
+        return events[-1].position if events else since
+
+    async def close(self) -> None:
+        if self._origin is not None:
+            await self._origin.close()
 
     async def _origin_of(self, url: str) -> Origin:
         if self._origin is None or self._origin.url != url:
@@ -411,8 +349,19 @@ class Webhooks:
     async def _follow(self, enabled: set[str]) -> None:
         for endpoint_id in set(self._running) - enabled:
             await self._running.pop(endpoint_id).stop()
+        wiring = self._wiring
         for endpoint_id in enabled - set(self._running):
-            relay = EndpointRelay(endpoint_id, self._wiring)
+            relay = RelayDriver(
+                relay_name(endpoint_id),
+                EndpointDeliveries(endpoint_id, wiring),
+                relays=wiring.relays,
+                reader=wiring.reader,
+                hub=wiring.hub,
+                batch=BATCH,
+                poll_s=POLL_S,
+                gather_s=GATHER_S,
+                lease_ttl=wiring.lease_ttl,
+            )
             supervisor = Supervisor()
-            supervisor.keep(relay_name(endpoint_id), relay.run)
+            supervisor.keep(relay.name, relay.run)
             self._running[endpoint_id] = supervisor
