@@ -134,7 +134,10 @@ class Sender:
         # The address is checked once a round (the first send awaits it, the others share its answer).
         if self._refusal is None:
             self._refusal = asyncio.ensure_future(reach_problem(self._endpoint.url, self._policy.reach))
-        refusal = await asyncio.shield(self._refusal)
+        if self._refusal.done():  # as for every send after the first: no shield to make per event
+            refusal = self._refusal.result()
+        else:
+            refusal = await asyncio.shield(self._refusal)
         if refusal is not None:
             return Attempt(False, None, 0, f"not sent: {refusal}")
         loop = asyncio.get_running_loop()
