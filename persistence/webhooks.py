@@ -256,6 +256,15 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
 
+    async def undelivered(self, endpoint_id: str) -> bool:
+        """Whether the endpoint has a delivery not taken yet (PENDING or FAILED)."""
+        d = webhook_deliveries
+        query = (
+            select(d.c.position).where(d.c.endpoint_id == endpoint_id, d.c.status.in_(UNDELIVERED)).limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     @whole
     async def store(self, deliveries: Sequence[Delivery]) -> None:
         """Store deliveries not stored yet (one already there, from a round repeated after a crash or
