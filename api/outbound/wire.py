@@ -79,8 +79,9 @@ class Origin:
                 except ConnectionError:
                     if connection.answered:
                         raise
-                    # The receiver closed an idle connection as the request went out on it (its
-                    # keep-alive ran out): it took nothing, so the request goes on another.
+                    # Most likely the receiver closed an idle connection as the request went out on
+                    # it (its keep-alive ran out), so the request goes on another; a receiver that
+                    # did take it sees the same webhook-id again, as after any resend.
             return await self._exchange(await self._connect(), request)
 
     async def close(self) -> None:
