@@ -112,6 +112,7 @@ class RelayDriver:
 
     @property
     def state(self) -> RelayState:
+        """Where the relay stands in this process (RelayState's comments say what each means)."""
         return self._state
 
     @property

@@ -205,6 +205,7 @@ class EndpointDeliveries:
         return events[-1].position if events else since
 
     async def close(self) -> None:
+        """Close the idle connections to the endpoint; the next round opens new ones."""
         if self._origin is not None:
             await self._origin.close()
 

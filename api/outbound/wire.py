@@ -85,6 +85,7 @@ class Origin:
             return await self._exchange(await self._connect(), request)
 
     async def close(self) -> None:
+        """Close the idle connections (a request in flight keeps its own until it ends)."""
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
