@@ -170,6 +170,7 @@ class StreamRelay:
         return RelayStatus(self.name, self.state, max(0, await head(self._engine) - self.position))
 
     async def run(self) -> None:
+        """Publish until cancelled; nothing else is raised (a failure makes the relay behind)."""
         await self._driver.run()
 
 
@@ -264,6 +265,7 @@ class _Publisher:
         log.debug("stream relay %s: NATS connection: %s", self.name, error)
 
     async def close(self) -> None:
+        """Close the NATS connection, if open; the next round opens a new one."""
         connection, self._nats, self._js = self._nats, None, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
