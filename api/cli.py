@@ -211,6 +211,11 @@ def _parser() -> argparse.ArgumentParser:
             limits.webhook_retry_for.total_seconds(),
             "seconds a failed webhook delivery is retried",
         ),
+        (
+            "keep-succeeded",
+            limits.webhook_keep_succeeded.total_seconds(),
+            "seconds a webhook delivery that succeeded after failing stays listed",
+        ),
     ]:
         serve.add_argument(
             f"--webhook-{name}",
@@ -456,6 +461,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         webhook_disable_after=(
             None if args.webhook_disable_after is None else timedelta(seconds=args.webhook_disable_after)
         ),
+        webhook_keep_succeeded=timedelta(seconds=args.webhook_keep_succeeded),
     )
 
 
@@ -477,6 +483,7 @@ def _serve(args: argparse.Namespace) -> None:
         ("--webhook-timeout", args.webhook_timeout),
         ("--webhook-retry-for", args.webhook_retry_for),
         ("--webhook-disable-after", args.webhook_disable_after),
+        ("--webhook-keep-succeeded", args.webhook_keep_succeeded),
     ]
     for option, seconds in webhook_seconds:
         if seconds is not None and seconds <= 0:

@@ -178,9 +178,10 @@ class Service:
                 self._reader,
                 Relays(self._reader, fleet),
                 self.hub,
-                # A third of the lease time: the relay renews its lease well before it expires.
+                # A third of the lease time: standing by, it takes over soon after a holder died.
                 poll_s=settings.lease_ttl.total_seconds() / 3,
                 instance=settings.instance,
+                lease_ttl=None if fleet is None else fleet.lease_ttl,
             )
             self.prometheus.watch_relay(self.stream)
         self._reactions: set[asyncio.Task[None]] = set()
@@ -330,5 +331,6 @@ def _delivery_policy(settings: Settings, *, development: bool) -> DeliveryPolicy
         timeout=settings.webhook_timeout,
         retry_for=settings.webhook_retry_for,
         disable_after=settings.webhook_disable_after or settings.webhook_retry_for,
+        keep_succeeded=settings.webhook_keep_succeeded,
         reach=Reach(private=settings.allow_private_webhook_urls, loopback=development),
     )

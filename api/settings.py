@@ -92,6 +92,9 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_retry_for: timedelta = timedelta(days=1)
     webhook_disable_after: timedelta | None = None
+    # How long a delivery that once failed and then succeeded stays listed (`deliveries`) before it
+    # is pruned; those still PENDING or FAILED stay until sent, redelivered or their endpoint deleted.
+    webhook_keep_succeeded: timedelta = timedelta(days=7)
     allow_private_webhook_urls: bool = False
     # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
     # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started

@@ -5,8 +5,9 @@ is COMPLETED or FAILED; and, on the same server, the trivial-query ceiling of th
                                    [--postgres postgresql://user@host/db] [--webhook] [--remote-warehouse]
 
 With --webhook, one webhook endpoint subscribed to every event receives the journal on a receiver in
-this process while the orders run; the cell then says when the receiver had every event of every
-saga, counted from the moment the last saga finished (how far delivery fell behind).
+a process of its own (benchmarks/webhook_receiver.py) while the orders run; the cell then says when
+the receiver had every event of every saga, counted from the moment the last saga finished (how far
+delivery fell behind).
 
 With --remote-warehouse, the warehouse is a remote service (benchmarks/warehouse.py, in a process of
 its own on loopback) that answers every shipment command at once, instead of the built-in one; the
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiohttp.web
 
 from benchmarks import workload
 from benchmarks.ceilings import run_load
@@ -50,49 +50,55 @@ CATCH_UP_S = 120
 
 
 class Receiver:
-    """A webhook receiver that takes every request (2xx) and notes when each event id first arrived.
-    It does not verify signatures: the tests do; here it must cost the measured server nothing."""
+    """The webhook receiver (benchmarks/webhook_receiver.py), served in a process of its own."""
 
     def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.requests = 0
-
-    async def take(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        await request.read()
-        self.requests += 1
-        self.arrived.setdefault(request.headers["webhook-id"], time.perf_counter())
-        return aiohttp.web.Response(status=204)
+        self.url = ""
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
-        app = aiohttp.web.Application()
-        app.router.add_post("/hook", self.take)
-        runner = aiohttp.web.AppRunner(app, access_log=None)
-        await runner.setup()
         port = _free_port()
-        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        command = [sys.executable, "-m", "benchmarks.webhook_receiver", "--port", str(port)]
+        process = await asyncio.create_subprocess_exec(*command)
+        self.url = f"http://127.0.0.1:{port}"
         try:
-            yield f"http://127.0.0.1:{port}/hook"
+            async with aiohttp.ClientSession() as session:
+                for _ in range(300):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        await self._arrived(session)
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError("the webhook receiver did not start")
+            yield f"{self.url}/hook"
         finally:
-            await runner.cleanup()
+            process.kill()
+            await process.wait()
+
+    async def _arrived(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(f"{self.url}/arrived") as response:
+            return await response.json()  # type: ignore[no-any-return]
 
     async def caught_up(
         self, session: aiohttp.ClientSession, url: str, saga_ids: list[str], end: float
     ) -> dict[str, Any]:
-        """Wait until every event of `saga_ids` arrived; how many, and how long after `end` the last did."""
+        """Wait until every event of `saga_ids` arrived; how many, and how long after `end` (on
+        time.monotonic's clock) the last did."""
         expected = set()
         for saga_id in saga_ids:
             events = (await post_graphql(session, url, EVENTS, id=saga_id))["saga"]["events"]
             expected |= {f"evt_{saga_id}_{event['sequence']}" for event in events}
         for _ in range(CATCH_UP_S * 10):
-            if expected <= self.arrived.keys():
+            seen = await self._arrived(session)
+            if expected <= seen["arrived"].keys():
                 break
             await asyncio.sleep(0.1)
-        missing = expected - self.arrived.keys()
-        last = max((self.arrived[i] for i in expected - missing), default=end)
+        arrived = seen["arrived"]
+        missing = expected - arrived.keys()
+        last = max((arrived[i] for i in expected - missing), default=end)
         return {
             "webhook_events": len(expected),
-            "webhook_requests": self.requests,
+            "webhook_requests": seen["requests"],
             "webhook_missing": len(missing),
             "webhook_caught_up_s": round(max(0.0, last - end), 2),
         }
@@ -201,11 +207,8 @@ async def run(
     remote: contextlib.AbstractAsyncContextManager[list[str]] = (
         remote_warehouse(workdir, _free_port()) if warehouse else contextlib.nullcontext([])
     )
-    async with (
-        remote as options,
-        served(workdir, database, options) as (url, pid),
-        receiver.serving() as hook,
-    ):
+    hooked = receiver.serving() if webhook else contextlib.nullcontext("")
+    async with remote as options, served(workdir, database, options) as (url, pid), hooked as hook:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
@@ -237,10 +240,10 @@ async def run(
 
             cpu0, t0 = server_cpu_s(pid), time.perf_counter()
             await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
-            end = time.perf_counter()
+            end, ended = time.perf_counter(), time.monotonic()
             elapsed, cpu = end - t0, server_cpu_s(pid) - cpu0
             checks = await _check_books(session, url, outcomes, hot)
-            delivered = await receiver.caught_up(session, url, saga_ids, end) if webhook else {}
+            delivered = await receiver.caught_up(session, url, saga_ids, ended) if webhook else {}
             commands = await _warehouse_commands(session, url) if warehouse else {}
         ceiling = await run_load(url, lambda _: {"query": "{ __typename }"}, concurrency, ceiling_s)
     placing.sort()

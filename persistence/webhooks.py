@@ -10,7 +10,8 @@ delivery, PENDING, with that attempt's outcome and when to try again, together w
 of the same saga (PENDING too, held behind it, never attempted), so that a saga's events reach the
 endpoint in journal order while the relay goes on with the other sagas. A delivery ends SUCCEEDED once
 the endpoint took it, or FAILED when its retries ran out or the endpoint was disabled; FAILED ones wait
-for an operator's `redeliver`, and so do the events held behind them.
+for an operator's `redeliver`, and so do the events held behind them. SUCCEEDED ones stay listed for
+operators for a while (`--webhook-keep-succeeded`, a week), then the relay prunes them (`prune`).
 """
 
 from __future__ import annotations
@@ -255,6 +256,15 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
 
+    async def undelivered(self, endpoint_id: str) -> bool:
+        """Whether the endpoint has a delivery not taken yet (PENDING or FAILED)."""
+        d = webhook_deliveries
+        query = (
+            select(d.c.position).where(d.c.endpoint_id == endpoint_id, d.c.status.in_(UNDELIVERED)).limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     @whole
     async def store(self, deliveries: Sequence[Delivery]) -> None:
         """Store deliveries not stored yet (one already there, from a round repeated after a crash or
@@ -316,6 +326,26 @@ class WebhookStore:
         ]
         async with self._writer.begin() as conn:
             await conn.execute(_RECORD, parameters)
+
+    @whole
+    async def prune(self, endpoint_id: str, succeeded_before: datetime, limit: int) -> int:
+        """Delete at most `limit` of the endpoint's SUCCEEDED deliveries last updated before
+        `succeeded_before`, earliest events first; answers how many. PENDING and FAILED ones stay:
+        they are still to be sent, or wait for an operator."""
+        d = webhook_deliveries
+        doomed = (
+            select(d.c.position)
+            .where(
+                d.c.endpoint_id == endpoint_id,
+                d.c.status == DeliveryStatus.SUCCEEDED.value,
+                d.c.updated_at < succeeded_before,
+            )
+            .order_by(d.c.position)
+            .limit(limit)
+        )
+        query = delete(d).where(d.c.endpoint_id == endpoint_id, d.c.position.in_(doomed))
+        async with self._writer.begin() as conn:
+            return (await conn.execute(query)).rowcount
 
     async def last_error(self, endpoint_id: str) -> str | None:
         """Why the endpoint's latest failed attempt failed (None if none is stored)."""

@@ -90,8 +90,8 @@ def configure_logging(
 ) -> None:
     logging.basicConfig(level=level, handlers=[log_handler(log_format, instance=instance)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # httpx logs every request at INFO: a line per webhook delivery, which the deliveries' own
-    # records (webhookDeliveries) already tell, and a tenth of a busy relay's CPU.
+    # httpx logs every request at INFO: a line per outbound request (api/outbound/http.py's client),
+    # which the adapters' own records tell where it matters, at a cost in CPU on a busy path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

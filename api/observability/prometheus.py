@@ -11,7 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.observability.changes import finished_steps, settled
-from api.outbound.stream import RelayState, StreamRelay
+from api.outbound.relaying import RelayState
+from api.outbound.stream import StreamRelay
 from domain.model.saga import TURNING_BACK, SagaChange, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics
 from persistence.read.projection import milliseconds

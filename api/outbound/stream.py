@@ -1,7 +1,8 @@
 """The event stream: every journal event published to a NATS JetStream stream, exactly once and, per
 saga, in journal order (`serve --nats-url`; docs/decisions/0021-event-stream.md says why it works).
 
-The relay reads the journal past its stored position (persistence/read/event_log.py) and publishes
+The relay (driven by the relays' loop, api/outbound/relaying.py, as each webhook endpoint's is)
+reads the journal past its stored position (persistence/read/event_log.py) and publishes
 each event on `<prefix>.sagas.<sagaId>`, its body `LoggedEvent.payload()` and its `Nats-Msg-Id` the
 event's stable id. It stores a new position (persistence/fleet/relays.py) only once JetStream has
 acknowledged every event up to it, so an event is published at least once; a publish repeated after a
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -38,10 +39,10 @@ from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
+from api.outbound.relaying import PartlyDelivered, RelayDriver, RelayState
 from api.settings import StreamSettings
-from domain.orchestration.attempts import jittered_pause
 from persistence.fleet.relays import Relays
-from persistence.read.event_log import LoggedEvent, events_after, head
+from persistence.read.event_log import LoggedEvent, head
 
 log = logging.getLogger("ordersaga.stream")
 
@@ -50,17 +51,6 @@ WINDOW = 1000
 # How long JetStream may take to acknowledge a wave, and a connection to open.
 ACK_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
-# The pauses between failed rounds: they start short, so a NATS back after a blip is caught up
-# within seconds, and stay under a minute.
-FIRST_PAUSE_S = 0.5
-MAX_PAUSE_S = 30.0
-
-
-class RelayState(enum.StrEnum):
-    STARTING = "starting"  # no round has ended yet
-    CURRENT = "current"  # holds the lease; its last round published every event it found
-    BEHIND = "behind"  # its last round failed: events wait in the journal until it succeeds
-    STANDBY = "standby"  # another process holds the lease and publishes
 
 
 class StreamRefused(Exception):
@@ -131,10 +121,11 @@ class RelayStatus:
 
 
 class StreamRelay:
-    """Publishes the journal to the JetStream stream `settings` names, as described above. `run`
-    publishes until cancelled; it raises nothing else, since every failure is a reason to wait and
-    try again. `poll_s`: how often it looks for events no commit notice announced, and, with several
-    processes, renews its lease or tries to take it (a third of the lease time keeps it held)."""
+    """Publishes the journal to the JetStream stream `settings` names, as described above, driven by
+    the relays' loop (api/outbound/relaying.py). `run` publishes until cancelled; it raises nothing
+    else, since every failure is a reason to wait and try again. `poll_s`: how often it looks for
+    events no commit notice announced and, standing by, tries to take the lease; `lease_ttl`: how
+    long the lease lasts, with several processes (None: one process, which always holds it)."""
 
     def __init__(
         self,
@@ -145,87 +136,56 @@ class StreamRelay:
         poll_s: float,
         *,
         instance: str,
+        lease_ttl: timedelta | None,
     ) -> None:
         self.settings = settings
         self.name = f"stream:{settings.stream}"
-        self._engine, self._relays, self._hub = engine, relays, hub
-        self._poll_s = poll_s
-        self._instance = instance
-        self._nats: NATS | None = None
-        self._js: JetStreamContext | None = None
-        self._state = RelayState.STARTING
-        self._position = 0
-        # When this process last took or renewed the lease (the event loop's clock); None: not held.
-        self._renewed_at: float | None = None
+        self._engine = engine
+        self._driver = RelayDriver(
+            self.name,
+            _Publisher(settings, instance, self.name),
+            relays=relays,
+            reader=engine,
+            hub=hub,
+            batch=WINDOW,
+            poll_s=poll_s,
+            lease_ttl=lease_ttl,
+            opens_row=True,
+        )
 
     @property
     def state(self) -> RelayState:
-        return self._state
+        return self._driver.state
 
     @property
     def position(self) -> int:
         """The last position this process stored: every event up to it is in the stream."""
-        return self._position
+        return self._driver.position
 
     async def status(self) -> RelayStatus:
         """The relay's state; while behind, the events waiting for it (this reads the journal's head,
         so it raises what the database raises when it does not answer)."""
-        if self._state is not RelayState.BEHIND:
-            return RelayStatus(self.name, self._state)
-        return RelayStatus(self.name, self._state, max(0, await head(self._engine) - self._position))
+        if self.state is not RelayState.BEHIND:
+            return RelayStatus(self.name, self.state)
+        return RelayStatus(self.name, self.state, max(0, await head(self._engine) - self.position))
 
     async def run(self) -> None:
-        failures = 0
-        try:
-            with self._hub.alarm() as committed:
-                while True:
-                    committed.clear()  # what commits from here on rings it again
-                    try:
-                        await self._round()
-                    except Exception as error:  # NATS or the database: the events wait
-                        failures += 1
-                        await self._failed(error, failures)
-                        continue
-                    failures = 0
-                    await self._until_commits(committed)
-        finally:
-            await self._disconnect()
-            if self._state is not RelayState.STANDBY:
-                with contextlib.suppress(Exception):
-                    await self._relays.release(self.name)  # another process takes over at once
+        """Publish until cancelled; nothing else is raised (a failure makes the relay behind)."""
+        await self._driver.run()
 
-    async def _round(self) -> None:
-        """Publish every event past the stored position, window after window, while holding the lease."""
-        if not await self._hold():
-            if self._state is not RelayState.STANDBY:
-                log.debug("stream relay %s: another process holds the lease", self.name)
-            await self._disconnect()
-            self._state = RelayState.STANDBY
-            return
-        js = await self._jetstream()
-        while events := await events_after(self._engine, self._position, WINDOW):
-            if not await self._publish(js, events):
-                self._state = RelayState.STANDBY  # the lease was lost: another process goes on
-                return
-        self._state = RelayState.CURRENT
 
-    async def _hold(self) -> bool:
-        """Whether this process holds the lease, taking or renewing it (and reading the stored
-        position) unless it did so less than a poll interval ago: a round per commit would otherwise
-        write the relay's row each time."""
-        now = asyncio.get_running_loop().time()
-        if self._renewed_at is not None and now - self._renewed_at < self._poll_s:
-            return True
-        position = await self._relays.take(self.name)
-        if position is None:
-            self._renewed_at = None
-            return False
-        self._position, self._renewed_at = position, now
-        return True
+class _Publisher:
+    """The stream relay's sink: one NATS connection, opened when a round needs it."""
 
-    async def _publish(self, js: JetStreamContext, events: list[LoggedEvent]) -> bool:
-        """Publish `events` wave by wave and store how far JetStream acknowledged them, also when a
-        wave fails (then re-raising its error). Answers False if the lease was lost meanwhile."""
+    def __init__(self, settings: StreamSettings, instance: str, name: str) -> None:
+        self.settings, self._instance, self.name = settings, instance, name
+        self._nats: NATS | None = None
+        self._js: JetStreamContext | None = None
+
+    async def deliver(self, events: Sequence[LoggedEvent], since: int) -> int:
+        """Publish `events` wave by wave; raises PartlyDelivered, from the wave's error, when a wave
+        fails after earlier ones were acknowledged."""
+        js = await self._jetstream()  # every round: a relay that cannot reach NATS is behind
         acknowledged: set[int] = set()
         try:
             for wave in waves(events):
@@ -234,10 +194,9 @@ class StreamRelay:
                     for event, ack in zip(wave, pending, strict=True):
                         await ack
                         acknowledged.add(event.position)
-        except Exception:
-            await self._advance(acknowledged_through(events, acknowledged, self._position))
-            raise
-        return await self._advance(events[-1].position)
+        except Exception as error:
+            raise PartlyDelivered(acknowledged_through(events, acknowledged, since)) from error
+        return events[-1].position if events else since
 
     async def _send(self, js: JetStreamContext, event: LoggedEvent) -> Awaitable[PubAck]:
         return await js.publish_async(
@@ -247,23 +206,12 @@ class StreamRelay:
             headers={"Nats-Msg-Id": event.event_id},
         )
 
-    async def _advance(self, position: int) -> bool:
-        if position <= self._position:
-            return True
-        now = asyncio.get_running_loop().time()
-        if not await self._relays.advance(self.name, position):
-            log.warning("stream relay %s: the lease was lost; another process publishes", self.name)
-            self._renewed_at = None
-            return False
-        self._position, self._renewed_at = position, now
-        return True
-
     async def _jetstream(self) -> JetStreamContext:
         """This relay's JetStream context, connecting (and creating the stream if missing) first when
         there is no open connection. Raises StreamRefused, and what nats-py raises."""
         if self._nats is not None and self._nats.is_connected and self._js is not None:
             return self._js
-        await self._disconnect()
+        await self.close()
         # No reconnecting inside nats-py: a connection that breaks is closed, and the next round
         # opens a new one after the relay's own pause. Nothing sent on a dead connection is resent
         # later behind the relay's back. Connecting gives up at once (nats-py would otherwise try
@@ -316,35 +264,9 @@ class StreamRelay:
     async def _connection_error(self, error: Exception) -> None:
         log.debug("stream relay %s: NATS connection: %s", self.name, error)
 
-    async def _disconnect(self) -> None:
+    async def close(self) -> None:
+        """Close the NATS connection, if open; the next round opens a new one."""
         connection, self._nats, self._js = self._nats, None, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
                 await connection.close()
-
-    async def _failed(self, error: Exception, failures: int) -> None:
-        self._state = RelayState.BEHIND
-        self._renewed_at = None  # the next round reads the stored position again
-        await self._disconnect()
-        pause = jittered_pause(FIRST_PAUSE_S, failures, MAX_PAUSE_S)
-        reason = str(error) or type(error).__name__
-        # The first failure in a row is a warning; while it lasts, the same is repeated at DEBUG.
-        level = logging.WARNING if failures == 1 else logging.DEBUG
-        log.log(
-            level,
-            "stream relay %s is behind (%s); events wait in the journal, trying again in %.1fs",
-            self.name,
-            reason,
-            pause,
-        )
-        await asyncio.sleep(pause)
-
-    async def _until_commits(self, committed: asyncio.Event) -> None:
-        """Until a commit is announced, or the poll interval passed (commits of processes this one
-        does not hear, and the lease's renewal). A standby relay only waits for the interval."""
-        if self._state is RelayState.STANDBY:
-            await asyncio.sleep(self._poll_s)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._poll_s):
-                await committed.wait()

@@ -1,11 +1,12 @@
 """Webhook delivery: every journal event an endpoint takes is POSTed to it, signed by the Standard
 Webhooks specification, at least once, and per saga in journal order.
 
-Each enabled endpoint has a relay task of its own (`EndpointRelay`), so a slow or dead endpoint holds
-up no other, and nothing here runs in a saga's commit: relays read the journal after the fact. With
-several processes over PostgreSQL, a relay sends only while it holds its relay's lease
-(persistence/fleet/relays.py), so each endpoint is driven by one process at a time, and another takes
-over from the stored position when that one dies.
+Each enabled endpoint has a relay task of its own, so a slow or dead endpoint holds up no other, and
+nothing here runs in a saga's commit: relays read the journal after the fact. The relays' loop
+(api/outbound/relaying.py, the event stream's too) holds the lease, reads the journal and stores the
+position; with several processes over PostgreSQL each endpoint is driven by one process at a time,
+and another takes over from the stored position when that one dies. What is particular to webhooks
+is the sink, `EndpointDeliveries`, and requests go out through `wire.Origin`.
 
 A relay's round: first the stored deliveries that are due (`WebhookStore.due`), each saga's in order;
 then the journal events past its position. Those of sagas with an undelivered event are stored behind
@@ -25,24 +26,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from api.outbound.addresses import GuardedResolver, Reach, reach_problem
-from api.outbound.http import client, post
+from api.outbound.relaying import RelayDriver
 from api.outbound.signing import Signer
+from api.outbound.wire import Origin
 from api.supervision import Supervisor
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.relays import Relays
-from persistence.read.event_log import LoggedEvent, events_after
-from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name, whole
+from persistence.read.event_log import LoggedEvent
+from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
 
 log = logging.getLogger("ordersaga.webhooks")
 T = TypeVar("T")
@@ -65,6 +66,10 @@ FIRST_RETRY_S = 2.0
 SHORT_CAP_S = 60.0
 LONG_CAP_S = 3600.0
 MAX_ERROR = 300
+# How often a relay deletes the deliveries that succeeded longer ago than its policy keeps them, and
+# how many at a time: short transactions, which on SQLite hold the sagas' write lock only briefly.
+PRUNE_EVERY_S = 600.0
+PRUNE_BATCH = 1000
 
 
 def retry_pause(attempt: int, failing_for: timedelta) -> float:
@@ -79,12 +84,14 @@ def retry_pause(attempt: int, failing_for: timedelta) -> float:
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     """Timeouts in seconds; `retry_for`: how long a delivery is retried before it fails;
-    `disable_after`: how long an endpoint may fail without one success before it is disabled."""
+    `disable_after`: how long an endpoint may fail without one success before it is disabled;
+    `keep_succeeded`: how long a stored delivery that succeeded stays listed before it is pruned."""
 
     connect_timeout: float = 2.0
     timeout: float = 10.0
     retry_for: timedelta = timedelta(days=1)
     disable_after: timedelta = timedelta(days=1)
+    keep_succeeded: timedelta = timedelta(days=7)
     reach: Reach = Reach()
 
 
@@ -115,10 +122,11 @@ class Wiring:
 
 
 class Sender:
-    """Sends signed events to one endpoint, as it is configured for one round."""
+    """Sends signed events to one endpoint, as it is configured for one round, through `origin` (its
+    URL's connections)."""
 
-    def __init__(self, http: httpx.AsyncClient, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
-        self._http, self._endpoint, self._policy = http, endpoint, policy
+    def __init__(self, origin: Origin, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
+        self._origin, self._endpoint, self._policy = origin, endpoint, policy
         self._signer = Signer(endpoint.secret)
         self._refusal: asyncio.Task[str | None] | None = None
 
@@ -126,122 +134,87 @@ class Sender:
         # The address is checked once a round (the first send awaits it, the others share its answer).
         if self._refusal is None:
             self._refusal = asyncio.ensure_future(reach_problem(self._endpoint.url, self._policy.reach))
-        refusal = await asyncio.shield(self._refusal)
+        if self._refusal.done():  # as for every send after the first: no shield to make per event
+            refusal = self._refusal.result()
+        else:
+            refusal = await asyncio.shield(self._refusal)
         if refusal is not None:
             return Attempt(False, None, 0, f"not sent: {refusal}")
         loop = asyncio.get_running_loop()
         started = loop.time()
         headers = self._signer.headers(event_id, body)
         try:
-            response = await post(self._http, self._endpoint.url, body, headers, self._policy.timeout)
+            status = await self._origin.post(body, headers, self._policy.timeout)
         except TimeoutError:
             error: str | None = f"no answer within {self._policy.timeout:g} s"
             return Attempt(False, None, _ms_since(loop, started), error)
         except Exception as failure:
-            # httpx's errors, and whatever else the connection met (aiohttp's own, for an answer
-            # that is not HTTP): the receiver did not take it, which is a failed attempt like any.
+            # The connection's errors (OSError and its kin), and whatever else it met: the receiver
+            # did not take it, which is a failed attempt like any.
             error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
             return Attempt(False, None, _ms_since(loop, started), error)
-        ok = 200 <= response.status_code < 300
-        error = None if ok else f"answered {response.status_code}"
-        return Attempt(ok, response.status_code, _ms_since(loop, started), error)
+        ok = 200 <= status < 300
+        error = None if ok else f"answered {status}"
+        return Attempt(ok, status, _ms_since(loop, started), error)
 
 
 def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
     return round((loop.time() - started) * 1000)
 
 
-class LeaseLost(Exception):
-    """Another process holds the endpoint's relay now."""
-
-
-class EndpointRelay:
-    """Drives one endpoint's deliveries until cancelled (`run`)."""
+class EndpointDeliveries:
+    """One endpoint's deliveries: the sink (api/outbound/relaying.py) its relay drives, each batch of
+    the journal one round as the module's docstring says."""
 
     def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
-        self._name = relay_name(endpoint_id)
-        self._store, self._relays, self._reader = wiring.store, wiring.relays, wiring.reader
-        self._hub, self._clock, self._policy = wiring.hub, wiring.clock, wiring.policy
-        self._lease_ttl = wiring.lease_ttl
+        self._store, self._clock, self._policy = wiring.store, wiring.clock, wiring.policy
+        self._resolver = GuardedResolver(self._policy.reach)
+        # The connections to the endpoint's URL, kept from round to round while it stays the same.
+        self._origin: Origin | None = None
+        self._pruned_at: float | None = None  # the event loop's clock; None: not yet
+        # Until when (the event loop's clock) the endpoint is known to have no undelivered delivery
+        # stored, so that a round need not look for due ones nor for sagas to hold: the two
+        # statements that, with the position, most rounds would otherwise cost. Only this relay
+        # stores deliveries while it holds the lease, and an operator's redelivery only makes FAILED
+        # ones PENDING, so none appears unless this relay stores one (which ends the knowledge). It is
+        # renewed at most every POLL_S, far less than a lease lasts, so a process that lost the lease
+        # while paused does not trust it past the pause.
+        self._none_stored_until = 0.0
+        self._next_look = 0.0  # when `undelivered` may be asked again
 
-    async def run(self) -> None:
-        """Take the relay's lease (waiting while another process holds it) and drive the endpoint from
-        the stored position until the lease is lost; again, until cancelled."""
-        # A pool of its own, as large as the requests it has in flight: the pool looks at each of its
-        # connections on every request, so one shared by every endpoint would cost each more.
-        resolver = GuardedResolver(self._policy.reach)
-        http = client(self._policy.connect_timeout, max_connections=CONCURRENCY, resolver=resolver)
-        try:
-            while True:
-                position = await whole(self._relays.take)(self._name)
-                if position is None:
-                    await asyncio.sleep(POLL_S)
-                    continue
-                try:
-                    await self._holding(self._drive(position, http))
-                except LeaseLost:
-                    log.info("webhook endpoint %s: another process took its relay over", self.endpoint_id)
-        finally:
-            await http.aclose()
-            with contextlib.suppress(Exception):
-                await whole(self._relays.release)(self._name)
-
-    async def _holding(self, work: Coroutine[None, None, None]) -> None:
-        """Run `work`, renewing the relay's lease while it runs. Raises LeaseLost, `work` cancelled, once
-        the lease is lost."""
-        if self._lease_ttl is None:
-            return await work  # one process: the lease is always this one's
-        working = asyncio.ensure_future(work)
-        renewing = asyncio.ensure_future(self._renew(self._lease_ttl))
-        try:
-            done, _ = await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            working.cancel()
-            renewing.cancel()
-            await asyncio.gather(working, renewing, return_exceptions=True)
-        if working in done:
-            return working.result()
-        renewing.result()  # raises the database's error, if that is what ended it
-        raise LeaseLost
-
-    async def _renew(self, ttl: timedelta) -> None:
-        """Renew the relay's lease every third of its time; return once another process has it."""
-        while True:
-            await asyncio.sleep(ttl.total_seconds() / 3)
-            if await whole(self._relays.take)(self._name) is None:
-                return
-
-    async def _drive(self, position: int, http: httpx.AsyncClient) -> None:
-        """Rounds from journal position `position`, back to back while more is waiting, else once woken
-        by a commit (of this process or, on PostgreSQL, another) or POLL_S later."""
-        with self._hub.alarm() as committed:
-            while True:
-                committed.clear()  # what commits from here on rings it again
-                position, more = await self._round(position, http)
-                if not more:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(committed.wait(), POLL_S)
-                        # The commits that follow within a moment go out in the same round.
-                        await asyncio.sleep(GATHER_S)
-
-    async def _round(self, position: int, http: httpx.AsyncClient) -> tuple[int, bool]:
-        """One round from `position` (see the module's docstring): the position it reached, and
-        whether more is waiting. Raises LeaseLost if the position could not be stored."""
+    async def deliver(self, events: Sequence[LoggedEvent], since: int) -> int:
+        """One round: the due stored deliveries, then `events` (those the endpoint takes), the
+        failures stored; the last position of `events` (`since` if none, or if the endpoint was
+        deleted or disabled meanwhile: Webhooks stops this relay then)."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
-            return position, False  # deleted or disabled: Webhooks stops this relay
-        sender = Sender(http, endpoint, self._policy)
-        retried = await self._retry_due(endpoint, sender)
-        events = await events_after(self._reader, position, BATCH)
+            return since
+        sender = Sender(await self._origin_of(endpoint.url), endpoint, self._policy)
+        now = asyncio.get_running_loop().time()
+        stored_none = now < self._none_stored_until
+        retried = [] if stored_none else await self._retry_due(endpoint, sender)
         taken = [event for event in events if endpoint.takes(event.type)]
-        failed = await self._send_new(endpoint, sender, taken)
+        failed = await self._send_new(endpoint, sender, taken, stored_none)
         await self._note_health(endpoint, [*retried, *failed])
-        if not events:
-            return position, False
-        if not await whole(self._relays.advance)(self._name, events[-1].position):
-            raise LeaseLost
-        return events[-1].position, len(events) == BATCH
+        await self._prune(endpoint)
+        if not stored_none and now >= self._next_look:
+            self._next_look = now + POLL_S
+            if not await self._store.undelivered(endpoint.id):
+                self._none_stored_until = now + POLL_S
+        return events[-1].position if events else since
+
+    async def close(self) -> None:
+        """Close the idle connections to the endpoint; the next round opens new ones."""
+        if self._origin is not None:
+            await self._origin.close()
+
+    async def _origin_of(self, url: str) -> Origin:
+        if self._origin is None or self._origin.url != url:
+            if self._origin is not None:
+                await self._origin.close()
+            self._origin = Origin(url, self._resolver, self._policy.connect_timeout)
+        return self._origin
 
     async def _retry_due(self, endpoint: Endpoint, sender: Sender) -> list[Attempt]:
         """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""
@@ -276,13 +249,14 @@ class EndpointRelay:
         return Outcome(delivery.position, DeliveryStatus.PENDING, *details, since, now + pause)
 
     async def _send_new(
-        self, endpoint: Endpoint, sender: Sender, events: Sequence[LoggedEvent]
+        self, endpoint: Endpoint, sender: Sender, events: Sequence[LoggedEvent], stored_none: bool
     ) -> list[Attempt]:
-        """Send new events (or store them behind their saga's undelivered one); store the failures."""
+        """Send new events (or store them behind their saga's undelivered one, unless `stored_none`
+        says there is none); store the failures."""
         by_saga: dict[str, list[LoggedEvent]] = {}
         for event in events:
             by_saga.setdefault(event.saga_id, []).append(event)
-        waiting = await self._store.unfinished_sagas(endpoint.id, by_saga)
+        waiting = set() if stored_none else await self._store.unfinished_sagas(endpoint.id, by_saga)
         stored: list[Delivery] = []
         attempts: list[Attempt] = []
 
@@ -299,7 +273,9 @@ class EndpointRelay:
                 return
 
         await _each_bounded(send, by_saga.values())
-        await self._store.store(stored)
+        if stored:
+            self._none_stored_until = 0.0
+            await self._store.store(stored)
         return attempts
 
     def _failed(self, endpoint: Endpoint, event: LoggedEvent, attempt: Attempt | None) -> Delivery:
@@ -322,6 +298,17 @@ class EndpointRelay:
             next_attempt_at=None if pause is None else now + pause,
             updated_at=now,
         )
+
+    async def _prune(self, endpoint: Endpoint) -> None:
+        """Delete the deliveries that succeeded more than `keep_succeeded` ago, in the first round and
+        then every PRUNE_EVERY_S (under the lease, so one process does it), PRUNE_BATCH at a time."""
+        now = asyncio.get_running_loop().time()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        before = self._clock.now() - self._policy.keep_succeeded
+        while await self._store.prune(endpoint.id, before, PRUNE_BATCH) == PRUNE_BATCH:
+            pass
 
     async def _note_health(self, endpoint: Endpoint, attempts: Sequence[Attempt]) -> None:
         """A success in the round: the endpoint is well. Failures alone: it has been failing since the
@@ -385,8 +372,19 @@ class Webhooks:
     async def _follow(self, enabled: set[str]) -> None:
         for endpoint_id in set(self._running) - enabled:
             await self._running.pop(endpoint_id).stop()
+        wiring = self._wiring
         for endpoint_id in enabled - set(self._running):
-            relay = EndpointRelay(endpoint_id, self._wiring)
+            relay = RelayDriver(
+                relay_name(endpoint_id),
+                EndpointDeliveries(endpoint_id, wiring),
+                relays=wiring.relays,
+                reader=wiring.reader,
+                hub=wiring.hub,
+                batch=BATCH,
+                poll_s=POLL_S,
+                gather_s=GATHER_S,
+                lease_ttl=wiring.lease_ttl,
+            )
             supervisor = Supervisor()
-            supervisor.keep(relay_name(endpoint_id), relay.run)
+            supervisor.keep(relay.name, relay.run)
             self._running[endpoint_id] = supervisor

@@ -54,17 +54,23 @@ class Relays:
         self._engine = engine
         self._fleet = fleet
 
-    async def take(self, name: str) -> int | None:
-        """Take or renew the lease on relay `name` (made, at position 0, if new). Answers its stored
-        position, or None while another live process holds it."""
+    async def open(self, name: str) -> None:
+        """Make relay `name`'s row, at position 0, unless it has one. Only the owner of what the relay
+        sends makes it (the stream's relay at its start, a webhook endpoint's creation), so a relay
+        still running after its endpoint was deleted cannot leave a row behind."""
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        create = dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing()
         async with self._engine.begin() as conn:
-            await conn.execute(create)
+            await conn.execute(dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing())
+
+    async def take(self, name: str) -> int | None:
+        """Take or renew the lease on relay `name`. Answers its stored position, or None while another
+        live process holds it or it has no row (never opened, or deleted with its endpoint)."""
+        async with self._engine.begin() as conn:
             if self._fleet is None:
-                return int((await conn.execute(_POSITION, {"relay": name})).scalar_one())
-            taken = (await conn.execute(_TAKE, {"relay": name, **self._params()})).scalar_one_or_none()
-        return None if taken is None else int(taken)
+                found = (await conn.execute(_POSITION, {"relay": name})).scalar_one_or_none()
+            else:
+                found = (await conn.execute(_TAKE, {"relay": name, **self._params()})).scalar_one_or_none()
+        return None if found is None else int(found)
 
     async def advance(self, name: str, position: int) -> bool:
         """Store `position` for relay `name` (a position never moves back) and renew the lease.

@@ -246,7 +246,7 @@ async def test_an_endpoint_failing_for_its_whole_window_is_disabled_and_redelive
         sent = await journal(sqlite_url)
         await receiver.wait_for(ids_of(sent))
         receiver.check_order()
-        # Taken by the receiver is not yet recorded by the relay: its round stores the outcomes after.
+        # The round stores its outcomes once its requests were answered: a moment after the receiver.
         assert {d["status"] for d in await settled_deliveries(gql, endpoint_id)} == {"SUCCEEDED"}
 
 

@@ -76,7 +76,7 @@ async def test_a_server_killed_mid_delivery_sends_it_again_after_a_restart(datab
             await place(server.gql, 1)
             await wait_until_all_finished(database_url)
             await receiver.wait_for(await journal_ids(database_url), seconds=30)
-        # A delivery is not a log line: the deliveries' records tell them, httpx's INFO lines do not.
+        # A delivery is not a log line: the deliveries' records tell them, no client's INFO lines do.
         assert not any("HTTP Request:" in line for line in server.output)
         assert [r.id for r in receiver.taken].count(on_the_wire) == 2  # sent again, under the same id
         receiver.check_order()

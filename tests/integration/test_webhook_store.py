@@ -1,12 +1,17 @@
 """The webhook endpoints' store on each database: an admin's change sets only the columns it names,
-so what a relay recorded meanwhile (a disabling, the endpoint's health) is kept."""
+so what a relay recorded meanwhile (a disabling, the endpoint's health) is kept; deliveries that
+succeeded are pruned after a while, the others kept; a deleted endpoint's relay leaves no row."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from persistence.database import make_engine
-from persistence.webhooks import WebhookStore
+from persistence.fleet.relays import Relays
+from persistence.tables import relays as relays_table
+from persistence.webhooks import Delivery, DeliveryStatus, WebhookStore, relay_name
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -26,5 +31,71 @@ async def test_a_change_sets_only_what_it_names(database_url: str) -> None:
         assert await store.change("no-such-endpoint", {"description": "x"}) is None
         unchanged = await store.change(created.id, {})  # an update that names nothing changes nothing
         assert unchanged is not None and unchanged.description == "second"
+    finally:
+        await engine.dispose()
+
+
+def delivery(endpoint_id: str, position: int, status: DeliveryStatus, updated_at: datetime) -> Delivery:
+    return Delivery(
+        endpoint_id=endpoint_id,
+        position=position,
+        event_id=f"evt_s{position}_1",
+        event_type="SagaStarted",
+        saga_id=f"s{position}",
+        body="{}",
+        status=status.value,
+        attempts=1,
+        response_code=None,
+        latency_ms=None,
+        error=None,
+        failing_since=None,
+        next_attempt_at=None,
+        updated_at=updated_at,
+    )
+
+
+async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        store = WebhookStore(engine, engine)
+        mine = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
+        other = await store.create("https://example.com/b", None, None, "whsec_two", NOW)
+        old, recent = NOW - timedelta(days=8), NOW - timedelta(days=1)
+        await store.store(
+            [
+                *(delivery(mine.id, n, DeliveryStatus.SUCCEEDED, old) for n in (1, 2, 3)),
+                delivery(mine.id, 4, DeliveryStatus.SUCCEEDED, recent),
+                delivery(mine.id, 5, DeliveryStatus.FAILED, old),
+                delivery(mine.id, 6, DeliveryStatus.PENDING, old),
+                delivery(other.id, 7, DeliveryStatus.SUCCEEDED, old),
+            ]
+        )
+        cutoff = NOW - timedelta(days=7)
+        assert await store.prune(mine.id, cutoff, 2) == 2
+        assert await store.prune(mine.id, cutoff, 2) == 1
+        assert await store.prune(mine.id, cutoff, 2) == 0
+        left = await store.page(mine.id, [], None, 10)
+        assert [d.position for d in left] == [6, 5, 4]
+        assert [d.position for d in await store.page(other.id, [], None, 10)] == [7]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_relay_still_running_after_its_endpoint_was_deleted_leaves_no_row(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        store, relays = WebhookStore(engine, engine), Relays(engine)
+        endpoint = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
+        assert await relays.take(relay_name(endpoint.id)) is not None
+        assert await store.delete(endpoint.id)
+        assert await relays.take(relay_name(endpoint.id)) is None
+        await relays.advance(relay_name(endpoint.id), 10)
+        async with engine.connect() as conn:
+            names = (await conn.scalars(select(relays_table.c.name))).all()
+        assert names == []
+        # A relay whose row nobody else makes (the event stream's) opens it first, once.
+        await relays.open("stream:ORDERSAGA")
+        await relays.open("stream:ORDERSAGA")
+        assert await relays.take("stream:ORDERSAGA") == 0
     finally:
         await engine.dispose()
