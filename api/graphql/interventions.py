@@ -75,7 +75,8 @@ class DispatchShipmentPayload:
     order: Order | None = strawberry.field(
         default=None,
         description="Its order: SHIPPED if this was the last of its shipments to leave, PARTIALLY_SHIPPED "
-        "while others wait; null when refused.",
+        "while others wait; null when refused, and for a warehouse service, which is shown the shipment "
+        "only.",
     )
     user_errors: list[UserError] = user_errors_field()
 
@@ -106,7 +107,9 @@ class ReportShipmentOutcomePayload:
     shipment: Shipment | None = strawberry.field(
         default=None, description="The shipment as the report left it; null when refused."
     )
-    order: Order | None = strawberry.field(default=None, description="Its order; null when refused.")
+    order: Order | None = strawberry.field(
+        default=None, description="Its order; null when refused, and for a warehouse service's token."
+    )
     user_errors: list[UserError] = user_errors_field()
 
 
@@ -128,6 +131,12 @@ class InterventionPayload:
 def actor_of(caller: Principal) -> Actor:
     """The caller as the journal records an intervention of theirs."""
     return Actor(caller.subject, acting_role(caller).value)
+
+
+def _order_shown(info: Info, state: SagaState) -> Order | None:
+    """The saga's order as committed, for a caller who may see it: a warehouse service acting on a
+    shipment is shown the shipment, not the customer's order."""
+    return as_committed(state)[1] if may_act_for(principal(info), state.customer_id) else None
 
 
 async def _answer(svc: Service, result: SagaState | Refused, field: str) -> InterventionPayload:
@@ -228,6 +237,11 @@ class OperationMutations:
             )
             return ReportShipmentOutcomePayload(user_errors=user_errors(problems or [unknown]))
         saga_id, shipment_id = named
+        warehouse_code = input.command_id.split(":", 2)[2]
+        if not service(info).warehouses.serves(warehouse_code):
+            # A built-in warehouse's shipment is created in ordersaga's own books: no report stands in.
+            refusal = Problem(ProblemCode.UNKNOWN_COMMAND, "commandId", "no remote warehouse was sent it")
+            return ReportShipmentOutcomePayload(user_errors=user_errors([refusal]))
         outcome = (
             Succeeded(reference=input.reference)
             if input.outcome is ShipmentOutcome.CREATED
@@ -240,7 +254,7 @@ class OperationMutations:
                 user_errors=user_errors([Problem(code, "commandId", result.message)])
             )
         return ReportShipmentOutcomePayload(
-            shipment=shipment_as_committed(result, shipment_id), order=as_committed(result)[1]
+            shipment=shipment_as_committed(result, shipment_id), order=_order_shown(info, result)
         )
 
     @strawberry.mutation(
@@ -273,5 +287,5 @@ class OperationMutations:
                 user_errors=user_errors([Problem(result.code, "shipmentId", result.message)])
             )
         return DispatchShipmentPayload(
-            shipment=shipment_as_committed(result, shipment_id), order=as_committed(result)[1]
+            shipment=shipment_as_committed(result, shipment_id), order=_order_shown(info, result)
         )

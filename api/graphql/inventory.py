@@ -83,8 +83,8 @@ class UpdateWarehouseInput:
         default=strawberry.UNSET,
         description=SERVICE_URL_DESCRIPTION + " Null takes its own away: its next commands go to the "
         "service `serve --warehouse-service-url` names, if any, else to the built-in warehouse. Takes "
-        "effect for commands sent from a second after the change, in every process; a shipment already "
-        "awaited stays with the service that accepted it until it answers or the step times out.",
+        "effect for commands sent from a second after the change, in every process, those of shipments "
+        "already sent elsewhere included: change it only while none of its shipments awaits an answer.",
     )
 
 

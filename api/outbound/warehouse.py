@@ -234,7 +234,7 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> timedelta | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return timedelta(seconds=min(int(value), int(MAX_RETRY_AFTER.total_seconds())))
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -364,11 +364,20 @@ class Shipment:
     accepted_at: datetime | None = None
     # What a remote warehouse calls it.
     reference: str | None = None
+    # A remote warehouse accepted its command at least once (a later attempt may be on the wire): it
+    # may exist there until a cancel says otherwise.
+    was_accepted: bool = False
 
     @property
     def awaited(self) -> bool:
-        """A remote warehouse accepted it and has not answered yet: it may come to exist there."""
+        """A remote warehouse accepted it and the saga waits for its answer now."""
         return self.status is ShipmentStatus.REQUESTED and self.accepted_at is not None
+
+    @property
+    def may_exist(self) -> bool:
+        """Requested, and a remote warehouse accepted it once: only a cancel makes sure it does not
+        exist there."""
+        return self.status is ShipmentStatus.REQUESTED and self.was_accepted
 
 
 def shipment_id_of(saga_id: str, warehouse_code: str) -> str:
@@ -476,7 +485,7 @@ class SagaState:
         not awaited) or a CANCEL_SHIPMENT attempt does (those created or awaited, which may exist)."""
         if step is Step.CREATE_SHIPMENT:
             return tuple(s for s in self.shipments if s.status is ShipmentStatus.REQUESTED and not s.awaited)
-        return tuple(s for s in self.shipments if s.status is ShipmentStatus.CREATED or s.awaited)
+        return tuple(s for s in self.shipments if s.status is ShipmentStatus.CREATED or s.may_exist)
 
     @property
     def awaiting_warehouse(self) -> bool:
@@ -586,7 +595,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             )
             return replace(state, version=version, updated_at=at, shipments=rejected)
         case ShipmentAccepted(shipment_id, _):
-            accepted = _update(state.shipments, shipment_id, accepted_at=at)
+            accepted = _update(state.shipments, shipment_id, accepted_at=at, was_accepted=True)
             return replace(state, version=version, updated_at=at, shipments=accepted)
         case StepFailed(step, _, reason, transient, retry_at, _):
             gave_up = None if retry_at is not None else _kind_of_failure(step, transient)
@@ -674,11 +683,12 @@ def _update(shipments: tuple[Shipment, ...], shipment_id: str, **changes: Any) -
 
 
 def _unsent_withdrawn(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
-    """Turning back: the shipments requested and not awaited are cancelled, as no warehouse holds
-    them. Awaited ones are kept, as they may exist: their cancel is still to be sent."""
+    """Turning back: the shipments requested that no remote warehouse ever accepted are cancelled
+    in the books at once. Those one accepted are kept, as they may exist: their cancel is sent.
+    (A command that timed out or failed without an answer is not counted: see decision 0023.)"""
     return tuple(
         replace(s, status=ShipmentStatus.CANCELLED)
-        if s.status is ShipmentStatus.REQUESTED and not s.awaited
+        if s.status is ShipmentStatus.REQUESTED and not s.may_exist
         else s
         for s in shipments
     )
@@ -688,7 +698,7 @@ def _cancelled(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
     """After CANCEL_SHIPMENT succeeded: every shipment it sent a cancel for is cancelled."""
     return tuple(
         replace(s, status=ShipmentStatus.CANCELLED, accepted_at=None)
-        if s.status is ShipmentStatus.CREATED or s.awaited
+        if s.status is ShipmentStatus.CREATED or s.may_exist
         else s
         for s in shipments
     )
@@ -703,7 +713,7 @@ def _requested_again(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
 def _compensations(state: SagaState) -> tuple[Step, ...]:
     """The way back, newest first: the shipments created (also by a CREATE_SHIPMENT that then gave
     up, as one warehouse refused), then the stock, then the order."""
-    created = any(s.status is ShipmentStatus.CREATED or s.awaited for s in state.shipments)
+    created = any(s.status is ShipmentStatus.CREATED or s.may_exist for s in state.shipments)
     earlier = tuple(
         COMPENSATION_OF[s]
         for s in reversed(state.done)
@@ -966,9 +976,13 @@ def on_shipment_outcomes(
     step = _in_flight(state)
     answered: list[SagaEvent] = []
     answers = list(outcomes.values())
-    # Shipments requested and not answered here (awaited from an earlier answer) are still to come.
-    every = all(isinstance(o, Succeeded) for o in answers) and not any(
-        s.status is ShipmentStatus.REQUESTED for s in state.shipments if s.shipment_id not in outcomes
+    # CREATE_SHIPMENT: shipments requested and not answered here (awaited from an earlier answer)
+    # are still to come. A cancel is done once every cancel sent is.
+    every = all(isinstance(o, Succeeded) for o in answers) and not (
+        step is Step.CREATE_SHIPMENT
+        and any(
+            s.status is ShipmentStatus.REQUESTED for s in state.shipments if s.shipment_id not in outcomes
+        )
     )
     # StepSucceeded(CREATE_SHIPMENT) says every shipment requested exists, so each answer is
     # journalled on its own only when the step does not succeed, or carries a remote warehouse's

@@ -376,3 +376,46 @@ async def test_each_commands_attempts_outcomes_latency_and_last_response_show_in
         ("W1", "CancelShipment", "CANCELLED"): 1,
         ("W2", "CancelShipment", "CANCELLED"): 1,
     }
+
+
+ABORT = 'mutation ($id: ID!) { abortSaga(input: {sagaId: $id, reason: "review"}) { userErrors { code } } }'
+
+
+async def test_abort_after_the_step_gave_up_sends_the_cancel_of_a_shipment_the_warehouse_accepted(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
+        stub.script["W1"] = [ACCEPTED, SILENT, SILENT]
+        saga_id, order_id = await place(gql, 1)
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+        assert (await gql(ABORT, id=saga_id))["abortSaga"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+        # The warehouse accepted CreateShipment (202) and may hold the shipment: its cancel must be sent.
+        assert stub.of_type("CancelShipment"), await order(gql, order_id)
+
+
+async def test_cancel_during_a_second_attempt_sends_the_cancel_of_a_shipment_accepted_in_the_first(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
+        stub.script["W1"] = [ACCEPTED, SILENT, SILENT]
+        saga_id, order_id = await place(gql, 1)
+        await stub.wait_for("CreateShipment", 2, seconds=30)  # attempt 2 on the wire
+        assert (await gql(CANCEL, id=order_id))["cancelOrder"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+        assert stub.of_type("CancelShipment"), await order(gql, order_id)
+
+
+async def test_a_report_cannot_create_a_built_in_warehouses_shipment(database_url: str) -> None:
+    stub = WarehouseStub()
+    settings = Settings(database_url=database_url, policy=POLICY, warehouse_service_secret=stub.secret)
+    async with stub.running(), graphql_client(Service(settings), timeout=30) as gql:
+        await gql(CATALOG)
+        await gql(UPDATE, input={"code": "W1", "serviceUrl": stub.url})  # W2 stays built in
+        stub.script["W1"] = [SILENT]
+        saga_id, _ = await place(gql, 2)
+        await stub.wait_for("CreateShipment", 1)
+        answered = await report(
+            gql, commandId=f"{saga_id}:CREATE_SHIPMENT:W2", outcome="CREATED", reference="forged"
+        )
+        assert [e["code"] for e in answered["userErrors"]] == ["UNKNOWN_COMMAND"]  # W2 is built in

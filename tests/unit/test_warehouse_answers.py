@@ -66,6 +66,7 @@ def test_a_429_waits_as_long_as_its_retry_after_asks() -> None:
         ("Sat, 05 Dec 2026 11:00:00 GMT", timedelta(0)),
         ("99999999999999999999", MAX_RETRY_AFTER),
         ("soon", None),
+        ("\u00b2", None),  # a digit to Unicode, not to HTTP
         ("", None),
     ],
 )
