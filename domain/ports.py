@@ -64,18 +64,21 @@ class RemoteWarehouses(Protocol):
     network, outside any transaction: a warehouse may answer late, twice or not at all, so a command
     keeps its id on every attempt and after a restart."""
 
-    def serves(self, warehouse_code: str) -> bool:
-        """Whether the warehouse is remote, as the catalog said when last read (at most a second ago,
-        while the service runs): what decides whether its shipments' commands may share a
-        transaction with the steps before them."""
+    def url_of(self, warehouse_code: str) -> str | None:
+        """The remote service the warehouse's shipments are routed to when their step starts, as
+        the catalog said when last read (at most a second ago, while the service runs); None: the
+        built-in warehouse."""
         ...
 
-    async def send(self, step: Step, command: StepCommand, timeout_s: float) -> Outcome:
+    async def send(
+        self, step: Step, command: StepCommand, service_url: str | None, timeout_s: float
+    ) -> Outcome:
         """Send CREATE_SHIPMENT's or CANCEL_SHIPMENT's command for one shipment (`command.picks` are
-        its picks) and answer what the warehouse said, within `timeout_s` seconds: Succeeded (created
-        or cancelled), Accepted (it reports later), Rejected (a business refusal) or Unavailable (a
-        transient failure, with the Retry-After asked for). Never raises for what the network or
-        the warehouse does."""
+        its picks) to `service_url`, the service the shipment was routed to (None, for a journal
+        written before routes were: the warehouse's service of the moment), and answer what the
+        warehouse said, within `timeout_s` seconds: Succeeded (created or cancelled), Accepted (it
+        reports later), Rejected (a business refusal) or Unavailable (a transient failure, with the
+        Retry-After asked for). Never raises for what the network or the warehouse does."""
         ...
 
 

@@ -1,8 +1,9 @@
 """A remote warehouse service on loopback, as a warehouse would write one: it verifies every command
 with the `standardwebhooks` package, records it, and answers as the test tells it, per warehouse:
 created (with a reference), accepted for later (202), refused, an HTTP error (with Retry-After), or
-silence until the sender gives up. It can hold every answer until released, to show that commands
-to several warehouses are all on the wire before any is answered.
+silence until the sender gives up; and to a cancel, cancelled or an HTTP status. It can hold every
+answer until released, to show that commands to several warehouses are all on the wire before any is
+answered.
 
 Like a real warehouse it acts on a command once: a command it decided on before (created, accepted
 or refused) is answered the same again, unless the test scripts another answer for it.
@@ -67,6 +68,9 @@ class WarehouseStub:
     # Per warehouse code, the answers to its next CreateShipment commands, in turn; once used up, what
     # it decided for that command before (CREATED for a new one).
     script: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    # Per warehouse code, the answers to its next CancelShipment commands (failing(...) only), in
+    # turn; once used up, CANCELLED.
+    cancel_script: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)  # verified, in arrival order
     refused: list[str] = field(default_factory=list)  # why each unverifiable request was refused
     held: asyncio.Event | None = None  # while unset, every answer waits
@@ -103,7 +107,11 @@ class WarehouseStub:
         if self.held is not None:
             await self.held.wait()
         if command.type == "CancelShipment":
-            return JSONResponse({"status": "CANCELLED"})
+            cancels = self.cancel_script.get(command.warehouse, [])
+            if not cancels:
+                return JSONResponse({"status": "CANCELLED"})
+            _, status, _ = cancels.pop(0)
+            return Response(status_code=status)
         queue = self.script.get(command.warehouse, [])
         answer = queue.pop(0) if queue else self._answered.get(command.id, CREATED)
         if answer[0] in ("CREATED", "ACCEPTED", "REJECTED"):  # what it decided, not a failure to answer

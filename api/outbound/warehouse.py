@@ -12,7 +12,8 @@ signing.py; `webhook-id` is the command id too). A command keeps its id on every
 restart, so the warehouse acts on it once however often it arrives.
 
 What an answer means (README, "Connecting a warehouse"):
-- 2xx `{"status": "CREATED", "reference": "…"}`: the shipment exists. For a cancel, any 2xx.
+- 2xx `{"status": "CREATED", "reference": "…"}`: the shipment exists. For a cancel, any 2xx, or 404
+  or 410 (no such shipment there: nothing to cancel).
 - 202 to a CreateShipment: accepted; the outcome comes later, by `reportShipmentOutcome`.
 - 2xx `{"status": "REJECTED", "reason": "…"}`, or a 4xx other than 408, 409 and 429: refused.
 - 5xx, 408, 409 (the same key still being worked on), 429 (honouring Retry-After), a timeout, a
@@ -47,6 +48,9 @@ REFRESH_S = 1.0
 # 4xx answers that are not a refusal: a request timeout, the same key still being worked on, and
 # too many requests.
 TRANSIENT_4XX = frozenset({408, 409, 429})
+# Answers to a cancel that say the warehouse holds no such shipment, which is what a cancel wants: a
+# create whose answer was lost may never have arrived.
+GONE = frozenset({404, 410})
 # The longest Retry-After honoured; a warehouse asking for more is tried again after this.
 MAX_RETRY_AFTER = timedelta(minutes=10)
 # The fastest a command is allowed to fail for want of time: below this it is not sent at all.
@@ -104,10 +108,8 @@ class WarehouseService:
         counts it, and the seconds from sending to the answer."""
         self._listeners.append(listener)
 
-    def serves(self, warehouse_code: str) -> bool:
-        return self.url_of(warehouse_code) is not None
-
     def url_of(self, warehouse_code: str) -> str | None:
+        """See domain.ports.RemoteWarehouses.url_of."""
         return self._urls.get(warehouse_code, self._default_url)
 
     def learn(self, warehouse_code: str, url: str | None) -> None:
@@ -132,11 +134,13 @@ class WarehouseService:
             await self._http.aclose()
             self._http = None
 
-    async def send(self, step: Step, command: StepCommand, timeout_s: float) -> Outcome:
+    async def send(
+        self, step: Step, command: StepCommand, service_url: str | None, timeout_s: float
+    ) -> Outcome:
         """See domain.ports.RemoteWarehouses.send."""
         warehouse = command.warehouse_code or ""
-        url = self.url_of(warehouse)
-        if url is None:  # its URL was removed after the step looked
+        url = service_url or self.url_of(warehouse)
+        if url is None:  # a shipment routed before routes were journalled, its URL since removed
             return Unavailable(f"warehouse {warehouse} has no service URL any more")
         if timeout_s < MIN_TIMEOUT_S:
             return Unavailable("no time left before the step's deadline")
@@ -199,9 +203,9 @@ def answer(step: Step, response: httpx.Response) -> Outcome:
     code = response.status_code
     if code == 202 and step is Step.CREATE_SHIPMENT:
         return Accepted()
+    if step is Step.CANCEL_SHIPMENT and (200 <= code < 300 or code in GONE):
+        return Succeeded()
     if 200 <= code < 300:
-        if step is Step.CANCEL_SHIPMENT:
-            return Succeeded()
         said = _json(response)
         if said.get("status") == "CREATED":
             reference = said.get("reference")

@@ -289,6 +289,20 @@ class ShipmentAccepted:
 
 
 @dataclass(frozen=True, slots=True)
+class ShipmentRouted:
+    """The shipment's commands go to the remote warehouse service at `service_url`: journalled with
+    the CREATE_SHIPMENT attempt that first sends it there, before its command leaves. Its retries and
+    its cancel then go to that service whatever the catalog says later, and from then on the shipment
+    may exist there (an answer may be lost on the way back) until its cancel says otherwise."""
+
+    type_name: ClassVar[str] = "ShipmentRouted"
+
+    shipment_id: str
+    service_url: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ShipmentRejected:
     """One warehouse refused its shipment: retrying cannot help, so the saga turns back."""
 
@@ -314,6 +328,7 @@ SagaEvent = (
     | ShipmentCreated
     | ShipmentRejected
     | ShipmentAccepted
+    | ShipmentRouted
 )
 
 # Every way a saga starts turning back: a step that gave up, an operator's abort, the customer's cancel.
@@ -364,9 +379,12 @@ class Shipment:
     accepted_at: datetime | None = None
     # What a remote warehouse calls it.
     reference: str | None = None
-    # A remote warehouse accepted its command at least once (a later attempt may be on the wire): it
-    # may exist there until a cancel says otherwise.
+    # A remote warehouse accepted its command at least once (a later attempt may be on the wire).
     was_accepted: bool = False
+    # The remote warehouse service its commands go to (ShipmentRouted); None: the built-in warehouse,
+    # or a journal written before routes were journalled, whose accepted shipments go to the
+    # warehouse's service of the moment.
+    service_url: str | None = None
 
     @property
     def awaited(self) -> bool:
@@ -374,10 +392,16 @@ class Shipment:
         return self.status is ShipmentStatus.REQUESTED and self.accepted_at is not None
 
     @property
+    def is_remote(self) -> bool:
+        """Its commands went to a remote warehouse service, not the built-in warehouse."""
+        return self.service_url is not None or self.was_accepted
+
+    @property
     def may_exist(self) -> bool:
-        """Requested, and a remote warehouse accepted it once: only a cancel makes sure it does not
+        """Requested, and a command for it went to a remote warehouse, which may have acted on it
+        whatever it answered, or whether its answer arrived: only a cancel makes sure it does not
         exist there."""
-        return self.status is ShipmentStatus.REQUESTED and self.was_accepted
+        return self.status is ShipmentStatus.REQUESTED and self.is_remote
 
 
 def shipment_id_of(saga_id: str, warehouse_code: str) -> str:
@@ -597,6 +621,9 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
         case ShipmentAccepted(shipment_id, _):
             accepted = _update(state.shipments, shipment_id, accepted_at=at, was_accepted=True)
             return replace(state, version=version, updated_at=at, shipments=accepted)
+        case ShipmentRouted(shipment_id, service_url, _):
+            routed = _update(state.shipments, shipment_id, service_url=service_url)
+            return replace(state, version=version, updated_at=at, shipments=routed)
         case StepFailed(step, _, reason, transient, retry_at, _):
             gave_up = None if retry_at is not None else _kind_of_failure(step, transient)
             return _after_failure(state, step, reason, retry_at, at, StepStatus.FAILED, gave_up)

@@ -50,10 +50,14 @@ def report(
     racing its own answer, about to be recorded as accepted). The same outcome again changes nothing
     (no events). Refused with OUTCOME_NOT_AWAITED once the saga no longer waits for it: the step
     timed out or the saga turned back (the shipment's cancel is then sent, if it may exist), or
-    another outcome was recorded first."""
+    another outcome was recorded first. Refused with UNKNOWN_COMMAND for a shipment no command of
+    which went to a remote warehouse."""
     shipment = state.shipment(shipment_id)
     if shipment is None:
         return Refused(ProblemCode.UNKNOWN_COMMAND, f"saga {state.saga_id} has no such shipment")
+    if not shipment.is_remote:
+        # The built-in warehouse creates its shipments in ordersaga's own books: no report stands in.
+        return Refused(ProblemCode.UNKNOWN_COMMAND, "no remote warehouse was sent that command")
     if (shipment.status, isinstance(outcome, Succeeded)) in {
         (ShipmentStatus.CREATED, True),
         (ShipmentStatus.REJECTED, False),

@@ -8,7 +8,8 @@ consult between steps, the calls that follow one another share that transaction 
 A remote warehouse is the exception: its commands go over the network first, all of a step's at
 once, and their answers are then recorded in one transaction (with the built-in warehouse's, if the
 order's picks come from both). Nothing holds a transaction open while a warehouse thinks. A crash
-between the two sends them again under the same command ids, which the warehouse acts on once.
+between the two sends them again under the same command ids, which the warehouse acts on once. Where
+each shipment's commands go is journalled before the first leaves (`settle`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from domain.model.saga import (
     SagaPolicy,
     SagaState,
     Shipment,
+    ShipmentRouted,
     Step,
     Unavailable,
     fold,
@@ -106,10 +108,21 @@ class Steps:
             return await self.advance(state, None, Unavailable(f"{type(error).__name__}: {error}"))
 
     def _remote(self, state: SagaState, step: Step) -> list[Shipment]:
-        """The shipments of a shipment step whose warehouse is remote."""
+        """The shipments of a shipment step that were routed to a remote warehouse (`settle`)."""
         if self._warehouses is None or step not in (Step.CREATE_SHIPMENT, Step.CANCEL_SHIPMENT):
             return []
-        return [s for s in state.shipments_for(step) if self._warehouses.serves(s.warehouse_code)]
+        return [s for s in state.shipments_for(step) if s.is_remote]
+
+    def _routes(self, state: SagaState, now: datetime) -> tuple[ShipmentRouted, ...]:
+        """The shipments CREATE_SHIPMENT is about to send for the first time to a remote warehouse,
+        each routed to its warehouse's service as the catalog says now."""
+        if self._warehouses is None:
+            return ()
+        return tuple(
+            ShipmentRouted(s.shipment_id, url, now)
+            for s in state.shipments_for(Step.CREATE_SHIPMENT)
+            if not s.is_remote and (url := self._warehouses.url_of(s.warehouse_code)) is not None
+        )
 
     async def _send_remote(self, state: SagaState, call: Call) -> dict[str, Outcome]:
         """The remote warehouses' answers to the step's commands, sent all at once, each within the
@@ -123,7 +136,9 @@ class Steps:
         timeout_s = max((call.deadline - now).total_seconds(), 0.0)
         answers = await asyncio.gather(
             *(
-                self._warehouses.send(call.step, shipment_command(state, call.step.value, s, now), timeout_s)
+                self._warehouses.send(
+                    call.step, shipment_command(state, call.step.value, s, now), s.service_url, timeout_s
+                )
                 for s in remote
             )
         )
@@ -200,9 +215,14 @@ class Steps:
 
     def settle(self, change: SagaChange, now: datetime) -> SagaChange:
         """Record the transitions that need no participant (starting the next step, say), up to the
-        next call or wait, so they share the transaction of what led to them."""
+        next call or wait, so they share the transaction of what led to them. Before a call to
+        CREATE_SHIPMENT, the routes of the shipments it sends to a remote warehouse for the first
+        time: they commit before any command leaves, so that the shipment's retries and cancel go
+        where its first command went, and a turn back cancels it even if no answer ever came."""
         while isinstance(action := next_action(change.after, now, self._policy), Emit):
             change = change.apply(action.events)
+        if isinstance(action, Call) and action.step is Step.CREATE_SHIPMENT:
+            change = change.apply(self._routes(change.after, now))
         return change
 
     async def load(self, saga_id: str) -> SagaState | None:

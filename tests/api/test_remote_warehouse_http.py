@@ -419,3 +419,65 @@ async def test_a_report_cannot_create_a_built_in_warehouses_shipment(database_ur
             gql, commandId=f"{saga_id}:CREATE_SHIPMENT:W2", outcome="CREATED", reference="forged"
         )
         assert [e["code"] for e in answered["userErrors"]] == ["UNKNOWN_COMMAND"]  # W2 is built in
+
+
+async def test_a_shipment_whose_command_got_no_answer_is_cancelled_when_the_saga_turns_back(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
+        # W1's warehouse may have acted on its command, but its answer never comes; W2's refuses.
+        stub.script["W1"] = [SILENT]
+        stub.script["W2"] = [rejected("no carrier today")]
+        saga_id, order_id = await place(gql, 2)
+
+        await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+
+        assert [c.warehouse for c in stub.of_type("CancelShipment")] == ["W1"]
+        statuses = {s["warehouseCode"]: s["status"] for s in (await order(gql, order_id))["shipments"]}
+        assert statuses == {"W1": "CANCELLED", "W2": "REJECTED"}
+        assert await stock_of(gql) == {"onHand": 2, "reserved": 0, "available": 2}
+
+
+async def test_a_cancel_the_warehouse_answers_with_no_such_shipment_is_done(database_url: str) -> None:
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
+        stub.script["W1"] = [SILENT]
+        stub.script["W2"] = [rejected("no carrier today")]
+        stub.cancel_script["W1"] = [failing(404)]  # the create never reached it
+        saga_id, _ = await place(gql, 2)
+
+        saga = await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+
+        assert len(stub.of_type("CancelShipment")) == 1
+        assert "no carrier today" in saga["failureReason"]
+
+
+async def test_an_accepted_shipment_stays_with_the_service_it_was_sent_to_when_its_url_changes(
+    database_url: str,
+) -> None:
+    first, second = WarehouseStub(), WarehouseStub()
+    second.secret = first.secret
+    settings = Settings(
+        database_url=database_url, policy=SHORT_SHIPMENT, warehouse_service_secret=first.secret
+    )
+    async with first.running(), second.running(), graphql_client(Service(settings), timeout=30) as gql:
+        await gql(CATALOG)
+        await gql(UPDATE, input={"code": "W1", "serviceUrl": first.url})
+        first.script["W1"] = [ACCEPTED, SILENT, SILENT]
+        saga_id, order_id = await place(gql, 1)
+        await first.wait_for("CreateShipment", 1)
+        moved = await gql(UPDATE, input={"code": "W1", "serviceUrl": second.url})
+        assert moved["updateWarehouse"]["userErrors"] == []
+
+        # Its deadline passes unanswered: the later attempts go where the first went.
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+        assert len(first.of_type("CreateShipment")) == 3 and not second.commands
+        # Its cancel goes there too.
+        assert (await gql(ABORT, id=saga_id))["abortSaga"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+        assert [c.warehouse for c in first.of_type("CancelShipment")] == ["W1"] and not second.commands
+        assert (await order(gql, order_id))["shipments"][0]["status"] == "CANCELLED"
+
+        # A new order's shipment (from W1 again, its stock released) goes where the catalog says now.
+        again, _ = await place(gql, 1)
+        await gql.wait_for_saga(again, "COMPLETED", seconds=30)
+        assert [c.warehouse for c in second.of_type("CreateShipment")] == ["W1"]

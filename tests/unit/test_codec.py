@@ -20,6 +20,7 @@ from domain.model.saga import (
     ShipmentCreated,
     ShipmentDispatched,
     ShipmentRejected,
+    ShipmentRouted,
     Step,
     StepFailed,
     StepStarted,
@@ -48,6 +49,7 @@ EVERY_EVENT: list[SagaEvent] = [
     ShipmentCreated("shipment-2", AT),
     ShipmentCreated("shipment-4", AT, "WMS-77"),
     ShipmentAccepted("shipment-5", AT),
+    ShipmentRouted("shipment-5", "https://wms.example/commands", AT),
     ShipmentRejected("shipment-3", "W2 has no carrier today", AT),
 ]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from domain.model import shipment
@@ -18,10 +18,12 @@ from domain.model.saga import (
     Accepted,
     Call,
     Rejected,
+    SagaAborted,
     SagaState,
     SagaStatus,
     ShipmentAccepted,
     ShipmentCreated,
+    ShipmentRouted,
     ShipmentStatus,
     Step,
     StepSucceeded,
@@ -146,10 +148,12 @@ def test_a_report_names_a_shipment_of_the_saga() -> None:
 def test_a_command_id_names_its_saga_and_shipment_only_for_a_shipments_creation(
     saga_id: str, action: str, warehouse_code: str
 ) -> None:
+    assume(":" not in saga_id and saga_id and warehouse_code)
     named = shipment.created_by(shipment.command_id(saga_id, action, warehouse_code))
-    if ":" in saga_id or not saga_id or not warehouse_code or action != Step.CREATE_SHIPMENT.value:
-        return
-    assert named == (saga_id, shipment.shipment_id_of(saga_id, warehouse_code))
+    if action == Step.CREATE_SHIPMENT.value:
+        assert named == (saga_id, shipment.shipment_id_of(saga_id, warehouse_code))
+    else:
+        assert named is None
 
 
 @pytest.mark.parametrize(
@@ -163,3 +167,43 @@ def test_an_accepted_shipment_is_journalled_as_accepted() -> None:
     state = saga(*TWO_SHIPPING)
     events = on_shipment_outcomes(state, {W1: Accepted(), W2: Accepted()}, T0, POLICY)
     assert events == (ShipmentAccepted(W1, T0), ShipmentAccepted(W2, T0))
+
+
+SERVICE = "http://wms.example/commands"
+
+
+def routed(state: SagaState, *shipment_ids: str) -> SagaState:
+    return then(state, [ShipmentRouted(shipment_id, SERVICE, T0) for shipment_id in shipment_ids])
+
+
+def test_a_shipment_routed_to_a_warehouse_that_never_answered_is_cancelled_when_the_saga_turns_back() -> None:
+    # W1's command went out and its answer was lost (a timeout); W2's warehouse refused.
+    state = answered(routed(saga(*TWO_SHIPPING), W1, W2), w1=Unavailable("no answer"), w2=Rejected("closed"))
+
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.compensations[0] is Step.CANCEL_SHIPMENT
+    assert [s.shipment_id for s in state.shipments_for(Step.CANCEL_SHIPMENT)] == [W1]
+    assert state.shipment(W1).service_url == SERVICE  # type: ignore[union-attr]
+
+
+def test_an_abort_after_every_attempt_timed_out_cancels_the_routed_shipment_only() -> None:
+    state = routed(saga(*TWO_SHIPPING), W1)  # W2 is the built-in warehouse's: never routed
+    for _ in range(POLICY.max_attempts):
+        state = then(state, on_timeout(state, state.deadline, POLICY))  # type: ignore[arg-type]
+        if state.retry_at is not None:
+            state = then(state, next_action(state, state.retry_at, POLICY).events)  # type: ignore[union-attr]
+    assert state.status is SagaStatus.NEEDS_ATTENTION
+
+    aborted = then(state, [SagaAborted("review", LATER)])
+
+    assert [s.shipment_id for s in aborted.shipments_for(Step.CANCEL_SHIPMENT)] == [W1]
+    assert status_of(aborted, W2) is ShipmentStatus.CANCELLED  # withdrawn: its attempts left no trace
+
+
+def test_a_report_for_a_shipment_no_command_of_which_went_to_a_remote_warehouse_is_refused() -> None:
+    state = routed(saga(*TWO_SHIPPING), W1)
+
+    built_in = shipment.report(state, W2, Succeeded(reference="forged"), LATER, POLICY)
+
+    assert isinstance(built_in, Refused) and built_in.code is ProblemCode.UNKNOWN_COMMAND
+    assert shipment.report(state, W1, Succeeded(), LATER, POLICY) != built_in
