@@ -3,12 +3,16 @@ service works."""
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from graphql import build_schema, parse, validate
+from standardwebhooks.webhooks import Webhook
 
 from api.access.auth import Role
 from api.access.rules import RULES
@@ -95,3 +99,27 @@ async def test_the_readmes_warehouse_service_creates_a_shipment_and_cancels_it(
             await gql.wait_for_saga(placed["saga"]["id"], "FAILED")
             (cancelled,) = (await gql(shipments, id=order_id))["order"]["shipments"]
             assert cancelled["status"] == "CANCELLED" and warehouse["shipments"] == {}
+            ids = "query ($id: ID!) { order(id: $id) { shipments { id warehouseCode } } }"
+            (shipment,) = (await gql(ids, id=order_id))["order"]["shipments"]
+
+        # The create sent again after its answer was lost, arriving after the cancel: not created.
+        code = shipment["warehouseCode"]
+        created = {
+            "commandId": f"{placed['saga']['id']}:CREATE_SHIPMENT:{code}",
+            "type": "CreateShipment",
+            "sagaId": placed["saga"]["id"],
+            "orderId": order_id,
+            "shipmentId": shipment["id"],
+            "warehouseCode": code,
+            "picks": [],
+        }
+        late = json.dumps(created).encode()
+        now = datetime.now(UTC)
+        headers = {
+            "webhook-id": created["commandId"],
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(secret).sign(created["commandId"], now, late.decode()),
+        }
+        async with httpx.AsyncClient() as client:
+            answer = (await client.post(f"{url}/commands", content=late, headers=headers)).json()
+        assert answer["status"] == "REJECTED" and warehouse["shipments"] == {}

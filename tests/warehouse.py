@@ -42,6 +42,10 @@ def failing(status: int, retry_after: str | None = None) -> tuple[str, int, str 
     return ("HTTP", status, retry_after)
 
 
+# To a cancel: 404, saying the warehouse holds no such shipment.
+NOT_FOUND = ("NOT_FOUND",)
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One verified command as it arrived: its headers' idempotency key and its JSON body."""
@@ -68,8 +72,8 @@ class WarehouseStub:
     # Per warehouse code, the answers to its next CreateShipment commands, in turn; once used up, what
     # it decided for that command before (CREATED for a new one).
     script: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-    # Per warehouse code, the answers to its next CancelShipment commands (failing(...) only), in
-    # turn; once used up, CANCELLED.
+    # Per warehouse code, the answers to its next CancelShipment commands (failing(...) or NOT_FOUND),
+    # in turn; once used up, CANCELLED.
     cancel_script: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)  # verified, in arrival order
     refused: list[str] = field(default_factory=list)  # why each unverifiable request was refused
@@ -110,8 +114,13 @@ class WarehouseStub:
             cancels = self.cancel_script.get(command.warehouse, [])
             if not cancels:
                 return JSONResponse({"status": "CANCELLED"})
-            _, status, _ = cancels.pop(0)
-            return Response(status_code=status)
+            match cancels.pop(0):
+                case ("NOT_FOUND",):
+                    return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+                case ("HTTP", status, _):
+                    return Response(status_code=status)
+                case other:
+                    raise AssertionError(f"no such answer to a cancel {other}")
         queue = self.script.get(command.warehouse, [])
         answer = queue.pop(0) if queue else self._answered.get(command.id, CREATED)
         if answer[0] in ("CREATED", "ACCEPTED", "REJECTED"):  # what it decided, not a failure to answer

@@ -44,6 +44,13 @@ class RetrySagaInput:
     saga_id: strawberry.ID = strawberry.field(
         description="A saga that NEEDS_ATTENTION (SAGA_NOT_PARKED otherwise)."
     )
+    reroute: bool = strawberry.field(
+        default=False,
+        description="Send the shipments a remote warehouse may hold (requested or created) to their "
+        "warehouse's serviceUrl as the catalog has it now, not the service their first command went "
+        "to: for a warehouse that moved to a new service, taking its shipments along. "
+        "NO_WAREHOUSE_SERVICE when such a warehouse has no service now.",
+    )
 
 
 @strawberry.input(description="The saga to abort, and why.")
@@ -192,11 +199,11 @@ class OperationMutations:
 
     @strawberry.mutation(
         description="Send a saga that needs attention on: the step it was parked at is tried afresh. "
-        "Refusals, in userErrors: UNKNOWN_SAGA, SAGA_NOT_PARKED."
+        "Refusals, in userErrors: UNKNOWN_SAGA, SAGA_NOT_PARKED, NO_WAREHOUSE_SERVICE."
     )
     async def retry_saga(self, info: Info, input: Input[RetrySagaInput]) -> InterventionPayload:
         svc = service(info)
-        retried = await svc.orchestrator.retry(str(input.saga_id), actor_of(principal(info)))
+        retried = await svc.orchestrator.retry(str(input.saga_id), actor_of(principal(info)), input.reroute)
         return await _answer(svc, retried, "sagaId")
 
     @strawberry.mutation(

@@ -141,6 +141,8 @@ ErrorCode = described(
         "its commands (serve --warehouse-service-secret-file).",
         "OUTCOME_NOT_AWAITED": "The saga no longer waits for that outcome: the step timed out, the saga "
         "turned back (its shipment is cancelled), or another outcome was reported first.",
+        "NO_WAREHOUSE_SERVICE": "A rerouted retry found a warehouse with no service URL now: its "
+        "shipment, which a remote warehouse may hold, cannot go to the built-in warehouse.",
     },
 )
 SagaStepName = described(

@@ -13,7 +13,8 @@ restart, so the warehouse acts on it once however often it arrives.
 
 What an answer means (README, "Connecting a warehouse"):
 - 2xx `{"status": "CREATED", "reference": "…"}`: the shipment exists. For a cancel, any 2xx, or 404
-  or 410 (no such shipment there: nothing to cancel).
+  or 410 with `{"status": "NOT_FOUND"}` (no such shipment there: nothing to cancel). A bare 404 is
+  a refusal like any 4xx: it may come from a service that is gone, not from the warehouse.
 - 202 to a CreateShipment: accepted; the outcome comes later, by `reportShipmentOutcome`.
 - 2xx `{"status": "REJECTED", "reason": "…"}`, or a 4xx other than 408, 409 and 429: refused.
 - 5xx, 408, 409 (the same key still being worked on), 429 (honouring Retry-After), a timeout, a
@@ -49,7 +50,9 @@ REFRESH_S = 1.0
 # too many requests.
 TRANSIENT_4XX = frozenset({408, 409, 429})
 # Answers to a cancel that say the warehouse holds no such shipment, which is what a cancel wants: a
-# create whose answer was lost may never have arrived.
+# create whose answer was lost may never have arrived. Only with a body that says so (NOT_FOUND): a
+# retired service, or a proxy in front of one, answers 404 too, and the shipment may well exist at the
+# warehouse's new service.
 GONE = frozenset({404, 410})
 # The longest Retry-After honoured; a warehouse asking for more is tried again after this.
 MAX_RETRY_AFTER = timedelta(minutes=10)
@@ -203,7 +206,9 @@ def answer(step: Step, response: httpx.Response) -> Outcome:
     code = response.status_code
     if code == 202 and step is Step.CREATE_SHIPMENT:
         return Accepted()
-    if step is Step.CANCEL_SHIPMENT and (200 <= code < 300 or code in GONE):
+    if step is Step.CANCEL_SHIPMENT and (
+        200 <= code < 300 or (code in GONE and _json(response).get("status") == "NOT_FOUND")
+    ):
         return Succeeded()
     if 200 <= code < 300:
         said = _json(response)

@@ -6,6 +6,7 @@ The events go into the journal like any other, so a saga's history says who inte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from domain.model.saga import (
     SagaRetried,
     SagaState,
     SagaStatus,
+    ShipmentRouted,
+    ShipmentStatus,
 )
 
 
@@ -39,14 +42,37 @@ class Refused:
 Decision = tuple[SagaEvent, ...] | Refused
 
 
-def retry(state: SagaState, now: datetime, actor: Actor) -> Decision:
-    """An operator sends a parked saga on, once whatever made it fail is mended."""
+def retry(
+    state: SagaState, now: datetime, actor: Actor, services: Mapping[str, str | None] | None = None
+) -> Decision:
+    """An operator sends a parked saga on, once whatever made it fail is mended.
+
+    `services`: to reroute, each warehouse's service URL as the catalog names it now, by warehouse
+    code; every shipment a remote warehouse may hold (requested or created) is then routed to its
+    warehouse's, so its commands go there from now on: the mend for a warehouse that moved to a new
+    service, taking its shipments along (decision 0023). Refused with NO_WAREHOUSE_SERVICE when such
+    a shipment's warehouse has no service any more, since the built-in warehouse does not hold it.
+    None: every shipment keeps its route."""
     if state.status is not SagaStatus.NEEDS_ATTENTION:
         return Refused(
             ProblemCode.SAGA_NOT_PARKED,
             f"saga {state.saga_id} is {state.status.value}; only a saga that needs attention is retried",
         )
-    return (SagaRetried(now, actor.subject, actor.role),)
+    routes: list[SagaEvent] = []
+    held = (ShipmentStatus.REQUESTED, ShipmentStatus.CREATED)
+    for s in state.shipments:
+        if services is None or not s.is_remote or s.status not in held:
+            continue
+        url = services.get(s.warehouse_code)
+        if url is None:
+            return Refused(
+                ProblemCode.NO_WAREHOUSE_SERVICE,
+                f"warehouse {s.warehouse_code} has no service now; its shipment {s.shipment_id} "
+                "cannot go to the built-in warehouse",
+            )
+        if url != s.service_url:
+            routes.append(ShipmentRouted(s.shipment_id, url, now))
+    return (*routes, SagaRetried(now, actor.subject, actor.role))
 
 
 def abort(state: SagaState, reason: str, now: datetime, actor: Actor) -> Decision:

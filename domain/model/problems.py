@@ -45,6 +45,8 @@ class ProblemCode(enum.Enum):
     # The saga no longer waits for that outcome (the step timed out or the saga turned back), or
     # another outcome of the command was recorded first.
     OUTCOME_NOT_AWAITED = "OUTCOME_NOT_AWAITED"
+    # A shipment a remote warehouse service may hold cannot be sent on to the built-in warehouse.
+    NO_WAREHOUSE_SERVICE = "NO_WAREHOUSE_SERVICE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -393,8 +393,10 @@ class Shipment:
 
     @property
     def is_remote(self) -> bool:
-        """Its commands went to a remote warehouse service, not the built-in warehouse."""
-        return self.service_url is not None or self.was_accepted
+        """Its commands went to a remote warehouse service, not the built-in warehouse: it was routed
+        there, or, in a journal written before routes were journalled, a remote warehouse accepted or
+        created it (the built-in warehouse gives no reference)."""
+        return self.service_url is not None or self.was_accepted or self.reference is not None
 
     @property
     def may_exist(self) -> bool:

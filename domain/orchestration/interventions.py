@@ -48,10 +48,16 @@ class Interventions:
         self._publish = publish
         self._claims = _SagaClaims()
 
-    async def retry(self, saga_id: str, actor: Actor) -> SagaState | Refused:
+    async def retry(self, saga_id: str, actor: Actor, reroute: bool = False) -> SagaState | Refused:
         """An operator (`actor`, recorded in the journal) sends a parked saga on: its parked step gets
-        a fresh series of attempts."""
-        return await self._intervene(saga_id, lambda state, now: interventions.retry(state, now, actor))
+        a fresh series of attempts. With `reroute`, the shipments a remote warehouse may hold go to
+        their warehouse's service as the catalog names it now (domain/model/interventions.py)."""
+        return await self._intervene(
+            saga_id,
+            lambda state, now: interventions.retry(
+                state, now, actor, self._steps.services_of(state) if reroute else None
+            ),
+        )
 
     async def abort(self, saga_id: str, reason: str, actor: Actor) -> SagaState | Refused:
         """An operator (`actor`) turns a running or parked saga back now, whatever step is in flight."""

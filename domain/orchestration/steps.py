@@ -93,6 +93,7 @@ class Steps:
             except ParticipantUnavailable as refused:
                 return await self.advance(state, None, Unavailable(str(refused) or "participant unavailable"))
         try:
+            state = await self._routed(state, call)
             answered = await self._send_remote(state, call)
             return await self.advance(state, call, chain=chain and not answered, answered=answered)
         except (ConcurrencyConflict, LeaseLost):
@@ -113,6 +114,14 @@ class Steps:
             return []
         return [s for s in state.shipments_for(step) if s.is_remote]
 
+    def services_of(self, state: SagaState) -> dict[str, str | None]:
+        """The service URL of each warehouse the saga's shipments come from, as the catalog names it
+        now, by warehouse code; None: the built-in warehouse."""
+        return {
+            s.warehouse_code: self._warehouses.url_of(s.warehouse_code) if self._warehouses else None
+            for s in state.shipments
+        }
+
     def _routes(self, state: SagaState, now: datetime) -> tuple[ShipmentRouted, ...]:
         """The shipments CREATE_SHIPMENT is about to send for the first time to a remote warehouse,
         each routed to its warehouse's service as the catalog says now."""
@@ -123,6 +132,23 @@ class Steps:
             for s in state.shipments_for(Step.CREATE_SHIPMENT)
             if not s.is_remote and (url := self._warehouses.url_of(s.warehouse_code)) is not None
         )
+
+    async def _routed(self, state: SagaState, call: Call) -> SagaState:
+        """The saga with the routes of the shipments `call` sends to a remote warehouse, committed
+        before any command leaves. `settle` journals them with the step's start; only a step started
+        under a journal written before routes existed (resumed after an upgrade) needs this extra
+        transaction, so that its resent command, its cancel and an early report follow one route."""
+        if call.step is not Step.CREATE_SHIPMENT or not (routes := self._routes(state, self._clock.now())):
+            return state
+        self.check_lease(state.saga_id)
+
+        async def work(tx: Transaction) -> SagaChange:
+            change = SagaChange.from_state(state).apply(routes)
+            await tx.sagas.append(change, None)
+            return change
+
+        change = await self.committed(work, self._publish, min(line.sku for line in state.lines))
+        return change.after
 
     async def _send_remote(self, state: SagaState, call: Call) -> dict[str, Outcome]:
         """The remote warehouses' answers to the step's commands, sent all at once, each within the

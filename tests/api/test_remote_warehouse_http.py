@@ -19,9 +19,9 @@ import pytest
 from api.service import Service
 from api.settings import Settings
 from domain.model.saga import SagaPolicy
-from tests.api.server import GraphQLClient, graphql_client
+from tests.api.server import SAGA, GraphQLClient, graphql_client, stage
 from tests.api.test_observability_http import samples
-from tests.warehouse import ACCEPTED, SILENT, WarehouseStub, failing, rejected
+from tests.warehouse import ACCEPTED, NOT_FOUND, SILENT, WarehouseStub, failing, rejected
 
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),
@@ -442,7 +442,7 @@ async def test_a_cancel_the_warehouse_answers_with_no_such_shipment_is_done(data
     async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
         stub.script["W1"] = [SILENT]
         stub.script["W2"] = [rejected("no carrier today")]
-        stub.cancel_script["W1"] = [failing(404)]  # the create never reached it
+        stub.cancel_script["W1"] = [NOT_FOUND]  # the create never reached it
         saga_id, _ = await place(gql, 2)
 
         saga = await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
@@ -451,9 +451,26 @@ async def test_a_cancel_the_warehouse_answers_with_no_such_shipment_is_done(data
         assert "no carrier today" in saga["failureReason"]
 
 
-async def test_an_accepted_shipment_stays_with_the_service_it_was_sent_to_when_its_url_changes(
+async def test_a_bare_404_to_a_cancel_is_no_proof_that_the_shipment_does_not_exist(database_url: str) -> None:
+    """A 404 that does not say NOT_FOUND may come from a service that is gone (its warehouse moved
+    on): the cancel is refused, and the saga waits for an operator rather than forget the shipment."""
+    async with warehouse_and_service(database_url, SHORT_SHIPMENT) as (stub, gql):
+        stub.script["W2"] = [rejected("no carrier today")]  # W1's is created
+        stub.cancel_script["W1"] = [failing(404)]
+        saga_id, order_id = await place(gql, 2)
+
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+
+        statuses = {s["warehouseCode"]: s["status"] for s in (await order(gql, order_id))["shipments"]}
+        assert statuses == {"W1": "CREATED", "W2": "REJECTED"}
+
+
+@contextlib.asynccontextmanager
+async def two_services(
     database_url: str,
-) -> None:
+) -> AsyncIterator[tuple[WarehouseStub, WarehouseStub, GraphQLClient]]:
+    """Two warehouse services that share a secret, for a warehouse that moves from one to the other;
+    no warehouse has a URL yet."""
     first, second = WarehouseStub(), WarehouseStub()
     second.secret = first.secret
     settings = Settings(
@@ -461,6 +478,13 @@ async def test_an_accepted_shipment_stays_with_the_service_it_was_sent_to_when_i
     )
     async with first.running(), second.running(), graphql_client(Service(settings), timeout=30) as gql:
         await gql(CATALOG)
+        yield first, second, gql
+
+
+async def test_an_accepted_shipment_stays_with_the_service_it_was_sent_to_when_its_url_changes(
+    database_url: str,
+) -> None:
+    async with two_services(database_url) as (first, second, gql):
         await gql(UPDATE, input={"code": "W1", "serviceUrl": first.url})
         first.script["W1"] = [ACCEPTED, SILENT, SILENT]
         saga_id, order_id = await place(gql, 1)
@@ -481,3 +505,80 @@ async def test_an_accepted_shipment_stays_with_the_service_it_was_sent_to_when_i
         again, _ = await place(gql, 1)
         await gql.wait_for_saga(again, "COMPLETED", seconds=30)
         assert [c.warehouse for c in second.of_type("CreateShipment")] == ["W1"]
+
+
+async def test_a_step_in_flight_with_no_route_is_routed_before_its_command_leaves(database_url: str) -> None:
+    """A CREATE_SHIPMENT started with no route (here the built-in warehouse's, stopped while its call
+    was held up; or one started under a journal written before routes were journalled) and resumed
+    with its warehouse now remote: the route is committed before the command leaves, so its
+    resends, its cancel and the report that answers its 202 all go with that one service."""
+    stub = WarehouseStub()
+    slow = Settings(
+        database_url=database_url,
+        policy=replace(POLICY, shipment_timeout=timedelta(seconds=30)),
+        fault_injection=True,
+    )
+    async with graphql_client(Service(slow), timeout=30) as gql:
+        await gql(CATALOG)
+        await stage(gql, "SHIPMENT", delayMs=60_000)
+        saga_id, order_id = await place(gql, 1)
+        for _ in range(500):
+            steps = {s["name"]: s["status"] for s in (await gql(SAGA, id=saga_id))["saga"]["steps"]}
+            if "CREATE_SHIPMENT" in steps:
+                break
+            await asyncio.sleep(0.01)
+        assert steps.get("CREATE_SHIPMENT") == "RUNNING", steps
+
+    remote = replace(
+        slow, fault_injection=False, warehouse_service_url=stub.url, warehouse_service_secret=stub.secret
+    )
+    async with stub.running(), graphql_client(Service(remote), timeout=30) as gql:
+        stub.script["W1"] = [ACCEPTED]
+        await stub.wait_for("CreateShipment", 1)
+        (command,) = stub.of_type("CreateShipment")
+        answered = await report(gql, commandId=command.id, outcome="CREATED", reference="WMS-7")
+
+        assert answered["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+        (shipment,) = (await order(gql, order_id))["shipments"]
+        assert (shipment["status"], shipment["reference"]) == ("CREATED", "WMS-7")
+        events = [e["type"] for e in (await gql(SAGA, id=saga_id))["saga"]["events"]]
+        assert events.index("ShipmentRouted") < events.index("ShipmentAccepted")
+
+
+RETRY = """
+mutation ($id: ID!, $reroute: Boolean!) {
+  retrySaga(input: {sagaId: $id, reroute: $reroute}) { saga { status } userErrors { code field } }
+}
+"""
+
+
+async def test_a_rerouted_retry_sends_a_shipment_on_to_the_service_its_warehouse_moved_to(
+    database_url: str,
+) -> None:
+    """The cancel of a created shipment goes to the service its create went to, which is gone (a bare
+    404): the saga waits for an operator, who names the warehouse's new service and retries with
+    reroute. A plain retry keeps the route; a warehouse with no service at all cannot take it."""
+    async with two_services(database_url) as (gone, moved, gql):
+        for code in ("W1", "W2"):
+            await gql(UPDATE, input={"code": code, "serviceUrl": gone.url})
+        gone.script["W2"] = [rejected("no carrier today")]  # W1's is created
+        gone.cancel_script["W1"] = [failing(404)] * 6
+        saga_id, order_id = await place(gql, 2)
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+
+        await gql(UPDATE, input={"code": "W1", "serviceUrl": None})
+        refused = (await gql(RETRY, id=saga_id, reroute=True))["retrySaga"]
+        assert refused["userErrors"] == [{"code": "NO_WAREHOUSE_SERVICE", "field": "sagaId"}]
+        await gql(UPDATE, input={"code": "W1", "serviceUrl": moved.url})
+        assert (await gql(RETRY, id=saga_id, reroute=False))["retrySaga"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+        assert not moved.commands  # a plain retry went where the first cancel went
+
+        assert (await gql(RETRY, id=saga_id, reroute=True))["retrySaga"]["userErrors"] == []
+        await gql.wait_for_saga(saga_id, "FAILED", seconds=30)
+
+        assert [c.type for c in moved.commands] == ["CancelShipment"]
+        statuses = {s["warehouseCode"]: s["status"] for s in (await order(gql, order_id))["shipments"]}
+        assert statuses == {"W1": "CANCELLED", "W2": "REJECTED"}
+        assert await stock_of(gql) == {"onHand": 2, "reserved": 0, "available": 2}

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from domain.model import shipment
-from domain.model.interventions import Refused
+from domain.model import interventions, shipment
+from domain.model.interventions import Actor, Refused
 from domain.model.problems import ProblemCode
 from domain.model.saga import (
     Accepted,
@@ -207,3 +207,31 @@ def test_a_report_for_a_shipment_no_command_of_which_went_to_a_remote_warehouse_
 
     assert isinstance(built_in, Refused) and built_in.code is ProblemCode.UNKNOWN_COMMAND
     assert shipment.report(state, W1, Succeeded(), LATER, POLICY) != built_in
+
+
+def test_a_shipment_a_remote_warehouse_created_before_routes_were_journalled_is_cancelled_as_remote() -> None:
+    # A journal written before routes: W1's warehouse created it (its reference), W2's refused.
+    state = answered(saga(*TWO_SHIPPING), w1=Succeeded(reference="WMS-1"), w2=Rejected("closed"))
+
+    assert [s.shipment_id for s in state.shipments_for(Step.CANCEL_SHIPMENT)] == [W1]
+    assert state.shipment(W1).is_remote  # type: ignore[union-attr]
+
+
+def test_a_rerouted_retry_routes_what_a_remote_warehouse_may_hold_to_its_warehouses_service_now() -> None:
+    # W1's was routed and its command timed out on every attempt; W2 is the built-in warehouse's.
+    state = routed(saga(*TWO_SHIPPING), W1)
+    for _ in range(POLICY.max_attempts):
+        state = then(state, on_timeout(state, state.deadline, POLICY))  # type: ignore[arg-type]
+        if state.retry_at is not None:
+            state = then(state, next_action(state, state.retry_at, POLICY).events)  # type: ignore[union-attr]
+    operator = Actor("op-1", "operator")
+    moved = "http://wms-2.example/commands"
+
+    kept = interventions.retry(state, LATER, operator)
+    rerouted = interventions.retry(state, LATER, operator, {"W1": moved, "W2": None})
+    nowhere = interventions.retry(state, LATER, operator, {"W1": None, "W2": None})
+
+    assert not any(isinstance(e, ShipmentRouted) for e in kept)  # type: ignore[union-attr]
+    assert then(state, rerouted).shipment(W1).service_url == moved  # type: ignore[union-attr]
+    assert then(state, rerouted).shipment(W2).service_url is None  # type: ignore[union-attr]
+    assert isinstance(nowhere, Refused) and nowhere.code is ProblemCode.NO_WAREHOUSE_SERVICE
