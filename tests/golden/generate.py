@@ -29,6 +29,7 @@ from domain.model.saga import Participant
 from persistence.database import make_engine
 from tests.golden.rows import expected_of, jsonable, participant_rows, read_rows
 from tests.integration.staging import Stage, start_stage
+from tests.warehouse import WarehouseStub
 
 GOLDEN = Path(__file__).parent / "journals"
 
@@ -146,6 +147,22 @@ async def shipment_rejected(stage: Stage) -> str:
         stage.gate.refusing.clear()
 
 
+async def remote_cancelled(stage: Stage) -> str:
+    # A remote warehouse service creates the shipment (its route and reference journalled); the order
+    # is then cancelled, and the cancel goes to that service.
+    stub = WarehouseStub(secret=WAREHOUSE_SECRET)
+    async with stub.running():
+        await stage.route("W1", stub.url)
+        try:
+            saga_id = await stage.order(1)
+            await stage.svc.orchestrator.cancel_order(saga_id, Actor("customer-1", "customer"))
+            await stage.run_until(saga_id, "FAILED")
+        finally:
+            await stage.route("W1", None)
+    assert [c.type for c in stub.commands] == ["CreateShipment", "CancelShipment"], stub.commands
+    return saga_id
+
+
 async def waiting_for_retry(stage: Stage) -> str:
     # Left in flight: a release must finish what this one started.
     stage.gate.refusals[Participant.INVENTORY] = 1
@@ -170,15 +187,18 @@ SCENARIOS: dict[str, Scenario] = {
     "dispatched": dispatched,
     "cancelled_after_completion": cancelled_after_completion,
     "shipment_rejected": shipment_rejected,
+    "remote_cancelled": remote_cancelled,
     "waiting_for_retry": waiting_for_retry,
 }
+# What the stage signs its commands to a remote warehouse with.
+WAREHOUSE_SECRET = "whsec_" + "Z29sZGVuLWpvdXJuYWxzLXdhcmVob3VzZS1zZWNyZXQ="
 
 
 async def record(url: str) -> dict[str, dict[str, Any]]:
     """Run every scenario, a minute apart, and return each saga's stored journal."""
     from persistence.tables import journal
 
-    stage = await start_stage(url)
+    stage = await start_stage(url, warehouse_service_secret=WAREHOUSE_SECRET)
     sagas: dict[str, str] = {}
     try:
         await stage.stock(100)

@@ -73,6 +73,16 @@ class Stage:
 
         await self.svc.write(load)
 
+    async def route(self, warehouse_code: str, service_url: str | None) -> None:
+        """Give the warehouse a remote service (None: the built-in warehouse again), in the catalog and
+        in the process's view of it."""
+
+        async def change(conn) -> None:  # type: ignore[no-untyped-def]
+            assert await catalog.update_warehouse(conn, warehouse_code, {"service_url": service_url}) == []
+
+        await self.svc.write(change)
+        self.svc.warehouses.learn(warehouse_code, service_url)
+
     async def place(self, quantity: int, customer: str = "c-1") -> str:
         placed = await self.svc.orchestrator.place_order(
             PlaceOrder(customer, (OrderLine("SKU-1", quantity),))
@@ -125,7 +135,7 @@ def make_stage(database_url: str, **settings: Any) -> Stage:
     return Stage(svc, clock, gate)
 
 
-async def start_stage(database_url: str) -> Stage:
-    stage = make_stage(database_url)
+async def start_stage(database_url: str, **settings: Any) -> Stage:
+    stage = make_stage(database_url, **settings)
     await stage.svc.start()
     return stage

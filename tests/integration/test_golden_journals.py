@@ -16,7 +16,7 @@ from domain.model.interventions import Actor
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.read.rebuild import rebuild_projections
-from tests.golden.generate import golden_files
+from tests.golden.generate import SCENARIOS, golden_files, record
 from tests.golden.rows import PARTICIPANT_TABLES, folded, jsonable, read_rows, store_journal, stored_rows
 from tests.integration.staging import start_stage
 
@@ -125,3 +125,16 @@ async def test_sagas_an_earlier_release_left_unfinished_finish(database_url: str
                 await stage.run_until(saga_id, "COMPLETED")
     finally:
         await stage.svc.stop()
+
+
+async def test_this_releases_scenarios_record_a_journal_down_every_path(tmp_path: Path) -> None:
+    """What `python -m tests.golden.generate` will store for this release: every scenario runs to its
+    end, and the remote warehouse's shipment is journalled with its route and its reference."""
+    recorded = await record(f"sqlite+aiosqlite:///{tmp_path}/golden.db")
+
+    assert set(recorded) == set(SCENARIOS)
+    remote = recorded["remote_cancelled"]
+    state = folded(remote["saga_id"], remote["journal"])
+    (shipment,) = state.shipments
+    assert shipment.service_url is not None and shipment.reference is not None
+    assert (state.status.value, shipment.status.value) == ("FAILED", "CANCELLED")
