@@ -265,6 +265,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--role", action="append", required=True, choices=[r.value for r in Role], help="repeat for several"
     )
+    token.add_argument(
+        "--warehouse",
+        action="append",
+        metavar="CODE",
+        help="for a warehouse token: a warehouse it speaks for, repeat for several (default: every one)",
+    )
     token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     _auth_secret_option(token)
     for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
@@ -688,7 +694,18 @@ def _token(args: argparse.Namespace) -> None:
     secret = _secret(args.auth_secret_file)
     roles = [Role(role) for role in dict.fromkeys(args.role)]
     ttl = timedelta(seconds=args.ttl)
-    print(mint_token(secret, args.subject, roles, ttl, issuer=args.auth_issuer, audience=args.auth_audience))
+    warehouses = None if args.warehouse is None else list(dict.fromkeys(args.warehouse))
+    print(
+        mint_token(
+            secret,
+            args.subject,
+            roles,
+            ttl,
+            issuer=args.auth_issuer,
+            audience=args.auth_audience,
+            warehouses=warehouses,
+        )
+    )
 
 
 def _export_schema(args: argparse.Namespace) -> None:

@@ -40,10 +40,13 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request acts for: the token's `sub` (for a customer, the customer id) and its roles."""
+    """Who a request acts for: the token's `sub` (for a customer, the customer id) and its roles.
+    `warehouses`: the warehouse codes a `warehouse` token speaks for (its `warehouses` claim, a list
+    of codes); None, with no such claim: every warehouse."""
 
     subject: str
     roles: frozenset[Role]
+    warehouses: frozenset[str] | None = None
 
 
 DEVELOPER = Principal("developer", frozenset({Role.ADMIN}))
@@ -177,7 +180,16 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise NotAuthenticated("the token's roles claim is not a list of strings")
     known = {role.value for role in Role}
-    return Principal(subject, frozenset(Role(role) for role in roles if role in known))
+    warehouses = claims.get("warehouses")
+    if warehouses is not None and (
+        not isinstance(warehouses, list) or not all(isinstance(code, str) for code in warehouses)
+    ):
+        raise NotAuthenticated("the token's warehouses claim is not a list of strings")
+    return Principal(
+        subject,
+        frozenset(Role(role) for role in roles if role in known),
+        None if warehouses is None else frozenset(warehouses),
+    )
 
 
 def _valid_until(exp: Any, leeway: timedelta) -> datetime | None:
@@ -208,10 +220,14 @@ def mint_token(
     ttl: timedelta,
     issuer: str | None = None,
     audience: str | None = None,
+    warehouses: list[str] | None = None,
 ) -> str:
-    """An HS256 token for `subject` with `roles`, expiring `ttl` from now (for development and tests)."""
+    """An HS256 token for `subject` with `roles`, expiring `ttl` from now (for development and tests);
+    with `warehouses`, a `warehouse` token that speaks for those warehouse codes only."""
     now = datetime.now(UTC)
     claims: dict[str, Any] = {"sub": subject, "roles": [r.value for r in roles], "iat": now, "exp": now + ttl}
+    if warehouses is not None:
+        claims["warehouses"] = warehouses
     if issuer:
         claims["iss"] = issuer
     if audience:

@@ -126,6 +126,17 @@ def shown_actor(viewer: Principal, actor: str | None, actor_role: str | None) ->
     return actor_role or UNRECORDED_ROLE
 
 
+def speaks_for(principal: Principal, warehouse_code: str) -> bool:
+    """Whether `principal` may report on and dispatch the shipments of `warehouse_code`: staff for
+    every warehouse, a `warehouse` token for those its `warehouses` claim names (every one without
+    the claim). A warehouse's service is one party among several; it speaks only for its own."""
+    return (
+        sees_every_customer(principal)
+        or principal.warehouses is None
+        or warehouse_code in principal.warehouses
+    )
+
+
 def may_act_for(principal: Principal, customer_id: str) -> bool:
     """The ownership rule: whether `principal` may see, place or cancel the orders (and sagas) of
     `customer_id`."""

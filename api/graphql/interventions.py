@@ -10,7 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.access.auth import Principal
-from api.access.rules import acting_role, may_act_for
+from api.access.rules import acting_role, may_act_for, speaks_for
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.loaders import loaders
@@ -238,12 +238,13 @@ class OperationMutations:
         if input.outcome is ShipmentOutcome.REJECTED and input.reason is None:
             problems.append(Problem(ProblemCode.REQUIRED, "reason", "a REJECTED outcome says why"))
         named = None if problems else created_by(input.command_id)
-        if named is None:
+        if named is None or not speaks_for(principal(info), named[2]):
+            # Another warehouse's command is answered as unknown, so that ids tell nothing.
             unknown = Problem(
                 ProblemCode.UNKNOWN_COMMAND, "commandId", "no CreateShipment command has that id"
             )
             return ReportShipmentOutcomePayload(user_errors=user_errors(problems or [unknown]))
-        saga_id, shipment_id = named
+        saga_id, shipment_id, _ = named
         outcome = (
             Succeeded(reference=input.reference)
             if input.outcome is ShipmentOutcome.CREATED
@@ -274,7 +275,7 @@ class OperationMutations:
         shipment_id = str(input.shipment_id)
         problems = check_text(shipment_id, "shipmentId", MAX_TEXT) + check_key(input.idempotency_key)
         row = None if problems else await loaders(info).shipments_by_id.load(shipment_id)
-        if row is None:
+        if row is None or not speaks_for(principal(info), row.warehouse_code):
             unknown = Problem(ProblemCode.UNKNOWN_SHIPMENT, "shipmentId", f"no shipment {shipment_id}")
             return DispatchShipmentPayload(user_errors=user_errors(problems or [unknown]))
         request = keyed(info, input.idempotency_key, "dispatchShipment", shipmentId=shipment_id)

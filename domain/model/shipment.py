@@ -33,14 +33,14 @@ def command_id(saga_id: str, action: str, warehouse_code: str) -> str:
     return f"{saga_id}:{action}:{warehouse_code}"
 
 
-def created_by(command: str) -> tuple[str, str] | None:
-    """The saga and shipment a CREATE_SHIPMENT command id (`command_id`) names; None for any other
-    text. Saga ids hold no colon; a warehouse code may."""
+def created_by(command: str) -> tuple[str, str, str] | None:
+    """The saga, shipment and warehouse code a CREATE_SHIPMENT command id (`command_id`) names; None
+    for any other text. Saga ids hold no colon; a warehouse code may."""
     saga_id, _, rest = command.partition(":")
     action, _, warehouse_code = rest.partition(":")
     if not saga_id or action != Step.CREATE_SHIPMENT.value or not warehouse_code:
         return None
-    return saga_id, shipment_id_of(saga_id, warehouse_code)
+    return saga_id, shipment_id_of(saga_id, warehouse_code), warehouse_code
 
 
 def report(

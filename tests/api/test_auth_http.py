@@ -237,6 +237,8 @@ BAD_TOKENS = {
     "without exp": _signed(_claims(exp=None)),
     "without sub": _signed(_claims(sub=None)),
     "roles not a list": _signed(_claims(roles="admin")),
+    "warehouses not a list": _signed(_claims(roles=["warehouse"], warehouses="W1")),
+    "warehouses not strings": _signed(_claims(roles=["warehouse"], warehouses=[1])),
     "sub with NUL": _signed(_claims(sub="customer-a\x00")),
     "sub with a lone surrogate": _signed(_claims(sub="customer-a\ud800")),
 }

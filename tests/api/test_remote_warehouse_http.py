@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from api.access.auth import Role, mint_token
 from api.service import Service
 from api.settings import Settings
 from domain.model.saga import SagaPolicy
 from tests.api.server import SAGA, GraphQLClient, graphql_client, stage
 from tests.api.test_observability_http import samples
+from tests.api.tokens import ADMIN, AUTH, SECRET, Caller, served
 from tests.warehouse import ACCEPTED, NOT_FOUND, SILENT, WarehouseStub, failing, rejected
 
 POLICY = SagaPolicy(
@@ -85,20 +87,28 @@ COMMANDS = """
 INSTANCE = "warehouse-test"
 
 
+def served_by(stub: WarehouseStub, database_url: str, policy: SagaPolicy = POLICY, **more: Any) -> Settings:
+    """A service whose every warehouse is the stub's (serve --warehouse-service-url)."""
+    return Settings(
+        database_url=database_url,
+        policy=policy,
+        warehouse_service_url=stub.url,
+        warehouse_service_secret=stub.secret,
+        instance=INSTANCE,
+        **more,
+    )
+
+
 @contextlib.asynccontextmanager
 async def warehouse_and_service(
     database_url: str, policy: SagaPolicy = POLICY
 ) -> AsyncIterator[tuple[WarehouseStub, GraphQLClient]]:
     """Both warehouses served by the stub (serve --warehouse-service-url), one TEA in each."""
     stub = WarehouseStub()
-    settings = Settings(
-        database_url=database_url,
-        policy=policy,
-        warehouse_service_url=stub.url,
-        warehouse_service_secret=stub.secret,
-        instance=INSTANCE,
-    )
-    async with stub.running(), graphql_client(Service(settings), timeout=30) as gql:
+    async with (
+        stub.running(),
+        graphql_client(Service(served_by(stub, database_url, policy)), timeout=30) as gql,
+    ):
         assert all(not field["userErrors"] for field in (await gql(CATALOG)).values())
         yield stub, gql
 
@@ -582,3 +592,37 @@ async def test_a_rerouted_retry_sends_a_shipment_on_to_the_service_its_warehouse
         statuses = {s["warehouseCode"]: s["status"] for s in (await order(gql, order_id))["shipments"]}
         assert statuses == {"W1": "CANCELLED", "W2": "REJECTED"}
         assert await stock_of(gql) == {"onHand": 2, "reserved": 0, "available": 2}
+
+
+async def test_a_warehouse_token_speaks_only_for_the_warehouses_it_names(database_url: str) -> None:
+    """A `warehouse` token with a `warehouses` claim: another warehouse's command and shipment are
+    unknown to it, as if they did not exist; its own are reported and dispatched."""
+    stub = WarehouseStub()
+    settings = served_by(stub, database_url, auth=AUTH)
+    only_w2 = mint_token(SECRET, "wms-two", [Role.WAREHOUSE], timedelta(minutes=5), warehouses=["W2"])
+    async with stub.running(), served(settings) as service:
+        admin, w2 = Caller(service.http, ADMIN), Caller(service.http, {"Authorization": f"Bearer {only_w2}"})
+        await admin.data(CATALOG)
+        stub.script = {"W1": [ACCEPTED], "W2": [ACCEPTED]}
+        placed = (await admin.data(PLACE, quantity=2))["placeOrder"]
+        saga_id = placed["saga"]["id"]
+        await stub.wait_for("CreateShipment", 2)
+
+        def reporting(code: str) -> dict[str, Any]:
+            return {"commandId": f"{saga_id}:CREATE_SHIPMENT:{code}", "outcome": "CREATED", "reference": code}
+
+        foreign = (await w2.data(REPORT, input=reporting("W1")))["reportShipmentOutcome"]
+        assert [e["code"] for e in foreign["userErrors"]] == ["UNKNOWN_COMMAND"]
+        own = (await w2.data(REPORT, input=reporting("W2")))["reportShipmentOutcome"]
+        assert own["userErrors"] == [] and own["shipment"]["status"] == "CREATED"
+        assert (await admin.data(REPORT, input=reporting("W1")))["reportShipmentOutcome"]["userErrors"] == []
+
+        shipments = (await admin.data(ORDER, id=placed["order"]["id"]))["order"]["shipments"]
+        ids = {s["warehouseCode"]: s["id"] for s in shipments}
+        dispatch = (
+            "mutation ($id: ID!) { dispatchShipment(input: {shipmentId: $id}) { userErrors { code } } }"
+        )
+        assert (await w2.data(dispatch, id=ids["W1"]))["dispatchShipment"]["userErrors"] == [
+            {"code": "UNKNOWN_SHIPMENT"}
+        ]
+        assert (await w2.data(dispatch, id=ids["W2"]))["dispatchShipment"]["userErrors"] == []

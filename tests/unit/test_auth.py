@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -135,29 +136,40 @@ def test_a_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
     assert read_secret(good) == "x" * 32
 
 
+def printed_claims(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    """The claims of the token `ordersaga token ARGS` prints, signed with a secret of its own."""
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    main(["token", *args, "--auth-secret-file", str(secret)])
+    return dict(jwt.decode(capsys.readouterr().out.strip(), "s" * 40, algorithms=["HS256"]))
+
+
 def test_the_token_command_prints_a_token_the_secret_verifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    secret = tmp_path / "secret"
-    secret.write_text("s" * 40)
-    main(
-        [
-            "token",
-            "--subject",
-            "alice",
-            "--role",
-            "customer",
-            "--role",
-            "operator",
-            "--ttl",
-            "60",
-            "--auth-secret-file",
-            str(secret),
-        ]
+    claims = printed_claims(
+        tmp_path, capsys, "--subject", "alice", "--role", "customer", "--role", "operator", "--ttl", "60"
     )
-    claims = jwt.decode(capsys.readouterr().out.strip(), "s" * 40, algorithms=["HS256"])
     assert claims["sub"] == "alice" and claims["roles"] == ["customer", "operator"]
-    assert claims["exp"] - claims["iat"] == 60
+    assert claims["exp"] - claims["iat"] == 60 and "warehouses" not in claims
+
+
+def test_the_token_command_names_the_warehouses_a_warehouse_token_speaks_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    claims = printed_claims(
+        tmp_path,
+        capsys,
+        "--subject",
+        "wms",
+        "--role",
+        "warehouse",
+        "--warehouse",
+        "BER",
+        "--warehouse",
+        "HAM",
+    )
+    assert claims["warehouses"] == ["BER", "HAM"]
 
 
 def test_the_token_command_needs_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -145,13 +145,13 @@ def test_a_report_names_a_shipment_of_the_saga() -> None:
 
 
 @given(st.text(max_size=12), st.sampled_from([s.value for s in Step]), st.text(max_size=12))
-def test_a_command_id_names_its_saga_and_shipment_only_for_a_shipments_creation(
+def test_a_command_id_names_its_saga_shipment_and_warehouse_only_for_a_shipments_creation(
     saga_id: str, action: str, warehouse_code: str
 ) -> None:
     assume(":" not in saga_id and saga_id and warehouse_code)
     named = shipment.created_by(shipment.command_id(saga_id, action, warehouse_code))
     if action == Step.CREATE_SHIPMENT.value:
-        assert named == (saga_id, shipment.shipment_id_of(saga_id, warehouse_code))
+        assert named == (saga_id, shipment.shipment_id_of(saga_id, warehouse_code), warehouse_code)
     else:
         assert named is None
 
