@@ -43,8 +43,9 @@ class UnreadSocket:
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Sec-WebSocket-Protocol: {PROTOCOL}\r\n\r\n".encode()
         )
-        self.received = self._until(b"\r\n\r\n")
-        assert self.received.startswith(b"HTTP/1.1 101"), self.received
+        self._buffer = b""  # what arrived and was not taken yet
+        head = self._until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
 
     def send(self, message: dict[str, Any]) -> None:
         """One masked text frame (RFC 6455 5.2), as clients must send."""
@@ -56,20 +57,50 @@ class UnreadSocket:
         )
         self.raw.sendall(header + mask + bytes(b ^ mask[n % 4] for n, b in enumerate(data)))
 
-    def _until(self, marker: bytes) -> bytes:
-        received = b""
-        while marker not in received:
-            chunk = self.raw.recv(65536)
-            assert chunk, received[-200:]
-            received += chunk
-        return received
+    def _receive(self) -> None:
+        chunk = self.raw.recv(65536)
+        assert chunk, self._buffer[-200:]
+        self._buffer += chunk
 
-    def read_to_the_end(self) -> bytes:
-        """Everything the server sent until it closed the connection."""
+    def _until(self, marker: bytes) -> bytes:
+        """What arrives through `marker` (the HTTP answer's head)."""
+        while marker not in self._buffer:
+            self._receive()
+        end = self._buffer.index(marker) + len(marker)
+        taken, self._buffer = self._buffer[:end], self._buffer[end:]
+        return taken
+
+    def next_frame(self) -> bytes:
+        """The next whole frame the server sent, as it arrived."""
+        while (end := _frame_end(self._buffer)) is None:
+            self._receive()
+        frame, self._buffer = self._buffer[:end], self._buffer[end:]
+        return frame
+
+    def read_to_the_close(self) -> bytes:
+        """Every frame the server sent, through its close frame, which is then answered as RFC 6455
+        5.5.1 asks (rather than left for the server to wait out)."""
         received = b""
-        while chunk := self.raw.recv(65536):
-            received += chunk
-        return received
+        while True:
+            frame = self.next_frame()
+            received += frame
+            if frame[0] & 0x0F == 0x8:
+                self.raw.sendall(bytes([0x88, 0x80]) + os.urandom(4))
+                return received
+
+
+def _frame_end(data: bytes) -> int | None:
+    """Where the unmasked (server's) frame that `data` starts with ends, once it is whole (RFC 6455
+    5.2: a 7-bit length, or 126 and 16 bits, or 127 and 64 bits)."""
+    if len(data) < 2:
+        return None
+    length, at = data[1] & 0x7F, 2
+    if length >= 126:
+        size = 2 if length == 126 else 8
+        if len(data) < at + size:
+            return None
+        length, at = int.from_bytes(data[at : at + size], "big"), at + size
+    return at + length if len(data) >= at + length else None
 
 
 async def test_a_socket_that_stops_reading_is_closed_and_holds_back_no_other(database_url: str) -> None:
@@ -80,7 +111,7 @@ async def test_a_socket_that_stops_reading_is_closed_and_holds_back_no_other(dat
     ):
         stuck = await asyncio.to_thread(UnreadSocket, live.url)
         stuck.send({"type": "connection_init"})
-        assert b"connection_ack" in await asyncio.to_thread(stuck._until, b"connection_ack")
+        assert b"connection_ack" in await asyncio.to_thread(stuck.next_frame)
         for n in range(10):
             stuck.send({"id": f"s{n}", "type": "subscribe", "payload": {"query": HEAVY_FEED}})
         await reader.subscribe("feed", FEED)
@@ -115,6 +146,6 @@ async def test_a_socket_that_stops_reading_is_closed_and_holds_back_no_other(dat
             assert all(sequences == list(range(1, len(sequences) + 1)) for sequences in received.values())
 
             # What was sent before the close still arrives, then the close frame says why.
-            sent = await asyncio.to_thread(stuck.read_to_the_end)
+            sent = await asyncio.to_thread(stuck.read_to_the_close)
         reason = b"Try Again Later: the client did not read what was sent"
         assert sent.endswith(bytes([0x88, 2 + len(reason)]) + struct.pack("!H", 1013) + reason)
