@@ -550,12 +550,12 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
     """N processes accepting on one socket (uvicorn's supervisor), each building its own service
     from this command line (`worker_app`)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from api.web.http_server import base_url
 
     os.environ[_WORKER_ARGS] = json.dumps(args.argv)
-    base_url = f"http://{args.host}:{args.port}"
-    print(f"GraphiQL: {base_url}/graphql ({args.workers} workers)")
-    print(f"Console: {base_url}/dashboard", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.cli:worker_app",
         factory=True,
         workers=args.workers,
@@ -566,6 +566,15 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
         http="api.web.http_server:HeaderDeadline",
         ws_max_size=settings.max_body_bytes,
     )
+    # Bound here, as uvicorn.run would, so that the URL printed has the port the socket holds (the
+    # system's choice for --port 0); listening at once, so that a request sent as soon as it is
+    # printed waits for the workers instead of being refused.
+    listening = config.bind_socket()
+    listening.listen(config.backlog)
+    url = base_url(listening)
+    print(f"GraphiQL: {url}/graphql ({args.workers} workers)")
+    print(f"Console: {url}/dashboard", flush=True)
+    Multiprocess(config, sockets=[listening]).run()
 
 
 def worker_app() -> Starlette:

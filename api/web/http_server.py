@@ -82,5 +82,11 @@ class AnnouncingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        self._on_listening(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        self._on_listening(base_url(self.servers[0].sockets[0]))
+
+
+def base_url(bound: socket.socket) -> str:
+    """The http URL of a bound listening socket: its address and the port it holds (the one the
+    system gave, when port 0 was asked for)."""
+    host, port = bound.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

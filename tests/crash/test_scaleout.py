@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import signal
 import socket
 import time
 from collections import Counter, defaultdict
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
@@ -252,6 +255,30 @@ async def test_serve_with_workers_runs_that_many_processes_on_one_port(database_
             await server.gql.wait_for_saga(answer["saga"]["id"], "COMPLETED")
         metrics = (await server.gql.http.get("/metrics")).text
         assert 'instance="' in metrics
+
+
+@postgresql_only
+async def test_serve_with_workers_on_port_0_prints_the_port_its_socket_holds(database_url: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "serve",
+        "--port=0",
+        "--workers=2",
+        f"--database-url={database_url}",
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its workers are killed with it
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            graphiql = (await process.stdout.readline()).decode().strip()
+        found = re.fullmatch(r"GraphiQL: (http://127\.0\.0\.1:(\d+))/graphql \(2 workers\)", graphiql)
+        assert found is not None and int(found[2]) != 0, graphiql
+        async with httpx.AsyncClient(timeout=60) as http:  # the workers accept once they have started
+            assert (await http.get(f"{found[1]}/healthz")).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 def children_of(pid: int) -> list[str]:
