@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from types import TracebackType
 from typing import IO
 
 from pythonjsonlogger.json import JsonFormatter
@@ -32,6 +34,11 @@ from domain.orchestration.context import current_saga, current_step
 
 LOG_FORMATS = ("text", "json")
 _FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# The innermost frames a logged traceback shows: one record stays a few screens at most, also for an
+# error many frames deep (a recursion that ran out of stack writes thousands of lines otherwise).
+MAX_FRAMES = 40
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 log = logging.getLogger("ordersaga.saga")
 
@@ -59,7 +66,33 @@ class InstanceLabel(logging.Filter):
         return True
 
 
-class TextFormatter(logging.Formatter):
+def bounded_traceback(ei: ExcInfo) -> str:
+    """The traceback of `ei` as logging formats it, with the innermost MAX_FRAMES frames of each
+    exception in the chain, and a line that says how many outer ones were left out."""
+    kind, error, tb = ei
+    if kind is None or error is None:
+        return "NoneType: None"
+    depth, frame = 0, tb
+    while frame is not None:
+        depth, frame = depth + 1, frame.tb_next
+    lines = traceback.TracebackException(kind, error, tb, limit=-MAX_FRAMES).format()
+    text = "".join(lines).rstrip("\n")
+    if depth > MAX_FRAMES:
+        text = f"({depth - MAX_FRAMES} outer frames left out of {depth})\n{text}"
+    return text
+
+
+class BoundedTracebacks(logging.Formatter):
+    def formatException(self, ei: ExcInfo) -> str:
+        return bounded_traceback(ei)
+
+
+class BoundedJsonFormatter(JsonFormatter):
+    def formatException(self, ei: ExcInfo) -> str:
+        return bounded_traceback(ei)
+
+
+class TextFormatter(BoundedTracebacks):
     """The plain line, then `instance=…`, then `saga_id=… step=…` when the record is about a saga."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
@@ -81,7 +114,7 @@ def log_handler(
     handler.addFilter(SagaContext())
     if instance is not None:
         handler.addFilter(InstanceLabel(instance))
-    handler.setFormatter(JsonFormatter(_FIELDS) if log_format == "json" else TextFormatter(_FIELDS))
+    handler.setFormatter(BoundedJsonFormatter(_FIELDS) if log_format == "json" else TextFormatter(_FIELDS))
     return handler
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api.observability.logs import log_handler
+from api.observability.logs import MAX_FRAMES, log_handler
 from domain.model.saga import Participant, shipment_id_of
 from tests.integration.staging import start_stage
 
@@ -153,3 +153,28 @@ async def test_a_refused_shipment_is_logged_as_a_warning_naming_it(
             f"shipment {shipment_id} refused: warehouse W1 refused the shipment",
         )
     ]
+
+
+def _ping(depth: int) -> int:
+    return _pong(depth + 1)
+
+
+def _pong(depth: int) -> int:
+    return _ping(depth + 1)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_error_thousands_of_frames_deep_is_logged_in_one_bounded_record(log_format: str) -> None:
+    # Two functions calling each other: Python's own folding of repeated lines does not apply.
+    with pytest.raises(RecursionError) as raised:
+        _ping(0)
+    stream = io.StringIO()
+    record = logging.LogRecord("ordersaga.api", logging.ERROR, __file__, 1, "internal error", None, None)
+    record.exc_info = (raised.type, raised.value, raised.tb)
+    log_handler(log_format, stream).handle(record)
+
+    written = stream.getvalue()
+    text = json.loads(written)["exc_info"] if log_format == "json" else written
+    assert len(written.splitlines()) == (1 if log_format == "json" else len(text.splitlines()))
+    assert len(text.splitlines()) < 3 * MAX_FRAMES + 10  # a frame: where, its line, its markers
+    assert "outer frames left out of" in text and text.rstrip().endswith("maximum recursion depth exceeded")
