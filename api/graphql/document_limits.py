@@ -15,7 +15,8 @@ The limits (`LIMITS`):
 - selections: fields once every spread is written out; as many as the token limit lets a document
   without fragments select, so fragments shorten a document but never make it cost more;
 - nesting: selection sets inside one another, fields, inline fragments and spreads alike, and
-  introspection too: every one is a level of recursion in parsing, validation or execution.
+  introspection too: every one is a level of recursion in parsing, validation or execution;
+- variables: the values a request's variables hold, which coercion walks (`too_many_variables`).
 The rule OverlappingFieldsCanBeMerged, whose comparisons grow with the square of same-named fields,
 meters itself: graphql-core gives up past `OVERLAP_BUDGET` units of work (about a tenth of a second).
 """
@@ -51,6 +52,7 @@ class Limit(enum.StrEnum):
     ALIASES = "aliases"
     SELECTIONS = "selections"
     NESTING = "nesting"
+    VARIABLES = "variables"
 
 
 LIMITS: Mapping[Limit, int] = {
@@ -60,7 +62,13 @@ LIMITS: Mapping[Limit, int] = {
     # Deeper than any depth the depth limit allows, and than the introspection query GraphiQL sends
     # (about 20); far from Python's recursion limit in execution, some 10 frames a level.
     Limit.NESTING: 64,
+    # Values in a request's variables, every list item and object field counted: far above what any
+    # input takes (an order has at most 100 lines), far below what would keep coercion busy for long.
+    Limit.VARIABLES: 10_000,
 }
+
+# The limits a document's `Cost` measures; the variables are the request's, counted apart.
+MEASURED = (Limit.DEPTH, Limit.ALIASES, Limit.SELECTIONS, Limit.NESTING)
 
 # graphql-core reads its budget from this module attribute when the rule starts (its documented
 # setting); its default, 500,000, takes most of a second. The console's documents and GraphiQL's
@@ -94,12 +102,35 @@ def too_costly(document: DocumentNode) -> GraphQLError | None:
         if isinstance(operation, OperationDefinitionNode):
             cost = selection_set_cost(operation.selection_set, costs)
             name = f"'{operation.name.value if operation.name else 'anonymous'}'"
-            for limit in Limit:
+            for limit in MEASURED:
                 if cost.measure(limit) > LIMITS[limit]:
                     return _refusal(name, cost, limit)
     for name, cost in costs.items():  # fragments no operation spreads are validated too
         if cost.nesting > LIMITS[Limit.NESTING]:
             return _refusal(f"Fragment '{name}'", cost, Limit.NESTING)
+    return None
+
+
+def too_many_variables(variables: Mapping[str, object] | None) -> GraphQLError | None:
+    """QUERY_TOO_COMPLEX (limit `variables`) when the variables hold more values than
+    LIMITS[VARIABLES], every list item and object field counted; counted without recursion and
+    given up as soon as the limit is passed, so any JSON costs at most that many steps."""
+    maximum, count = LIMITS[Limit.VARIABLES], 0
+    stack: list[object] = [variables or {}]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > maximum + 1:  # the variables object itself is not one of them
+            return client_error(
+                f"The variables hold more than {maximum} values",
+                ClientErrorCode.QUERY_TOO_COMPLEX,
+                limit=Limit.VARIABLES.value,
+                maximum=maximum,
+            )
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
     return None
 
 

@@ -4,6 +4,7 @@ size (however its fragments multiply), and the limits do not cost the validation
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,28 @@ async def test_a_repeated_document_is_validated_once(
     await gql(query)
     await gql(query)
     assert len(validated) == 1
+
+
+async def test_variables_holding_more_values_than_the_limit_are_refused_before_coercion(
+    gql: GraphQLClient,
+) -> None:
+    query = "query ($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    maximum = LIMITS[Limit.VARIABLES]
+    # Nested as deep as the JSON goes: counted without recursion, whatever the variable's type.
+    deep = "[" * 900 + "]" * 900
+    for variables in (
+        json.dumps({"ids": ["x"] * maximum}),
+        '{"ids": [' + ", ".join([deep] * 12) + "]}",
+        json.dumps({"ids": [], "more": [{"a": 1}] * maximum}),
+    ):
+        body = f'{{"query": {json.dumps(query)}, "variables": {variables}}}'
+        response = await gql.http.post("/graphql", content=body, headers={"content-type": "application/json"})
+        assert too_complex(response.json()) == {
+            "code": "QUERY_TOO_COMPLEX",
+            "limit": "variables",
+            "maximum": maximum,
+        }
+    within = await gql.http.post("/graphql", json={"query": query, "variables": {"ids": ["x"] * 1000}})
+    assert "errors" not in within.json() or within.json()["errors"][0]["extensions"]["code"] != (
+        "QUERY_TOO_COMPLEX"
+    )
