@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.connection import whole
+from persistence.read.paging import Window
 from persistence.tables import journal_head, relays, webhook_deliveries, webhook_endpoints
 
 
@@ -380,17 +381,20 @@ class WebhookStore:
         async with self._writer.begin() as conn:
             return (await conn.execute(query)).rowcount
 
-    async def page(
-        self, endpoint_id: str, statuses: Sequence[str], before: int | None, limit: int
-    ) -> list[Delivery]:
-        """The endpoint's deliveries, latest event first, in one of `statuses` (any, when empty),
-        below position `before` when given; at most `limit`."""
+    async def page(self, endpoint_id: str, statuses: Sequence[str], window: Window[int]) -> list[Delivery]:
+        """The endpoint's deliveries in one of `statuses` (any, when empty), in `window` of the list
+        of them latest event first: below journal position `window.after`, above `window.before`,
+        at most `window.limit`, the first ones or with `window.backward` the last ones (read from
+        the `before` end, so in reverse list order)."""
         d = webhook_deliveries
-        query = select(d).where(d.c.endpoint_id == endpoint_id).order_by(d.c.position.desc()).limit(limit)
+        order = d.c.position.asc() if window.backward else d.c.position.desc()
+        query = select(d).where(d.c.endpoint_id == endpoint_id).order_by(order).limit(window.limit)
         if statuses:
             query = query.where(d.c.status.in_(sorted(statuses)))
-        if before is not None:
-            query = query.where(d.c.position < before)
+        if window.after is not None:
+            query = query.where(d.c.position < window.after)
+        if window.before is not None:
+            query = query.where(d.c.position > window.before)
         async with self._reader.connect() as conn:
             return [Delivery(**row._mapping) for row in await conn.execute(query)]
 

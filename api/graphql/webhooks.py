@@ -12,7 +12,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import After, Edge, First, UncountedConnection, window
+from api.graphql.relay import After, Before, Edge, First, Last, UncountedConnection, window
 from api.graphql.types import Input, UserError, described, service, user_errors
 from api.outbound.addresses import reach_problem, url_problem
 from api.outbound.signing import new_secret
@@ -248,23 +248,29 @@ class WebhookQueries:
         ] = None,
         first: First = None,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> UncountedConnection[WebhookDelivery]:
         try:
-            before = None if after is None else decode_cursor(after)
+            asked = window(first, _position(after), last, _position(before))
         except ValueError:
             raise client_error(
-                "invalid cursor: pass an endCursor this API returned", ClientErrorCode.BAD_USER_INPUT
+                "invalid cursor: pass a cursor this API returned", ClientErrorCode.BAD_USER_INPUT
             ) from None
-        asked = window(first, before, None, None)
         store = service(info).webhooks.store
         if await store.endpoint(str(endpoint_id)) is None:
             raise client_error(
                 "no such webhook endpoint", ClientErrorCode.BAD_USER_INPUT, argument="endpointId"
             )
         statuses = [DeliveryStatus(s).value for s in status or ()]
-        rows = await store.page(str(endpoint_id), statuses, asked.after, asked.limit)
+        rows = await store.page(str(endpoint_id), statuses, asked)
         edges = [Edge(cursor=encode_cursor(row.position), node=WebhookDelivery.of(row)) for row in rows]
         return UncountedConnection.of(edges, asked)
+
+
+def _position(cursor: str | None) -> int | None:
+    """The journal position a delivery's cursor stands for; raises ValueError for any other text."""
+    return None if cursor is None else decode_cursor(cursor)
 
 
 @strawberry.type

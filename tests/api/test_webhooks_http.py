@@ -41,8 +41,12 @@ mutation ($input: UpdateWebhookEndpointInput!) {
 """
 ENDPOINTS = "{ webhookEndpoints { id url events description enabled disabledReason failingSince } }"
 DELIVERIES = """
-query ($id: ID!, $status: [WebhookDeliveryStatus!], $first: Int, $after: String) {
-  webhookDeliveries(endpointId: $id, status: $status, first: $first, after: $after) {
+query (
+  $id: ID!, $status: [WebhookDeliveryStatus!], $first: Int, $after: String, $last: Int, $before: String
+) {
+  webhookDeliveries(
+    endpointId: $id, status: $status, first: $first, after: $after, last: $last, before: $before
+  ) {
     edges { cursor node {
       eventId eventType sagaId cursor status attempts responseCode latencyMs error nextAttemptAt
     } }
@@ -326,6 +330,17 @@ async def test_deliveries_are_paged_latest_first_and_filtered_by_status(sqlite_u
                 break
             after = page["pageInfo"]["endCursor"]
         assert [d["eventId"] for d in pages] == [d["eventId"] for d in everything]
+        # Backward, from the end: the same list, page by page, each page in list order.
+        backward: list[dict[str, Any]] = []
+        before = None
+        while True:
+            page = (await gql(DELIVERIES, id=endpoint_id, last=3, before=before))["webhookDeliveries"]
+            backward = [edge["node"] for edge in page["edges"]] + backward
+            assert page["pageInfo"]["hasNextPage"] is (before is not None)
+            if not page["pageInfo"]["hasPreviousPage"]:
+                break
+            before = page["pageInfo"]["startCursor"]
+        assert [d["eventId"] for d in backward] == [d["eventId"] for d in everything]
         assert await deliveries(gql, endpoint_id, status=["SUCCEEDED"]) == []
 
         body = await gql.http.post(
