@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from persistence.database import make_engine
 from persistence.fleet.relays import Relays
+from persistence.read.paging import Window
 from persistence.tables import relays as relays_table
 from persistence.webhooks import Delivery, DeliveryStatus, WebhookStore, relay_name
 
@@ -74,9 +75,9 @@ async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(
         assert await store.prune(mine.id, cutoff, 2) == 2
         assert await store.prune(mine.id, cutoff, 2) == 1
         assert await store.prune(mine.id, cutoff, 2) == 0
-        left = await store.page(mine.id, [], None, 10)
+        left = await store.page(mine.id, [], Window(10))
         assert [d.position for d in left] == [6, 5, 4]
-        assert [d.position for d in await store.page(other.id, [], None, 10)] == [7]
+        assert [d.position for d in await store.page(other.id, [], Window(10))] == [7]
     finally:
         await engine.dispose()
 
