@@ -86,7 +86,9 @@ def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine
             options.setdefault(
                 "connect_args", {"server_settings": {"lock_timeout": str(WRITER_LOCK_TIMEOUT_MS)}}
             )
-        return create_async_engine(url, pool_pre_ping=True, **options)
+        engine = create_async_engine(url, **options)
+        event.listen(engine.sync_engine.pool, "checkout", _refuse_closed)
+        return engine
     # Each SQLite connection of the async driver is a thread of its own: a small fixed pool, which
     # requests wait for, costs less than threads started and stopped for every burst.
     options.setdefault("pool_size", 4)
@@ -125,3 +127,14 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Has the pool replace a connection whose server end is gone (a backend terminated, a server
+    restarted) as it is taken, so that no transaction meets it. asyncpg knows without a round trip:
+    the server's closing arrived on the socket while the connection sat idle. SQLAlchemy's
+    `pool_pre_ping` would ask the server instead, a round trip before every transaction. A
+    connection that dies in the instant between this check and its use fails its one request as
+    a transient error (SERVICE_UNAVAILABLE for a client), as it would after a ping."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa_errors.DisconnectionError("the server closed this connection")
