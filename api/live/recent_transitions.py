@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Protocol, TypeVar
 
+from domain.orchestration.attempts import jittered_pause
 from persistence.database import is_transient
 from persistence.read.rows import SagaRow, TransitionRow
 from persistence.read.sagas import SagaReads
@@ -40,18 +41,20 @@ KEPT_PER_SAGA = 32
 
 
 async def patiently(read: Callable[[], Awaitable[T]]) -> T:
-    """`read()`, tried again after each transient database error (`is_transient`), waiting from
-    RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors raise."""
-    wait = RETRY_FIRST
+    """`read()`, tried again after each transient database error (`is_transient`), waiting a jittered
+    pause from RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors
+    raise."""
+    failures = 0
     while True:
         try:
             return await read()
         except Exception as error:
             if not is_transient(error):
                 raise
+            failures += 1
+            wait = jittered_pause(RETRY_FIRST, failures, RETRY_CAP)
             log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
         await asyncio.sleep(wait)
-        wait = min(wait * 2, RETRY_CAP)
 
 
 class Transition(Protocol):
