@@ -9,7 +9,6 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar, get_args
 
 import strawberry
-from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.access.auth import Principal
@@ -28,7 +27,16 @@ from domain.model.values import OrderStatus as DomainOrderStatus
 from domain.model.values import StorageCondition as DomainStorageCondition
 from persistence.read import projection
 from persistence.read.event_log import encode_cursor
-from persistence.read.rows import OrderRow, SagaRow, ShipmentRow, TransitionRow
+from persistence.read.rows import (
+    OrderRow,
+    ProductRow,
+    SagaRow,
+    ShipmentRow,
+    StockLevelRow,
+    StockMovementRow,
+    TransitionRow,
+    WarehouseStockRow,
+)
 
 if TYPE_CHECKING:
     from api.service import Service
@@ -581,7 +589,7 @@ class StockLevel(StockCounts, Node):
     sku: str = strawberry.field(description="The product's SKU.")
 
     @classmethod
-    def from_row(cls, row: Row) -> StockLevel:
+    def from_row(cls, row: StockLevelRow) -> StockLevel:
         return cls(
             id=strawberry.ID(catalog_id("StockLevel", row.warehouse_code, row.section_code, row.sku)),
             warehouse_code=row.warehouse_code,
@@ -610,7 +618,7 @@ class StockMovement:
     occurred_at: datetime = strawberry.field(description="When the stock changed.")
 
     @classmethod
-    def from_row(cls, row: Row) -> StockMovement:
+    def from_row(cls, row: StockMovementRow) -> StockMovement:
         return cls(
             id=strawberry.ID(row.id),
             kind=DomainMovementKind(row.kind),
@@ -634,14 +642,14 @@ class Section(Node):
     stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
 
     @classmethod
-    def from_rows(cls, warehouse_code: str, rows: Iterable[Row]) -> list[Section]:
+    def from_rows(cls, warehouse_code: str, rows: Iterable[WarehouseStockRow]) -> list[Section]:
         """Sections from one warehouse's `CatalogReads.warehouses` rows."""
         return [
             cls(
                 id=strawberry.ID(catalog_id("Section", warehouse_code, code)),
                 code=code,
                 storage_condition=DomainStorageCondition(condition),
-                stock=[StockLevel.from_row(r) for r in held if r.sku is not None],
+                stock=[StockLevel.from_row(level) for r in held if (level := r.stock_level()) is not None],
             )
             for (code, condition), held in groupby(rows, key=lambda r: (r.section_code, r.storage_condition))
             if code is not None
@@ -661,7 +669,7 @@ class Warehouse(Node):
     )
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row]) -> list[Warehouse]:
+    def from_rows(cls, rows: Iterable[WarehouseStockRow]) -> list[Warehouse]:
         """Warehouses from `CatalogReads.warehouses` rows: one per stock row in warehouse and section
         order, with NULLs where a warehouse has no section or a section no stock."""
         return [
@@ -688,7 +696,7 @@ class Product(StockCounts, Node):
     )
 
     @classmethod
-    def from_row(cls, row: Row) -> Product:
+    def from_row(cls, row: ProductRow) -> Product:
         return cls(
             id=strawberry.ID(catalog_id("Product", row.sku)),
             sku=row.sku,

@@ -83,3 +83,57 @@ class LeaseRow(NamedTuple):
     saga_id: str
     owner: str
     expires_at: datetime
+
+
+class StockLevelRow(NamedTuple):
+    """A stock row: one product's units in one warehouse section."""
+
+    warehouse_code: str
+    section_code: str
+    sku: str
+    on_hand: int
+    reserved: int
+
+
+class WarehouseStockRow(NamedTuple):
+    """A warehouse with one of its sections and one stock row of it: NULLs where a warehouse has no
+    section, or a section holds nothing."""
+
+    warehouse_code: str
+    warehouse_name: str
+    service_url: str | None
+    section_code: str | None
+    storage_condition: str | None
+    sku: str | None
+    on_hand: int | None
+    reserved: int | None
+
+    def stock_level(self) -> StockLevelRow | None:
+        """The stock row this row carries; None where there is none."""
+        if self.section_code is None or self.sku is None or self.on_hand is None or self.reserved is None:
+            return None
+        return StockLevelRow(self.warehouse_code, self.section_code, self.sku, self.on_hand, self.reserved)
+
+
+class ProductRow(NamedTuple):
+    """A product with its stock summed over every section."""
+
+    sku: str
+    name: str
+    storage_condition: str
+    on_hand: int
+    reserved: int
+
+
+class StockMovementRow(NamedTuple):
+    """A stock_movements row: one change of a section's stock."""
+
+    id: str
+    warehouse_code: str
+    section_code: str
+    sku: str
+    kind: str
+    on_hand_change: int
+    reserved_change: int
+    reference: str | None
+    occurred_at: datetime
