@@ -47,7 +47,8 @@ from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
 from persistence.read.catalog import CatalogReads
 from persistence.read.event_log import head
-from persistence.read.queries import ReadModel
+from persistence.read.sagas import SagaPages, SagaReads, Worklist
+from persistence.read.timeline import TimelineReads
 from persistence.serving import claim_database
 from persistence.staged_faults import StagedFaultStore
 from persistence.webhooks import WebhookStore
@@ -113,7 +114,10 @@ class Service:
             prepared=settings.fast_paths,
         )
         secret = settings.warehouse_service_secret
-        self.read = ReadModel(self._reader)
+        self.read = SagaReads(self._reader)
+        self.pages = SagaPages(self._reader)
+        self.timeline = TimelineReads(self._reader)
+        self.worklist = Worklist(self._reader)
         self.catalog = CatalogReads(self._reader)
         self.warehouses = WarehouseService(
             self.catalog.warehouse_service_urls,
@@ -142,8 +146,10 @@ class Service:
             self.orchestrator.add_listener(install_tracing())
         self.hub = TransitionHub()
         self.orchestrator.add_listener(self.hub.on_change)
-        self.live = live_transitions(self.read)
-        self.tail = JournalTail(partial(updates_after, self.read), partial(head, self._reader), self.hub)
+        self.live = live_transitions(self.timeline, self.read)
+        self.tail = JournalTail(
+            partial(updates_after, self.timeline, self.read), partial(head, self._reader), self.hub
+        )
         self.analytics = SagaAnalytics(self._reader)
         self.authenticator = Authenticator(settings.auth)
         limits = settings.mutation_limits or (
@@ -221,7 +227,7 @@ class Service:
             leases, ttl = self.leases, self.leases.fleet.lease_ttl
             self.background.keep("lease-rounds", lambda: keep_leases(leases, self.orchestrator, ttl))
         else:
-            unfinished = await self.read.unfinished_saga_ids()
+            unfinished = await self.worklist.unfinished_saga_ids()
             self.orchestrator.resume(unfinished)
             if unfinished:
                 log.info("resumed %d unfinished sagas", len(unfinished))

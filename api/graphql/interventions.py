@@ -175,7 +175,7 @@ class OperationQueries:
                 ClientErrorCode.BAD_USER_INPUT,
                 argument="limit",
             )
-        return [Saga.from_row(r) for r in await service(info).read.sagas_needing_attention(limit)]
+        return [Saga.from_row(r) for r in await service(info).worklist.sagas_needing_attention(limit)]
 
 
 @strawberry.type

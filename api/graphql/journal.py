@@ -9,7 +9,6 @@ import dataclasses
 from collections.abc import Sequence
 
 import strawberry
-from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.access.rules import customer_filter
@@ -19,7 +18,9 @@ from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, principal, service
 from persistence.read.event_log import decode_cursor
 from persistence.read.paging import Window
-from persistence.read.queries import ReadModel
+from persistence.read.rows import SagaRow, TransitionRow
+from persistence.read.sagas import SagaReads
+from persistence.read.timeline import TimelineReads
 
 DEFAULT_JOURNAL_PAGE = 100
 
@@ -27,16 +28,16 @@ DEFAULT_JOURNAL_PAGE = 100
 @strawberry.type(description="A saga's transition, as it committed: one per journal event.")
 class SagaUpdate(SagaEvent):
     # The saga_view row read right after this transition's: the saga at this transition or later.
-    saga_row: strawberry.Private[Row | None] = None
+    saga_row: strawberry.Private[SagaRow | None] = None
     renditions: strawberry.Private[Renditions] = dataclasses.field(default_factory=Renditions)
 
     @classmethod
-    def of(cls, transition: Row, saga: Row | None) -> SagaUpdate:
+    def of(cls, transition: TransitionRow, saga: SagaRow | None) -> SagaUpdate:
         return cls.from_row(transition, saga_row=saga)
 
     @property
     def customer_id(self) -> str | None:
-        return None if self.saga_row is None else self.saga_row.customer_id  # type: ignore[no-any-return]
+        return None if self.saga_row is None else self.saga_row.customer_id
 
     @strawberry.field(description="The saga as it is when this update is sent: at this transition or later.")
     def saga(self) -> Saga:
@@ -46,19 +47,19 @@ class SagaUpdate(SagaEvent):
 
 
 async def updates_after(
-    read: ReadModel, position: int, limit: int, customer_id: str | None = None
+    timeline: TimelineReads, sagas: SagaReads, position: int, limit: int, customer_id: str | None = None
 ) -> list[SagaUpdate]:
     """The transitions past journal position `position`, in position order, at most `limit`; with
     `customer_id`, only that customer's sagas'. Each with its saga as read just after."""
-    return await _updates(read, await read.journal_page(Window(limit, after=position), customer_id))
+    return await _updates(sagas, await timeline.journal_page(Window(limit, after=position), customer_id))
 
 
-async def _updates(read: ReadModel, rows: Sequence[Row]) -> list[SagaUpdate]:
+async def _updates(sagas: SagaReads, rows: Sequence[TransitionRow]) -> list[SagaUpdate]:
     """The updates of these timeline rows, in their order, each with its saga as read now."""
     if not rows:
         return []
-    sagas = {saga.id: saga for saga in await read.sagas(list({row.saga_id for row in rows}))}
-    return [SagaUpdate.of(row, sagas.get(row.saga_id)) for row in rows]
+    found = {saga.id: saga for saga in await sagas.sagas(list({row.saga_id for row in rows}))}
+    return [SagaUpdate.of(row, found.get(row.saga_id)) for row in rows]
 
 
 async def journal_position(info: Info, cursor: str | None, argument: str = "after") -> int | None:
@@ -77,9 +78,9 @@ async def journal_position(info: Info, cursor: str | None, argument: str = "afte
         position = decode_cursor(cursor)
     except ValueError:
         raise refusal from None
-    event = await service(info).read.timeline_at(position)
+    owner = await service(info).timeline.customer_at(position)
     customer_id = customer_filter(principal(info), None)
-    if event is None or (customer_id is not None and event.customer_id != customer_id):
+    if owner is None or (customer_id is not None and owner != customer_id):
         raise refusal
     return position
 
@@ -106,6 +107,7 @@ class JournalQueries:
             await journal_position(info, before, "before"),
             DEFAULT_JOURNAL_PAGE,
         )
-        read = service(info).read
-        updates = await _updates(read, await read.journal_page(asked, customer_filter(principal(info), None)))
+        svc = service(info)
+        rows = await svc.timeline.journal_page(asked, customer_filter(principal(info), None))
+        updates = await _updates(svc.read, rows)
         return UncountedConnection.of([Edge(cursor=u.cursor, node=u) for u in updates], asked)

@@ -5,71 +5,75 @@ first asks for it, so a request that reads none of them (placeOrder, most mutati
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
+from typing import TypeVar
 
-from sqlalchemy import Row
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from persistence.read.queries import ReadModel
+from persistence.read.rows import LeaseRow, OrderRow, SagaRow, ShipmentRow, TransitionRow
+from persistence.read.sagas import SagaReads
+
+R = TypeVar("R")
 
 
 class Loaders:
     """One request's loaders. With `cache` off they batch the loads of one tick but remember nothing
     (a WebSocket's context lives as long as its connection)."""
 
-    def __init__(self, read: ReadModel, *, cache: bool = True) -> None:
+    def __init__(self, read: SagaReads, *, cache: bool = True) -> None:
         self._read = read
         self._cache = cache
 
     @cached_property
-    def sagas(self) -> DataLoader[str, Row | None]:
-        return DataLoader(_one_each(self._read.sagas, "id"), cache=self._cache)
+    def sagas(self) -> DataLoader[str, SagaRow | None]:
+        return DataLoader(_one_each(self._read.sagas, lambda row: row.id), cache=self._cache)
 
     @cached_property
-    def orders(self) -> DataLoader[str, Row | None]:
-        return DataLoader(_one_each(self._read.orders, "id"), cache=self._cache)
+    def orders(self) -> DataLoader[str, OrderRow | None]:
+        return DataLoader(_one_each(self._read.orders, lambda row: row.id), cache=self._cache)
 
     @cached_property
-    def timelines(self) -> DataLoader[str, list[Row]]:
-        return DataLoader(_all_each(self._read.timelines, "saga_id"), cache=self._cache)
+    def timelines(self) -> DataLoader[str, list[TransitionRow]]:
+        return DataLoader(_all_each(self._read.timelines, lambda row: row.saga_id), cache=self._cache)
 
     @cached_property
-    def shipments(self) -> DataLoader[str, list[Row]]:
+    def shipments(self) -> DataLoader[str, list[ShipmentRow]]:
         """By order id: each order's shipments, in warehouse code order."""
-        return DataLoader(_all_each(self._read.shipments, "order_id"), cache=self._cache)
+        return DataLoader(_all_each(self._read.shipments, lambda row: row.order_id), cache=self._cache)
 
     @cached_property
-    def shipments_by_id(self) -> DataLoader[str, Row | None]:
-        return DataLoader(_one_each(self._read.shipments_by_id, "id"), cache=self._cache)
+    def shipments_by_id(self) -> DataLoader[str, ShipmentRow | None]:
+        return DataLoader(_one_each(self._read.shipments_by_id, lambda row: row.id), cache=self._cache)
 
     @cached_property
-    def leases(self) -> DataLoader[str, Row | None]:
+    def leases(self) -> DataLoader[str, LeaseRow | None]:
         """By saga id."""
-        return DataLoader(_one_each(self._read.leases, "saga_id"), cache=self._cache)
+        return DataLoader(_one_each(self._read.leases, lambda row: row.saga_id), cache=self._cache)
 
 
 def loaders(info: Info) -> Loaders:
     return info.context["loaders"]  # type: ignore[no-any-return]
 
 
-Fetch = Callable[[Sequence[str]], Awaitable[Sequence[Row]]]
-
-
-def _one_each(fetch: Fetch, key: str) -> Callable[[list[str]], Awaitable[list[Row | None]]]:
-    async def load(keys: list[str]) -> list[Row | None]:
-        found: dict[Hashable, Row] = {getattr(row, key): row for row in await fetch(keys)}
+def _one_each(
+    fetch: Callable[[Sequence[str]], Awaitable[Sequence[R]]], key: Callable[[R], str]
+) -> Callable[[list[str]], Awaitable[list[R | None]]]:
+    async def load(keys: list[str]) -> list[R | None]:
+        found = {key(row): row for row in await fetch(keys)}
         return [found.get(k) for k in keys]
 
     return load
 
 
-def _all_each(fetch: Fetch, key: str) -> Callable[[list[str]], Awaitable[list[list[Row]]]]:
-    async def load(keys: list[str]) -> list[list[Row]]:
-        found: dict[Hashable, list[Row]] = defaultdict(list)
+def _all_each(
+    fetch: Callable[[Sequence[str]], Awaitable[Sequence[R]]], key: Callable[[R], str]
+) -> Callable[[list[str]], Awaitable[list[list[R]]]]:
+    async def load(keys: list[str]) -> list[list[R]]:
+        found: dict[str, list[R]] = defaultdict(list)
         for row in await fetch(keys):
-            found[getattr(row, key)].append(row)
+            found[key(row)].append(row)
         return [found.get(k, []) for k in keys]
 
     return load

@@ -14,11 +14,10 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.access.auth import Principal
@@ -48,6 +47,16 @@ MAX_PAGE = 100
 MAX_NODES = 100  # ids one `nodes` call may look up, as GitHub's API allows
 
 T = TypeVar("T")
+
+
+class _Listed(Protocol):
+    """A row of a keyset-paged list: its id is half of its position."""
+
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Listed)
 P = TypeVar("P")
 
 
@@ -197,10 +206,10 @@ async def _no_rows() -> int:
 
 
 def _connection(
-    rows: Sequence[Row],
+    rows: Sequence[R],
     asked: Window[Position],
     time: str,
-    node: Callable[[Row], T],
+    node: Callable[[R], T],
     counted: Callable[[], Awaitable[int]],
 ) -> Connection[T]:
     """The page of `rows`, read for `asked`, each at its (`time` column, id) position."""
@@ -337,9 +346,9 @@ class RelayQueries:
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         if not _may_list(caller, customer_id):
             return _connection([], asked, "created_at", Order.from_row, _no_rows)
-        read = service(info).read
-        rows = await read.order_page(where, asked)
-        return _connection(rows, asked, "created_at", Order.from_row, lambda: read.order_count(where))
+        pages = service(info).pages
+        rows = await pages.order_page(where, asked)
+        return _connection(rows, asked, "created_at", Order.from_row, lambda: pages.order_count(where))
 
     @strawberry.field(description=f"Sagas, newest started first. {PAGING}")
     async def sagas(
@@ -363,12 +372,12 @@ class RelayQueries:
         )
         if not _may_list(caller, customer_id):
             return _connection([], asked, "started_at", Saga.from_row, _no_rows)
-        read = service(info).read
-        rows = await read.saga_page(where, asked)
+        pages = service(info).pages
+        rows = await pages.saga_page(where, asked)
         for row in rows:
             # The page's rows are what `Order.saga` would load again.
             loaders(info).sagas.prime(row.id, row)
-        return _connection(rows, asked, "started_at", Saga.from_row, lambda: read.saga_count(where))
+        return _connection(rows, asked, "started_at", Saga.from_row, lambda: pages.saga_count(where))
 
     @strawberry.field(
         description="The stock movements of one SKU (in one warehouse or section if given), newest "

@@ -34,14 +34,15 @@ from api.live.journal_tail import JournalTail
 from api.live.recent_transitions import RecentTransitions, Wanted, patiently
 from domain.model.saga import TERMINAL_STATUSES
 from domain.model.saga import SagaStatus as DomainSagaStatus
-from persistence.read.queries import ReadModel
+from persistence.read.sagas import SagaReads
+from persistence.read.timeline import TimelineReads
 
 LiveTransitions = RecentTransitions[SagaUpdate]
 
 
-def live_transitions(read: ReadModel) -> LiveTransitions:
+def live_transitions(timeline: TimelineReads, sagas: SagaReads) -> LiveTransitions:
     """The transitions this process's subscriptions send, each read and made once."""
-    return RecentTransitions(read, SagaUpdate.of)
+    return RecentTransitions(timeline, sagas, SagaUpdate.of)
 
 
 async def updates_of_saga(
@@ -50,12 +51,11 @@ async def updates_of_saga(
     """The saga's newest transition (its current state), then every later one in sequence order, up
     to and including a terminal status. With `customer_id`, another customer's saga is unknown."""
     unknown = client_error(f"no saga with id {saga_id}", ClientErrorCode.BAD_USER_INPUT, argument="sagaId")
-    read = transitions.read_model
     with hub.subscribe(saga_id) as notices:
-        latest = await patiently(partial(read.latest_transition, saga_id))
+        latest = await patiently(partial(transitions.timeline.latest_transition, saga_id))
         if latest is None:
             raise unknown
-        sent = SagaUpdate.of(latest, await patiently(partial(read.saga, saga_id)))
+        sent = SagaUpdate.of(latest, await patiently(partial(transitions.saga_reads.saga, saga_id)))
         if customer_id is not None and sent.customer_id != customer_id:
             raise unknown
         yield sent

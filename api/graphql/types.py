@@ -6,10 +6,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from itertools import groupby
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, Self, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar, get_args
 
 import strawberry
-from sqlalchemy import Row
 from strawberry.types import Info
 
 from api.access.auth import Principal
@@ -28,6 +27,16 @@ from domain.model.values import OrderStatus as DomainOrderStatus
 from domain.model.values import StorageCondition as DomainStorageCondition
 from persistence.read import projection
 from persistence.read.event_log import encode_cursor
+from persistence.read.rows import (
+    OrderRow,
+    ProductRow,
+    SagaRow,
+    ShipmentRow,
+    StockLevelRow,
+    StockMovementRow,
+    TransitionRow,
+    WarehouseStockRow,
+)
 
 if TYPE_CHECKING:
     from api.service import Service
@@ -232,22 +241,6 @@ class ShipmentStatus(enum.Enum):
 COMPENSATIONS = frozenset(COMPENSATION_OF.values())
 
 
-class Columns(Protocol):
-    """A row's columns as attributes: a read's Row, or a row as the projection wrote it (Projected)."""
-
-    def __getattr__(self, name: str) -> Any: ...
-
-
-class Projected(dict[str, Any]):
-    """A row the projection made (projection.saga_row and its kin), read as a query would read it."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def service(info: Info) -> Service:
     return info.context["service"]  # type: ignore[no-any-return]
 
@@ -351,7 +344,7 @@ class Shipment(Node):
     )
 
     @classmethod
-    def from_row(cls, row: Columns) -> Shipment:
+    def from_row(cls, row: ShipmentRow) -> Shipment:
         return cls(
             id=strawberry.ID(row.id),
             warehouse_code=row.warehouse_code,
@@ -386,7 +379,7 @@ class Order(Node):
     saga_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Columns) -> Order:
+    def from_row(cls, row: OrderRow) -> Order:
         return cls(
             id=strawberry.ID(row.id),
             status=DomainOrderStatus(row.status),
@@ -480,7 +473,7 @@ class SagaEvent:
         return shown_actor(principal(info), self.actor_subject, self.actor_role)
 
     @classmethod
-    def from_row(cls, row: Row, **private: Any) -> Self:
+    def from_row(cls, row: TransitionRow, **private: Any) -> Self:
         """The event of a saga_timeline row; `private` sets a subclass's private fields."""
         return cls(
             saga_id=row.saga_id,
@@ -531,7 +524,7 @@ class Saga(Node):
     order_id: strawberry.Private[str]
 
     @classmethod
-    def from_row(cls, row: Columns) -> Saga:
+    def from_row(cls, row: SagaRow) -> Saga:
         return cls(
             id=strawberry.ID(row.id),
             status=DomainSagaStatus(row.status),
@@ -596,7 +589,7 @@ class StockLevel(StockCounts, Node):
     sku: str = strawberry.field(description="The product's SKU.")
 
     @classmethod
-    def from_row(cls, row: Row) -> StockLevel:
+    def from_row(cls, row: StockLevelRow) -> StockLevel:
         return cls(
             id=strawberry.ID(catalog_id("StockLevel", row.warehouse_code, row.section_code, row.sku)),
             warehouse_code=row.warehouse_code,
@@ -625,7 +618,7 @@ class StockMovement:
     occurred_at: datetime = strawberry.field(description="When the stock changed.")
 
     @classmethod
-    def from_row(cls, row: Row) -> StockMovement:
+    def from_row(cls, row: StockMovementRow) -> StockMovement:
         return cls(
             id=strawberry.ID(row.id),
             kind=DomainMovementKind(row.kind),
@@ -649,14 +642,14 @@ class Section(Node):
     stock: list[StockLevel] = strawberry.field(description="The stock this section holds, by SKU.")
 
     @classmethod
-    def from_rows(cls, warehouse_code: str, rows: Iterable[Row]) -> list[Section]:
-        """Sections from one warehouse's `ReadModel.warehouses` rows."""
+    def from_rows(cls, warehouse_code: str, rows: Iterable[WarehouseStockRow]) -> list[Section]:
+        """Sections from one warehouse's `CatalogReads.warehouses` rows."""
         return [
             cls(
                 id=strawberry.ID(catalog_id("Section", warehouse_code, code)),
                 code=code,
                 storage_condition=DomainStorageCondition(condition),
-                stock=[StockLevel.from_row(r) for r in held if r.sku is not None],
+                stock=[StockLevel.from_row(level) for r in held if (level := r.stock_level()) is not None],
             )
             for (code, condition), held in groupby(rows, key=lambda r: (r.section_code, r.storage_condition))
             if code is not None
@@ -676,8 +669,8 @@ class Warehouse(Node):
     )
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row]) -> list[Warehouse]:
-        """Warehouses from `ReadModel.warehouses` rows: one per stock row in warehouse and section
+    def from_rows(cls, rows: Iterable[WarehouseStockRow]) -> list[Warehouse]:
+        """Warehouses from `CatalogReads.warehouses` rows: one per stock row in warehouse and section
         order, with NULLs where a warehouse has no section or a section no stock."""
         return [
             cls(
@@ -703,7 +696,7 @@ class Product(StockCounts, Node):
     )
 
     @classmethod
-    def from_row(cls, row: Row) -> Product:
+    def from_row(cls, row: ProductRow) -> Product:
         return cls(
             id=strawberry.ID(catalog_id("Product", row.sku)),
             sku=row.sku,
@@ -747,8 +740,8 @@ class InventoryContention:
 def as_committed(state: DomainSagaState) -> tuple[Saga, Order]:
     """A saga and its order as the transaction that produced `state` projected them: the very rows the
     read model received, without reading them back (nor seeing what the saga did since)."""
-    saga = Saga.from_row(Projected(projection.saga_row(state)))
-    order = Order.from_row(Projected(projection.order_row(state)))
+    saga = Saga.from_row(SagaRow(**projection.saga_row(state)))
+    order = Order.from_row(OrderRow(**projection.order_row(state)))
     return saga, order
 
 
@@ -756,4 +749,4 @@ def shipment_as_committed(state: DomainSagaState, shipment_id: str) -> Shipment 
     """The saga's shipment `shipment_id` as the transaction that produced `state` projected it (see
     as_committed); None if it has none of that id."""
     row = next((r for r in projection.shipment_rows(state) if r["id"] == shipment_id), None)
-    return Shipment.from_row(Projected(row)) if row else None
+    return Shipment.from_row(ShipmentRow(**row)) if row else None

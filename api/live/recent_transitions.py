@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import Row
-
+from domain.orchestration.attempts import jittered_pause
 from persistence.database import is_transient
-from persistence.read.queries import ReadModel
+from persistence.read.rows import SagaRow, TransitionRow
+from persistence.read.sagas import SagaReads
+from persistence.read.timeline import TimelineReads
 
 T = TypeVar("T")
 log = logging.getLogger("ordersaga.api")
@@ -40,18 +41,20 @@ KEPT_PER_SAGA = 32
 
 
 async def patiently(read: Callable[[], Awaitable[T]]) -> T:
-    """`read()`, tried again after each transient database error (`is_transient`), waiting from
-    RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors raise."""
-    wait = RETRY_FIRST
+    """`read()`, tried again after each transient database error (`is_transient`), waiting a jittered
+    pause from RETRY_FIRST seconds, doubling up to RETRY_CAP; a line is logged per wait. Other errors
+    raise."""
+    failures = 0
     while True:
         try:
             return await read()
         except Exception as error:
             if not is_transient(error):
                 raise
+            failures += 1
+            wait = jittered_pause(RETRY_FIRST, failures, RETRY_CAP)
             log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
         await asyncio.sleep(wait)
-        wait = min(wait * 2, RETRY_CAP)
 
 
 class Transition(Protocol):
@@ -102,8 +105,9 @@ class _Reading(Generic[Update]):
 class RecentTransitions(Generic[Update]):
     def __init__(
         self,
-        read: ReadModel,
-        make: Callable[[Row, Row | None], Update],
+        timeline: TimelineReads,
+        saga_reads: SagaReads,
+        make: Callable[[TransitionRow, SagaRow | None], Update],
         *,
         sagas: int = KEPT_SAGAS,
         per_saga: int = KEPT_PER_SAGA,
@@ -111,17 +115,14 @@ class RecentTransitions(Generic[Update]):
         """`make(timeline_row, saga_row)` builds a transition as subscribers send it; the saga row is
         read after the timeline row, so it is the saga at that transition or later (None if the
         saga has no saga_view row)."""
-        self._read = read
+        self.timeline = timeline
+        self.saga_reads = saga_reads
         self._make = make
         self._sagas = sagas
         self._per_saga = per_saga
         self._kept: OrderedDict[str, _Kept[Update]] = OrderedDict()
         self._reading: dict[str, _Reading[Update]] = {}
         self.reads = 0  # how many times the timeline was read, for those who watch the sharing
-
-    @property
-    def read_model(self) -> ReadModel:
-        return self._read
 
     async def past(self, wanted: Mapping[str, Wanted]) -> dict[str, list[Update]]:
         """Per saga: its transitions past `after`, in sequence order, every one through `through`
@@ -171,9 +172,9 @@ class RecentTransitions(Generic[Update]):
         try:
             self.reads += 1
             after = {saga_id: want.after for saga_id, want in wanted.items()}
-            rows = await patiently(partial(self._read.transitions_after, after))
+            rows = await patiently(partial(self.timeline.transitions_after, after))
             saga_ids = list({row.saga_id for row in rows})
-            sagas = {saga.id: saga for saga in await patiently(partial(self._read.sagas, saga_ids))}
+            sagas = {saga.id: saga for saga in await patiently(partial(self.saga_reads.sagas, saga_ids))}
             made: dict[str, list[Update]] = defaultdict(list)
             for row in rows:
                 made[row.saga_id].append(self._make(row, sagas.get(row.saga_id)))

@@ -7,20 +7,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
 
 from domain.model.saga import Call, Emit, Finished, SagaPolicy, SagaState, Wait, next_action
-from domain.orchestration.attempts import CONFLICT_ATTEMPTS
+from domain.orchestration.attempts import CONFLICT_ATTEMPTS, jittered_pause
 from domain.orchestration.context import current_saga, current_step
 from domain.orchestration.steps import LeaseLost, Steps
 from domain.ports import Clock, ConcurrencyConflict
 
 log = logging.getLogger("ordersaga.saga")
 
-# After an unexpected error (the database away, a bug) a driver backs off this long, doubling up to
-# the cap, and reloads the saga from its journal before trying again.
-_ERROR_BACKOFF = timedelta(milliseconds=50)
-_ERROR_BACKOFF_CAP = timedelta(seconds=30)
+# After an unexpected error (the database away, a bug) a driver backs off (jittered_pause) from this
+# long, doubling up to the cap, and reloads the saga from its journal before trying again.
+_ERROR_BACKOFF_S = 0.05
+_ERROR_BACKOFF_CAP_S = 30.0
 
 
 class Drivers:
@@ -77,7 +76,9 @@ class Drivers:
     async def _drive(self, saga_id: str, state: SagaState | None) -> None:
         # The task runs in a copy of its creator's context, so these are the driver's alone.
         current_saga.set(saga_id)
-        backoff, conflicts = _ERROR_BACKOFF, 0
+        # Failures in a row (errors, and rounds of CONFLICT_ATTEMPTS conflicts), which the backoff
+        # grows with; and conflicts in a row.
+        failures, conflicts = 0, 0
         while True:
             current_step.set(state.step.value if state is not None and state.step else None)
             try:
@@ -96,7 +97,7 @@ class Drivers:
                         state = await self._steps.advance(state, None)
                     case Call() as call:
                         state = await self._steps.call(state, call)
-                backoff, conflicts = _ERROR_BACKOFF, 0
+                failures, conflicts = 0, 0
             except asyncio.CancelledError:
                 raise
             except LeaseLost:
@@ -110,26 +111,25 @@ class Drivers:
                 # driver racing the live one) is paced like an error rather than spun on.
                 state, conflicts = None, conflicts + 1
                 if conflicts >= CONFLICT_ATTEMPTS:
+                    failures += 1
+                    pause = jittered_pause(_ERROR_BACKOFF_S, failures, _ERROR_BACKOFF_CAP_S)
                     log.warning(
-                        "saga %s: %d conflicts in a row; next try in %.1f s",
-                        saga_id,
-                        conflicts,
-                        backoff.total_seconds(),
+                        "saga %s: %d conflicts in a row; next try in %.1f s", saga_id, conflicts, pause
                     )
-                    await asyncio.sleep(backoff.total_seconds())
-                    backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
+                    await asyncio.sleep(pause)
             except Exception as error:
                 # The first failure of a run is logged with its traceback; those that follow, one line
                 # per backoff, so a saga that keeps failing does not flood the log.
-                if backoff == _ERROR_BACKOFF:
+                failures += 1
+                pause = jittered_pause(_ERROR_BACKOFF_S, failures, _ERROR_BACKOFF_CAP_S)
+                if failures == 1:
                     log.exception("saga %s: advancing failed; retrying from its journal", saga_id)
                 else:
                     log.warning(
                         "saga %s: advancing still fails (%s); next try in %.1f s",
                         saga_id,
                         type(error).__name__,
-                        backoff.total_seconds(),
+                        pause,
                     )
-                await asyncio.sleep(backoff.total_seconds())
-                backoff = min(backoff * 2, _ERROR_BACKOFF_CAP)
+                await asyncio.sleep(pause)
                 state = None

@@ -24,12 +24,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.notifications import CHANNEL, CommitNotice, changed_since
 
 log = logging.getLogger("ordersaga.fanout")
 
 HEARTBEAT_S = 1.0
+# Between tries to listen again: not growing, since a process that does not listen misses the fleet's
+# commits, but jittered (the first step of jittered_pause), so that processes that lost the database
+# together do not reconnect in step.
 RECONNECT_S = 1.0
 # Notifications of commits made just before the connection was last seen alive may still have been
 # on their way; the catch-up after a reconnect reaches back this much further.
@@ -64,7 +68,7 @@ class CommitListener:
                 connection = await asyncpg.connect(self._dsn, server_settings={"application_name": name})
             except (OSError, asyncpg.PostgresError):
                 log.warning("cannot listen for other processes' commits; trying again", exc_info=True)
-                await asyncio.sleep(RECONNECT_S)
+                await asyncio.sleep(jittered_pause(RECONNECT_S, 1))
                 continue
             try:
                 await connection.add_listener(CHANNEL, self._heard)
@@ -85,7 +89,7 @@ class CommitListener:
             finally:
                 self.listening.clear()
                 await _close(connection)
-            await asyncio.sleep(RECONNECT_S)
+            await asyncio.sleep(jittered_pause(RECONNECT_S, 1))
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Row, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.read.paging import PageFilter, Position, Window, count, filtered, newest_first
 from persistence.read.reader import Reader
+from persistence.read.rows import ProductRow, StockLevelRow, StockMovementRow, WarehouseStockRow
 from persistence.tables import products, sections, stock, stock_movements, warehouses
 
 
@@ -18,16 +19,17 @@ class CatalogReads(Reader):
         super().__init__(engine)
         self._known_skus: set[str] = set()
 
-    async def stock_levels(self, sku: str) -> Sequence[Row]:
-        return await self._all(
+    async def stock_levels(self, sku: str) -> list[StockLevelRow]:
+        return await self._typed_all(
             select(
                 stock.c.warehouse_code, stock.c.section_code, stock.c.sku, stock.c.on_hand, stock.c.reserved
             )
             .where(stock.c.sku == sku)
-            .order_by(stock.c.warehouse_code, stock.c.section_code)
+            .order_by(stock.c.warehouse_code, stock.c.section_code),
+            StockLevelRow,
         )
 
-    async def warehouses(self, codes: Sequence[str] | None = None) -> Sequence[Row]:
+    async def warehouses(self, codes: Sequence[str] | None = None) -> list[WarehouseStockRow]:
         """Every warehouse (or those with these `codes`), section and stock row in one query, ordered
         by warehouse, section and SKU: one row per stock row, or one with NULLs for a section holding
         nothing (or a warehouse with no sections)."""
@@ -53,7 +55,8 @@ class CatalogReads(Reader):
             )
             .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
         )
-        return await self._all(query if codes is None else query.where(warehouses.c.code.in_(codes)))
+        query = query if codes is None else query.where(warehouses.c.code.in_(codes))
+        return await self._typed_all(query, WarehouseStockRow)
 
     async def warehouse_service_urls(self) -> dict[str, str]:
         """The service URL of every warehouse that has one, by warehouse code."""
@@ -62,7 +65,7 @@ class CatalogReads(Reader):
         )
         return {row.code: row.service_url for row in await self._all(query)}
 
-    async def products(self, skus: Sequence[str] | None = None) -> Sequence[Row]:
+    async def products(self, skus: Sequence[str] | None = None) -> list[ProductRow]:
         """Every product (or those with these `skus`) with its stock summed over all sections, in SKU
         order."""
         query = (
@@ -78,7 +81,8 @@ class CatalogReads(Reader):
             .group_by(products.c.sku, products.c.name, products.c.storage_condition)
             .order_by(products.c.sku)
         )
-        return await self._all(query if skus is None else query.where(products.c.sku.in_(skus)))
+        query = query if skus is None else query.where(products.c.sku.in_(skus))
+        return await self._typed_all(query, ProductRow)
 
     async def known_skus(self, skus: Sequence[str]) -> set[str]:
         # Products are never removed, so a SKU once seen stays known (in every process); only the
@@ -96,10 +100,10 @@ class CatalogReads(Reader):
         section_code: str | None,
         where: PageFilter,
         window: Window[Position],
-    ) -> Sequence[Row]:
+    ) -> list[StockMovementRow]:
         conditions = _movements(sku, warehouse_code, section_code, where)
-        return await self._all(
-            newest_first(stock_movements, stock_movements.c.occurred_at, conditions, window)
+        return await self._typed_all(
+            newest_first(stock_movements, stock_movements.c.occurred_at, conditions, window), StockMovementRow
         )
 
     async def stock_movement_count(

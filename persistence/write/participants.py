@@ -6,7 +6,6 @@ reservation row, the shipment row) or meets a transition that is already made (a
 
 from __future__ import annotations
 
-import random
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
@@ -14,6 +13,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from domain.model.allocation import Shortfall, StockSlot, allocate
 from domain.model.saga import Outcome, Rejected, ShipmentStatus, Succeeded, Unavailable
 from domain.model.values import MovementKind, OrderStatus, Pick, StorageCondition
+from domain.orchestration.attempts import jittered_pause
 from domain.ports import ConcurrencyConflict, StepCommand
 from persistence.connection import Db
 from persistence.metrics import StoreMetrics
@@ -24,8 +24,9 @@ from persistence.write import movements
 from persistence.write.movements import pick_movements
 from persistence.write.stock_locks import Locking
 
-# A reservation whose rows moved under it re-reads and tries again this many times, with a jittered
-# pause growing by this much each time, before it reports a transient failure (never a shortage).
+# A reservation whose rows moved under it re-reads and tries again this many times, after a jittered
+# pause from this long, doubling (jittered_pause), before it reports a transient failure (never a
+# shortage).
 RESERVE_ATTEMPTS = 5
 RESERVE_BACKOFF_S = 0.002
 
@@ -176,7 +177,7 @@ class SqlInventory:
         self._metrics.stock_reservations += 1
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt > 1:
-                await self._db.pause(random.uniform(0, RESERVE_BACKOFF_S * (attempt - 1)))
+                await self._db.pause(jittered_pause(RESERVE_BACKOFF_S, attempt - 1))
             slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
             result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):

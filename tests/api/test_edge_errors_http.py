@@ -129,7 +129,7 @@ async def test_an_unexpected_error_in_a_subscription_is_masked_on_the_socket_too
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     svc, gql = served
-    monkeypatch.setattr(svc.read, "latest_transition", broken)
+    monkeypatch.setattr(svc.timeline, "latest_transition", broken)
     async with subscriptions(str(gql.http.base_url)) as ws:
         await ws.subscribe("1", 'subscription { sagaUpdates(sagaId: "x") { sequence } }')
         payload = await ws.next("1")

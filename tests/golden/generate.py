@@ -125,7 +125,7 @@ async def dispatched(stage: Stage) -> str:
     saga_id = await stage.order(1)
     saga = await stage.svc.read.saga(saga_id)
     order = saga and await stage.svc.read.order(saga.order_id)
-    assert order is not None
+    assert order is not None and order.shipment_id is not None
     await stage.svc.orchestrator.dispatch_shipment(saga_id, order.shipment_id)
     return saga_id
 

@@ -102,7 +102,7 @@ async def test_activity_counts_each_minute_in_the_database(stage: Stage) -> None
 
 
 async def test_activity_counts_a_completion_once_and_agrees_with_the_metrics(stage: Stage) -> None:
-    completed = await stage.svc.read.saga_page(PageFilter([SagaStatus.COMPLETED.value]), Window(10))
+    completed = await stage.svc.pages.saga_page(PageFilter([SagaStatus.COMPLETED.value]), Window(10))
     # Newest first: the retried saga is dispatched (not another completion); the first saga is
     # cancelled after it completed, so it counts where it failed.
     dispatched, cancelled = completed
@@ -173,7 +173,7 @@ async def test_an_operator_abort_counts_as_compensating_in_metrics_and_prometheu
         return value or 0.0
 
     before, counted = (await stage.svc.analytics.figures(None, None)).compensations, prometheus_compensated()
-    [parked] = await stage.svc.read.sagas_needing_attention(10)
+    [parked] = await stage.svc.worklist.sagas_needing_attention(10)
 
     await stage.svc.orchestrator.abort(parked.id, "no carrier will take it", Actor("operator-1", "operator"))
     await stage.run_until(parked.id, "FAILED")

@@ -11,7 +11,7 @@ from domain.model.interventions import Actor
 from domain.model.saga import SagaChange, SagaStatus
 from domain.model.values import OrderLine
 from persistence.read.paging import PageFilter, Window
-from persistence.read.queries import ReadModel
+from persistence.read.sagas import SagaPages
 from tests.integration.support import TERMINAL, wait_for_status
 
 
@@ -37,14 +37,14 @@ async def test_an_order_whose_client_went_away_is_still_driven(svc: Service) -> 
         await asyncio.sleep(0)  # the placement is queued for its commit
     placing.cancel()
 
-    [saga_id] = await _sagas(svc.read)
+    [saga_id] = await _sagas(svc.pages)
     assert await wait_for_status(svc, saga_id, SagaStatus.COMPLETED) == "COMPLETED"
 
 
-async def _sagas(read: ReadModel) -> list[str]:
+async def _sagas(pages: SagaPages) -> list[str]:
     """The ids of the sagas there are, once there are any (bounded wait)."""
     for _ in range(250):
-        page = await read.saga_page(PageFilter(), Window(10))
+        page = await pages.saga_page(PageFilter(), Window(10))
         if page:
             return [row.id for row in page]
         await asyncio.sleep(0.02)

@@ -54,13 +54,13 @@ async def test_the_read_model_gives_each_sagas_transitions_past_its_own_cursor(
     svc, gate = held
     first, second = await ended(svc, gate, 1, 20)
 
-    latest = await svc.read.latest_transition(first)
+    latest = await svc.timeline.latest_transition(first)
     assert latest is not None and (latest.sequence, latest.status) == (7, "COMPLETED")
-    assert await svc.read.latest_transition("no-such-saga") is None
-    rows = await svc.read.transitions_after({first: 5, second: 2})
+    assert await svc.timeline.latest_transition("no-such-saga") is None
+    rows = await svc.timeline.transitions_after({first: 5, second: 2})
     assert [(r.saga_id, r.sequence) for r in rows if r.saga_id == first] == [(first, 6), (first, 7)]
     assert [r.sequence for r in rows if r.saga_id == second] == [3, 4, 5, 6]
-    assert await svc.read.transitions_after({}) == []
+    assert await svc.timeline.transitions_after({}) == []
 
 
 async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_completes(
@@ -117,12 +117,12 @@ def hand_fed_tail(svc: Service, **bounds: int) -> tuple[TransitionHub, JournalTa
     """A journal tail over the service's database, woken only by a hub the test feeds by hand (its
     poll is too slow to matter here)."""
     hub = TransitionHub()
-    read_head = partial(head, svc.read.engine)
-    return hub, JournalTail(partial(updates_after, svc.read), read_head, hub, poll_s=60, **bounds)
+    read_head, read_updates = partial(head, svc.read.engine), partial(updates_after, svc.timeline, svc.read)
+    return hub, JournalTail(read_updates, read_head, hub, poll_s=60, **bounds)
 
 
 async def last_position(svc: Service, saga_id: str) -> int:
-    latest = await svc.read.latest_transition(saga_id)
+    latest = await svc.timeline.latest_transition(saga_id)
     assert latest is not None
     return int(latest.position)
 
@@ -183,7 +183,7 @@ async def test_a_follower_busy_past_the_window_reads_what_it_missed_from_the_jou
         await prompt.aclose()
     finally:
         running.cancel()
-    everything = [(u.saga_id, u.sequence) for u in await updates_after(svc.read, 0, 100)]
+    everything = [(u.saga_id, u.sequence) for u in await updates_after(svc.timeline, svc.read, 0, 100)]
     assert sorted(everything) == sorted((s, n) for s in saga_ids for n in range(1, 8))
     assert [(u.saga_id, u.sequence) for u in prompt_seen] == everything
     assert [(u.saga_id, u.sequence) for u in slow_seen] == everything
@@ -216,7 +216,7 @@ async def test_subscribers_asking_at_once_share_one_read_and_older_transitions_a
 ) -> None:
     svc, gate = held
     first, second = await ended(svc, gate, 1, 1)
-    recent = RecentTransitions(svc.read, SagaUpdate.of, sagas=1, per_saga=3)
+    recent = RecentTransitions(svc.timeline, svc.read, SagaUpdate.of, sagas=1, per_saga=3)
 
     answers = await asyncio.gather(*(recent.past({first: Wanted(0, 7)}) for _ in range(5)))
     shared = answers[0][first]
@@ -245,7 +245,7 @@ async def test_subscribers_whom_a_shared_read_did_not_serve_share_the_next_one(
 ) -> None:
     svc, gate = held
     (saga,) = await ended(svc, gate, 1)
-    recent = RecentTransitions(svc.read, SagaUpdate.of)
+    recent = RecentTransitions(svc.timeline, svc.read, SagaUpdate.of)
 
     # The first read is of the transitions past 4; those asking meanwhile for all of them wait for it,
     # find it did not reach back far enough, and then wait for one read among them.

@@ -49,8 +49,9 @@ async def test_an_orders_picks_are_cleared_once_its_stock_is_released_or_dispatc
     cancelled, dispatched = placed
     await svc.orchestrator.cancel_order(cancelled.saga_id, Actor("c-1", "customer"))
     await wait_for_status(svc, cancelled.saga_id, SagaStatus.FAILED)
-    shipment_id = (await svc.read.order(dispatched.order_id)).shipment_id  # type: ignore[union-attr]
-    await svc.orchestrator.dispatch_shipment(dispatched.saga_id, shipment_id)
+    shipped = await svc.read.order(dispatched.order_id)
+    assert shipped is not None and shipped.shipment_id is not None
+    await svc.orchestrator.dispatch_shipment(dispatched.saga_id, shipped.shipment_id)
 
     for order in placed:
         row = await svc.read.order(order.order_id)
@@ -89,9 +90,9 @@ async def test_the_read_model_equals_the_fold_of_the_journal(svc: Service) -> No
         state = fold(placed.saga_id, events)  # type: ignore[arg-type]
         saga, order = await svc.read.saga(placed.saga_id), await svc.read.order(placed.order_id)
         assert saga is not None and order is not None
-        assert dict(saga._mapping) == saga_row(state)
-        assert dict(order._mapping) == order_row(state)
-        timeline = [dict(r._mapping) for r in await svc.read.saga_timeline(placed.saga_id)]
+        assert saga._asdict() == saga_row(state)
+        assert order._asdict() == order_row(state)
+        timeline = [r._asdict() for r in await svc.read.saga_timeline(placed.saga_id)]
         positions = [row.pop("position") for row in timeline]
         assert timeline == timeline_rows(replay(placed.saga_id, events))  # type: ignore[arg-type]
         assert positions == sorted(set(positions)) and positions[0] >= 1  # the journal's, in order

@@ -36,7 +36,7 @@ async def test_a_driver_that_keeps_failing_backs_off_and_logs_one_traceback_then
     runner = DatabaseAway()
     orchestrator = Orchestrator(runner, FakeClock(), POLICY)
     orchestrator.resume(["saga-1"])
-    await asyncio.sleep(0.5)  # backoffs of 0.05, 0.1, 0.2 s, then 0.4 s
+    await asyncio.sleep(0.5)  # jittered backoffs of up to 0.05, 0.1, 0.2 s, then 0.4 s
     await orchestrator.stop()
     records = [r for r in caplog.records if "saga-1" in r.getMessage()]
     assert 3 <= runner.transactions <= 5
