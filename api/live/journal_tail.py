@@ -113,14 +113,19 @@ class JournalTail(Generic[Event]):
     ) -> AsyncGenerator[list[Event], None]:
         """The events past position `after` (or, when None, those committed from now on), in
         position order, in batches, for ever; with `customer_id`, only that customer's sagas'."""
-        self._followers += 1
-        self._followed.set()
+        counted = False
         try:
             async with self._reading:
                 if self._stale:
                     self.position = await patiently(self._read_head)
                     self._window.clear()
                     self._stale = False
+                # Counted only now, with its position: whoever sees it counted (a client told its
+                # subscription is live) may commit at once, and a head read after that commit would
+                # have started the follower past it.
+                self._followers += 1
+                counted = True
+                self._followed.set()
             position = self.position if after is None else after
             while True:
                 if position < self.position:
@@ -134,7 +139,8 @@ class JournalTail(Generic[Event]):
                 if events:
                     yield events
         finally:
-            self._followers -= 1
+            if counted:
+                self._followers -= 1
             if not self._followers:
                 self._stale = True
                 self._followed.clear()

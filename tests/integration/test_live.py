@@ -190,6 +190,45 @@ async def test_a_follower_busy_past_the_window_reads_what_it_missed_from_the_jou
     assert tail.reads == reads_by_the_tail  # the slow one's reads were its own
 
 
+async def test_a_follower_counted_gets_every_event_committed_after(held: tuple[Service, Hold]) -> None:
+    """Whoever sees a follower counted (a client told its subscription is live) may commit at once;
+    that commit must reach it. The head read is held until the test finds the follower not counted."""
+    svc, gate = held
+    gate.release(Participant.INVENTORY)
+    hub = TransitionHub()
+    reading, looked, real_head = asyncio.Event(), asyncio.Event(), partial(head, svc.read.engine)
+
+    async def read_head_once_looked() -> int:
+        reading.set()
+        await looked.wait()
+        return await real_head()
+
+    tail = JournalTail(partial(updates_after, svc.read), read_head_once_looked, hub, poll_s=60)
+    running = asyncio.create_task(tail.run())
+    try:
+        feed = updates_of_all_sagas(tail, None, None)
+        first = asyncio.ensure_future(anext(feed))
+
+        def counted() -> bool:
+            if tail.followers == 1:
+                return True
+            looked.set()  # not counted yet: the head read may go on
+            return False
+
+        await reading.wait()
+        await eventually(counted, "the feed to follow the journal")
+        placed = await place(svc, 1)
+        await wait_for_status(svc, placed, *ENDED)
+        looked.set()  # a follower counted before its head read reads it only now, past `placed`
+        hub.publish(Committed(placed, 1, 7, SagaStatus.COMPLETED))
+        async with asyncio.timeout(10):
+            seen = await first
+        await feed.aclose()
+    finally:
+        running.cancel()
+    assert (seen.saga_id, seen.sequence) == (placed, 1)
+
+
 async def test_a_customers_follower_gets_its_own_sagas_only(held: tuple[Service, Hold]) -> None:
     svc, gate = held
     gate.release(Participant.INVENTORY)
