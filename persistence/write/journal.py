@@ -18,11 +18,11 @@ any number of entries); on SQLite, in the process, they are two.
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import TextClause, and_, bindparam, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -105,18 +105,18 @@ _FIND_PLACEMENT = Prepared(
 )
 
 
-def _next_positions(dialect: ModuleType) -> ReturningInsert[tuple[int]]:
+def _next_positions() -> ReturningInsert[tuple[int]]:
     # An upsert rather than an update of a seeded row, so that a database emptied by hand (or by
     # a test) still counts on from 0.
-    take = dialect.insert(journal_head).values(id=1, position=bindparam("count"))
+    take = sqlite.insert(journal_head).values(id=1, position=bindparam("count"))
     counted = {"position": journal_head.c.position + take.excluded.position}
     return take.on_conflict_do_update(index_elements=[journal_head.c.id], set_=counted).returning(
         journal_head.c.position
     )
 
 
-# Through SQLAlchemy, not Prepared (which takes no RETURNING): one statement per commit, not per saga.
-_NEXT_POSITIONS = {"postgresql": _next_positions(postgresql), "sqlite": _next_positions(sqlite)}
+# SQLite's: through SQLAlchemy, not Prepared (which takes no RETURNING): one statement per commit.
+_NEXT_POSITIONS = _next_positions()
 # On PostgreSQL the counter and the numbering are one statement, so numbering a transaction's entries
 # is one round trip however many it appended (an executemany of _NUMBER is a statement per entry):
 # the upsert takes the positions and the row lock, the UPDATE numbers the entries in the order of the
@@ -235,32 +235,32 @@ class SagaWrites:
             return
         db = self._db
         if db.dialect.name == "postgresql":
-            last = await self._take_and_number(_TAKE_AND_NUMBER, rows)
+            last = await self._take_and_number(rows)
+            _number(rows, last)
         else:
-            # SQLite runs in the process: an executemany costs no round trips.
-            last = (await db.execute(_NEXT_POSITIONS[db.dialect.name], {"count": len(rows)})).scalar_one()
-        for position, row in enumerate(rows, start=last - len(rows) + 1):
-            row["position"] = position
-        if db.dialect.name != "postgresql":
+            # SQLite runs in the process: the numbering's executemany costs no round trips.
+            _number(rows, (await db.execute(_NEXT_POSITIONS, {"count": len(rows)})).scalar_one())
             numbers = [
                 {"key": r["saga_id"], "at": r["sequence"], "new_position": r["position"]} for r in rows
             ]
             await db.execute(_NUMBER, numbers)
         await db.execute(_INSERT[saga_timeline], rows)
 
-    async def _take_and_number(self, statement: TextClause, rows: list[dict[str, Any]]) -> int:
+    async def _take_and_number(self, rows: list[dict[str, Any]]) -> int:
+        """PostgreSQL: take positions for `rows` (journal entries of this transaction, in the order
+        they are numbered) and number the entries, in one statement; the last position taken."""
         parameters = {
             "count": len(rows),
             "saga_ids": [r["saga_id"] for r in rows],
             "sequences": [r["sequence"] for r in rows],
         }
-        answer: Any = (await self._db.execute(statement, parameters)).one()
-        last, numbered = answer[0], answer[1]
+        answer: Sequence[Any] = (await self._db.execute(_TAKE_AND_NUMBER, parameters)).one()
+        last, numbered = int(answer[0]), int(answer[1])
         if numbered != len(rows):
             raise RuntimeError(
                 f"numbered {numbered} journal entries of the {len(rows)} this transaction appended"
             )
-        return int(last)
+        return last
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
         # The version in the WHERE clause guards the read model as the journal's key guards the log.
@@ -270,6 +270,12 @@ class SagaWrites:
             changed = sum([(await self._db.execute(_UPDATE_SAGA, row)).rowcount for row in updates])
         if changed != len(updates):
             raise ConcurrencyConflict("a saga's read model moved on under this transaction")
+
+
+def _number(rows: list[dict[str, Any]], last: int) -> None:
+    """Give `rows` the positions that end at `last`, in their order."""
+    for position, row in enumerate(rows, start=last - len(rows) + 1):
+        row["position"] = position
 
 
 def vars_of(placement: Placement) -> dict[str, str]:
