@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,10 @@ from api.settings import Settings
 from api.web.app import create_app
 from api.web.http_server import server_config
 from tests.polling import eventually
+
+# One TLS context for every test client: httpx builds a new one per client otherwise (loading the CA
+# certificates, about 45 ms each), and clients are made hundreds of times in a run.
+TLS = ssl.create_default_context()
 
 
 @contextlib.asynccontextmanager
@@ -83,6 +88,7 @@ class _PromptServer(uvicorn.Server):
 async def graphql_client(svc: Service, **http_options: Any) -> AsyncIterator[GraphQLClient]:
     """Serve `svc` and talk GraphQL to it over HTTP; `http_options` go to the httpx client."""
     http_options.setdefault("timeout", 10)
+    http_options.setdefault("verify", TLS)
     async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, **http_options) as http:
         yield GraphQLClient(http)
 
