@@ -77,6 +77,11 @@ def parse_date_time(value: object) -> datetime:
             ClientErrorCode.BAD_USER_INPUT,
         )
     year, month, day, hour, minute, second, fraction, sign, offset_hours, offset_minutes = match.groups()
+    if second == "60":  # RFC 3339 allows it; refused rather than moved, so that no time is altered
+        raise client_error(
+            f"{shown} is a leap second, which this service does not accept: send :59 instead",
+            ClientErrorCode.BAD_USER_INPUT,
+        )
     try:
         offset = UTC
         if sign is not None:
@@ -98,7 +103,8 @@ def parse_date_time(value: object) -> datetime:
 DateTime = strawberry.scalar(
     name="DateTime",
     description="An RFC 3339 date-time, such as 2026-01-31T09:30:00Z or 2026-01-31T10:30:00.5+01:00: "
-    "the offset is required, a fraction has at most 9 digits (the service keeps 6). Anything else, and "
+    "the offset is required, a fraction has at most 9 digits (the service keeps 6). A leap second "
+    "(second 60), though RFC 3339 allows it, is refused: send :59. Anything else, and "
     "a time that cannot be moved to UTC (year 1 or 9999 with an offset), is refused with "
     "BAD_USER_INPUT. The service answers in UTC.",
     serialize=datetime.isoformat,

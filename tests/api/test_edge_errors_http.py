@@ -184,6 +184,17 @@ async def test_a_date_time_is_rfc_3339_or_bad_user_input(served: tuple[Service, 
     assert (await ask(gql, ORDERS_AFTER, at="2026-01-01t00:00:00.123456789z"))["orders"]["edges"] == []
 
 
+async def test_a_leap_second_is_refused_as_one_rfc_3339_allows_but_the_service_does_not(
+    served: tuple[Service, GraphQLClient],
+) -> None:
+    _, gql = served
+    for at in ("2016-12-31T23:59:60Z", "2017-01-01T00:59:60.5+01:00"):
+        assert "leap second" in refused(await answer(gql, ORDERS_AFTER, at=at)), at
+        inline = f"{{ orders(placedAfter: {json.dumps(at)}) {{ edges {{ cursor }} }} }}"
+        assert "leap second" in refused(await answer(gql, inline)), at
+    assert (await ask(gql, ORDERS_AFTER, at="2016-12-31T23:59:59.999999Z"))["orders"]["edges"] == []
+
+
 async def test_text_that_cannot_be_stored_is_refused_in_query_arguments(
     served: tuple[Service, GraphQLClient],
 ) -> None:
