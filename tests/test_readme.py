@@ -67,6 +67,11 @@ def readme_section(title: str) -> str:
     return text[start : text.index("\n## ", start + 1)]
 
 
+def test_the_several_processes_section_says_rate_limits_count_per_process_without_a_shared_store() -> None:
+    section = " ".join(readme_section("Several processes over one PostgreSQL").split())
+    assert "admit N times the limit" in section and "--rate-limit-storage redis://" in section
+
+
 async def test_the_readmes_warehouse_service_creates_a_shipment_and_cancels_it(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
