@@ -13,13 +13,13 @@ next commits.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.supervision import every
 from domain.model.saga import Participant
 from domain.ports import Clock, ParticipantUnavailable
 from persistence.staged_faults import StagedFault, StagedFaultStore
@@ -71,10 +71,9 @@ class FaultInjector:
             self._faults = {Participant(name): _fault(stored) for name, stored in staged.items()}
 
     async def keep_current(self) -> None:
-        """Refresh every REFRESH_S, until cancelled: the background task of a service."""
-        while True:
-            await self.refresh()
-            await asyncio.sleep(REFRESH_S)
+        """Refresh every REFRESH_S, until cancelled: the background task of a service; a database
+        busy or away keeps the faults read before (api/supervision.py `every`)."""
+        await every(REFRESH_S, self.refresh, "staged faults")
 
     async def stage(self, participant: Participant, fault: Fault) -> None:
         """Replace the participant's fault; a fault of all zeros makes it healthy again."""

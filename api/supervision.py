@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.orchestration.attempts import jittered_pause
+from persistence.database import is_transient
 
 log = logging.getLogger("ordersaga.supervision")
 
@@ -18,6 +19,21 @@ FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
 # A run that lasted this long was healthy: the next death starts the pauses afresh.
 HEALTHY_RUN_S = 60.0
+
+
+async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run `refresh` every `seconds`, until cancelled: the body of a task that reads the database on
+    a schedule. A busy or unreachable database (`is_transient`) skips one refresh, logged, and keeps
+    what was read before; it is no reason for the task to die and the service to report not ready.
+    Other errors raise (the supervisor restarts the task)."""
+    while True:
+        try:
+            await refresh()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.info("%s not read (%s); keeping what was read before", what, type(error).__name__)
+        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True, slots=True)

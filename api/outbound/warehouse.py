@@ -23,7 +23,6 @@ What an answer means (README, "Connecting a warehouse"):
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import logging
@@ -36,6 +35,7 @@ import httpx
 
 from api.outbound.http import client, post
 from api.outbound.signing import Signer
+from api.supervision import every
 from domain.model.problems import MAX_TEXT
 from domain.model.saga import Accepted, Outcome, Rejected, Step, Succeeded, Unavailable
 from domain.ports import StepCommand
@@ -127,10 +127,9 @@ class WarehouseService:
         self._urls = await self._read_urls()
 
     async def keep_current(self) -> None:
-        """Refresh every REFRESH_S until cancelled (a supervised background task)."""
-        while True:
-            await self.refresh()
-            await asyncio.sleep(REFRESH_S)
+        """Refresh every REFRESH_S until cancelled (a supervised background task); a database busy
+        or away keeps the URLs read before (api/supervision.py `every`)."""
+        await every(REFRESH_S, self.refresh, "warehouse service URLs")
 
     async def close(self) -> None:
         if self._http is not None:

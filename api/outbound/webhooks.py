@@ -41,6 +41,7 @@ from api.outbound.wire import Origin
 from api.supervision import Supervisor
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
+from persistence.database import is_transient
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent
 from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
@@ -363,7 +364,15 @@ class Webhooks:
         try:
             while True:
                 self._changed.clear()
-                await self._follow(await self.store.enabled_ids())
+                try:
+                    enabled = await self.store.enabled_ids()
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    # A database busy or away: the relays running go on, and the next poll looks again.
+                    log.info("webhook endpoints not read (%s)", type(error).__name__)
+                else:
+                    await self._follow(enabled)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), POLL_S)
         finally:

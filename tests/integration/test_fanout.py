@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from api.graphql.journal import SagaUpdate
 from api.graphql.subscriptions import updates_of_all_sagas
+from api.outbound.warehouse import REFRESH_S
 from api.service import Service
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
@@ -33,7 +34,11 @@ async def drop_listening_connection(database_url: str, instance: str) -> None:
     try:
         async with engine.connect() as conn:
             dropped = await conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                # This database's only: another test process may listen under the same name.
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND datname = current_database()"
+                ),
                 {"name": f"ordersaga listen {instance}"},
             )
             assert dropped.all() == [(True,)]
@@ -111,3 +116,22 @@ async def test_the_listener_outlives_a_catch_up_that_finds_no_read_connection(
     finally:
         await follower.stop()
         await driver.stop()
+
+
+@postgresql_only
+async def test_a_read_pool_busy_past_its_timeout_takes_down_no_background_task(database_url: str) -> None:
+    """The tasks that read the database on a schedule (the warehouses' service URLs, every second)
+    meet a pool with no free connection as a transient error: they try again, they do not die."""
+    settings = Settings(database_url=database_url, policy=FAST, read_pool_size=1)
+    svc = Service(replace(settings, pool_timeout=timedelta(milliseconds=200)))
+    await svc.start()
+    try:
+        held = await svc._reader.connect()  # the read pool's only connection, taken
+        try:
+            await asyncio.sleep(2.5 * REFRESH_S)  # two refreshes or more, each finding none free
+            assert svc.background.down == {}
+        finally:
+            await held.close()
+        assert await svc.is_ready()
+    finally:
+        await svc.stop()

@@ -203,7 +203,7 @@ async def test_a_follower_counted_gets_every_event_committed_after(held: tuple[S
         await looked.wait()
         return await real_head()
 
-    tail = JournalTail(partial(updates_after, svc.read), read_head_once_looked, hub, poll_s=60)
+    tail = JournalTail(partial(updates_after, svc.timeline, svc.read), read_head_once_looked, hub, poll_s=60)
     running = asyncio.create_task(tail.run())
     try:
         feed = updates_of_all_sagas(tail, None, None)
