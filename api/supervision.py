@@ -9,11 +9,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from domain.orchestration.attempts import jittered_pause
 from persistence.database import is_transient
 
 log = logging.getLogger("ordersaga.supervision")
+T = TypeVar("T")
 
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
@@ -21,18 +23,24 @@ MAX_PAUSE_S = 30.0
 HEALTHY_RUN_S = 60.0
 
 
+async def unless_busy(read: Callable[[], Awaitable[T]], what: str) -> T | None:
+    """`read()`, or None when the database is busy or away (`is_transient`), logged: for a task that
+    reads on a schedule, a reason to skip one read and keep what was read before, not to die and have
+    the service report not ready. Other errors raise (the supervisor restarts the task)."""
+    try:
+        return await read()
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        log.info("%s not read (%s); keeping what was read before", what, type(error).__name__)
+        return None
+
+
 async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run `refresh` every `seconds`, until cancelled: the body of a task that reads the database on
-    a schedule. A busy or unreachable database (`is_transient`) skips one refresh, logged, and keeps
-    what was read before; it is no reason for the task to die and the service to report not ready.
-    Other errors raise (the supervisor restarts the task)."""
+    """Run `refresh` every `seconds`, until cancelled, each `unless_busy`: the body of a task that
+    reads the database on a schedule."""
     while True:
-        try:
-            await refresh()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            log.info("%s not read (%s); keeping what was read before", what, type(error).__name__)
+        await unless_busy(refresh, what)
         await asyncio.sleep(seconds)
 
 

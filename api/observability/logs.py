@@ -83,13 +83,14 @@ def bounded_traceback(ei: ExcInfo) -> str:
 
 
 class BoundedTracebacks(logging.Formatter):
+    """A formatter whose tracebacks are `bounded_traceback`'s: mixed into each of the formats."""
+
     def formatException(self, ei: ExcInfo) -> str:
         return bounded_traceback(ei)
 
 
-class BoundedJsonFormatter(JsonFormatter):
-    def formatException(self, ei: ExcInfo) -> str:
-        return bounded_traceback(ei)
+class BoundedJsonFormatter(BoundedTracebacks, JsonFormatter):
+    pass
 
 
 class TextFormatter(BoundedTracebacks):

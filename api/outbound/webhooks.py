@@ -38,10 +38,9 @@ from api.outbound.addresses import GuardedResolver, Reach, reach_problem
 from api.outbound.relaying import RelayDriver
 from api.outbound.signing import Signer
 from api.outbound.wire import Origin
-from api.supervision import Supervisor
+from api.supervision import Supervisor, unless_busy
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
-from persistence.database import is_transient
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent
 from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
@@ -364,14 +363,9 @@ class Webhooks:
         try:
             while True:
                 self._changed.clear()
-                try:
-                    enabled = await self.store.enabled_ids()
-                except Exception as error:
-                    if not is_transient(error):
-                        raise
-                    # A database busy or away: the relays running go on, and the next poll looks again.
-                    log.info("webhook endpoints not read (%s)", type(error).__name__)
-                else:
+                # A database busy or away: the relays running go on, and the next poll looks again.
+                enabled = await unless_busy(self.store.enabled_ids, "webhook endpoints")
+                if enabled is not None:
                     await self._follow(enabled)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), POLL_S)

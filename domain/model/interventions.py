@@ -20,7 +20,6 @@ from domain.model.saga import (
     SagaState,
     SagaStatus,
     ShipmentRouted,
-    ShipmentStatus,
 )
 
 
@@ -59,9 +58,8 @@ def retry(
             f"saga {state.saga_id} is {state.status.value}; only a saga that needs attention is retried",
         )
     routes: list[SagaEvent] = []
-    held = (ShipmentStatus.REQUESTED, ShipmentStatus.CREATED)
     for s in state.shipments:
-        if services is None or not s.is_remote or s.status not in held:
+        if services is None or not s.is_remote or not s.may_be_held:
             continue
         url = services.get(s.warehouse_code)
         if url is None:

@@ -405,6 +405,12 @@ class Shipment:
         exist there."""
         return self.status is ShipmentStatus.REQUESTED and self.is_remote
 
+    @property
+    def may_be_held(self) -> bool:
+        """Created, or may exist (`may_exist`): a warehouse may hold it, so withdrawing it takes a
+        cancel."""
+        return self.status is ShipmentStatus.CREATED or self.may_exist
+
 
 def shipment_id_of(saga_id: str, warehouse_code: str) -> str:
     """The id of the saga's shipment from `warehouse_code`: a UUID (version 5) of both, so every
@@ -511,7 +517,7 @@ class SagaState:
         not awaited) or a CANCEL_SHIPMENT attempt does (those created or awaited, which may exist)."""
         if step is Step.CREATE_SHIPMENT:
             return tuple(s for s in self.shipments if s.status is ShipmentStatus.REQUESTED and not s.awaited)
-        return tuple(s for s in self.shipments if s.status is ShipmentStatus.CREATED or s.may_exist)
+        return tuple(s for s in self.shipments if s.may_be_held)
 
     @property
     def awaiting_warehouse(self) -> bool:
@@ -726,9 +732,7 @@ def _unsent_withdrawn(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
 def _cancelled(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
     """After CANCEL_SHIPMENT succeeded: every shipment it sent a cancel for is cancelled."""
     return tuple(
-        replace(s, status=ShipmentStatus.CANCELLED, accepted_at=None)
-        if s.status is ShipmentStatus.CREATED or s.may_exist
-        else s
+        replace(s, status=ShipmentStatus.CANCELLED, accepted_at=None) if s.may_be_held else s
         for s in shipments
     )
 
@@ -742,7 +746,7 @@ def _requested_again(shipments: tuple[Shipment, ...]) -> tuple[Shipment, ...]:
 def _compensations(state: SagaState) -> tuple[Step, ...]:
     """The way back, newest first: the shipments created (also by a CREATE_SHIPMENT that then gave
     up, as one warehouse refused), then the stock, then the order."""
-    created = any(s.status is ShipmentStatus.CREATED or s.may_exist for s in state.shipments)
+    created = any(s.may_be_held for s in state.shipments)
     earlier = tuple(
         COMPENSATION_OF[s]
         for s in reversed(state.done)

@@ -235,8 +235,7 @@ class SagaWrites:
             return
         db = self._db
         if db.dialect.name == "postgresql":
-            last = await self._take_and_number(rows)
-            _number(rows, last)
+            _number(rows, await self._take_and_number(rows))
         else:
             # SQLite runs in the process: the numbering's executemany costs no round trips.
             _number(rows, (await db.execute(_NEXT_POSITIONS, {"count": len(rows)})).scalar_one())
