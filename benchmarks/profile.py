@@ -40,7 +40,7 @@ RULES = (
     ("database driver", "do_executemany ("),
     ("database driver", "do_commit ("),
     ("SQLAlchemy", "sqlalchemy/"),
-    ("folding saga state", "domain/model/saga.py"),
+    ("folding saga state", "domain/model/saga/"),
     ("orchestrator", "domain/"),
     ("journal, projection, participants", "persistence/"),
     ("GraphQL (strawberry, graphql-core)", "strawberry/"),

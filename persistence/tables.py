@@ -274,7 +274,7 @@ shipments = Table(
     Column("order_id", ID, nullable=False),
     Column("picks", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    # domain/model/saga.py's ShipmentStatus: CREATED, DISPATCHED or CANCELLED.
+    # domain/model/saga/shipments.py's ShipmentStatus: CREATED, DISPATCHED or CANCELLED.
     Column("status", String(20), nullable=False, server_default="CREATED"),
     Column("dispatched_at", UtcDateTime, nullable=True),
     # Null for a shipment made before shipments were per warehouse (it holds all its order's picks).
@@ -319,7 +319,7 @@ saga_view = Table(
     Column("failed_step", String(30), nullable=True),
     # From start to a terminal status; null until then.
     Column("duration_ms", BigInteger, nullable=True),
-    # domain/model/saga.py's FailureKind of failure_reason: what failure analysis groups by.
+    # domain/model/saga/state.py's FailureKind of failure_reason: what failure analysis groups by.
     Column("failure_kind", String(30), nullable=True),
     Index("ix_saga_view_status", "status"),
     # Newest-first pages and time windows are keyset scans over (started_at, id).

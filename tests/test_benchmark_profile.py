@@ -33,7 +33,7 @@ CLIENT = 'process 10:"python -m benchmarks.fullstack"'
         (
             [
                 "_advance (domain/orchestration/orchestrator.py:1)",
-                "evolve (domain/model/saga.py:2)",
+                "evolve (domain/model/saga/fold.py:2)",
                 "replace (dataclasses.py:3)",
             ],
             "folding saga state",
@@ -53,7 +53,7 @@ def test_a_sample_goes_to_the_bucket_of_its_innermost_named_frame(frames: list[s
 def test_shares_count_samples_and_can_keep_one_process() -> None:
     raw = "\n".join(
         [
-            f"{SERVER};thread (1);evolve (domain/model/saga.py:2) 3",
+            f"{SERVER};thread (1);evolve (domain/model/saga/fold.py:2) 3",
             f"{SERVER};thread (1);dispatch (starlette/routing.py:2) 1",
             f"{CLIENT};thread (1);request (aiohttp/client.py:2) 4",
         ]
@@ -69,7 +69,7 @@ def test_shares_count_samples_and_can_keep_one_process() -> None:
 def test_start_up_and_waiting_threads_are_left_out() -> None:
     raw = "\n".join(
         [
-            f"{SERVER};thread (1);evolve (domain/model/saga.py:2) 1",
+            f"{SERVER};thread (1);evolve (domain/model/saga/fold.py:2) 1",
             f"{SERVER};thread (1);_find_and_load (<frozen importlib._bootstrap>:1);x (api/cli.py:1) 5",
             f"{SERVER};thread (1);run (asyncio/runners.py:1);EpollSelector.select (selectors.py:468) 7",
             f"{SERVER};thread (2);_worker (concurrent/futures/thread.py:81) 9",

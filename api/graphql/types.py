@@ -215,7 +215,7 @@ MovementKind = described(
 
 @strawberry.enum(description="Where a shipment is in its life at its warehouse.")
 class ShipmentStatus(enum.Enum):
-    # domain/model/saga.py's ShipmentStatus, and the name a created shipment had before it.
+    # domain/model/saga/shipments.py's ShipmentStatus, and the name a created shipment had before it.
     REQUESTED = strawberry.enum_value(
         "REQUESTED",
         description="Sent to the warehouse, not answered yet (awaitingSince: a remote warehouse accepted "

@@ -13,7 +13,7 @@ from domain.orchestration.context import current_saga
 
 log = logging.getLogger("ordersaga.saga")
 
-# Listeners receive each committed SagaChange (domain/model/saga.py) after the commit.
+# Listeners receive each committed SagaChange (domain/model/saga/fold.py) after the commit.
 SagaListener = Callable[[SagaChange], None]
 
 

@@ -2,7 +2,7 @@
 
 A shipment used to be one per order (unique order_id), PENDING until dispatched. Now an order has one
 per warehouse (warehouse_code), and a shipment's status follows its life at the warehouse: REQUESTED,
-CREATED (what PENDING meant), REJECTED, CANCELLED, DISPATCHED (domain/model/saga.py). This brings
+CREATED (what PENDING meant), REJECTED, CANCELLED, DISPATCHED (domain/model/saga/shipments.py). This brings
 stored rows to what the projection now writes, as `projections rebuild` would: a shipment made
 before is one with all its order's picks, from the warehouse of its first pick; a saga whose
 CREATE_SHIPMENT had started but not succeeded shows its shipments as requested, or withdrawn
@@ -47,7 +47,7 @@ _steps = sa.table(
     sa.column("started_at", sa.DateTime(timezone=True)),
 )
 _reservations = sa.table("reservations", sa.column("order_id"), sa.column("picks", sa.JSON))
-# A saga turned back withdraws the shipments it had requested (domain/model/saga.py's _turn_back).
+# A saga turned back withdraws the shipments it had requested (domain/model/saga/fold.py's _turn_back).
 # Its status says so while it compensates and once it failed; a saga parked since (NEEDS_ATTENTION)
 # says so only by the compensations it ran.
 _TURNED_BACK = ("COMPENSATING", "FAILED")

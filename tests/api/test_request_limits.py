@@ -13,9 +13,10 @@ import httpx
 import pytest
 import websockets
 
-from api.cli import _parser, _settings
+from api.cli import parser
 from api.service import Service
 from api.settings import Settings
+from api.subcommands.serve_options import settings_from
 from tests.api.server import serve
 from tests.api.subscriptions import PROTOCOL, websocket_url
 from tests.polling import eventually
@@ -164,9 +165,9 @@ async def test_a_websocket_message_over_the_limit_closes_the_socket(base_url: st
 
 
 def test_the_limits_come_from_the_command_line() -> None:
-    defaults = _settings(_parser().parse_args(["serve"]))
+    defaults = settings_from(parser().parse_args(["serve"]))
     assert (defaults.max_body_bytes, defaults.body_timeout, defaults.header_timeout) == (1024 * 1024, 30, 10)
-    chosen = _settings(
-        _parser().parse_args(["serve", "--max-body-bytes=5000", "--body-timeout=2", "--header-timeout=3"])
+    chosen = settings_from(
+        parser().parse_args(["serve", "--max-body-bytes=5000", "--body-timeout=2", "--header-timeout=3"])
     )
     assert (chosen.max_body_bytes, chosen.body_timeout, chosen.header_timeout) == (5000, 2, 3)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from api.cli import _parser, _settings
+from api.cli import parser
 from api.service import Service
 from api.settings import Settings
+from api.subcommands.serve_options import settings_from
 from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
 from domain.model.saga import Participant, SagaChange, SagaStatus, fold, replay
@@ -191,7 +192,7 @@ async def start_freezing(url: str) -> Service:
 
 
 def test_serve_freezes_what_start_up_made() -> None:
-    assert _settings(_parser().parse_args(["serve"])).freeze_start_up
+    assert settings_from(parser().parse_args(["serve"])).freeze_start_up
 
 
 async def test_a_running_service_keeps_what_start_up_made_out_of_collections(database_url: str) -> None:

@@ -20,7 +20,9 @@ from api.access.auth import AuthConfig, Principal, Role, bearer_of, read_secret
 from api.access.guard import root_fields
 from api.access.rate_limits import MutationRateLimit
 from api.access.rules import acting_role, customer_filter, may_act_for, shown_actor
-from api.cli import _parser, _settings, is_loopback, main
+from api.cli import main, parser
+from api.subcommands.serve import is_loopback
+from api.subcommands.serve_options import settings_from
 
 
 @pytest.mark.parametrize(
@@ -193,36 +195,34 @@ def test_serve_takes_its_auth_settings_from_options_or_the_environment(
     secret.write_text("s" * 40)
     monkeypatch.setenv("ORDERSAGA_AUTH_ISSUER", "https://id.example.test/")
     monkeypatch.setenv("ORDERSAGA_MUTATION_RATE_LIMIT", "5/second")
-    settings = _settings(
-        _parser().parse_args(["serve", "--auth-secret-file", str(secret), "--auth-audience", "a"])
+    settings = settings_from(
+        parser().parse_args(["serve", "--auth-secret-file", str(secret), "--auth-audience", "a"])
     )
     assert settings.auth == AuthConfig(secret="s" * 40, issuer="https://id.example.test/", audience="a")
     assert settings.auth.leeway == timedelta(seconds=30)
     assert settings.mutation_limits == "5/second"
-    jwks = _settings(_parser().parse_args(["serve", "--auth-jwks-url", "https://id.example.test/jwks"]))
+    jwks = settings_from(parser().parse_args(["serve", "--auth-jwks-url", "https://id.example.test/jwks"]))
     assert jwks.auth.jwks_url == "https://id.example.test/jwks" and jwks.auth.secret is None
     with pytest.raises(SystemExit, match="choose one"):
-        _settings(
-            _parser().parse_args(
-                ["serve", "--auth-secret-file", str(secret), "--auth-jwks-url", "https://x/"]
-            )
+        settings_from(
+            parser().parse_args(["serve", "--auth-secret-file", str(secret), "--auth-jwks-url", "https://x/"])
         )
 
 
 def test_without_auth_options_the_service_is_in_development_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SECRET_FILE", "JWKS_URL", "ISSUER", "AUDIENCE"):
         monkeypatch.delenv(f"ORDERSAGA_AUTH_{name}", raising=False)
-    assert not _settings(_parser().parse_args(["serve"])).auth.configured
+    assert not settings_from(parser().parse_args(["serve"])).auth.configured
 
 
 def test_the_leeway_is_an_option_or_an_environment_variable_and_never_negative(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert _settings(_parser().parse_args(["serve", "--auth-leeway", "0"])).auth.leeway == timedelta(0)
+    assert settings_from(parser().parse_args(["serve", "--auth-leeway", "0"])).auth.leeway == timedelta(0)
     monkeypatch.setenv("ORDERSAGA_AUTH_LEEWAY", "2.5")
-    assert _settings(_parser().parse_args(["serve"])).auth.leeway == timedelta(seconds=2.5)
+    assert settings_from(parser().parse_args(["serve"])).auth.leeway == timedelta(seconds=2.5)
     with pytest.raises(SystemExit, match="--auth-leeway"):
-        _settings(_parser().parse_args(["serve", "--auth-leeway", "-1"]))
+        settings_from(parser().parse_args(["serve", "--auth-leeway", "-1"]))
 
 
 def test_a_customer_is_shown_staff_who_stepped_in_as_their_role_and_staff_the_subject() -> None:

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import _parser, _settings
+from api.cli import parser
 from api.outbound.signing import new_secret
 from api.settings import Settings, StreamSettings
+from api.subcommands.serve_options import settings_from
 from domain.model.saga import SagaPolicy
 
 
 def serve_settings(*argv: str) -> Settings:
-    return _settings(_parser().parse_args(["serve", *argv]))
+    return settings_from(parser().parse_args(["serve", *argv]))
 
 
 def test_fault_injection_is_off_unless_asked_for() -> None:
@@ -42,7 +43,7 @@ def test_fault_injection_its_seed_and_the_step_policy_come_from_the_command_line
 
 
 def test_serve_help_shows_every_default() -> None:
-    serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    serve = parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     options = [action for action in serve._actions if action.dest != "help"]
     assert len(options) > 15
     undocumented = [action.option_strings[0] for action in options if "default" not in (action.help or "")]
@@ -122,7 +123,7 @@ def test_webhook_options_reach_the_settings() -> None:
     ["--webhook-connect-timeout", "--webhook-timeout", "--webhook-retry-for", "--webhook-disable-after"],
 )
 def test_webhook_times_must_be_positive(option: str) -> None:
-    args = _parser().parse_args(["serve", f"{option}=0"])
+    args = parser().parse_args(["serve", f"{option}=0"])
     with pytest.raises(SystemExit, match=f"{option} must be more than 0 seconds"):
         args.run(args)
 

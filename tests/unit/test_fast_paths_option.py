@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from api.cli import FAST_PATHS_SETTING, _parser, _settings
+from api.cli import parser
+from api.subcommands.serve_options import FAST_PATHS_SETTING, settings_from
 
 
 def _fast_paths(*argv: str) -> bool:
-    return _settings(_parser().parse_args(["serve", *argv])).fast_paths
+    return settings_from(parser().parse_args(["serve", *argv])).fast_paths
 
 
 def test_the_fast_paths_are_on_unless_the_option_or_the_environment_turns_them_off(

@@ -1,0 +1,144 @@
+"""`ordersaga serve`: the service over HTTP and WebSocket, from one process or several (--workers)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import json
+import os
+import sys
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.settings import Settings
+from api.subcommands.database import database_failures_in_one_line, on_database
+from api.subcommands.serve_options import add_options, settings_from
+from persistence.database import is_sqlite
+
+# `serve --workers N` hands its command line to the worker processes through the environment.
+WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `serve` to `commands`."""
+    serve = commands.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP and WebSocket")
+    add_options(serve)
+    serve.set_defaults(run=_serve)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a --host value) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from api.service import Service
+    from api.web.app import create_app
+    from api.web.http_server import AnnouncingServer, server_config
+    from persistence.migrate import upgrade
+    from persistence.serving import DatabaseInUse, claim_database
+
+    if args.max_retries < 1:
+        sys.exit("--max-retries must be at least 1")
+    if args.workers < 1:
+        sys.exit("--workers must be at least 1")
+    if args.lease_ttl <= 0:
+        sys.exit("--lease-ttl must be more than 0 seconds")
+    webhook_seconds = [
+        ("--webhook-connect-timeout", args.webhook_connect_timeout),
+        ("--webhook-timeout", args.webhook_timeout),
+        ("--webhook-retry-for", args.webhook_retry_for),
+        ("--webhook-disable-after", args.webhook_disable_after),
+        ("--webhook-keep-succeeded", args.webhook_keep_succeeded),
+    ]
+    for option, seconds in webhook_seconds:
+        if seconds is not None and seconds <= 0:
+            sys.exit(f"{option} must be more than 0 seconds")
+    settings = settings_from(args)
+    if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+        sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")
+    with database_failures_in_one_line(settings.database_url):  # a URL that does not parse
+        # On SQLite the one process drives every saga, so a server needs the file alone.
+        alone = is_sqlite(settings.database_url)
+    if alone and args.workers > 1:
+        sys.exit(
+            "--workers needs PostgreSQL: a SQLite database is served by one process, which "
+            "drives every saga; serve several processes over PostgreSQL (--database-url)"
+        )
+    if not settings.auth.configured and not is_loopback(args.host) and not args.allow_anonymous:
+        sys.exit(
+            f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
+            "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
+        )
+    try:
+        with database_failures_in_one_line(settings.database_url):  # a driver missing or not async
+            app = create_app(Service(settings))
+    except ValueError as error:  # a rate limit that does not parse, a storage it cannot use
+        sys.exit(f"cannot serve: {error}")
+
+    async def prepare(engine: AsyncEngine) -> None:
+        # Here rather than in the service's start, so that a failure is one line, not a traceback.
+        async with claim_database(settings.database_url, exclusive=alone):
+            await upgrade(engine)
+
+    try:
+        on_database(settings.database_url, prepare)
+    except DatabaseInUse:
+        if alone:
+            sys.exit(
+                f"{make_url(settings.database_url).database} is already served by another ordersaga "
+                "process (or rebuilt): a SQLite database takes one; stop that one, or serve several "
+                "processes over PostgreSQL"
+            )
+        sys.exit("a projections rebuild is using the database: serve once it has finished")
+
+    if args.workers > 1:
+        _serve_workers(args, settings)  # each worker builds its own; `app` only checked the settings
+        return
+
+    def listening(base_url: str) -> None:
+        print(f"GraphiQL: {base_url}/graphql")
+        print(f"Console: {base_url}/dashboard")
+        if args.enable_fault_injection:
+            print("Fault injection is on: setParticipantFault makes a participant slow or failing")
+        sys.stdout.flush()
+
+    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run()
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
+    """N processes accepting on one socket (uvicorn's supervisor), each building its own service
+    from this command line (`worker_app`)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from api.web.http_server import base_url
+
+    os.environ[WORKER_ARGS] = json.dumps(args.argv)
+    config = uvicorn.Config(
+        "api.cli:worker_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        # The same protocol and limits as one process; see worker_app for the header timeout.
+        http="api.web.http_server:HeaderDeadline",
+        ws_max_size=settings.max_body_bytes,
+    )
+    # Bound here, as uvicorn.run would, so that the URL printed has the port the socket holds (the
+    # system's choice for --port 0); listening at once, so that a request sent as soon as it is
+    # printed waits for the workers instead of being refused.
+    listening = config.bind_socket()
+    listening.listen(config.backlog)
+    url = base_url(listening)
+    print(f"GraphiQL: {url}/graphql ({args.workers} workers)")
+    print(f"Console: {url}/dashboard", flush=True)
+    Multiprocess(config, sockets=[listening]).run()
