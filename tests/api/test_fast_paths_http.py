@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,12 +15,11 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from api.settings import Settings
-from domain.model.saga import Participant
+from domain.model.saga import Participant, SagaPolicy
 from persistence.database import make_engine
 from persistence.tables import metadata
 from tests.api.live import Live, saga_renderings, serve_live
 from tests.api.subscriptions import subscriptions
-from tests.integration.support import FAST
 
 UPDATES = """subscription ($id: ID!) {
   sagaUpdates(sagaId: $id) { sequence type status step reason saga { id } } }"""
@@ -59,6 +59,8 @@ REQUESTS: list[dict[str, Any]] = [
     },
 ]
 ORDER = {"customerId": "c-2", "lines": [{"sku": "TEA", "quantity": 2}], "idempotencyKey": "k-1"}
+# The default step timeouts: a step timed out on a loaded machine would change one run's transcript.
+POLICY = SagaPolicy(retry_backoff=timedelta(milliseconds=50))
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -106,7 +108,7 @@ async def _served(
         if statement.startswith("INSERT INTO journal "):
             inserts.append(statement)
 
-    settings = Settings(database_url=database_url, policy=FAST, fast_paths=fast_paths)
+    settings = Settings(database_url=database_url, policy=POLICY, fast_paths=fast_paths)
     async with serve_live(settings) as live:
         with monkeypatch.context() as patched:
             rendered = saga_renderings(patched)

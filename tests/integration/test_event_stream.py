@@ -166,7 +166,9 @@ async def test_a_process_stopping_hands_the_stream_to_another(
 
         running.remove(holder)
         await holder.stop()
-        assert await owner(database_url) is None  # handed back, not left to expire
+        # Handed back, not left to expire: free, or already taken by the one left (it looks every
+        # half second, which a loaded machine may let it do before this read).
+        assert await owner(database_url) in (None, other.settings.instance)
         await place_orders(other, 2)
         events = await journal(database_url)
         await wait_for_stream(stream, len(events))
