@@ -57,6 +57,8 @@ class FaultInjector:
         self._random = random.Random(seed)
         self._store = store
         self._faults: dict[Participant, Fault] = {}  # as last read from the store
+        # Bumped by every change made here, so that a read begun before it does not undo it.
+        self._changes = 0
         self.lost_commit_answers = 0
 
     @property
@@ -65,10 +67,14 @@ class FaultInjector:
         return {p: self._faults[p] for p in Participant if p in self._faults}
 
     async def refresh(self) -> None:
-        """Read the faults staged in the deployment."""
+        """Read the faults staged in the deployment. A read that a change made here overtook (a
+        fault staged or cleared while it ran) is dropped: it holds what the store held before that
+        change, and would bring back, say, a cleared 60-second delay until the next read."""
         if self._store is not None:
+            changes = self._changes
             staged = await self._store.all()
-            self._faults = {Participant(name): _fault(stored) for name, stored in staged.items()}
+            if changes == self._changes:
+                self._faults = {Participant(name): _fault(stored) for name, stored in staged.items()}
 
     async def keep_current(self) -> None:
         """Refresh every REFRESH_S, until cancelled: the background task of a service; a database
@@ -85,6 +91,7 @@ class FaultInjector:
         if self._store is not None:
             await self._store.clear()
         self._faults.clear()
+        self._changes += 1
         self.lost_commit_answers = 0
 
     async def commit(self, conn: AsyncConnection) -> None:
@@ -126,6 +133,7 @@ class FaultInjector:
         return left is not None
 
     def _remember(self, participant: Participant, fault: Fault) -> None:
+        self._changes += 1
         if fault.is_staged:
             self._faults[participant] = fault
         else:
