@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.supervision import every
+from api.supervision import LocalChanges, every
 from domain.model.saga import Participant
 from domain.ports import Clock, ParticipantUnavailable
 from persistence.staged_faults import StagedFault, StagedFaultStore
@@ -57,8 +57,7 @@ class FaultInjector:
         self._random = random.Random(seed)
         self._store = store
         self._faults: dict[Participant, Fault] = {}  # as last read from the store
-        # Bumped by every change made here, so that a read begun before it does not undo it.
-        self._changes = 0
+        self._changes = LocalChanges()
         self.lost_commit_answers = 0
 
     @property
@@ -71,9 +70,8 @@ class FaultInjector:
         fault staged or cleared while it ran) is dropped: it holds what the store held before that
         change, and would bring back, say, a cleared 60-second delay until the next read."""
         if self._store is not None:
-            changes = self._changes
-            staged = await self._store.all()
-            if changes == self._changes:
+            staged = await self._changes.unless_overtaken(self._store.all)
+            if staged is not None:
                 self._faults = {Participant(name): _fault(stored) for name, stored in staged.items()}
 
     async def keep_current(self) -> None:
@@ -91,7 +89,7 @@ class FaultInjector:
         if self._store is not None:
             await self._store.clear()
         self._faults.clear()
-        self._changes += 1
+        self._changes.made()
         self.lost_commit_answers = 0
 
     async def commit(self, conn: AsyncConnection) -> None:
@@ -133,7 +131,7 @@ class FaultInjector:
         return left is not None
 
     def _remember(self, participant: Participant, fault: Fault) -> None:
-        self._changes += 1
+        self._changes.made()
         if fault.is_staged:
             self._faults[participant] = fault
         else:

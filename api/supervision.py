@@ -44,6 +44,25 @@ async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: st
         await asyncio.sleep(seconds)
 
 
+class LocalChanges:
+    """The changes a process makes, at once, to a copy it also refreshes from the database on a
+    schedule (staged faults, warehouse service URLs). A scheduled read that such a change overtook
+    holds what the database held before it; applied, it would undo the change until the next read."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def made(self) -> None:
+        """A change was just made to the copy (and committed to the database)."""
+        self._count += 1
+
+    async def unless_overtaken(self, read: Callable[[], Awaitable[T]]) -> T | None:
+        """What `read()` returns, or None if a change was made while it ran."""
+        before = self._count
+        value = await read()
+        return value if self._count == before else None
+
+
 @dataclass(frozen=True, slots=True)
 class Down:
     """A task waiting to be restarted: why it died, and how often it has so far."""

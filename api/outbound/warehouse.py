@@ -35,7 +35,7 @@ import httpx
 
 from api.outbound.http import client, post
 from api.outbound.signing import Signer
-from api.supervision import every
+from api.supervision import LocalChanges, every
 from domain.model.problems import MAX_TEXT
 from domain.model.saga import Accepted, Outcome, Rejected, Step, Succeeded, Unavailable
 from domain.ports import StepCommand
@@ -95,6 +95,7 @@ class WarehouseService:
         self._default_url = default_url
         self._signer = signer
         self._urls: dict[str, str] = {}
+        self._changes = LocalChanges()
         self._http: httpx.AsyncClient | None = None
         self._listeners: list[CommandListener] = []
         # By (warehouse code, command type: CreateShipment or CancelShipment).
@@ -117,14 +118,18 @@ class WarehouseService:
 
     def learn(self, warehouse_code: str, url: str | None) -> None:
         """A warehouse's URL as this process just committed it: its next commands go there."""
+        self._changes.made()
         if url is None:
             self._urls.pop(warehouse_code, None)
         else:
             self._urls[warehouse_code] = url
 
     async def refresh(self) -> None:
-        """Read every warehouse's service URL from the catalog."""
-        self._urls = await self._read_urls()
+        """Read every warehouse's service URL from the catalog; a read that `learn` overtook is
+        dropped (it would send the next commands to the URL the warehouse had before)."""
+        urls = await self._changes.unless_overtaken(self._read_urls)
+        if urls is not None:
+            self._urls = urls
 
     async def keep_current(self) -> None:
         """Refresh every REFRESH_S until cancelled (a supervised background task); a database busy
