@@ -54,13 +54,14 @@ class Receiver:
 
     def __init__(self) -> None:
         self.url = ""
+        self.pid = 0
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
         port = _free_port()
         command = [sys.executable, "-m", "benchmarks.webhook_receiver", "--port", str(port)]
         process = await asyncio.create_subprocess_exec(*command)
-        self.url = f"http://127.0.0.1:{port}"
+        self.url, self.pid = f"http://127.0.0.1:{port}", process.pid
         try:
             async with aiohttp.ClientSession() as session:
                 for _ in range(300):
@@ -246,11 +247,14 @@ async def run(
                     outcomes.append((order, status))
 
             (user0, system0), t0 = server_cpu_split_s(pid), time.perf_counter()
+            receiving0 = server_cpu_s(receiver.pid) if webhook else 0.0
             await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
             end, ended = time.perf_counter(), time.monotonic()
             user1, system1 = server_cpu_split_s(pid)
             user, system = user1 - user0, system1 - system0
             elapsed, cpu = end - t0, user + system
+            # The receiver's share of the same cores, while the sagas ran.
+            receiving = server_cpu_s(receiver.pid) - receiving0 if webhook else 0.0
             checks = await _check_books(session, url, outcomes, hot)
             delivered = await receiver.caught_up(session, url, saga_ids, ended) if webhook else {}
             commands = await _warehouse_commands(session, url) if warehouse else {}
@@ -276,6 +280,7 @@ async def run(
         "trivial_query_per_s": ceiling["requests_per_s"],
         **checks,
         **delivered,
+        **({"receiver_cpu_s_per_saga": round(receiving / sagas, 5)} if webhook else {}),
         **commands,
         "warehouse": "remote" if warehouse else "built-in",
         "correct": checks["correct"] and delivered.get("webhook_missing", 0) == 0,
