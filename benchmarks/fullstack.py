@@ -54,13 +54,14 @@ class Receiver:
 
     def __init__(self) -> None:
         self.url = ""
+        self.pid = 0
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
         port = _free_port()
         command = [sys.executable, "-m", "benchmarks.webhook_receiver", "--port", str(port)]
         process = await asyncio.create_subprocess_exec(*command)
-        self.url = f"http://127.0.0.1:{port}"
+        self.url, self.pid = f"http://127.0.0.1:{port}", process.pid
         try:
             async with aiohttp.ClientSession() as session:
                 for _ in range(300):
@@ -112,8 +113,15 @@ def _free_port() -> int:
 
 def server_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux)."""
+    return sum(server_cpu_split_s(pid))
+
+
+def server_cpu_split_s(pid: int) -> tuple[float, float]:
+    """User and system (the kernel's work for it: syscalls, and on loopback the receiving end's TCP
+    processing too) CPU seconds of a process so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 @contextlib.asynccontextmanager
@@ -238,10 +246,15 @@ async def run(
                     finishing.append(time.perf_counter() - started)
                     outcomes.append((order, status))
 
-            cpu0, t0 = server_cpu_s(pid), time.perf_counter()
+            (user0, system0), t0 = server_cpu_split_s(pid), time.perf_counter()
+            receiving0 = server_cpu_s(receiver.pid) if webhook else 0.0
             await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
             end, ended = time.perf_counter(), time.monotonic()
-            elapsed, cpu = end - t0, server_cpu_s(pid) - cpu0
+            user1, system1 = server_cpu_split_s(pid)
+            user, system = user1 - user0, system1 - system0
+            elapsed, cpu = end - t0, user + system
+            # The receiver's share of the same cores, while the sagas ran.
+            receiving = server_cpu_s(receiver.pid) - receiving0 if webhook else 0.0
             checks = await _check_books(session, url, outcomes, hot)
             delivered = await receiver.caught_up(session, url, saga_ids, ended) if webhook else {}
             commands = await _warehouse_commands(session, url) if warehouse else {}
@@ -263,9 +276,11 @@ async def run(
         "place_order_p99_ms": round(workload.percentile(placing, 99) * 1000, 2),
         "requests_per_saga": round(requests / sagas, 2),
         "server_cpu_s_per_saga": round(cpu / sagas, 5),
+        "server_system_cpu_share": round(system / cpu, 2) if cpu else 0.0,
         "trivial_query_per_s": ceiling["requests_per_s"],
         **checks,
         **delivered,
+        **({"receiver_cpu_s_per_saga": round(receiving / sagas, 5)} if webhook else {}),
         **commands,
         "warehouse": "remote" if warehouse else "built-in",
         "correct": checks["correct"] and delivered.get("webhook_missing", 0) == 0,

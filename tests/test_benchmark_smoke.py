@@ -3,6 +3,7 @@ SQLite and, when the tests have a PostgreSQL server, on PostgreSQL too."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -42,3 +43,13 @@ def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> Non
     )
     assert len(webhooks) == (1 if server is None else 2)
     assert all(int(events) > 0 and ok == "True" for events, ok in webhooks)
+
+
+def test_the_delivery_cell_sends_every_event(tmp_path: Path) -> None:
+    report = tmp_path / "delivery.json"
+    command = [sys.executable, "-m", "benchmarks.delivery", "--sagas", "20", "--json", str(report)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cell = json.loads(report.read_text())
+    assert cell["events"] == 20 * 7 and cell["failed"] == 0 and cell["correct"] is True
+    assert cell["cpu_us_per_event"] > 0

@@ -58,6 +58,9 @@ class Origin:
             "content-type: application/json\r\n"
         ).encode()
         self._idle: list[_Connection] = []
+        # The connections with a request out, and when (the loop's clock) each must have its answer.
+        self._waiting: dict[_Connection, float] = {}
+        self._alarm: asyncio.TimerHandle | None = None  # set for the earliest of those deadlines
 
     async def post(self, body: bytes, headers: Mapping[str, str], total_timeout: float) -> int:
         """POST `body` (JSON) with `headers` (names and values in ASCII, no line breaks), connecting,
@@ -69,20 +72,20 @@ class Origin:
         connection closed before any answer came is sent again once on a new one."""
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = b"%b%bcontent-length: %d\r\n\r\n%b" % (self._head, fields.encode(), len(body), body)
-        async with asyncio.timeout(total_timeout):
-            while self._idle:
-                connection = self._idle.pop()
-                if connection.closed:
-                    continue  # the receiver closed it while it was idle
-                try:
-                    return await self._exchange(connection, request)
-                except ConnectionError:
-                    if connection.answered:
-                        raise
-                    # Most likely the receiver closed an idle connection as the request went out on
-                    # it (its keep-alive ran out), so the request goes on another; a receiver that
-                    # did take it sees the same webhook-id again, as after any resend.
-            return await self._exchange(await self._connect(), request)
+        deadline = asyncio.get_running_loop().time() + total_timeout
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.closed:
+                continue  # the receiver closed it while it was idle
+            try:
+                return await self._exchange(connection, request, deadline)
+            except ConnectionError:
+                if connection.answered:
+                    raise
+                # Most likely the receiver closed an idle connection as the request went out on
+                # it (its keep-alive ran out), so the request goes on another; a receiver that
+                # did take it sees the same webhook-id again, as after any resend.
+        return await self._exchange(await self._connect(deadline), request, deadline)
 
     async def close(self) -> None:
         """Close the idle connections (a request in flight keeps its own until it ends)."""
@@ -90,19 +93,46 @@ class Origin:
         for connection in idle:
             connection.close()
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> int:
+    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> int:
+        self._watch(connection, deadline)
         try:
             status = await connection.exchange(request)
         except BaseException:
             connection.close()  # cut off mid-answer (a timeout, a cancellation): not reusable
             raise
+        finally:
+            self._waiting.pop(connection, None)
         if connection.reusable:
             self._idle.append(connection)
         return status
 
-    async def _connect(self) -> _Connection:
+    def _watch(self, connection: _Connection, deadline: float) -> None:
+        """Have `connection`'s exchange fail with TimeoutError once `deadline` (the loop's clock)
+        passes. One timer serves every exchange, set for the earliest deadline: a timer per request
+        (asyncio.timeout) cost about as much CPU as the rest of the request's bookkeeping."""
+        self._waiting[connection] = deadline
+        if self._alarm is None or deadline < self._alarm.when():
+            self._set_alarm(deadline)
+
+    def _set_alarm(self, when: float) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the exchanges past their deadline; set the alarm for the next deadline, if any."""
+        self._alarm = None
+        now = asyncio.get_running_loop().time()
+        for connection, deadline in list(self._waiting.items()):
+            if deadline <= now:
+                del self._waiting[connection]
+                connection.expire()
+        if self._waiting:
+            self._set_alarm(min(self._waiting.values()))
+
+    async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._connect_timeout):
+        async with asyncio.timeout_at(min(loop.time() + self._connect_timeout, deadline)):
             found = await self._resolver.resolve(self._host, self._port, socket.AF_UNSPEC)
             failure: OSError | None = None
             for address in found:
@@ -177,6 +207,12 @@ class _Connection(asyncio.Protocol):
         else:
             reason = f": {exc}" if exc is not None else ""
             self._settle(ConnectionResetError(f"the connection closed before an answer{reason}"))
+
+    def expire(self) -> None:
+        """The answer did not come in time: the exchange fails with TimeoutError, and the
+        connection, whose answer may still be on its way, closes."""
+        self._settle(TimeoutError("no answer in time"))
+        self.close()
 
     def close(self) -> None:
         self.closed, self.reusable = True, False

@@ -147,6 +147,31 @@ def test_an_answer_that_is_not_http_or_none_in_time_fails_and_the_next_post_conn
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_each_post_in_flight_fails_at_its_own_deadline(loop: str) -> None:
+    async def scenario(receiver: Receiver, base: str) -> None:
+        silent = origin(f"{base}/silent")
+        patient = asyncio.ensure_future(silent.post(b"{}", {"webhook-id": "evt_0"}, 30))
+        await asyncio.sleep(0.05)
+        # Later, with an earlier deadline: it fails at its own, the first still waits for its answer.
+        with pytest.raises(TimeoutError):
+            await silent.post(b"{}", {"webhook-id": "evt_1"}, 0.2)
+        assert not patient.done()
+        with pytest.raises(TimeoutError):  # and so does the next one, after the first deadline passed
+            await silent.post(b"{}", {"webhook-id": "evt_2"}, 0.2)
+        assert not patient.done()
+        patient.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await patient
+        kept = origin(f"{base}/kept")
+        assert await kept.post(b"{}", {}, 0.2) == 204  # answered: nothing fails it later
+        await asyncio.sleep(0.3)
+        assert await kept.post(b"{}", {}, 5) == 204  # on the same connection, which stayed open
+        await kept.close()
+
+    assert run(loop, scenario).connections == 4
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_an_address_the_reach_does_not_allow_is_never_connected_to(loop: str) -> None:
     async def scenario(receiver: Receiver, base: str) -> None:
         with pytest.raises(OSError, match="no address this service may send to"):
