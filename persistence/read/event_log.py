@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring_ascii
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -75,25 +75,25 @@ class LoggedEvent:
     def payload(self) -> bytes:
         """The JSON body sent out: `{"type", "timestamp", "data": {"sagaId", "orderId", "sequence",
         "status", "cursor", "step", "attempt", "reason"}}`. `type` is the journal event's type
-        (docs/events.md lists them); `timestamp` is when it happened, RFC 3339 in UTC.
-
-        The bytes are those of `json.dumps(..., separators=(",", ":"))`, written out field by field:
-        every relay renders every event it sends, and that is under half the CPU of building the
-        dictionaries and an encoder for each. Strings go through the encoder's own escaping (ASCII,
-        as `json.dumps` does by default); the timestamp and the cursor need none."""
-        occurred = self.occurred_at.isoformat().replace("+00:00", "Z")
-        attempt = "null" if self.attempt is None else self.attempt
-        return (
-            f'{{"type":{_string(self.type)},"timestamp":"{occurred}","data":{{'
-            f'"sagaId":{_string(self.saga_id)},"orderId":{_string(self.order_id)},'
-            f'"sequence":{self.sequence},"status":{_string(self.status)},"cursor":"{self.cursor}",'
-            f'"step":{_string(self.step)},"attempt":{attempt},"reason":{_string(self.reason)}}}}}'
-        ).encode()
-
-
-def _string(value: str | None) -> str:
-    """`value` as a JSON string, exactly as `json.dumps` writes it; null for None."""
-    return "null" if value is None else encode_basestring_ascii(value)
+        (docs/events.md lists them); `timestamp` is when it happened, RFC 3339 in UTC. Compact
+        JSON in UTF-8, written by orjson: every relay renders every event it sends, and orjson does
+        it at a sixth of json.dumps's CPU."""
+        return orjson.dumps(
+            {
+                "type": self.type,
+                "timestamp": self.occurred_at.isoformat().replace("+00:00", "Z"),
+                "data": {
+                    "sagaId": self.saga_id,
+                    "orderId": self.order_id,
+                    "sequence": self.sequence,
+                    "status": self.status,
+                    "cursor": self.cursor,
+                    "step": self.step,
+                    "attempt": self.attempt,
+                    "reason": self.reason,
+                },
+            }
+        )
 
 
 # Each timeline row with its saga's: whose saga it is, for consumers that filter or route by it.
