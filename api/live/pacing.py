@@ -18,9 +18,10 @@ import asyncio
 from collections import deque
 
 # Messages let through per turn of the event loop: a message costs about 0.1 ms of CPU (rendered
-# once per selection, then serialised and written per socket), so a turn spends some 5 ms on the
-# fan-out, and a request needing 40 turns is delayed some 0.2 s by it.
-PER_TURN = 50
+# once per selection, then serialised and written per socket), so a turn spends some 2 ms on the
+# fan-out. Measured with 10,000 subscribers (docs/performance.md), 20 halved a request's latency
+# beside the fan-out against 50, at the same CPU per message.
+PER_TURN = 20
 
 
 class Pacer:
