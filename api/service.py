@@ -20,6 +20,7 @@ from api.graphql.journal import updates_after
 from api.graphql.subscriptions import live_transitions
 from api.live.hub import Committed, TransitionHub
 from api.live.journal_tail import JournalTail
+from api.live.pacing import Pacer
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.outbound.addresses import Reach
@@ -150,6 +151,8 @@ class Service:
         self.tail = JournalTail(
             partial(updates_after, self.timeline, self.read), partial(head, self._reader), self.hub
         )
+        # Every live message waits its turn here, so that a fan-out leaves requests their share.
+        self.pacer = Pacer()
         self.analytics = SagaAnalytics(self._reader)
         self.authenticator = Authenticator(settings.auth)
         limits = settings.mutation_limits or (

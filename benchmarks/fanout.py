@@ -10,8 +10,12 @@ status } }`, so every message also carries the saga as it is when sent. Probe sa
 every subscriber has seen one end, tell when all the subscriptions are live; then the measured sagas
 are placed, and the cell waits until every subscriber has seen each of them finish (bounded by
 --timeout). A saga's messages must arrive as its journal holds them: sequences 1, 2, ... up to its
-terminal transition, none missing, none repeated. While the messages go out, a plain query is sent
-every 0.1 s, and its slowest answer is reported: whether requests keep their share of the server.
+terminal transition, none missing, none repeated. While the messages go out, a plain query
+(`saga(id) { events { sequence } }`, benchmarks/request_probe.py) is sent every 0.1 s from another
+process: its latencies (p50, p99, max) and any errors tell whether requests keep their share of the
+server. The server's resident memory is reported at the end (and its peak).
+
+    python -m benchmarks.fanout --subscribers 10000 --per-socket 50 --sagas 10
 """
 
 from __future__ import annotations
@@ -91,20 +95,53 @@ async def follow(feeds: list[Subscriber], session: aiohttp.ClientSession, url: s
 
 
 @contextlib.asynccontextmanager
-async def requests_probed(url: str) -> AsyncIterator[list[float]]:
-    """While the block runs, benchmarks/request_probe.py sends a plain query every 0.1 s from a
-    process of its own; the latencies of its answers (ms; inf for none) fill the list yielded once
-    the block is left."""
+async def requests_probed(url: str, saga_id: str) -> AsyncIterator[list[tuple[float, str]]]:
+    """While the block runs, benchmarks/request_probe.py asks for `saga_id`'s events every 0.1 s
+    from a process of its own; its answers (latency in ms, outcome: `ok` or an error code) fill the
+    list yielded once the block is left."""
     probe = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.request_probe", url, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "benchmarks.request_probe", url, saga_id, stdout=asyncio.subprocess.PIPE
     )
-    latencies: list[float] = []
+    answers: list[tuple[float, str]] = []
     try:
-        yield latencies
+        yield answers
     finally:
         probe.terminate()
         out, _ = await probe.communicate()
-        latencies += [float(line) for line in out.decode().split()]
+        for line in out.decode().splitlines():
+            latency, outcome = line.split()
+            answers.append((float(latency), outcome))
+
+
+def probe_figures(answers: list[tuple[float, str]]) -> dict[str, Any]:
+    """The probe's answers summed up: how many, latency p50/p99/max (ms), errors by code."""
+    latencies = sorted(latency for latency, _ in answers)
+
+    def quantile(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else 0.0
+
+    errors: dict[str, int] = {}
+    for _, outcome in answers:
+        if outcome not in ("ok", "unanswered"):
+            errors[outcome] = errors.get(outcome, 0) + 1
+    return {
+        "requests_during_fanout": len(answers),
+        # Still waiting when the messages were all delivered: its latency so far is counted.
+        "request_unanswered_at_end": sum(outcome == "unanswered" for _, outcome in answers),
+        "request_p50_ms": quantile(0.5),
+        "request_p99_ms": quantile(0.99),
+        "request_max_ms": round(latencies[-1], 1) if latencies else 0.0,
+        "request_errors": errors,
+    }
+
+
+def server_rss_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory now and at its peak, in MiB (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {
+        name: round(int(fields[key].split()[0]) / 1024, 1)
+        for name, key in (("server_rss_mib", "VmRSS"), ("server_peak_rss_mib", "VmHWM"))
+    }
 
 
 async def run(
@@ -142,16 +179,19 @@ async def _deliver(
                 async with asyncio.timeout(limit_s):
                     await _first_error_or(asyncio.gather(*(f.subscribed.wait() for f in feeds)), following)
                     for _ in range(PROBES_AT_MOST):
-                        await _place_and_deliver(session, url, feeds, following, [skus[0]], PROBE_WAIT_S)
+                        (probe,) = await _place_and_deliver(
+                            session, url, feeds, following, [skus[0]], PROBE_WAIT_S
+                        )
                         if all(feed.live for feed in feeds):
                             break
                     else:
                         raise RuntimeError("the subscriptions did not all become live")
                     cpu0, t0 = server_cpu_s(pid), time.perf_counter()
                     placing = [skus[i % len(skus)] for i in range(sagas)]
-                    async with requests_probed(url) as latencies:
+                    async with requests_probed(url, probe) as answers:
                         measured = await _place_and_deliver(session, url, feeds, following, placing, None)
                     elapsed, cpu = time.perf_counter() - t0, server_cpu_s(pid) - cpu0
+                    memory = server_rss_mib(pid)
             finally:
                 for task in following:
                     task.cancel()
@@ -164,8 +204,8 @@ async def _deliver(
         "messages_per_s": round(messages / elapsed, 1),
         "server_cpu_ms_per_message": round(cpu * 1000 / messages, 4),
         # A plain query sent every 0.1 s from another process while the messages went out.
-        "requests_during_fanout": len(latencies),
-        "request_during_fanout_max_ms": round(max(latencies, default=0.0), 1),
+        **probe_figures(answers),
+        **memory,
         "in_order": in_order,
         "correct": in_order and messages > 0,
     }
@@ -184,7 +224,7 @@ async def _place_and_deliver(
     following: list[asyncio.Task[None]],
     skus: list[str],
     wait_s: float | None,
-) -> set[str]:
+) -> list[str]:
     """Place one saga per SKU given and wait until every subscriber has seen all of them end (or,
     with `wait_s`, no longer than that)."""
 
@@ -197,9 +237,9 @@ async def _place_and_deliver(
         placed = await post_graphql(session, url, PLACE, input=order)
         return str(placed["placeOrder"]["saga"]["id"])
 
-    saga_ids = set(await asyncio.gather(*(place(n, sku) for n, sku in enumerate(skus))))
+    saga_ids = await asyncio.gather(*(place(n, sku) for n, sku in enumerate(skus)))
     for feed in feeds:
-        feed.await_end_of(saga_ids)
+        feed.await_end_of(set(saga_ids))
     await _first_error_or(asyncio.gather(*(feed.done.wait() for feed in feeds)), following, wait_s)
     return saga_ids
 

@@ -9,6 +9,9 @@ transition, and however many notices were merged while it was busy, it never ski
 `sagaFeed` follows the whole journal in position order through the process's journal tail
 (api/live/journal_tail.py), from a client's cursor or from now: positions become visible in commit
 order, so asking for what is past the last position sent neither skips nor repeats.
+
+Both send each transition only once the process's pacer lets it through (api/live/pacing.py), so
+that thousands of subscribers woken by one commit do not hold the event loop from requests.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from api.graphql.journal import SagaUpdate, journal_position
 from api.graphql.types import SagaStatus, principal, service
 from api.live.hub import TransitionHub
 from api.live.journal_tail import JournalTail
+from api.live.pacing import Pacer
 from api.live.recent_transitions import RecentTransitions, Wanted, patiently
 from domain.model.saga import TERMINAL_STATUSES
 from domain.model.saga import SagaStatus as DomainSagaStatus
@@ -46,7 +50,11 @@ def live_transitions(timeline: TimelineReads, sagas: SagaReads) -> LiveTransitio
 
 
 async def updates_of_saga(
-    transitions: LiveTransitions, hub: TransitionHub, saga_id: str, customer_id: str | None = None
+    transitions: LiveTransitions,
+    hub: TransitionHub,
+    pacer: Pacer,
+    saga_id: str,
+    customer_id: str | None = None,
 ) -> AsyncGenerator[SagaUpdate, None]:
     """The saga's newest transition (its current state), then every later one in sequence order, up
     to and including a terminal status. With `customer_id`, another customer's saga is unknown."""
@@ -62,12 +70,14 @@ async def updates_of_saga(
         while sent.status not in TERMINAL_STATUSES:
             (notice,) = await notices.next()  # one per saga, and this subscriber hears of one saga
             for update in (await transitions.past({saga_id: Wanted(sent.sequence, notice.last)}))[saga_id]:
+                await pacer.turn()
                 sent = update
                 yield sent
 
 
 async def updates_of_all_sagas(
     tail: JournalTail[SagaUpdate],
+    pacer: Pacer,
     after: int | None,
     statuses: Collection[DomainSagaStatus] | None,
     customer_id: str | None = None,
@@ -80,6 +90,7 @@ async def updates_of_all_sagas(
         async for updates in batches:
             for update in updates:
                 if statuses is None or update.status in statuses:
+                    await pacer.turn()
                     yield update
 
 
@@ -121,7 +132,9 @@ class Subscription:
         ],
     ) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
-        return updates_of_saga(svc.live, svc.hub, str(saga_id), customer_filter(principal(info), None))
+        return updates_of_saga(
+            svc.live, svc.hub, svc.pacer, str(saga_id), customer_filter(principal(info), None)
+        )
 
     @strawberry.subscription(
         description="Every saga's transitions in journal (commit) order: with `after`, first every one "
@@ -151,6 +164,7 @@ class Subscription:
         svc, customer_id = service(info), customer_filter(principal(info), None)
         statuses = None if status is None else {DomainSagaStatus(s) for s in status}
         position = await journal_position(info, after)
-        async with aclosing(updates_of_all_sagas(svc.tail, position, statuses, customer_id)) as updates:
+        updates = updates_of_all_sagas(svc.tail, svc.pacer, position, statuses, customer_id)
+        async with aclosing(updates):
             async for update in updates:
                 yield update

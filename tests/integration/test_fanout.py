@@ -64,7 +64,7 @@ async def test_a_feed_follows_another_process_across_a_lost_listening_connection
     await follower.start()
     try:
         await stock_catalog(driver)
-        feed = updates_of_all_sagas(follower.tail, None, None)
+        feed = updates_of_all_sagas(follower.tail, follower.pacer, None, None)
         first = asyncio.ensure_future(anext(feed))
         await eventually(lambda: follower.tail.followers == 1, "the feed to follow the journal")
 
@@ -105,7 +105,7 @@ async def test_the_listener_outlives_a_catch_up_that_finds_no_read_connection(
         finally:
             await held.close()
         await eventually(follower.commit_listener.listening.is_set, "listening again", seconds=15)  # type: ignore[union-attr]
-        feed = updates_of_all_sagas(follower.tail, None, None)
+        feed = updates_of_all_sagas(follower.tail, follower.pacer, None, None)
         first = asyncio.ensure_future(anext(feed))
         await eventually(lambda: follower.tail.followers == 1, "the feed to follow the journal")
         heard = (await driver.orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))).saga_id

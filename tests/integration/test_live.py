@@ -13,6 +13,7 @@ from api.graphql.journal import SagaUpdate, updates_after
 from api.graphql.subscriptions import updates_of_all_sagas, updates_of_saga
 from api.live.hub import Committed, TransitionHub
 from api.live.journal_tail import JournalTail
+from api.live.pacing import Pacer
 from api.live.recent_transitions import RecentTransitions, Wanted
 from api.service import Service
 from domain.model.commands import PlaceOrder
@@ -69,7 +70,7 @@ async def test_a_saga_subscriber_that_paused_gets_every_missed_transition_then_c
 ) -> None:
     svc, gate = held
     saga_id = await place(svc, 2)
-    updates = updates_of_saga(svc.live, svc.hub, saga_id)
+    updates = updates_of_saga(svc.live, svc.hub, svc.pacer, saga_id)
     current = await anext(updates)
     assert (current.sequence, current.status) == (2, SagaStatus.STOCK_RESERVING)
 
@@ -87,7 +88,7 @@ async def test_a_feed_that_paused_gets_every_sagas_missed_transitions_once(
 ) -> None:
     svc, gate = held
     gate.release(Participant.INVENTORY)
-    feed = updates_of_all_sagas(svc.tail, None, None)
+    feed = updates_of_all_sagas(svc.tail, svc.pacer, None, None)
     first = asyncio.ensure_future(anext(feed))
     await eventually(lambda: svc.tail.followers == 1, "the feed to follow the journal")
     completing, failing = await place(svc, 1), await place(svc, 20)
@@ -141,7 +142,7 @@ async def test_a_feed_from_a_cursor_sends_what_followed_it_then_goes_on_live_non
     hub, tail = hand_fed_tail(svc)
     running = asyncio.create_task(tail.run())
     try:
-        feed = updates_of_all_sagas(tail, await last_position(svc, done), None)
+        feed = updates_of_all_sagas(tail, Pacer(), await last_position(svc, done), None)
         caught_up = await take(feed, 7)
         # Live from here: a notice sends what committed, and notices repeated late send nothing again.
         later = await place(svc, 1)
@@ -171,7 +172,8 @@ async def test_a_follower_busy_past_the_window_reads_what_it_missed_from_the_jou
     hub, tail = hand_fed_tail(svc, kept=3, batch=4)
     running = asyncio.create_task(tail.run())
     try:
-        slow, prompt = updates_of_all_sagas(tail, None, None), updates_of_all_sagas(tail, None, None)
+        pacer = Pacer()
+        slow, prompt = (updates_of_all_sagas(tail, pacer, None, None) for _ in range(2))
         pending = [asyncio.ensure_future(anext(slow)), asyncio.ensure_future(anext(prompt))]
         await eventually(lambda: tail.followers == 2, "both to follow")
         saga_ids = [await place(svc, 1) for _ in range(3)]
@@ -210,7 +212,7 @@ async def test_a_follower_counted_gets_every_event_committed_after(held: tuple[S
     tail = JournalTail(partial(updates_after, svc.timeline, svc.read), read_head_once_looked, hub, poll_s=60)
     running = asyncio.create_task(tail.run())
     try:
-        feed = updates_of_all_sagas(tail, None, None)
+        feed = updates_of_all_sagas(tail, Pacer(), None, None)
         first = asyncio.ensure_future(anext(feed))
 
         def counted() -> bool:
@@ -239,7 +241,7 @@ async def test_a_customers_follower_gets_its_own_sagas_only(held: tuple[Service,
     hub, tail = hand_fed_tail(svc)
     running = asyncio.create_task(tail.run())
     try:
-        mine = updates_of_all_sagas(tail, None, None, customer_id="c-2")
+        mine = updates_of_all_sagas(tail, Pacer(), None, None, customer_id="c-2")
         first = asyncio.ensure_future(anext(mine))
         await eventually(lambda: tail.followers == 1, "the customer to follow")
         other = await place(svc, 1)
