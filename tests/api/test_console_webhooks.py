@@ -91,5 +91,7 @@ async def test_failed_deliveries_are_shown_and_sent_again_and_a_disabled_endpoin
     assert answer == f"{len(sent)} sent again."
     await receiver.wait_for(ids_of(sent))
     receiver.check_order()
-    await page.run("window.dispatchEvent(new HashChangeEvent('hashchange'))")  # the page read afresh
+    # Received, and then recorded by the relay: the page read afresh shows what is stored.
+    await stored_for(live.gql, endpoint_id, len(sent), status=["SUCCEEDED"])
+    await page.run("window.dispatchEvent(new HashChangeEvent('hashchange'))")
     await page.until(f"return {ROWS.removeprefix('return ')}.every(s => s === 'SUCCEEDED')", what="delivered")
