@@ -63,6 +63,8 @@ class Feeds:
         )
 
 
+# The pacing is the event loop's, whatever the database: SQLite alone, as the test costs seconds.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_query_sent_while_thousands_of_subscribers_are_sent_to_is_answered(
     database_url: str,
 ) -> None:
