@@ -1,21 +1,27 @@
-"""The hot statements of a saga's steps, sent straight to the SQLite driver.
+"""The hot statements of a saga's steps, sent straight to the driver: sqlite3 or asyncpg.
 
 Every saga runs the same dozen statements (its participants' reads and writes, and the journal and
-read-model rows each commit sends), and on SQLite running them through SQLAlchemy cost about three
-times what sqlite3 spends on them: an execution context per call, each parameter of each row
-processed through several layers, a result object wrapped around the cursor. A `Prepared` statement
-is still written in SQLAlchemy Core, so its SQL, its types' conversions (UTC datetimes, JSON) and the
-tables it names are the ones everything else uses; what it skips is the per-call machinery. It is
-compiled once per set of parameter names (and per length of each expanding IN list), its parameters
-are converted by the same processors SQLAlchemy would apply, and sqlite3 runs it (sqlite3 keeps the
-prepared statement in its own per-connection cache). Errors come back as SQLAlchemy's exceptions, so
-callers catch the same `IntegrityError` or `DBAPIError` on either path.
+read-model rows each commit sends), and running them through SQLAlchemy cost about three times what
+sqlite3 spends on them on SQLite, and on PostgreSQL about as much again as asyncpg spends: an
+execution context per call (on asyncpg, a greenlet hop too), each parameter of each row processed
+through several layers, a result object wrapped around the cursor. A `Prepared` statement is still
+written in SQLAlchemy Core, so its SQL, its types' conversions (UTC datetimes, JSON) and the tables it
+names are the ones everything else uses; what it skips is the per-call machinery. It is compiled once
+per dialect and set of parameter names (and per length of each expanding IN list), its parameters are
+converted by the same processors SQLAlchemy would apply, and the driver runs it: sqlite3 keeps the
+prepared statement in its own per-connection cache (`run`); on PostgreSQL (`run_async`) it runs on a
+cursor of SQLAlchemy's asyncpg adaptor under the transaction's connection, whose per-connection cache
+of asyncpg prepared statements, and whose transaction, it shares with what SQLAlchemy runs there; a
+batch is asyncpg's executemany, one pipelined round trip. Errors come back as SQLAlchemy's exceptions
+(on PostgreSQL through SQLAlchemy's own handling, so a lost connection is invalidated as there), so
+callers catch the same `IntegrityError` or `DBAPIError`, with the same SQLSTATE and constraint name,
+on either path.
 
-Only SQLite's blocking writer takes this path (`persistence/connection.py`'s `BlockingDb`), and only with
-the fast paths on (`Settings.fast_paths`): it leans on SQLAlchemy's compiler internals (`positiontup`,
-`binds`, the `__[POSTCOMPILE_name]` placeholder; docs/library-internals.md). Otherwise, and always on
-PostgreSQL, the statement runs through SQLAlchemy, whose asyncpg dialect already prepares statements
-once per connection.
+The writers take this path (`persistence/connection.py`'s `BlockingDb` on SQLite, `AsyncDb` on
+PostgreSQL) only with the fast paths on (`Settings.fast_paths`): it leans on SQLAlchemy's internals
+(the compiler's `positiontup`, `binds`, prefetch lists and `__[POSTCOMPILE_name]` placeholder; the
+asyncpg adaptor's cursor coroutines; `Connection._handle_dbapi_exception`; docs/library-internals.md).
+Otherwise the statement runs through SQLAlchemy like any other.
 """
 
 from __future__ import annotations
