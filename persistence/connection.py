@@ -126,7 +126,9 @@ class AsyncDb(_Transactional):
         self.dialect = conn.dialect
         self.waits_for_stock = waits_for_stock
         self._cursor: Any = None
-        if prepared and conn.dialect.driver == "asyncpg":
+        # Only in a transaction SQLAlchemy has begun: one that a statement on the adaptor began
+        # would be unknown to SQLAlchemy, whose commit would then leave it uncommitted.
+        if prepared and conn.dialect.driver == "asyncpg" and conn.in_transaction():
             # A cursor of the asyncpg adaptor the connection holds: statements run on it share the
             # transaction (and the prepared statements) of the ones SQLAlchemy runs.
             self._cursor = conn.sync_connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -299,6 +299,17 @@ async def test_an_expanding_list_on_asyncpg_matches_as_in_sqlalchemy(
         assert [tuple(r) for r in prepared] == [tuple(r) for r in plain] != []
 
 
+async def test_writes_on_a_connection_not_yet_begun_are_committed_by_sqlalchemy_s_commit(
+    pg: AsyncEngine,
+) -> None:
+    async with pg.connect() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+        await conn.commit()
+    async with pg.connect() as conn:
+        stored = (await conn.execute(text("SELECT count(*) FROM journal WHERE saga_id = 's-1'"))).scalar()
+    assert stored == 3
+
+
 async def test_a_batch_on_asyncpg_writes_every_row_with_the_statement_s_own_values(pg: AsyncEngine) -> None:
     async with pg.begin() as conn:
         db = AsyncDb(conn)
