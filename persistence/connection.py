@@ -5,8 +5,8 @@ On PostgreSQL it runs on the event loop over asyncpg (`AsyncDb`). On SQLite it r
 own thread over the sqlite3 module (`BlockingDb`), a whole group commit in one hop: there every await
 on the `Db` completes at once, so `run_blocking` runs the coroutine to its end without an event loop.
 That spares the per-statement thread hand-off of an async SQLite driver, which dominated the cost of
-a saga step. There, too, the hot statements (`Prepared`) go straight to sqlite3
-(persistence/prepared.py).
+a saga step. On either, the hot statements (`Prepared`) go straight to the driver, sqlite3 or
+asyncpg (persistence/prepared.py).
 """
 
 from __future__ import annotations
@@ -117,14 +117,26 @@ class _Transactional(ABC):
 
 
 class AsyncDb(_Transactional):
-    def __init__(self, conn: AsyncConnection, waits_for_stock: bool = False) -> None:
+    """`prepared`: whether `Prepared` statements go straight to asyncpg (the fast path) or, like any
+    other, through SQLAlchemy."""
+
+    def __init__(self, conn: AsyncConnection, waits_for_stock: bool = False, prepared: bool = True) -> None:
         super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
         self.waits_for_stock = waits_for_stock
+        self._cursor: Any = None
+        # Only in a transaction SQLAlchemy has begun: one that a statement on the adaptor began
+        # would be unknown to SQLAlchemy, whose commit would then leave it uncommitted.
+        if prepared and conn.dialect.driver == "asyncpg" and conn.in_transaction():
+            # A cursor of the asyncpg adaptor the connection holds: statements run on it share the
+            # transaction (and the prepared statements) of the ones SQLAlchemy runs.
+            self._cursor = conn.sync_connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
+            if self._cursor is not None:
+                return await statement.run_async(self._conn, self._cursor, parameters)
             statement = statement.statement
         return await self._conn.execute(statement, parameters)
 

@@ -1,21 +1,27 @@
-"""The hot statements of a saga's steps, sent straight to the SQLite driver.
+"""The hot statements of a saga's steps, sent straight to the driver: sqlite3 or asyncpg.
 
 Every saga runs the same dozen statements (its participants' reads and writes, and the journal and
-read-model rows each commit sends), and on SQLite running them through SQLAlchemy cost about three
-times what sqlite3 spends on them: an execution context per call, each parameter of each row
-processed through several layers, a result object wrapped around the cursor. A `Prepared` statement
-is still written in SQLAlchemy Core, so its SQL, its types' conversions (UTC datetimes, JSON) and the
-tables it names are the ones everything else uses; what it skips is the per-call machinery. It is
-compiled once per set of parameter names (and per length of each expanding IN list), its parameters
-are converted by the same processors SQLAlchemy would apply, and sqlite3 runs it (sqlite3 keeps the
-prepared statement in its own per-connection cache). Errors come back as SQLAlchemy's exceptions, so
-callers catch the same `IntegrityError` or `DBAPIError` on either path.
+read-model rows each commit sends), and running them through SQLAlchemy cost about three times what
+sqlite3 spends on them on SQLite, and on PostgreSQL about as much again as asyncpg spends: an
+execution context per call (on asyncpg, a greenlet hop too), each parameter of each row processed
+through several layers, a result object wrapped around the cursor. A `Prepared` statement is still
+written in SQLAlchemy Core, so its SQL, its types' conversions (UTC datetimes, JSON) and the tables it
+names are the ones everything else uses; what it skips is the per-call machinery. It is compiled once
+per dialect and set of parameter names (and per length of each expanding IN list), its parameters are
+converted by the same processors SQLAlchemy would apply, and the driver runs it: sqlite3 keeps the
+prepared statement in its own per-connection cache (`run`); on PostgreSQL (`run_async`) it runs on a
+cursor of SQLAlchemy's asyncpg adaptor under the transaction's connection, whose per-connection cache
+of asyncpg prepared statements, and whose transaction, it shares with what SQLAlchemy runs there; a
+batch is asyncpg's executemany, one pipelined round trip. Errors come back as SQLAlchemy's exceptions
+(on PostgreSQL through SQLAlchemy's own handling, so a lost connection is invalidated as there), so
+callers catch the same `IntegrityError` or `DBAPIError`, with the same SQLSTATE and constraint name,
+on either path.
 
-Only SQLite's blocking writer takes this path (`persistence/connection.py`'s `BlockingDb`), and only with
-the fast paths on (`Settings.fast_paths`): it leans on SQLAlchemy's compiler internals (`positiontup`,
-`binds`, the `__[POSTCOMPILE_name]` placeholder; docs/library-internals.md). Otherwise, and always on
-PostgreSQL, the statement runs through SQLAlchemy, whose asyncpg dialect already prepares statements
-once per connection.
+The writers take this path (`persistence/connection.py`'s `BlockingDb` on SQLite, `AsyncDb` on
+PostgreSQL) only with the fast paths on (`Settings.fast_paths`): it leans on SQLAlchemy's internals
+(the compiler's `positiontup`, `binds`, prefetch lists and `__[POSTCOMPILE_name]` placeholder; the
+asyncpg adaptor's cursor coroutines; `Connection._handle_dbapi_exception`; docs/library-internals.md).
+Otherwise the statement runs through SQLAlchemy like any other.
 """
 
 from __future__ import annotations
@@ -26,14 +32,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Dialect
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
 Processor = Callable[[Any], Any] | None
 Statement = UpdateBase | Select[Any]  # an INSERT, UPDATE or DELETE, or a SELECT
+PARAMSTYLES = ("qmark", "numeric_dollar")  # sqlite3's `?`, asyncpg's `$1`
 
 
 class Rows(Protocol):
@@ -75,12 +83,42 @@ class Prepared:
         # SELECT), so a batch's rowcount is as sane as a single statement's.
         return _Fetched(form.read(fetched), cursor.rowcount)
 
+    async def run_async(self, conn: AsyncConnection, cursor: Any, parameters: Any = None) -> Rows:
+        """Run the statement on PostgreSQL: on `cursor`, a cursor of the asyncpg adaptor underneath
+        `conn` (whose transaction it joins, beginning it if no statement has yet), with `parameters`
+        as for `run`. A batch is asyncpg's executemany, one pipelined round trip; its rowcount is -1,
+        as SQLAlchemy's is on asyncpg (`supports_sane_multi_rowcount`). Raises what SQLAlchemy would
+        raise for the driver's error, `conn` invalidated as SQLAlchemy invalidates it."""
+        dialect = conn.dialect
+        many = isinstance(parameters, list)
+        rows: list[Mapping[str, Any]] = parameters if many else [parameters or {}]
+        form = self._form(dialect, tuple(rows[0]))
+        sql, values = form.bind(rows)
+        # The schema's generation SQLAlchemy hands each cursor, so that statements asyncpg prepared
+        # before a change of types are prepared again.
+        cursor._invalidate_schema_cache_asof = getattr(dialect, "_invalidate_schema_cache_asof", 0)
+        try:
+            if many:
+                await cursor._executemany(sql, values)
+                return _Fetched([], -1)
+            await cursor._prepare_and_execute(sql, values[0])
+        except dialect.loaded_dbapi.Error as error:
+            # SQLAlchemy's own handling of a driver error: the exception class by the error's kind,
+            # the connection invalidated (and the pool's older ones) when the error says it is lost.
+            await conn.run_sync(_raise_as_sqlalchemy, error, sql, values)
+            raise  # not reached: the above raises
+        return _Fetched(form.read(cursor._rows), cursor.rowcount)
+
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
         shape = (dialect.name, *keys)
         form = self._forms.get(shape)
         if form is None:
             form = self._forms[shape] = _Form.compile(self.statement, dialect, keys)
         return form
+
+
+def _raise_as_sqlalchemy(conn: Connection, error: Exception, sql: str, values: list[list[Any]]) -> None:
+    conn._handle_dbapi_exception(error, sql, values if len(values) > 1 else values[0], None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +138,15 @@ class _Form:
     sql: str
     binds: tuple[_Bind, ...]
     columns: tuple[Any, ...] | None  # the row type and each column's processor, or None: no rows
-    expanded: dict[tuple[int, ...], str]
+    # By the lengths of the lists: the SQL, and the order of the values for it when it is not the
+    # order `bind` lays them out in (numbered parameters, on PostgreSQL).
+    expanded: dict[tuple[int, ...], tuple[str, tuple[int, ...] | None]]
+    compiled: SQLCompiler
 
     @classmethod
     def compile(cls, statement: Statement, dialect: Dialect, keys: Sequence[str]) -> _Form:
-        if dialect.paramstyle != "qmark":
-            raise ValueError(f"prepared statements run on sqlite3 (qmark parameters), not {dialect.name}")
+        if dialect.paramstyle not in PARAMSTYLES:
+            raise ValueError(f"prepared statements take {PARAMSTYLES} parameters, not {dialect.paramstyle}")
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
         # What SQLAlchemy's execution context would add, which this path has not: Python-side
@@ -129,7 +170,7 @@ class _Form:
             row = namedtuple("Row", [c.key for c in selected])  # type: ignore[misc]
             processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected]
             columns = (row, processors)
-        return cls(compiled.string, tuple(binds), columns, {})
+        return cls(compiled.string, tuple(binds), columns, {}, compiled)
 
     def bind(self, rows: list[Mapping[str, Any]]) -> tuple[str, list[list[Any]]]:
         """The SQL for these rows and each row's values in the order of its `?`s."""
@@ -145,20 +186,48 @@ class _Form:
             values.append(flat)
         first = rows[0]
         lengths = tuple(len(first[b.key] if b.given else b.value) for b in self.binds if b.expanding)
-        return (self._expand(lengths) if lengths else self.sql), values
+        if not lengths:
+            return self.sql, values
+        sql, reorder = self._expand(lengths)
+        if reorder is not None:
+            values = [[flat[i] for i in reorder] for flat in values]
+        return sql, values
 
-    def _expand(self, lengths: tuple[int, ...]) -> str:
+    def _expand(self, lengths: tuple[int, ...]) -> tuple[str, tuple[int, ...] | None]:
         # An expanding IN list is rendered once per length: `IN (?, ?, ?)` for three values. The
         # lengths are an order's SKUs or a few statuses, bounded by the domain (MAX_LINES).
-        sql = self.expanded.get(lengths)
-        if sql is None:
+        found = self.expanded.get(lengths)
+        if found is None:
             if 0 in lengths:
                 raise ValueError("an expanding parameter of a prepared statement takes at least one value")
-            sql = self.sql
-            for bind, length in zip((b for b in self.binds if b.expanding), lengths, strict=True):
-                sql = sql.replace(f"__[POSTCOMPILE_{bind.name}]", ", ".join("?" * length), 1)
-            self.expanded[lengths] = sql
-        return sql
+            expanding = [b for b in self.binds if b.expanding]
+            reorder = None
+            if self.compiled.dialect.paramstyle == "qmark":
+                sql = self.sql
+                for bind, length in zip(expanding, lengths, strict=True):
+                    sql = sql.replace(f"__[POSTCOMPILE_{bind.name}]", ", ".join("?" * length), 1)
+            else:
+                # Numbered parameters ($1, $2) are numbered again after a list, as SQLAlchemy does it.
+                sizes = dict(zip((b.name for b in expanding), lengths, strict=True))
+                state = self.compiled.construct_expanded_state(
+                    {b.key: [None] * sizes[b.name] if b.expanding else None for b in self.binds if b.given}
+                )
+                order = [
+                    name
+                    for b in self.binds
+                    for name in (
+                        [f"{b.name}_{i}" for i in range(1, sizes[b.name] + 1)] if b.expanding else [b.name]
+                    )
+                ]
+                # SQLAlchemy numbers the values anew, not always in the order `bind` lays them out
+                # (a list's values may come after a later parameter): where each one comes from.
+                unknown = set(state.positiontup or ()) - set(order)
+                if unknown:
+                    raise ValueError(f"expanded parameters {sorted(unknown)} that the statement has not")
+                layout = [order.index(name) for name in state.positiontup or ()]
+                sql, reorder = state.statement, (None if layout == list(range(len(order))) else tuple(layout))
+            self.expanded[lengths] = found = (sql, reorder)
+        return found
 
     def read(self, fetched: list[tuple[Any, ...]]) -> list[Any]:
         if self.columns is None or not fetched:

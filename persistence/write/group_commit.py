@@ -88,8 +88,8 @@ class GroupCommitRunner:
     ) -> None:
         """`admission_timeout`: seconds work may wait for a lane before it is withdrawn (None: no
         limit). `commit`: how a batch on the async engine commits (api/staged_faults.py stages a
-        lost answer there). `prepared`: whether SQLite's hot statements go straight to sqlite3
-        (persistence/prepared.py) rather than through SQLAlchemy."""
+        lost answer there). `prepared`: whether the hot statements go straight to the driver, sqlite3
+        or asyncpg (persistence/prepared.py), rather than through SQLAlchemy."""
         self._engine = engine
         self._make_transaction = make_transaction
         self._metrics = metrics
@@ -258,7 +258,7 @@ class GroupCommitRunner:
         if isinstance(self._engine, AsyncEngine):
             async with self._engine.connect() as conn:
                 await conn.begin()
-                db = AsyncDb(conn, waits_for_stock=waits)
+                db = AsyncDb(conn, waits_for_stock=waits, prepared=self._prepared)
                 results = []
                 for job in jobs:
                     if job.lock_order in aside.values():

@@ -1,7 +1,7 @@
 """The same requests, served with the fast paths (`Settings.fast_paths`, `serve --no-fast-paths`) and
 without them, get the same answers: over HTTP and over WebSocket subscriptions, on each database.
 Without them, each of the shortcuts is seen to be off: every subscriber renders its own messages, and
-SQLite's hot statements go through SQLAlchemy."""
+the hot statements go through SQLAlchemy (with them, straight to sqlite3 or asyncpg)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ async def test_the_same_requests_get_the_same_answers_with_and_without_the_fast_
     assert plain == fast
     assert "BAD_REQUEST" in fast and "QUERY_TOO_COMPLEX" in fast and "COMPLETED" in fast
     # The shortcuts are off without the fast paths: two subscribers share a selection, and each
-    # renders its own transitions; the journal is written through SQLAlchemy on SQLite too.
+    # renders its own transitions; the journal is written through SQLAlchemy, not the driver directly.
     assert plain_renderings > fast_renderings
     assert plain_inserts > 0
-    assert (fast_inserts == 0) == database_url.startswith("sqlite")
+    assert fast_inserts == 0

@@ -1,15 +1,21 @@
-"""Prepared statements on SQLite (persistence/prepared.py) read and write exactly what the same
-statements do through SQLAlchemy: the same stored text for times and JSON, the same rows back, the
-same row counts and the same exceptions."""
+"""Prepared statements (persistence/prepared.py), on sqlite3 and on asyncpg, read and write exactly
+what the same statements do through SQLAlchemy: the same stored text for times and JSON, the same
+rows back, the same row counts and the same exceptions (on PostgreSQL, with the constraint's name and
+the SQLSTATE the retries read, and a lost connection invalidated). Every hot statement the service
+prepares is accepted by the migrated schema of either database."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import importlib
+import pkgutil
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,21 +23,33 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Insert,
     Integer,
     MetaData,
     String,
     Table,
     bindparam,
+    delete,
     insert,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.connection import BlockingDb, run_blocking
-from persistence.database import make_writer_engine
+import persistence.write
+from persistence.connection import AsyncDb, BlockingDb, run_blocking
+from persistence.database import (
+    is_contention,
+    is_key_clash,
+    is_sqlite,
+    is_transient,
+    make_engine,
+    make_writer_engine,
+    sqlstate,
+)
 from persistence.migrate import upgrade
 from persistence.prepared import Prepared
 from persistence.tables import UtcDateTime, journal, saga_timeline
@@ -199,3 +217,212 @@ def test_a_time_is_stored_on_sqlite_as_sqlalchemy_s_datetime_stores_it(moment: d
     ours = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert plain is not None and ours is not None
     assert ours(moment) == plain(utc.replace(tzinfo=None))
+
+
+# PostgreSQL: the same statements on asyncpg, run beside SQLAlchemy in one transaction.
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    writer = make_engine(postgres_url)
+    async with writer.begin() as conn:
+        await conn.execute(delete(journal))
+    yield writer
+    await writer.dispose()
+
+
+async def both_async(engine: AsyncEngine, statement: Prepared, parameters: Any) -> tuple[Any, Any]:
+    """The statement run on asyncpg, then through SQLAlchemy, in one transaction rolled back after."""
+    async with engine.connect() as conn:
+        await conn.begin()
+        db = AsyncDb(conn)
+        prepared = await db.execute(statement, parameters)
+        plain = await db.execute(statement.statement, parameters)
+        await conn.rollback()
+    return prepared, plain
+
+
+async def test_rows_written_on_asyncpg_are_stored_as_sqlalchemy_stores_them(pg: AsyncEngine) -> None:
+    async with pg.begin() as conn:
+        db = AsyncDb(conn)
+        await db.execute(INSERT, rows("prepared"))
+        await db.execute(INSERT.statement, rows("plain"))
+        await db.execute(INSERT, rows("one")[0])
+        stored = {
+            saga: (
+                await conn.execute(
+                    text(
+                        "SELECT sequence, type, version, data::text, recorded_at FROM journal"
+                        " WHERE saga_id = :s ORDER BY sequence"
+                    ),
+                    {"s": saga},
+                )
+            ).all()
+            for saga in ("prepared", "plain", "one")
+        }
+    assert stored["prepared"] == stored["plain"] != []
+    assert stored["one"] == stored["plain"][:1]
+    assert stored["prepared"][0].recorded_at == AT + timedelta(microseconds=1)
+
+
+async def test_rows_read_on_asyncpg_are_named_and_converted_as_sqlalchemy_reads_them(pg: AsyncEngine) -> None:
+    async with pg.begin() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+    prepared, plain = await both_async(pg, READ, {"saga": "s-1"})
+
+    read = list(prepared)
+    assert [tuple(r) for r in read] == [tuple(r) for r in plain]
+    assert read[0].recorded_at == AT + timedelta(microseconds=1) and read[
+        0
+    ].recorded_at.utcoffset() == timedelta(0)
+    assert read[2].data == rows("s-1")[2]["data"] and read[2].type == "StepSucceeded"
+    assert prepared.first() == read[0]
+    assert (await both_async(pg, READ, {"saga": "none"}))[0].first() is None
+
+
+@pytest.mark.parametrize(
+    "types", [["StepStarted"], ["SagaStarted", "StepSucceeded"], ["A", "B", "SagaStarted"]]
+)
+async def test_an_expanding_list_on_asyncpg_matches_as_in_sqlalchemy(
+    pg: AsyncEngine, types: list[str]
+) -> None:
+    async with pg.begin() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+    # A list numbers the parameters after it anew: the saga's comes after the types here.
+    after = Prepared(
+        select(journal.c.sequence)
+        .where(journal.c.type.in_(bindparam("types", expanding=True)), journal.c.saga_id == bindparam("saga"))
+        .order_by(journal.c.sequence)
+    )
+    for statement in (OF_TYPES, after):
+        prepared, plain = await both_async(pg, statement, {"saga": "s-1", "types": types})
+        assert [tuple(r) for r in prepared] == [tuple(r) for r in plain] != []
+
+
+async def test_writes_on_a_connection_not_yet_begun_are_committed_by_sqlalchemy_s_commit(
+    pg: AsyncEngine,
+) -> None:
+    async with pg.connect() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+        await conn.commit()
+    async with pg.connect() as conn:
+        stored = (await conn.execute(text("SELECT count(*) FROM journal WHERE saga_id = 's-1'"))).scalar()
+    assert stored == 3
+
+
+async def test_a_batch_on_asyncpg_writes_every_row_with_the_statement_s_own_values(pg: AsyncEngine) -> None:
+    async with pg.begin() as conn:
+        db = AsyncDb(conn)
+        await db.execute(INSERT, rows("s-1"))
+        batch = await db.execute(BUMP, [{"saga": "s-1", "at": n} for n in (1, 3, 4)])
+        one = await db.execute(BUMP, {"saga": "s-1", "at": 2})
+        versions = (await conn.execute(text("SELECT version FROM journal ORDER BY sequence"))).scalars().all()
+    assert batch.rowcount == -1  # as SQLAlchemy's on asyncpg: no count for an executemany
+    assert one.rowcount == 1
+    assert versions == [2, 2, 2]
+
+
+async def test_a_key_clash_on_asyncpg_is_sqlalchemy_s_integrity_error_naming_the_key(pg: AsyncEngine) -> None:
+    async with pg.connect() as conn:
+        await conn.begin()
+        db = AsyncDb(conn)
+        await db.execute(INSERT, rows("s-1"))
+        for clash in (rows("s-1")[:1], rows("s-1")[0]):  # a batch, and one row
+            savepoint = await db.begin_nested()
+            with pytest.raises(IntegrityError) as raised:
+                await db.execute(INSERT, clash)
+            await savepoint.rollback()
+            assert is_key_clash(raised.value, journal)
+            assert sqlstate(raised.value) == "23505"
+        await conn.rollback()
+
+
+async def test_a_held_row_on_asyncpg_fails_with_the_sqlstate_the_retries_read(pg: AsyncEngine) -> None:
+    nowait = Prepared(
+        select(journal.c.sequence).where(journal.c.saga_id == bindparam("saga")).with_for_update(nowait=True)
+    )
+    async with pg.begin() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+    async with pg.connect() as holder, pg.connect() as other:
+        await holder.begin()
+        await holder.execute(text("SELECT 1 FROM journal WHERE saga_id = 's-1' FOR UPDATE"))
+        await other.begin()
+        with pytest.raises(DBAPIError) as raised:
+            await AsyncDb(other).execute(nowait, {"saga": "s-1"})
+        assert sqlstate(raised.value) == "55P03" and is_contention(raised.value)
+        assert not raised.value.connection_invalidated
+        await other.rollback()
+        await holder.rollback()
+
+
+async def test_a_lost_connection_on_asyncpg_is_invalidated_as_sqlalchemy_does(pg: AsyncEngine) -> None:
+    async with pg.connect() as conn, pg.connect() as killer:
+        await conn.begin()
+        db = AsyncDb(conn)
+        await db.execute(READ, {"saga": "s-1"})
+        backend = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        await killer.commit()
+        with pytest.raises(DBAPIError) as raised:
+            for _ in range(50):  # until the connection has read the server's goodbye
+                await db.execute(READ, {"saga": "s-1"})
+                await asyncio.sleep(0.01)
+        assert raised.value.connection_invalidated and is_transient(raised.value)
+        assert conn.invalidated
+
+
+def _hot_statements() -> list[tuple[str, Prepared]]:
+    """Every Prepared statement the service's write side keeps at module level, by name."""
+    found: list[tuple[str, Prepared]] = []
+    for info in pkgutil.iter_modules(persistence.write.__path__):
+        module = importlib.import_module(f"persistence.write.{info.name}")
+        for name, value in vars(module).items():
+            values = value.values() if isinstance(value, dict) else [value]
+            found += [(f"{info.name}.{name}", v) for v in values if isinstance(v, Prepared)]
+    return found
+
+
+def _every_column(statement: Prepared) -> tuple[str, ...]:
+    """The keys an INSERT is given (each column of its table), or the statement's own bind keys."""
+    sql = statement.statement
+    if isinstance(sql, Insert):
+        return tuple(column.key for column in sql.table.columns)
+    return tuple(bind.key for bind in sql.compile().binds.values() if bind.required)
+
+
+async def test_every_hot_statement_is_accepted_by_the_migrated_schema(database_url: str) -> None:
+    """A column a statement names and the migrated table lacks (or a type it casts to that the column
+    cannot take) fails here, on each database, before any saga meets it."""
+    statements = _hot_statements()
+    assert len(statements) > 20
+    if is_sqlite(database_url):
+        writer = make_writer_engine(database_url)
+        assert isinstance(writer, Engine)
+        with writer.connect() as conn:
+            sqlite_connection = conn.connection.driver_connection
+            assert sqlite_connection is not None
+            for name, statement in statements:
+                sql, values = _sql_of(statement, writer.dialect)
+                try:
+                    sqlite_connection.execute(f"EXPLAIN {sql}", values)
+                except sqlite3.Error as error:
+                    pytest.fail(f"{name}: {error}")
+        writer.dispose()
+        return
+    engine = make_engine(database_url)
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        for name, statement in statements:
+            try:
+                await raw.prepare(_sql_of(statement, engine.dialect)[0])
+            except asyncpg.PostgresError as error:
+                pytest.fail(f"{name}: {error}")
+    await engine.dispose()
+
+
+def _sql_of(statement: Prepared, dialect: Any) -> tuple[str, list[Any]]:
+    """The statement's SQL as the driver gets it, and values for it (NULLs; each list one long)."""
+    form = statement._form(dialect, _every_column(statement))
+    sql, values = form.bind([{b.key: [None] if b.expanding else None for b in form.binds if b.given}])
+    return sql, values[0]
