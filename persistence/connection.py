@@ -125,18 +125,27 @@ class AsyncDb(_Transactional):
         self._conn = conn
         self.dialect = conn.dialect
         self.waits_for_stock = waits_for_stock
+        self._fast = prepared and conn.dialect.driver == "asyncpg"
         self._cursor: Any = None
-        # Only in a transaction SQLAlchemy has begun: one that a statement on the adaptor began
-        # would be unknown to SQLAlchemy, whose commit would then leave it uncommitted.
-        if prepared and conn.dialect.driver == "asyncpg" and conn.in_transaction():
-            # A cursor of the asyncpg adaptor the connection holds: statements run on it share the
-            # transaction (and the prepared statements) of the ones SQLAlchemy runs.
+
+    def _adaptor_cursor(self) -> Any | None:
+        """A cursor of the asyncpg adaptor the connection holds, whose statements share the
+        transaction (and the prepared statements) of the ones SQLAlchemy runs; None when a statement
+        must go through SQLAlchemy. Asked at each statement: only in a transaction SQLAlchemy has
+        begun (one that a statement on the adaptor began would be unknown to SQLAlchemy, whose
+        commit would leave it uncommitted), and only on a connection still valid."""
+        conn = self._conn
+        if not self._fast or not conn.in_transaction() or conn.invalidated:
+            return None
+        if self._cursor is None:
             self._cursor = conn.sync_connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
 
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
-            if self._cursor is not None:
-                return await statement.run_async(self._conn, self._cursor, parameters)
+            cursor = self._adaptor_cursor()
+            if cursor is not None:
+                return await statement.run_async(self._conn, cursor, parameters)
             statement = statement.statement
         return await self._conn.execute(statement, parameters)
 

@@ -45,7 +45,8 @@ PARAMSTYLES = ("qmark", "numeric_dollar")  # sqlite3's `?`, asyncpg's `$1`
 
 
 class Rows(Protocol):
-    """What running a statement gives its caller, on either path: its rows and how many it changed."""
+    """What running a statement gives its caller, on either path: its rows and how many it changed
+    (-1 for a batch on asyncpg, which counts none: `dialect.supports_sane_multi_rowcount`)."""
 
     @property
     def rowcount(self) -> int: ...
@@ -62,7 +63,7 @@ class Prepared:
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
-        self._forms: dict[tuple[str, ...], _Form] = {}  # by dialect name and parameter names
+        self._forms: dict[tuple[str, ...], _Form] = {}  # by dialect, driver and parameter names
 
     def run(self, cursor: sqlite3.Cursor, dialect: Dialect, parameters: Any = None) -> Rows:
         """Run the statement on `cursor` (one row of parameters, a list of rows for executemany,
@@ -107,10 +108,16 @@ class Prepared:
             # the connection invalidated (and the pool's older ones) when the error says it is lost.
             await conn.run_sync(_raise_as_sqlalchemy, error, sql, values)
             raise  # not reached: the above raises
+        except BaseException as exit:
+            if not isinstance(exit, Exception):
+                # Cut off mid-statement (a cancellation): the connection's state is unknown, so it
+                # is discarded rather than handed to the next transaction, as SQLAlchemy does.
+                await conn.invalidate(exit)
+            raise
         return _Fetched(form.read(cursor._rows), cursor.rowcount)
 
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
-        shape = (dialect.name, *keys)
+        shape = (dialect.name, dialect.driver, *keys)
         form = self._forms.get(shape)
         if form is None:
             form = self._forms[shape] = _Form.compile(self.statement, dialect, keys)

@@ -7,6 +7,7 @@ prepares is accepted by the migrated schema of either database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import pkgutil
 import sqlite3
@@ -30,6 +31,8 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    event,
+    func,
     insert,
     select,
     text,
@@ -231,15 +234,48 @@ async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     await writer.dispose()
 
 
+@contextlib.contextmanager
+def through_sqlalchemy() -> Iterator[list[str]]:
+    """The statements SQLAlchemy executes meanwhile (none for a statement run on asyncpg)."""
+    executed: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        executed.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
 async def both_async(engine: AsyncEngine, statement: Prepared, parameters: Any) -> tuple[Any, Any]:
-    """The statement run on asyncpg, then through SQLAlchemy, in one transaction rolled back after."""
+    """The statement run on asyncpg (checked: SQLAlchemy executes nothing), then through SQLAlchemy,
+    in one transaction rolled back after."""
     async with engine.connect() as conn:
         await conn.begin()
         db = AsyncDb(conn)
-        prepared = await db.execute(statement, parameters)
+        with through_sqlalchemy() as executed:
+            prepared = await db.execute(statement, parameters)
+        assert executed == []
         plain = await db.execute(statement.statement, parameters)
         await conn.rollback()
     return prepared, plain
+
+
+async def test_a_statement_cancelled_on_asyncpg_discards_its_connection(pg: AsyncEngine) -> None:
+    sleeping = Prepared(select(func.pg_sleep(bindparam("seconds")).label("slept")))
+    async with pg.connect() as conn:
+        await conn.begin()
+        db = AsyncDb(conn)
+        with through_sqlalchemy() as executed:
+            running = asyncio.ensure_future(db.execute(sleeping, {"seconds": 5}))
+            await asyncio.sleep(0.2)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        assert [s for s in executed if "pg_sleep" in s] == []  # it ran on asyncpg
+        assert conn.invalidated  # not handed to the next transaction mid-statement
 
 
 async def test_rows_written_on_asyncpg_are_stored_as_sqlalchemy_stores_them(pg: AsyncEngine) -> None:
@@ -303,11 +339,15 @@ async def test_writes_on_a_connection_not_yet_begun_are_committed_by_sqlalchemy_
     pg: AsyncEngine,
 ) -> None:
     async with pg.connect() as conn:
-        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+        db = AsyncDb(conn)
+        with through_sqlalchemy() as executed:
+            await db.execute(INSERT, rows("s-1"))  # through SQLAlchemy, which begins
+            await db.execute(INSERT, rows("s-2"))  # in that transaction: on asyncpg
         await conn.commit()
+    assert len([s for s in executed if s.startswith("INSERT INTO journal")]) == 1
     async with pg.connect() as conn:
-        stored = (await conn.execute(text("SELECT count(*) FROM journal WHERE saga_id = 's-1'"))).scalar()
-    assert stored == 3
+        stored = (await conn.execute(text("SELECT count(*) FROM journal"))).scalar()
+    assert stored == 6
 
 
 async def test_a_batch_on_asyncpg_writes_every_row_with_the_statement_s_own_values(pg: AsyncEngine) -> None:
