@@ -84,6 +84,7 @@ class FaultInjector:
         if self._store is not None:
             await self._store.put(participant.value, _stored(fault) if fault.is_staged else None)
         self._remember(participant, fault)
+        self._changes.made()
 
     async def clear(self) -> None:
         if self._store is not None:
@@ -131,7 +132,8 @@ class FaultInjector:
         return left is not None
 
     def _remember(self, participant: Participant, fault: Fault) -> None:
-        self._changes.made()
+        # Not a change a read could undo: a failure counted off here is counted off in the store
+        # too, which decides the next one (a read from before it says one more is left, no worse).
         if fault.is_staged:
             self._faults[participant] = fault
         else:
