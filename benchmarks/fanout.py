@@ -35,7 +35,15 @@ import aiohttp
 
 from benchmarks import workload
 from benchmarks.databases import Database, fresh_database
-from benchmarks.fullstack import AWAIT_MS, PLACE, post_graphql, served, server_cpu_s, stock_catalog
+from benchmarks.fullstack import (
+    AWAIT_MS,
+    PLACE,
+    memory_mib,
+    post_graphql,
+    served,
+    server_cpu_s,
+    stock_catalog,
+)
 
 FEED = "subscription { sagaFeed { sequence type status saga { id status } } }"
 PROTOCOL = "graphql-transport-ws"
@@ -117,8 +125,8 @@ def probe_figures(answers: list[tuple[float, str]]) -> dict[str, Any]:
     """The probe's answers summed up: how many, latency p50/p99/max (ms), errors by code."""
     latencies = sorted(latency for latency, _ in answers)
 
-    def quantile(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else 0.0
+    def quantile(pct: float) -> float:
+        return round(workload.percentile(latencies, pct), 1) if latencies else 0.0
 
     errors: dict[str, int] = {}
     for _, outcome in answers:
@@ -128,8 +136,8 @@ def probe_figures(answers: list[tuple[float, str]]) -> dict[str, Any]:
         "requests_during_fanout": len(answers),
         # Still waiting when the messages were all delivered: its latency so far is counted.
         "request_unanswered_at_end": sum(outcome == "unanswered" for _, outcome in answers),
-        "request_p50_ms": quantile(0.5),
-        "request_p99_ms": quantile(0.99),
+        "request_p50_ms": quantile(50),
+        "request_p99_ms": quantile(99),
         "request_max_ms": round(latencies[-1], 1) if latencies else 0.0,
         "request_errors": errors,
     }
@@ -137,10 +145,9 @@ def probe_figures(answers: list[tuple[float, str]]) -> dict[str, Any]:
 
 def server_rss_mib(pid: int) -> dict[str, float]:
     """The process's resident memory now and at its peak, in MiB (Linux)."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return {
-        name: round(int(fields[key].split()[0]) / 1024, 1)
-        for name, key in (("server_rss_mib", "VmRSS"), ("server_peak_rss_mib", "VmHWM"))
+        "server_rss_mib": round(memory_mib(pid), 1),
+        "server_peak_rss_mib": round(memory_mib(pid, "VmHWM"), 1),
     }
 
 

@@ -111,6 +111,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory figure from /proc/PID/status, in MiB (Linux): `VmRSS`, its resident set
+    now, or `VmHWM`, that set's peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
 def server_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux)."""
     return sum(server_cpu_split_s(pid))

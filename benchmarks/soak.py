@@ -29,17 +29,9 @@ import aiohttp
 from benchmarks import workload
 from benchmarks.databases import Database, fresh_database
 from benchmarks.fanout import FEED, PROTOCOL, TERMINAL
-from benchmarks.fullstack import AWAIT_MS, PLACE, post_graphql, served, stock_catalog
+from benchmarks.fullstack import AWAIT_MS, PLACE, memory_mib, post_graphql, served, stock_catalog
 
 IDLE_SAMPLES = 4
-
-
-def rss_mb(pid: int) -> float:
-    """The resident set size of a process, in MB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class Follower:
@@ -110,7 +102,7 @@ async def run(
             row: dict[str, Any] = {
                 "phase": phase,
                 "t_s": round(time.monotonic() - t0, 1),
-                "rss_mb": round(rss_mb(pid), 1),
+                "rss_mb": round(memory_mib(pid), 1),
                 "orders": placed,
                 "messages": sum(feed.messages for feed in feeds),
                 "feeds_failed": sum(task.done() for task in following),
