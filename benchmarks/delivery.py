@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import resource
-import socket
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +26,7 @@ from api.outbound.signing import new_secret
 from api.outbound.webhooks import CONCURRENCY, DeliveryPolicy, Sender
 from api.outbound.wire import Origin
 from benchmarks import workload
+from benchmarks.fullstack import Receiver
 from persistence.read.event_log import LoggedEvent
 from persistence.webhooks import Endpoint
 
@@ -59,25 +57,8 @@ def journal(sagas: int, per_saga: int) -> list[list[LoggedEvent]]:
     ]
 
 
-async def _receiver_ready(port: int) -> None:
-    for _ in range(300):
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the webhook receiver did not start")
-
-
 async def run(sagas: int, per_saga: int) -> dict[str, Any]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, "-m", "benchmarks.webhook_receiver", "--port", str(port)]
-    receiver = await asyncio.create_subprocess_exec(*command)
-    try:
-        await _receiver_ready(port)
-        url = f"http://127.0.0.1:{port}/hook"
+    async with Receiver().serving() as url:
         policy = DeliveryPolicy(reach=Reach(loopback=True))
         endpoint = Endpoint("bench", url, None, None, new_secret(), True, None, None, datetime.now(UTC))
         origin = Origin(url, GuardedResolver(policy.reach), policy.connect_timeout)
@@ -99,9 +80,6 @@ async def run(sagas: int, per_saga: int) -> dict[str, Any]:
         await asyncio.gather(*map(one_saga, chains))
         after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
         await origin.close()
-    finally:
-        receiver.kill()
-        await receiver.wait()
     events = sagas * per_saga
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
     return {
