@@ -11,8 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
 
 from api.settings import Settings
 from domain.model.saga import Participant, SagaPolicy
@@ -20,6 +19,7 @@ from persistence.database import make_engine
 from persistence.tables import metadata
 from tests.api.live import Live, saga_renderings, serve_live
 from tests.api.subscriptions import subscriptions
+from tests.integration.support import through_sqlalchemy
 
 UPDATES = """subscription ($id: ID!) {
   sagaUpdates(sagaId: $id) { sequence type status step reason saga { id } } }"""
@@ -102,21 +102,12 @@ async def _served(
 ) -> tuple[str, int, int]:
     """The anonymous transcript of `_converse`, the sagas rendered for its subscribers, and the
     journal's INSERTs that went through SQLAlchemy."""
-    inserts = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO journal "):
-            inserts.append(statement)
-
     settings = Settings(database_url=database_url, policy=POLICY, fast_paths=fast_paths)
     async with serve_live(settings) as live:
-        with monkeypatch.context() as patched:
+        with monkeypatch.context() as patched, through_sqlalchemy() as executed:
             rendered = saga_renderings(patched)
-            event.listen(Engine, "before_cursor_execute", record)
-            try:
-                transcript = await _converse(live)
-            finally:
-                event.remove(Engine, "before_cursor_execute", record)
+            transcript = await _converse(live)
+    inserts = [statement for statement in executed if statement.startswith("INSERT INTO journal ")]
     return _anonymous(transcript), len(rendered), len(inserts)
 
 

@@ -1,10 +1,15 @@
-"""What the integration tests share: a fast saga policy, a started service, a small catalog, and waiting
-for a saga to reach a status."""
+"""What the integration tests share: a fast saga policy, a started service, a small catalog, waiting
+for a saga to reach a status, and the statements SQLAlchemy executes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event
 
 from api.service import Service
 from api.settings import Settings
@@ -45,3 +50,19 @@ async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, sec
             return str(row.status)
         await asyncio.sleep(0.02)
     raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
+
+
+@contextlib.contextmanager
+def through_sqlalchemy() -> Iterator[list[str]]:
+    """The statements SQLAlchemy executes meanwhile, in any engine (none for a `Prepared` statement
+    run straight on the driver)."""
+    executed: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        executed.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)

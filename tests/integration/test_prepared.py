@@ -7,7 +7,6 @@ prepares is accepted by the migrated schema of either database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import pkgutil
 import sqlite3
@@ -31,7 +30,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -56,6 +54,7 @@ from persistence.database import (
 from persistence.migrate import upgrade
 from persistence.prepared import Prepared
 from persistence.tables import UtcDateTime, journal, saga_timeline
+from tests.integration.support import through_sqlalchemy
 
 INSERT = Prepared(insert(journal))
 READ = Prepared(
@@ -232,21 +231,6 @@ async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
         await conn.execute(delete(journal))
     yield writer
     await writer.dispose()
-
-
-@contextlib.contextmanager
-def through_sqlalchemy() -> Iterator[list[str]]:
-    """The statements SQLAlchemy executes meanwhile (none for a statement run on asyncpg)."""
-    executed: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        executed.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield executed
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def both_async(engine: AsyncEngine, statement: Prepared, parameters: Any) -> tuple[Any, Any]:
