@@ -6,7 +6,9 @@ reservation row, the shipment row) or meets a transition that is already made (a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 
@@ -246,6 +248,7 @@ class SqlInventory:
         await movements.record(self._db, pick_movements(ordered, how, at, reference))
 
     async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
+        rows: Iterable[Any]
         if self._db.dialect.name == "sqlite":
             rows = await self._db.execute(_READ_STOCK, {"skus": skus})
         else:

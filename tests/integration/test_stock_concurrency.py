@@ -24,14 +24,15 @@ from domain.model.interventions import Actor
 from domain.model.saga import Outcome, Rejected, SagaStatus, Succeeded, Unavailable
 from domain.model.values import OrderLine, Pick, StorageCondition
 from domain.ports import StepCommand, Transaction
-from persistence.connection import Db
+from persistence.connection import AsyncDb, Db
 from persistence.database import WRITER_LOCK_TIMEOUT_MS, make_engine
 from persistence.tables import stock
 from persistence.write import catalog
 from persistence.write.participants import RESERVE_ATTEMPTS, SqlInventory
+from persistence.write.stock_locks import StockBusy
 from tests.integration.commands import command_for
 from tests.integration.interleave import after_stock_reads, contend_for_stock
-from tests.integration.support import FAST, TERMINAL, start_service, wait_for_status
+from tests.integration.support import FAST, TERMINAL, start_service, through_sqlalchemy, wait_for_status
 from tests.polling import eventually
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -176,6 +177,37 @@ async def rows_held(database_url: str, sku: str) -> AsyncIterator[AsyncConnectio
             yield holder
     finally:
         await engine.dispose()
+
+
+@postgresql_only
+async def test_in_a_shared_commit_a_row_held_among_free_ones_steps_the_work_aside_and_the_rest_commits(
+    svc: Service, database_url: str
+) -> None:
+    for warehouse_code in ("W1", "W2"):
+        await receive(svc, "APPLE", warehouse_code, 5)
+    await receive(svc, "BREAD", "W1", 5)
+    held = select(stock.c.version).where(stock.c.sku == "APPLE", stock.c.warehouse_code == "W2")
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as holder, engine.connect() as conn:
+            await holder.execute(held.with_for_update())
+            await conn.begin()
+            inventory = SqlInventory(AsyncDb(conn), svc.metrics)  # a commit lane's: waits for no row
+            with through_sqlalchemy() as executed:
+                with pytest.raises(StockBusy) as busy:
+                    await inventory.reserve_stock(command_for("s-1", OrderLine("APPLE", 7)))
+                bread = await inventory.reserve_stock(command_for("s-2", OrderLine("BREAD", 2)))
+            await conn.commit()
+            await holder.rollback()
+    finally:
+        await engine.dispose()
+
+    assert busy.value.sku == "APPLE" and not busy.value.failed
+    assert bread == Succeeded(picks=(Pick("W1", "A", "BREAD", 2),))
+    # The held row was skipped, not refused with an error: no savepoint was needed around it.
+    assert [s for s in executed if "SAVEPOINT" in s] == []
+    assert await levels(svc, "APPLE") == {"W1": (5, 0), "W2": (5, 0)}
+    assert await levels(svc, "BREAD") == {"W1": (5, 2)}
 
 
 # Longer than a writer may wait for a lock at once, so a wait that gave up would show.
