@@ -61,8 +61,11 @@ class Prepared:
     takes a non-empty sequence. Rows read come back as named tuples whose fields are the statement's
     column keys, their values converted as SQLAlchemy converts them."""
 
-    def __init__(self, statement: Statement) -> None:
+    def __init__(self, statement: Statement, dialect: str | None = None) -> None:
+        """`dialect`: the one database the statement is written for (its name, "postgresql"), or
+        None for any; running it on another raises ValueError."""
         self.statement = statement
+        self.dialect = dialect
         self._forms: dict[tuple[str, ...], _Form] = {}  # by dialect, driver and parameter names
 
     def run(self, cursor: sqlite3.Cursor, dialect: Dialect, parameters: Any = None) -> Rows:
@@ -120,6 +123,8 @@ class Prepared:
         shape = (dialect.name, dialect.driver, *keys)
         form = self._forms.get(shape)
         if form is None:
+            if self.dialect not in (None, dialect.name):
+                raise ValueError(f"a statement written for {self.dialect}, not {dialect.name}")
             form = self._forms[shape] = _Form.compile(self.statement, dialect, keys)
         return form
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -65,6 +66,31 @@ _UPDATE_SAGA = Prepared(
     update(saga_view)
     .where(saga_view.c.id == bindparam("key"), saga_view.c.version == bindparam("expected"))
     .values({c: bindparam(f"new_{c}") for c in _SAGA_CHANGES})
+)
+# On PostgreSQL the same update for a whole transaction's sagas is one statement: the rows come as
+# one array per parameter (unnest pairs them up again), so that the count of rows changed is the
+# statement's own (asyncpg counts none for an executemany) and the text is the same for any count.
+# One dimension: a value that is itself a list (a saga's steps, JSON) is one element, not a row.
+_SAGA_UPDATE_KEYS = ("key", "expected", *(f"new_{c}" for c in _SAGA_CHANGES))
+_SAGA_CHANGE = (
+    func.unnest(
+        *(
+            bindparam(key, type_=ARRAY(column.type, dimensions=1))
+            for key, column in zip(
+                _SAGA_UPDATE_KEYS,
+                (saga_view.c.id, saga_view.c.version, *(saga_view.c[c] for c in _SAGA_CHANGES)),
+                strict=True,
+            )
+        )
+    )
+    .table_valued(*_SAGA_UPDATE_KEYS)
+    .render_derived(name="change")
+)
+_UPDATE_SAGAS = Prepared(
+    update(saga_view)
+    .where(saga_view.c.id == _SAGA_CHANGE.c.key, saga_view.c.version == _SAGA_CHANGE.c.expected)
+    .values({c: _SAGA_CHANGE.c[f"new_{c}"] for c in _SAGA_CHANGES}),
+    dialect="postgresql",
 )
 _UPDATE_ORDER = Prepared(
     update(order_view)
@@ -263,12 +289,30 @@ class SagaWrites:
 
     async def _update_sagas(self, updates: list[dict[str, Any]]) -> None:
         # The version in the WHERE clause guards the read model as the journal's key guards the log.
-        if self._db.dialect.supports_sane_multi_rowcount:
-            changed = (await self._db.execute(_UPDATE_SAGA, updates)).rowcount
-        else:
-            changed = sum([(await self._db.execute(_UPDATE_SAGA, row)).rowcount for row in updates])
+        db = self._db
+        if db.dialect.name == "postgresql":
+            changed = 0
+            for round_ in _rounds(updates):
+                arrays = {key: [row[key] for row in round_] for key in _SAGA_UPDATE_KEYS}
+                changed += (await db.execute(_UPDATE_SAGAS, arrays)).rowcount
+        else:  # SQLite: its executemany counts every row it changed
+            changed = (await db.execute(_UPDATE_SAGA, updates)).rowcount
         if changed != len(updates):
             raise ConcurrencyConflict("a saga's read model moved on under this transaction")
+
+
+def _rounds(updates: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`updates` in order, cut where a saga comes again: one statement changes a row once, so the
+    second update of a saga (expecting the version the first one wrote) goes in the next round."""
+    rounds: list[list[dict[str, Any]]] = [[]]
+    seen: set[str] = set()
+    for row in updates:
+        if row["key"] in seen:
+            rounds.append([])
+            seen.clear()
+        seen.add(row["key"])
+        rounds[-1].append(row)
+    return rounds
 
 
 def _number(rows: list[dict[str, Any]], last: int) -> None:

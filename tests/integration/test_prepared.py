@@ -183,6 +183,14 @@ def test_a_parameter_left_out_is_refused_as_sqlalchemy_refuses_it(engine: Engine
             run_blocking(db.execute(BUMP, {"saga": "s-1"}))
 
 
+def test_a_statement_written_for_another_database_is_refused(engine: Engine) -> None:
+    for_postgresql = Prepared(
+        select(journal.c.sequence).where(journal.c.saga_id == bindparam("saga")), "postgresql"
+    )
+    with engine.connect() as conn, pytest.raises(ValueError, match="written for postgresql"):
+        run_blocking(BlockingDb(conn).execute(for_postgresql, {"saga": "s-1"}))
+
+
 def test_a_list_written_into_the_statement_matches_as_in_sqlalchemy(engine: Engine) -> None:
     with engine.begin() as conn:
         run_blocking(BlockingDb(conn).execute(INSERT, rows("s-1")))
@@ -420,6 +428,7 @@ async def test_every_hot_statement_is_accepted_by_the_migrated_schema(database_u
     statements = _hot_statements()
     assert len(statements) > 20
     if is_sqlite(database_url):
+        statements = [(name, s) for name, s in statements if s.dialect in (None, "sqlite")]
         writer = make_writer_engine(database_url)
         assert isinstance(writer, Engine)
         with writer.connect() as conn:

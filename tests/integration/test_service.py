@@ -7,6 +7,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,73 @@ async def test_a_stale_append_is_refused_as_a_concurrency_conflict(svc: Service)
 
     with pytest.raises(ConcurrencyConflict):
         await svc.runner.run(append_stale)
+
+
+def saga_update(saga_id: str, expected: int, status: str) -> dict[str, object]:
+    """A read-model update of a saga as an append gathers it: from `expected` to the next version."""
+    at = NOW + timedelta(minutes=expected)
+    changes = {
+        "status": status,
+        "failure_reason": None,
+        "version": expected + 1,
+        "current_step": None,
+        "next_wakeup_at": None,
+        "steps": [{"status": status}, {"status": "LAST"}],
+        "updated_at": at,
+        "failed_step": None,
+        "duration_ms": expected,
+        "failure_kind": None,
+    }
+    return {"key": saga_id, "expected": expected, **{f"new_{c}": v for c, v in changes.items()}}
+
+
+async def test_read_model_updates_of_many_sagas_and_two_of_one_saga_commit_together(svc: Service) -> None:
+    placed = [await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),))) for _ in "ab"]
+    versions = {}
+    for order in placed:
+        await wait_for_status(svc, order.saga_id, SagaStatus.COMPLETED)
+        saga = await svc.read.saga(order.saga_id)
+        assert saga is not None
+        versions[order.saga_id] = saga.version
+    first, second = (order.saga_id for order in placed)
+
+    async def update(conn: Db) -> None:
+        writes = conn.deferred(SagaWrites)
+        writes.saga_updates += [
+            saga_update(first, versions[first], "ONE"),
+            saga_update(second, versions[second], "ONE"),
+            saga_update(first, versions[first] + 1, "TWO"),  # expects what the first one wrote
+        ]
+        await writes.flush()
+
+    await svc.write(update)
+
+    shown = {saga_id: await svc.read.saga(saga_id) for saga_id in (first, second)}
+    assert {s.id: (s.status, s.version, s.steps) for s in shown.values() if s is not None} == {
+        first: ("TWO", versions[first] + 2, [{"status": "TWO"}, {"status": "LAST"}]),
+        second: ("ONE", versions[second] + 1, [{"status": "ONE"}, {"status": "LAST"}]),
+    }
+
+
+async def test_a_read_model_update_from_a_version_it_no_longer_has_is_a_concurrency_conflict(
+    svc: Service,
+) -> None:
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 1),)))
+    await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED)
+    saga = await svc.read.saga(placed.saga_id)
+    assert saga is not None
+
+    async def update(conn: Db) -> None:
+        writes = conn.deferred(SagaWrites)
+        writes.saga_updates += [
+            saga_update(placed.saga_id, v, "MOVED") for v in (saga.version, saga.version - 1)
+        ]
+        await writes.flush()
+
+    with pytest.raises(ConcurrencyConflict):
+        await svc.write(update)
+    after = await svc.read.saga(placed.saga_id)
+    assert after is not None and (after.status, after.version) == (saga.status, saga.version)
 
 
 async def test_an_integrity_error_other_than_a_journal_clash_is_not_a_concurrency_conflict(
