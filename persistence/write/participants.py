@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from domain.model.allocation import Shortfall, StockSlot, allocate
 from domain.model.saga import Outcome, Rejected, ShipmentStatus, Succeeded, Unavailable
@@ -107,6 +108,45 @@ _RESERVE_IF_AVAILABLE = Prepared(
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
 )
+# On PostgreSQL every pick of a reservation is taken by one statement, all or none: a row short of
+# its pick (or gone) makes the statement change nothing, so no savepoint is needed to undo the
+# picks already taken. The reservation holds every row locked (it read them so), so what the check
+# reads is what the update changes; the update's own condition still refuses to oversell.
+_PICK_KEYS = ("w", "s", "k", "q")
+_PICK_ARRAYS = [
+    bindparam(f"{key}s", type_=ARRAY(column.type, dimensions=1))
+    for key, column in zip(
+        _PICK_KEYS, (stock.c.warehouse_code, stock.c.section_code, stock.c.sku, stock.c.reserved), strict=True
+    )
+]
+
+
+def _picks(name: str) -> Any:
+    return func.unnest(*_PICK_ARRAYS).table_valued(*_PICK_KEYS).render_derived(name=name)
+
+
+def _reserve_all_if_available() -> Prepared:
+    pick, wanted, slot = _picks("pick"), _picks("wanted"), stock.alias("slot")
+
+    def of(row: Any, picked: Any) -> Any:
+        return and_(
+            row.c.warehouse_code == picked.c.w, row.c.section_code == picked.c.s, row.c.sku == picked.c.k
+        )
+
+    short = (
+        select(literal(1))
+        .select_from(wanted.outerjoin(slot, of(slot, wanted)))
+        .where(or_(slot.c.sku.is_(None), slot.c.on_hand - slot.c.reserved < wanted.c.q))
+    )
+    return Prepared(
+        update(stock)
+        .where(of(stock, pick), stock.c.on_hand - stock.c.reserved >= pick.c.q, ~exists(short))
+        .values(reserved=stock.c.reserved + pick.c.q, version=stock.c.version + 1),
+        dialect="postgresql",
+    )
+
+
+_RESERVE_ALL_IF_AVAILABLE = _reserve_all_if_available()
 _PICKED_ROW = update(stock).where(
     stock.c.warehouse_code == bindparam("w"),
     stock.c.section_code == bindparam("s"),
@@ -270,8 +310,14 @@ class SqlInventory:
 
     async def _swap(self, picks: tuple[Pick, ...]) -> bool:
         """Take every pick from its row if the row still has enough, in key order, or none of them."""
+        if len(picks) > 1 and self._db.dialect.name == "postgresql":
+            # One statement, all or none (_RESERVE_ALL_IF_AVAILABLE).
+            arrays = {f"{key}s": [_params(p)[key] for p in picks] for key in _PICK_KEYS}
+            taken = await self._db.execute(_RESERVE_ALL_IF_AVAILABLE, arrays)
+            return taken.rowcount == len(picks)
         # A savepoint undoes the swaps already made when a later one misses. The rows were read in
-        # this transaction (and locked, on PostgreSQL), so no swap waits for a lock, and a single
+        # this transaction (SQLite's one writer holds the database; on PostgreSQL they are locked),
+        # so no swap waits for a lock, and a single
         # swap changes one row or nothing: it needs none, which spares two statements on the
         # commonest reservation.
         savepoint = await self._db.begin_nested() if len(picks) > 1 else None

@@ -129,6 +129,25 @@ async def test_a_multi_line_reservation_takes_nothing_when_a_competitor_takes_th
     assert await levels(svc, "BREAD") == {"W1": (3, 3)}
 
 
+@postgresql_only
+async def test_a_multi_line_reservation_takes_every_row_in_one_statement_without_a_savepoint(
+    svc: Service,
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    await receive(svc, "APPLE", "W2", 5)
+    await receive(svc, "BREAD", "W1", 3)
+
+    with through_sqlalchemy() as executed:
+        outcome = await reserve(svc, command_for("s-1", OrderLine("APPLE", 7), OrderLine("BREAD", 3)))
+
+    assert outcome == Succeeded(
+        picks=(Pick("W1", "A", "APPLE", 5), Pick("W1", "A", "BREAD", 3), Pick("W2", "A", "APPLE", 2))
+    )
+    assert [s for s in executed if "SAVEPOINT" in s] == []
+    assert await levels(svc, "APPLE") == {"W1": (5, 5), "W2": (5, 2)}
+    assert await levels(svc, "BREAD") == {"W1": (3, 3)}
+
+
 async def test_a_multi_line_order_racing_competitors_gets_every_line_or_none(svc: Service) -> None:
     await receive(svc, "APPLE", "W1", 5)
     await receive(svc, "BREAD", "W1", 3)
