@@ -37,10 +37,12 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.selectable import Select, TextualSelect
 
 Processor = Callable[[Any], Any] | None
-Statement = UpdateBase | Select[Any]  # an INSERT, UPDATE or DELETE, or a SELECT
+# An INSERT, UPDATE or DELETE, a SELECT, or SQL written out whose result columns are declared
+# (`text(...).columns(...)`).
+Statement = UpdateBase | Select[Any] | TextualSelect
 PARAMSTYLES = ("qmark", "numeric_dollar")  # sqlite3's `?`, asyncpg's `$1`
 
 
@@ -176,7 +178,7 @@ class _Form:
             value = None if given else bind.effective_value
             binds.append(_Bind(bind.key, name, given, value, bind.expanding, process))
         columns = None
-        if isinstance(statement, Select):
+        if isinstance(statement, Select | TextualSelect):
             selected = list(statement.selected_columns)
             # Two columns of one key (or a key that is no identifier) are refused, not renamed.
             row = namedtuple("Row", [c.key for c in selected])  # type: ignore[misc]

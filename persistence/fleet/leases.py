@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.model.saga import SagaChange, SagaState
 from persistence.connection import Db
+from persistence.prepared import Prepared
 from persistence.tables import saga_leases
 
 # Most expired leases one claim round takes, so that a process coming up next to a dead one's
@@ -64,16 +65,23 @@ def lease_change(before: SagaState | None, after: SagaState) -> bool | None:
     return None
 
 
-_TAKE = pg_insert(saga_leases).values(
+# A commit's takes and drops go straight to the driver (persistence/prepared.py), as its other writes.
+_TAKING = pg_insert(saga_leases).values(
     saga_id=bindparam("saga"),
     owner=bindparam("me"),
     expires_at=func.clock_timestamp() + bindparam("ttl", type_=Interval()),
 )
-_TAKE = _TAKE.on_conflict_do_update(
-    index_elements=[saga_leases.c.saga_id],
-    set_={"owner": _TAKE.excluded.owner, "expires_at": _TAKE.excluded.expires_at},
+_TAKE = Prepared(
+    _TAKING.on_conflict_do_update(
+        index_elements=[saga_leases.c.saga_id],
+        set_={"owner": _TAKING.excluded.owner, "expires_at": _TAKING.excluded.expires_at},
+    ),
+    dialect="postgresql",
 )
-_DROP = delete(saga_leases).where(saga_leases.c.saga_id.in_(bindparam("ids", expanding=True)))
+_DROP = Prepared(
+    delete(saga_leases).where(saga_leases.c.saga_id.in_(bindparam("ids", expanding=True))),
+    dialect="postgresql",
+)
 
 
 # Renewing skips the rows a commit of this process has locked (one settling or taking the saga,

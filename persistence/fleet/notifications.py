@@ -14,16 +14,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Text, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.model.saga import SagaStatus
 from persistence.connection import Db
+from persistence.prepared import Prepared
 from persistence.tables import saga_timeline, saga_view
 
 CHANNEL = "saga_committed"
 
-_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+# One statement for a commit's notices, straight to the driver (persistence/prepared.py).
+_PAYLOADS = (
+    func.unnest(bindparam("payloads", type_=ARRAY(Text, dimensions=1)))
+    .table_valued("payload")
+    .render_derived(name="notice")
+)
+_NOTIFY = Prepared(
+    select(func.pg_notify(literal(CHANNEL), _PAYLOADS.c.payload).label("sent")), dialect="postgresql"
+)
 
 
 @dataclass(frozen=True, slots=True)

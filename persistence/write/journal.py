@@ -18,10 +18,9 @@ any number of entries); on SQLite, in the process, they are two.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import BigInteger, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -148,8 +147,9 @@ _NEXT_POSITIONS = _next_positions()
 # the upsert takes the positions and the row lock, the UPDATE numbers the entries in the order of the
 # arrays (WITH ORDINALITY), and the statement answers the last position taken and how many entries
 # it numbered. The arrays keep the text the same for any count, so asyncpg prepares it once.
-_TAKE_AND_NUMBER = text(
-    """
+_TAKE_AND_NUMBER = Prepared(
+    text(
+        """
     WITH head AS (
         INSERT INTO journal_head (id, position) VALUES (1, CAST(:count AS BIGINT))
         ON CONFLICT (id) DO UPDATE SET position = journal_head.position + excluded.position
@@ -161,8 +161,10 @@ _TAKE_AND_NUMBER = text(
         WHERE journal.saga_id = entry.saga_id AND journal.sequence = entry.sequence
         RETURNING 1
     )
-    SELECT head.position, (SELECT count(*) FROM numbered) FROM head
+    SELECT head.position AS last, (SELECT count(*) FROM numbered) AS numbered FROM head
     """
+    ).columns(last=BigInteger(), numbered=BigInteger()),
+    dialect="postgresql",
 )
 _NUMBER = Prepared(
     update(journal)
@@ -279,8 +281,8 @@ class SagaWrites:
             "saga_ids": [r["saga_id"] for r in rows],
             "sequences": [r["sequence"] for r in rows],
         }
-        answer: Sequence[Any] = (await self._db.execute(_TAKE_AND_NUMBER, parameters)).one()
-        last, numbered = int(answer[0]), int(answer[1])
+        answer = (await self._db.execute(_TAKE_AND_NUMBER, parameters)).first()
+        last, numbered = int(answer.last), int(answer.numbered)
         if numbered != len(rows):
             raise RuntimeError(
                 f"numbered {numbered} journal entries of the {len(rows)} this transaction appended"

@@ -308,6 +308,24 @@ async def test_rows_read_on_asyncpg_are_named_and_converted_as_sqlalchemy_reads_
     assert (await both_async(pg, READ, {"saga": "none"}))[0].first() is None
 
 
+async def test_sql_written_out_on_asyncpg_reads_its_declared_columns_as_sqlalchemy_does(
+    pg: AsyncEngine,
+) -> None:
+    async with pg.begin() as conn:
+        await AsyncDb(conn).execute(INSERT, rows("s-1"))
+    written = Prepared(
+        text(
+            "SELECT sequence, recorded_at FROM journal"
+            " WHERE saga_id = :saga AND sequence >= :at ORDER BY sequence"
+        ).columns(sequence=Integer(), recorded_at=UtcDateTime())
+    )
+    prepared, plain = await both_async(pg, written, {"saga": "s-1", "at": 2})
+
+    read = list(prepared)
+    assert [tuple(r) for r in read] == [tuple(r) for r in plain] != []
+    assert read[0].sequence == 2 and read[0].recorded_at == AT + timedelta(microseconds=2)
+
+
 @pytest.mark.parametrize(
     "types", [["StepStarted"], ["SagaStarted", "StepSucceeded"], ["A", "B", "SagaStarted"]]
 )
