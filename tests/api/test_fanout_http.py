@@ -26,7 +26,7 @@ from domain.model.values import OrderLine
 from tests.api.live import serve_live
 from tests.api.subscriptions import SubscriptionClient, subscriptions
 
-pytestmark = pytest.mark.slow  # 4,000 subscriptions, 84,000 messages
+pytestmark = pytest.mark.slow(seconds=35)  # 4,000 subscriptions, 84,000 messages
 
 SOCKETS, PER_SOCKET, ORDERS = 80, 50, 3
 FEED = "subscription { sagaFeed { sequence status saga { id } } }"

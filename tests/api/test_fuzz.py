@@ -27,7 +27,7 @@ from domain.model.problems import MAX_COUNT
 from tests.api.server import serve
 
 EXAMPLES = 200
-pytestmark = pytest.mark.slow  # EXAMPLES generated operations a test
+pytestmark = pytest.mark.slow(seconds=10)  # EXAMPLES generated operations a test
 INTERNAL_TEXT = ("Traceback", "SQL", "sqlalchemy", "asyncpg", "sqlite3", "psycopg", "codec can't")
 OFFSETS = [None, UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=14))]
 # Times at the ends of the calendar too, with and without an offset.
