@@ -140,8 +140,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers that follow from what a test uses (`protocol` is marked where Node runs): `browser`
     for a test with Chromium, `crash` for the tests of tests/crash, and `slow` for all of those.
 
-    Slow tests run first: over several processes (pytest -n), a test of many seconds handed out
-    last would keep one process busy while the others have nothing left to do."""
+    Slow tests run first, those marked `slow(seconds=N)` before them, longest first: over several
+    processes (pytest -n, handing out one test at a time), a test of many seconds handed out last
+    would keep one process busy while the others have nothing left to do."""
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -149,4 +150,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.crash)
         if any(item.get_closest_marker(kind) for kind in ("browser", "crash", "protocol")):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as collected
+    items.sort(key=_longest_first)  # stable: else as collected
+
+
+def _longest_first(item: pytest.Item) -> tuple[bool, float]:
+    slow = item.get_closest_marker("slow")
+    return slow is None, -float(slow.kwargs.get("seconds", 0) if slow else 0)

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).parents[1]
-pytestmark = pytest.mark.slow  # every cell of the benchmark, in processes of its own
+pytestmark = pytest.mark.slow  # benchmark cells, in processes of their own
 
 
+@pytest.mark.slow(seconds=40)  # every cell of the benchmark
 def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
     server = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")

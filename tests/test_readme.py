@@ -20,7 +20,7 @@ from api.graphql.schema import schema
 from api.outbound.signing import new_secret
 from api.service import Service
 from api.settings import Settings
-from tests.api.server import graphql_client, place, serve_app, stock
+from tests.api.server import TLS, graphql_client, place, serve_app, stock
 
 ROOT = Path(__file__).parents[1]
 
@@ -125,6 +125,6 @@ async def test_the_readmes_warehouse_service_creates_a_shipment_and_cancels_it(
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(secret).sign(created["commandId"], now, late.decode()),
         }
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=TLS) as client:
             answer = (await client.post(f"{url}/commands", content=late, headers=headers)).json()
         assert answer["status"] == "REJECTED" and warehouse["shipments"] == {}

@@ -13,7 +13,7 @@ from api.service import Service
 from api.settings import Settings
 from tests.api.browser import Page, start_chromium
 from tests.api.live import Live, serve_live
-from tests.api.server import GraphQLClient, serve, stock
+from tests.api.server import TLS, GraphQLClient, serve, stock
 from tests.integration.support import FAST
 
 
@@ -34,7 +34,10 @@ async def live_on_sqlite(sqlite_url: str) -> AsyncIterator[Live]:
 async def gql(database_url: str) -> AsyncIterator[GraphQLClient]:
     """A served instance with short step timeouts, holding 5 TEA in W1/A."""
     settings = Settings(database_url=database_url, policy=FAST)
-    async with serve(Service(settings)) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with (
+        serve(Service(settings)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as http,
+    ):
         client = GraphQLClient(http)
         await stock(client)
         yield client

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from api.graphql.types import Saga
 from api.service import Service
 from api.settings import Settings
-from tests.api.server import GraphQLClient, place, serve, stock
+from tests.api.server import TLS, GraphQLClient, place, serve, stock
 from tests.gates import Hold
 from tests.polling import eventually
 
@@ -40,7 +40,10 @@ async def serve_live(settings: Settings, headers: dict[str, str] | None = None) 
     a gate that holds nothing). The test's own requests carry `headers` (a token, say)."""
     gate = Hold()
     svc = Service(settings, gate=None if settings.fault_injection else gate)
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
+    async with (
+        serve(svc) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=headers, verify=TLS) as http,
+    ):
         gql = GraphQLClient(http)
         await stock(gql)
         yield Live(svc, url, gql, gate)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import httpx
 
-from tests.api.server import GraphQLClient, serve
+from tests.api.server import TLS, GraphQLClient, serve
 from tests.integration.staging import make_stage
 from tests.service.fakes import START
 
@@ -25,7 +25,10 @@ query ($since: DateTime, $until: DateTime) {
 
 async def test_metrics_failures_and_compensations_over_http(database_url: str) -> None:
     stage = make_stage(database_url)
-    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with (
+        serve(stage.svc) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as http,
+    ):
         gql = GraphQLClient(http)
         await stage.stock()
         sagas = await stage.outcomes()
@@ -88,7 +91,10 @@ query ($since: DateTime!, $until: DateTime!) {
 
 async def test_activity_per_minute_over_http_and_its_bound(database_url: str) -> None:
     stage = make_stage(database_url)
-    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with (
+        serve(stage.svc) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as http,
+    ):
         gql = GraphQLClient(http)
         await stage.stock()
         await stage.outcomes()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from api.graphql.node_ids import catalog_id
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 from tests.api.tokens import AUTH, CUSTOMER_A, CUSTOMER_B, OPERATOR, Caller
 from tests.integration.staging import Stage, make_stage
 from tests.service.fakes import START
@@ -31,7 +31,7 @@ class Shop:
 @pytest.fixture
 async def shop(database_url: str) -> AsyncIterator[Shop]:
     stage = make_stage(database_url, auth=AUTH)
-    async with serve(stage.svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with serve(stage.svc) as url, httpx.AsyncClient(base_url=url, timeout=10, verify=TLS) as http:
         await stage.stock(quantity=1000)
         yield Shop(stage, Caller(http, OPERATOR), Caller(http, CUSTOMER_A), Caller(http, CUSTOMER_B))
 

@@ -20,7 +20,7 @@ from api.service import Service
 from api.settings import Settings
 from persistence.database import make_engine
 from persistence.write.group_commit import CONTENTION_ATTEMPTS
-from tests.api.server import GraphQLClient, serve
+from tests.api.server import TLS, GraphQLClient, serve
 from tests.integration.support import FAST
 from tests.polling import eventually
 
@@ -36,7 +36,7 @@ SKUS = ["S1", "S2", "S3", "S4"]
 async def served(database_url: str) -> AsyncIterator[tuple[Service, GraphQLClient]]:
     """A served instance with products S1..S4, 100 of each in W1/A."""
     svc = Service(Settings(database_url=database_url, policy=FAST))
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=30, verify=TLS) as http:
         gql = GraphQLClient(http)
         await gql(
             'mutation { registerWarehouse(input: {code: "W1", name: "One", sections: '

@@ -13,6 +13,7 @@ import pytest
 from domain.model.saga import Participant
 from tests.api.browser import Page
 from tests.api.live import Live
+from tests.api.server import TLS
 
 METRICS = {
     "started": 8,
@@ -52,7 +53,7 @@ METRICS = {
 
 
 async def test_the_console_is_served_and_loads_nothing_from_elsewhere(live_on_sqlite: Live) -> None:
-    async with httpx.AsyncClient(base_url=live_on_sqlite.url, follow_redirects=True) as http:
+    async with httpx.AsyncClient(base_url=live_on_sqlite.url, follow_redirects=True, verify=TLS) as http:
         page = await http.get("/dashboard")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert str(page.url).endswith("/dashboard/")

@@ -13,6 +13,7 @@ import httpx
 from api.settings import Settings
 from persistence.read.event_log import encode_cursor
 from tests.api.live import Live
+from tests.api.server import TLS
 from tests.api.subscriptions import SubscriptionClient, subscriptions
 from tests.api.tokens import AUTH, CUSTOMER_A, CUSTOMER_B, OPERATOR, Caller, codes, served
 
@@ -115,7 +116,7 @@ async def test_cursors_that_name_no_event_are_refused_as_bad_input(live: Live) -
         base64.urlsafe_b64encode(b"journal:01").decode(),  # not as this API writes it
         base64.urlsafe_b64encode(b"journal:\xff").decode(),
     ]
-    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=live.url, timeout=10, verify=TLS) as http:
         ask = Caller(http, {})
         for cursor in refused:
             body = await ask(JOURNAL, first=1, after=cursor)

@@ -26,9 +26,9 @@ from domain.model.values import OrderLine
 from tests.api.live import serve_live
 from tests.api.subscriptions import SubscriptionClient, subscriptions
 
-pytestmark = pytest.mark.slow  # 4,000 subscriptions, 84,000 messages
+pytestmark = pytest.mark.slow(seconds=25)  # 4,000 subscriptions, 56,000 messages
 
-SOCKETS, PER_SOCKET, ORDERS = 80, 50, 3
+SOCKETS, PER_SOCKET, ORDERS = 80, 50, 2
 FEED = "subscription { sagaFeed { sequence status saga { id } } }"
 EVENTS = "query ($id: ID!) { saga(id: $id) { events { sequence } } }"
 TERMINAL = {"COMPLETED", "FAILED"}

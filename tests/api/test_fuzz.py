@@ -24,10 +24,10 @@ from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings
 from domain.model.problems import MAX_COUNT
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 
 EXAMPLES = 200
-pytestmark = pytest.mark.slow  # EXAMPLES generated operations a test
+pytestmark = pytest.mark.slow(seconds=10)  # EXAMPLES generated operations a test
 INTERNAL_TEXT = ("Traceback", "SQL", "sqlalchemy", "asyncpg", "sqlite3", "psycopg", "codec can't")
 OFFSETS = [None, UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=14))]
 # Times at the ends of the calendar too, with and without an offset.
@@ -64,7 +64,7 @@ def served_in_a_thread(database_url: str) -> Iterator[httpx.Client]:
     thread.start()
     assert ready.wait(30), "the server did not start"
     try:
-        with httpx.Client(base_url=state["url"], timeout=30) as client:
+        with httpx.Client(base_url=state["url"], timeout=30, verify=TLS) as client:
             yield client
     finally:
         state["loop"].call_soon_threadsafe(state["stop"].set)

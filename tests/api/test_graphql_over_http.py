@@ -13,7 +13,7 @@ import pytest
 from api.service import Service
 from api.settings import Settings
 from api.web.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 from tests.protocol.node import run_node
 
 GRAPHQL_RESPONSE = {"accept": GRAPHQL_RESPONSE_JSON}
@@ -30,7 +30,7 @@ async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
 
 @pytest.fixture
 async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as client:
         yield client
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
-from tests.api.server import PLACE, GraphQLClient, serve, stock
+from tests.api.server import PLACE, TLS, GraphQLClient, serve, stock
 
 ROUNDS = 30
 DUPLICATES = 6
@@ -20,7 +20,7 @@ DUPLICATES = 6
 @pytest.fixture
 async def http(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     svc = Service(Settings(database_url=database_url))
-    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as client:
         await stock(GraphQLClient(client), quantity=ROUNDS)
         yield client
 

@@ -15,7 +15,7 @@ import pytest
 from api.graphql.errors import UNKNOWN_OUTCOME_MESSAGE
 from api.service import Service
 from api.settings import Settings
-from tests.api.server import PLACE, GraphQLClient, serve, stock
+from tests.api.server import PLACE, TLS, GraphQLClient, serve, stock
 
 on = {
     name: pytest.mark.parametrize("database_url", [name], indirect=True) for name in ("sqlite", "postgresql")
@@ -37,7 +37,7 @@ async def gql(database_url: str) -> AsyncIterator[GraphQLClient]:
     its answer is driven once a lease round finds it (every third of the lease time)."""
     settings = Settings(database_url=database_url, fault_injection=True, lease_ttl=timedelta(seconds=2))
     svc = Service(settings)
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10, verify=TLS) as http:
         client = GraphQLClient(http)
         await stock(client)
         yield client

@@ -14,7 +14,7 @@ from api.service import Service
 from api.settings import Settings, StreamSettings
 from api.web.app import create_app
 from persistence.database import make_engine
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 from tests.integration.staging import make_stage
 from tests.polling import eventually
 
@@ -32,7 +32,7 @@ def samples(text: str, instance: str) -> dict[tuple[str, tuple[tuple[str, str], 
 
 async def test_metrics_count_what_the_sagas_did(database_url: str) -> None:
     stage = make_stage(database_url)
-    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url, verify=TLS) as http:
         await stage.stock()
         await stage.outcomes()
         response = await http.get("/metrics")
@@ -94,7 +94,7 @@ async def test_readyz_says_which_background_task_waits_to_be_restarted(database_
         dying.set()
         raise ConnectionError("the listening connection is gone")
 
-    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url, verify=TLS) as http:
         assert (await http.get("/readyz")).status_code == 200
         stage.svc.background.keep("commit-listener", dies)
         await dying.wait()
@@ -123,7 +123,7 @@ async def test_readyz_is_503_when_the_relays_state_cannot_be_read_after_the_read
     # waiting, reading the journal's head.
     stream = StreamSettings(url="nats://127.0.0.1:1")
     svc = Service(Settings(database_url=database_url, stream=stream))
-    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+    async with serve(svc) as base_url, httpx.AsyncClient(base_url=base_url, verify=TLS) as http:
         relay = svc.stream
         assert relay is not None
         await eventually(lambda: relay.state is RelayState.BEHIND, "the relay to fall behind")

@@ -13,7 +13,7 @@ import pytest
 from api.service import Service
 from api.settings import Settings
 from domain.model.saga import CUSTOMER_CANCELLED, SagaPolicy
-from tests.api.server import FAULT, GraphQLClient, place, serve, stage, stock
+from tests.api.server import FAULT, TLS, GraphQLClient, place, serve, stage, stock
 
 # Timeouts far beyond any test's pace: here faults and operators decide what happens, not the clock.
 POLICY = SagaPolicy(
@@ -40,7 +40,10 @@ STOCK = '{ stockLevels(sku: "TEA") { onHand reserved } }'
 
 async def serve_client(database_url: str, fault_injection: bool) -> AsyncIterator[GraphQLClient]:
     settings = Settings(database_url=database_url, policy=POLICY, fault_injection=fault_injection)
-    async with serve(Service(settings)) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with (
+        serve(Service(settings)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as http,
+    ):
         client = GraphQLClient(http)
         await stock(client)
         yield client

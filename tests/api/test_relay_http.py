@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from api.graphql.node_ids import catalog_id
-from tests.api.server import GraphQLClient, serve
+from tests.api.server import TLS, GraphQLClient, serve
 from tests.integration.staging import Stage, make_stage
 from tests.service.fakes import START
 
@@ -42,7 +42,10 @@ query ($first: Int, $after: String, $status: [OrderStatus!], $customerId: String
 @pytest.fixture
 async def served(database_url: str) -> AsyncIterator[tuple[Stage, GraphQLClient]]:
     stage = make_stage(database_url)
-    async with serve(stage.svc) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with (
+        serve(stage.svc) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10, verify=TLS) as http,
+    ):
         await stage.stock(quantity=1000)
         yield stage, GraphQLClient(http)
 

@@ -17,7 +17,7 @@ from api.cli import parser
 from api.service import Service
 from api.settings import Settings
 from api.subcommands.serve_options import settings_from
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 from tests.api.subscriptions import PROTOCOL, websocket_url
 from tests.polling import eventually
 
@@ -93,7 +93,7 @@ async def test_a_body_up_to_the_limit_is_served(base_url: str) -> None:
     padding = MAX_BYTES - len(prefix) - len(suffix)
     at_limit, over_limit = (prefix + b"x" * size + suffix for size in (padding, padding + 1))
     json_body = {"content-type": "application/json"}
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    async with httpx.AsyncClient(base_url=base_url, verify=TLS) as http:
         served = await http.post("/graphql", content=at_limit, headers=json_body)
         refused = await http.post("/graphql", content=over_limit, headers=json_body)
     assert served.status_code == 200 and served.json() == {"data": {"__typename": "Query"}}

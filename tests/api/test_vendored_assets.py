@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.api.live import Live
+from tests.api.server import TLS
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "api" / "web" / "vendor" / "manifest.json"
@@ -38,7 +39,7 @@ def test_every_vendored_package_is_pinned_and_carries_its_licence() -> None:
 
 
 async def test_graphiql_is_served_from_vendored_files_only(live_on_sqlite: Live) -> None:
-    async with httpx.AsyncClient(base_url=live_on_sqlite.url) as http:
+    async with httpx.AsyncClient(base_url=live_on_sqlite.url, verify=TLS) as http:
         page = await http.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 200 and "GraphiQL" in page.text
         assert not re.search(r"https?://", page.text)

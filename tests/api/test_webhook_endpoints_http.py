@@ -16,7 +16,7 @@ from api.service import Service
 from api.settings import Settings
 from persistence.database import make_engine
 from persistence.webhooks import WebhookStore
-from tests.api.server import PLACE, GraphQLClient, graphql_client, place, stock
+from tests.api.server import PLACE, TLS, GraphQLClient, graphql_client, place, stock
 from tests.api.test_auth_http import stock as stock_as_operator
 from tests.api.test_webhooks_http import CREATE, ENDPOINTS, UPDATE, ids_of, journal, stored_for
 from tests.api.tokens import ADMIN, AUTH, Caller, served
@@ -189,7 +189,7 @@ async def test_a_url_that_resolves_to_a_private_address_by_delivery_time_is_not_
     async with (
         receiver.running(),
         served(settings) as server,
-        httpx.AsyncClient(base_url=server.url, headers=ADMIN, timeout=10) as http,
+        httpx.AsyncClient(base_url=server.url, headers=ADMIN, timeout=10, verify=TLS) as http,
     ):
         # As if a public name had come to resolve to loopback: stored as the GraphQL check let it.
         engine = make_engine(sqlite_url)

@@ -13,7 +13,7 @@ import httpx
 from api.access.auth import AuthConfig, Role, mint_token
 from api.service import Service
 from api.settings import Settings
-from tests.api.server import serve
+from tests.api.server import TLS, serve
 
 SECRET = "a test secret, long enough for HS256 keys and for the HS512 token that it must refuse"
 AUTH = AuthConfig(secret=SECRET)
@@ -73,5 +73,5 @@ class Served:
 @contextlib.asynccontextmanager
 async def served(settings: Settings) -> AsyncIterator[Served]:
     svc = Service(settings)
-    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with serve(svc) as url, httpx.AsyncClient(base_url=url, timeout=10, verify=TLS) as http:
         yield Served(svc, url, http)

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.server import GraphQLClient
+from tests.api.server import TLS, GraphQLClient
 
 ORDERSAGA = Path(sys.executable).with_name("ordersaga")
 STARTUP_SECONDS = 60
@@ -70,7 +70,7 @@ async def serve_process(
         start_new_session=True,  # a process group of its own, so that a kill reaches its workers
         **spawn,
     )
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
         server = ServerProcess(process, GraphQLClient(http))
         collecting = asyncio.create_task(server.collect_output())
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.api.server import TLS
 from tests.api.tokens import SECRET, codes
 from tests.crash.server_process import ORDERSAGA, _free_port
 
@@ -37,7 +38,7 @@ async def _run(tmp_path: Path, *options: str) -> tuple[int | None, str, list[str
     answered: list[str] | None = None
     exited: int | None = None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
             for _ in range(300):
                 if process.returncode is not None:
                     exited = process.returncode

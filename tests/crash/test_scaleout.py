@@ -30,7 +30,7 @@ from domain.model.saga import StepTimedOut
 from persistence.database import make_engine
 from persistence.migrate import alembic_config
 from persistence.tables import orders
-from tests.api.server import place, stage, stock
+from tests.api.server import TLS, place, stage, stock
 from tests.api.subscriptions import subscriptions
 from tests.conftest import POSTGRES_ENV
 from tests.crash.audit import audit, journal_of, saga_statuses
@@ -274,7 +274,8 @@ async def test_serve_with_workers_on_port_0_prints_the_port_its_socket_holds(dat
             graphiql = (await process.stdout.readline()).decode().strip()
         found = re.fullmatch(r"GraphiQL: (http://127\.0\.0\.1:(\d+))/graphql \(2 workers\)", graphiql)
         assert found is not None and int(found[2]) != 0, graphiql
-        async with httpx.AsyncClient(timeout=60) as http:  # the workers accept once they have started
+        # The workers accept once they have started.
+        async with httpx.AsyncClient(timeout=60, verify=TLS) as http:
             assert (await http.get(f"{found[1]}/healthz")).status_code == 200
     finally:
         os.killpg(process.pid, signal.SIGKILL)

@@ -17,6 +17,7 @@ from api.service import Service
 from api.settings import Settings
 from persistence.database import is_sqlite
 from persistence.serving import DatabaseInUse, claim_database
+from tests.api.server import TLS
 from tests.crash.server_process import ORDERSAGA, ordersaga_serve
 
 COMMAND_SECONDS = 60
@@ -101,7 +102,7 @@ async def test_the_graphiql_and_console_urls_are_printed_once_the_port_is_bound(
             console = (await process.stdout.readline()).decode().strip()
         assert graphiql.startswith("GraphiQL: http://127.0.0.1:") and graphiql.endswith("/graphql")
         assert console == graphiql.replace("GraphiQL: ", "Console: ").replace("/graphql", "/dashboard")
-        async with httpx.AsyncClient(follow_redirects=True) as http:  # at once: no retry, no wait
+        async with httpx.AsyncClient(follow_redirects=True, verify=TLS) as http:  # at once: no retry, no wait
             page = await http.get(graphiql.removeprefix("GraphiQL: "), headers={"accept": "text/html"})
             assert page.status_code == 200 and "graphiql" in page.text.lower()
             page = await http.get(console.removeprefix("Console: "))
