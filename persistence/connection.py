@@ -170,6 +170,14 @@ class BlockingDb(_Transactional):
         # The transaction's own sqlite3 connection, which SQLAlchemy began (BEGIN IMMEDIATE).
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
+    def close(self) -> None:
+        """Close the transaction's sqlite3 cursor, in the writer's thread, before its connection goes
+        back to the pool. Left open, the cursor would be freed wherever its last reference goes (the
+        traceback of an error carried to the event loop), and sqlite3 resets the statement a cursor
+        last ran when it is freed: by then the connection's statement cache may have handed that
+        statement to the next transaction, which fails with "bad parameter or other API misuse"."""
+        self._cursor.close()
+
     async def _execute(self, statement: Executable | Prepared, parameters: Any) -> Any:
         if isinstance(statement, Prepared):
             if self._prepared:

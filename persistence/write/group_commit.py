@@ -284,13 +284,17 @@ class GroupCommitRunner:
             with engine.connect() as conn:
                 conn.begin()
                 db = BlockingDb(conn, self._prepared)
-                results = [(job, run_blocking(job.work(db))) for job in jobs]
-                run_blocking(db.before_commit())
                 try:
-                    conn.commit()
-                except Exception as lost:
-                    raise OutcomeUnknown("the transaction's commit failed; it may have committed") from lost
-                return results
+                    results = [(job, run_blocking(job.work(db))) for job in jobs]
+                    run_blocking(db.before_commit())
+                    try:
+                        conn.commit()
+                    except Exception as lost:
+                        unknown = "the transaction's commit failed; it may have committed"
+                        raise OutcomeUnknown(unknown) from lost
+                    return results
+                finally:
+                    db.close()
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, write)
 

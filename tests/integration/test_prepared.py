@@ -37,11 +37,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, ProgrammingError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import persistence.write
-from persistence.connection import AsyncDb, BlockingDb, run_blocking
+from persistence.connection import AsyncDb, BlockingDb, Db, run_blocking
 from persistence.database import (
     is_contention,
     is_key_clash,
@@ -51,9 +51,11 @@ from persistence.database import (
     make_writer_engine,
     sqlstate,
 )
+from persistence.metrics import StoreMetrics
 from persistence.migrate import upgrade
 from persistence.prepared import Prepared
 from persistence.tables import UtcDateTime, journal, saga_timeline
+from persistence.write.group_commit import GroupCommitRunner
 from tests.integration.support import through_sqlalchemy
 
 INSERT = Prepared(insert(journal))
@@ -477,3 +479,33 @@ def _sql_of(statement: Prepared, dialect: Any) -> tuple[str, list[Any]]:
     form = statement._form(dialect, _every_column(statement))
     sql, values = form.bind([{b.key: [None] if b.expanding else None for b in form.binds if b.given}])
     return sql, values[0]
+
+
+async def test_a_writes_cursor_is_closed_in_the_writers_thread_when_the_write_fails(engine: Engine) -> None:
+    """A failed write's error carries its transaction, and so its sqlite3 cursor, in its traceback to
+    the event loop, to be freed there at any moment. sqlite3 resets the statement a cursor last ran
+    when the cursor is freed, and the connection's statement cache may by then have handed that
+    statement to the next batch in the writer's thread ("bad parameter or other API misuse" there).
+    So the writer closes each transaction's cursor itself, before the connection goes back."""
+    runner = GroupCommitRunner(engine, lambda db: None, StoreMetrics())  # type: ignore[arg-type,return-value]
+    await runner.start()
+    seen: list[Db] = []
+
+    async def work(db: Db) -> None:
+        seen.append(db)
+        await db.execute(INSERT, rows(f"s-{len(seen)}"))
+        raise _Planned
+
+    try:
+        with pytest.raises(_Planned):
+            await runner.run_on_connection(work)
+    finally:
+        await runner.stop()
+    assert seen
+    for db in seen:  # the batch's transaction, then the work's own (group_commit.py runs it again alone)
+        with pytest.raises(ProgrammingError, match="closed cursor"):
+            await db.execute(INSERT, rows("late"))
+
+
+class _Planned(Exception):
+    """A write's own failure, raised after it ran a prepared statement."""
