@@ -37,7 +37,7 @@ from domain.orchestration.attempts import until_settled
 from domain.orchestration.orchestrator import Orchestrator
 from domain.orchestration.takeover import keep_leases, lease_round
 from domain.ports import Clock, KeyedRequest, ParticipantGate
-from persistence.connection import Db
+from persistence.connection import Db, EngineWriter, Writer
 from persistence.database import is_sqlite, make_engine, make_writer_engine
 from persistence.fleet.commit_listener import CommitListener
 from persistence.fleet.leases import Fleet, LeaseBook
@@ -95,11 +95,18 @@ class Service:
         fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)
         clock = clock or SystemClock()
         self.clock = clock
+        # The writes outside the sagas' own (relay positions, webhook deliveries, staged faults). On
+        # SQLite they join the commit lanes' one writer: the database takes one at a time, and a
+        # second connection would only wait for its lock, or hold it while its event loop is busy.
+        # On PostgreSQL they have a small pool of their own, so that delivering never takes a
+        # connection the sagas' commits or the API's reads wait for.
+        self._outbound = None if sqlite else make_engine(settings.database_url, pool_size=2)
+        writer: Writer = self._write_in_lanes if self._outbound is None else EngineWriter(self._outbound)
         # Staged faults, when enabled, are the participants' gate (`gate` is for tests' own) and, on
         # PostgreSQL, how the runner commits.
         self.faults = None
         if settings.fault_injection:
-            self.faults = FaultInjector(clock, settings.fault_seed, StagedFaultStore(self._reader))
+            self.faults = FaultInjector(clock, settings.fault_seed, StagedFaultStore(self._reader, writer))
         self.leases = None
         if fleet is not None:
             assert isinstance(self._writer, AsyncEngine)
@@ -159,13 +166,10 @@ class Service:
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
         self.mutation_rate_limit = MutationRateLimit(limits, settings.rate_limit_storage) if limits else None
-        # The outbound relays write (their positions, webhook deliveries) on a small pool of their own,
-        # so that delivering never takes a connection the sagas' commits or the API's reads wait for.
-        self._outbound = make_engine(settings.database_url, pool_size=2)
         self.webhooks = Webhooks(
             Wiring(
-                store=WebhookStore(self._reader, self._outbound),
-                relays=Relays(self._outbound, fleet),
+                store=WebhookStore(self._reader, writer),
+                relays=Relays(writer, fleet),
                 reader=self._reader,
                 hub=self.hub,
                 clock=clock,
@@ -180,12 +184,10 @@ class Service:
             )
         self.stream = None
         if settings.stream is not None:
-            # On the read engine: the relay's reads and its row's small writes are async work, and
-            # on SQLite the writer engine is the commit lanes' blocking one.
             self.stream = StreamRelay(
                 settings.stream,
                 self._reader,
-                Relays(self._reader, fleet),
+                Relays(writer, fleet),
                 self.hub,
                 # A third of the lease time: standing by, it takes over soon after a holder died.
                 poll_s=settings.lease_ttl.total_seconds() / 3,
@@ -266,7 +268,8 @@ class Service:
         else:
             self._writer.dispose()
         await self.warehouses.close()
-        await self._outbound.dispose()
+        if self._outbound is not None:
+            await self._outbound.dispose()
         await self._reader.dispose()
         await self._claim.aclose()
 
@@ -312,6 +315,11 @@ class Service:
         `lock_order`: the first SKU whose stock it may lock, so that it takes its row locks in the
         order the sagas' reservations do (see domain.ports.TransactionRunner)."""
         return await self.runner.run_on_connection(work, lock_order)
+
+    def _write_in_lanes(self, work: Callable[[Db], Awaitable[T]]) -> Awaitable[T]:
+        """The writes outside the sagas' own, on SQLite: a `Writer` through the commit lanes (bound
+        late: the runner is made after the staged faults, whose commit it uses)."""
+        return self.runner.run_on_connection(work)
 
     async def write_once(
         self,

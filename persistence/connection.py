@@ -12,21 +12,18 @@ asyncpg (persistence/prepared.py).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, overload
 
 from sqlalchemy import CursorResult, Dialect, Executable, Select
 from sqlalchemy.engine import Connection, NestedTransaction
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.prepared import Prepared, Rows
 
 T = TypeVar("T")
-P = ParamSpec("P")
-R = TypeVar("R")
 S = TypeVar("S", bound="Deferred")
 
 
@@ -215,13 +212,33 @@ def run_blocking(work: Awaitable[T]) -> T:
     raise RuntimeError("work in a SQLite transaction awaited something other than its database")
 
 
-def whole(write: Callable[P, Coroutine[None, None, R]]) -> Callable[P, Coroutine[None, None, R]]:
-    """`write`, run to its end even when its caller is cancelled (a relay stopped, a client gone): a
-    SQLite transaction cut off in the middle keeps the database's write lock until its connection is
-    collected, and every other writer, the sagas' commits among them, waits for it meanwhile."""
+class Writer(Protocol):
+    """Runs `work` in a transaction of its own and commits it; answers what `work` returns. How the
+    writes outside the sagas' own (the outbound relays' positions and deliveries, staged faults) are
+    made: on SQLite through the commit lanes' one writer (GroupCommitRunner.run_on_connection), since
+    the database takes one writer at a time and a second connection would only contend for its lock;
+    on PostgreSQL on an engine of their own (`EngineWriter`). Raises what `work` and the database
+    raise."""
 
-    @functools.wraps(write)
-    async def shielded(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.shield(write(*args, **kwargs))
+    def __call__(self, work: Callable[[Db], Awaitable[T]], /) -> Awaitable[T]: ...
 
-    return shielded
+
+class EngineWriter:
+    """A `Writer` on an async engine: each piece of work in a transaction of its own, run to its end
+    even when its caller is cancelled (a relay stopped, a client gone), so that what an attempt
+    found out (a delivery's outcome, a position reached) is kept once known."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def __call__(self, work: Callable[[Db], Awaitable[T]], /) -> T:
+        return await asyncio.shield(self._write(work))
+
+    async def _write(self, work: Callable[[Db], Awaitable[T]]) -> T:
+        async with self._engine.connect() as conn:
+            await conn.begin()
+            db = AsyncDb(conn, prepared=False)
+            result = await work(db)
+            await db.before_commit()
+            await conn.commit()
+            return result

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.connection import whole
+from persistence.connection import Db, Writer
 from persistence.tables import staged_faults
 
 _TAKE_FAILURE = (
@@ -33,47 +33,54 @@ class StagedFault:
 
 
 class StagedFaultStore:
-    """Raises what the database raises when it does not answer."""
+    """Reads go to `reader`, writes through `writer` (persistence/connection.py); raises what the
+    database raises when it does not answer."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, reader: AsyncEngine, writer: Writer) -> None:
+        self._reader = reader
+        self._write = writer
 
     async def all(self) -> dict[str, StagedFault]:
         """Every staged fault, by participant name."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(select(staged_faults))
             return {
                 r.participant: StagedFault(r.delay_ms, r.fail_next, r.failure_rate, r.rejected_warehouses)
                 for r in rows
             }
 
-    @whole
     async def put(self, participant: str, fault: StagedFault | None) -> None:
         """Stage `fault` on `participant`, replacing its fault (an upsert, so two stagings at once
         end with one of them); None heals it."""
-        async with self._engine.begin() as conn:
+
+        async def work(db: Db) -> None:
             if fault is None:
-                await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
+                await db.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
                 return
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
             staged = dialect.insert(staged_faults).values(participant=participant, **asdict(fault))
-            await conn.execute(
+            await db.execute(
                 staged.on_conflict_do_update(index_elements=[staged_faults.c.participant], set_=asdict(fault))
             )
 
-    @whole
-    async def clear(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(staged_faults))
+        await self._write(work)
 
-    @whole
+    async def clear(self) -> None:
+        async def work(db: Db) -> None:
+            await db.execute(delete(staged_faults))
+
+        await self._write(work)
+
     async def take_failure(self, participant: str) -> int | None:
         """Count one staged failure of `participant` off, for this call to fail: the failures left
         after it, or None when none was left (another process took the last)."""
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(_TAKE_FAILURE, {"p": participant})).first()
+
+        async def work(db: Db) -> int | None:
+            row = (await db.execute(_TAKE_FAILURE, {"p": participant})).first()
             if row is None:
                 return None
             if not (row.fail_next or row.delay_ms or row.failure_rate or row.rejected_warehouses):
-                await conn.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
-        return int(row.fail_next)
+                await db.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
+            return int(row.fail_next)
+
+        return await self._write(work)

@@ -19,15 +19,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Delete, Row, Update, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.connection import whole
+from persistence.connection import Db, Writer
 from persistence.read.paging import Window
 from persistence.tables import journal_head, relays, webhook_deliveries, webhook_endpoints
 
@@ -123,16 +123,16 @@ _RECORD = (
 
 
 class WebhookStore:
-    """The endpoints and deliveries. Reads go to `reader`, writes to `writer`; every method raises
-    what the database raises when it does not answer."""
+    """The endpoints and deliveries. Reads go to `reader`, writes through `writer`
+    (persistence/connection.py); every method raises what the database raises when it does not
+    answer."""
 
-    def __init__(self, reader: AsyncEngine, writer: AsyncEngine) -> None:
+    def __init__(self, reader: AsyncEngine, writer: Writer) -> None:
         self._reader = reader
-        self._writer = writer
+        self._write = writer
 
     # ------------------------------------------------------------------------------------ endpoints
 
-    @whole
     async def create(
         self, url: str, events: frozenset[str] | None, description: str | None, secret: str, now: datetime
     ) -> Endpoint:
@@ -149,9 +149,12 @@ class WebhookStore:
             created_at=now,
         )
         head = select(func.coalesce(func.max(journal_head.c.position), 0)).scalar_subquery()
-        async with self._writer.begin() as conn:
-            await conn.execute(insert(webhook_endpoints).values(**_columns(endpoint)))
-            await conn.execute(insert(relays).values(name=relay_name(endpoint.id), position=head))
+
+        async def work(db: Db) -> None:
+            await db.execute(insert(webhook_endpoints).values(**_columns(endpoint)))
+            await db.execute(insert(relays).values(name=relay_name(endpoint.id), position=head))
+
+        await self._write(work)
         return endpoint
 
     async def endpoints(self) -> list[Endpoint]:
@@ -171,7 +174,6 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return set((await conn.scalars(query)).all())
 
-    @whole
     async def change(self, endpoint_id: str, changes: Mapping[str, object]) -> Endpoint | None:
         """Set the endpoint's columns named in `changes` (Endpoint's field names: url, events,
         description, secret, enabled, disabled_reason, failing_since), and no others, so that what a
@@ -188,22 +190,26 @@ class WebhookStore:
             .values(**values)
             .returning(webhook_endpoints)
         )
-        async with self._writer.begin() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else Endpoint.from_row(row)
 
-    @whole
+        async def work(db: Db) -> Endpoint | None:
+            row = (await db.execute(query)).first()
+            return None if row is None else Endpoint.from_row(row)
+
+        return await self._write(work)
+
     async def delete(self, endpoint_id: str) -> bool:
         """Remove the endpoint, its deliveries and its relay; False if there was none."""
-        async with self._writer.begin() as conn:
-            await conn.execute(
+
+        async def work(db: Db) -> bool:
+            await db.execute(
                 delete(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
             )
-            await conn.execute(delete(relays).where(relays.c.name == relay_name(endpoint_id)))
-            gone = await conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
+            await db.execute(delete(relays).where(relays.c.name == relay_name(endpoint_id)))
+            gone = await db.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
             return gone.rowcount == 1
 
-    @whole
+        return await self._write(work)
+
     async def note_health(self, endpoint_id: str, succeeded: bool, now: datetime) -> datetime | None:
         """After a round of attempts: one success clears the endpoint's failing time; failures alone
         start it if it was not running. Answers since when the endpoint has been failing (None: it is
@@ -215,20 +221,23 @@ class WebhookStore:
             .values(failing_since=since)
             .returning(webhook_endpoints.c.failing_since)
         )
-        async with self._writer.begin() as conn:
-            found = (await conn.execute(query)).first()
-        return None if found is None else found[0]
 
-    @whole
+        async def work(db: Db) -> datetime | None:
+            found = (await db.execute(query)).first()
+            return None if found is None else found[0]
+
+        return await self._write(work)
+
     async def disable(self, endpoint_id: str, reason: str, now: datetime) -> None:
         """Disable the endpoint for `reason`; its pending deliveries fail (redeliver sends them again)."""
-        async with self._writer.begin() as conn:
-            await conn.execute(
+
+        async def work(db: Db) -> None:
+            await db.execute(
                 update(webhook_endpoints)
                 .where(webhook_endpoints.c.id == endpoint_id)
                 .values(enabled=False, disabled_reason=reason)
             )
-            await conn.execute(
+            await db.execute(
                 update(webhook_deliveries)
                 .where(
                     webhook_deliveries.c.endpoint_id == endpoint_id,
@@ -236,6 +245,8 @@ class WebhookStore:
                 )
                 .values(status=DeliveryStatus.FAILED.value, next_attempt_at=None, updated_at=now)
             )
+
+        await self._write(work)
 
     # ----------------------------------------------------------------------------------- deliveries
 
@@ -266,16 +277,18 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
-    @whole
     async def store(self, deliveries: Sequence[Delivery]) -> None:
         """Store deliveries not stored yet (one already there, from a round repeated after a crash or
         a lost lease, stays as it is)."""
         if not deliveries:
             return
-        dialect = postgresql if self._writer.dialect.name == "postgresql" else sqlite
         rows = [_delivery_columns(delivery) for delivery in deliveries]
-        async with self._writer.begin() as conn:
-            await conn.execute(dialect.insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+
+        async def work(db: Db) -> None:
+            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+            await db.execute(dialect.insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+
+        await self._write(work)
 
     async def due(self, endpoint_id: str, now: datetime, sagas: int) -> list[list[Delivery]]:
         """For at most `sagas` sagas whose first undelivered event is PENDING and due, their undelivered
@@ -306,7 +319,6 @@ class WebhookStore:
             chains.setdefault(delivery.saga_id, []).append(delivery)
         return list(chains.values())
 
-    @whole
     async def record(self, endpoint_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Store the outcomes of a round's attempts at stored deliveries, in one statement."""
         if not outcomes:
@@ -325,10 +337,12 @@ class WebhookStore:
             }
             for outcome in outcomes
         ]
-        async with self._writer.begin() as conn:
-            await conn.execute(_RECORD, parameters)
 
-    @whole
+        async def work(db: Db) -> None:
+            await db.execute(_RECORD, parameters)
+
+        await self._write(work)
+
     async def prune(self, endpoint_id: str, succeeded_before: datetime, limit: int) -> int:
         """Delete at most `limit` of the endpoint's SUCCEEDED deliveries last updated before
         `succeeded_before`, earliest events first; answers how many. PENDING and FAILED ones stay:
@@ -344,9 +358,9 @@ class WebhookStore:
             .order_by(d.c.position)
             .limit(limit)
         )
-        query = delete(d).where(d.c.endpoint_id == endpoint_id, d.c.position.in_(doomed))
-        async with self._writer.begin() as conn:
-            return (await conn.execute(query)).rowcount
+        return await self._write(
+            _count(delete(d).where(d.c.endpoint_id == endpoint_id, d.c.position.in_(doomed)))
+        )
 
     async def last_error(self, endpoint_id: str) -> str | None:
         """Why the endpoint's latest failed attempt failed (None if none is stored)."""
@@ -360,7 +374,6 @@ class WebhookStore:
         async with self._reader.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
-    @whole
     async def redeliver(self, endpoint_id: str, now: datetime, event_id: str | None = None) -> int:
         """Make the endpoint's FAILED deliveries (or only the one of event `event_id`) PENDING and due
         now, with a fresh series of attempts; answers how many."""
@@ -378,8 +391,7 @@ class WebhookStore:
         )
         if event_id is not None:
             query = query.where(d.c.event_id == event_id)
-        async with self._writer.begin() as conn:
-            return (await conn.execute(query)).rowcount
+        return await self._write(_count(query))
 
     async def page(self, endpoint_id: str, statuses: Sequence[str], window: Window[int]) -> list[Delivery]:
         """The endpoint's deliveries in one of `statuses` (any, when empty), in `window` of the list
@@ -397,6 +409,15 @@ class WebhookStore:
             query = query.where(d.c.position > window.before)
         async with self._reader.connect() as conn:
             return [Delivery(**row._mapping) for row in await conn.execute(query)]
+
+
+def _count(statement: Update | Delete) -> Callable[[Db], Awaitable[int]]:
+    """Work that runs `statement` and answers how many rows it changed."""
+
+    async def work(db: Db) -> int:
+        return (await db.execute(statement)).rowcount
+
+    return work
 
 
 def _columns(endpoint: Endpoint) -> dict[str, object]:

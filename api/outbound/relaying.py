@@ -11,10 +11,8 @@ cannot be stored (the lease was lost meanwhile) ends, and the relay stands by.
 
 The position is stored only after the sink settled every event up to it, so a crash or a takeover in
 between sends those events again: delivery is at least once, and receivers deduplicate on each
-event's stable id. The relay's writes run to their end even when it is cancelled (`whole`): on SQLite
-a transaction cut off inside would hold the sagas' write lock. A round that fails (the receiver, the
-database) leaves the relay BEHIND: events wait in the journal, and it tries again from its position
-after a growing pause.
+event's stable id. A round that fails (the receiver, the database) leaves the relay BEHIND: events
+wait in the journal, and it tries again from its position after a growing pause.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from domain.orchestration.attempts import jittered_pause
-from persistence.connection import whole
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, events_after
 
@@ -137,13 +134,13 @@ class RelayDriver:
             await self._sink.close()
             if self._state is not RelayState.STANDBY:
                 with contextlib.suppress(Exception):
-                    await whole(self._relays.release)(self.name)  # another takes over at once
+                    await self._relays.release(self.name)  # another takes over at once
 
     async def _hold_and_drive(self, committed: asyncio.Event) -> None:
         if self._opens_row:
-            await whole(self._relays.open)(self.name)
+            await self._relays.open(self.name)
             self._opens_row = False
-        position = await whole(self._relays.take)(self.name)
+        position = await self._relays.take(self.name)
         if position is None:
             if self._state is not RelayState.STANDBY:
                 log.debug("relay %s: another process holds the lease", self.name)
@@ -176,7 +173,7 @@ class RelayDriver:
         """Renew the lease every third of its time; return once another process has it."""
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            if await whole(self._relays.take)(self.name) is None:
+            if await self._relays.take(self.name) is None:
                 return
 
     async def _drive(self, committed: asyncio.Event) -> None:
@@ -206,7 +203,7 @@ class RelayDriver:
     async def _advance(self, position: int) -> None:
         if position <= self._position:
             return
-        if not await whole(self._relays.advance)(self.name, position):
+        if not await self._relays.advance(self.name, position):
             raise LeaseLost
         self._position = position
 

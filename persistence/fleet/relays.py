@@ -13,10 +13,10 @@ Without a fleet (SQLite, or one process), this process is the only one, and it a
 
 from __future__ import annotations
 
-from sqlalchemy import Interval, and_, bindparam, func, or_, select, update
+from sqlalchemy import Executable, Interval, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.connection import Db, Writer
 from persistence.fleet.leases import Fleet
 from persistence.tables import relays
 
@@ -48,46 +48,58 @@ _POSITION = select(relays.c.position).where(relays.c.name == bindparam("relay"))
 
 class Relays:
     """The relays' stored positions, and their leases when `fleet` says this is one of several
-    processes. Every method raises what the database raises when it does not answer."""
+    processes. Written through `writer` (persistence/connection.py). Every method raises what the
+    database raises when it does not answer."""
 
-    def __init__(self, engine: AsyncEngine, fleet: Fleet | None = None) -> None:
-        self._engine = engine
+    def __init__(self, writer: Writer, fleet: Fleet | None = None) -> None:
+        self._write = writer
         self._fleet = fleet
 
     async def open(self, name: str) -> None:
         """Make relay `name`'s row, at position 0, unless it has one. Only the owner of what the relay
         sends makes it (the stream's relay at its start, a webhook endpoint's creation), so a relay
         still running after its endpoint was deleted cannot leave a row behind."""
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        async with self._engine.begin() as conn:
-            await conn.execute(dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing())
+
+        async def work(db: Db) -> None:
+            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+            await db.execute(dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing())
+
+        await self._write(work)
 
     async def take(self, name: str) -> int | None:
         """Take or renew the lease on relay `name`. Answers its stored position, or None while another
         live process holds it or it has no row (never opened, or deleted with its endpoint)."""
-        async with self._engine.begin() as conn:
-            if self._fleet is None:
-                found = (await conn.execute(_POSITION, {"relay": name})).scalar_one_or_none()
-            else:
-                found = (await conn.execute(_TAKE, {"relay": name, **self._params()})).scalar_one_or_none()
-        return None if found is None else int(found)
+        statement: Executable = _POSITION if self._fleet is None else _TAKE
+        parameters = {"relay": name, **self._params()}
+
+        async def work(db: Db) -> int | None:
+            found = (await db.execute(statement, parameters)).scalar_one_or_none()
+            return None if found is None else int(found)
+
+        return await self._write(work)
 
     async def advance(self, name: str, position: int) -> bool:
         """Store `position` for relay `name` (a position never moves back) and renew the lease.
         Answers False, storing nothing, if this process no longer holds the lease."""
-        async with self._engine.begin() as conn:
-            if self._fleet is None:
-                await conn.execute(_ADVANCE, {"relay": name, "position": position})
-                return True
-            parameters = {"relay": name, "position": position, **self._params()}
-            return (await conn.execute(_ADVANCE_LEASED, parameters)).first() is not None
+        statement = _ADVANCE if self._fleet is None else _ADVANCE_LEASED
+        parameters = {"relay": name, "position": position, **self._params()}
+
+        async def work(db: Db) -> bool:
+            found = await db.execute(statement, parameters)
+            return self._fleet is None or found.first() is not None
+
+        return await self._write(work)
 
     async def release(self, name: str) -> None:
         """Hand the lease back (a clean stop), so another process may take the relay at once."""
         if self._fleet is not None:
-            async with self._engine.begin() as conn:
-                await conn.execute(_RELEASE, {"relay": name, "me": self._fleet.instance})
+            parameters = {"relay": name, "me": self._fleet.instance}
+
+            async def work(db: Db) -> None:
+                await db.execute(_RELEASE, parameters)
+
+            await self._write(work)
 
     def _params(self) -> dict[str, object]:
-        assert self._fleet is not None
-        return {"me": self._fleet.instance, "ttl": self._fleet.lease_ttl}
+        """The lease's parameters (none without a fleet: the statements then take none)."""
+        return {} if self._fleet is None else {"me": self._fleet.instance, "ttl": self._fleet.lease_ttl}

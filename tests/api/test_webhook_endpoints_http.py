@@ -14,6 +14,7 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
+from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.webhooks import WebhookStore
 from tests.api.server import PLACE, TLS, GraphQLClient, graphql_client, place, stock
@@ -194,7 +195,7 @@ async def test_a_url_that_resolves_to_a_private_address_by_delivery_time_is_not_
         # As if a public name had come to resolve to loopback: stored as the GraphQL check let it.
         engine = make_engine(sqlite_url)
         try:
-            store = WebhookStore(engine, engine)
+            store = WebhookStore(engine, EngineWriter(engine))
             endpoint = await store.create(receiver.url, None, None, "whsec_" + "A" * 44, datetime.now(UTC))
         finally:
             await engine.dispose()

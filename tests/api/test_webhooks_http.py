@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from api.service import Service
 from api.settings import Settings
@@ -53,6 +55,9 @@ query (
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }
+"""
+STAGE_FAULT = """
+mutation ($input: SetParticipantFaultInput!) { setParticipantFault(input: $input) { userErrors { code } } }
 """
 DELETE = "mutation ($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { deletedId userErrors { code } } }"
 REDELIVER = """
@@ -434,3 +439,34 @@ async def test_an_answer_that_is_not_http_is_a_failed_attempt_and_the_relay_goes
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_on_sqlite_every_write_of_the_service_goes_through_its_one_writer(sqlite_url: str) -> None:
+    """SQLite takes one writer at a time. The relays' and operators' writes (endpoints, deliveries,
+    relay positions, staged faults) are made by the commit lanes' writer thread, as the sagas' are:
+    a second connection would wait for the lock behind the sagas, and, holding it across turns of a
+    busy event loop, make the sagas' writer wait for it in turn."""
+    written: list[tuple[str, str]] = []  # (thread, statement) of every write SQLAlchemy runs
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            written.append((threading.current_thread().name, statement))
+
+    receiver = Receiver()
+    async with receiver.running(), served(sqlite_url, fault_injection=True) as gql:
+        event.listen(Engine, "before_cursor_execute", record)
+        try:
+            endpoint_id = await subscribe(gql, receiver)
+            await settled_orders(gql, 3)
+            await receiver.wait_for(ids_of(await journal(sqlite_url)))
+            staged = await gql(STAGE_FAULT, input={"participant": "SHIPMENT", "failNext": 1})
+            assert staged["setParticipantFault"]["userErrors"] == []
+            await gql("mutation { clearParticipantFaults { userErrors { code } } }")
+            disable = {"id": endpoint_id, "enabled": False}
+            assert (await gql(UPDATE, input=disable))["updateWebhookEndpoint"]["userErrors"] == []
+            assert (await gql(DELETE, id=endpoint_id))["deleteWebhookEndpoint"]["userErrors"] == []
+        finally:
+            event.remove(Engine, "before_cursor_execute", record)
+    tables = {re.search(r"(?:INTO|UPDATE|FROM) (\w+)", statement).group(1) for _, statement in written}  # type: ignore[union-attr]
+    assert {"webhook_endpoints", "relays", "staged_faults"} <= tables, tables
+    assert {thread for thread, _ in written} <= {"ordersaga-writer_0"}, written

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.live.hub import TransitionHub
 from api.outbound import relaying
 from api.outbound.relaying import PartlyDelivered, RelayDriver, RelayState
+from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent
@@ -70,7 +71,7 @@ async def test_a_batch_that_failed_part_way_stores_what_was_settled_and_goes_on_
     driver = RelayDriver(
         "test:relay",
         sink,
-        relays=Relays(engine),
+        relays=Relays(EngineWriter(engine)),
         reader=engine,
         hub=TransitionHub(),
         batch=10,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.clock import SystemClock
 from api.staged_faults import Fault, FaultInjector
 from domain.model.saga import Participant
+from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.staged_faults import StagedFault, StagedFaultStore
 
@@ -23,7 +24,7 @@ class HeldReads(StagedFaultStore):
     """The store, whose reads wait, once done, until the test lets them answer."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+        super().__init__(engine, EngineWriter(engine))
         self.read = asyncio.Event()
         self.answer = asyncio.Event()
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.fleet.relays import Relays
 from persistence.read.paging import Window
@@ -20,7 +21,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 async def test_a_change_sets_only_what_it_names(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        store = WebhookStore(engine, engine)
+        store = WebhookStore(engine, EngineWriter(engine))
         created = await store.create("https://example.com/a", None, "first", "whsec_one", NOW)
         # The relay disables it while an admin edits the description from what they read before.
         await store.disable(created.id, "failing for a day", NOW)
@@ -58,7 +59,7 @@ def delivery(endpoint_id: str, position: int, status: DeliveryStatus, updated_at
 async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        store = WebhookStore(engine, engine)
+        store = WebhookStore(engine, EngineWriter(engine))
         mine = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
         other = await store.create("https://example.com/b", None, None, "whsec_two", NOW)
         old, recent = NOW - timedelta(days=8), NOW - timedelta(days=1)
@@ -85,7 +86,7 @@ async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(
 async def test_a_relay_still_running_after_its_endpoint_was_deleted_leaves_no_row(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        store, relays = WebhookStore(engine, engine), Relays(engine)
+        store, relays = WebhookStore(engine, EngineWriter(engine)), Relays(EngineWriter(engine))
         endpoint = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
         assert await relays.take(relay_name(endpoint.id)) is not None
         assert await store.delete(endpoint.id)
