@@ -134,6 +134,9 @@ class LeaseBook:
         self._until: dict[str, float] = {}
         # When each take of a commit not yet announced was sent, for the lease it will hold.
         self._sent: dict[str, float] = {}
+        # When each drop of a commit not yet announced was sent: a renewal that no longer finds
+        # that lease must not take it for one lost to another process.
+        self._dropping: dict[str, float] = {}
 
     @property
     def fleet(self) -> Fleet:
@@ -156,11 +159,13 @@ class LeaseBook:
             me, ttl = self._fleet.instance, self._fleet.lease_ttl
             await db.execute(_TAKE, [{"saga": s, "me": me, "ttl": ttl} for s in taken])
         if dropped:
+            self._dropping.update(dict.fromkeys(dropped, self._monotonic()))
             await db.execute(_DROP, {"ids": dropped})
 
     def on_change(self, change: SagaChange) -> None:
         """The orchestrator listener: mirrors what this process's own commits did to leases."""
         saga_id = change.after.saga_id
+        self._dropping.pop(saga_id, None)
         match lease_change(change.before, change.after):
             case True:
                 self._until[saga_id] = self._sent.pop(saga_id, float("-inf")) + self._ttl_s
@@ -176,13 +181,18 @@ class LeaseBook:
         async with self._engine.begin() as conn:
             await conn.execute(_RENEW, self._params())
             left = {r.saga_id: float(r.left) for r in await conn.execute(_LEFT, self._params())}
-        for saga_id in believed - left.keys():
+        gone = believed - left.keys()
+        # Not lost: the leases this process's own commits dropped meanwhile (settling their sagas),
+        # whether those commits were announced by now (no longer believed) or not yet (dropping).
+        lost = {saga_id for saga_id in gone if saga_id in self._until and saga_id not in self._dropping}
+        for saga_id in gone:
             self._until.pop(saga_id, None)
         for saga_id, seconds in left.items():
             self._until[saga_id] = started + seconds
-        # A take sent this long ago and never announced was rolled back.
+        # A take or drop sent this long ago and never announced was rolled back.
         self._sent = {s: at for s, at in self._sent.items() if at > started - self._ttl_s}
-        return set(left), believed - left.keys()
+        self._dropping = {s: at for s, at in self._dropping.items() if at > started - self._ttl_s}
+        return set(left), lost
 
     async def claim(self) -> set[str]:
         """Take over leases that expired (whoever owned them), up to CLAIM_BATCH; answers their sagas."""

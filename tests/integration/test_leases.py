@@ -140,6 +140,36 @@ async def test_a_renewal_that_did_not_extend_a_lease_does_not_lengthen_the_belie
         await engine.dispose()
 
 
+@postgresql_only
+async def test_a_lease_this_processs_own_commit_dropped_is_not_reported_lost(database_url: str) -> None:
+    """A commit that settled a saga dropped its lease, and a renewal runs before the commit is
+    announced (or while it is): the lease is gone from the database, but not lost to another process,
+    so nothing is let go and nothing is warned about."""
+    engine = make_engine(database_url)
+    book = LeaseBook(engine, Fleet("me", LEASE_TTL))
+    started = SagaStarted("o-1", "c", (OrderLine("SKU-1", 1),), datetime.now(UTC))
+    placed = start("s-1", started)
+    try:
+        async with engine.begin() as conn:
+            await book.write(AsyncDb(conn), {"s-1": True})
+        book.on_change(SagaChange(None, (started,), placed, ()))
+        assert await book.renew() == ({"s-1"}, set())
+
+        async with engine.begin() as conn:
+            await book.write(AsyncDb(conn), {"s-1": False})  # settled: committed, not yet announced
+        assert await book.renew() == (set(), set())
+        assert not book.holds("s-1")
+
+        async with engine.begin() as conn:  # taken again, then claimed by another process
+            await book.write(AsyncDb(conn), {"s-1": True})
+        book.on_change(SagaChange(None, (started,), placed, ()))
+        async with engine.begin() as conn:
+            await conn.execute(saga_leases.update().values(owner="other"))
+        assert await book.renew() == (set(), {"s-1"})
+    finally:
+        await engine.dispose()
+
+
 def test_a_commit_takes_the_lease_when_it_sets_a_saga_moving_and_drops_it_when_it_settles() -> None:
     now = datetime.now(UTC)
     placed = start("s-1", SagaStarted("o-1", "c", (OrderLine("SKU-1", 1),), now))
