@@ -153,6 +153,8 @@ async def test_stock_writes_of_every_kind_over_skus_in_opposite_orders_all_go_th
     )
 
     assert [b.get("errors") for b in bodies] == [None] * len(bodies)
+    refused = [field["userErrors"] for b in bodies for field in b["data"].values() if field["userErrors"]]
+    assert refused == []
     assert errors_logged(caplog) == []
     levels = await gql("{ products { sku onHand reserved } }")
     # Each SKU: 100, +1 net per administering round, -1 per order (each order takes one of each).
