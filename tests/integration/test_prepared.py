@@ -462,6 +462,7 @@ async def test_every_hot_statement_is_accepted_by_the_migrated_schema(database_u
                     pytest.fail(f"{name}: {error}")
         writer.dispose()
         return
+    statements = [(name, s) for name, s in statements if s.dialect in (None, "postgresql")]
     engine = make_engine(database_url)
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
