@@ -58,11 +58,21 @@ class UtcDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         # SQLite keeps the time as text; this is the text SQLAlchemy's SQLite DATETIME writes
-        # ("2026-11-30 04:05:06.000000", UTC), made in one step: every saga step writes a dozen.
+        # ("2026-11-30 04:05:06.000000", UTC), made in one step: every saga step writes a dozen,
+        # most of them the one time its transaction runs at, so the last one made is kept (a pair
+        # replaced whole, so any thread reads a value with its own text).
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def to_text(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            made, text = last
+            if made is value:
+                return text
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last = (value, text)
+            return text
 
         return to_text
 

@@ -63,6 +63,8 @@ class PrometheusMetrics:
             registry=self.registry,
         )
         self.registry.register(_StoreCollector(store, running_sagas))
+        # Each step's histogram, found once: `labels` checks and locks on every call.
+        self._step_histograms: dict[str, Histogram] = {}
 
     def watch_relay(self, relay: StreamRelay) -> None:
         """Report `relay`'s state and position at every scrape."""
@@ -74,6 +76,12 @@ class PrometheusMetrics:
     def observe_command(self, warehouse: str, command_type: str, outcome: str, seconds: float) -> None:
         """The warehouse service's listener (api/outbound/warehouse.py's CommandListener)."""
         self._command_seconds.labels(warehouse, command_type, outcome).observe(seconds)
+
+    def _step_histogram(self, step: str) -> Histogram:
+        histogram = self._step_histograms.get(step)
+        if histogram is None:
+            histogram = self._step_histograms[step] = self._step_seconds.labels(step)
+        return histogram
 
     def observe(self, change: SagaChange) -> None:
         """The orchestrator's listener: runs after every commit, so it only counts what changed."""
@@ -87,7 +95,7 @@ class PrometheusMetrics:
         for record in finished_steps(change):
             assert record.finished_at is not None
             seconds = milliseconds(record.started_at, record.finished_at) / 1000
-            self._step_seconds.labels(record.step.value).observe(seconds)
+            self._step_histogram(record.step.value).observe(seconds)
         if not settled(change):
             return
         after = change.after

@@ -67,7 +67,8 @@ class Orchestrator:
     async def place_order(self, command: PlaceOrder) -> OrderPlaced:
         """Create the order and start its saga in one transaction; once this returns the order is
         durable, and the saga runs on in the background."""
-        fingerprint = command.fingerprint()
+        # Only a keyed placement is compared or bound by its fingerprint.
+        fingerprint = command.fingerprint() if command.idempotency_key is not None else ""
 
         async def work(tx: Transaction) -> tuple[OrderPlaced, SagaChange | None]:
             key = command.idempotency_key

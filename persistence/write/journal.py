@@ -13,7 +13,9 @@ entries and writes their timeline rows. So positions are given out in commit ord
 sees position p before every position below it (docs/decisions/0019-journal-positions.md). Only that
 short tail of the commit is serialised; the appends, with their waits on other writers, come before.
 On PostgreSQL taking the positions and numbering the entries are one statement (one round trip for
-any number of entries); on SQLite, in the process, they are two.
+any number of entries). On SQLite, whose one writer holds the database's lock from BEGIN IMMEDIATE
+to COMMIT, no other transaction can take positions in between, so the entries take theirs as they
+are inserted (and their timeline rows with them) rather than being numbered again before COMMIT.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, func, insert, or_, select, text, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.sql.dml import ReturningInsert
 
 from domain.model.saga import SagaChange, SagaEvent, SagaState
 from domain.ports import ConcurrencyConflict, Placement
@@ -37,7 +37,6 @@ from persistence.prepared import Prepared
 from persistence.read.projection import order_row, saga_row, shipment_rows, step_rows, timeline_rows
 from persistence.tables import (
     journal,
-    journal_head,
     order_view,
     placements,
     saga_step_view,
@@ -130,20 +129,18 @@ _FIND_PLACEMENT = Prepared(
 )
 
 
-def _next_positions() -> ReturningInsert[tuple[int]]:
-    # An upsert rather than an update of a seeded row, so that a database emptied by hand (or by
-    # a test) still counts on from 0.
-    take = sqlite.insert(journal_head).values(id=1, position=bindparam("count"))
-    counted = {"position": journal_head.c.position + take.excluded.position}
-    return take.on_conflict_do_update(index_elements=[journal_head.c.id], set_=counted).returning(
-        journal_head.c.position
-    )
-
-
-# SQLite's: through SQLAlchemy, not Prepared (which takes no RETURNING): one statement per commit.
-_NEXT_POSITIONS = _next_positions()
+# SQLite's positions: the counter's upsert, written out so that it runs prepared like the journal's
+# rows (Prepared takes no RETURNING of SQLAlchemy's making). An upsert rather than an update of a
+# seeded row, so that a database emptied by hand (or by a test) still counts on from 0.
+_TAKE_POSITIONS = Prepared(
+    text(
+        "INSERT INTO journal_head (id, position) VALUES (1, :count) ON CONFLICT (id) "
+        "DO UPDATE SET position = (journal_head.position + excluded.position) RETURNING position"
+    ).columns(position=BigInteger()),
+    dialect="sqlite",
+)
 # On PostgreSQL the counter and the numbering are one statement, so numbering a transaction's entries
-# is one round trip however many it appended (an executemany of _NUMBER is a statement per entry):
+# is one round trip however many it appended (an executemany of an UPDATE is a statement per entry):
 # the upsert takes the positions and the row lock, the UPDATE numbers the entries in the order of the
 # arrays (WITH ORDINALITY), and the statement answers the last position taken and how many entries
 # it numbered. The arrays keep the text the same for any count, so asyncpg prepares it once.
@@ -166,11 +163,6 @@ _TAKE_AND_NUMBER = Prepared(
     ).columns(last=BigInteger(), numbered=BigInteger()),
     dialect="postgresql",
 )
-_NUMBER = Prepared(
-    update(journal)
-    .where(journal.c.saga_id == bindparam("key"), journal.c.sequence == bindparam("at"))
-    .values(position=bindparam("new_position"))
-)
 _INSERT = {
     table: Prepared(insert(table))
     for table in (journal, placements, saga_timeline, saga_view, order_view, saga_step_view, shipment_view)
@@ -189,6 +181,8 @@ class SagaWrites:
         # The timeline rows of every event appended in this transaction, written with their positions
         # when it seals.
         self.timeline: list[dict[str, Any]] = []
+        # SQLite: the positions of the entries inserted so far, by saga id and sequence.
+        self.positions: dict[tuple[str, int], int] = {}
 
     def _clear(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -214,6 +208,8 @@ class SagaWrites:
         db = self._db
         try:
             if self.events:
+                if db.dialect.name != "postgresql":
+                    await self._number_as_written()
                 await db.execute(_INSERT[journal], self.events)
             if self.placements:
                 rows = [vars_of(p) for p in self.placements.values()]
@@ -264,14 +260,22 @@ class SagaWrites:
         db = self._db
         if db.dialect.name == "postgresql":
             _number(rows, await self._take_and_number(rows))
-        else:
-            # SQLite runs in the process: the numbering's executemany costs no round trips.
-            _number(rows, (await db.execute(_NEXT_POSITIONS, {"count": len(rows)})).scalar_one())
-            numbers = [
-                {"key": r["saga_id"], "at": r["sequence"], "new_position": r["position"]} for r in rows
-            ]
-            await db.execute(_NUMBER, numbers)
+        else:  # SQLite: each row takes the position its entry was inserted with
+            positions, self.positions = self.positions, {}
+            try:
+                for row in rows:
+                    row["position"] = positions[row["saga_id"], row["sequence"]]
+            except KeyError as missing:
+                raise RuntimeError(f"a timeline row without a journal entry: {missing}") from None
         await db.execute(_INSERT[saga_timeline], rows)
+
+    async def _number_as_written(self) -> None:
+        """SQLite: take positions for the entries about to be inserted, in the order they were
+        appended, and keep them for their timeline rows."""
+        events = self.events
+        taken = (await self._db.execute(_TAKE_POSITIONS, {"count": len(events)})).first()
+        _number(events, int(taken.position))
+        self.positions.update(((e["saga_id"], e["sequence"]), e["position"]) for e in events)
 
     async def _take_and_number(self, rows: list[dict[str, Any]]) -> int:
         """PostgreSQL: take positions for `rows` (journal entries of this transaction, in the order

@@ -65,9 +65,31 @@ def pick_movements(
     ]
 
 
+class _Gathered:
+    """A transaction's movements, inserted by one statement just before it commits (a Deferred of
+    persistence/connection.py): a commit carrying many sagas' reservations sends them at once, and
+    nothing reads them back before it commits."""
+
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self.rows: list[dict[str, Any]] = []
+
+    async def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            await self._db.execute(_RECORD, rows)
+
+    async def seal(self) -> None:
+        pass
+
+    def gathered(self) -> int:
+        return len(self.rows)
+
+
 async def record(conn: Db, rows: list[dict[str, Any]]) -> None:
+    """Record `rows` (`movement`s) in `conn`'s transaction; they are inserted when it commits."""
     if rows:
-        await conn.execute(_RECORD, rows)
+        conn.deferred(_Gathered).rows.extend(rows)
 
 
 async def unexplained_stock(conn: AsyncConnection) -> list[tuple[StockKey, tuple[int, int], tuple[int, int]]]:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from domain.model.allocation import Shortfall, StockSlot, allocate
@@ -343,7 +344,12 @@ def _params(pick: Pick) -> dict[str, object]:
 
 
 _FIND_SHIPMENT = Prepared(select(shipments.c.status).where(shipments.c.id == bindparam("id")))
-_CREATE_SHIPMENT = Prepared(insert(shipments))
+# A shipment already made under the command's id is left as it is: the insert and the check that it
+# is not there yet are one statement (one round trip on PostgreSQL), by database.
+_CREATE_SHIPMENT = {
+    name: Prepared(make(shipments).on_conflict_do_nothing(index_elements=[shipments.c.id]), dialect=name)
+    for name, make in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
 _SET_SHIPMENT_STATUS = Prepared(
     update(shipments)
     .where(shipments.c.id == bindparam("shipment_id"), shipments.c.status == ShipmentStatus.CREATED.value)
@@ -359,13 +365,10 @@ class SqlShipments:
         self._db = db
 
     async def create_shipment(self, command: StepCommand) -> Outcome:
-        shipment_id = _shipment_of(command)
-        if (await self._db.execute(_FIND_SHIPMENT, {"id": shipment_id})).first() is not None:
-            return Succeeded()
         await self._db.execute(
-            _CREATE_SHIPMENT,
+            _CREATE_SHIPMENT[self._db.dialect.name],
             {
-                "id": shipment_id,
+                "id": _shipment_of(command),
                 "order_id": command.order_id,
                 "warehouse_code": command.warehouse_code,
                 "picks": picks_json(command.picks),

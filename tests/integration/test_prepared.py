@@ -221,14 +221,19 @@ def test_what_the_driver_path_cannot_do_as_sqlalchemy_does_is_refused(
         both(engine, Prepared(statement), parameters)
 
 
+_SQLITE = sqlite.pysqlite.dialect()
+# One processor for every example, as a dialect keeps one: the text it made last, kept for the same
+# time given again, must never be another time's.
+_TIME_TEXT = UtcDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE)
+
+
 @given(st.datetimes(timezones=st.timezones()))
 def test_a_time_is_stored_on_sqlite_as_sqlalchemy_s_datetime_stores_it(moment: datetime) -> None:
-    dialect = sqlite.pysqlite.dialect()
     utc = moment.astimezone(UTC)
-    plain = DateTime().dialect_impl(dialect).bind_processor(dialect)
-    ours = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
-    assert plain is not None and ours is not None
-    assert ours(moment) == plain(utc.replace(tzinfo=None))
+    plain = DateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE)
+    assert plain is not None and _TIME_TEXT is not None
+    assert _TIME_TEXT(moment) == _TIME_TEXT(moment) == plain(utc.replace(tzinfo=None))
+    assert _TIME_TEXT(utc) == plain(utc.replace(tzinfo=None))
 
 
 # PostgreSQL: the same statements on asyncpg, run beside SQLAlchemy in one transaction.
@@ -462,6 +467,7 @@ async def test_every_hot_statement_is_accepted_by_the_migrated_schema(database_u
                     pytest.fail(f"{name}: {error}")
         writer.dispose()
         return
+    statements = [(name, s) for name, s in statements if s.dialect in (None, "postgresql")]
     engine = make_engine(database_url)
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection

@@ -7,10 +7,12 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.cli import parser
@@ -19,11 +21,12 @@ from api.settings import Settings
 from api.subcommands.serve_options import settings_from
 from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
-from domain.model.saga import Participant, SagaChange, SagaStatus, fold, replay
+from domain.model.saga import Participant, SagaChange, SagaStatus, Succeeded, fold, replay
 from domain.model.values import OrderLine, Pick
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from persistence.connection import Db
-from persistence.read.projection import order_row, saga_row, timeline_rows
+from persistence.read.projection import order_row, picks_json, saga_row, timeline_rows
+from persistence.tables import shipments
 from persistence.write.journal import SagaWrites
 from tests.gates import Hold
 from tests.integration.commands import command_for
@@ -226,6 +229,32 @@ async def test_release_restores_stock_once_however_often_it_runs(svc: Service) -
     assert reserved.picks == (Pick("W1", "A", "SKU-1", 4),)  # type: ignore[attr-defined]
     [level] = await svc.catalog.stock_levels("SKU-1")
     assert (level.on_hand, level.reserved) == (10, 0)
+
+
+async def test_a_repeated_shipment_command_finds_the_shipment_it_made(svc: Service) -> None:
+    first = replace(
+        command_for("saga-s", OrderLine("SKU-1", 2), step="CREATE_SHIPMENT"),
+        picks=(Pick("W1", "A", "SKU-1", 2),),
+        shipment_id="shipment-s",
+        warehouse_code="W1",
+    )
+    again = replace(first, picks=(Pick("W1", "A", "SKU-1", 1),), at=first.at + timedelta(seconds=1))
+
+    async def create(tx: Transaction) -> object:
+        return await tx.shipments.create_shipment(first)
+
+    async def create_again(tx: Transaction) -> object:
+        return await tx.shipments.create_shipment(again)
+
+    assert await svc.runner.run(create) == Succeeded()
+    assert await svc.runner.run(create_again) == Succeeded()
+
+    async def stored(db: Db) -> list[tuple[object, ...]]:
+        rows = await db.execute(select(shipments.c.id, shipments.c.picks, shipments.c.created_at))
+        return [tuple(row) for row in rows]
+
+    [(shipment_id, picks, created_at)] = await svc.write(stored)
+    assert (shipment_id, picks, created_at) == ("shipment-s", picks_json(first.picks), first.at)
 
 
 async def test_a_restarted_service_resumes_unfinished_sagas(database_url: str) -> None:
