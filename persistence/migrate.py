@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -28,17 +29,28 @@ def alembic_config() -> Config:
 MIGRATION_LOCK = 0x6F7264657273  # "orders"
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, read once per process. alembic reads them afresh on every command,
+    compiling and running each file: most of the cost of an upgrade that finds nothing to apply, which
+    every start of a service runs."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def _upgrade(connection: Connection) -> list[Script]:
     if connection.dialect.name == "postgresql":
         # Held until the migrating transaction ends, so a crash mid-way releases it too.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    before = MigrationContext.configure(connection).get_current_heads()
+    scripts = _scripts()
+    if set(before) == set(scripts.get_heads()):
+        return []  # up to date; a revision this release does not know goes to alembic, which refuses it
     config = alembic_config()
     config.attributes["connection"] = connection
-    before = MigrationContext.configure(connection).get_current_heads()
     command.upgrade(config, "head")
     after = MigrationContext.configure(connection).get_current_heads()
     # Newest first, down to but not including what the database was at.
-    applied = ScriptDirectory.from_config(config).iterate_revisions(after, before or "base")
+    applied = scripts.iterate_revisions(after, before or "base")
     return list(reversed(list(applied)))
 
 

@@ -5,6 +5,7 @@ carries an `instance` label naming the process: each process counts only what it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -12,10 +13,12 @@ from prometheus_client.registry import Collector
 
 from api.observability.changes import finished_steps, settled
 from api.outbound.relaying import RelayState
-from api.outbound.stream import StreamRelay
 from domain.model.saga import TURNING_BACK, SagaChange, SagaStatus, StepTimedOut
 from persistence.metrics import StoreMetrics
 from persistence.read.projection import milliseconds
+
+if TYPE_CHECKING:
+    from api.outbound.stream import StreamRelay
 
 # Seconds: a step takes milliseconds when all is well, and up to minutes through timeouts and retries.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
