@@ -100,8 +100,9 @@ class Service:
         # The writes outside the sagas' own (relay positions, webhook deliveries, staged faults). On
         # SQLite they join the commit lanes' one writer: the database takes one at a time, and a
         # second connection would only wait for its lock, or hold it while its event loop is busy.
-        # On PostgreSQL they have a small pool of their own, so that delivering never takes a
-        # connection the sagas' commits or the API's reads wait for.
+        # On PostgreSQL they have a small pool of their own, shared by every relay and the staged
+        # faults (it grows past two connections when they write at once), so that delivering never
+        # takes a connection the sagas' commits or the API's reads wait for.
         self._outbound = None if sqlite else make_engine(settings.database_url, pool_size=2)
         writer: Writer = self._write_in_lanes if self._outbound is None else EngineWriter(self._outbound)
         # Staged faults, when enabled, are the participants' gate (`gate` is for tests' own) and, on

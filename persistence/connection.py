@@ -218,7 +218,9 @@ class Writer(Protocol):
     made: on SQLite through the commit lanes' one writer (GroupCommitRunner.run_on_connection), since
     the database takes one writer at a time and a second connection would only contend for its lock;
     on PostgreSQL on an engine of their own (`EngineWriter`). Raises what `work` and the database
-    raise."""
+    raise; through the commit lanes also what they answer any work with: WritersBusy when no lane
+    took it in time, OutcomeUnknown when the commit's answer was lost (persistence/write/
+    group_commit.py)."""
 
     def __call__(self, work: Callable[[Db], Awaitable[T]], /) -> Awaitable[T]: ...
 

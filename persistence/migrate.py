@@ -31,9 +31,10 @@ MIGRATION_LOCK = 0x6F7264657273  # "orders"
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
-    """The migration scripts, read once per process. alembic reads them afresh on every command,
-    compiling and running each file: most of the cost of an upgrade that finds nothing to apply, which
-    every start of a service runs."""
+    """The migration scripts, read once per process for the check whether a database is at their
+    head. alembic reads them afresh on every command (so again when there is something to apply),
+    compiling and running each file: most of the cost of an upgrade that finds nothing to apply,
+    which every start of a service runs."""
     return ScriptDirectory.from_config(alembic_config())
 
 

@@ -278,13 +278,19 @@ class WebhookStore:
             return (await conn.execute(query)).first() is not None
 
     async def store(self, deliveries: Sequence[Delivery]) -> None:
-        """Store deliveries not stored yet (one already there, from a round repeated after a crash or
-        a lost lease, stays as it is)."""
+        """Store `deliveries`, all of one endpoint, unless stored already (one there, from a round
+        repeated after a crash or a lost lease, stays as it is). None are stored once their endpoint
+        is deleted: its relay may still be finishing a round, and on SQLite the write shares a
+        commit with the sagas', which an insert refused by the foreign key would roll back."""
         if not deliveries:
             return
         rows = [_delivery_columns(delivery) for delivery in deliveries]
+        endpoint_id = deliveries[0].endpoint_id
+        exists = select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)
 
         async def work(db: Db) -> None:
+            if (await db.execute(exists)).first() is None:
+                return
             dialect = postgresql if db.dialect.name == "postgresql" else sqlite
             await db.execute(dialect.insert(webhook_deliveries).on_conflict_do_nothing(), rows)
 

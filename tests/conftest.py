@@ -1,9 +1,9 @@
 """Databases for the tests: SQLite always, PostgreSQL when ORDERSAGA_TEST_POSTGRES_URL names a server.
 
 Each run creates a PostgreSQL database of its own and drops it at the end, so runs never see each
-other's leftovers; each test starts from empty, migrated tables on either database: on PostgreSQL
-emptied, on one connection kept for the run, on SQLite copied from a database migrated once per run (a
-copy costs a millisecond, the migrations about a tenth of a second).
+other's leftovers; each test starts from empty, migrated tables on either database. On PostgreSQL
+they are emptied through one connection kept for the run. On SQLite the database is copied from one
+migrated once per run (a copy costs a millisecond, the migrations about a tenth of a second).
 """
 
 from __future__ import annotations

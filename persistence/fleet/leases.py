@@ -187,12 +187,16 @@ class LeaseBook:
         lost = {saga_id for saga_id in gone if saga_id in self._until and saga_id not in self._dropping}
         for saga_id in gone:
             self._until.pop(saga_id, None)
+        # A lease whose drop was announced while the renewal ran (its row, locked by the dropping
+        # commit, was skipped and read as it stood) is not held again.
+        settled = {saga_id for saga_id in left.keys() & believed if saga_id not in self._until}
         for saga_id, seconds in left.items():
-            self._until[saga_id] = started + seconds
+            if saga_id not in settled:
+                self._until[saga_id] = started + seconds
         # A take or drop sent this long ago and never announced was rolled back.
         self._sent = {s: at for s, at in self._sent.items() if at > started - self._ttl_s}
         self._dropping = {s: at for s, at in self._dropping.items() if at > started - self._ttl_s}
-        return set(left), lost
+        return set(left) - settled, lost
 
     async def claim(self) -> set[str]:
         """Take over leases that expired (whoever owned them), up to CLAIM_BATCH; answers their sagas."""

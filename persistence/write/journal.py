@@ -7,9 +7,9 @@ Whatever reads the journal or the placements flushes first, so a transaction alw
 writes. A version clash surfaces at the flush as ConcurrencyConflict; the transaction runner then
 reruns each piece of work alone, so only the stale one fails.
 
-Positions come last (`SagaWrites.seal`, right before COMMIT): the transaction takes the next
-positions from `journal_head`, whose row lock it then holds until it commits, numbers its journal
-entries and writes their timeline rows. So positions are given out in commit order, and a reader never
+On PostgreSQL positions come last (`SagaWrites.seal`, right before COMMIT): the transaction takes
+the next positions from `journal_head`, whose row lock it then holds until it commits, numbers its
+journal entries and writes their timeline rows. So positions are given out in commit order, and a reader never
 sees position p before every position below it (docs/decisions/0019-journal-positions.md). Only that
 short tail of the commit is serialised; the appends, with their waits on other writers, come before.
 On PostgreSQL taking the positions and numbering the entries are one statement (one round trip for
@@ -252,8 +252,9 @@ class SagaWrites:
         self._clear()
 
     async def seal(self) -> None:
-        """Number this transaction's events and write their timeline rows: the last statements before
-        COMMIT, as the counter's row lock is held from here until the commit ends."""
+        """Write this transaction's timeline rows with their events' positions: the last statements
+        before COMMIT. On PostgreSQL the events are numbered here, as the counter's row lock is held
+        from here until the commit ends; on SQLite they took their positions as they were inserted."""
         rows, self.timeline = self.timeline, []
         if not rows:
             return

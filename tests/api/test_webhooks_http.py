@@ -441,9 +441,10 @@ async def test_an_answer_that_is_not_http_is_a_failed_attempt_and_the_relay_goes
         await server.wait_closed()
 
 
-async def test_on_sqlite_every_write_of_the_service_goes_through_its_one_writer(sqlite_url: str) -> None:
-    """SQLite takes one writer at a time. The relays' and operators' writes (endpoints, deliveries,
-    relay positions, staged faults) are made by the commit lanes' writer thread, as the sagas' are:
+async def test_on_sqlite_the_relays_and_operators_writes_go_through_the_one_writer(sqlite_url: str) -> None:
+    """SQLite takes one writer at a time. The relays' and operators' writes (endpoints, relay
+    positions, staged faults; seen here as the statements SQLAlchemy runs, which the sagas' prepared
+    ones are not) are made by the commit lanes' writer thread, as the sagas' are:
     a second connection would wait for the lock behind the sagas, and, holding it across turns of a
     busy event loop, make the sagas' writer wait for it in turn."""
     written: list[tuple[str, str]] = []  # (thread, statement) of every write SQLAlchemy runs
@@ -461,7 +462,8 @@ async def test_on_sqlite_every_write_of_the_service_goes_through_its_one_writer(
             await receiver.wait_for(ids_of(await journal(sqlite_url)))
             staged = await gql(STAGE_FAULT, input={"participant": "SHIPMENT", "failNext": 1})
             assert staged["setParticipantFault"]["userErrors"] == []
-            await gql("mutation { clearParticipantFaults { userErrors { code } } }")
+            cleared = await gql("mutation { clearParticipantFaults { userErrors { code } } }")
+            assert cleared["clearParticipantFaults"]["userErrors"] == []
             disable = {"id": endpoint_id, "enabled": False}
             assert (await gql(UPDATE, input=disable))["updateWebhookEndpoint"]["userErrors"] == []
             assert (await gql(DELETE, id=endpoint_id))["deleteWebhookEndpoint"]["userErrors"] == []

@@ -160,6 +160,24 @@ async def test_a_lease_this_processs_own_commit_dropped_is_not_reported_lost(dat
         assert await book.renew() == (set(), set())
         assert not book.holds("s-1")
 
+        settled = SagaChange(placed, (), replace(placed, status=SagaStatus.COMPLETED), ())
+        for committed in (True, False):  # the drop committed, or its commit still holding the row
+            async with engine.begin() as conn:
+                await book.write(AsyncDb(conn), {"s-1": True})
+            book.on_change(SagaChange(None, (started,), placed, ()))
+            async with engine.connect() as conn:
+                await conn.begin()
+                await book.write(AsyncDb(conn), {"s-1": False})
+                if committed:
+                    await conn.commit()
+                renewing = asyncio.create_task(book.renew())
+                await asyncio.sleep(0)  # the renewal has begun, believing in s-1
+                book.on_change(settled)  # announced before the renewal's reads answer
+                assert await renewing == (set(), set())
+                assert not book.holds("s-1")
+                if not committed:
+                    await conn.commit()
+
         async with engine.begin() as conn:  # taken again, then claimed by another process
             await book.write(AsyncDb(conn), {"s-1": True})
         book.on_change(SagaChange(None, (started,), placed, ()))

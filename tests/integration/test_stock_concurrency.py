@@ -211,11 +211,13 @@ async def test_in_a_shared_commit_a_row_held_among_free_ones_steps_the_work_asid
         async with engine.connect() as holder, engine.connect() as conn:
             await holder.execute(held.with_for_update())
             await conn.begin()
-            inventory = SqlInventory(AsyncDb(conn), svc.metrics)  # a commit lane's: waits for no row
+            db = AsyncDb(conn)
+            inventory = SqlInventory(db, svc.metrics)  # a commit lane's: waits for no row
             with through_sqlalchemy() as executed:
                 with pytest.raises(StockBusy) as busy:
                     await inventory.reserve_stock(command_for("s-1", OrderLine("APPLE", 7)))
                 bread = await inventory.reserve_stock(command_for("s-2", OrderLine("BREAD", 2)))
+            await db.before_commit()  # as a commit lane does: the deferred writes (movements) go out
             await conn.commit()
             await holder.rollback()
     finally:

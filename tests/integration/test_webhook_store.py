@@ -1,6 +1,7 @@
 """The webhook endpoints' store on each database: an admin's change sets only the columns it names,
 so what a relay recorded meanwhile (a disabling, the endpoint's health) is kept; deliveries that
-succeeded are pruned after a while, the others kept; a deleted endpoint's relay leaves no row."""
+succeeded are pruned after a while, the others kept; a deleted endpoint's relay leaves no row, and
+its last round's deliveries are not stored."""
 
 from __future__ import annotations
 
@@ -99,5 +100,20 @@ async def test_a_relay_still_running_after_its_endpoint_was_deleted_leaves_no_ro
         await relays.open("stream:ORDERSAGA")
         await relays.open("stream:ORDERSAGA")
         assert await relays.take("stream:ORDERSAGA") == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_deliveries_of_a_deleted_endpoint_are_not_stored(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        store = WebhookStore(engine, EngineWriter(engine))
+        kept = await store.create("https://example.com/kept", None, None, "whsec_one", NOW)
+        deleted = await store.create("https://example.com/deleted", None, None, "whsec_two", NOW)
+        assert await store.delete(deleted.id)
+        await store.store([delivery(deleted.id, 1, DeliveryStatus.PENDING, NOW)])  # its relay's last round
+        await store.store([delivery(kept.id, 1, DeliveryStatus.PENDING, NOW)])
+        assert await store.page(deleted.id, [], Window(10)) == []
+        assert [d.endpoint_id for d in await store.page(kept.id, [], Window(10))] == [kept.id]
     finally:
         await engine.dispose()
