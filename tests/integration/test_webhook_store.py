@@ -5,9 +5,12 @@ its last round's deliveries are not stored."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.connection import EngineWriter
 from persistence.database import make_engine
@@ -19,23 +22,26 @@ from persistence.webhooks import Delivery, DeliveryStatus, WebhookStore, relay_n
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-async def test_a_change_sets_only_what_it_names(database_url: str) -> None:
-    engine = make_engine(database_url)
-    try:
-        store = WebhookStore(engine, EngineWriter(engine))
-        created = await store.create("https://example.com/a", None, "first", "whsec_one", NOW)
-        # The relay disables it while an admin edits the description from what they read before.
-        await store.disable(created.id, "failing for a day", NOW)
-        changed = await store.change(created.id, {"description": "second", "events": frozenset({"B", "A"})})
-        assert changed is not None
-        assert (changed.description, changed.events) == ("second", frozenset({"A", "B"}))
-        assert (changed.enabled, changed.disabled_reason) == (False, "failing for a day")
-        assert changed.secret == "whsec_one"
-        assert await store.change("no-such-endpoint", {"description": "x"}) is None
-        unchanged = await store.change(created.id, {})  # an update that names nothing changes nothing
-        assert unchanged is not None and unchanged.description == "second"
-    finally:
-        await engine.dispose()
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    made = make_engine(database_url)
+    yield made
+    await made.dispose()
+
+
+async def test_a_change_sets_only_what_it_names(engine: AsyncEngine) -> None:
+    store = WebhookStore(engine, EngineWriter(engine))
+    created = await store.create("https://example.com/a", None, "first", "whsec_one", NOW)
+    # The relay disables it while an admin edits the description from what they read before.
+    await store.disable(created.id, "failing for a day", NOW)
+    changed = await store.change(created.id, {"description": "second", "events": frozenset({"B", "A"})})
+    assert changed is not None
+    assert (changed.description, changed.events) == ("second", frozenset({"A", "B"}))
+    assert (changed.enabled, changed.disabled_reason) == (False, "failing for a day")
+    assert changed.secret == "whsec_one"
+    assert await store.change("no-such-endpoint", {"description": "x"}) is None
+    unchanged = await store.change(created.id, {})  # an update that names nothing changes nothing
+    assert unchanged is not None and unchanged.description == "second"
 
 
 def delivery(endpoint_id: str, position: int, status: DeliveryStatus, updated_at: datetime) -> Delivery:
@@ -57,63 +63,53 @@ def delivery(endpoint_id: str, position: int, status: DeliveryStatus, updated_at
     )
 
 
-async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(database_url: str) -> None:
-    engine = make_engine(database_url)
-    try:
-        store = WebhookStore(engine, EngineWriter(engine))
-        mine = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
-        other = await store.create("https://example.com/b", None, None, "whsec_two", NOW)
-        old, recent = NOW - timedelta(days=8), NOW - timedelta(days=1)
-        await store.store(
-            [
-                *(delivery(mine.id, n, DeliveryStatus.SUCCEEDED, old) for n in (1, 2, 3)),
-                delivery(mine.id, 4, DeliveryStatus.SUCCEEDED, recent),
-                delivery(mine.id, 5, DeliveryStatus.FAILED, old),
-                delivery(mine.id, 6, DeliveryStatus.PENDING, old),
-                delivery(other.id, 7, DeliveryStatus.SUCCEEDED, old),
-            ]
-        )
-        cutoff = NOW - timedelta(days=7)
-        assert await store.prune(mine.id, cutoff, 2) == 2
-        assert await store.prune(mine.id, cutoff, 2) == 1
-        assert await store.prune(mine.id, cutoff, 2) == 0
-        left = await store.page(mine.id, [], Window(10))
-        assert [d.position for d in left] == [6, 5, 4]
-        assert [d.position for d in await store.page(other.id, [], Window(10))] == [7]
-    finally:
-        await engine.dispose()
+async def test_pruning_deletes_only_what_succeeded_before_the_cutoff_in_batches(engine: AsyncEngine) -> None:
+    store = WebhookStore(engine, EngineWriter(engine))
+    mine = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
+    other = await store.create("https://example.com/b", None, None, "whsec_two", NOW)
+    old, recent = NOW - timedelta(days=8), NOW - timedelta(days=1)
+    await store.store(
+        [
+            *(delivery(mine.id, n, DeliveryStatus.SUCCEEDED, old) for n in (1, 2, 3)),
+            delivery(mine.id, 4, DeliveryStatus.SUCCEEDED, recent),
+            delivery(mine.id, 5, DeliveryStatus.FAILED, old),
+            delivery(mine.id, 6, DeliveryStatus.PENDING, old),
+            delivery(other.id, 7, DeliveryStatus.SUCCEEDED, old),
+        ]
+    )
+    cutoff = NOW - timedelta(days=7)
+    assert await store.prune(mine.id, cutoff, 2) == 2
+    assert await store.prune(mine.id, cutoff, 2) == 1
+    assert await store.prune(mine.id, cutoff, 2) == 0
+    left = await store.page(mine.id, [], Window(10))
+    assert [d.position for d in left] == [6, 5, 4]
+    assert [d.position for d in await store.page(other.id, [], Window(10))] == [7]
 
 
-async def test_a_relay_still_running_after_its_endpoint_was_deleted_leaves_no_row(database_url: str) -> None:
-    engine = make_engine(database_url)
-    try:
-        store, relays = WebhookStore(engine, EngineWriter(engine)), Relays(EngineWriter(engine))
-        endpoint = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
-        assert await relays.take(relay_name(endpoint.id)) is not None
-        assert await store.delete(endpoint.id)
-        assert await relays.take(relay_name(endpoint.id)) is None
-        await relays.advance(relay_name(endpoint.id), 10)
-        async with engine.connect() as conn:
-            names = (await conn.scalars(select(relays_table.c.name))).all()
-        assert names == []
-        # A relay whose row nobody else makes (the event stream's) opens it first, once.
-        await relays.open("stream:ORDERSAGA")
-        await relays.open("stream:ORDERSAGA")
-        assert await relays.take("stream:ORDERSAGA") == 0
-    finally:
-        await engine.dispose()
+async def test_a_relay_still_running_after_its_endpoint_was_deleted_leaves_no_row(
+    engine: AsyncEngine,
+) -> None:
+    store, relays = WebhookStore(engine, EngineWriter(engine)), Relays(EngineWriter(engine))
+    endpoint = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
+    assert await relays.take(relay_name(endpoint.id)) is not None
+    assert await store.delete(endpoint.id)
+    assert await relays.take(relay_name(endpoint.id)) is None
+    await relays.advance(relay_name(endpoint.id), 10)
+    async with engine.connect() as conn:
+        names = (await conn.scalars(select(relays_table.c.name))).all()
+    assert names == []
+    # A relay whose row nobody else makes (the event stream's) opens it first, once.
+    await relays.open("stream:ORDERSAGA")
+    await relays.open("stream:ORDERSAGA")
+    assert await relays.take("stream:ORDERSAGA") == 0
 
 
-async def test_deliveries_of_a_deleted_endpoint_are_not_stored(database_url: str) -> None:
-    engine = make_engine(database_url)
-    try:
-        store = WebhookStore(engine, EngineWriter(engine))
-        kept = await store.create("https://example.com/kept", None, None, "whsec_one", NOW)
-        deleted = await store.create("https://example.com/deleted", None, None, "whsec_two", NOW)
-        assert await store.delete(deleted.id)
-        await store.store([delivery(deleted.id, 1, DeliveryStatus.PENDING, NOW)])  # its relay's last round
-        await store.store([delivery(kept.id, 1, DeliveryStatus.PENDING, NOW)])
-        assert await store.page(deleted.id, [], Window(10)) == []
-        assert [d.endpoint_id for d in await store.page(kept.id, [], Window(10))] == [kept.id]
-    finally:
-        await engine.dispose()
+async def test_deliveries_of_a_deleted_endpoint_are_not_stored(engine: AsyncEngine) -> None:
+    store = WebhookStore(engine, EngineWriter(engine))
+    kept = await store.create("https://example.com/kept", None, None, "whsec_one", NOW)
+    deleted = await store.create("https://example.com/deleted", None, None, "whsec_two", NOW)
+    assert await store.delete(deleted.id)
+    await store.store([delivery(deleted.id, 1, DeliveryStatus.PENDING, NOW)])  # its relay's last round
+    await store.store([delivery(kept.id, 1, DeliveryStatus.PENDING, NOW)])
+    assert await store.page(deleted.id, [], Window(10)) == []
+    assert [d.endpoint_id for d in await store.page(kept.id, [], Window(10))] == [kept.id]
