@@ -17,7 +17,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, overload
 
-from sqlalchemy import CursorResult, Dialect, Executable, Select
+from sqlalchemy import CursorResult, Dialect, Executable, Select, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -76,6 +77,13 @@ class Db(Protocol):
         """Where this transaction's writes stand: statements run that may have written, and writes
         gathered to send before the commit. Equal before and after some work: it wrote nothing."""
         ...
+
+
+def upsert(db: Db, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` in `db`'s dialect, to be given its ON CONFLICT clause
+    (`on_conflict_do_nothing`, `on_conflict_do_update`), which both databases take but SQLAlchemy's
+    generic insert has not."""
+    return (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 class _Transactional(ABC):

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.connection import Db, Writer
+from persistence.connection import Db, Writer, upsert
 from persistence.tables import staged_faults
 
 _TAKE_FAILURE = (
@@ -57,8 +56,7 @@ class StagedFaultStore:
             if fault is None:
                 await db.execute(delete(staged_faults).where(staged_faults.c.participant == participant))
                 return
-            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-            staged = dialect.insert(staged_faults).values(participant=participant, **asdict(fault))
+            staged = upsert(db, staged_faults).values(participant=participant, **asdict(fault))
             await db.execute(
                 staged.on_conflict_do_update(index_elements=[staged_faults.c.participant], set_=asdict(fault))
             )

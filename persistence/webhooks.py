@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Delete, Row, Update, and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.connection import Db, Writer
+from persistence.connection import Db, Writer, upsert
 from persistence.read.paging import Window
 from persistence.tables import journal_head, relays, webhook_deliveries, webhook_endpoints
 
@@ -291,8 +290,7 @@ class WebhookStore:
         async def work(db: Db) -> None:
             if (await db.execute(exists)).first() is None:
                 return
-            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-            await db.execute(dialect.insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+            await db.execute(upsert(db, webhook_deliveries).on_conflict_do_nothing(), rows)
 
         await self._write(work)
 

@@ -14,9 +14,8 @@ Without a fleet (SQLite, or one process), this process is the only one, and it a
 from __future__ import annotations
 
 from sqlalchemy import Executable, Interval, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from persistence.connection import Db, Writer
+from persistence.connection import Db, Writer, upsert
 from persistence.fleet.leases import Fleet
 from persistence.tables import relays
 
@@ -61,8 +60,7 @@ class Relays:
         still running after its endpoint was deleted cannot leave a row behind."""
 
         async def work(db: Db) -> None:
-            dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-            await db.execute(dialect.insert(relays).values(name=name, position=0).on_conflict_do_nothing())
+            await db.execute(upsert(db, relays).values(name=name, position=0).on_conflict_do_nothing())
 
         await self._write(work)
 
