@@ -24,6 +24,7 @@ from api.live.pacing import Pacer
 from api.observability.logs import log_change
 from api.observability.prometheus import PrometheusMetrics
 from api.outbound.addresses import Reach
+from api.outbound.sender_process import SenderProcess
 from api.outbound.signing import Signer
 from api.outbound.warehouse import WarehouseService
 from api.outbound.webhooks import DeliveryPolicy, Webhooks, Wiring
@@ -169,12 +170,14 @@ class Service:
             None if self.authenticator.development else DEFAULT_MUTATION_LIMITS
         )
         self.mutation_rate_limit = MutationRateLimit(limits, settings.rate_limit_storage) if limits else None
+        self._sender = SenderProcess()
         self.webhooks = Webhooks(
             Wiring(
                 store=WebhookStore(self._reader, writer),
                 relays=Relays(writer, fleet),
                 reader=self._reader,
                 hub=self.hub,
+                sender=self._sender,
                 clock=clock,
                 policy=_delivery_policy(settings, development=self.authenticator.development),
                 lease_ttl=None if fleet is None else fleet.lease_ttl,
@@ -264,6 +267,7 @@ class Service:
             if not _freezing:  # what the starts froze may be garbage once no such service runs
                 gc.unfreeze()
         await self.background.stop()
+        await self._sender.stop()
         await self.orchestrator.stop()
         if self.leases is not None:
             with contextlib.suppress(Exception):

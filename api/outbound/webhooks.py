@@ -6,7 +6,8 @@ nothing here runs in a saga's commit: relays read the journal after the fact. Th
 (api/outbound/relaying.py, the event stream's too) holds the lease, reads the journal and stores the
 position; with several processes over PostgreSQL each endpoint is driven by one process at a time,
 and another takes over from the stored position when that one dies. What is particular to webhooks
-is the sink, `EndpointDeliveries`, and requests go out through `wire.Origin`.
+is the sink, `EndpointDeliveries`; a round's requests are signed and sent from a process of their own
+(api/outbound/sender_process.py), so that their cost falls on another core than the sagas'.
 
 A relay's round: first the stored deliveries that are due (`WebhookStore.due`), each saga's in order;
 then the journal events past its position. Those of sagas with an undelivered event are stored behind
@@ -26,18 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from itertools import takewhile
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
-from api.outbound.addresses import GuardedResolver, Reach, reach_problem
+from api.outbound.addresses import Reach
 from api.outbound.relaying import RelayDriver
-from api.outbound.signing import Signer
-from api.outbound.wire import Origin
+from api.outbound.sender_process import Attempt, Destination, Message, SenderProcess
 from api.supervision import Supervisor, unless_busy
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
@@ -46,7 +46,6 @@ from persistence.read.event_log import LoggedEvent
 from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
 
 log = logging.getLogger("ordersaga.webhooks")
-T = TypeVar("T")
 
 # Journal events read per round, and sagas whose due deliveries are retried per round.
 BATCH = 256
@@ -65,7 +64,6 @@ FIRST_RETRY_S = 2.0
 # minute after a short one.
 SHORT_CAP_S = 60.0
 LONG_CAP_S = 3600.0
-MAX_ERROR = 300
 # How often a relay deletes the deliveries that succeeded longer ago than its policy keeps them, and
 # how many at a time: short transactions, which on SQLite hold the sagas' write lock only briefly.
 PRUNE_EVERY_S = 600.0
@@ -96,19 +94,10 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
-    """One POST: whether the endpoint took it, its status code, how long it took, and why it failed."""
-
-    ok: bool
-    response_code: int | None
-    latency_ms: int
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Wiring:
     """What every endpoint's relay works with: where endpoints, deliveries and relay positions are
-    stored, the journal's reader, the hub that tells of commits, and the delivery policy.
+    stored, the journal's reader, the hub that tells of commits, the process requests go out from,
+    and the delivery policy.
     `lease_ttl`: how long a relay's lease lasts, with several processes; None for one process, which
     always holds every relay."""
 
@@ -116,50 +105,10 @@ class Wiring:
     relays: Relays
     reader: AsyncEngine
     hub: TransitionHub
+    sender: SenderProcess
     clock: Clock
     policy: DeliveryPolicy
     lease_ttl: timedelta | None
-
-
-class Sender:
-    """Sends signed events to one endpoint, as it is configured for one round, through `origin` (its
-    URL's connections)."""
-
-    def __init__(self, origin: Origin, endpoint: Endpoint, policy: DeliveryPolicy) -> None:
-        self._origin, self._endpoint, self._policy = origin, endpoint, policy
-        self._signer = Signer(endpoint.secret)
-        self._refusal: asyncio.Task[str | None] | None = None
-
-    async def send(self, event_id: str, body: bytes) -> Attempt:
-        # The address is checked once a round (the first send awaits it, the others share its answer).
-        if self._refusal is None:
-            self._refusal = asyncio.ensure_future(reach_problem(self._endpoint.url, self._policy.reach))
-        if self._refusal.done():  # as for every send after the first: no shield to make per event
-            refusal = self._refusal.result()
-        else:
-            refusal = await asyncio.shield(self._refusal)
-        if refusal is not None:
-            return Attempt(False, None, 0, f"not sent: {refusal}")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        headers = self._signer.headers(event_id, body)
-        try:
-            status = await self._origin.post(body, headers, self._policy.timeout)
-        except TimeoutError:
-            error: str | None = f"no answer within {self._policy.timeout:g} s"
-            return Attempt(False, None, _ms_since(loop, started), error)
-        except Exception as failure:
-            # The connection's errors (OSError and its kin), and whatever else it met: the receiver
-            # did not take it, which is a failed attempt like any.
-            error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
-            return Attempt(False, None, _ms_since(loop, started), error)
-        ok = 200 <= status < 300
-        error = None if ok else f"answered {status}"
-        return Attempt(ok, status, _ms_since(loop, started), error)
-
-
-def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
-    return round((loop.time() - started) * 1000)
 
 
 class EndpointDeliveries:
@@ -169,9 +118,9 @@ class EndpointDeliveries:
     def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
         self._store, self._clock, self._policy = wiring.store, wiring.clock, wiring.policy
-        self._resolver = GuardedResolver(self._policy.reach)
-        # The connections to the endpoint's URL, kept from round to round while it stays the same.
-        self._origin: Origin | None = None
+        self._process = wiring.sender
+        # The URL the last round sent to: its idle connections are closed when it changes.
+        self._url: str | None = None
         self._pruned_at: float | None = None  # the event loop's clock; None: not yet
         # Until when (the event loop's clock) the endpoint is known to have no undelivered delivery
         # stored, so that a round need not look for due ones nor for sagas to hold: the two
@@ -190,12 +139,14 @@ class EndpointDeliveries:
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return since
-        sender = Sender(await self._origin_of(endpoint.url), endpoint, self._policy)
+        if self._url != endpoint.url:
+            await self.close()
+            self._url = endpoint.url
         now = asyncio.get_running_loop().time()
         stored_none = now < self._none_stored_until
-        retried = [] if stored_none else await self._retry_due(endpoint, sender)
+        retried = [] if stored_none else await self._retry_due(endpoint)
         taken = [event for event in events if endpoint.takes(event.type)]
-        failed = await self._send_new(endpoint, sender, taken, stored_none)
+        failed = await self._send_new(endpoint, taken, stored_none)
         await self._note_health(endpoint, [*retried, *failed])
         await self._prune(endpoint)
         if not stored_none and now >= self._next_look:
@@ -206,36 +157,33 @@ class EndpointDeliveries:
 
     async def close(self) -> None:
         """Close the idle connections to the endpoint; the next round opens new ones."""
-        if self._origin is not None:
-            await self._origin.close()
+        if self._url is not None:
+            self._process.close_idle(self._url)
 
-    async def _origin_of(self, url: str) -> Origin:
-        if self._origin is None or self._origin.url != url:
-            if self._origin is not None:
-                await self._origin.close()
-            self._origin = Origin(url, self._resolver, self._policy.connect_timeout)
-        return self._origin
-
-    async def _retry_due(self, endpoint: Endpoint, sender: Sender) -> list[Attempt]:
+    async def _retry_due(self, endpoint: Endpoint) -> list[Attempt]:
         """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""
         now = self._clock.now()
-        chains = await self._store.due(endpoint.id, now, BATCH)
-        outcomes: list[Outcome] = []
-        attempts: list[Attempt] = []
-
-        async def resend(chain: Sequence[Delivery]) -> None:
-            for delivery in chain:
-                if delivery.status != DeliveryStatus.PENDING.value:
-                    return  # a FAILED one holds the rest until an operator redelivers it
-                attempt = await sender.send(delivery.event_id, delivery.body.encode())
-                attempts.append(attempt)
-                outcomes.append(self._outcome(delivery, attempt))
-                if not attempt.ok:
-                    return
-
-        await _each_bounded(resend, chains)
+        # A FAILED one holds the rest of its saga until an operator redelivers it.
+        chains = [
+            pending
+            for chain in await self._store.due(endpoint.id, now, BATCH)
+            if (pending := list(takewhile(_is_pending, chain)))
+        ]
+        sent = [[(delivery.event_id, delivery.body.encode()) for delivery in chain] for chain in chains]
+        answers = await self._send(endpoint, sent)
+        outcomes = [
+            self._outcome(delivery, attempt)
+            for chain, attempts in zip(chains, answers, strict=True)
+            for delivery, attempt in zip(chain, attempts, strict=False)
+        ]
         await self._store.record(endpoint.id, outcomes, now)
-        return attempts
+        return [attempt for attempts in answers for attempt in attempts]
+
+    async def _send(self, endpoint: Endpoint, chains: list[list[Message]]) -> list[list[Attempt]]:
+        """The round's requests, through the sending process (SenderProcess.send)."""
+        policy = self._policy
+        to = Destination(endpoint.url, policy.reach, policy.connect_timeout, policy.timeout, endpoint.secret)
+        return await self._process.send(to, chains, CONCURRENCY)
 
     def _outcome(self, delivery: Delivery, attempt: Attempt) -> Outcome:
         now = self._clock.now()
@@ -249,7 +197,7 @@ class EndpointDeliveries:
         return Outcome(delivery.position, DeliveryStatus.PENDING, *details, since, now + pause)
 
     async def _send_new(
-        self, endpoint: Endpoint, sender: Sender, events: Sequence[LoggedEvent], stored_none: bool
+        self, endpoint: Endpoint, events: Sequence[LoggedEvent], stored_none: bool
     ) -> list[Attempt]:
         """Send new events (or store them behind their saga's undelivered one, unless `stored_none`
         says there is none); store the failures."""
@@ -257,26 +205,24 @@ class EndpointDeliveries:
         for event in events:
             by_saga.setdefault(event.saga_id, []).append(event)
         waiting = set() if stored_none else await self._store.unfinished_sagas(endpoint.id, by_saga)
-        stored: list[Delivery] = []
-        attempts: list[Attempt] = []
-
-        async def send(saga_events: list[LoggedEvent]) -> None:
-            for index, event in enumerate(saga_events):
-                attempt = None
-                if event.saga_id not in waiting:
-                    attempt = await sender.send(event.event_id, event.payload())
-                    attempts.append(attempt)
-                    if attempt.ok:
-                        continue
-                stored.append(self._failed(endpoint, event, attempt))
-                stored.extend(self._failed(endpoint, later, None) for later in saga_events[index + 1 :])
-                return
-
-        await _each_bounded(send, by_saga.values())
+        stored = [
+            self._failed(endpoint, event, None)
+            for saga_id in waiting & by_saga.keys()
+            for event in by_saga[saga_id]
+        ]
+        chains = [saga_events for saga_id, saga_events in by_saga.items() if saga_id not in waiting]
+        answers = await self._send(endpoint, [[(e.event_id, e.payload()) for e in chain] for chain in chains])
+        for chain, attempts in zip(chains, answers, strict=True):
+            if len(attempts) == len(chain) and attempts[-1].ok:
+                continue
+            # The last attempt failed: its event is stored for a retry, the saga's later ones behind it.
+            failed = len(attempts) - 1
+            stored.append(self._failed(endpoint, chain[failed], attempts[-1]))
+            stored.extend(self._failed(endpoint, later, None) for later in chain[failed + 1 :])
         if stored:
             self._none_stored_until = 0.0
             await self._store.store(stored)
-        return attempts
+        return [attempt for attempts in answers for attempt in attempts]
 
     def _failed(self, endpoint: Endpoint, event: LoggedEvent, attempt: Attempt | None) -> Delivery:
         """The stored delivery of `event`: after its failed first `attempt`, or held (None)."""
@@ -328,17 +274,8 @@ class EndpointDeliveries:
         log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
 
 
-async def _each_bounded(work: Callable[[T], Awaitable[None]], items: Iterable[T]) -> None:
-    """`work(item)` for every item, at most CONCURRENCY at once."""
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def run(item: T) -> None:
-        async with slots:
-            await work(item)
-
-    async with asyncio.TaskGroup() as group:  # one failing cancels the others: none left unowned
-        for item in items:
-            group.create_task(run(item))
+def _is_pending(delivery: Delivery) -> bool:
+    return delivery.status == DeliveryStatus.PENDING.value
 
 
 class Webhooks:

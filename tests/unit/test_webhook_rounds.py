@@ -8,9 +8,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
-from api.outbound.webhooks import Attempt, DeliveryPolicy, EndpointDeliveries, Sender, Wiring
+from api.outbound.sender_process import Attempt, Destination, Message, SenderProcess
+from api.outbound.webhooks import DeliveryPolicy, EndpointDeliveries, Wiring
 from persistence.read.event_log import LoggedEvent
 from persistence.webhooks import Delivery, Endpoint
 
@@ -74,20 +73,30 @@ class Clock:
         return NOW
 
 
-async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored() -> None:
     refused: set[str] = set()
     sent: list[str] = []
 
-    async def send(_: Sender, event_id: str, body: bytes) -> Attempt:
-        sent.append(event_id)
-        ok = event_id not in refused
-        return Attempt(ok, 204 if ok else 500, 1, None if ok else "answered 500")
+    class Sending(SenderProcess):
+        """Takes every request but those `refused` (answered 500), as the child would, in-process."""
 
-    monkeypatch.setattr(Sender, "send", send)
+        async def send(
+            self, _: Destination, chains: Sequence[Sequence[Message]], __: int
+        ) -> list[list[Attempt]]:
+            answers = []
+            for chain in chains:
+                attempts = []
+                for event_id, _body in chain:
+                    sent.append(event_id)
+                    ok = event_id not in refused
+                    attempts.append(Attempt(ok, 204 if ok else 500, 1, None if ok else "answered 500"))
+                    if not ok:
+                        break
+                answers.append(attempts)
+            return answers
+
     store = Store()
-    wiring = Wiring(store, None, None, None, Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
+    wiring = Wiring(store, None, None, None, Sending(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
     deliveries = EndpointDeliveries("e", wiring)
 
     assert await deliveries.deliver([event(1, "a")], 0) == 1
