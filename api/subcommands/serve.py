@@ -8,14 +8,17 @@ import ipaddress
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.settings import Settings
 from api.subcommands.database import database_failures_in_one_line, on_database
 from api.subcommands.serve_options import add_options, settings_from
 from persistence.database import is_sqlite
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # `serve --workers N` hands its command line to the worker processes through the environment.
 WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
@@ -39,12 +42,6 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from api.service import Service
-    from api.web.app import create_app
-    from api.web.http_server import AnnouncingServer, server_config
-    from persistence.migrate import upgrade
-    from persistence.serving import DatabaseInUse, claim_database
-
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
     if args.workers < 1:
@@ -77,6 +74,14 @@ def _serve(args: argparse.Namespace) -> None:
             f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
             "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
         )
+    # The service only now, once the options are checked: a command refused for its options answers
+    # without the second or so of CPU that importing it takes.
+    from api.service import Service
+    from api.web.app import create_app
+    from api.web.http_server import AnnouncingServer, server_config
+    from persistence.migrate import upgrade
+    from persistence.serving import DatabaseInUse, claim_database
+
     try:
         with database_failures_in_one_line(settings.database_url):  # a driver missing or not async
             app = create_app(Service(settings))
