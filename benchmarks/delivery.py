@@ -21,7 +21,8 @@ from typing import Any
 
 import uvloop
 
-from api.outbound.addresses import GuardedResolver, Reach
+from api.outbound.addresses import Reach
+from api.outbound.resolver import GuardedResolver
 from api.outbound.signing import new_secret
 from api.outbound.webhooks import CONCURRENCY, DeliveryPolicy, Sender
 from api.outbound.wire import Origin

@@ -34,7 +34,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
-from api.outbound.addresses import GuardedResolver, Reach, reach_problem
+from api.outbound.addresses import Reach, reach_problem
 from api.outbound.relaying import RelayDriver
 from api.outbound.signing import Signer
 from api.outbound.wire import Origin
@@ -169,6 +169,8 @@ class EndpointDeliveries:
     def __init__(self, endpoint_id: str, wiring: Wiring) -> None:
         self.endpoint_id = endpoint_id
         self._store, self._clock, self._policy = wiring.store, wiring.clock, wiring.policy
+        from api.outbound.resolver import GuardedResolver  # lazily: aiohttp only once an endpoint exists
+
         self._resolver = GuardedResolver(self._policy.reach)
         # The connections to the endpoint's URL, kept from round to round while it stays the same.
         self._origin: Origin | None = None
