@@ -97,21 +97,19 @@ async def _migrate(url: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def bytecode_for_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def bytecode_for_processes(pytestconfig: pytest.Config) -> Iterator[None]:
     """Where PYTHONDONTWRITEBYTECODE is set, every `ordersaga` (and other Python) process the tests
-    start compiled the project's modules from source, about 0.1 s of CPU of each start; they keep their
-    bytecode for the run in a directory of its own instead (PYTHONPYCACHEPREFIX), shared by the
-    suite's processes, so that only the first start compiles. The tests' own processes, started
-    before, are unchanged, and nothing is written beside the sources."""
-    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+    start compiled the project's modules from source, about 0.1 s of CPU of each start; they keep
+    their bytecode in pytest's cache directory instead (PYTHONPYCACHEPREFIX), from run to run, so
+    that only the first start after a change compiles. The tests' own processes, started before,
+    are unchanged, and nothing is written beside the sources."""
+    cache = pytestconfig.cache
+    if cache is None or not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         yield
         return
-    run = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        run = run.parent  # the run's, shared by its processes (each has a directory of its own in it)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("PYTHONDONTWRITEBYTECODE")
-        patch.setenv("PYTHONPYCACHEPREFIX", str(run / "bytecode"))
+        patch.setenv("PYTHONPYCACHEPREFIX", str(cache.mkdir("bytecode")))
         yield
 
 
