@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from api.observability.logs import configure_logging
 from api.settings import default_instance
 from api.subcommands import database, schema, serve, tokens
-from api.subcommands.serve import WORKER_ARGS
+from api.subcommands.serve import WORKER_ARGS, uncollected
 from api.subcommands.serve_options import settings_from
 
 if TYPE_CHECKING:
@@ -41,9 +41,10 @@ def parser() -> argparse.ArgumentParser:
 
 def worker_app() -> Starlette:
     """The application of one `serve --workers N` process, from the command line `serve` was given."""
-    from api.service import Service
-    from api.web.app import create_app
-    from api.web.http_server import HeaderDeadline
+    with uncollected():
+        from api.service import Service
+        from api.web.app import create_app
+        from api.web.http_server import HeaderDeadline
 
     args = parser().parse_args(json.loads(os.environ[WORKER_ARGS]))
     configure_logging(args.log_format, default_instance())

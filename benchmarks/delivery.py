@@ -87,7 +87,7 @@ async def run(sagas: int, per_saga: int, batch: int) -> dict[str, Any]:
 
         for round_ in rounds(CONCURRENCY, 2, batch):  # the child started, connections open, code warm
             await relay(round_)
-        (child,) = (pid for pid in children(os.getpid()) if "sender_process" in command_line(pid))
+        (child,) = (pid for pid in children(os.getpid()) if "api.outbound.sender" in command_line(pid))
         journal_read = rounds(sagas, per_saga, batch)
         before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         sending_before = server_cpu_s(child)

@@ -1,7 +1,10 @@
 """Per-principal limits on mutations, so that one client cannot flood `placeOrder` or
 `receiveStock`: moving windows counted by the `limits` library, in this process's memory by default,
 or, for several processes that must hold one limit together, in a store they share
-(`serve --rate-limit-storage redis://host:6379`, any asynchronous storage `limits` supports)."""
+(`serve --rate-limit-storage redis://host:6379`, any asynchronous storage `limits` supports).
+
+`limits` is imported only when a limit is set: without authentication there is none by default, and
+with the Redis client it loads it took about 25 ms of CPU of every start."""
 
 from __future__ import annotations
 
@@ -9,12 +12,11 @@ import asyncio
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
-from limits import RateLimitItem, parse_many
-from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import ConfigurationError
-from limits.storage import storage_from_string
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.storage import Storage
 
 log = logging.getLogger("ordersaga.access")
 
@@ -31,6 +33,10 @@ def shared_storage(uri: str) -> Storage:
     `memcached://…`; an `async+` prefix may be given or not). Raises ValueError for a URI `limits`
     does not know or whose client library is not installed (ordersaga installs Redis's); it
     connects on first use."""
+    from limits.aio.storage import Storage  # lazily, as the module's docstring says
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
     try:
         storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
     except ConfigurationError as error:
@@ -46,6 +52,9 @@ class MutationRateLimit:
 
     def __init__(self, spec: str, storage: str = IN_MEMORY) -> None:
         """ValueError when `spec` is not in that notation or `storage` is no storage URI."""
+        from limits import parse_many  # lazily, as the module's docstring says
+        from limits.aio.strategies import MovingWindowRateLimiter
+
         self.spec = spec
         self._limits: list[RateLimitItem] = parse_many(spec)
         self._limiter = MovingWindowRateLimiter(shared_storage(storage))

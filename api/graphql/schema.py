@@ -136,4 +136,6 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
     return schema
 
 
-schema = build_schema()
+# With the argument given as create_app gives it: the cache tells `build_schema()` from
+# `build_schema(True)`, and a server built the same schema twice.
+schema = build_schema(True)

@@ -3,8 +3,9 @@ must not thereby reach what only the server reaches, its own loopback, the priva
 in, or a cloud's metadata service on a link-local address.
 
 A URL is checked when it is registered and again before every round of deliveries, since what a name
-resolves to can change in between; and the connection itself resolves through `GuardedResolver`,
-which answers only allowed addresses, so a name cannot pass the check and then connect elsewhere.
+resolves to can change in between; and the connection itself resolves through `GuardedResolver`
+(api/outbound/resolver.py), which answers only allowed addresses, so a name cannot pass the check and
+then connect elsewhere.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from aiohttp.abc import ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 MAX_URL = 2000
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,26 +57,6 @@ def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
     if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
-
-
-class GuardedResolver(ThreadedResolver):
-    """aiohttp's resolver, answering only the addresses `reach` allows: the connection is made to an
-    address checked in the same lookup, so a name that resolves to a public address when checked and
-    to a private one when connecting (DNS rebinding) reaches nothing. A name left with no allowed
-    address fails to connect, as one that does not resolve."""
-
-    def __init__(self, reach: Reach) -> None:
-        super().__init__()
-        self._reach = reach
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await super().resolve(host, port, family)
-        allowed = [r for r in found if self._reach.allows(ipaddress.ip_address(r["host"].split("%")[0]))]
-        if not allowed:
-            raise OSError(f"{host} resolves to no address this service may send to")
-        return allowed
 
 
 def url_problem(url: str) -> str | None:

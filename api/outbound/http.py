@@ -12,14 +12,13 @@ one could lead a signed request somewhere its sender never approved.
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import version
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
-USER_AGENT = f"ordersaga/{version('ordersaga')}"
+from api.outbound import USER_AGENT
 
 
 def client(

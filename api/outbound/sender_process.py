@@ -5,11 +5,11 @@ An endpoint that takes every event gets several requests per saga. Sent from the
 each costs that process its signature, its request and its answer in Python and its socket calls in
 the kernel (about 0.06 ms an event, `python -m benchmarks.delivery`), under the one interpreter lock
 the sagas' event loop and writer thread share. Here the service's relays still decide what is sent and
-what each answer means (api/outbound/webhooks.py), and hand a round's requests to a child process,
-`python -m api.outbound.sender_process`, in one message over a pipe: per saga, its events in journal
-order, each sent once the one before was taken. The child checks the address, signs, sends (wire.
-Origin) and answers the round's attempts in one message. What a request costs is spent there, on
-whichever core is free.
+what each answer means (api/outbound/webhooks.py), and hand a round's requests to a child process
+(its program: api/outbound/sender.py) in one message over a pipe: per saga, its events in journal
+order, each sent once the one before was taken. The child checks the address, signs, sends
+(wire.Origin) and answers the round's attempts in one message. What a request costs is spent there,
+on whichever core is free.
 
 The child is started on the first round and stops when its pipe closes: when the service stops, and
 when it dies (a kill -9 too), so it never outlives the service. If the child dies, the rounds it held
@@ -27,9 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from api.outbound.addresses import GuardedResolver, Reach, reach_problem
-from api.outbound.signing import Signer
-from api.outbound.wire import Origin
+from api.outbound.addresses import Reach
 
 MAX_ERROR = 300
 # A child that died within this long of its start is not started again before it has passed: a child
@@ -37,8 +35,8 @@ MAX_ERROR = 300
 RESTART_PAUSE_S = 1.0
 # Each frame: its length, then a pickled list of messages, each (request id, plain tuples): to the
 # child a round (a Destination's fields, its chains, the concurrency) or a URL whose idle connections
-# to close (request id -1); from it, each chain's attempts (an Attempt's fields). Plain tuples, as the
-# child runs this module as __main__, where its classes have another name than here.
+# to close (request id -1); from it, each chain's attempts (an Attempt's fields). Plain tuples pickle
+# and unpickle fastest.
 _HEADER = struct.Struct("!I")
 
 Message = tuple[str, bytes]  # one request: its message id (the `webhook-id`) and its JSON body
@@ -91,9 +89,9 @@ class SenderProcess:
         try:
             process = await self._running()
         except OSError as error:
-            return _failed(chains, f"the sending process did not start: {error}")
+            return failed(chains, f"the sending process did not start: {error}")
         if process is None:
-            return _failed(chains, "the sending process stopped; it starts again within a second")
+            return failed(chains, "the sending process stopped; it starts again within a second")
         request_id = self._next_id
         self._next_id += 1
         answer = asyncio.get_running_loop().create_future()
@@ -103,7 +101,7 @@ class SenderProcess:
             attempts = await answer
         finally:
             self._answers.pop(request_id, None)
-        return attempts or _failed(chains, "the sending process stopped before an answer")
+        return attempts or failed(chains, "the sending process stopped before an answer")
 
     def close_idle(self, url: str) -> None:
         """Have the child close its idle connections to `url` (those in use close as their requests
@@ -140,7 +138,7 @@ class SenderProcess:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "api.outbound.sender_process",
+                "api.outbound.sender",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -159,12 +157,12 @@ class SenderProcess:
         if process is None or process.stdin is None or process.stdin.is_closing():
             self._settle([request_id for request_id, _ in messages], [])
             return
-        _write_frame(process.stdin, messages)
+        write_frame(process.stdin, messages)
 
     async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         try:
-            while (answers := await _read_frame(process.stdout)) is not None:
+            while (answers := await read_frame(process.stdout)) is not None:
                 for request_id, chains in answers:
                     self._settle([request_id], [[Attempt(*attempt) for attempt in chain] for chain in chains])
         finally:
@@ -181,12 +179,13 @@ class SenderProcess:
                 answer.set_result(attempts)
 
 
-def _failed(chains: Sequence[Sequence[Message]], why: str) -> list[list[Attempt]]:
+def failed(chains: Sequence[Sequence[Message]], why: str) -> list[list[Attempt]]:
+    """Each chain's answer when none of it was sent: one failed attempt saying `why`."""
     return [[Attempt(False, None, 0, why[:MAX_ERROR])] for _ in chains]
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> list[tuple[int, Any]] | None:
-    """The next frame's messages, or None once the pipe is closed."""
+async def read_frame(reader: asyncio.StreamReader) -> list[tuple[int, Any]] | None:
+    """The next frame's messages (see _HEADER), or None once the pipe is closed."""
     try:
         (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
         messages: list[tuple[int, Any]] = pickle.loads(await reader.readexactly(size))
@@ -195,129 +194,6 @@ async def _read_frame(reader: asyncio.StreamReader) -> list[tuple[int, Any]] | N
     return messages
 
 
-def _write_frame(
-    pipe: asyncio.WriteTransport | asyncio.StreamWriter, messages: list[tuple[int, Any]]
-) -> None:
+def write_frame(pipe: asyncio.WriteTransport | asyncio.StreamWriter, messages: list[tuple[int, Any]]) -> None:
     frame = pickle.dumps(messages, pickle.HIGHEST_PROTOCOL)
     pipe.write(_HEADER.pack(len(frame)) + frame)
-
-
-# The child's side.
-
-
-class _Rounds:
-    """What the child keeps from round to round: a signer per secret, and an Origin (its kept-alive
-    connections) per URL, reach and connect timeout."""
-
-    # More secrets than endpoints can have had (rotations) since the last clean-out: start afresh.
-    MAX_SIGNERS = 256
-
-    def __init__(self) -> None:
-        self._signers: dict[str, Signer] = {}
-        self._origins: dict[tuple[str, Reach, float], Origin] = {}
-
-    async def send(
-        self, to: Destination, chains: Sequence[Sequence[Message]], concurrency: int
-    ) -> list[list[Attempt]]:
-        """SenderProcess.send's work."""
-        refusal = await reach_problem(to.url, to.reach)
-        if refusal is not None:
-            return _failed(chains, f"not sent: {refusal}")
-        signer, origin = self._signer(to.secret), self._origin(to)
-        slots = asyncio.Semaphore(concurrency)
-
-        async def send_chain(chain: Sequence[Message]) -> list[Attempt]:
-            attempts = []
-            async with slots:
-                for message_id, body in chain:
-                    attempt = await _post(origin, to, signer.headers(message_id, body), body)
-                    attempts.append(attempt)
-                    if not attempt.ok:
-                        break
-            return attempts
-
-        return list(await asyncio.gather(*map(send_chain, chains)))
-
-    def close_idle(self, url: str) -> None:
-        for key in [key for key in self._origins if key[0] == url]:
-            asyncio.ensure_future(self._origins.pop(key).close())
-
-    def _signer(self, secret: str) -> Signer:
-        signer = self._signers.get(secret)
-        if signer is None:
-            if len(self._signers) >= self.MAX_SIGNERS:
-                self._signers.clear()
-            signer = self._signers[secret] = Signer(secret)
-        return signer
-
-    def _origin(self, to: Destination) -> Origin:
-        key = (to.url, to.reach, to.connect_timeout)
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._origins[key] = Origin(to.url, GuardedResolver(to.reach), to.connect_timeout)
-        return origin
-
-
-async def _post(origin: Origin, to: Destination, headers: dict[str, str], body: bytes) -> Attempt:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        status = await origin.post(body, headers, to.timeout)
-    except TimeoutError:
-        return Attempt(False, None, _ms_since(loop, started), f"no answer within {to.timeout:g} s")
-    except Exception as failure:
-        # The connection's errors (OSError and its kin), and whatever else it met: the receiver did
-        # not take it, which is a failed attempt like any.
-        error = f"{type(failure).__name__}: {failure}"[:MAX_ERROR]
-        return Attempt(False, None, _ms_since(loop, started), error)
-    ok = 200 <= status < 300
-    return Attempt(ok, status, _ms_since(loop, started), None if ok else f"answered {status}")
-
-
-def _ms_since(loop: asyncio.AbstractEventLoop, started: float) -> int:
-    return round((loop.time() - started) * 1000)
-
-
-async def _serve() -> None:
-    """Answer the rounds that arrive on stdin, on stdout, until stdin closes."""
-    loop = asyncio.get_running_loop()
-    requests = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(requests), sys.stdin)
-    answers_out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
-    rounds = _Rounds()
-    answers: list[tuple[int, Any]] = []
-    in_flight: set[asyncio.Task[None]] = set()
-
-    def flush() -> None:
-        _write_frame(answers_out, answers)
-        answers.clear()
-
-    async def answer(request_id: int, to: Destination, chains: list[list[Message]], concurrency: int) -> None:
-        attempts = await rounds.send(to, chains, concurrency)
-        if not answers:
-            loop.call_soon(flush)
-        answers.append((request_id, [[tuple(attempt) for attempt in chain] for chain in attempts]))
-
-    while (messages := await _read_frame(requests)) is not None:
-        for request_id, message in messages:
-            if isinstance(message, str):
-                rounds.close_idle(message)
-                continue
-            to, chains, concurrency = message
-            task = asyncio.create_task(answer(request_id, Destination(*to), chains, concurrency))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-    # The service closed the pipe (it stopped, or died): what is still on its way has no one to answer.
-    for task in in_flight:
-        task.cancel()
-
-
-if __name__ == "__main__":
-    import signal
-
-    import uvloop
-
-    # A Ctrl-C at the terminal reaches the whole process group: the service stops, and closing the
-    # pipe is what ends this process (with no KeyboardInterrupt traceback in the service's output).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    uvloop.run(_serve())

@@ -30,15 +30,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import httpx
-
-from api.outbound.http import client, post
 from api.outbound.signing import Signer
 from api.supervision import LocalChanges, every
 from domain.model.problems import MAX_TEXT
 from domain.model.saga import Accepted, Outcome, Rejected, Step, Succeeded, Unavailable
 from domain.ports import StepCommand
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("ordersaga.warehouse")
 
@@ -145,6 +146,10 @@ class WarehouseService:
         self, step: Step, command: StepCommand, service_url: str | None, timeout_s: float
     ) -> Outcome:
         """See domain.ports.RemoteWarehouses.send."""
+        import httpx  # lazily, with the client below: aiohttp and httpx only once a warehouse is remote
+
+        from api.outbound.http import client, post
+
         warehouse = command.warehouse_code or ""
         url = service_url or self.url_of(warehouse)
         if url is None:  # a shipment routed before routes were journalled, its URL since removed

@@ -20,13 +20,15 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, urlsplit
 
 import httptools
 
-from api.outbound.addresses import GuardedResolver
-from api.outbound.http import USER_AGENT
+from api.outbound import USER_AGENT
+
+if TYPE_CHECKING:
+    from api.outbound.resolver import GuardedResolver
 
 # What may stay as it is in a request target: RFC 3986's unreserved and reserved characters, and `%`
 # (the URL's own escapes); anything else (spaces, other text) is percent-encoded.

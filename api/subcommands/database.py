@@ -9,21 +9,23 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.database import default_database_url, is_sqlite
+from persistence.migrate import MigrationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 
 # What a database URL that names nothing usable, or a database that does not answer, raises: the URL
 # (ArgumentError, a missing driver), the network (OSError; OverflowError for a port past 65535), the
-# database itself (DBAPIError), or its migrations (CommandError: a revision this version does not know).
-DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, CommandError)
+# database itself (DBAPIError), or its migrations (MigrationError: a revision this version does not know).
+DATABASE_FAILURES = (SQLAlchemyError, OSError, OverflowError, ImportError, MigrationError)
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

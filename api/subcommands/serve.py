@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib.util
 import ipaddress
 import json
 import os
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.settings import Settings
 from api.subcommands.database import database_failures_in_one_line, on_database
 from api.subcommands.serve_options import add_options, settings_from
 from persistence.database import is_sqlite
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # `serve --workers N` hands its command line to the worker processes through the environment.
 WORKER_ARGS = "ORDERSAGA_SERVE_ARGS"
@@ -38,13 +44,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _serve(args: argparse.Namespace) -> None:
-    from api.service import Service
-    from api.web.app import create_app
-    from api.web.http_server import AnnouncingServer, server_config
-    from persistence.migrate import upgrade
-    from persistence.serving import DatabaseInUse, claim_database
+@contextlib.contextmanager
+def uncollected() -> Iterator[None]:
+    """No garbage collection in the block, which imports the service: its modules make objects by
+    the hundred thousand, none of them garbage, and the collector went through them again and again,
+    about a tenth of a second of CPU of every start. A started service collects once (Service.start)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
+
+def _serve(args: argparse.Namespace) -> None:
     if args.max_retries < 1:
         sys.exit("--max-retries must be at least 1")
     if args.workers < 1:
@@ -77,6 +91,15 @@ def _serve(args: argparse.Namespace) -> None:
             f"refusing to serve {args.host} without authentication: configure --auth-secret-file or "
             "--auth-jwks-url, or pass --allow-anonymous to let anyone who reaches it act as admin"
         )
+    # The service only now, once the options are checked: a command refused for its options answers
+    # without the second or so of CPU that importing it takes.
+    with uncollected():
+        from api.service import Service
+        from api.web.app import create_app
+        from api.web.http_server import AnnouncingServer, server_config
+        from persistence.migrate import upgrade
+        from persistence.serving import DatabaseInUse, claim_database
+
     try:
         with database_failures_in_one_line(settings.database_url):  # a driver missing or not async
             app = create_app(Service(settings))

@@ -18,8 +18,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.notifications import CHANNEL, CommitNotice, changed_since
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger("ordersaga.fanout")
 
@@ -60,6 +63,8 @@ class CommitListener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting and catching up whenever the connection drops."""
+        import asyncpg  # lazily: only a service on PostgreSQL listens, and SQLite's need not load it
+
         alive_at: datetime | None = None
         while True:
             try:

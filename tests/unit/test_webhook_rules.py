@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from api.outbound.addresses import GuardedResolver, Reach, reach_problem, url_problem
+from api.outbound.addresses import Reach, reach_problem, url_problem
+from api.outbound.resolver import GuardedResolver
 from api.outbound.webhooks import FIRST_RETRY_S, LONG_CAP_S, retry_pause
 
 

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 import uvloop
 
-from api.outbound.addresses import GuardedResolver, Reach
+from api.outbound.addresses import Reach
+from api.outbound.resolver import GuardedResolver
 from api.outbound.wire import Origin
 
 LOOPBACK = Reach(loopback=True)
