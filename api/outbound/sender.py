@@ -8,9 +8,11 @@ stdout, and ends when stdin closes.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import uvloop
@@ -45,7 +47,11 @@ class _Rounds:
         self, to: Destination, chains: Sequence[Sequence[Message]], concurrency: int
     ) -> list[list[Attempt]]:
         """SenderProcess.send's work."""
-        refusal = await reach_problem(to.url, to.reach)
+        try:
+            async with asyncio.timeout(to.connect_timeout):
+                refusal = await reach_problem(to.url, to.reach)
+        except TimeoutError:
+            refusal = f"its host did not resolve within {to.connect_timeout:g} s"
         if refusal is not None:
             return failed(chains, f"not sent: {refusal}")
         signer, origin = self._signer(to.secret), self._origin(to)
@@ -111,14 +117,22 @@ async def _serve() -> None:
     answers_out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     rounds = _Rounds()
     answers: list[tuple[int, Any]] = []
-    in_flight: set[asyncio.Task[None]] = set()
+    in_flight: dict[int, asyncio.Task[None]] = {}
 
     def flush() -> None:
         write_frame(answers_out, answers)
         answers.clear()
 
+    def forget(request_id: int, _: asyncio.Task[None]) -> None:
+        in_flight.pop(request_id, None)
+
     async def answer(request_id: int, to: Destination, chains: list[list[Message]], concurrency: int) -> None:
-        attempts = await rounds.send(to, chains, concurrency)
+        try:
+            attempts = await rounds.send(to, chains, concurrency)
+        except Exception as error:
+            # Whatever went wrong outside a request (a secret that is not one, say): the round's
+            # events are stored for a retry, and the service's log has the reason in each attempt.
+            attempts = failed(chains, f"not sent: {type(error).__name__}: {error}")
         if not answers:
             loop.call_soon(flush)
         answers.append((request_id, [[tuple(attempt) for attempt in chain] for chain in attempts]))
@@ -127,17 +141,24 @@ async def _serve() -> None:
         for request_id, message in messages:
             if isinstance(message, str):
                 rounds.close_idle(message)
-                continue
-            to, chains, concurrency = message
-            task = asyncio.create_task(answer(request_id, Destination(*to), chains, concurrency))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+            elif message is None:  # the service stopped waiting for the round: its requests stop
+                if (task := in_flight.get(request_id)) is not None:
+                    task.cancel()
+            else:
+                to, chains, concurrency = message
+                task = asyncio.create_task(answer(request_id, Destination(*to), chains, concurrency))
+                in_flight[request_id] = task
+                task.add_done_callback(partial(forget, request_id))
     # The service closed the pipe (it stopped, or died): what is still on its way has no one to answer.
-    for task in in_flight:
+    for task in in_flight.values():
         task.cancel()
 
 
 if __name__ == "__main__":
+    # What the service had open and could be inherited (uvloop does not close those descriptors for
+    # a child, whatever close_fds says), a listening socket among them: not this process's to hold,
+    # were it to outlive the service a moment.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     # A Ctrl-C at the terminal reaches the whole process group: the service stops, and closing the
     # pipe is what ends this process (with no KeyboardInterrupt traceback in the service's output).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
