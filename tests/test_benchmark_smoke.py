@@ -40,7 +40,9 @@ def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> Non
     assert all(int(messages) >= 20 * 2 and in_order == "True" for messages, in_order in fanned_out)
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     webhooks = re.findall(
-        r"^\| \w+ \| hot \| 2 \|.*\| (\d+) \| [\d.]+ \| [\d.]+ / [\d.]+ \| (\w+) \|$", table, re.MULTILINE
+        r"^\| \w+ \| hot \| 2 \|.*\| (\d+) \| [\d.]+ \| [\d.]+ / [\d.]+ \| [\d.]+ \| (\w+) \|$",
+        table,
+        re.MULTILINE,
     )
     assert len(webhooks) == (1 if server is None else 2)
     assert all(int(events) > 0 and ok == "True" for events, ok in webhooks)

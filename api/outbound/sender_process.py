@@ -11,7 +11,7 @@ order, each sent once the one before was taken. The child checks the address, si
 (wire.Origin) and answers the round's attempts in one message. What a request costs is spent there,
 on whichever core is free.
 
-The child is started on the first round and ends when its pipe closes: when the service stops, and
+The child is started by the first round and ends when its pipe closes: when the service stops, and
 when it dies (a kill -9 too); it holds none of the service's descriptors meanwhile. If the child
 dies, or hangs past the longest a round's requests may take (it is then killed), the rounds it held
 are answered as failed attempts (the relay stores them for a retry: a receiver may see a request it
@@ -117,14 +117,18 @@ class SenderProcess:
         during the round, could not be started, failed on the round or did not answer it within
         the time its requests may take (it is then killed): each chain's answer is one failed
         attempt saying so."""
-        if not chains:
-            return []
+        # Started by a relay's first round, events or none: what the child's start costs (its imports,
+        # half a second of CPU) is not paid while the first events wait.
         try:
             child = await self._running()
         except OSError as error:
-            return failed(chains, f"the sending process did not start: {error}")
+            child, why = None, f"the sending process did not start: {error}"
+        else:
+            why = "the sending process is not running; it is started again within a second"
+        if not chains:
+            return []
         if child is None:
-            return failed(chains, "the sending process is not running; it is started again within a second")
+            return failed(chains, why)
         request_id = self._next_id
         self._next_id += 1
         answer = asyncio.get_running_loop().create_future()
