@@ -255,10 +255,12 @@ async def run(
     async with remote as options, served(workdir, database, options) as (url, pid), hooked as hook:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
             if webhook:
+                # Before the catalog, as an endpoint is there before the orders it follows: the
+                # server starts what sends its requests meanwhile, not while the orders are timed.
                 subscribed = await post_graphql(session, url, SUBSCRIBE, hook=hook)
                 assert subscribed["createWebhookEndpoint"]["userErrors"] == [], subscribed
+            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
             gate = asyncio.Semaphore(concurrency)
             placing, finishing, outcomes, requests, saga_ids = [], [], [], 0, []
 
