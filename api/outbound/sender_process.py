@@ -118,7 +118,7 @@ class SenderProcess:
         the time its requests may take (it is then killed): each chain's answer is one failed
         attempt saying so."""
         # Started by a relay's first round, events or none: what the child's start costs (its imports,
-        # half a second of CPU) is not paid while the first events wait.
+        # about a third of a second of CPU) is not paid while the first events wait.
         try:
             child = await self._running()
         except OSError as error:
