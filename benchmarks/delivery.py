@@ -14,7 +14,6 @@ from the cores the sagas run on; `sending_process_cpu_us_per_event` is the sendi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import time
@@ -29,7 +28,7 @@ from api.outbound.sender_process import Destination, SenderProcess
 from api.outbound.signing import new_secret
 from api.outbound.webhooks import BATCH, CONCURRENCY, DeliveryPolicy
 from benchmarks import workload
-from benchmarks.fullstack import Receiver, server_cpu_s
+from benchmarks.fullstack import Receiver, children, server_cpu_s
 from persistence.read.event_log import LoggedEvent
 
 STEPS = ("reserveStock", "confirmPayment", "createShipment")
@@ -113,16 +112,6 @@ async def run(sagas: int, per_saga: int, batch: int) -> dict[str, Any]:
         "preempted_per_event": round((after.ru_nivcsw - before.ru_nivcsw) / events, 2),
         "correct": failed == 0,
     }
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):  # a process that ended meanwhile
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def command_line(pid: int) -> str:

@@ -147,17 +147,28 @@ def _seconds(ticks: str) -> float:
 
 def _tree_stats(pid: int) -> list[list[str]]:
     """The /proc stat fields (after the command's name) of `pid` and its descendants."""
+    stats = _all_stats()
+    tree, found = [], [pid]
+    while found:
+        parent = found.pop()
+        tree.append(stats[parent])
+        found.extend(children(parent, stats))
+    return tree
+
+
+def children(pid: int, stats: dict[int, list[str]] | None = None) -> list[int]:
+    """The processes whose parent is `pid`, among `stats` (every process's, read now, by default)."""
+    return [child for child, fields in (stats or _all_stats()).items() if int(fields[1]) == pid]
+
+
+def _all_stats() -> dict[int, list[str]]:
+    """Every process's /proc stat fields, after the command's name, by process id (Linux)."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):  # a process that ended meanwhile
                 stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    tree, found = [], [pid]
-    while found:
-        parent = found.pop()
-        tree.append(stats[parent])
-        found.extend(child for child, fields in stats.items() if int(fields[1]) == parent)
-    return tree
+    return stats
 
 
 @contextlib.asynccontextmanager

@@ -131,7 +131,7 @@ async def _serve() -> None:
             attempts = await rounds.send(to, chains, concurrency)
         except Exception as error:
             # Whatever went wrong outside a request (a secret that is not one, say): the round's
-            # events are stored for a retry, and the service's log has the reason in each attempt.
+            # events are stored for a retry, each delivery's error saying why (webhookDeliveries).
             attempts = failed(chains, f"not sent: {type(error).__name__}: {error}")
         if not answers:
             loop.call_soon(flush)
