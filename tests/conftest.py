@@ -103,7 +103,7 @@ def bytecode_for_processes(pytestconfig: pytest.Config) -> Iterator[None]:
     their bytecode in pytest's cache directory instead (PYTHONPYCACHEPREFIX), from run to run, so
     that only the first start after a change compiles. The tests' own processes, started before,
     are unchanged, and nothing is written beside the sources."""
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # none with `-p no:cacheprovider`
     if cache is None or not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         yield
         return
