@@ -37,6 +37,14 @@ UNKNOWN_OUTCOME_MESSAGE = (
     "at most once), or read back whether it took effect before sending it again"
 )
 
+# What a client reads when a change was made but reading the answer it asked for failed (a transient
+# database error below a mutation's root field, raised after the mutation's resolver returned): the
+# change took effect, which "busy, send it again" would deny.
+ANSWER_LOST_MESSAGE = (
+    "The change was made, but its answer could not be read: read back what it changed before sending "
+    "it again (sent again with the same idempotencyKey, it changes nothing more)"
+)
+
 
 class ClientErrorCode(enum.StrEnum):
     """The codes of `extensions.code`, in the words GraphQL servers commonly use."""
@@ -50,7 +58,8 @@ class ClientErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"  # the credentials lack the permission: ask for it, do not retry
     RATE_LIMITED = "RATE_LIMITED"  # too many requests: retry after `retryAfterSeconds`
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # overloaded or starting: retry after `retryAfterSeconds`
-    # the write may or may not have taken effect: retry with the same idempotency key, or check first
+    # the write may have taken effect (or did, and its answer could not be read): retry with the same
+    # idempotency key, or check first
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"  # a fault of ours, logged under `errorId`
     # not a well-formed GraphQL request (its body, operationName, a subscription over HTTP): fix it
@@ -77,7 +86,7 @@ def _refused_value(error: GraphQLError) -> bool:
     )
 
 
-def report(error: GraphQLError) -> None:
+def report(error: GraphQLError, *, change_made: bool = False) -> None:
     """Log `error` and make it what the client may see, in place (every transport formats the same
     object): an expected error gets its code if it has none and is logged at INFO without a
     traceback; an unexpected one is logged at ERROR with its traceback under a new error id, and
@@ -85,7 +94,9 @@ def report(error: GraphQLError) -> None:
     database error (no connection free within the pool's timeout, a connection lost, a lock
     timeout, a deadlock), or work that met a conflict on every attempt, is the service being busy:
     SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING. A connection lost while the
-    work committed is OUTCOME_UNKNOWN, logged at WARNING: it may have taken effect."""
+    work committed is OUTCOME_UNKNOWN, logged at WARNING: it may have taken effect. So is a transient
+    error met answering a `change_made` (the mutation's resolver returned: its change, if any, is
+    committed), with ANSWER_LOST_MESSAGE."""
     if not is_client_error(error):
         if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
             code = ClientErrorCode.GRAPHQL_PARSE_FAILED
@@ -94,12 +105,15 @@ def report(error: GraphQLError) -> None:
         elif _refused_value(error):
             code = ClientErrorCode.BAD_USER_INPUT
         elif isinstance(error.original_error, OutcomeUnknown):
-            _outcome_unknown(error)
+            _outcome_unknown(error, UNKNOWN_OUTCOME_MESSAGE)
             return
         elif isinstance(error.original_error, StillContended) or (
             error.original_error is not None and is_transient(error.original_error)
         ):
-            _retry_later(error)
+            if change_made:
+                _outcome_unknown(error, ANSWER_LOST_MESSAGE)
+            else:
+                _retry_later(error)
             return
         else:
             _mask(error)
@@ -120,9 +134,9 @@ def _retry_later(error: GraphQLError) -> None:
     error.original_error = None
 
 
-def _outcome_unknown(error: GraphQLError) -> None:
+def _outcome_unknown(error: GraphQLError, message: str) -> None:
     log.warning("outcome unknown at %s: %s", error.path or "-", error.original_error)
-    error.message = UNKNOWN_OUTCOME_MESSAGE
+    error.message = message
     error.extensions = {"code": ClientErrorCode.OUTCOME_UNKNOWN.value}
     error.original_error = None
 

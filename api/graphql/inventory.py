@@ -36,6 +36,8 @@ from domain.model.problems import (
 )
 from domain.model.values import StorageCondition as DomainStorageCondition
 from domain.ports import IdempotencyKeyReused
+from persistence.read.catalog import stock_levels_query, warehouses_query
+from persistence.read.rows import StockLevelRow, WarehouseStockRow
 from persistence.write import catalog
 
 if TYPE_CHECKING:
@@ -256,13 +258,24 @@ class InventoryMutations:
         if input.service_url is not strawberry.UNSET:
             problems += _service_url_problems(svc, input.service_url)
             changes["service_url"] = input.service_url
+        rows: list[WarehouseStockRow] = []
+
+        async def update(conn: Db) -> list[Problem]:
+            # The warehouse as this transaction leaves it is its answer, read within it: a read after
+            # the commit could fail, and the change be answered as not made.
+            found = await catalog.update_warehouse(conn, input.code, changes)
+            if not found:
+                result = await conn.execute(warehouses_query([input.code]))
+                rows[:] = [WarehouseStockRow(**row._mapping) for row in result.all()]
+            return found
+
         if not problems:
-            problems = await svc.write(lambda conn: catalog.update_warehouse(conn, input.code, changes))
+            problems = await svc.write(update)
         if problems:
             return UpdateWarehousePayload(user_errors=user_errors(problems))
         if "service_url" in changes:
             svc.warehouses.learn(input.code, changes["service_url"])
-        (warehouse,) = Warehouse.from_rows(await svc.catalog.warehouses([input.code]))
+        (warehouse,) = Warehouse.from_rows(rows)
         return UpdateWarehousePayload(warehouse=warehouse)
 
     @strawberry.mutation(
@@ -309,19 +322,19 @@ class InventoryMutations:
                 sectionCode=input.section_code,
                 quantity=input.quantity,
             )
-            problems = await _once(
+            answer = await _stock_write(
                 svc,
                 request,
                 lambda conn: catalog.receive_stock(
                     conn, input.sku, input.warehouse_code, input.section_code, input.quantity, svc.clock.now()
                 ),
                 input.sku,
+                (input.warehouse_code, input.section_code),
             )
-        if problems:
-            return ReceiveStockPayload(user_errors=user_errors(problems))
-        return ReceiveStockPayload(
-            stock_level=await _level(svc, input.sku, input.warehouse_code, input.section_code)
-        )
+            if isinstance(answer, StockLevel):
+                return ReceiveStockPayload(stock_level=answer)
+            problems = answer
+        return ReceiveStockPayload(user_errors=user_errors(problems))
 
     @strawberry.mutation(
         description="Correct a section's on-hand (a cycle count, damage, a write-off) by quantityDelta, "
@@ -344,7 +357,7 @@ class InventoryMutations:
                 quantityDelta=input.quantity_delta,
                 reason=input.reason,
             )
-            problems = await _once(
+            answer = await _stock_write(
                 svc,
                 request,
                 lambda conn: catalog.adjust_stock(
@@ -357,33 +370,47 @@ class InventoryMutations:
                     svc.clock.now(),
                 ),
                 input.sku,
+                (input.warehouse_code, input.section_code),
             )
-        if problems:
-            return AdjustStockPayload(user_errors=user_errors(problems))
-        return AdjustStockPayload(
-            stock_level=await _level(svc, input.sku, input.warehouse_code, input.section_code)
-        )
+            if isinstance(answer, StockLevel):
+                return AdjustStockPayload(stock_level=answer)
+            problems = answer
+        return AdjustStockPayload(user_errors=user_errors(problems))
 
 
-async def _once(
-    svc: Service, request: KeyedRequest | None, work: Callable[[Db], Awaitable[list[Problem]]], sku: str
-) -> list[Problem]:
-    """A write to `sku`'s stock under `request`'s key: its problems (none for a replay, which
-    answers the stock as it stands, as the first request did)."""
+async def _stock_write(
+    svc: Service,
+    request: KeyedRequest | None,
+    write: Callable[[Db], Awaitable[list[Problem]]],
+    sku: str,
+    place: tuple[str, str],
+) -> StockLevel | list[Problem]:
+    """`write` to `sku`'s stock in `place` (a warehouse and a section code) under `request`'s key:
+    why it changed nothing, or the section's level as its own transaction left it. The level is read
+    in that transaction, so that a committed write has its answer in hand: read after the commit, a
+    failing read would answer SERVICE_UNAVAILABLE ("nothing was done, send it again") for a change
+    that was made, and sent again without a key it would be made twice. A replay, which changes
+    nothing, answers the level as it stands, as the first request did."""
+    levels: list[StockLevelRow] = []
+
+    async def work(conn: Db) -> list[Problem]:
+        problems = await write(conn)
+        if not problems:
+            rows = (await conn.execute(stock_levels_query(sku, place))).all()
+            levels[:] = [StockLevelRow(**row._mapping) for row in rows]
+        return problems
+
     try:
-        return await svc.write_once(request, work, lock_order=sku) or []
+        problems = await svc.write_once(request, work, lock_order=sku)
     except IdempotencyKeyReused:
         return [KEY_REUSED]
-
-
-async def _level(svc: Service, sku: str, warehouse_code: str, section_code: str) -> StockLevel:
-    """The stock level of one section, as it is now."""
-    level = next(
-        r
-        for r in await svc.catalog.stock_levels(sku)
-        if (r.warehouse_code, r.section_code) == (warehouse_code, section_code)
-    )
-    return StockLevel.from_row(level)
+    if problems:
+        return problems
+    if problems is None:  # a replay: this request wrote nothing
+        levels = [
+            r for r in await svc.catalog.stock_levels(sku) if (r.warehouse_code, r.section_code) == place
+        ]
+    return StockLevel.from_row(levels[0])
 
 
 def _service_url_problems(svc: Service, url: str | None) -> list[Problem]:

@@ -68,7 +68,8 @@ class PlaceOrderInput:
         default=0,
         description=(
             "Wait up to this many milliseconds (at most 30000) for the saga to finish, or to need an "
-            "operator, and answer with that; 0 answers as soon as the order is placed."
+            "operator, and answer with that; 0 answers as soon as the order is placed. The wait starts "
+            "once the order is placed, which may itself first wait for a busy database."
         ),
     )
 

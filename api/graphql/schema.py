@@ -85,7 +85,18 @@ class EdgeSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            report(error)
+            report(error, change_made=_below_a_mutation(error, execution_context))
+
+
+def _below_a_mutation(error: GraphQLError, execution_context: ExecutionContext | None) -> bool:
+    """Whether `error` was raised resolving a field of a mutation's payload: after the mutation's
+    resolver returned, so after its change (if it made one) committed."""
+    return (
+        error.path is not None
+        and len(error.path) > 1
+        and execution_context is not None
+        and execution_context.operation_type is OperationType.MUTATION
+    )
 
 
 def _document_roles(schema: EdgeSchema) -> None:

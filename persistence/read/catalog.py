@@ -4,8 +4,9 @@ and the stock movements ledger."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.read.paging import PageFilter, Position, Window, count, filtered, newest_first
@@ -20,43 +21,13 @@ class CatalogReads(Reader):
         self._known_skus: set[str] = set()
 
     async def stock_levels(self, sku: str) -> list[StockLevelRow]:
-        return await self._typed_all(
-            select(
-                stock.c.warehouse_code, stock.c.section_code, stock.c.sku, stock.c.on_hand, stock.c.reserved
-            )
-            .where(stock.c.sku == sku)
-            .order_by(stock.c.warehouse_code, stock.c.section_code),
-            StockLevelRow,
-        )
+        return await self._typed_all(stock_levels_query(sku), StockLevelRow)
 
     async def warehouses(self, codes: Sequence[str] | None = None) -> list[WarehouseStockRow]:
         """Every warehouse (or those with these `codes`), section and stock row in one query, ordered
         by warehouse, section and SKU: one row per stock row, or one with NULLs for a section holding
         nothing (or a warehouse with no sections)."""
-        query = (
-            select(
-                warehouses.c.code.label("warehouse_code"),
-                warehouses.c.name.label("warehouse_name"),
-                warehouses.c.service_url,
-                sections.c.code.label("section_code"),
-                sections.c.storage_condition,
-                stock.c.sku,
-                stock.c.on_hand,
-                stock.c.reserved,
-            )
-            .select_from(warehouses)
-            .outerjoin(sections, sections.c.warehouse_code == warehouses.c.code)
-            .outerjoin(
-                stock,
-                and_(
-                    stock.c.warehouse_code == sections.c.warehouse_code,
-                    stock.c.section_code == sections.c.code,
-                ),
-            )
-            .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
-        )
-        query = query if codes is None else query.where(warehouses.c.code.in_(codes))
-        return await self._typed_all(query, WarehouseStockRow)
+        return await self._typed_all(warehouses_query(codes), WarehouseStockRow)
 
     async def warehouse_service_urls(self) -> dict[str, str]:
         """The service URL of every warehouse that has one, by warehouse code."""
@@ -123,3 +94,45 @@ def _movements(
     if section_code is not None:
         conditions.append(m.section_code == section_code)
     return conditions
+
+
+def stock_levels_query(sku: str, place: tuple[str, str] | None = None) -> Select[Any]:
+    """`sku`'s stock rows (StockLevelRow's columns), by warehouse and section; only the one of
+    `place` (a warehouse and section code) when given. Run by the read side, and by a write that
+    answers the level it leaves within its own transaction."""
+    query = (
+        select(stock.c.warehouse_code, stock.c.section_code, stock.c.sku, stock.c.on_hand, stock.c.reserved)
+        .where(stock.c.sku == sku)
+        .order_by(stock.c.warehouse_code, stock.c.section_code)
+    )
+    if place is not None:
+        query = query.where(stock.c.warehouse_code == place[0], stock.c.section_code == place[1])
+    return query
+
+
+def warehouses_query(codes: Sequence[str] | None = None) -> Select[Any]:
+    """CatalogReads.warehouses' query (WarehouseStockRow's columns), also run by a write that answers
+    the warehouse as it leaves it, within its own transaction."""
+    query = (
+        select(
+            warehouses.c.code.label("warehouse_code"),
+            warehouses.c.name.label("warehouse_name"),
+            warehouses.c.service_url,
+            sections.c.code.label("section_code"),
+            sections.c.storage_condition,
+            stock.c.sku,
+            stock.c.on_hand,
+            stock.c.reserved,
+        )
+        .select_from(warehouses)
+        .outerjoin(sections, sections.c.warehouse_code == warehouses.c.code)
+        .outerjoin(
+            stock,
+            and_(
+                stock.c.warehouse_code == sections.c.warehouse_code,
+                stock.c.section_code == sections.c.code,
+            ),
+        )
+        .order_by(warehouses.c.code, sections.c.code, stock.c.sku)
+    )
+    return query if codes is None else query.where(warehouses.c.code.in_(codes))

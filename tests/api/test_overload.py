@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
+from api.graphql.errors import ANSWER_LOST_MESSAGE, BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
@@ -78,3 +78,49 @@ async def test_an_order_that_no_commit_lane_takes_in_time_is_told_to_retry_and_i
         busy = {"code": "SERVICE_UNAVAILABLE", "retryAfterSeconds": RETRY_AFTER_SECONDS}
         assert error["extensions"] == busy
         assert await live.gql("{ orders { edges { node { id } } } }") == {"orders": {"edges": []}}
+
+
+# Changes whose answer is read in their own transaction, with the stock row at 5 before each.
+CHANGES = {
+    "adjustStock": """mutation { adjustStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A",
+        quantityDelta: 1, reason: "found one"}) { stockLevel { onHand } userErrors { code } } }""",
+    "receiveStock": """mutation { receiveStock(input: {sku: "TEA", warehouseCode: "W1", sectionCode: "A",
+        quantity: 1}) { stockLevel { onHand } userErrors { code } } }""",
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(CHANGES))
+async def test_a_stock_change_made_while_no_read_connection_is_free_answers_the_level_it_left(
+    live: Live, mutation: str
+) -> None:
+    # Read after the commit, the answer waited out the pool and said "busy, send it again" for a change
+    # that was made: sent again, it was made twice.
+    async with live.svc.read.engine.connect():
+        answer = await live.gql(CHANGES[mutation])
+    assert answer == {mutation: {"stockLevel": {"onHand": 6}, "userErrors": []}}
+    assert await live.gql('{ stockLevels(sku: "TEA") { onHand } }') == {"stockLevels": [{"onHand": 6}]}
+
+
+async def test_a_warehouse_changed_while_no_read_connection_is_free_answers_it_changed(live: Live) -> None:
+    rename = """mutation { updateWarehouse(input: {code: "W1", name: "Renamed"}) {
+        warehouse { code name sections { code } } userErrors { code } } }"""
+    async with live.svc.read.engine.connect():
+        answer = await live.gql(rename)
+    renamed = {"code": "W1", "name": "Renamed", "sections": [{"code": "A"}]}
+    assert answer == {"updateWarehouse": {"warehouse": renamed, "userErrors": []}}
+
+
+async def test_an_order_placed_whose_answer_cannot_be_read_is_answered_as_made_not_as_busy(
+    live: Live,
+) -> None:
+    place = """mutation { placeOrder(input: {customerId: "c", lines: [{sku: "TEA", quantity: 1}]}) {
+        saga { id events { sequence } } } }"""
+    await live.gql(place)  # TEA is known from now on: placing asks the read pool nothing more
+    async with live.svc.read.engine.connect():  # the saga's events, asked for below it, need it
+        response = await live.gql.http.post("/graphql", json={"query": place})
+    (error,) = response.json()["errors"]
+    assert error["message"] == ANSWER_LOST_MESSAGE
+    assert error["extensions"] == {"code": "OUTCOME_UNKNOWN"}
+    assert error["path"][:2] == ["placeOrder", "saga"]
+    orders = await live.gql("{ orders { edges { node { id } } } }")
+    assert len(orders["orders"]["edges"]) == 2
