@@ -1,14 +1,16 @@
 """A webhook receiver on loopback, as a customer would write one: it verifies every request with the
 `standardwebhooks` package and records what it took, for tests to check delivery against the journal.
 
-It can be told to answer with another status (`answer`), to hold requests until released (`hold`),
-and be stopped and started again on the same port (`down`), the way a receiver goes away and comes back.
+It can be told to answer with another status (`answer`), to hold requests until released (`held`; one
+saga's alone with `held_saga`), and be stopped and started again on the same port (`down`), the way a
+receiver goes away and comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -51,6 +53,7 @@ class Receiver:
         self.arrivals: list[bytes] = []  # every request's body as it arrived, before it was answered
         self.arrived = asyncio.Event()  # set by each request as it arrives
         self.held: asyncio.Event | None = None  # when set, requests wait for it before they answer
+        self.held_saga: str | None = None  # when set, only that saga's requests are held
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
@@ -59,7 +62,7 @@ class Receiver:
         body = await request.body()
         self.arrivals.append(body)
         self.arrived.set()
-        if self.held is not None:
+        if self.held is not None and self.held_saga in (None, json.loads(body)["data"]["sagaId"]):
             await self.held.wait()
         try:
             assert self.secret is not None, "a request before the secret was known"

@@ -128,6 +128,7 @@ class RelayDriver:
                     except LeaseLost:
                         log.warning("relay %s: the lease was lost; another process sends", self.name)
                         self._state = RelayState.STANDBY
+                        await self._sink.close()  # it sends nothing more: the holder does
                     except Exception as error:  # the receiver or the database: the events wait
                         await self._failed(error)
         finally:

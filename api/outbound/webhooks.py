@@ -9,10 +9,12 @@ and another takes over from the stored position when that one dies. What is part
 is the sink, `EndpointDeliveries`; a round's requests are signed and sent from a process of their own
 (api/outbound/sender_process.py), so that their cost falls on another core than the sagas'.
 
-A relay's round: first the stored deliveries that are due (`WebhookStore.due`), each saga's in order;
-then the journal events past its position. Those of sagas with an undelivered event are stored behind
-it; the others are sent, concurrently across sagas and one at a time within a saga. An event that
-fails is stored for a retry with every later event of its saga, and the relay moves on. The position
+A relay's round sends the journal events past its position: those of sagas with an undelivered event
+are stored behind it; the others are sent, concurrently across sagas and one at a time within a saga.
+An event that fails is stored for a retry with every later event of its saga, and the relay moves on.
+The stored deliveries that are due (`WebhookStore.due`), each saga's in order, are sent beside the
+rounds, one such send at a time: a receiver that holds a retry (one stuck saga) holds up neither the
+rounds nor so other sagas' new events, only its own saga's, which wait behind it in the store. The position
 advances past the whole batch once the failures are stored. Events are sent before the position is
 stored, so a crash in between sends them again: receivers deduplicate on `webhook-id`, the event's
 stable id.
@@ -47,9 +49,10 @@ from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, We
 
 log = logging.getLogger("ordersaga.webhooks")
 
-# Journal events read per round, and sagas whose due deliveries are retried per round.
+# Journal events read per round, and sagas whose due deliveries are sent at a time.
 BATCH = 256
-# Requests in flight to one endpoint at once (one per saga at most).
+# Requests in flight to one endpoint at once for a round's new events, and as many for its due retries
+# (one per saga at most: a saga's new events wait in the store behind its undelivered one).
 CONCURRENCY = 16
 # How often a relay looks for work when nothing woke it: other processes' commits on SQLite, retries
 # coming due, and changes made to the endpoint in another process.
@@ -131,11 +134,13 @@ class EndpointDeliveries:
         # while paused does not trust it past the pause.
         self._none_stored_until = 0.0
         self._next_look = 0.0  # when `undelivered` may be asked again
+        self._retrying: asyncio.Task[None] | None = None  # the due deliveries being sent beside the rounds
 
     async def deliver(self, events: Sequence[LoggedEvent], since: int) -> int:
-        """One round: the due stored deliveries, then `events` (those the endpoint takes), the
-        failures stored; the last position of `events` (`since` if none, or if the endpoint was
-        deleted or disabled meanwhile: Webhooks stops this relay then)."""
+        """One round: `events` (those the endpoint takes), the failures stored, with the due stored
+        deliveries sent beside it (`_retry_beside`); the last position of `events` (`since` if none,
+        or if the endpoint was deleted or disabled meanwhile: Webhooks stops this relay then).
+        Raises what the last send of due deliveries raised, and what the round meets."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return since
@@ -144,10 +149,11 @@ class EndpointDeliveries:
             self._url = endpoint.url
         now = asyncio.get_running_loop().time()
         stored_none = now < self._none_stored_until
-        retried = [] if stored_none else await self._retry_due(endpoint)
+        if not stored_none:
+            self._retry_beside(endpoint)
         taken = [event for event in events if endpoint.takes(event.type)]
         failed = await self._send_new(endpoint, taken, stored_none)
-        await self._note_health(endpoint, [*retried, *failed])
+        await self._note_health(endpoint, failed)
         await self._prune(endpoint)
         if not stored_none and now >= self._next_look:
             self._next_look = now + POLL_S
@@ -156,12 +162,30 @@ class EndpointDeliveries:
         return events[-1].position if events else since
 
     async def close(self) -> None:
-        """Close the idle connections to the endpoint; the next round opens new ones."""
+        """Stop sending due deliveries (what was on the wire is sent again later, under the same
+        webhook-id) and close the idle connections to the endpoint; the next round opens new ones."""
+        retrying, self._retrying = self._retrying, None
+        if retrying is not None:
+            retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await retrying  # its failure, if any, was the round's to report: this relay stops
         if self._url is not None:
             self._process.close_idle(self._url)
 
-    async def _retry_due(self, endpoint: Endpoint) -> list[Attempt]:
-        """Send the due stored deliveries, each saga's in order until one fails; store the outcomes."""
+    def _retry_beside(self, endpoint: Endpoint) -> None:
+        """Start sending the due stored deliveries beside the round, unless the last such send still
+        runs. Raises what that last send raised, once it ended: the round fails with it, as it would
+        have sending them itself."""
+        if self._retrying is not None:
+            if not self._retrying.done():
+                return
+            ended, self._retrying = self._retrying, None
+            ended.result()
+        self._retrying = asyncio.create_task(self._retry_due(endpoint))
+
+    async def _retry_due(self, endpoint: Endpoint) -> None:
+        """Send the due stored deliveries, each saga's in order until one fails; store the outcomes
+        and what they say of the endpoint's health."""
         now = self._clock.now()
         # A FAILED one holds the rest of its saga until an operator redelivers it.
         chains = [
@@ -177,7 +201,7 @@ class EndpointDeliveries:
             for delivery, attempt in zip(chain, attempts, strict=False)
         ]
         await self._store.record(endpoint.id, outcomes, now)
-        return [attempt for attempts in answers for attempt in attempts]
+        await self._note_health(endpoint, [attempt for attempts in answers for attempt in attempts])
 
     async def _send(self, endpoint: Endpoint, chains: list[list[Message]]) -> list[list[Attempt]]:
         """The round's requests, through the sending process (SenderProcess.send)."""

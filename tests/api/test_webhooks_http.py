@@ -472,3 +472,25 @@ async def test_on_sqlite_the_relays_and_operators_writes_go_through_the_one_writ
     tables = {re.search(r"(?:INTO|UPDATE|FROM) (\w+)", statement).group(1) for _, statement in written}  # type: ignore[union-attr]
     assert {"webhook_endpoints", "relays", "staged_faults"} <= tables, tables
     assert {thread for thread, _ in written} <= {"ordersaga-writer_0"}, written
+
+
+@pytest.mark.slow
+async def test_a_retry_the_receiver_holds_holds_up_only_its_own_saga(database_url: str) -> None:
+    receiver = Receiver()
+    receiver.answer = 503
+    # A request may take long: the held retry stays on the wire for the whole test.
+    async with receiver.running(), served(database_url, webhook_timeout=60.0) as gql:
+        endpoint_id = await subscribe(gql, receiver)
+        [stuck] = await settled_orders(gql, 1)
+        await stored_for(gql, endpoint_id, 1, status=["PENDING"])  # its first event failed, stored
+        receiver.answer, receiver.held_saga, receiver.held = 200, stuck, asyncio.Event()
+        retries = len(receiver.arrivals)
+        await eventually(lambda: len(receiver.arrivals) > retries, "the stuck saga's retry", seconds=10)
+        # While the receiver holds that retry, another saga's events all go through.
+        [other] = await settled_orders(gql, 1)
+        others = {e for e in ids_of(await journal(database_url)) if other in e}
+        await receiver.wait_for(others, seconds=20)
+        assert not any(r.saga_id == stuck and r.status == 200 for r in receiver.received)
+        receiver.held.set()
+        await receiver.wait_for(ids_of(await journal(database_url)), seconds=30)
+        receiver.check_order()

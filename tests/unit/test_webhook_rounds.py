@@ -4,6 +4,7 @@ to hold, and once it stores a failure it does both again, so later events of tha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -99,18 +100,24 @@ async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored() -> 
     wiring = Wiring(store, None, None, None, Sending(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
     deliveries = EndpointDeliveries("e", wiring)
 
-    assert await deliveries.deliver([event(1, "a")], 0) == 1
-    assert store.calls == ["due", "unfinished", "undelivered"]  # the first round knows nothing yet
+    async def reads_of_a_round(events: list[LoggedEvent], since: int) -> list[str]:
+        """The store's reads of one round, and of the send of due deliveries it started beside."""
+        store.calls.clear()
+        assert await deliveries.deliver(events, since) == events[-1].position
+        for _ in range(10):  # the due deliveries' send, beside the round, runs to its end
+            await asyncio.sleep(0)
+        return sorted(store.calls)
 
-    store.calls.clear()
+    # The first round knows nothing yet.
+    assert await reads_of_a_round([event(1, "a")], 0) == ["due", "undelivered", "unfinished"]
+
     refused.add(event(2, "a").event_id)
-    assert await deliveries.deliver([event(2, "a"), event(3, "b")], 1) == 3
-    assert store.calls == []  # known to have nothing stored: neither read
+    # Known to have nothing stored: neither read.
+    assert await reads_of_a_round([event(2, "a"), event(3, "b")], 1) == []
     assert [d.position for d in store.stored] == [2]
 
-    store.calls.clear()
-    assert await deliveries.deliver([event(4, "a"), event(5, "b")], 3) == 5
-    assert store.calls == ["due", "unfinished"]  # a failure was stored: saga a's next event waits
+    # A failure was stored: saga a's next event waits.
+    assert await reads_of_a_round([event(4, "a"), event(5, "b")], 3) == ["due", "unfinished"]
     assert [d.position for d in store.stored] == [2, 4]
     assert event(4, "a").event_id not in sent
     await deliveries.close()
