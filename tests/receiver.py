@@ -13,7 +13,7 @@ import contextlib
 import json
 import socket
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,28 @@ from starlette.routing import Route
 
 from tests.api.server import serve_app
 from tests.polling import eventually
+
+
+@contextlib.contextmanager
+def unconnectable() -> Iterator[str]:
+    """A loopback URL whose connections neither succeed nor fail: its listener never accepts, and its
+    backlog is full, so the system drops every further SYN (Linux) and a connect waits, its SYNs
+    resent, until the client gives up."""
+    with contextlib.ExitStack() as held:
+        listener = held.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        host, port = listener.getsockname()
+        for _ in range(8):  # listen(0) queues one connection; the next connect that waits proves it full
+            filler = held.enter_context(socket.socket())
+            filler.settimeout(0.2)
+            try:
+                filler.connect((host, port))
+            except TimeoutError:
+                break
+        else:
+            raise AssertionError("the listener's backlog never filled")
+        yield f"http://{host}:{port}/hook"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import MAX_PAGE, After, Before, Edge, First, Last, UncountedConnection, window
+from api.graphql.relay import (
+    MAX_PAGE,
+    After,
+    Before,
+    Edge,
+    Last,
+    UncountedConnection,
+    first_description,
+    window,
+)
 from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, principal, service
 from persistence.read.event_log import decode_cursor
@@ -85,6 +95,10 @@ async def journal_position(info: Info, cursor: str | None, argument: str = "afte
     return position
 
 
+# `first` as every connection takes it, saying this one's default page.
+JournalFirst = Annotated[int | None, strawberry.argument(description=first_description(DEFAULT_JOURNAL_PAGE))]
+
+
 @strawberry.type
 class JournalQueries:
     @strawberry.field(
@@ -98,7 +112,12 @@ class JournalQueries:
         "sees only its own sagas' transitions."
     )
     async def journal_events(
-        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+        self,
+        info: Info,
+        first: JournalFirst = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> UncountedConnection[SagaUpdate]:
         asked = window(
             first,

@@ -256,14 +256,17 @@ async def _find_catalog_node(info: Info, kind: str, key: list[str]) -> Node | No
     return None
 
 
-# The arguments every connection takes, described once.
-First = Annotated[
-    int | None,
-    strawberry.argument(
-        description=f"Page forward: this many items from the start (or after `after`), 0 to {MAX_PAGE}; "
-        f"{DEFAULT_PAGE} when neither `first` nor `last` is given. Not with `last` (BAD_USER_INPUT)."
-    ),
-]
+def first_description(default: int = DEFAULT_PAGE) -> str:
+    """What `first` means on a connection whose page is `default` items when no size is given."""
+    return (
+        f"Page forward: this many items from the start (or after `after`), 0 to {MAX_PAGE}; "
+        f"{default} when neither `first` nor `last` is given. Not with `last` (BAD_USER_INPUT)."
+    )
+
+
+# The arguments every connection takes, described once (`first` of a connection with another default
+# page size: `first_description`).
+First = Annotated[int | None, strawberry.argument(description=first_description())]
 After = Annotated[
     str | None,
     strawberry.argument(description="A cursor (an `endCursor`): the page starts just after its item."),

@@ -31,44 +31,60 @@ class Reach:
 
     def allows(self, address: Address) -> bool:
         """Whether `address` may be connected to; an IPv6 address that carries an IPv4 one (mapped,
-        6to4, NAT64, IPv4-compatible) as that one is, since that is where it leads."""
+        translated, NAT64, 6to4, IPv4-compatible) as that one is, since that is where it leads."""
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return self.allows(embedded)
         if self.private or (self.loopback and address.is_loopback):
             return True
-        # Not global: loopback, private, link-local, unspecified, reserved, shared, documentation
-        # (RFC 6890's registries); multicast is never a receiver.
-        return address.is_global and not address.is_multicast
+        # Not global: loopback, private, link-local, unspecified, shared, documentation (RFC 6890's
+        # registries). `is_global` alone is not enough: Python 3.11 calls reserved ranges (IPv6's
+        # deprecated site-local fec0::/10 among them) global. Multicast is never a receiver.
+        site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+        return address.is_global and not (address.is_reserved or site_local or address.is_multicast)
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 2.5.5.1, deprecated, still routed by some
+# IPv6 networks whose addresses lead to the IPv4 address in their last 32 bits.
+_CARRYING_IPV4 = [
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291 2.5.5.2)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix (RFC 6052)
+    # NAT64's local-use prefix (RFC 8215); a translator takes a /96 of it, the address last.
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    # IPv4-compatible (RFC 4291 2.5.5.1), deprecated, still routed by some; :: and ::1 are not.
+    ipaddress.IPv6Network("::/96"),
+]
 
 
 def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one leads to, if it carries one: ::ffff:127.0.0.1 reaches 127.0.0.1."""
+    """The IPv4 address an IPv6 one leads to, if it carries one: ::ffff:127.0.0.1 reaches 127.0.0.1,
+    2002:7f00:1:: (6to4) too."""
     if isinstance(address, ipaddress.IPv4Address):
         return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if int(address) > 1 and any(address in network for network in _CARRYING_IPV4):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 
 def url_problem(url: str) -> str | None:
     """Why `url` cannot be a webhook's (None if it can): only absolute http and https URLs with a
-    host, no credentials in them, at most MAX_URL characters."""
+    host, a port from 1 to 65535 if any, no credentials, no whitespace or control characters, at
+    most MAX_URL characters."""
     if len(url) > MAX_URL:
         return f"url is longer than {MAX_URL} characters"
+    # Checked on the text as given: urlsplit drops tabs and line breaks and strips the ends, so a URL
+    # stored as it came could still carry them (a CR LF would add a header to a request line).
+    if any(c.isspace() or (c.isascii() and not c.isprintable()) for c in url):
+        return "url must not contain whitespace or control characters"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (it raises for a port that is not one)
+        port = parts.port  # it raises for a port that is not one
     except ValueError:
         return "url is not a URL"
+    if port == 0:
+        return "url must name a port from 1 to 65535, not 0"
     if parts.scheme not in ("http", "https"):
         return "url must be an http or https URL"
     if not parts.hostname:

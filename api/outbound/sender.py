@@ -29,7 +29,7 @@ from api.outbound.sender_process import (
     write_frame,
 )
 from api.outbound.signing import Signer
-from api.outbound.wire import Origin
+from api.outbound.wire import ConnectTimeout, Origin
 
 
 class _Rounds:
@@ -94,6 +94,8 @@ async def _post(origin: Origin, to: Destination, headers: dict[str, str], body: 
     started = loop.time()
     try:
         status = await origin.post(body, headers, to.timeout)
+    except ConnectTimeout as timeout:
+        return Attempt(False, None, _ms_since(loop, started), str(timeout))
     except TimeoutError:
         return Attempt(False, None, _ms_since(loop, started), f"no answer within {to.timeout:g} s")
     except Exception as failure:

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 _TARGET_SAFE = "/?[]@!$&'()*+,;=:%-._~"
 
 
+class ConnectTimeout(TimeoutError):
+    """No connection within the origin's connect timeout (the host's lookup included), which ended
+    before the request's own timeout: the receiver's address did not accept a connection."""
+
+
 class Origin:
     """Sends POSTs to `url`'s scheme, host and port, at its path, reusing connections that the
     receiver keeps open. As many connections are opened as requests are in flight at once; the owner
@@ -68,10 +73,11 @@ class Origin:
         """POST `body` (JSON) with `headers` (names and values in ASCII, no line breaks), connecting,
         sending and reading the whole answer within `total_timeout` seconds; answers its status code.
 
-        Raises TimeoutError past it, and OSError (ConnectionError, ssl.SSLError, a name that does not
-        resolve to an allowed address) when the connection fails or the answer is not HTTP/1.x: for
-        the caller, both mean the receiver may or may not have taken it. A request that finds a reused
-        connection closed before any answer came is sent again once on a new one."""
+        Raises TimeoutError past it (ConnectTimeout, one of them, when no connection was made within
+        the connect timeout, which ended first), and OSError (ConnectionError, ssl.SSLError, a name
+        that does not resolve to an allowed address) when the connection fails or the answer is not
+        HTTP/1.x: for the caller, both mean the receiver may or may not have taken it. A request that
+        finds a reused connection closed before any answer came is sent again once on a new one."""
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = b"%b%bcontent-length: %d\r\n\r\n%b" % (self._head, fields.encode(), len(body), body)
         deadline = asyncio.get_running_loop().time() + total_timeout
@@ -134,21 +140,27 @@ class Origin:
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout_at(min(loop.time() + self._connect_timeout, deadline)):
-            found = await self._resolver.resolve(self._host, self._port, socket.AF_UNSPEC)
-            failure: OSError | None = None
-            for address in found:
-                try:
-                    _, connection = await loop.create_connection(
-                        _Connection,
-                        address["host"],
-                        address["port"],
-                        ssl=self._tls,
-                        server_hostname=self._host if self._tls is not None else None,
-                    )
-                    return connection
-                except OSError as error:
-                    failure = error
+        connect_by = loop.time() + self._connect_timeout
+        try:
+            async with asyncio.timeout_at(min(connect_by, deadline)):
+                found = await self._resolver.resolve(self._host, self._port, socket.AF_UNSPEC)
+                failure: OSError | None = None
+                for address in found:
+                    try:
+                        _, connection = await loop.create_connection(
+                            _Connection,
+                            address["host"],
+                            address["port"],
+                            ssl=self._tls,
+                            server_hostname=self._host if self._tls is not None else None,
+                        )
+                        return connection
+                    except OSError as error:
+                        failure = error
+        except TimeoutError:
+            if connect_by < deadline:  # the connect timeout ran out, not the request's
+                raise ConnectTimeout(f"no connection within {self._connect_timeout:g} s") from None
+            raise
         assert failure is not None  # the resolver answers at least one address, or raises
         raise failure
 

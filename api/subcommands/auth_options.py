@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from api.access.auth import DEFAULT_LEEWAY, AuthConfig, read_secret
+from api.subcommands.numbers import add_seconds
 
 
 def add_auth_secret_option(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +39,10 @@ def add_auth_options(parser: argparse.ArgumentParser) -> None:
             metavar=metavar,
             help=f"{what}; env {env} (default: none)",
         )
-    parser.add_argument(
+    add_seconds(
+        parser,
         "--auth-leeway",
-        type=float,
+        above=False,
         # A string default goes through `type` too, so a bad environment value is refused like an option.
         default=os.environ.get("ORDERSAGA_AUTH_LEEWAY", str(DEFAULT_LEEWAY.total_seconds())),
         metavar="SECONDS",
@@ -54,8 +56,6 @@ def auth_config(args: argparse.Namespace) -> AuthConfig:
     if args.auth_secret_file and args.auth_jwks_url:
         sys.exit("choose one of --auth-secret-file and --auth-jwks-url")
     secret = auth_secret(args.auth_secret_file) if args.auth_secret_file else None
-    if args.auth_leeway < 0:
-        sys.exit("--auth-leeway must be 0 seconds or more")
     return AuthConfig(
         secret=secret,
         jwks_url=args.auth_jwks_url,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
+from api.subcommands.numbers import add_number
 from persistence.database import default_database_url, is_sqlite
 from persistence.migrate import MigrationError
 
@@ -41,8 +42,16 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="replay the journal into fresh read tables and check stock against it (service stopped)",
     )
     add_database_option(rebuild)
-    rebuild.add_argument(
-        "--batch-size", type=int, default=500, metavar="N", help="sagas per transaction (default 500)"
+    add_number(
+        rebuild,
+        "--batch-size",
+        int,
+        least=1,
+        # Far more sagas than one transaction should hold in memory at once.
+        most=100_000,
+        default=500,
+        metavar="N",
+        help="sagas per transaction (default 500)",
     )
     rebuild.set_defaults(run=_rebuild_projections)
 
@@ -76,8 +85,6 @@ def _rebuild_projections(args: argparse.Namespace) -> None:
     from persistence.read.rebuild import RebuildReport, count_events, rebuild_projections
     from persistence.serving import DatabaseInUse, claim_database
 
-    if args.batch_size < 1:
-        sys.exit("--batch-size must be at least 1")
     url = args.database_url or default_database_url()
 
     async def rebuild(engine: AsyncEngine) -> RebuildReport:

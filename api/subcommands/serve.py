@@ -59,22 +59,6 @@ def uncollected() -> Iterator[None]:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    if args.max_retries < 1:
-        sys.exit("--max-retries must be at least 1")
-    if args.workers < 1:
-        sys.exit("--workers must be at least 1")
-    if args.lease_ttl <= 0:
-        sys.exit("--lease-ttl must be more than 0 seconds")
-    webhook_seconds = [
-        ("--webhook-connect-timeout", args.webhook_connect_timeout),
-        ("--webhook-timeout", args.webhook_timeout),
-        ("--webhook-retry-for", args.webhook_retry_for),
-        ("--webhook-disable-after", args.webhook_disable_after),
-        ("--webhook-keep-succeeded", args.webhook_keep_succeeded),
-    ]
-    for option, seconds in webhook_seconds:
-        if seconds is not None and seconds <= 0:
-            sys.exit(f"{option} must be more than 0 seconds")
     settings = settings_from(args)
     if settings.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
         sys.exit("tracing needs the otel extra: pip install 'ordersaga[otel]'")

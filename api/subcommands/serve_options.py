@@ -15,6 +15,7 @@ from api.observability.logs import LOG_FORMATS
 from api.settings import DEFAULT_LEASE_TTL, OTLP_SETTINGS, Settings, StreamSettings
 from api.subcommands.auth_options import add_auth_options, auth_config
 from api.subcommands.database import add_database_option
+from api.subcommands.numbers import MAX_PERIOD_SECONDS, MAX_WAIT_SECONDS, add_number, add_seconds
 from domain.model.saga import SagaPolicy
 from persistence.database import default_database_url
 
@@ -30,8 +31,14 @@ NATS_SCHEMES = ("nats", "tls")
 def add_options(serve: argparse.ArgumentParser) -> None:
     """Every option `serve` takes, with its default (some from the environment)."""
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    serve.add_argument(
-        "--port", type=int, default=8000, help="port to listen on, 0 for any free one (default %(default)s)"
+    add_number(
+        serve,
+        "--port",
+        int,
+        least=0,
+        most=65535,
+        default=8000,
+        help="port to listen on, 0 for any free one (default %(default)s)",
     )
     add_database_option(serve)
     serve.add_argument("--demo", action="store_true", help="load a small demo catalog once (default off)")
@@ -51,23 +58,28 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         ("shipment-timeout", defaults.shipment_timeout),
         ("compensation-timeout", defaults.compensation_timeout),
     ]:
-        serve.add_argument(
+        add_seconds(
+            serve,
             f"--{name}",
-            type=float,
             default=default.total_seconds(),
             metavar="S",
             help=f"seconds (default {default.total_seconds():g})",
         )
-    serve.add_argument(
+    add_number(
+        serve,
         "--max-retries",
-        type=int,
+        int,
+        least=1,
+        # More attempts than anyone waits for: a step's retries are meant to ride out a blip.
+        most=1000,
         default=defaults.max_attempts,
         metavar="N",
         help=f"attempts per step, the first included (default {defaults.max_attempts})",
     )
-    serve.add_argument(
+    add_seconds(
+        serve,
         "--retry-backoff",
-        type=float,
+        above=False,
         default=defaults.retry_backoff.total_seconds(),
         metavar="S",
         help="seconds to wait after attempt n, times n (default %(default)s)",
@@ -77,31 +89,39 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let GraphQL stage slow or failing participants (setParticipantFault; default off)",
     )
-    serve.add_argument(
+    add_number(
+        serve,
         "--fault-seed",
-        type=int,
+        int,
+        least=0,
+        most=2**64 - 1,
         metavar="N",
         help="seed the draws of a staged failureRate, to repeat a run (default: a fresh seed each run)",
     )
     limits = Settings(database_url="")
-    serve.add_argument(
+    add_number(
+        serve,
         "--max-body-bytes",
-        type=int,
+        int,
+        least=1,
+        # A GiB: far past any order or bulk request, and still a size a request may be read into.
+        most=2**30,
+        unit="bytes",
         default=limits.max_body_bytes,
         metavar="N",
         help="largest request body (and WebSocket message) accepted; larger ones get 413 "
         "(default %(default)s)",
     )
-    serve.add_argument(
+    add_seconds(
+        serve,
         "--body-timeout",
-        type=float,
         default=limits.body_timeout,
         metavar="S",
         help="seconds a request body may take to arrive; slower ones get 408 (default %(default)g)",
     )
-    serve.add_argument(
+    add_seconds(
+        serve,
         "--header-timeout",
-        type=float,
         default=limits.header_timeout,
         metavar="S",
         help="seconds a request's headers may take to arrive before the connection is closed "
@@ -138,9 +158,9 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         "'redis://127.0.0.1:6379/0' (any asynchronous storage of the limits library); env "
         "ORDERSAGA_RATE_LIMIT_STORAGE",
     )
-    serve.add_argument(
+    add_seconds(
+        serve,
         "--lease-ttl",
-        type=float,
         default=DEFAULT_LEASE_TTL.total_seconds(),
         metavar="S",
         help="PostgreSQL: seconds a saga's lease lasts unless renewed, so how long a dead process's "
@@ -169,37 +189,54 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
         "refused when authentication is configured, loopback allowed in development mode)",
     )
-    for name, seconds, what in [
-        ("connect-timeout", limits.webhook_connect_timeout, "seconds a webhook POST may take to connect"),
-        ("timeout", limits.webhook_timeout, "seconds a webhook POST may take in all, or it failed"),
+    for name, seconds, most, what in [
+        (
+            "connect-timeout",
+            limits.webhook_connect_timeout,
+            MAX_WAIT_SECONDS,
+            "seconds a webhook POST may take to connect",
+        ),
+        (
+            "timeout",
+            limits.webhook_timeout,
+            MAX_WAIT_SECONDS,
+            "seconds a webhook POST may take in all, or it failed",
+        ),
         (
             "retry-for",
             limits.webhook_retry_for.total_seconds(),
+            MAX_PERIOD_SECONDS,
             "seconds a failed webhook delivery is retried",
         ),
         (
             "keep-succeeded",
             limits.webhook_keep_succeeded.total_seconds(),
+            MAX_PERIOD_SECONDS,
             "seconds a webhook delivery that succeeded after failing stays listed",
         ),
     ]:
-        serve.add_argument(
+        add_seconds(
+            serve,
             f"--webhook-{name}",
-            type=float,
+            most=most,
             default=seconds,
             metavar="S",
             help=f"{what} (default %(default)g)",
         )
-    serve.add_argument(
+    add_seconds(
+        serve,
         "--webhook-disable-after",
-        type=float,
+        most=MAX_PERIOD_SECONDS,
         metavar="S",
         help="seconds a webhook endpoint may fail without one success before it is disabled "
         "(default: --webhook-retry-for)",
     )
-    serve.add_argument(
+    add_number(
+        serve,
         "--workers",
-        type=int,
+        int,
+        least=1,
+        most=256,
         default=1,
         metavar="N",
         help="PostgreSQL: serve from N processes sharing the port (default 1)",
@@ -226,9 +263,10 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="events go out on P.sagas.<sagaId>; a stream made here takes P.> (default %(default)s)",
     )
-    parser.add_argument(
+    add_seconds(
+        parser,
         "--nats-duplicate-window",
-        type=float,
+        most=MAX_PERIOD_SECONDS,
         default=defaults.duplicate_window.total_seconds(),
         metavar="S",
         help="seconds a stream made here drops a repeated event; longer than any pause between a "

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from api.access.auth import Role, mint_token
 from api.subcommands.auth_options import add_auth_secret_option, auth_secret
+from api.subcommands.numbers import MAX_PERIOD_SECONDS, add_seconds
 from domain.model.problems import is_storable
 
 
@@ -25,7 +26,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="CODE",
         help="for a warehouse token: a warehouse it speaks for, repeat for several (default: every one)",
     )
-    token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
+    add_seconds(
+        token,
+        "--ttl",
+        most=MAX_PERIOD_SECONDS,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime (default 3600)",
+    )
     add_auth_secret_option(token)
     for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
         env = f"ORDERSAGA_AUTH_{claim.upper()}"
@@ -36,8 +44,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _token(args: argparse.Namespace) -> None:
     if args.auth_secret_file is None:
         sys.exit("--auth-secret-file (or ORDERSAGA_AUTH_SECRET_FILE) is needed to sign a token")
-    if args.ttl <= 0:
-        sys.exit("--ttl must be positive")
     if not args.subject.strip() or not is_storable(args.subject):
         # The server refuses such a subject (UNAUTHENTICATED), so a token for it would be of no use.
         sys.exit("--subject must be text with no NUL, lone surrogate or nothing but spaces")

@@ -12,6 +12,7 @@ from strawberry.types.graphql import OperationType
 
 from api.access.auth import Role
 from api.access.rules import RULES
+from api.graphql.journal import DEFAULT_JOURNAL_PAGE
 from tests.api.server import GraphQLClient
 
 # GraphQL's own scalars are described by the specification, not by this schema.
@@ -89,3 +90,21 @@ async def test_every_root_field_names_the_roles_the_access_rules_give_it(gql: Gr
             allowed = RULES[kind][field["name"]]
             assert said[0].split(", ") == [role.value for role in Role if role in allowed], field["name"]
             assert ("refused with FORBIDDEN" in field["description"]) == (allowed != set(Role)), field
+
+
+async def test_a_connections_default_page_is_said_alike_on_the_field_and_its_first_argument(
+    gql: GraphQLClient,
+) -> None:
+    said = re.compile(r"(\d+) when neither `first` nor `last` is given")
+    types = (await gql(INTROSPECTION))["__schema"]["types"]
+    defaults = {}
+    for kind in types:
+        for field in kind["fields"] or ():
+            first = next((arg for arg in field["args"] if arg["name"] == "first"), None)
+            on_argument = said.search(first["description"]) if first is not None else None
+            if on_argument is not None:
+                on_field = said.search(field["description"] or "")
+                defaults[f"{kind['name']}.{field['name']}"] = (on_field and on_field[1], on_argument[1])
+    disagreeing = {name: pair for name, pair in defaults.items() if pair[0] not in (None, pair[1])}
+    assert disagreeing == {}
+    assert defaults["Query.journalEvents"] == (str(DEFAULT_JOURNAL_PAGE),) * 2

@@ -73,6 +73,38 @@ async def test_a_bad_or_unreachable_database_is_one_line_and_a_failure_for_every
         assert stdout == "" and "secret" not in stderr
 
 
+# A command line with a number that is NaN, infinite or out of bounds, and what its refusal says.
+NUMBERS_REFUSED = [
+    ("serve --port=0 --webhook-timeout=nan", "--webhook-timeout must be more than 0 seconds"),
+    ("serve --port=0 --webhook-timeout=inf", "--webhook-timeout must be more than 0 seconds"),
+    ("serve --port=0 --webhook-retry-for=1e300", "--webhook-retry-for must be more than 0 seconds"),
+    ("serve --port=0 --webhook-disable-after=nan", "--webhook-disable-after must be more than 0 seconds"),
+    ("serve --port=0 --webhook-connect-timeout=nan", "--webhook-connect-timeout must be more than 0 seconds"),
+    ("serve --port=0 --reserve-timeout=-inf", "--reserve-timeout must be more than 0 seconds"),
+    ("serve --port=70000", "--port must be at least 0 and at most 65535"),
+    ("token --subject=c --role=admin --ttl=inf", "--ttl must be more than 0 seconds"),
+    ("projections rebuild --batch-size=0", "--batch-size must be at least 1"),
+]
+
+
+async def test_a_number_option_that_is_not_finite_or_out_of_bounds_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "ordersaga.db"
+    url = f"--database-url=sqlite+aiosqlite:///{database}"
+    results = await asyncio.gather(
+        *(
+            ordersaga(*command.split(), *([url] if "token" not in command else []))
+            for command, _ in NUMBERS_REFUSED
+        )
+    )
+    for (command, says), (status, stdout, stderr) in zip(NUMBERS_REFUSED, results, strict=True):
+        assert (status, stdout) == (1, ""), command
+        [line] = stderr.splitlines()
+        assert line.startswith(says), (command, line)
+    assert not database.exists()
+
+
 async def test_migrate_says_what_it_applied_and_up_to_date_only_when_it_is(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
     status, first, _ = await ordersaga("migrate", "--database-url", url)

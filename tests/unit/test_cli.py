@@ -123,9 +123,71 @@ def test_webhook_options_reach_the_settings() -> None:
     ["--webhook-connect-timeout", "--webhook-timeout", "--webhook-retry-for", "--webhook-disable-after"],
 )
 def test_webhook_times_must_be_positive(option: str) -> None:
-    args = parser().parse_args(["serve", f"{option}=0"])
     with pytest.raises(SystemExit, match=f"{option} must be more than 0 seconds"):
-        args.run(args)
+        parser().parse_args(["serve", f"{option}=0"])
+
+
+def number_options() -> list[tuple[str, str]]:
+    """(subcommand, option) for every option of every subcommand read into a number: those with a
+    `type` other than a path."""
+    found = []
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    projections = commands["projections"]._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    subcommands = {**commands, "projections rebuild": projections["rebuild"]}
+    for name, subcommand in subcommands.items():
+        for action in subcommand._actions:
+            if action.type is not None and action.type is not Path:
+                found.append((name, action.option_strings[0]))
+    return found
+
+
+NUMBER_OPTIONS = number_options()
+
+
+def test_every_number_option_is_found() -> None:
+    # Those the next test tries; a new one is tried without being listed here.
+    assert {option for _, option in NUMBER_OPTIONS} >= {
+        "--port",
+        "--reserve-timeout",
+        "--max-retries",
+        "--retry-backoff",
+        "--fault-seed",
+        "--max-body-bytes",
+        "--header-timeout",
+        "--auth-leeway",
+        "--lease-ttl",
+        "--nats-duplicate-window",
+        "--webhook-connect-timeout",
+        "--webhook-timeout",
+        "--webhook-retry-for",
+        "--webhook-disable-after",
+        "--webhook-keep-succeeded",
+        "--workers",
+        "--ttl",
+        "--batch-size",
+    }
+
+
+@pytest.mark.parametrize(("subcommand", "option"), NUMBER_OPTIONS)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e300", "-1e300", "1" + "0" * 30, "x"])
+def test_a_number_option_refuses_what_is_no_number_or_out_of_bounds_in_one_line(
+    subcommand: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args([*subcommand.split(), f"{option}={value}"])
+    message = str(exit_.value.code)
+    assert message.startswith(f"{option} must be ") and message.endswith(f"not {value!r}")
+    assert "\n" not in message
+    assert capsys.readouterr().err == ""  # not argparse's usage: the message is the one line
+
+
+def test_bounds_are_inclusive_as_said() -> None:
+    args = parser().parse_args(["serve", "--port=65535", "--retry-backoff=0", "--webhook-timeout=86400"])
+    assert (args.port, args.retry_backoff, args.webhook_timeout) == (65535, 0.0, 86400.0)
+    with pytest.raises(
+        SystemExit, match="--webhook-timeout must be more than 0 seconds and at most 86400 seconds"
+    ):
+        parser().parse_args(["serve", "--webhook-timeout=86400.5"])
 
 
 def test_a_warehouse_service_is_signed_with_the_secret_file_it_needs(tmp_path: Path) -> None:

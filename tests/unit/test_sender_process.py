@@ -26,7 +26,7 @@ from api.outbound.sender_process import (
 )
 from api.outbound.signing import new_secret
 from tests.polling import eventually
-from tests.receiver import Receiver
+from tests.receiver import Receiver, unconnectable
 
 LOOPBACK = Reach(loopback=True)
 
@@ -104,6 +104,18 @@ async def test_an_address_the_reach_refuses_is_not_sent_to() -> None:
     assert [len(attempts) for attempts in refused] == [1, 1]
     assert all(not a[0].ok and a[0].error is not None and "not sent" in a[0].error for a in refused)
     assert receiver.arrivals == []
+
+
+async def test_no_connection_within_the_connect_timeout_is_said_as_that() -> None:
+    process = SenderProcess()
+    try:
+        with unconnectable() as url:
+            destination = Destination(url, LOOPBACK, 0.5, 3.0, new_secret())
+            ((attempt,),) = await process.send(destination, [[message("msg_1")]], 4)
+    finally:
+        await process.stop()
+    assert (attempt.ok, attempt.response_code, attempt.error) == (False, None, "no connection within 0.5 s")
+    assert 500 <= attempt.latency_ms < 1500
 
 
 async def test_a_child_killed_mid_request_fails_its_round_and_the_next_round_starts_another() -> None:

@@ -84,6 +84,13 @@ def test_the_pauses_are_jittered() -> None:
         "64:ff9b::7f00:1",  # NAT64 around 127.0.0.1
         "64:ff9b::a00:1",  # NAT64 around 10.0.0.1
         "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "64:ff9b:1::a00:1",  # NAT64 local-use around 10.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use around 169.254.169.254
+        "fec0::1",  # site-local, deprecated
+        "fef0::1",  # site-local, deprecated
+        "4000::1",  # reserved
     ],
 )
 def test_addresses_beyond_the_public_internet_are_refused_unless_allowed(address: str) -> None:
@@ -92,18 +99,28 @@ def test_addresses_beyond_the_public_internet_are_refused_unless_allowed(address
     assert Reach(private=True).allows(ip)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:0:7f00:1"])
 def test_development_mode_reaches_loopback(address: str) -> None:
     assert Reach(loopback=True).allows(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["10.0.0.1", "169.254.169.254", "::ffff:192.168.0.1", "fd00::1"])
+@pytest.mark.parametrize(
+    "address", ["10.0.0.1", "169.254.169.254", "::ffff:192.168.0.1", "fd00::1", "::ffff:0:a00:1", "fec0::1"]
+)
 def test_development_mode_reaches_no_other_private_address(address: str) -> None:
     assert not Reach(loopback=True).allows(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize(
-    "address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "::ffff:8.8.8.8"]
+    "address",
+    [
+        "93.184.215.14",
+        "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+        "::ffff:8.8.8.8",
+        "::ffff:0:808:808",  # IPv4-translated 8.8.8.8
+        "64:ff9b::808:808",  # NAT64 around 8.8.8.8
+        "2002:808:808::",  # 6to4 around 8.8.8.8
+    ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert Reach().allows(ipaddress.ip_address(address))
@@ -125,6 +142,17 @@ def test_public_addresses_are_allowed(address: str) -> None:
         ("https://[::1/", "url is not a URL"),
         (f"https://{'a' * 64}.example.com/", "url must name a host that can be looked up"),
         ("https://a..example.com/", "url must name a host that can be looked up"),
+        ("http://127.0.0.1:0/x", "url must name a port from 1 to 65535, not 0"),
+        ("http://127.0.0.1:00/x", "url must name a port from 1 to 65535, not 0"),
+        ("http://127.0.0.1:9201/x\r\nX-Injected: 1", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:9201/x y", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:9201/x\ty", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:9201/x\x00", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:9201/x\x7f", "url must not contain whitespace or control characters"),
+        (" http://127.0.0.1:9201/x", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:9201/x\n", "url must not contain whitespace or control characters"),
+        ("http://exa\u00a0mple.com/", "url must not contain whitespace or control characters"),
+        ("http://127.0.0.1:1/x", None),
     ],
 )
 def test_only_absolute_http_urls_with_a_host_and_no_credentials_are_accepted(

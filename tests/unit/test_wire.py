@@ -12,7 +12,8 @@ import uvloop
 
 from api.outbound.addresses import Reach
 from api.outbound.resolver import GuardedResolver
-from api.outbound.wire import Origin
+from api.outbound.wire import ConnectTimeout, Origin
+from tests.receiver import unconnectable
 
 LOOPBACK = Reach(loopback=True)
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -170,6 +171,26 @@ def test_each_post_in_flight_fails_at_its_own_deadline(loop: str) -> None:
         await kept.close()
 
     assert run(loop, scenario).connections == 4
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_no_connection_within_the_connect_timeout_fails_as_that_not_as_the_request_timeout(loop: str) -> None:
+    async def scenario(receiver: Receiver, base: str) -> None:
+        with unconnectable() as url:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ConnectTimeout, match="no connection within 0.3 s"):
+                await Origin(url, GuardedResolver(LOOPBACK), connect_timeout=0.3).post(b"{}", {}, 5)
+            assert asyncio.get_running_loop().time() - started < 2
+            # A request timeout that ends first is the request's, whatever the connection was at.
+            with pytest.raises(TimeoutError) as ended:
+                await Origin(url, GuardedResolver(LOOPBACK), connect_timeout=5).post(b"{}", {}, 0.3)
+            assert not isinstance(ended.value, ConnectTimeout)
+        # An answer that does not come is no connect timeout either.
+        with pytest.raises(TimeoutError) as ended:
+            await origin(f"{base}/silent").post(b"{}", {}, 0.2)
+        assert not isinstance(ended.value, ConnectTimeout)
+
+    run(loop, scenario)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
