@@ -91,8 +91,14 @@ class Service:
             if settings.read_pool_size is None
             else {"pool_size": settings.read_pool_size, "max_overflow": 0}
         )
+        # A read waits as long for a connection as for a table lock (on PostgreSQL), then is answered
+        # SERVICE_UNAVAILABLE: neither a busy pool nor an operator's LOCK TABLE holds a request long.
         self._reader = make_engine(
-            settings.database_url, writer=False, pool_timeout=settings.pool_timeout.total_seconds(), **pool
+            settings.database_url,
+            writer=False,
+            read_lock_timeout_ms=round(settings.pool_timeout.total_seconds() * 1000),
+            pool_timeout=settings.pool_timeout.total_seconds(),
+            **pool,
         )
         lanes = settings.commit_lanes or (1 if sqlite else 2)
         fleet = None if sqlite else Fleet(settings.instance, settings.lease_ttl)

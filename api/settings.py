@@ -51,7 +51,8 @@ class Settings:
     # reading holds no more than those buffers (api/web/ws_session.py).
     send_timeout: timedelta = timedelta(seconds=10)
     # Work that finds every connection of the read pool busy waits this long for one, then is answered
-    # SERVICE_UNAVAILABLE (retry later) rather than queue without bound.
+    # SERVICE_UNAVAILABLE (retry later) rather than queue without bound; on PostgreSQL a read waits no
+    # longer for a table lock (a LOCK TABLE, a migration's DDL) either.
     pool_timeout: timedelta = timedelta(seconds=5)
     # Write work that no commit lane has taken within this long is withdrawn (it never runs) and
     # answered SERVICE_UNAVAILABLE. Longer than the read pool's: a burst on one hot SKU queues writes

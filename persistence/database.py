@@ -74,18 +74,21 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, writer: bool = True, **options: Any) -> AsyncEngine:
+def make_engine(
+    url: str, *, writer: bool = True, read_lock_timeout_ms: int | None = None, **options: Any
+) -> AsyncEngine:
     """An async engine for `url`. On SQLite, `writer` engines take the write lock when a transaction
     begins (BEGIN IMMEDIATE), so a transaction never fails half-way on an upgrade to writing; readers
     begin deferred and, under WAL, never wait for the writer. On PostgreSQL, `writer` engines wait for
-    row locks no longer than WRITER_LOCK_TIMEOUT_MS."""
+    locks no longer than WRITER_LOCK_TIMEOUT_MS, readers no longer than `read_lock_timeout_ms` (as
+    long as the server lets them when None). Reads take no row locks; they wait only behind a lock on
+    a whole table that excludes readers (LOCK TABLE, or DDL such as a migration's ALTER TABLE)."""
     if not is_sqlite(url):
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
-        if writer:
-            options.setdefault(
-                "connect_args", {"server_settings": {"lock_timeout": str(WRITER_LOCK_TIMEOUT_MS)}}
-            )
+        lock_timeout_ms = WRITER_LOCK_TIMEOUT_MS if writer else read_lock_timeout_ms
+        if lock_timeout_ms is not None:
+            options.setdefault("connect_args", {"server_settings": {"lock_timeout": str(lock_timeout_ms)}})
         engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine.pool, "checkout", _refuse_closed)
         return engine

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -87,6 +88,27 @@ async def test_a_write_that_never_gets_its_lock_is_told_to_retry(
     assert errors_logged(caplog) == []
     levels = await gql('{ stockLevels(sku: "S1") { onHand } }')
     assert levels == {"stockLevels": [{"onHand": 100}]}
+
+
+async def test_a_read_held_by_a_table_lock_is_told_to_retry_and_others_are_answered(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url, policy=FAST, pool_timeout=timedelta(milliseconds=300))
+    async with (
+        serve(Service(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30, verify=TLS) as http,
+    ):
+        gql = GraphQLClient(http)
+        async with stock_table_locked(database_url):
+            stock_read = await http.post("/graphql", json={"query": '{ stockLevels(sku: "S1") { onHand } }'})
+            other_read = await gql("{ orders { edges { node { id } } } }")
+        (error,) = stock_read.json()["errors"]
+        assert error["extensions"] == {
+            "code": "SERVICE_UNAVAILABLE",
+            "retryAfterSeconds": RETRY_AFTER_SECONDS,
+        }
+        assert other_read == {"orders": {"edges": []}}
+        assert await gql('{ stockLevels(sku: "S1") { onHand } }') == {"stockLevels": []}
 
 
 async def test_a_write_whose_lock_is_freed_between_attempts_goes_through_once(
