@@ -96,7 +96,7 @@ class Service:
         self._reader = make_engine(
             settings.database_url,
             writer=False,
-            read_lock_timeout_ms=round(settings.pool_timeout.total_seconds() * 1000),
+            read_lock_timeout_ms=max(1, round(settings.pool_timeout.total_seconds() * 1000)),  # 0: no limit
             pool_timeout=settings.pool_timeout.total_seconds(),
             **pool,
         )

@@ -227,15 +227,22 @@ class WebhookStore:
 
         return await self._write(work)
 
-    async def disable(self, endpoint_id: str, reason: str, now: datetime) -> None:
-        """Disable the endpoint for `reason`; its pending deliveries fail (redeliver sends them again)."""
+    async def disable(self, endpoint_id: str, reason: str, now: datetime, failing_before: datetime) -> bool:
+        """Disable the endpoint for `reason` if it has been failing since `failing_before` or earlier, as
+        stored now (what the relay read may be stale: a send beside its round may have succeeded
+        since); its pending deliveries fail (redeliver sends them again). Whether it was disabled."""
 
-        async def work(db: Db) -> None:
-            await db.execute(
+        async def work(db: Db) -> bool:
+            disabled = await db.execute(
                 update(webhook_endpoints)
-                .where(webhook_endpoints.c.id == endpoint_id)
+                .where(
+                    webhook_endpoints.c.id == endpoint_id,
+                    webhook_endpoints.c.failing_since <= failing_before,
+                )
                 .values(enabled=False, disabled_reason=reason)
             )
+            if disabled.rowcount == 0:
+                return False
             await db.execute(
                 update(webhook_deliveries)
                 .where(
@@ -244,8 +251,9 @@ class WebhookStore:
                 )
                 .values(status=DeliveryStatus.FAILED.value, next_attempt_at=None, updated_at=now)
             )
+            return True
 
-        await self._write(work)
+        return await self._write(work)
 
     # ----------------------------------------------------------------------------------- deliveries
 

@@ -37,6 +37,7 @@ from domain.model.problems import (
 from domain.model.saga import SETTLED_STATUSES, SagaState, SagaStatus
 from domain.model.values import OrderLine as DomainOrderLine
 from domain.ports import IdempotencyKeyReused
+from persistence.database import is_transient
 
 if TYPE_CHECKING:
     from api.access.auth import Principal
@@ -155,7 +156,15 @@ class OrderMutations:
             saga, order = as_committed(state)
             return PlaceOrderPayload(order=order, saga=saga)
         # A replayed placement, or one still on its way: answer the order as it stands now.
-        order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
+        try:
+            order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
+        except Exception as error:
+            if placed.state is None or not is_transient(error):
+                raise  # a replay placed nothing now: "busy, send it again" is true of it
+            # Placed now: answered as the placement committed it, since "busy, nothing was done"
+            # would be false, and sent again without a key it would place a second order.
+            saga, order = as_committed(placed.state)
+            return PlaceOrderPayload(order=order, saga=saga)
         if order_row is None or saga_row is None:
             raise RuntimeError(f"order {placed.order_id} was placed but cannot be read back")
         return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))

@@ -32,6 +32,10 @@ class Reach:
     def allows(self, address: Address) -> bool:
         """Whether `address` may be connected to; an IPv6 address that carries an IPv4 one (mapped,
         translated, NAT64, 6to4, IPv4-compatible) as that one is, since that is where it leads."""
+        if address in _NAT64_LOCAL_USE:
+            # Where it leads is the local translator's to say (RFC 6052 lets the IPv4 address sit at
+            # several places in it): a network's own range, never the public internet (RFC 8215).
+            return self.private
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return self.allows(embedded)
@@ -49,11 +53,13 @@ _CARRYING_IPV4 = [
     ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291 2.5.5.2)
     ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
     ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix (RFC 6052)
-    # NAT64's local-use prefix (RFC 8215); a translator takes a /96 of it, the address last.
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
     # IPv4-compatible (RFC 4291 2.5.5.1), deprecated, still routed by some; :: and ::1 are not.
     ipaddress.IPv6Network("::/96"),
 ]
+
+
+# NAT64's local-use prefix (RFC 8215).
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:

@@ -122,8 +122,9 @@ class EndpointDeliveries:
         self.endpoint_id = endpoint_id
         self._store, self._clock, self._policy = wiring.store, wiring.clock, wiring.policy
         self._process = wiring.sender
-        # The URL the last round sent to: its idle connections are closed when it changes.
-        self._url: str | None = None
+        # The URL the last round sent to and the secret it signed with: when either changes, what is
+        # being sent stops and the idle connections to the URL close.
+        self._sent_to: tuple[str, str] | None = None
         self._pruned_at: float | None = None  # the event loop's clock; None: not yet
         # Until when (the event loop's clock) the endpoint is known to have no undelivered delivery
         # stored, so that a round need not look for due ones nor for sagas to hold: the two
@@ -135,6 +136,7 @@ class EndpointDeliveries:
         self._none_stored_until = 0.0
         self._next_look = 0.0  # when `undelivered` may be asked again
         self._retrying: asyncio.Task[None] | None = None  # the due deliveries being sent beside the rounds
+        self._failures_noted = False  # whether this relay stored a failing time no success cleared since
 
     async def deliver(self, events: Sequence[LoggedEvent], since: int) -> int:
         """One round: `events` (those the endpoint takes), the failures stored, with the due stored
@@ -143,10 +145,13 @@ class EndpointDeliveries:
         Raises what the last send of due deliveries raised, and what the round meets."""
         endpoint = await self._store.endpoint(self.endpoint_id)
         if endpoint is None or not endpoint.enabled:
+            await self.close()  # what is being sent beside the rounds stops now, not when Webhooks sees it
             return since
-        if self._url != endpoint.url:
+        if self._sent_to != (endpoint.url, endpoint.secret):
+            # Retries on their way to the old URL, or signed with a rotated secret, stop; the idle
+            # connections to the old URL close.
             await self.close()
-            self._url = endpoint.url
+            self._sent_to = (endpoint.url, endpoint.secret)
         now = asyncio.get_running_loop().time()
         stored_none = now < self._none_stored_until
         if not stored_none:
@@ -169,8 +174,8 @@ class EndpointDeliveries:
             retrying.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await retrying  # its failure, if any, was the round's to report: this relay stops
-        if self._url is not None:
-            self._process.close_idle(self._url)
+        if self._sent_to is not None:
+            self._process.close_idle(self._sent_to[0])
 
     def _retry_beside(self, endpoint: Endpoint) -> None:
         """Start sending the due stored deliveries beside the round, unless the last such send still
@@ -180,7 +185,8 @@ class EndpointDeliveries:
             if not self._retrying.done():
                 return
             ended, self._retrying = self._retrying, None
-            ended.result()
+            if not ended.cancelled():
+                ended.result()
         self._retrying = asyncio.create_task(self._retry_due(endpoint))
 
     async def _retry_due(self, endpoint: Endpoint) -> None:
@@ -287,15 +293,22 @@ class EndpointDeliveries:
         now = self._clock.now()
         since = endpoint.failing_since
         succeeded = any(attempt.ok for attempt in attempts)
-        if (succeeded and since is not None) or (attempts and not succeeded and since is None):
+        # `endpoint` was read as the round (or the send beside it) began: the other may have noted
+        # failures since, which only this relay notes while it holds the lease, so it knows.
+        if (succeeded and (since is not None or self._failures_noted)) or (
+            attempts and not succeeded and since is None
+        ):
             since = await self._store.note_health(endpoint.id, succeeded, now)
+            self._failures_noted = not succeeded
         if since is None or now - since < self._policy.disable_after:
             return
         reason = f"no delivery succeeded since {since.isoformat()}"
         if (last := await self._store.last_error(endpoint.id)) is not None:
             reason += f"; the last attempt: {last}"
-        await self._store.disable(endpoint.id, reason, now)
-        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        # `since` may be what this round read, and a send beside it may have succeeded meanwhile: the
+        # store disables only an endpoint failing that long as it stands.
+        if await self._store.disable(endpoint.id, reason, now, now - self._policy.disable_after):
+            log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
 
 
 def _is_pending(delivery: Delivery) -> bool:

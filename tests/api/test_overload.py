@@ -14,6 +14,7 @@ import pytest
 from api.graphql.errors import ANSWER_LOST_MESSAGE, BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
+from domain.model.saga import Participant
 from domain.model.values import OrderLine
 from persistence.connection import Db
 from tests.api.live import Live, serve_live
@@ -123,4 +124,21 @@ async def test_an_order_placed_whose_answer_cannot_be_read_is_answered_as_made_n
     assert error["extensions"] == {"code": "OUTCOME_UNKNOWN"}
     assert error["path"][:2] == ["placeOrder", "saga"]
     orders = await live.gql("{ orders { edges { node { id } } } }")
+    assert len(orders["orders"]["edges"]) == 2
+
+
+async def test_an_order_whose_wait_ran_out_and_whose_answer_cannot_be_read_is_answered_as_placed(
+    live: Live,
+) -> None:
+    place = """mutation { placeOrder(input: {customerId: "c", lines: [{sku: "TEA", quantity: 1}],
+        awaitOutcomeMs: 100}) { order { id } saga { id status } } }"""
+    await live.gql(place)  # TEA is known from now on: placing asks the read pool nothing more
+    live.gate.hold(Participant.INVENTORY)  # the saga does not settle within the wait
+    async with live.svc.read.engine.connect():  # and the saga cannot be read as it stands after it
+        answer = await live.gql(place)
+    live.gate.release(Participant.INVENTORY)
+    placed = answer["placeOrder"]
+    assert placed["saga"]["status"] == "STOCK_RESERVING"  # as the placement committed it
+    orders = await live.gql("{ orders { edges { node { id } } } }")
+    assert placed["order"]["id"] in {edge["node"]["id"] for edge in orders["orders"]["edges"]}
     assert len(orders["orders"]["edges"]) == 2

@@ -33,7 +33,8 @@ async def test_a_change_sets_only_what_it_names(engine: AsyncEngine) -> None:
     store = WebhookStore(engine, EngineWriter(engine))
     created = await store.create("https://example.com/a", None, "first", "whsec_one", NOW)
     # The relay disables it while an admin edits the description from what they read before.
-    await store.disable(created.id, "failing for a day", NOW)
+    await store.note_health(created.id, False, NOW)
+    assert await store.disable(created.id, "failing for a day", NOW, NOW)
     changed = await store.change(created.id, {"description": "second", "events": frozenset({"B", "A"})})
     assert changed is not None
     assert (changed.description, changed.events) == ("second", frozenset({"A", "B"}))
@@ -42,6 +43,17 @@ async def test_a_change_sets_only_what_it_names(engine: AsyncEngine) -> None:
     assert await store.change("no-such-endpoint", {"description": "x"}) is None
     unchanged = await store.change(created.id, {})  # an update that names nothing changes nothing
     assert unchanged is not None and unchanged.description == "second"
+
+
+async def test_an_endpoint_is_disabled_only_while_it_has_been_failing_that_long(engine: AsyncEngine) -> None:
+    store = WebhookStore(engine, EngineWriter(engine))
+    created = await store.create("https://example.com/a", None, None, "whsec_one", NOW)
+    assert not await store.disable(created.id, "stale", NOW, NOW)  # not failing (a success cleared it)
+    await store.note_health(created.id, False, NOW)
+    assert not await store.disable(created.id, "stale", NOW, NOW - timedelta(hours=1))  # not that long
+    assert await store.disable(created.id, "failing", NOW, NOW)
+    endpoint = await store.endpoint(created.id)
+    assert endpoint is not None and (endpoint.enabled, endpoint.disabled_reason) == (False, "failing")
 
 
 def delivery(endpoint_id: str, position: int, status: DeliveryStatus, updated_at: datetime) -> Delivery:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from api.outbound.sender_process import Attempt, Destination, Message, SenderProcess
 from api.outbound.webhooks import DeliveryPolicy, EndpointDeliveries, Wiring
@@ -120,4 +123,85 @@ async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored() -> 
     assert await reads_of_a_round([event(4, "a"), event(5, "b")], 3) == ["due", "unfinished"]
     assert [d.position for d in store.stored] == [2, 4]
     assert event(4, "a").event_id not in sent
+    await deliveries.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        replace(ENDPOINT, enabled=False),
+        replace(ENDPOINT, secret="whsec_" + "A" * 32),  # rotated
+        replace(ENDPOINT, url="https://example.com/new"),
+    ],
+    ids=["disabled", "rotated", "moved"],
+)
+async def test_a_retry_on_its_way_stops_once_the_endpoint_is_disabled_rotated_or_moved(
+    change: Endpoint,
+) -> None:
+    stuck = event(1, "a")
+    retry = Delivery(
+        "e", 1, stuck.event_id, stuck.type, "a", "{}", "PENDING", 1, 500, 1, "answered 500", NOW, NOW, NOW
+    )
+    started, cancelled = asyncio.Event(), []
+
+    class Holding(SenderProcess):
+        """Holds every request it is given (the stuck saga's retry) until cancelled."""
+
+        async def send(
+            self, _: Destination, chains: Sequence[Sequence[Message]], __: int
+        ) -> list[list[Attempt]]:
+            if not chains:
+                return []
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(chains[0][0][0])
+                raise
+            return []
+
+    class Stored(Store):
+        now_is = ENDPOINT
+
+        async def endpoint(self, _: str) -> Endpoint:
+            return self.now_is
+
+        async def due(self, *_: Any) -> list[list[Delivery]]:
+            return [[retry]]
+
+    store = Stored()
+    wiring = Wiring(store, None, None, None, Holding(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
+    deliveries = EndpointDeliveries("e", wiring)
+    await deliveries.deliver([], 0)  # the round ends; the retry beside it stays on the wire
+    await asyncio.wait_for(started.wait(), 5)
+    assert cancelled == []
+    store.now_is = change
+    await deliveries.deliver([], 0)
+    assert cancelled == [stuck.event_id]
+    await deliveries.close()
+
+
+async def test_a_success_clears_a_failing_time_noted_after_the_round_read_the_endpoint() -> None:
+    answers = {event(1, "a").event_id: False, event(2, "b").event_id: True}
+    noted: list[bool] = []
+
+    class Answering(SenderProcess):
+        async def send(
+            self, _: Destination, chains: Sequence[Sequence[Message]], __: int
+        ) -> list[list[Attempt]]:
+            return [[Attempt(answers[chain[0][0]], None, 1, None)] for chain in chains]
+
+    class Noting(Store):
+        """Answers the endpoint as first read (never failing): what a round read before the send
+        beside it noted a failure."""
+
+        async def note_health(self, _: str, succeeded: bool, __: datetime) -> datetime | None:
+            noted.append(succeeded)
+            return None if succeeded else NOW
+
+    wiring = Wiring(Noting(), None, None, None, Answering(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
+    deliveries = EndpointDeliveries("e", wiring)
+    await deliveries.deliver([event(1, "a")], 0)  # fails: the endpoint is failing from now
+    await deliveries.deliver([event(2, "b")], 1)  # succeeds, though the endpoint read says not failing
+    assert noted == [False, True]
     await deliveries.close()

@@ -88,6 +88,8 @@ def test_the_pauses_are_jittered() -> None:
         "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
         "64:ff9b:1::a00:1",  # NAT64 local-use around 10.0.0.1
         "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use around 169.254.169.254
+        "64:ff9b:1::808:808",  # NAT64 local-use, whatever it seems to carry: a network's own range
+        "64:ff9b:1:a00:1::808:808",  # 10.0.0.1 where a /48 translator puts it (RFC 6052)
         "fec0::1",  # site-local, deprecated
         "fef0::1",  # site-local, deprecated
         "4000::1",  # reserved
