@@ -237,6 +237,7 @@ class WebhookStore:
                 update(webhook_endpoints)
                 .where(
                     webhook_endpoints.c.id == endpoint_id,
+                    webhook_endpoints.c.enabled.is_(True),  # not again, nor over an admin's disabling
                     webhook_endpoints.c.failing_since <= failing_before,
                 )
                 .values(enabled=False, disabled_reason=reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,11 +38,12 @@ from domain.model.problems import (
 from domain.model.saga import SETTLED_STATUSES, SagaState, SagaStatus
 from domain.model.values import OrderLine as DomainOrderLine
 from domain.ports import IdempotencyKeyReused
-from persistence.database import is_transient
 
 if TYPE_CHECKING:
     from api.access.auth import Principal
     from api.service import Service
+
+log = logging.getLogger("ordersaga.api")
 
 
 @strawberry.input(description="One line of an order: a quantity of one product.")
@@ -83,7 +85,8 @@ class PlaceOrderPayload:
     )
     saga: Saga | None = strawberry.field(
         default=None,
-        description="Its saga, as it stands when answered (settled, with awaitOutcomeMs); null when refused.",
+        description="Its saga: as placed, or with awaitOutcomeMs as it stands when answered (settled, or "
+        "when the wait ran out); null when refused.",
     )
     user_errors: list[UserError] = user_errors_field()
 
@@ -158,15 +161,17 @@ class OrderMutations:
         # A replayed placement, or one still on its way: answer the order as it stands now.
         try:
             order_row, saga_row = await svc.read.order(placed.order_id), await svc.read.saga(placed.saga_id)
-        except Exception as error:
-            if placed.state is None or not is_transient(error):
+            if order_row is None or saga_row is None:
+                raise RuntimeError(f"order {placed.order_id} was placed but cannot be read back")
+        except Exception:
+            if placed.state is None:
                 raise  # a replay placed nothing now: "busy, send it again" is true of it
-            # Placed now: answered as the placement committed it, since "busy, nothing was done"
-            # would be false, and sent again without a key it would place a second order.
+            # Placed now, so any error would be false ("busy, nothing was done", or an internal error
+            # a client sends again), and sent again without a key it would place a second order: the
+            # order is answered as the placement committed it.
+            log.warning("order %s answered as placed: reading it back failed", placed.order_id, exc_info=True)
             saga, order = as_committed(placed.state)
             return PlaceOrderPayload(order=order, saga=saga)
-        if order_row is None or saga_row is None:
-            raise RuntimeError(f"order {placed.order_id} was placed but cannot be read back")
         return PlaceOrderPayload(order=Order.from_row(order_row), saga=Saga.from_row(saga_row))
 
 

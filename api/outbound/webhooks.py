@@ -172,8 +172,14 @@ class EndpointDeliveries:
         retrying, self._retrying = self._retrying, None
         if retrying is not None:
             retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await retrying  # its failure, if any, was the round's to report: this relay stops
+            # Waited for without raising what it raised, while a cancellation of this task (the
+            # relay's round, stopped) still ends it here.
+            await asyncio.wait({retrying})
+            if not retrying.cancelled() and (failure := retrying.exception()) is not None:
+                # It ended before it could be cancelled, with no round after it to report it.
+                log.warning(
+                    "webhook endpoint %s: sending due deliveries failed: %r", self.endpoint_id, failure
+                )
         if self._sent_to is not None:
             self._process.close_idle(self._sent_to[0])
 

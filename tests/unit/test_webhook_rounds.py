@@ -77,6 +77,24 @@ class Clock:
         return NOW
 
 
+STUCK = event(1, "a")  # a saga whose first event failed: its retry is due
+
+
+class StuckStore(Store):
+    """Has the stuck saga's retry due, and answers the endpoint as `now_is` (changed by the test)."""
+
+    now_is = ENDPOINT
+
+    async def endpoint(self, _: str) -> Endpoint:
+        return self.now_is
+
+    async def due(self, *_: Any) -> list[list[Delivery]]:
+        retry = Delivery(
+            "e", 1, STUCK.event_id, STUCK.type, "a", "{}", "PENDING", 1, 500, 1, "answered 500", NOW, NOW, NOW
+        )
+        return [[retry]]
+
+
 async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored() -> None:
     refused: set[str] = set()
     sent: list[str] = []
@@ -138,10 +156,6 @@ async def test_rounds_skip_the_stored_deliveries_reads_until_one_is_stored() -> 
 async def test_a_retry_on_its_way_stops_once_the_endpoint_is_disabled_rotated_or_moved(
     change: Endpoint,
 ) -> None:
-    stuck = event(1, "a")
-    retry = Delivery(
-        "e", 1, stuck.event_id, stuck.type, "a", "{}", "PENDING", 1, 500, 1, "answered 500", NOW, NOW, NOW
-    )
     started, cancelled = asyncio.Event(), []
 
     class Holding(SenderProcess):
@@ -160,16 +174,7 @@ async def test_a_retry_on_its_way_stops_once_the_endpoint_is_disabled_rotated_or
                 raise
             return []
 
-    class Stored(Store):
-        now_is = ENDPOINT
-
-        async def endpoint(self, _: str) -> Endpoint:
-            return self.now_is
-
-        async def due(self, *_: Any) -> list[list[Delivery]]:
-            return [[retry]]
-
-    store = Stored()
+    store = StuckStore()
     wiring = Wiring(store, None, None, None, Holding(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
     deliveries = EndpointDeliveries("e", wiring)
     await deliveries.deliver([], 0)  # the round ends; the retry beside it stays on the wire
@@ -177,7 +182,7 @@ async def test_a_retry_on_its_way_stops_once_the_endpoint_is_disabled_rotated_or
     assert cancelled == []
     store.now_is = change
     await deliveries.deliver([], 0)
-    assert cancelled == [stuck.event_id]
+    assert cancelled == [STUCK.event_id]
     await deliveries.close()
 
 
@@ -204,4 +209,37 @@ async def test_a_success_clears_a_failing_time_noted_after_the_round_read_the_en
     await deliveries.deliver([event(1, "a")], 0)  # fails: the endpoint is failing from now
     await deliveries.deliver([event(2, "b")], 1)  # succeeds, though the endpoint read says not failing
     assert noted == [False, True]
+    await deliveries.close()
+
+
+async def test_a_round_stopped_while_it_stops_the_retry_beside_it_stops() -> None:
+    holding, sent = asyncio.Event(), []
+
+    class SlowToCancel(SenderProcess):
+        """Holds the stuck saga's retry; cancelled, it takes a moment to end (the child answering)."""
+
+        async def send(
+            self, _: Destination, chains: Sequence[Sequence[Message]], __: int
+        ) -> list[list[Attempt]]:
+            if chains and chains[0][0][0] == STUCK.event_id:
+                holding.set()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await asyncio.shield(asyncio.sleep(0.2))
+            sent.extend(message_id for chain in chains for message_id, _body in chain)
+            return [[Attempt(True, 204, 1, None) for _ in chain] for chain in chains]
+
+    store = StuckStore()
+    wiring = Wiring(store, None, None, None, SlowToCancel(), Clock(), DeliveryPolicy(), None)  # type: ignore[arg-type]
+    deliveries = EndpointDeliveries("e", wiring)
+    await deliveries.deliver([], 0)
+    await asyncio.wait_for(holding.wait(), 5)
+    store.now_is = replace(ENDPOINT, secret="whsec_" + "A" * 32)  # the next round stops the retry
+    round_ = asyncio.create_task(deliveries.deliver([event(2, "b")], 1))
+    await asyncio.sleep(0.05)  # the round waits for the retry to end
+    round_.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await round_
+    assert sent == []  # neither the new event nor another retry went out after it was stopped
     await deliveries.close()
