@@ -84,7 +84,9 @@ class Receiver:
         body = await request.body()
         self.arrivals.append(body)
         self.arrived.set()
-        if self.held is not None and self.held_saga in (None, json.loads(body)["data"]["sagaId"]):
+        if self.held is not None and (
+            self.held_saga is None or self.held_saga == json.loads(body)["data"]["sagaId"]
+        ):
             await self.held.wait()
         try:
             assert self.secret is not None, "a request before the secret was known"
