@@ -13,11 +13,11 @@ A relay's round sends the journal events past its position: those of sagas with 
 are stored behind it; the others are sent, concurrently across sagas and one at a time within a saga.
 An event that fails is stored for a retry with every later event of its saga, and the relay moves on.
 The stored deliveries that are due (`WebhookStore.due`), each saga's in order, are sent beside the
-rounds, one such send at a time: a receiver that holds a retry (one stuck saga) holds up neither the
-rounds nor so other sagas' new events, only its own saga's, which wait behind it in the store. The position
-advances past the whole batch once the failures are stored. Events are sent before the position is
-stored, so a crash in between sends them again: receivers deduplicate on `webhook-id`, the event's
-stable id.
+rounds, one such send at a time: a receiver that holds one saga's retry holds up neither the rounds
+nor, through them, other sagas' new events; only that saga's later events wait, behind it in the
+store. The position advances past the whole batch once the failures are stored. Events are sent
+before the position is stored, so a crash in between sends them again: receivers deduplicate on
+`webhook-id`, the event's stable id.
 
 2xx is success; any other answer (a redirect too: they are not followed), a timeout or a connection
 error is a failure, retried on `retry_pause`'s schedule for `retry_for`; an endpoint that has not
