@@ -407,9 +407,7 @@ async def _stock_write(
     if problems:
         return problems
     if problems is None:  # a replay: this request wrote nothing
-        levels = [
-            r for r in await svc.catalog.stock_levels(sku) if (r.warehouse_code, r.section_code) == place
-        ]
+        levels = await svc.catalog.stock_levels(sku, place)
     return StockLevel.from_row(levels[0])
 
 

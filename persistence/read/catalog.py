@@ -20,8 +20,9 @@ class CatalogReads(Reader):
         super().__init__(engine)
         self._known_skus: set[str] = set()
 
-    async def stock_levels(self, sku: str) -> list[StockLevelRow]:
-        return await self._typed_all(stock_levels_query(sku), StockLevelRow)
+    async def stock_levels(self, sku: str, place: tuple[str, str] | None = None) -> list[StockLevelRow]:
+        """`sku`'s stock rows, or the one of `place` (a warehouse and a section code)."""
+        return await self._typed_all(stock_levels_query(sku, place), StockLevelRow)
 
     async def warehouses(self, codes: Sequence[str] | None = None) -> list[WarehouseStockRow]:
         """Every warehouse (or those with these `codes`), section and stock row in one query, ordered
