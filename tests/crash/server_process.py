@@ -9,20 +9,24 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.api.server import TLS, GraphQLClient
+from tests.crash import preloaded
+
+# A server started afresh, or forked from one that has imported the command.
+Process = asyncio.subprocess.Process | preloaded.PreloadedProcess
 
 ORDERSAGA = Path(sys.executable).with_name("ordersaga")
 STARTUP_SECONDS = 60
 
 
 class ServerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, gql: GraphQLClient) -> None:
+    def __init__(self, process: Process, gql: GraphQLClient) -> None:
         self.process = process
         self.gql = gql
         self.output: list[str] = []
@@ -41,10 +45,16 @@ class ServerProcess:
 
 @contextlib.asynccontextmanager
 async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[ServerProcess]:
+    """This release's `ordersaga serve`, forked from a process that has imported it
+    (tests/crash/preloaded.py)."""
     # On PostgreSQL a restarted process takes over the killed one's sagas once their leases expire:
     # 2 s keeps the tests short. A test's own option comes later, and wins.
     options = ("--enable-fault-injection", "--lease-ttl=2", *options)
-    async with serve_process([str(ORDERSAGA)], database_url, *options) as server:
+
+    async def fork(arguments: Sequence[str]) -> Process:
+        return await preloaded.start(arguments, os.environ, Path.cwd())
+
+    async with _serving(fork, database_url, options) as server:
         yield server
 
 
@@ -54,22 +64,28 @@ async def serve_process(
 ) -> AsyncIterator[ServerProcess]:
     """`command serve` on `database_url` and a free loopback port, with `options`, until healthy;
     `spawn` goes to the process (`cwd`, `env`: another release's source, say)."""
+
+    async def execute(arguments: Sequence[str]) -> Process:
+        return await asyncio.create_subprocess_exec(
+            *command,
+            *arguments,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, so that a kill reaches its workers
+            **spawn,
+        )
+
+    async with _serving(execute, database_url, options) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    start: Callable[[Sequence[str]], Awaitable[Process]], database_url: str, options: Sequence[str]
+) -> AsyncIterator[ServerProcess]:
     port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        "serve",
-        "--database-url",
-        database_url,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # a process group of its own, so that a kill reaches its workers
-        **spawn,
-    )
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    process = await start(["serve", "--database-url", database_url, *address, *options])
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
         server = ServerProcess(process, GraphQLClient(http))
         collecting = asyncio.create_task(server.collect_output())

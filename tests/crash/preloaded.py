@@ -1,0 +1,97 @@
+"""`ordersaga serve` as a fork of a process that has imported the command already.
+
+A fresh `ordersaga serve` spends about a second of CPU importing its libraries and the project before
+it reads its options, and the crash tests start about seventy. multiprocessing's fork server imports
+the command once per test process; each server is then a fork of it that runs `api.cli.main`, the
+console script's entry point, with its own arguments, environment, working directory and output, in a
+session of its own. It is a process like any other to the tests (SIGKILL, its pid, its exit status);
+only the imports are skipped. tests/integration/test_command_line.py and
+tests/crash/test_development_mode.py start the installed command itself."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+# What `serve` imports before it listens, alembic included (a new database is migrated first).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(
+    ["api.cli", "api.subcommands.serve", "api.service", "api.web.app", "alembic.command", "uvicorn.main"]
+)
+
+
+class PreloadedProcess:
+    """The part of asyncio.subprocess.Process the tests use (pid, returncode, wait, stdout), for a
+    forked server. Its exit status follows asyncio's convention: minus the signal that ended it."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, stdout: AsyncIterator[bytes]) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.stdout = stdout
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    async def wait(self) -> int:
+        if self._process.exitcode is None:
+            ended = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_reader(self._process.sentinel, ended.set)
+            try:
+                await ended.wait()
+            finally:
+                loop.remove_reader(self._process.sentinel)
+        self._process.join()
+        code = self._process.exitcode
+        assert code is not None
+        return code
+
+
+async def start(
+    arguments: Sequence[str], environment: Mapping[str, str], directory: Path
+) -> PreloadedProcess:
+    """`ordersaga *arguments`, forked, with `environment` and `directory`; its stdout and stderr
+    together in the answer's `stdout`."""
+    ours, theirs = socket.socketpair()
+    process = _CONTEXT.Process(target=_run, args=(list(arguments), dict(environment), str(directory), theirs))
+    process.start()
+    theirs.close()  # the fork has its own copy; the output ends when the fork does
+    return PreloadedProcess(process, _lines(*await asyncio.open_connection(sock=ours, limit=2**20)))
+
+
+async def _lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncIterator[bytes]:
+    # The writer holds the socket until the output has ended: a writer collected closes it under the
+    # reader.
+    try:
+        async for line in reader:
+            yield line
+    finally:
+        writer.close()
+
+
+def _run(arguments: list[str], environment: dict[str, str], directory: str, output: socket.socket) -> None:
+    """In the fork: what an exec of the command would have (a session, the environment, the directory,
+    stdin on /dev/null, stdout and stderr on the output, line by line), then the console script's
+    entry point."""
+    os.setsid()  # a process group of its own, so that a kill reaches its workers
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(directory)
+    with open(os.devnull, "rb") as nothing:
+        os.dup2(nothing.fileno(), 0)  # workers (--workers) reopen the stdin they were handed
+    for stream in (1, 2):
+        os.dup2(output.fileno(), stream)
+    output.close()
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stdout
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - and stderr, for its life
+    sys.argv = ["ordersaga", *arguments]
+    from api.cli import main
+
+    main(arguments)
