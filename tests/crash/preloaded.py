@@ -1,12 +1,12 @@
-"""`ordersaga serve` as a fork of a process that has imported the command already.
+"""`ordersaga` (`serve` above all) as a fork of a process that has imported the command already.
 
-A fresh `ordersaga serve` spends about a second of CPU importing its libraries and the project before
-it reads its options, and the crash tests start about seventy. multiprocessing's fork server imports
-the command once per test process; each server is then a fork of it that runs `api.cli.main`, the
-console script's entry point, with its own arguments, environment, working directory and output, in a
-session of its own. It is a process like any other to the tests (SIGKILL, its pid, its exit status);
-only the imports are skipped. tests/integration/test_command_line.py and
-tests/crash/test_development_mode.py start the installed command itself."""
+A fresh `ordersaga` spends about a second of CPU importing its libraries and the project before it
+reads its options, and the tests start about ninety. multiprocessing's fork server imports the command
+once per test process; each one is then a fork of it that runs `api.cli.main`, the console script's
+entry point, with its own arguments, environment, working directory and output, in a session of its
+own. It is a process like any other to the tests (SIGKILL, its pid, its exit status); only the imports
+are skipped. Most tests of tests/integration/test_command_line.py, and
+tests/crash/test_development_mode.py, start the installed command itself."""
 
 from __future__ import annotations
 
@@ -29,10 +29,15 @@ class PreloadedProcess:
     """The part of asyncio.subprocess.Process the tests use (pid, returncode, wait, stdout), for a
     forked server. Its exit status follows asyncio's convention: minus the signal that ended it."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, stdout: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        stdout: AsyncIterator[bytes],
+        stderr: AsyncIterator[bytes] | None = None,
+    ) -> None:
         self._process = process
         self.pid = process.pid
-        self.stdout = stdout
+        self.stdout, self.stderr = stdout, stderr
 
     @property
     def returncode(self) -> int | None:
@@ -54,15 +59,20 @@ class PreloadedProcess:
 
 
 async def start(
-    arguments: Sequence[str], environment: Mapping[str, str], directory: Path
+    arguments: Sequence[str], environment: Mapping[str, str], directory: Path, *, stderr_apart: bool = False
 ) -> PreloadedProcess:
-    """`ordersaga *arguments`, forked, with `environment` and `directory`; its stdout and stderr
-    together in the answer's `stdout`."""
-    ours, theirs = socket.socketpair()
-    process = _CONTEXT.Process(target=_run, args=(list(arguments), dict(environment), str(directory), theirs))
+    """`ordersaga *arguments`, forked, with `environment` and `directory`: its stdout in the answer's
+    `stdout`, its stderr there too or, `stderr_apart`, in `stderr`."""
+    outputs = [socket.socketpair() for _ in range(2 if stderr_apart else 1)]
+    theirs = [pair[1] for pair in outputs]
+    process = _CONTEXT.Process(
+        target=_run, args=(list(arguments), dict(environment), str(directory), *theirs)
+    )
     process.start()
-    theirs.close()  # the fork has its own copy; the output ends when the fork does
-    return PreloadedProcess(process, _lines(*await asyncio.open_connection(sock=ours, limit=2**20)))
+    for end in theirs:
+        end.close()  # the fork has its own copy; an output ends when the fork does
+    ours = [_lines(*await asyncio.open_connection(sock=pair[0], limit=2**20)) for pair in outputs]
+    return PreloadedProcess(process, *ours)
 
 
 async def _lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncIterator[bytes]:
@@ -75,9 +85,15 @@ async def _lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-def _run(arguments: list[str], environment: dict[str, str], directory: str, output: socket.socket) -> None:
+def _run(
+    arguments: list[str],
+    environment: dict[str, str],
+    directory: str,
+    stdout: socket.socket,
+    stderr: socket.socket | None = None,
+) -> None:
     """In the fork: what an exec of the command would have (a session, the environment, the directory,
-    stdin on /dev/null, stdout and stderr on the output, line by line), then the console script's
+    stdin on /dev/null, stdout and stderr on their outputs, line by line), then the console script's
     entry point."""
     os.setsid()  # a process group of its own, so that a kill reaches its workers
     os.environ.clear()
@@ -85,9 +101,11 @@ def _run(arguments: list[str], environment: dict[str, str], directory: str, outp
     os.chdir(directory)
     with open(os.devnull, "rb") as nothing:
         os.dup2(nothing.fileno(), 0)  # workers (--workers) reopen the stdin they were handed
-    for stream in (1, 2):
-        os.dup2(output.fileno(), stream)
-    output.close()
+    os.dup2(stdout.fileno(), 1)
+    os.dup2((stderr or stdout).fileno(), 2)
+    for output in (stdout, stderr):
+        if output is not None:
+            output.close()
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stdout
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - and stderr, for its life
