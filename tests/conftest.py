@@ -14,6 +14,7 @@ import gc
 import os
 import shutil
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -97,21 +98,23 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def bytecode_for_processes(pytestconfig: pytest.Config) -> Iterator[None]:
-    """Where PYTHONDONTWRITEBYTECODE is set, every `ordersaga` (and other Python) process the tests
-    start compiled the project's modules from source, about 0.1 s of CPU of each start; they keep
-    their bytecode in pytest's cache directory instead (PYTHONPYCACHEPREFIX), from run to run, so
-    that only the first start after a change compiles. The tests' own processes, started before,
-    are unchanged, and nothing is written beside the sources."""
-    cache = getattr(pytestconfig, "cache", None)  # none with `-p no:cacheprovider`
+def pytest_configure(config: pytest.Config) -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set, every Python process of a run (the test processes, and
+    every `ordersaga` and other Python process they start) compiled the modules it imports from source,
+    the project's and the tests' every time and, where the installer wrote no bytecode, the libraries'
+    too: several seconds of CPU in each test process, about a tenth of a second in each process
+    started. They keep their bytecode in pytest's cache directory instead (PYTHONPYCACHEPREFIX), from
+    run to run, so that only the first run after a change compiles; nothing is written beside the
+    sources. Set here, before pytest-xdist starts the test processes, so that they inherit it."""
+    cache = getattr(config, "cache", None)  # none with `-p no:cacheprovider`
     if cache is None or not os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        yield
         return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("PYTHONDONTWRITEBYTECODE")
-        patch.setenv("PYTHONPYCACHEPREFIX", str(cache.mkdir("bytecode")))
-        yield
+    prefix = str(cache.mkdir("bytecode"))
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    # This process too, for the modules it imports from now on (the test modules, with -n 0).
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = prefix
 
 
 @pytest.fixture(scope="session")
