@@ -7,6 +7,7 @@ and the books balance. On SQLite and on PostgreSQL, for every release kept."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,8 +22,8 @@ from persistence.read.rebuild import READ_TABLES, rebuild_projections
 from persistence.tables import orders, reservations
 from tests.api.tokens import AUTH, Caller, bearer, served
 from tests.conftest import BACKENDS
+from tests.crash import preloaded
 from tests.crash.audit import saga_statuses
-from tests.crash.server_process import ORDERSAGA
 from tests.golden.rows import jsonable
 from tests.integration.support import FAST
 from tests.upgrade.books import check_books
@@ -68,11 +69,11 @@ async def upgraded(release: str, postgres_server: str | None, tmp_path: Path) ->
 
 
 async def ordersaga_migrate(url: str) -> None:
-    migrate = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA), "migrate", "--database-url", url, stdout=asyncio.subprocess.PIPE
-    )
-    output, _ = await asyncio.wait_for(migrate.communicate(), 60)
-    assert migrate.returncode == 0, output
+    """`ordersaga migrate`, forked from a process that has imported the command (tests/crash/preloaded.py)."""
+    migrate = await preloaded.start(["migrate", "--database-url", url], os.environ, Path.cwd())
+    async with asyncio.timeout(60):
+        output = [line async for line in migrate.stdout]
+        assert await migrate.wait() == 0, output
 
 
 def owners(entry: dict[str, Any]) -> list[dict[str, Any]]:
