@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, literal, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -99,7 +99,7 @@ class SqlOrders:
 # what must hold (enough available), so a row that another reservation changed meanwhile still takes
 # this one if it has enough left. (On PostgreSQL the reservation read its rows locked, so there the
 # condition holds; on SQLite the one writer has read them in this transaction.)
-_RESERVE_IF_AVAILABLE = Prepared(
+_IF_AVAILABLE = (
     update(stock)
     .where(
         stock.c.warehouse_code == bindparam("w"),
@@ -109,10 +109,15 @@ _RESERVE_IF_AVAILABLE = Prepared(
     )
     .values(reserved=stock.c.reserved + bindparam("q"), version=stock.c.version + 1)
 )
+_RESERVE_IF_AVAILABLE = Prepared(_IF_AVAILABLE)
 # On PostgreSQL every pick of a reservation is taken by one statement, all or none: a row short of
 # its pick (or gone) makes the statement change nothing, so no savepoint is needed to undo the
 # picks already taken. The reservation holds every row locked (it read them so), so what the check
-# reads is what the update changes; the update's own condition still refuses to oversell.
+# reads is what the update changes; the update's own condition still refuses to oversell. The same
+# statement records the reservation when, and only when, every pick was taken (the update runs
+# first, as a WITH, to its end), so a reservation is one round trip for its stock and its row. A
+# reservation of one pick, the commonest, takes it with the plain conditional write above, which
+# has no check of other rows to make.
 _PICK_KEYS = ("w", "s", "k", "q")
 _PICK_ARRAYS = [
     bindparam(f"{key}s", type_=ARRAY(column.type, dimensions=1))
@@ -126,7 +131,20 @@ def _picks(name: str) -> Any:
     return func.unnest(*_PICK_ARRAYS).table_valued(*_PICK_KEYS).render_derived(name=name)
 
 
-def _reserve_all_if_available() -> Prepared:
+_RESERVATION_KEYS = ("id", "order_id", "picks", "created_at")  # what a reservation is recorded with
+
+
+def _recording(taking: Any, picks: Any) -> Prepared:
+    """An INSERT of the reservation's row that runs `taking` (the UPDATE of its stock) first and
+    writes the row only if that changed `picks` rows."""
+    taken = taking.returning(literal_column("1")).cte("taken")
+    every_pick = select(func.count()).select_from(taken).scalar_subquery() == picks
+    row = select(*(bindparam(key, type_=reservations.c[key].type) for key in _RESERVATION_KEYS))
+    recorded = insert(reservations).from_select(list(_RESERVATION_KEYS), row.where(every_pick))
+    return Prepared(recorded.add_cte(taken), dialect="postgresql")
+
+
+def _reserve_all_and_record() -> Prepared:
     pick, wanted, slot = _picks("pick"), _picks("wanted"), stock.alias("slot")
 
     def of(row: Any, picked: Any) -> Any:
@@ -139,15 +157,16 @@ def _reserve_all_if_available() -> Prepared:
         .select_from(wanted.outerjoin(slot, of(slot, wanted)))
         .where(or_(slot.c.sku.is_(None), slot.c.on_hand - slot.c.reserved < wanted.c.q))
     )
-    return Prepared(
+    taking = (
         update(stock)
         .where(of(stock, pick), stock.c.on_hand - stock.c.reserved >= pick.c.q, ~exists(short))
-        .values(reserved=stock.c.reserved + pick.c.q, version=stock.c.version + 1),
-        dialect="postgresql",
+        .values(reserved=stock.c.reserved + pick.c.q, version=stock.c.version + 1)
     )
+    return _recording(taking, func.cardinality(_PICK_ARRAYS[0]))
 
 
-_RESERVE_ALL_IF_AVAILABLE = _reserve_all_if_available()
+_RESERVE_ALL_AND_RECORD = _reserve_all_and_record()
+_RESERVE_AND_RECORD = _recording(_IF_AVAILABLE, 1)
 _PICKED_ROW = update(stock).where(
     stock.c.warehouse_code == bindparam("w"),
     stock.c.section_code == bindparam("s"),
@@ -225,16 +244,7 @@ class SqlInventory:
             result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
-            if await self._swap(result.picks):
-                await self._db.execute(
-                    _RECORD_RESERVATION,
-                    {
-                        "id": command.reservation_id,
-                        "order_id": command.order_id,
-                        "picks": picks_json(result.picks),
-                        "created_at": command.at,
-                    },
-                )
+            if await self._take(command, result.picks):
                 reserved = pick_movements(
                     result.picks, MovementKind.RESERVATION, command.at, command.order_id
                 )
@@ -309,18 +319,35 @@ class SqlInventory:
         rows = await self._db.execute(_READ_CONDITIONS, {"skus": skus})
         return {r.sku: StorageCondition(r.storage_condition) for r in rows}
 
+    async def _take(self, command: StepCommand, picks: tuple[Pick, ...]) -> bool:
+        """Take every pick from its row if the row still has enough, or none of them, and if every
+        one was taken record the command's reservation of them; whether it was."""
+        reservation = {
+            "id": command.reservation_id,
+            "order_id": command.order_id,
+            "picks": picks_json(picks),
+            "created_at": command.at,
+        }
+        if self._db.dialect.name == "postgresql":
+            # One statement, all or none, the reservation's row with them (_RESERVE_AND_RECORD).
+            if len(picks) == 1:
+                recorded = await self._db.execute(_RESERVE_AND_RECORD, {**_params(picks[0]), **reservation})
+            else:
+                arrays = {f"{key}s": [_params(p)[key] for p in picks] for key in _PICK_KEYS}
+                recorded = await self._db.execute(_RESERVE_ALL_AND_RECORD, {**arrays, **reservation})
+            return recorded.rowcount == 1
+        if not await self._swap(picks):
+            return False
+        await self._db.execute(_RECORD_RESERVATION, reservation)
+        return True
+
     async def _swap(self, picks: tuple[Pick, ...]) -> bool:
-        """Take every pick from its row if the row still has enough, in key order, or none of them."""
-        if len(picks) > 1 and self._db.dialect.name == "postgresql":
-            # One statement, all or none (_RESERVE_ALL_IF_AVAILABLE).
-            arrays = {f"{key}s": [_params(p)[key] for p in picks] for key in _PICK_KEYS}
-            taken = await self._db.execute(_RESERVE_ALL_IF_AVAILABLE, arrays)
-            return taken.rowcount == len(picks)
+        """SQLite: take every pick from its row if the row still has enough, in key order, or none
+        of them."""
         # A savepoint undoes the swaps already made when a later one misses. The rows were read in
-        # this transaction (SQLite's one writer holds the database; on PostgreSQL they are locked),
-        # so no swap waits for a lock, and a single
-        # swap changes one row or nothing: it needs none, which spares two statements on the
-        # commonest reservation.
+        # this transaction, which SQLite's one writer holds the database for, so no swap waits for
+        # a lock, and a single swap changes one row or nothing: it needs none, which spares two
+        # statements on the commonest reservation.
         savepoint = await self._db.begin_nested() if len(picks) > 1 else None
         for pick in sorted(picks, key=_pick_key):
             taken = await self._db.execute(_RESERVE_IF_AVAILABLE, _params(pick))

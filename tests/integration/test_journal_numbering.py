@@ -94,10 +94,17 @@ async def test_a_transaction_reads_the_entries_it_appended_before_they_are_writt
     first, second = await svc.runner.run_on_connection(append_and_load)
     assert (first, second) == (events[:3], events[:5])
 
-    async def load(db: Db) -> list[SagaEvent]:
-        return await SqlSagaStore(db).load(saga_id)
+    async def load(db: Db) -> tuple[list[SagaEvent], list[dict[str, object]]]:
+        stored = await db.execute(
+            select(journal).where(journal.c.saga_id == saga_id).order_by(journal.c.sequence)
+        )
+        return await SqlSagaStore(db).load(saga_id), [dict(row._mapping) for row in stored]
 
-    assert await svc.runner.run_on_connection(load) == events[:5]
+    loaded, stored = await svc.runner.run_on_connection(load)
+    assert loaded == events[:5]
+    # Every column of each entry as it was appended, and a position.
+    assert [{k: v for k, v in row.items() if k != "position"} for row in stored] == entries(1, events[:5])
+    assert all(isinstance(row["position"], int) for row in stored)
 
 
 async def test_a_saga_started_a_second_time_is_a_concurrency_conflict_and_writes_nothing(
