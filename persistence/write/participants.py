@@ -6,7 +6,8 @@ reservation row, the shipment row) or meets a transition that is already made (a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from persistence.read.projection import picks_from_json, picks_json
 from persistence.tables import orders, products, reservations, sections, shipments, stock
 from persistence.write import movements
 from persistence.write.movements import pick_movements
-from persistence.write.stock_locks import Locking
+from persistence.write.stock_locks import Locking, StockBusy
 
 # A reservation whose rows moved under it re-reads and tries again this many times, after a jittered
 # pause from this long, doubling (jittered_pause), before it reports a transient failure (never a
@@ -209,18 +210,24 @@ _STOCK_OF_SKUS = (
     .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
 )
 _READ_STOCK = Prepared(_STOCK_OF_SKUS)
+_RESERVATION_PICKS = select(reservations.c.picks).where(reservations.c.id == bindparam("id"))
+_FIND_RESERVATION = Prepared(_RESERVATION_PICKS)
 # On PostgreSQL the rows are read locked, in key order, so what is allocated is what the swap finds
 # and no other transaction's reservation can interleave with this one; a held row raises StockBusy
-# (persistence/write/stock_locks.py) rather than hold up the other sagas of a shared commit.
+# (persistence/write/stock_locks.py) rather than hold up the other sagas of a shared commit. Each row
+# also carries the picks of the command's reservation if it was made already (`done`, null if not),
+# so that finding out costs no round trip of its own.
 _LOCK_STOCK = Locking(
-    _STOCK_OF_SKUS.order_by(stock.c.sku, stock.c.warehouse_code, stock.c.section_code), of=stock
+    _STOCK_OF_SKUS.add_columns(_RESERVATION_PICKS.scalar_subquery().label("done")).order_by(
+        stock.c.sku, stock.c.warehouse_code, stock.c.section_code
+    ),
+    of=stock,
 )
 _READ_CONDITIONS = Prepared(
     select(products.c.sku, products.c.storage_condition).where(
         products.c.sku.in_(bindparam("skus", expanding=True))
     )
 )
-_FIND_RESERVATION = Prepared(select(reservations.c.picks).where(reservations.c.id == bindparam("id")))
 _RECORD_RESERVATION = Prepared(insert(reservations))
 _HELD = (reservations.c.released_at.is_(None), reservations.c.dispatched_at.is_(None))
 # What ending a reservation does to its picks' stock: released, or gone with a shipment.
@@ -233,14 +240,32 @@ class SqlInventory:
         self._metrics = metrics
 
     async def reserve_stock(self, command: StepCommand) -> Outcome:
-        done = (await self._db.execute(_FIND_RESERVATION, {"id": command.reservation_id})).first()
+        skus = sorted({line.sku for line in command.lines})
+        read: _Stock | None = None
+        if self._db.dialect.name == "sqlite":
+            done = await self._made(command.reservation_id)
+        else:  # PostgreSQL: a reservation made already is found with the stock's rows
+            try:
+                read = await self._read(skus, command.reservation_id)
+            except StockBusy as busy:
+                # A reservation made already reads no stock, so it waits for no stock row.
+                made = None if busy.failed else await self._made(command.reservation_id)
+                if made is None:
+                    # Counted as an attempt that read its stock (one failed in its transaction
+                    # cannot look, and is counted so too).
+                    self._metrics.stock_reservations += 1
+                    raise
+                read = _Stock([], {}, made)
+            done = read.done
         if done is not None:
-            return Succeeded(picks=picks_from_json(done.picks))
+            return Succeeded(picks=done)
         self._metrics.stock_reservations += 1
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt > 1:
                 await self._db.pause(jittered_pause(RESERVE_BACKOFF_S, attempt - 1))
-            slots, conditions = await self._read(sorted({line.sku for line in command.lines}))
+            if read is None or attempt > 1:
+                read = await self._read(skus)
+            slots, conditions = read.slots, read.conditions
             result = allocate(command.lines, slots, conditions)
             if isinstance(result, Shortfall):
                 return Rejected(result.describe())
@@ -298,22 +323,34 @@ class SqlInventory:
         await self._db.execute(_ENDINGS[how], [_params(p) for p in ordered])
         await movements.record(self._db, pick_movements(ordered, how, at, reference))
 
-    async def _read(self, skus: list[str]) -> tuple[list[StockSlot], dict[str, StorageCondition]]:
-        rows: Iterable[Any]
+    async def _made(self, reservation_id: str | None) -> tuple[Pick, ...] | None:
+        """The picks of the reservation made under this id, if it was made."""
+        made = (await self._db.execute(_FIND_RESERVATION, {"id": reservation_id})).first()
+        return None if made is None else picks_from_json(made.picks)
+
+    async def _read(self, skus: list[str], reservation_id: str | None = None) -> _Stock:
+        """The stock of `skus` and their products' storage conditions; on PostgreSQL with their rows
+        locked and, given `reservation_id`, the picks of that reservation if it was made already."""
+        rows: Sequence[Any]
+        done = None
         if self._db.dialect.name == "sqlite":
-            rows = await self._db.execute(_READ_STOCK, {"skus": skus})
+            rows = list(await self._db.execute(_READ_STOCK, {"skus": skus}))
         else:
-            rows = await _LOCK_STOCK.take(self._db, {"skus": skus}, skus[0])
+            rows = await _LOCK_STOCK.take(self._db, {"skus": skus, "id": reservation_id}, skus[0])
+            if reservation_id is not None and rows:
+                done = None if rows[0].done is None else picks_from_json(rows[0].done)
+            elif reservation_id is not None:  # no row of stock to carry it: looked for alone
+                done = await self._made(reservation_id)
         slots, conditions = [], {}
         for r in rows:
             condition = StorageCondition(r.storage_condition)
             conditions[r.sku] = StorageCondition(r.product_condition)
             available = r.on_hand - r.reserved
             slots.append(StockSlot(r.warehouse_code, r.section_code, r.sku, condition, available))
-        if len(conditions) < len(skus):
+        if done is None and len(conditions) < len(skus):
             missing = set(skus) - conditions.keys()
             conditions.update(await self._conditions(sorted(missing)))
-        return slots, conditions
+        return _Stock(slots, conditions, done)
 
     async def _conditions(self, skus: list[str]) -> dict[str, StorageCondition]:
         rows = await self._db.execute(_READ_CONDITIONS, {"skus": skus})
@@ -358,6 +395,16 @@ class SqlInventory:
         if savepoint is not None:
             await savepoint.commit()
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Stock:
+    """What a reservation reads: the SKUs' stock, their products' storage conditions and, when asked
+    for (PostgreSQL), the picks of the command's reservation if it was made already."""
+
+    slots: list[StockSlot]
+    conditions: dict[str, StorageCondition]
+    done: tuple[Pick, ...] | None = None
 
 
 def _pick_key(pick: Pick) -> tuple[str, str, str]:

@@ -23,9 +23,11 @@ def after_stock_reads(monkeypatch: pytest.MonkeyPatch, interloper: Interloper, t
     read = SqlInventory._read
     left = times
 
-    async def read_then_interlope(self: SqlInventory, skus: list[str]) -> object:
+    async def read_then_interlope(
+        self: SqlInventory, skus: list[str], reservation_id: str | None = None
+    ) -> object:
         nonlocal left
-        result = await read(self, skus)
+        result = await read(self, skus, reservation_id)
         if left > 0:
             left -= 1
             await interloper(self._db)
