@@ -20,7 +20,7 @@ from domain.model.saga import Outcome, Rejected, ShipmentStatus, Succeeded, Unav
 from domain.model.values import MovementKind, OrderStatus, Pick, StorageCondition
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import ConcurrencyConflict, StepCommand
-from persistence.connection import Db
+from persistence.connection import Db, GatheredRows
 from persistence.metrics import StoreMetrics
 from persistence.prepared import Prepared
 from persistence.read.projection import picks_from_json, picks_json
@@ -45,13 +45,20 @@ _SET_ORDER_STATUS = Prepared(
 )
 
 
+class _NewOrders(GatheredRows):
+    """A transaction's new orders, inserted by one statement: a commit of many placements sends them
+    at once. Flushed before anything in the transaction changes an order (`SqlOrders._set_status`);
+    nothing else in a write reads the orders table."""
+
+    STATEMENT = _CREATE_ORDER
+
+
 class SqlOrders:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def create_order(self, command: StepCommand) -> None:
-        await self._db.execute(
-            _CREATE_ORDER,
+        self._db.deferred(_NewOrders).rows.append(
             {
                 "id": command.order_id,
                 "customer_id": command.customer_id,
@@ -84,6 +91,7 @@ class SqlOrders:
     async def _set_status(
         self, command: StepCommand, status: OrderStatus, allowed: tuple[OrderStatus, ...]
     ) -> bool:
+        await self._db.deferred(_NewOrders).flush()
         result = await self._db.execute(
             _SET_ORDER_STATUS,
             {
