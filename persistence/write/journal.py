@@ -39,7 +39,7 @@ from persistence import codec
 from persistence.connection import Db
 from persistence.database import LOCK_CONFLICTS, is_key_clash
 from persistence.fleet.leases import LeaseBook, lease_change
-from persistence.fleet.notifications import CommitNotice, notify
+from persistence.fleet.notifications import SENDING, CommitNotice
 from persistence.prepared import Prepared
 from persistence.read.projection import order_row, saga_row, shipment_rows, step_rows, timeline_rows
 from persistence.tables import (
@@ -154,7 +154,9 @@ _TAKE_POSITIONS = Prepared(
 # insert without a position, then an UPDATE of the indexed position, a new row version and index
 # entries each), and their rows go in the same round trip as the numbering. The arrays keep the text
 # the same for any count, so asyncpg prepares it once. Every column of the journal but the position
-# comes from the entry's own array, so the statement follows the table.
+# comes from the entry's own array, so the statement follows the table. The commit's notices to the
+# other processes (persistence/fleet/notifications.py) go in the same statement: a NOTIFY is
+# delivered when its transaction commits, wherever in it it was sent.
 _ENTRY_KEYS = tuple(column.key for column in journal.columns if column.key != "position")
 
 
@@ -182,7 +184,10 @@ def _enter_and_number() -> Prepared:
         .cte("entered")
     )
     written = select(func.count()).select_from(entered).scalar_subquery()
-    return Prepared(select(head.c.position.label("last"), written.label("entered")), dialect="postgresql")
+    # A WITH that only reads runs when it is read: counting the notices sent is what sends them.
+    sent = select(func.count()).select_from(SENDING.cte("notified")).scalar_subquery()
+    answer = select(head.c.position.label("last"), written.label("entered"), sent.label("notified"))
+    return Prepared(answer, dialect="postgresql")
 
 
 _ENTER_AND_NUMBER = _enter_and_number()
@@ -204,8 +209,10 @@ class SagaWrites:
         # The timeline rows of every event appended in this transaction, written with their positions
         # when it seals.
         self.timeline: list[dict[str, Any]] = []
-        # PostgreSQL: the journal entries appended so far, inserted with their positions when it seals.
+        # PostgreSQL: the journal entries appended so far, inserted with their positions when it
+        # seals, and the notices of its commit, sent then.
         self.entries: list[dict[str, Any]] = []
+        self.notices: list[CommitNotice] = []
         # SQLite: the positions of the entries inserted so far, by saga id and sequence.
         self.positions: dict[tuple[str, int], int] = {}
 
@@ -221,7 +228,6 @@ class SagaWrites:
         self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
         self.leases: dict[str, bool] = {}
-        self.notices: list[CommitNotice] = []
 
     def gathered(self) -> int:
         pending = (self.events, self.new_sagas, self.new_orders, self.new_steps, self.new_shipments)
@@ -264,11 +270,8 @@ class SagaWrites:
         ):
             if rows:
                 await db.execute(statement, rows)
-        if self.lease_book is not None:
-            if self.leases:
-                await self.lease_book.write(db, self.leases)
-            if self.notices:
-                await notify(db, self.notices)
+        if self.lease_book is not None and self.leases:
+            await self.lease_book.write(db, self.leases)
         self._clear()
 
     async def seal(self) -> None:
@@ -278,13 +281,16 @@ class SagaWrites:
         were inserted."""
         rows, self.timeline = self.timeline, []
         entries, self.entries = self.entries, []
+        notices, self.notices = self.notices, []
+        if notices and not entries:
+            raise RuntimeError("commit notices without the journal entries they announce")
         db = self._db
         if entries:  # PostgreSQL
             # The entries' keys are inserted under the counter's lock, after any other writer's
             # entries (inserted under it too) have committed: a clash never waits, and a wait that
             # failed is for the counter, which the runner retries as contention.
             with _clashes(waits=False):
-                _number(entries, await self._enter_and_number(entries))
+                _number(entries, await self._enter_and_number(entries, notices))
             positions = {(e["saga_id"], e["sequence"]): e["position"] for e in entries}
         else:  # SQLite: each row takes the position its entry was inserted with
             positions, self.positions = self.positions, {}
@@ -305,15 +311,21 @@ class SagaWrites:
         _number(events, int(taken.position))
         self.positions.update(((e["saga_id"], e["sequence"]), e["position"]) for e in events)
 
-    async def _enter_and_number(self, entries: list[dict[str, Any]]) -> int:
+    async def _enter_and_number(self, entries: list[dict[str, Any]], notices: list[CommitNotice]) -> int:
         """PostgreSQL: take positions for `entries` (this transaction's journal entries, in the order
-        they are numbered) and insert them so numbered, in one statement; the last position taken."""
-        parameters = {"count": len(entries), **{key: [e[key] for e in entries] for key in _ENTRY_KEYS}}
+        they are numbered), insert them so numbered and send `notices`, in one statement; the last
+        position taken."""
+        parameters = {
+            "count": len(entries),
+            **{key: [e[key] for e in entries] for key in _ENTRY_KEYS},
+            "payloads": [n.payload() for n in notices],
+        }
         answer = (await self._db.execute(_ENTER_AND_NUMBER, parameters)).first()
-        last, entered = int(answer.last), int(answer.entered)
-        if entered != len(entries):
+        last, entered, notified = int(answer.last), int(answer.entered), int(answer.notified)
+        if (entered, notified) != (len(entries), len(notices)):
             raise RuntimeError(
-                f"entered {entered} journal entries of the {len(entries)} this transaction appended"
+                f"entered {entered} journal entries of the {len(entries)} this transaction appended "
+                f"and sent {notified} notices of {len(notices)}"
             )
         return last
 
