@@ -99,8 +99,8 @@ journal = Table(
     Column("data", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     # The event's place in the whole journal, in commit order (1, 2, 3, ...): what consumers resume
-    # from. Set just before the commit, under `journal_head`'s row lock (persistence/write/journal.py),
-    # so it is null only inside the transaction that appends the event.
+    # from. Given as the entry is inserted, under `journal_head`'s row lock (persistence/write/
+    # journal.py); it may be null because releases before that set it after inserting the entry.
     Column("position", BigInteger, nullable=True),
     Index("ix_journal_position", "position", unique=True),
 )

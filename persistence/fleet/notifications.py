@@ -10,7 +10,6 @@ reconnect the listener asks the read model what changed meanwhile (`changed_sinc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,21 +18,19 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.model.saga import SagaStatus
-from persistence.connection import Db
-from persistence.prepared import Prepared
 from persistence.tables import saga_timeline, saga_view
 
 CHANNEL = "saga_committed"
 
-# One statement for a commit's notices, straight to the driver (persistence/prepared.py).
+# A commit's notices, one `pg_notify` for each of the array `payloads`: sent by the statement that
+# writes the commit's journal entries, right before COMMIT, in its round trip (persistence/write/
+# journal.py), in the order they were gathered.
 _PAYLOADS = (
     func.unnest(bindparam("payloads", type_=ARRAY(Text, dimensions=1)))
     .table_valued("payload")
     .render_derived(name="notice")
 )
-_NOTIFY = Prepared(
-    select(func.pg_notify(literal(CHANNEL), _PAYLOADS.c.payload).label("sent")), dialect="postgresql"
-)
+SENDING = select(func.pg_notify(literal(CHANNEL), _PAYLOADS.c.payload).label("sent"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +53,6 @@ class CommitNotice:
         """Raises ValueError for a payload not written by `payload`."""
         saga_id, first, last, status, instance = payload.split(" ", 4)
         return cls(instance, saga_id, int(first), int(last), SagaStatus(status))
-
-
-async def notify(db: Db, notices: Sequence[CommitNotice]) -> None:
-    """Send the notices when (and only if) the transaction of `db` commits: one statement."""
-    await db.execute(_NOTIFY, {"payloads": [n.payload() for n in notices]})
 
 
 async def changed_since(engine: AsyncEngine, since: datetime) -> list[CommitNotice]:

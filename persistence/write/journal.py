@@ -8,22 +8,29 @@ writes. A version clash surfaces at the flush as ConcurrencyConflict; the transa
 reruns each piece of work alone, so only the stale one fails.
 
 On PostgreSQL positions come last (`SagaWrites.seal`, right before COMMIT): the transaction takes
-the next positions from `journal_head`, whose row lock it then holds until it commits, numbers its
-journal entries and writes their timeline rows. So positions are given out in commit order, and a reader never
-sees position p before every position below it (docs/decisions/0019-journal-positions.md). Only that
-short tail of the commit is serialised; the appends, with their waits on other writers, come before.
-On PostgreSQL taking the positions and numbering the entries are one statement (one round trip for
-any number of entries). On SQLite, whose one writer holds the database's lock from BEGIN IMMEDIATE
-to COMMIT, no other transaction can take positions in between, so the entries take theirs as they
-are inserted (and their timeline rows with them) rather than being numbered again before COMMIT.
+the next positions from `journal_head`, whose row lock it then holds until it commits, and inserts
+its journal entries so numbered, and their timeline rows. So positions are given out in commit
+order, and a reader never sees position p before every position below it (docs/decisions/
+0019-journal-positions.md). Only that short tail of the commit is serialised; the appends, with
+their waits on other writers, come before: there a saga's read-model row, inserted or updated
+against the version the append was made from, is what a writer behind another meets (the entries'
+own keys are written at the seal, under the counter's lock, so they never wait). Taking the
+positions and inserting the entries are one statement (one round trip for any number of entries),
+and the transaction's own entries are read from memory until then. On SQLite, whose one writer
+holds the database's lock from BEGIN IMMEDIATE to COMMIT, no other transaction can take positions
+in between, so the entries take theirs as they are inserted at the flush (and their timeline rows
+with them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import BigInteger, and_, bindparam, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from domain.model.saga import SagaChange, SagaEvent, SagaState
@@ -32,11 +39,12 @@ from persistence import codec
 from persistence.connection import Db
 from persistence.database import LOCK_CONFLICTS, is_key_clash
 from persistence.fleet.leases import LeaseBook, lease_change
-from persistence.fleet.notifications import CommitNotice, notify
+from persistence.fleet.notifications import SENDING, CommitNotice
 from persistence.prepared import Prepared
 from persistence.read.projection import order_row, saga_row, shipment_rows, step_rows, timeline_rows
 from persistence.tables import (
     journal,
+    journal_head,
     order_view,
     placements,
     saga_step_view,
@@ -139,30 +147,50 @@ _TAKE_POSITIONS = Prepared(
     ).columns(position=BigInteger()),
     dialect="sqlite",
 )
-# On PostgreSQL the counter and the numbering are one statement, so numbering a transaction's entries
-# is one round trip however many it appended (an executemany of an UPDATE is a statement per entry):
-# the upsert takes the positions and the row lock, the UPDATE numbers the entries in the order of the
-# arrays (WITH ORDINALITY), and the statement answers the last position taken and how many entries
-# it numbered. The arrays keep the text the same for any count, so asyncpg prepares it once.
-_TAKE_AND_NUMBER = Prepared(
-    text(
-        """
-    WITH head AS (
-        INSERT INTO journal_head (id, position) VALUES (1, CAST(:count AS BIGINT))
-        ON CONFLICT (id) DO UPDATE SET position = journal_head.position + excluded.position
-        RETURNING position
-    ), numbered AS (
-        UPDATE journal SET position = head.position - CAST(:count AS BIGINT) + entry.ordinal
-        FROM head, unnest(CAST(:saga_ids AS VARCHAR[]), CAST(:sequences AS INTEGER[]))
-            WITH ORDINALITY AS entry (saga_id, sequence, ordinal)
-        WHERE journal.saga_id = entry.saga_id AND journal.sequence = entry.sequence
-        RETURNING 1
+# On PostgreSQL a transaction's journal entries are inserted with their positions, by one statement
+# right before COMMIT: the counter's upsert takes the positions and the row lock, the INSERT writes
+# the entries numbered in the order of the arrays (WITH ORDINALITY), and the statement answers the
+# last position taken and how many entries it wrote. So the entries are never written twice (an
+# insert without a position, then an UPDATE of the indexed position, a new row version and index
+# entries each), and their rows go in the same round trip as the numbering. The arrays keep the text
+# the same for any count, so asyncpg prepares it once. Every column of the journal but the position
+# comes from the entry's own array, so the statement follows the table. The commit's notices to the
+# other processes (persistence/fleet/notifications.py) go in the same statement: a NOTIFY is
+# delivered when its transaction commits, wherever in it it was sent.
+_ENTRY_KEYS = tuple(column.key for column in journal.columns if column.key != "position")
+
+
+def _enter_and_number() -> Prepared:
+    count = bindparam("count", type_=BigInteger())
+    taking = pg_insert(journal_head).values(id=literal_column("1"), position=count)
+    head = (
+        taking.on_conflict_do_update(
+            index_elements=[journal_head.c.id],
+            set_={"position": journal_head.c.position + taking.excluded.position},
+        )
+        .returning(journal_head.c.position)
+        .cte("head")
     )
-    SELECT head.position AS last, (SELECT count(*) FROM numbered) AS numbered FROM head
-    """
-    ).columns(last=BigInteger(), numbered=BigInteger()),
-    dialect="postgresql",
-)
+    entry = (
+        func.unnest(*(bindparam(key, type_=ARRAY(journal.c[key].type, dimensions=1)) for key in _ENTRY_KEYS))
+        .table_valued(*_ENTRY_KEYS, with_ordinality="ordinal")
+        .render_derived(name="entry")
+    )
+    numbered = select(*(entry.c[key] for key in _ENTRY_KEYS), head.c.position - count + entry.c.ordinal)
+    entered = (
+        insert(journal)
+        .from_select([*_ENTRY_KEYS, journal.c.position.key], numbered.select_from(head, entry))
+        .returning(literal_column("1"))
+        .cte("entered")
+    )
+    written = select(func.count()).select_from(entered).scalar_subquery()
+    # A WITH that only reads runs when it is read: counting the notices sent is what sends them.
+    sent = select(func.count()).select_from(SENDING.cte("notified")).scalar_subquery()
+    answer = select(head.c.position.label("last"), written.label("entered"), sent.label("notified"))
+    return Prepared(answer, dialect="postgresql")
+
+
+_ENTER_AND_NUMBER = _enter_and_number()
 _INSERT = {
     table: Prepared(insert(table))
     for table in (journal, placements, saga_timeline, saga_view, order_view, saga_step_view, shipment_view)
@@ -181,6 +209,10 @@ class SagaWrites:
         # The timeline rows of every event appended in this transaction, written with their positions
         # when it seals.
         self.timeline: list[dict[str, Any]] = []
+        # PostgreSQL: the journal entries appended so far, inserted with their positions when it
+        # seals, and the notices of its commit, sent then.
+        self.entries: list[dict[str, Any]] = []
+        self.notices: list[CommitNotice] = []
         # SQLite: the positions of the entries inserted so far, by saga id and sequence.
         self.positions: dict[tuple[str, int], int] = {}
 
@@ -196,47 +228,41 @@ class SagaWrites:
         self.shipment_updates: list[dict[str, Any]] = []
         self.placements: dict[str, Placement] = {}
         self.leases: dict[str, bool] = {}
-        self.notices: list[CommitNotice] = []
 
     def gathered(self) -> int:
         pending = (self.events, self.new_sagas, self.new_orders, self.new_steps, self.new_shipments)
         updates = (self.saga_updates, self.order_updates, self.step_updates, self.shipment_updates)
-        kept = (self.placements, self.leases, self.notices, self.timeline)
+        kept = (self.placements, self.leases, self.notices, self.timeline, self.entries)
         return sum(len(writes) for writes in (*pending, *updates, *kept))
 
     async def flush(self) -> None:
         db = self._db
-        try:
+        with _clashes():
             if self.events:
-                if db.dialect.name != "postgresql":
+                if db.dialect.name == "postgresql":
+                    self.entries += self.events  # inserted, numbered, when the transaction seals
+                else:
                     await self._number_as_written()
-                await db.execute(_INSERT[journal], self.events)
+                    await db.execute(_INSERT[journal], self.events)
             if self.placements:
                 rows = [vars_of(p) for p in self.placements.values()]
                 await db.execute(_INSERT[placements], rows)
-        except IntegrityError as clash:
-            # Only a second entry at a saga's sequence, or a second placement of a key, is another
-            # writer first; any other violation is a fault, reported as it is, never retried.
-            if is_key_clash(clash, journal):
-                raise ConcurrencyConflict("another writer appended to the same saga first") from clash
-            if is_key_clash(clash, placements):
-                raise ConcurrencyConflict("another request bound the same idempotency key first") from clash
-            raise
-        except DBAPIError as waited:
-            # Another writer (another process, say) holds the same key and has not committed yet.
-            if getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:
-                raise ConcurrencyConflict("another writer is appending to the same saga") from waited
-            raise
+            # On PostgreSQL the entries' keys are not written until the seal, so until then each
+            # saga's read-model row is what a writer behind another meets first: its insert (a new
+            # saga, keyed by the saga's id) and its update checked against the version the append
+            # was made from come before any other row of the read model, and their clash or wait is
+            # the same conflict as at the journal's key.
+            if self.new_sagas:
+                await db.execute(_INSERT[saga_view], self.new_sagas)
+            if self.saga_updates:
+                await self._update_sagas(self.saga_updates)
         for table, rows in (
-            (saga_view, self.new_sagas),
             (order_view, self.new_orders),
             (saga_step_view, self.new_steps),
             (shipment_view, self.new_shipments),
         ):
             if rows:
                 await db.execute(_INSERT[table], rows)
-        if self.saga_updates:
-            await self._update_sagas(self.saga_updates)
         for statement, rows in (
             (_UPDATE_ORDER, self.order_updates),
             (_UPDATE_STEP, self.step_updates),
@@ -244,30 +270,37 @@ class SagaWrites:
         ):
             if rows:
                 await db.execute(statement, rows)
-        if self.lease_book is not None:
-            if self.leases:
-                await self.lease_book.write(db, self.leases)
-            if self.notices:
-                await notify(db, self.notices)
+        if self.lease_book is not None and self.leases:
+            await self.lease_book.write(db, self.leases)
         self._clear()
 
     async def seal(self) -> None:
         """Write this transaction's timeline rows with their events' positions: the last statements
-        before COMMIT. On PostgreSQL the events are numbered here, as the counter's row lock is held
-        from here until the commit ends; on SQLite they took their positions as they were inserted."""
+        before COMMIT. On PostgreSQL the entries are inserted and numbered here, as the counter's row
+        lock is held from here until the commit ends; on SQLite they took their positions as they
+        were inserted."""
         rows, self.timeline = self.timeline, []
-        if not rows:
-            return
+        entries, self.entries = self.entries, []
+        notices, self.notices = self.notices, []
+        if notices and not entries:
+            raise RuntimeError("commit notices without the journal entries they announce")
         db = self._db
-        if db.dialect.name == "postgresql":
-            _number(rows, await self._take_and_number(rows))
+        if entries:  # PostgreSQL
+            # The entries' keys are inserted under the counter's lock, after any other writer's
+            # entries (inserted under it too) have committed: a clash never waits, and a wait that
+            # failed is for the counter, which the runner retries as contention.
+            with _clashes(waits=False):
+                _number(entries, await self._enter_and_number(entries, notices))
+            positions = {(e["saga_id"], e["sequence"]): e["position"] for e in entries}
         else:  # SQLite: each row takes the position its entry was inserted with
             positions, self.positions = self.positions, {}
-            try:
-                for row in rows:
-                    row["position"] = positions[row["saga_id"], row["sequence"]]
-            except KeyError as missing:
-                raise RuntimeError(f"a timeline row without a journal entry: {missing}") from None
+        if not rows:
+            return
+        try:
+            for row in rows:
+                row["position"] = positions[row["saga_id"], row["sequence"]]
+        except KeyError as missing:
+            raise RuntimeError(f"a timeline row without a journal entry: {missing}") from None
         await db.execute(_INSERT[saga_timeline], rows)
 
     async def _number_as_written(self) -> None:
@@ -278,19 +311,21 @@ class SagaWrites:
         _number(events, int(taken.position))
         self.positions.update(((e["saga_id"], e["sequence"]), e["position"]) for e in events)
 
-    async def _take_and_number(self, rows: list[dict[str, Any]]) -> int:
-        """PostgreSQL: take positions for `rows` (journal entries of this transaction, in the order
-        they are numbered) and number the entries, in one statement; the last position taken."""
+    async def _enter_and_number(self, entries: list[dict[str, Any]], notices: list[CommitNotice]) -> int:
+        """PostgreSQL: take positions for `entries` (this transaction's journal entries, in the order
+        they are numbered), insert them so numbered and send `notices`, in one statement; the last
+        position taken."""
         parameters = {
-            "count": len(rows),
-            "saga_ids": [r["saga_id"] for r in rows],
-            "sequences": [r["sequence"] for r in rows],
+            "count": len(entries),
+            **{key: [e[key] for e in entries] for key in _ENTRY_KEYS},
+            "payloads": [n.payload() for n in notices],
         }
-        answer = (await self._db.execute(_TAKE_AND_NUMBER, parameters)).first()
-        last, numbered = int(answer.last), int(answer.numbered)
-        if numbered != len(rows):
+        answer = (await self._db.execute(_ENTER_AND_NUMBER, parameters)).first()
+        last, entered, notified = int(answer.last), int(answer.entered), int(answer.notified)
+        if (entered, notified) != (len(entries), len(notices)):
             raise RuntimeError(
-                f"numbered {numbered} journal entries of the {len(rows)} this transaction appended"
+                f"entered {entered} journal entries of the {len(entries)} this transaction appended "
+                f"and sent {notified} notices of {len(notices)}"
             )
         return last
 
@@ -306,6 +341,28 @@ class SagaWrites:
             changed = (await db.execute(_UPDATE_SAGA, updates)).rowcount
         if changed != len(updates):
             raise ConcurrencyConflict("a saga's read model moved on under this transaction")
+
+
+@contextmanager
+def _clashes(waits: bool = True) -> Iterator[None]:
+    """Journal entries or placements being written: a key clash is another writer first. `waits`:
+    a lock wait that failed is another writer too (the statement may wait for a key another
+    transaction inserted); otherwise it is left to the runner's retries, as contention."""
+    try:
+        yield
+    except IntegrityError as clash:
+        # Only a second entry at a saga's sequence, or a second placement of a key, is another
+        # writer first; any other violation is a fault, reported as it is, never retried.
+        if is_key_clash(clash, journal) or is_key_clash(clash, saga_view):
+            raise ConcurrencyConflict("another writer appended to the same saga first") from clash
+        if is_key_clash(clash, placements):
+            raise ConcurrencyConflict("another request bound the same idempotency key first") from clash
+        raise
+    except DBAPIError as waited:
+        # Another writer (another process, say) holds the same key and has not committed yet.
+        if waits and getattr(waited.orig, "sqlstate", None) in LOCK_CONFLICTS:
+            raise ConcurrencyConflict("another writer is appending to the same saga") from waited
+        raise
 
 
 def _rounds(updates: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -346,7 +403,12 @@ class SqlSagaStore:
     async def load(self, saga_id: str) -> list[SagaEvent]:
         await self._writes.flush()
         rows = await self._db.execute(_LOAD, {"saga_id": saga_id})
-        return [codec.decode(row.type, row.version, row.data) for row in rows]
+        stored = [codec.decode(row.type, row.version, row.data) for row in rows]
+        # On PostgreSQL this transaction's own entries are inserted only as it seals: read as stored.
+        pending = self._writes.entries
+        return stored + [
+            codec.decode(e["type"], e["version"], e["data"]) for e in pending if e["saga_id"] == saga_id
+        ]
 
     async def find_placement(
         self, idempotency_key: str, unscoped_key: str | None = None, customer_id: str | None = None

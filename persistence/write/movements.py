@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model.values import MovementKind, Pick
-from persistence.connection import Db
+from persistence.connection import Db, GatheredRows
 from persistence.prepared import Prepared
 from persistence.tables import stock, stock_movements
 
@@ -65,25 +65,11 @@ def pick_movements(
     ]
 
 
-class _Gathered:
-    """A transaction's movements, inserted by one statement just before it commits (a Deferred of
-    persistence/connection.py): a commit carrying many sagas' reservations sends them at once, and
-    nothing reads them back before it commits."""
+class _Gathered(GatheredRows):
+    """A transaction's movements, inserted by one statement just before it commits: nothing reads
+    them back before it commits."""
 
-    def __init__(self, db: Db) -> None:
-        self._db = db
-        self.rows: list[dict[str, Any]] = []
-
-    async def flush(self) -> None:
-        rows, self.rows = self.rows, []
-        if rows:
-            await self._db.execute(_RECORD, rows)
-
-    async def seal(self) -> None:
-        pass
-
-    def gathered(self) -> int:
-        return len(self.rows)
+    STATEMENT = _RECORD
 
 
 async def record(conn: Db, rows: list[dict[str, Any]]) -> None:

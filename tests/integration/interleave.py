@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from domain.model.values import Pick
+from domain.ports import StepCommand
 from persistence.connection import Db
 from persistence.tables import stock
 from persistence.write.participants import SqlInventory
@@ -22,9 +23,11 @@ def after_stock_reads(monkeypatch: pytest.MonkeyPatch, interloper: Interloper, t
     read = SqlInventory._read
     left = times
 
-    async def read_then_interlope(self: SqlInventory, skus: list[str]) -> object:
+    async def read_then_interlope(
+        self: SqlInventory, skus: list[str], reservation_id: str | None = None
+    ) -> object:
         nonlocal left
-        result = await read(self, skus)
+        result = await read(self, skus, reservation_id)
         if left > 0:
             left -= 1
             await interloper(self._db)
@@ -38,20 +41,20 @@ def contend_for_stock(monkeypatch: pytest.MonkeyPatch, skus: Sequence[str], time
     available while the write runs, and gives them back after it: as if its commit landed between
     the reservation's read and its write, and its compensation right after. The write misses; the
     stock is as it was."""
-    swap = SqlInventory._swap
+    take = SqlInventory._take
     left = times
 
-    async def contended_swap(self: SqlInventory, picks: tuple[Pick, ...]) -> bool:
+    async def contended_take(self: SqlInventory, command: StepCommand, picks: tuple[Pick, ...]) -> bool:
         nonlocal left
         if left == 0:
-            return await swap(self, picks)
+            return await take(self, command, picks)
         left -= 1
         key = (stock.c.warehouse_code, stock.c.section_code, stock.c.sku)
         held = select(*key, (stock.c.on_hand - stock.c.reserved).label("free")).where(stock.c.sku.in_(skus))
         rows = (await self._db.execute(held)).all()
         await self._db.execute(update(stock).where(stock.c.sku.in_(skus)).values(reserved=stock.c.on_hand))
         try:
-            return await swap(self, picks)
+            return await take(self, command, picks)
         finally:
             for row in rows:
                 await self._db.execute(
@@ -60,4 +63,4 @@ def contend_for_stock(monkeypatch: pytest.MonkeyPatch, skus: Sequence[str], time
                     .values(reserved=stock.c.reserved - row.free)
                 )
 
-    monkeypatch.setattr(SqlInventory, "_swap", contended_swap)
+    monkeypatch.setattr(SqlInventory, "_take", contended_take)

@@ -440,9 +440,10 @@ def _hot_statements() -> list[tuple[str, Prepared]]:
 
 
 def _every_column(statement: Prepared) -> tuple[str, ...]:
-    """The keys an INSERT is given (each column of its table), or the statement's own bind keys."""
+    """The keys an INSERT of values is given (each column of its table), or the statement's own bind
+    keys (an INSERT from a SELECT's too)."""
     sql = statement.statement
-    if isinstance(sql, Insert):
+    if isinstance(sql, Insert) and sql.select is None:
         return tuple(column.key for column in sql.table.columns)
     return tuple(bind.key for bind in sql.compile().binds.values() if bind.required)
 

@@ -26,7 +26,7 @@ from domain.model.values import OrderLine, Pick
 from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
 from persistence.connection import Db
 from persistence.read.projection import order_row, picks_json, saga_row, timeline_rows
-from persistence.tables import shipments
+from persistence.tables import orders, shipments
 from persistence.write.journal import SagaWrites
 from tests.gates import Hold
 from tests.integration.commands import command_for
@@ -255,6 +255,27 @@ async def test_a_repeated_shipment_command_finds_the_shipment_it_made(svc: Servi
 
     [(shipment_id, picks, created_at)] = await svc.write(stored)
     assert (shipment_id, picks, created_at) == ("shipment-s", picks_json(first.picks), first.at)
+
+
+async def test_an_order_changed_in_the_transaction_that_created_it_is_stored_as_changed(svc: Service) -> None:
+    # New orders are inserted together, at the commit or before the first change of an order.
+    created, cancelled = command_for("saga-c"), command_for("saga-x")
+
+    async def create_then_change(tx: Transaction) -> tuple[object, ...]:
+        await tx.orders.create_order(created)
+        await tx.orders.create_order(cancelled)
+        return await tx.orders.confirm_order(created), await tx.orders.cancel_order(cancelled)
+
+    assert await svc.runner.run(create_then_change) == (Succeeded(), Succeeded())
+
+    async def stored(db: Db) -> dict[object, object]:
+        rows = await db.execute(select(orders.c.id, orders.c.status, orders.c.updated_at))
+        return {row.id: (row.status, row.updated_at) for row in rows}
+
+    assert await svc.write(stored) == {
+        created.order_id: ("CONFIRMED", created.at),
+        cancelled.order_id: ("CANCELLED", cancelled.at),
+    }
 
 
 async def test_a_restarted_service_resumes_unfinished_sagas(database_url: str) -> None:

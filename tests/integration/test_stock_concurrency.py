@@ -185,6 +185,38 @@ async def test_the_database_refuses_stock_that_breaks_on_hand_equals_available_p
     assert await levels(svc, "APPLE") == {"W1": (5, 2)}
 
 
+async def test_a_repeated_reservation_finds_the_first_and_takes_nothing_more(svc: Service) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    await receive(svc, "BREAD", "W1", 3)
+    command = command_for("s-1", OrderLine("APPLE", 2), OrderLine("BREAD", 1))
+    first = await reserve(svc, command)
+
+    again = await reserve(svc, command)
+
+    assert again == first == Succeeded(picks=(Pick("W1", "A", "APPLE", 2), Pick("W1", "A", "BREAD", 1)))
+    assert contention(svc) == (1, 0, 0)  # the repeat was no attempt of its own
+    assert await levels(svc, "APPLE") == {"W1": (5, 2)}
+    assert await levels(svc, "BREAD") == {"W1": (3, 1)}
+
+
+@postgresql_only
+async def test_a_repeated_reservation_finds_the_first_without_waiting_for_a_held_row(
+    svc: Service, database_url: str
+) -> None:
+    await receive(svc, "APPLE", "W1", 5)
+    command = command_for("s-1", OrderLine("APPLE", 2))
+    first = await reserve(svc, command)
+
+    async with rows_held(database_url, "APPLE"):
+        # Saga work that waited for the row would wait as long as it is held: past this.
+        async with asyncio.timeout(10):
+            again = await reserve(svc, command)
+
+    assert again == first == Succeeded(picks=(Pick("W1", "A", "APPLE", 2),))
+    assert contention(svc) == (1, 0, 0)
+    assert await levels(svc, "APPLE") == {"W1": (5, 2)}
+
+
 @contextlib.asynccontextmanager
 async def rows_held(database_url: str, sku: str) -> AsyncIterator[AsyncConnection]:
     """Every stock row of `sku` locked by another session (as another process's commit would)
