@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, func, insert, literal_column, or_, select, text, update
+from sqlalchemy import BigInteger, and_, bindparam, func, insert, literal_column, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -179,7 +179,7 @@ def _enter_and_number() -> Prepared:
     numbered = select(*(entry.c[key] for key in _ENTRY_KEYS), head.c.position - count + entry.c.ordinal)
     entered = (
         insert(journal)
-        .from_select([*_ENTRY_KEYS, journal.c.position.key], numbered.select_from(head, entry))
+        .from_select([*_ENTRY_KEYS, journal.c.position.key], numbered.select_from(head.join(entry, true())))
         .returning(literal_column("1"))
         .cte("entered")
     )

@@ -107,7 +107,7 @@ async def _served(
         with monkeypatch.context() as patched, through_sqlalchemy() as executed:
             rendered = saga_renderings(patched)
             transcript = await _converse(live)
-    inserts = [statement for statement in executed if statement.startswith("INSERT INTO journal ")]
+    inserts = [statement for statement in executed if "INSERT INTO journal " in statement]
     return _anonymous(transcript), len(rendered), len(inserts)
 
 
