@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,13 +23,15 @@ from tests.crash import preloaded
 Process = asyncio.subprocess.Process | preloaded.PreloadedProcess
 
 ORDERSAGA = Path(sys.executable).with_name("ordersaga")
+# What `serve` prints once it has bound its port (with `(N workers)` after it, with --workers).
+ANNOUNCEMENT = re.compile(r"^GraphiQL: http://[^/\s]+:(\d+)/graphql")
 STARTUP_SECONDS = 60
 
 
 class ServerProcess:
-    def __init__(self, process: Process, gql: GraphQLClient) -> None:
+    def __init__(self, process: Process) -> None:
         self.process = process
-        self.gql = gql
+        self.gql: GraphQLClient  # once the port is known
         self.output: list[str] = []
 
     async def kill(self) -> None:
@@ -42,6 +45,18 @@ class ServerProcess:
         async for line in self.process.stdout:
             self.output.append(line.decode(errors="replace").rstrip())
 
+    async def announced_port(self) -> int:
+        """The port the server says it has bound (its GraphiQL URL), from its output, kept until then."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(STARTUP_SECONDS):
+            async for line in self.process.stdout:
+                self.output.append(line.decode(errors="replace").rstrip())
+                if announced := ANNOUNCEMENT.match(self.output[-1]):
+                    return int(announced.group(1))
+        raise AssertionError(
+            "ordersaga serve ended before it announced its port:\n" + "\n".join(self.output[-40:])
+        )
+
 
 @contextlib.asynccontextmanager
 async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[ServerProcess]:
@@ -54,7 +69,7 @@ async def ordersaga_serve(database_url: str, *options: str) -> AsyncIterator[Ser
     async def fork(arguments: Sequence[str]) -> Process:
         return await preloaded.start(arguments, os.environ, Path.cwd())
 
-    async with _serving(fork, database_url, options) as server:
+    async with _serving(fork, database_url, options, port=None) as server:
         yield server
 
 
@@ -75,25 +90,34 @@ async def serve_process(
             **spawn,
         )
 
-    async with _serving(execute, database_url, options) as server:
+    # Another release's `serve` may not announce the port it bound: it is given one found free.
+    async with _serving(execute, database_url, options, port=_free_port()) as server:
         yield server
 
 
 @contextlib.asynccontextmanager
 async def _serving(
-    start: Callable[[Sequence[str]], Awaitable[Process]], database_url: str, options: Sequence[str]
+    start: Callable[[Sequence[str]], Awaitable[Process]],
+    database_url: str,
+    options: Sequence[str],
+    port: int | None,
 ) -> AsyncIterator[ServerProcess]:
-    port = _free_port()
-    address = ["--host", "127.0.0.1", "--port", str(port)]
-    process = await start(["serve", "--database-url", database_url, *address, *options])
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
-        server = ServerProcess(process, GraphQLClient(http))
-        collecting = asyncio.create_task(server.collect_output())
-        try:
+    """`port` None: the server binds any free port and says which. A port found free beforehand can be
+    taken by another test's server before this one binds it, and this test would then talk to that
+    server, which answers /healthz as well as its own."""
+    address = ["--host", "127.0.0.1", "--port", str(port or 0)]
+    server = ServerProcess(await start(["serve", "--database-url", database_url, *address, *options]))
+    collecting: asyncio.Task[None] | None = None
+    try:
+        port = port or await server.announced_port()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
+            server.gql = GraphQLClient(http)
+            collecting = asyncio.create_task(server.collect_output())
             await _wait_until_healthy(server)
             yield server
-        finally:
-            await server.kill()
+    finally:
+        await server.kill()
+        if collecting is not None:
             await collecting
 
 

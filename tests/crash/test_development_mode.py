@@ -12,16 +12,16 @@ import httpx
 
 from tests.api.server import TLS
 from tests.api.tokens import SECRET, codes
-from tests.crash.server_process import ORDERSAGA, _free_port
+from tests.crash.server_process import ORDERSAGA, ServerProcess
 
 QUERY = {"query": "{ participantFaults { participant } }"}
 
 
 async def _run(tmp_path: Path, *options: str) -> tuple[int | None, str, list[str] | None]:
-    """Start `ordersaga serve` on all interfaces with `options`; once it answers /healthz over
-    loopback (or has exited), ask an admin's query and stop it. Its exit code if it stopped by
-    itself, its output, and the error codes the query got (None when it never served)."""
-    port = _free_port()
+    """Start `ordersaga serve` on all interfaces, on the port it picks, with `options`; once it says
+    which port and answers /healthz over loopback (or has exited), ask an admin's query and stop it.
+    Its exit code if it stopped by itself, its output, and the error codes the query got (None when it
+    never served)."""
     process = await asyncio.create_subprocess_exec(
         str(ORDERSAGA),
         "serve",
@@ -30,11 +30,16 @@ async def _run(tmp_path: Path, *options: str) -> tuple[int | None, str, list[str
         "--host",
         "0.0.0.0",
         "--port",
-        str(port),
+        "0",
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+    server = ServerProcess(process)
+    try:
+        port = await server.announced_port()
+    except AssertionError:  # it ended without serving
+        return await process.wait(), "\n".join(server.output), None
     answered: list[str] | None = None
     exited: int | None = None
     try:
@@ -51,8 +56,8 @@ async def _run(tmp_path: Path, *options: str) -> tuple[int | None, str, list[str
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode(errors="replace")
-    return exited, output, answered
+        rest = (await asyncio.wait_for(process.communicate(), 30))[0].decode(errors="replace")
+    return exited, "\n".join([*server.output, rest]), answered
 
 
 async def test_without_auth_a_non_loopback_host_is_refused(tmp_path: Path) -> None:
