@@ -4,21 +4,25 @@ A fresh `ordersaga` spends about a second of CPU importing its libraries and the
 reads its options, and the tests start about ninety. multiprocessing's fork server imports the command
 once per test process; each one is then a fork of it that runs `api.cli.main`, the console script's
 entry point, with its own arguments, environment, working directory and output, in a session of its
-own. It is a process like any other to the tests (SIGKILL, its pid, its exit status); only the imports
-are skipped. Most tests of tests/integration/test_command_line.py, and
-tests/crash/test_development_mode.py, start the installed command itself."""
+own. It is a process like any other to the tests (SIGKILL, its pid, its exit status); the imports
+are skipped, and its end runs no `atexit` handlers (multiprocessing ends it with `os._exit`, after
+flushing stdout and stderr; the service registers none). Most tests of
+tests/integration/test_command_line.py, and tests/crash/test_development_mode.py, start the
+installed command itself."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
-# What `serve` imports before it listens, alembic included (a new database is migrated first).
+# What `serve` imports before it listens, alembic included (a new database is migrated first). The
+# preload is the test process's one fork server's, whoever else starts processes with it.
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(
     ["api.cli", "api.subcommands.serve", "api.service", "api.web.app", "alembic.command", "uvicorn.main"]
@@ -27,7 +31,8 @@ _CONTEXT.set_forkserver_preload(
 
 class PreloadedProcess:
     """The part of asyncio.subprocess.Process the tests use (pid, returncode, wait, stdout), for a
-    forked server. Its exit status follows asyncio's convention: minus the signal that ended it."""
+    forked `ordersaga`, and `kill`. Its exit status follows asyncio's convention: minus the signal that
+    ended it."""
 
     def __init__(
         self,
@@ -43,7 +48,18 @@ class PreloadedProcess:
     def returncode(self) -> int | None:
         return self._process.exitcode
 
+    async def kill(self) -> int:
+        """SIGKILL to its process group (its workers with it), then its exit status. A fork that has
+        not yet made its group, just started, is killed alone: it has no workers yet."""
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                os.kill(self.pid, signal.SIGKILL)
+        return await self.wait()
+
     async def wait(self) -> int:
+        """Its exit status, once it has ended; one waiter at a time (the sentinel has one reader)."""
         if self._process.exitcode is None:
             ended = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -108,7 +124,8 @@ def _run(
             output.close()
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stdout
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - and stderr, for its life
+    # And stderr, for its life, replacing what it cannot encode as the interpreter's own stderr does.
+    sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.argv = ["ordersaga", *arguments]
     from api.cli import main
 

@@ -36,13 +36,13 @@ async def _run(tmp_path: Path, *options: str) -> tuple[int | None, str, list[str
         stderr=asyncio.subprocess.STDOUT,
     )
     server = ServerProcess(process)
-    try:
-        port = await server.announced_port()
-    except AssertionError:  # it ended without serving
-        return await process.wait(), "\n".join(server.output), None
     answered: list[str] | None = None
     exited: int | None = None
     try:
+        try:
+            port = await server.announced_port()
+        except AssertionError:  # it ended without serving (or never said where: stopped below)
+            return await asyncio.wait_for(process.wait(), 5), "\n".join(server.output), None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, verify=TLS) as http:
             for _ in range(300):
                 if process.returncode is not None:

@@ -44,9 +44,12 @@ async def ordersaga_forked(*args: str) -> tuple[int, str, str]:
     less each."""
     process = await preloaded.start(args, os.environ, Path.cwd(), stderr_apart=True)
     assert process.stderr is not None
-    async with asyncio.timeout(COMMAND_SECONDS):
-        stdout, stderr = await asyncio.gather(_text(process.stdout), _text(process.stderr))
-        return await process.wait(), stdout, stderr
+    try:
+        async with asyncio.timeout(COMMAND_SECONDS):
+            stdout, stderr = await asyncio.gather(_text(process.stdout), _text(process.stderr))
+            return await process.wait(), stdout, stderr
+    finally:
+        await process.kill()  # one that overran its time; a no-op for one that has ended
 
 
 async def _text(lines: AsyncIterator[bytes]) -> str:

@@ -71,9 +71,12 @@ async def upgraded(release: str, postgres_server: str | None, tmp_path: Path) ->
 async def ordersaga_migrate(url: str) -> None:
     """`ordersaga migrate`, forked from a process that has imported the command (tests/crash/preloaded.py)."""
     migrate = await preloaded.start(["migrate", "--database-url", url], os.environ, Path.cwd())
-    async with asyncio.timeout(60):
-        output = [line async for line in migrate.stdout]
-        assert await migrate.wait() == 0, output
+    try:
+        async with asyncio.timeout(60):
+            output = b"".join([line async for line in migrate.stdout]).decode(errors="replace")
+            assert await migrate.wait() == 0, output
+    finally:
+        await migrate.kill()  # one that overran its time; a no-op for one that has ended
 
 
 def owners(entry: dict[str, Any]) -> list[dict[str, Any]]:
