@@ -13,6 +13,7 @@ installed command itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -49,13 +50,9 @@ class PreloadedProcess:
         return self._process.exitcode
 
     async def kill(self) -> int:
-        """SIGKILL to its process group (its workers with it), then its exit status. A fork that has
-        not yet made its group, just started, is killed alone: it has no workers yet."""
+        """SIGKILL to its process group (its workers with it), then its exit status."""
         if self.returncode is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                os.kill(self.pid, signal.SIGKILL)
+            kill_group(self.pid)
         return await self.wait()
 
     async def wait(self) -> int:
@@ -72,6 +69,16 @@ class PreloadedProcess:
         code = self._process.exitcode
         assert code is not None
         return code
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL to the process group `pid` leads, or to `pid` alone while it has none yet (a fork just
+    started makes its group first thing, before it can start workers); nothing once it has gone."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def start(

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,11 +35,8 @@ class ServerProcess:
 
     async def kill(self) -> None:
         """SIGKILL to the process and any workers of its own: no shutdown, no flush, no goodbye."""
-        if isinstance(self.process, preloaded.PreloadedProcess):
-            await self.process.kill()
-            return
         if self.process.returncode is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            preloaded.kill_group(self.process.pid)
         await self.process.wait()
 
     async def collect_output(self) -> None:
