@@ -11,12 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, no window system
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
-
 # Each side: how it is labelled, and where its CPU per saga is in a cell.
 SIDES = {
     "engine": ("ordersaga engine", "cpu_s_per_saga"),
@@ -29,9 +23,12 @@ STYLES = {"sqlite": "-", "postgresql": "--"}
 
 def draw(results: dict[str, Any], path: Path) -> None:
     """Write the chart of `results` (as `benchmarks.run` gathers them) to `path` as a PNG."""
+    from matplotlib.figure import Figure  # half a second to import: here, not where the module is
+
     cells = results["cells"]
     workloads = list(dict.fromkeys(c["workload"] for c in cells))
-    figure, axes = plt.subplots(1, len(workloads) + 1, figsize=(6 * (len(workloads) + 1), 5))
+    figure = Figure(figsize=(6 * (len(workloads) + 1), 5))
+    axes = figure.subplots(1, len(workloads) + 1)
     colours = {side: f"C{i}" for i, side in enumerate(SIDES)}
     for ax, workload in zip(axes, workloads, strict=False):
         for database, style in STYLES.items():
@@ -60,7 +57,6 @@ def draw(results: dict[str, Any], path: Path) -> None:
     _cpu_per_saga(axes[-1], cells, colours)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def _cpu_per_saga(ax: Any, cells: list[dict[str, Any]], colours: dict[str, str]) -> None:

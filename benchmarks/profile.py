@@ -26,12 +26,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, no window system
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
-
 # (bucket, what a frame's text contains): the first rule that a frame matches, innermost frame first.
 RULES = (
     # On SQLite the hot statements reach sqlite3 from `Prepared.run`, whose own Python is a few lines.
@@ -134,7 +128,10 @@ def profile(mode: str, sagas: int, checkout: Path) -> dict[str, Any]:
 
 def draw(profiles: dict[str, dict[str, Any]], path: Path) -> None:
     """Stacked bars, one per labelled profile: CPU ms per saga by bucket."""
-    figure, ax = plt.subplots(figsize=(8, 5))
+    from matplotlib.figure import Figure  # half a second to import: here, not where the module is
+
+    figure = Figure(figsize=(8, 5))
+    ax = figure.subplots()
     labels = list(profiles)
     bottoms = [0.0] * len(labels)
     for bucket in BUCKETS:
@@ -146,7 +143,6 @@ def draw(profiles: dict[str, dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def main() -> None:

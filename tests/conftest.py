@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import gc
 import os
+import py_compile
 import shutil
 import socket
 import sys
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +33,8 @@ from persistence.tables import metadata
 
 # The NATS fixtures (nats_url, stream, nats_server_binary), for the event stream's tests anywhere.
 pytest_plugins = ["tests.jetstream"]
-CRASH_TESTS = Path(__file__).parent / "crash"
+ROOT = Path(__file__).parents[1]
+CRASH_TESTS = ROOT / "tests" / "crash"
 POSTGRES_ENV = "ORDERSAGA_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "ORDERSAGA_REQUIRE_POSTGRES"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -115,6 +117,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # This process too, for the modules it imports from now on (the test modules, with -n 0).
     sys.dont_write_bytecode = False
     sys.pycache_prefix = prefix
+    if config.getoption("numprocesses", None):
+        _compile_ahead()
+
+
+def _compile_ahead() -> None:
+    """Compile, into the bytecode cache and over every core, the modules this process has imported
+    and the project's own, before pytest-xdist starts its test processes. On a fresh checkout those
+    processes all import the same modules at the same moment, and each compiled every one of them:
+    the first 20 seconds of a run were four processes compiling the same files. The libraries that
+    only the test modules import are still compiled by each (a list of them would go stale)."""
+    sources = {
+        module.__file__
+        for module in list(sys.modules.values())
+        if getattr(module, "__file__", None) and module.__file__.endswith(".py")
+    }
+    for package in ("api", "benchmarks", "domain", "migrations", "persistence", "tests"):
+        sources.update(str(path) for path in (ROOT / package).rglob("*.py"))
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        # Results unread: a file that fails to compile here is compiled by whichever process imports it.
+        pool.map(py_compile.compile, sorted(sources), chunksize=64)
 
 
 @pytest.fixture(scope="session")
