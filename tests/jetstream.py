@@ -29,6 +29,7 @@ from api.settings import StreamSettings
 from persistence.database import make_engine
 from persistence.read.event_log import LoggedEvent, events_after
 from tests.polling import eventually
+from tests.ports import free_port
 
 NATS_URL = "nats://127.0.0.1:4222"
 NATS_SERVER = Path("/usr/sbin/nats-server")
@@ -93,7 +94,7 @@ class NatsServer:
 
     def __init__(self, binary: Path, store: Path) -> None:
         self._binary, self._store = binary, store
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._process: asyncio.subprocess.Process | None = None
 
@@ -121,12 +122,6 @@ async def nats_server(binary: Path, store: Path) -> AsyncIterator[NatsServer]:
     finally:
         await server.stop()
         shutil.rmtree(store, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)

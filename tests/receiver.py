@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from tests.api.server import serve_app
 from tests.polling import eventually
+from tests.ports import free_port
 
 
 @contextlib.contextmanager
@@ -123,9 +124,3 @@ class Receiver:
             assert not missing, f"{request.id} taken before sequences {sorted(missing)} of its saga"
             taken[request.saga_id].add(request.sequence)
         assert self.refused == [], self.refused
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

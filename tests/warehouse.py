@@ -27,7 +27,7 @@ from starlette.routing import Route
 from api.outbound.signing import new_secret
 from tests.api.server import serve_app
 from tests.polling import eventually
-from tests.receiver import free_port
+from tests.ports import free_port
 
 CREATED = ("CREATED",)
 ACCEPTED = ("ACCEPTED",)
@@ -78,7 +78,7 @@ class WarehouseStub:
     commands: list[Command] = field(default_factory=list)  # verified, in arrival order
     refused: list[str] = field(default_factory=list)  # why each unverifiable request was refused
     held: asyncio.Event | None = None  # while unset, every answer waits
-    port: int = field(default_factory=lambda: free_port())
+    port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self._answered: dict[str, tuple[Any, ...]] = {}

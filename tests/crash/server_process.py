@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 
 from tests.api.server import TLS, GraphQLClient
 from tests.crash import preloaded
+from tests.ports import free_port
 
 # A server started afresh, or forked from one that has imported the command.
 Process = asyncio.subprocess.Process | preloaded.PreloadedProcess
@@ -89,7 +89,7 @@ async def serve_process(
         )
 
     # Another release's `serve` may not announce the port it bound: it is given one found free.
-    async with _serving(execute, database_url, options, port=_free_port()) as server:
+    async with _serving(execute, database_url, options, port=free_port()) as server:
         yield server
 
 
@@ -129,9 +129,3 @@ async def _wait_until_healthy(server: ServerProcess) -> None:
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.1)  # let the last of its output arrive
     raise AssertionError("ordersaga serve did not become healthy:\n" + "\n".join(server.output[-40:]))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
