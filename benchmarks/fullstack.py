@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import sys
 import tempfile
@@ -106,9 +107,18 @@ class Receiver:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port free when asked, for a process started next to bind. Drawn at random from
+    10000-19999, below the kernel's ephemeral range: a port found by binding port 0 could be taken by
+    any outgoing connection or port-0 bind on the machine (a test suite's, when the suite runs a
+    cell) before the process bound it, and the cell would then talk to whatever holds it."""
+    for _ in range(1_000):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", random.randrange(10_000, 20_000)))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise RuntimeError("no free loopback port found in 10000-19999")
 
 
 def memory_mib(pid: int, field: str = "VmRSS") -> float:
