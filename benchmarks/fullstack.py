@@ -106,6 +106,11 @@ class Receiver:
         }
 
 
+# A generator of its own, seeded from the system: the caller's process may have seeded the module's
+# (a test process that runs a cell), and two processes drawing the same sequence would meet.
+_PORTS = random.Random()
+
+
 def _free_port() -> int:
     """A loopback port free when asked, for a process started next to bind. Drawn at random from
     10000-19999, below the kernel's ephemeral range: a port found by binding port 0 could be taken by
@@ -114,7 +119,7 @@ def _free_port() -> int:
     for _ in range(1_000):
         with socket.socket() as probe:
             try:
-                probe.bind(("127.0.0.1", random.randrange(10_000, 20_000)))
+                probe.bind(("127.0.0.1", _PORTS.randrange(10_000, 20_000)))
             except OSError:
                 continue
             return int(probe.getsockname()[1])

@@ -54,13 +54,9 @@ LAYOUTS = ((1, False), (2, False), (2, True))
 
 
 def _cpu_of_group(pids: list[int]) -> float:
-    """CPU seconds of these processes and of their children (the workers of `serve --workers`)."""
-    total = 0.0
-    for pid in pids:
-        total += server_cpu_s(pid)
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total += _cpu_of_group([int(child) for child in children])
-    return total
+    """CPU seconds of these processes and of their descendants (the workers of `serve --workers`),
+    each counted once: `server_cpu_s` already counts a process's whole tree."""
+    return sum(server_cpu_s(pid) for pid in pids)
 
 
 @contextlib.asynccontextmanager

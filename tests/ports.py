@@ -15,7 +15,9 @@ import os
 import random
 import socket
 
-FIRST, BLOCK, BLOCKS = 20_000, 2_000, 6  # ports 20000-31999, below the ephemeral range
+# Ports 20000-31999, below the ephemeral range: 24 blocks, enough for the four test processes and
+# the ones xdist starts in place of those that a timeout ends (gw4, gw5, ...).
+FIRST, BLOCK, BLOCKS = 20_000, 500, 24
 
 
 def _block() -> int:
@@ -28,8 +30,9 @@ _offsets = itertools.count(random.randrange(BLOCK))
 
 
 def free_port() -> int:
-    """A loopback port that no other test process of this run is given, free when asked. Raises
-    RuntimeError if no port of this process's block can be bound."""
+    """A loopback port that no other test process of this run is given (unless xdist has replaced
+    more than twenty of them), free when asked. Raises RuntimeError if no port of this process's
+    block can be bound."""
     first = FIRST + _block() * BLOCK
     for _ in range(BLOCK):
         port = first + next(_offsets) % BLOCK
