@@ -122,15 +122,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Compile, into that bytecode cache and over the cores the run may use, the modules this
-    process has imported and the project's own, before pytest-xdist starts its test processes (its
-    own `pytest_sessionstart` runs last). On a fresh checkout those processes all import the same
-    modules at the same moment, and each compiled every one of them: a fresh run's first 23 seconds
-    were four processes compiling the same files (16 seconds now). Files whose bytecode is current
-    are left alone, so a later run compiles only what changed. Test modules are not compiled here:
-    pytest compiles them with their assertions rewritten, into files of its own. Nor are the
-    libraries only the test modules import (a list of those would go stale); each test process
-    compiles those it needs."""
+    """Compile, into the run's bytecode cache (`pytest_configure`) and over the cores the run may
+    use, the modules this process has imported and the project's own, before pytest-xdist starts its
+    test processes (its own `pytest_sessionstart` runs last). On a fresh checkout those processes all
+    import the same modules at the same moment, and each compiled every one of them: the 23 seconds
+    before a fresh run's first test were mostly four processes compiling the same files (18 now).
+    Files whose bytecode is current are left alone, so a later run compiles only what changed. Test
+    modules are not compiled here: pytest compiles them with their assertions rewritten, into files
+    of its own. Nor are the libraries only the test modules import (a list of those would go stale);
+    each test process compiles those it needs."""
     config = session.config
     if not sys.pycache_prefix or not config.pluginmanager.has_plugin("dsession"):
         return
