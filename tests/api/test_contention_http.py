@@ -74,6 +74,7 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.slow  # every retry waits out the lock timeout
 async def test_a_write_that_never_gets_its_lock_is_told_to_retry(
     served: tuple[Service, GraphQLClient], database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -135,6 +135,7 @@ async def test_a_renewal_that_is_not_valid_or_someone_elses_closes_the_socket(
     await eventually(lambda: server.svc.subscribers == 0, "the feed to stop")
 
 
+@pytest.mark.slow  # Node's reference client, past a token's expiry
 async def test_the_reference_client_renews_through_its_socket(server: Served) -> None:
     short, fresh = (token("customer-a", "customer", ttl=ttl) for ttl in (NODE_SHORT, timedelta(minutes=5)))
     script = Path(__file__).parents[1] / "protocol" / "renew.mjs"

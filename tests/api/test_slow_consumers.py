@@ -12,6 +12,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
@@ -103,6 +105,7 @@ def _frame_end(data: bytes) -> int | None:
     return at + length if len(data) >= at + length else None
 
 
+@pytest.mark.slow  # fills a socket's buffers until the server gives up on it
 async def test_a_socket_that_stops_reading_is_closed_and_holds_back_no_other(database_url: str) -> None:
     settings = Settings(database_url=database_url, send_timeout=timedelta(seconds=1))
     async with (

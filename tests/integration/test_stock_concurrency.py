@@ -267,6 +267,7 @@ async def test_in_a_shared_commit_a_row_held_among_free_ones_steps_the_work_asid
 HELD_S = 2.5 * WRITER_LOCK_TIMEOUT_MS / 1000
 
 
+@pytest.mark.slow  # a row held past the lock timeout, for real
 @postgresql_only
 async def test_a_reservation_behind_a_row_held_past_the_lock_timeout_waits_for_it_and_succeeds(
     svc: Service, database_url: str
@@ -316,6 +317,7 @@ async def until_held_for(held_since: float, holder: AsyncConnection) -> None:
     await holder.rollback()
 
 
+@pytest.mark.slow  # a row held for seconds
 @postgresql_only
 async def test_while_a_stock_row_is_held_orders_for_other_skus_and_reads_go_on(
     patient: Service, database_url: str
@@ -345,6 +347,7 @@ async def test_while_a_stock_row_is_held_orders_for_other_skus_and_reads_go_on(
     assert await levels(patient, "APPLE") == {"W1": (5, len(apples))}
 
 
+@pytest.mark.slow  # a row held for seconds
 @postgresql_only
 async def test_a_release_that_wrote_before_meeting_a_held_row_waits_for_it_whole(
     patient: Service, database_url: str

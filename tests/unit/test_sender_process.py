@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.outbound.addresses import Reach
 from api.outbound.sender_process import (
     ANSWER_SLACK_S,
@@ -160,6 +162,7 @@ async def test_a_round_the_child_cannot_send_is_answered_as_failed_not_left_wait
     assert receiver.taken_ids() == {"msg_2"}
 
 
+@pytest.mark.slow  # waits out the round's deadline, for real
 async def test_a_child_that_hangs_is_stopped_and_its_round_answered_as_failed() -> None:
     receiver = Receiver()
     receiver.secret = new_secret()
