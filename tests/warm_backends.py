@@ -13,30 +13,30 @@ transaction, failing its reset) is closed for real, so tests of dead connections
 stage. Over a run, PostgreSQL's CPU (its backends', as the postmaster reaps them) fell from 50 to
 28-33 seconds.
 
-Only the test processes do this (`asyncpg.connect` is replaced in them); the `ordersaga` processes
-the tests start, and the service itself, connect as they always do. It relies on asyncpg's
-`Connection.reset` and `is_in_transaction`, and on its `_top_xact` (the transaction asyncpg manages),
-pinned in pyproject.toml.
+Only the test processes do this (`asyncpg.connect` is replaced in them, and the services the tests
+run there connect through it); the `ordersaga` processes the tests start connect as they always do.
+The old owner's handle is the same object as the new owner's, as it is with no pool in front: code
+that used a connection after closing it would meet the next owner's session here. It relies on
+asyncpg's `Connection.reset` and `is_in_transaction`, and on its `_top_xact` (the transaction asyncpg
+manages), pinned in pyproject.toml.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections import deque
 from typing import Any
 
 import asyncpg
 import pytest
 
-# Kept per event loop, at most this many: enough for a service's pools, and few enough that four test
-# processes' keep (24 idle backends) and a run's peak use (about 55) stay below the server's 100.
+# Kept per event loop (the tests' one), at most this many: enough for a service's pools, and few
+# enough that a run's peak (50 to 76 client connections, the four test processes' keep included)
+# stays well below the server's 100.
 KEPT = 6
 _connect = asyncpg.connect
-_kept: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, deque[tuple[str, _KeptConnection]]] = (
-    weakref.WeakKeyDictionary()
-)
+_kept: dict[asyncio.AbstractEventLoop, deque[tuple[str, _KeptConnection]]] = {}
 
 
 class _KeptConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -48,13 +48,16 @@ class _KeptConnection(asyncpg.Connection):  # type: ignore[misc]
     async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
         if self._idle:
             return  # closed already: it is another connect's to hand out now
+        if self._key is None or self.is_closed():
+            await super().close(timeout=timeout)
+            return
         # Cleanly means outside a transaction: SQLAlchemy rolls back before it closes, and throws a
-        # connection away (invalidates it) without. Kept only on the tests' own loop, in the main
-        # thread: a loop that set-up runs in another thread ends with it, and what it kept would
-        # never be closed.
+        # connection away (invalidates it) mid transaction without; one it throws away outside a
+        # transaction is as good as any after the reset. Kept only on the tests' own loop, in the
+        # main thread: a loop that set-up runs in another thread ends with it, and what it kept
+        # would never be closed.
         clean = not self.is_in_transaction() and getattr(self, "_top_xact", None) is None
-        on_tests_loop = threading.current_thread() is threading.main_thread()
-        if self._key is None or self.is_closed() or not clean or not on_tests_loop:
+        if not clean or threading.current_thread() is not threading.main_thread():
             await super().close(timeout=timeout)
             return
         try:
@@ -71,7 +74,15 @@ class _KeptConnection(asyncpg.Connection):  # type: ignore[misc]
         kept = _kept.setdefault(asyncio.get_running_loop(), deque())
         kept.append((self._key, self))
         while len(kept) > KEPT:
-            kept.popleft()[1].terminate()
+            oldest = kept.popleft()[1]
+            oldest._idle = False
+            oldest.terminate()
+
+    def terminate(self) -> None:
+        # A late terminate from the owner that closed it (SQLAlchemy's, after a cancelled close)
+        # must not end it under its next owner.
+        if not self._idle:
+            super().terminate()
 
 
 async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
