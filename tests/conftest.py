@@ -35,7 +35,7 @@ from persistence.migrate import upgrade
 from persistence.tables import metadata
 
 # The NATS fixtures (nats_url, stream, nats_server_binary), for the event stream's tests anywhere.
-pytest_plugins = ["tests.jetstream", "tests.warm_backends"]
+pytest_plugins = ["tests.jetstream"]
 ROOT = Path(__file__).parents[1]
 CRASH_TESTS = ROOT / "tests" / "crash"
 POSTGRES_ENV = "ORDERSAGA_TEST_POSTGRES_URL"
