@@ -227,10 +227,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Slow tests run first, those marked `slow(seconds=N)` before them, longest first: over several
     processes (pytest -n, handing out one test at a time), a test of many seconds handed out last
     would keep one process busy while the others have nothing left to do. Over several processes,
-    the tests of each of those groups are handed out in an order of their own (by a checksum of
-    their ids, the same in every process), not file by file: the tests of one file often wait alike
-    (on a token's expiry, a receiver's outage, a timeout), and handed out together they had every
-    process waiting at once, the machine idle for 5 to 10 seconds at a time."""
+    the quick tests after them are handed out in an order of their own (by a checksum of their ids,
+    the same in every process), not file by file: the tests of one file often wait alike (on a
+    token's expiry, a timeout), and handed out together they had every process waiting at once, the
+    machine idle for 5 to 10 seconds at a time. The slow tests keep their order, in which those that
+    ask for answers in time (tests/api/test_fanout_http.py) have passed run after run."""
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -258,7 +259,7 @@ def _schedule(item: pytest.Item, spread: bool) -> tuple[bool, float, int]:
     # The tests of a module with a fixture of its own (a server for the module) stay together, in
     # collection order, so that each process sets it up once rather than for every test.
     together = item.nodeid.split("::")[0] if _shares_a_fixture(item) else item.nodeid
-    return slow is None, -seconds, zlib.crc32(together.encode()) if spread else 0
+    return slow is None, -seconds, zlib.crc32(together.encode()) if spread and slow is None else 0
 
 
 def _shares_a_fixture(item: pytest.Item) -> bool:
