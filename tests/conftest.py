@@ -20,7 +20,6 @@ import socket
 import sys
 import threading
 import uuid
-import zlib
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -220,18 +219,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers that follow from what a test uses (`protocol` is marked where Node runs): `browser`
     for a test with Chromium, `crash` for the tests of tests/crash, and `slow` for all of those.
 
     Slow tests run first, those marked `slow(seconds=N)` before them, longest first: over several
     processes (pytest -n, handing out one test at a time), a test of many seconds handed out last
-    would keep one process busy while the others have nothing left to do. Over several processes,
-    the quick tests after them are handed out in an order of their own (by a checksum of their ids,
-    the same in every process), not file by file: the tests of one file often wait alike (on a
-    token's expiry, a timeout), and handed out together they had every process waiting at once, the
-    machine idle for 5 to 10 seconds at a time. The slow tests keep their order, in which those that
-    ask for answers in time (tests/api/test_fanout_http.py) have passed run after run."""
+    would keep one process busy while the others have nothing left to do."""
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -239,8 +233,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.crash)
         if any(item.get_closest_marker(kind) for kind in ("browser", "crash", "protocol")):
             item.add_marker(pytest.mark.slow)
-    # Collection runs in the test processes that pytest-xdist starts (`workerinput`), not its own.
-    items.sort(key=functools.partial(_schedule, spread=hasattr(config, "workerinput")))  # stable
+    items.sort(key=_longest_first)  # stable: else as collected
 
 
 def pytest_collection_finish() -> None:
@@ -253,17 +246,6 @@ def pytest_collection_finish() -> None:
     gc.freeze()
 
 
-def _schedule(item: pytest.Item, spread: bool) -> tuple[bool, float, int]:
+def _longest_first(item: pytest.Item) -> tuple[bool, float]:
     slow = item.get_closest_marker("slow")
-    seconds = float(slow.kwargs.get("seconds", 0)) if slow else 0.0
-    # The tests of a module with a fixture of its own (a server for the module) stay together, in
-    # collection order, so that each process sets it up once rather than for every test.
-    together = item.nodeid.split("::")[0] if _shares_a_fixture(item) else item.nodeid
-    return slow is None, -seconds, zlib.crc32(together.encode()) if spread and slow is None else 0
-
-
-def _shares_a_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses a fixture set up once for its module or class. Read from pytest's
-    fixture info (`_fixtureinfo`, private; were it gone, those tests would only be spread too)."""
-    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(defs[-1].scope in ("package", "module", "class") for defs in definitions.values())
+    return slow is None, -float(slow.kwargs.get("seconds", 0) if slow else 0)
