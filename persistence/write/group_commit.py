@@ -71,6 +71,8 @@ class _Job:
     queues: bool = False
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     expiry: asyncio.TimerHandle | None = None
+    # In a transaction that may commit (a lane took it); a job put aside, having written nothing, is not.
+    taken: bool = False
 
 
 class GroupCommitRunner:
@@ -100,7 +102,8 @@ class GroupCommitRunner:
         self._prepared = prepared
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._in_flight: set[_Job] = set()
+        # Every job not answered yet, wherever it is (queued, held, in a batch), for `stop`.
+        self._waiting: set[_Job] = set()
         # Work waiting for a held stock row, and the writer that serves it, by SKU.
         self._held: dict[str, list[_Job]] = {}
         self._stock_writers: dict[str, asyncio.Task[None]] = {}
@@ -117,12 +120,20 @@ class GroupCommitRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for job in self._in_flight:
-            _answer(job, error=OutcomeUnknown("the transaction runner stopped while the work was written"))
-        held = [job for jobs in self._held.values() for job in jobs]
+        # Answered here, whatever the cancelled lanes and writers were doing with them: a job's
+        # caller waits for its answer alone, and would otherwise wait for ever.
+        unknown = "the transaction runner stopped while the work was written"
+        for job in list(self._waiting):
+            _answer(
+                job,
+                error=OutcomeUnknown(unknown)
+                if job.taken
+                else RuntimeError("the transaction runner stopped"),
+            )
         self._held.clear()
-        for job in [*held, *(self._queue.get_nowait() for _ in range(self._queue.qsize()))]:
-            _answer(job, error=RuntimeError("the transaction runner stopped"))
+        self._stock_writers.clear()  # a writer cancelled before it ran never reached its `finally`
+        while not self._queue.empty():
+            self._queue.get_nowait()
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 
@@ -156,6 +167,7 @@ class GroupCommitRunner:
         if not self._tasks:
             raise RuntimeError("the transaction runner is not started")
         job = _Job(work, lock_order, queues)
+        self._waiting.add(job)
         if lock_order in self._stock_writers:
             # Its SKU's row was held a moment ago: in a batch it would most likely only meet the
             # row again and step aside.
@@ -164,9 +176,12 @@ class GroupCommitRunner:
             if self._admission_timeout is not None:
                 job.expiry = asyncio.get_running_loop().call_later(self._admission_timeout, _expire, job)
             self._queue.put_nowait(job)
-        # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
-        result: T = await job.done
-        return result
+        try:
+            # Awaited as it is: cancelling the caller cancels `done`, which is how the lane knows.
+            result: T = await job.done
+            return result
+        finally:
+            self._waiting.discard(job)
 
     async def _lane(self) -> None:
         while True:
@@ -177,8 +192,11 @@ class GroupCommitRunner:
 
     def _hold(self, sku: str, jobs: list[_Job]) -> None:
         """Queue `jobs` for the writer of `sku`'s stock, starting it if there is none."""
+        for job in jobs:  # out of any transaction, until the writer takes it
+            job.taken = False
         self._held.setdefault(sku, []).extend(jobs)
-        if sku not in self._stock_writers:
+        # Not once stopped (a batch cancelled by `stop` puts its work aside): `stop` answers it.
+        if sku not in self._stock_writers and self._tasks:
             self._stock_writers[sku] = asyncio.create_task(self._stock_writer(sku), name=f"stock-{sku}")
 
     async def _stock_writer(self, sku: str) -> None:
@@ -199,9 +217,9 @@ class GroupCommitRunner:
         if not jobs:
             return
         for job in jobs:  # taken: from here on the work commits or fails with its batch
+            job.taken = True
             if job.expiry is not None:
                 job.expiry.cancel()
-        self._in_flight.update(jobs)
         # Work that met a held stock row and wrote nothing, for its SKU's writer once this batch
         # is done (were it handed over sooner, a batch run again could run it twice).
         aside: dict[_Job, str] = {}
@@ -233,11 +251,12 @@ class GroupCommitRunner:
                 return
             log.debug("batch of %d failed (%r); running each alone", len(rest), error)
             self._metrics.isolated_batches += 1
+            for job in rest:  # rolled back: out of any transaction until its own
+                job.taken = False
             for job in rest:
                 await self._commit([job], waits)
             return
         finally:
-            self._in_flight.difference_update(jobs)
             for job, sku in aside.items():
                 self._hold(sku, [job])
         self._metrics.commits += 1

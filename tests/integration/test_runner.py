@@ -1,5 +1,6 @@
 """The group-commit runner when callers stop waiting: withdrawn work never runs, and a caller gone
-while its batch is written leaves the runner serving everyone else."""
+while its batch is written leaves the runner serving everyone else. Stopped, it answers every caller
+still waiting."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from api.service import Service
 from api.settings import Settings
+from domain.ports import OutcomeUnknown
 from persistence.connection import Db
 from persistence.database import is_transient
 from persistence.write.group_commit import WritersBusy
@@ -60,6 +62,25 @@ async def test_a_caller_gone_while_its_batch_is_written_leaves_the_runner_servin
     holding.cancel()  # mid-write: the batch commits or not, as after a crash
     await asyncio.gather(holding, return_exceptions=True)
     assert await asyncio.wait_for(svc.write(_answer), 5) == 42
+
+
+async def test_a_stop_answers_the_work_being_written_as_unknown_and_the_queued_work_as_refused(
+    database_url: str,
+) -> None:
+    service = Service(Settings(database_url=database_url, commit_lanes=1))
+    await service.start()
+    try:
+        holding = await _hold_the_writer(service, 0.5)
+        queued = asyncio.create_task(service.write(_answer))
+        await asyncio.sleep(0.01)  # behind the held batch
+        await service.runner.stop()  # while the batch is held (the service's own stop does more first)
+    finally:
+        await service.stop()
+    # The held batch may yet commit (SQLite's writer thread finishes it), so its caller cannot know.
+    with pytest.raises(OutcomeUnknown):
+        await asyncio.wait_for(holding, 5)
+    with pytest.raises(RuntimeError, match="stopped"):
+        await asyncio.wait_for(queued, 5)
 
 
 async def test_work_no_lane_takes_in_time_is_withdrawn_as_busy_and_never_runs(database_url: str) -> None:
