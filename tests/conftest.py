@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import uuid
+import zlib
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +35,7 @@ from persistence.migrate import upgrade
 from persistence.tables import metadata
 
 # The NATS fixtures (nats_url, stream, nats_server_binary), for the event stream's tests anywhere.
-pytest_plugins = ["tests.jetstream"]
+pytest_plugins = ["tests.jetstream", "tests.warm_backends"]
 ROOT = Path(__file__).parents[1]
 CRASH_TESTS = ROOT / "tests" / "crash"
 POSTGRES_ENV = "ORDERSAGA_TEST_POSTGRES_URL"
@@ -219,13 +220,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers that follow from what a test uses (`protocol` is marked where Node runs): `browser`
     for a test with Chromium, `crash` for the tests of tests/crash, and `slow` for all of those.
 
     Slow tests run first, those marked `slow(seconds=N)` before them, longest first: over several
     processes (pytest -n, handing out one test at a time), a test of many seconds handed out last
-    would keep one process busy while the others have nothing left to do."""
+    would keep one process busy while the others have nothing left to do. Over several processes,
+    the quick tests after them are handed out in an order of their own (by a checksum of their ids,
+    the same in every process), not file by file: the tests of one file often wait alike (on a
+    token's expiry, a timeout), and handed out together they had every process waiting at once, the
+    machine idle for 5 to 10 seconds at a time. The slow tests keep their order, in which those that
+    ask for answers in time (tests/api/test_fanout_http.py) have passed run after run."""
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -233,7 +239,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.crash)
         if any(item.get_closest_marker(kind) for kind in ("browser", "crash", "protocol")):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=_longest_first)  # stable: else as collected
+    # Collection runs in the test processes that pytest-xdist starts (`workerinput`), not its own.
+    items.sort(key=functools.partial(_schedule, spread=hasattr(config, "workerinput")))  # stable
 
 
 def pytest_collection_finish() -> None:
@@ -246,6 +253,17 @@ def pytest_collection_finish() -> None:
     gc.freeze()
 
 
-def _longest_first(item: pytest.Item) -> tuple[bool, float]:
+def _schedule(item: pytest.Item, spread: bool) -> tuple[bool, float, int]:
     slow = item.get_closest_marker("slow")
-    return slow is None, -float(slow.kwargs.get("seconds", 0) if slow else 0)
+    seconds = float(slow.kwargs.get("seconds", 0)) if slow else 0.0
+    # The tests of a module with a fixture of its own (a server for the module) stay together, in
+    # collection order, so that each process sets it up once rather than for every test.
+    together = item.nodeid.split("::")[0] if _shares_a_fixture(item) else item.nodeid
+    return slow is None, -seconds, zlib.crc32(together.encode()) if spread and slow is None else 0
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture set up once for its module or class. Read from pytest's
+    fixture info (`_fixtureinfo`, private; were it gone, those tests would only be spread too)."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(defs[-1].scope in ("package", "module", "class") for defs in definitions.values())
