@@ -6,6 +6,7 @@ of a process that quietly stopped hearing other processes' commits or renewing i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,17 @@ async def unless_busy(read: Callable[[], Awaitable[T]], what: str) -> T | None:
             raise
         log.info("%s not read (%s); keeping what was read before", what, type(error).__name__)
         return None
+
+
+async def woken(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` have passed; whether it was set. A background task's
+    wait for its next wake-up: a cancellation always ends it, where `asyncio.wait_for` on Python 3.11
+    drops one that arrives as the event is set (CPython gh-86296), and the task stopped then ran on
+    while its service's stop waited for it for ever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: str) -> None:

@@ -184,7 +184,9 @@ async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> Saga
             if row is None or SagaStatus(row.status) in SETTLED_STATUSES:
                 return None
         # Cancelled when the wait times out, which is all a watcher needs: it is unwatched below.
-        return await asyncio.wait_for(watcher, within.total_seconds())
+        # (Not asyncio.wait_for, which on Python 3.11 may drop the request's own cancellation.)
+        async with asyncio.timeout(within.total_seconds()):
+            return await watcher
     except TimeoutError:
         return None
     finally:

@@ -18,7 +18,6 @@ falls. A follower that starts from a cursor (`after`) reads its way up the same 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 from api.live.hub import TransitionHub
 from api.live.recent_transitions import patiently
+from api.supervision import woken
 
 # Events kept for followers that were busy when they arrived: a few seconds of a busy service.
 KEPT = 4096
@@ -105,8 +105,7 @@ class JournalTail(Generic[Event]):
                     async with self._reading:
                         if not self._stale:
                             await self._advance()
-                    with contextlib.suppress(TimeoutError):  # either way: look again
-                        await asyncio.wait_for(committed.wait(), self._poll_s)
+                    await woken(committed, self._poll_s)  # either way: look again
 
     async def follow(
         self, after: int | None, customer_id: str | None = None

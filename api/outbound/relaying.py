@@ -28,6 +28,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
+from api.supervision import woken
 from domain.orchestration.attempts import jittered_pause
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, events_after
@@ -184,11 +185,9 @@ class RelayDriver:
             committed.clear()  # what commits from here on rings it again
             more = await self._round()
             self._state, self._failures = RelayState.CURRENT, 0
-            if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(committed.wait(), self._poll_s)
-                    # The commits that follow within a moment go out in the same round.
-                    await asyncio.sleep(self._gather_s)
+            if not more and await woken(committed, self._poll_s):
+                # The commits that follow within a moment go out in the same round.
+                await asyncio.sleep(self._gather_s)
 
     async def _round(self) -> bool:
         """One batch into the sink, its position stored; whether more is waiting."""

@@ -27,7 +27,6 @@ taken a single event for `disable_after` is disabled, its reason stated (docs/de
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from api.live.hub import TransitionHub
 from api.outbound.addresses import Reach
 from api.outbound.relaying import RelayDriver
 from api.outbound.sender_process import Attempt, Destination, Message, SenderProcess
-from api.supervision import Supervisor, unless_busy
+from api.supervision import Supervisor, unless_busy, woken
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.relays import Relays
@@ -347,8 +346,7 @@ class Webhooks:
                 enabled = await unless_busy(self.store.enabled_ids, "webhook endpoints")
                 if enabled is not None:
                     await self._follow(enabled)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), POLL_S)
+                await woken(self._changed, POLL_S)
         finally:
             await self._follow(set())
 

@@ -108,6 +108,7 @@ class CommitListener:
 
 async def _close(connection: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(connection.close(), timeout=2)
+        async with asyncio.timeout(2):  # not wait_for, which on Python 3.11 may drop a cancellation
+            await connection.close()
     except Exception:
         connection.terminate()

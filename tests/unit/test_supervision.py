@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from api.supervision import Supervisor
+from api.supervision import Supervisor, woken
 from tests.polling import eventually
 
 
@@ -46,3 +46,23 @@ async def test_a_task_that_returns_is_restarted_too() -> None:
     supervisor.keep("lease-rounds", rounds)
     await eventually(lambda: len(runs) >= 3, "three runs")
     await supervisor.stop()
+
+
+async def test_a_wait_for_a_wake_up_says_whether_it_came() -> None:
+    event = asyncio.Event()
+    assert await woken(event, 0.01) is False
+    event.set()
+    assert await woken(event, 60) is True
+
+
+async def test_a_wait_for_a_wake_up_stopped_as_it_comes_stops() -> None:
+    """The stop and the wake-up in one turn of the loop: asyncio.wait_for (Python 3.11) answered the
+    wake-up and dropped the stop, so that the task ran on."""
+    event = asyncio.Event()
+    waiting = asyncio.create_task(woken(event, 60))
+    await asyncio.sleep(0)  # waiting
+    event.set()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await waiting
