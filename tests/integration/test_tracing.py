@@ -12,6 +12,7 @@ import pytest
 
 from domain.model.saga import Participant
 from tests.integration.staging import Stage, start_stage
+from tests.polling import eventually
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra: pip install -e '.[otel]'")
 
@@ -38,8 +39,16 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[Stage, InMemorySpanExpor
     await stage.svc.stop()
 
 
-def spans_of(exporter: InMemorySpanExporter, saga_id: str) -> tuple[ReadableSpan, list[ReadableSpan]]:
-    spans = [s for s in exporter.get_finished_spans() if s.attributes and s.attributes["saga.id"] == saga_id]
+async def spans_of(exporter: InMemorySpanExporter, saga_id: str) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """The saga's span and its steps', once the saga's has ended: the read model may show the saga
+    ended a moment before the tracer hears of the commit (it runs once the commit has returned)."""
+
+    def of_the_saga() -> list[ReadableSpan]:
+        finished = exporter.get_finished_spans()
+        return [s for s in finished if s.attributes and s.attributes["saga.id"] == saga_id]
+
+    await eventually(lambda: any(s.name == "order saga" for s in of_the_saga()), "the saga's span to end")
+    spans = of_the_saga()
     [saga] = [s for s in spans if s.name == "order saga"]
     steps = [s for s in spans if s is not saga]
     assert saga.context is not None
@@ -52,7 +61,7 @@ async def test_a_saga_span_holds_a_span_per_step(
 ) -> None:
     stage, exporter, tracer = traced
     completed = await stage.order(1)
-    saga, steps = spans_of(exporter, completed)
+    saga, steps = await spans_of(exporter, completed)
     assert [s.name for s in steps] == ["CREATE_ORDER", "RESERVE_STOCK", "CONFIRM_ORDER", "CREATE_SHIPMENT"]
     assert saga.attributes is not None and saga.attributes["saga.status"] == "COMPLETED"
     assert saga.status.status_code is StatusCode.UNSET
@@ -71,7 +80,7 @@ async def test_failures_show_on_the_step_and_the_saga(
     stage, exporter, _ = traced
     stage.gate.refusals[Participant.ORDERS] = 3
     failed = await stage.order(1)
-    saga, steps = spans_of(exporter, failed)
+    saga, steps = await spans_of(exporter, failed)
     assert [s.name for s in steps] == [
         "CREATE_ORDER",
         "RESERVE_STOCK",
