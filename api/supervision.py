@@ -22,6 +22,8 @@ FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
 # A run that lasted this long was healthy: the next death starts the pauses afresh.
 HEALTHY_RUN_S = 60.0
+# A task still running this long after it was stopped is named in the log (it holds the stop).
+SLOW_STOP_S = 10.0
 
 
 async def unless_busy(read: Callable[[], Awaitable[T]], what: str) -> T | None:
@@ -46,6 +48,16 @@ async def woken(event: asyncio.Event, seconds: float) -> bool:
         async with asyncio.timeout(seconds):
             await event.wait()
     return event.is_set()
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError if the current task was cancelled and goes on regardless: a library's
+    `asyncio.wait_for` (nats-py's requests and connects, say) drops a cancellation that arrives as
+    what it waits for completes (Python 3.11, CPython gh-86296), and a loop that ran on would never
+    stop. For the top of such a loop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: str) -> None:
@@ -86,8 +98,14 @@ class Down:
 class Supervisor:
     """Runs each task given to `keep` until `stop`, restarting it whenever it ends on its own."""
 
-    def __init__(self, first_pause_s: float = FIRST_PAUSE_S, max_pause_s: float = MAX_PAUSE_S) -> None:
+    def __init__(
+        self,
+        first_pause_s: float = FIRST_PAUSE_S,
+        max_pause_s: float = MAX_PAUSE_S,
+        slow_stop_s: float = SLOW_STOP_S,
+    ) -> None:
         self._first_pause_s, self._max_pause_s = first_pause_s, max_pause_s
+        self._slow_stop_s = slow_stop_s
         self._tasks: list[asyncio.Task[None]] = []
         self.down: dict[str, Down] = {}
 
@@ -97,8 +115,18 @@ class Supervisor:
         self._tasks.append(asyncio.create_task(self._keep(name, run), name=name))
 
     async def stop(self) -> None:
+        """Cancel every task and wait until each has ended, however long that takes; a task still
+        running after `slow_stop_s` is named in the log, since it holds the service's stop."""
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            _, running = await asyncio.wait(self._tasks, timeout=self._slow_stop_s)
+            for task in running:
+                log.warning(
+                    "background task %s has not stopped %gs after it was asked to",
+                    task.get_name(),
+                    self._slow_stop_s,
+                )
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 

@@ -188,7 +188,8 @@ async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> Saga
         async with asyncio.timeout(within.total_seconds()):
             return await watcher
     except TimeoutError:
-        return None
+        # The outcome may have come in the same turn of the loop as the deadline.
+        return watcher.result() if watcher.done() and not watcher.cancelled() else None
     finally:
         svc.orchestrator.unwatch(placed.saga_id, watcher)
 

@@ -28,7 +28,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
-from api.supervision import woken
+from api.supervision import stop_if_cancelled, woken
 from domain.orchestration.attempts import jittered_pause
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, events_after
@@ -124,6 +124,7 @@ class RelayDriver:
         try:
             with self._hub.alarm() as committed:
                 while True:
+                    stop_if_cancelled()  # a sink's library may have dropped the stop
                     try:
                         await self._hold_and_drive(committed)
                     except LeaseLost:
@@ -182,6 +183,7 @@ class RelayDriver:
         """Rounds, back to back while more is waiting, else once woken by a commit (of this process
         or, on PostgreSQL, another) or `poll_s` later."""
         while True:
+            stop_if_cancelled()
             committed.clear()  # what commits from here on rings it again
             more = await self._round()
             self._state, self._failures = RelayState.CURRENT, 0

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from api.supervision import Supervisor, woken
+from api.supervision import Supervisor, stop_if_cancelled, woken
 from tests.polling import eventually
 
 
@@ -66,3 +66,43 @@ async def test_a_wait_for_a_wake_up_stopped_as_it_comes_stops() -> None:
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(5):
             await waiting
+
+
+async def test_a_loop_whose_stop_a_library_dropped_stops_at_its_next_turn() -> None:
+    event, turns = asyncio.Event(), []
+
+    async def loop() -> None:
+        while True:
+            stop_if_cancelled()
+            turns.append(len(turns))
+            # As a library waits (nats-py's requests): the stop, arriving as the wait ends, is dropped.
+            await asyncio.wait_for(event.wait(), 60)
+            event.clear()
+
+    running = asyncio.create_task(loop())
+    await eventually(lambda: turns == [0], "the first turn")
+    await asyncio.sleep(0)  # in its wait
+    event.set()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await running
+    assert turns == [0]
+
+
+async def test_a_task_slow_to_stop_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = Supervisor(slow_stop_s=0.05)
+
+    async def reluctant() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(asyncio.sleep(0.2))  # its clean-up outlasts slow_stop_s
+
+    supervisor.keep("journal-tail", reluctant)
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="ordersaga.supervision"):
+        await supervisor.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "ordersaga.supervision"] == [
+        "background task journal-tail has not stopped 0.05s after it was asked to"
+    ]
