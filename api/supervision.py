@@ -39,17 +39,6 @@ async def unless_busy(read: Callable[[], Awaitable[T]], what: str) -> T | None:
         return None
 
 
-async def woken(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until `event` is set or `seconds` have passed; whether it was set. A background task's
-    wait for its next wake-up: a cancellation always ends it, where `asyncio.wait_for` on Python 3.11
-    drops one that arrives as the event is set (CPython gh-86296), and the task stopped then ran on
-    while its service's stop waited for it for ever."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    return event.is_set()
-
-
 def stop_if_cancelled() -> None:
     """Raise CancelledError if the current task was cancelled and goes on regardless: a library's
     `asyncio.wait_for` (nats-py's requests and connects, say) drops a cancellation that arrives as
@@ -58,6 +47,18 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def woken(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` have passed; whether it was set. A background task's
+    wait for its next wake-up: a cancellation always ends it, where `asyncio.wait_for` on Python 3.11
+    drops one that arrives as the event is set (CPython gh-86296), and the task stopped then ran on
+    while its service's stop waited for it for ever."""
+    stop_if_cancelled()  # a stop a library dropped before this wait: none of it waited out
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 async def every(seconds: float, refresh: Callable[[], Awaitable[None]], what: str) -> None:

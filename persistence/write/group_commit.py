@@ -113,9 +113,10 @@ class GroupCommitRunner:
         self._tasks = [asyncio.create_task(self._lane(), name=f"commit-lane-{i}") for i in range(self._lanes)]
 
     async def stop(self) -> None:
-        """Stop writing. Work still queued, or in a batch that was being written, is answered with an
-        error (a batch already in the writer's thread may still commit: its callers cannot know, as
-        after a crash); the runner takes no work afterwards."""
+        """Stop writing. Work in a batch that was being written is answered OutcomeUnknown (a batch
+        already in the writer's thread may still commit: its callers cannot know, as after a crash);
+        work not taken yet (queued, or waiting for a stock row), RuntimeError. The runner takes no
+        work afterwards (RuntimeError: not started)."""
         tasks, self._tasks = [*self._tasks, *self._stock_writers.values()], []
         for task in tasks:
             task.cancel()
