@@ -62,11 +62,11 @@ async def _execute(url: str, statement: str, **options: Any) -> None:
 
 
 class _Emptier:
-    """Deletes every row of a PostgreSQL database, dependents first, on one connection kept from one
-    emptying to the next, on an event loop of its own thread (apart from the tests' loop). A test
-    leaves a few rows, which DELETE removes in a few milliseconds (TRUNCATE makes every table anew,
-    about a fifth of a second each test); a new connection each time cost as much CPU again, in the
-    client and in the server process PostgreSQL starts for it."""
+    """Deletes every row of a PostgreSQL database, dependents first, in one query, on one connection
+    kept from one emptying to the next, on an event loop of its own thread (apart from the tests'
+    loop). A test leaves a few rows, which DELETE removes in a few milliseconds (TRUNCATE makes every
+    table anew, about a fifth of a second each test); a new connection each time cost as much CPU
+    again, in the client and in the server process PostgreSQL starts for it."""
 
     def __init__(self, url: str) -> None:
         self._loop = asyncio.new_event_loop()
@@ -86,10 +86,18 @@ class _Emptier:
             self._loop.close()
 
     async def _delete_every_row(self) -> None:
-        async with self._engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                if table.name != "alembic_version":
-                    await conn.execute(table.delete())
+        # One round trip: the DELETEs in one query string, which PostgreSQL runs as one transaction
+        # (statement by statement, through SQLAlchemy, took ten times as long).
+        quote = self._engine.dialect.identifier_preparer.format_table
+        deletes = "; ".join(
+            f"DELETE FROM {quote(table)}"
+            for table in reversed(metadata.sorted_tables)
+            if table.name != "alembic_version"
+        )
+        async with self._engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(deletes)
 
     def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
