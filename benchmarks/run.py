@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--postgres", help="a PostgreSQL server URL: run every cell on it too")
     args = parser.parse_args()
-    sagas, levels, ceiling_s = (8, (2,), 0.5) if args.smoke else (args.sagas, CONCURRENCY, 3.0)
+    sagas, levels, ceiling_s = (8, (2,), 0.1) if args.smoke else (args.sagas, CONCURRENCY, 3.0)
     # The hot workload alone covers every path (contention, failures and their compensation).
     workloads = WORKLOADS[1:] if args.smoke else WORKLOADS
     results: dict[str, Any] = {"machine": machine(), "sagas": sagas, "loadavg": round(os.getloadavg()[0], 2)}
