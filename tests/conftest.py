@@ -73,6 +73,14 @@ class _Emptier:
         self._thread = threading.Thread(target=self._loop.run_forever, name="emptier", daemon=True)
         self._thread.start()
         self._engine = make_engine(url, pool_size=1, max_overflow=0)
+        # One round trip: the DELETEs in one query string, which PostgreSQL runs as one transaction
+        # (statement by statement, through SQLAlchemy, took ten times as long).
+        quote = self._engine.dialect.identifier_preparer.format_table
+        self._deletes = "; ".join(
+            f"DELETE FROM {quote(table)}"
+            for table in reversed(metadata.sorted_tables)
+            if table.name != "alembic_version"
+        )
 
     def empty(self) -> None:
         self._run(self._delete_every_row())
@@ -86,18 +94,10 @@ class _Emptier:
             self._loop.close()
 
     async def _delete_every_row(self) -> None:
-        # One round trip: the DELETEs in one query string, which PostgreSQL runs as one transaction
-        # (statement by statement, through SQLAlchemy, took ten times as long).
-        quote = self._engine.dialect.identifier_preparer.format_table
-        deletes = "; ".join(
-            f"DELETE FROM {quote(table)}"
-            for table in reversed(metadata.sorted_tables)
-            if table.name != "alembic_version"
-        )
         async with self._engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
-            await driver.execute(deletes)
+            await driver.execute(self._deletes)
 
     def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -116,12 +116,15 @@ def _plain(value: Any) -> bool:
 
 async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     """`asyncpg.connect`, handing out a kept connection made with the same arguments if one is alive."""
-    if "connection_class" in kwargs or not _plain([args, kwargs]):
-        return await _connect(*args, **kwargs)
+    if (
+        "connection_class" in kwargs
+        or not _plain([args, kwargs])
+        or asyncio.get_running_loop() is not _tests_loop
+    ):
+        return await _connect(*args, **kwargs)  # never kept
     key = repr((args, sorted(kwargs.items())))
-    on_tests_loop = asyncio.get_running_loop() is _tests_loop
     # Taken out before the first await, so that two connects at once never take the same one.
-    while on_tests_loop and (entry := next((e for e in _kept if e[0] == key), None)) is not None:
+    while (entry := next((e for e in _kept if e[0] == key), None)) is not None:
         _kept.remove(entry)
         connection = entry[1]
         connection._idle = False
