@@ -27,12 +27,15 @@ from persistence.write import catalog
 
 
 async def run(
-    concurrency: int, sagas: int, hot: bool, failure_rate: float, database: Database
+    concurrency: int, sagas: int, hot: bool, failure_rate: float, database: Database, warmup: int = 0
 ) -> dict[str, Any]:
+    """One cell: `warmup` sagas untimed, then `sagas` timed (all checked); the report's figures are
+    the timed ones', and `warmup_max_ms` the slowest warm-up saga (the cold start)."""
     load_before = os.getloadavg()[0]
+    orders = workload.orders(warmup + sagas, hot, failure_rate)
     svc = Service(Settings(database_url=database.async_url, freeze_start_up=True))  # as `serve` runs
     await svc.start()
-    await svc.write(lambda db: _stock(db, workload.skus(hot), workload.stock_per_sku(sagas)))
+    await svc.write(lambda db: _stock(db, workload.skus(hot), workload.stock_per_sku(len(orders))))
     finished: dict[str, asyncio.Future[SagaStatus]] = {}
 
     def on_change(change: SagaChange) -> None:
@@ -55,7 +58,9 @@ async def run(
             latencies.append(time.perf_counter() - started)
             outcomes.append((order, status))
 
-    orders = workload.orders(sagas, hot, failure_rate)
+    await asyncio.gather(*(one(o) for o in orders[:warmup]))
+    warmed = max(latencies, default=0.0)
+    latencies.clear()
     metrics = svc.metrics
     commits0, conflicts0, cpu0, t0 = (
         metrics.commits,
@@ -63,7 +68,7 @@ async def run(
         time.process_time(),
         time.perf_counter(),
     )
-    await asyncio.gather(*(one(o) for o in orders))
+    await asyncio.gather(*(one(o) for o in orders[warmup:]))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     checks = await _check_books(svc, outcomes, hot)
     report = {
@@ -71,9 +76,11 @@ async def run(
         "database": database.kind,
         "concurrency": concurrency,
         "sagas": sagas,
+        "warmup": warmup,
         "distribution": "hot" if hot else "uniform",
         "failure_rate": failure_rate,
         "loadavg_1m_before": round(load_before, 2),
+        "warmup_max_ms": round(warmed * 1000, 2),
         "sagas_per_s": round(sagas / elapsed, 1),
         **_latency(latencies),
         "cpu_s_per_saga": round(cpu / sagas, 5),
@@ -114,13 +121,15 @@ async def _check_books(
 def main() -> None:
     # The failing sagas of a workload fail on purpose; their warnings would only be noise here.
     logging.basicConfig(level=logging.ERROR)
-    parser = workload.cell_arguments(__doc__, sagas=2000)
+    parser = workload.cell_arguments(__doc__, sagas=2000, warms_up=True)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
         fresh_database(args.postgres, Path(workdir), "engine") as database,
     ):
-        report = asyncio.run(run(args.concurrency, args.sagas, args.hot, args.failure_rate, database))
+        warmup = workload.warmup(args.concurrency) if args.warmup is None else args.warmup
+        cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, database)
+        report = asyncio.run(run(*cell, warmup=warmup))
     workload.emit(report, args.json)
 
 

@@ -270,9 +270,12 @@ async def run(
     ceiling_s: float = 5.0,
     webhook: bool = False,
     warehouse: bool = False,
+    warmup: int = 0,
 ) -> dict[str, Any]:
+    """One cell: `warmup` sagas untimed, then `sagas` timed (all checked); the report's figures are
+    the timed ones', and `warmup_max_ms` the slowest warm-up saga (the cold start)."""
     load_before = os.getloadavg()[0]
-    orders = workload.orders(sagas, hot, failure_rate)
+    orders = workload.orders(warmup + sagas, hot, failure_rate)
     receiver = Receiver()
     remote: contextlib.AbstractAsyncContextManager[list[str]] = (
         remote_warehouse(workdir, _free_port()) if warehouse else contextlib.nullcontext([])
@@ -286,7 +289,7 @@ async def run(
                 # server starts what sends its requests meanwhile, not while the orders are timed.
                 subscribed = await post_graphql(session, url, SUBSCRIBE, hook=hook)
                 assert subscribed["createWebhookEndpoint"]["userErrors"] == [], subscribed
-            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(sagas))
+            await stock_catalog(session, url, workload.skus(hot), workload.stock_per_sku(len(orders)))
             gate = asyncio.Semaphore(concurrency)
             placing, finishing, outcomes, requests, saga_ids = [], [], [], 0, []
 
@@ -310,10 +313,15 @@ async def run(
                     finishing.append(time.perf_counter() - started)
                     outcomes.append((order, status))
 
+            await asyncio.gather(*(one(n, o) for n, o in enumerate(orders[:warmup])))
+            warmed = max(placing, default=0.0)
+            placing.clear()
+            finishing.clear()
+            requests = 0
             (user0, system0), t0 = server_cpu_split_s(pid), time.perf_counter()
             sagas_process0 = own_cpu_s(pid)
             receiving0 = server_cpu_s(receiver.pid) if webhook else 0.0
-            await asyncio.gather(*(one(n, o) for n, o in enumerate(orders)))
+            await asyncio.gather(*(one(n, o) for n, o in enumerate(orders[warmup:], start=warmup)))
             end, ended = time.perf_counter(), time.monotonic()
             user1, system1 = server_cpu_split_s(pid)
             sagas_process = own_cpu_s(pid) - sagas_process0
@@ -332,9 +340,11 @@ async def run(
         "database": database.kind,
         "concurrency": concurrency,
         "sagas": sagas,
+        "warmup": warmup,
         "distribution": "hot" if hot else "uniform",
         "failure_rate": failure_rate,
         "loadavg_1m_before": round(load_before, 2),
+        "warmup_max_ms": round(warmed * 1000, 2),
         "sagas_per_s": round(sagas / elapsed, 1),
         "p50_ms": round(workload.percentile(finishing, 50) * 1000, 2),
         "p99_ms": round(workload.percentile(finishing, 99) * 1000, 2),
@@ -380,7 +390,7 @@ async def _warehouse_commands(session: aiohttp.ClientSession, url: str) -> dict[
 
 
 def main() -> None:
-    parser = workload.cell_arguments(__doc__, sagas=1000)
+    parser = workload.cell_arguments(__doc__, sagas=1000, warms_up=True)
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--webhook", action="store_true", help="with one webhook endpoint taking every event")
     parser.add_argument(
@@ -392,8 +402,15 @@ def main() -> None:
         fresh_database(args.postgres, Path(workdir), "full") as database,
     ):
         cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
+        warmup = workload.warmup(args.concurrency) if args.warmup is None else args.warmup
         report = asyncio.run(
-            run(*cell, ceiling_s=args.ceiling_seconds, webhook=args.webhook, warehouse=args.remote_warehouse)
+            run(
+                *cell,
+                ceiling_s=args.ceiling_seconds,
+                webhook=args.webhook,
+                warehouse=args.remote_warehouse,
+                warmup=warmup,
+            )
         )
     workload.emit(report, args.json)
 

@@ -41,6 +41,18 @@ def orders(count: int, hot: bool, failure_rate: float, seed: int = 7) -> list[Or
     ]
 
 
+WARMUP_HELP = "untimed sagas first, checked too (default: two waves of the concurrency, at least 10)"
+
+
+def warmup(concurrency: int) -> int:
+    """How many sagas a cell runs untimed before its timed ones, the same rule for ordersaga's cells
+    and the DBOS peer's; they are checked with the rest. The first wave of `concurrency` sagas meets a
+    process's cold start (statements compiled and prepared on each new connection, a document's first
+    parse): a cost paid once per process, which would otherwise stand as a cell's p99. Two waves, at
+    least 10 (the peer's warm-up before this rule)."""
+    return max(10, 2 * concurrency)
+
+
 def stock_per_sku(count: int) -> int:
     """Enough that no order falls short even if all land on one SKU: outcomes are decided up front."""
     return count * MAX_QUANTITY
@@ -75,13 +87,15 @@ def books(outcomes: list[tuple[Order, str]], stock: dict[str, tuple[int, int]]) 
     }
 
 
-def cell_arguments(description: str | None, sagas: int) -> argparse.ArgumentParser:
-    """The command line of one benchmark cell."""
+def cell_arguments(description: str | None, sagas: int, warms_up: bool = False) -> argparse.ArgumentParser:
+    """The command line of one benchmark cell; with `warms_up`, its `--warmup` too."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--sagas", type=int, default=sagas)
+    parser.add_argument("--sagas", type=int, default=sagas, help="timed sagas")
+    if warms_up:
+        parser.add_argument("--warmup", type=int, help=WARMUP_HELP)
     parser.add_argument("--hot", action="store_true", help="every order on one SKU")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="write the report here too")

@@ -169,6 +169,7 @@ def _measure(spec: RunSpec, load_before: float, app_url: str, system_url: str) -
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(latencies[-1], 2),
+        "warmup_max_ms": round(max((lat * 1000 for _, lat in warm), default=0.0), 2),
         "cpu_s_per_saga": round(cpu / n, 5),
         "commits_per_saga": round((app1[0] - app0[0] + sys1[0] - sys0[0]) / n, 2),
         "app_db_commits_per_saga": round((app1[0] - app0[0]) / n, 2),
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "inline: call the workflow on the driver thread",
     )
     parser.add_argument("--pool-size", type=int, default=20, help="connections per SQLite engine")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed sagas first (checked too)")
+    parser.add_argument("--warmup", type=int, help=workload.WARMUP_HELP)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path)
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             failure_rate=args.failure_rate,
             launch=args.launch,
             pool_size=args.pool_size,
-            warmup=args.warmup,
+            warmup=workload.warmup(concurrency) if args.warmup is None else args.warmup,
             seed=args.seed,
             workdir=str(base / f"{args.distribution}-c{concurrency}"),
             variant=args.variant,
