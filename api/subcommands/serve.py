@@ -138,6 +138,8 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
         log_level="warning",
         # The same protocol and limits as one process; see worker_app for the header timeout.
         http="api.web.http_server:HeaderDeadline",
+        # Typed int, used as call_later's delay, which any number of seconds is.
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
         ws_max_size=settings.max_body_bytes,
     )
     # Bound here, as uvicorn.run would, so that the URL printed has the port the socket holds (the

@@ -127,6 +127,14 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         help="seconds a request's headers may take to arrive before the connection is closed "
         "(default %(default)g)",
     )
+    add_seconds(
+        serve,
+        "--keep-alive-timeout",
+        default=limits.keep_alive_timeout,
+        metavar="S",
+        help="seconds an idle connection is kept open between requests; longer than clients keep "
+        "theirs, so that the client, not the server, closes it (default %(default)g)",
+    )
     serve.add_argument(
         "--no-fast-paths",
         dest="fast_paths",
@@ -340,6 +348,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
         header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
         auth=auth_config(args),
         mutation_limits=args.mutation_rate_limit,
         rate_limit_storage=args.rate_limit_storage,

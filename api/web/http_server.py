@@ -1,7 +1,8 @@
 """The HTTP server around the app: uvicorn, configured so that no client holds a connection for ever,
 and announcing where it listens only once it does.
 
-uvicorn bounds the idle time between a connection's requests (keep-alive, 5 s) but not the time a
+uvicorn bounds the idle time between a connection's requests (`Settings.keep_alive_timeout`, 75 s,
+longer than clients' pools keep an idle connection, so that they close it first) but not the time a
 request's headers take to arrive; `HeaderDeadline` adds that. Bodies are bounded by
 `api.web.request_limits.BodyLimits`, WebSocket messages by the same size limit.
 """
@@ -60,7 +61,7 @@ class HeaderDeadline(HttpToolsProtocol):
 
 def server_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvicorn.Config:
     """uvicorn's configuration for serving `app` on `host:port` (0: any free port) with `settings`'
-    limits: header timeout, WebSocket message size (the body size limit)."""
+    limits: header timeout, keep-alive timeout, WebSocket message size (the body size limit)."""
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
     return uvicorn.Config(
         app,
@@ -68,6 +69,8 @@ def server_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvi
         port=port,
         log_level="warning",
         http=protocol,
+        # Typed int, used as call_later's delay, which any number of seconds is.
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
         ws_max_size=settings.max_body_bytes,
     )
 

@@ -35,10 +35,6 @@ async def serve_app(app: ASGIApp, settings: Settings | None = None, port: int = 
     """Serve an ASGI app on loopback `port` (0: a free one), in this event loop, with `settings`'
     limits (the defaults without); its base URL."""
     config = server_config(app, settings or Settings(database_url=""), "127.0.0.1", port)
-    # The test clients (httpx) keep an idle connection for 5 seconds, as long as uvicorn keeps it
-    # open by default: a request sent about 5 seconds after the last one met the connection as the
-    # server closed it (httpx.ReadError). The server keeps it longer, so the client closes it first.
-    config.timeout_keep_alive = 30
     server = _PromptServer(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
