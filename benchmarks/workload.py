@@ -47,9 +47,10 @@ WARMUP_HELP = "untimed sagas first, checked too (default: two waves of the concu
 def warmup(concurrency: int) -> int:
     """How many sagas a cell runs untimed before its timed ones, the same rule for ordersaga's cells
     and the DBOS peer's; they are checked with the rest. The first wave of `concurrency` sagas meets a
-    process's cold start (statements compiled and prepared on each new connection, a document's first
-    parse): a cost paid once per process, which would otherwise stand as a cell's p99. Two waves, at
-    least 10 (the peer's warm-up before this rule)."""
+    cold process (known SKUs not yet remembered, statements not yet compiled, nor prepared on its
+    connections): on the full stack at 16 clients it took 113 ms on SQLite and 209 ms on PostgreSQL,
+    against 38 and 74 ms for the same burst once warm. A cost paid once per process, which would
+    otherwise stand as a cell's p99. Two waves, at least 10 (the peer's warm-up before this rule)."""
     return max(10, 2 * concurrency)
 
 
