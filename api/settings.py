@@ -66,10 +66,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     body_timeout: float = 30.0
     header_timeout: float = 10.0
-    # Seconds an idle connection is kept between requests. Longer than the idle expiry of clients'
-    # connection pools (httpx 5 s, Node's undici 4 s, aiohttp 15 s; nginx's own default is 75 s): a
+    # Seconds an idle connection is kept between requests. Longer than many clients' pools keep an
+    # idle connection (httpx 5 s, Node's undici 4 s, aiohttp 15 s; nginx's own default is 75 s): a
     # server that closes first races the client's next request on that connection, which the client
-    # then sees fail (a reset or an empty answer) although the service never read it.
+    # then sees fail (a reset or an empty answer) although the service never read it. In front of
+    # clients or proxies that keep theirs longer, it is set above their idle timeout.
     keep_alive_timeout: float = 75.0
     # How bearer tokens are trusted; unconfigured, the service is in development mode (all admin).
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -11,8 +11,9 @@ by the same command. A sample belongs to the bucket of its innermost frame that 
 inside the database driver shows as the innermost Python frame that called it: SQLAlchemy's
 `do_execute`, or `Prepared.run`); its share of the samples times the cell's CPU per saga is the
 bucket's CPU per saga. Start-up's samples and those of threads waiting are left out (`WAITS`);
-stocking's remain (mostly in `other`), while the CPU per saga they are scaled to is the measured
-window's, so the shares follow CPU closely, not exactly.
+stocking's and the cell's warm-up sagas' remain (a cell from before the warm-up has none), while the
+CPU per saga they are scaled to is the timed window's, so the shares follow CPU closely, not
+exactly.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ MAX_QUANTITY = 3
 EMPTY_SKU = "SKU-EMPTY"
 HOT_SKU = "SKU-HOT"
 UNIFORM_SKUS = 100
+# Every side draws the same orders: ordersaga's cells and the DBOS peer's.
+SEED = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +35,11 @@ def skus(hot: bool) -> list[str]:
     return [HOT_SKU] if hot else [f"SKU-{i:03d}" for i in range(UNIFORM_SKUS)]
 
 
-def orders(count: int, hot: bool, failure_rate: float, seed: int = 7) -> list[Order]:
+def orders(number: int, hot: bool, failure_rate: float, seed: int = SEED) -> list[Order]:
     rng, choices = random.Random(seed), skus(hot)
     return [
         Order(EMPTY_SKU if rng.random() < failure_rate else rng.choice(choices), rng.randint(1, MAX_QUANTITY))
-        for _ in range(count)
+        for _ in range(number)
     ]
 
 
@@ -46,12 +48,19 @@ WARMUP_HELP = "untimed sagas first, checked too (default: two waves of the concu
 
 def warmup(concurrency: int) -> int:
     """How many sagas a cell runs untimed before its timed ones, the same rule for ordersaga's cells
-    and the DBOS peer's; they are checked with the rest. The first wave of `concurrency` sagas meets a
-    cold process (known SKUs not yet remembered, statements not yet compiled, nor prepared on its
-    connections): on the full stack at 16 clients it took 113 ms on SQLite and 209 ms on PostgreSQL,
-    against 38 and 74 ms for the same burst once warm. A cost paid once per process, which would
-    otherwise stand as a cell's p99. Two waves, at least 10 (the peer's warm-up before this rule)."""
+    and the DBOS peer's; they are checked with the rest. The first wave of `concurrency` sagas arrives
+    at once on a cold process, a cost paid once per process that would otherwise stand as a cell's
+    p99 (docs/performance.md measures it). Two waves, at least 10 (the peer's warm-up before this
+    rule)."""
     return max(10, 2 * concurrency)
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    number = int(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more")
+    return number
 
 
 def stock_per_sku(count: int) -> int:
@@ -96,7 +105,7 @@ def cell_arguments(description: str | None, sagas: int, warms_up: bool = False) 
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--sagas", type=int, default=sagas, help="timed sagas")
     if warms_up:
-        parser.add_argument("--warmup", type=int, help=WARMUP_HELP)
+        parser.add_argument("--warmup", type=count, help=WARMUP_HELP)
     parser.add_argument("--hot", action="store_true", help="every order on one SKU")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="write the report here too")

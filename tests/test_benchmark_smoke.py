@@ -36,7 +36,9 @@ def test_the_benchmark_harness_runs_and_checks_every_saga(tmp_path: Path) -> Non
     assert "| False |" not in table
     assert "](benchmarks.png)" in table
     # Every side ran its warm-up sagas untimed first: the slowest of them is listed, per database.
-    warmed = re.findall(r"^- hot c=2: ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)$", table, re.MULTILINE)
+    warmed = re.findall(
+        r"^- hot c=2, 2 sagas: ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)$", table, re.MULTILINE
+    )
     assert len(warmed) == (1 if server is None else 2)
     assert all(float(ms) > 0 for row in warmed for ms in row)
     fanned_out = re.findall(r"^\| \w+ \| 20 x 2 \| (\d+) \|.*\| (\w+) \|$", table, re.MULTILINE)

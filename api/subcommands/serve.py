@@ -126,7 +126,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from api.web.http_server import base_url
+    from api.web.http_server import base_url, connection_limits
 
     os.environ[WORKER_ARGS] = json.dumps(args.argv)
     config = uvicorn.Config(
@@ -138,9 +138,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
         log_level="warning",
         # The same protocol and limits as one process; see worker_app for the header timeout.
         http="api.web.http_server:HeaderDeadline",
-        # Typed int, used as call_later's delay, which any number of seconds is.
-        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
-        ws_max_size=settings.max_body_bytes,
+        **connection_limits(settings),
     )
     # Bound here, as uvicorn.run would, so that the URL printed has the port the socket holds (the
     # system's choice for --port 0); listening at once, so that a request sent as soon as it is

@@ -132,8 +132,9 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         "--keep-alive-timeout",
         default=limits.keep_alive_timeout,
         metavar="S",
-        help="seconds an idle connection is kept open between requests; longer than clients keep "
-        "theirs, so that the client, not the server, closes it (default %(default)g)",
+        help="seconds an idle connection is kept open between requests; set it above the idle "
+        "timeout of the clients and proxies in front, so that they, not the server, close it "
+        "(default %(default)g)",
     )
     serve.add_argument(
         "--no-fast-paths",

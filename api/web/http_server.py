@@ -2,8 +2,8 @@
 and announcing where it listens only once it does.
 
 uvicorn bounds the idle time between a connection's requests (`Settings.keep_alive_timeout`, 75 s,
-longer than clients' pools keep an idle connection, so that they close it first) but not the time a
-request's headers take to arrive; `HeaderDeadline` adds that. Bodies are bounded by
+longer than many clients' pools keep an idle connection, so that they close it first) but not the
+time a request's headers take to arrive; `HeaderDeadline` adds that. Bodies are bounded by
 `api.web.request_limits.BodyLimits`, WebSocket messages by the same size limit.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -61,18 +62,19 @@ class HeaderDeadline(HttpToolsProtocol):
 
 def server_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvicorn.Config:
     """uvicorn's configuration for serving `app` on `host:port` (0: any free port) with `settings`'
-    limits: header timeout, keep-alive timeout, WebSocket message size (the body size limit)."""
+    limits (`connection_limits`) and header timeout."""
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
     return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        http=protocol,
-        # Typed int, used as call_later's delay, which any number of seconds is.
-        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
-        ws_max_size=settings.max_body_bytes,
+        app, host=host, port=port, log_level="warning", http=protocol, **connection_limits(settings)
     )
+
+
+def connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for `settings`' bounds on a connection, the same in one process and in
+    `serve --workers N`: the idle time kept between requests (seconds) and the largest WebSocket
+    message (bytes, the body size limit). uvicorn types the keep-alive an int; it uses it as
+    `call_later`'s delay, which any number of seconds is."""
+    return {"timeout_keep_alive": settings.keep_alive_timeout, "ws_max_size": settings.max_body_bytes}
 
 
 class AnnouncingServer(uvicorn.Server):

@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "inline: call the workflow on the driver thread",
     )
     parser.add_argument("--pool-size", type=int, default=20, help="connections per SQLite engine")
-    parser.add_argument("--warmup", type=int, help=workload.WARMUP_HELP)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--warmup", type=workload.count, help=workload.WARMUP_HELP)
+    parser.add_argument("--seed", type=int, default=workload.SEED)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--variant", choices=VARIANTS, default="datasource")
