@@ -24,6 +24,12 @@ LOCK_CONFLICTS = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_d
 WRITER_LOCK_TIMEOUT_MS = 2000
 # What other transactions did to this one, which rolled it back whole: it may succeed when run again.
 CONTENTION = LOCK_CONFLICTS | {"40001"}  # and serialization_failure
+# SQLSTATE classes (PostgreSQL's manual, appendix A) that say the server is full or going away, not
+# that the work is wrong: 08 connection exception; 53 insufficient resources (too many connections,
+# out of memory, disk full); 57 operator intervention (a statement timeout or a cancel, a server
+# shutting down or still starting). asyncpg's errors of these classes reach SQLAlchemy as a plain
+# DBAPIError, not an OperationalError, so they are named here.
+UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
 
 
 def sqlstate(error: BaseException) -> str | None:
@@ -54,10 +60,12 @@ def is_key_clash(error: sa_errors.IntegrityError, table: Table) -> bool:
 def is_transient(error: BaseException) -> bool:
     """Whether `error` says the database is busy or away rather than that the statement is wrong, so
     the same work may succeed later: no connection free within the pool's timeout, a connection lost
-    or refused, a lock or statement timeout, a deadlock, SQLite's "database is locked".
+    or refused (PostgreSQL at its connection limit included), a lock or statement timeout, a
+    deadlock, a server out of resources or shutting down, SQLite's "database is locked".
     (A connection lost while committing is not among them: the runner reports that as
     domain.ports.OutcomeUnknown.)"""
-    if is_contention(error):
+    state = sqlstate(error)
+    if state is not None and (state in CONTENTION or state[:2] in UNAVAILABLE_CLASSES):
         return True
     if isinstance(error, sa_errors.DBAPIError) and error.connection_invalidated:
         return True

@@ -1,15 +1,20 @@
 """More concurrent work than the database pool holds: requests wait a bounded time, then are told to
 retry; subscriptions ride out the wait and keep their stream. A read pool of one connection, held by
-the test, stands for a pool that load has used up."""
+the test, stands for a pool that load has used up; a role allowed no more connections, for a
+PostgreSQL server at its connection limit."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from api.graphql.errors import ANSWER_LOST_MESSAGE, BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.settings import Settings
@@ -17,8 +22,10 @@ from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant
 from domain.model.values import OrderLine
 from persistence.connection import Db
+from persistence.database import make_engine
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions
+from tests.conftest import POSTGRES_ENV
 
 WAIT = timedelta(milliseconds=300)
 pytestmark = pytest.mark.slow  # each waits out real timeouts, some several times WAIT
@@ -142,3 +149,55 @@ async def test_an_order_whose_wait_ran_out_and_whose_answer_cannot_be_read_is_an
     orders = await live.gql("{ orders { edges { node { id } } } }")
     assert placed["order"]["id"] in {edge["node"]["id"] for edge in orders["orders"]["edges"]}
     assert len(orders["orders"]["edges"]) == 2
+
+
+async def _as_admin(statement: str) -> None:
+    engine = make_engine(os.environ[POSTGRES_ENV], isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def own_role_database(postgres_url: str) -> AsyncIterator[tuple[str, str]]:
+    """A PostgreSQL database owned by a role of its own, not a superuser (whom connection limits do
+    not bind): its URL, and the role."""
+    name = f"ordersaga_limited_{uuid.uuid4().hex[:10]}"
+    await _as_admin(f'CREATE ROLE "{name}" LOGIN')
+    await _as_admin(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    try:
+        yield make_url(postgres_url).set(database=name, username=name).render_as_string(False), name
+    finally:
+        await _as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _as_admin(f'DROP ROLE IF EXISTS "{name}"')
+
+
+async def test_a_server_that_refuses_new_connections_is_answered_as_busy(
+    own_role_database: tuple[str, str],
+) -> None:
+    # PostgreSQL refuses a connection past max_connections, or past a role's or a database's limit,
+    # with SQLSTATE 53300: the server is full for now, which the client should retry, not report.
+    url, role = own_role_database
+    async with serve_live(Settings(database_url=url)) as live:
+        await _as_admin(f'ALTER ROLE "{role}" CONNECTION LIMIT 0')  # those open stay; no new one
+        try:
+            # A new pool, so that every read needs a new connection. The old one's connections are
+            # left open, not closed: a connection closed cleanly would be kept by the tests' warm
+            # backends (tests/warm_backends.py) and handed to the next connect.
+            await live.svc.read.engine.dispose(close=False)
+            queries = ["{ products { sku } }", '{ saga(id: "unknown") { status } }']
+            responses = await asyncio.gather(
+                *(live.gql.http.post("/graphql", json={"query": query}) for query in queries * 5)
+            )
+        finally:
+            await _as_admin(f'ALTER ROLE "{role}" CONNECTION LIMIT -1')
+    for response in responses:
+        assert response.status_code == 200
+        (error,) = response.json()["errors"]
+        assert error["message"] == BUSY_MESSAGE
+        assert error["extensions"] == {
+            "code": "SERVICE_UNAVAILABLE",
+            "retryAfterSeconds": RETRY_AFTER_SECONDS,
+        }
