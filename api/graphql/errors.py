@@ -91,7 +91,8 @@ def report(error: GraphQLError, *, change_made: bool = False) -> None:
     object): an expected error gets its code if it has none and is logged at INFO without a
     traceback; an unexpected one is logged at ERROR with its traceback under a new error id, and
     the client sees only `MASKED_MESSAGE`, the code INTERNAL_SERVER_ERROR and the id. A transient
-    database error (no connection free within the pool's timeout, a connection lost, a lock
+    database error (`persistence.database.is_transient`: no connection free within the pool's
+    timeout, a connection lost or refused, a server full or shutting down, a lock or statement
     timeout, a deadlock), or work that met a conflict on every attempt, is the service being busy:
     SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING. A connection lost while the
     work committed is OUTCOME_UNKNOWN, logged at WARNING: it may have taken effect. So is a transient
