@@ -28,8 +28,10 @@ CONTENTION = LOCK_CONFLICTS | {"40001"}  # and serialization_failure
 # that the work is wrong: 08 connection exception; 53 insufficient resources (too many connections,
 # out of memory, disk full); 57 operator intervention (a statement timeout or a cancel, a server
 # shutting down or still starting). asyncpg's errors of these classes reach SQLAlchemy as a plain
-# DBAPIError, not an OperationalError, so they are named here.
+# DBAPIError, not an OperationalError, so they are named here. Not 08P01, protocol_violation: a
+# client and server that misunderstand each other are a fault to report, not a busy server.
 UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+NOT_UNAVAILABLE = frozenset({"08P01"})
 
 
 def sqlstate(error: BaseException) -> str | None:
@@ -65,7 +67,9 @@ def is_transient(error: BaseException) -> bool:
     (A connection lost while committing is not among them: the runner reports that as
     domain.ports.OutcomeUnknown.)"""
     state = sqlstate(error)
-    if state is not None and (state in CONTENTION or state[:2] in UNAVAILABLE_CLASSES):
+    if state is not None and (
+        state in CONTENTION or (state[:2] in UNAVAILABLE_CLASSES and state not in NOT_UNAVAILABLE)
+    ):
         return True
     if isinstance(error, sa_errors.DBAPIError) and error.connection_invalidated:
         return True

@@ -46,6 +46,7 @@ def test_a_server_that_is_full_away_or_contended_is_transient(sqlstate: str) -> 
         "42P01",  # undefined_table
         "22P02",  # invalid_text_representation
         "XX000",  # internal_error
+        "08P01",  # protocol_violation: in the connection class, but a fault
         "55000",  # object_not_in_prerequisite_state: its class holds the lock timeout, not this
     ],
 )
