@@ -36,18 +36,28 @@ async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bo
     """`run()`'s result, running it again after a ConcurrencyConflict and, when `keyed` (the work
     finds its own earlier commit by an idempotency key), after OutcomeUnknown, up to
     CONFLICT_ATTEMPTS runs in all. Raises StillContended when every run met a conflict (logged at
-    WARNING, naming `what`), and OutcomeUnknown when the last run's outcome was lost."""
+    WARNING, naming `what`), and OutcomeUnknown when the last run's outcome was lost. Once a run's
+    outcome was lost, whatever a later run raises is raised as OutcomeUnknown (from it): that run
+    failing says nothing of whether the lost one committed, so "nothing was done" would be untrue."""
     attempt = 1
+    lost: OutcomeUnknown | None = None
     while True:
         try:
             return await run()
         except ConcurrencyConflict as conflict:
             if attempt == CONFLICT_ATTEMPTS:
                 log.warning("%s: a conflict on each of %d attempts; giving up", what, attempt)
+                if lost is not None:
+                    raise OutcomeUnknown(f"{what}: {lost}") from conflict
                 raise StillContended(f"{what}: {conflict}") from conflict
-        except OutcomeUnknown:
+        except OutcomeUnknown as unknown:
             if not keyed or attempt == CONFLICT_ATTEMPTS:
                 raise
+            lost = unknown
             log.info("%s: its commit's outcome was lost; running it again under its key", what)
+        except Exception as error:
+            if lost is None:
+                raise
+            raise OutcomeUnknown(f"{what}: {lost}; then {type(error).__name__}") from error
         await asyncio.sleep(jittered_pause(CONFLICT_BACKOFF_S, attempt))
         attempt += 1
