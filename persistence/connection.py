@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.ports import OutcomeUnknown
 from persistence.prepared import Prepared, Rows
 
 T = TypeVar("T")
@@ -249,20 +250,28 @@ class Writer(Protocol):
     made: on SQLite through the commit lanes' one writer (GroupCommitRunner.run_on_connection), since
     the database takes one writer at a time and a second connection would only contend for its lock;
     on PostgreSQL on an engine of their own (`EngineWriter`). Raises what `work` and the database
-    raise; through the commit lanes also what they answer any work with: WritersBusy when no lane
-    took it in time, OutcomeUnknown when the commit's answer was lost (persistence/write/
-    group_commit.py)."""
+    raise, and OutcomeUnknown when the commit failed (it may have committed); through the commit
+    lanes also WritersBusy when no lane took the work in time (persistence/write/group_commit.py)."""
 
     def __call__(self, work: Callable[[Db], Awaitable[T]], /) -> Awaitable[T]: ...
+
+
+# How a transaction on the async engine commits: AsyncConnection.commit, unless a fault is staged
+# (persistence/write/commit_faults.py).
+Commit = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class EngineWriter:
     """A `Writer` on an async engine: each piece of work in a transaction of its own, run to its end
     even when its caller is cancelled (a relay stopped, a client gone), so that what an attempt
-    found out (a delivery's outcome, a position reached) is kept once known."""
+    found out (a delivery's outcome, a position reached) is kept once known. A commit that fails
+    raises OutcomeUnknown: its transaction may have committed (a lost answer), so its caller must
+    not be told that nothing was done."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, commit: Commit = AsyncConnection.commit) -> None:
+        """`commit`: how a transaction commits (a test stages a lost answer there)."""
         self._engine = engine
+        self._commit = commit
 
     async def __call__(self, work: Callable[[Db], Awaitable[T]], /) -> T:
         return await asyncio.shield(self._write(work))
@@ -273,5 +282,8 @@ class EngineWriter:
             db = AsyncDb(conn, prepared=False)
             result = await work(db)
             await db.before_commit()
-            await conn.commit()
+            try:
+                await self._commit(conn)
+            except Exception as lost:
+                raise OutcomeUnknown("the transaction's commit failed; it may have committed") from lost
             return result

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.orchestration.attempts import jittered_pause
 from domain.ports import OutcomeUnknown, Transaction
-from persistence.connection import AsyncDb, BlockingDb, Db, run_blocking
+from persistence.connection import AsyncDb, BlockingDb, Commit, Db, run_blocking
 from persistence.database import is_contention, sqlstate
 from persistence.metrics import StoreMetrics
 from persistence.write.stock_locks import StockBusy
@@ -50,8 +50,6 @@ T = TypeVar("T")
 log = logging.getLogger("ordersaga.store")
 
 Work = Callable[[Db], Awaitable[Any]]
-# How a transaction on the async engine commits: AsyncConnection.commit, unless a fault is staged.
-Commit = Callable[[AsyncConnection], Awaitable[None]]
 
 CONTENTION_ATTEMPTS = 3
 CONTENTION_BACKOFF_S = 0.05

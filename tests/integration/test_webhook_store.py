@@ -1,7 +1,8 @@
 """The webhook endpoints' store on each database: an admin's change sets only the columns it names,
 so what a relay recorded meanwhile (a disabling, the endpoint's health) is kept; deliveries that
 succeeded are pruned after a while, the others kept; a deleted endpoint's relay leaves no row, and
-its last round's deliveries are not stored."""
+its last round's deliveries are not stored; a write whose commit answer is lost is reported as of
+unknown outcome."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.ports import OutcomeUnknown
 from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.fleet.relays import Relays
 from persistence.read.paging import Window
 from persistence.tables import relays as relays_table
 from persistence.webhooks import Delivery, DeliveryStatus, WebhookStore, relay_name
+from persistence.write.commit_faults import commit_losing_answer
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -125,3 +128,17 @@ async def test_deliveries_of_a_deleted_endpoint_are_not_stored(engine: AsyncEngi
     await store.store([delivery(kept.id, 1, DeliveryStatus.PENDING, NOW)])
     assert await store.page(deleted.id, [], Window(10)) == []
     assert [d.endpoint_id for d in await store.page(kept.id, [], Window(10))] == [kept.id]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the outbound writer's database
+async def test_an_endpoint_whose_commit_answer_is_lost_is_reported_unknown_not_as_not_made(
+    engine: AsyncEngine,
+) -> None:
+    # No key makes creating an endpoint safe to repeat: told "nothing was done", a client would make a
+    # second endpoint, and every event would be sent twice.
+    losing = WebhookStore(engine, EngineWriter(engine, commit=commit_losing_answer))
+    with pytest.raises(OutcomeUnknown):
+        await losing.create("https://example.com/a", None, None, "whsec_one", NOW)
+    assert [e.url for e in await WebhookStore(engine, EngineWriter(engine)).endpoints()] == [
+        "https://example.com/a"
+    ]
