@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from domain.orchestration.attempts import jittered_pause
-from persistence.database import is_transient
+from persistence.database import brief, is_transient
 
 log = logging.getLogger("ordersaga.supervision")
 T = TypeVar("T")
@@ -35,7 +35,7 @@ async def unless_busy(read: Callable[[], Awaitable[T]], what: str) -> T | None:
     except Exception as error:
         if not is_transient(error):
             raise
-        log.info("%s not read (%s); keeping what was read before", what, type(error).__name__)
+        log.info("%s not read (%s); keeping what was read before", what, brief(error))
         return None
 
 

@@ -28,10 +28,13 @@ CONTENTION = LOCK_CONFLICTS | {"40001"}  # and serialization_failure
 # that the work is wrong: 08 connection exception; 53 insufficient resources (too many connections,
 # out of memory, disk full); 57 operator intervention (a statement timeout or a cancel, a server
 # shutting down or still starting). asyncpg's errors of these classes reach SQLAlchemy as a plain
-# DBAPIError, not an OperationalError, so they are named here. Not 08P01, protocol_violation: a
-# client and server that misunderstand each other are a fault to report, not a busy server.
+# DBAPIError, not an OperationalError, so they are named here. Not among them: 08P01,
+# protocol_violation (a client and server that misunderstand each other are a fault to report);
+# 08007, transaction_resolution_unknown (an unknown outcome, never "nothing was done"); 53400,
+# configuration_limit_exceeded (a setting the work exceeds, such as temp_file_limit, fails the same
+# way each time it is sent).
 UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
-NOT_UNAVAILABLE = frozenset({"08P01"})
+NOT_UNAVAILABLE = frozenset({"08P01", "08007", "53400"})
 
 
 def sqlstate(error: BaseException) -> str | None:
@@ -39,6 +42,13 @@ def sqlstate(error: BaseException) -> str | None:
     if not isinstance(error, sa_errors.DBAPIError):
         return None
     return getattr(error.orig, "sqlstate", None)
+
+
+def brief(error: BaseException) -> str:
+    """`error`'s class, with PostgreSQL's SQLSTATE when it has one ("DBAPIError 53300"): for a log
+    line that says why without a traceback, and without the message, which may quote the data."""
+    state = sqlstate(error)
+    return type(error).__name__ if state is None else f"{type(error).__name__} {state}"
 
 
 def is_contention(error: BaseException) -> bool:

@@ -20,7 +20,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from domain.ports import OutcomeUnknown, StillContended
-from persistence.database import is_transient
+from persistence.database import brief, is_transient
 
 log = logging.getLogger("ordersaga.api")
 
@@ -43,6 +43,14 @@ UNKNOWN_OUTCOME_MESSAGE = (
 ANSWER_LOST_MESSAGE = (
     "The change was made, but its answer could not be read: read back what it changed before sending "
     "it again (sent again with the same idempotencyKey, it changes nothing more)"
+)
+# What a client reads when a mutation's root field was not run (the database busy) after the
+# operation's earlier root fields ran: their changes may have been made, which "busy, send it again"
+# would deny for the request as a whole.
+EARLIER_FIELDS_MESSAGE = (
+    "This field was not run, as the service was busy, but the fields before it in this mutation were "
+    "and may have made their changes: read back what they change before sending the request again "
+    "(fields sent again with the same idempotencyKey change nothing more)"
 )
 
 
@@ -86,7 +94,7 @@ def _refused_value(error: GraphQLError) -> bool:
     )
 
 
-def report(error: GraphQLError, *, change_made: bool = False) -> None:
+def report(error: GraphQLError, *, change_made: bool = False, after_changes: bool = False) -> None:
     """Log `error` and make it what the client may see, in place (every transport formats the same
     object): an expected error gets its code if it has none and is logged at INFO without a
     traceback; an unexpected one is logged at ERROR with its traceback under a new error id, and
@@ -97,7 +105,8 @@ def report(error: GraphQLError, *, change_made: bool = False) -> None:
     SERVICE_UNAVAILABLE with `retryAfterSeconds`, logged at WARNING. A connection lost while the
     work committed is OUTCOME_UNKNOWN, logged at WARNING: it may have taken effect. So is a transient
     error met answering a `change_made` (the mutation's resolver returned: its change, if any, is
-    committed), with ANSWER_LOST_MESSAGE."""
+    committed), with ANSWER_LOST_MESSAGE, and one met by a mutation's root field `after_changes`
+    (earlier root fields of the operation ran), with EARLIER_FIELDS_MESSAGE."""
     if not is_client_error(error):
         if isinstance(error, GraphQLSyntaxError) or isinstance(error.original_error, GraphQLSyntaxError):
             code = ClientErrorCode.GRAPHQL_PARSE_FAILED
@@ -113,6 +122,8 @@ def report(error: GraphQLError, *, change_made: bool = False) -> None:
         ):
             if change_made:
                 _outcome_unknown(error, ANSWER_LOST_MESSAGE)
+            elif after_changes:
+                _outcome_unknown(error, EARLIER_FIELDS_MESSAGE)
             else:
                 _retry_later(error)
             return
@@ -126,7 +137,7 @@ def report(error: GraphQLError, *, change_made: bool = False) -> None:
 
 def _retry_later(error: GraphQLError) -> None:
     assert error.original_error is not None
-    log.warning("busy at %s: %s", error.path or "-", type(error.original_error).__name__)
+    log.warning("busy at %s: %s", error.path or "-", brief(error.original_error))
     error.message = BUSY_MESSAGE
     error.extensions = {
         "code": ClientErrorCode.SERVICE_UNAVAILABLE.value,

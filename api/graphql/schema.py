@@ -8,7 +8,7 @@ import functools
 from datetime import datetime
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, get_operation_ast
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -85,7 +85,11 @@ class EdgeSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            report(error, change_made=_below_a_mutation(error, execution_context))
+            report(
+                error,
+                change_made=_below_a_mutation(error, execution_context),
+                after_changes=_after_other_mutations(error, execution_context),
+            )
 
 
 def _below_a_mutation(error: GraphQLError, execution_context: ExecutionContext | None) -> bool:
@@ -97,6 +101,27 @@ def _below_a_mutation(error: GraphQLError, execution_context: ExecutionContext |
         and execution_context is not None
         and execution_context.operation_type is OperationType.MUTATION
     )
+
+
+def _after_other_mutations(error: GraphQLError, execution_context: ExecutionContext | None) -> bool:
+    """Whether `error` was raised by a mutation's root field that is not the operation's first:
+    GraphQL runs a mutation's root fields one after the other (spec, "Executing Selection Sets"), so
+    those before it ran and may have made their changes. A root selection that is not a plain field
+    (a fragment) counts as one that may have run before."""
+    if (
+        error.path is None
+        or len(error.path) != 1
+        or execution_context is None
+        or execution_context.operation_type is not OperationType.MUTATION
+        or execution_context.graphql_document is None
+    ):
+        return False
+    operation = get_operation_ast(execution_context.graphql_document, execution_context.operation_name)
+    if operation is None:
+        return False
+    first = operation.selection_set.selections[0]
+    key = (first.alias or first.name).value if isinstance(first, FieldNode) else None
+    return key != error.path[0]
 
 
 def _document_roles(schema: EdgeSchema) -> None:

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 from domain.orchestration.attempts import jittered_pause
-from persistence.database import is_transient
+from persistence.database import brief, is_transient
 from persistence.read.rows import SagaRow, TransitionRow
 from persistence.read.sagas import SagaReads
 from persistence.read.timeline import TimelineReads
@@ -53,7 +53,7 @@ async def patiently(read: Callable[[], Awaitable[T]]) -> T:
                 raise
             failures += 1
             wait = jittered_pause(RETRY_FIRST, failures, RETRY_CAP)
-            log.warning("subscription read failed (%s); trying again in %.1f s", type(error).__name__, wait)
+            log.warning("subscription read failed (%s); trying again in %.1f s", brief(error), wait)
         await asyncio.sleep(wait)
 
 
