@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -241,7 +242,8 @@ async def place_as_told(gql: GraphQLClient, customer: str) -> dict[str, Any]:
             return body["data"]["placeOrder"]  # type: ignore[no-any-return]
         (error,) = body["errors"]
         assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
-        await asyncio.sleep(error["extensions"]["retryAfterSeconds"])
+        # Jittered, so that those told together do not all come back at once.
+        await asyncio.sleep(error["extensions"]["retryAfterSeconds"] * random.uniform(1, 1.5))
     raise AssertionError(f"{customer}'s order was answered SERVICE_UNAVAILABLE 30 times")
 
 
