@@ -347,7 +347,8 @@ class Service:
         idempotency key (persistence/write/requests.py): None when the key replayed an earlier
         request, which did the work. A commit whose answer was lost is found out by running it again
         under the key (domain/orchestration/attempts.py). Raises IdempotencyKeyReused; OutcomeUnknown
-        when the answer was lost and there is no key; StillContended."""
+        when the answer was lost and there is no key, or running it again under the key failed too;
+        StillContended."""
 
         async def attempt() -> list[Problem] | None:
             now = self.clock.now()

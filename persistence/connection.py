@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.ports import OutcomeUnknown
+from persistence.database import brief
 from persistence.prepared import Prepared, Rows
 
 T = TypeVar("T")
@@ -285,5 +286,5 @@ class EngineWriter:
             try:
                 await self._commit(conn)
             except Exception as lost:
-                raise OutcomeUnknown("the transaction's commit failed; it may have committed") from lost
+                raise OutcomeUnknown(f"the commit failed ({brief(lost)}); it may have committed") from lost
             return result

@@ -124,7 +124,7 @@ _RECORD = (
 class WebhookStore:
     """The endpoints and deliveries. Reads go to `reader`, writes through `writer`
     (persistence/connection.py); every method raises what the database raises when it does not
-    answer."""
+    answer, and a write OutcomeUnknown when its commit failed (it may have committed)."""
 
     def __init__(self, reader: AsyncEngine, writer: Writer) -> None:
         self._reader = reader

@@ -147,10 +147,18 @@ def _retry_later(error: GraphQLError) -> None:
 
 
 def _outcome_unknown(error: GraphQLError, message: str) -> None:
-    log.warning("outcome unknown at %s: %s", error.path or "-", error.original_error)
+    log.warning("outcome unknown at %s: %s", error.path or "-", _reason(error.original_error))
     error.message = message
     error.extensions = {"code": ClientErrorCode.OUTCOME_UNKNOWN.value}
     error.original_error = None
+
+
+def _reason(error: BaseException | None) -> str:
+    """Why, for the log, without a database error's text, which quotes the statement's parameters
+    (a webhook secret, say): our own OutcomeUnknown's words and its cause's `brief`, or the error's."""
+    if isinstance(error, OutcomeUnknown):
+        return str(error) if error.__cause__ is None else f"{error} ({brief(error.__cause__)})"
+    return "-" if error is None else brief(error)
 
 
 def _mask(error: GraphQLError) -> None:

@@ -112,8 +112,8 @@ def _after_other_mutations(error: GraphQLError, execution_context: ExecutionCont
         error.path is None
         or len(error.path) != 1
         or execution_context is None
-        or execution_context.operation_type is not OperationType.MUTATION
         or execution_context.graphql_document is None
+        or execution_context.operation_type is not OperationType.MUTATION
     ):
         return False
     operation = get_operation_ast(execution_context.graphql_document, execution_context.operation_name)

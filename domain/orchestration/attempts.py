@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from domain.ports import ConcurrencyConflict, OutcomeUnknown, StillContended
+from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, OutcomeUnknown, StillContended
 
 R = TypeVar("R")
 log = logging.getLogger("ordersaga.saga")
@@ -37,8 +37,10 @@ async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bo
     finds its own earlier commit by an idempotency key), after OutcomeUnknown, up to
     CONFLICT_ATTEMPTS runs in all. Raises StillContended when every run met a conflict (logged at
     WARNING, naming `what`), and OutcomeUnknown when the last run's outcome was lost. Once a run's
-    outcome was lost, whatever a later run raises is raised as OutcomeUnknown (from it): that run
-    failing says nothing of whether the lost one committed, so "nothing was done" would be untrue."""
+    outcome was lost, whatever a later run raises (but IdempotencyKeyReused, which says the key went to
+    another request, so the lost run did not commit) is raised as OutcomeUnknown (from it), logged with
+    its traceback: that run failing says nothing of whether the lost one committed, so "nothing was
+    done" would be untrue."""
     attempt = 1
     lost: OutcomeUnknown | None = None
     while True:
@@ -55,9 +57,12 @@ async def until_settled(run: Callable[[], Awaitable[R]], what: str, *, keyed: bo
                 raise
             lost = unknown
             log.info("%s: its commit's outcome was lost; running it again under its key", what)
+        except IdempotencyKeyReused:
+            raise  # the key is bound to another request: the lost attempt did not commit
         except Exception as error:
             if lost is None:
                 raise
+            log.warning("%s: after a lost commit, the run under its key failed", what, exc_info=True)
             raise OutcomeUnknown(f"{what}: {lost}; then {type(error).__name__}") from error
         await asyncio.sleep(jittered_pause(CONFLICT_BACKOFF_S, attempt))
         attempt += 1

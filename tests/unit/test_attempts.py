@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from domain.orchestration.attempts import CONFLICT_ATTEMPTS, until_settled
-from domain.ports import ConcurrencyConflict, OutcomeUnknown, StillContended
+from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, OutcomeUnknown, StillContended
 
 
 def runs(*outcomes: object) -> Callable[[], Awaitable[object]]:
@@ -49,3 +49,10 @@ async def test_without_a_lost_outcome_failures_are_raised_as_they_are() -> None:
         await until_settled(runs(*[ConcurrencyConflict("raced")] * CONFLICT_ATTEMPTS), "place", keyed=True)
     with pytest.raises(OutcomeUnknown):  # without a key, a lost outcome is not run again
         await until_settled(runs(OutcomeUnknown("lost"), "placed"), "place", keyed=False)
+
+
+async def test_a_key_found_bound_to_another_request_after_a_lost_outcome_is_said_as_it_is() -> None:
+    # The key is bound in the transaction of the effect: bound to another request, the lost run did
+    # not commit, and the client is told the key was reused, not that the outcome is unknown.
+    with pytest.raises(IdempotencyKeyReused):
+        await until_settled(runs(OutcomeUnknown("lost"), IdempotencyKeyReused()), "place", keyed=True)

@@ -1,11 +1,15 @@
 """Which PostgreSQL errors say the database is busy or away (the work may be sent again, and the edge
-answers SERVICE_UNAVAILABLE) and which say the work itself is wrong, by SQLSTATE."""
+answers SERVICE_UNAVAILABLE) and which say the work itself is wrong, by SQLSTATE; and what the log
+says of them."""
 
 from __future__ import annotations
 
 import pytest
+from graphql import GraphQLError
 from sqlalchemy import exc as sa_errors
 
+from api.graphql.errors import report
+from domain.ports import OutcomeUnknown
 from persistence.database import is_transient
 
 
@@ -56,3 +60,18 @@ def test_a_server_that_is_full_away_or_contended_is_transient(sqlstate: str) -> 
 )
 def test_work_that_is_wrong_is_not_transient(sqlstate: str) -> None:
     assert not is_transient(failed(sqlstate))
+
+
+def test_an_unknown_outcome_is_logged_without_the_statements_parameters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A database error's text quotes the statement's parameters, a webhook secret among them.
+    lost = sa_errors.DBAPIError("INSERT INTO webhook_endpoints ...", ("whsec_secret",), DriverError("08006"))
+    unknown = OutcomeUnknown("the commit failed; it may have committed")
+    unknown.__cause__ = lost
+    for original in (unknown, lost):
+        error = GraphQLError("failed", path=["createWebhookEndpoint"], original_error=original)
+        report(error, change_made=True)
+        assert error.extensions == {"code": "OUTCOME_UNKNOWN"}
+    assert "whsec_secret" not in caplog.text
+    assert "08006" in caplog.text
