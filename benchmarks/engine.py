@@ -128,9 +128,8 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="ordersaga-bench-") as workdir,
         fresh_database(args.postgres, Path(workdir), "engine") as database,
     ):
-        warmup = workload.warmup(args.concurrency) if args.warmup is None else args.warmup
         cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, database)
-        report = asyncio.run(run(*cell, warmup=warmup))
+        report = asyncio.run(run(*cell, warmup=workload.warmup(args.concurrency, args.warmup)))
     workload.emit(report, args.json)
 
 

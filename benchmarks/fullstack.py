@@ -403,14 +403,13 @@ def main() -> None:
         fresh_database(args.postgres, Path(workdir), "full") as database,
     ):
         cell = (args.concurrency, args.sagas, args.hot, args.failure_rate, Path(workdir), database)
-        warmup = workload.warmup(args.concurrency) if args.warmup is None else args.warmup
         report = asyncio.run(
             run(
                 *cell,
                 ceiling_s=args.ceiling_seconds,
                 webhook=args.webhook,
                 warehouse=args.remote_warehouse,
-                warmup=warmup,
+                warmup=workload.warmup(args.concurrency, args.warmup),
             )
         )
     workload.emit(report, args.json)

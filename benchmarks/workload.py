@@ -46,13 +46,13 @@ def orders(number: int, hot: bool, failure_rate: float, seed: int = SEED) -> lis
 WARMUP_HELP = "untimed sagas first, checked too (default: two waves of the concurrency, at least 10)"
 
 
-def warmup(concurrency: int) -> int:
-    """How many sagas a cell runs untimed before its timed ones, the same rule for ordersaga's cells
-    and the DBOS peer's; they are checked with the rest. The first wave of `concurrency` sagas arrives
-    at once on a cold process, a cost paid once per process that would otherwise stand as a cell's
-    p99 (docs/performance.md measures it). Two waves, at least 10 (the peer's warm-up before this
-    rule)."""
-    return max(10, 2 * concurrency)
+def warmup(concurrency: int, chosen: int | None = None) -> int:
+    """How many sagas a cell runs untimed before its timed ones (`chosen`, its `--warmup`, when
+    given), the same rule for ordersaga's cells and the DBOS peer's; they are checked with the rest.
+    The first wave of `concurrency` sagas arrives at once on a cold process, a cost paid once per
+    process that would otherwise stand as a cell's p99 (docs/performance.md measures it). Two waves,
+    at least 10 (the peer's warm-up before this rule)."""
+    return max(10, 2 * concurrency) if chosen is None else chosen
 
 
 def count(text: str) -> int:

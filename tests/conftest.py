@@ -52,7 +52,8 @@ def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _execute(url: str, statement: str, **options: Any) -> None:
+async def execute_sql(url: str, statement: str, **options: Any) -> None:
+    """Run `statement` on the database at `url`, on an engine made with `options` for it alone."""
     engine = make_engine(url, **options)
     try:
         async with engine.begin() as conn:
@@ -181,14 +182,14 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     name = f"ordersaga_test_{uuid.uuid4().hex[:12]}"
-    run_apart(_execute(admin_url, f'CREATE DATABASE "{name}"', isolation_level="AUTOCOMMIT"))
+    run_apart(execute_sql(admin_url, f'CREATE DATABASE "{name}"', isolation_level="AUTOCOMMIT"))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         run_apart(_migrate(url))
         yield url
     finally:
         run_apart(
-            _execute(
+            execute_sql(
                 admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', isolation_level="AUTOCOMMIT"
             )
         )

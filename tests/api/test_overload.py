@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api.graphql.errors import ANSWER_LOST_MESSAGE, BUSY_MESSAGE, EARLIER_FIELDS_MESSAGE, RETRY_AFTER_SECONDS
@@ -22,10 +21,9 @@ from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant
 from domain.model.values import OrderLine
 from persistence.connection import Db
-from persistence.database import make_engine
 from tests.api.live import Live, serve_live
 from tests.api.subscriptions import subscriptions
-from tests.conftest import POSTGRES_ENV
+from tests.conftest import POSTGRES_ENV, execute_sql
 
 WAIT = timedelta(milliseconds=300)
 pytestmark = pytest.mark.slow  # each waits out real timeouts, some several times WAIT
@@ -172,12 +170,7 @@ async def test_an_order_whose_wait_ran_out_and_whose_answer_cannot_be_read_is_an
 
 
 async def _as_admin(statement: str) -> None:
-    engine = make_engine(os.environ[POSTGRES_ENV], isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
+    await execute_sql(os.environ[POSTGRES_ENV], statement, isolation_level="AUTOCOMMIT")
 
 
 @pytest.fixture
