@@ -149,6 +149,7 @@ class Service:
             gate or self.faults,
             leases=self.leases,
             warehouses=self.warehouses,
+            chain_placement=sqlite,
         )
         if self.leases is not None:
             self.orchestrator.add_listener(self.leases.on_change)

@@ -177,6 +177,8 @@ class OrderMutations:
 
 async def _outcome(svc: Service, placed: OrderPlaced, within: timedelta) -> SagaState | None:
     """The saga once it settles, if it does within `within`; None to answer it as it stands."""
+    if placed.state is not None and placed.state.is_settled:
+        return placed.state  # settled by the placement's own transaction (decision 0004)
     watcher = svc.orchestrator.watch(placed.saga_id)  # before anything is awaited: none can slip by
     try:
         if placed.state is None:  # a replayed placement, which may have settled long ago

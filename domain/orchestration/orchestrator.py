@@ -8,8 +8,10 @@ commit announces, to listeners and to those waiting for an outcome (outcomes.py)
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable
+from functools import partial
 
 from domain.model.commands import OrderPlaced, PlaceOrder
 from domain.model.saga import SagaChange, SagaPolicy, SagaStarted, Step
@@ -30,6 +32,12 @@ from domain.ports import (
     TransactionRunner,
 )
 
+log = logging.getLogger("ordersaga.saga")
+
+
+class _StepsFailed(Exception):
+    """A call made in a placement's transaction failed (its argument: the saga's id)."""
+
 
 class Orchestrator:
     def __init__(
@@ -41,8 +49,11 @@ class Orchestrator:
         listeners: Iterable[SagaListener] = (),
         leases: SagaLeases | None = None,
         warehouses: RemoteWarehouses | None = None,
+        chain_placement: bool = False,
     ) -> None:
         self._clock = clock
+        # Whether a placement makes its saga's first calls in its own transaction (decision 0004).
+        self._chain_placement = chain_placement
         self._outcomes = Outcomes(listeners)
         self._steps = Steps(runner, clock, policy, self._outcomes.publish, gate, leases, warehouses)
         self._drivers = Drivers(self._steps, clock, policy)
@@ -70,7 +81,7 @@ class Orchestrator:
         # Only a keyed placement is compared or bound by its fingerprint.
         fingerprint = command.fingerprint() if command.idempotency_key is not None else ""
 
-        async def work(tx: Transaction) -> tuple[OrderPlaced, SagaChange | None]:
+        async def work(tx: Transaction, chain: bool) -> tuple[OrderPlaced, SagaChange | None]:
             key = command.idempotency_key
             if key is not None:
                 earlier = await tx.sagas.find_placement(key, command.unscoped_key, command.customer_id)
@@ -83,6 +94,11 @@ class Orchestrator:
             change = SagaChange.started(saga_id, started)
             await tx.orders.create_order(step_command(change.after, Step.CREATE_ORDER.value, now))
             change = self._steps.settle(change, now)
+            if chain and (call := self._steps.next_in_chain(change.after, now)) is not None:
+                try:
+                    change = await self._steps.run(tx, change, call, now, chain=True)
+                except Exception as error:
+                    raise _StepsFailed(saga_id) from error
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(change, placement)
             return OrderPlaced(saga_id, order_id, replayed=False, state=change.after), change
@@ -93,15 +109,21 @@ class Orchestrator:
                 self._outcomes.publish(change)
                 self._drivers.spawn(change.after.saga_id, change.after)
 
-        lost = False
+        lost, chain = False, self._chain_placement
 
         async def attempt() -> OrderPlaced:
-            nonlocal lost
+            nonlocal lost, chain
             try:
-                placed, _ = await self._steps.committed(work, started)
+                placed, _ = await self._steps.committed(partial(work, chain=chain), started)
             except OutcomeUnknown:
                 lost = True
                 raise
+            except _StepsFailed as failed:
+                # The steps' failure rolled the placement back with them: place the order alone, and
+                # its driver makes the calls again, charging a failure to the step that failed.
+                log.warning("saga %s: its first steps failed: %r", failed, failed.__cause__)
+                chain = False
+                return await attempt()
             return placed
 
         # A conflict: a request with the same key bound it first; looked at again, that one replays.

@@ -43,7 +43,9 @@ class Outcomes:
     def watch(self, saga_id: str) -> asyncio.Future[SagaState]:
         """A future of the saga once a commit settles it (finished, or parked for an operator). Only
         commits after this call count, so watch a new saga before its driver runs (right after
-        `place_order` returns), and `unwatch` when no longer waiting."""
+        `place_order` returns), and `unwatch` when no longer waiting. A saga that `place_order`
+        returned settled (its first calls made in the placement's transaction) has nothing left to
+        wait for."""
         watcher: asyncio.Future[SagaState] = asyncio.get_running_loop().create_future()
         self._watchers.setdefault(saga_id, []).append(watcher)
         return watcher

@@ -203,26 +203,45 @@ class Steps:
             change = SagaChange.from_state(state)
             if outcome is not None:
                 change = change.apply(on_outcome(state, outcome, now, self._policy))
-            next_call, answers = call, answered or {}
-            while next_call is not None:
-                current = change.after
-                if now >= next_call.deadline:
-                    produced = on_timeout(current, now, self._policy)
-                else:
-                    produced = await _execute(
-                        tx, current, next_call.step, now, self._policy, self._gate, answers
-                    )
-                change, answers = self.settle(change.apply(produced), now), {}
-                following = next_action(change.after, now, self._policy)
-                next_call = None
-                if chain and isinstance(following, Call) and not self._remote(change.after, following.step):
-                    next_call = following
-            change = self.settle(change, now)
+            change = await self.run(tx, change, call, now, chain, answered or {})
             await tx.sagas.append(change, None)
             return change
 
         change = await self.committed(work, self._publish, min(line.sku for line in state.lines))
         return change.after
+
+    async def run(
+        self,
+        tx: Transaction,
+        change: SagaChange,
+        call: Call | None,
+        now: datetime,
+        chain: bool,
+        answered: Mapping[str, Outcome] | None = None,
+    ) -> SagaChange:
+        """`change` and, in `tx`, what `call` makes of the saga: its participant's answer (or its
+        timeout) and what follows from it (`settle`). With `chain`, each following call is made in
+        `tx` too, up to a wait, the end, or a call to a remote warehouse. `answered`: the call's
+        remote warehouses' answers, by shipment id."""
+        next_call, answers = call, answered or {}
+        while next_call is not None:
+            current = change.after
+            if now >= next_call.deadline:
+                produced = on_timeout(current, now, self._policy)
+            else:
+                produced = await _execute(tx, current, next_call.step, now, self._policy, self._gate, answers)
+            change, answers = self.settle(change.apply(produced), now), {}
+            next_call = self.next_in_chain(change.after, now) if chain else None
+        return self.settle(change, now)
+
+    def next_in_chain(self, state: SagaState, now: datetime) -> Call | None:
+        """The call that comes next for the saga, if it may be made in the transaction that brought
+        the saga here: none when a gate is consulted before each call, or when it goes to a remote
+        warehouse (whose answer comes over the network, outside any transaction)."""
+        following = next_action(state, now, self._policy)
+        if self._gate is not None or not isinstance(following, Call):
+            return None
+        return None if self._remote(state, following.step) else following
 
     async def committed(
         self, work: Callable[[Transaction], Awaitable[R]], settled: Callable[[R], None], lock_order: str = ""

@@ -221,6 +221,18 @@ async def test_place_order_can_await_the_outcome_of_its_saga(gql: GraphQLClient)
     assert again["saga"] == replayed["saga"] and again["saga"]["status"] == "COMPLETED"  # type: ignore[index]
 
 
+async def test_an_outcome_reached_by_the_placement_itself_is_answered_at_once(database_url: str) -> None:
+    # With no gate, a placement on SQLite makes its saga's calls in its own commit: the saga settled
+    # before placeOrder could watch it, and the request does not wait out its awaitOutcomeMs.
+    async with graphql_client(Service(Settings(database_url=database_url)), timeout=10) as gql:
+        await stock(gql)
+        async with asyncio.timeout(5):
+            completed = await place(gql, 2, awaitOutcomeMs=30_000)
+            failed = await place(gql, 9, awaitOutcomeMs=30_000)
+    assert (completed["saga"]["status"], completed["order"]["status"]) == ("COMPLETED", "CONFIRMED")
+    assert (failed["saga"]["status"], failed["order"]["status"]) == ("FAILED", "CANCELLED")
+
+
 async def test_an_outcome_not_reached_in_time_answers_the_saga_as_it_stands(
     gql: GraphQLClient, gate: SlowOnce
 ) -> None:

@@ -21,13 +21,14 @@ from api.settings import Settings
 from api.subcommands.serve_options import settings_from
 from domain.model.commands import PlaceOrder
 from domain.model.interventions import Actor
-from domain.model.saga import Participant, SagaChange, SagaStatus, Succeeded, fold, replay
+from domain.model.saga import Outcome, Participant, SagaChange, SagaStatus, Succeeded, fold, replay
 from domain.model.values import OrderLine, Pick
-from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, Transaction
+from domain.ports import ConcurrencyConflict, IdempotencyKeyReused, StepCommand, Transaction
 from persistence.connection import Db
 from persistence.read.projection import order_row, picks_json, saga_row, timeline_rows
 from persistence.tables import orders, shipments
 from persistence.write.journal import SagaWrites
+from persistence.write.participants import SqlOrders
 from tests.gates import Hold
 from tests.integration.commands import command_for
 from tests.integration.support import FAST, start_service, stock_catalog, wait_for_status
@@ -45,6 +46,48 @@ async def test_an_order_completes_and_the_read_model_shows_it(svc: Service) -> N
     assert (level.on_hand, level.reserved) == (10, 3)
     timeline = await svc.read.saga_timeline(placed.saga_id)
     assert [r.sequence for r in timeline] == list(range(1, 8))
+
+
+async def test_on_sqlite_a_placement_commits_its_whole_saga_and_on_postgresql_places_alone(
+    svc: Service, database_url: str
+) -> None:
+    commits = svc.metrics.commits
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 3),)))
+
+    assert placed.state is not None
+    if database_url.startswith("sqlite"):
+        # One writer holds the whole database anyway: the calls share the placement's commit.
+        assert placed.state.status is SagaStatus.COMPLETED
+        assert svc.metrics.commits == commits + 1
+    else:
+        # A placement never waits for a stock row (decision 0024): the calls come after it.
+        assert placed.state.status is SagaStatus.STOCK_RESERVING
+    await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED)
+    timeline = await svc.read.saga_timeline(placed.saga_id)
+    assert [r.sequence for r in timeline] == list(range(1, 8))
+
+
+async def test_a_call_that_fails_in_the_placements_commit_is_rolled_back_and_the_order_still_placed(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirm = SqlOrders.confirm_order
+    failures = [RuntimeError("orders down")]
+
+    async def down_once(self: SqlOrders, command: StepCommand) -> Outcome:
+        if failures:
+            raise failures.pop()
+        return await confirm(self, command)
+
+    monkeypatch.setattr(SqlOrders, "confirm_order", down_once)
+    placed = await svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("SKU-1", 3),)))
+    await wait_for_status(svc, placed.saga_id, SagaStatus.COMPLETED)
+
+    assert not failures
+    # The reservation made beside the failed call was rolled back with it: made again once only.
+    [level] = await svc.catalog.stock_levels("SKU-1")
+    assert (level.on_hand, level.reserved) == (10, 3)
+    order = await svc.read.order(placed.order_id)
+    assert order is not None and order.status == "CONFIRMED"
 
 
 async def test_an_orders_picks_are_cleared_once_its_stock_is_released_or_dispatched(svc: Service) -> None:

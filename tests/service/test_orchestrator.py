@@ -222,12 +222,44 @@ async def test_without_a_gate_the_steps_after_placement_share_one_transaction() 
     assert world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
 
 
-async def test_a_failure_inside_a_chain_is_charged_to_the_step_that_failed() -> None:
-    # Down for the chained try, and for the retry of the failing step alone.
-    world = World(stock={"SKU-1": 5}, failures={"confirm_order": [RuntimeError("orders down")] * 3})
-    clock = FakeClock()
-    orchestrator = Orchestrator(FakeRunner(world), clock, POLICY)
+async def test_a_placement_that_may_chain_makes_the_sagas_calls_in_its_own_transaction() -> None:
+    world, seen = World(stock={"SKU-1": 5}), []
+    runner = FakeRunner(world)
+    orchestrator = Orchestrator(runner, FakeClock(), POLICY, listeners=[seen.append], chain_placement=True)
     placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
+
+    # Settled when place_order returns: there is nothing left to wait for.
+    assert placed.state is not None and placed.state.status is SagaStatus.COMPLETED
+    assert runner.transactions == 1
+    assert [len(change.events) for change in seen] == [len(world.journal[placed.saga_id])]
+    assert world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
+    await settle()
+    assert orchestrator.running == 0 and runner.transactions == 1
+
+
+async def test_a_placement_makes_no_call_where_a_gate_admits_each(harness: Harness) -> None:
+    harness.gate.delays[Participant.INVENTORY] = 60
+    orchestrator = Orchestrator(
+        FakeRunner(harness.world), harness.clock, POLICY, harness.gate, chain_placement=True
+    )
+    placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
+
+    assert placed.state is not None and placed.state.status is SagaStatus.STOCK_RESERVING
+    assert harness.world.command_names() == ["create_order"]
+    await orchestrator.stop()
+
+
+@pytest.mark.parametrize("chain_placement", [False, True])
+async def test_a_failure_inside_a_chain_is_charged_to_the_step_that_failed(chain_placement: bool) -> None:
+    # Down for the driver's chain from the reservation, then from the confirmation, then for the
+    # confirmation alone; first for the placement's chain too, where there is one.
+    failures = [RuntimeError("orders down")] * (3 + chain_placement)
+    world = World(stock={"SKU-1": 5}, failures={"confirm_order": failures})
+    clock = FakeClock()
+    orchestrator = Orchestrator(FakeRunner(world), clock, POLICY, chain_placement=chain_placement)
+    placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
+    # A placement whose chain failed was rolled back with it, and then placed alone.
+    assert placed.state is not None and placed.state.status is SagaStatus.STOCK_RESERVING
     await settle()
 
     saga = fold(placed.saga_id, world.journal[placed.saga_id])
