@@ -137,7 +137,9 @@ class SagaMetrics:
         "completed; null when none finished."
     )
     average_duration_ms: float | None = strawberry.field(
-        description="From start to COMPLETED or FAILED; null when none finished."
+        description="From start to COMPLETED or FAILED, as the journal records them; null when none "
+        "finished. A saga whose placement made all its steps (the embedded database, SQLite) starts and "
+        "ends in that transaction's time, so it counts 0 ms."
     )
     p95_duration_ms: float | None = strawberry.field(description="Nearest-rank 95th percentile.")
     compensations: int = strawberry.field(description="Sagas that began compensating.")

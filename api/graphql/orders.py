@@ -116,9 +116,10 @@ class OrderQueries:
 class OrderMutations:
     @strawberry.mutation(
         description="Place an order; its saga runs on in the background (or, with awaitOutcomeMs, until it "
-        "settles). Refusals, in userErrors: REQUIRED, TOO_LONG, INVALID_TEXT, NO_LINES, TOO_MANY_LINES, "
-        "INVALID_QUANTITY, UNKNOWN_SKU, OUT_OF_RANGE, FORBIDDEN (a customer ordering in another's name), "
-        "IDEMPOTENCY_KEY_REUSED."
+        "settles). On the embedded database (SQLite) the placement makes the saga's steps too, so the saga "
+        "is usually settled when answered. Refusals, in userErrors: REQUIRED, TOO_LONG, INVALID_TEXT, "
+        "NO_LINES, TOO_MANY_LINES, INVALID_QUANTITY, UNKNOWN_SKU, OUT_OF_RANGE, FORBIDDEN (a customer "
+        "ordering in another's name), IDEMPOTENCY_KEY_REUSED."
     )
     async def place_order(self, info: Info, input: Input[PlaceOrderInput]) -> PlaceOrderPayload:
         svc, caller = service(info), principal(info)

@@ -43,7 +43,8 @@ class PrometheusMetrics:
         self._timed_out = counter("sagas_timed_out", "Step attempts that passed their deadline.")
         self._saga_seconds = Histogram(
             "ordersaga_saga_duration_seconds",
-            "From a saga's start to COMPLETED or FAILED.",
+            "From a saga's start to COMPLETED or FAILED, as the journal records them: a saga that its "
+            "placement's transaction ended (SQLite) observes 0.",
             buckets=BUCKETS,
             registry=self.registry,
         )

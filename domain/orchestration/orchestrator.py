@@ -36,7 +36,7 @@ log = logging.getLogger("ordersaga.saga")
 
 
 class _StepsFailed(Exception):
-    """A call made in a placement's transaction failed (its argument: the saga's id)."""
+    """A call made in a placement's transaction failed (the cause)."""
 
 
 class Orchestrator:
@@ -51,6 +51,10 @@ class Orchestrator:
         warehouses: RemoteWarehouses | None = None,
         chain_placement: bool = False,
     ) -> None:
+        if chain_placement and leases is not None:
+            # A placement that made its calls would hold its stock rows for its whole batch, while
+            # other processes' writers wait for them (decision 0004).
+            raise ValueError("a placement makes its saga's calls only where one process writes")
         self._clock = clock
         # Whether a placement makes its saga's first calls in its own transaction (decision 0004).
         self._chain_placement = chain_placement
@@ -77,9 +81,14 @@ class Orchestrator:
 
     async def place_order(self, command: PlaceOrder) -> OrderPlaced:
         """Create the order and start its saga in one transaction; once this returns the order is
-        durable, and the saga runs on in the background."""
+        durable, and the saga runs on in the background. With `chain_placement`, the saga's calls
+        are made in that transaction too (up to a wait, the end, or a remote warehouse), so the saga
+        returned is usually settled; a call that fails there rolls the placement back, and the
+        order is placed alone (decision 0004)."""
         # Only a keyed placement is compared or bound by its fingerprint.
         fingerprint = command.fingerprint() if command.idempotency_key is not None else ""
+        # The same ids on every attempt: only one of them commits, and a log line names that one.
+        saga_id, order_id = str(uuid.uuid4()), str(uuid.uuid4())
 
         async def work(tx: Transaction, chain: bool) -> tuple[OrderPlaced, SagaChange | None]:
             key = command.idempotency_key
@@ -89,7 +98,7 @@ class Orchestrator:
                     if earlier.fingerprint != fingerprint:
                         raise IdempotencyKeyReused(key)
                     return OrderPlaced(earlier.saga_id, earlier.order_id, replayed=True), None
-            saga_id, order_id, now = str(uuid.uuid4()), str(uuid.uuid4()), self._clock.now()
+            now = self._clock.now()
             started = SagaStarted(order_id, command.customer_id, command.lines, now)
             change = SagaChange.started(saga_id, started)
             await tx.orders.create_order(step_command(change.after, Step.CREATE_ORDER.value, now))
@@ -98,7 +107,7 @@ class Orchestrator:
                 try:
                     change = await self._steps.run(tx, change, call, now, chain=True)
                 except Exception as error:
-                    raise _StepsFailed(saga_id) from error
+                    raise _StepsFailed from error
             placement = None if key is None else Placement(key, fingerprint, saga_id, order_id)
             await tx.sagas.append(change, placement)
             return OrderPlaced(saga_id, order_id, replayed=False, state=change.after), change
@@ -107,7 +116,8 @@ class Orchestrator:
             change = result[1]
             if change is not None:
                 self._outcomes.publish(change)
-                self._drivers.spawn(change.after.saga_id, change.after)
+                if not change.after.is_terminal:  # one the placement ended needs no driver
+                    self._drivers.spawn(change.after.saga_id, change.after)
 
         lost, chain = False, self._chain_placement
 
@@ -119,9 +129,13 @@ class Orchestrator:
                 lost = True
                 raise
             except _StepsFailed as failed:
-                # The steps' failure rolled the placement back with them: place the order alone, and
+                # The call's failure rolled the placement back with it: place the order alone, and
                 # its driver makes the calls again, charging a failure to the step that failed.
-                log.warning("saga %s: its first steps failed: %r", failed, failed.__cause__)
+                log.warning(
+                    "saga %s: a call failed in its placement's transaction; placing it alone",
+                    saga_id,
+                    exc_info=failed.__cause__,
+                )
                 chain = False
                 return await attempt()
             return placed

@@ -228,13 +228,24 @@ async def test_a_placement_that_may_chain_makes_the_sagas_calls_in_its_own_trans
     orchestrator = Orchestrator(runner, FakeClock(), POLICY, listeners=[seen.append], chain_placement=True)
     placed = await orchestrator.place_order(PlaceOrder("c", (OrderLine("SKU-1", 1),)))
 
-    # Settled when place_order returns: there is nothing left to wait for.
+    # Settled when place_order returns: there is nothing left to wait for, nor to drive.
     assert placed.state is not None and placed.state.status is SagaStatus.COMPLETED
+    assert orchestrator.running == 0
     assert runner.transactions == 1
     assert [len(change.events) for change in seen] == [len(world.journal[placed.saga_id])]
     assert world.command_names() == ["create_order", "reserve_stock", "confirm_order", "create_shipment"]
     await settle()
     assert orchestrator.running == 0 and runner.transactions == 1
+
+
+class EveryLease:
+    def holds(self, saga_id: str) -> bool:
+        return True
+
+
+def test_a_placement_makes_no_call_where_several_processes_write() -> None:
+    with pytest.raises(ValueError, match="one process"):
+        Orchestrator(FakeRunner(World()), FakeClock(), POLICY, leases=EveryLease(), chain_placement=True)
 
 
 async def test_a_placement_makes_no_call_where_a_gate_admits_each(harness: Harness) -> None:
