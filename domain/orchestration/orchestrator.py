@@ -53,7 +53,9 @@ class Orchestrator:
     ) -> None:
         if chain_placement and leases is not None:
             # A placement that made its calls would hold its stock rows for its whole batch, while
-            # other processes' writers wait for them (decision 0004).
+            # other processes' writers wait for them (decision 0004). Only SQLite's one writer takes
+            # no row lock at all, so only it chains placements; a call's error is wrapped below,
+            # which a runner that steps work aside on a held row (StockBusy) must not meet.
             raise ValueError("a placement makes its saga's calls only where one process writes")
         self._clock = clock
         # Whether a placement makes its saga's first calls in its own transaction (decision 0004).
@@ -131,10 +133,11 @@ class Orchestrator:
             except _StepsFailed as failed:
                 # The call's failure rolled the placement back with it: place the order alone, and
                 # its driver makes the calls again, charging a failure to the step that failed.
+                # One line, as a driver's failed call logs: in an outage, one a placement.
                 log.warning(
-                    "saga %s: a call failed in its placement's transaction; placing it alone",
+                    "saga %s: a call failed in its placement's transaction (%r); placing it alone",
                     saga_id,
-                    exc_info=failed.__cause__,
+                    failed.__cause__,
                 )
                 chain = False
                 return await attempt()

@@ -84,7 +84,10 @@ async def test_a_call_that_fails_in_the_placements_commit_is_rolled_back_and_the
     assert placed.state is not None and placed.state.status is SagaStatus.STOCK_RESERVING
     fallbacks = [r for r in caplog.records if "placing it alone" in r.getMessage()]
     assert [r.getMessage() for r in fallbacks] == (
-        [f"saga {placed.saga_id}: a call failed in its placement's transaction; placing it alone"]
+        [
+            f"saga {placed.saga_id}: a call failed in its placement's transaction "
+            "(RuntimeError('orders down')); placing it alone"
+        ]
         if database_url.startswith("sqlite")
         else []
     )
