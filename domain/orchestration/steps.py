@@ -203,7 +203,7 @@ class Steps:
             change = SagaChange.from_state(state)
             if outcome is not None:
                 change = change.apply(on_outcome(state, outcome, now, self._policy))
-            change = await self.run(tx, change, call, now, chain, answered or {})
+            change = await self.run(tx, change, call, now, chain, answered)
             await tx.sagas.append(change, None)
             return change
 
