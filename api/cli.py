@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 from api.observability.logs import configure_logging
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:
+        # Said with the usage of the command given, not only the top level's.
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = argv
     configure_logging(getattr(args, "log_format", "text"), default_instance())
     args.run(args)
@@ -31,12 +35,24 @@ def main(argv: list[str] | None = None) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line: each subcommand's options, and `run`, the function that carries it out."""
     ordersaga = argparse.ArgumentParser(prog="ordersaga", description="A GraphQL order service run by sagas.")
+    ordersaga.add_argument("--version", action="version", version=f"%(prog)s {version('ordersaga')}")
     commands = ordersaga.add_subparsers(required=True, metavar="COMMAND")
     serve.add_parser(commands)
     database.add_parsers(commands)
     schema.add_parser(commands)
     tokens.add_parser(commands)
+    _know_their_parsers(commands)
     return ordersaga
+
+
+def _know_their_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Each command, nested ones too, records its own parser as `command_parser`, for `main` to
+    refuse what it does not know with that command's usage."""
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _know_their_parsers(action)
 
 
 def worker_app() -> Starlette:

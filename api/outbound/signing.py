@@ -17,9 +17,28 @@ from standardwebhooks.webhooks import Webhook
 SECRET_PREFIX = "whsec_"
 
 
+# The specification's bounds on a secret's key, in bytes ("Signature scheme": 24 to 64).
+SECRET_BYTES = range(24, 65)
+
+
 def new_secret() -> str:
     """A fresh signing secret: `whsec_` and the base64 of 32 random bytes (the specification's form)."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_problem(secret: str) -> str | None:
+    """What keeps `secret` from being a Standard Webhooks secret (`whsec_` and the base64 of a key of
+    24 to 64 bytes), or None. standardwebhooks itself takes nearly any text, decoding what it can of
+    it as base64, so a mistyped secret would sign with a key the other side does not hold."""
+    if not secret.startswith(SECRET_PREFIX):
+        return f"it does not start with {SECRET_PREFIX}"
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError:
+        return f"what follows {SECRET_PREFIX} is not base64"
+    if len(key) not in SECRET_BYTES:
+        return f"its key is {len(key)} bytes; the specification's are 24 to 64"
+    return None
 
 
 class Signer:

@@ -12,21 +12,24 @@ from api.access.auth import DEFAULT_LEEWAY, AuthConfig, read_secret
 from api.subcommands.numbers import add_seconds
 
 
-def add_auth_secret_option(parser: argparse.ArgumentParser) -> None:
-    """--auth-secret-file, the HS256 secret's file (env ORDERSAGA_AUTH_SECRET_FILE)."""
+def add_auth_secret_option(parser: argparse.ArgumentParser, without: str) -> None:
+    """--auth-secret-file, the HS256 secret's file (env ORDERSAGA_AUTH_SECRET_FILE); `without` says
+    in its help what the command does when it is not given."""
     parser.add_argument(
         "--auth-secret-file",
         type=Path,
         default=os.environ.get("ORDERSAGA_AUTH_SECRET_FILE"),
         metavar="PATH",
         help="a file holding the HS256 secret (at least 32 bytes); env ORDERSAGA_AUTH_SECRET_FILE "
-        "(default: none; with no --auth-jwks-url either, development mode: everyone is admin)",
+        f"({without})",
     )
 
 
 def add_auth_options(parser: argparse.ArgumentParser) -> None:
     """Every --auth-* option `serve` takes: the secret file, or a JWKS URL; issuer, audience, leeway."""
-    add_auth_secret_option(parser)
+    add_auth_secret_option(
+        parser, without="default: none; with no --auth-jwks-url either, development mode: everyone is admin"
+    )
     for name, metavar, what in [
         ("jwks-url", "URL", "the OIDC provider's JWKS URL (RS256/ES256 keys)"),
         ("issuer", "ISS", "the iss every token must carry"),

@@ -60,10 +60,35 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     """--database-url, the database a subcommand works on (None: the default SQLite file)."""
     parser.add_argument(
         "--database-url",
+        type=_async_driver,
         default=None,
-        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db (default: SQLite, ordersaga.db "
-        "in the working directory)",
+        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db; postgresql:// and sqlite:// "
+        "mean their async drivers (default: SQLite, ordersaga.db in the working directory)",
     )
+
+
+# The async driver ordersaga runs each database it knows on, and the names a URL may give it by.
+ASYNC_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite"}
+
+
+def _async_driver(text: str) -> str:
+    """The URL `text` on its database's async driver: a URL naming no driver (postgresql://, the
+    postgres:// some platforms give, sqlite://) gets the one ordersaga uses; one naming a blocking
+    driver (psycopg2, pysqlite) ends the command with one line giving the URL to use instead. Any
+    other URL is left as it is, for the database options' own checks to refuse in one line."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        return text
+    backend, _, driver = url.drivername.partition("+")
+    wanted = ASYNC_DRIVERS.get(backend)
+    if wanted is None or driver == wanted:
+        return text
+    fitted = url.set(drivername=f"{'postgresql' if wanted == 'asyncpg' else backend}+{wanted}")
+    if driver:
+        shown = fitted.render_as_string(hide_password=True)
+        sys.exit(f"--database-url: ordersaga runs on async drivers; {driver} is not one: use {shown}")
+    return fitted.render_as_string(hide_password=False)
 
 
 def _migrate(args: argparse.Namespace) -> None:

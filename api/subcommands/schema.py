@@ -19,6 +19,9 @@ def _export_schema(args: argparse.Namespace) -> None:
 
     sdl = schema.as_str() + "\n"
     if args.output:
-        args.output.write_text(sdl)
+        try:
+            args.output.write_text(sdl)
+        except OSError as error:
+            sys.exit(f"cannot write the schema to {args.output}: {error.strerror or error}")
     else:
         sys.stdout.write(sdl)

@@ -311,7 +311,7 @@ def _stream_settings(args: argparse.Namespace) -> StreamSettings | None:
 def _warehouse_secret(args: argparse.Namespace) -> str | None:
     """The warehouse service's signing secret, checked; exits when the options do not fit."""
     from api.outbound.addresses import url_problem
-    from api.outbound.signing import Signer
+    from api.outbound.signing import secret_problem
 
     url, path = args.warehouse_service_url, args.warehouse_service_secret_file
     if url is not None and (problem := url_problem(url)) is not None:
@@ -322,9 +322,10 @@ def _warehouse_secret(args: argparse.Namespace) -> str | None:
         return None
     try:
         secret = Path(path).read_text().strip()
-        Signer(secret)
-    except Exception as error:  # unreadable, or not a whsec_ secret: standardwebhooks says which
+    except (OSError, UnicodeDecodeError) as error:
         sys.exit(f"cannot use the warehouse service secret: {type(error).__name__}: {error}")
+    if (problem := secret_problem(secret)) is not None:
+        sys.exit(f"cannot use the warehouse service secret in {path}: {problem}")
     return secret
 
 

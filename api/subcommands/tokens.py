@@ -34,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="lifetime (default 3600)",
     )
-    add_auth_secret_option(token)
+    add_auth_secret_option(token, without="needed: the token is signed with it")
     for claim, metavar in [("issuer", "ISS"), ("audience", "AUD")]:
         env = f"ORDERSAGA_AUTH_{claim.upper()}"
         token.add_argument(f"--auth-{claim}", default=os.environ.get(env), metavar=metavar, help=f"env {env}")

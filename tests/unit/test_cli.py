@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from api.cli import parser
+from api.cli import main, parser
 from api.outbound.signing import new_secret
 from api.settings import Settings, StreamSettings
 from api.subcommands.serve_options import settings_from
@@ -128,15 +130,15 @@ def test_webhook_times_must_be_positive(option: str) -> None:
 
 
 def number_options() -> list[tuple[str, str]]:
-    """(subcommand, option) for every option of every subcommand read into a number: those with a
-    `type` other than a path."""
+    """(subcommand, option) for every option of every subcommand read into a number: those whose
+    `type` is a reader of api/subcommands/numbers.py."""
     found = []
     commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     projections = commands["projections"]._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     subcommands = {**commands, "projections rebuild": projections["rebuild"]}
     for name, subcommand in subcommands.items():
         for action in subcommand._actions:
-            if action.type is not None and action.type is not Path:
+            if getattr(action.type, "__module__", None) == "api.subcommands.numbers":
                 found.append((name, action.option_strings[0]))
     return found
 
@@ -215,3 +217,100 @@ def test_a_warehouse_service_is_signed_with_the_secret_file_it_needs(tmp_path: P
 def test_a_warehouse_service_that_cannot_be_used_stops_the_start(options: list[str], message: str) -> None:
     with pytest.raises(SystemExit, match=message):
         serve_settings(*options)
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("not-whsec", "does not start with whsec_"),
+        ("Z29sZGVuLWpvdXJuYWxzLXdhcmVob3VzZS1zZWNyZXQ=", "does not start with whsec_"),
+        ("whsec_not-base64!", "not base64"),
+        ("whsec_" + base64.b64encode(b"k" * 16).decode(), "key is 16 bytes"),
+        ("whsec_" + base64.b64encode(b"k" * 65).decode(), "key is 65 bytes"),
+    ],
+)
+def test_a_warehouse_service_secret_not_in_the_specifications_form_stops_the_start(
+    tmp_path: Path, secret: str, problem: str
+) -> None:
+    # standardwebhooks would sign with whatever base64 it finds in such text: a key no warehouse holds.
+    (tmp_path / "secret").write_text(secret)
+    options = [f"--warehouse-service-secret-file={tmp_path / 'secret'}"]
+    with pytest.raises(SystemExit, match=f"cannot use the warehouse service secret in .*: .*{problem}"):
+        serve_settings(*options)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "postgresql://user:p%40ss@db.internal/orders",
+            "postgresql+asyncpg://user:p%40ss@db.internal/orders",
+        ),
+        ("postgres://user@db.internal:5433/orders", "postgresql+asyncpg://user@db.internal:5433/orders"),
+        ("sqlite:////var/lib/ordersaga/o.db", "sqlite+aiosqlite:////var/lib/ordersaga/o.db"),
+        ("postgresql+asyncpg://user@db.internal/orders", "postgresql+asyncpg://user@db.internal/orders"),
+        ("sqlite+aiosqlite:///o.db", "sqlite+aiosqlite:///o.db"),
+    ],
+)
+@pytest.mark.parametrize("subcommand", ["serve", "migrate", "projections rebuild"])
+def test_a_database_url_naming_no_driver_runs_on_the_async_one(
+    subcommand: str, given: str, used: str
+) -> None:
+    assert parser().parse_args([*subcommand.split(), f"--database-url={given}"]).database_url == used
+
+
+@pytest.mark.parametrize(
+    ("given", "told"),
+    [
+        (
+            "postgresql+psycopg2://user:secret@db.internal/orders",
+            "use postgresql+asyncpg://user:***@db.internal/orders",
+        ),
+        ("sqlite+pysqlite:///o.db", "use sqlite+aiosqlite:///o.db"),
+    ],
+)
+def test_a_blocking_driver_is_refused_in_one_line_with_the_url_to_use(
+    given: str, told: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["migrate", f"--database-url={given}"])
+    message = str(exit_.value.code)
+    assert message.startswith("--database-url: ordersaga runs on async drivers") and message.endswith(told)
+    assert "secret" not in message and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["serve", "--prot", "9000"], "usage: ordersaga serve "),
+        (["projections", "rebuild", "--foo"], "usage: ordersaga projections rebuild "),
+    ],
+)
+def test_an_unknown_option_is_refused_with_the_usage_of_its_command(
+    argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(usage)
+        and f"error: unrecognized arguments: {' '.join(argv[-2:] if argv[0] == 'serve' else argv[-1:])}"
+        in err
+    )
+
+
+def test_version_says_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"ordersaga {version('ordersaga')}\n"
+
+
+@pytest.mark.parametrize("where", ["directory", "missing/schema.graphql"])
+def test_a_schema_that_cannot_be_written_is_said_in_one_line(tmp_path: Path, where: str) -> None:
+    target = tmp_path / where if where != "directory" else tmp_path
+    with pytest.raises(SystemExit) as exit_:
+        main(["export-schema", "--output", str(target)])
+    message = str(exit_.value.code)
+    assert message.startswith(f"cannot write the schema to {target}: ") and "\n" not in message
