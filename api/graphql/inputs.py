@@ -27,8 +27,10 @@ from graphql import (
     GraphQLResolveInfo,
     OperationType,
     StringValueNode,
+    ValueNode,
     Visitor,
     get_nullable_type,
+    value_from_ast_untyped,
     visit,
 )
 from graphql.pyutils import AwaitableOrValue
@@ -100,6 +102,16 @@ def parse_date_time(value: object) -> datetime:
     return as_utc(parsed)
 
 
+def _date_time_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> datetime:
+    """`parse_date_time` of a value written in the document (`node`), its refusal given the value's
+    place (`locations`) as graphql-core's refusals of such values are: validation reports it as
+    raised, and `parse_date_time` knows no node."""
+    try:
+        return parse_date_time(value_from_ast_untyped(node, variables))
+    except GraphQLError as refusal:
+        raise GraphQLError(refusal.message, node, extensions=refusal.extensions) from None
+
+
 DateTime = strawberry.scalar(
     name="DateTime",
     description="An RFC 3339 date-time, such as 2026-01-31T09:30:00Z or 2026-01-31T10:30:00.5+01:00: "
@@ -109,6 +121,7 @@ DateTime = strawberry.scalar(
     "BAD_USER_INPUT. The service answers in UTC.",
     serialize=datetime.isoformat,
     parse_value=parse_date_time,
+    parse_literal=_date_time_literal,
 )
 
 

@@ -145,8 +145,9 @@ def encode_cursor(position: Position) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_cursor(cursor: str) -> Position:
-    """The position `cursor` stands for. Raises BAD_USER_INPUT "invalid cursor" unless it is one
+def decode_cursor(cursor: str, argument: str) -> Position:
+    """The position `cursor`, the value of `argument`, stands for. Raises BAD_USER_INPUT "invalid
+    cursor" (naming `argument`) unless it is one
     this API made (a UTC time and a UUID) and only if encoding its position again gives it back, so
     whatever else it holds (other JSON, a time that cannot be moved to UTC, a number or text for an
     id) is refused here, never handed to the database."""
@@ -158,7 +159,9 @@ def decode_cursor(cursor: str) -> Position:
     except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError, GraphQLError):
         pass
     raise client_error(
-        "invalid cursor: pass a startCursor or endCursor this API returned", ClientErrorCode.BAD_USER_INPUT
+        "invalid cursor: pass a startCursor or endCursor this API returned",
+        ClientErrorCode.BAD_USER_INPUT,
+        argument=argument,
     )
 
 
@@ -191,8 +194,8 @@ def window(
     return Window((default if first is None else first) + 1, after, before)
 
 
-def _cursor(cursor: str | None) -> Position | None:
-    return None if cursor is None else decode_cursor(cursor)
+def _cursor(cursor: str | None, argument: str) -> Position | None:
+    return None if cursor is None else decode_cursor(cursor, argument)
 
 
 def _may_list(caller: Principal, customer_id: str | None) -> bool:
@@ -345,7 +348,10 @@ class RelayQueries:
         placed_after: Inclusive = None,
         placed_before: Exclusive = None,
     ) -> Connection[Order]:
-        asked, caller = window(first, _cursor(after), last, _cursor(before)), principal(info)
+        asked, caller = (
+            window(first, _cursor(after, "after"), last, _cursor(before, "before")),
+            principal(info),
+        )
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         if not _may_list(caller, customer_id):
             return _connection([], asked, "created_at", Order.from_row, _no_rows)
@@ -369,7 +375,10 @@ class RelayQueries:
         started_after: Inclusive = None,
         started_before: Exclusive = None,
     ) -> Connection[Saga]:
-        asked, caller = window(first, _cursor(after), last, _cursor(before)), principal(info)
+        asked, caller = (
+            window(first, _cursor(after, "after"), last, _cursor(before, "before")),
+            principal(info),
+        )
         where = PageFilter(
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
@@ -403,7 +412,7 @@ class RelayQueries:
         occurred_after: Inclusive = None,
         occurred_before: Exclusive = None,
     ) -> Connection[StockMovement]:
-        asked = window(first, _cursor(after), last, _cursor(before))
+        asked = window(first, _cursor(after, "after"), last, _cursor(before, "before"))
         where, catalog = PageFilter(since=occurred_after, until=occurred_before), service(info).catalog
         rows = await catalog.stock_movement_page(sku, warehouse_code, section_code, where, asked)
         return _connection(

@@ -251,12 +251,7 @@ class WebhookQueries:
         last: Last = None,
         before: Before = None,
     ) -> UncountedConnection[WebhookDelivery]:
-        try:
-            asked = window(first, _position(after), last, _position(before))
-        except ValueError:
-            raise client_error(
-                "invalid cursor: pass a cursor this API returned", ClientErrorCode.BAD_USER_INPUT
-            ) from None
+        asked = window(first, _position(after, "after"), last, _position(before, "before"))
         store = service(info).webhooks.store
         if await store.endpoint(str(endpoint_id)) is None:
             raise client_error(
@@ -268,9 +263,17 @@ class WebhookQueries:
         return UncountedConnection.of(edges, asked)
 
 
-def _position(cursor: str | None) -> int | None:
-    """The journal position a delivery's cursor stands for; raises ValueError for any other text."""
-    return None if cursor is None else decode_cursor(cursor)
+def _position(cursor: str | None, argument: str) -> int | None:
+    """The journal position a delivery's cursor, the value of `argument`, stands for. Raises
+    BAD_USER_INPUT (naming `argument`) for any other text."""
+    try:
+        return None if cursor is None else decode_cursor(cursor)
+    except ValueError:
+        raise client_error(
+            "invalid cursor: pass a cursor this API returned",
+            ClientErrorCode.BAD_USER_INPUT,
+            argument=argument,
+        ) from None
 
 
 @strawberry.type

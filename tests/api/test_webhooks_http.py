@@ -276,6 +276,22 @@ async def test_a_short_outage_does_not_disable_an_endpoint(sqlite_url: str) -> N
         assert endpoint["failingSince"] is None
 
 
+async def test_a_deliveries_cursor_this_api_did_not_make_is_refused_naming_its_argument(
+    sqlite_url: str,
+) -> None:
+    receiver = Receiver()
+    async with served(sqlite_url) as gql:
+        endpoint_id = await subscribe(gql, receiver)
+        for argument in ("after", "before"):
+            for cursor in ("not-a-cursor", "", "-1"):
+                response = await gql.http.post(
+                    "/graphql", json={"query": DELIVERIES, "variables": {"id": endpoint_id, argument: cursor}}
+                )
+                [error] = response.json()["errors"]
+                assert error["message"] == "invalid cursor: pass a cursor this API returned", cursor
+                assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
+
+
 @pytest.mark.slow
 async def test_one_failed_delivery_is_redelivered_alone_and_unknown_ones_are_refused(sqlite_url: str) -> None:
     receiver = Receiver()

@@ -39,15 +39,17 @@ def test_a_time_is_read_in_utc_or_refused_as_bad_user_input(at: datetime) -> Non
 
 @given(positions)
 def test_a_cursor_this_api_made_decodes_to_its_position(position: Position) -> None:
-    assert decode_cursor(encode_cursor(position)) == position
+    assert decode_cursor(encode_cursor(position), "after") == position
 
 
 @given(st.text() | st.binary().map(lambda raw: base64.urlsafe_b64encode(raw).decode()))
 def test_any_other_cursor_is_an_invalid_cursor(cursor: str) -> None:
     try:
-        position = decode_cursor(cursor)
+        position = decode_cursor(cursor, "before")
     except GraphQLError as error:
-        assert refused(error) and error.message.startswith("invalid cursor")
+        # Naming the argument that holds it, as every refused argument is named.
+        assert error.extensions == {"code": "BAD_USER_INPUT", "argument": "before"}
+        assert error.message.startswith("invalid cursor")
         return
     assert encode_cursor(position) == cursor
     assert str(uuid.UUID(position.id)) == position.id
@@ -57,7 +59,7 @@ def test_a_cursor_with_a_time_off_the_utc_calendar_is_an_invalid_cursor() -> Non
     late = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))
     raw = f'["{late.isoformat()}", "{uuid.uuid4()}"]'.encode()
     with pytest.raises(GraphQLError, match="invalid cursor"):
-        decode_cursor(base64.urlsafe_b64encode(raw).decode())
+        decode_cursor(base64.urlsafe_b64encode(raw).decode(), "after")
 
 
 def rfc_3339(at: datetime, fraction: str, t: str, z: str) -> str:
