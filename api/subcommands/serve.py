@@ -9,6 +9,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -89,6 +90,9 @@ def _serve(args: argparse.Namespace) -> None:
             app = create_app(Service(settings))
     except ValueError as error:  # a rate limit that does not parse, a storage it cannot use
         sys.exit(f"cannot serve: {error}")
+    # Bound before the database is touched: a port already taken leaves no database made or migrated.
+    # Listening at once, so that a request sent as soon as the URL is printed waits, not refused.
+    bound = listen(args.host, args.port)
 
     async def prepare(engine: AsyncEngine) -> None:
         # Here rather than in the service's start, so that a failure is one line, not a traceback.
@@ -107,7 +111,7 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit("a projections rebuild is using the database: serve once it has finished")
 
     if args.workers > 1:
-        _serve_workers(args, settings)  # each worker builds its own; `app` only checked the settings
+        _serve_workers(args, settings, bound)  # each worker builds its own; `app` only checked
         return
 
     def listening(base_url: str) -> None:
@@ -117,12 +121,27 @@ def _serve(args: argparse.Namespace) -> None:
             print("Fault injection is on: setParticipantFault makes a participant slow or failing")
         sys.stdout.flush()
 
-    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run()
+    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run(sockets=[bound])
 
 
-def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
-    """N processes accepting on one socket (uvicorn's supervisor), each building its own service
-    from this command line (`worker_app`)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (0: a free port) and listening, as uvicorn binds one; a port
+    that cannot be had ends the command with one line."""
+    bound = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        bound.bind((host, port))
+    except OSError as error:
+        bound.close()
+        sys.exit(f"cannot serve on {host}:{port}: {error.strerror or error}")
+    bound.set_inheritable(True)  # for `--workers`' processes
+    bound.listen(2048)  # uvicorn's default backlog
+    return bound
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings, bound: socket.socket) -> None:
+    """N processes accepting on `bound` (uvicorn's supervisor), each building its own service from
+    this command line (`worker_app`)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -140,12 +159,8 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> None:
         http="api.web.http_server:HeaderDeadline",
         **connection_limits(settings),
     )
-    # Bound here, as uvicorn.run would, so that the URL printed has the port the socket holds (the
-    # system's choice for --port 0); listening at once, so that a request sent as soon as it is
-    # printed waits for the workers instead of being refused.
-    listening = config.bind_socket()
-    listening.listen(config.backlog)
-    url = base_url(listening)
+    # The URL printed has the port the socket holds (the system's choice for --port 0).
+    url = base_url(bound)
     print(f"GraphiQL: {url}/graphql ({args.workers} workers)")
     print(f"Console: {url}/dashboard", flush=True)
-    Multiprocess(config, sockets=[listening]).run()
+    Multiprocess(config, sockets=[bound]).run()

@@ -66,7 +66,7 @@ def assert_one_line_failure(status: int, stderr: str, *words: str) -> None:
 BAD_DATABASES = [
     ("not a url", "Could not parse"),
     ("sqlite+aiosqlite:////no/such/directory/ordersaga.db", "no directory /no/such/directory"),
-    ("sqlite:///ordersaga.db", "async driver"),
+    ("mysql://ordersaga@127.0.0.1/ordersaga", "No module named 'MySQLdb'"),
     ("postgresql+asyncpg://postgres:secret@127.0.0.1:9/ordersaga", "Connect call failed"),
 ]
 
@@ -167,17 +167,24 @@ async def test_the_graphiql_and_console_urls_are_printed_once_the_port_is_bound(
     assert not claim.exists()  # a stopped server leaves nothing behind
 
 
-async def test_no_url_is_printed_when_the_port_is_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_port_taken_is_said_in_one_line_before_any_database_is_made(
+    tmp_path: Path, workers: int
+) -> None:
+    database = tmp_path / "ordersaga.db"
+    # --workers needs PostgreSQL, and the port is refused before the database is reached: this one
+    # does not exist.
+    url = f"sqlite+aiosqlite:///{database}" if workers == 1 else "postgresql://nobody@127.0.0.1:1/none"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         status, stdout, stderr = await ordersaga(
-            "serve", f"--port={port}", f"--database-url=sqlite+aiosqlite:///{tmp_path / 'ordersaga.db'}"
+            "serve", f"--port={port}", f"--database-url={url}", f"--workers={workers}"
         )
-    assert status != 0
-    assert "GraphiQL" not in stdout
-    assert "address already in use" in stderr
+    assert (status, stdout) == (1, "")
+    assert stderr.strip() == f"cannot serve on 127.0.0.1:{port}: Address already in use"
+    assert not database.exists() and not os.listdir(tmp_path)  # no database made, no claim left
 
 
 async def test_rebuild_refuses_while_a_server_uses_the_database(database_url: str) -> None:
