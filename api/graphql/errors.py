@@ -73,6 +73,8 @@ class ClientErrorCode(enum.StrEnum):
     # not a well-formed GraphQL request (its body, operationName, a subscription over HTTP): fix it
     BAD_REQUEST = "BAD_REQUEST"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # the body is over `maxBytes`: send a smaller request
+    # the request line and headers are over `maxBytes` (HTTP 431): send fewer or shorter headers
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the body did not arrive within `timeoutSeconds`: send it again
 
 

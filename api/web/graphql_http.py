@@ -114,12 +114,17 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
             raise
 
     def decode_json(self, data: str | bytes) -> object:
-        # Python's decoder recurses per nesting level: JSON nested past its recursion limit is as
-        # unreadable to it as malformed JSON, and is refused like it (400 on HTTP, 4400 on WebSocket).
+        # JSON Python's decoder cannot read is refused as malformed JSON is (400 on HTTP, 4400 on
+        # WebSocket): nested past its recursion limit (it recurses per level), or holding an integer
+        # of more digits than Python reads (4,300: sys.get_int_max_str_digits).
         try:
             return super().decode_json(data)
+        except json.JSONDecodeError:
+            raise
         except RecursionError as error:
             raise json.JSONDecodeError("nested too deeply", "", 0) from error
+        except ValueError as error:
+            raise json.JSONDecodeError("a number with too many digits", "", 0) from error
 
     def parse_json(self, data: str | bytes) -> Any:
         # JSON bodies are UTF-8 (RFC 8259); json.loads would guess UTF-16 or UTF-32 from the bytes, or

@@ -20,6 +20,13 @@ from api.graphql.errors import ClientErrorCode
 from api.web.graphql_http import request_error_response
 
 
+def _over(digits: str, limit: int) -> bool:
+    """Whether the decimal number `digits` is over `limit`, read however many digits it has (Python
+    refuses to read an int of over 4,300 of them, leading zeros included)."""
+    significant = digits.lstrip("0")
+    return len(significant) > len(str(limit)) or int(significant or "0") > limit
+
+
 class _BodyRefused(Exception):
     def __init__(self, status_code: int, message: str, code: ClientErrorCode, **extensions: Any) -> None:
         super().__init__(message)
@@ -40,7 +47,7 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and _over(declared, self.max_bytes):
             await self._refuse(self._too_large(), scope, receive, send)
             return
         loop = asyncio.get_running_loop()

@@ -83,6 +83,7 @@ async def test_a_field_error_is_not_a_request_error(http: httpx.AsyncClient) -> 
 
 
 DEEP = b"[" * 10_000 + b"]" * 10_000  # deeper than Python's JSON decoder can recurse
+LONG_NUMBER = b"1" * 4301  # more digits than Python reads into an int
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,9 @@ DEEP = b"[" * 10_000 + b"]" * 10_000  # deeper than Python's JSON decoder can re
         pytest.param(DEEP, id="nested-too-deeply"),
         pytest.param(
             b'{"query": "{ __typename }", "variables": {"v": ' + DEEP + b"}}", id="variables-too-deep"
+        ),
+        pytest.param(
+            b'{"query": "{ __typename }", "variables": {"v": ' + LONG_NUMBER + b"}}", id="number-too-long"
         ),
     ],
 )
@@ -147,3 +151,13 @@ async def test_graphql_http_server_audits_all_pass(base_url: str) -> None:
     assert len(results) > 50
     failing = [r for r in results if r["status"] != "ok"]
     assert failing == []
+
+
+@pytest.mark.parametrize("parameter", ["variables", "extensions"])
+async def test_a_get_whose_json_parameter_cannot_be_read_is_a_graphql_shaped_400(
+    http: httpx.AsyncClient, parameter: str
+) -> None:
+    unreadable = '{"v": ' + LONG_NUMBER.decode() + "}"
+    answer = await http.get("/graphql", params={"query": "{ __typename }", parameter: unreadable})
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

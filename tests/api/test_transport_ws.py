@@ -76,9 +76,14 @@ async def test_a_malformed_message_closes_the_socket_with_4400(live: Live, messa
     assert closed.value.rcvd.reason
 
 
-async def test_json_nested_past_the_decoder_s_depth_closes_the_socket_with_4400(live: Live) -> None:
+@pytest.mark.parametrize(
+    "message",
+    ["[" * 10_000 + "]" * 10_000, '{"type": "ping", "payload": {"n": ' + "1" * 4301 + "}}"],
+    ids=["nested-past-its-depth", "a-number-of-more-digits-than-python-reads"],
+)
+async def test_json_the_decoder_cannot_read_closes_the_socket_with_4400(live: Live, message: str) -> None:
     async with subscriptions(live.url) as client:
-        await client.socket.send("[" * 10_000 + "]" * 10_000)
+        await client.socket.send(message)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             async with asyncio.timeout(5):
                 await client.socket.recv()
