@@ -18,15 +18,31 @@ from strawberry.schema.schema import validate_document
 from api.graphql.document_limits import too_costly
 from api.graphql.errors import ClientErrorCode, client_error
 
+# The longest document text (in characters) the caches keep: more than clients' documents hold
+# (GraphiQL's introspection query is about 2,000), so that they are parsed and validated once; a
+# longer one is parsed and validated for its own request only, as each entry keeps its text and tree
+# (some 8 bytes a character), and a thousand entries of up to a megabyte (the body limit) each
+# would hold gigabytes.
+CACHED_CHARACTERS = 8192
+
+
+def _cached(query: str | None) -> bool:
+    return query is not None and len(query) <= CACHED_CHARACTERS
+
 
 class CachedParse(ParserCache):
-    """strawberry's ParserCache, except that a document that does not parse is left to strawberry's
-    own parse, which reports the syntax error as the request's error. The cache's parse raises it from
-    inside the extension hook instead, where a subscription cannot catch it: its stream ends with
-    `complete` alone, as if it had succeeded. Only failing documents are parsed twice."""
+    """strawberry's ParserCache for documents of up to CACHED_CHARACTERS, except that a document that
+    does not parse is left to strawberry's own parse, which reports the syntax error as the request's
+    error. The cache's parse raises it from inside the extension hook instead, where a subscription
+    cannot catch it: its stream ends with `complete` alone, as if it had succeeded. So a failing
+    document is parsed twice, only when it is short; a longer document is left to strawberry's parse,
+    once."""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
+        if not _cached(context.query):
+            yield
+            return
         try:
             context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
         except GraphQLError:
@@ -67,7 +83,8 @@ class CachedValidation(SchemaExtension):
     """strawberry's ValidationCache, keyed on the document's identity instead of its value: a
     document hashes by walking its whole tree (some 14 µs for placeOrder's) on every request, while
     `CachedParse` hands out the same document for the same text. An entry holds its document, so
-    the identity cannot pass to another while the entry lasts. Bounded, least recently used first out."""
+    the identity cannot pass to another while the entry lasts. Bounded, least recently used first out;
+    a document too long for `CachedParse` is validated for its request alone."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -76,6 +93,10 @@ class CachedValidation(SchemaExtension):
         context = self.execution_context
         document, schema, rules = context.graphql_document, context.schema._schema, context.validation_rules
         assert document is not None, "strawberry validates only a parsed document"
+        if not _cached(context.query):
+            context.pre_execution_errors = verdict(schema, document, rules)
+            yield
+            return
         key = (schema, id(document), rules)
         if (entry := _VERDICTS.get(key)) is not None:
             _VERDICTS.move_to_end(key)

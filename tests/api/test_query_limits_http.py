@@ -12,10 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, get_introspection_query
+from graphql import parse as graphql_parse
+from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.schema import validate_document
 
 from api.graphql import documents
 from api.graphql.document_limits import LIMITS, Limit
+from api.graphql.documents import CachedParse
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, graphql_client
@@ -187,6 +190,34 @@ async def test_a_repeated_document_is_validated_once(
     await gql(query)
     await gql(query)
     assert len(validated) == 1
+
+
+async def test_a_document_longer_than_the_caches_take_is_parsed_once_and_kept_by_neither(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    validated: list[DocumentNode] = []
+
+    def parse(source: Any, **options: Any) -> DocumentNode:
+        parsed.append(str(source))
+        return graphql_parse(source, **options)
+
+    def validate(schema: GraphQLSchema, document: DocumentNode, rules: Any) -> list[GraphQLError]:
+        validated.append(document)
+        return validate_document(schema, document, rules)
+
+    monkeypatch.setattr(strawberry_schema, "parse", parse)  # strawberry's own parse, not the cache's
+    monkeypatch.setattr(documents, "validate_document", validate)
+    parses = CachedParse(maxsize=1024).cached_parse_document
+    cached = (parses.cache_info().currsize, len(documents._VERDICTS))
+    # Each entry keeps its text and tree: a thousand of up to a megabyte would hold gigabytes.
+    padding = " " * documents.CACHED_CHARACTERS
+    for _ in range(2):
+        assert await gql("{ __typename" + padding + "}") == {"__typename": "Query"}
+    failing = "{ __typename" + padding  # a syntax error: parsed by strawberry alone, not twice
+    assert (await answer(gql.http, failing))["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert (parses.cache_info().currsize, len(documents._VERDICTS)) == cached
+    assert len(parsed) == 3 and len(validated) == 2
 
 
 async def test_variables_holding_more_values_than_the_limit_are_refused_before_coercion(
