@@ -16,6 +16,8 @@ The limits (`LIMITS`):
   without fragments select, so fragments shorten a document but never make it cost more;
 - nesting: selection sets inside one another, fields, inline fragments and spreads alike, and
   introspection too: every one is a level of recursion in parsing, validation or execution;
+- schema: `__schema` fields, every spread counted again: one walks the whole schema (some 0.1 s of
+  the event loop for a full introspection query), and aliases would multiply it; a client needs one;
 - variables: the values a request's variables hold, which coercion walks (`too_many_variables`).
 The rule OverlappingFieldsCanBeMerged, whose comparisons grow with the square of same-named fields,
 meters itself: graphql-core gives up past `OVERLAP_BUDGET` units of work (about a tenth of a second).
@@ -52,6 +54,7 @@ class Limit(enum.StrEnum):
     ALIASES = "aliases"
     SELECTIONS = "selections"
     NESTING = "nesting"
+    SCHEMA = "schema"
     VARIABLES = "variables"
 
 
@@ -62,13 +65,15 @@ LIMITS: Mapping[Limit, int] = {
     # Deeper than any depth the depth limit allows, and than the introspection query GraphiQL sends
     # (about 20); far from Python's recursion limit in execution, some 10 frames a level.
     Limit.NESTING: 64,
+    # GraphiQL's introspection query, and any client's, selects it once.
+    Limit.SCHEMA: 1,
     # Values in a request's variables, every list item and object field counted: far above what any
     # input takes (an order has at most 100 lines), far below what would keep coercion busy for long.
     Limit.VARIABLES: 10_000,
 }
 
 # The limits a document's `Cost` measures; the variables are the request's, counted apart.
-MEASURED = (Limit.DEPTH, Limit.ALIASES, Limit.SELECTIONS, Limit.NESTING)
+MEASURED = (Limit.DEPTH, Limit.ALIASES, Limit.SELECTIONS, Limit.NESTING, Limit.SCHEMA)
 
 # graphql-core reads its budget from this module attribute when the rule starts (its documented
 # setting); its default, 500,000, takes most of a second. The console's documents and GraphiQL's
@@ -80,12 +85,13 @@ overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = OVERLAP_BUDGET
 @dataclass(frozen=True, slots=True)
 class Cost:
     """What a selection set stands for once its fragments are written out: `selections` (fields),
-    `aliases`, `depth` and `nesting` as the module's docstring defines them."""
+    `aliases`, `depth`, `nesting` and `schema` as the module's docstring defines them."""
 
     selections: int = 0
     aliases: int = 0
     depth: int = 0
     nesting: int = 0
+    schema: int = 0
 
     def measure(self, limit: Limit) -> int:
         return int(getattr(self, limit.value))
@@ -142,6 +148,8 @@ def _refusal(what: str, cost: Cost, limit: Limit) -> GraphQLError:
         Limit.SELECTIONS: f"{what} selects more than {maximum} fields once its fragments are written out",
         Limit.NESTING: f"{what} nests selections {cost.nesting} deep, fragments included; "
         f"at most {maximum} are allowed",
+        Limit.SCHEMA: f"{what} selects __schema {cost.schema} times once its fragments are written out; "
+        f"at most {maximum} is allowed",
     }[limit]
     return client_error(message, ClientErrorCode.QUERY_TOO_COMPLEX, limit=limit.value, maximum=maximum)
 
@@ -196,7 +204,7 @@ def selection_set_cost(root: SelectionSetNode, fragments: Mapping[str, Cost]) ->
     the selection sets inside are measured innermost first, so nothing recurses."""
     costs: dict[int, Cost] = {}
     for selection_set in reversed(_selection_sets(root)):
-        selections = aliases = depth = nesting = 0
+        selections = aliases = depth = nesting = schema = 0
         for selection in selection_set.selections:
             inner: Cost | None
             if isinstance(selection, FragmentSpreadNode):
@@ -207,14 +215,16 @@ def selection_set_cost(root: SelectionSetNode, fragments: Mapping[str, Cost]) ->
             if isinstance(selection, FieldNode):
                 selections += 1
                 aliases += selection.alias is not None
+                schema += selection.name.value == "__schema"
             if inner is None:  # a leaf, or a spread of a fragment validation will refuse
                 continue
             selections += inner.selections
             aliases += inner.aliases
+            schema += inner.schema
             nesting = max(nesting, inner.nesting + 1)
             if not isinstance(selection, FieldNode):
                 depth = max(depth, inner.depth)
             elif not selection.name.value.startswith("__"):
                 depth = max(depth, inner.depth + 1)
-        costs[id(selection_set)] = Cost(selections, aliases, depth, nesting)
+        costs[id(selection_set)] = Cost(selections, aliases, depth, nesting, schema)
     return costs[id(root)]

@@ -166,6 +166,24 @@ async def test_the_introspection_query_graphiql_sends_is_within_the_limits(gql: 
     assert "errors" not in introspection and introspection["data"]["__schema"]["types"]
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{ a: __schema { queryType { name } } b: __schema { queryType { name } } }",
+        # Each spread walks the schema again: thirty of them held the event loop for seconds.
+        "{ " + " ".join(f"s{n}: __schema {{ ...F }}" for n in range(30)) + " } "
+        "fragment F on __Schema { types { name fields { name type { name fields { name } } } } }",
+        "{ ...S ... on Query { ...S } } fragment S on Query { __schema { queryType { name } } }",
+    ],
+    ids=["aliased", "thirty-aliases-of-a-fragment", "spread-twice"],
+)
+async def test_an_operation_selecting_the_schema_more_than_once_is_refused(
+    gql: GraphQLClient, document: str
+) -> None:
+    refusal = too_complex(await answer(gql.http, document))
+    assert refusal == {"code": "QUERY_TOO_COMPLEX", "limit": "schema", "maximum": 1}
+
+
 async def test_a_subscription_is_held_to_the_same_limits(gql: GraphQLClient) -> None:
     spread = "subscription { ...S } fragment S on Subscription { sagaFeed { sequence } ...S2 ...S2 } "
     doubling = " ".join(f"fragment S{n} on Subscription {{ ...S{n + 1} ...S{n + 1} }}" for n in range(2, 30))
