@@ -75,6 +75,8 @@ class ClientErrorCode(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # the body is over `maxBytes`: send a smaller request
     # the request line and headers are over `maxBytes` (HTTP 431): send fewer or shorter headers
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    # a WebSocket already runs its `maximum` of operations: complete one first, or open another socket
+    TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the body did not arrive within `timeoutSeconds`: send it again
 
 

@@ -10,6 +10,8 @@ strawberry's handler.
 - A `subscribe` whose document does not parse or validate, or names no operation it holds, is
   answered with an `error` message carrying the errors (the protocol's "operation execution errors
   before execution starts"), never with a closed socket or a bare `complete`.
+- A `subscribe` past the socket's limit of operations running at once (strawberry's, 100) is
+  answered with an `error` message coded TOO_MANY_OPERATIONS, with `maximum`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
+
+from api.graphql.errors import ClientErrorCode, client_error
 
 # RFC 6455 leaves 123 bytes of a close frame for the reason.
 MAX_CLOSE_REASON_BYTES = 123
@@ -83,6 +87,24 @@ class StrictTransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
 
     async def handle_invalid_message(self, error_message: str) -> None:
         await super().handle_invalid_message(close_reason(error_message))
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # strawberry's own refusal past its limit of operations on one socket carries no code.
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and message["id"] not in self.operations  # strawberry closes with 4409 for that
+            and limit is not None
+            and len(self.operations) >= limit
+        ):
+            error = client_error(
+                f"This socket runs {limit} operations already: complete one first, or open another socket",
+                ClientErrorCode.TOO_MANY_OPERATIONS,
+                maximum=limit,
+            )
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
+        await super().handle_subscribe(message)
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:

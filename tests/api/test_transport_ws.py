@@ -196,3 +196,18 @@ async def test_a_socket_that_speaks_the_protocol_is_unaffected(live: Live) -> No
         async with asyncio.timeout(5):
             assert json.loads(await socket.recv())["payload"] == {"data": {"__typename": "Query"}}
             assert json.loads(await socket.recv()) == {"id": "1", "type": "complete"}
+
+
+async def test_an_operation_past_the_sockets_limit_is_refused_with_a_code_and_the_others_go_on(
+    live: Live,
+) -> None:
+    async with subscriptions(live.url) as client:
+        for n in range(100):  # strawberry's limit of operations running at once on one socket
+            await client.subscribe(str(n), FEED)
+        await client.subscribe("one-too-many", FEED)
+        [error] = await client.refusal("one-too-many")
+        assert error["extensions"] == {"code": "TOO_MANY_OPERATIONS", "maximum": 100}
+        # Once one completes, there is room again.
+        await client.socket.send(json.dumps({"id": "0", "type": "complete"}))
+        await client.subscribe("room-again", "{ __typename }")
+        assert await client.next("room-again") == {"data": {"__typename": "Query"}}
