@@ -18,7 +18,9 @@ The limits (`LIMITS`):
   introspection too: every one is a level of recursion in parsing, validation or execution;
 - schema: `__schema` fields, every spread counted again: one walks the whole schema (some 0.1 s of
   the event loop for a full introspection query), and aliases would multiply it; a client needs one;
-- variables: the values a request's variables hold, which coercion walks (`too_many_variables`).
+- variables: the values a request's variables hold, which coercion walks (`too_many_variables`);
+- answer: the values an answer may hold, once the lists it reaches are multiplied out, found with
+  the schema and the variables before the operation runs (api/graphql/execution_limits.py).
 The rule OverlappingFieldsCanBeMerged, whose comparisons grow with the square of same-named fields,
 meters itself: graphql-core gives up past `OVERLAP_BUDGET` units of work (about a tenth of a second).
 """
@@ -56,6 +58,7 @@ class Limit(enum.StrEnum):
     NESTING = "nesting"
     SCHEMA = "schema"
     VARIABLES = "variables"
+    ANSWER = "answer"
 
 
 LIMITS: Mapping[Limit, int] = {
@@ -70,6 +73,9 @@ LIMITS: Mapping[Limit, int] = {
     # Values in a request's variables, every list item and object field counted: far above what any
     # input takes (an order has at most 100 lines), far below what would keep coercion busy for long.
     Limit.VARIABLES: 10_000,
+    # Values an answer may hold, its lists' lengths multiplied (api/graphql/execution_limits.py): ten times
+    # what the console's largest page asks for; completing them takes a few tenths of a second.
+    Limit.ANSWER: 50_000,
 }
 
 # The limits a document's `Cost` measures; the variables are the request's, counted apart.

@@ -37,7 +37,6 @@ from graphql.pyutils import AwaitableOrValue
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from api.graphql.document_limits import too_many_variables
 from api.graphql.errors import ClientErrorCode, client_error
 from api.graphql.types import UserError
 from domain.model.problems import Problem, ProblemCode, is_storable
@@ -138,17 +137,6 @@ def unstorable_text(value: Any, path: str = "") -> Iterator[str]:
             stack += [(f"{path}.{name}" if path else name, item) for name, item in reversed(value.items())]
         elif isinstance(value, list):
             stack += [(f"{path}[{index}]", value[index]) for index in reversed(range(len(value)))]
-
-
-class BoundedVariables(SchemaExtension):
-    """Refuses a request whose variables hold more values than the document limits allow
-    (api/graphql/document_limits.py), before they are coerced."""
-
-    def on_execute(self) -> Iterator[None]:
-        refusal = too_many_variables(self.execution_context.variables)
-        if refusal is not None:
-            raise refusal
-        yield
 
 
 class StorableText(SchemaExtension):

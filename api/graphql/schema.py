@@ -26,8 +26,9 @@ from api.graphql.documents import (
     OperationNameRequired,
 )
 from api.graphql.errors import EdgeErrors, report
+from api.graphql.execution_limits import ExecutionLimits
 from api.graphql.faults import FaultMutations, FaultQueries
-from api.graphql.inputs import BoundedVariables, DateTime, StorableText
+from api.graphql.inputs import DateTime, StorableText
 from api.graphql.interventions import OperationMutations, OperationQueries
 from api.graphql.inventory import InventoryMutations, InventoryQueries
 from api.graphql.journal import JournalQueries
@@ -162,7 +163,7 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
             OnlyOverWebSocket,
             Authorization,
             EdgeErrors,
-            BoundedVariables,
+            ExecutionLimits,
             StorableText,
         ],
         config=StrawberryConfig(scalar_map={datetime: DateTime}),

@@ -238,6 +238,26 @@ async def test_a_document_longer_than_the_caches_take_is_parsed_once_and_kept_by
     assert len(parsed) == 3 and len(validated) == 2
 
 
+async def test_an_answer_its_lists_would_multiply_past_the_limit_is_refused_before_it_runs(
+    gql: GraphQLClient,
+) -> None:
+    # 100 ids (the same one will do), 30 aliases, an order's 100 lines: 1.2 KB and a million values,
+    # which graphql-core completed in one pass of the event loop, seconds long.
+    aliases = " ".join(f"a{n}: lines {{ sku quantity __typename }}" for n in range(30))
+    query = f"query ($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on Order {{ {aliases} }} }} }}"
+    body = await gql.http.post(
+        "/graphql", json={"query": query, "variables": {"ids": ["T3JkZXI6eA=="] * 100}}
+    )
+    [error] = body.json()["errors"]
+    assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX", "limit": "answer", "maximum": 50_000}
+    assert error["message"].startswith("The answer may hold 1200100 values")
+    # A full page of sagas with their orders' lines is within it (30,300 values); twice the lines is not.
+    page = "{ sagas(first: 100) { edges { node { order { %s } } } } }"
+    assert await gql(page % "lines { sku quantity }") == {"sagas": {"edges": []}}
+    twice = too_complex(await answer(gql.http, page % "a: lines { sku quantity } b: lines { sku quantity }"))
+    assert twice["limit"] == "answer"
+
+
 async def test_variables_holding_more_values_than_the_limit_are_refused_before_coercion(
     gql: GraphQLClient,
 ) -> None:

@@ -1,0 +1,54 @@
+"""The values an answer may hold, counted before it runs (api/graphql/execution_limits.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from graphql import parse
+
+from api.graphql.execution_limits import answer_size
+from api.graphql.relay import DEFAULT_PAGE
+from api.graphql.schema import schema
+
+SCHEMA = schema._schema
+
+
+def size(document: str, operation_name: str | None = None, **variables: Any) -> int:
+    return answer_size(SCHEMA, parse(document), operation_name, variables)
+
+
+def test_fields_outside_lists_count_once_each() -> None:
+    assert size("{ __typename sagaMetrics { completed failed } }") == 4
+
+
+@pytest.mark.parametrize(
+    ("document", "variables", "page"),
+    [
+        ("{ sagas { edges { cursor } } }", {}, DEFAULT_PAGE),
+        ("{ sagas(first: 7) { edges { cursor } } }", {}, 7),
+        ("{ sagas(last: 3) { edges { cursor } } }", {}, 3),
+        ("query ($n: Int) { sagas(first: $n) { edges { cursor } } }", {"n": 40}, 40),
+        ("query ($n: Int) { sagas(first: $n) { edges { cursor } } }", {"n": 10**6}, 100),  # refused later
+    ],
+)
+def test_a_connections_edges_repeat_as_its_page(document: str, variables: dict[str, Any], page: int) -> None:
+    assert size(document, **variables) == 1 + page + page  # sagas, edges, cursor per edge
+
+
+def test_lists_multiply_what_they_hold_aliases_spreads_and_ids_included() -> None:
+    ids = ", ".join(f'"o{n}"' for n in range(100))
+    aliases = " ".join(f"a{n}: lines {{ sku quantity __typename }}" for n in range(30))
+    literal = f"{{ nodes(ids: [{ids}]) {{ ... on Order {{ {aliases} }} }} }}"
+    # 100 nodes; in each, 30 lists of 100 lines, and each line's three fields.
+    expected = 100 + 100 * 30 * (100 + 100 * 3)
+    assert size(literal) == expected == 1_200_100
+    through_variables = (
+        f"query ($ids: [ID!]!) {{ nodes(ids: $ids) {{ ...F }} }} fragment F on Order {{ {aliases} }}"
+    )
+    assert size(through_variables, ids=[f"o{n}" for n in range(100)]) == expected
+
+
+def test_the_operation_named_is_the_one_counted() -> None:
+    document = "query A { __typename } query B { sagas(first: 2) { edges { cursor } } }"
+    assert (size(document, "A"), size(document, "B"), size(document, "C")) == (1, 5, 0)
