@@ -33,6 +33,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
+    OperationDefinitionNode,
     SelectionSetNode,
     ValueNode,
     VariableNode,
@@ -61,10 +62,22 @@ def answer_size(
     document is a validated one: its fields are the schema's, and the document limits bound its
     walk, spreads written out included."""
     operation = get_operation_ast(document, operation_name)
-    root = schema.get_root_type(operation.operation) if operation is not None else None
-    if operation is None or root is None:
+    if operation is None:
         return 0
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    return operation_answer_size(schema, operation, fragments, variables)
+
+
+def operation_answer_size(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+) -> int:
+    """`answer_size` of `operation`, its document's `fragments` given by name."""
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return 0
     total = 0
     # (selection set, the type it selects on, how many times it repeats, its page if a connection's)
     stack: list[tuple[SelectionSetNode, GraphQLNamedType, int, int | None]] = [

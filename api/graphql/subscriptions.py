@@ -30,11 +30,12 @@ from strawberry.types.graphql import OperationType
 
 from api.access.rules import customer_filter
 from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.execution_limits import operation_answer_size
 from api.graphql.journal import SagaUpdate, journal_position
 from api.graphql.types import SagaStatus, principal, service
 from api.live.hub import TransitionHub
 from api.live.journal_tail import JournalTail
-from api.live.pacing import Pacer
+from api.live.pacing import VALUES_PER_PASS, Pacer
 from api.live.recent_transitions import RecentTransitions, Wanted, patiently
 from domain.model.saga import TERMINAL_STATUSES
 from domain.model.saga import SagaStatus as DomainSagaStatus
@@ -42,6 +43,14 @@ from persistence.read.sagas import SagaReads
 from persistence.read.timeline import TimelineReads
 
 LiveTransitions = RecentTransitions[SagaUpdate]
+
+
+def passes(info: Info) -> int:
+    """The pacer's passes one message of this subscription costs: the values its selection may hold
+    (api/graphql/execution_limits.py), VALUES_PER_PASS to a pass, one at least."""
+    raw = info._raw_info  # strawberry's Info gives no fragments
+    size = operation_answer_size(raw.schema, raw.operation, raw.fragments, info.variable_values)
+    return max(1, -(-size // VALUES_PER_PASS))
 
 
 def live_transitions(timeline: TimelineReads, sagas: SagaReads) -> LiveTransitions:
@@ -55,6 +64,7 @@ async def updates_of_saga(
     pacer: Pacer,
     saga_id: str,
     customer_id: str | None = None,
+    cost: int = 1,
 ) -> AsyncGenerator[SagaUpdate, None]:
     """The saga's newest transition (its current state), then every later one in sequence order, up
     to and including a terminal status. With `customer_id`, another customer's saga is unknown."""
@@ -70,7 +80,7 @@ async def updates_of_saga(
         while sent.status not in TERMINAL_STATUSES:
             (notice,) = await notices.next()  # one per saga, and this subscriber hears of one saga
             for update in (await transitions.past({saga_id: Wanted(sent.sequence, notice.last)}))[saga_id]:
-                await pacer.turn()
+                await pacer.turn(cost)
                 sent = update
                 yield sent
 
@@ -81,6 +91,7 @@ async def updates_of_all_sagas(
     after: int | None,
     statuses: Collection[DomainSagaStatus] | None,
     customer_id: str | None = None,
+    cost: int = 1,
 ) -> AsyncGenerator[SagaUpdate, None]:
     """Every saga's transitions in journal order: those past position `after` first, then each as
     it commits (from now on when `after` is None), none missed, none twice; with `statuses`, only
@@ -90,7 +101,7 @@ async def updates_of_all_sagas(
         async for updates in batches:
             for update in updates:
                 if statuses is None or update.status in statuses:
-                    await pacer.turn()
+                    await pacer.turn(cost)
                     yield update
 
 
@@ -132,9 +143,8 @@ class Subscription:
         ],
     ) -> AsyncGenerator[SagaUpdate, None]:
         svc = service(info)
-        return updates_of_saga(
-            svc.live, svc.hub, svc.pacer, str(saga_id), customer_filter(principal(info), None)
-        )
+        customer_id = customer_filter(principal(info), None)
+        return updates_of_saga(svc.live, svc.hub, svc.pacer, str(saga_id), customer_id, passes(info))
 
     @strawberry.subscription(
         description="Every saga's transitions in journal (commit) order: with `after`, first every one "
@@ -164,7 +174,7 @@ class Subscription:
         svc, customer_id = service(info), customer_filter(principal(info), None)
         statuses = None if status is None else {DomainSagaStatus(s) for s in status}
         position = await journal_position(info, after)
-        updates = updates_of_all_sagas(svc.tail, svc.pacer, position, statuses, customer_id)
+        updates = updates_of_all_sagas(svc.tail, svc.pacer, position, statuses, customer_id, passes(info))
         async with aclosing(updates):
             async for update in updates:
                 yield update

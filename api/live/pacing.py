@@ -10,6 +10,11 @@ costs a few milliseconds of fan-out however many follow, and the requests and sa
 run between slices. Messages are not dropped or merged:
 each subscriber sends all of its own, in order, only later; one whose client does not read is
 closed by its socket's send timeout (api/web/ws_session.py), not waited for here.
+
+A message of a large selection costs more than one pass: a subscription asks for as many as the
+values its answer may hold (api/graphql/execution_limits.py) make of VALUES_PER_PASS. One that
+costs more than a turn holds goes through alone in its turn, so a hundred subscriptions that each
+select thousands of values do not render in one turn.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from collections import deque
 # fan-out. Measured with 10,000 subscribers (docs/performance.md), 20 halved a request's latency
 # beside the fan-out against 50; the pacing itself costs about 4 µs a message.
 PER_TURN = 20
+# The values of a message one pass stands for: the feed's usual selections (sequence, type, status,
+# the saga's id and status) hold fewer.
+VALUES_PER_PASS = 10
 
 
 class Pacer:
     def __init__(self, per_turn: int = PER_TURN) -> None:
         self._per_turn = per_turn
         self._left = per_turn
-        self._queue: deque[asyncio.Future[None]] = deque()
+        self._queue: deque[tuple[asyncio.Future[None], int]] = deque()  # and the passes it costs
         self._refill: asyncio.Handle | None = None
 
     @property
@@ -36,23 +44,25 @@ class Pacer:
         """How many messages wait for their turn."""
         return len(self._queue)
 
-    async def turn(self) -> None:
-        """Return once a message may go out: at once while this turn of the event loop has passes
-        left and nobody waits, else after those that asked earlier, in a later turn."""
+    async def turn(self, cost: int = 1) -> None:
+        """Return once a message that costs `cost` passes may go out: at once while this turn of the
+        event loop has passes left and nobody waits, else after those that asked earlier, in a later
+        turn. One costing more than the passes left still goes when some are left, and takes them
+        all."""
         if self._left > 0 and not self._queue:
-            self._left -= 1
+            self._left -= cost
             self._schedule_refill()
             return
         waiting = asyncio.get_running_loop().create_future()
-        self._queue.append(waiting)
+        self._queue.append((waiting, cost))
         self._schedule_refill()
         try:
             await waiting
         except asyncio.CancelledError:
-            # Let through but cancelled before it ran: its pass returns to this turn, for whoever
+            # Let through but cancelled before it ran: its passes return to this turn, for whoever
             # asks next in it; those queued get theirs at the next turn, as they would have.
             if waiting.done() and not waiting.cancelled():
-                self._left += 1
+                self._left += cost
                 self._schedule_refill()
             raise
 
@@ -66,9 +76,9 @@ class Pacer:
         self._refill = None
         self._left = self._per_turn
         while self._left > 0 and self._queue:
-            waiting = self._queue.popleft()
+            waiting, cost = self._queue.popleft()
             if not waiting.done():  # a cancelled wait takes no pass
                 waiting.set_result(None)
-                self._left -= 1
+                self._left -= cost
         if self._queue or self._left < self._per_turn:
             self._schedule_refill()

@@ -16,6 +16,7 @@ import websockets
 from graphql.execution.collect_fields import CollectedFields
 from sqlalchemy import event
 
+from api.live.pacing import VALUES_PER_PASS, Pacer
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant
@@ -303,3 +304,32 @@ async def test_a_long_subscription_keeps_nothing_per_event_it_sent(live: Live) -
             await one_saga()
         # Each event's execution collects its selection's fields anew; none of them outlives it.
         assert collected_field_sets() == after_one
+
+
+class CountingPacer(Pacer):
+    """The service's pacer, noting what each message asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.costs: list[int] = []
+
+    async def turn(self, cost: int = 1) -> None:
+        self.costs.append(cost)
+        await super().turn(cost)
+
+
+async def test_a_feed_selecting_many_values_a_message_asks_the_pacer_for_as_many_passes(live: Live) -> None:
+    live.svc.pacer = pacer = CountingPacer()
+    lean = "subscription { sagaFeed { sequence status } }"
+    # Two lists of an order's lines (at most 100 each), two fields a line: 604 values, 61 passes.
+    rich = (
+        "subscription { sagaFeed { saga { order { a: lines { sku quantity } b: lines { sku quantity } } } } }"
+    )
+    async with subscriptions(live.url) as client:
+        await client.subscribe("lean", lean)
+        await client.subscribe("rich", rich)
+        await live.until_subscribed(2)
+        await live.place(1)
+        await client.next("lean")
+        await client.next("rich")
+    assert set(pacer.costs) == {1, -(-(1 + 1 + 1 + 2 * (100 + 2 * 100)) // VALUES_PER_PASS)} == {1, 61}

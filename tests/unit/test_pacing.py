@@ -58,3 +58,24 @@ async def test_a_wait_given_up_takes_no_pass_and_those_behind_it_go_through() ->
         await behind
     assert given_up.cancelled()
     assert pacer.waiting == 0
+
+
+async def test_a_message_costing_more_than_a_turn_goes_alone_and_cheap_ones_share_turns() -> None:
+    pacer = Pacer(per_turn=4)
+    passed: list[tuple[int, str]] = []  # (turn, message)
+    with turns() as turn:
+
+        async def send(name: str, cost: int) -> None:
+            await pacer.turn(cost)
+            passed.append((turn[0], name))
+
+        # Queued in this order: two costly messages between cheap ones.
+        await asyncio.gather(*(send(n, c) for n, c in [("a", 1), ("B", 50), ("c", 1), ("D", 50), ("e", 1)]))
+
+    by_turn: dict[int, list[str]] = {}
+    for at, name in passed:
+        by_turn.setdefault(at, []).append(name)
+    # First come, first served; a costly message takes what its turn has left, so nothing goes
+    # after it in that turn (at one pass each, the first four would have shared one).
+    assert list(by_turn.values()) == [["a", "B"], ["c", "D"], ["e"]]
+    assert pacer.waiting == 0
