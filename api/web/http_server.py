@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import httptools
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -24,12 +25,21 @@ from api.graphql.errors import ClientErrorCode, client_error
 from api.settings import Settings
 
 # The most a request line and its headers may hold, in bytes: more than any client sends (a token,
-# cookies), and far less than what makes the work done on a header's value (httptools joining one
-# sent in many pieces, the standard library splitting a Content-Type's parameters, both growing
-# with the square of its length) hold the event loop. 32 KiB, as nginx's four header buffers.
+# cookies), and far less than what makes the work done on a header's value (the standard library
+# splitting a Content-Type's parameters, strawberry parsing every request's, grows with the square
+# of its length) hold the event loop. 32 KiB, as nginx's four header buffers.
 MAX_HEADER_BYTES = 32 * 1024
+# The most one read of a socket delivers (uvloop's and asyncio's): what httptools may be fed of one
+# header before the callbacks can count it, since it calls them only for a header it has whole, and
+# joins the pieces of one that spans reads, at a cost growing with the square of its length.
+READ_BYTES = 256 * 1024
 # How long a refused connection's further bytes are read and dropped before it is closed.
 LINGER_SECONDS = 2.0
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop the parse; httptools hands it back as the context of
+    its HttpParserCallbackError."""
 
 
 class HeaderDeadline(HttpToolsProtocol):
@@ -37,12 +47,14 @@ class HeaderDeadline(HttpToolsProtocol):
     all arrived within `header_timeout` seconds of the connection opening or of the request's first
     byte, so a client that sends nothing, or its headers a byte at a time, cannot hold it; and
     answering 431 (`HEADERS_TOO_LARGE`, with `maxBytes`), then closing, a request whose line and
-    headers hold more than MAX_HEADER_BYTES, before any of it is handed to the application."""
+    headers hold more than MAX_HEADER_BYTES, before any of it is handed to the application: every
+    request on a connection, kept alive or pipelined alike."""
 
     header_timeout: float = 10.0
     _header_deadline: asyncio.TimerHandle | None = None
-    _header_bytes = 0  # of the request line and headers received so far
-    _header_tail = b""  # the last bytes of them received, where the blank line may have begun
+    _awaiting_headers = True  # from the connection's start, and after each request, to its headers' end
+    _received = 0  # bytes received while awaiting headers, the body's first bytes among them
+    _header_bytes = 0  # of the request line and headers parsed, exactly
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -50,35 +62,61 @@ class HeaderDeadline(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        # uvicorn's own, but for the size bound and this refusal.
         if self._refused:  # read and dropped until the client closes, so that it reads the answer
             return
-        # Counted before the parser is fed: httptools keeps what it was fed of an unfinished header,
-        # and joins each piece to it.
-        if self._header_deadline is not None:  # the headers are still arriving
-            self._header_bytes += self._header_part(data)
-            if self._header_bytes > MAX_HEADER_BYTES:
-                message = f"The request line and headers hold more than {MAX_HEADER_BYTES} bytes."
-                self._refuse(431, message, ClientErrorCode.HEADERS_TOO_LARGE, maxBytes=MAX_HEADER_BYTES)
+        if self._awaiting_headers:
+            self._received += len(data)
+            if self._received > MAX_HEADER_BYTES + READ_BYTES:
+                self._refuse_headers()
                 return
-        super().data_received(data)
-
-    def send_400_response(self, msg: str) -> None:
-        # httptools' refusal of what is not HTTP/1.1 (a malformed line, an unreadable
-        # Content-Length), answered in the GraphQL shape as the application's refusals are.
-        self._refuse(400, msg, ClientErrorCode.BAD_REQUEST)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if not isinstance(error.__context__, _HeadersTooLarge):
+                self._invalid()
+                return
+            self._refuse_headers()
+        except httptools.HttpParserError:
+            self._invalid()
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_bytes = 0
         if self._header_deadline is None:  # a new request on a kept-alive connection
             self._arm()
 
+    def on_url(self, url: bytes) -> None:
+        self._count(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(name, b": ", value, b"\r\n")  # as sent
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._awaiting_headers, self._received = False, 0
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_headers = True  # the next request's
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def _count(self, *parts: bytes) -> None:
+        self._header_bytes += sum(map(len, parts))
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge
 
     def _arm(self) -> None:
         self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_timed_out)
@@ -87,39 +125,42 @@ class HeaderDeadline(HttpToolsProtocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
-        self._header_bytes, self._header_tail = 0, b""
 
     def _headers_timed_out(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
 
-    def _header_part(self, data: bytes) -> int:
-        """How many of `data`'s bytes belong to the request line and headers: those up to the blank
-        line that ends them, which may begin in the bytes received before."""
-        joined = self._header_tail + data[:3]
-        end = joined.find(b"\r\n\r\n")
-        if end >= 0:
-            return end + 4 - len(self._header_tail)
-        self._header_tail = (self._header_tail + data)[-3:]
-        end = data.find(b"\r\n\r\n")
-        return len(data) if end < 0 else end + 4
+    def _invalid(self) -> None:
+        # httptools' refusal of what is not HTTP/1.1 (a malformed line, an unreadable
+        # Content-Length), answered in the GraphQL shape as the application's refusals are.
+        message = "Invalid HTTP request received."
+        self.logger.warning(message)
+        self._refuse(400, message, ClientErrorCode.BAD_REQUEST)
+
+    def _refuse_headers(self) -> None:
+        message = f"The request line and headers hold more than {MAX_HEADER_BYTES} bytes."
+        self._refuse(431, message, ClientErrorCode.HEADERS_TOO_LARGE, maxBytes=MAX_HEADER_BYTES)
 
     def _refuse(self, status: int, message: str, code: ClientErrorCode, **extensions: Any) -> None:
-        """Answers `status` with `message` and `code`, and closes: the writing side at once; the
-        reading side drops what still arrives for LINGER_SECONDS, since a socket closed with bytes
-        unread is reset, and the client might lose the answer."""
+        """Answers `status` with `message` and `code`, and closes: the writing side at once (a
+        response still being written is cut off, as a closed connection's would be); the reading
+        side drops what still arrives for LINGER_SECONDS, since a socket closed with bytes unread is
+        reset, and the client might lose the answer."""
         self._disarm()
         if self.transport.is_closing():
             return
         self._refused = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
         error = client_error(message, code, **extensions)
         body = json.dumps({"errors": [error.formatted]}).encode()
-        head = (
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        self.transport.write(head.encode() + body)
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head.append(b"content-type: application/json\r\nconnection: close\r\n")
+        head.append(f"content-length: {len(body)}\r\n\r\n".encode())
+        self.transport.write(b"".join(head) + body)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
