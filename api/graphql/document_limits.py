@@ -16,8 +16,9 @@ The limits (`LIMITS`):
   without fragments select, so fragments shorten a document but never make it cost more;
 - nesting: selection sets inside one another, fields, inline fragments and spreads alike, and
   introspection too: every one is a level of recursion in parsing, validation or execution;
-- schema: `__schema` fields, every spread counted again: one walks the whole schema (some 0.1 s of
-  the event loop for a full introspection query), and aliases would multiply it; a client needs one;
+- schema: `__schema` fields of distinct response keys (fields of one key are answered once): one
+  walks the whole schema (some 0.1 s of the event loop for a full introspection query), and aliases
+  would multiply it; a client needs one;
 - variables: the values a request's variables hold, which coercion walks (`too_many_variables`);
 - answer: the values an answer may hold, once the lists it reaches are multiplied out, found with
   the schema and the variables before the operation runs (api/graphql/execution_limits.py).
@@ -73,8 +74,8 @@ LIMITS: Mapping[Limit, int] = {
     # Values in a request's variables, every list item and object field counted: far above what any
     # input takes (an order has at most 100 lines), far below what would keep coercion busy for long.
     Limit.VARIABLES: 10_000,
-    # Values an answer may hold, its lists' lengths multiplied (api/graphql/execution_limits.py): ten times
-    # what the console's largest page asks for; completing them takes a few tenths of a second.
+    # Values an answer may hold, its lists' lengths multiplied (api/graphql/execution_limits.py): about
+    # three times what the console's largest page may (15,804); completing them takes some 0.2 s.
     Limit.ANSWER: 50_000,
 }
 
@@ -97,10 +98,10 @@ class Cost:
     aliases: int = 0
     depth: int = 0
     nesting: int = 0
-    schema: int = 0
+    schema: frozenset[str] = frozenset()  # the response keys of `__schema` fields
 
     def measure(self, limit: Limit) -> int:
-        return int(getattr(self, limit.value))
+        return len(self.schema) if limit is Limit.SCHEMA else int(getattr(self, limit.value))
 
 
 def too_costly(document: DocumentNode) -> GraphQLError | None:
@@ -154,8 +155,8 @@ def _refusal(what: str, cost: Cost, limit: Limit) -> GraphQLError:
         Limit.SELECTIONS: f"{what} selects more than {maximum} fields once its fragments are written out",
         Limit.NESTING: f"{what} nests selections {cost.nesting} deep, fragments included; "
         f"at most {maximum} are allowed",
-        Limit.SCHEMA: f"{what} selects __schema {cost.schema} times once its fragments are written out; "
-        f"at most {maximum} is allowed",
+        Limit.SCHEMA: f"{what} selects __schema under {len(cost.schema)} names once its fragments are "
+        f"written out; at most {maximum} is allowed",
     }[limit]
     return client_error(message, ClientErrorCode.QUERY_TOO_COMPLEX, limit=limit.value, maximum=maximum)
 
@@ -210,7 +211,8 @@ def selection_set_cost(root: SelectionSetNode, fragments: Mapping[str, Cost]) ->
     the selection sets inside are measured innermost first, so nothing recurses."""
     costs: dict[int, Cost] = {}
     for selection_set in reversed(_selection_sets(root)):
-        selections = aliases = depth = nesting = schema = 0
+        selections = aliases = depth = nesting = 0
+        schema: frozenset[str] = frozenset()
         for selection in selection_set.selections:
             inner: Cost | None
             if isinstance(selection, FragmentSpreadNode):
@@ -221,12 +223,13 @@ def selection_set_cost(root: SelectionSetNode, fragments: Mapping[str, Cost]) ->
             if isinstance(selection, FieldNode):
                 selections += 1
                 aliases += selection.alias is not None
-                schema += selection.name.value == "__schema"
+                if selection.name.value == "__schema":
+                    schema |= {(selection.alias or selection.name).value}
             if inner is None:  # a leaf, or a spread of a fragment validation will refuse
                 continue
             selections += inner.selections
             aliases += inner.aliases
-            schema += inner.schema
+            schema |= inner.schema
             nesting = max(nesting, inner.nesting + 1)
             if not isinstance(selection, FieldNode):
                 depth = max(depth, inner.depth)

@@ -6,12 +6,14 @@ many times the lists it reaches repeat them. A list of 100 ids, thirty aliases a
 lines are a 1.2 KB query and a million values, which graphql-core completes in one pass of the
 event loop, seconds long.
 
-Each field counts as many values as the lists around it multiply it into, for the lists whose length
-a client decides: a connection's `edges` and `nodes` (its page: `first` or `last`, else
-relay.DEFAULT_PAGE), `nodes(ids:)` (its ids), an order's `lines` and a shipment's or order's `picks`
-(at most MAX_LINES an order). Other lists count once: their lengths are the catalog's or a saga's
-own, which no request makes longer. Past LIMITS[ANSWER] the operation is refused before it runs,
-with QUERY_TOO_COMPLEX and `limit` `answer`.
+Each field counts as many values as the lists around it multiply it into, fields of one response key
+counted once as GraphQL answers them, for the lists whose length a client decides or may grow: a
+connection's `edges` and `nodes` (its page: `first` or `last`, else its default), `nodes(ids:)` (its
+ids), a list with a `limit` (its limit), `sagaActivity` (its minutes, at most a day's), an order's
+`lines` and `picks` (MAX_LINES each: an order's lines are at most that, and its picks seldom more).
+Other lists count once: their lengths are the catalog's or a saga's own, which no request makes
+longer, and bounding them by a guess would refuse the console's pages. Past LIMITS[ANSWER] the
+operation is refused before it runs, with QUERY_TOO_COMPLEX and `limit` `answer`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLField,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
@@ -44,8 +47,11 @@ from strawberry.extensions import SchemaExtension
 
 from api.graphql.document_limits import LIMITS, Limit, too_many_variables
 from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.interventions import MAX_ATTENTION_LIMIT
+from api.graphql.journal import DEFAULT_JOURNAL_PAGE
 from api.graphql.relay import DEFAULT_PAGE, MAX_NODES, MAX_PAGE
 from domain.model.problems import MAX_LINES
+from persistence.read.analytics import MAX_ACTIVITY_MINUTES
 
 # The lists an order's size decides, by field name: at most MAX_LINES lines, and a pick or more each.
 ORDER_LISTS = frozenset({"lines", "picks"})
@@ -78,42 +84,49 @@ def operation_answer_size(
     root = schema.get_root_type(operation.operation)
     if root is None:
         return 0
+    arguments = _Arguments(operation, variables)
     total = 0
-    # (selection set, the type it selects on, how many times it repeats, its page if a connection's)
-    stack: list[tuple[SelectionSetNode, GraphQLNamedType, int, int | None]] = [
-        (operation.selection_set, root, 1, None)
+    # (the selection sets of one field, the type they select on, how many times they repeat, and
+    # the connection's page when that field is one)
+    stack: list[tuple[list[SelectionSetNode], GraphQLNamedType, int, int | None]] = [
+        ([operation.selection_set], root, 1, None)
     ]
     while stack:
-        selection_set, parent, repeats, page = stack.pop()
-        for field, on in _fields(selection_set, parent, schema, fragments):
-            fields = on.fields if isinstance(on, GraphQLObjectType | GraphQLInterfaceType) else {}
-            definition = fields.get(field.name.value)
+        selection_sets, parent, repeats, page = stack.pop()
+        for (_, on, _), fields in _merged(selection_sets, parent, schema, fragments).items():
+            field = fields[0]
+            defined = on.fields if isinstance(on, GraphQLObjectType | GraphQLInterfaceType) else {}
+            definition = defined.get(field.name.value)
             if definition is None:  # __typename, or an introspection field (bounded apart)
                 total += repeats
                 continue
-            count = repeats * _length(field, page, variables)
+            count = repeats * _length(field, definition, page, arguments)
             total += count
-            if field.selection_set is not None:
+            inner_sets = [f.selection_set for f in fields if f.selection_set is not None]
+            if inner_sets:
                 inner = get_named_type(definition.type)
-                inner_page = _page(field, variables) if inner.name.endswith("Connection") else None
-                stack.append((field.selection_set, inner, count, inner_page))
+                connection = inner.name.endswith("Connection")
+                stack.append((inner_sets, inner, count, _page(field, arguments) if connection else None))
     return total
 
 
-def _fields(
-    selection_set: SelectionSetNode,
+def _merged(
+    selection_sets: list[SelectionSetNode],
     parent: GraphQLNamedType,
     schema: GraphQLSchema,
     fragments: Mapping[str, FragmentDefinitionNode],
-) -> Iterator[tuple[FieldNode, GraphQLNamedType]]:
-    """The fields `selection_set` selects, each with the type it is selected on, inline fragments
-    and spreads looked through (a spread once per place it is written, as it is answered)."""
-    pending: list[tuple[SelectionSetNode, GraphQLNamedType]] = [(selection_set, parent)]
+) -> dict[tuple[str, GraphQLNamedType, str], list[FieldNode]]:
+    """The fields the selection sets select, inline fragments and spreads looked through, grouped
+    as GraphQL answers them: fields of one response key (on one type, of one name) are one field,
+    their selections merged, however many fragments repeat them."""
+    merged: dict[tuple[str, GraphQLNamedType, str], list[FieldNode]] = {}
+    pending = [(selection_set, parent) for selection_set in selection_sets]
     while pending:
         selections, on = pending.pop()
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
-                yield selection, on
+                key = (selection.alias or selection.name).value
+                merged.setdefault((key, on, selection.name.value), []).append(selection)
                 continue
             fragment: FragmentDefinitionNode | InlineFragmentNode | None = (
                 fragments.get(selection.name.value)
@@ -127,9 +140,10 @@ def _fields(
             condition = fragment.type_condition
             named = schema.get_type(condition.name.value) if condition is not None else None
             pending.append((fragment.selection_set, named or on))
+    return merged
 
 
-def _length(field: FieldNode, page: int | None, variables: Mapping[str, Any]) -> int:
+def _length(field: FieldNode, definition: GraphQLField, page: int | None, arguments: _Arguments) -> int:
     """How many items the list `field` returns at most, for the lists a client decides; 1 else.
     `page` is the page of the connection `field` is selected on, None when it is not a connection."""
     name = field.name.value
@@ -138,32 +152,54 @@ def _length(field: FieldNode, page: int | None, variables: Mapping[str, Any]) ->
     if name in ORDER_LISTS:
         return MAX_LINES
     if name == "nodes":
-        ids = _argument(field, "ids", variables)
+        ids = arguments.value(field, definition, "ids")
         return len(ids) if isinstance(ids, list) else MAX_NODES
+    if name == "sagaActivity":
+        return MAX_ACTIVITY_MINUTES
+    if "limit" in definition.args:
+        limit = arguments.value(field, definition, "limit")
+        return limit if isinstance(limit, int) and 0 <= limit <= MAX_ATTENTION_LIMIT else MAX_ATTENTION_LIMIT
     return 1
 
 
-def _page(field: FieldNode, variables: Mapping[str, Any]) -> int:
-    """The page a connection field asks for: `first` or `last`, else DEFAULT_PAGE; MAX_PAGE for a
+def _page(field: FieldNode, arguments: _Arguments) -> int:
+    """The page a connection field asks for: `first` or `last`, else its default page; MAX_PAGE for a
     size it would refuse."""
     for name in ("first", "last"):
-        size = _argument(field, name, variables)
+        size = arguments.value(field, None, name)
         if size is not None:
             return size if isinstance(size, int) and 0 <= size <= MAX_PAGE else MAX_PAGE
-    return DEFAULT_PAGE
+    return DEFAULT_JOURNAL_PAGE if field.name.value == "journalEvents" else DEFAULT_PAGE
 
 
-def _argument(field: FieldNode, name: str, variables: Mapping[str, Any]) -> object:
-    """The value of `field`'s argument `name` as written or as its variable holds it; None when not
-    given. Only what `_length` and `_page` read: an int, or a list."""
-    node: ValueNode | None = next((a.value for a in field.arguments or () if a.name.value == name), None)
-    if isinstance(node, VariableNode):
-        return variables.get(node.name.value)
-    if isinstance(node, IntValueNode):
-        return int(node.value)
-    if isinstance(node, ListValueNode):
-        return list(node.values)
-    return None
+class _Arguments:
+    """The values of fields' arguments, as written or as their variables hold them (the variable's
+    default when the request gives none), else the argument's own default; only what `_length` and
+    `_page` read: an int, or a list."""
+
+    def __init__(self, operation: OperationDefinitionNode, variables: Mapping[str, Any]) -> None:
+        self._variables = variables
+        self._defaults = {
+            d.variable.name.value: d.default_value
+            for d in operation.variable_definitions or ()
+            if d.default_value
+        }
+
+    def value(self, field: FieldNode, definition: GraphQLField | None, name: str) -> object:
+        node: ValueNode | None = next((a.value for a in field.arguments or () if a.name.value == name), None)
+        if isinstance(node, VariableNode):
+            variable = node.name.value
+            if variable in self._variables:
+                return self._variables[variable]
+            node = self._defaults.get(variable)
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        if isinstance(node, ListValueNode):
+            return list(node.values)
+        if node is None and definition is not None and name in definition.args:
+            default = definition.args[name].default_value
+            return default if isinstance(default, int | list) else None
+        return None
 
 
 class ExecutionLimits(SchemaExtension):

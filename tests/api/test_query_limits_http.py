@@ -173,15 +173,29 @@ async def test_the_introspection_query_graphiql_sends_is_within_the_limits(gql: 
         # Each spread walks the schema again: thirty of them held the event loop for seconds.
         "{ " + " ".join(f"s{n}: __schema {{ ...F }}" for n in range(30)) + " } "
         "fragment F on __Schema { types { name fields { name type { name fields { name } } } } }",
-        "{ ...S ... on Query { ...S } } fragment S on Query { __schema { queryType { name } } }",
+        "{ ...S ... on Query { s: __schema { queryType { name } } } } "
+        "fragment S on Query { __schema { types { name } } }",
     ],
-    ids=["aliased", "thirty-aliases-of-a-fragment", "spread-twice"],
+    ids=["aliased", "thirty-aliases-of-a-fragment", "through-a-fragment"],
 )
 async def test_an_operation_selecting_the_schema_more_than_once_is_refused(
     gql: GraphQLClient, document: str
 ) -> None:
     refusal = too_complex(await answer(gql.http, document))
     assert refusal == {"code": "QUERY_TOO_COMPLEX", "limit": "schema", "maximum": 1}
+
+
+async def test_the_schema_selected_by_several_fragments_under_one_name_is_answered_once(
+    gql: GraphQLClient,
+) -> None:
+    # GraphQL merges fields of one response key: the schema is walked once.
+    document = (
+        "{ ...A ...B __schema { queryType { name } } } "
+        "fragment A on Query { __schema { types { name } } } "
+        "fragment B on Query { __schema { mutationType { name } } }"
+    )
+    answered = (await answer(gql.http, document))["data"]["__schema"]
+    assert answered["queryType"] == {"name": "Query"} and answered["types"]
 
 
 async def test_a_subscription_is_held_to_the_same_limits(gql: GraphQLClient) -> None:

@@ -52,3 +52,39 @@ def test_lists_multiply_what_they_hold_aliases_spreads_and_ids_included() -> Non
 def test_the_operation_named_is_the_one_counted() -> None:
     document = "query A { __typename } query B { sagas(first: 2) { edges { cursor } } }"
     assert (size(document, "A"), size(document, "B"), size(document, "C")) == (1, 5, 0)
+
+
+def test_fields_of_one_response_key_count_once_as_graphql_merges_them() -> None:
+    # Relay's way: each component spreads its own fragment, and they select the same fields.
+    one = "{ sagas(first: 100) { edges { node { order { lines { sku quantity } } } } } }"
+    spread = (
+        "{ sagas(first: 100) { edges { node { order { ...A ...B lines { sku } } } } } } "
+        "fragment A on Order { lines { sku } } fragment B on Order { lines { quantity } }"
+    )
+    assert size(spread) == size(one) == 1 + 100 + 100 + 100 + 100 * 100 * 3
+    # Aliases are distinct keys: each list is answered again.
+    assert size(
+        "{ sagas(first: 100) { edges { node { order { a: lines { sku } b: lines { sku } } } } } }"
+    ) > size(one)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        # A list field counts its items, and each item's fields as many times again.
+        (
+            '{ sagaActivity(since: "2026-01-01T00:00:00Z", until: "2026-01-02T00:00:00Z") { minute } }',
+            1440 * 2,
+        ),
+        ("{ sagasNeedingAttention { id } }", 50 * 2),  # its limit's default
+        ("{ sagasNeedingAttention(limit: 7) { id } }", 7 * 2),
+        # A connection counts once, then its page of edges and their fields.
+        ("{ journalEvents { edges { cursor } } }", 1 + 100 * 2),  # its own default page
+        (
+            "query ($n: Int = 60) { sagas(first: $n) { edges { cursor } } }",
+            1 + 60 * 2,
+        ),  # the variable's default
+    ],
+)
+def test_lists_a_client_sizes_count_as_many_items_as_it_may_ask_for(document: str, expected: int) -> None:
+    assert size(document) == expected
