@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from importlib.metadata import version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from api.observability.logs import configure_logging
 from api.settings import default_instance
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line: each subcommand's options, and `run`, the function that carries it out."""
     ordersaga = argparse.ArgumentParser(prog="ordersaga", description="A GraphQL order service run by sagas.")
-    ordersaga.add_argument("--version", action="version", version=f"%(prog)s {version('ordersaga')}")
+    ordersaga.add_argument("--version", action=_Version)
     commands = ordersaga.add_subparsers(required=True, metavar="COMMAND")
     serve.add_parser(commands)
     database.add_parsers(commands)
@@ -43,6 +43,18 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_parser(commands)
     _know_their_parsers(commands)
     return ordersaga
+
+
+class _Version(argparse.Action):
+    """--version: the installed release, read only when asked (reading it costs every command some
+    tens of milliseconds)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the release")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {version('ordersaga')}")
+        parser.exit()
 
 
 def _know_their_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

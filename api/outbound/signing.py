@@ -42,7 +42,8 @@ def secret_problem(secret: str) -> str | None:
 
 
 class Signer:
-    """Signs bodies with one secret (`whsec_…`, or the base64 key alone).
+    """Signs bodies with one secret (`whsec_…`; standardwebhooks also takes the base64 key alone, and
+    `secret_problem` says what `serve` refuses of a warehouse service's).
 
     Raises standardwebhooks' EmptyWebhookSecretError, or binascii.Error, for a secret that is not one.
     """

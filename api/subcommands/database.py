@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -67,28 +68,42 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# The async driver ordersaga runs each database it knows on, and the names a URL may give it by.
-ASYNC_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite"}
+# The URL scheme ordersaga runs each database it knows on, by the names a URL may give the database.
+ASYNC_SCHEMES = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
 
 
 def _async_driver(text: str) -> str:
     """The URL `text` on its database's async driver: a URL naming no driver (postgresql://, the
-    postgres:// some platforms give, sqlite://) gets the one ordersaga uses; one naming a blocking
-    driver (psycopg2, pysqlite) ends the command with one line giving the URL to use instead. Any
+    postgres:// some platforms give, sqlite://) gets the one ordersaga uses, and libpq's `sslmode`
+    parameter becomes asyncpg's `ssl`; one naming a blocking driver (psycopg2, pysqlite) ends the
+    command with one line giving the URL to use instead, as does one whose port is not a number. Any
     other URL is left as it is, for the database options' own checks to refuse in one line."""
     try:
         url = make_url(text)
     except ArgumentError:
         return text
+    except ValueError as error:  # a port that is not a number, several hosts
+        sys.exit(f"--database-url: {_without_password(text)} cannot be read: {error}")
     backend, _, driver = url.drivername.partition("+")
-    wanted = ASYNC_DRIVERS.get(backend)
-    if wanted is None or driver == wanted:
+    scheme = ASYNC_SCHEMES.get(backend)
+    if scheme is None or url.drivername == scheme:
         return text
-    fitted = url.set(drivername=f"{'postgresql' if wanted == 'asyncpg' else backend}+{wanted}")
-    if driver:
+    fitted = url.set(drivername=scheme)
+    if "sslmode" in url.query and "ssl" not in url.query and scheme.endswith("asyncpg"):
+        fitted = fitted.difference_update_query(["sslmode"]).update_query_dict({"ssl": url.query["sslmode"]})
+    if driver and driver != scheme.partition("+")[2]:
         shown = fitted.render_as_string(hide_password=True)
         sys.exit(f"--database-url: ordersaga runs on async drivers; {driver} is not one: use {shown}")
     return fitted.render_as_string(hide_password=False)
+
+
+def _without_password(text: str) -> str:
+    """`text`, a URL SQLAlchemy cannot read, with what stands for its password hidden."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -179,8 +194,8 @@ def _check_sqlite_directory(url: str) -> None:
 def _shown(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return repr(url)
+    except (ArgumentError, ValueError):
+        return repr(_without_password(url))
 
 
 def _reason(failure: BaseException) -> str:

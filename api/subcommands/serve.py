@@ -121,25 +121,36 @@ def _serve(args: argparse.Namespace) -> None:
             print("Fault injection is on: setParticipantFault makes a participant slow or failing")
         sys.stdout.flush()
 
-    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run(sockets=[bound])
+    AnnouncingServer(server_config(app, settings, args.host, args.port), listening).run(sockets=bound)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to `host:port` (0: a free port) and listening, as uvicorn binds one; a port
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to `host:port` (0: a free port) and listening, as asyncio's create_server binds
+    them for uvicorn: one for each address the host resolves to, an IPv6 one for IPv6 alone. A port
     that cannot be had ends the command with one line."""
-    bound = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        bound.bind((host, port))
-    except OSError as error:
-        bound.close()
-        sys.exit(f"cannot serve on {host}:{port}: {error.strerror or error}")
-    bound.set_inheritable(True)  # for `--workers`' processes
-    bound.listen(2048)  # uvicorn's default backlog
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        sys.exit(f"cannot serve on {host}:{port}: {error.strerror}")
+    bound: list[socket.socket] = []
+    for family, kind, protocol, _, address in dict.fromkeys(addresses):
+        listening = socket.socket(family, kind, protocol)
+        bound.append(listening)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            listening.bind(address)
+        except OSError as error:
+            for each in bound:
+                each.close()
+            sys.exit(f"cannot serve on {host}:{port}: {error.strerror or error}")
+        listening.set_inheritable(True)  # for `--workers`' processes
+        listening.listen(2048)  # uvicorn's default backlog
     return bound
 
 
-def _serve_workers(args: argparse.Namespace, settings: Settings, bound: socket.socket) -> None:
+def _serve_workers(args: argparse.Namespace, settings: Settings, bound: list[socket.socket]) -> None:
     """N processes accepting on `bound` (uvicorn's supervisor), each building its own service from
     this command line (`worker_app`)."""
     import uvicorn
@@ -160,7 +171,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, bound: socket.s
         **connection_limits(settings),
     )
     # The URL printed has the port the socket holds (the system's choice for --port 0).
-    url = base_url(bound)
+    url = base_url(bound[0])
     print(f"GraphiQL: {url}/graphql ({args.workers} workers)")
     print(f"Console: {url}/dashboard", flush=True)
-    Multiprocess(config, sockets=[bound]).run()
+    Multiprocess(config, sockets=bound).run()

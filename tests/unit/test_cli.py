@@ -250,6 +250,9 @@ def test_a_warehouse_service_secret_not_in_the_specifications_form_stops_the_sta
         ("sqlite:////var/lib/ordersaga/o.db", "sqlite+aiosqlite:////var/lib/ordersaga/o.db"),
         ("postgresql+asyncpg://user@db.internal/orders", "postgresql+asyncpg://user@db.internal/orders"),
         ("sqlite+aiosqlite:///o.db", "sqlite+aiosqlite:///o.db"),
+        # As hosting platforms hand them out: libpq's sslmode is asyncpg's ssl.
+        ("postgres://u@db.internal/o?sslmode=require", "postgresql+asyncpg://u@db.internal/o?ssl=require"),
+        ("postgres+asyncpg://u@db.internal/o", "postgresql+asyncpg://u@db.internal/o"),
     ],
 )
 @pytest.mark.parametrize("subcommand", ["serve", "migrate", "projections rebuild"])
@@ -257,6 +260,16 @@ def test_a_database_url_naming_no_driver_runs_on_the_async_one(
     subcommand: str, given: str, used: str
 ) -> None:
     assert parser().parse_args([*subcommand.split(), f"--database-url={given}"]).database_url == used
+
+
+def test_a_url_whose_port_is_no_number_is_refused_in_one_line_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["migrate", "--database-url=postgresql://u:hunter2@db:54x2/orders"])
+    message = str(exit_.value.code)
+    assert message.startswith("--database-url: postgresql://u:***@db:54x2/orders cannot be read: ")
+    assert "hunter2" not in message + capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
