@@ -16,6 +16,7 @@ strawberry's handler.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from graphql import GraphQLError
@@ -89,6 +90,9 @@ class StrictTransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         await super().handle_invalid_message(close_reason(error_message))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # A turn of the event loop between subscribes: a burst of them, read from the socket at once,
+        # would otherwise start every operation (a parse and a validation each) in one turn.
+        await asyncio.sleep(0)
         # strawberry's own refusal past its limit of operations on one socket carries no code.
         limit = self.max_subscriptions_per_connection
         if (
