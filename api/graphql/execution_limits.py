@@ -56,8 +56,11 @@ from persistence.read.analytics import MAX_ACTIVITY_MINUTES
 # The lists an order's size decides, by field name: at most MAX_LINES lines, and a pick or more each.
 ORDER_LISTS = frozenset({"lines", "picks"})
 PAGED = frozenset({"edges", "nodes"})  # of a connection; `nodes(ids:)` too
+# The other lists a client sizes: by a `limit` argument (its default when not given), or by a window.
+LIMITED = frozenset({"sagasNeedingAttention"})
+WINDOWED = frozenset({"sagaActivity"})
 # A document's text holds every field name it selects: one without any of these has no list to repeat.
-_NAMES_A_LIST = re.compile("|".join(sorted(ORDER_LISTS | PAGED)))
+_NAMES_A_LIST = re.compile("|".join(sorted(ORDER_LISTS | PAGED | LIMITED | WINDOWED)))
 
 
 def answer_size(
@@ -139,7 +142,8 @@ def _merged(
                 continue
             condition = fragment.type_condition
             named = schema.get_type(condition.name.value) if condition is not None else None
-            pending.append((fragment.selection_set, named or on))
+            # On an object type the object is known: an interface's fragment selects its fields.
+            pending.append((fragment.selection_set, on if isinstance(on, GraphQLObjectType) else named or on))
     return merged
 
 
@@ -154,9 +158,9 @@ def _length(field: FieldNode, definition: GraphQLField, page: int | None, argume
     if name == "nodes":
         ids = arguments.value(field, definition, "ids")
         return len(ids) if isinstance(ids, list) else MAX_NODES
-    if name == "sagaActivity":
+    if name in WINDOWED:
         return MAX_ACTIVITY_MINUTES
-    if "limit" in definition.args:
+    if name in LIMITED:
         limit = arguments.value(field, definition, "limit")
         return limit if isinstance(limit, int) and 0 <= limit <= MAX_ATTENTION_LIMIT else MAX_ATTENTION_LIMIT
     return 1

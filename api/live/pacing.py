@@ -13,8 +13,8 @@ closed by its socket's send timeout (api/web/ws_session.py), not waited for here
 
 A message of a large selection costs more than one pass: a subscription asks for as many as the
 values its answer may hold (api/graphql/execution_limits.py) make of VALUES_PER_PASS. One that
-costs more than a turn holds goes through alone in its turn, so a hundred subscriptions that each
-select thousands of values do not render in one turn.
+costs more than a turn has left still goes, and nothing goes after it in that turn, so a hundred
+subscriptions that each select thousands of values render one a turn, not twenty.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ ASYNC_SCHEMES = {
 def _async_driver(text: str) -> str:
     """The URL `text` on its database's async driver: a URL naming no driver (postgresql://, the
     postgres:// some platforms give, sqlite://) gets the one ordersaga uses, and libpq's `sslmode`
-    parameter becomes asyncpg's `ssl`; one naming a blocking driver (psycopg2, pysqlite) ends the
+    parameter becomes asyncpg's `ssl` (its other parameters, such as `sslrootcert`, are not
+    translated); one naming a blocking driver (psycopg2, pysqlite) ends the
     command with one line giving the URL to use instead, as does one whose port is not a number. Any
     other URL is left as it is, for the database options' own checks to refuse in one line."""
     try:
@@ -90,11 +91,13 @@ def _async_driver(text: str) -> str:
         sys.exit(f"--database-url: {_without_password(text)} cannot be read: {error}")
     backend, _, driver = url.drivername.partition("+")
     scheme = ASYNC_SCHEMES.get(backend)
-    if scheme is None or url.drivername == scheme:
+    if scheme is None:
         return text
     fitted = url.set(drivername=scheme)
     if "sslmode" in url.query and "ssl" not in url.query and scheme.endswith("asyncpg"):
         fitted = fitted.difference_update_query(["sslmode"]).update_query_dict({"ssl": url.query["sslmode"]})
+    if fitted == url:
+        return text
     if driver and driver != scheme.partition("+")[2]:
         shown = fitted.render_as_string(hide_password=True)
         sys.exit(f"--database-url: ordersaga runs on async drivers; {driver} is not one: use {shown}")
@@ -103,7 +106,7 @@ def _async_driver(text: str) -> str:
 
 def _without_password(text: str) -> str:
     """`text`, a URL SQLAlchemy cannot read, with what stands for its password hidden."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+    return re.sub(r"(://[^:/@]*:)[^?#]*@", r"\1***@", text)
 
 
 def _migrate(args: argparse.Namespace) -> None:

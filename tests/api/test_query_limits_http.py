@@ -272,6 +272,20 @@ async def test_an_answer_its_lists_would_multiply_past_the_limit_is_refused_befo
     assert twice["limit"] == "answer"
 
 
+async def test_aliases_of_a_list_sized_by_its_window_or_limit_are_refused_before_they_run(
+    gql: GraphQLClient,
+) -> None:
+    window = 'since: "2026-01-01T00:00:00Z", until: "2026-01-02T00:00:00Z"'
+    activity = " ".join(f"a{n}: sagaActivity({window}) {{ start completed failed }}" for n in range(30))
+    attention = " ".join(
+        f"a{n}: sagasNeedingAttention(limit: 200) {{ order {{ lines {{ sku }} }} }}" for n in range(30)
+    )
+    for document in (f"{{ {activity} }}", f"{{ {attention} }}"):
+        assert too_complex(await answer(gql.http, document))["limit"] == "answer"
+    # One of each is answered.
+    assert len((await gql(f"{{ sagaActivity({window}) {{ start }} }}"))["sagaActivity"]) == 1440
+
+
 async def test_variables_holding_more_values_than_the_limit_are_refused_before_coercion(
     gql: GraphQLClient,
 ) -> None:

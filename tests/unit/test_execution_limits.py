@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from graphql import parse
+from graphql import GraphQLList, GraphQLObjectType, get_nullable_type, parse
 
-from api.graphql.execution_limits import answer_size
+from api.graphql.execution_limits import LIMITED, answer_size
 from api.graphql.relay import DEFAULT_PAGE
 from api.graphql.schema import schema
 
@@ -73,7 +73,7 @@ def test_fields_of_one_response_key_count_once_as_graphql_merges_them() -> None:
     [
         # A list field counts its items, and each item's fields as many times again.
         (
-            '{ sagaActivity(since: "2026-01-01T00:00:00Z", until: "2026-01-02T00:00:00Z") { minute } }',
+            '{ sagaActivity(since: "2026-01-01T00:00:00Z", until: "2026-01-02T00:00:00Z") { start } }',
             1440 * 2,
         ),
         ("{ sagasNeedingAttention { id } }", 50 * 2),  # its limit's default
@@ -88,3 +88,19 @@ def test_fields_of_one_response_key_count_once_as_graphql_merges_them() -> None:
 )
 def test_lists_a_client_sizes_count_as_many_items_as_it_may_ask_for(document: str, expected: int) -> None:
     assert size(document) == expected
+
+
+def test_every_list_field_with_a_limit_is_counted_by_it() -> None:
+    # A new one left out would count once, and its aliases pass the bound unseen.
+    limited = {
+        name
+        for type_ in SCHEMA.type_map.values()
+        if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__")
+        for name, field in type_.fields.items()
+        if "limit" in field.args and isinstance(get_nullable_type(field.type), GraphQLList)
+    }
+    assert limited == LIMITED
+
+
+def test_an_interfaces_fragment_on_an_object_selects_the_same_fields() -> None:
+    assert size("{ sagas(first: 100) { edges { node { id ... on Node { id } } } } }") == 1 + 100 + 100 + 100
