@@ -29,9 +29,11 @@ from api.settings import Settings
 # splitting a Content-Type's parameters, strawberry parsing every request's, grows with the square
 # of its length) hold the event loop. 32 KiB, as nginx's four header buffers.
 MAX_HEADER_BYTES = 32 * 1024
-# The most one read of a socket delivers (uvloop's and asyncio's): what httptools may be fed of one
-# header before the callbacks can count it, since it calls them only for a header it has whole, and
-# joins the pieces of one that spans reads, at a cost growing with the square of its length.
+# The most one read of a socket delivers (uvloop's and asyncio's, about): what httptools may be fed of
+# one header (or trailer) before a callback tells of it, since it calls back only for a header it
+# has whole, and joins the pieces of one that spans reads, at a cost growing with the square of its
+# length. Bytes fed with no callback past the bound and one read are refused: the read in which the
+# parser last called back is not counted, so httptools holds at most the bound and two reads.
 READ_BYTES = 256 * 1024
 # How long a refused connection's further bytes are read and dropped before it is closed.
 LINGER_SECONDS = 2.0
@@ -46,16 +48,18 @@ class HeaderDeadline(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), closing a connection whose request headers have not
     all arrived within `header_timeout` seconds of the connection opening or of the request's first
     byte, so a client that sends nothing, or its headers a byte at a time, cannot hold it; and
-    answering 431 (`HEADERS_TOO_LARGE`, with `maxBytes`), then closing, a request whose line and
-    headers hold more than MAX_HEADER_BYTES, before any of it is handed to the application: every
-    request on a connection, kept alive or pipelined alike."""
+    answering 431 (`HEADERS_TOO_LARGE`, with `maxBytes`), then closing, a request whose line,
+    headers and trailers hold more than MAX_HEADER_BYTES, before any of it is handed to the
+    application: every request on a connection, kept alive or pipelined alike, the answers to the
+    requests before it sent first."""
 
     header_timeout: float = 10.0
     _header_deadline: asyncio.TimerHandle | None = None
-    _awaiting_headers = True  # from the connection's start, and after each request, to its headers' end
-    _received = 0  # bytes received while awaiting headers, the body's first bytes among them
-    _header_bytes = 0  # of the request line and headers parsed, exactly
+    _unparsed = 0  # bytes fed to the parser since it last called back
+    _header_bytes = 0  # of the request's line, headers and trailers parsed, exactly
+    _in_body = False  # between a request's headers and its end
     _refused = False
+    _answer_after_the_others: bytes | None = None  # a refusal waiting for the answers before it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -65,11 +69,10 @@ class HeaderDeadline(HttpToolsProtocol):
         # uvicorn's own, but for the size bound and this refusal.
         if self._refused:  # read and dropped until the client closes, so that it reads the answer
             return
-        if self._awaiting_headers:
-            self._received += len(data)
-            if self._received > MAX_HEADER_BYTES + READ_BYTES:
-                self._refuse_headers()
-                return
+        self._unparsed += len(data)
+        if self._unparsed > MAX_HEADER_BYTES + READ_BYTES:
+            self._refuse_headers()
+            return
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -87,8 +90,8 @@ class HeaderDeadline(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
 
     def on_message_begin(self) -> None:
+        self._unparsed = self._header_bytes = 0
         super().on_message_begin()
-        self._header_bytes = 0
         if self._header_deadline is None:  # a new request on a kept-alive connection
             self._arm()
 
@@ -96,24 +99,35 @@ class HeaderDeadline(HttpToolsProtocol):
         self._count(url)
         super().on_url(url)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
+    def on_header(self, name: bytes, value: bytes) -> None:  # a trailer's too
         self._count(name, b": ", value, b"\r\n")  # as sent
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._unparsed = 0
         self._disarm()
-        self._awaiting_headers, self._received = False, 0
+        self._in_body = True
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._unparsed = 0
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
-        self._awaiting_headers = True  # the next request's
+        self._unparsed, self._in_body = 0, False
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._answer_after_the_others is not None and self._others_answered():
+            self._answer_and_close(self._answer_after_the_others)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def _count(self, *parts: bytes) -> None:
+        self._unparsed = 0
         self._header_bytes += sum(map(len, parts))
         if self._header_bytes > MAX_HEADER_BYTES:
             raise _HeadersTooLarge
@@ -143,24 +157,40 @@ class HeaderDeadline(HttpToolsProtocol):
         self._refuse(431, message, ClientErrorCode.HEADERS_TOO_LARGE, maxBytes=MAX_HEADER_BYTES)
 
     def _refuse(self, status: int, message: str, code: ClientErrorCode, **extensions: Any) -> None:
-        """Answers `status` with `message` and `code`, and closes: the writing side at once (a
-        response still being written is cut off, as a closed connection's would be); the reading
-        side drops what still arrives for LINGER_SECONDS, since a socket closed with bytes unread is
-        reset, and the client might lose the answer."""
+        """Answers `status` with `message` and `code`, and closes. The requests before the refused
+        one (pipelined) are answered first; a refused request already being read (its trailers, or
+        a body that is not HTTP) is cut off, and answered unless its answer has begun."""
         self._disarm()
         if self.transport.is_closing():
             return
-        self._refused = True
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        self._refused = True  # nothing more is parsed
         error = client_error(message, code, **extensions)
         body = json.dumps({"errors": [error.formatted]}).encode()
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head.append(b"content-type: application/json\r\nconnection: close\r\n")
         head.append(f"content-length: {len(body)}\r\n\r\n".encode())
-        self.transport.write(b"".join(head) + body)
+        answer = b"".join(head) + body
+        if self._in_body and self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            self._answer_and_close(b"" if self.cycle.response_started else answer)
+        elif not self._others_answered():
+            self._answer_after_the_others = answer
+        else:
+            self._answer_and_close(answer)
+
+    def _others_answered(self) -> bool:
+        return not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """Writes `answer`, then closes: the writing side at once; the reading side drops what still
+        arrives for LINGER_SECONDS, since a socket closed with bytes unread is reset, and the client
+        might lose the answer."""
+        self._answer_after_the_others = None
+        if self.transport.is_closing():
+            return
+        self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
