@@ -125,20 +125,27 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound to `host:port` (0: a free port) and listening, as asyncio's create_server binds
-    them for uvicorn: one for each address the host resolves to, an IPv6 one for IPv6 alone. A port
-    that cannot be had ends the command with one line."""
+    """Sockets bound to `host:port` and listening, as asyncio's create_server binds them for uvicorn:
+    one for each address the host resolves to (a family the system lacks skipped), an IPv6 one for
+    IPv6 alone when an IPv4 one is beside it (`::` alone takes both); with port 0, every one on the
+    port the system gave the first. A port that cannot be had ends the command with one line."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
         sys.exit(f"cannot serve on {host}:{port}: {error.strerror}")
+    families = {family for family, *_ in addresses}
     bound: list[socket.socket] = []
     for family, kind, protocol, _, address in dict.fromkeys(addresses):
-        listening = socket.socket(family, kind, protocol)
+        try:
+            listening = socket.socket(family, kind, protocol)
+        except OSError:  # IPv6 turned off, say
+            continue
         bound.append(listening)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, socket.AF_INET in families)
+        if bound[1:]:  # port 0 takes the first's port for all
+            address = (address[0], bound[0].getsockname()[1], *address[2:])
         try:
             listening.bind(address)
         except OSError as error:
@@ -147,6 +154,8 @@ def listen(host: str, port: int) -> list[socket.socket]:
             sys.exit(f"cannot serve on {host}:{port}: {error.strerror or error}")
         listening.set_inheritable(True)  # for `--workers`' processes
         listening.listen(2048)  # uvicorn's default backlog
+    if not bound:
+        sys.exit(f"cannot serve on {host}:{port}: no address of it can be had on this system")
     return bound
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from api.cli import main, parser
 from api.outbound.signing import new_secret
 from api.settings import Settings, StreamSettings
+from api.subcommands.serve import listen
 from api.subcommands.serve_options import settings_from
 from domain.model.saga import SagaPolicy
 
@@ -332,3 +334,28 @@ def test_a_schema_that_cannot_be_written_is_said_in_one_line(tmp_path: Path, whe
         main(["export-schema", "--output", str(target)])
     message = str(exit_.value.code)
     assert message.startswith(f"cannot write the schema to {target}: ") and "\n" not in message
+
+
+def test_serve_binds_every_address_of_its_host_on_one_port_and_ipv6_alone_beside_ipv4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = socket.SOCK_STREAM
+    both = [
+        (socket.AF_INET, stream, 6, "", ("127.0.0.1", 0)),
+        (socket.AF_INET6, stream, 6, "", ("::1", 0, 0, 0)),
+    ]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: both)
+    bound = listen("localhost", 0)
+    try:
+        assert [s.family for s in bound] == [socket.AF_INET, socket.AF_INET6]
+        assert len({s.getsockname()[1] for s in bound}) == 1  # one port, the one printed
+        assert bound[1].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    finally:
+        for each in bound:
+            each.close()
+    monkeypatch.undo()
+    alone = listen("::", 0)  # IPv6 alone takes IPv4 too, as a container's `--host ::` expects
+    try:
+        assert alone[0].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    finally:
+        alone[0].close()
