@@ -106,7 +106,7 @@ def _async_driver(text: str) -> str:
 
 def _without_password(text: str) -> str:
     """`text`, a URL SQLAlchemy cannot read, with what stands for its password hidden."""
-    return re.sub(r"(://[^:/@]*:)[^?#]*@", r"\1***@", text)
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", text)  # to the last @: a password may hold ? and #
 
 
 def _migrate(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import importlib.util
 import ipaddress
@@ -138,7 +139,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
     for family, kind, protocol, _, address in dict.fromkeys(addresses):
         try:
             listening = socket.socket(family, kind, protocol)
-        except OSError:  # IPv6 turned off, say
+        except OSError:  # a family the system lacks
             continue
         bound.append(listening)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -149,6 +150,9 @@ def listen(host: str, port: int) -> list[socket.socket]:
         try:
             listening.bind(address)
         except OSError as error:
+            if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):  # IPv6 turned off, say
+                bound.pop().close()
+                continue
             for each in bound:
                 each.close()
             sys.exit(f"cannot serve on {host}:{port}: {error.strerror or error}")

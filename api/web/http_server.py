@@ -60,6 +60,7 @@ class HeaderDeadline(HttpToolsProtocol):
     _in_body = False  # between a request's headers and its end
     _refused = False
     _answer_after_the_others: bytes | None = None  # a refusal waiting for the answers before it
+    _running: Any = None  # the request being answered (uvicorn's RequestResponseCycle)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -117,6 +118,10 @@ class HeaderDeadline(HttpToolsProtocol):
         self._unparsed, self._in_body = 0, False
         super().on_message_complete()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._answer_after_the_others is not None and self._others_answered():
@@ -171,17 +176,22 @@ class HeaderDeadline(HttpToolsProtocol):
         head.append(b"content-type: application/json\r\nconnection: close\r\n")
         head.append(f"content-length: {len(body)}\r\n\r\n".encode())
         answer = b"".join(head) + body
-        if self._in_body and self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
-            self._answer_and_close(b"" if self.cycle.response_started else answer)
-        elif not self._others_answered():
-            self._answer_after_the_others = answer
-        else:
+        refused = self.cycle
+        if self._in_body and refused is not None and not refused.response_complete:
+            if self.pipeline and self.pipeline[0][0] is refused:
+                self.pipeline.popleft()  # queued behind others: it never runs
+            else:  # being answered: cut off, and answered unless its answer has begun
+                refused.disconnected = True
+                refused.message_event.set()
+                self._answer_and_close(b"" if refused.response_started else answer)
+                return
+        if self._others_answered():
             self._answer_and_close(answer)
+        else:
+            self._answer_after_the_others = answer
 
     def _others_answered(self) -> bool:
-        return not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+        return not self.pipeline and (self._running is None or self._running.response_complete)
 
     def _answer_and_close(self, answer: bytes) -> None:
         """Writes `answer`, then closes: the writing side at once; the reading side drops what still
@@ -193,6 +203,10 @@ class HeaderDeadline(HttpToolsProtocol):
         self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()
+        # Read (and drop) on: a body's flow control may have paused reading, and the keep-alive
+        # timer, armed as the last answer ended, must not close it before the linger does.
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 

@@ -161,3 +161,19 @@ async def test_a_get_whose_json_parameter_cannot_be_read_is_a_graphql_shaped_400
     answer = await http.get("/graphql", params={"query": "{ __typename }", parameter: unreadable})
     assert answer.status_code == 400
     assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_of_hundreds_of_kilobytes_within_the_limit_is_served(
+    http: httpx.AsyncClient, chunked: bool
+) -> None:
+    # Past the header bound and a read: what bounds a header's bytes must not bound a body's.
+    body = json.dumps({"query": "{ __typename }", "extensions": {"pad": "x" * 600_000}}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    content = pieces() if chunked else body
+    answer = await http.post("/graphql", content=content, headers={"content-type": "application/json"})
+    assert answer.status_code == 200 and answer.json() == {"data": {"__typename": "Query"}}

@@ -217,6 +217,23 @@ async def test_every_request_on_a_connection_is_held_to_the_limit(
     assert json.loads(body)["errors"][0]["extensions"] == HEADERS_TOO_LARGE
 
 
+async def test_a_pipelined_request_refused_in_its_body_is_answered_after_the_one_before_it(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    # The second, chunked, ends with a trailer past the limit; it is refused once its turn comes.
+    reader, writer = connection
+    trailer = b"x-pad: " + b"x" * (2 * MAX_HEADER_BYTES)
+    chunked = request_head() + b"%x\r\n%s\r\n0\r\n%s\r\n\r\n" % (len(QUERY), QUERY, trailer)
+    writer.write(request_head(len(QUERY)) + QUERY + chunked)
+    async with asyncio.timeout(5):
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        await reader.readuntil(b'{"data":{"__typename":"Query"}}')
+        raw = await reader.read()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body)["errors"][0]["extensions"] == HEADERS_TOO_LARGE
+
+
 async def test_a_trailer_sent_in_pieces_is_refused_before_it_is_all_read(
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 ) -> None:

@@ -268,7 +268,7 @@ def test_a_database_url_naming_no_driver_runs_on_the_async_one(
     assert parser().parse_args([*subcommand.split(), f"--database-url={given}"]).database_url == used
 
 
-@pytest.mark.parametrize("password", ["hunter2", "pa/ss", "p@ss", "p:ss"])
+@pytest.mark.parametrize("password", ["hunter2", "pa/ss", "p@ss", "p:ss", "pa?ss", "pa#ss"])
 def test_a_url_whose_port_is_no_number_is_refused_in_one_line_without_its_password(
     capsys: pytest.CaptureFixture[str], password: str
 ) -> None:
@@ -336,6 +336,16 @@ def test_a_schema_that_cannot_be_written_is_said_in_one_line(tmp_path: Path, whe
     assert message.startswith(f"cannot write the schema to {target}: ") and "\n" not in message
 
 
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="the machine has no IPv6 loopback")
 def test_serve_binds_every_address_of_its_host_on_one_port_and_ipv6_alone_beside_ipv4(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
