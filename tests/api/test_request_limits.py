@@ -194,6 +194,18 @@ async def test_a_header_sent_in_pieces_is_refused_before_it_is_all_read(
     assert status == 431 and body["errors"][0]["extensions"] == HEADERS_TOO_LARGE  # type: ignore[index]
 
 
+async def answered_431(reader: asyncio.StreamReader, after_one: bool) -> None:
+    """The connection's answers to its end: the one before (in full) when `after_one`, then 431."""
+    async with asyncio.timeout(5):
+        if after_one:
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+            await reader.readuntil(b'{"data":{"__typename":"Query"}}')
+        raw = await reader.read()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body)["errors"][0]["extensions"] == HEADERS_TOO_LARGE
+
+
 @pytest.mark.parametrize("pipelined", [False, True], ids=["kept-alive", "pipelined"])
 async def test_every_request_on_a_connection_is_held_to_the_limit(
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], pipelined: bool
@@ -207,14 +219,7 @@ async def test_every_request_on_a_connection_is_held_to_the_limit(
     else:
         await served_on(connection)
         writer.write(second)
-    async with asyncio.timeout(5):
-        if pipelined:  # the first is answered first, in full
-            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
-            await reader.readuntil(b'{"data":{"__typename":"Query"}}')
-        raw = await reader.read()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431 ")
-    assert json.loads(body)["errors"][0]["extensions"] == HEADERS_TOO_LARGE
+    await answered_431(reader, after_one=pipelined)
 
 
 async def test_a_pipelined_request_refused_in_its_body_is_answered_after_the_one_before_it(
@@ -225,13 +230,7 @@ async def test_a_pipelined_request_refused_in_its_body_is_answered_after_the_one
     trailer = b"x-pad: " + b"x" * (2 * MAX_HEADER_BYTES)
     chunked = request_head() + b"%x\r\n%s\r\n0\r\n%s\r\n\r\n" % (len(QUERY), QUERY, trailer)
     writer.write(request_head(len(QUERY)) + QUERY + chunked)
-    async with asyncio.timeout(5):
-        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
-        await reader.readuntil(b'{"data":{"__typename":"Query"}}')
-        raw = await reader.read()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431 ")
-    assert json.loads(body)["errors"][0]["extensions"] == HEADERS_TOO_LARGE
+    await answered_431(reader, after_one=True)
 
 
 async def test_a_trailer_sent_in_pieces_is_refused_before_it_is_all_read(
