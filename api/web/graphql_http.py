@@ -29,6 +29,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api.graphql.document_limits import too_long
 from api.graphql.errors import ClientErrorCode, client_error
 from api.web.graphql_ws import StrictTransportWS
 
@@ -125,6 +126,13 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
             raise json.JSONDecodeError("nested too deeply", "", 0) from error
         except ValueError as error:
             raise json.JSONDecodeError("a number with too many digits", "", 0) from error
+
+    async def parse_http_body(self, request: Any) -> Any:
+        parsed = await super().parse_http_body(request)
+        query = getattr(parsed, "query", None)
+        if isinstance(query, str) and (refusal := too_long(query)) is not None:
+            raise HTTPException(400, refusal)
+        return parsed
 
     def parse_json(self, data: str | bytes) -> Any:
         # JSON bodies are UTF-8 (RFC 8259); json.loads would guess UTF-16 or UTF-32 from the bytes, or

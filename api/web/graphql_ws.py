@@ -23,6 +23,7 @@ from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
+from api.graphql.document_limits import too_long
 from api.graphql.errors import ClientErrorCode, client_error
 
 # RFC 6455 leaves 123 bytes of a close frame for the reason.
@@ -93,21 +94,26 @@ class StrictTransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         # A turn of the event loop between subscribes: a burst of them, read from the socket at once,
         # would otherwise start every operation (a parse and a validation each) in one turn.
         await asyncio.sleep(0)
-        # strawberry's own refusal past its limit of operations on one socket carries no code.
+        # strawberry closes the socket for an operation before the acknowledgement (4401) or under an
+        # id in use (4409); past those, a document too long or one operation too many is refused
+        # here, with a code (strawberry's own refusal past its limit carries none).
         limit = self.max_subscriptions_per_connection
-        if (
-            self.connection_acknowledged
-            and message["id"] not in self.operations  # strawberry closes with 4409 for that
-            and limit is not None
-            and len(self.operations) >= limit
-        ):
-            error = client_error(
-                f"This socket runs {limit} operations already: complete one first, or open another socket",
-                ClientErrorCode.TOO_MANY_OPERATIONS,
-                maximum=limit,
-            )
-            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
-            return
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            refusal: GraphQLError | None = None
+            if (too_long_text := too_long(message["payload"]["query"])) is not None:
+                refusal = client_error(too_long_text, ClientErrorCode.BAD_REQUEST)
+            elif limit is not None and len(self.operations) >= limit:
+                refusal = client_error(
+                    f"This socket runs {limit} operations already: complete one first, or open another "
+                    "socket",
+                    ClientErrorCode.TOO_MANY_OPERATIONS,
+                    maximum=limit,
+                )
+            if refusal is not None:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
+                )
+                return
         await super().handle_subscribe(message)
 
     @staticmethod

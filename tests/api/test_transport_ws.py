@@ -15,6 +15,7 @@ import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.graphql.document_limits import MAX_DOCUMENT_CHARACTERS
 from api.settings import Settings
 from api.web.graphql_ws import close_reason, protocol_violation
 from domain.model.saga import Participant
@@ -211,3 +212,14 @@ async def test_an_operation_past_the_sockets_limit_is_refused_with_a_code_and_th
         await client.socket.send(json.dumps({"id": "0", "type": "complete"}))
         await client.subscribe("room-again", "{ __typename }")
         assert await client.next("room-again") == {"data": {"__typename": "Query"}}
+
+
+async def test_a_subscribe_whose_document_is_too_long_is_refused_and_the_socket_goes_on(live: Live) -> None:
+    async with subscriptions(live.url) as client:
+        await client.subscribe(
+            "long", "subscription { sagaFeed { sequence } }" + " " * MAX_DOCUMENT_CHARACTERS
+        )
+        [error] = await client.refusal("long")
+        assert error["extensions"] == {"code": "BAD_REQUEST"}
+        await client.subscribe("short", "{ __typename }")
+        assert await client.next("short") == {"data": {"__typename": "Query"}}
