@@ -76,8 +76,13 @@ def request_error_response(
 ) -> Response:
     """A GraphQL-shaped answer to a request that is not a well-formed GraphQL request, for
     example `{"errors": [{"message": "...", "extensions": {"code": "BAD_REQUEST"}}]}`."""
-    body = {"errors": [client_error(message, code, **extensions).formatted]}
-    return Response(json.dumps(body), status_code, media_type=media_type)
+    return Response(request_error_body(message, code, **extensions), status_code, media_type=media_type)
+
+
+def request_error_body(message: str, code: ClientErrorCode, **extensions: Any) -> str:
+    """The JSON of `request_error_response`, also written by the HTTP protocol itself
+    (api/web/http_server.py) for what never reaches the application."""
+    return json.dumps({"errors": [client_error(message, code, **extensions).formatted]})
 
 
 class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):

@@ -10,7 +10,6 @@ bounded by `api.web.request_limits.BodyLimits`, WebSocket messages by the same s
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
@@ -21,8 +20,9 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.errors import ClientErrorCode
 from api.settings import Settings
+from api.web.graphql_http import request_error_body
 
 # The most a request line and its headers may hold, in bytes: more than any client sends (a token,
 # cookies), and far less than what makes the work done on a header's value (the standard library
@@ -169,8 +169,7 @@ class HeaderDeadline(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._refused = True  # nothing more is parsed
-        error = client_error(message, code, **extensions)
-        body = json.dumps({"errors": [error.formatted]}).encode()
+        body = request_error_body(message, code, **extensions).encode()
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head.append(b"content-type: application/json\r\nconnection: close\r\n")
