@@ -194,6 +194,11 @@ def window(
     return Window((default if first is None else first) + 1, after, before)
 
 
+def _window(first: int | None, after: str | None, last: int | None, before: str | None) -> Window[Position]:
+    """`window` of a connection's arguments, its cursors decoded (a refusal naming its argument)."""
+    return window(first, _cursor(after, "after"), last, _cursor(before, "before"))
+
+
 def _cursor(cursor: str | None, argument: str) -> Position | None:
     return None if cursor is None else decode_cursor(cursor, argument)
 
@@ -348,10 +353,7 @@ class RelayQueries:
         placed_after: Inclusive = None,
         placed_before: Exclusive = None,
     ) -> Connection[Order]:
-        asked, caller = (
-            window(first, _cursor(after, "after"), last, _cursor(before, "before")),
-            principal(info),
-        )
+        asked, caller = _window(first, after, last, before), principal(info)
         where = PageFilter(_values(status), customer_filter(caller, customer_id), placed_after, placed_before)
         if not _may_list(caller, customer_id):
             return _connection([], asked, "created_at", Order.from_row, _no_rows)
@@ -375,10 +377,7 @@ class RelayQueries:
         started_after: Inclusive = None,
         started_before: Exclusive = None,
     ) -> Connection[Saga]:
-        asked, caller = (
-            window(first, _cursor(after, "after"), last, _cursor(before, "before")),
-            principal(info),
-        )
+        asked, caller = _window(first, after, last, before), principal(info)
         where = PageFilter(
             _values(status), customer_filter(caller, customer_id), started_after, started_before
         )
@@ -412,7 +411,7 @@ class RelayQueries:
         occurred_after: Inclusive = None,
         occurred_before: Exclusive = None,
     ) -> Connection[StockMovement]:
-        asked = window(first, _cursor(after, "after"), last, _cursor(before, "before"))
+        asked = _window(first, after, last, before)
         where, catalog = PageFilter(since=occurred_after, until=occurred_before), service(info).catalog
         rows = await catalog.stock_movement_page(sku, warehouse_code, section_code, where, asked)
         return _connection(
