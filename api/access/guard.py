@@ -1,16 +1,16 @@
 """Enforces `api/access/rules.py` on every operation, before any of its resolvers runs.
 
-One schema extension, for queries, mutations and subscriptions, over HTTP and WebSocket: it reads
-the operation's root fields from the validated document (through fragments too), and refuses the
-whole operation when the caller is not authenticated (UNAUTHENTICATED; SERVICE_UNAVAILABLE when its
-token cannot be checked for now), when one of them is not
-allowed to the caller's roles (FORBIDDEN), or when its mutations pass the caller's rate limit
+For queries, mutations and subscriptions, over HTTP and WebSocket (`authorize`, which the schema's
+`EdgeRules` extension calls): it reads the operation's root fields from the validated document
+(through fragments too), and refuses the whole operation when the caller is not authenticated
+(UNAUTHENTICATED; SERVICE_UNAVAILABLE when its token cannot be checked for now), when one of them is
+not allowed to the caller's roles (FORBIDDEN), or when its mutations pass the caller's rate limit
 (RATE_LIMITED, with `retryAfterSeconds`). Introspection is open to anyone.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, cast
 
 from graphql import (
@@ -21,7 +21,7 @@ from graphql import (
     SelectionSetNode,
     get_operation_ast,
 )
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from api.access.auth import KeysUnavailable, NotAuthenticated, Principal
@@ -36,48 +36,47 @@ INTROSPECTION = frozenset({"__schema", "__type", "__typename"})
 KEYS_RETRY_AFTER = 10
 
 
-class Authorization(SchemaExtension):
-    async def on_execute(self) -> AsyncIterator[None]:
-        execution = self.execution_context
-        document, kind = execution.graphql_document, execution.operation_type
-        operation = get_operation_ast(document, execution.operation_name) if document else None
-        if document is not None and operation is not None:
-            fragments = {
-                d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-            }
-            fields = [f for f in root_fields(operation.selection_set, fragments) if f not in INTROSPECTION]
-            if fields:
-                await self._check(execution.context, kind, fields)
-        yield
+async def authorize(execution: ExecutionContext) -> None:
+    """Refuses `execution` unless its caller may call every root field of its operation (through
+    fragments too; introspection is open to anyone), and, for a mutation, within its rate limit.
+    Raises UNAUTHENTICATED, SERVICE_UNAVAILABLE (its token cannot be checked for now), FORBIDDEN,
+    BAD_REQUEST (more mutations at once than the limit lets through) or RATE_LIMITED (with
+    `retryAfterSeconds`); the rules are `api.access.rules.RULES`."""
+    document, kind = execution.graphql_document, execution.operation_type
+    operation = get_operation_ast(document, execution.operation_name) if document else None
+    if document is not None and operation is not None:
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        fields = [f for f in root_fields(operation.selection_set, fragments) if f not in INTROSPECTION]
+        if fields:
+            await _check(execution.context, kind, fields)
 
-    async def _check(self, context: Mapping[str, object], kind: OperationType, fields: list[str]) -> None:
-        who = context["identity"]
-        if isinstance(who, KeysUnavailable):
+
+async def _check(context: Mapping[str, object], kind: OperationType, fields: list[str]) -> None:
+    who = context["identity"]
+    if isinstance(who, KeysUnavailable):
+        raise client_error(str(who), ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=KEYS_RETRY_AFTER)
+    if isinstance(who, NotAuthenticated):
+        raise client_error(str(who), ClientErrorCode.UNAUTHENTICATED)
+    assert isinstance(who, Principal)
+    rules = RULES[kind]
+    for field in sorted(set(fields)):
+        if not who.roles & rules.get(field, frozenset()):
+            roles = ", ".join(sorted(who.roles)) or "no role"
+            raise client_error(f"{field} is not allowed to {roles}", ClientErrorCode.FORBIDDEN)
+    limit = cast("Service", context["service"]).mutation_rate_limit
+    if kind is OperationType.MUTATION and limit is not None:
+        if len(fields) > limit.most_at_once:
             raise client_error(
-                str(who), ClientErrorCode.SERVICE_UNAVAILABLE, retryAfterSeconds=KEYS_RETRY_AFTER
+                f"an operation may hold at most {limit.most_at_once} mutations; send them in several",
+                ClientErrorCode.BAD_REQUEST,
             )
-        if isinstance(who, NotAuthenticated):
-            raise client_error(str(who), ClientErrorCode.UNAUTHENTICATED)
-        assert isinstance(who, Principal)
-        rules = RULES[kind]
-        for field in sorted(set(fields)):
-            if not who.roles & rules.get(field, frozenset()):
-                roles = ", ".join(sorted(who.roles)) or "no role"
-                raise client_error(f"{field} is not allowed to {roles}", ClientErrorCode.FORBIDDEN)
-        limit = cast("Service", context["service"]).mutation_rate_limit
-        if kind is OperationType.MUTATION and limit is not None:
-            if len(fields) > limit.most_at_once:
-                raise client_error(
-                    f"an operation may hold at most {limit.most_at_once} mutations; send them in several",
-                    ClientErrorCode.BAD_REQUEST,
-                )
-            retry_after = await limit.admit(who.subject, len(fields))
-            if retry_after is not None:
-                raise client_error(
-                    f"too many mutations: at most {limit.spec} per principal",
-                    ClientErrorCode.RATE_LIMITED,
-                    retryAfterSeconds=retry_after,
-                )
+        retry_after = await limit.admit(who.subject, len(fields))
+        if retry_after is not None:
+            raise client_error(
+                f"too many mutations: at most {limit.spec} per principal",
+                ClientErrorCode.RATE_LIMITED,
+                retryAfterSeconds=retry_after,
+            )
 
 
 def root_fields(

@@ -3,7 +3,7 @@
 Expected failures of a whole operation (bad arguments, no or bad credentials, a missing permission,
 a limit hit, an overloaded service) are raised as `client_error(...)`; failures of one input inside
 a mutation stay userErrors in the payload. Anything else that escapes a resolver is unexpected and is
-masked at the edge with an error id (`EdgeErrors`, `report`).
+masked at the edge with an error id (`code_validation_errors`, `report`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation.validate import ValidationAbortedError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from domain.ports import OutcomeUnknown, StillContended
@@ -187,17 +185,14 @@ _GAVE_UP = "Validation aborted."
 _TOO_COSTLY_TO_VALIDATE = "The document takes more work to validate than one request may do"
 
 
-class EdgeErrors(SchemaExtension):
-    """Codes the document's validation errors GRAPHQL_VALIDATION_FAILED, which cannot be told apart
+def code_validation_errors(errors: list[GraphQLError] | None) -> None:
+    """Codes a document's validation errors GRAPHQL_VALIDATION_FAILED, which cannot be told apart
     from other refusals once validation is over, and graphql-core's giving up QUERY_TOO_COMPLEX; the
-    schema's `process_errors` does the rest."""
-
-    def on_validate(self) -> Iterator[None]:
-        yield
-        for error in self.execution_context.pre_execution_errors or ():
-            if is_client_error(error):
-                continue
-            code = ClientErrorCode.GRAPHQL_VALIDATION_FAILED
-            if isinstance(error, ValidationAbortedError) and error.message == _GAVE_UP:
-                error.message, code = _TOO_COSTLY_TO_VALIDATE, ClientErrorCode.QUERY_TOO_COMPLEX
-            error.extensions = {**(error.extensions or {}), "code": code.value}
+    schema's `process_errors` does the rest. Errors already coded keep their code."""
+    for error in errors or ():
+        if is_client_error(error):
+            continue
+        code = ClientErrorCode.GRAPHQL_VALIDATION_FAILED
+        if isinstance(error, ValidationAbortedError) and error.message == _GAVE_UP:
+            error.message, code = _TOO_COSTLY_TO_VALIDATE, ClientErrorCode.QUERY_TOO_COMPLEX
+        error.extensions = {**(error.extensions or {}), "code": code.value}

@@ -1,4 +1,4 @@
-"""What one execution may hold, checked before it runs (`ExecutionLimits`): the values of its
+"""What one execution may hold, checked before it runs (`refuse_past_limits`): the values of its
 variables (`document_limits.too_many_variables`), and the values of its answer (`answer_size`).
 
 The document limits (api/graphql/document_limits.py) bound the fields a document writes, not how
@@ -19,7 +19,7 @@ operation is refused before it runs, with QUERY_TOO_COMPLEX and `limit` `answer`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
@@ -43,7 +43,7 @@ from graphql import (
     get_named_type,
     get_operation_ast,
 )
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from api.graphql.document_limits import LIMITS, Limit, too_many_variables
 from api.graphql.errors import ClientErrorCode, client_error
@@ -206,24 +206,20 @@ class _Arguments:
         return None
 
 
-class ExecutionLimits(SchemaExtension):
+def refuse_past_limits(context: ExecutionContext) -> None:
     """Refuses, before they are coerced, variables holding more values than LIMITS[VARIABLES]; then,
     before it runs, an operation whose answer may hold more values than LIMITS[ANSWER]
-    (`answer_size`): QUERY_TOO_COMPLEX, `limit` `variables` or `answer`, with `maximum`."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        refusal = too_many_variables(context.variables)
-        if refusal is not None:
-            raise refusal
-        document, query = context.graphql_document, context.query or ""
-        # placeOrder's document, for one, names no such list: not walked.
-        if document is not None and _NAMES_A_LIST.search(query):
-            variables = context.variables or {}
-            size = answer_size(context.schema._schema, document, context.operation_name, variables)
-            if size > LIMITS[Limit.ANSWER]:
-                raise too_large(size)
-        yield
+    (`answer_size`). Raises QUERY_TOO_COMPLEX, `limit` `variables` or `answer`, with `maximum`."""
+    refusal = too_many_variables(context.variables)
+    if refusal is not None:
+        raise refusal
+    document, query = context.graphql_document, context.query or ""
+    # placeOrder's document, for one, names no such list: not walked.
+    if document is not None and _NAMES_A_LIST.search(query):
+        variables = context.variables or {}
+        size = answer_size(context.schema._schema, document, context.operation_name, variables)
+        if size > LIMITS[Limit.ANSWER]:
+            raise too_large(size)
 
 
 def too_large(size: int) -> GraphQLError:

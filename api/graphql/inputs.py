@@ -1,9 +1,9 @@
 """Input checked once, at the edge, by kind, with the same verdict on every database.
 
 - Text: every string and ID a client sends, in any argument or input field, must be storable
-  (`domain.model.problems.is_storable`). `StorableText` checks the coerced arguments of every field before
-  its resolver runs, so a new argument cannot miss the check: a mutation answers its payload with a
-  userError (INVALID_TEXT), any other operation the error BAD_USER_INPUT.
+  (`domain.model.problems.is_storable`). `storable_arguments` checks the coerced arguments of every
+  field before its resolver runs, so a new argument cannot miss the check: a mutation answers its
+  payload with a userError (INVALID_TEXT), any other operation the error BAD_USER_INPUT.
 - Times: the `DateTime` scalar reads an RFC 3339 date-time, its offset required, and nothing else;
   one that cannot be moved to UTC (year 1 or 9999 with an offset) is BAD_USER_INPUT. Cursors hold
   their times in UTC too (`as_utc`).
@@ -34,7 +34,7 @@ from graphql import (
     visit,
 )
 from graphql.pyutils import AwaitableOrValue
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from api.graphql.errors import ClientErrorCode, client_error
@@ -139,34 +139,34 @@ def unstorable_text(value: Any, path: str = "") -> Iterator[str]:
             stack += [(f"{path}[{index}]", value[index]) for index in reversed(range(len(value)))]
 
 
-class StorableText(SchemaExtension):
-    """Refuses a field whose arguments hold text that cannot be stored, before its resolver runs.
-    A subscription's root field is started by graphql-core without the resolver middleware, so its
-    arguments are checked as the client sent them (variables and the document's string literals)
-    before it starts."""
+def refuse_unstorable_subscription(context: ExecutionContext) -> None:
+    """Refuses a subscription whose arguments hold text that cannot be stored (BAD_USER_INPUT),
+    before it starts. graphql-core starts a subscription's root field without the resolver middleware
+    (`storable_arguments`), so its arguments are checked as the client sent them: its variables and
+    the document's string literals."""
+    if context.operation_type is not StrawberryOperationType.SUBSCRIPTION:
+        return
+    sent: list[object] = [context.variables or {}]
+    if context.graphql_document is not None:
+        sent.append(_string_literals(context.graphql_document))
+    if next(unstorable_text(sent), None) is not None:
+        raise client_error(f"an argument {_MESSAGE}", ClientErrorCode.BAD_USER_INPUT)
 
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.operation_type is StrawberryOperationType.SUBSCRIPTION:
-            sent: list[object] = [context.variables or {}]
-            if context.graphql_document is not None:
-                sent.append(_string_literals(context.graphql_document))
-            if next(unstorable_text(sent), None) is not None:
-                raise client_error(f"an argument {_MESSAGE}", ClientErrorCode.BAD_USER_INPUT)
-        yield
 
-    def resolve(
-        self,
-        _next: Callable[..., AwaitableOrValue[object]],
-        root: Any,
-        info: GraphQLResolveInfo,
-        *args: Any,
-        **kwargs: Any,
-    ) -> AwaitableOrValue[object]:
-        unstorable = next(unstorable_text(kwargs), None) if kwargs else None
-        if unstorable is not None:
-            return _refuse(info, unstorable)
-        return _next(root, info, *args, **kwargs)
+def storable_arguments(
+    _next: Callable[..., AwaitableOrValue[object]],
+    root: Any,
+    info: GraphQLResolveInfo,
+    *args: Any,
+    **kwargs: Any,
+) -> AwaitableOrValue[object]:
+    """Resolver middleware: refuses a field whose coerced arguments hold text that cannot be stored,
+    before its resolver runs, so that a new argument cannot miss the check. A mutation answers its
+    payload with a userError (INVALID_TEXT); any other field raises BAD_USER_INPUT."""
+    unstorable = next(unstorable_text(kwargs), None) if kwargs else None
+    if unstorable is not None:
+        return _refuse(info, unstorable)
+    return _next(root, info, *args, **kwargs)
 
 
 _MESSAGE = "holds a NUL character or a lone surrogate, which cannot be stored"
@@ -186,7 +186,7 @@ def _string_literals(document: DocumentNode) -> list[str]:
 def refuse_unstorable(argument: str, value: object) -> None:
     """Raises BAD_USER_INPUT, naming `argument`, when `value` (a string, or lists and dicts of them)
     holds text that cannot be stored: for text decoded from an argument, such as the key inside a
-    global id, which `StorableText` sees only encoded."""
+    global id, which `storable_arguments` sees only encoded."""
     if next(unstorable_text(value), None) is not None:
         raise _unstorable(argument)
 

@@ -9,33 +9,25 @@ from datetime import datetime
 
 import strawberry
 from graphql import FieldNode, GraphQLError, get_operation_ast
-from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from api.access.guard import Authorization
 from api.access.rules import roles_sentence
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.bulk import BulkMutations
-from api.graphql.document_limits import MAX_TOKENS
-from api.graphql.documents import (
-    BoundedValidation,
-    CachedParse,
-    CachedValidation,
-    OperationNameRequired,
-)
-from api.graphql.errors import EdgeErrors, report
-from api.graphql.execution_limits import ExecutionLimits
+from api.graphql.edge_rules import EdgeRules
+from api.graphql.errors import report
 from api.graphql.faults import FaultMutations, FaultQueries
-from api.graphql.inputs import DateTime, StorableText
+from api.graphql.input_building import install_input_builders
+from api.graphql.inputs import DateTime
 from api.graphql.interventions import OperationMutations, OperationQueries
 from api.graphql.inventory import InventoryMutations, InventoryQueries
 from api.graphql.journal import JournalQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.relay import RelayQueries
 from api.graphql.renditions import RenderOnce
-from api.graphql.subscriptions import OnlyOverWebSocket, Subscription
+from api.graphql.subscriptions import Subscription
 from api.graphql.webhooks import WebhookMutations, WebhookQueries
 
 # What any operation may answer besides its data, as GraphQL errors with `extensions.code`.
@@ -146,30 +138,18 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
     documents' parses and verdicts are cached (api/graphql/documents.py) and a subscription
     event many subscribers send is rendered once per selection (api/graphql/renditions.py); without
     them, both are strawberry's and graphql-core's own. The answers are the same."""
-    # Factories: a fresh extension per request; the parse and validation caches live at module level,
-    # so they still serve every request. Bounded, so unique query texts cannot grow memory.
-    parsing = [lambda: CachedParse(maxsize=1024)] if fast_paths else []
-    validation = (lambda: CachedValidation(maxsize=1024)) if fast_paths else BoundedValidation
     schema = EdgeSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[
-            *parsing,
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            # Validates a document within the limits of `api.graphql.document_limits` only.
-            validation,
-            OperationNameRequired,  # after the validation: it adds to its verdict
-            OnlyOverWebSocket,
-            Authorization,
-            EdgeErrors,
-            ExecutionLimits,
-            StorableText,
-        ],
+        # A factory: a fresh extension per request (strawberry's rule), its caches at module level.
+        extensions=[functools.partial(EdgeRules, fast_paths=fast_paths)],
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
         execution_context_class=RenderOnce if fast_paths else None,
     )
     _document_roles(schema)
+    # On the input classes' own definitions: for both values of `fast_paths`, which share them.
+    install_input_builders(schema)
     return schema
 
 

@@ -16,7 +16,7 @@ that thousands of subscribers woken by one commit do not hold the event loop fro
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Collection, Iterator
+from collections.abc import AsyncGenerator, Collection
 from contextlib import aclosing
 from functools import partial
 from typing import Annotated
@@ -24,8 +24,7 @@ from typing import Annotated
 import strawberry
 from graphql import ExecutionResult
 from starlette.websockets import WebSocket
-from strawberry.extensions import SchemaExtension
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 
 from api.access.rules import customer_filter
@@ -105,21 +104,17 @@ async def updates_of_all_sagas(
                     yield update
 
 
-class OnlyOverWebSocket(SchemaExtension):
-    """Refuses subscriptions sent over HTTP with an error saying where they are served: strawberry
-    would otherwise run them as queries, which fail with a misleading error."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
-            context.context["request"], WebSocket
-        ):
-            refusal = client_error(
-                "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
-                ClientErrorCode.BAD_REQUEST,
-            )
-            context.result = ExecutionResult(data=None, errors=[refusal])
-        yield
+def refuse_over_http(context: ExecutionContext) -> None:
+    """Answers a subscription sent over HTTP with an error saying where they are served: strawberry
+    would otherwise run it as a query, which fails with a misleading error."""
+    if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
+        context.context["request"], WebSocket
+    ):
+        refusal = client_error(
+            "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
+            ClientErrorCode.BAD_REQUEST,
+        )
+        context.result = ExecutionResult(data=None, errors=[refusal])
 
 
 @strawberry.type(

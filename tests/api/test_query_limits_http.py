@@ -18,7 +18,6 @@ from strawberry.schema.schema import validate_document
 
 from api.graphql import documents
 from api.graphql.document_limits import LIMITS, Limit
-from api.graphql.documents import CachedParse
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, graphql_client
@@ -240,7 +239,7 @@ async def test_a_document_longer_than_the_caches_take_is_parsed_once_and_kept_by
 
     monkeypatch.setattr(strawberry_schema, "parse", parse)  # strawberry's own parse, not the cache's
     monkeypatch.setattr(documents, "validate_document", validate)
-    parses = CachedParse(maxsize=1024).cached_parse_document
+    parses = documents.cached_parse
     cached = (parses.cache_info().currsize, len(documents._VERDICTS))
     # Each entry keeps its text and tree: a thousand of up to a megabyte would hold gigabytes.
     padding = " " * documents.CACHED_CHARACTERS
