@@ -76,10 +76,10 @@ _VERDICTS: OrderedDict[
 def validate(context: ExecutionContext, *, cached: bool) -> None:
     """Sets `context`'s validation errors to its document's `verdict`, in place of strawberry's
     validation, which would run the rules on a document of any cost. With `cached`, the verdict of a
-    document of at most CACHED_CHARACTERS is kept, keyed on the document's identity instead of its
-    value (as strawberry's ValidationCache is): a document hashes by walking its whole tree (some
-    14 µs for placeOrder's) on every request, while `cached_parse` hands out the same document for the
-    same text. An entry holds its document, so the identity cannot pass to another while the entry
+    document of at most CACHED_CHARACTERS is kept, keyed on the document's identity, where
+    strawberry's ValidationCache keys on its value: a document hashes by walking its whole tree (some
+    14 µs for placeOrder's) on every request, while `cached_parse` hands out the same document for
+    the same text. An entry holds its document, so the identity cannot pass to another while the entry
     lasts. Bounded, least recently used first out."""
     document, schema, rules = context.graphql_document, context.schema._schema, context.validation_rules
     assert document is not None, "strawberry validates only a parsed document"

@@ -5,8 +5,8 @@ order they apply.
 One extension, not one per rule: strawberry makes each extension anew for every request, and for each
 phase whose hook an extension implements it wraps that hook in a context manager of its own
 (`contextlib.contextmanager`, `functools.update_wrapper`, an exit stack). With one extension per
-rule, nine of them, that machinery took about a tenth of a placeOrder's server CPU (py-spy over the
-full-stack benchmark, docs/performance.md)."""
+rule, nine of them, a trivial query took 100-129 µs to execute; with this one, 65-75 µs
+(docs/performance.md, lever 22)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Expected failures of a whole operation (bad arguments, no or bad credentials, a missing permission,
 a limit hit, an overloaded service) are raised as `client_error(...)`; failures of one input inside
 a mutation stay userErrors in the payload. Anything else that escapes a resolver is unexpected and is
-masked at the edge with an error id (`code_validation_errors`, `report`).
+masked at the edge with an error id (`report`, which the schema calls for every error).
 """
 
 from __future__ import annotations

@@ -377,8 +377,8 @@ async def test_text_that_cannot_be_stored_is_refused_in_subscription_arguments(
 
 
 def test_every_mutation_can_answer_refused_text_as_a_user_error() -> None:
-    """StorableText answers a mutation with its payload holding userErrors alone: every payload must
-    take that, so a new mutation cannot escape the check."""
+    """Refused text (`storable_arguments`) answers a mutation with its payload holding userErrors
+    alone: every payload must take that, so a new mutation cannot escape the check."""
     mutation = schema._schema.mutation_type
     assert mutation is not None
     for name, field in mutation.fields.items():
