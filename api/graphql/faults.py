@@ -65,7 +65,8 @@ class SetParticipantFaultInput:
     rejected_warehouses: list[str] = strawberry.field(
         default_factory=list,
         description="SHIPMENT only: refuse every shipment from these warehouse codes (a business "
-        "refusal: the saga cancels the shipments created, releases the stock and cancels the order).",
+        "refusal: the saga cancels the shipments created, releases the stock and cancels the order); "
+        "each must be a warehouse's (UNKNOWN_WAREHOUSE).",
     )
 
 
@@ -152,13 +153,23 @@ class FaultMutations:
         description="Make a participant slow or failing, replacing its fault; all zeros makes it healthy. "
         "It holds on every process of the deployment (within half a second on the others), and "
         "`failNext` counts failures across all of them. Needs `ordersaga serve --enable-fault-injection` "
-        "(FAULT_INJECTION_DISABLED otherwise); OUT_OF_RANGE for a value past its range, in userErrors."
+        "(FAULT_INJECTION_DISABLED otherwise); OUT_OF_RANGE for a value past its range, UNKNOWN_WAREHOUSE "
+        "for a rejected warehouse that does not exist, in userErrors."
     )
     async def set_participant_fault(
         self, info: Info, input: Input[SetParticipantFaultInput]
     ) -> ParticipantFaultsPayload:
-        faults = service(info).faults
+        svc = service(info)
+        faults = svc.faults
         problems = [DISABLED] if faults is None else _check(input)
+        if not problems and input.rejected_warehouses:
+            # A code of no warehouse would be staged and never match: the fault would silently do nothing.
+            known = await svc.catalog.known_warehouses(input.rejected_warehouses)
+            problems = [
+                Problem(ProblemCode.UNKNOWN_WAREHOUSE, f"rejectedWarehouses[{i}]", f"no warehouse {code}")
+                for i, code in enumerate(input.rejected_warehouses)
+                if code not in known
+            ]
         if faults is None or problems:
             return ParticipantFaultsPayload(user_errors=user_errors(problems))
         delay = timedelta(milliseconds=input.delay_ms)

@@ -37,6 +37,13 @@ class CatalogReads(Reader):
         )
         return {row.code: row.service_url for row in await self._all(query)}
 
+    async def known_warehouses(self, codes: Sequence[str]) -> set[str]:
+        """Which of `codes` are warehouses' codes."""
+        if not codes:
+            return set()
+        query = select(warehouses.c.code).where(warehouses.c.code.in_(set(codes)))
+        return {row.code for row in await self._all(query)}
+
     async def products(self, skus: Sequence[str] | None = None) -> list[ProductRow]:
         """Every product (or those with these `skus`) with its stock summed over all sections, in SKU
         order."""

@@ -107,3 +107,13 @@ async def test_refusing_warehouses_is_staged_only_on_the_shipment_participant(gq
         answer = (await gql(FAULT, input=fault))["setParticipantFault"]
         assert answer == {"faults": None, "userErrors": [{"code": "OUT_OF_RANGE", "field": field}]}
     assert (await gql(FAULTS))["participantFaults"] == []
+
+
+async def test_refusing_a_warehouse_that_does_not_exist_is_refused(gql: GraphQLClient) -> None:
+    fault = {"participant": "SHIPMENT", "rejectedWarehouses": ["W1", "W9"]}
+    answer = (await gql(FAULT, input=fault))["setParticipantFault"]
+    assert answer == {
+        "faults": None,
+        "userErrors": [{"code": "UNKNOWN_WAREHOUSE", "field": "rejectedWarehouses[1]"}],
+    }
+    assert (await gql(FAULTS))["participantFaults"] == []
