@@ -26,7 +26,7 @@ from strawberry.types.graphql import OperationType
 
 from api.access.auth import KeysUnavailable, NotAuthenticated, Principal
 from api.access.rules import RULES
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.errors import ClientErrorCode, client_error
 
 if TYPE_CHECKING:
     from api.service import Service

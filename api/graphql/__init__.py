@@ -1,2 +1,2 @@
-"""The GraphQL schema: types, one module per area of operations, subscriptions, input checks and
-error reporting."""
+"""The GraphQL schema: types, one module per area of operations, subscriptions, Relay's paging, and
+(`edge/`) the rules a request meets before its resolvers, its input checks and error reporting."""

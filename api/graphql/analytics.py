@@ -11,7 +11,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.types import FailureKind, SagaStepName, service
 from api.outbound.warehouse import CommandStats
 from persistence.read import analytics

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.access.auth import Principal
 from api.access.rules import acting_role, may_act_for, speaks_for
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.loaders import loaders
 from api.graphql.types import (

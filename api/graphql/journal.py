@@ -13,8 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.access.rules import customer_filter
-from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import (
+from api.graphql.connections import (
     MAX_PAGE,
     After,
     Before,
@@ -24,6 +23,7 @@ from api.graphql.relay import (
     first_description,
     window,
 )
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.renditions import Renditions
 from api.graphql.types import Saga, SagaEvent, principal, service
 from persistence.read.event_log import decode_cursor

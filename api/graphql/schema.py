@@ -16,11 +16,11 @@ from strawberry.types.graphql import OperationType
 from api.access.rules import roles_sentence
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.bulk import BulkMutations
-from api.graphql.edge_rules import EdgeRules
-from api.graphql.errors import report
+from api.graphql.edge.errors import report
+from api.graphql.edge.input_building import install_input_builders
+from api.graphql.edge.inputs import DateTime
+from api.graphql.edge.rules import EdgeRules
 from api.graphql.faults import FaultMutations, FaultQueries
-from api.graphql.input_building import install_input_builders
-from api.graphql.inputs import DateTime
 from api.graphql.interventions import OperationMutations, OperationQueries
 from api.graphql.inventory import InventoryMutations, InventoryQueries
 from api.graphql.journal import JournalQueries
@@ -135,7 +135,7 @@ def _document_roles(schema: EdgeSchema) -> None:
 @functools.cache
 def build_schema(fast_paths: bool = True) -> EdgeSchema:
     """The schema, built once per value of `fast_paths` (`Settings.fast_paths`). With the fast paths,
-    documents' parses and verdicts are cached (api/graphql/documents.py) and a subscription
+    documents' parses and verdicts are cached (api/graphql/edge/documents.py) and a subscription
     event many subscribers send is rendered once per selection (api/graphql/renditions.py); without
     them, both are strawberry's and graphql-core's own. The answers are the same."""
     schema = EdgeSchema(

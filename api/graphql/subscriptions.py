@@ -28,8 +28,8 @@ from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 
 from api.access.rules import customer_filter
-from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.execution_limits import operation_answer_size
+from api.graphql.edge.errors import ClientErrorCode, client_error
+from api.graphql.edge.execution_limits import operation_answer_size
 from api.graphql.journal import SagaUpdate, journal_position
 from api.graphql.types import SagaStatus, principal, service
 from api.live.hub import TransitionHub
@@ -46,7 +46,7 @@ LiveTransitions = RecentTransitions[SagaUpdate]
 
 def passes(info: Info) -> int:
     """The pacer's passes one message of this subscription costs: the values its selection may hold
-    (api/graphql/execution_limits.py), VALUES_PER_PASS to a pass, one at least."""
+    (api/graphql/edge/execution_limits.py), VALUES_PER_PASS to a pass, one at least."""
     raw = info._raw_info  # strawberry's Info gives no fragments
     size = operation_answer_size(raw.schema, raw.operation, raw.fragments, info.variable_values)
     return max(1, -(-size // VALUES_PER_PASS))

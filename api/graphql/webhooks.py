@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.errors import ClientErrorCode, client_error
-from api.graphql.relay import After, Before, Edge, First, Last, UncountedConnection, window
+from api.graphql.connections import After, Before, Edge, First, Last, UncountedConnection, window
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.types import Input, UserError, described, service, user_errors
 from api.outbound.addresses import reach_problem, url_problem
 from api.outbound.signing import new_secret

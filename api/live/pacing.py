@@ -12,7 +12,7 @@ each subscriber sends all of its own, in order, only later; one whose client doe
 closed by its socket's send timeout (api/web/ws_session.py), not waited for here.
 
 A message of a large selection costs more than one pass: a subscription asks for as many as the
-values its answer may hold (api/graphql/execution_limits.py) make of VALUES_PER_PASS. One that
+values its answer may hold (api/graphql/edge/execution_limits.py) make of VALUES_PER_PASS. One that
 costs more than a turn has left still goes, and nothing goes after it in that turn, so a hundred
 subscriptions that each select thousands of values render one a turn, not twenty.
 """

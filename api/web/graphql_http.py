@@ -29,8 +29,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api.graphql.document_limits import too_long
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.document_limits import too_long
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.web.graphql_ws import StrictTransportWS
 
 log = logging.getLogger("ordersaga.api")

@@ -23,8 +23,8 @@ from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
-from api.graphql.document_limits import too_long
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.document_limits import too_long
+from api.graphql.edge.errors import ClientErrorCode, client_error
 
 # RFC 6455 leaves 123 bytes of a close frame for the reason.
 MAX_CLOSE_REASON_BYTES = 123

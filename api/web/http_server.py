@@ -20,7 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.graphql.errors import ClientErrorCode
+from api.graphql.edge.errors import ClientErrorCode
 from api.settings import Settings
 from api.web.graphql_http import request_error_body
 

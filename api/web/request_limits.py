@@ -16,7 +16,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.graphql.errors import ClientErrorCode
+from api.graphql.edge.errors import ClientErrorCode
 from api.web.graphql_http import request_error_response
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from api.graphql.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
+from api.graphql.edge.errors import BUSY_MESSAGE, RETRY_AFTER_SECONDS
 from api.service import Service
 from api.settings import Settings
 from persistence.database import make_engine

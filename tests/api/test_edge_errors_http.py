@@ -18,7 +18,7 @@ import pytest
 from graphql import GraphQLObjectType, get_nullable_type
 from sqlalchemy import update
 
-from api.graphql.errors import MASKED_MESSAGE
+from api.graphql.edge.errors import MASKED_MESSAGE
 from api.graphql.schema import schema
 from api.service import Service
 from api.settings import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.graphql.document_limits import MAX_DOCUMENT_CHARACTERS
+from api.graphql.edge.document_limits import MAX_DOCUMENT_CHARACTERS
 from api.service import Service
 from api.settings import Settings
 from api.web.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type

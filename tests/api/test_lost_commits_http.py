@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.graphql.errors import UNKNOWN_OUTCOME_MESSAGE
+from api.graphql.edge.errors import UNKNOWN_OUTCOME_MESSAGE
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import PLACE, TLS, GraphQLClient, serve, stock

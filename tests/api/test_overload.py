@@ -15,7 +15,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import make_url
 
-from api.graphql.errors import ANSWER_LOST_MESSAGE, BUSY_MESSAGE, EARLIER_FIELDS_MESSAGE, RETRY_AFTER_SECONDS
+from api.graphql.edge.errors import (
+    ANSWER_LOST_MESSAGE,
+    BUSY_MESSAGE,
+    EARLIER_FIELDS_MESSAGE,
+    RETRY_AFTER_SECONDS,
+)
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant

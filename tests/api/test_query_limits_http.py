@@ -16,8 +16,8 @@ from graphql import parse as graphql_parse
 from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.schema import validate_document
 
-from api.graphql import documents
-from api.graphql.document_limits import LIMITS, Limit
+from api.graphql.edge import documents
+from api.graphql.edge.document_limits import LIMITS, Limit
 from api.service import Service
 from api.settings import Settings
 from tests.api.server import GraphQLClient, graphql_client

@@ -15,7 +15,7 @@ import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.graphql.document_limits import MAX_DOCUMENT_CHARACTERS
+from api.graphql.edge.document_limits import MAX_DOCUMENT_CHARACTERS
 from api.settings import Settings
 from api.web.graphql_ws import close_reason, protocol_violation
 from domain.model.saga import Participant

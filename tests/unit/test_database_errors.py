@@ -8,7 +8,7 @@ import pytest
 from graphql import GraphQLError
 from sqlalchemy import exc as sa_errors
 
-from api.graphql.errors import report
+from api.graphql.edge.errors import report
 from domain.ports import OutcomeUnknown
 from persistence.database import is_transient
 

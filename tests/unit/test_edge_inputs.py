@@ -12,8 +12,8 @@ from graphql import GraphQLError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.graphql.inputs import as_utc, parse_date_time, unstorable_text
-from api.graphql.relay import decode_cursor, encode_cursor
+from api.graphql.connections import decode_cursor, encode_cursor
+from api.graphql.edge.inputs import as_utc, parse_date_time, unstorable_text
 from persistence.read.paging import Position
 
 offsets = st.none() | st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))

@@ -1,4 +1,4 @@
-"""The values an answer may hold, counted before it runs (api/graphql/execution_limits.py)."""
+"""The values an answer may hold, counted before it runs (api/graphql/edge/execution_limits.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from graphql import GraphQLList, GraphQLObjectType, get_nullable_type, parse
 
-from api.graphql.execution_limits import LIMITED, answer_size
-from api.graphql.relay import DEFAULT_PAGE
+from api.graphql.connections import DEFAULT_PAGE
+from api.graphql.edge.execution_limits import LIMITED, answer_size
 from api.graphql.schema import schema
 
 SCHEMA = schema._schema

@@ -1,4 +1,4 @@
-"""Input classes built by the plans of `api.graphql.input_building` are the ones strawberry's own
+"""Input classes built by the plans of `api.graphql.edge.input_building` are the ones strawberry's own
 conversion builds, for every input type of the schema: the same classes, fields, UNSET and None, and
 lists of their own."""
 
@@ -31,7 +31,7 @@ from strawberry.types.arguments import InputContext, convert_argument
 from strawberry.types.base import StrawberryObjectDefinition, get_object_definition
 from strawberry.types.maybe import Some
 
-from api.graphql.input_building import InputBuilder, install_input_builders
+from api.graphql.edge.input_building import InputBuilder, install_input_builders
 from api.graphql.orders import OrderLineInput, PlaceOrderInput
 from api.graphql.schema import build_schema
 

@@ -1,5 +1,5 @@
 """From a request's document to the operation it runs, the same over HTTP and WebSocket: parsed,
-measured against the limits of `api.graphql.document_limits` and then validated, and chosen as
+measured against the limits of `api.graphql.edge.document_limits` and then validated, and chosen as
 GraphQL's GetOperation says (several operations need an `operationName`).
 
 With the fast paths (`Settings.fast_paths`), the parse and the verdict go through bounded caches
@@ -22,8 +22,8 @@ from graphql import (
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
-from api.graphql.document_limits import too_costly
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.document_limits import too_costly
+from api.graphql.edge.errors import ClientErrorCode, client_error
 
 # The longest document text (in characters) the caches keep: more than clients' documents hold
 # (GraphiQL's introspection query is about 2,000), so that they are parsed and validated once; a
@@ -62,7 +62,7 @@ def verdict(
 ) -> list[GraphQLError]:
     """The errors of `document`: its refusal, or else what the validation rules (and strawberry's
     own, which `validate_document` adds) find. The rules run only on a document whose cost is bounded
-    (`api.graphql.document_limits`)."""
+    (`api.graphql.edge.document_limits`)."""
     refusal = too_costly(document)
     return [refusal] if refusal else validate_document(schema, document, rules)
 

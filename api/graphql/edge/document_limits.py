@@ -21,7 +21,7 @@ The limits (`LIMITS`):
   would multiply it; a client needs one;
 - variables: the values a request's variables hold, which coercion walks (`too_many_variables`);
 - answer: the values an answer may hold, once the lists it reaches are multiplied out, found with
-  the schema and the variables before the operation runs (api/graphql/execution_limits.py).
+  the schema and the variables before the operation runs (api/graphql/edge/execution_limits.py).
 The rule OverlappingFieldsCanBeMerged, whose comparisons grow with the square of same-named fields,
 meters itself: graphql-core gives up past `OVERLAP_BUDGET` units of work (about a tenth of a second).
 """
@@ -45,7 +45,7 @@ from graphql import (
 )
 from graphql.validation.rules import overlapping_fields_can_be_merged
 
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.errors import ClientErrorCode, client_error
 
 MAX_TOKENS = 4000
 # The longest document text, in characters, refused before it is parsed: far more than clients'
@@ -88,7 +88,7 @@ LIMITS: Mapping[Limit, int] = {
     # Values in a request's variables, every list item and object field counted: far above what any
     # input takes (an order has at most 100 lines), far below what would keep coercion busy for long.
     Limit.VARIABLES: 10_000,
-    # Values an answer may hold, its lists' lengths multiplied (api/graphql/execution_limits.py): about
+    # Values an answer may hold, its lists' lengths multiplied (api/graphql/edge/execution_limits.py): about
     # three times what the console's largest page may (15,804); completing them takes some 0.2 s.
     Limit.ANSWER: 50_000,
 }

@@ -1,7 +1,7 @@
 """What one execution may hold, checked before it runs (`refuse_past_limits`): the values of its
 variables (`document_limits.too_many_variables`), and the values of its answer (`answer_size`).
 
-The document limits (api/graphql/document_limits.py) bound the fields a document writes, not how
+The document limits (api/graphql/edge/document_limits.py) bound the fields a document writes, not how
 many times the lists it reaches repeat them. A list of 100 ids, thirty aliases and an order's 100
 lines are a 1.2 KB query and a million values, which graphql-core completes in one pass of the
 event loop, seconds long.
@@ -45,11 +45,12 @@ from graphql import (
 )
 from strawberry.types import ExecutionContext
 
-from api.graphql.document_limits import LIMITS, Limit, too_many_variables
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.connections import DEFAULT_PAGE, MAX_PAGE
+from api.graphql.edge.document_limits import LIMITS, Limit, too_many_variables
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.interventions import MAX_ATTENTION_LIMIT
 from api.graphql.journal import DEFAULT_JOURNAL_PAGE
-from api.graphql.relay import DEFAULT_PAGE, MAX_NODES, MAX_PAGE
+from api.graphql.relay import MAX_NODES
 from domain.model.problems import MAX_LINES
 from persistence.read.analytics import MAX_ACTIVITY_MINUTES
 

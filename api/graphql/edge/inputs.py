@@ -37,7 +37,7 @@ from graphql.pyutils import AwaitableOrValue
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from api.graphql.errors import ClientErrorCode, client_error
+from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.types import UserError
 from domain.model.problems import Problem, ProblemCode, is_storable
 

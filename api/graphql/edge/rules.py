@@ -18,11 +18,11 @@ from graphql.pyutils import AwaitableOrValue
 from strawberry.extensions import SchemaExtension
 
 from api.access.guard import authorize
-from api.graphql.document_limits import MAX_TOKENS
-from api.graphql.documents import parse_cached, require_operation_name, validate
-from api.graphql.errors import code_validation_errors
-from api.graphql.execution_limits import refuse_past_limits
-from api.graphql.inputs import refuse_unstorable_subscription, storable_arguments
+from api.graphql.edge.document_limits import MAX_TOKENS
+from api.graphql.edge.documents import parse_cached, require_operation_name, validate
+from api.graphql.edge.errors import code_validation_errors
+from api.graphql.edge.execution_limits import refuse_past_limits
+from api.graphql.edge.inputs import refuse_unstorable_subscription, storable_arguments
 from api.graphql.subscriptions import refuse_over_http
 
 
