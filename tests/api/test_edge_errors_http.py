@@ -155,6 +155,23 @@ async def test_expected_errors_keep_their_codes_and_are_logged_below_error_witho
     assert mine and all(r.levelno < logging.ERROR and r.exc_info is None for r in mine)
 
 
+async def test_a_null_variable_for_an_input_field_that_takes_no_null_is_bad_user_input(
+    served: tuple[Service, GraphQLClient], errors_logged: pytest.LogCaptureFixture
+) -> None:
+    """A nullable variable may stand where a non-null input field with a default is (validation lets
+    it through); null is refused only as the field runs, by graphql-core, and is the client's error."""
+    _, gql = served
+    placing = """mutation ($wait: Int) {
+      placeOrder(input: {lines: [{sku: "SKU-1", quantity: 1}], awaitOutcomeMs: $wait}) { order { id } } }"""
+    assert "invalid value" in refused(await answer(gql, placing, wait=None))
+    updating = """mutation ($id: ID!, $rotate: Boolean) {
+      updateWebhookEndpoint(input: {id: $id, rotateSecret: $rotate}) { endpoint { id } } }"""
+    assert "invalid value" in refused(await answer(gql, updating, id="any", rotate=None))
+    assert (await ask(gql, "{ orders { edges { cursor } } }"))["orders"]["edges"] == []
+    mine = [r for r in errors_logged.records if r.name.startswith("ordersaga")]
+    assert mine and all(r.levelno < logging.ERROR and r.exc_info is None for r in mine)
+
+
 # ------------------------------------------------------------------------ the reported examples
 
 
