@@ -1,9 +1,9 @@
 """A remote warehouse service on loopback, as a warehouse would write one: it verifies every command
 with the `standardwebhooks` package, records it, and answers as the test tells it, per warehouse:
-created (with a reference), accepted for later (202), refused, an HTTP error (with Retry-After), or
-silence until the sender gives up; and to a cancel, cancelled or an HTTP status. It can hold every
-answer until released, to show that commands to several warehouses are all on the wire before any is
-answered.
+created (with a reference), accepted for later (202), refused, an HTTP error (with Retry-After), a
+body that goes on for megabytes, or silence until the sender gives up; and to a cancel, cancelled or
+an HTTP status. It can hold every answer until released, to show that commands to several
+warehouses are all on the wire before any is answered.
 
 Like a real warehouse it acts on a command once: a command it decided on before (created, accepted
 or refused) is answered the same again, unless the test scripts another answer for it.
@@ -21,7 +21,7 @@ from typing import Any
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from api.outbound.signing import new_secret
@@ -40,6 +40,11 @@ def rejected(reason: str) -> tuple[str, str]:
 
 def failing(status: int, retry_after: str | None = None) -> tuple[str, int, str | None]:
     return ("HTTP", status, retry_after)
+
+
+def endless(megabytes: int) -> tuple[str, int]:
+    """A 200 whose body goes on for `megabytes` MiB, sent a chunk at a time."""
+    return ("ENDLESS", megabytes)
 
 
 # To a cancel: 404, saying the warehouse holds no such shipment.
@@ -138,6 +143,9 @@ class WarehouseStub:
             case ("SILENT",):
                 await self._closing.wait()
                 return Response(status_code=503)
+            case ("ENDLESS", megabytes):
+                chunks = (b"x" * 2**20 for _ in range(megabytes))
+                return StreamingResponse(chunks, media_type="application/json")
         raise AssertionError(f"no such answer {answer}")
 
     @contextlib.asynccontextmanager

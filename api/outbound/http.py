@@ -6,7 +6,9 @@ measured with 2,000 POSTs), and a webhook endpoint taking every event sends seve
 saga, on the same cores as the sagas.
 
 Redirects are never followed: a receiver that answers 3xx has not taken the message, and following
-one could lead a signed request somewhere its sender never approved.
+one could lead a signed request somewhere its sender never approved. Of an answer's body at most
+MAX_ANSWER_BYTES are read: a receiver says how it took a message in a few bytes, and one that sent a
+gigabyte would otherwise hold it all in the service's memory, and its event loop while it arrived.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from aiohttp.abc import AbstractResolver
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 from api.outbound import USER_AGENT
+
+MAX_ANSWER_BYTES = 64 * 1024
+# What describes the body as it came over the wire, which the answer handed on no longer is.
+_AS_SENT = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class AnswerTooLarge(Exception):
+    """A receiver's answer held more than MAX_ANSWER_BYTES: it was not read."""
 
 
 def client(
@@ -46,9 +56,23 @@ async def post(
     http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], total_timeout: float
 ) -> httpx.Response:
     """POST `body` as JSON to `url`, the whole exchange (connecting, sending, the answer's body) within
-    `total_timeout` seconds.
+    `total_timeout` seconds; the answer with its body read (decoded), at most MAX_ANSWER_BYTES of it.
 
-    Raises TimeoutError past it, and httpx.HTTPError (httpx.TransportError and its kin) when the
-    connection fails: for the caller, both mean the receiver may or may not have taken it."""
+    Raises TimeoutError past it, httpx.HTTPError (httpx.TransportError and its kin) when the
+    connection fails, and AnswerTooLarge past MAX_ANSWER_BYTES: for the caller, each means the
+    receiver may or may not have taken it."""
+    request = http.build_request(
+        "POST", url, content=body, headers={"content-type": "application/json", **headers}
+    )
     async with asyncio.timeout(total_timeout):
-        return await http.post(url, content=body, headers={"content-type": "application/json", **headers})
+        streamed = await http.send(request, stream=True)
+        try:
+            content = bytearray()
+            async for chunk in streamed.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(f"an answer of more than {MAX_ANSWER_BYTES} bytes, not read")
+        finally:
+            await streamed.aclose()
+    kept = [(name, value) for name, value in streamed.headers.multi_items() if name not in _AS_SENT]
+    return httpx.Response(streamed.status_code, headers=kept, content=bytes(content), request=request)

@@ -18,7 +18,8 @@ What an answer means (README, "Connecting a warehouse"):
 - 202 to a CreateShipment: accepted; the outcome comes later, by `reportShipmentOutcome`.
 - 2xx `{"status": "REJECTED", "reason": "…"}`, or a 4xx other than 408, 409 and 429: refused.
 - 5xx, 408, 409 (the same key still being worked on), 429 (honouring Retry-After), a timeout, a
-  connection error, or a 2xx that says neither: transient, tried again within the step's attempts.
+  connection error, an answer over MAX_ANSWER_BYTES (api/outbound/http.py, not read), or a 2xx that
+  says neither: transient, tried again within the step's attempts.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class WarehouseService:
         """See domain.ports.RemoteWarehouses.send."""
         import httpx  # lazily, with the client below: aiohttp and httpx only once a warehouse is remote
 
-        from api.outbound.http import client, post
+        from api.outbound.http import AnswerTooLarge, client, post
 
         warehouse = command.warehouse_code or ""
         url = service_url or self.url_of(warehouse)
@@ -170,6 +171,8 @@ class WarehouseService:
             outcome, said = Unavailable(f"no answer within {timeout_s:.3g}s"), "timeout"
         except httpx.HTTPError as error:
             outcome, said = Unavailable(f"{type(error).__name__}: {error}"[:MAX_TEXT]), type(error).__name__
+        except AnswerTooLarge as error:
+            outcome, said = Unavailable(str(error)), "too large"
         else:
             outcome, said = answer(step, response), f"HTTP {response.status_code}"
         self._record(warehouse, step, outcome, said, time.monotonic() - started)
@@ -253,7 +256,9 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> timedelta | None:
     if not value:
         return None
     if value.isascii() and value.isdigit():
-        return timedelta(seconds=min(int(value), int(MAX_RETRY_AFTER.total_seconds())))
+        # More digits than the cap has are the cap, and are not read: Python reads at most 4,300.
+        most, digits = int(MAX_RETRY_AFTER.total_seconds()), value.lstrip("0") or "0"
+        return timedelta(seconds=most if len(digits) > len(str(most)) else min(int(digits), most))
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -264,8 +269,10 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> timedelta | None:
 
 
 def _json(response: httpx.Response) -> dict[str, object]:
+    """The answer's JSON object; {} for anything else, JSON nested past the decoder's recursion limit
+    or holding a number of more digits than Python reads included."""
     try:
         said = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return said if isinstance(said, dict) else {}

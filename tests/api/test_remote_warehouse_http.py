@@ -23,7 +23,7 @@ from domain.model.saga import SagaPolicy
 from tests.api.server import SAGA, GraphQLClient, graphql_client, stage
 from tests.api.test_observability_http import samples
 from tests.api.tokens import ADMIN, AUTH, SECRET, Caller, served
-from tests.warehouse import ACCEPTED, NOT_FOUND, SILENT, WarehouseStub, failing, rejected
+from tests.warehouse import ACCEPTED, NOT_FOUND, SILENT, WarehouseStub, endless, failing, rejected
 
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),
@@ -73,6 +73,7 @@ mutation ($input: ReportShipmentOutcomeInput!) {
 """
 STOCK = "{ products { sku onHand reserved available } }"
 CANCEL = "mutation ($id: ID!) { cancelOrder(input: {orderId: $id}) { userErrors { code } } }"
+FAILURES = "query ($id: ID!) { saga(id: $id) { events { type reason } } }"
 COMMANDS = """
 {
   sagaMetrics {
@@ -218,6 +219,28 @@ async def test_transient_errors_are_retried_with_the_same_command_id_until_creat
 
         sent = stub.of_type("CreateShipment")
         assert len(sent) == 3 and len({c.id for c in sent}) == 1
+
+
+async def test_an_answer_too_long_to_read_is_not_read_and_the_command_is_sent_again(
+    database_url: str,
+) -> None:
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [endless(64)]
+        saga_id, _ = await place(gql, 1)
+
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+
+        assert len(stub.of_type("CreateShipment", "W1")) == 2
+        events = (await gql(FAILURES, id=saga_id))["saga"]["events"]
+        assert [e["reason"] for e in events if e["type"] == "StepFailed"] == [
+            "an answer of more than 65536 bytes, not read"
+        ]
+        listed = (await gql(COMMANDS))["sagaMetrics"]["warehouseCommands"]
+        created = next(c for c in listed if (c["warehouseCode"], c["type"]) == ("W1", "CreateShipment"))
+        assert created["outcomes"] == [
+            {"outcome": "CREATED", "count": 1},
+            {"outcome": "UNAVAILABLE", "count": 1},
+        ]
 
 
 async def test_a_silent_warehouse_times_the_step_out_and_the_saga_waits_for_an_operator(

@@ -44,6 +44,17 @@ def response(status: int, json: object = None, headers: dict[str, str] | None = 
         (CREATE, response(408), Unavailable("HTTP 408")),
         (CREATE, response(409), Unavailable("HTTP 409")),
         (CREATE, response(302, headers={"location": "/elsewhere"}), Unavailable("HTTP 302")),
+        # JSON that Python's decoder cannot read: nested too deeply, or a number of 5,000 digits.
+        (
+            CREATE,
+            httpx.Response(200, content=b"[" * 200_000),
+            Unavailable("HTTP 200 without a status CREATED or REJECTED"),
+        ),
+        (
+            CREATE,
+            httpx.Response(200, content=b'{"status": "CREATED", "reference": ' + b"9" * 5000 + b"}"),
+            Unavailable("HTTP 200 without a status CREATED or REJECTED"),
+        ),
     ],
 )
 def test_each_answer_means_what_the_protocol_says(
@@ -65,6 +76,8 @@ def test_a_429_waits_as_long_as_its_retry_after_asks() -> None:
         ("Sat, 05 Dec 2026 12:00:30 GMT", timedelta(seconds=30)),
         ("Sat, 05 Dec 2026 11:00:00 GMT", timedelta(0)),
         ("99999999999999999999", MAX_RETRY_AFTER),
+        ("9" * 5000, MAX_RETRY_AFTER),  # more digits than Python reads
+        ("0" * 5000 + "7", timedelta(seconds=7)),
         ("soon", None),
         ("\u00b2", None),  # a digit to Unicode, not to HTTP
         ("", None),
