@@ -141,6 +141,7 @@ class Service:
             self.catalog.warehouse_service_urls,
             settings.warehouse_service_url,
             None if secret is None else Signer(secret),
+            Reach(private=settings.allow_private_warehouse_urls, loopback=not settings.auth.configured),
         )
         self.orchestrator = Orchestrator(
             self.runner,

@@ -103,6 +103,8 @@ class Settings:
     # is pruned; those still PENDING or FAILED stay until sent, redelivered or their endpoint deleted.
     webhook_keep_succeeded: timedelta = timedelta(days=7)
     allow_private_webhook_urls: bool = False
+    # A warehouse's serviceUrl (set by an admin over the API) may resolve to non-public addresses.
+    allow_private_warehouse_urls: bool = False
     # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
     # for a process that serves for long: `ordersaga serve` turns it on. Off, for a service started
     # inside another program (the tests start hundreds), whose start would pay a full collection.

@@ -24,7 +24,7 @@ from api.graphql.types import (
     user_errors,
     user_errors_field,
 )
-from api.outbound.addresses import url_problem
+from api.outbound.addresses import reach_problem, url_problem
 from domain.model.problems import (
     MAX_CODE,
     MAX_TEXT,
@@ -58,8 +58,10 @@ class SectionInput:
 
 SERVICE_URL_DESCRIPTION = (
     "The remote warehouse service that creates and cancels its shipments, an http or https URL "
-    "(INVALID_URL); commands are POSTed to it, signed (SIGNING_NOT_CONFIGURED when the service has no "
-    "secret to sign with). Null: the built-in warehouse, or the one serve --warehouse-service-url names."
+    "(INVALID_URL) whose host resolves to public addresses only, unless the server runs with "
+    "--allow-private-warehouse-urls; loopback in development mode (URL_NOT_ALLOWED); commands are "
+    "POSTed to it, signed (SIGNING_NOT_CONFIGURED when the service has no secret to sign with). Null: "
+    "the built-in warehouse, or the one serve --warehouse-service-url names."
 )
 
 
@@ -197,13 +199,14 @@ class InventoryQueries:
 class InventoryMutations:
     @strawberry.mutation(
         description="Register a warehouse with its sections. Refusals, in userErrors: REQUIRED, TOO_LONG, "
-        "INVALID_TEXT, DUPLICATE_SECTION, DUPLICATE_WAREHOUSE, INVALID_URL, SIGNING_NOT_CONFIGURED."
+        "INVALID_TEXT, DUPLICATE_SECTION, DUPLICATE_WAREHOUSE, INVALID_URL, URL_NOT_ALLOWED, "
+        "SIGNING_NOT_CONFIGURED."
     )
     async def register_warehouse(
         self, info: Info, input: Input[RegisterWarehouseInput]
     ) -> RegisterWarehousePayload:
         problems = check_text(input.code, "code", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
-        problems += _service_url_problems(service(info), input.service_url)
+        problems += await _service_url_problems(service(info), input.service_url)
         seen: set[str] = set()
         for i, section in enumerate(input.sections):
             field = f"sections[{i}].code"
@@ -243,7 +246,7 @@ class InventoryMutations:
 
     @strawberry.mutation(
         description="Change a warehouse's name or its remote warehouse service. Refusals, in "
-        "userErrors: UNKNOWN_WAREHOUSE, REQUIRED, TOO_LONG, INVALID_TEXT, INVALID_URL, "
+        "userErrors: UNKNOWN_WAREHOUSE, REQUIRED, TOO_LONG, INVALID_TEXT, INVALID_URL, URL_NOT_ALLOWED, "
         "SIGNING_NOT_CONFIGURED."
     )
     async def update_warehouse(
@@ -256,7 +259,7 @@ class InventoryMutations:
             problems += check_text(input.name or "", "name", MAX_TEXT)
             changes["name"] = input.name
         if input.service_url is not strawberry.UNSET:
-            problems += _service_url_problems(svc, input.service_url)
+            problems += await _service_url_problems(svc, input.service_url)
             changes["service_url"] = input.service_url
         rows: list[WarehouseStockRow] = []
 
@@ -411,11 +414,16 @@ async def _stock_write(
     return StockLevel.from_row(levels[0])
 
 
-def _service_url_problems(svc: Service, url: str | None) -> list[Problem]:
+async def _service_url_problems(svc: Service, url: str | None) -> list[Problem]:
+    """Why `url` cannot be a warehouse's serviceUrl: not a URL a command may go to (INVALID_URL), or
+    one leading to an address this service may not send to (URL_NOT_ALLOWED, as a webhook's;
+    `--allow-private-warehouse-urls` lets it), or commands would go unsigned (SIGNING_NOT_CONFIGURED)."""
     if url is None:
         return []
     if (problem := url_problem(url)) is not None:
         return [Problem(ProblemCode.INVALID_URL, "serviceUrl", problem.replace("url ", "serviceUrl ", 1))]
+    if (problem := await reach_problem(url, svc.warehouses.reach)) is not None:
+        return [Problem(ProblemCode.URL_NOT_ALLOWED, "serviceUrl", problem)]
     if not svc.warehouses.signs:
         message = "serve with --warehouse-service-secret-file to give a warehouse a serviceUrl"
         return [Problem(ProblemCode.SIGNING_NOT_CONFIGURED, "serviceUrl", message)]

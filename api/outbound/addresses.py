@@ -104,6 +104,18 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def literal_problem(url: str, reach: Reach) -> str | None:
+    """Why `url`, whose host is an IP address, may not be sent to; None if it may, or if its host is a
+    name, which a resolver held to `reach` judges as it connects (`GuardedResolver`): a client connects
+    to an address written in the URL without asking any resolver."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    return None if reach.allows(address) else f"{host} is not a public address"
+
+
 async def reach_problem(url: str, reach: Reach) -> str | None:
     """Why `url` (one `url_problem` accepts) may not be sent to (None if it may): its host does not
     resolve, or resolves to an address `reach` does not allow (every address it resolves to must be

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from api.outbound.addresses import Reach, literal_problem
 from api.outbound.signing import Signer
 from api.supervision import LocalChanges, every
 from domain.model.problems import MAX_TEXT
@@ -85,20 +86,27 @@ class WarehouseService:
     """Sends shipment commands to the remote warehouses, and knows which warehouses are remote.
 
     `default_url`: the service every warehouse without a URL of its own uses; None: those use the
-    built-in warehouse. `signer`: signs every command (serve --warehouse-service-secret-file)."""
+    built-in warehouse. `signer`: signs every command (serve --warehouse-service-secret-file).
+    `reach`: the addresses a warehouse's own URL, which an admin sets over the API, may lead to
+    (api/outbound/addresses.py); `default_url` is the operator's, and is not held to it."""
 
     def __init__(
         self,
         read_urls: Callable[[], Awaitable[dict[str, str]]],
         default_url: str | None,
         signer: Signer | None,
+        reach: Reach,
     ) -> None:
         self._read_urls = read_urls
         self._default_url = default_url
         self._signer = signer
+        self.reach = reach
         self._urls: dict[str, str] = {}
         self._changes = LocalChanges()
+        # The operator's default URL's, and the one of the warehouses' own URLs, which looks names up
+        # through a resolver held to `reach` (so that a name cannot lead elsewhere once checked).
         self._http: httpx.AsyncClient | None = None
+        self._guarded_http: httpx.AsyncClient | None = None
         self._listeners: list[CommandListener] = []
         # By (warehouse code, command type: CreateShipment or CancelShipment).
         self.stats: dict[tuple[str, str], CommandStats] = {}
@@ -139,9 +147,23 @@ class WarehouseService:
         await every(REFRESH_S, self.refresh, "warehouse service URLs")
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for http in (self._http, self._guarded_http):
+            if http is not None:
+                await http.aclose()
+        self._http = self._guarded_http = None
+
+    def _client(self, guarded: bool) -> httpx.AsyncClient:
+        from api.outbound.http import client
+
+        if not guarded:
+            if self._http is None:
+                self._http = client()
+            return self._http
+        if self._guarded_http is None:
+            from api.outbound.resolver import GuardedResolver
+
+            self._guarded_http = client(resolver=GuardedResolver(self.reach))
+        return self._guarded_http
 
     async def send(
         self, step: Step, command: StepCommand, service_url: str | None, timeout_s: float
@@ -149,7 +171,7 @@ class WarehouseService:
         """See domain.ports.RemoteWarehouses.send."""
         import httpx  # lazily, with the client below: aiohttp and httpx only once a warehouse is remote
 
-        from api.outbound.http import AnswerTooLarge, client, post
+        from api.outbound.http import AnswerTooLarge, post
 
         warehouse = command.warehouse_code or ""
         url = service_url or self.url_of(warehouse)
@@ -157,16 +179,20 @@ class WarehouseService:
             return Unavailable(f"warehouse {warehouse} has no service URL any more")
         if timeout_s < MIN_TIMEOUT_S:
             return Unavailable("no time left before the step's deadline")
+        # A warehouse's own URL, set over the API, is held to `reach`, also one stored before that rule.
+        own = url != self._default_url
+        if own and (refusal := literal_problem(url, self.reach)) is not None:
+            refused = Unavailable(f"not sent: {refusal}")
+            self._record(warehouse, step, refused, "not sent", 0.0)
+            return refused
         body = command_body(step, command)
         headers = {"idempotency-key": command.command_id}
         if self._signer is not None:
             headers.update(self._signer.headers(command.command_id, body))
-        if self._http is None:
-            self._http = client()
         started = time.monotonic()
         outcome: Outcome
         try:
-            response = await post(self._http, url, body, headers, timeout_s)
+            response = await post(self._client(guarded=own), url, body, headers, timeout_s)
         except TimeoutError:
             outcome, said = Unavailable(f"no answer within {timeout_s:.3g}s"), "timeout"
         except httpx.HTTPError as error:

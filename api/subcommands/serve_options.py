@@ -193,6 +193,13 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         "ORDERSAGA_WAREHOUSE_SERVICE_SECRET_FILE",
     )
     serve.add_argument(
+        "--allow-private-warehouse-urls",
+        action="store_true",
+        help="let a warehouse's serviceUrl resolve to loopback, private or link-local addresses, as a "
+        "warehouse service on the same network does (default off: refused when authentication is "
+        "configured, loopback allowed in development mode); --warehouse-service-url is not checked",
+    )
+    serve.add_argument(
         "--allow-private-webhook-urls",
         action="store_true",
         help="let webhook endpoints resolve to loopback, private or link-local addresses (default off: "
@@ -361,6 +368,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         warehouse_service_url=args.warehouse_service_url,
         warehouse_service_secret=_warehouse_secret(args),
         allow_private_webhook_urls=args.allow_private_webhook_urls,
+        allow_private_warehouse_urls=args.allow_private_warehouse_urls,
         webhook_connect_timeout=args.webhook_connect_timeout,
         webhook_timeout=args.webhook_timeout,
         webhook_retry_for=timedelta(seconds=args.webhook_retry_for),

@@ -367,6 +367,49 @@ async def test_a_service_url_needs_a_signing_secret_and_a_valid_url(database_url
         assert blank["userErrors"] == [{"code": "REQUIRED", "field": "name"}]
 
 
+async def test_a_service_url_must_lead_to_an_address_the_service_may_send_to(database_url: str) -> None:
+    stub = WarehouseStub()
+    settings = Settings(database_url=database_url, warehouse_service_secret=stub.secret)
+    private = ("http://10.0.0.1/commands", "http://169.254.169.254/latest", "http://[::ffff:10.0.0.1]/x")
+    async with graphql_client(Service(settings), timeout=30) as gql:
+        await gql(CATALOG)
+        for url in (*private, "http://nowhere.invalid/commands"):
+            refused = (await gql(REGISTER_REMOTE, url=url))["registerWarehouse"]
+            assert refused["userErrors"] == [{"code": "URL_NOT_ALLOWED", "field": "serviceUrl"}], url
+            moved = (await gql(UPDATE, input={"code": "W2", "serviceUrl": url}))["updateWarehouse"]
+            assert moved["userErrors"] == [{"code": "URL_NOT_ALLOWED", "field": "serviceUrl"}], url
+        # Loopback, in development mode (no authentication configured).
+        assert (await gql(REGISTER_REMOTE, url=stub.url))["registerWarehouse"]["userErrors"] == []
+    allowed = replace(settings, allow_private_warehouse_urls=True)
+    async with graphql_client(Service(allowed), timeout=30) as gql:
+        moved = (await gql(UPDATE, input={"code": "W2", "serviceUrl": private[0]}))["updateWarehouse"]
+        assert moved["userErrors"] == [] and moved["warehouse"]["serviceUrl"] == private[0]
+
+
+async def test_a_command_to_an_address_no_longer_allowed_is_not_sent(database_url: str) -> None:
+    """A URL stored while private addresses were allowed (or before they were refused) is not sent to
+    once they are not: the command is transient, and the saga waits for an operator."""
+    stub = WarehouseStub()
+    settings = Settings(
+        database_url=database_url,
+        policy=SHORT_SHIPMENT,
+        warehouse_service_secret=stub.secret,
+        allow_private_warehouse_urls=True,
+    )
+    async with graphql_client(Service(settings), timeout=30) as gql:
+        await gql(CATALOG)
+        await gql(UPDATE, input={"code": "W2", "serviceUrl": "http://10.0.0.1:9/commands"})
+    refusing = replace(settings, allow_private_warehouse_urls=False)
+    async with graphql_client(Service(refusing), timeout=30) as gql:
+        saga_id, _ = await place(gql, 2)
+
+        saga = await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION", seconds=30)
+
+        events = (await gql(FAILURES, id=saga_id))["saga"]["events"]
+        reasons = {e["reason"] for e in events if e["type"] == "StepFailed"}
+        assert reasons == {"not sent: 10.0.0.1 is not a public address"}, saga
+
+
 async def test_each_commands_attempts_outcomes_latency_and_last_response_show_in_metrics(
     database_url: str,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from api.outbound.addresses import Reach
 from api.outbound.warehouse import WarehouseService
 
 
@@ -18,7 +19,7 @@ async def test_a_read_that_a_new_url_overtook_does_not_bring_the_old_one_back() 
         await answer.wait()
         return urls
 
-    warehouses = WarehouseService(read_urls, default_url=None, signer=None)
+    warehouses = WarehouseService(read_urls, default_url=None, signer=None, reach=Reach())
     refreshing = asyncio.create_task(warehouses.refresh())
     await read.wait()  # it has read the old URL
     catalog["BER"] = "http://127.0.0.1:9/new"  # committed, then learnt
