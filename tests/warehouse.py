@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ def rejected(reason: str) -> tuple[str, str]:
 
 def failing(status: int, retry_after: str | None = None) -> tuple[str, int, str | None]:
     return ("HTTP", status, retry_after)
+
+
+def compressed(megabytes: int) -> tuple[str, int]:
+    """A 200 whose body is `megabytes` MiB of zeros, gzipped to a few dozen KiB, whatever the sender
+    asked for."""
+    return ("COMPRESSED", megabytes)
 
 
 def endless(megabytes: int) -> tuple[str, int]:
@@ -143,6 +150,9 @@ class WarehouseStub:
             case ("SILENT",):
                 await self._closing.wait()
                 return Response(status_code=503)
+            case ("COMPRESSED", megabytes):
+                body = gzip.compress(bytes(megabytes * 2**20))
+                return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
             case ("ENDLESS", megabytes):
                 chunks = (b"x" * 2**20 for _ in range(megabytes))
                 return StreamingResponse(chunks, media_type="application/json")

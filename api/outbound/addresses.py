@@ -1,6 +1,6 @@
-"""Which URLs ordersaga may send to (server-side request forgery): an admin who may register a webhook
-must not thereby reach what only the server reaches, its own loopback, the private network it sits
-in, or a cloud's metadata service on a link-local address.
+"""Which URLs ordersaga may send to (server-side request forgery): an admin who may register a webhook,
+or give a warehouse a service URL, must not thereby reach what only the server reaches, its own
+loopback, the private network it sits in, or a cloud's metadata service on a link-local address.
 
 A URL is checked when it is registered and again before every round of deliveries, since what a name
 resolves to can change in between; and the connection itself resolves through `GuardedResolver`
@@ -23,8 +23,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True, slots=True)
 class Reach:
     """Which addresses beyond the public internet a URL may resolve to: any (`private`, for
-    `serve --allow-private-webhook-urls`), or this machine's loopback (`loopback`, in development mode,
-    where no authentication is configured)."""
+    `serve --allow-private-webhook-urls`, or `--allow-private-warehouse-urls` for a warehouse's own
+    URL), or this machine's loopback (`loopback`, in development mode, where no authentication is
+    configured)."""
 
     private: bool = False
     loopback: bool = False
@@ -102,18 +103,6 @@ def url_problem(url: str) -> str | None:
     except UnicodeError:  # a label longer than 63 characters, or an empty one
         return "url must name a host that can be looked up"
     return None
-
-
-def literal_problem(url: str, reach: Reach) -> str | None:
-    """Why `url`, whose host is an IP address, may not be sent to; None if it may, or if its host is a
-    name, which a resolver held to `reach` judges as it connects (`GuardedResolver`): a client connects
-    to an address written in the URL without asking any resolver."""
-    host = urlsplit(url).hostname or ""
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return None
-    return None if reach.allows(address) else f"{host} is not a public address"
 
 
 async def reach_problem(url: str, reach: Reach) -> str | None:

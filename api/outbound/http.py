@@ -7,8 +7,10 @@ saga, on the same cores as the sagas.
 
 Redirects are never followed: a receiver that answers 3xx has not taken the message, and following
 one could lead a signed request somewhere its sender never approved. Of an answer's body at most
-MAX_ANSWER_BYTES are read: a receiver says how it took a message in a few bytes, and one that sent a
-gigabyte would otherwise hold it all in the service's memory, and its event loop while it arrived.
+MAX_ANSWER_BYTES are read, as they came over the wire: a receiver says how it took a message in a
+few bytes, and one that sent a gigabyte would otherwise hold it all in the service's memory, and its
+event loop while it arrived. The answer is asked for uncompressed, and one compressed all the same
+is not decompressed (a kilobyte of it can stand for gigabytes): it reads as no answer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 from api.outbound import USER_AGENT
 
 MAX_ANSWER_BYTES = 64 * 1024
-# What describes the body as it came over the wire, which the answer handed on no longer is.
+# What describes the body as it came over the wire: the answer handed on holds it as it came, not
+# decompressed, and whole.
 _AS_SENT = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
@@ -56,19 +59,19 @@ async def post(
     http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], total_timeout: float
 ) -> httpx.Response:
     """POST `body` as JSON to `url`, the whole exchange (connecting, sending, the answer's body) within
-    `total_timeout` seconds; the answer with its body read (decoded), at most MAX_ANSWER_BYTES of it.
+    `total_timeout` seconds; the answer with its body as it came (not decompressed), at most
+    MAX_ANSWER_BYTES of it.
 
     Raises TimeoutError past it, httpx.HTTPError (httpx.TransportError and its kin) when the
     connection fails, and AnswerTooLarge past MAX_ANSWER_BYTES: for the caller, each means the
     receiver may or may not have taken it."""
-    request = http.build_request(
-        "POST", url, content=body, headers={"content-type": "application/json", **headers}
-    )
+    sent = {"content-type": "application/json", "accept-encoding": "identity", **headers}
+    request = http.build_request("POST", url, content=body, headers=sent)
     async with asyncio.timeout(total_timeout):
         streamed = await http.send(request, stream=True)
         try:
             content = bytearray()
-            async for chunk in streamed.aiter_bytes():
+            async for chunk in streamed.aiter_raw():
                 content += chunk
                 if len(content) > MAX_ANSWER_BYTES:
                     raise AnswerTooLarge(f"an answer of more than {MAX_ANSWER_BYTES} bytes, not read")

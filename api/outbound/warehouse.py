@@ -24,6 +24,7 @@ What an answer means (README, "Connecting a warehouse"):
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from api.outbound.addresses import Reach, literal_problem
+from api.outbound.addresses import Reach, reach_problem
 from api.outbound.signing import Signer
 from api.supervision import LocalChanges, every
 from domain.model.problems import MAX_TEXT
@@ -147,10 +148,11 @@ class WarehouseService:
         await every(REFRESH_S, self.refresh, "warehouse service URLs")
 
     async def close(self) -> None:
-        for http in (self._http, self._guarded_http):
-            if http is not None:
-                await http.aclose()
-        self._http = self._guarded_http = None
+        clients, self._http, self._guarded_http = (self._http, self._guarded_http), None, None
+        async with contextlib.AsyncExitStack() as closing:  # each closed, whatever another raises
+            for http in clients:
+                if http is not None:
+                    closing.push_async_callback(http.aclose)
 
     def _client(self, guarded: bool) -> httpx.AsyncClient:
         from api.outbound.http import client
@@ -179,10 +181,12 @@ class WarehouseService:
             return Unavailable(f"warehouse {warehouse} has no service URL any more")
         if timeout_s < MIN_TIMEOUT_S:
             return Unavailable("no time left before the step's deadline")
-        # A warehouse's own URL, set over the API, is held to `reach`, also one stored before that rule.
-        own = url != self._default_url
-        if own and (refusal := literal_problem(url, self.reach)) is not None:
-            refused = Unavailable(f"not sent: {refusal}")
+        # A warehouse's own URL, which an admin sets over the API, is held to `reach`, also one stored
+        # before that rule; one the operator named (--warehouse-service-url, now or when a shipment in
+        # flight was routed: its retries and its cancel go there still) is not.
+        own = url in self._urls.values()
+        if own and (refusal := await reach_problem(url, self.reach)) is not None:
+            refused = Unavailable(f"not sent: {refusal} (serve --allow-private-warehouse-urls to allow it)")
             self._record(warehouse, step, refused, "not sent", 0.0)
             return refused
         body = command_body(step, command)

@@ -23,7 +23,16 @@ from domain.model.saga import SagaPolicy
 from tests.api.server import SAGA, GraphQLClient, graphql_client, stage
 from tests.api.test_observability_http import samples
 from tests.api.tokens import ADMIN, AUTH, SECRET, Caller, served
-from tests.warehouse import ACCEPTED, NOT_FOUND, SILENT, WarehouseStub, endless, failing, rejected
+from tests.warehouse import (
+    ACCEPTED,
+    NOT_FOUND,
+    SILENT,
+    WarehouseStub,
+    compressed,
+    endless,
+    failing,
+    rejected,
+)
 
 POLICY = SagaPolicy(
     reserve_timeout=timedelta(seconds=2),
@@ -243,6 +252,20 @@ async def test_an_answer_too_long_to_read_is_not_read_and_the_command_is_sent_ag
         ]
 
 
+async def test_a_compressed_answer_is_not_decompressed_and_reads_as_no_answer(database_url: str) -> None:
+    # 32 MiB of zeros, gzipped to about 32 KiB: under the bound as it comes, far over it decompressed.
+    async with warehouse_and_service(database_url) as (stub, gql):
+        stub.script["W1"] = [compressed(32)]
+        saga_id, _ = await place(gql, 1)
+
+        await gql.wait_for_saga(saga_id, "COMPLETED")
+
+        events = (await gql(FAILURES, id=saga_id))["saga"]["events"]
+        assert [e["reason"] for e in events if e["type"] == "StepFailed"] == [
+            "HTTP 200 without a status CREATED or REJECTED"
+        ]
+
+
 async def test_a_silent_warehouse_times_the_step_out_and_the_saga_waits_for_an_operator(
     database_url: str,
 ) -> None:
@@ -407,7 +430,10 @@ async def test_a_command_to_an_address_no_longer_allowed_is_not_sent(database_ur
 
         events = (await gql(FAILURES, id=saga_id))["saga"]["events"]
         reasons = {e["reason"] for e in events if e["type"] == "StepFailed"}
-        assert reasons == {"not sent: 10.0.0.1 is not a public address"}, saga
+        assert reasons == {
+            "not sent: 10.0.0.1 resolves to 10.0.0.1, which is not a public address "
+            "(serve --allow-private-warehouse-urls to allow it)"
+        }, saga
 
 
 async def test_each_commands_attempts_outcomes_latency_and_last_response_show_in_metrics(

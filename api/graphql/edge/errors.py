@@ -91,26 +91,30 @@ def is_client_error(error: GraphQLError) -> bool:
 def _refused_value(error: GraphQLError) -> bool:
     """graphql-core's own refusal of a value the client sent: a variable's, made before execution (it
     has no path, and no exception of ours behind it), or an argument's, made as its field is executed
-    (raised by graphql-core's `get_argument_values`): a null variable for an input field that is not
+    (raised where graphql-core coerces a field's arguments): a null variable for an input field that is not
     nullable but has a default passes validation, and is refused only there."""
     original = error.original_error
     if error.path is None and (original is None or isinstance(original, GraphQLError)):
         return True
-    return isinstance(original, GraphQLError) and _raised_by(original, _COERCES_ARGUMENTS)
+    return isinstance(original, GraphQLError) and _raised_by(original, *_COERCES_ARGUMENTS)
 
 
-# The graphql-core module that coerces a field's arguments (`get_argument_values`) as it executes.
-_COERCES_ARGUMENTS = "graphql.execution.values"
+# Where graphql-core refuses an argument's value as its field executes: `coerce_argument` and the
+# handler it passes the value's validation (not the one for a default the schema holds, which is
+# the schema's fault, not the client's).
+_COERCES_ARGUMENTS = ("graphql.execution.values", frozenset({"coerce_argument", "on_argument_value_error"}))
 
 
-def _raised_by(error: BaseException, module: str) -> bool:
-    """Whether `error` was raised by code of `module` (the innermost frame of its traceback)."""
+def _raised_by(error: BaseException, module: str, functions: frozenset[str]) -> bool:
+    """Whether `error` was raised by one of `functions` of `module` (the innermost frame of its
+    traceback)."""
     frames = error.__traceback__
     if frames is None:
         return False
     while frames.tb_next is not None:
         frames = frames.tb_next
-    return frames.tb_frame.f_globals.get("__name__") == module
+    frame = frames.tb_frame
+    return frame.f_globals.get("__name__") == module and frame.f_code.co_name in functions
 
 
 def report(error: GraphQLError, *, change_made: bool = False, after_changes: bool = False) -> None:
