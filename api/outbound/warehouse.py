@@ -104,7 +104,7 @@ class WarehouseService:
         self.reach = reach
         self._urls: dict[str, str] = {}
         self._changes = LocalChanges()
-        # The operator's default URL's, and the one of the warehouses' own URLs, which looks names up
+        # Two clients: one for the operator's URLs, one for the warehouses' own, which looks names up
         # through a resolver held to `reach` (so that a name cannot lead elsewhere once checked).
         self._http: httpx.AsyncClient | None = None
         self._guarded_http: httpx.AsyncClient | None = None
