@@ -265,7 +265,8 @@ class OperationMutations:
         "leave their sections (onHand and reserved go down, available stays), the shipment becomes "
         "DISPATCHED and its order SHIPPED once all its shipments are, PARTIALLY_SHIPPED until then. "
         "Refused once dispatched (SHIPMENT_ALREADY_DISPATCHED), for a cancelled order "
-        "(ORDER_ALREADY_CANCELLED), for an unknown id (UNKNOWN_SHIPMENT) and for a key used for another "
+        "(ORDER_ALREADY_CANCELLED), before the order's saga completed (SHIPMENT_NOT_READY), for an "
+        "unknown id (UNKNOWN_SHIPMENT) and for a key used for another "
         "request (IDEMPOTENCY_KEY_REUSED), in userErrors."
     )
     async def dispatch_shipment(

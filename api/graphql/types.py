@@ -138,6 +138,8 @@ ErrorCode = described(
         "FORBIDDEN": "The caller may not do this for that customer (a customer acts only for itself).",
         "UNKNOWN_SHIPMENT": "No such shipment.",
         "SHIPMENT_ALREADY_DISPATCHED": "The shipment was dispatched already.",
+        "SHIPMENT_NOT_READY": "The order's saga has not completed yet (its shipments are still being "
+        "created, or it waits for an operator): dispatch once it is COMPLETED.",
         "BELOW_RESERVED": "The change would leave less on hand than the section holds reserved.",
         "INVALID_URL": "Not an http or https URL a webhook can be sent to (or one with credentials).",
         "URL_NOT_ALLOWED": "The URL's host resolves to a loopback, private, link-local or other "

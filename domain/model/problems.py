@@ -34,6 +34,7 @@ class ProblemCode(enum.Enum):
     FORBIDDEN = "FORBIDDEN"  # the caller may not do this for that customer
     UNKNOWN_SHIPMENT = "UNKNOWN_SHIPMENT"
     SHIPMENT_ALREADY_DISPATCHED = "SHIPMENT_ALREADY_DISPATCHED"
+    SHIPMENT_NOT_READY = "SHIPMENT_NOT_READY"  # its order's saga has not completed, nor turned back
     BELOW_RESERVED = "BELOW_RESERVED"
     INVALID_URL = "INVALID_URL"  # not an http(s) URL a webhook can be sent to
     URL_NOT_ALLOWED = "URL_NOT_ALLOWED"  # it resolves to an address this service may not send to

@@ -82,8 +82,10 @@ def report(
 
 def dispatch(state: SagaState, shipment_id: str, now: datetime) -> Decision:
     """The warehouse dispatches one of the order's shipments: once only, and only a shipment of an
-    order that is neither cancelled nor being cancelled (whichever of a dispatch and a cancellation
-    the journal records first wins). The others stay to be dispatched on their own."""
+    order whose saga completed (whichever of a dispatch and a cancellation the journal records first
+    wins). The others stay to be dispatched on their own. Refused with ORDER_ALREADY_CANCELLED for an
+    order cancelled or being cancelled, SHIPMENT_NOT_READY for one whose saga is still creating its
+    shipments or waits for an operator (it may yet complete)."""
     shipment = state.shipment(shipment_id)
     if shipment is None:
         return Refused(ProblemCode.UNKNOWN_SHIPMENT, f"saga {state.saga_id} has no shipment {shipment_id}")
@@ -91,9 +93,15 @@ def dispatch(state: SagaState, shipment_id: str, now: datetime) -> Decision:
         return Refused(
             ProblemCode.SHIPMENT_ALREADY_DISPATCHED, f"shipment {shipment_id} was already dispatched"
         )
-    if state.is_compensating or state.status is not SagaStatus.COMPLETED:
+    if state.is_compensating or state.status is SagaStatus.FAILED:
         return Refused(
             ProblemCode.ORDER_ALREADY_CANCELLED,
             f"the order of shipment {shipment_id} is cancelled or being cancelled",
+        )
+    if state.status is not SagaStatus.COMPLETED:
+        return Refused(
+            ProblemCode.SHIPMENT_NOT_READY,
+            f"the order of shipment {shipment_id} is not placed in full yet (its saga is "
+            f"{state.status.value}): dispatch it once the saga is COMPLETED",
         )
     return (ShipmentDispatched(shipment_id, now),)

@@ -12,7 +12,7 @@ from domain.model.saga import Call, Emit, Finished, SagaPolicy, SagaState, Wait,
 from domain.orchestration.attempts import CONFLICT_ATTEMPTS, jittered_pause
 from domain.orchestration.context import current_saga, current_step
 from domain.orchestration.steps import LeaseLost, Steps
-from domain.ports import Clock, ConcurrencyConflict
+from domain.ports import Clock, ConcurrencyConflict, OutcomeUnknown
 
 log = logging.getLogger("ordersaga.saga")
 
@@ -117,6 +117,15 @@ class Drivers:
                         "saga %s: %d conflicts in a row; next try in %.1f s", saga_id, conflicts, pause
                     )
                     await asyncio.sleep(pause)
+            except OutcomeUnknown as error:
+                # A connection lost as the saga's commit went through: its journal says whether it
+                # did, so the saga is read again from there. Expected of a database that drops
+                # connections, and no fault of the code: one line, no traceback.
+                failures += 1
+                pause = jittered_pause(_ERROR_BACKOFF_S, failures, _ERROR_BACKOFF_CAP_S)
+                log.warning("saga %s: %s; reading it again from its journal in %.1f s", saga_id, error, pause)
+                await asyncio.sleep(pause)
+                state = None
             except Exception as error:
                 # The first failure of a run is logged with its traceback; those that follow, one line
                 # per backoff, so a saga that keeps failing does not flood the log.

@@ -36,6 +36,9 @@ ABORT = (
 CANCEL = f"mutation ($id: ID!) {{ cancelOrder(input: {{orderId: $id}}) {{ {ANSWER} }} }}"
 ATTENTION = "query ($limit: Int!) { sagasNeedingAttention(limit: $limit) { id status failureReason } }"
 STOCK = '{ stockLevels(sku: "TEA") { onHand reserved } }'
+SHIPMENTS = "query ($id: ID!) { order(id: $id) { status shipments { id status } } }"
+DISPATCH = """mutation ($id: ID!) {
+  dispatchShipment(input: {shipmentId: $id}) { order { status } userErrors { code } } }"""
 
 
 async def serve_client(database_url: str, fault_injection: bool) -> AsyncIterator[GraphQLClient]:
@@ -129,6 +132,27 @@ async def test_a_shipment_that_keeps_failing_parks_and_an_abort_compensates_it(g
     # Requested and never created, its shipment was withdrawn with the order.
     assert [s["status"] for s in saga["order"]["shipments"]] == ["CANCELLED"]
     assert (await gql(STOCK))["stockLevels"] == [{"onHand": 5, "reserved": 0}]
+
+
+async def test_a_shipment_of_a_parked_saga_is_not_ready_to_dispatch_until_it_completes(
+    gql: GraphQLClient,
+) -> None:
+    """Parked while creating its shipment, the saga may yet complete: its order is not cancelled, and
+    a dispatch is refused as not ready, not as cancelled."""
+    await stage(gql, "SHIPMENT", failNext=3)
+    placed = await place(gql, 2)
+    saga_id, order_id = placed["saga"]["id"], placed["order"]["id"]
+    await gql.wait_for_saga(saga_id, "NEEDS_ATTENTION")
+    shipment_id = (await gql(SHIPMENTS, id=order_id))["order"]["shipments"][0]["id"]
+
+    early = (await gql(DISPATCH, id=shipment_id))["dispatchShipment"]
+
+    assert [e["code"] for e in early["userErrors"]] == ["SHIPMENT_NOT_READY"]
+    assert (await gql(SHIPMENTS, id=order_id))["order"]["status"] == "CONFIRMED"
+    assert (await gql(RETRY, id=saga_id))["retrySaga"]["userErrors"] == []
+    await gql.wait_for_saga(saga_id, "COMPLETED")
+    dispatched = (await gql(DISPATCH, id=shipment_id))["dispatchShipment"]
+    assert dispatched["userErrors"] == [] and dispatched["order"]["status"] == "SHIPPED"
 
 
 async def test_the_customer_cancels_before_the_dispatch_but_not_after(gql: GraphQLClient) -> None:

@@ -13,7 +13,7 @@ from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant, SagaPolicy
 from domain.model.values import OrderLine, StorageCondition
-from domain.ports import ParticipantUnavailable
+from domain.ports import OutcomeUnknown, ParticipantUnavailable
 from persistence.write import catalog
 from tests.service.fakes import FakeClock
 
@@ -30,11 +30,13 @@ SETTLED = ("COMPLETED", "FAILED", "NEEDS_ATTENTION")
 
 @dataclass
 class StageGate:
-    """Refuses a participant's next calls, breaks on them (an unexpected error, not a refusal), or
-    holds them until their step's deadline gives up."""
+    """Refuses a participant's next calls, breaks on them (an unexpected error, not a refusal), loses
+    their outcome, or holds them until their step's deadline gives up."""
 
     refusals: dict[Participant, int] = field(default_factory=dict)
     breaks: dict[Participant, int] = field(default_factory=dict)
+    # Calls whose commit's outcome is lost, as a connection dropped while it committed would.
+    losses: dict[Participant, int] = field(default_factory=dict)
     holds: dict[Participant, int] = field(default_factory=dict)
     held: int = 0
     # Warehouses whose shipments are refused.
@@ -47,6 +49,9 @@ class StageGate:
         if self.breaks.get(participant, 0) > 0:
             self.breaks[participant] -= 1
             raise RuntimeError(f"the {participant.value} link broke")
+        if self.losses.get(participant, 0) > 0:
+            self.losses[participant] -= 1
+            raise OutcomeUnknown("the connection was lost as the work committed")
         if self.refusals.get(participant, 0) > 0:
             self.refusals[participant] -= 1
             raise ParticipantUnavailable(f"{participant.value} is down")

@@ -69,6 +69,31 @@ async def test_lines_logged_while_driving_a_saga_carry_its_id(
     assert "RuntimeError: the INVENTORY link broke" in crash["exc_info"]
 
 
+async def test_a_lost_commit_outcome_is_one_warning_and_the_saga_goes_on(
+    tmp_path: Path, json_lines: io.StringIO
+) -> None:
+    """The saga is read again from its journal: an expected event of a database that drops
+    connections, logged without a traceback."""
+    stage = await start_stage(f"sqlite+aiosqlite:///{tmp_path / 'lost.db'}")
+    try:
+        await stage.stock()
+        stage.gate.losses[Participant.INVENTORY] = 1
+        lost = await stage.order(1)
+        saga = await stage.svc.read.saga(lost)
+    finally:
+        await stage.svc.stop()
+
+    assert saga is not None and saga.status == "COMPLETED"
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    [told] = [
+        line
+        for line in lines
+        if line["name"] == "ordersaga.saga" and line["levelname"] in ("WARNING", "ERROR")
+    ]
+    assert (told["levelname"], told["saga_id"], told.get("exc_info")) == ("WARNING", lost, None)
+    assert told["message"].startswith(f"saga {lost}: the connection was lost as the work committed")
+
+
 def test_text_lines_name_the_saga_and_step() -> None:
     from domain.orchestration.context import current_saga, current_step
 

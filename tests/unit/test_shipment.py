@@ -85,7 +85,8 @@ def test_a_completed_sagas_shipment_is_created_until_dispatched() -> None:
         (DISPATCHED, "shipment-1", ProblemCode.SHIPMENT_ALREADY_DISPATCHED),
         (COMPLETED, "shipment-2", ProblemCode.UNKNOWN_SHIPMENT),
         (SHIPMENT_PARKED, "shipment-1", ProblemCode.UNKNOWN_SHIPMENT),
-        (SHIPMENT_PARKED, shipment_id_of("saga-1", "W1"), ProblemCode.ORDER_ALREADY_CANCELLED),
+        # Parked while creating its shipments, not turning back: it may yet complete.
+        (SHIPMENT_PARKED, shipment_id_of("saga-1", "W1"), ProblemCode.SHIPMENT_NOT_READY),
     ],
 )
 def test_a_dispatch_is_refused_once_done_for_another_shipment_or_before_completion(

@@ -31,8 +31,9 @@ RETRY_AFTER_SECONDS = 1
 # What a client reads when the connection was lost as its write committed: it may have taken effect.
 UNKNOWN_OUTCOME_MESSAGE = (
     "The outcome is unknown: the database connection was lost while the change was committed, so it "
-    "may have taken effect. Send the request again with the same idempotencyKey (it then takes effect "
-    "at most once), or read back whether it took effect before sending it again"
+    "may have taken effect. A request that takes an idempotencyKey may be sent again with the same key "
+    "(it then takes effect at most once); otherwise read back whether it took effect before sending it "
+    "again (an intervention sent again is refused and changes nothing)"
 )
 
 # What a client reads when a change was made but reading the answer it asked for failed (a transient
