@@ -117,21 +117,18 @@ class Drivers:
                         "saga %s: %d conflicts in a row; next try in %.1f s", saga_id, conflicts, pause
                     )
                     await asyncio.sleep(pause)
-            except OutcomeUnknown as error:
-                # A connection lost as the saga's commit went through: its journal says whether it
-                # did, so the saga is read again from there. Expected of a database that drops
-                # connections, and no fault of the code: one line, no traceback.
-                failures += 1
-                pause = jittered_pause(_ERROR_BACKOFF_S, failures, _ERROR_BACKOFF_CAP_S)
-                log.warning("saga %s: %s; reading it again from its journal in %.1f s", saga_id, error, pause)
-                await asyncio.sleep(pause)
-                state = None
             except Exception as error:
                 # The first failure of a run is logged with its traceback; those that follow, one line
-                # per backoff, so a saga that keeps failing does not flood the log.
+                # per backoff, so a saga that keeps failing does not flood the log. A connection lost
+                # as the saga's commit went through (OutcomeUnknown) is one line each time: expected of
+                # a database that drops connections, and its journal says whether the commit took.
                 failures += 1
                 pause = jittered_pause(_ERROR_BACKOFF_S, failures, _ERROR_BACKOFF_CAP_S)
-                if failures == 1:
+                if isinstance(error, OutcomeUnknown):
+                    log.warning(
+                        "saga %s: %s; reading it again from its journal in %.1f s", saga_id, error, pause
+                    )
+                elif failures == 1:
                     log.exception("saga %s: advancing failed; retrying from its journal", saga_id)
                 else:
                     log.warning(
