@@ -26,6 +26,7 @@ from strawberry.types.graphql import OperationType
 
 from api.access.auth import KeysUnavailable, NotAuthenticated, Principal
 from api.access.rules import RULES
+from api.graphql.edge.document_limits import fragments_of
 from api.graphql.edge.errors import ClientErrorCode, client_error
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ async def authorize(execution: ExecutionContext) -> None:
     document, kind = execution.graphql_document, execution.operation_type
     operation = get_operation_ast(document, execution.operation_name) if document else None
     if document is not None and operation is not None:
-        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        fields = [f for f in root_fields(operation.selection_set, fragments) if f not in INTROSPECTION]
+        fields = [
+            f for f in root_fields(operation.selection_set, fragments_of(document)) if f not in INTROSPECTION
+        ]
         if fields:
             await _check(execution.context, kind, fields)
 

@@ -118,13 +118,17 @@ class Cost:
         return len(self.schema) if limit is Limit.SCHEMA else int(getattr(self, limit.value))
 
 
+def fragments_of(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    """The fragments `document` defines, by name."""
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
 def too_costly(document: DocumentNode) -> GraphQLError | None:
     """The refusal (QUERY_TOO_COMPLEX, with `limit` and `maximum`) of `document` when an operation
     in it passes a limit, or a fragment nests past `Limit.NESTING`; None when it may be validated.
     One refusal, the first limit passed, however many there are. Unknown fragments and cycles count
     as nothing here: validation reports them."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    costs = fragment_costs(fragments)
+    costs = fragment_costs(fragments_of(document))
     for operation in document.definitions:
         if isinstance(operation, OperationDefinitionNode):
             cost = selection_set_cost(operation.selection_set, costs)

@@ -46,7 +46,7 @@ from graphql import (
 from strawberry.types import ExecutionContext
 
 from api.graphql.connections import DEFAULT_PAGE, MAX_PAGE
-from api.graphql.edge.document_limits import LIMITS, Limit, too_many_variables
+from api.graphql.edge.document_limits import LIMITS, Limit, fragments_of, too_many_variables
 from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.interventions import MAX_ATTENTION_LIMIT
 from api.graphql.journal import DEFAULT_JOURNAL_PAGE
@@ -74,8 +74,7 @@ def answer_size(
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return 0
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    return operation_answer_size(schema, operation, fragments, variables)
+    return operation_answer_size(schema, operation, fragments_of(document), variables)
 
 
 def operation_answer_size(
