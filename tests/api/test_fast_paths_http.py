@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from api.settings import Settings
+from api.web.graphql_http import GraphQLOverHTTP
 from domain.model.saga import Participant, SagaPolicy
 from persistence.database import make_engine
 from persistence.tables import metadata
@@ -99,16 +100,25 @@ async def _converse(live: Live) -> list[Any]:
 
 async def _served(
     database_url: str, fast_paths: bool, monkeypatch: pytest.MonkeyPatch
-) -> tuple[str, int, int]:
-    """The anonymous transcript of `_converse`, the sagas rendered for its subscribers, and the
-    journal's INSERTs that went through SQLAlchemy."""
+) -> tuple[str, int, int, int]:
+    """The anonymous transcript of `_converse`, the sagas rendered for its subscribers, the
+    journal's INSERTs that went through SQLAlchemy, and the POSTs answered without strawberry's
+    `run`."""
     settings = Settings(database_url=database_url, policy=POLICY, fast_paths=fast_paths)
+    direct: list[object] = []
+    run_post = GraphQLOverHTTP.run_post
+
+    async def counted(view: GraphQLOverHTTP, request: Any) -> Any:
+        direct.append(request)
+        return await run_post(view, request)
+
     async with serve_live(settings) as live:
         with monkeypatch.context() as patched, through_sqlalchemy() as executed:
             rendered = saga_renderings(patched)
+            patched.setattr(GraphQLOverHTTP, "run_post", counted)
             transcript = await _converse(live)
     inserts = [statement for statement in executed if "INSERT INTO journal " in statement]
-    return _anonymous(transcript), len(rendered), len(inserts)
+    return _anonymous(transcript), len(rendered), len(inserts), len(direct)
 
 
 async def _emptied(url: str) -> str:
@@ -129,13 +139,17 @@ async def _emptied(url: str) -> str:
 async def test_the_same_requests_get_the_same_answers_with_and_without_the_fast_paths(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast, fast_renderings, fast_inserts = await _served(database_url, True, monkeypatch)
-    plain, plain_renderings, plain_inserts = await _served(await _emptied(database_url), False, monkeypatch)
+    fast, fast_renderings, fast_inserts, fast_posts = await _served(database_url, True, monkeypatch)
+    plain, plain_renderings, plain_inserts, plain_posts = await _served(
+        await _emptied(database_url), False, monkeypatch
+    )
 
     assert plain == fast
     assert "BAD_REQUEST" in fast and "QUERY_TOO_COMPLEX" in fast and "COMPLETED" in fast
     # The shortcuts are off without the fast paths: two subscribers share a selection, and each
-    # renders its own transitions; the journal is written through SQLAlchemy, not the driver directly.
+    # renders its own transitions; the journal is written through SQLAlchemy, not the driver directly;
+    # every POST goes through strawberry's `run`.
     assert plain_renderings > fast_renderings
     assert plain_inserts > 0
     assert fast_inserts == 0
+    assert fast_posts > 0 and plain_posts == 0

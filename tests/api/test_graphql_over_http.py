@@ -4,16 +4,21 @@ bodies that are not GraphQL requests, and graphql-http's conformance audits."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.routing import Route
 
 from api.graphql.edge.document_limits import MAX_DOCUMENT_CHARACTERS
 from api.service import Service
 from api.settings import Settings
-from api.web.graphql_http import GRAPHQL_RESPONSE_JSON, response_media_type
+from api.web.app import create_app
+from api.web.graphql_http import GRAPHQL_RESPONSE_JSON, GraphQLOverHTTP, response_media_type
 from tests.api.server import TLS, serve
 from tests.protocol.node import run_node
 
@@ -195,3 +200,92 @@ async def test_a_document_longer_than_the_limit_is_refused_before_it_is_parsed(
     [error] = answer.json()["errors"]
     assert error["extensions"] == {"code": "BAD_REQUEST"}
     assert error["message"].startswith(f"The document holds more than {MAX_DOCUMENT_CHARACTERS} characters")
+
+
+async def test_an_answer_writes_characters_past_ascii_as_utf8(http: httpx.AsyncClient) -> None:
+    query = "query ($n: Int) { orders(first: $n) { edges { cursor } } }"
+    answer = await http.post("/graphql", json={"query": query, "variables": {"n": "Grüße"}})
+    [error] = answer.json()["errors"]  # the value refused is quoted
+    assert "'Grüße'" in error["message"] and "'Grüße'".encode() in answer.content
+
+
+TYPENAME = {"query": "{ __typename }"}
+# POST requests of every kind a client may send: answered, refused before or during execution, not
+# GraphQL over HTTP at all; each in both media types.
+POSTS: list[tuple[bytes, str]] = [
+    *[
+        (json.dumps(body).encode(), "application/json")
+        for body in (
+            TYPENAME,
+            TYPENAME | {"operationName": None, "variables": None, "extensions": {"x": 1}},
+            {"query": "query A { a: __typename } query B { b: __typename }", "operationName": "B"},
+            {"query": "query A { a: __typename } query B { b: __typename }"},
+            {"query": "query A { __typename }", "operationName": "Missing"},
+            {"query": "{"},
+            {"query": "{ noSuchField }"},
+            {"query": "query ($n: Int) { orders(first: $n) { edges { cursor } } }", "variables": {"n": "x"}},
+            {"query": "{ orders(first: -1) { edges { cursor } } }"},
+            {"query": "subscription { sagaFeed { sequence } }"},
+            {"query": "mutation ($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id } } }"},
+            {"query": 'query { __typename } """' + "\n" * MAX_DOCUMENT_CHARACTERS},
+            {},
+            {"query": None},
+            {"query": 5},
+            TYPENAME | {"variables": "x"},
+            TYPENAME | {"extensions": []},
+            [TYPENAME],
+        )
+    ],
+    (b"{", "application/json"),
+    (b"42", "application/json"),
+    (json.dumps(TYPENAME).encode(), "application/json; charset=utf-8"),
+    (json.dumps(TYPENAME).encode(), "text/plain"),
+    (json.dumps(TYPENAME).encode(), ""),
+]
+
+
+@pytest.fixture(scope="module")
+async def view(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GraphQLOverHTTP]:
+    svc = Service(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('view') / 'o.db'}"))
+    [graphql] = [r.endpoint for r in create_app(svc).routes if isinstance(r, Route) and r.path == "/graphql"]
+    await svc.start()
+    try:
+        yield graphql
+    finally:
+        await svc.stop()
+
+
+def post(body: bytes, content_type: str, accept: str) -> Request:
+    headers = [(b"accept", accept.encode())] + (
+        [(b"content-type", content_type.encode())] if content_type else []
+    )
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "query_string": b"", "headers": headers}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+async def answered(run: Callable[[Request], Awaitable[Any]], request: Request) -> tuple[Any, ...]:
+    try:
+        response = await run(request)
+    except HTTPException as refused:
+        return refused.status_code, refused.reason
+    return response.status_code, response.headers.raw, response.body
+
+
+@pytest.mark.parametrize(("body", "content_type"), POSTS)
+@pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE_JSON])
+async def test_a_post_is_answered_as_strawberrys_run_answers_it(
+    view: GraphQLOverHTTP, body: bytes, content_type: str, accept: str
+) -> None:
+    general = await answered(view.run, post(body, content_type, accept))
+    assert await answered(view.run_post, post(body, content_type, accept)) == general
+
+
+def test_the_view_answers_a_post_with_one_result_only(view: GraphQLOverHTTP) -> None:
+    """What `run_post` leaves out of `run`: batches, HTTP streams, incremental delivery."""
+    assert view.schema.config.batching_config is None
+    assert not view.schema.config.enable_experimental_incremental_execution
+    assert not set(view.protocols) & set(view.stream_transport_classes_by_protocol)

@@ -158,6 +158,16 @@ async def test_an_unknown_operation_name_gets_an_error(live: Live) -> None:
     assert answer["type"] == "error" and "Missing" in answer["payload"][0]["message"]
 
 
+async def test_an_operation_id_that_is_not_unicode_is_answered(live: Live) -> None:
+    # Every message of an operation echoes its id; one holding a lone surrogate is written escaped,
+    # as the standard library writes it (orjson, which writes the others, refuses it).
+    async with subscriptions(live.url) as client:
+        await client.socket.send(json.dumps(subscribe(id="a\ud800b", query="{ __typename }")))
+        async with asyncio.timeout(5):
+            answer = await client.socket.recv()
+    assert "a\\ud800b" in answer and json.loads(answer)["payload"] == {"data": {"__typename": "Query"}}
+
+
 async def run_reference_client(live: Live, query: str, **variables: Any) -> list[dict[str, Any]]:
     output = await run_node(SUBSCRIBE_SCRIPT, websocket_url(live.url), query, json.dumps(variables))
     return [json.loads(line) for line in output.splitlines()]
