@@ -59,7 +59,7 @@ class _GraphQL(GraphQLOverHTTP):
             connection_init_wait_timeout=svc.settings.connection_init_timeout,
         )
         self._service = svc
-        self.posts_directly = svc.settings.fast_paths
+        self.post_fast_path = svc.settings.fast_paths
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(GRAPHIQL)

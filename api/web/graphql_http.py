@@ -91,8 +91,9 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
     graphql-transport-ws strictly (`api.web.graphql_ws`)."""
 
     graphql_transport_ws_handler_class = StrictTransportWS
-    # `run_post` for a POST (a fast path, `Settings.fast_paths`); strawberry's `run` for all else.
-    posts_directly = True
+    # Whether a POST is answered by `run_post` (a fast path: `Settings.fast_paths` decides, in
+    # api/web/app.py) rather than strawberry's `run`, which answers everything else.
+    post_fast_path = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +101,7 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
             return
         request = Request(scope, receive)
         try:
-            if request.method == "POST" and self.posts_directly:
+            if request.method == "POST" and self.post_fast_path:
                 response = await self.run_post(request)
             else:
                 response = await self.run(request)
@@ -119,12 +120,13 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
     async def run_post(self, request: Request) -> Response:
         """strawberry's `run` for a POST, without its branches for what this view never answers a
         POST with: a batch (batching is off, so parsing refuses one), an HTTP stream (no stream
-        transport: the view's protocols are WebSocket ones) and incremental delivery (off in the
-        schema's config). `run` tells those apart by checking every result against a runtime
-        Protocol (`SubscriptionExecutionResult`): about 30 µs of a trivial query's 370 of server
-        CPU (docs/performance.md, lever 24). Every hook is strawberry's or this view's, called in
-        `run`'s order; tests/api/test_graphql_over_http.py holds both to the same answers, and to
-        those premises.
+        transport: the view's protocols are WebSocket ones), incremental delivery (off in the
+        schema's config), a multipart upload (off) and GraphiQL (a GET). `run` tells those apart by
+        checking every result against a runtime Protocol (`SubscriptionExecutionResult`): about
+        30 µs of a trivial query's 370 of server CPU (docs/performance.md, lever 24). The hooks
+        `run` calls for such a POST are called here in its order, but for `execute_operation`,
+        which only chooses between those branches and `execute_single`.
+        tests/api/test_graphql_over_http.py holds both to the same answers, and to those premises.
 
         Raises HTTPException (400) for a request that is not GraphQL over HTTP, as `run` does."""
         root_value = await self.get_root_value(request)  # type: ignore[func-returns-value]  # None here
@@ -141,7 +143,10 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
             root_value=root_value,
             request_data=request_data,
         )
-        return self.create_response(await self.process_result(request, result), sub_response)
+        response_data = await self.process_result(request, result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data, sub_response)
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         try:
@@ -154,10 +159,12 @@ class GraphQLOverHTTP(GraphQL[dict[str, Any], None]):
 
     def encode_json(self, data: object) -> str:
         # orjson writes an answer in a fraction of the standard library's time (about 20 µs of a
-        # trivial query's 370 of server CPU; docs/performance.md, lever 25). What it refuses and
-        # json writes (a lone surrogate echoed from a client's string, an integer past 64 bits) is
-        # written by json, as before. Text, not bytes: strawberry sends bytes over a WebSocket as a
-        # binary frame, which graphql-transport-ws does not allow.
+        # trivial query's 370 of server CPU; docs/performance.md, lever 25). The same values, spelt
+        # a little differently: characters past ASCII as UTF-8 rather than `\u` escapes, a float as
+        # its shortest decimal (0.00001, not 1e-05). What orjson refuses and json writes (a lone
+        # surrogate, which a WebSocket operation's id may hold; an integer past 64 bits) is written
+        # by json. Text, not bytes: strawberry sends bytes over a WebSocket as a binary frame, which
+        # graphql-transport-ws does not allow.
         try:
             return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:

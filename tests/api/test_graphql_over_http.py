@@ -285,7 +285,9 @@ async def test_a_post_is_answered_as_strawberrys_run_answers_it(
 
 
 def test_the_view_answers_a_post_with_one_result_only(view: GraphQLOverHTTP) -> None:
-    """What `run_post` leaves out of `run`: batches, HTTP streams, incremental delivery."""
+    """What `run_post` leaves out of `run`: batches, HTTP streams, incremental delivery, uploads."""
+    assert view.post_fast_path
     assert view.schema.config.batching_config is None
+    assert not view.multipart_uploads_enabled
     assert not view.schema.config.enable_experimental_incremental_execution
     assert not set(view.protocols) & set(view.stream_transport_classes_by_protocol)
