@@ -36,14 +36,15 @@ class Renditions(dict[Hashable, ExecutionResult | asyncio.Future[ExecutionResult
 
 class RenderOnce(StrawberryGraphQLCoreExecutionContext):
     """The schema's executor with the fast paths on (`Settings.fast_paths`): a subscription event
-    that has `renditions` is executed once per selection; anything else as graphql-core executes it."""
+    that has `renditions` is executed once per selection; anything else as graphql-core executes it,
+    after which the executor drops the reference cycle graphql-core makes of it (`_released`)."""
 
     _selection: Hashable | None = None
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         renditions = getattr(self.root_value, "renditions", None)
         if not isinstance(renditions, Renditions):
-            return super().execute_operation(serially)
+            return self._released(super().execute_operation(serially))
         key = self._selection_key()
         kept = renditions.get(key)
         if isinstance(kept, ExecutionResult):
@@ -61,6 +62,22 @@ class RenderOnce(StrawberryGraphQLCoreExecutionContext):
         renditions[key] = rendering
         rendering.add_done_callback(lambda done: _settle(renditions, key, done))
         return self._after(rendering, serially)
+
+    def _released(self, result: Any) -> Any:
+        """`result`, once the executor has dropped its `async_helpers`: graphql-core (3.3) keeps its
+        own bound methods there, a reference cycle that held each request's context (its request,
+        loaders and answer among it) until the collector found it, instead of freeing it as the
+        request ended. Nothing reads them once the operation is done (no field is left to run)."""
+        if isinstance(result, Awaitable):
+            return self._released_when_done(result)
+        del self.async_helpers
+        return result
+
+    async def _released_when_done(self, result: Awaitable[Any]) -> Any:
+        try:
+            return await result
+        finally:
+            del self.async_helpers
 
     async def _after(self, rendering: asyncio.Future[ExecutionResult], serially: bool | None) -> Any:
         result = await asyncio.shield(rendering)

@@ -125,23 +125,24 @@ class Orchestrator:
 
         async def attempt() -> OrderPlaced:
             nonlocal lost, chain
-            try:
-                placed, _ = await self._steps.committed(partial(work, chain=chain), started)
-            except OutcomeUnknown:
-                lost = True
-                raise
-            except _StepsFailed as failed:
-                # The call's failure rolled the placement back with it: place the order alone, and
-                # its driver makes the calls again, charging a failure to the step that failed.
-                # One line, as a driver's failed call logs: in an outage, one a placement.
-                log.warning(
-                    "saga %s: a call failed in its placement's transaction (%r); placing it alone",
-                    saga_id,
-                    failed.__cause__,
-                )
-                chain = False
-                return await attempt()
-            return placed
+            while True:
+                try:
+                    placed, _ = await self._steps.committed(partial(work, chain=chain), started)
+                except OutcomeUnknown:
+                    lost = True
+                    raise
+                except _StepsFailed as failed:
+                    # The call's failure rolled the placement back with it: place the order alone,
+                    # and its driver makes the calls again, charging a failure to the step that
+                    # failed. One line, as a driver's failed call logs: in an outage, one a placement.
+                    log.warning(
+                        "saga %s: a call failed in its placement's transaction (%r); placing it alone",
+                        saga_id,
+                        failed.__cause__,
+                    )
+                    chain = False
+                    continue
+                return placed
 
         # A conflict: a request with the same key bound it first; looked at again, that one replays.
         placed = await until_settled(attempt, "placing an order", keyed=command.idempotency_key is not None)
