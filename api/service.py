@@ -65,6 +65,12 @@ log = logging.getLogger("ordersaga")
 # frozen objects are given back when the last one stops (gc.freeze and gc.unfreeze act on the whole
 # process).
 _freezing: weakref.WeakSet[Service] = weakref.WeakSet()
+# The collector's first-generation threshold while they run, and its thresholds before the first
+# started, given back when the last stops. The requests in flight make and free objects by the
+# thousand; at the default of 700 the collector went through theirs about once a saga, to free
+# nothing (docs/performance.md, lever 27).
+SERVING_FIRST_GENERATION_THRESHOLD = 5000
+_thresholds_before: list[tuple[int, int, int]] = []
 T = TypeVar("T")
 
 
@@ -73,7 +79,8 @@ class Service:
     read model, the hub that tells live subscribers about commits. `start` claims the database (shared
     with other servers on PostgreSQL, alone on SQLite; raises persistence.serving.DatabaseInUse while
     that cannot be had), migrates, resumes unfinished sagas and, with `settings.freeze_start_up`,
-    freezes what it made out of the garbage collector; `stop` lets go of all of it.
+    freezes what it made out of the garbage collector and collects less often while it serves;
+    `stop` lets go of all of it.
 
     On PostgreSQL the process is one of a fleet that may share the database: it drives only the
     sagas it holds leases for (taking over expired ones in lease rounds), and hears the others'
@@ -265,6 +272,9 @@ class Service:
             # collector's reach while the service runs.
             gc.collect()
             gc.freeze()
+            if not _freezing:
+                _thresholds_before.append(gc.get_threshold())
+                gc.set_threshold(SERVING_FIRST_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
             _freezing.add(self)
         self.ready = True
 
@@ -274,6 +284,7 @@ class Service:
             _freezing.discard(self)
             if not _freezing:  # what the starts froze may be garbage once no such service runs
                 gc.unfreeze()
+                gc.set_threshold(*_thresholds_before.pop())
         await self.background.stop()
         await self._sender.stop()
         await self.orchestrator.stop()

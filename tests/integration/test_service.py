@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.cli import parser
-from api.service import Service
+from api.service import SERVING_FIRST_GENERATION_THRESHOLD, Service
 from api.settings import Settings
 from api.subcommands.serve_options import settings_from
 from domain.model.commands import PlaceOrder
@@ -368,19 +368,23 @@ def test_serve_freezes_what_start_up_made() -> None:
 
 
 async def test_a_running_service_keeps_what_start_up_made_out_of_collections(database_url: str) -> None:
+    thresholds = gc.get_threshold()
     svc = await start_freezing(database_url)
     try:
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (SERVING_FIRST_GENERATION_THRESHOLD, *thresholds[1:])
     finally:
         await svc.stop()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 async def test_a_service_not_asked_to_freeze_leaves_the_collector_alone(database_url: str) -> None:
-    frozen = gc.get_freeze_count()  # what the test process froze after collection (tests/conftest.py)
+    frozen, thresholds = gc.get_freeze_count(), gc.get_threshold()  # see tests/conftest.py
     svc = await start_service(database_url)
     try:
-        assert gc.get_freeze_count() == frozen
+        # Nothing more frozen (frozen objects that lose their last reference are freed all the same).
+        assert gc.get_freeze_count() <= frozen and gc.get_threshold() == thresholds
     finally:
         await svc.stop()
 
@@ -393,8 +397,10 @@ async def test_the_frozen_objects_are_given_back_when_the_last_service_stops(tmp
     assert gc.get_freeze_count() > 0
     await first.stop()
     assert gc.get_freeze_count() > 0  # the second still runs on what start-up made
+    assert gc.get_threshold()[0] == SERVING_FIRST_GENERATION_THRESHOLD
     await second.stop()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold()[0] != SERVING_FIRST_GENERATION_THRESHOLD
 
 
 class _Cycle:
