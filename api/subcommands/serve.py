@@ -169,7 +169,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, bound: list[soc
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from api.web.http_server import base_url, connection_limits
+    from api.web.http_server import base_url, server_options
 
     os.environ[WORKER_ARGS] = json.dumps(args.argv)
     config = uvicorn.Config(
@@ -178,10 +178,9 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, bound: list[soc
         workers=args.workers,
         host=args.host,
         port=args.port,
-        log_level="warning",
         # The same protocol and limits as one process; see worker_app for the header timeout.
         http="api.web.http_server:HeaderDeadline",
-        **connection_limits(settings),
+        **server_options(settings),
     )
     # The URL printed has the port the socket holds (the system's choice for --port 0).
     url = base_url(bound[0])

@@ -211,19 +211,23 @@ class HeaderDeadline(HttpToolsProtocol):
 
 def server_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvicorn.Config:
     """uvicorn's configuration for serving `app` on `host:port` (0: any free port) with `settings`'
-    limits (`connection_limits`) and header timeout."""
+    limits (`server_options`) and header timeout."""
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
-    return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", http=protocol, **connection_limits(settings)
-    )
+    return uvicorn.Config(app, host=host, port=port, http=protocol, **server_options(settings))
 
 
-def connection_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options for `settings`' bounds on a connection, the same in one process and in
-    `serve --workers N`: the idle time kept between requests (seconds) and the largest WebSocket
-    message (bytes, the body size limit). uvicorn types the keep-alive an int; it uses it as
-    `call_later`'s delay, which any number of seconds is."""
-    return {"timeout_keep_alive": settings.keep_alive_timeout, "ws_max_size": settings.max_body_bytes}
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options, the same in one process and in `serve --workers N`: `settings`' bounds on
+    a connection, the idle time kept between requests (seconds) and the largest WebSocket message
+    (bytes, the body size limit); its own log at WARNING, and no access log, whose lines (INFO)
+    uvicorn would make for every request only for the level to drop them. uvicorn types the
+    keep-alive an int; it uses it as `call_later`'s delay, which any number of seconds is."""
+    return {
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "ws_max_size": settings.max_body_bytes,
+        "log_level": "warning",
+        "access_log": False,
+    }
 
 
 class AnnouncingServer(uvicorn.Server):
