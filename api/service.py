@@ -67,8 +67,8 @@ log = logging.getLogger("ordersaga")
 _freezing: weakref.WeakSet[Service] = weakref.WeakSet()
 # The collector's first-generation threshold while they run, and its thresholds before the first
 # started, given back when the last stops. The requests in flight make and free objects by the
-# thousand; at the default of 700 the collector went through theirs about once a saga, to free
-# nothing (docs/performance.md, lever 27).
+# thousand; at the default of 700 the collector went through theirs about once every two sagas,
+# to free next to nothing (docs/performance.md, lever 27).
 SERVING_FIRST_GENERATION_THRESHOLD = 5000
 _thresholds_before: list[tuple[int, int, int]] = []
 T = TypeVar("T")
@@ -272,9 +272,9 @@ class Service:
             # collector's reach while the service runs.
             gc.collect()
             gc.freeze()
-            if not _freezing:
+            if not _thresholds_before:
                 _thresholds_before.append(gc.get_threshold())
-                gc.set_threshold(SERVING_FIRST_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+            gc.set_threshold(SERVING_FIRST_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
             _freezing.add(self)
         self.ready = True
 

@@ -67,16 +67,22 @@ class RenderOnce(StrawberryGraphQLCoreExecutionContext):
         """`result`, once the executor has dropped its `async_helpers`: graphql-core (3.3) keeps its
         own bound methods there, a reference cycle that held each request's context (its request,
         loaders and answer among it) until the collector found it, instead of freeing it as the
-        request ended. Nothing reads them once the operation is done (no field is left to run)."""
+        request ended. Fields still read them after the answer when they settle in the background
+        (siblings of a field whose error ended its selection, `settle_in_background`): then they are
+        kept, and the collector frees the executor as before."""
         if isinstance(result, Awaitable):
             return self._released_when_done(result)
-        del self.async_helpers
+        self._release()
         return result
 
     async def _released_when_done(self, result: Awaitable[Any]) -> Any:
         try:
             return await result
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        if not self.background_futures:
             del self.async_helpers
 
     async def _after(self, rendering: asyncio.Future[ExecutionResult], serially: bool | None) -> Any:

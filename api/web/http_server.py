@@ -219,9 +219,10 @@ def server_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvi
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options, the same in one process and in `serve --workers N`: `settings`' bounds on
     a connection, the idle time kept between requests (seconds) and the largest WebSocket message
-    (bytes, the body size limit); its own log at WARNING, and no access log, whose lines (INFO)
-    uvicorn would make for every request only for the level to drop them. uvicorn types the
-    keep-alive an int; it uses it as `call_later`'s delay, which any number of seconds is."""
+    (bytes, the body size limit); its own log at WARNING, and no access log: for its lines (INFO),
+    which that level drops, uvicorn read each request's client address and path and called the
+    logger. uvicorn types the keep-alive an int; it uses it as `call_later`'s delay, which any
+    number of seconds is."""
     return {
         "timeout_keep_alive": settings.keep_alive_timeout,
         "ws_max_size": settings.max_body_bytes,
