@@ -107,8 +107,8 @@ class Settings:
     allow_private_warehouse_urls: bool = False
     # Freeze what start-up made out of the collector's generations (docs/performance.md, lever 13),
     # and raise the collector's first threshold (lever 27), for a process that serves for long:
-    # `ordersaga serve` turns it on. Off, for a service started
-    # inside another program (the tests start hundreds), whose start would pay a full collection.
+    # `ordersaga serve` turns it on. Off, for a service started inside another program (the tests
+    # start hundreds), whose start would pay a full collection.
     freeze_start_up: bool = False
     # Publish every journal event to a NATS JetStream stream; None: no stream.
     stream: StreamSettings | None = None

@@ -1,6 +1,6 @@
 """A request's objects are freed by reference counting as it ends, on each database: none is left
 in a reference cycle for the collector to find (each request's executor, context and request were,
-so that the collector ran about once a saga and traversed every request in flight)."""
+and the placement's work; docs/performance.md, lever 26)."""
 
 from __future__ import annotations
 
