@@ -12,7 +12,8 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.edge.errors import ClientErrorCode, client_error
-from api.graphql.types import FailureKind, SagaStepName, service
+from api.graphql.enums import FailureKind, SagaStepName
+from api.graphql.types import service
 from api.outbound.warehouse import CommandStats
 from persistence.read import analytics
 

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 import strawberry
 from strawberry.types import Info
 
+from api.graphql.enums import ErrorCode
 from api.graphql.interventions import actor_of
-from api.graphql.types import ErrorCode, Input, Saga, UserError, as_committed, principal, service, user_errors
+from api.graphql.types import Input, Saga, UserError, as_committed, principal, service, user_errors
 from domain.model.interventions import Refused
 from domain.model.problems import MAX_TEXT, Problem, ProblemCode, check_text
 from domain.model.saga import SagaState

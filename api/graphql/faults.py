@@ -7,7 +7,8 @@ from datetime import timedelta
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.types import Input, UserError, described, service, user_errors, user_errors_field
+from api.graphql.enums import described
+from api.graphql.types import Input, UserError, service, user_errors, user_errors_field
 from api.staged_faults import Fault
 from domain.model.problems import Problem, ProblemCode
 from domain.model.saga import Participant as DomainParticipant

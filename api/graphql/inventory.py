@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from api.graphql.enums import StorageCondition
 from api.graphql.idempotency import KEY_DESCRIPTION, KEY_REUSED, check_key, keyed
 from api.graphql.node_ids import catalog_id
 from api.graphql.types import (
@@ -17,7 +18,6 @@ from api.graphql.types import (
     Product,
     Section,
     StockLevel,
-    StorageCondition,
     UserError,
     Warehouse,
     service,

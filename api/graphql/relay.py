@@ -28,15 +28,14 @@ from api.graphql.connections import (
 )
 from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.edge.inputs import refuse_unstorable
+from api.graphql.enums import OrderStatus, SagaStatus
 from api.graphql.loaders import loaders
 from api.graphql.node_ids import catalog_key
 from api.graphql.types import (
     Node,
     Order,
-    OrderStatus,
     Product,
     Saga,
-    SagaStatus,
     Shipment,
     StockLevel,
     StockMovement,

@@ -30,8 +30,9 @@ from strawberry.types.graphql import OperationType
 from api.access.rules import customer_filter
 from api.graphql.edge.errors import ClientErrorCode, client_error
 from api.graphql.edge.execution_limits import operation_answer_size
+from api.graphql.enums import SagaStatus
 from api.graphql.journal import SagaUpdate, journal_position
-from api.graphql.types import SagaStatus, principal, service
+from api.graphql.types import principal, service
 from api.live.hub import TransitionHub
 from api.live.journal_tail import JournalTail
 from api.live.pacing import VALUES_PER_PASS, Pacer

@@ -13,7 +13,8 @@ from strawberry.types import Info
 
 from api.graphql.connections import After, Before, Edge, First, Last, UncountedConnection, window
 from api.graphql.edge.errors import ClientErrorCode, client_error
-from api.graphql.types import Input, UserError, described, service, user_errors
+from api.graphql.enums import described
+from api.graphql.types import Input, UserError, service, user_errors
 from api.outbound.addresses import reach_problem, url_problem
 from api.outbound.signing import new_secret
 from domain.model.problems import Problem, ProblemCode
