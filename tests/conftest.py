@@ -30,7 +30,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from api.service import SERVING_FIRST_GENERATION_THRESHOLD
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.tables import metadata
@@ -260,6 +259,10 @@ def pytest_collection_finish() -> None:
     were about a tenth of a test process's CPU; freezing took a third of that away). Start-up
     freezes the same way in `serve` (Service's `freeze_start_up`), and the collector's first
     threshold is raised as it is there: the suite took 12% less CPU (docs/performance.md, lever 27)."""
+    # Imported here, where collection has imported it already: at the top, pytest-xdist's controller,
+    # which collects nothing, would import the whole service before it starts the test processes.
+    from api.service import SERVING_FIRST_GENERATION_THRESHOLD
+
     gc.collect()
     gc.freeze()
     gc.set_threshold(SERVING_FIRST_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
