@@ -280,6 +280,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--postgres", help="a PostgreSQL server URL: run every cell on it too")
     args = parser.parse_args()
+    # Made before the run, so that a report's folder missing costs nothing after minutes of cells.
+    for output in (args.report, args.json):
+        if output:
+            output.parent.mkdir(parents=True, exist_ok=True)
     # The smoke run warms up with two sagas: enough to take that path, not to warm anything.
     sagas, levels, ceiling_s, warmup = (
         (8, (2,), 0.1, 2) if args.smoke else (args.sagas, CONCURRENCY, 3.0, None)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from graphql import FieldNode, GraphQLError, get_operation_ast
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.access.rules import roles_sentence
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.bulk import BulkMutations
+from api.graphql.edge.direct_execution import execute_directly
 from api.graphql.edge.errors import report
 from api.graphql.edge.input_building import install_input_builders
 from api.graphql.edge.inputs import DateTime
@@ -72,7 +74,16 @@ class Mutation(
 class EdgeSchema(strawberry.Schema):
     """The schema, with every error reported once, on every transport and operation type: strawberry
     hands each error to `process_errors` before the result is formatted, in place of its own logging
-    (which logged every error, a client's mistakes too, with a traceback at ERROR)."""
+    (which logged every error, a client's mistakes too, with a traceback at ERROR). With
+    `direct_execution` (the fast paths), `execute` (every query and mutation over HTTP) calls the
+    edge rules directly (api/graphql/edge/direct_execution.py)."""
+
+    direct_execution = False
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        if self.direct_execution:
+            return await execute_directly(self, *args, **kwargs)
+        return await super().execute(*args, **kwargs)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -135,9 +146,10 @@ def _document_roles(schema: EdgeSchema) -> None:
 @functools.cache
 def build_schema(fast_paths: bool = True) -> EdgeSchema:
     """The schema, built once per value of `fast_paths` (`Settings.fast_paths`). With the fast paths,
-    documents' parses and verdicts are cached (api/graphql/edge/documents.py) and a subscription
-    event many subscribers send is rendered once per selection (api/graphql/renditions.py); without
-    them, both are strawberry's and graphql-core's own. The answers are the same."""
+    documents' parses and verdicts are cached (api/graphql/edge/documents.py), `execute` calls the
+    edge rules directly (api/graphql/edge/direct_execution.py) and a subscription event many
+    subscribers send is rendered once per selection (api/graphql/renditions.py); without them, all
+    three are strawberry's and graphql-core's own. The answers are the same."""
     schema = EdgeSchema(
         query=Query,
         mutation=Mutation,
@@ -147,6 +159,7 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
         execution_context_class=RenderOnce if fast_paths else None,
     )
+    schema.direct_execution = fast_paths
     _document_roles(schema)
     # On the input classes' own definitions: for both values of `fast_paths`, which share them.
     install_input_builders(schema)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from api.graphql import schema as graphql_schema
+from api.graphql.edge.direct_execution import execute_directly
 from api.settings import Settings
 from api.web.graphql_http import GraphQLOverHTTP
 from domain.model.saga import Participant, SagaPolicy
@@ -100,25 +102,31 @@ async def _converse(live: Live) -> list[Any]:
 
 async def _served(
     database_url: str, fast_paths: bool, monkeypatch: pytest.MonkeyPatch
-) -> tuple[str, int, int, int]:
+) -> tuple[str, int, int, int, int]:
     """The anonymous transcript of `_converse`, the sagas rendered for its subscribers, the
-    journal's INSERTs that went through SQLAlchemy, and the POSTs answered without strawberry's
-    `run`."""
+    journal's INSERTs that went through SQLAlchemy, the POSTs answered without strawberry's `run`,
+    and the operations executed without strawberry's `Schema.execute`."""
     settings = Settings(database_url=database_url, policy=POLICY, fast_paths=fast_paths)
     direct: list[object] = []
+    executed_directly: list[object] = []
     run_post = GraphQLOverHTTP.run_post
 
     async def counted(view: GraphQLOverHTTP, request: Any) -> Any:
         direct.append(request)
         return await run_post(view, request)
 
+    async def counted_execution(schema: Any, *args: Any) -> Any:
+        executed_directly.append(args)
+        return await execute_directly(schema, *args)
+
     async with serve_live(settings) as live:
         with monkeypatch.context() as patched, through_sqlalchemy() as executed:
             rendered = saga_renderings(patched)
             patched.setattr(GraphQLOverHTTP, "run_post", counted)
+            patched.setattr(graphql_schema, "execute_directly", counted_execution)
             transcript = await _converse(live)
     inserts = [statement for statement in executed if "INSERT INTO journal " in statement]
-    return _anonymous(transcript), len(rendered), len(inserts), len(direct)
+    return _anonymous(transcript), len(rendered), len(inserts), len(direct), len(executed_directly)
 
 
 async def _emptied(url: str) -> str:
@@ -139,8 +147,10 @@ async def _emptied(url: str) -> str:
 async def test_the_same_requests_get_the_same_answers_with_and_without_the_fast_paths(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast, fast_renderings, fast_inserts, fast_posts = await _served(database_url, True, monkeypatch)
-    plain, plain_renderings, plain_inserts, plain_posts = await _served(
+    fast, fast_renderings, fast_inserts, fast_posts, fast_direct = await _served(
+        database_url, True, monkeypatch
+    )
+    plain, plain_renderings, plain_inserts, plain_posts, plain_direct = await _served(
         await _emptied(database_url), False, monkeypatch
     )
 
@@ -148,8 +158,9 @@ async def test_the_same_requests_get_the_same_answers_with_and_without_the_fast_
     assert "BAD_REQUEST" in fast and "QUERY_TOO_COMPLEX" in fast and "COMPLETED" in fast
     # The shortcuts are off without the fast paths: two subscribers share a selection, and each
     # renders its own transitions; the journal is written through SQLAlchemy, not the driver directly;
-    # every POST goes through strawberry's `run`.
+    # every POST goes through strawberry's `run`, and every operation through its `Schema.execute`.
     assert plain_renderings > fast_renderings
     assert plain_inserts > 0
     assert fast_inserts == 0
     assert fast_posts > 0 and plain_posts == 0
+    assert fast_direct > 0 and plain_direct == 0
