@@ -63,8 +63,7 @@ class UnreadableEvent(ValueError):
 def encode(event: saga.SagaEvent) -> tuple[str, int, Data]:
     """The event's stored form: its type name, format version and JSON data."""
     type_name = event.type_name
-    data = {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
-    return type_name, EVENT_VERSIONS.get(type_name, 1), data
+    return type_name, EVENT_VERSIONS.get(type_name, 1), _fields_to_json(event)
 
 
 def decode(type_name: str, version: int, data: Data) -> saga.SagaEvent:
@@ -90,7 +89,19 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls, localns=_NAMESPACE)
 
 
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields builds its answer anew on every call; an event's fields never change.
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# Stored as they are. By exact type: a str- or int-valued enum is an instance of str or int too.
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _to_json(value: Any) -> Any:
+    if type(value) in _AS_IS:  # most of an event's values: checked first, every event is encoded
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -98,8 +109,12 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_to_json(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return _fields_to_json(value)
     return value
+
+
+def _fields_to_json(value: Any) -> Data:
+    return {name: _to_json(getattr(value, name)) for name in _field_names(value.__class__)}
 
 
 def _from_json(hint: Any, value: Any) -> Any:
