@@ -17,7 +17,7 @@ from strawberry.types.graphql import OperationType
 from api.access.rules import roles_sentence
 from api.graphql.analytics import AnalyticsQueries
 from api.graphql.bulk import BulkMutations
-from api.graphql.edge.direct_execution import execute_directly
+from api.graphql.edge.direct_execution import answers_as_strawberry, execute_directly
 from api.graphql.edge.errors import report
 from api.graphql.edge.input_building import install_input_builders
 from api.graphql.edge.inputs import DateTime
@@ -75,8 +75,8 @@ class EdgeSchema(strawberry.Schema):
     """The schema, with every error reported once, on every transport and operation type: strawberry
     hands each error to `process_errors` before the result is formatted, in place of its own logging
     (which logged every error, a client's mistakes too, with a traceback at ERROR). With
-    `direct_execution` (the fast paths), `execute` (every query and mutation over HTTP) calls the
-    edge rules directly (api/graphql/edge/direct_execution.py)."""
+    `direct_execution` (the fast paths, when `answers_as_strawberry`), `execute` (every query and
+    mutation over HTTP) calls the edge rules directly (api/graphql/edge/direct_execution.py)."""
 
     direct_execution = False
 
@@ -159,7 +159,7 @@ def build_schema(fast_paths: bool = True) -> EdgeSchema:
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
         execution_context_class=RenderOnce if fast_paths else None,
     )
-    schema.direct_execution = fast_paths
+    schema.direct_execution = fast_paths and answers_as_strawberry(schema)
     _document_roles(schema)
     # On the input classes' own definitions: for both values of `fast_paths`, which share them.
     install_input_builders(schema)

@@ -5,6 +5,7 @@ for every kind of caller."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,13 +16,16 @@ import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
 from api.access.auth import DEVELOPER, KeysUnavailable, NotAuthenticated, Principal, Role
 from api.demo import load_demo_catalog
-from api.graphql.edge.direct_execution import execute_directly
+from api.graphql.edge.direct_execution import answers_as_strawberry, execute_directly
 from api.graphql.edge.document_limits import MAX_TOKENS
-from api.graphql.schema import EdgeSchema, build_schema
+from api.graphql.edge.rules import EdgeRules
+from api.graphql.schema import build_schema
 from api.service import Service
 from api.settings import Settings
 from api.web.app import create_app
@@ -161,10 +165,20 @@ async def test_mutations_past_the_rate_limit_are_refused_alike(
     assert direct == general
 
 
-def test_the_schema_is_strawberrys_with_one_extension(view: GraphQLOverHTTP) -> None:
+def test_only_a_schema_with_the_edge_rules_alone_is_executed_directly() -> None:
     """What `execute_directly` stands in for: the edge rules as the schema's one extension, no
-    directives of its own (strawberry would add an extension for them), no incremental delivery."""
-    schema = view.schema
-    assert isinstance(schema, EdgeSchema) and schema.direct_execution
-    assert len(schema.extensions) == 1 and not schema.directives
-    assert not schema.config.enable_experimental_incremental_execution
+    directives of its own (strawberry would add an extension for them), no incremental delivery.
+    Built otherwise, a schema is executed by strawberry."""
+
+    @strawberry.type
+    class Query:
+        answer: int = 42
+
+    edge = functools.partial(EdgeRules, fast_paths=True)
+    assert answers_as_strawberry(build_schema(True))
+    assert answers_as_strawberry(strawberry.Schema(query=Query, extensions=[edge]))
+    assert not answers_as_strawberry(strawberry.Schema(query=Query))
+    assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[edge, MaskErrors]))
+    assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[MaskErrors]))
+    incremental = StrawberryConfig(enable_experimental_incremental_execution=True)
+    assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[edge], config=incremental))

@@ -115,9 +115,9 @@ async def _served(
         direct.append(request)
         return await run_post(view, request)
 
-    async def counted_execution(schema: Any, *args: Any) -> Any:
+    async def counted_execution(schema: Any, *args: Any, **kwargs: Any) -> Any:
         executed_directly.append(args)
-        return await execute_directly(schema, *args)
+        return await execute_directly(schema, *args, **kwargs)
 
     async with serve_live(settings) as live:
         with monkeypatch.context() as patched, through_sqlalchemy() as executed:

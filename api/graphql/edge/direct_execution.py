@@ -5,10 +5,11 @@ for every query and mutation over HTTP.
 For each request, strawberry makes the schema's extension anew, a runner for its hooks, a context
 manager for each phase the extension has a hook for, and a resolver middleware manager that wraps
 every field's resolver again. With one extension whose hooks only call the rules before each
-phase (`api.graphql.edge.rules`), that machinery costs about a tenth of a placed order's server CPU
-(docs/performance.md, lever 28). Here the rules run at the same points, in the same order, and
-their refusals take the same way out; the one resolver middleware (`storable_arguments`) is made
-once, as it keeps nothing per request.
+phase (`api.graphql.edge.rules`), that machinery cost 3-6% of a placed order's server CPU and about
+a quarter of a trivial query's (docs/performance.md, lever 28). Here the rules run at the same
+points, in the same order, and their refusals take the same way out; the one resolver middleware
+(`storable_arguments`) is made once, as it keeps nothing per request. Operations over WebSocket
+(strawberry's `Schema.stream`) keep the extension.
 
 This follows strawberry 0.341's `Schema.execute` step for step and uses its private helpers
 (pinned in pyproject.toml; docs/library-internals.md). tests/api/test_direct_execution.py holds it
@@ -44,6 +45,19 @@ from api.graphql.edge.inputs import storable_arguments
 
 # Keeps nothing per request: its wrapped resolvers, one per field resolver, serve every request.
 STORABLE_ARGUMENTS = MiddlewareManager(storable_arguments)
+
+
+def answers_as_strawberry(schema: Schema) -> bool:
+    """Whether `execute_directly` answers as `schema.execute` would: the edge rules are its one
+    extension, it has no directives of its own (for which strawberry adds an extension) and no
+    incremental delivery. A schema built otherwise is executed by strawberry."""
+    [extension, *others] = schema.extensions or [None]
+    return (
+        not others
+        and getattr(extension, "func", extension) is rules.EdgeRules
+        and not schema.directives
+        and not schema.config.enable_experimental_incremental_execution
+    )
 
 
 async def execute_directly(
