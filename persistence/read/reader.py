@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, text
+from sqlalchemy import Result, Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.database import ONE_STATEMENT
 
 T = TypeVar("T")
 
@@ -14,6 +16,8 @@ T = TypeVar("T")
 class Reader:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # SQLite's reads go without BEGIN (ONE_STATEMENT); elsewhere the option would do nothing.
+        self._alone = {ONE_STATEMENT: True} if engine.dialect.name == "sqlite" else None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -24,16 +28,20 @@ class Reader:
         await self._one(text("SELECT 1"))
 
     async def _count(self, query: object) -> int:
-        async with self._engine.connect() as conn:
-            return (await conn.execute(query)).scalar_one()  # type: ignore[call-overload,no-any-return]
+        return await self._read(query, Result.scalar_one)  # type: ignore[no-any-return]
 
     async def _one(self, query: object) -> Row | None:
-        async with self._engine.connect() as conn:
-            return (await conn.execute(query)).first()  # type: ignore[call-overload]
+        return await self._read(query, Result.first)
 
     async def _all(self, query: object) -> Sequence[Row]:
+        return await self._read(query, Result.all)
+
+    async def _read(self, query: object, take: Callable[[Result[Any]], T]) -> T:
+        """`take` of the result of `query`, run alone on a connection of its own."""
         async with self._engine.connect() as conn:
-            return (await conn.execute(query)).all()  # type: ignore[call-overload]
+            if self._alone is not None:
+                await conn.execution_options(**self._alone)
+            return take(await conn.execute(query))  # type: ignore[call-overload]
 
     async def _typed_one(self, query: object, row: Callable[..., T]) -> T | None:
         """The first row of `query` as `row(**columns)` (a class of persistence/read/rows.py)."""

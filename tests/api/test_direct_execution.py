@@ -178,6 +178,8 @@ def test_only_a_schema_with_the_edge_rules_alone_is_executed_directly() -> None:
     assert answers_as_strawberry(build_schema(True))
     assert answers_as_strawberry(strawberry.Schema(query=Query, extensions=[edge]))
     assert not answers_as_strawberry(strawberry.Schema(query=Query))
+    slow = functools.partial(EdgeRules, fast_paths=False)
+    assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[slow]))
     assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[edge, MaskErrors]))
     assert not answers_as_strawberry(strawberry.Schema(query=Query, extensions=[MaskErrors]))
     incremental = StrawberryConfig(enable_experimental_incremental_execution=True)

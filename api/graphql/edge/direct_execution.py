@@ -48,13 +48,14 @@ STORABLE_ARGUMENTS = MiddlewareManager(storable_arguments)
 
 
 def answers_as_strawberry(schema: Schema) -> bool:
-    """Whether `execute_directly` answers as `schema.execute` would: the edge rules are its one
-    extension, it has no directives of its own (for which strawberry adds an extension) and no
-    incremental delivery. A schema built otherwise is executed by strawberry."""
+    """Whether `execute_directly` answers as `schema.execute` would: the edge rules, with the fast
+    paths, are its one extension, it has no directives of its own (for which strawberry adds an
+    extension) and no incremental delivery. A schema built otherwise is executed by strawberry."""
     [extension, *others] = schema.extensions or [None]
     return (
         not others
         and getattr(extension, "func", extension) is rules.EdgeRules
+        and getattr(extension, "keywords", {}).get("fast_paths") is True
         and not schema.directives
         and not schema.config.enable_experimental_incremental_execution
     )
@@ -71,9 +72,10 @@ async def execute_directly(
     operation_extensions: dict[str, Any] | None = None,
 ) -> ExecutionResult:
     """What `schema.execute(...)` answers with the edge rules as its one extension, the fast paths
-    on: the result, its errors reported by `schema.process_errors` once. Raises what it raises
-    before executing: MissingQueryError (no document), CannotGetOperationTypeError (no such
-    operation), InvalidOperationTypeError (an operation type not allowed, a mutation over GET)."""
+    on: the result, its errors reported by `schema.process_errors` once. Raises what
+    `schema.execute` raises before executing: MissingQueryError (no document),
+    CannotGetOperationTypeError (no such operation), InvalidOperationTypeError (an operation type
+    not allowed, a mutation over GET)."""
     context = schema._create_execution_context(
         query=query,
         allowed_operation_types=(
@@ -85,7 +87,8 @@ async def execute_directly(
         operation_name=operation_name,
         operation_extensions=operation_extensions,
     )
-    # No extension: what strawberry's runner adds to a result is the context's own results.
+    # With no extension, the runner adds to a result only the context's `extensions_results`, as
+    # strawberry's does with the edge rules, which have no results of their own (`get_results`).
     runner = SchemaExtensionsRunner(execution_context=context, extensions=[])
     try:
         if refused := await _prepared(context):
@@ -124,7 +127,8 @@ async def execute_directly(
 async def _prepared(context: ExecutionContext) -> PreExecutionError | None:
     """strawberry's `_prepare_operation_async`, the rules before parsing and before validation
     called in place of the extension's hooks: the refusal of a document that does not parse or is
-    not valid, or None."""
+    not valid, or None. Raises MissingQueryError, CannotGetOperationTypeError and
+    InvalidOperationTypeError, as strawberry's does."""
     if not context.query and context.graphql_document is None:
         raise MissingQueryError
     rules.parsing(context, fast_paths=True)
