@@ -137,7 +137,7 @@ def make_writer_engine(url: str) -> AsyncEngine | Engine:
 # An execution option for a connection that runs a single statement. On SQLite it runs without
 # BEGIN, in the implicit transaction SQLite gives every statement, which is just as consistent for
 # one statement: the BEGIN cost three of a read's eight hand-offs to the async driver's thread,
-# about a quarter of its CPU (docs/performance.md). Elsewhere it changes nothing.
+# a sixth to a fifth of its CPU (docs/performance.md, lever 30). Elsewhere it changes nothing.
 ONE_STATEMENT = "ordersaga_one_statement"
 
 
