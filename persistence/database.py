@@ -134,10 +134,11 @@ def make_writer_engine(url: str) -> AsyncEngine | Engine:
     return engine
 
 
-# An execution option for a connection that runs a single statement. On SQLite it runs without
-# BEGIN, in the implicit transaction SQLite gives every statement, which is just as consistent for
-# one statement: the BEGIN cost three of a read's eight hand-offs to the async driver's thread,
-# a sixth to a fifth of its CPU (docs/performance.md, lever 30). Elsewhere it changes nothing.
+# An execution option for a reader's connection that runs a single statement. On SQLite it runs
+# without BEGIN, in the implicit transaction SQLite gives every statement, which is just as
+# consistent for one statement: the BEGIN cost three of a read's eight hand-offs to the async
+# driver's thread, 5-20% of its CPU (docs/performance.md, lever 30). A writer's connection ignores
+# it (each of its statements would commit on its own), and so does PostgreSQL.
 ONE_STATEMENT = "ordersaga_one_statement"
 
 
@@ -158,7 +159,7 @@ def _configure_sqlite(engine: Engine, writer: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        if not connection.get_execution_options().get(ONE_STATEMENT):
+        if writer or not connection.get_execution_options().get(ONE_STATEMENT):
             connection.exec_driver_sql(begin)
 
 

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.database import make_engine
+from persistence.database import ONE_STATEMENT, make_engine
 from persistence.read.catalog import CatalogReads
 from persistence.tables import products
 
@@ -26,22 +27,22 @@ async def catalog(database_url: str) -> AsyncIterator[CatalogReads]:
 
 
 @contextmanager
-def sent(reads: CatalogReads) -> Iterator[list[str]]:
-    """The statements the reader's engine sends meanwhile, as their text."""
+def sent(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The statements `engine` sends meanwhile, each as its first word."""
     statements: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         statements.append(statement.strip().split()[0].upper())
 
-    event.listen(reads.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(reads.engine.sync_engine, "before_cursor_execute", record)
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_a_read_of_one_statement_begins_no_transaction_on_sqlite(catalog: CatalogReads) -> None:
-    with sent(catalog) as statements:
+    with sent(catalog.engine) as statements:
         assert await catalog.known_skus(["NO-SUCH"]) == set()
         assert await catalog.products() == []
     # On PostgreSQL too: asyncpg begins a transaction itself, not through a statement SQLAlchemy sends.
@@ -51,9 +52,23 @@ async def test_a_read_of_one_statement_begins_no_transaction_on_sqlite(catalog: 
 async def test_a_connection_for_several_statements_still_begins_a_transaction_on_sqlite(
     catalog: CatalogReads, database_url: str
 ) -> None:
-    with sent(catalog) as statements:
+    with sent(catalog.engine) as statements:
         async with catalog.engine.connect() as conn:
             await conn.execute(select(products.c.sku))
             await conn.execute(text("SELECT 1"))
     began = ["BEGIN"] if database_url.startswith("sqlite") else []
     assert statements == [*began, "SELECT", "SELECT"]
+
+
+async def test_a_writer_begins_its_transaction_whatever_the_option(database_url: str) -> None:
+    """A writer's statements on a connection with the option would each commit on their own."""
+    engine = make_engine(database_url)
+    try:
+        with sent(engine) as statements:
+            async with engine.connect() as conn:
+                await conn.execution_options(**{ONE_STATEMENT: True})
+                await conn.execute(select(products.c.sku))
+    finally:
+        await engine.dispose()
+    began = ["BEGIN"] if database_url.startswith("sqlite") else []  # BEGIN IMMEDIATE
+    assert statements == [*began, "SELECT"]
