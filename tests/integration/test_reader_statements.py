@@ -1,7 +1,7 @@
 """What a reader of the read side sends: on SQLite a read of one statement goes without BEGIN, in the
 statement's own implicit transaction (`persistence.database.ONE_STATEMENT`), while a connection used
-for several statements still begins a transaction; on PostgreSQL reads are sent as before. The
-answers are the same either way (SQLite and PostgreSQL)."""
+for several statements, and a writer's whatever its options, still begins a transaction; on
+PostgreSQL statements are sent as before (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
