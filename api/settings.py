@@ -84,9 +84,10 @@ class Settings:
     # renews it, which is how long a dead process's sagas wait before another takes them over.
     lease_ttl: timedelta = DEFAULT_LEASE_TTL
     # The shortcuts that make the hot paths cheaper by reaching into libraries' internals (the
-    # parse and validation caches, subscription messages rendered once per selection, SQLite's
-    # prepared statements; docs/library-internals.md). Off, the service runs on the libraries'
-    # public paths alone and answers the same: the way out when a library upgrade breaks one.
+    # parse and validation caches, strawberry's HTTP view and execute without their general
+    # machinery, subscription messages rendered once per selection, the hot statements prepared
+    # on the driver; docs/library-internals.md). Off, the service runs on the libraries' public
+    # paths alone and answers the same: the way out when a library upgrade breaks one.
     fast_paths: bool = True
     # This process's name among several: in leases, logs and metrics.
     instance: str = field(default_factory=lambda: default_instance())
