@@ -186,6 +186,23 @@ async def test_a_subscription_on_one_process_follows_every_transition_of_sagas_d
     assert sequences[-1] == len(await journal_of(database_url, slow))
 
 
+async def place_as_told(gql: GraphQLClient, customer: str, **extra: object) -> dict[str, Any]:
+    """placeOrder for one unit (with `extra` input fields), sent again as long as it is answered
+    SERVICE_UNAVAILABLE, after the wait it names, as a client is told to: nothing was done, so the
+    order is placed once. (Two processes' pools, beside the rest of a test run, can take every
+    connection the PostgreSQL server allows.)"""
+    order = {"customerId": customer, "lines": [{"sku": "TEA", "quantity": 1}], **extra}
+    for _ in range(30):
+        body = (await gql.http.post("/graphql", json={"query": PLACE, "variables": {"input": order}})).json()
+        if "errors" not in body:
+            return body["data"]["placeOrder"]  # type: ignore[no-any-return]
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
+        # Jittered, so that those told together do not all come back at once.
+        await asyncio.sleep(error["extensions"]["retryAfterSeconds"] * random.uniform(1, 1.5))
+    raise AssertionError(f"{customer}'s order was answered SERVICE_UNAVAILABLE 30 times")
+
+
 @postgresql_only
 async def test_one_idempotency_key_sent_to_two_processes_at_once_makes_one_order(database_url: str) -> None:
     async with fleet(database_url, 2, *LEASED) as (first, second):
@@ -195,10 +212,7 @@ async def test_one_idempotency_key_sent_to_two_processes_at_once_makes_one_order
         for n in range(5):
             answers.append(
                 await asyncio.gather(
-                    *(
-                        place(s.gql, 1, idempotencyKey=f"twice-{n}", customerId=f"c-{n}")
-                        for s in (first, second)
-                    )
+                    *(place_as_told(s.gql, f"c-{n}", idempotencyKey=f"twice-{n}") for s in (first, second))
                 )
             )
         for pair in answers:
@@ -228,23 +242,6 @@ async def test_a_replayed_key_awaiting_its_outcome_is_answered_when_the_other_pr
         replay = await place(other.gql, 1, idempotencyKey="await-there", awaitOutcomeMs=30_000)
     assert replay["saga"]["id"] == placed["saga"]["id"]
     assert (replay["saga"]["status"], replay["order"]["status"]) == ("COMPLETED", "CONFIRMED")
-
-
-async def place_as_told(gql: GraphQLClient, customer: str) -> dict[str, Any]:
-    """placeOrder for one unit, sent again as long as it is answered SERVICE_UNAVAILABLE, after the
-    wait it names, as a client is told to: nothing was done, so the order is placed once. (Two
-    processes' pools, beside the rest of a test run, can take every connection the PostgreSQL
-    server allows.)"""
-    order = {"customerId": customer, "lines": [{"sku": "TEA", "quantity": 1}]}
-    for _ in range(30):
-        body = (await gql.http.post("/graphql", json={"query": PLACE, "variables": {"input": order}})).json()
-        if "errors" not in body:
-            return body["data"]["placeOrder"]  # type: ignore[no-any-return]
-        (error,) = body["errors"]
-        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
-        # Jittered, so that those told together do not all come back at once.
-        await asyncio.sleep(error["extensions"]["retryAfterSeconds"] * random.uniform(1, 1.5))
-    raise AssertionError(f"{customer}'s order was answered SERVICE_UNAVAILABLE 30 times")
 
 
 @postgresql_only
