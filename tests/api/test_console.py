@@ -312,8 +312,14 @@ async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     actions = await page.until(f"return {buttons}.length && {buttons}", what="the actions")
     assert actions == ["retry", "abort", "cancel"]
 
-    # By keyboard: the button takes the focus, Enter asks, Escape keeps the saga as it is.
-    await page.run("document.querySelector('#saga-actions [data-action=retry]').focus()")
+    # By keyboard: the button takes the focus, and keeps it when the page is drawn again (as when the
+    # feed says the saga moved); Enter asks, Escape keeps the saga as it is.
+    await page.until_connection("live")  # the feed's first reading of the page is done
+    retry = "document.querySelector('#saga-actions [data-action=retry]')"
+    await page.run(f"{retry}.dataset.drawing = 'first'; {retry}.focus()")
+    await page.run("import('/dashboard/saga.js').then((saga) => saga.refreshIfShown())")
+    await page.until(f"return {retry} && !{retry}.dataset.drawing", what="the actions drawn again")
+    assert await page.run("return document.activeElement.dataset.action") == "retry"
     await page.press(Keys.ENTER)
     dialog_open = "return document.getElementById('action-dialog').open"
     assert await page.until(dialog_open, what="a question before retrying")
@@ -324,7 +330,7 @@ async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     assert await page.run(f"return {ANSWER}.innerText") == ""
 
     # Enter again, and Enter on the confirmation, which has the focus.
-    await page.run("document.querySelector('#saga-actions [data-action=retry]').focus()")
+    await page.run(f"{retry}.focus()")
     await page.press(Keys.ENTER)
     await page.until(dialog_open, what="a question before retrying")
     assert await page.run("return document.activeElement.id") == "action-confirm"

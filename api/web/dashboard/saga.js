@@ -86,10 +86,14 @@ function showMissing(id, message) {
 }
 
 function render(saga) {
+  // Drawn again whenever the feed says the saga moved: the control a keyboard user was on keeps the
+  // focus, if the saga still offers it, rather than dropping it to the page.
+  const focused = controlKey(document.activeElement?.closest("#saga-actions > *"));
   $("saga-page").dataset.state = "shown";
   $("saga-page").dataset.status = saga.status;
   $("saga-title").replaceChildren("Saga ", element("code", {}, saga.id));
   $("saga-actions").replaceChildren(...actionsFor(saga), download(saga));
+  if (focused) [...$("saga-actions").children].find((control) => controlKey(control) === focused)?.focus();
   $("saga-body").replaceChildren(
     element(
       "dl",
@@ -108,6 +112,9 @@ function render(saga) {
     journal(saga.events),
   );
 }
+
+// What names a control of the saga's actions across drawings: its action, or its id.
+const controlKey = (control) => control && (control.dataset.action ?? control.id);
 
 let downloaded = null; // the object URL of the shown saga's history, let go when it is redrawn
 
