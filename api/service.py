@@ -48,6 +48,7 @@ from persistence.migrate import upgrade
 from persistence.read.analytics import SagaAnalytics
 from persistence.read.catalog import CatalogReads
 from persistence.read.event_log import head
+from persistence.read.reader import ReadEngine
 from persistence.read.sagas import SagaPages, SagaReads, Worklist
 from persistence.read.timeline import TimelineReads
 from persistence.serving import claim_database
@@ -139,11 +140,12 @@ class Service:
             prepared=settings.fast_paths,
         )
         secret = settings.warehouse_service_secret
-        self.read = SagaReads(self._reader)
-        self.pages = SagaPages(self._reader)
-        self.timeline = TimelineReads(self._reader)
-        self.worklist = Worklist(self._reader)
-        self.catalog = CatalogReads(self._reader)
+        self.reads = ReadEngine(self._reader)
+        self.read = SagaReads(self.reads)
+        self.pages = SagaPages(self.reads)
+        self.timeline = TimelineReads(self.reads)
+        self.worklist = Worklist(self.reads)
+        self.catalog = CatalogReads(self.reads)
         self.warehouses = WarehouseService(
             self.catalog.warehouse_service_urls,
             settings.warehouse_service_url,
@@ -299,6 +301,7 @@ class Service:
         await self.warehouses.close()
         if self._outbound is not None:
             await self._outbound.dispose()
+        self.reads.close()
         await self._reader.dispose()
         await self._claim.aclose()
 

@@ -58,7 +58,8 @@ class Settings:
     # answered SERVICE_UNAVAILABLE. Longer than the read pool's: a burst on one hot SKU queues writes
     # for seconds and should still go through.
     write_timeout: timedelta = timedelta(seconds=30)
-    # Connections the read pool holds; None keeps the engine's default for the database.
+    # Connections the read pool holds; None keeps the engine's default for the database. On SQLite
+    # reads of one statement have as many again, each with a thread (persistence/read/reader.py).
     read_pool_size: int | None = None
     # Request bodies (and WebSocket messages) larger than this are refused (413); bodies must arrive
     # within body_timeout of the request's start (408), headers within header_timeout of the

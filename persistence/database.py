@@ -128,9 +128,16 @@ def make_writer_engine(url: str) -> AsyncEngine | Engine:
     the writer's own thread; elsewhere the async one."""
     if not is_sqlite(url):
         return make_engine(url)
+    return make_blocking_engine(url, writer=True)
+
+
+def make_blocking_engine(url: str, *, writer: bool, **options: Any) -> Engine:
+    """A blocking engine (sqlite3) for the SQLite database of `url`, an async engine's URL, set up
+    as `make_engine` sets up an async one; its connections may be used from any thread, one at a
+    time. `options` go to SQLAlchemy's `create_engine` (a pool's size and time-out, say)."""
     blocking_url = make_url(url).set(drivername="sqlite+pysqlite")
-    engine = create_engine(blocking_url, connect_args={"check_same_thread": False})
-    _configure_sqlite(engine, writer=True)
+    engine = create_engine(blocking_url, connect_args={"check_same_thread": False}, **options)
+    _configure_sqlite(engine, writer)
     return engine
 
 

@@ -7,17 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.read.paging import PageFilter, Position, Window, count, filtered, newest_first
-from persistence.read.reader import Reader
+from persistence.read.reader import ReadEngine, Reader
 from persistence.read.rows import ProductRow, StockLevelRow, StockMovementRow, WarehouseStockRow
 from persistence.tables import products, sections, stock, stock_movements, warehouses
 
 
 class CatalogReads(Reader):
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, reads: ReadEngine) -> None:
+        super().__init__(reads)
         self._known_skus: set[str] = set()
 
     async def stock_levels(self, sku: str, place: tuple[str, str] | None = None) -> list[StockLevelRow]:

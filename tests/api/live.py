@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Row
+from sqlalchemy import Row, event
 
 from api.graphql.types import Saga
 from api.service import Service
@@ -33,6 +34,16 @@ class Live:
         """Wait until the server has registered this many subscribers with the hub."""
         await eventually(lambda: self.svc.subscribers == count, f"{count} subscribers")
 
+    @contextlib.asynccontextmanager
+    async def read_pool_used_up(self) -> AsyncIterator[None]:
+        """Every read connection taken, as load would take them: the async engine's, which readers
+        of several statements use, and on SQLite the blocking twin's, which a statement read alone
+        uses (persistence/read/reader.py). Each read side's pool holds one connection here."""
+        reads = self.svc.reads
+        async with reads.engine.connect():
+            with reads.blocking.connect() if reads.blocking is not None else contextlib.nullcontext():
+                yield
+
 
 @contextlib.asynccontextmanager
 async def serve_live(settings: Settings, headers: dict[str, str] | None = None) -> AsyncIterator[Live]:
@@ -47,6 +58,20 @@ async def serve_live(settings: Settings, headers: dict[str, str] | None = None) 
         gql = GraphQLClient(http)
         await stock(gql)
         yield Live(svc, url, gql, gate)
+
+
+@contextlib.contextmanager
+def reads_sent(svc: Service, record: Callable[..., Any]) -> Iterator[None]:
+    """`record`, a listener of SQLAlchemy's "before_cursor_execute", sees every statement `svc`'s
+    read side sends meanwhile, through either of its engines (persistence/read/reader.py)."""
+    engines = [engine for engine in (svc.reads.engine.sync_engine, svc.reads.blocking) if engine is not None]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def saga_renderings(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -42,7 +42,7 @@ async def live(database_url: str) -> AsyncIterator[Live]:
 
 
 async def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(live: Live) -> None:
-    async with live.svc.read.engine.connect():  # the pool's only connection
+    async with live.read_pool_used_up():  # the pool's only connection
         response = await live.gql.http.post("/graphql", json={"query": "{ products { sku } }"})
     assert response.status_code == 200
     (error,) = response.json()["errors"]
@@ -55,7 +55,7 @@ async def test_the_saga_feed_rides_out_a_pool_with_no_connection_free(live: Live
     async with subscriptions(live.url) as ws:
         await ws.subscribe("feed", "subscription { sagaFeed { sequence status saga { id } } }")
         await live.until_subscribed(1)
-        async with live.svc.read.engine.connect():
+        async with live.read_pool_used_up():
             placed = await live.svc.orchestrator.place_order(PlaceOrder("c", (OrderLine("TEA", 1),)))
             await asyncio.sleep(4 * WAIT.total_seconds())  # the feed's reads time out meanwhile
         updates = [await ws.next("feed") for _ in range(7)]
@@ -106,7 +106,7 @@ async def test_a_stock_change_made_while_no_read_connection_is_free_answers_the_
 ) -> None:
     # Read after the commit, the answer waited out the pool and said "busy, send it again" for a change
     # that was made: sent again, it was made twice.
-    async with live.svc.read.engine.connect():
+    async with live.read_pool_used_up():
         answer = await live.gql(CHANGES[mutation])
     assert answer == {mutation: {"stockLevel": {"onHand": 6}, "userErrors": []}}
     assert await live.gql('{ stockLevels(sku: "TEA") { onHand } }') == {"stockLevels": [{"onHand": 6}]}
@@ -121,7 +121,7 @@ async def test_a_mutation_field_found_busy_after_others_ran_is_answered_as_unkno
         userErrors { code } }"""
     answers = {}
     for document in (f"mutation {{ {receive} {order} }}", f"mutation {{ {order} }}"):
-        async with live.svc.read.engine.connect():  # whether NEVER-ASKED exists needs it
+        async with live.read_pool_used_up():  # whether NEVER-ASKED exists needs it
             response = await live.gql.http.post("/graphql", json={"query": document})
         (error,) = response.json()["errors"]
         assert error["path"] == ["b"]
@@ -135,7 +135,7 @@ async def test_a_mutation_field_found_busy_after_others_ran_is_answered_as_unkno
 async def test_a_warehouse_changed_while_no_read_connection_is_free_answers_it_changed(live: Live) -> None:
     rename = """mutation { updateWarehouse(input: {code: "W1", name: "Renamed"}) {
         warehouse { code name sections { code } } userErrors { code } } }"""
-    async with live.svc.read.engine.connect():
+    async with live.read_pool_used_up():
         answer = await live.gql(rename)
     renamed = {"code": "W1", "name": "Renamed", "sections": [{"code": "A"}]}
     assert answer == {"updateWarehouse": {"warehouse": renamed, "userErrors": []}}
@@ -147,7 +147,7 @@ async def test_an_order_placed_whose_answer_cannot_be_read_is_answered_as_made_n
     place = """mutation { placeOrder(input: {customerId: "c", lines: [{sku: "TEA", quantity: 1}]}) {
         saga { id events { sequence } } } }"""
     await live.gql(place)  # TEA is known from now on: placing asks the read pool nothing more
-    async with live.svc.read.engine.connect():  # the saga's events, asked for below it, need it
+    async with live.read_pool_used_up():  # the saga's events, asked for below it, need it
         response = await live.gql.http.post("/graphql", json={"query": place})
     (error,) = response.json()["errors"]
     assert error["message"] == ANSWER_LOST_MESSAGE
@@ -164,7 +164,7 @@ async def test_an_order_whose_wait_ran_out_and_whose_answer_cannot_be_read_is_an
         awaitOutcomeMs: 100}) { order { id } saga { id status } } }"""
     await live.gql(place)  # TEA is known from now on: placing asks the read pool nothing more
     live.gate.hold(Participant.INVENTORY)  # the saga does not settle within the wait
-    async with live.svc.read.engine.connect():  # and the saga cannot be read as it stands after it
+    async with live.read_pool_used_up():  # and the saga cannot be read as it stands after it
         answer = await live.gql(place)
     live.gate.release(Participant.INVENTORY)
     placed = answer["placeOrder"]

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from api.graphql.node_ids import catalog_id
+from tests.api.live import reads_sent
 from tests.api.server import TLS, GraphQLClient, serve
 from tests.integration.staging import Stage, make_stage
 from tests.service.fakes import START
@@ -301,10 +301,8 @@ async def test_a_page_with_nested_fields_takes_the_same_few_statements_whatever_
         if statement.lstrip().upper().startswith("SELECT") and not any(b in statement for b in background):
             statements.append(statement)
 
-    engine = stage.svc.read.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        counts = []
+    counts = []
+    with reads_sent(stage.svc, record):
         for first in (2, 20):
             statements.clear()
             page = (await gql(query, first=first))["sagas"]["edges"]
@@ -312,7 +310,5 @@ async def test_a_page_with_nested_fields_takes_the_same_few_statements_whatever_
             assert all(e["node"]["order"]["shipment"] and len(e["node"]["events"]) == 7 for e in page)
             assert all(e["node"]["order"]["saga"]["id"] == e["node"]["id"] for e in page)
             counts.append(len(statements))
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     # The page, then one query each for orders, shipments and timelines.
     assert counts == [4, 4]

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 import websockets
 from graphql.execution.collect_fields import CollectedFields
-from sqlalchemy import event
 
 from api.live.pacing import VALUES_PER_PASS, Pacer
 from api.settings import Settings
 from domain.model.commands import PlaceOrder
 from domain.model.saga import Participant
 from domain.model.values import OrderLine
-from tests.api.live import Live, saga_renderings, serve_live
+from tests.api.live import Live, reads_sent, saga_renderings, serve_live
 from tests.api.subscriptions import PROTOCOL, subscriptions, websocket_url
 
 UPDATES = """
@@ -256,22 +255,18 @@ async def test_subscribers_with_one_selection_share_one_read_and_one_rendering_o
         ):
             reads.append(statement)
 
-    engine = live.svc.read.engine.sync_engine
     async with contextlib.AsyncExitStack() as connections:
         clients = [await connections.enter_async_context(subscriptions(live.url)) for _ in range(8)]
         for n, client in enumerate(clients):
             await client.subscribe("feed", selections[n % 2])
         await live.until_subscribed(len(clients))
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with reads_sent(live.svc, record):
             # Placed past GraphQL, whose answer would render a saga of its own.
             placed = await live.svc.orchestrator.place_order(PlaceOrder("c-1", (OrderLine("TEA", 1),)))
             received = [
                 [(await client.next("feed"))["data"]["sagaFeed"] for _ in COMPLETED_PATH]  # type: ignore[index]
                 for client in clients
             ]
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
     assert all([u["sequence"] for u in updates] == list(range(1, 8)) for updates in received)
     assert all(u["saga"] for updates in received for u in updates)

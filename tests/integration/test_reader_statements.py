@@ -1,7 +1,8 @@
-"""What a reader of the read side sends: on SQLite a read of one statement goes without BEGIN, in the
-statement's own implicit transaction (`persistence.database.ONE_STATEMENT`), while a connection used
-for several statements, and a writer's whatever its options, still begins a transaction; on
-PostgreSQL statements are sent as before (SQLite and PostgreSQL)."""
+"""What a reader of the read side sends: on SQLite a read of one statement goes to the blocking twin
+of the read engine (persistence/read/reader.py), without BEGIN, in the statement's own implicit
+transaction (`persistence.database.ONE_STATEMENT`), while a connection used for several statements,
+and a writer's whatever its options, still begins a transaction; on PostgreSQL statements are sent as
+before (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,44 +10,58 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.database import ONE_STATEMENT, make_engine
 from persistence.read.catalog import CatalogReads
+from persistence.read.reader import ReadEngine
 from persistence.tables import products
 
 
 @pytest.fixture
-async def catalog(database_url: str) -> AsyncIterator[CatalogReads]:
+async def reads(database_url: str) -> AsyncIterator[ReadEngine]:
     engine = make_engine(database_url, writer=False)
+    reads = ReadEngine(engine)
     try:
-        yield CatalogReads(engine)
+        yield reads
     finally:
+        reads.close()
         await engine.dispose()
 
 
+@pytest.fixture
+def catalog(reads: ReadEngine) -> CatalogReads:
+    return CatalogReads(reads)
+
+
 @contextmanager
-def sent(engine: AsyncEngine) -> Iterator[list[str]]:
+def sent(engine: AsyncEngine | Engine) -> Iterator[list[str]]:
     """The statements `engine` sends meanwhile, each as its first word."""
     statements: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         statements.append(statement.strip().split()[0].upper())
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    event.listen(engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        event.remove(engine, "before_cursor_execute", record)
 
 
-async def test_a_read_of_one_statement_begins_no_transaction_on_sqlite(catalog: CatalogReads) -> None:
-    with sent(catalog.engine) as statements:
+async def test_a_read_of_one_statement_begins_no_transaction_on_sqlite(
+    reads: ReadEngine, catalog: CatalogReads, database_url: str
+) -> None:
+    assert (reads.blocking is not None) == database_url.startswith("sqlite")
+    with sent(catalog.engine) as through_async, sent(reads.blocking or catalog.engine) as statements:
         assert await catalog.known_skus(["NO-SUCH"]) == set()
         assert await catalog.products() == []
     # On PostgreSQL too: asyncpg begins a transaction itself, not through a statement SQLAlchemy sends.
     assert statements == ["SELECT", "SELECT"]
+    if reads.blocking is not None:  # on SQLite, none through the async driver
+        assert through_async == []
 
 
 async def test_a_connection_for_several_statements_still_begins_a_transaction_on_sqlite(
