@@ -177,7 +177,7 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.live = live_transitions(self.timeline, self.read)
         self.tail = JournalTail(
-            partial(updates_after, self.timeline, self.read), partial(head, self._reader), self.hub
+            partial(updates_after, self.timeline, self.read), partial(head, self.reads), self.hub
         )
         # Every live message waits its turn here, so that a fan-out leaves requests their share.
         self.pacer = Pacer()
@@ -192,7 +192,7 @@ class Service:
             Wiring(
                 store=WebhookStore(self._reader, writer),
                 relays=Relays(writer, fleet),
-                reader=self._reader,
+                reader=self.reads,
                 hub=self.hub,
                 sender=self._sender,
                 clock=clock,
@@ -212,7 +212,7 @@ class Service:
 
             self.stream = StreamRelay(
                 settings.stream,
-                self._reader,
+                self.reads,
                 Relays(writer, fleet),
                 self.hub,
                 # A third of the lease time: standing by, it takes over soon after a holder died.

@@ -26,8 +26,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from api.settings import StreamSettings
-from persistence.database import make_engine
-from persistence.read.event_log import LoggedEvent, events_after
+from persistence.read.event_log import LoggedEvent
 from tests.polling import eventually
 from tests.ports import free_port
 
@@ -165,15 +164,6 @@ async def message_count(settings: StreamSettings) -> int:
             return 0
     finally:
         await connection.close()
-
-
-async def journal(database_url: str) -> list[LoggedEvent]:
-    """Every journal event, in position order."""
-    engine = make_engine(database_url, writer=False)
-    try:
-        return await events_after(engine, 0, 1_000_000)
-    finally:
-        await engine.dispose()
 
 
 async def wait_for_stream(settings: StreamSettings, count: int, seconds: float = 20) -> None:

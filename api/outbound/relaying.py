@@ -25,13 +25,12 @@ from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from api.live.hub import TransitionHub
 from api.supervision import stop_if_cancelled, woken
 from domain.orchestration.attempts import jittered_pause
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, events_after
+from persistence.read.reader import ReadEngine
 
 log = logging.getLogger("ordersaga.relays")
 
@@ -91,7 +90,7 @@ class RelayDriver:
         sink: Sink,
         *,
         relays: Relays,
-        reader: AsyncEngine,
+        reader: ReadEngine,
         hub: TransitionHub,
         batch: int,
         poll_s: float,

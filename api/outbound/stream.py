@@ -36,13 +36,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from api.outbound.relaying import PartlyDelivered, RelayDriver, RelayState
 from api.settings import StreamSettings
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent, head
+from persistence.read.reader import ReadEngine
 
 log = logging.getLogger("ordersaga.stream")
 
@@ -130,7 +130,7 @@ class StreamRelay:
     def __init__(
         self,
         settings: StreamSettings,
-        engine: AsyncEngine,
+        reads: ReadEngine,
         relays: Relays,
         hub: TransitionHub,
         poll_s: float,
@@ -140,12 +140,12 @@ class StreamRelay:
     ) -> None:
         self.settings = settings
         self.name = f"stream:{settings.stream}"
-        self._engine = engine
+        self._reads = reads
         self._driver = RelayDriver(
             self.name,
             _Publisher(settings, instance, self.name),
             relays=relays,
-            reader=engine,
+            reader=reads,
             hub=hub,
             batch=WINDOW,
             poll_s=poll_s,
@@ -167,7 +167,7 @@ class StreamRelay:
         so it raises what the database raises when it does not answer)."""
         if self.state is not RelayState.BEHIND:
             return RelayStatus(self.name, self.state)
-        return RelayStatus(self.name, self.state, max(0, await head(self._engine) - self.position))
+        return RelayStatus(self.name, self.state, max(0, await head(self._reads) - self.position))
 
     async def run(self) -> None:
         """Publish until cancelled; nothing else is raised (a failure makes the relay behind)."""

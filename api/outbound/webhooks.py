@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import takewhile
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from api.live.hub import TransitionHub
 from api.outbound.addresses import Reach
 from api.outbound.relaying import RelayDriver
@@ -44,6 +42,7 @@ from domain.orchestration.attempts import jittered_pause
 from domain.ports import Clock
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent
+from persistence.read.reader import ReadEngine
 from persistence.webhooks import Delivery, DeliveryStatus, Endpoint, Outcome, WebhookStore, relay_name
 
 log = logging.getLogger("ordersaga.webhooks")
@@ -105,7 +104,7 @@ class Wiring:
 
     store: WebhookStore
     relays: Relays
-    reader: AsyncEngine
+    reader: ReadEngine
     hub: TransitionHub
     sender: SenderProcess
     clock: Clock

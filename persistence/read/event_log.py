@@ -13,13 +13,15 @@ stream, and the `cursor` of the GraphQL feed.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Result, func, select
 
+from persistence.read.reader import ReadEngine
 from persistence.tables import journal_head, saga_timeline, saga_view
 
 _CURSOR_PREFIX = "journal:"
@@ -114,16 +116,18 @@ _EVENTS = select(
 ).select_from(TIMELINE_WITH_SAGA)
 
 
-async def events_after(engine: AsyncEngine, position: int, limit: int) -> list[LoggedEvent]:
+async def events_after(reads: ReadEngine, position: int, limit: int) -> list[LoggedEvent]:
     """The events past `position`, ascending, at most `limit`."""
     query = _EVENTS.where(saga_timeline.c.position > position).order_by(saga_timeline.c.position).limit(limit)
-    async with engine.connect() as conn:
-        # By position, not by a row's mapping: that costs a dictionary per event, on a path that
-        # reads every event once per relay.
-        return [LoggedEvent(*row) for row in await conn.execute(query)]
+    return await reads.read(query, _logged)
 
 
-async def head(engine: AsyncEngine) -> int:
+def _logged(rows: Iterable[Sequence[Any]]) -> list[LoggedEvent]:
+    # By position, not by a row's mapping: that costs a dictionary per event, on a path that reads
+    # every event once per relay.
+    return [LoggedEvent(*row) for row in rows]
+
+
+async def head(reads: ReadEngine) -> int:
     """The last position given out (0 before the first event)."""
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.max(journal_head.c.position)))).scalar_one() or 0)
+    return int(await reads.read(select(func.max(journal_head.c.position)), Result.scalar_one) or 0)

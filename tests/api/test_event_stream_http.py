@@ -13,10 +13,9 @@ from api.service import Service
 from api.settings import Settings
 from tests.api.server import graphql_client, place, stock
 from tests.api.test_observability_http import samples
-from tests.integration.support import FAST
+from tests.integration.support import FAST, logged_events
 from tests.jetstream import (
     assert_each_event_once_in_order,
-    journal,
     nats_server,
     stored,
     unique_stream,
@@ -60,7 +59,7 @@ async def test_nats_down_and_back_events_wait_then_go_out_and_the_api_keeps_work
             before = [(await place(gql, 1))["saga"]["id"] for _ in range(2)]
             for saga_id in before:
                 await gql.wait_for_saga(saga_id, "COMPLETED")
-            published = len(await journal(database_url))
+            published = len(await logged_events(database_url))
             await wait_for_stream(stream, published)
             ready = await readyz_until(gql, "current")
             assert ready == {
@@ -73,12 +72,12 @@ async def test_nats_down_and_back_events_wait_then_go_out_and_the_api_keeps_work
             for saga_id in during:
                 await gql.wait_for_saga(saga_id, "COMPLETED")
             behind = await readyz_until(gql, "behind")
-            assert behind["relays"][0]["waiting"] == len(await journal(database_url)) - published > 0
+            assert behind["relays"][0]["waiting"] == len(await logged_events(database_url)) - published > 0
             assert await relay_metrics(gql, svc) == ("behind", published)
 
             await nats.start()
             await readyz_until(gql, "current")
-            events = await journal(database_url)
+            events = await logged_events(database_url)
             await wait_for_stream(stream, len(events))
             assert await relay_metrics(gql, svc) == ("current", len(events))
         assert_each_event_once_in_order(await stored(stream), events, stream.subject_prefix)

@@ -20,10 +20,9 @@ from sqlalchemy import Engine, event
 
 from api.service import Service
 from api.settings import Settings
-from persistence.database import make_engine
-from persistence.read.event_log import decode_cursor, events_after
+from persistence.read.event_log import decode_cursor
 from tests.api.server import GraphQLClient, graphql_client, place, serve_app, stock
-from tests.integration.support import FAST
+from tests.integration.support import FAST, logged_events
 from tests.polling import eventually
 from tests.receiver import Receiver
 
@@ -96,11 +95,7 @@ async def settled_orders(gql: GraphQLClient, count: int) -> list[str]:
 
 async def journal(database_url: str) -> list[dict[str, Any]]:
     """Every journal event as it is sent (its payload), by position."""
-    engine = make_engine(database_url, writer=False)
-    try:
-        return [json.loads(event.payload()) for event in await events_after(engine, 0, 10_000)]
-    finally:
-        await engine.dispose()
+    return [json.loads(event.payload()) for event in await logged_events(database_url)]
 
 
 def ids_of(payloads: list[dict[str, Any]]) -> set[str]:

@@ -23,9 +23,9 @@ from tests.api.server import place, stock
 from tests.crash.server_process import ServerProcess, ordersaga_serve
 from tests.crash.test_scaleout import instance_of
 from tests.crash.test_sigkill import wait_until_all_finished
+from tests.integration.support import logged_events
 from tests.jetstream import (
     assert_each_event_once_in_order,
-    journal,
     message_count,
     stored,
     wait_for_stream,
@@ -104,7 +104,7 @@ async def test_a_kill_mid_publish_then_a_restart_leaves_each_event_once_in_the_s
         await stock(server.gql, quantity=BACKLOG_ORDERS + 10)
         await place_orders(server, BACKLOG_ORDERS)
         await wait_until_all_finished(database_url)
-    backlog = len(await journal(database_url))
+    backlog = len(await logged_events(database_url))
 
     # The stream does not take the events yet, so the backlog waits until the server is up; then it
     # does, and the server is killed as soon as the first event is published, the rest going out.
@@ -124,7 +124,7 @@ async def test_a_kill_mid_publish_then_a_restart_leaves_each_event_once_in_the_s
     async with ordersaga_serve(database_url, *stream_options(stream)) as server:
         await place_orders(server, 5)
         await wait_until_all_finished(database_url)
-        events = await journal(database_url)
+        events = await logged_events(database_url)
         await wait_for_stream(stream, len(events))
     assert len(events) > backlog
     assert_each_event_once_in_order(await stored(stream), events, stream.subject_prefix)
@@ -148,7 +148,7 @@ async def test_one_of_several_processes_publishes_and_another_takes_over_when_it
         for server in servers:
             await place_orders(server, 10)
         await wait_until_all_finished(database_url)
-        await wait_for_stream(stream, len(await journal(database_url)))
+        await wait_for_stream(stream, len(await logged_events(database_url)))
 
         # One process holds the relay's lease and publishes; the other stands by.
         _, owner = await relay_row(database_url, stream)
@@ -161,7 +161,7 @@ async def test_one_of_several_processes_publishes_and_another_takes_over_when_it
         await publisher.kill()
         await place_orders(other, 10)
         await wait_until_all_finished(database_url, seconds=30)
-        events = await journal(database_url)
+        events = await logged_events(database_url)
         await wait_for_stream(stream, len(events), seconds=30)
         assert (await relay_row(database_url, stream))[1] == instance_of(other)
         assert await readyz_state(other) == "current"

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from persistence.database import make_engine
-from persistence.read.event_log import events_after
 from persistence.tables import relays
 from persistence.webhooks import relay_name
 from tests.api.server import GraphQLClient, place, stock
 from tests.crash.server_process import ServerProcess, ordersaga_serve
 from tests.crash.test_sigkill import FAST_RETRIES, wait_until_all_finished
+from tests.integration.support import logged_events
 from tests.polling import eventually
 from tests.receiver import Receiver
 
@@ -39,14 +39,6 @@ async def register(gql: GraphQLClient, receiver: Receiver) -> str:
     assert payload["userErrors"] == []
     receiver.secret = payload["secret"]
     return str(payload["endpoint"]["id"])
-
-
-async def journal_ids(database_url: str) -> set[str]:
-    engine = make_engine(database_url, writer=False)
-    try:
-        return {event.event_id for event in await events_after(engine, 0, 100_000)}
-    finally:
-        await engine.dispose()
 
 
 def held_id(receiver: Receiver) -> str:
@@ -75,7 +67,9 @@ async def test_a_server_killed_mid_delivery_sends_it_again_after_a_restart(datab
         async with ordersaga_serve(database_url, *FAST_RETRIES) as server:
             await place(server.gql, 1)
             await wait_until_all_finished(database_url)
-            await receiver.wait_for(await journal_ids(database_url), seconds=30)
+            await receiver.wait_for(
+                {event.event_id for event in await logged_events(database_url)}, seconds=30
+            )
         # A delivery is not a log line: the deliveries' records tell them, no client's INFO lines do.
         assert not any("HTTP Request:" in line for line in server.output)
         assert [r.id for r in receiver.taken].count(on_the_wire) == 2  # sent again, under the same id
@@ -122,7 +116,7 @@ async def test_one_process_drives_an_endpoint_and_another_takes_over_when_it_die
         # Orders placed on every process: their events reach the endpoint from the one that drives it.
         await asyncio.gather(*(place(server.gql, 1, customerId=f"c{n}") for n, server in enumerate(servers)))
         await wait_until_all_finished(database_url)
-        await receiver.wait_for(await journal_ids(database_url), seconds=30)
+        await receiver.wait_for({event.event_id for event in await logged_events(database_url)}, seconds=30)
         assert len({r.id for r in receiver.taken}) == len(receiver.taken)  # one sender: no repeats
 
         # The process driving the endpoint is killed while a delivery is on the wire.
@@ -138,7 +132,7 @@ async def test_one_process_drives_an_endpoint_and_another_takes_over_when_it_die
         receiver.held.set()
         await asyncio.gather(*(place(server.gql, 1, customerId="after") for server in survivors))
         await wait_until_all_finished(database_url)
-        await receiver.wait_for(await journal_ids(database_url), seconds=30)
+        await receiver.wait_for({event.event_id for event in await logged_events(database_url)}, seconds=30)
         receiver.check_order()
         assert [r.id for r in receiver.taken].count(on_the_wire) == 2  # sent again, under the same id
         assert await relay_owner(database_url, endpoint_id) in {instance_of(s) for s in survivors}

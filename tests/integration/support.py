@@ -1,5 +1,6 @@
 """What the integration tests share: a fast saga policy, a started service, a small catalog, waiting
-for a saga to reach a status, and the statements SQLAlchemy executes."""
+for a saga to reach a status, the journal's events as the relays read them, and the statements
+SQLAlchemy executes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from api.service import Service
 from api.settings import Settings
 from domain.model.saga import SagaPolicy, SagaStatus
 from domain.model.values import StorageCondition
+from persistence.database import make_engine
+from persistence.read.event_log import LoggedEvent, events_after
+from persistence.read.reader import ReadEngine
 from persistence.write import catalog
 
 FAST = SagaPolicy(
@@ -50,6 +54,17 @@ async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, sec
             return str(row.status)
         await asyncio.sleep(0.02)
     raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
+
+
+async def logged_events(database_url: str) -> list[LoggedEvent]:
+    """Every journal event, in position order, as the relays read it."""
+    engine = make_engine(database_url, writer=False)
+    reads = ReadEngine(engine)
+    try:
+        return await events_after(reads, 0, 1_000_000)
+    finally:
+        reads.close()
+        await engine.dispose()
 
 
 @contextlib.contextmanager

@@ -23,8 +23,8 @@ from domain.model.commands import PlaceOrder
 from domain.model.values import OrderLine
 from persistence.database import make_engine
 from persistence.tables import relays
-from tests.integration.support import FAST, TERMINAL, stock_catalog, wait_for_status
-from tests.jetstream import assert_each_event_once_in_order, journal, stored, wait_for_stream
+from tests.integration.support import FAST, TERMINAL, logged_events, stock_catalog, wait_for_status
+from tests.jetstream import assert_each_event_once_in_order, stored, wait_for_stream
 from tests.polling import eventually
 
 ORDERS = 12
@@ -62,7 +62,7 @@ async def test_every_journal_event_is_in_the_stream_once_in_journal_order_per_sa
     svc: Service, database_url: str, stream: StreamSettings
 ) -> None:
     await place_orders(svc, ORDERS)
-    events = await journal(database_url)
+    events = await logged_events(database_url)
     assert len({e.saga_id for e in events}) == ORDERS
     await wait_for_stream(stream, len(events))
     await eventually(lambda: svc.stream is not None and svc.stream.position == events[-1].position, "relay")
@@ -86,7 +86,7 @@ async def test_events_published_again_after_the_position_was_lost_are_stored_onc
     try:
         await stock_catalog(first)
         await place_orders(first, 4)
-        await wait_for_stream(stream, len(await journal(database_url)))
+        await wait_for_stream(stream, len(await logged_events(database_url)))
     finally:
         await first.stop()
 
@@ -101,7 +101,7 @@ async def test_events_published_again_after_the_position_was_lost_are_stored_onc
     again = await start(database_url, stream)
     try:
         await place_orders(again, 3)
-        events = await journal(database_url)
+        events = await logged_events(database_url)
         await wait_for_stream(stream, len(events))
         last = events[-1].position
         await eventually(lambda: again.stream is not None and again.stream.position == last, "relay")
@@ -122,7 +122,7 @@ async def test_an_existing_stream_not_taking_the_events_holds_them_back_until_it
         try:
             await stock_catalog(svc)
             await place_orders(svc, 2)
-            waiting = len(await journal(database_url))
+            waiting = len(await logged_events(database_url))
             relay = svc.stream
             assert relay is not None
             await eventually(lambda: relay.state is RelayState.BEHIND, "the relay to fall behind")
@@ -138,7 +138,9 @@ async def test_an_existing_stream_not_taking_the_events_holds_them_back_until_it
             await svc.stop()
     finally:
         await connection.close()
-    assert_each_event_once_in_order(await stored(stream), await journal(database_url), stream.subject_prefix)
+    assert_each_event_once_in_order(
+        await stored(stream), await logged_events(database_url), stream.subject_prefix
+    )
     # The stream was made with NATS's default window, shorter than the one configured: said once taken.
     assert any("duplicate window is 120s, shorter than the 300s" in r.getMessage() for r in caplog.records)
 
@@ -155,7 +157,7 @@ async def test_a_process_stopping_hands_the_stream_to_another(
     try:
         await stock_catalog(first)
         await place_orders(first, 2)
-        await wait_for_stream(stream, len(await journal(database_url)))
+        await wait_for_stream(stream, len(await logged_events(database_url)))
         holder, other = (
             (first, second) if await owner(database_url) == first.settings.instance else (second, first)
         )
@@ -170,7 +172,7 @@ async def test_a_process_stopping_hands_the_stream_to_another(
         # half second, which a loaded machine may let it do before this read).
         assert await owner(database_url) in (None, other.settings.instance)
         await place_orders(other, 2)
-        events = await journal(database_url)
+        events = await logged_events(database_url)
         await wait_for_stream(stream, len(events))
         assert await owner(database_url) == other.settings.instance
     finally:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live.hub import TransitionHub
 from api.outbound import relaying
@@ -20,6 +19,7 @@ from persistence.connection import EngineWriter
 from persistence.database import make_engine
 from persistence.fleet.relays import Relays
 from persistence.read.event_log import LoggedEvent
+from persistence.read.reader import ReadEngine
 from persistence.tables import relays
 from tests.polling import eventually
 
@@ -41,7 +41,7 @@ JOURNAL = [
 ]
 
 
-async def journal_after(_: AsyncEngine, position: int, limit: int) -> list[LoggedEvent]:
+async def journal_after(_: ReadEngine, position: int, limit: int) -> list[LoggedEvent]:
     return [event for event in JOURNAL if event.position > position][:limit]
 
 
@@ -72,7 +72,7 @@ async def test_a_batch_that_failed_part_way_stores_what_was_settled_and_goes_on_
         "test:relay",
         sink,
         relays=Relays(EngineWriter(engine)),
-        reader=engine,
+        reader=ReadEngine(engine),
         hub=TransitionHub(),
         batch=10,
         poll_s=0.05,
