@@ -140,12 +140,12 @@ class Service:
             prepared=settings.fast_paths,
         )
         secret = settings.warehouse_service_secret
-        self.reads = ReadEngine(self._reader)
-        self.read = SagaReads(self.reads)
-        self.pages = SagaPages(self.reads)
-        self.timeline = TimelineReads(self.reads)
-        self.worklist = Worklist(self.reads)
-        self.catalog = CatalogReads(self.reads)
+        self.read_engine = ReadEngine(self._reader)
+        self.read = SagaReads(self.read_engine)
+        self.pages = SagaPages(self.read_engine)
+        self.timeline = TimelineReads(self.read_engine)
+        self.worklist = Worklist(self.read_engine)
+        self.catalog = CatalogReads(self.read_engine)
         self.warehouses = WarehouseService(
             self.catalog.warehouse_service_urls,
             settings.warehouse_service_url,
@@ -177,7 +177,7 @@ class Service:
         self.orchestrator.add_listener(self.hub.on_change)
         self.live = live_transitions(self.timeline, self.read)
         self.tail = JournalTail(
-            partial(updates_after, self.timeline, self.read), partial(head, self.reads), self.hub
+            partial(updates_after, self.timeline, self.read), partial(head, self.read_engine), self.hub
         )
         # Every live message waits its turn here, so that a fan-out leaves requests their share.
         self.pacer = Pacer()
@@ -192,7 +192,7 @@ class Service:
             Wiring(
                 store=WebhookStore(self._reader, writer),
                 relays=Relays(writer, fleet),
-                reader=self.reads,
+                reader=self.read_engine,
                 hub=self.hub,
                 sender=self._sender,
                 clock=clock,
@@ -212,7 +212,7 @@ class Service:
 
             self.stream = StreamRelay(
                 settings.stream,
-                self.reads,
+                self.read_engine,
                 Relays(writer, fleet),
                 self.hub,
                 # A third of the lease time: standing by, it takes over soon after a holder died.
@@ -301,7 +301,7 @@ class Service:
         await self.warehouses.close()
         if self._outbound is not None:
             await self._outbound.dispose()
-        self.reads.close()
+        await self.read_engine.close()
         await self._reader.dispose()
         await self._claim.aclose()
 

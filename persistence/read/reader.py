@@ -30,43 +30,77 @@ class ReadEngine:
     calls is a hand-off to the connection's own thread and back: five for one statement (a cursor,
     the statement, the fetch, the cursor's close, the rollback as the connection goes back to its
     pool), about a third of a simple query's CPU (docs/performance.md, lever 31). The twin is
-    bounded as the async pool is: as many threads, each with a connection, as that pool's size; a
-    read that no thread takes within that pool's time-out is withdrawn, never run, and raises
-    sqlalchemy.exc.TimeoutError as the pool does (the edge answers SERVICE_UNAVAILABLE). A read
-    whose caller stops waiting before a thread takes it is not run either; one already running ends
-    in its thread. Its errors are those of the same sqlite3 module, as SQLAlchemy raises them.
-    Elsewhere (PostgreSQL, a SQLite database in memory, a pool without a bound) `read` runs on
-    `engine`.
+    bounded as the async pool is: as many threads, each with a connection, as that pool's size
+    (its overflow is not counted); a read that finds every thread busy and that none takes within
+    that pool's time-out is withdrawn, never run, and raises sqlalchemy.exc.TimeoutError as the pool
+    does (the edge answers SERVICE_UNAVAILABLE). A read whose caller stops waiting before a thread
+    takes it is not run either; one already running ends in its thread. Its errors are those of the
+    same sqlite3 module, as SQLAlchemy raises them. Elsewhere (PostgreSQL, a SQLite database in
+    memory, a pool of no fixed size) and once closed, `read` runs on `engine`.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.blocking: Engine | None = None
+        self._threads: _Threads | None = None
         pool = engine.pool
-        if engine.dialect.name == "sqlite" and isinstance(pool, QueuePool) and _is_file(engine.url):
-            self._size, self._timeout = pool.size(), pool.timeout()
-            self.blocking = make_blocking_engine(
-                engine.url.render_as_string(hide_password=False),
-                writer=False,
-                pool_size=self._size,
-                max_overflow=0,
-                pool_timeout=self._timeout,
-            )
-            self._threads = ThreadPoolExecutor(self._size, "ordersaga-reader")
+        if (
+            engine.dialect.name == "sqlite"
+            and _is_file(engine.url)
+            and isinstance(pool, QueuePool)
+            and pool.size() > 0  # 0: as many connections as asked for
+        ):
+            self._threads = _Threads(engine, pool.size(), pool.timeout())
+
+    @property
+    def blocking(self) -> Engine | None:
+        """The blocking twin reads of one statement run on; None where they run on `engine`."""
+        return None if self._threads is None else self._threads.engine
 
     async def read(self, query: object, take: Callable[[Result[Any]], T]) -> T:
         """`take` of the result of `query`, run alone on a connection of its own (`take` runs where
         the statement ran: it must consume the result). Raises what SQLAlchemy raises for the
         statement, and sqlalchemy.exc.TimeoutError when no connection was free in time."""
-        if self.blocking is None:
-            async with self.engine.connect() as conn:
-                if self.engine.dialect.name == "sqlite":
-                    await conn.execution_options(**_ALONE)
-                return take(await conn.execute(query))  # type: ignore[call-overload]
-        running = self._threads.submit(self._read_blocking, query, take)
-        # Withdrawn if no thread took it in time. It waits in the executor's queue rather than for
-        # a semaphore, which would cost a read that waits a wake-up of its own on the event loop.
-        withdrawal = asyncio.get_running_loop().call_later(self._timeout, running.cancel)
+        if self._threads is not None:
+            return await self._threads.read(query, take)
+        async with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                await conn.execution_options(**_ALONE)
+            return take(await conn.execute(query))  # type: ignore[call-overload]
+
+    async def close(self) -> None:
+        """Withdraw the reads waiting for a thread (they raise TimeoutError), wait for the running
+        ones to end, and close the twin's connections; reads from here on run on `engine`, which
+        this does not dispose (its maker does)."""
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await threads.close()
+
+
+class _Threads:
+    """A blocking twin of a SQLite file's async engine, with `size` threads and connections; a read
+    that finds every thread busy waits at most `timeout` seconds for one (see ReadEngine)."""
+
+    def __init__(self, engine: AsyncEngine, size: int, timeout: float) -> None:
+        self.engine = make_blocking_engine(
+            engine.url.render_as_string(hide_password=False),
+            writer=False,
+            pool_size=size,
+            max_overflow=0,
+            pool_timeout=timeout,
+        )
+        self._size, self._timeout = size, timeout
+        self._executor = ThreadPoolExecutor(size, "ordersaga-reader")
+        # Reads handed to the executor whose end the event loop has not seen yet.
+        self._running = 0
+
+    async def read(self, query: object, take: Callable[[Result[Any]], T]) -> T:
+        loop = asyncio.get_running_loop()
+        running = self._executor.submit(self._read, query, take)
+        self._running += 1
+        # Withdrawn if no thread takes it in time. It waits in the executor's queue rather than for
+        # a semaphore, which would cost a read that waits a wake-up of its own on the event loop;
+        # with a thread free it is taken at once, and no timer is set.
+        withdrawal = loop.call_later(self._timeout, running.cancel) if self._running > self._size else None
         try:
             return await asyncio.wrap_future(running)
         except asyncio.CancelledError:
@@ -76,24 +110,35 @@ class ReadEngine:
                 ) from None
             raise  # its caller stopped waiting
         finally:
-            withdrawal.cancel()
+            if withdrawal is not None:
+                withdrawal.cancel()
+            if running.done():
+                self._running -= 1
+            else:  # its caller stopped waiting: its thread is busy until the read ends
+                running.add_done_callback(lambda _: _on_loop(loop, self._ended))
 
-    def _read_blocking(self, query: object, take: Callable[[Result[Any]], T]) -> T:
-        assert self.blocking is not None
-        with self.blocking.connect() as conn:
+    def _ended(self) -> None:
+        self._running -= 1
+
+    def _read(self, query: object, take: Callable[[Result[Any]], T]) -> T:
+        with self.engine.connect() as conn:
             return take(conn.execution_options(**_ALONE).execute(query))  # type: ignore[call-overload]
 
-    def close(self) -> None:
-        """Wait for the reads running in threads to end, and close the twin's connections (not
-        `engine`, which its maker disposes)."""
-        if self.blocking is not None:
-            self._threads.shutdown(wait=True)
-            self.blocking.dispose()
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown)  # the running reads, off the event loop
+        self.engine.dispose()
 
 
 def _is_file(url: URL) -> bool:
     """Whether a SQLite URL names a file, which a second engine opens as the same database."""
     return url.database not in (None, "", ":memory:") and url.query.get("mode") != "memory"
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """Run `callback` on `loop` from another thread, unless the loop has closed meanwhile."""
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(callback)
 
 
 def _being_cancelled() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from api.service import Service
 from api.settings import Settings
 from tests.api.server import TLS, GraphQLClient, place, serve, stock
 from tests.gates import Hold
+from tests.held_reads import HeldReads
 from tests.polling import eventually
 
 
@@ -36,13 +38,22 @@ class Live:
 
     @contextlib.asynccontextmanager
     async def read_pool_used_up(self) -> AsyncIterator[None]:
-        """Every read connection taken, as load would take them: the async engine's, which readers
-        of several statements use, and on SQLite the blocking twin's, which a statement read alone
-        uses (persistence/read/reader.py). Each read side's pool holds one connection here."""
-        reads = self.svc.reads
+        """Every read connection busy, as under load: the async engine's, which readers of several
+        statements use, and on SQLite every thread of the read engine, which a statement read alone
+        takes (persistence/read/reader.py), each with a read that waits for the test."""
+        reads = self.svc.read_engine
         async with reads.engine.connect():
-            with reads.blocking.connect() if reads.blocking is not None else contextlib.nullcontext():
+            if reads.blocking is None:
                 yield
+                return
+            held = HeldReads(reads)
+            try:
+                threads = reads.blocking.pool.size()  # type: ignore[attr-defined]
+                running = await held.running(*range(threads))
+                yield
+            finally:
+                held.close()
+            await asyncio.gather(*running)
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +75,11 @@ async def serve_live(settings: Settings, headers: dict[str, str] | None = None) 
 def reads_sent(svc: Service, record: Callable[..., Any]) -> Iterator[None]:
     """`record`, a listener of SQLAlchemy's "before_cursor_execute", sees every statement `svc`'s
     read side sends meanwhile, through either of its engines (persistence/read/reader.py)."""
-    engines = [engine for engine in (svc.reads.engine.sync_engine, svc.reads.blocking) if engine is not None]
+    engines = [
+        engine
+        for engine in (svc.read_engine.engine.sync_engine, svc.read_engine.blocking)
+        if engine is not None
+    ]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:

@@ -302,6 +302,10 @@ async def test_a_shipment_a_remote_warehouse_accepted_shows_since_when_it_is_awa
         await page.screenshot("warehouse-commands")
 
 
+# What the page does when the feed says its saga moved.
+REDRAW = "import('/dashboard/saga.js').then((saga) => saga.refreshIfShown())"
+
+
 async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     page: Page, live_with_faults: Live
 ) -> None:
@@ -317,15 +321,19 @@ async def test_the_retry_button_moves_a_parked_saga_on_by_keyboard(
     await page.until_connection("live")  # the feed's first reading of the page is done
     retry = "document.querySelector('#saga-actions [data-action=retry]')"
     await page.run(f"{retry}.dataset.drawing = 'first'; {retry}.focus()")
-    await page.run("import('/dashboard/saga.js').then((saga) => saga.refreshIfShown())")
+    await page.run(REDRAW)
     await page.until(f"return {retry} && !{retry}.dataset.drawing", what="the actions drawn again")
     assert await page.run("return document.activeElement.dataset.action") == "retry"
     await page.press(Keys.ENTER)
     dialog_open = "return document.getElementById('action-dialog').open"
     assert await page.until(dialog_open, what="a question before retrying")
     await page.screenshot("retry-confirm")
+    # Drawn again while it asks: Escape gives the focus back to the button, as drawn now.
+    await page.run(f"{retry}.dataset.drawing = 'second'; {REDRAW}")
+    await page.until(f"return {retry} && !{retry}.dataset.drawing", what="the actions drawn again")
     await page.press(Keys.ESCAPE)
     assert not await page.run(dialog_open)
+    assert await page.run("return document.activeElement.dataset.action") == "retry"
     assert (await live.gql.wait_for_saga(saga_id, "NEEDS_ATTENTION"))["status"] == "NEEDS_ATTENTION"
     assert await page.run(f"return {ANSWER}.innerText") == ""
 

@@ -63,7 +63,7 @@ async def logged_events(database_url: str) -> list[LoggedEvent]:
     try:
         return await events_after(reads, 0, 1_000_000)
     finally:
-        reads.close()
+        await reads.close()
         await engine.dispose()
 
 

@@ -122,7 +122,7 @@ def hand_fed_tail(svc: Service, **bounds: int) -> tuple[TransitionHub, JournalTa
     """A journal tail over the service's database, woken only by a hub the test feeds by hand (its
     poll is too slow to matter here)."""
     hub = TransitionHub()
-    read_head, read_updates = partial(head, svc.reads), partial(updates_after, svc.timeline, svc.read)
+    read_head, read_updates = partial(head, svc.read_engine), partial(updates_after, svc.timeline, svc.read)
     return hub, JournalTail(read_updates, read_head, hub, poll_s=60, **bounds)
 
 
@@ -202,7 +202,7 @@ async def test_a_follower_counted_gets_every_event_committed_after(held: tuple[S
     svc, gate = held
     gate.release(Participant.INVENTORY)
     hub = TransitionHub()
-    reading, looked, real_head = asyncio.Event(), asyncio.Event(), partial(head, svc.reads)
+    reading, looked, real_head = asyncio.Event(), asyncio.Event(), partial(head, svc.read_engine)
 
     async def read_head_once_looked() -> int:
         reading.set()

@@ -6,110 +6,80 @@ waiting."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import Result, event, exc, text
+from sqlalchemy import Result, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.database import make_engine
 from persistence.read.reader import ReadEngine
+from tests.held_reads import HeldReads
 
 TIMEOUT_S = 0.2
 
 
-@dataclass
-class Held:
-    """A SQL function, `held(n)`, that records `n` and waits until the test lets it answer."""
-
-    calls: list[int] = field(default_factory=list)
-    answer: threading.Event = field(default_factory=threading.Event)
-
-    def __call__(self, n: int) -> int:
-        self.calls.append(n)
-        assert self.answer.wait(10), "never let answer"
-        return n
-
-
 @pytest.fixture
-async def reads(sqlite_url: str) -> AsyncIterator[tuple[ReadEngine, Held]]:
+async def reads(sqlite_url: str) -> AsyncIterator[ReadEngine]:
     engine = make_engine(sqlite_url, writer=False, pool_size=1, pool_timeout=TIMEOUT_S)
-    reads, held = ReadEngine(engine), Held()
-    assert reads.blocking is not None
-
-    @event.listens_for(reads.blocking, "connect")
-    def define(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.create_function("held", 1, held)
-
+    reads = ReadEngine(engine)
     try:
-        yield reads, held
+        yield reads
     finally:
-        held.answer.set()
-        reads.close()
+        await reads.close()
         await engine.dispose()
 
 
-def holding(n: int) -> Any:
-    return text(f"SELECT held({n})")
-
-
-async def first_read_held(engine: ReadEngine, held: Held) -> asyncio.Task[int]:
-    """`held(1)` read, running in the only thread until the test lets it answer."""
-    first = asyncio.create_task(engine.read(holding(1), Result.scalar_one))
-    for _ in range(500):
-        if held.calls == [1]:
-            return first
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the first read never started: {held.calls}")
+@pytest.fixture
+def held(reads: ReadEngine) -> Iterator[HeldReads]:
+    held = HeldReads(reads)
+    try:
+        yield held
+    finally:
+        held.close()
 
 
 async def test_a_read_that_no_thread_takes_in_time_is_withdrawn_and_told_the_pool_is_busy(
-    reads: tuple[ReadEngine, Held],
+    held: HeldReads,
 ) -> None:
-    engine, held = reads
-    first = await first_read_held(engine, held)
+    (first,) = await held.running(1)
     with pytest.raises(exc.TimeoutError):
-        await engine.read(holding(2), Result.scalar_one)
+        await held.read(2)
     held.answer.set()
     assert await first == 1
-    assert await engine.read(holding(3), Result.scalar_one) == 3
+    assert await held.read(3) == 3
     assert held.calls == [1, 3]  # the withdrawn read never ran
 
 
 async def test_a_read_whose_caller_stops_waiting_before_it_runs_never_runs(
-    reads: tuple[ReadEngine, Held],
+    held: HeldReads,
 ) -> None:
-    engine, held = reads
-    first = await first_read_held(engine, held)
-    second = asyncio.create_task(engine.read(holding(2), Result.scalar_one))
+    (first,) = await held.running(1)
+    second = asyncio.create_task(held.read(2))
     await asyncio.sleep(TIMEOUT_S / 4)
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
     held.answer.set()
     assert await first == 1
-    assert await engine.read(holding(3), Result.scalar_one) == 3
+    assert await held.read(3) == 3
     assert held.calls == [1, 3]
 
 
 async def test_a_read_whose_caller_stops_waiting_while_it_runs_ends_and_frees_its_thread(
-    reads: tuple[ReadEngine, Held],
+    held: HeldReads,
 ) -> None:
-    engine, held = reads
-    first = await first_read_held(engine, held)
+    (first,) = await held.running(1)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
     held.answer.set()
-    assert await engine.read(holding(2), Result.scalar_one) == 2
+    assert await held.read(2) == 2
     assert held.calls == [1, 2]
 
 
-async def test_a_failed_read_raises_what_the_async_driver_raises(reads: tuple[ReadEngine, Held]) -> None:
-    engine, _ = reads
+async def test_a_failed_read_raises_what_the_async_driver_raises(reads: ReadEngine) -> None:
+    engine = reads
     missing = text("SELECT * FROM no_such_table")
     with pytest.raises(exc.OperationalError) as through_async:
         async with engine.engine.connect() as conn:
@@ -128,3 +98,45 @@ async def test_a_database_in_memory_is_read_on_the_async_engine() -> None:
         assert await reads.read(text("SELECT 1"), Result.scalar_one) == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_read_that_finds_a_thread_free_is_taken_whatever_the_time_out(sqlite_url: str) -> None:
+    # The async pool, with a time-out of 0, hands out a free connection at once.
+    engine = make_engine(sqlite_url, writer=False, pool_size=1, pool_timeout=0)
+    reads = ReadEngine(engine)
+    try:
+        assert reads.blocking is not None
+        for n in range(50):
+            assert await reads.read(text(f"SELECT {n}"), Result.scalar_one) == n
+    finally:
+        await reads.close()
+        await engine.dispose()
+
+
+async def test_a_pool_of_no_fixed_size_is_read_on_the_async_engine(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url, writer=False, pool_size=0)  # as many connections as asked for
+    try:
+        reads = ReadEngine(engine)
+        assert reads.blocking is None
+        assert await reads.read(text("SELECT 1"), Result.scalar_one) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_closing_withdraws_the_waiting_reads_lets_the_running_one_end_and_reads_on_after(
+    reads: ReadEngine, held: HeldReads
+) -> None:
+    (running,) = await held.running(1)
+    waiting = asyncio.create_task(held.read(2))
+    await asyncio.sleep(TIMEOUT_S / 4)
+    closing = asyncio.create_task(reads.close())
+    with pytest.raises(exc.TimeoutError):  # answered as busy: sent again, it is read
+        await waiting
+    await asyncio.sleep(TIMEOUT_S)
+    assert not closing.done()  # the event loop went on meanwhile, while the running read went on
+    held.answer.set()
+    assert await running == 1
+    await closing
+    assert reads.blocking is None
+    assert await reads.read(text("SELECT 7"), Result.scalar_one) == 7
+    assert held.calls == [1]

@@ -26,7 +26,7 @@ async def reads(database_url: str) -> AsyncIterator[ReadEngine]:
     try:
         yield reads
     finally:
-        reads.close()
+        await reads.close()
         await engine.dispose()
 
 

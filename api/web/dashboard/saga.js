@@ -295,7 +295,11 @@ function confirmAction(name, saga) {
   $("action-reason-field").hidden = !action.reason;
   $("action-confirm").textContent = action.label.replace("…", "");
   dialog.returnValue = "";
+  // Closed, the dialog gives the focus back to what opened it: to its successor if the page was
+  // drawn again meanwhile.
+  const opener = document.activeElement;
   dialog.onclose = () => {
+    if (opener && !opener.isConnected) $("saga-actions").querySelector(`[data-action="${name}"]`)?.focus();
     if (dialog.returnValue === "confirm") act(name, saga, reason.value.trim());
   };
   dialog.showModal();
