@@ -13,18 +13,17 @@ from persistence.read.reader import ReadEngine
 
 
 class HeldReads:
-    """`held(n)`, a SQL function on the blocking twin's connections from now on (those it holds
-    are closed, so that every read has it); `close` takes it away."""
+    """`held(n)`, a SQL function on the blocking twin's connections as they are taken from now on;
+    `close` takes it away."""
 
     def __init__(self, reads: ReadEngine) -> None:
         assert reads.blocking is not None, "reads of one statement run on the async engine here"
         self._reads, self._engine = reads, reads.blocking
         self.calls: list[int] = []
         self.answer = threading.Event()
-        event.listen(self._engine, "connect", self._define)
-        self._engine.dispose()
+        event.listen(self._engine, "checkout", self._define)
 
-    def _define(self, dbapi_connection: Any, _record: Any) -> None:
+    def _define(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         dbapi_connection.create_function("held", 1, self._held)
 
     def _held(self, n: int) -> int:
@@ -51,4 +50,4 @@ class HeldReads:
 
     def close(self) -> None:
         self.answer.set()
-        event.remove(self._engine, "connect", self._define)
+        event.remove(self._engine, "checkout", self._define)

@@ -90,7 +90,7 @@ class RelayDriver:
         sink: Sink,
         *,
         relays: Relays,
-        reader: ReadEngine,
+        reads: ReadEngine,
         hub: TransitionHub,
         batch: int,
         poll_s: float,
@@ -99,7 +99,7 @@ class RelayDriver:
         opens_row: bool = False,
     ) -> None:
         self.name = name
-        self._sink, self._relays, self._reader, self._hub = sink, relays, reader, hub
+        self._sink, self._relays, self._reads, self._hub = sink, relays, reads, hub
         self._batch, self._poll_s, self._gather_s = batch, poll_s, gather_s
         self._lease_ttl = lease_ttl
         self._opens_row = opens_row
@@ -192,7 +192,7 @@ class RelayDriver:
 
     async def _round(self) -> bool:
         """One batch into the sink, its position stored; whether more is waiting."""
-        events = await events_after(self._reader, self._position, self._batch)
+        events = await events_after(self._reads, self._position, self._batch)
         try:
             reached = await self._sink.deliver(events, self._position)
         except PartlyDelivered as partial:

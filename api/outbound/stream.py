@@ -145,7 +145,7 @@ class StreamRelay:
             self.name,
             _Publisher(settings, instance, self.name),
             relays=relays,
-            reader=reads,
+            reads=reads,
             hub=hub,
             batch=WINDOW,
             poll_s=poll_s,

@@ -97,14 +97,14 @@ class DeliveryPolicy:
 @dataclass(frozen=True, slots=True)
 class Wiring:
     """What every endpoint's relay works with: where endpoints, deliveries and relay positions are
-    stored, the journal's reader, the hub that tells of commits, the process requests go out from,
+    stored, the journal's reads, the hub that tells of commits, the process requests go out from,
     and the delivery policy.
     `lease_ttl`: how long a relay's lease lasts, with several processes; None for one process, which
     always holds every relay."""
 
     store: WebhookStore
     relays: Relays
-    reader: ReadEngine
+    reads: ReadEngine
     hub: TransitionHub
     sender: SenderProcess
     clock: Clock
@@ -358,7 +358,7 @@ class Webhooks:
                 relay_name(endpoint_id),
                 EndpointDeliveries(endpoint_id, wiring),
                 relays=wiring.relays,
-                reader=wiring.reader,
+                reads=wiring.reads,
                 hub=wiring.hub,
                 batch=BATCH,
                 poll_s=POLL_S,

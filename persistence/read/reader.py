@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -68,8 +69,8 @@ class ReadEngine:
             return take(await conn.execute(query))  # type: ignore[call-overload]
 
     async def close(self) -> None:
-        """Withdraw the reads waiting for a thread (they raise TimeoutError), wait for the running
-        ones to end, and close the twin's connections; reads from here on run on `engine`, which
+        """Withdraw the reads no thread has taken yet (they raise TimeoutError), wait for the
+        others to end, and close the twin's connections; reads from here on run on `engine`, which
         this does not dispose (its maker does)."""
         threads, self._threads = self._threads, None
         if threads is not None:
@@ -92,30 +93,34 @@ class _Threads:
         self._executor = ThreadPoolExecutor(size, "ordersaga-reader")
         # Reads handed to the executor whose end the event loop has not seen yet.
         self._running = 0
+        self._closing = False
 
     async def read(self, query: object, take: Callable[[Result[Any]], T]) -> T:
         loop = asyncio.get_running_loop()
-        running = self._executor.submit(self._read, query, take)
+        read = self._executor.submit(self._read, query, take)
         self._running += 1
         # Withdrawn if no thread takes it in time. It waits in the executor's queue rather than for
-        # a semaphore, which would cost a read that waits a wake-up of its own on the event loop;
-        # with a thread free it is taken at once, and no timer is set.
-        withdrawal = loop.call_later(self._timeout, running.cancel) if self._running > self._size else None
+        # a semaphore, which would cost a read that waits a wake-up of its own on the event loop.
+        # No timer while a thread is free, as the event loop counts them: a read whose thread has
+        # just ended counts until the loop sees it end, so with a time-out near 0 a read can be
+        # withdrawn as a thread frees up (the async pool, so set, refuses more).
+        withdrawal = loop.call_later(self._timeout, read.cancel) if self._running > self._size else None
         try:
-            return await asyncio.wrap_future(running)
+            return await asyncio.wrap_future(read)
         except asyncio.CancelledError:
-            if running.cancelled() and not _being_cancelled():
+            if read.cancelled() and not _being_cancelled():
+                why = "the read engine closed" if self._closing else f"they stayed busy {self._timeout:.2f} s"
                 raise sa_errors.TimeoutError(
-                    f"no read connection of {self._size} was free within {self._timeout:.2f} s"
+                    f"no thread of the {self._size} for reads took the read: {why}"
                 ) from None
             raise  # its caller stopped waiting
         finally:
             if withdrawal is not None:
                 withdrawal.cancel()
-            if running.done():
+            if read.done():
                 self._running -= 1
             else:  # its caller stopped waiting: its thread is busy until the read ends
-                running.add_done_callback(lambda _: _on_loop(loop, self._ended))
+                read.add_done_callback(lambda _: _on_loop(loop, self._ended))
 
     def _ended(self) -> None:
         self._running -= 1
@@ -125,8 +130,11 @@ class _Threads:
             return take(conn.execution_options(**_ALONE).execute(query))  # type: ignore[call-overload]
 
     async def close(self) -> None:
+        """Withdraw the reads no thread has taken yet, wait for the others to end (off the event
+        loop) and close the connections."""
+        self._closing = True
         self._executor.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self._executor.shutdown)  # the running reads, off the event loop
+        await asyncio.to_thread(self._executor.shutdown)
         self.engine.dispose()
 
 
@@ -136,8 +144,9 @@ def _is_file(url: URL) -> bool:
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
-    """Run `callback` on `loop` from another thread, unless the loop has closed meanwhile."""
-    if not loop.is_closed():
+    """Run `callback` on `loop` from another thread, unless the loop has closed meanwhile (its
+    reads are then over)."""
+    with contextlib.suppress(RuntimeError):  # closed
         loop.call_soon_threadsafe(callback)
 
 

@@ -38,22 +38,23 @@ class Live:
 
     @contextlib.asynccontextmanager
     async def read_pool_used_up(self) -> AsyncIterator[None]:
-        """Every read connection busy, as under load: the async engine's, which readers of several
-        statements use, and on SQLite every thread of the read engine, which a statement read alone
-        takes (persistence/read/reader.py), each with a read that waits for the test."""
+        """The read pool busy, as under load, for a service whose pool holds one connection
+        (`read_pool_size=1`): the async engine's connection, which readers of several statements
+        use, taken, and on SQLite every thread of the read engine, which a statement read alone
+        takes (persistence/read/reader.py), busy with a read that waits for the test."""
         reads = self.svc.read_engine
         async with reads.engine.connect():
             if reads.blocking is None:
                 yield
                 return
             held = HeldReads(reads)
+            running: list[asyncio.Task[int]] = []
             try:
-                threads = reads.blocking.pool.size()  # type: ignore[attr-defined]
-                running = await held.running(*range(threads))
+                running = await held.running(*range(reads.blocking.pool.size()))  # type: ignore[attr-defined]
                 yield
             finally:
                 held.close()
-            await asyncio.gather(*running)
+                await asyncio.gather(*running)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, text
@@ -17,6 +18,7 @@ from persistence.database import ONE_STATEMENT, make_engine
 from persistence.read.catalog import CatalogReads
 from persistence.read.reader import ReadEngine
 from persistence.tables import products
+from tests.integration.support import start_service
 
 
 @pytest.fixture
@@ -87,3 +89,30 @@ async def test_a_writer_begins_its_transaction_whatever_the_option(database_url:
         await engine.dispose()
     began = ["BEGIN"] if database_url.startswith("sqlite") else []  # BEGIN IMMEDIATE
     assert statements == [*began, "SELECT"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_the_service_reads_postgresql_in_one_round_trip_a_statement(database_url: str) -> None:
+    """No BEGIN before a read and no ROLLBACK after it, as asyncpg logs what it sends outside a
+    prepared statement: a read that began a transaction, on the same connections, logs both."""
+    svc = await start_service(database_url)
+    try:
+        engine = svc.read_engine.engine
+        sent: list[str] = []
+
+        def log(query: Any) -> None:
+            sent.append(query.query.split()[0].rstrip(";").upper())
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def logged(_dbapi_connection: Any, record: Any) -> None:
+            record.driver_connection.add_query_logger(log)
+
+        await engine.dispose()  # the connections made from here on are logged
+        assert await svc.catalog.known_skus(["NO-SUCH"]) == set()
+        assert await svc.read.saga("no-such-saga") is None
+        assert sent == []
+        async with engine.execution_options(isolation_level="READ COMMITTED").connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert sent == ["BEGIN", "ROLLBACK"]
+    finally:
+        await svc.stop()

@@ -72,7 +72,7 @@ async def test_a_batch_that_failed_part_way_stores_what_was_settled_and_goes_on_
         "test:relay",
         sink,
         relays=Relays(EngineWriter(engine)),
-        reader=ReadEngine(engine),
+        reads=ReadEngine(engine),
         hub=TransitionHub(),
         batch=10,
         poll_s=0.05,
