@@ -291,9 +291,12 @@ class InventoryMutations:
         condition = DomainStorageCondition(input.storage_condition)
         problems = check_text(input.sku, "sku", MAX_CODE) + check_text(input.name, "name", MAX_TEXT)
         if not problems:
-            problems = await service(info).write(
+            svc = service(info)
+            problems = await svc.write(
                 lambda conn: catalog.register_product(conn, input.sku, input.name, condition)
             )
+            if all(problem.code is ProblemCode.DUPLICATE_PRODUCT for problem in problems):
+                svc.catalog.learn_sku(input.sku)  # registered, now or before
         if problems:
             return RegisterProductPayload(user_errors=user_errors(problems))
         return RegisterProductPayload(

@@ -62,6 +62,11 @@ class CatalogReads(Reader):
         query = query if skus is None else query.where(products.c.sku.in_(skus))
         return await self._typed_all(query, ProductRow)
 
+    def learn_sku(self, sku: str) -> None:
+        """`sku` is a product's: this process registered it (or found it registered), so its first
+        order needs no lookup."""
+        self._known_skus.add(sku)
+
     async def known_skus(self, skus: Sequence[str]) -> set[str]:
         # Products are never removed, so a SKU once seen stays known (in every process); only the
         # ones not seen yet are looked up.

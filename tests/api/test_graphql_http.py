@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from graphql import (
@@ -19,6 +20,7 @@ from graphql import (
 from api.service import Service
 from api.settings import Settings
 from domain.model.saga import Participant, SagaPolicy
+from tests.api.live import Live, reads_sent
 from tests.api.server import PLACE, GraphQLClient, graphql_client, place, stock
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema.graphql"
@@ -246,3 +248,20 @@ async def test_an_await_beyond_the_limit_is_refused(gql: GraphQLClient) -> None:
     refused = await place(gql, 1, awaitOutcomeMs=30_001)
     assert refused["order"] is None
     assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [("OUT_OF_RANGE", "awaitOutcomeMs")]  # type: ignore[union-attr]
+
+
+async def test_a_product_registered_through_this_process_is_ordered_without_a_catalog_lookup(
+    live: Live,
+) -> None:
+    looked_up: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM products" in statement:
+            looked_up.append(statement)
+
+    with reads_sent(live.svc, record):
+        await live.place(1)  # TEA: the live service registered it
+        assert looked_up == []
+        unknown = {"customerId": "c", "lines": [{"sku": "NOPE", "quantity": 1}]}
+        assert (await live.gql(PLACE, input=unknown))["placeOrder"]["userErrors"][0]["code"] == "UNKNOWN_SKU"
+    assert len(looked_up) == 1  # a SKU never seen is looked up
