@@ -101,9 +101,12 @@ class Service:
         )
         if not sqlite:
             # Each statement its own transaction: no BEGIN and ROLLBACK around a read, one round trip
-            # rather than three (docs/performance.md, lever 32). As consistent as READ COMMITTED's
-            # transactions, in which every statement takes a snapshot of its own; the service's reads
-            # take no locks that should outlive their statement, and write nothing.
+            # rather than three (docs/performance.md, lever 32). As consistent as a transaction at
+            # PostgreSQL's default READ COMMITTED, in which every statement takes a snapshot of its
+            # own (a server set to a stricter default would have given the readers of several
+            # statements, the analytics and the webhooks' due deliveries, one snapshot, which
+            # neither needs); the service's reads write nothing and take no lock that should
+            # outlive their statement.
             options["isolation_level"] = "AUTOCOMMIT"
         # A read waits as long for a connection as for a table lock (on PostgreSQL), then is answered
         # SERVICE_UNAVAILABLE: neither a busy pool nor an operator's LOCK TABLE holds a request long.

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from domain.model.problems import MAX_COUNT, Problem, ProblemCode
 from domain.model.values import MovementKind, StorageCondition
-from persistence.connection import Db
+from persistence.connection import Db, upsert
 from persistence.tables import products, sections, stock, warehouses
 from persistence.write import movements
 from persistence.write.movements import movement
@@ -54,9 +66,8 @@ async def register_warehouse(
     new_sections: list[tuple[str, StorageCondition]],
     service_url: str | None = None,
 ) -> list[Problem]:
-    if (await conn.execute(select(warehouses.c.code).where(warehouses.c.code == code))).first():
+    if not await _inserted(conn, warehouses, code=code, name=name, service_url=service_url):
         return [Problem(ProblemCode.DUPLICATE_WAREHOUSE, "code", f"warehouse {code} already exists")]
-    await conn.execute(insert(warehouses).values(code=code, name=name, service_url=service_url))
     if new_sections:
         await conn.execute(
             insert(sections),
@@ -80,10 +91,17 @@ async def update_warehouse(conn: Db, code: str, changes: dict[str, str | None]) 
 
 
 async def register_product(conn: Db, sku: str, name: str, condition: StorageCondition) -> list[Problem]:
-    if (await conn.execute(select(products.c.sku).where(products.c.sku == sku))).first():
+    if not await _inserted(conn, products, sku=sku, name=name, storage_condition=condition.value):
         return [Problem(ProblemCode.DUPLICATE_PRODUCT, "sku", f"product {sku} already exists")]
-    await conn.execute(insert(products).values(sku=sku, name=name, storage_condition=condition.value))
     return []
+
+
+async def _inserted(conn: Db, table: Table, **row: object) -> bool:
+    """Insert `row` unless `table` has one with its key already; whether it did. One statement, so
+    that of two registrations of one key at once (on PostgreSQL) the second waits for the first and
+    finds its row, rather than failing on the key as a check, then an insert, would."""
+    inserted = await conn.execute(upsert(conn, table).values(**row).on_conflict_do_nothing())
+    return inserted.rowcount == 1
 
 
 async def receive_stock(

@@ -195,6 +195,35 @@ async def test_stock_mutations_refuse_bad_input_and_change_nothing(gql: GraphQLC
     assert levels == [{"onHand": 5}]
 
 
+# A registration by its key, and the code that refuses a key registered already.
+REGISTER = {
+    "registerProduct": (
+        """mutation ($key: String!) {
+        registerProduct(input: {sku: $key, name: "N", storageCondition: AMBIENT}) {
+          userErrors { code } } }""",
+        "DUPLICATE_PRODUCT",
+    ),
+    "registerWarehouse": (
+        """mutation ($key: String!) {
+        registerWarehouse(input: {code: $key, name: "N", sections: []}) { userErrors { code } } }""",
+        "DUPLICATE_WAREHOUSE",
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(REGISTER))
+async def test_a_key_registered_twice_at_once_is_made_once_and_the_other_is_told_it_exists(
+    gql: GraphQLClient, mutation: str
+) -> None:
+    # On PostgreSQL the two commit lanes write them at once: both once found no row, and the second
+    # insert failed on the key, answered INTERNAL_SERVER_ERROR.
+    document, duplicate = REGISTER[mutation]
+    for n in range(5):
+        answers = await asyncio.gather(*(gql(document, key=f"NEW-{n}") for _ in range(2)))
+        codes = sorted(tuple(e["code"] for e in answer[mutation]["userErrors"]) for answer in answers)
+        assert codes == [(), (duplicate,)]
+
+
 async def test_the_exported_schema_file_is_the_served_schema(gql: GraphQLClient) -> None:
     introspection = await gql(get_introspection_query(descriptions=True))
     served = print_schema(lexicographic_sort_schema(build_client_schema(introspection)))  # type: ignore[arg-type]
