@@ -30,7 +30,7 @@ class ReadEngine:
     engine (`blocking`, sqlite3) runs it whole. Through the async driver (aiosqlite) each of its
     calls is a hand-off to the connection's own thread and back: five for one statement (a cursor,
     the statement, the fetch, the cursor's close, the rollback as the connection goes back to its
-    pool), about a third of a simple query's CPU (docs/performance.md, lever 31). The twin is
+    pool), about two fifths of a simple query's CPU (docs/performance.md, lever 31). The twin is
     bounded as the async pool is: as many threads, each with a connection, as that pool's size
     (its overflow is not counted); a read that finds every thread busy and that none takes within
     that pool's time-out is withdrawn, never run, and raises sqlalchemy.exc.TimeoutError as the pool
