@@ -1,12 +1,12 @@
 """What the integration tests share: a fast saga policy, a started service, a small catalog, waiting
-for a saga to reach a status, the journal's events as the relays read them, and the statements
-SQLAlchemy executes."""
+for a saga to reach a status, a read engine, the journal's events as the relays read them, and the
+statements SQLAlchemy executes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -56,15 +56,23 @@ async def wait_for_status(svc: Service, saga_id: str, *statuses: SagaStatus, sec
     raise AssertionError(f"saga {saga_id} did not reach {wanted}; it is {row.status if row else None}")
 
 
-async def logged_events(database_url: str) -> list[LoggedEvent]:
-    """Every journal event, in position order, as the relays read it."""
-    engine = make_engine(database_url, writer=False)
+@contextlib.asynccontextmanager
+async def read_engine(database_url: str, **options: Any) -> AsyncIterator[ReadEngine]:
+    """A read engine on a reader engine of `database_url` (`options` for `make_engine`: a pool's
+    size and time-out, say), closed, and its engine disposed, afterwards."""
+    engine = make_engine(database_url, writer=False, **options)
     reads = ReadEngine(engine)
     try:
-        return await events_after(reads, 0, 1_000_000)
+        yield reads
     finally:
         await reads.close()
         await engine.dispose()
+
+
+async def logged_events(database_url: str) -> list[LoggedEvent]:
+    """Every journal event, in position order, as the relays read it."""
+    async with read_engine(database_url) as reads:
+        return await events_after(reads, 0, 1_000_000)
 
 
 @contextlib.contextmanager

@@ -12,22 +12,17 @@ import pytest
 from sqlalchemy import Result, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.database import make_engine
 from persistence.read.reader import ReadEngine
 from tests.held_reads import HeldReads
+from tests.integration.support import read_engine
 
 TIMEOUT_S = 0.2
 
 
 @pytest.fixture
 async def reads(sqlite_url: str) -> AsyncIterator[ReadEngine]:
-    engine = make_engine(sqlite_url, writer=False, pool_size=1, pool_timeout=TIMEOUT_S)
-    reads = ReadEngine(engine)
-    try:
+    async with read_engine(sqlite_url, pool_size=1, pool_timeout=TIMEOUT_S) as reads:
         yield reads
-    finally:
-        await reads.close()
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -102,25 +97,16 @@ async def test_a_database_in_memory_is_read_on_the_async_engine() -> None:
 
 async def test_a_read_that_finds_a_thread_free_is_taken_whatever_the_time_out(sqlite_url: str) -> None:
     # The async pool, with a time-out of 0, hands out a free connection at once.
-    engine = make_engine(sqlite_url, writer=False, pool_size=1, pool_timeout=0)
-    reads = ReadEngine(engine)
-    try:
+    async with read_engine(sqlite_url, pool_size=1, pool_timeout=0) as reads:
         assert reads.blocking is not None
         for n in range(50):
             assert await reads.read(text(f"SELECT {n}"), Result.scalar_one) == n
-    finally:
-        await reads.close()
-        await engine.dispose()
 
 
 async def test_a_pool_of_no_fixed_size_is_read_on_the_async_engine(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url, writer=False, pool_size=0)  # as many connections as asked for
-    try:
-        reads = ReadEngine(engine)
+    async with read_engine(sqlite_url, pool_size=0) as reads:  # as many connections as asked for
         assert reads.blocking is None
         assert await reads.read(text("SELECT 1"), Result.scalar_one) == 1
-    finally:
-        await engine.dispose()
 
 
 async def test_closing_withdraws_the_waiting_reads_lets_the_running_one_end_and_reads_on_after(

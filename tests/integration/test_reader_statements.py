@@ -18,18 +18,13 @@ from persistence.database import ONE_STATEMENT, make_engine
 from persistence.read.catalog import CatalogReads
 from persistence.read.reader import ReadEngine
 from persistence.tables import products
-from tests.integration.support import start_service
+from tests.integration.support import read_engine, start_service
 
 
 @pytest.fixture
 async def reads(database_url: str) -> AsyncIterator[ReadEngine]:
-    engine = make_engine(database_url, writer=False)
-    reads = ReadEngine(engine)
-    try:
+    async with read_engine(database_url) as reads:
         yield reads
-    finally:
-        await reads.close()
-        await engine.dispose()
 
 
 @pytest.fixture
